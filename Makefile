@@ -1,0 +1,36 @@
+# Two entry points for a fresh machine:  `make demo`  and  `make test`.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit services clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## demo: install, then run the Rubin-like example DAG on the embedded default (SQLite + local executor)
+demo: $(STAMP)
+	$(PY) examples/rubin_dag/generate.py --visits 40 --detectors 20
+	$(VENV)/bin/orchid run examples/rubin_dag/workflow.yaml --db .orchid/demo.db
+
+## test: lint, type-check, then every test on SQLite and on the machine's PostgreSQL
+test: $(STAMP) services lint typecheck
+	$(VENV)/bin/pytest -n 2 --dist loadgroup
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests examples bench
+	$(VENV)/bin/ruff format --check src tests examples bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+## services: start PostgreSQL if it is not running (tests create and drop their own database)
+services:
+	@bash .ci/services.sh
+
+clean:
+	rm -rf $(VENV) .orchid .mypy_cache .ruff_cache .pytest_cache

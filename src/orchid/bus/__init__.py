@@ -1,0 +1,1 @@
+"""Event buses wake agents; correctness never depends on them (agents also poll)."""

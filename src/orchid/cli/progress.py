@@ -1,0 +1,100 @@
+"""Live progress of a workflow: one bar per work, counts by status, refreshed from the store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from orchid.core.model import Work, Workflow
+from orchid.core.states import TERMINAL_WORKFLOW, JobStatus
+from orchid.store import workflows, works
+from orchid.store.db import Database
+
+COLOURS = {
+    "pending": "white", "waiting": "white", "ready": "cyan", "submitted": "cyan",
+    "running": "blue", "suspended": "yellow", "succeeded": "green", "failed": "red",
+    "partial": "yellow", "cancelled": "magenta", "skipped": "bright_black",
+}
+SYMBOLS = [
+    (JobStatus.SUCCEEDED, "✓", "green"), (JobStatus.FAILED, "✗", "red"),
+    (JobStatus.RUNNING, "▶", "blue"), (JobStatus.SUBMITTED, "▷", "cyan"),
+    (JobStatus.READY, "●", "cyan"), (JobStatus.WAITING, "…", "white"),
+    (JobStatus.SKIPPED, "↷", "bright_black"), (JobStatus.CANCELLED, "⊘", "magenta"),
+]
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=COLOURS.get(status, "white"))
+
+
+def counts_text(work: Work) -> Text:
+    out = Text()
+    for status, symbol, style in SYMBOLS:
+        n = work.counts.get(status, 0)
+        if n:
+            out.append(f"{symbol}{n:,} ", style=style)
+    return out
+
+
+def render(wf: Workflow, ws: list[Work], now: float) -> Group:
+    elapsed = (wf.finished_at or now) - wf.created_at
+    head = Text.assemble(
+        (f"workflow {wf.id} ", "bold"), (wf.name, "bold cyan"), "  ", status_text(wf.status),
+        f"  {elapsed:,.1f}s",
+    )
+    table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
+    for col in ("work", "status", "progress", "done", "jobs"):
+        table.add_column(col)
+    total = done = 0
+    for w in ws:
+        n = sum(w.counts.values())
+        finished = sum(w.counts.get(s, 0) for s in (JobStatus.SUCCEEDED, JobStatus.FAILED,
+                                                    JobStatus.SKIPPED, JobStatus.CANCELLED))
+        total, done = total + n, done + finished
+        name = w.name if w.iteration == 0 and not _looped(ws, w.name) else f"{w.name} #{w.iteration}"
+        bar = ProgressBar(total=max(n, 1), completed=finished if n else 0, width=30,
+                          complete_style=COLOURS.get(w.status, "blue"))
+        table.add_row(name, status_text(w.status), bar, f"{finished:,}/{n:,}", counts_text(w))
+    parts: list[Text | Table] = [head, table]
+    parts.append(Text(f"jobs {done:,}/{total:,} finished", style="dim"))
+    if wf.message:
+        parts.append(Text(wf.message, style=COLOURS.get(wf.status, "white")))
+    return Group(*parts)
+
+
+def _looped(ws: list[Work], name: str) -> bool:
+    return sum(1 for w in ws if w.name == name) > 1
+
+
+def snapshot(db: Database, workflow_id: int) -> tuple[Workflow, list[Work]]:
+    with db.engine.connect() as conn:
+        return workflows.get(conn, workflow_id), works.list_for(conn, workflow_id)
+
+
+def follow(
+    db: Database,
+    workflow_id: int,
+    console: Console,
+    *,
+    finished: Callable[[], bool] | None = None,
+    interval: float = 0.3,
+) -> Workflow:
+    """Redraw until the workflow ends (or ``finished()``); return its final state."""
+    wf, ws = snapshot(db, workflow_id)
+    with Live(render(wf, ws, time.time()), console=console, refresh_per_second=8,
+              transient=False) as live:
+        while wf.status not in TERMINAL_WORKFLOW and not (finished and finished()):
+            time.sleep(interval)
+            wf, ws = snapshot(db, workflow_id)
+            live.update(render(wf, ws, time.time()))
+        wf, ws = snapshot(db, workflow_id)
+        live.update(render(wf, ws, time.time()))
+    if not console.is_terminal:
+        console.print()
+    return wf

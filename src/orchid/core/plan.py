@@ -1,0 +1,338 @@
+"""The clerk's decisions: which works start, which are skipped, how loops go on, when a
+workflow ends. Pure: it reads a snapshot of the run state and returns what to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from orchid.core import expr
+from orchid.core.states import TERMINAL_WORK, JobStatus, WorkflowStatus, WorkStatus
+from orchid.core.template import LoopSpec, Template, WorkSpec
+from orchid.core.validate import Analysis
+from orchid.errors import ExpressionError
+
+LoopStatus = Literal["waiting", "running", "succeeded", "failed", "skipped", "cancelled"]
+FAILED_WORK = frozenset({WorkStatus.FAILED, WorkStatus.PARTIAL})
+SUCCESS = "succeeded"
+UNFINISHED = frozenset({"waiting", "ready", "running"})
+
+
+@dataclass(frozen=True)
+class LoopState:
+    status: LoopStatus = "waiting"
+    iteration: int = 0
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "iteration": self.iteration,
+            "vars": dict(self.vars),
+            "message": self.message,
+        }
+
+    @staticmethod
+    def from_json(d: Mapping[str, Any]) -> LoopState:
+        return LoopState(d["status"], d["iteration"], d.get("vars", {}), d.get("message", ""))
+
+
+@dataclass(frozen=True)
+class WorkState:
+    """One work row as the clerk sees it. ``results`` only for works some expression reads."""
+
+    id: int
+    name: str
+    iteration: int
+    status: WorkStatus
+    counts: Mapping[JobStatus, int] = field(default_factory=dict)
+    results: Sequence[Any] | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RunState:
+    workflow_id: int
+    name: str
+    status: WorkflowStatus
+    params: Mapping[str, Any]
+    loops: Mapping[str, LoopState]
+    works: Sequence[WorkState]
+
+    def latest(self) -> dict[str, WorkState]:
+        out: dict[str, WorkState] = {}
+        for w in self.works:
+            if w.name not in out or w.iteration > out[w.name].iteration:
+                out[w.name] = w
+        return out
+
+
+@dataclass(frozen=True)
+class Start:
+    work_id: int
+    inputs: Mapping[str, Any]  # {"parameters": {...}, "map": {...} | None}
+
+
+@dataclass(frozen=True)
+class Stop:
+    work_id: int
+    status: WorkStatus  # SKIPPED or FAILED
+    cause: Literal["condition", "upstream", "error"]
+    message: str
+
+
+@dataclass
+class Decision:
+    """What to write. Empty when nothing changes; the clerk applies and asks again."""
+
+    workflow_status: WorkflowStatus | None = None
+    message: str = ""
+    start: list[Start] = field(default_factory=list)
+    stop: list[Stop] = field(default_factory=list)
+    create: list[tuple[str, int]] = field(default_factory=list)  # (work name, iteration)
+    loops: dict[str, LoopState] = field(default_factory=dict)  # changed loop states
+
+    def __bool__(self) -> bool:
+        return bool(self.workflow_status or self.start or self.stop or self.create or self.loops)
+
+
+def initial_works(t: Template) -> list[tuple[str, int]]:
+    """The work rows a new workflow starts with: every work, loop works at iteration 0."""
+    return [(w.name, 0) for w in t.works]
+
+
+def work_view(w: WorkState | None) -> dict[str, Any]:
+    """A work as expressions see it: ``works.X.status``, ``.outputs``, ``.results``, ``.counts``."""
+    if w is None:
+        return {"status": "waiting", "outputs": None, "results": [], "counts": {}, "iteration": 0}
+    results = list(w.results or [])
+    total = sum(w.counts.values())
+    return {
+        "status": str(w.status),
+        "outputs": results[0] if total == 1 and results else (results if total > 1 else None),
+        "results": results,
+        "counts": {str(k): v for k, v in w.counts.items()},
+        "iteration": w.iteration,
+    }
+
+
+class Planner:
+    """Decides the next step of one workflow. One instance per template, reused."""
+
+    def __init__(self, template: Template, analysis: Analysis) -> None:
+        self.t = template
+        self.a = analysis
+        self.specs = {w.name: w for w in template.works}
+        self.loop_of = {n: lp for lp in template.loops for n in lp.works}
+
+    # --- context -------------------------------------------------------------------------
+
+    def context(self, state: RunState, loop: LoopSpec | None = None) -> dict[str, Any]:
+        latest = state.latest()
+        ctx: dict[str, Any] = {
+            "params": dict(state.params),
+            "workflow": {"id": state.workflow_id, "name": state.name},
+            "works": {name: work_view(latest.get(name)) for name in self.specs},
+            "loops": {
+                n: {"status": s.status, "iteration": s.iteration, "vars": dict(s.vars)}
+                for n, s in state.loops.items()
+            },
+        }
+        if loop is not None:
+            ls = state.loops.get(loop.name, LoopState())
+            ctx["loop"] = {"name": loop.name, "iteration": ls.iteration, "vars": dict(ls.vars)}
+        return ctx
+
+    # --- the decision ----------------------------------------------------------------------
+
+    def decide(self, state: RunState) -> Decision:
+        d = Decision()
+        if state.status == WorkflowStatus.PENDING:
+            d.workflow_status = WorkflowStatus.RUNNING
+        if state.status not in (WorkflowStatus.PENDING, WorkflowStatus.RUNNING):
+            return d
+        latest = state.latest()
+        failing = self._failing(state, latest)
+        for lp in self.t.loops:
+            self._step_loop(lp, state, latest, failing, d)
+        if d.loops or d.create:
+            return d  # loop changes first; the next round sees them
+        for name in self.a.order:
+            w = latest.get(name)
+            if w is not None and w.status == WorkStatus.WAITING:
+                self._step_work(self.specs[name], w, state, latest, failing, d)
+        if not d.start and not d.stop:
+            self._finish(state, latest, failing, d)
+        return d
+
+    def _failing(self, state: RunState, latest: Mapping[str, WorkState]) -> str:
+        """Why the workflow must fail (and start nothing new), or '' if it need not."""
+        for name in self.a.order:
+            w = latest.get(name)
+            if w is None:
+                continue
+            spec = self.specs[name]
+            if w.status in FAILED_WORK and spec.on_failure == "fail":
+                return f"work '{name}' {w.status}" + (f": {w.message}" if w.message else "")
+            if w.status == WorkStatus.FAILED and w.message.startswith("otherwise"):
+                return f"work '{name}': {w.message}"
+        for n, ls in state.loops.items():
+            if ls.status == "failed":
+                return f"loop '{n}' failed: {ls.message}"
+        return ""
+
+    def _dep_status(self, dep: str, state: RunState, latest: Mapping[str, WorkState]) -> str:
+        ls = state.loops.get(dep)
+        if dep in self.a.loops:
+            return ls.status if ls else "waiting"
+        w = latest.get(dep)
+        return str(w.status) if w else "waiting"
+
+    def _step_work(
+        self,
+        spec: WorkSpec,
+        w: WorkState,
+        state: RunState,
+        latest: Mapping[str, WorkState],
+        failing: str,
+        d: Decision,
+    ) -> None:
+        loop = self.loop_of.get(spec.name)
+        if loop is not None:
+            ls = state.loops.get(loop.name, LoopState())
+            if ls.status != "running" or w.iteration != ls.iteration:
+                return  # the loop decides when (and whether) its works run
+        if failing:
+            d.stop.append(Stop(w.id, WorkStatus.SKIPPED, "upstream", f"not started: {failing}"))
+            return
+        deps = {dep: self._dep_status(dep, state, latest) for dep in spec.after}
+        if any(s in UNFINISHED for s in deps.values()):
+            return
+        ok, why = _trigger_holds(spec.trigger, deps)
+        cause: Literal["condition", "upstream"] = "upstream"
+        ctx = self.context(state, loop)
+        if ok and spec.when is not None:
+            try:
+                ok = bool(expr.evaluate(spec.when, ctx))
+            except ExpressionError as exc:
+                d.stop.append(Stop(w.id, WorkStatus.FAILED, "error", f"condition failed: {exc}"))
+                return
+            why, cause = f"condition `{spec.when}` is false", "condition"
+        if not ok:
+            if spec.otherwise == "fail":
+                d.stop.append(Stop(w.id, WorkStatus.FAILED, cause, f"otherwise fail: {why}"))
+            else:
+                d.stop.append(Stop(w.id, WorkStatus.SKIPPED, cause, why))
+            return
+        try:
+            inputs = {
+                "parameters": expr.interpolate(dict(spec.parameters), ctx),
+                "map": expr.interpolate(spec.map.model_dump(exclude_none=True), ctx)
+                if spec.map
+                else None,
+            }
+        except ExpressionError as exc:
+            d.stop.append(Stop(w.id, WorkStatus.FAILED, "error", f"cannot bind parameters: {exc}"))
+            return
+        d.start.append(Start(w.id, inputs))
+
+    def _step_loop(
+        self,
+        lp: LoopSpec,
+        state: RunState,
+        latest: Mapping[str, WorkState],
+        failing: str,
+        d: Decision,
+    ) -> None:
+        ls = state.loops.get(lp.name, LoopState())
+        if ls.status == "waiting":
+            if failing:
+                d.loops[lp.name] = LoopState("skipped", 0, ls.vars, f"not started: {failing}")
+                return
+            deps = {
+                dep: self._dep_status(dep, state, latest) for dep in self.a.needs.get(lp.name, ())
+            }
+            if any(s in UNFINISHED for s in deps.values()):
+                return
+            ok, why = _trigger_holds("all_success", deps)
+            if not ok:
+                d.loops[lp.name] = LoopState("skipped", 0, ls.vars, why)
+                return
+            try:
+                first = expr.interpolate(dict(lp.variables), self.context(state))
+            except ExpressionError as exc:
+                d.loops[lp.name] = LoopState("failed", 0, {}, f"cannot bind variables: {exc}")
+                return
+            d.loops[lp.name] = LoopState("running", 0, first)
+            return
+        if ls.status != "running":
+            return
+        mine = [latest.get(n) for n in lp.works]
+        if any(w is None or w.iteration != ls.iteration for w in mine):
+            return  # this iteration's works are being created
+        if not all(w is not None and w.status in TERMINAL_WORK for w in mine):
+            return
+        ctx = self.context(state, lp)
+        if failing:
+            d.loops[lp.name] = LoopState("failed", ls.iteration, ls.vars, failing)
+            return
+        try:
+            done = bool(expr.evaluate(lp.until, ctx))
+            if done:
+                d.loops[lp.name] = LoopState(
+                    SUCCESS,
+                    ls.iteration,
+                    ls.vars,
+                    f"`{lp.until}` held after {ls.iteration + 1} iterations",
+                )
+                return
+            if ls.iteration + 1 >= lp.max_iterations:
+                status: LoopStatus = "succeeded" if lp.on_max_iterations == "succeed" else "failed"
+                msg = f"reached max_iterations={lp.max_iterations} without `{lp.until}`"
+                d.loops[lp.name] = LoopState(status, ls.iteration, ls.vars, msg)
+                return
+            new_vars = dict(ls.vars)
+            for var, text in lp.next.items():
+                new_vars[var] = expr.evaluate(text, ctx)
+        except ExpressionError as exc:
+            d.loops[lp.name] = LoopState("failed", ls.iteration, ls.vars, str(exc))
+            return
+        d.loops[lp.name] = LoopState("running", ls.iteration + 1, new_vars)
+        d.create.extend((n, ls.iteration + 1) for n in lp.works)
+
+    def _finish(
+        self, state: RunState, latest: Mapping[str, WorkState], failing: str, d: Decision
+    ) -> None:
+        if any(w.status not in TERMINAL_WORK for w in latest.values()):
+            return
+        if any(ls.status in ("waiting", "running") for ls in state.loops.values()):
+            return
+        if len(state.loops) < len(self.t.loops):
+            return
+        if failing:
+            d.workflow_status, d.message = WorkflowStatus.FAILED, failing
+        elif any(w.status in FAILED_WORK for w in latest.values()):
+            bad = sorted(n for n, w in latest.items() if w.status in FAILED_WORK)
+            d.workflow_status = WorkflowStatus.PARTIAL
+            d.message = f"works {', '.join(bad)} failed (on_failure: continue)"
+        else:
+            d.workflow_status, d.message = WorkflowStatus.SUCCEEDED, ""
+
+
+def _trigger_holds(trigger: str, deps: Mapping[str, str]) -> tuple[bool, str]:
+    """Whether the end states of the `after` works let a work run, and why not."""
+    if not deps:
+        return True, ""
+    good = [n for n, s in deps.items() if s == SUCCESS]
+    bad = [n for n, s in deps.items() if s in ("failed", "partial")]
+    not_ok = [f"{n} {s}" for n, s in deps.items() if s != SUCCESS]
+    if trigger == "all_success":
+        return not not_ok, f"needs all of {list(deps)} to succeed: {', '.join(not_ok)}"
+    if trigger == "one_success":
+        return bool(good), f"needs one of {list(deps)} to succeed; none did"
+    if trigger == "one_failed":
+        return bool(bad), f"needs one of {list(deps)} to fail; none did"
+    return True, ""  # all_done

@@ -1,0 +1,251 @@
+"""The declarative workflow template: its structure, its JSON Schema, and how to load one.
+
+A template is YAML or JSON. Its structure is checked here (types, required and
+unknown fields); what depends on several parts at once (references, cycles,
+loops, job-level parents) is checked in :mod:`orchid.core.validate`. Both report
+every problem with the path of the offending field, through
+:class:`~orchid.errors.TemplateError`.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from orchid.errors import TemplateError
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN, description="letters, digits, _ and -")]
+JSONValue = Any
+
+Trigger = Literal["all_success", "all_done", "one_success", "one_failed"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(_Model):
+    """What each job of the work asks of the machine."""
+
+    cores: int = Field(1, ge=1)
+    memory_mb: int | None = Field(None, ge=1)
+    gpus: int = Field(0, ge=0)
+    walltime: float | None = Field(None, gt=0, description="seconds before the job is killed")
+    queue: str | None = None
+
+
+class MapSpec(_Model):
+    """How one work becomes many jobs: exactly one of ``items``, ``product`` or ``zip``.
+
+    Lists may be literal or a ``${...}`` binding that yields a list at run time.
+    """
+
+    items: list[dict[str, JSONValue]] | str | None = Field(
+        None, description="one job per item; each item is a dict of job arguments"
+    )
+    product: dict[str, list[JSONValue] | str] | None = Field(
+        None, description="one job per combination of the lists (a parameter sweep)"
+    )
+    zip: dict[str, list[JSONValue] | str] | None = Field(
+        None, description="one job per position; the lists must have the same length"
+    )
+
+
+class StaticJob(_Model):
+    """A job named in the template (job-level DAG). ``parents`` are ``job`` or ``work/job``."""
+
+    name: Name
+    args: dict[str, JSONValue] = Field(default_factory=dict)
+    parents: list[str] = Field(default_factory=list)
+
+
+class WorkSpec(_Model):
+    """One unit of the graph: a payload run by one job, or by many (``map``, ``jobs``)."""
+
+    name: Name
+    description: str = ""
+    command: list[str] | None = Field(
+        None, description="argv; items may hold {arg} placeholders. A string is split like a shell"
+    )
+    function: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="'package.module:function', called with the job's arguments",
+    )
+    noop: bool = Field(False, description="run nothing; each job succeeds at once")
+    parameters: dict[str, JSONValue] = Field(
+        default_factory=dict, description="arguments of every job; values may use ${...} bindings"
+    )
+    map: MapSpec | None = None
+    jobs: list[StaticJob] | Literal["from_file"] | None = Field(
+        None,
+        description="explicit jobs with explicit parents (a job-level DAG), or 'from_file' "
+        "to take them from the template's jobs_file",
+    )
+    after: list[Name] = Field(
+        default_factory=list, description="works or loops that must end before this one starts"
+    )
+    trigger: Trigger = Field(
+        "all_success", description="which end states of the `after` works let this work run"
+    )
+    when: str | None = Field(None, description="a condition; the work runs only if it holds")
+    otherwise: Literal["skip", "fail"] = Field(
+        "skip",
+        description="if trigger or condition do not hold: skip the work or fail the workflow",
+    )
+    on_failure: Literal["fail", "continue"] = Field(
+        "fail",
+        description="fail: the workflow fails and starts nothing new; continue: it goes on "
+        "and ends partial",
+    )
+    retries: int | None = Field(None, ge=0, le=100, description="extra attempts per failed job")
+    retry_delay: float | None = Field(
+        None, ge=0, description="seconds before the first retry; doubles each attempt"
+    )
+    resources: Resources = Resources()
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split_command(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return shlex.split(value)
+            except ValueError as exc:
+                raise ValueError(f"cannot split the command like a shell would: {exc}") from exc
+        return value
+
+
+class LoopSpec(_Model):
+    """Repeat a sub-graph of works until a condition holds or ``max_iterations`` is reached."""
+
+    name: Name
+    works: list[Name] = Field(min_length=1, description="the works repeated each iteration")
+    until: str = Field(description="condition checked after each iteration; true ends the loop")
+    max_iterations: int = Field(ge=1, le=10_000)
+    variables: dict[str, JSONValue] = Field(
+        default_factory=dict, description="loop variables of the first iteration (loop.vars.X)"
+    )
+    next: dict[str, str] = Field(
+        default_factory=dict,
+        description="expressions giving each variable's value for the next iteration",
+    )
+    on_max_iterations: Literal["succeed", "fail"] = Field(
+        "succeed", description="how the loop ends if `until` never held"
+    )
+    after: list[Name] = Field(default_factory=list)
+
+
+class Defaults(_Model):
+    """Values every work takes unless it says otherwise."""
+
+    retries: int = Field(0, ge=0, le=100)
+    retry_delay: float = Field(1.0, ge=0)
+
+
+class Template(_Model):
+    """A workflow: works, their dependencies, conditions, loops and parameters."""
+
+    name: Name
+    description: str = ""
+    parameters: dict[str, JSONValue] = Field(
+        default_factory=dict, description="workflow parameters and defaults (params.X)"
+    )
+    defaults: Defaults = Defaults()
+    works: list[WorkSpec] = Field(min_length=1)
+    loops: list[LoopSpec] = Field(default_factory=list)
+    jobs_file: str | None = Field(
+        None,
+        description="JSON lines of static jobs: {work, name, args, parents}, for large job DAGs",
+    )
+
+    def work(self, name: str) -> WorkSpec:
+        return next(w for w in self.works if w.name == name)
+
+    def loop_of(self, work_name: str) -> LoopSpec | None:
+        return next((lp for lp in self.loops if work_name in lp.works), None)
+
+    def loops_by_name(self) -> dict[str, LoopSpec]:
+        return {lp.name: lp for lp in self.loops}
+
+    def static_works(self) -> list[WorkSpec]:
+        """Works whose jobs are listed up front (inline or in the jobs file)."""
+        return [w for w in self.works if w.jobs is not None]
+
+
+def json_schema() -> dict[str, Any]:
+    """The published JSON Schema of templates (``orchid schema``)."""
+    schema = Template.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Orchid workflow template"
+    return schema
+
+
+def _loc(loc: tuple[int | str, ...], raw: Any) -> str:
+    """``('works', 1, 'retries')`` → ``works[1](simulate).retries``: name the work, not just its index."""
+    out = ""
+    node = raw
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            try:
+                node = node[part]
+                if isinstance(node, dict) and isinstance(node.get("name"), str):
+                    out += f"({node['name']})"
+            except (IndexError, KeyError, TypeError):
+                node = None
+        else:
+            out += f".{part}" if out else part
+            node = node.get(part) if isinstance(node, dict) else None
+    return out
+
+
+def _message(err: Any) -> str:
+    kind = err["type"]
+    got = err.get("input")
+    shown = json.dumps(got, default=str)[:60] if got is not None else "nothing"
+    if kind == "missing":
+        return "is required but missing"
+    if kind == "extra_forbidden":
+        return "is not a known field (check the spelling; `orchid schema` lists the fields)"
+    if kind == "string_pattern_mismatch":
+        return f"got {shown}; {err['msg'].lower()}"
+    return f"{err['msg'][0].lower()}{err['msg'][1:]}; got {shown}"
+
+
+def parse_template(raw: Any) -> Template:
+    """Check the structure of a decoded template; raise TemplateError listing every problem."""
+    if not isinstance(raw, dict):
+        kind = type(raw).__name__
+        raise TemplateError(
+            [("", f"a template is a mapping with `name` and `works`; got a {kind}")]
+        )
+    try:
+        return Template.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(
+                p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+            )
+            # pydantic reports union members separately ("list[...]" and "str"); keep one line
+            loc = tuple(p for p in loc if p not in {"list[dict[str,any]]", "str", "list[any]"})
+            problems.append((_loc(loc, raw), _message(err)))
+        dedup = list(dict.fromkeys(problems))
+        raise TemplateError(dedup) from None
+
+
+def decode(text: str, source: str = "<template>") -> Any:
+    """Decode YAML (a superset of JSON) with a message that points at the line."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise TemplateError([(source, f"not valid YAML/JSON at {where}: {problem}")]) from None

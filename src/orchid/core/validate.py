@@ -1,0 +1,416 @@
+"""Checks that span a whole template: names, references, dependencies, loops, job DAGs.
+
+:func:`analyse` returns an :class:`Analysis` the engine uses at run time (work
+order, what each work may read), or raises :class:`TemplateError` with every
+problem found, each with the path of the field at fault.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchid.core import expr
+from orchid.core.dag import CycleError, ancestors, topological_order
+from orchid.core.template import LoopSpec, Template, WorkSpec
+from orchid.errors import ExpressionError, TemplateError
+
+ROOTS = ("params", "works", "loops", "loop", "workflow")
+WORK_FIELDS = ("status", "outputs", "results", "counts", "iteration")
+LOOP_FIELDS = ("status", "iteration", "vars")
+CURRENT_LOOP_FIELDS = ("name", "iteration", "vars")
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the engine needs to know about a valid template, computed once."""
+
+    order: tuple[str, ...]  # works in an order that respects `after` (loops expanded in place)
+    upstream: Mapping[str, frozenset[str]]  # works each work (or loop) may read, transitively
+    needs: Mapping[str, frozenset[str]]  # direct `after` of each work/loop, loops kept as names
+    job_upstream: Mapping[str, frozenset[str]]  # works whose jobs are parents of this work's jobs
+    read_outputs: frozenset[str]  # works whose outputs/results some expression reads
+    loops: Mapping[str, LoopSpec] = field(default_factory=dict)
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append((path, message))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise TemplateError(self.items)
+
+
+def _wpath(t: Template, w: WorkSpec) -> str:
+    return f"works[{t.works.index(w)}]({w.name})"
+
+
+def _lpath(t: Template, lp: LoopSpec) -> str:
+    return f"loops[{t.loops.index(lp)}]({lp.name})"
+
+
+def analyse(t: Template) -> Analysis:
+    """Validate everything that is not structure; raise TemplateError listing each problem."""
+    p = _Problems()
+    works = {w.name: w for w in t.works}
+    loops = {lp.name: lp for lp in t.loops}
+    _check_names(t, p)
+    _check_payloads(t, p)
+    loop_of = _check_loops(t, works, loops, p)
+    p.raise_if_any()
+
+    needs, inner_needs = _dependencies(t, works, loops, loop_of, p)
+    p.raise_if_any()
+    outer_nodes = [w.name for w in t.works if w.name not in loop_of] + list(loops)
+    try:
+        outer_order = topological_order(
+            outer_nodes, ((a, b) for b, ns in needs.items() for a in ns)
+        )
+    except CycleError as exc:
+        p.add("works", _cycle_message(exc))
+        p.raise_if_any()
+        raise
+    order: list[str] = []
+    for node in outer_order:
+        if node in loops:
+            inner = loops[node].works
+            edges = ((a, b) for b in inner for a in inner_needs.get(b, ()))
+            try:
+                order.extend(topological_order(inner, edges))
+            except CycleError as exc:
+                p.add(f"{_lpath(t, loops[node])}.works", _cycle_message(exc))
+        else:
+            order.append(node)
+    p.raise_if_any()
+
+    upstream = _upstream(needs, inner_needs, loops, loop_of)
+    read_outputs = _check_expressions(t, upstream, loop_of, p)
+    job_upstream = _check_static_jobs(t, loop_of, p)
+    p.raise_if_any()
+    return Analysis(
+        order=tuple(order),
+        upstream={k: frozenset(v) for k, v in upstream.items()},
+        needs={k: frozenset(v) for k, v in {**needs, **inner_needs}.items()},
+        job_upstream={k: frozenset(v) for k, v in job_upstream.items()},
+        read_outputs=frozenset(read_outputs),
+        loops=loops,
+    )
+
+
+def _cycle_message(exc: CycleError) -> str:
+    path = " -> ".join(str(n) for n in exc.cycle)
+    return (
+        f"`after` makes a cycle: {path}; a work cannot wait for itself. "
+        "To repeat works, declare a loop under `loops` instead"
+    )
+
+
+def _check_names(t: Template, p: _Problems) -> None:
+    seen: dict[str, str] = {}
+    for i, w in enumerate(t.works):
+        if w.name in seen:
+            p.add(f"works[{i}].name", f"'{w.name}' is already the name of {seen[w.name]}")
+        seen.setdefault(w.name, f"works[{i}]")
+    for i, lp in enumerate(t.loops):
+        if lp.name in seen:
+            p.add(f"loops[{i}].name", f"'{lp.name}' is already the name of {seen[lp.name]}")
+        seen.setdefault(lp.name, f"loops[{i}]")
+
+
+def _check_payloads(t: Template, p: _Problems) -> None:
+    for w in t.works:
+        path = _wpath(t, w)
+        given = [k for k in ("command", "function") if getattr(w, k)] + (["noop"] if w.noop else [])
+        if len(given) != 1:
+            what = "none" if not given else " and ".join(given)
+            p.add(
+                path,
+                f"needs exactly one payload: `command`, `function` or `noop: true`; got {what}",
+            )
+        if w.command is not None and not w.command:
+            p.add(f"{path}.command", "is empty; give the program and its arguments")
+        if w.map is not None:
+            forms = [k for k in ("items", "product", "zip") if getattr(w.map, k) is not None]
+            if len(forms) != 1:
+                p.add(f"{path}.map", "needs exactly one of `items`, `product` or `zip`")
+            if w.jobs is not None:
+                p.add(f"{path}.map", "cannot be used with `jobs`; list the jobs or map, not both")
+            if w.map.zip and all(isinstance(v, list) for v in w.map.zip.values()):
+                lengths = {k: len(v) for k, v in w.map.zip.items() if isinstance(v, list)}
+                if len(set(lengths.values())) > 1:
+                    p.add(f"{path}.map.zip", f"lists must have the same length; got {lengths}")
+
+
+def _check_loops(
+    t: Template, works: Mapping[str, WorkSpec], loops: Mapping[str, LoopSpec], p: _Problems
+) -> dict[str, str]:
+    loop_of: dict[str, str] = {}
+    for lp in t.loops:
+        path = _lpath(t, lp)
+        for j, name in enumerate(lp.works):
+            if name not in works:
+                p.add(f"{path}.works[{j}]", f"no work is named '{name}'{_suggest(name, works)}")
+            elif name in loop_of:
+                p.add(
+                    f"{path}.works[{j}]",
+                    f"'{name}' is already in loop '{loop_of[name]}'; a work belongs to one loop",
+                )
+            else:
+                loop_of[name] = lp.name
+        for var in lp.next:
+            if var not in lp.variables:
+                p.add(f"{path}.next.{var}", f"'{var}' is not one of the loop's `variables`")
+    for w in t.works:
+        if w.name in loop_of and w.jobs is not None:
+            p.add(f"{_wpath(t, w)}.jobs", "a work inside a loop cannot list static jobs")
+    from_file = [w.name for w in t.works if w.jobs == "from_file"]
+    if from_file and not t.jobs_file:
+        p.add("jobs_file", f"is required: works {from_file} take their jobs from it")
+    if t.jobs_file and not from_file:
+        p.add("jobs_file", "is given but no work says `jobs: from_file`")
+    return loop_of
+
+
+def _dependencies(
+    t: Template,
+    works: Mapping[str, WorkSpec],
+    loops: Mapping[str, LoopSpec],
+    loop_of: Mapping[str, str],
+    p: _Problems,
+) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """Outer graph over works-outside-loops and loops; inner graph per loop."""
+    needs: dict[str, set[str]] = defaultdict(set)
+    inner: dict[str, set[str]] = defaultdict(set)
+    for lp in t.loops:
+        needs[lp.name]
+        for j, dep in enumerate(lp.after):
+            _resolve_after(t, f"{_lpath(t, lp)}.after[{j}]", lp.name, dep, works, loops, loop_of, p)
+            if dep in loop_of or dep == lp.name:
+                continue
+            needs[lp.name].add(dep)
+    for w in t.works:
+        mine = loop_of.get(w.name)
+        if mine is None:
+            needs[w.name]
+        for j, dep in enumerate(w.after):
+            path = f"{_wpath(t, w)}.after[{j}]"
+            if not _resolve_after(t, path, w.name, dep, works, loops, loop_of, p):
+                continue
+            if mine is not None and loop_of.get(dep) == mine:
+                inner[w.name].add(dep)
+            elif mine is not None:
+                if dep == mine:
+                    p.add(path, f"'{w.name}' is inside loop '{mine}' and cannot wait for it")
+                else:
+                    needs[mine].add(dep)  # the whole loop waits for what its works wait for
+            else:
+                needs[w.name].add(dep)
+    return needs, inner
+
+
+def _resolve_after(
+    t: Template,
+    path: str,
+    me: str,
+    dep: str,
+    works: Mapping[str, WorkSpec],
+    loops: Mapping[str, LoopSpec],
+    loop_of: Mapping[str, str],
+    p: _Problems,
+) -> bool:
+    if dep == me:
+        p.add(path, f"'{me}' cannot wait for itself")
+        return False
+    if dep not in works and dep not in loops:
+        p.add(path, f"no work or loop is named '{dep}'{_suggest(dep, [*works, *loops])}")
+        return False
+    inside = loop_of.get(dep)
+    if inside is not None and loop_of.get(me) != inside:
+        p.add(
+            path,
+            f"'{dep}' is inside loop '{inside}'; wait for the whole loop instead: after: [{inside}]",
+        )
+        return False
+    return True
+
+
+def _upstream(
+    needs: Mapping[str, set[str]],
+    inner: Mapping[str, set[str]],
+    loops: Mapping[str, LoopSpec],
+    loop_of: Mapping[str, str],
+) -> dict[str, set[str]]:
+    """For each work and loop: the works whose results it may read (loops expanded)."""
+
+    def expand(names: Iterable[str]) -> set[str]:
+        out: set[str] = set()
+        for n in names:
+            out |= set(loops[n].works) if n in loops else {n}
+        return out
+
+    up: dict[str, set[str]] = {}
+    for node in needs:
+        up[node] = expand(ancestors(node, needs))
+    for w, lp in loop_of.items():
+        up[w] = up[lp] | ancestors(w, inner)
+    for lp in loops:
+        up[lp] = up[lp] | set(loops[lp].works)  # `until`/`next` read the iteration's works
+    return up
+
+
+def _suggest(name: str, options: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _expressions(t: Template) -> Iterator[tuple[str, str | None, str, Any]]:
+    """(path, site, kind, value): every place an expression or binding may stand."""
+    for w in t.works:
+        path = _wpath(t, w)
+        if w.when is not None:
+            yield f"{path}.when", w.name, "condition", w.when
+        yield f"{path}.parameters", w.name, "bindings", w.parameters
+        if w.map is not None:
+            yield f"{path}.map", w.name, "bindings", w.map.model_dump(exclude_none=True)
+    for lp in t.loops:
+        path = _lpath(t, lp)
+        yield f"{path}.until", lp.name, "condition", lp.until
+        yield f"{path}.variables", None, "bindings", lp.variables
+        for var, text in lp.next.items():
+            yield f"{path}.next.{var}", lp.name, "condition", text
+
+
+def _check_expressions(
+    t: Template,
+    upstream: Mapping[str, set[str]],
+    loop_of: Mapping[str, str],
+    p: _Problems,
+) -> set[str]:
+    read: set[str] = set()
+    for path, site, kind, value in _expressions(t):
+        try:
+            exprs = [expr.parse(value)] if kind == "condition" else expr.find_bindings(value)
+        except ExpressionError as exc:
+            p.add(path, str(exc))
+            continue
+        in_loop = site is not None and (site in t.loops_by_name() or site in loop_of)
+        for e in exprs:
+            for ref in sorted(e.references()):
+                problem = _check_reference(t, ref, site, upstream, in_loop, read)
+                if problem:
+                    p.add(path, f"`{e.source}`: {problem}")
+    return read
+
+
+def _check_reference(
+    t: Template,
+    ref: tuple[str, ...],
+    site: str | None,
+    upstream: Mapping[str, set[str]],
+    in_loop: bool,
+    read: set[str],
+) -> str | None:
+    root = ref[0]
+    if root not in ROOTS:
+        return f"unknown name '{root}'; expressions may read {', '.join(ROOTS)}"
+    if len(ref) == 1:
+        return None if root != "loop" or in_loop else "`loop` is only known inside a loop"
+    name = ref[1]
+    if root == "params":
+        if name not in t.parameters:
+            known = ", ".join(t.parameters) or "none are declared"
+            return f"no workflow parameter '{name}' (declare it under `parameters`; known: {known})"
+    elif root == "works":
+        if not any(w.name == name for w in t.works):
+            return f"no work is named '{name}'{_suggest(name, (w.name for w in t.works))}"
+        allowed = upstream.get(site, set()) if site is not None else set()
+        if name not in allowed:
+            return (
+                f"work '{name}' is not upstream of here, so its results may not exist yet; "
+                f"add it (or the loop it is in) to `after`"
+            )
+        if len(ref) > 2 and ref[2] not in WORK_FIELDS:
+            return f"a work has no field '{ref[2]}'; use one of {', '.join(WORK_FIELDS)}"
+        if len(ref) == 2 or ref[2] in ("outputs", "results"):
+            read.add(name)
+    elif root == "loops":
+        loop = t.loops_by_name().get(name)
+        if loop is None:
+            return f"no loop is named '{name}'"
+        if site is None or not (set(loop.works) <= upstream.get(site, set())):
+            return f"loop '{name}' is not upstream of here; add it to `after`"
+        if len(ref) > 2 and ref[2] not in LOOP_FIELDS:
+            return f"a loop has no field '{ref[2]}'; use one of {', '.join(LOOP_FIELDS)}"
+    elif root == "loop":
+        if not in_loop:
+            return "`loop` is only known inside a loop's works, `until` and `next`"
+        if name not in CURRENT_LOOP_FIELDS:
+            return f"`loop` has no field '{name}'; use one of {', '.join(CURRENT_LOOP_FIELDS)}"
+    elif root == "workflow" and name not in ("name", "id"):
+        return f"`workflow` has no field '{name}'; use name or id"
+    return None
+
+
+def _check_static_jobs(
+    t: Template, loop_of: Mapping[str, str], p: _Problems
+) -> dict[str, set[str]]:
+    """Inline jobs: unique names, parents that exist in static works, no cycles."""
+    job_upstream: dict[str, set[str]] = defaultdict(set)
+    static = {w.name: w for w in t.works if isinstance(w.jobs, list)}
+    names = {w: {j.name for j in (static[w].jobs or [])} for w in static}
+    file_works = {w.name for w in t.works if w.jobs == "from_file"}
+    nodes: list[tuple[str, str]] = []
+    edges: list[tuple[tuple[str, str], tuple[str, str]]] = []
+    for w in static.values():
+        path = f"{_wpath(t, w)}.jobs"
+        seen: set[str] = set()
+        for i, job in enumerate(w.jobs if isinstance(w.jobs, list) else []):
+            if job.name in seen:
+                p.add(f"{path}[{i}].name", f"job '{job.name}' is listed twice in work '{w.name}'")
+            seen.add(job.name)
+            nodes.append((w.name, job.name))
+            for k, ref in enumerate(job.parents):
+                parent, problem = resolve_parent(ref, w.name, names, loop_of, file_works)
+                if problem:
+                    p.add(f"{path}[{i}].parents[{k}]", problem)
+                    continue
+                assert parent is not None
+                edges.append((parent, (w.name, job.name)))
+                if parent[0] != w.name:
+                    job_upstream[w.name].add(parent[0])
+    if not p.items and edges:
+        try:
+            topological_order(nodes, edges)
+        except CycleError as exc:
+            cyc = " -> ".join(f"{a}/{b}" for a, b in exc.cycle)  # type: ignore[misc]
+            p.add("works", f"job parents make a cycle: {cyc}")
+    return job_upstream
+
+
+def resolve_parent(
+    ref: str,
+    work: str,
+    names: Mapping[str, set[str]],
+    loop_of: Mapping[str, str],
+    file_works: set[str] | frozenset[str] = frozenset(),
+) -> tuple[tuple[str, str] | None, str | None]:
+    """``job`` or ``work/job`` → (work, job), or a message saying what is wrong."""
+    pw, _, pj = ref.rpartition("/")
+    pw = pw or work
+    if pw in loop_of:
+        return None, f"'{ref}': work '{pw}' is inside a loop; job parents must be outside loops"
+    if pw in file_works and pw not in names:
+        return None, f"'{ref}': inline jobs cannot have parents in the jobs file ('{pw}')"
+    if pw not in names:
+        return None, f"'{ref}': work '{pw}' has no static jobs (`jobs:` or jobs_file)"
+    if pj not in names[pw]:
+        return None, f"'{ref}': work '{pw}' has no job '{pj}'{_suggest(pj, names[pw])}"
+    return (pw, pj), None

@@ -1,0 +1,1 @@
+"""Data systems that stage, list and delete files, behind the DataManager Protocol."""

@@ -1,0 +1,1 @@
+"""Agents: stateless reconcilers that claim rows, decide with ``core`` and write the result."""

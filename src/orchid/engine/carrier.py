@@ -1,0 +1,96 @@
+"""The carrier: submits ready jobs to an executor and records what the executor reports."""
+
+from __future__ import annotations
+
+import logging
+
+from orchid.engine.agent import ENDED, AgentEnv, agent_id
+from orchid.executors.base import Executor, JobSpec
+from orchid.store import jobs
+
+log = logging.getLogger(__name__)
+
+
+class Carrier:
+    name = "carrier"
+
+    def __init__(self, env: AgentEnv, executor: Executor, owner: str | None = None) -> None:
+        self.env = env
+        self.executor = executor
+        self.owner = owner or agent_id("carrier")
+        self._delays: dict[int, float] = {}  # job id → retry delay, for jobs in flight here
+        self._next_renewal = 0.0
+
+    def run_once(self) -> int:
+        return self._collect() + self._cancel() + self._submit() + self._housekeeping()
+
+    def _collect(self) -> int:
+        updates = self.executor.poll()
+        if not updates:
+            return 0
+        env = self.env
+        with env.db.begin() as conn:
+            finished, retried = jobs.record_updates(conn, updates, self._delays, env.clock())
+        for u in updates:
+            if u.state != "running":
+                self._delays.pop(u.job_id, None)
+        if finished or retried:
+            env.bus.notify(ENDED)
+        return len(updates)
+
+    def _cancel(self) -> int:
+        env = self.env
+        with env.db.begin() as conn:
+            wanted = jobs.to_cancel(conn, self.owner)
+            if not wanted:
+                return 0
+            self.executor.cancel([JobSpec.make_key(wf, jid, att) for jid, att, wf in wanted])
+            jobs.mark_cancelled(conn, [jid for jid, _, _ in wanted], env.clock())
+        env.bus.notify(ENDED)
+        return len(wanted)
+
+    def _submit(self) -> int:
+        room = min(self.executor.capacity(), self.env.batch)
+        if room <= 0:
+            return 0
+        env = self.env
+        specs: list[JobSpec] = []
+        with env.db.begin() as conn:
+            rows = jobs.claim_ready(conn, self.owner, env.clock(), env.lease, room)
+            if not rows:
+                return 0
+            names = jobs.work_names(conn, {r.work_id for r in rows})
+            for r in rows:
+                compiled = env.templates.get(conn, r.workflow_id)
+                work = names[r.work_id]
+                self._delays[r.id] = compiled.retry_delay(work)
+                specs.append(
+                    JobSpec(
+                        key=JobSpec.make_key(r.workflow_id, r.id, r.attempt),
+                        workflow_id=r.workflow_id,
+                        job_id=r.id,
+                        attempt=r.attempt,
+                        work_name=work,
+                        job_name=r.name,
+                        payload=compiled.payload(work),
+                        args=r.args,
+                        resources=compiled.resources(work),
+                    )
+                )
+        # after the commit: if this process dies now, the lease runs out and the jobs run again
+        self.executor.submit(specs)
+        log.debug("submitted %d jobs to %s", len(specs), self.executor.name)
+        return len(specs)
+
+    def _housekeeping(self) -> int:
+        env = self.env
+        now = env.clock()
+        if now < self._next_renewal:
+            return 0
+        self._next_renewal = now + env.lease / 3
+        with env.db.begin() as conn:
+            jobs.renew(conn, self.owner, now, env.lease)
+            lost = jobs.reclaim_lost(conn, now)
+        if lost:
+            log.warning("%d jobs had lost their agent; they are ready to run again", lost)
+        return lost

@@ -1,0 +1,167 @@
+"""The clerk: applies user commands, evaluates conditions and loops, starts and ends works.
+
+For each workflow that changed, it loads a snapshot, asks the pure planner what
+to do, writes that, and asks again until nothing changes — all in one
+transaction, so a crash leaves either the old state or the new one.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.engine import Connection
+
+from orchid.core.plan import Decision, LoopState
+from orchid.core.states import TERMINAL_WORKFLOW, WorkflowStatus, workflow_transition
+from orchid.engine.agent import JOBS, WORKS, AgentEnv, agent_id
+from orchid.errors import InvalidTransition
+from orchid.store import commands, events, jobs, workflows, works
+
+log = logging.getLogger(__name__)
+MAX_ROUNDS = 200  # decisions per look; each round settles at least one work or loop
+
+
+class Clerk:
+    name = "clerk"
+
+    def __init__(self, env: AgentEnv, owner: str | None = None) -> None:
+        self.env = env
+        self.owner = owner or agent_id("clerk")
+
+    def run_once(self) -> int:
+        env = self.env
+        with env.db.begin() as conn:
+            claimed = workflows.claim_changed(conn, self.owner, env.clock(), env.lease, 50)
+        for workflow_id, seq in claimed:
+            with env.db.begin() as conn:
+                self._reconcile(conn, workflow_id)
+                workflows.mark_seen(conn, workflow_id, seq, self.owner)
+        return len(claimed)
+
+    def _reconcile(self, conn: Connection, workflow_id: int) -> None:
+        compiled = self.env.templates.get(conn, workflow_id)
+        for command_id, kind in commands.pending(conn, workflow_id):
+            self._command(conn, workflow_id, command_id, kind)
+        for _ in range(MAX_ROUNDS):
+            state = workflows.run_state(conn, workflow_id, compiled.analysis.read_outputs)
+            decision = compiled.planner.decide(state)
+            if not decision:
+                return
+            self._apply(conn, workflow_id, state.status, dict(state.loops), decision)
+        log.warning(
+            "workflow %s: still changing after %d rounds; continuing later", workflow_id, MAX_ROUNDS
+        )
+        workflows.wake(conn, [workflow_id])
+
+    def _apply(
+        self,
+        conn: Connection,
+        workflow_id: int,
+        status: WorkflowStatus,
+        loops: dict[str, LoopState],
+        d: Decision,
+    ) -> None:
+        now = self.env.clock()
+        if d.loops:
+            loops.update(d.loops)
+            workflows.save_loops(conn, workflow_id, loops, now)
+            for name, ls in d.loops.items():
+                events.emit(conn, workflow_id, "loop", {"loop": name, **ls.to_json()}, now)
+        if d.create:
+            works.create(conn, workflow_id, d.create, frozenset(), now)
+        for start in d.start:
+            works.set_ready(conn, start.work_id, start.inputs)
+            events.emit(conn, workflow_id, "work.ready", {"work_id": start.work_id}, now)
+        for stop in d.stop:
+            works.stop(conn, stop.work_id, stop.status, stop.cause, stop.message, now)
+            events.emit(
+                conn,
+                workflow_id,
+                f"work.{stop.status}",
+                {"work_id": stop.work_id, "message": stop.message},
+                now,
+            )
+            log.info(
+                "workflow %s work %s %s: %s", workflow_id, stop.work_id, stop.status, stop.message
+            )
+        if d.workflow_status is not None:
+            workflow_transition(status, d.workflow_status)
+            workflows.set_status(conn, workflow_id, d.workflow_status, d.message, now)
+            events.emit(
+                conn, workflow_id, f"workflow.{d.workflow_status}", {"message": d.message}, now
+            )
+            log.info("workflow %s %s %s", workflow_id, d.workflow_status, d.message)
+        if d.start:
+            self.env.bus.notify(WORKS)
+        if d.stop:
+            self.env.bus.notify(JOBS)
+
+    def _command(self, conn: Connection, workflow_id: int, command_id: int, kind: str) -> None:
+        now = self.env.clock()
+        wf = workflows.get(conn, workflow_id)
+        target = {
+            "abort": WorkflowStatus.CANCELLED,
+            "suspend": WorkflowStatus.SUSPENDED,
+            "resume": WorkflowStatus.RUNNING,
+            "retry": WorkflowStatus.RUNNING,
+        }[kind]
+        try:
+            if kind == "retry" and wf.status == WorkflowStatus.RUNNING:
+                pass  # failed jobs of a running workflow may be retried as well
+            elif kind == "resume" and wf.status != WorkflowStatus.SUSPENDED:
+                raise InvalidTransition(f"workflow {workflow_id} is {wf.status}, not suspended")
+            else:
+                workflow_transition(wf.status, target)
+        except InvalidTransition as exc:
+            message = f"cannot {kind}: {exc}"
+            commands.done(conn, command_id, "rejected", message, now)
+            events.emit(
+                conn, workflow_id, "command.rejected", {"command": kind, "message": message}, now
+            )
+            return
+        if kind == "abort":
+            jobs.cancel_workflow(conn, workflow_id, now)
+            works.cancel_all(conn, workflow_id, now)
+            state = workflows.run_state(conn, workflow_id, frozenset())
+            loops = {
+                n: LoopState("cancelled", s.iteration, s.vars, "aborted")
+                if s.status in ("waiting", "running")
+                else s
+                for n, s in state.loops.items()
+            }
+            workflows.save_loops(conn, workflow_id, loops, now)
+            self.env.bus.notify(JOBS)
+        elif kind == "retry":
+            self._retry(conn, workflow_id, now)
+        if wf.status != target:
+            workflows.set_status(
+                conn, workflow_id, target, f"{kind} by the user" if kind != "retry" else "", now
+            )
+        commands.done(conn, command_id, "applied", "", now)
+        events.emit(conn, workflow_id, f"command.{kind}", {}, now)
+        log.info("workflow %s: %s applied", workflow_id, kind)
+
+    def _retry(self, conn: Connection, workflow_id: int, now: float) -> None:
+        compiled = self.env.templates.get(conn, workflow_id)
+        works.reopen(conn, workflow_id)
+        open_works = {
+            w.id: w.name
+            for w in works.list_for(conn, workflow_id, with_counts=False)
+            if w.status not in ("succeeded", "skipped", "cancelled")
+        }
+        extra = {wid: compiled.max_attempts(name) for wid, name in open_works.items()}
+        reopened = jobs.reopen_failed(conn, workflow_id, extra, list(open_works))
+        works.add_remaining(conn, dict(reopened))
+        state = workflows.run_state(conn, workflow_id, frozenset())
+        loops = {}
+        for n, s in state.loops.items():
+            if s.status == "failed":
+                s = LoopState("running", s.iteration, s.vars, "")
+            elif s.status == "skipped" and s.message.startswith("not started"):
+                s = LoopState("waiting", 0, {}, "")
+            loops[n] = s
+        workflows.save_loops(conn, workflow_id, loops, now)
+        self.env.bus.notify(JOBS)
+
+
+__all__ = ["TERMINAL_WORKFLOW", "Clerk"]

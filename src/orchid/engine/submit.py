@@ -1,0 +1,105 @@
+"""Submission: validate a template completely, then write the workflow in one transaction."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from orchid.core.jobs import inline_jobs, read_job_lines
+from orchid.core.plan import initial_works
+from orchid.core.template import decode
+from orchid.engine.templates import Compiled, compile_template
+from orchid.errors import InvalidInput, TemplateError
+from orchid.store import events, jobs, workflows, works
+from orchid.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def load_template(path: Path) -> tuple[Any, Path]:
+    """Read and decode a template file; its folder is where relative paths point."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InvalidInput(f"no template file {path}") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read the template {path}: {exc}") from None
+    return decode(text, str(path)), path.resolve().parent
+
+
+def bind_params(compiled: Compiled, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Workflow parameters: the template's defaults, then the submitter's values."""
+    known = compiled.template.parameters
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        listed = ", ".join(known) or "none"
+        raise InvalidInput(
+            f"unknown parameter(s) {', '.join(unknown)}; the template declares: {listed}"
+        )
+    return {**known, **overrides}
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``key=value`` from the command line; the value is JSON if it parses, else a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise InvalidInput(f"a parameter is written key=value; got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def _job_lines(path: Path) -> Iterator[str]:
+    try:
+        with path.open() as fh:
+            yield from fh
+    except FileNotFoundError:
+        raise TemplateError([("jobs_file", f"no such file: {path}")]) from None
+
+
+def submit(
+    db: Database,
+    raw: Any,
+    *,
+    base_dir: Path | None,
+    params: Mapping[str, Any] | None = None,
+    owner: str = "local",
+    now: float,
+) -> int:
+    """Check everything, then write the workflow, its works and listed jobs; return its id."""
+    compiled = compile_template(raw, str(base_dir) if base_dir else None)
+    t = compiled.template
+    bound = bind_params(compiled, params or {})
+    static = frozenset(w.name for w in t.static_works())
+    with db.begin() as conn:
+        wf = workflows.create(
+            conn,
+            name=t.name,
+            owner=owner,
+            template=raw,
+            params=bound,
+            base_dir=str(base_dir) if base_dir else None,
+            now=now,
+        )
+        ids = works.create(conn, wf, initial_works(t), static, now)
+        by_name = {name: wid for (name, _), wid in ids.items()}
+        attempts = {w.name: compiled.max_attempts(w.name) for w in t.works}
+        counts = jobs.insert_static(conn, wf, by_name, inline_jobs(t), attempts)
+        if t.jobs_file:
+            path = (base_dir or Path.cwd()) / t.jobs_file
+            counts += jobs.insert_static(
+                conn, wf, by_name, read_job_lines(t, _job_lines(path), t.jobs_file), attempts
+            )
+        for name in static:
+            if counts[by_name[name]] == 0:
+                raise TemplateError([(f"works.{name}.jobs", "lists no jobs")])
+        works.add_remaining(conn, dict(counts))
+        events.emit(
+            conn, wf, "workflow.submitted", {"name": t.name, "jobs": sum(counts.values())}, now
+        )
+    log.info("workflow %s (%s) submitted with %d listed jobs", wf, t.name, sum(counts.values()))
+    return wf

@@ -1,0 +1,80 @@
+"""Compiled templates: parsed and analysed once, cached by workflow (templates never change)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from orchid.core.plan import Planner
+from orchid.core.template import Template, parse_template
+from orchid.core.validate import Analysis, analyse
+from orchid.executors.base import Payload, Resources
+from orchid.store import workflows
+
+
+@dataclass(frozen=True)
+class Compiled:
+    template: Template
+    analysis: Analysis
+    planner: Planner
+    base_dir: str | None = None
+
+    def max_attempts(self, work: str) -> int:
+        spec = self.template.work(work)
+        retries = spec.retries if spec.retries is not None else self.template.defaults.retries
+        return 1 + retries
+
+    def retry_delay(self, work: str) -> float:
+        spec = self.template.work(work)
+        return (
+            spec.retry_delay if spec.retry_delay is not None else self.template.defaults.retry_delay
+        )
+
+    def payload(self, work: str) -> Payload:
+        spec = self.template.work(work)
+        common: dict[str, Any] = {
+            "env": dict(spec.env),
+            "workdir": self.base_dir,
+            "python_path": (self.base_dir,) if self.base_dir else (),
+        }
+        if spec.command:
+            return Payload(kind="command", command=tuple(spec.command), **common)
+        if spec.function:
+            return Payload(kind="function", function=spec.function, **common)
+        return Payload(kind="noop", **common)
+
+    def resources(self, work: str) -> Resources:
+        r = self.template.work(work).resources
+        return Resources(
+            cores=r.cores, memory_mb=r.memory_mb, gpus=r.gpus, walltime_s=r.walltime, queue=r.queue
+        )
+
+
+def compile_template(raw: Any, base_dir: str | None = None) -> Compiled:
+    """Parse and analyse; raises TemplateError with every problem."""
+    t = parse_template(raw)
+    a = analyse(t)
+    return Compiled(t, a, Planner(t, a), base_dir)
+
+
+class TemplateCache:
+    """Workflow id → compiled template, bounded (least recently used go first)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._items: OrderedDict[int, Compiled] = OrderedDict()
+        self._size = size
+
+    def get(self, conn: Connection, workflow_id: int) -> Compiled:
+        hit = self._items.get(workflow_id)
+        if hit is not None:
+            self._items.move_to_end(workflow_id)
+            return hit
+        raw, base_dir = workflows.template_of(conn, workflow_id)
+        compiled = compile_template(raw, base_dir)
+        self._items[workflow_id] = compiled
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return compiled

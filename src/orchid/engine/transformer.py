@@ -1,0 +1,81 @@
+"""The transformer: turns a ready work into jobs (expands its map, or releases listed jobs)."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.engine import Connection, Row
+
+from orchid.core.jobs import expand_map
+from orchid.core.states import WorkStatus, work_outcome
+from orchid.engine.agent import JOBS, WORKFLOWS, AgentEnv, agent_id
+from orchid.errors import InvalidInput
+from orchid.store import claims, events, jobs, workflows, works
+from orchid.store.tables import works as works_table
+
+log = logging.getLogger(__name__)
+
+
+class Transformer:
+    name = "transformer"
+
+    def __init__(self, env: AgentEnv, owner: str | None = None) -> None:
+        self.env = env
+        self.owner = owner or agent_id("transformer")
+
+    def run_once(self) -> int:
+        env = self.env
+        done = 0
+        with env.db.begin() as conn:
+            rows = works.claim_ready(conn, self.owner, env.clock(), env.lease, 20)
+            waiting = []
+            for row in rows:
+                if self._transform(conn, row):
+                    done += 1
+                else:
+                    waiting.append(row.id)
+            claims.release(conn, works_table, waiting, self.owner)
+        if done:
+            env.bus.notify(JOBS)
+            env.bus.notify(WORKFLOWS)
+        return done
+
+    def _transform(self, conn: Connection, row: Row) -> bool:  # type: ignore[type-arg]
+        now = self.env.clock()
+        compiled = self.env.templates.get(conn, row.workflow_id)
+        upstream = compiled.analysis.job_upstream.get(row.name, frozenset())
+        if not works.materialised(conn, row.workflow_id, upstream):
+            return False  # its jobs' parents are not written yet; try again next round
+        if row.static:
+            released = jobs.release_roots(conn, row.id, now)
+            remaining = jobs.unfinished(conn, row.id)
+            n_jobs = sum(works.counts(conn, row.id).values())
+            log.info(
+                "workflow %s work %s: %d listed jobs, %d ready",
+                row.workflow_id,
+                row.name,
+                n_jobs,
+                released,
+            )
+        else:
+            inputs = row.inputs or {}
+            try:
+                args = expand_map(inputs.get("map"), inputs.get("parameters", {}))
+            except InvalidInput as exc:
+                works.stop(
+                    conn, row.id, WorkStatus.FAILED, "error", f"cannot make jobs: {exc}", now
+                )
+                workflows.wake(conn, [row.workflow_id])
+                return True
+            n_jobs = remaining = jobs.insert_ready(
+                conn, row.workflow_id, row.id, args, compiled.max_attempts(row.name), now
+            )
+            log.info("workflow %s work %s: %d jobs ready", row.workflow_id, row.name, n_jobs)
+        works.mark_running(conn, row.id, n_jobs, remaining, now)
+        events.emit(conn, row.workflow_id, "work.running", {"work_id": row.id, "jobs": n_jobs}, now)
+        if remaining == 0:
+            status = work_outcome(works.counts(conn, row.id))
+            works.finish(conn, row.id, status, "no jobs to run" if n_jobs == 0 else "", now)
+            events.emit(conn, row.workflow_id, f"work.{status}", {"work_id": row.id}, now)
+            workflows.wake(conn, [row.workflow_id])
+        return True

@@ -1,0 +1,58 @@
+"""The exception tree: one root, one subtree per layer.
+
+Front ends (the CLI now, the REST API later) map these to exit codes and HTTP
+statuses in one place; nothing below them formats errors for people.
+"""
+
+from __future__ import annotations
+
+
+class OrchidError(Exception):
+    """Root of every error Orchid raises on purpose."""
+
+
+# --- core: bad input found before anything runs -----------------------------------------
+
+
+class InvalidInput(OrchidError):
+    """The user gave something Orchid cannot accept; the message says how to fix it."""
+
+
+class TemplateError(InvalidInput):
+    """A workflow template is malformed. Carries every problem found, each with its path."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        lines = [f"  {path or '<template>'}: {msg}" for path, msg in problems]
+        noun = "problem" if len(problems) == 1 else "problems"
+        super().__init__(f"invalid template ({len(problems)} {noun}):\n" + "\n".join(lines))
+
+
+class ExpressionError(InvalidInput):
+    """A condition or binding expression does not parse or cannot be evaluated."""
+
+
+class InvalidTransition(OrchidError):
+    """A status change that the entity's transition table does not allow (a bug or a race)."""
+
+
+# --- store ------------------------------------------------------------------------------
+
+
+class StoreError(OrchidError):
+    """The database could not do what was asked."""
+
+
+class NotFound(StoreError):
+    """No such workflow, work or job."""
+
+
+# --- executors / data managers -----------------------------------------------------------
+
+
+class ExecutorError(OrchidError):
+    """A workload system refused or lost a job."""
+
+
+class ConfigError(InvalidInput):
+    """Settings (file, environment, command line) are wrong."""

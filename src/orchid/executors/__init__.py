@@ -1,0 +1,1 @@
+"""Workload systems that run jobs, behind the :class:`~orchid.executors.base.Executor` Protocol."""

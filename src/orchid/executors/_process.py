@@ -1,0 +1,267 @@
+"""Process plumbing for the local executor: argv templates, environment, spawn, reap, results.
+
+Kept apart from :mod:`orchid.executors.local` so the thread and queue logic there stays
+short, and so each piece can be tested on its own. POSIX only: every job runs in its own
+session (and so its own process group), which lets the executor signal a whole process
+tree at once, and it is reaped with ``wait4`` to learn what it used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchid.executors.base import JobSpec, Usage
+
+logger = logging.getLogger(__name__)
+
+ERROR_TEXT_MAX = 300
+"""Longest piece of a job's stderr quoted in a failure reason."""
+
+_STDOUT_TAIL = 1024 * 1024  # a result printed on stdout may be this long; larger ones: result file
+_STDERR_TAIL = 64 * 1024
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+
+
+class StartError(Exception):
+    """A job could not be started; the message is its failure reason, for people."""
+
+
+def render_value(value: Any) -> str:
+    """How one job arg reads inside an argv item: JSON for dicts and lists, else ``str``."""
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value)
+    return str(value)
+
+
+def render_item(template: str, args: Mapping[str, Any]) -> str:
+    """Replace ``{name}`` by the job arg ``name``.
+
+    ``{{`` and ``}}`` are literal braces. A ``{...}`` that names no arg is left as it is, so
+    shell text such as ``${HOME}`` or ``awk '{print $1}'`` survives untouched.
+    """
+
+    def substitute(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == "{{":
+            return "{"
+        if token == "}}":
+            return "}"
+        name = match.group(1)
+        return render_value(args[name]) if name in args else token
+
+    return _PLACEHOLDER.sub(substitute, template)
+
+
+def render_argv(template: Sequence[str], args: Mapping[str, Any]) -> list[str]:
+    """Render every argv item with :func:`render_item`."""
+    return [render_item(item, args) for item in template]
+
+
+@dataclass(frozen=True)
+class AttemptFiles:
+    """Where one attempt writes: ``<log_dir>/<workflow_id>/<job_id>.<attempt>.<suffix>``.
+
+    The suffixes are ``out`` (stdout), ``err`` (stderr) and ``result.json`` (the result file).
+    """
+
+    out: Path
+    err: Path
+    result: Path
+
+    @classmethod
+    def for_job(cls, log_dir: Path, spec: JobSpec) -> AttemptFiles:
+        folder, stem = log_dir / str(spec.workflow_id), f"{spec.job_id}.{spec.attempt}"
+        return cls(folder / f"{stem}.out", folder / f"{stem}.err", folder / f"{stem}.result.json")
+
+    def prepare(self) -> None:
+        """Create the directory and drop a result file left by an earlier run of this attempt."""
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.result.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StartError(f"cannot write logs in {self.out.parent}: {exc.strerror}") from exc
+
+
+def build_env(spec: JobSpec, files: AttemptFiles, extra_path: Sequence[str] = ()) -> dict[str, str]:
+    """The job's environment: ours, then ``payload.env``, then the ``ORCHID_*`` variables.
+
+    ``payload.python_path`` goes in front of ``PYTHONPATH``; ``extra_path`` goes at its end.
+    """
+    try:
+        args_json = json.dumps(dict(spec.args))
+    except (TypeError, ValueError) as exc:
+        raise StartError(f"job args are not JSON-serialisable: {exc}") from exc
+    env = dict(os.environ)
+    env.update(spec.payload.env)
+    env.update(
+        ORCHID_JOB_KEY=spec.key,
+        ORCHID_WORKFLOW_ID=str(spec.workflow_id),
+        ORCHID_JOB_ID=str(spec.job_id),
+        ORCHID_JOB_NAME=spec.job_name,
+        ORCHID_ATTEMPT=str(spec.attempt),
+        ORCHID_WORK=spec.work_name,
+        ORCHID_ARGS=args_json,
+        ORCHID_RESULT_FILE=str(files.result),
+    )
+    current = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    path = [*spec.payload.python_path, *current]
+    path += [p for p in extra_path if p not in path]
+    if path:
+        env["PYTHONPATH"] = os.pathsep.join(path)
+    return env
+
+
+def spawn(
+    argv: Sequence[str], cwd: str | None, env: Mapping[str, str], files: AttemptFiles
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a new session with stdout/stderr in the attempt's files.
+
+    Raises :class:`StartError` naming the program (or workdir) when it cannot be started.
+    """
+    if not argv:
+        raise StartError("empty command")
+    program = argv[0]
+    with files.out.open("wb") as out, files.err.open("wb") as err:
+        try:
+            return subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            if cwd is not None and exc.filename == cwd:
+                raise StartError(f"workdir not found: {cwd}") from exc
+            raise StartError(f"program not found: {program}") from exc
+        except PermissionError as exc:
+            if cwd is not None and exc.filename == cwd:
+                raise StartError(f"workdir not accessible: {cwd}") from exc
+            raise StartError(f"program not executable: {program}") from exc
+        except OSError as exc:
+            raise StartError(f"cannot start {program}: {exc.strerror or exc}") from exc
+
+
+def wait(pid: int, started: float, on_exit: Callable[[], None]) -> tuple[int | None, Usage]:
+    """Block until ``pid`` exits, call ``on_exit``, reap it; return its wait status and usage.
+
+    Where ``waitid`` exists, ``on_exit`` runs while the child is still an unreaped zombie:
+    its pid, and so its process group id, cannot be reused yet, so a cancel that signals
+    the group before ``on_exit`` has run cannot hit a stranger. (macOS lacks ``waitid``;
+    there ``on_exit`` runs just after reaping, with a tiny window of that risk.) The status
+    is None if someone else reaped the child. ``started`` is ``time.monotonic()`` at spawn.
+    """
+    if hasattr(os, "waitid"):
+        with contextlib.suppress(ChildProcessError):
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        wall_s = time.monotonic() - started
+        on_exit()
+        status, ru = _wait4(pid)
+    else:
+        status, ru = _wait4(pid)
+        wall_s = time.monotonic() - started
+        on_exit()
+    if ru is None:
+        return status, Usage(wall_s=wall_s)
+    rss = ru.ru_maxrss // 1024 if sys.platform == "darwin" else ru.ru_maxrss  # bytes there
+    return status, Usage(
+        wall_s=wall_s, cpu_user_s=ru.ru_utime, cpu_system_s=ru.ru_stime, max_rss_kb=int(rss)
+    )
+
+
+def _wait4(pid: int) -> tuple[int | None, resource.struct_rusage | None]:
+    try:
+        _, status, ru = os.wait4(pid, 0)
+    except ChildProcessError:
+        return None, None
+    return status, ru
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def kill_group(pgid: int, signum: int) -> None:
+    """Signal every process of a job's group; a group that is already gone is fine."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass
+    except PermissionError:  # the job changed its user; nothing we can do from here
+        logger.warning("cannot send %s to process group %d: permission denied", signum, pgid)
+
+
+def truncate(text: str, limit: int = ERROR_TEXT_MAX) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def last_line(path: Path, tail: int = _STDERR_TAIL) -> str | None:
+    """The last non-empty line among the last ``tail`` bytes of a file, or None."""
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - tail))
+            data = f.read()
+    except OSError:
+        return None
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if size > tail and lines:
+        lines = lines[1:]  # the first one is probably cut
+    for line in reversed(lines):
+        if line.strip():
+            return line.strip()
+    return None
+
+
+def exit_reason(status: int | None, err_file: Path) -> tuple[int | None, str | None]:
+    """Exit code (``-N`` when killed by signal N) and failure reason (None on success)."""
+    if status is None:
+        return None, "exit status lost (the process was reaped elsewhere)"
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        return code, f"killed by signal {signal_name(-code)}"
+    if code == 0:
+        return 0, None
+    stderr = last_line(err_file)
+    return code, f"exit code {code}: {truncate(stderr)}" if stderr else f"exit code {code}"
+
+
+def read_result(files: AttemptFiles) -> tuple[Any, str | None]:
+    """The job's result and an error when it is unusable.
+
+    The result file wins when it exists (invalid JSON there is an error); otherwise the last
+    non-empty stdout line, if it parses as JSON; otherwise None.
+    """
+    if files.result.exists():
+        try:
+            return json.loads(files.result.read_text(encoding="utf-8")), None
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            return None, truncate(f"result file is not valid JSON: {exc}")
+        except OSError as exc:
+            return None, f"cannot read result file {files.result}: {exc.strerror}"
+    line = last_line(files.out, _STDOUT_TAIL)
+    if line is None:
+        return None, None
+    try:
+        return json.loads(line), None
+    except ValueError:
+        return None, None

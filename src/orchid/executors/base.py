@@ -1,0 +1,123 @@
+"""The executor seam: what the carrier needs from a workload system.
+
+An executor receives :class:`JobSpec` batches, runs them somewhere, and hands
+back :class:`JobUpdate` records when a job starts or ends. It holds no policy:
+retries, release of children and failure handling are the engine's. Every job
+carries a deterministic ``key`` (workflow, job and attempt), so an executor
+that survives a restart can recognise what it already runs and never run an
+attempt twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+PayloadKind = Literal["command", "function", "noop"]
+UpdateState = Literal["running", "succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a job asks of the machine that runs it."""
+
+    cores: int = 1
+    memory_mb: int | None = None
+    gpus: int = 0
+    walltime_s: float | None = None
+    queue: str | None = None
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What to run. ``command`` items and ``function`` are templates: ``{name}`` takes a job arg.
+
+    - ``command``: an argv list; each item has ``{arg}`` replaced by the job's argument.
+    - ``function``: ``"package.module:function"``, imported on the worker and called with
+      the job's arguments as keyword arguments; its return value is the result.
+    - ``noop``: nothing; the job succeeds at once (benchmarks).
+    """
+
+    kind: PayloadKind
+    command: tuple[str, ...] = ()
+    function: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    python_path: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One attempt of one job, as the executor sees it."""
+
+    key: str  # deterministic: "<workflow>-<job>-<attempt>"
+    workflow_id: int
+    job_id: int
+    attempt: int
+    work_name: str
+    job_name: str
+    payload: Payload
+    args: Mapping[str, Any]  # JSON values
+    resources: Resources = Resources()
+
+    @staticmethod
+    def make_key(workflow_id: int, job_id: int, attempt: int) -> str:
+        return f"{workflow_id}-{job_id}-{attempt}"
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Resources a finished job used."""
+
+    wall_s: float = 0.0
+    cpu_user_s: float = 0.0
+    cpu_system_s: float = 0.0
+    max_rss_kb: int = 0
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """A change the executor observed in one job attempt."""
+
+    key: str
+    job_id: int
+    attempt: int
+    state: UpdateState
+    at: float  # epoch seconds when it happened
+    exit_code: int | None = None
+    result: Any = None  # JSON value
+    error: str | None = None  # short reason for a failure, for people
+    usage: Usage | None = None
+    log_uri: str | None = None  # where `orchid logs` finds stdout/stderr
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """A workload system. Implementations: ``local``, ``null`` (later: dask, panda, htcondor)."""
+
+    name: str
+
+    def capacity(self) -> int:
+        """How many more jobs it would start now; the carrier claims no more than this."""
+        ...
+
+    def submit(self, jobs: Sequence[JobSpec]) -> None:
+        """Start these attempts. Must not block on the jobs themselves."""
+        ...
+
+    def poll(self) -> list[JobUpdate]:
+        """Updates observed since the last call, oldest first. Never blocks."""
+        ...
+
+    def cancel(self, keys: Sequence[str]) -> None:
+        """Stop these attempts if they still run; unknown keys are ignored."""
+        ...
+
+    def close(self) -> None:
+        """Stop every running attempt and release resources."""
+        ...
+
+
+WakeUp = Callable[[], None]
+"""Called by an executor (from any thread) when it has updates, to wake the carrier."""

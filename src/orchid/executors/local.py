@@ -1,0 +1,334 @@
+"""Run jobs as processes on this host, at most ``workers`` at a time (POSIX only).
+
+A fixed pool of ``workers`` threads takes jobs from an internal queue; each thread runs one
+child process at a time and waits for it, so :meth:`LocalExecutor.submit` never blocks and
+jobs beyond the pool simply queue. Every job runs in its own session (process group), so a
+cancel or walltime kill reaches everything the job started.
+
+Payloads:
+
+- ``command``: the argv, each item with ``{arg}`` placeholders rendered (see
+  :func:`~orchid.executors._process.render_item`), run without a shell (say ``sh -c`` in
+  the argv for one).
+- ``function``: ``python -m orchid.executors.wrapper`` in a child process, which imports and
+  calls the function there, so user code can never crash the agent.
+- ``noop``: succeeds at once, without a process.
+
+Each attempt writes ``<log_dir>/<workflow_id>/<job_id>.<attempt>.out`` (stdout, the
+``log_uri`` of its updates) and ``.err`` (stderr) next to it. The job's environment has
+``ORCHID_JOB_KEY``, ``ORCHID_WORKFLOW_ID``, ``ORCHID_JOB_ID``, ``ORCHID_JOB_NAME``,
+``ORCHID_ATTEMPT``, ``ORCHID_WORK``, ``ORCHID_ARGS`` (JSON) and ``ORCHID_RESULT_FILE``; the
+result is the JSON in that file if the job wrote it, else the last stdout line if it is
+JSON, else None.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchid.errors import ConfigError, ExecutorError
+from orchid.executors import _process as proc
+from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage, WakeUp
+
+logger = logging.getLogger(__name__)
+
+WRAPPER_MODULE = "orchid.executors.wrapper"
+# Where `orchid` itself is importable from, so the wrapper starts even if orchid is not installed.
+_ORCHID_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+@dataclass(eq=False)
+class _Attempt:
+    """A job a worker thread has taken. Mutable fields are guarded by the executor's lock."""
+
+    spec: JobSpec
+    process: subprocess.Popen[bytes] | None = None
+    exited: bool = False  # the child has exited; its group must not be signalled any more
+    cancelled: bool = False
+    timed_out: bool = False
+    timers: list[threading.Timer] = field(default_factory=list)
+
+
+class LocalExecutor:
+    """Runs jobs as child processes of this agent; see the module docstring.
+
+    ``wake`` is called (from worker threads) after each update is queued; ``clock`` stamps
+    updates. ``kill_grace_s`` is how long a cancelled or timed-out job has between SIGTERM
+    and SIGKILL.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        workers: int,
+        log_dir: Path,
+        wake: WakeUp | None = None,
+        clock: Callable[[], float] = time.time,
+        *,
+        kill_grace_s: float = 5.0,
+    ) -> None:
+        if workers < 1:
+            raise ConfigError(f"the local executor needs at least 1 worker, not {workers}")
+        self._workers = workers
+        self._log_dir = Path(log_dir)
+        self._wake = wake
+        self._clock = clock
+        self._kill_grace_s = kill_grace_s
+        self._lock = threading.Lock()
+        self._work_ready = threading.Condition(self._lock)
+        self._pending: deque[JobSpec] = deque()  # may hold cancelled specs; _queued decides
+        self._queued: dict[str, JobSpec] = {}
+        self._running: dict[str, _Attempt] = {}
+        self._updates: list[JobUpdate] = []
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"orchid-local-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # --- the Executor protocol ---------------------------------------------------------
+
+    def capacity(self) -> int:
+        """Free workers: ``workers`` minus queued and running jobs, never negative."""
+        with self._lock:
+            return max(0, self._workers - len(self._queued) - len(self._running))
+
+    def submit(self, jobs: Sequence[JobSpec]) -> None:
+        """Queue these attempts; ``noop`` ones succeed here. A key already held is ignored."""
+        noops = 0
+        with self._lock:
+            if self._closed:
+                raise ExecutorError("the local executor is closed")
+            for spec in jobs:
+                if spec.key in self._queued or spec.key in self._running:
+                    logger.warning("job %s: already queued or running; ignored", spec.key)
+                elif spec.payload.kind == "noop":
+                    self._updates.append(self._update(spec, "succeeded", exit_code=0))
+                    noops += 1
+                else:
+                    self._queued[spec.key] = spec
+                    self._pending.append(spec)
+                    self._work_ready.notify()
+        if noops:
+            self._notify()
+
+    def poll(self) -> list[JobUpdate]:
+        """Updates since the last call, oldest first; never blocks on jobs."""
+        with self._lock:
+            updates, self._updates = self._updates, []
+        return updates
+
+    def cancel(self, keys: Sequence[str]) -> None:
+        """Drop queued attempts silently; SIGTERM running ones (SIGKILL after the grace).
+
+        A cancelled running attempt reports ``failed`` with error ``"cancelled"``.
+        """
+        to_stop: list[_Attempt] = []
+        with self._lock:
+            for key in keys:
+                if self._queued.pop(key, None) is not None:
+                    logger.debug("job %s: cancelled while queued", key)
+                    continue
+                attempt = self._running.get(key)
+                if attempt is not None and not attempt.cancelled:
+                    attempt.cancelled = True
+                    to_stop.append(attempt)
+        for attempt in to_stop:
+            logger.info("job %s: cancelling", attempt.spec.key)
+            self._terminate(attempt)
+
+    def close(self) -> None:
+        """Cancel everything, stop the workers and wait for them briefly. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._pending.clear()
+            self._queued.clear()
+            running = list(self._running.values())
+            for attempt in running:
+                attempt.cancelled = True
+            self._work_ready.notify_all()
+        for attempt in running:
+            self._terminate(attempt)
+        deadline = time.monotonic() + self._kill_grace_s + 1.0
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        alive = sum(thread.is_alive() for thread in self._threads)
+        if alive:
+            logger.warning("local executor closed with %d worker(s) still busy", alive)
+
+    # --- worker threads ----------------------------------------------------------------
+
+    def _work(self) -> None:
+        """One worker: take the oldest queued job, run it to the end, repeat until closed."""
+        while True:
+            with self._work_ready:
+                while not self._pending and not self._closed:
+                    self._work_ready.wait()
+                if self._closed:
+                    return
+                spec = self._pending.popleft()
+                if self._queued.get(spec.key) is not spec:
+                    continue  # cancelled while queued
+                del self._queued[spec.key]
+                attempt = _Attempt(spec)
+                self._running[spec.key] = attempt
+            try:
+                self._run(attempt)
+            except Exception as exc:  # a bug here must not kill the worker or lose the job
+                logger.exception("job %s: executor error", spec.key)
+                self._finish(attempt, "failed", error=f"executor error: {exc}")
+
+    def _run(self, attempt: _Attempt) -> None:
+        """Start the attempt's process, wait for it, and report how it ended."""
+        spec = attempt.spec
+        files = proc.AttemptFiles.for_job(self._log_dir, spec)
+        log_uri = str(files.out)
+        try:
+            argv, env = self._command(spec, files)
+            files.prepare()
+            with self._lock:
+                if attempt.cancelled:  # cancelled before it started: as if still queued
+                    del self._running[spec.key]
+                    return
+            process = proc.spawn(argv, spec.payload.workdir, env, files)
+        except proc.StartError as exc:
+            logger.info("job %s: cannot start: %s", spec.key, exc)
+            self._finish(attempt, "failed", error=str(exc), log_uri=log_uri)
+            return
+        started = time.monotonic()
+        with self._lock:
+            attempt.process = process
+            cancelled = attempt.cancelled
+        logger.debug("job %s: started pid %d: %s", spec.key, process.pid, argv)
+        self._push(self._update(spec, "running", log_uri=log_uri))
+        if cancelled:
+            self._terminate(attempt)
+        walltime = spec.resources.walltime_s
+        if walltime is not None:
+            self._start_timer(attempt, walltime, self._walltime_expired)
+
+        status, usage = proc.wait(process.pid, started, lambda: self._exited(attempt))
+        exit_code, error = proc.exit_reason(status, files.err)
+        process.returncode = exit_code if exit_code is not None else -1  # Popen must not reap
+
+        result: Any = None
+        if attempt.cancelled:
+            error = "cancelled"
+        elif attempt.timed_out:
+            error = f"walltime of {walltime:g}s exceeded"
+        elif error is None:
+            result, error = proc.read_result(files)
+        state: UpdateState = "failed" if error else "succeeded"
+        log = logger.debug if state == "succeeded" else logger.info
+        log("job %s: %s (exit code %s) %s", spec.key, state, exit_code, error or "")
+        self._finish(
+            attempt,
+            state,
+            exit_code=exit_code,
+            result=result,
+            error=error,
+            usage=usage,
+            log_uri=log_uri,
+        )
+
+    def _command(self, spec: JobSpec, files: proc.AttemptFiles) -> tuple[list[str], dict[str, str]]:
+        """The argv and environment for a ``command`` or ``function`` payload."""
+        payload = spec.payload
+        if payload.kind == "command":
+            return proc.render_argv(payload.command, spec.args), proc.build_env(spec, files)
+        if payload.kind == "function":
+            if not payload.function:
+                raise proc.StartError("function payload without a function")
+            env = proc.build_env(spec, files, extra_path=[_ORCHID_ROOT])
+            env["ORCHID_FUNCTION"] = payload.function
+            return [sys.executable, "-m", WRAPPER_MODULE], env
+        raise proc.StartError(f"unknown payload kind {payload.kind!r}")
+
+    # --- stopping processes ------------------------------------------------------------
+
+    def _exited(self, attempt: _Attempt) -> None:
+        """The process is gone: no more signals to its group, no more timers."""
+        with self._lock:
+            attempt.exited = True
+            timers, attempt.timers = attempt.timers, []
+        for timer in timers:
+            timer.cancel()
+
+    def _signal(self, attempt: _Attempt, signum: int) -> None:
+        """Signal the attempt's process group unless it has exited (its pgid may be reused)."""
+        with self._lock:
+            if attempt.process is None or attempt.exited:
+                return
+            logger.debug("job %s: sending %s", attempt.spec.key, proc.signal_name(signum))
+            proc.kill_group(attempt.process.pid, signum)
+
+    def _terminate(self, attempt: _Attempt) -> None:
+        """SIGTERM now, SIGKILL after the grace period if it is still there."""
+        self._signal(attempt, signal.SIGTERM)
+        self._start_timer(attempt, self._kill_grace_s, self._kill)
+
+    def _kill(self, attempt: _Attempt) -> None:
+        self._signal(attempt, signal.SIGKILL)
+
+    def _walltime_expired(self, attempt: _Attempt) -> None:
+        with self._lock:
+            if attempt.exited or attempt.cancelled:
+                return
+            attempt.timed_out = True
+        logger.info("job %s: walltime exceeded; stopping it", attempt.spec.key)
+        self._terminate(attempt)
+
+    def _start_timer(
+        self, attempt: _Attempt, delay: float, action: Callable[[_Attempt], None]
+    ) -> None:
+        """Run ``action(attempt)`` after ``delay`` seconds unless the process exits first."""
+        with self._lock:
+            if attempt.exited:
+                return
+            timer = threading.Timer(delay, action, args=(attempt,))
+            timer.daemon = True
+            attempt.timers.append(timer)
+            timer.start()
+
+    # --- updates -----------------------------------------------------------------------
+
+    def _update(self, spec: JobSpec, state: UpdateState, **fields: Any) -> JobUpdate:
+        if state == "succeeded" and fields.get("usage") is None:
+            fields["usage"] = Usage()
+        return JobUpdate(spec.key, spec.job_id, spec.attempt, state, self._clock(), **fields)
+
+    def _push(self, update: JobUpdate) -> None:
+        with self._lock:
+            self._updates.append(update)
+        self._notify()
+
+    def _finish(self, attempt: _Attempt, state: UpdateState, **fields: Any) -> None:
+        """Queue the final update and free the worker slot in one step."""
+        update = self._update(attempt.spec, state, **fields)
+        with self._lock:
+            self._running.pop(attempt.spec.key, None)
+            self._updates.append(update)
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._wake is None:
+            return
+        try:
+            self._wake()
+        except Exception:
+            logger.exception("local executor: wake-up callback failed")

@@ -1,0 +1,77 @@
+"""One frozen settings object, read once at start (environment ``ORCHID_*``) and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from orchid.errors import ConfigError
+
+
+def default_home() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("orchid", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where state lives and how agents behave. ``ORCHID_<FIELD>`` overrides each field."""
+
+    home: Path
+    db_url: str
+    workers: int = max(os.cpu_count() or 1, 1)  # local executor slots
+    executor: str = "local"
+    poll_interval: float = 1.0  # seconds between polls when the bus is quiet
+    lease_seconds: float = 30.0  # how long a claim holds before another agent may take it
+    batch: int = 500  # rows an agent claims at once
+    owner: str = os.environ.get("USER", "local")
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @staticmethod
+    def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """From the environment, then keyword overrides (command-line flags); None is ignored."""
+        env = os.environ if env is None else env
+        home = Path(env.get("ORCHID_HOME") or default_home())
+        s = Settings(
+            home=home, db_url=env.get("ORCHID_DB_URL") or f"sqlite:///{home / 'orchid.db'}"
+        )
+        fields: dict[str, Any] = {}
+        for name, kind in (
+            ("workers", int),
+            ("executor", str),
+            ("poll_interval", float),
+            ("lease_seconds", float),
+            ("batch", int),
+            ("owner", str),
+        ):
+            raw = env.get(f"ORCHID_{name.upper()}")
+            if raw:
+                try:
+                    fields[name] = kind(raw)
+                except ValueError:
+                    raise ConfigError(
+                        f"ORCHID_{name.upper()}={raw!r} is not a valid {kind.__name__}"
+                    ) from None
+        fields.update({k: v for k, v in overrides.items() if v is not None})
+        if "db" in fields:
+            fields["db_url"] = db_url_from(fields.pop("db"))
+        s = replace(s, **fields)
+        if s.workers < 1:
+            raise ConfigError(f"workers must be at least 1; got {s.workers}")
+        if s.executor not in ("local", "null"):
+            raise ConfigError(f"unknown executor {s.executor!r}; use local or null")
+        return s
+
+
+def db_url_from(value: str) -> str:
+    """``--db`` takes a URL, or a path to an SQLite file."""
+    if "://" in value:
+        return value
+    return f"sqlite:///{Path(value).expanduser().resolve()}"

@@ -1,0 +1,96 @@
+"""Connecting to the database: SQLite (embedded default, WAL) or PostgreSQL, and migrations."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from orchid.errors import ConfigError, StoreError
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+class Database:
+    """One engine and the transactions on it. Holds no other state."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        try:
+            parsed = sa.engine.make_url(url)
+        except sa.exc.ArgumentError as exc:
+            raise ConfigError(
+                f"cannot read the database URL {url!r}: {exc}. Use sqlite:///PATH or "
+                "postgresql+psycopg://USER@HOST:PORT/DB"
+            ) from None
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ConfigError(f"unsupported database {self.dialect!r}: use sqlite or postgresql")
+        self.engine: Engine = _make_engine(url, self.dialect, echo)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A write transaction: committed on success, rolled back on any exception."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration (``orchid db upgrade``); idempotent."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _make_engine(url: str, dialect: str, echo: bool) -> Engine:
+    if dialect == "sqlite":
+        path = sa.engine.make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 60}
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # take over transaction control from pysqlite so BEGIN IMMEDIATE can be issued:
+            # writers then queue on the lock instead of failing to upgrade a read lock
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    try:
+        return sa.create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    except ModuleNotFoundError as exc:  # pragma: no cover - dependency missing
+        raise StoreError(f"the PostgreSQL driver is missing: {exc}") from None

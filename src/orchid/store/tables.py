@@ -1,0 +1,183 @@
+"""Table definitions (SQLAlchemy Core). Migrations under ``migrations/`` must match these.
+
+Times are epoch seconds (float) so that release latency is one subtraction and
+both databases store them alike. Statuses are the values of the enums in
+``orchid.core.states``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+
+_TERMINAL_JOBS = "('succeeded', 'failed', 'cancelled', 'skipped')"
+
+workflows = sa.Table(
+    "workflows",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("template", Json, nullable=False),
+    sa.Column("params", Json, nullable=False),
+    sa.Column("loops", Json, nullable=False),
+    sa.Column("base_dir", sa.Text, nullable=True),  # where relative paths of the template point
+    # the clerk looks at a workflow while wake_seq > seen_seq; a change bumps wake_seq
+    sa.Column("wake_seq", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("seen_seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=True),
+)
+
+works = sa.Table(
+    "works",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", sa.Integer, sa.ForeignKey("workflows.id"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("iteration", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("cause", sa.String(16), nullable=True),  # why it was skipped/failed
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("inputs", Json, nullable=True),  # bound parameters and map, set when it starts
+    sa.Column("static", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("n_jobs", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("remaining", sa.Integer, nullable=False, server_default="0"),  # jobs not final
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.UniqueConstraint("workflow_id", "name", "iteration"),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", sa.Integer, nullable=False),
+    sa.Column("work_id", sa.Integer, sa.ForeignKey("works.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("args", Json, nullable=False),
+    sa.Column("pending_parents", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("not_before", sa.Float, nullable=False, server_default="0"),  # retry back-off
+    sa.Column("owner", sa.String(64), nullable=True),  # the carrier that submitted it
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    # false until the trigger has passed this job's end on to its children and its work
+    sa.Column("propagated", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("exit_code", sa.Integer, nullable=True),
+    sa.Column("result", Json, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("log_uri", sa.Text, nullable=True),
+    sa.Column("usage", Json, nullable=True),
+    sa.Column("ready_at", sa.Float, nullable=True),
+    sa.Column("submitted_at", sa.Float, nullable=True),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.UniqueConstraint("work_id", "name"),
+    sa.Index("ix_jobs_workflow_status", "workflow_id", "status"),
+    sa.Index(
+        "ix_jobs_ready",
+        "not_before",
+        "id",
+        sqlite_where=sa.text("status = 'ready'"),
+        postgresql_where=sa.text("status = 'ready'"),
+    ),
+    sa.Index(
+        "ix_jobs_unpropagated",
+        "id",
+        sqlite_where=sa.text(f"NOT propagated AND status IN {_TERMINAL_JOBS}"),
+        postgresql_where=sa.text(f"NOT propagated AND status IN {_TERMINAL_JOBS}"),
+    ),
+    sa.Index(
+        "ix_jobs_in_flight",
+        "lease_until",
+        sqlite_where=sa.text("status IN ('submitted', 'running')"),
+        postgresql_where=sa.text("status IN ('submitted', 'running')"),
+    ),
+)
+
+job_edges = sa.Table(
+    "job_edges",
+    metadata,
+    sa.Column("parent_id", sa.Integer, primary_key=True),
+    sa.Column("child_id", sa.Integer, primary_key=True, index=True),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", sa.Integer, nullable=False, index=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("data", Json, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+commands = sa.Table(
+    "commands",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", sa.Integer, sa.ForeignKey("workflows.id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # pending|applied|rejected
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("applied_at", sa.Float, nullable=True),
+)
+
+collections = sa.Table(
+    "collections",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", sa.Integer, sa.ForeignKey("workflows.id"), nullable=False),
+    sa.Column("work_id", sa.Integer, sa.ForeignKey("works.id"), nullable=True),
+    sa.Column("scope", sa.String(100), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("manager", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+files = sa.Table(
+    "files",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("collection_id", sa.Integer, sa.ForeignKey("collections.id"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("collection_id", "name"),
+)
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("roles", sa.String(100), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("last_seen", sa.Float, nullable=False),
+)

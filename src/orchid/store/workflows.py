@@ -1,0 +1,210 @@
+"""Workflow rows: submission, the clerk's claim and snapshot, status, listing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from orchid.core.model import Workflow
+from orchid.core.plan import LoopState, RunState, WorkState
+from orchid.core.states import TERMINAL_WORKFLOW, JobStatus, WorkflowStatus, WorkStatus
+from orchid.errors import NotFound
+from orchid.store import claims
+from orchid.store.tables import jobs, workflows, works
+
+
+def create(
+    conn: Connection,
+    *,
+    name: str,
+    owner: str,
+    template: Mapping[str, Any],
+    params: Mapping[str, Any],
+    base_dir: str | None,
+    now: float,
+) -> int:
+    return int(
+        conn.execute(
+            sa.insert(workflows)
+            .values(
+                name=name,
+                owner=owner,
+                status=WorkflowStatus.PENDING,
+                template=dict(template),
+                params=dict(params),
+                loops={},
+                base_dir=base_dir,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(workflows.c.id)
+        ).scalar_one()
+    )
+
+
+def wake(conn: Connection, workflow_ids: Iterable[int]) -> None:
+    """Tell the clerk these workflows changed (bumps their wake sequence)."""
+    ids = sorted(set(workflow_ids))
+    if ids:
+        conn.execute(
+            sa.update(workflows)
+            .where(workflows.c.id.in_(ids))
+            .values(wake_seq=workflows.c.wake_seq + 1)
+        )
+
+
+def claim_changed(
+    conn: Connection, owner: str, now: float, lease: float, limit: int
+) -> list[tuple[int, int]]:
+    """Lease workflows that changed since the clerk last looked: (id, wake_seq)."""
+    rows = claims.claim(
+        conn,
+        workflows,
+        [workflows.c.wake_seq > workflows.c.seen_seq],
+        owner=owner,
+        now=now,
+        lease=lease,
+        limit=limit,
+        returning=[workflows.c.wake_seq],
+    )
+    return [(int(r.id), int(r.wake_seq)) for r in rows]
+
+
+def mark_seen(conn: Connection, workflow_id: int, seq: int, owner: str) -> None:
+    """Record what the clerk has seen and release its lease (a later change keeps it dirty)."""
+    conn.execute(
+        sa.update(workflows)
+        .where(workflows.c.id == workflow_id, workflows.c.lease_owner == owner)
+        .values(
+            seen_seq=sa.func.max(workflows.c.seen_seq, seq)
+            if conn.dialect.name == "sqlite"
+            else sa.func.greatest(workflows.c.seen_seq, seq),
+            lease_owner=None,
+            lease_until=None,
+        )
+    )
+
+
+def template_of(conn: Connection, workflow_id: int) -> tuple[dict[str, Any], str | None]:
+    row = conn.execute(
+        sa.select(workflows.c.template, workflows.c.base_dir).where(workflows.c.id == workflow_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"no workflow {workflow_id}")
+    return dict(row.template), row.base_dir
+
+
+def run_state(conn: Connection, workflow_id: int, read: frozenset[str]) -> RunState:
+    """The snapshot the planner decides on. Job counts and results only for works it reads."""
+    wf = conn.execute(sa.select(workflows).where(workflows.c.id == workflow_id)).one()
+    rows = list(
+        conn.execute(
+            sa.select(works.c.id, works.c.name, works.c.iteration, works.c.status, works.c.message)
+            .where(works.c.workflow_id == workflow_id)
+            .order_by(works.c.id)
+        )
+    )
+    wanted = [r.id for r in rows if r.name in read]
+    counts: dict[int, dict[JobStatus, int]] = {i: {} for i in wanted}
+    results: dict[int, list[Any]] = {i: [] for i in wanted}
+    if wanted:
+        for c in conn.execute(
+            sa.select(jobs.c.work_id, jobs.c.status, sa.func.count())
+            .where(jobs.c.work_id.in_(wanted))
+            .group_by(jobs.c.work_id, jobs.c.status)
+        ):
+            counts[c[0]][JobStatus(c[1])] = int(c[2])
+        for r in conn.execute(
+            sa.select(jobs.c.work_id, jobs.c.result)
+            .where(jobs.c.work_id.in_(wanted), jobs.c.status == JobStatus.SUCCEEDED)
+            .order_by(jobs.c.id)
+        ):
+            results[r.work_id].append(r.result)
+    return RunState(
+        workflow_id=workflow_id,
+        name=wf.name,
+        status=WorkflowStatus(wf.status),
+        params=wf.params,
+        loops={k: LoopState.from_json(v) for k, v in (wf.loops or {}).items()},
+        works=[
+            WorkState(
+                id=r.id,
+                name=r.name,
+                iteration=r.iteration,
+                status=WorkStatus(r.status),
+                counts=counts.get(r.id, {}),
+                results=results.get(r.id),
+                message=r.message,
+            )
+            for r in rows
+        ],
+    )
+
+
+def set_status(
+    conn: Connection, workflow_id: int, status: WorkflowStatus, message: str, now: float
+) -> None:
+    conn.execute(
+        sa.update(workflows)
+        .where(workflows.c.id == workflow_id)
+        .values(
+            status=status,
+            message=message,
+            updated_at=now,
+            finished_at=now if status in TERMINAL_WORKFLOW else None,
+        )
+    )
+
+
+def save_loops(
+    conn: Connection, workflow_id: int, loops: Mapping[str, LoopState], now: float
+) -> None:
+    conn.execute(
+        sa.update(workflows)
+        .where(workflows.c.id == workflow_id)
+        .values(loops={k: v.to_json() for k, v in loops.items()}, updated_at=now)
+    )
+
+
+def _to_model(r: Any) -> Workflow:
+    return Workflow(
+        id=r.id,
+        name=r.name,
+        owner=r.owner,
+        status=WorkflowStatus(r.status),
+        message=r.message,
+        params=r.params,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+        finished_at=r.finished_at,
+    )
+
+
+_COLUMNS = (
+    workflows.c.id,
+    workflows.c.name,
+    workflows.c.owner,
+    workflows.c.status,
+    workflows.c.message,
+    workflows.c.params,
+    workflows.c.created_at,
+    workflows.c.updated_at,
+    workflows.c.finished_at,
+)
+
+
+def get(conn: Connection, workflow_id: int) -> Workflow:
+    row = conn.execute(sa.select(*_COLUMNS).where(workflows.c.id == workflow_id)).first()
+    if row is None:
+        raise NotFound(f"no workflow {workflow_id}; `orchid status` lists the workflows")
+    return _to_model(row)
+
+
+def list_recent(conn: Connection, *, status: Sequence[str] = (), limit: int = 50) -> list[Workflow]:
+    q = sa.select(*_COLUMNS).order_by(workflows.c.id.desc()).limit(limit)
+    if status:
+        q = q.where(workflows.c.status.in_(status))
+    return [_to_model(r) for r in conn.execute(q)]

@@ -1,0 +1,77 @@
+"""Shared fixtures: a fresh database per test, on SQLite and on the machine's PostgreSQL.
+
+Each test session creates its own PostgreSQL database (``orchid_test_<pid>_<random>``)
+and drops it at the end, so runs never see each other's data; each test gets
+empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from orchid.store.db import Database
+from orchid.store.tables import metadata
+
+PG_ADMIN = os.environ.get("ORCHID_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def _pg_available() -> bool:
+    try:
+        eng = sa.create_engine(PG_ADMIN, connect_args={"connect_timeout": 3})
+        with eng.connect():
+            pass
+        eng.dispose()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A database of this test session's own on the local PostgreSQL, dropped at the end."""
+    if not _pg_available():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL at 127.0.0.1:5432 is not reachable; `make services` starts it")
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable")
+    name = f"orchid_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    db = Database(url)
+    db.upgrade()
+    db.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate(db: Database) -> None:
+    with db.begin() as conn:
+        names = ", ".join(t.name for t in reversed(metadata.sorted_tables))
+        conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """An empty, migrated database: SQLite in tmp_path, or this session's PostgreSQL one."""
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path / 'orchid.db'}")
+        database.upgrade()
+    else:
+        database = Database(request.getfixturevalue("pg_url"))
+        _truncate(database)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def db_url(db: Database) -> str:
+    return db.url
