@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from typing import Any
@@ -259,16 +260,21 @@ def test_functions(text: str, expected: Any) -> None:
         ("int('x1')", "int() cannot convert 'x1' to an integer"),
         ("float('abc')", "float() cannot convert 'abc' to a number"),
         ("int(null)", "int() needs a number, not null"),
-        ("sqrt(-1)", "the result of sqrt() is not defined for -1"),
-        ("log(0)", "the result of log() is not defined for 0"),
-        ("exp(1000)", "the result of exp() is too large"),
+        ("sqrt(-1)", "sqrt() is not defined for -1"),
+        ("log(0)", "log() is not defined for 0"),
+        ("log(-huge)", "log() is not defined for a number"),
+        ("log(2, 1)", "log() is not defined for 2, 1"),
+        ("round(float('nan'))", "round() is not defined for nan"),
+        ("exp(1000)", "exp() result is too large"),
+        ("int(float('inf'))", "int() result is too large"),
+        ("float(huge)", "float() result is too large"),
         ("len()", "len() takes 1 argument (0 given)"),
         ("round(1, 2, 3)", "round() takes 1 to 2 arguments (3 given)"),
         ("min()", "min() takes at least 1 argument (0 given)"),
     ],
 )
 def test_function_errors(text: str, message: str) -> None:
-    assert message in error_of(text)
+    assert message in error_of(text, huge=10**5000)
 
 
 def test_unknown_function_lists_the_available_ones() -> None:
@@ -319,7 +325,7 @@ def test_syntax_errors(text: str, message: str, column: int) -> None:
     msg = str(info.value)
     assert message in msg
     assert f"(at column {column})" in msg
-    first, snippet, caret = msg.splitlines()
+    _, snippet, caret = msg.splitlines()
     assert snippet.strip() == text.strip() or not text.strip()
     assert caret.index("^") - 4 == column - 1  # the caret sits under the column
 
@@ -537,7 +543,7 @@ def test_embedded_bindings_are_formatted_as_text(value: str, expected: str) -> N
 
 
 def test_interpolate_nested_values() -> None:
-    value = {
+    value: dict[str, Any] = {
         "args": ["--n", "${n}", {"deep": "${works.fit.outputs.best}", "${n}": "key"}],
         "label": "run-${n}",
         "count": 3,
@@ -580,9 +586,7 @@ def test_find_bindings() -> None:
     assert [e.source for e in find_bindings(value)] == ["n", "s + '}'", "x"]
     assert find_bindings("plain") == []
     assert find_bindings(3) == []
-    assert find_bindings(["${works.fit.status}"])[0].references() == {
-        ("works", "fit", "status")
-    }
+    assert find_bindings(["${works.fit.status}"])[0].references() == {("works", "fit", "status")}
     with pytest.raises(ExpressionError, match="unterminated"):
         find_bindings({"a": "${oops"})
     with pytest.raises(ExpressionError, match="expected a value after '\\+'"):
@@ -633,7 +637,7 @@ def _py(compute: Any) -> Any:
     return _Error() if isinstance(result, complex) else result
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(_arith_tree())
 def test_arithmetic_matches_python(tree: tuple[str, Any]) -> None:
     text, expected = tree
@@ -648,32 +652,30 @@ def test_arithmetic_matches_python(tree: tuple[str, Any]) -> None:
 
 _garbage = st.lists(
     st.sampled_from(
-        [" ", "(", ")", "[", "]", ",", ".", "'", '"', "\\", "+", "-", "*", "**", "/", "//"]
-        + ["%", "<", "==", "!=", ">=", "and", "or", "not", "in", "1", "0", "2.5", "1e3", "x"]
-        + ["s", "items", "len", "min", "round", "str", "int", "sorted", "foo", "true", "null"]
-        + ["}", "{", "$", "é", "\n", "'a'", "9999", "_", "a.b", "[]", "sqrt", "sum", "=", "!"]
+        [
+            *(" ", "(", ")", "[", "]", ",", ".", "'", '"', "\\", "+", "-", "*", "**", "/", "//"),
+            *("%", "<", "==", "!=", ">=", "and", "or", "not", "in", "1", "0", "2.5", "1e3", "x"),
+            *("s", "items", "len", "min", "round", "str", "int", "sorted", "foo", "true", "null"),
+            *("}", "{", "$", "é", "\n", "'a'", "9999", "_", "a.b", "[]", "sqrt", "sum", "=", "!"),
+        ]
     ),
     max_size=30,
 ).map("".join)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(st.one_of(_garbage, st.text(max_size=40)))
 def test_garbage_parses_or_raises_expression_error(text: str) -> None:
     try:
         expr = parse(text)
     except ExpressionError:
         return
-    try:
+    with contextlib.suppress(ExpressionError):
         expr.evaluate({"x": 1.5, "s": "ab", "items": [1, 2]})
-    except ExpressionError:
-        pass
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.text(max_size=40))
 def test_interpolating_garbage_raises_only_expression_error(text: str) -> None:
-    try:
+    with contextlib.suppress(ExpressionError):
         interpolate({"v": [text]}, {"x": 1})
-    except ExpressionError:
-        pass

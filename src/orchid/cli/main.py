@@ -43,7 +43,8 @@ DbOpt = Annotated[
     typer.Option("--db", help="database URL, or a path to an SQLite file [env: ORCHID_DB_URL]"),
 ]
 ParamOpt = Annotated[
-    list[str] | None, typer.Option("--param", "-p", help="workflow parameter key=value (JSON value)")
+    list[str] | None,
+    typer.Option("--param", "-p", help="workflow parameter key=value (JSON value)"),
 ]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", "-w", help="jobs run at once")]
 ExecutorOpt = Annotated[str | None, typer.Option("--executor", help="local or null")]
@@ -86,14 +87,17 @@ def run(
     settings = _settings(db=db, workers=workers, executor=executor)
     raw, base = load_template(template)
     database = _open(settings)
-    wf_id = submit(database, raw, base_dir=base, params=_params(param), owner=settings.owner,
-                   now=time.time())
+    wf_id = submit(
+        database, raw, base_dir=base, params=_params(param), owner=settings.owner, now=time.time()
+    )
     runner, exe = make_runner(settings, database)
     done = threading.Event()
 
     def finished() -> bool:
         return snapshot(database, wf_id)[0].status in (
-            WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED, WorkflowStatus.PARTIAL,
+            WorkflowStatus.SUCCEEDED,
+            WorkflowStatus.FAILED,
+            WorkflowStatus.PARTIAL,
             WorkflowStatus.CANCELLED,
         )
 
@@ -115,8 +119,10 @@ def run(
         runner.stop()
         thread.join(10)
         exe.close()
-        err.print(f"interrupted: workflow {wf_id} is saved; `orchid agents` carries it on, "
-                  f"`orchid abort {wf_id}` stops it")
+        err.print(
+            f"interrupted: workflow {wf_id} is saved; `orchid agents` carries it on, "
+            f"`orchid abort {wf_id}` stops it"
+        )
         raise typer.Exit(130) from None
     runner.stop()
     thread.join(30)
@@ -141,8 +147,14 @@ def submit_cmd(
     """Queue a workflow for the agents (`orchid agents`) and print its id."""
     settings = _settings(db=db)
     raw, base = load_template(template)
-    wf_id = submit(_open(settings), raw, base_dir=base, params=_params(param),
-                   owner=settings.owner, now=time.time())
+    wf_id = submit(
+        _open(settings),
+        raw,
+        base_dir=base,
+        params=_params(param),
+        owner=settings.owner,
+        now=time.time(),
+    )
     console.print(wf_id)
 
 
@@ -151,13 +163,17 @@ def validate(template: Annotated[Path, typer.Argument(help="YAML or JSON templat
     """Check a template without running it."""
     raw, base = load_template(template)
     compiled = compile_template(raw, str(base))
-    console.print(f"[green]valid[/]: {compiled.template.name}, {len(compiled.template.works)} works, "
-                  f"order {' → '.join(compiled.analysis.order)}")
+    console.print(
+        f"[green]valid[/]: {compiled.template.name}, {len(compiled.template.works)} works, "
+        f"order {' → '.join(compiled.analysis.order)}"
+    )
 
 
 @app.command()
 def status(
-    workflow_id: Annotated[int | None, typer.Argument(help="one workflow; all when left out")] = None,
+    workflow_id: Annotated[
+        int | None, typer.Argument(help="one workflow; all when left out")
+    ] = None,
     db: DbOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     limit: Annotated[int, typer.Option(help="how many workflows to list")] = 20,
@@ -167,12 +183,24 @@ def status(
     if workflow_id is not None:
         wf, ws = snapshot(database, workflow_id)
         if as_json:
-            console.print_json(data={
-                "id": wf.id, "name": wf.name, "status": wf.status, "message": wf.message,
-                "works": [{"name": w.name, "iteration": w.iteration, "status": w.status,
-                           "message": w.message, "counts": {str(k): v for k, v in w.counts.items()}}
-                          for w in ws],
-            })
+            console.print_json(
+                data={
+                    "id": wf.id,
+                    "name": wf.name,
+                    "status": wf.status,
+                    "message": wf.message,
+                    "works": [
+                        {
+                            "name": w.name,
+                            "iteration": w.iteration,
+                            "status": w.status,
+                            "message": w.message,
+                            "counts": {str(k): v for k, v in w.counts.items()},
+                        }
+                        for w in ws
+                    ],
+                }
+            )
             return
         console.print(render(wf, ws, time.time()))
         for w in ws:
@@ -182,13 +210,29 @@ def status(
     with database.engine.connect() as conn:
         rows = workflows.list_recent(conn, limit=limit)
     if as_json:
-        console.print_json(data=[{"id": w.id, "name": w.name, "status": w.status,
-                                  "owner": w.owner, "created_at": w.created_at} for w in rows])
+        console.print_json(
+            data=[
+                {
+                    "id": r.id,
+                    "name": r.name,
+                    "status": r.status,
+                    "owner": r.owner,
+                    "created_at": r.created_at,
+                }
+                for r in rows
+            ]
+        )
         return
     table = Table("id", "name", "status", "owner", "age", "message")
-    for w in rows:
-        table.add_row(str(w.id), w.name, status_text(w.status), w.owner,
-                      _age(time.time() - w.created_at), w.message[:60])
+    for r in rows:
+        table.add_row(
+            str(r.id),
+            r.name,
+            status_text(r.status),
+            r.owner,
+            _age(time.time() - r.created_at),
+            r.message[:60],
+        )
     console.print(table if rows else "no workflows yet: `orchid run TEMPLATE` starts one")
 
 

@@ -17,15 +17,27 @@ from orchid.store import workflows, works
 from orchid.store.db import Database
 
 COLOURS = {
-    "pending": "white", "waiting": "white", "ready": "cyan", "submitted": "cyan",
-    "running": "blue", "suspended": "yellow", "succeeded": "green", "failed": "red",
-    "partial": "yellow", "cancelled": "magenta", "skipped": "bright_black",
+    "pending": "white",
+    "waiting": "white",
+    "ready": "cyan",
+    "submitted": "cyan",
+    "running": "blue",
+    "suspended": "yellow",
+    "succeeded": "green",
+    "failed": "red",
+    "partial": "yellow",
+    "cancelled": "magenta",
+    "skipped": "bright_black",
 }
 SYMBOLS = [
-    (JobStatus.SUCCEEDED, "✓", "green"), (JobStatus.FAILED, "✗", "red"),
-    (JobStatus.RUNNING, "▶", "blue"), (JobStatus.SUBMITTED, "▷", "cyan"),
-    (JobStatus.READY, "●", "cyan"), (JobStatus.WAITING, "…", "white"),
-    (JobStatus.SKIPPED, "↷", "bright_black"), (JobStatus.CANCELLED, "⊘", "magenta"),
+    (JobStatus.SUCCEEDED, "✓", "green"),
+    (JobStatus.FAILED, "✗", "red"),
+    (JobStatus.RUNNING, "▶", "blue"),
+    (JobStatus.SUBMITTED, "▷", "cyan"),
+    (JobStatus.READY, "●", "cyan"),
+    (JobStatus.WAITING, "…", "white"),
+    (JobStatus.SKIPPED, "↷", "bright_black"),
+    (JobStatus.CANCELLED, "⊘", "magenta"),
 ]
 
 
@@ -45,21 +57,30 @@ def counts_text(work: Work) -> Text:
 def render(wf: Workflow, ws: list[Work], now: float) -> Group:
     elapsed = (wf.finished_at or now) - wf.created_at
     head = Text.assemble(
-        (f"workflow {wf.id} ", "bold"), (wf.name, "bold cyan"), "  ", status_text(wf.status),
+        (f"workflow {wf.id} ", "bold"),
+        (wf.name, "bold cyan"),
+        "  ",
+        status_text(wf.status),
         f"  {elapsed:,.1f}s",
     )
     table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
     for col in ("work", "status", "progress", "done", "jobs"):
         table.add_column(col)
     total = done = 0
-    for w in ws:
+    for w in _latest(ws):
         n = sum(w.counts.values())
-        finished = sum(w.counts.get(s, 0) for s in (JobStatus.SUCCEEDED, JobStatus.FAILED,
-                                                    JobStatus.SKIPPED, JobStatus.CANCELLED))
+        finished = sum(
+            w.counts.get(s, 0)
+            for s in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.SKIPPED, JobStatus.CANCELLED)
+        )
         total, done = total + n, done + finished
-        name = w.name if w.iteration == 0 and not _looped(ws, w.name) else f"{w.name} #{w.iteration}"
-        bar = ProgressBar(total=max(n, 1), completed=finished if n else 0, width=30,
-                          complete_style=COLOURS.get(w.status, "blue"))
+        name = w.name if w.iteration == 0 else f"{w.name} #{w.iteration + 1}"
+        bar = ProgressBar(
+            total=max(n, 1),
+            completed=finished if n else 0,
+            width=30,
+            complete_style=COLOURS.get(w.status, "blue"),
+        )
         table.add_row(name, status_text(w.status), bar, f"{finished:,}/{n:,}", counts_text(w))
     parts: list[Text | Table] = [head, table]
     parts.append(Text(f"jobs {done:,}/{total:,} finished", style="dim"))
@@ -68,8 +89,13 @@ def render(wf: Workflow, ws: list[Work], now: float) -> Group:
     return Group(*parts)
 
 
-def _looped(ws: list[Work], name: str) -> bool:
-    return sum(1 for w in ws if w.name == name) > 1
+def _latest(ws: list[Work]) -> list[Work]:
+    """One row per work: a loop's works show their latest iteration (numbered from 1)."""
+    latest: dict[str, Work] = {}
+    for w in ws:
+        if w.name not in latest or w.iteration > latest[w.name].iteration:
+            latest[w.name] = w
+    return list(latest.values())
 
 
 def snapshot(db: Database, workflow_id: int) -> tuple[Workflow, list[Work]]:
@@ -87,8 +113,9 @@ def follow(
 ) -> Workflow:
     """Redraw until the workflow ends (or ``finished()``); return its final state."""
     wf, ws = snapshot(db, workflow_id)
-    with Live(render(wf, ws, time.time()), console=console, refresh_per_second=8,
-              transient=False) as live:
+    with Live(
+        render(wf, ws, time.time()), console=console, refresh_per_second=8, transient=False
+    ) as live:
         while wf.status not in TERMINAL_WORKFLOW and not (finished and finished()):
             time.sleep(interval)
             wf, ws = snapshot(db, workflow_id)

@@ -51,11 +51,12 @@ def topological_order(nodes: Iterable[N], edges: Iterable[tuple[N, N]]) -> list[
                 queue.append(c)
     if len(out) < len(order_of):
         left = {n for n, d in indegree.items() if d > 0}
-        raise CycleError(_one_cycle(left, children))
+        cycle: list[N] = _one_cycle(left, children)
+        raise CycleError(cycle)
     return out
 
 
-def _one_cycle(left: set[N], children: Mapping[N, list[N]]) -> list[N]:
+def _one_cycle(left: set[N], children: Mapping[N, Sequence[N]]) -> list[N]:
     """Walk forward inside the unsorted remainder until a node repeats."""
     start = next(iter(left))
     seen: dict[N, int] = {}

@@ -172,6 +172,14 @@ def _format(v: Any) -> str:
         raise _EvalError(f"{_a(v)} cannot be written as text") from None
 
 
+def _brief(v: Any) -> str:
+    try:
+        text = _format(v)
+    except _EvalError:
+        return _a(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _keys(mapping: Mapping[str, Any], missing: str, noun: str) -> str:
     keys = sorted(str(k) for k in mapping)
     if not keys:
@@ -271,6 +279,22 @@ def _len(args: list[Any]) -> int:
     return len(args[0])
 
 
+MAX_RANGE = 1_000_000
+
+
+def _range(args: list[Any]) -> list[int]:
+    """``range(stop)`` / ``range(start, stop[, step])`` as a list, for sweeps; bounded."""
+    for a in args:
+        if not (isinstance(a, int) and not isinstance(a, bool)):
+            raise _EvalError(f"range() needs whole numbers, not {_a(a)}")
+    if len(args) == 3 and args[2] == 0:
+        raise _EvalError("range() step must not be zero")
+    r = range(*args)
+    if len(r) > MAX_RANGE:
+        raise _EvalError(f"range() of {len(r):,} numbers is more than {MAX_RANGE:,}")
+    return list(r)
+
+
 def _log(args: list[Any]) -> float:
     return math.log(*(_num("log", a) for a in args))
 
@@ -287,6 +311,7 @@ _FUNCTIONS: dict[str, tuple[int, int, Callable[[list[Any]], Any]]] = {
     "log": (1, 2, _log),
     "max": (1, -1, _extreme("max", max)),
     "min": (1, -1, _extreme("min", min)),
+    "range": (1, 3, _range),
     "round": (1, 2, _round),
     "sorted": (1, 1, lambda a: sorted(_orderable("sorted", _list("sorted", a[0])))),
     "sqrt": (1, 1, lambda a: math.sqrt(_num("sqrt", a[0]))),
@@ -407,12 +432,12 @@ class _Call(_Node):
             return _FUNCTIONS[self.name][2](args)
         except _EvalError as exc:
             raise error_at(env.source, self.pos, str(exc)) from None
-        except (ArithmeticError, ValueError) as exc:
-            shown = ", ".join(_format(a)[:40] for a in args)
-            msg = (
-                "is too large" if isinstance(exc, OverflowError) else f"is not defined for {shown}"
-            )
-            raise error_at(env.source, self.pos, f"the result of {self.name}() {msg}") from None
+        except OverflowError:
+            raise error_at(env.source, self.pos, f"{self.name}() result is too large") from None
+        except (ArithmeticError, ValueError):
+            shown = ", ".join(_brief(a) for a in args)
+            msg = f"{self.name}() is not defined for {shown}"
+            raise error_at(env.source, self.pos, msg) from None
 
     def refs(self, out: set[tuple[str, ...]]) -> None:
         for arg in self.args:

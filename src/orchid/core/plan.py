@@ -16,7 +16,7 @@ from orchid.errors import ExpressionError
 
 LoopStatus = Literal["waiting", "running", "succeeded", "failed", "skipped", "cancelled"]
 FAILED_WORK = frozenset({WorkStatus.FAILED, WorkStatus.PARTIAL})
-SUCCESS = "succeeded"
+SUCCESS: Literal["succeeded"] = "succeeded"
 UNFINISHED = frozenset({"waiting", "ready", "running"})
 
 

@@ -187,7 +187,7 @@ def json_schema() -> dict[str, Any]:
 
 
 def _loc(loc: tuple[int | str, ...], raw: Any) -> str:
-    """``('works', 1, 'retries')`` → ``works[1](simulate).retries``: name the work, not just its index."""
+    """``('works', 1, 'retries')`` → ``works[1](simulate).retries``: name the work too."""
     out = ""
     node = raw
     for part in loc:

@@ -234,7 +234,7 @@ def _resolve_after(
     if inside is not None and loop_of.get(me) != inside:
         p.add(
             path,
-            f"'{dep}' is inside loop '{inside}'; wait for the whole loop instead: after: [{inside}]",
+            f"'{dep}' is inside loop '{inside}'; wait for the whole loop: after: [{inside}]",
         )
         return False
     return True
@@ -365,10 +365,12 @@ def _check_static_jobs(
     """Inline jobs: unique names, parents that exist in static works, no cycles."""
     job_upstream: dict[str, set[str]] = defaultdict(set)
     static = {w.name: w for w in t.works if isinstance(w.jobs, list)}
-    names = {w: {j.name for j in (static[w].jobs or [])} for w in static}
+    names = {
+        name: {j.name for j in w.jobs} for name, w in static.items() if isinstance(w.jobs, list)
+    }
     file_works = {w.name for w in t.works if w.jobs == "from_file"}
-    nodes: list[tuple[str, str]] = []
-    edges: list[tuple[tuple[str, str], tuple[str, str]]] = []
+    nodes: list[tuple[str, ...]] = []
+    edges: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
     for w in static.values():
         path = f"{_wpath(t, w)}.jobs"
         seen: set[str] = set()
@@ -390,7 +392,7 @@ def _check_static_jobs(
         try:
             topological_order(nodes, edges)
         except CycleError as exc:
-            cyc = " -> ".join(f"{a}/{b}" for a, b in exc.cycle)  # type: ignore[misc]
+            cyc = " -> ".join("/".join(str(part) for part in node) for node in exc.cycle)  # type: ignore[attr-defined]
             p.add("works", f"job parents make a cycle: {cyc}")
     return job_upstream
 

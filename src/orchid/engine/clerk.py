@@ -155,11 +155,11 @@ class Clerk:
         state = workflows.run_state(conn, workflow_id, frozenset())
         loops = {}
         for n, s in state.loops.items():
-            if s.status == "failed":
-                s = LoopState("running", s.iteration, s.vars, "")
-            elif s.status == "skipped" and s.message.startswith("not started"):
-                s = LoopState("waiting", 0, {}, "")
             loops[n] = s
+            if s.status == "failed":
+                loops[n] = LoopState("running", s.iteration, s.vars, "")
+            elif s.status == "skipped" and s.message.startswith("not started"):
+                loops[n] = LoopState("waiting", 0, {}, "")
         workflows.save_loops(conn, workflow_id, loops, now)
         self.env.bus.notify(JOBS)
 

@@ -45,7 +45,7 @@ class Runner:
         idle_exit: float | None = None,
         check_every: float = 0.25,
     ) -> None:
-        """Loop until ``stop()``, until ``until()`` holds, or (burst mode) idle for ``idle_exit`` s."""
+        """Loop until ``stop()``, until ``until()`` holds, or (burst) idle for ``idle_exit`` s."""
         idle_since = time.monotonic()
         next_check = 0.0
         while not self.stopping.is_set():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy.engine import Connection, Row
 
@@ -10,8 +11,7 @@ from orchid.core.jobs import expand_map
 from orchid.core.states import WorkStatus, work_outcome
 from orchid.engine.agent import JOBS, WORKFLOWS, AgentEnv, agent_id
 from orchid.errors import InvalidInput
-from orchid.store import claims, events, jobs, workflows, works
-from orchid.store.tables import works as works_table
+from orchid.store import events, jobs, workflows, works
 
 log = logging.getLogger(__name__)
 
@@ -27,26 +27,20 @@ class Transformer:
         env = self.env
         done = 0
         with env.db.begin() as conn:
-            rows = works.claim_ready(conn, self.owner, env.clock(), env.lease, 20)
-            waiting = []
-            for row in rows:
-                if self._transform(conn, row):
-                    done += 1
-                else:
-                    waiting.append(row.id)
-            claims.release(conn, works_table, waiting, self.owner)
+            for row in works.claim_ready(conn, self.owner, env.clock(), env.lease, 20):
+                self._transform(conn, row)
+                done += 1
         if done:
             env.bus.notify(JOBS)
             env.bus.notify(WORKFLOWS)
         return done
 
-    def _transform(self, conn: Connection, row: Row) -> bool:  # type: ignore[type-arg]
+    def _transform(self, conn: Connection, row: Row[Any]) -> None:
         now = self.env.clock()
         compiled = self.env.templates.get(conn, row.workflow_id)
-        upstream = compiled.analysis.job_upstream.get(row.name, frozenset())
-        if not works.materialised(conn, row.workflow_id, upstream):
-            return False  # its jobs' parents are not written yet; try again next round
         if row.static:
+            # listed jobs were written at submission; those whose parents (in any work)
+            # have all succeeded are released now, the others by the trigger later
             released = jobs.release_roots(conn, row.id, now)
             remaining = jobs.unfinished(conn, row.id)
             n_jobs = sum(works.counts(conn, row.id).values())
@@ -66,7 +60,7 @@ class Transformer:
                     conn, row.id, WorkStatus.FAILED, "error", f"cannot make jobs: {exc}", now
                 )
                 workflows.wake(conn, [row.workflow_id])
-                return True
+                return
             n_jobs = remaining = jobs.insert_ready(
                 conn, row.workflow_id, row.id, args, compiled.max_attempts(row.name), now
             )
@@ -78,4 +72,3 @@ class Transformer:
             works.finish(conn, row.id, status, "no jobs to run" if n_jobs == 0 else "", now)
             events.emit(conn, row.workflow_id, f"work.{status}", {"work_id": row.id}, now)
             workflows.wake(conn, [row.workflow_id])
-        return True

@@ -65,9 +65,19 @@ def render_item(template: str, args: Mapping[str, Any]) -> str:
     return _PLACEHOLDER.sub(substitute, template)
 
 
+PYTHON_NAMES = frozenset({"python", "python3"})
+
+
 def render_argv(template: Sequence[str], args: Mapping[str, Any]) -> list[str]:
-    """Render every argv item with :func:`render_item`."""
-    return [render_item(item, args) for item in template]
+    """Render every argv item with :func:`render_item`.
+
+    A bare ``python``/``python3`` program runs with the interpreter Orchid runs
+    under: jobs see the same virtualenv, and skip slow launcher shims.
+    """
+    argv = [render_item(item, args) for item in template]
+    if argv and argv[0] in PYTHON_NAMES:
+        argv[0] = sys.executable
+    return argv
 
 
 @dataclass(frozen=True)

@@ -424,7 +424,10 @@ def _release_children(conn: Connection, parents: Sequence[int], now: float) -> i
 
 
 def reopen_failed(
-    conn: Connection, workflow_id: int, extra_attempts: Mapping[int, int]
+    conn: Connection,
+    workflow_id: int,
+    extra_attempts: Mapping[int, int],
+    work_ids: Sequence[int],
 ) -> Counter[int]:
     """Retry: failed jobs are ready again with fresh attempts; jobs skipped behind them wait.
 

@@ -86,20 +86,6 @@ def claim_ready(
     )
 
 
-def materialised(conn: Connection, workflow_id: int, names: Iterable[str]) -> bool:
-    """Whether every named work already has its jobs (is running or over)."""
-    wanted = set(names)
-    if not wanted:
-        return True
-    rows = conn.execute(
-        sa.select(works.c.name, works.c.status).where(
-            works.c.workflow_id == workflow_id, works.c.name.in_(wanted)
-        )
-    )
-    done = {r.name for r in rows if r.status != WorkStatus.WAITING and r.status != WorkStatus.READY}
-    return done >= wanted
-
-
 def mark_running(conn: Connection, work_id: int, n_jobs: int, remaining: int, now: float) -> None:
     conn.execute(
         sa.update(works)

@@ -1,0 +1,20 @@
+"""Fixtures of the engine tests: runners on the ``db`` fixture (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from enginekit import EngineFactory, engine_factory
+
+from orchid.store.db import Database
+
+
+@pytest.fixture
+def make_engine(db: Database, tmp_path: Path) -> Iterator[EngineFactory]:
+    """Build engines (runner + executor) on the test's database; executors close afterwards."""
+    closers: list[Callable[[], None]] = []
+    yield engine_factory(db, tmp_path / "home", closers)
+    for close in reversed(closers):
+        close()
