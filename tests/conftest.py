@@ -41,16 +41,35 @@ def pg_url() -> Iterator[str]:
         pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable")
     name = f"orchid_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    _drop_orphans(admin)
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    db = Database(url)
-    db.upgrade()
-    db.dispose()
-    yield url
+    try:
+        url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+        db = Database(url)
+        db.upgrade()
+        db.dispose()
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _drop_orphans(admin: sa.Engine) -> None:
+    """Drop test databases whose test process is gone (a run killed before its clean-up)."""
     with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+        names = conn.execute(
+            sa.text("SELECT datname FROM pg_database WHERE datname LIKE 'orchid_test_%'")
+        ).scalars()
+        for name in list(names):
+            try:
+                pid = int(name.split("_")[2])
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            except (ValueError, IndexError, PermissionError):
+                continue
 
 
 def _truncate(db: Database) -> None:

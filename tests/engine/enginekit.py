@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from orchid.core.model import Job, Work, Workflow
 from orchid.core.states import TERMINAL_WORKFLOW
 from orchid.engine.runner import Runner, make_runner
 from orchid.engine.submit import submit
-from orchid.executors.base import Executor
+from orchid.executors.base import Executor, JobSpec, JobUpdate
 from orchid.settings import Settings
 from orchid.store import events, jobs, workflows, works
 from orchid.store.db import Database
@@ -185,7 +185,7 @@ def engine_factory(db: Database, home: Path, closers: list[Callable[[], None]]) 
         executor: str | Executor = "null", *, database: Database | None = None, **kw: Any
     ) -> Engine:
         database = database or db
-        name = executor if isinstance(executor, str) else "null"
+        name = executor if isinstance(executor, str) else "null"  # settings need a known one
         settings = settings_for(database, home, name, **kw)
         runner, ex = make_runner(
             settings, database, executor=None if isinstance(executor, str) else executor
@@ -195,3 +195,59 @@ def engine_factory(db: Database, home: Path, closers: list[Callable[[], None]]) 
         return Engine(database, runner, ex, home)
 
     return make
+
+
+class ScriptedExecutor:
+    """Like the null executor, but a job whose args say ``fail_attempts: n`` fails its first n
+    attempts (exit code 1), and one with ``hold: true`` stays running until ``release()``."""
+
+    name = "scripted"
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._updates: list[JobUpdate] = []
+        self.held: dict[str, JobSpec] = {}
+        self.submitted: list[JobSpec] = []
+        self.cancelled: list[str] = []
+
+    def capacity(self) -> int:
+        return 100_000
+
+    def submit(self, specs: Sequence[JobSpec]) -> None:
+        now = self._clock()
+        for s in specs:
+            self.submitted.append(s)
+            if s.args.get("hold"):
+                self.held[s.key] = s
+                self._updates.append(JobUpdate(s.key, s.job_id, s.attempt, "running", now))
+            else:
+                self._updates.append(self._final(s, now))
+
+    def _final(self, s: JobSpec, now: float) -> JobUpdate:
+        if s.attempt <= int(s.args.get("fail_attempts", 0)):
+            return JobUpdate(s.key, s.job_id, s.attempt, "failed", now, exit_code=1, error="exit 1")
+        return JobUpdate(s.key, s.job_id, s.attempt, "succeeded", now, exit_code=0, result=s.args.get("result"))
+
+    def release(self) -> None:
+        """Let every held job end (as its args say)."""
+        now = self._clock()
+        for s in self.held.values():
+            self._updates.append(self._final(s, now))
+        self.held.clear()
+
+    def poll(self) -> list[JobUpdate]:
+        updates, self._updates = self._updates, []
+        return updates
+
+    def cancel(self, keys: Sequence[str]) -> None:
+        now = self._clock()
+        for key in keys:
+            s = self.held.pop(key, None)
+            self.cancelled.append(key)
+            if s is not None:
+                self._updates.append(
+                    JobUpdate(s.key, s.job_id, s.attempt, "failed", now, error="cancelled")
+                )
+
+    def close(self) -> None:
+        self.held.clear()

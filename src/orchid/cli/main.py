@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import threading
 import time
@@ -319,6 +320,7 @@ def agents(
     settings = _settings(db=db, workers=workers, executor=executor)
     runner, exe = make_runner(settings, _open(settings))
     err.print(f"agents running on {settings.db_url} with the {settings.executor} executor")
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     try:
         runner.run(idle_exit=max(2.0, settings.poll_interval * 2) if burst else None)
     except KeyboardInterrupt:
