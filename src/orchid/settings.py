@@ -38,7 +38,7 @@ class Settings:
     def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """From the environment, then keyword overrides (command-line flags); None is ignored."""
         env = os.environ if env is None else env
-        home = Path(env.get("ORCHID_HOME") or default_home())
+        home = Path(overrides.pop("home", None) or env.get("ORCHID_HOME") or default_home())
         s = Settings(
             home=home, db_url=env.get("ORCHID_DB_URL") or f"sqlite:///{home / 'orchid.db'}"
         )

@@ -34,7 +34,9 @@ def template(marks: Path) -> dict[str, Any]:
         for i in range(WIDTH):
             parents = [] if layer == 0 else [f"j{layer - 1}-{i}", f"j{layer - 1}-{(i + 1) % WIDTH}"]
             name = f"j{layer}-{i}"
-            listed.append({"name": name, "args": {"name": name, "layer": layer}, "parents": parents})
+            listed.append(
+                {"name": name, "args": {"name": name, "layer": layer}, "parents": parents}
+            )
     return {
         "name": "crash",
         "works": [{"name": "dag", "command": ["sh", "-c", cmd], "jobs": listed}],
@@ -51,7 +53,9 @@ def start_agent(url: str, home: Path) -> subprocess.Popen[bytes]:
     }
     return subprocess.Popen(
         [sys.executable, "-m", "orchid.cli.main", "agents", "--db", url],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -74,7 +78,9 @@ def succeeded(db: Database) -> int:
 
 def workflow_status(db: Database, wf: int) -> str:
     with db.engine.connect() as conn:
-        return str(conn.execute(sa.select(workflows.c.status).where(workflows.c.id == wf)).scalar_one())
+        return str(
+            conn.execute(sa.select(workflows.c.status).where(workflows.c.id == wf)).scalar_one()
+        )
 
 
 def test_killed_agent_loses_no_job(db: Database, tmp_path: Path) -> None:

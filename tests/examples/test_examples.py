@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -30,7 +31,11 @@ def run(example: str, tmp_path: Path, *args: str) -> tuple[subprocess.CompletedP
     env = {**os.environ, "ORCHID_HOME": str(tmp_path / "home"), "ORCHID_WORKERS": "2"}
     proc = subprocess.run(
         [*ORCHID, "run", str(src / "workflow.yaml"), "--db", str(db), *args],
-        capture_output=True, text=True, env=env, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
     )
     return proc, f"sqlite:///{db}"
 
@@ -89,8 +94,10 @@ def test_conditional_publishes_good_calibrations(tmp_path: Path) -> None:
     proc, url = run("conditional", tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert statuses(url, 1) == {
-        "calibrate": "succeeded", "publish": "succeeded",
-        "recalibrate": "skipped", "report": "succeeded",
+        "calibrate": "succeeded",
+        "publish": "succeeded",
+        "recalibrate": "skipped",
+        "report": "succeeded",
     }
     assert results(url, 1, "report") == [{"published": True, "quality": 0.95}]
 
@@ -109,7 +116,7 @@ def test_loop_converges_to_the_root(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     steps = results(url, 1, "evaluate")
     assert len(steps) == 20  # the bracket halves from width 1 to below 1e-6
-    assert all(b["hi"] - b["lo"] == pytest.approx(a["width"] / 2) for a, b in zip(steps, steps[1:]))
+    assert all(b["hi"] - b["lo"] == pytest.approx(a["width"] / 2) for a, b in itertools.pairwise(steps))
     (answer,) = results(url, 1, "answer")
     assert answer["root"] == pytest.approx(2.0945514815, abs=1e-6)
     assert answer["iterations"] == 20
@@ -125,9 +132,18 @@ def test_loop_fails_when_it_cannot_converge(tmp_path: Path) -> None:
 def test_rubin_dag_releases_each_job_after_its_parents(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "examples" / "rubin_dag", tmp_path / "rubin_dag")
     subprocess.run(
-        [sys.executable, str(tmp_path / "rubin_dag" / "generate.py"),
-         "--visits", "6", "--detectors", "5", "--patches", "4"],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            str(tmp_path / "rubin_dag" / "generate.py"),
+            "--visits",
+            "6",
+            "--detectors",
+            "5",
+            "--patches",
+            "4",
+        ],
+        check=True,
+        capture_output=True,
     )
     lines = (tmp_path / "rubin_dag" / "jobs.jsonl").read_text().splitlines()
     assert len(lines) == 6 * 5 * 3 + 4 * 2
@@ -152,7 +168,10 @@ def test_bad_template_is_rejected_before_anything_runs(tmp_path: Path) -> None:
     bad.write_text("name: bad\nworks:\n  - name: a\n    command: [echo]\n    after: [b]\n")
     proc = subprocess.run(
         [*ORCHID, "run", str(bad), "--db", str(tmp_path / "o.db")],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env={**os.environ, "ORCHID_HOME": str(tmp_path)},
     )
     assert proc.returncode == 2

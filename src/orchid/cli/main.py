@@ -22,7 +22,7 @@ from orchid.core.template import json_schema
 from orchid.engine.runner import make_runner
 from orchid.engine.submit import load_template, parse_param, submit
 from orchid.engine.templates import compile_template
-from orchid.errors import InvalidInput, OrchidError
+from orchid.errors import InvalidInput, NotFound, OrchidError
 from orchid.settings import Settings
 from orchid.store import commands, jobs, workflows
 from orchid.store.db import Database
@@ -58,7 +58,7 @@ def _settings(**overrides: Any) -> Settings:
 
 def _open(settings: Settings) -> Database:
     db = Database(settings.db_url)
-    db.upgrade()
+    db.ensure_schema()
     return db
 
 
@@ -347,7 +347,7 @@ def main() -> None:
     """Entry point: map Orchid's errors to messages and exit codes (2: bad input)."""
     try:
         app()
-    except InvalidInput as exc:
+    except (InvalidInput, NotFound) as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(2)
     except OrchidError as exc:

@@ -15,6 +15,7 @@ from orchid.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+HEAD = "0001"  # the newest migration; tests check it matches the migration scripts
 
 
 def sqlite_url(path: Path) -> str:
@@ -47,6 +48,18 @@ class Database:
         """A write transaction: committed on success, rolled back on any exception."""
         with self.engine.begin() as conn:
             yield conn
+
+    def revision(self) -> str | None:
+        """The schema's migration revision, or None for an empty database."""
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+    def ensure_schema(self) -> None:
+        """Upgrade only if needed: one query when the schema is current (every CLI call)."""
+        if self.revision() != HEAD:
+            self.upgrade()
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (``orchid db upgrade``); idempotent."""

@@ -1,0 +1,101 @@
+"""Run workflows in-process for your own tests: no server, a throw-away SQLite database.
+
+from orchid.testing import run_workflow
+
+def test_my_pipeline(tmp_path):
+    result = run_workflow("pipeline.yaml", params={"n": 3}, home=tmp_path)
+    assert result.status == "succeeded"
+    assert result.outputs("merge") == {"best": 42}
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchid.core.model import Job, Work, Workflow
+from orchid.core.states import TERMINAL_WORKFLOW
+from orchid.engine.runner import make_runner
+from orchid.engine.submit import load_template, submit
+from orchid.settings import Settings
+from orchid.store import jobs, workflows, works
+from orchid.store.db import Database
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished workflow: its status, works and jobs, read back from the database."""
+
+    workflow: Workflow
+    works: list[Work]
+    jobs: list[Job]
+
+    @property
+    def status(self) -> str:
+        return str(self.workflow.status)
+
+    def results(self, work: str) -> list[Any]:
+        """Results of a work's succeeded jobs (the last iteration's, for a loop's work)."""
+        last = max((w.iteration for w in self.works if w.name == work), default=0)
+        ids = {w.id for w in self.works if w.name == work and w.iteration == last}
+        return [j.result for j in self.jobs if j.work_id in ids and j.status == "succeeded"]
+
+    def outputs(self, work: str) -> Any:
+        """What ``works.<work>.outputs`` gives in expressions: one result, or the list."""
+        res = self.results(work)
+        return res[0] if len(res) == 1 else res
+
+
+def run_workflow(
+    template: str | Path | dict[str, Any],
+    *,
+    params: dict[str, Any] | None = None,
+    home: Path,
+    executor: str = "local",
+    workers: int = 2,
+    timeout: float = 600.0,
+    base_dir: Path | None = None,
+) -> RunResult:
+    """Submit and run a workflow to its end in this process; return what happened.
+
+    ``template`` is a path to a YAML/JSON file or an already decoded template.
+    ``home`` holds the database and job logs. Raises TimeoutError after ``timeout`` s.
+    """
+    if isinstance(template, dict):
+        raw, base = template, base_dir
+    else:
+        raw, base = load_template(Path(template))
+    settings = Settings.load(
+        env={},
+        home=home,
+        db=str(home / "orchid.db"),
+        executor=executor,
+        workers=workers,
+        poll_interval=0.05,
+    )
+    db = Database(settings.db_url)
+    db.upgrade()
+    wf_id = submit(db, raw, base_dir=base, params=params or {}, now=time.time())
+    runner, exe = make_runner(settings, db)
+    deadline = time.monotonic() + timeout
+
+    def ended() -> bool:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"workflow {wf_id} did not end within {timeout}s")
+        with db.engine.connect() as conn:
+            return workflows.get(conn, wf_id).status in TERMINAL_WORKFLOW
+
+    try:
+        runner.run(until=ended, check_every=0.05)
+    finally:
+        exe.close()
+    with db.engine.connect() as conn:
+        result = RunResult(
+            workflow=workflows.get(conn, wf_id),
+            works=works.list_for(conn, wf_id),
+            jobs=jobs.list_for(conn, wf_id, limit=1_000_000),
+        )
+    db.dispose()
+    return result
