@@ -6,7 +6,8 @@ reference model it is tested against, and what in-memory engines use.
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+import heapq
+from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, MutableMapping, Sequence
 from typing import TypeVar
 
@@ -24,14 +25,17 @@ class CycleError(InvalidInput):
 
 
 def topological_order(nodes: Iterable[N], edges: Iterable[tuple[N, N]]) -> list[N]:
-    """Nodes ordered so that every edge ``(a, b)`` has ``a`` before ``b``; stable in input order.
+    """Nodes ordered so that every edge ``(a, b)`` has ``a`` before ``b``.
 
-    Raises :class:`CycleError` naming one cycle if there is none.
+    Stable: among the nodes free to come next, the earliest in the input comes
+    first, so an input that is already in order is returned unchanged. Raises
+    :class:`CycleError` naming one cycle if there is no such order.
     """
     order_of: dict[N, int] = {}
     for n in nodes:
         order_of.setdefault(n, len(order_of))
     children: dict[N, list[N]] = defaultdict(list)
+    parents: dict[N, list[N]] = defaultdict(list)
     indegree = dict.fromkeys(order_of, 0)
     for a, b in edges:
         for n in (a, b):
@@ -39,34 +43,43 @@ def topological_order(nodes: Iterable[N], edges: Iterable[tuple[N, N]]) -> list[
                 order_of[n] = len(order_of)
                 indegree[n] = 0
         children[a].append(b)
+        parents[b].append(a)
         indegree[b] += 1
-    queue = deque(n for n in order_of if indegree[n] == 0)
+    by_index = list(order_of)
+    heap = [order_of[n] for n in order_of if indegree[n] == 0]
+    heapq.heapify(heap)
     out: list[N] = []
-    while queue:
-        n = queue.popleft()
+    while heap:
+        n = by_index[heapq.heappop(heap)]
         out.append(n)
         for c in children[n]:
             indegree[c] -= 1
             if indegree[c] == 0:
-                queue.append(c)
+                heapq.heappush(heap, order_of[c])
     if len(out) < len(order_of):
         left = {n for n, d in indegree.items() if d > 0}
-        cycle: list[N] = _one_cycle(left, children)
+        cycle: list[N] = _one_cycle(left, parents)
         raise CycleError(cycle)
     return out
 
 
-def _one_cycle(left: set[N], children: Mapping[N, Sequence[N]]) -> list[N]:
-    """Walk forward inside the unsorted remainder until a node repeats."""
-    start = next(iter(left))
+def _one_cycle(left: set[N], parents: Mapping[N, Sequence[N]]) -> list[N]:
+    """Walk backward inside the unsorted remainder until a node repeats.
+
+    Every unsorted node still has an unsorted parent (that is why it was not
+    sorted), so walking to parents never gets stuck, unlike walking to children,
+    which can leave the cycle for a node merely downstream of it.
+    """
+    node = min(left, key=str)
     seen: dict[N, int] = {}
     path: list[N] = []
-    node = start
     while node not in seen:
         seen[node] = len(path)
         path.append(node)
-        node = next(c for c in children[node] if c in left)
-    return [*path[seen[node] :], node]
+        node = next(p for p in parents[node] if p in left)
+    cycle = path[seen[node] :]
+    cycle.reverse()  # parent-to-child order, as the edges run
+    return [*cycle, cycle[0]]
 
 
 def ancestors(node: N, parents: Mapping[N, Iterable[N]]) -> set[N]:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchid.core.template import StaticJob, Template
+from orchid.core.template import JOB_NAME_PATTERN, StaticJob, Template
 from orchid.core.validate import resolve_parent
 from orchid.errors import InvalidInput, TemplateError
 
 MAX_JOBS_PER_MAP = 1_000_000
 MAX_ERRORS = 20
+_JOB_NAME = re.compile(JOB_NAME_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,8 @@ def _parse_line(
             None,
             f"`work` must name a work with `jobs: from_file` ({sorted(file_works)}); got {work!r}",
         )
-    if not isinstance(name, str) or not name:
-        return None, "`name` must be a non-empty string"
+    if not isinstance(name, str) or not _JOB_NAME.match(name):
+        return None, f"`name` must match {JOB_NAME_PATTERN} (no '/'); got {name!r}"
     if name in names[work]:
         return None, f"job '{name}' appears twice in work '{work}'"
     if not isinstance(args, dict):

@@ -104,15 +104,20 @@ def initial_works(t: Template) -> list[tuple[str, int]]:
     return [(w.name, 0) for w in t.works]
 
 
-def work_view(w: WorkState | None) -> dict[str, Any]:
-    """A work as expressions see it: ``works.X.status``, ``.outputs``, ``.results``, ``.counts``."""
+def work_view(w: WorkState | None, many: bool = False) -> dict[str, Any]:
+    """A work as expressions see it: ``works.X.status``, ``.outputs``, ``.results``, ``.counts``.
+
+    ``outputs`` is the one job's result for a single-job work, and the list of
+    results for a work that maps or lists jobs, whatever their number (0, 1, …),
+    so a downstream binding keeps its type when a sweep has one point.
+    """
     if w is None:
-        return {"status": "waiting", "outputs": None, "results": [], "counts": {}, "iteration": 0}
+        empty: Any = [] if many else None
+        return {"status": "waiting", "outputs": empty, "results": [], "counts": {}, "iteration": 0}
     results = list(w.results or [])
-    total = sum(w.counts.values())
     return {
         "status": str(w.status),
-        "outputs": results[0] if total == 1 and results else (results if total > 1 else None),
+        "outputs": results if many else (results[0] if results else None),
         "results": results,
         "counts": {str(k): v for k, v in w.counts.items()},
         "iteration": w.iteration,
@@ -126,6 +131,7 @@ class Planner:
         self.t = template
         self.a = analysis
         self.specs = {w.name: w for w in template.works}
+        self.many = {w.name for w in template.works if w.map is not None or w.jobs is not None}
         self.loop_of = {n: lp for lp in template.loops for n in lp.works}
 
     # --- context -------------------------------------------------------------------------
@@ -135,7 +141,7 @@ class Planner:
         ctx: dict[str, Any] = {
             "params": dict(state.params),
             "workflow": {"id": state.workflow_id, "name": state.name},
-            "works": {name: work_view(latest.get(name)) for name in self.specs},
+            "works": {name: work_view(latest.get(name), name in self.many) for name in self.specs},
             "loops": {
                 n: {"status": s.status, "iteration": s.iteration, "vars": dict(s.vars)}
                 for n, s in state.loops.items()
@@ -203,6 +209,10 @@ class Planner:
         loop = self.loop_of.get(spec.name)
         if loop is not None:
             ls = state.loops.get(loop.name, LoopState())
+            if ls.status in ("skipped", "failed", "cancelled") and w.iteration == ls.iteration:
+                why = f"loop '{loop.name}' {ls.status}" + (f": {ls.message}" if ls.message else "")
+                d.stop.append(Stop(w.id, WorkStatus.SKIPPED, "upstream", why))
+                return
             if ls.status != "running" or w.iteration != ls.iteration:
                 return  # the loop decides when (and whether) its works run
         if failing:

@@ -71,14 +71,16 @@ WORKFLOW_TRANSITIONS: Mapping[WorkflowStatus, frozenset[WorkflowStatus]] = {
 }
 
 WORK_TRANSITIONS: Mapping[WorkStatus, frozenset[WorkStatus]] = {
-    K.WAITING: frozenset({K.READY, K.CANCELLED, K.SKIPPED}),
+    # waiting → failed: its condition or bindings could not be evaluated, or `otherwise: fail`
+    K.WAITING: frozenset({K.READY, K.CANCELLED, K.SKIPPED, K.FAILED}),
     K.READY: frozenset({K.RUNNING, K.CANCELLED, K.SKIPPED, K.FAILED}),
     K.RUNNING: frozenset({K.SUCCEEDED, K.FAILED, K.PARTIAL, K.CANCELLED}),
-    K.FAILED: frozenset({K.RUNNING}),  # retry
-    K.PARTIAL: frozenset({K.RUNNING}),  # retry
+    # retry: a work that ran goes on running its reopened jobs; one that never ran waits again
+    K.FAILED: frozenset({K.RUNNING, K.WAITING}),
+    K.PARTIAL: frozenset({K.RUNNING}),
     K.SUCCEEDED: frozenset(),
     K.CANCELLED: frozenset(),
-    K.SKIPPED: frozenset(),
+    K.SKIPPED: frozenset({K.WAITING}),  # retry: skipped because something upstream failed
 }
 
 JOB_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {

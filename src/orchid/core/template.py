@@ -20,6 +20,10 @@ from orchid.errors import TemplateError
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="letters, digits, _ and -")]
+JOB_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:+\-]{0,199}$"
+JobName = Annotated[
+    str, Field(pattern=JOB_NAME_PATTERN, description="letters, digits and _ . : + - (no '/')")
+]
 JSONValue = Any
 
 Trigger = Literal["all_success", "all_done", "one_success", "one_failed"]
@@ -59,7 +63,7 @@ class MapSpec(_Model):
 class StaticJob(_Model):
     """A job named in the template (job-level DAG). ``parents`` are ``job`` or ``work/job``."""
 
-    name: Name
+    name: JobName
     args: dict[str, JSONValue] = Field(default_factory=dict)
     parents: list[str] = Field(default_factory=list)
 
@@ -213,9 +217,15 @@ def _message(err: Any) -> str:
         return "is required but missing"
     if kind == "extra_forbidden":
         return "is not a known field (check the spelling; `orchid schema` lists the fields)"
-    if kind == "string_pattern_mismatch":
-        return f"got {shown}; {err['msg'].lower()}"
     return f"{err['msg'][0].lower()}{err['msg'][1:]}; got {shown}"
+
+
+def _is_field(part: int | str) -> bool:
+    """Pydantic puts union members ("list[StaticJob]", "literal['from_file']") in locations."""
+    return isinstance(part, int) or (not any(c in part for c in "[]'-") and part not in _TYPE_NAMES)
+
+
+_TYPE_NAMES = frozenset({"str", "int", "float", "bool", "dict", "list"})
 
 
 def parse_template(raw: Any) -> Template:
@@ -228,24 +238,79 @@ def parse_template(raw: Any) -> Template:
     try:
         return Template.model_validate(raw)
     except ValidationError as exc:
-        problems = []
+        by_path: dict[str, list[str]] = {}
         for err in exc.errors():
-            loc = tuple(
-                p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
-            )
-            # pydantic reports union members separately ("list[...]" and "str"); keep one line
-            loc = tuple(p for p in loc if p not in {"list[dict[str,any]]", "str", "list[any]"})
-            problems.append((_loc(loc, raw), _message(err)))
-        dedup = list(dict.fromkeys(problems))
-        raise TemplateError(dedup) from None
+            path = _loc(tuple(p for p in err["loc"] if _is_field(p)), raw)
+            msg = _message(err)
+            if msg not in by_path.setdefault(path, []):
+                by_path[path].append(msg)
+        # a union that failed on every member: keep the member that got furthest in
+        deeper = {p for p in by_path for q in by_path if q != p and q.startswith(p + ".")}
+        deeper |= {p for p in by_path for q in by_path if q != p and q.startswith(p + "[")}
+        problems = [(p, "; or ".join(m)) for p, m in by_path.items() if p not in deeper]
+        raise TemplateError(problems) from None
+
+
+MAX_TEMPLATE_BYTES = 64 * 1024 * 1024
+MAX_TEMPLATE_VALUES = 2_000_000  # after YAML aliases are expanded
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that refuses duplicate keys instead of silently keeping the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice in one mapping", mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def decode(text: str, source: str = "<template>") -> Any:
-    """Decode YAML (a superset of JSON) with a message that points at the line."""
+    """Decode YAML (a superset of JSON) with a message that points at the line.
+
+    Refuses what could exhaust the server: texts over 64 MiB, nesting too deep
+    for a parser, and alias "bombs" that expand to millions of values.
+    """
+    if len(text) > MAX_TEMPLATE_BYTES:
+        raise TemplateError([(source, "is larger than 64 MiB; put large job lists in a jobs_file")])
     try:
-        return yaml.safe_load(text)
+        value = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
         problem = getattr(exc, "problem", None) or str(exc)
         raise TemplateError([(source, f"not valid YAML/JSON at {where}: {problem}")]) from None
+    except RecursionError:
+        raise TemplateError([(source, "is nested too deeply to read")]) from None
+    if value is None:
+        raise TemplateError([(source, "is empty; a template needs at least `name` and `works`")])
+    _check_size(value, source)
+    return value
+
+
+def _check_size(value: Any, source: str) -> None:
+    """Count values as a reader would see them (aliases expanded), stopping at the limit."""
+    stack, count = [value], 0
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_TEMPLATE_VALUES:
+            raise TemplateError(
+                [
+                    (
+                        source,
+                        f"holds more than {MAX_TEMPLATE_VALUES:,} values (YAML aliases count "
+                        "each time they are used); put large job lists in a jobs_file",
+                    )
+                ]
+            )
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)

@@ -115,11 +115,13 @@ def _check_names(t: Template, p: _Problems) -> None:
     seen: dict[str, str] = {}
     for i, w in enumerate(t.works):
         if w.name in seen:
-            p.add(f"works[{i}].name", f"'{w.name}' is already the name of {seen[w.name]}")
+            p.add(f"works[{i}]({w.name}).name", f"'{w.name}' is already the name of {seen[w.name]}")
         seen.setdefault(w.name, f"works[{i}]")
     for i, lp in enumerate(t.loops):
         if lp.name in seen:
-            p.add(f"loops[{i}].name", f"'{lp.name}' is already the name of {seen[lp.name]}")
+            p.add(
+                f"loops[{i}]({lp.name}).name", f"'{lp.name}' is already the name of {seen[lp.name]}"
+            )
         seen.setdefault(lp.name, f"loops[{i}]")
 
 
@@ -141,6 +143,9 @@ def _check_payloads(t: Template, p: _Problems) -> None:
                 p.add(f"{path}.map", "needs exactly one of `items`, `product` or `zip`")
             if w.jobs is not None:
                 p.add(f"{path}.map", "cannot be used with `jobs`; list the jobs or map, not both")
+            for form in ("product", "zip"):
+                if getattr(w.map, form) == {}:
+                    p.add(f"{path}.map.{form}", "needs at least one list of values")
             if w.map.zip and all(isinstance(v, list) for v in w.map.zip.values()):
                 lengths = {k: len(v) for k, v in w.map.zip.items() if isinstance(v, list)}
                 if len(set(lengths.values())) > 1:
@@ -190,6 +195,9 @@ def _dependencies(
     for lp in t.loops:
         needs[lp.name]
         for j, dep in enumerate(lp.after):
+            if loop_of.get(dep) == lp.name:
+                p.add(f"{_lpath(t, lp)}.after[{j}]", f"a loop cannot wait for its own work '{dep}'")
+                continue
             _resolve_after(t, f"{_lpath(t, lp)}.after[{j}]", lp.name, dep, works, loops, loop_of, p)
             if dep in loop_of or dep == lp.name:
                 continue
@@ -271,21 +279,24 @@ def _suggest(name: str, options: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _expressions(t: Template) -> Iterator[tuple[str, str | None, str, Any]]:
-    """(path, site, kind, value): every place an expression or binding may stand."""
+def _expressions(
+    t: Template, upstream: Mapping[str, set[str]], loop_of: Mapping[str, str]
+) -> Iterator[tuple[str, str, set[str], bool, Any]]:
+    """(path, kind, readable works, inside a loop?, value) for every expression in the template."""
     for w in t.works:
-        path = _wpath(t, w)
+        path, up, inner = _wpath(t, w), upstream.get(w.name, set()), w.name in loop_of
         if w.when is not None:
-            yield f"{path}.when", w.name, "condition", w.when
-        yield f"{path}.parameters", w.name, "bindings", w.parameters
+            yield f"{path}.when", "condition", up, inner, w.when
+        yield f"{path}.parameters", "bindings", up, inner, w.parameters
         if w.map is not None:
-            yield f"{path}.map", w.name, "bindings", w.map.model_dump(exclude_none=True)
+            yield f"{path}.map", "bindings", up, inner, w.map.model_dump(exclude_none=True)
     for lp in t.loops:
-        path = _lpath(t, lp)
-        yield f"{path}.until", lp.name, "condition", lp.until
-        yield f"{path}.variables", None, "bindings", lp.variables
+        path, up = _lpath(t, lp), upstream.get(lp.name, set())
+        yield f"{path}.until", "condition", up, True, lp.until
+        # the first iteration's variables are bound before its works ran
+        yield f"{path}.variables", "bindings", up - set(lp.works), False, lp.variables
         for var, text in lp.next.items():
-            yield f"{path}.next.{var}", lp.name, "condition", text
+            yield f"{path}.next.{var}", "condition", up, True, text
 
 
 def _check_expressions(
@@ -295,28 +306,22 @@ def _check_expressions(
     p: _Problems,
 ) -> set[str]:
     read: set[str] = set()
-    for path, site, kind, value in _expressions(t):
+    for path, kind, allowed, in_loop, value in _expressions(t, upstream, loop_of):
         try:
             exprs = [expr.parse(value)] if kind == "condition" else expr.find_bindings(value)
         except ExpressionError as exc:
             p.add(path, str(exc))
             continue
-        in_loop = site is not None and (site in t.loops_by_name() or site in loop_of)
         for e in exprs:
             for ref in sorted(e.references()):
-                problem = _check_reference(t, ref, site, upstream, in_loop, read)
+                problem = _check_reference(t, ref, allowed, in_loop, read)
                 if problem:
                     p.add(path, f"`{e.source}`: {problem}")
     return read
 
 
 def _check_reference(
-    t: Template,
-    ref: tuple[str, ...],
-    site: str | None,
-    upstream: Mapping[str, set[str]],
-    in_loop: bool,
-    read: set[str],
+    t: Template, ref: tuple[str, ...], allowed: set[str], in_loop: bool, read: set[str]
 ) -> str | None:
     root = ref[0]
     if root not in ROOTS:
@@ -331,7 +336,6 @@ def _check_reference(
     elif root == "works":
         if not any(w.name == name for w in t.works):
             return f"no work is named '{name}'{_suggest(name, (w.name for w in t.works))}"
-        allowed = upstream.get(site, set()) if site is not None else set()
         if name not in allowed:
             return (
                 f"work '{name}' is not upstream of here, so its results may not exist yet; "
@@ -345,7 +349,7 @@ def _check_reference(
         loop = t.loops_by_name().get(name)
         if loop is None:
             return f"no loop is named '{name}'"
-        if site is None or not (set(loop.works) <= upstream.get(site, set())):
+        if not set(loop.works) <= allowed:
             return f"loop '{name}' is not upstream of here; add it to `after`"
         if len(ref) > 2 and ref[2] not in LOOP_FIELDS:
             return f"a loop has no field '{ref[2]}'; use one of {', '.join(LOOP_FIELDS)}"
