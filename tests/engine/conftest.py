@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from enginekit import EngineFactory, engine_factory
 
 from orchid.store.db import Database
+from tests.engine.enginekit import EngineFactory, engine_factory
 
 
 @pytest.fixture

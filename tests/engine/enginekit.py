@@ -7,6 +7,7 @@ description of the workflow instead of hanging it. No helper asserts how long an
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +31,24 @@ from orchid.store.tables import jobs as jobs_table
 from orchid.store.tables import workflows as workflows_table
 
 DEADLINE_S = 60.0  # only reached when something is stuck
+
+
+class TickingClock:
+    """Epoch seconds that strictly increase on every reading (by a microsecond), from now.
+
+    Shared by runners and executors, it orders every timestamp they write without
+    depending on the machine's wall clock; leases still last their real length in readings.
+    """
+
+    def __init__(self, step: float = 1e-6) -> None:
+        self._lock = threading.Lock()
+        self._now = time.time()
+        self._step = step
+
+    def __call__(self) -> float:
+        with self._lock:
+            self._now += self._step
+            return self._now
 
 
 def python_cmd(code: str, *extra: str) -> list[str]:
@@ -182,13 +201,20 @@ EngineFactory = Callable[..., Engine]
 
 def engine_factory(db: Database, home: Path, closers: list[Callable[[], None]]) -> EngineFactory:
     def make(
-        executor: str | Executor = "null", *, database: Database | None = None, **kw: Any
+        executor: str | Executor = "null",
+        *,
+        database: Database | None = None,
+        clock: Callable[[], float] = time.time,
+        **kw: Any,
     ) -> Engine:
         database = database or db
         name = executor if isinstance(executor, str) else "null"  # settings need a known one
         settings = settings_for(database, home, name, **kw)
         runner, ex = make_runner(
-            settings, database, executor=None if isinstance(executor, str) else executor
+            settings,
+            database,
+            executor=None if isinstance(executor, str) else executor,
+            clock=clock,
         )
         closers.append(ex.close)
         home.mkdir(parents=True, exist_ok=True)
@@ -226,7 +252,9 @@ class ScriptedExecutor:
     def _final(self, s: JobSpec, now: float) -> JobUpdate:
         if s.attempt <= int(s.args.get("fail_attempts", 0)):
             return JobUpdate(s.key, s.job_id, s.attempt, "failed", now, exit_code=1, error="exit 1")
-        return JobUpdate(s.key, s.job_id, s.attempt, "succeeded", now, exit_code=0, result=s.args.get("result"))
+        return JobUpdate(
+            s.key, s.job_id, s.attempt, "succeeded", now, exit_code=0, result=s.args.get("result")
+        )
 
     def release(self) -> None:
         """Let every held job end (as its args say)."""

@@ -2,7 +2,8 @@
 
 The null executor (every job succeeds at once) drives the tests of the engine's logic; the
 local executor (real processes) those where a payload's outcome, a retry, a cancel or a
-suspension of running jobs matters. Every wait is bounded (``enginekit``).
+suspension of running jobs matters; ``enginekit.ScriptedExecutor`` (instant, but fails or
+holds jobs as their args say) where an interleaving must be exact. Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -14,8 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from enginekit import (
+
+from orchid.core.model import Work
+from orchid.store import commands
+from orchid.store.db import Database
+from tests.engine.enginekit import (
     EngineFactory,
+    ScriptedExecutor,
+    TickingClock,
     edges_of,
     events_of,
     jobs_of,
@@ -24,10 +31,6 @@ from enginekit import (
     workflow,
     works_of,
 )
-
-from orchid.core.model import Work
-from orchid.store import commands
-from orchid.store.db import Database
 
 SH_EXIT = ["sh", "-c", "exit {code}"]
 
@@ -119,13 +122,16 @@ MERGE = python_cmd(
 )
 
 
-@pytest.mark.slow
 def test_map_sweep_fans_in_to_a_merge_that_reads_the_results(make_engine: EngineFactory) -> None:
     e = make_engine("local", workers=4)
     template = {
         "name": "sweep",
         "works": [
-            {"name": "sweep", "command": SWEEP, "map": {"product": {"x": [1, 2, 3], "y": [10, 20]}}},
+            {
+                "name": "sweep",
+                "command": SWEEP,
+                "map": {"product": {"x": [1, 2, 3], "y": [10, 20]}},
+            },
             {
                 "name": "merge",
                 "command": MERGE,
@@ -143,7 +149,9 @@ def test_map_sweep_fans_in_to_a_merge_that_reads_the_results(make_engine: Engine
     assert sorted((j.args["x"], j.args["y"]) for j in sweep) == [
         (x, y) for x in (1, 2, 3) for y in (10, 20)
     ]
-    assert all(j.status == "succeeded" and j.result["p"] == j.args["x"] * j.args["y"] for j in sweep)
+    assert all(
+        j.status == "succeeded" and j.result["p"] == j.args["x"] * j.args["y"] for j in sweep
+    )
     (merge,) = [j for j in js if j.work_name == "merge"]
     expected = sorted((j.result for j in sweep), key=lambda r: (r["x"], r["y"]))
     assert sorted(merge.args["values"], key=lambda r: (r["x"], r["y"])) == expected
@@ -225,9 +233,12 @@ def test_loop_repeats_until_its_condition_and_updates_variables(
         "name": "loop",
         "works": [
             {"name": "step", "noop": True, "parameters": {"x": "${loop.vars.x}"}},
-            {"name": "report", "noop": True, "after": ["converge"],
-             "parameters": {"x": "${loops.converge.vars.x}",
-                            "n": "${loops.converge.iteration}"}},
+            {
+                "name": "report",
+                "noop": True,
+                "after": ["converge"],
+                "parameters": {"x": "${loops.converge.vars.x}", "n": "${loops.converge.iteration}"},
+            },
         ],
         "loops": [
             {
@@ -243,7 +254,9 @@ def test_loop_repeats_until_its_condition_and_updates_variables(
     wf_id, wf = e.run(template)
 
     assert wf.status == "succeeded", wf.message
-    steps = sorted((w for w in works_of(e.db, wf_id) if w.name == "step"), key=lambda w: w.iteration)
+    steps = sorted(
+        (w for w in works_of(e.db, wf_id) if w.name == "step"), key=lambda w: w.iteration
+    )
     assert [w.iteration for w in steps] == [0, 1, 2, 3]
     assert all(w.status == "succeeded" for w in steps)
     loop = loops_of(e.db, wf_id)["converge"]
@@ -292,7 +305,6 @@ STEP = python_cmd(
 )
 
 
-@pytest.mark.slow
 def test_loop_converges_on_real_results(make_engine: EngineFactory) -> None:
     e = make_engine("local")
     template = {
@@ -314,7 +326,12 @@ def test_loop_converges_on_real_results(make_engine: EngineFactory) -> None:
     loop = loops_of(e.db, wf_id)["fit"]
     assert (loop["status"], loop["iteration"], loop["vars"]) == ("succeeded", 3, {"x": 8})
     js = jobs_of(e.db, wf_id)
-    assert [(j.args["x"], j.result["err"]) for j in js] == [(1, 1.0), (2, 0.5), (4, 0.25), (8, 0.125)]
+    assert [(j.args["x"], j.result["err"]) for j in js] == [
+        (1, 1.0),
+        (2, 0.5),
+        (4, 0.25),
+        (8, 0.125),
+    ]
 
 
 # --- job-level DAG ----------------------------------------------------------------------
@@ -333,7 +350,8 @@ def assert_parents_first(db: Database, wf_id: int) -> None:
 def test_job_dag_across_two_works_releases_children_after_parents(
     make_engine: EngineFactory,
 ) -> None:
-    e = make_engine()
+    clock = TickingClock()  # orders ready_at after finished_at whatever the wall clock does
+    e = make_engine(ScriptedExecutor(clock), clock=clock)
     template = {
         "name": "jobdag",
         "works": [
@@ -372,11 +390,10 @@ def test_job_dag_across_two_works_releases_children_after_parents(
     assert all(j.status == "succeeded" and j.attempt == 1 for j in js.values())
     for parent, child in [("a1", "a2"), ("a2", "a3"), ("a3", "b2"), ("b2", "b3"), ("a1", "b1")]:
         assert js[parent].finished_at is not None and js[child].ready_at is not None
-        assert js[child].ready_at >= js[parent].finished_at
+        assert js[child].ready_at > js[parent].finished_at
     assert statuses(e.db, wf_id) == {"A": "succeeded", "B": "succeeded"}
 
 
-@pytest.mark.slow
 def test_failed_parent_skips_its_descendants_and_fails_the_workflow(
     make_engine: EngineFactory,
 ) -> None:
@@ -425,7 +442,6 @@ def test_failed_parent_skips_its_descendants_and_fails_the_workflow(
     assert statuses(e.db, wf_id) == {"A": "partial", "B": "partial", "C": "skipped"}
 
 
-@pytest.mark.slow
 def test_on_failure_continue_ends_partial(make_engine: EngineFactory) -> None:
     e = make_engine("local", workers=4)
     template = {
@@ -456,7 +472,6 @@ def test_on_failure_continue_ends_partial(make_engine: EngineFactory) -> None:
     assert counts == {"succeeded": 2, "failed": 1}
 
 
-@pytest.mark.slow
 def test_a_failed_attempt_is_retried(make_engine: EngineFactory, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     e = make_engine("local")
@@ -491,7 +506,6 @@ def test_a_failed_attempt_is_retried(make_engine: EngineFactory, tmp_path: Path)
 # --- user commands ----------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_abort_cancels_a_running_job_and_the_workflow(
     make_engine: EngineFactory, tmp_path: Path
 ) -> None:
@@ -510,9 +524,11 @@ def test_abort_cancels_a_running_job_and_the_workflow(
     wf_id = e.submit(template)
     e.run_until(
         wf_id,
-        lambda: pidfile.exists()
-        and pidfile.read_text().strip() != ""
-        and job_statuses(e.db, wf_id).get("sleeper/0") == "running",
+        lambda: (
+            pidfile.exists()
+            and pidfile.read_text().strip() != ""
+            and job_statuses(e.db, wf_id).get("sleeper/0") == "running"
+        ),
         what="the sleep job running",
     )
     pid = int(pidfile.read_text())
@@ -550,7 +566,6 @@ def test_abort_cancels_a_running_job_and_the_workflow(
 GATE = ["sh", "-c", 'while [ ! -e "$1" ]; do sleep 0.02; done', "sh"]
 
 
-@pytest.mark.slow
 def test_suspend_stops_new_jobs_and_resume_finishes(
     make_engine: EngineFactory, tmp_path: Path
 ) -> None:
@@ -558,7 +573,13 @@ def test_suspend_stops_new_jobs_and_resume_finishes(
     e = make_engine("local", workers=1)
     template = {
         "name": "suspend",
-        "works": [{"name": "A", "command": [*GATE, str(gate)], "map": {"items": [{"i": i} for i in range(3)]}}],
+        "works": [
+            {
+                "name": "A",
+                "command": [*GATE, str(gate)],
+                "map": {"items": [{"i": i} for i in range(3)]},
+            }
+        ],
     }
     wf_id = e.submit(template)
     e.run_until(
@@ -596,7 +617,6 @@ def test_suspend_stops_new_jobs_and_resume_finishes(
     assert kinds.index("command.suspend") < kinds.index("command.resume")
 
 
-@pytest.mark.slow
 def test_retry_after_fixing_the_cause_succeeds(make_engine: EngineFactory, tmp_path: Path) -> None:
     fix = tmp_path / "fixed"
     e = make_engine("local")
@@ -627,6 +647,7 @@ def test_retry_after_fixing_the_cause_succeeds(make_engine: EngineFactory, tmp_p
         "workflow.submitted",
         "workflow.running",
         "workflow.failed",
+        "workflow.running",  # the retry re-opens it
         "workflow.succeeded",
     ]
     assert "command.retry" in kinds
@@ -635,7 +656,7 @@ def test_retry_after_fixing_the_cause_succeeds(make_engine: EngineFactory, tmp_p
 def test_retry_of_failed_job_dag_reopens_skipped_descendants(
     make_engine: EngineFactory, tmp_path: Path
 ) -> None:
-    """Retry through the null executor's cousin: a job fails until a file exists."""
+    """Retry of a job DAG: the failed job runs again, the jobs skipped behind it wait again."""
     fix = tmp_path / "fixed"
     e = make_engine("local", workers=4)
     template = {
@@ -729,3 +750,90 @@ def test_events_are_kept_per_workflow(make_engine: EngineFactory) -> None:
     assert [ev["id"] for ev in tail] == [ev["id"] for ev in ev1[2:]]
     assert all(isinstance(ev["created_at"], float) for ev in ev1)
     assert json.loads(json.dumps(ev1[-1]["data"])) == ev1[-1]["data"]
+
+
+# --- bugs found by these tests (strict xfail: they pass once the bug is fixed) ------------
+
+
+def test_counts_of_a_work_can_be_read_without_its_results(make_engine: EngineFactory) -> None:
+    e = make_engine()
+    template = {
+        "name": "counts",
+        "works": [
+            {"name": "sweep", "noop": True, "map": {"items": [{}, {}, {}, {}]}},
+            {
+                "name": "merge",
+                "noop": True,
+                "after": ["sweep"],
+                "parameters": {"n": "${works.sweep.counts}"},
+                "when": "works.sweep.counts.succeeded == 4",
+            },
+        ],
+    }
+    wf_id, wf = e.run(template)
+    assert wf.status == "succeeded", wf.message
+    (merge,) = [j for j in jobs_of(e.db, wf_id) if j.work_name == "merge"]
+    assert merge.args == {"n": {"succeeded": 4}}
+
+
+def test_a_static_work_waits_for_all_its_jobs_when_some_were_skipped_before_it_started(
+    make_engine: EngineFactory,
+) -> None:
+    ex = ScriptedExecutor()
+    e = make_engine(ex)
+    template = {
+        "name": "remaining",
+        "works": [
+            {
+                "name": "A",
+                "noop": True,
+                "on_failure": "continue",
+                "jobs": [{"name": "a1", "args": {"fail_attempts": 1}}],
+            },
+            {
+                "name": "B",
+                "noop": True,
+                "after": ["A"],
+                "trigger": "all_done",
+                "on_failure": "continue",
+                "jobs": [
+                    {"name": "b1", "parents": ["A/a1"]},
+                    {"name": "b2", "args": {"hold": True}},
+                ],
+            },
+        ],
+    }
+    wf_id = e.submit(template)
+    e.run_until(
+        wf_id, lambda: job_statuses(e.db, wf_id).get("B/b2") == "running", what="b2 running"
+    )
+    for _ in range(5):
+        e.runner.run_once()
+    # b2 still runs, so B and the workflow must still be running
+    assert statuses(e.db, wf_id)["B"] == "running"
+    assert workflow(e.db, wf_id).status == "running"
+    ex.release()
+    wf = e.drain(wf_id)
+    assert wf.status == "partial"
+    b = by_name(works_of(e.db, wf_id))["B"]
+    assert (b.status, b.counts) == ("partial", {"succeeded": 1, "skipped": 1})
+
+
+def test_an_abort_writes_the_status_events(make_engine: EngineFactory) -> None:
+    ex = ScriptedExecutor()
+    e = make_engine(ex)
+    template = {
+        "name": "abort-events",
+        "works": [
+            {"name": "a", "noop": True, "parameters": {"hold": True}},
+            {"name": "b", "noop": True, "after": ["a"]},
+        ],
+    }
+    wf_id = e.submit(template)
+    e.run_until(wf_id, lambda: job_statuses(e.db, wf_id).get("a/0") == "running", what="running")
+    add_command(e.db, wf_id, "abort")
+    assert e.drain(wf_id).status == "cancelled"
+    kinds = [ev["kind"] for ev in events_of(e.db, wf_id)]
+    assert "command.abort" in kinds
+    assert kinds.count("work.cancelled") == 2
+    assert [k for k in kinds if k.startswith("workflow.")][-1] == "workflow.cancelled"

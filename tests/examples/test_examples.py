@@ -116,7 +116,9 @@ def test_loop_converges_to_the_root(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     steps = results(url, 1, "evaluate")
     assert len(steps) == 20  # the bracket halves from width 1 to below 1e-6
-    assert all(b["hi"] - b["lo"] == pytest.approx(a["width"] / 2) for a, b in itertools.pairwise(steps))
+    assert all(
+        b["hi"] - b["lo"] == pytest.approx(a["width"] / 2) for a, b in itertools.pairwise(steps)
+    )
     (answer,) = results(url, 1, "answer")
     assert answer["root"] == pytest.approx(2.0945514815, abs=1e-6)
     assert answer["iterations"] == 20

@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from contract import (
+
+from orchid.errors import ConfigError, ExecutorError
+from orchid.executors._process import render_argv
+from orchid.executors.base import JobUpdate, Payload, Resources
+from orchid.executors.local import LocalExecutor
+from tests.executors.contract import (
     DEADLINE_S,
     NOOP,
     SLEEP_LONG,
@@ -30,11 +35,6 @@ from contract import (
     wait_for,
     wait_for_state,
 )
-
-from orchid.errors import ConfigError, ExecutorError
-from orchid.executors._process import render_argv
-from orchid.executors.base import JobUpdate, Payload, Resources
-from orchid.executors.local import LocalExecutor
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from contract import NOOP, ExecutorContract, python, spec
 
 from orchid.executors.base import Usage
 from orchid.executors.null import NullExecutor
+from tests.executors.contract import NOOP, ExecutorContract, python, spec
 
 
 class TestNullContract(ExecutorContract):

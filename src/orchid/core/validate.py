@@ -32,6 +32,7 @@ class Analysis:
     needs: Mapping[str, frozenset[str]]  # direct `after` of each work/loop, loops kept as names
     job_upstream: Mapping[str, frozenset[str]]  # works whose jobs are parents of this work's jobs
     read_outputs: frozenset[str]  # works whose outputs/results some expression reads
+    read_counts: frozenset[str] = frozenset()  # works whose job counts some expression reads
     loops: Mapping[str, LoopSpec] = field(default_factory=dict)
 
 
@@ -90,7 +91,7 @@ def analyse(t: Template) -> Analysis:
     p.raise_if_any()
 
     upstream = _upstream(needs, inner_needs, loops, loop_of)
-    read_outputs = _check_expressions(t, upstream, loop_of, p)
+    read_outputs, read_counts = _check_expressions(t, upstream, loop_of, p)
     job_upstream = _check_static_jobs(t, loop_of, p)
     p.raise_if_any()
     return Analysis(
@@ -99,6 +100,7 @@ def analyse(t: Template) -> Analysis:
         needs={k: frozenset(v) for k, v in {**needs, **inner_needs}.items()},
         job_upstream={k: frozenset(v) for k, v in job_upstream.items()},
         read_outputs=frozenset(read_outputs),
+        read_counts=frozenset(read_counts),
         loops=loops,
     )
 
@@ -304,8 +306,10 @@ def _check_expressions(
     upstream: Mapping[str, set[str]],
     loop_of: Mapping[str, str],
     p: _Problems,
-) -> set[str]:
+) -> tuple[set[str], set[str]]:
+    """Check every expression; return the works whose results, and whose counts, are read."""
     read: set[str] = set()
+    counted: set[str] = set()
     for path, kind, allowed, in_loop, value in _expressions(t, upstream, loop_of):
         try:
             exprs = [expr.parse(value)] if kind == "condition" else expr.find_bindings(value)
@@ -314,14 +318,19 @@ def _check_expressions(
             continue
         for e in exprs:
             for ref in sorted(e.references()):
-                problem = _check_reference(t, ref, allowed, in_loop, read)
+                problem = _check_reference(t, ref, allowed, in_loop, read, counted)
                 if problem:
                     p.add(path, f"`{e.source}`: {problem}")
-    return read
+    return read, counted
 
 
 def _check_reference(
-    t: Template, ref: tuple[str, ...], allowed: set[str], in_loop: bool, read: set[str]
+    t: Template,
+    ref: tuple[str, ...],
+    allowed: set[str],
+    in_loop: bool,
+    read: set[str],
+    counted: set[str],
 ) -> str | None:
     root = ref[0]
     if root not in ROOTS:
@@ -345,6 +354,8 @@ def _check_reference(
             return f"a work has no field '{ref[2]}'; use one of {', '.join(WORK_FIELDS)}"
         if len(ref) == 2 or ref[2] in ("outputs", "results"):
             read.add(name)
+        if len(ref) == 2 or ref[2] == "counts":
+            counted.add(name)
     elif root == "loops":
         loop = t.loops_by_name().get(name)
         if loop is None:

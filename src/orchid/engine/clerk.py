@@ -43,7 +43,8 @@ class Clerk:
         for command_id, kind in commands.pending(conn, workflow_id):
             self._command(conn, workflow_id, command_id, kind)
         for _ in range(MAX_ROUNDS):
-            state = workflows.run_state(conn, workflow_id, compiled.analysis.read_outputs)
+            a = compiled.analysis
+            state = workflows.run_state(conn, workflow_id, a.read_outputs, a.read_counts)
             decision = compiled.planner.decide(state)
             if not decision:
                 return
@@ -62,6 +63,9 @@ class Clerk:
         d: Decision,
     ) -> None:
         now = self.env.clock()
+        starting = d.workflow_status == WorkflowStatus.RUNNING
+        if starting:  # the workflow starts before its works do; it ends after they end
+            self._set_status(conn, workflow_id, status, d, now)
         if d.loops:
             loops.update(d.loops)
             workflows.save_loops(conn, workflow_id, loops, now)
@@ -84,17 +88,23 @@ class Clerk:
             log.info(
                 "workflow %s work %s %s: %s", workflow_id, stop.work_id, stop.status, stop.message
             )
-        if d.workflow_status is not None:
-            workflow_transition(status, d.workflow_status)
-            workflows.set_status(conn, workflow_id, d.workflow_status, d.message, now)
-            events.emit(
-                conn, workflow_id, f"workflow.{d.workflow_status}", {"message": d.message}, now
-            )
-            log.info("workflow %s %s %s", workflow_id, d.workflow_status, d.message)
+        if d.workflow_status is not None and not starting:
+            self._set_status(conn, workflow_id, status, d, now)
         if d.start:
             self.env.bus.notify(WORKS)
         if d.stop:
             self.env.bus.notify(JOBS)
+
+    def _set_status(
+        self, conn: Connection, workflow_id: int, status: WorkflowStatus, d: Decision, now: float
+    ) -> None:
+        target = d.workflow_status
+        if target is None:
+            return
+        workflow_transition(status, target)
+        workflows.set_status(conn, workflow_id, target, d.message, now)
+        events.emit(conn, workflow_id, f"workflow.{target}", {"message": d.message}, now)
+        log.info("workflow %s %s %s", workflow_id, target, d.message)
 
     def _command(self, conn: Connection, workflow_id: int, command_id: int, kind: str) -> None:
         now = self.env.clock()
@@ -120,8 +130,11 @@ class Clerk:
             )
             return
         if kind == "abort":
+            # works first: on PostgreSQL this waits for a transformer still writing a work's
+            # jobs, so the jobs statement below then sees (and cancels) all of them
+            for work_id in works.cancel_all(conn, workflow_id, now):
+                events.emit(conn, workflow_id, "work.cancelled", {"work_id": work_id}, now)
             jobs.cancel_workflow(conn, workflow_id, now)
-            works.cancel_all(conn, workflow_id, now)
             state = workflows.run_state(conn, workflow_id, frozenset())
             loops = {
                 n: LoopState("cancelled", s.iteration, s.vars, "aborted")
@@ -134,9 +147,9 @@ class Clerk:
         elif kind == "retry":
             self._retry(conn, workflow_id, now)
         if wf.status != target:
-            workflows.set_status(
-                conn, workflow_id, target, f"{kind} by the user" if kind != "retry" else "", now
-            )
+            message = f"{kind} by the user" if kind != "retry" else ""
+            workflows.set_status(conn, workflow_id, target, message, now)
+            events.emit(conn, workflow_id, f"workflow.{target}", {"message": message}, now)
         commands.done(conn, command_id, "applied", "", now)
         events.emit(conn, workflow_id, f"command.{kind}", {}, now)
         log.info("workflow %s: %s applied", workflow_id, kind)

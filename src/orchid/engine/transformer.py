@@ -42,7 +42,7 @@ class Transformer:
             # listed jobs were written at submission; those whose parents (in any work)
             # have all succeeded are released now, the others by the trigger later
             released = jobs.release_roots(conn, row.id, now)
-            remaining = jobs.unfinished(conn, row.id)
+            remaining = jobs.unpropagated(conn, row.id)
             n_jobs = sum(works.counts(conn, row.id).values())
             log.info(
                 "workflow %s work %s: %d listed jobs, %d ready",

@@ -16,9 +16,13 @@ from sqlalchemy.engine import Connection, Row
 
 
 def pick(conn: Connection, select: sa.Select[Any]) -> sa.Select[Any]:
-    """Lock the picked rows on PostgreSQL and skip those another agent holds."""
+    """Lock the picked rows on PostgreSQL and skip those another agent holds.
+
+    ``FOR NO KEY UPDATE``: a transaction that only holds the key-share lock a
+    foreign key takes (a transformer writing a work's jobs) does not hide the row.
+    """
     if conn.dialect.name == "postgresql":
-        return select.with_for_update(skip_locked=True)
+        return select.with_for_update(skip_locked=True, key_share=True)
     return select
 
 

@@ -121,12 +121,14 @@ def release_roots(conn: Connection, work_id: int, now: float) -> int:
     return int(res.rowcount)
 
 
-def unfinished(conn: Connection, work_id: int) -> int:
+def unpropagated(conn: Connection, work_id: int) -> int:
+    """Jobs of a work the trigger has still to count off: running ones, and ended ones
+    whose end it has not passed on yet (a work's ``remaining``)."""
     return int(
         conn.execute(
             sa.select(sa.func.count())
             .select_from(jobs)
-            .where(jobs.c.work_id == work_id, jobs.c.status.not_in(list(TERMINAL_JOB)))
+            .where(jobs.c.work_id == work_id, sa.not_(jobs.c.propagated))
         ).scalar_one()
     )
 
@@ -178,9 +180,24 @@ def record_updates(
     ``delays`` gives each failed job's retry delay. Returns (finished, retried).
     """
     active = [J.SUBMITTED, J.RUNNING]
-    started = [u for u in updates if u.state == "running"]
-    ok = [u for u in updates if u.state == "succeeded"]
-    bad = [u for u in updates if u.state == "failed"]
+    current = {
+        int(r.id): r
+        for chunk in _chunks(sorted({u.job_id for u in updates}))
+        for r in conn.execute(
+            sa.select(jobs.c.id, jobs.c.attempt, jobs.c.status, jobs.c.max_attempts).where(
+                jobs.c.id.in_(chunk)
+            )
+        )
+    }
+
+    def live(u: JobUpdate) -> bool:
+        row = current.get(u.job_id)
+        return row is not None and row.attempt == u.attempt and row.status in active
+
+    # stale reports (an older attempt, a job cancelled meanwhile) change and count nothing
+    started = [u for u in updates if u.state == "running" and live(u)]
+    ok = [u for u in updates if u.state == "succeeded" and live(u)]
+    bad = [u for u in updates if u.state == "failed" and live(u)]
     guard = sa.and_(
         jobs.c.id == sa.bindparam("jid"),
         jobs.c.attempt == sa.bindparam("att"),
@@ -212,18 +229,10 @@ def record_updates(
         )
     retried = 0
     if bad:
-        current = {
-            int(r.id): int(r.max_attempts)
-            for r in conn.execute(
-                sa.select(jobs.c.id, jobs.c.max_attempts).where(
-                    jobs.c.id.in_([u.job_id for u in bad])
-                )
-            )
-        }
         params = []
         for u in bad:
             status, not_before = after_failure(
-                u.attempt, current.get(u.job_id, 0), delays.get(u.job_id, 1.0), now
+                u.attempt, current[u.job_id].max_attempts, delays.get(u.job_id, 1.0), now
             )
             retried += status == J.READY
             params.append(

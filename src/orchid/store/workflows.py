@@ -97,8 +97,15 @@ def template_of(conn: Connection, workflow_id: int) -> tuple[dict[str, Any], str
     return dict(row.template), row.base_dir
 
 
-def run_state(conn: Connection, workflow_id: int, read: frozenset[str]) -> RunState:
-    """The snapshot the planner decides on. Job counts and results only for works it reads."""
+def run_state(
+    conn: Connection,
+    workflow_id: int,
+    read: frozenset[str],
+    counted: frozenset[str] = frozenset(),
+) -> RunState:
+    """The snapshot the planner decides on: job counts of the works in ``read`` or
+    ``counted``, results of those in ``read`` (a million-job work is never loaded
+    unless an expression reads its results)."""
     wf = conn.execute(sa.select(workflows).where(workflows.c.id == workflow_id)).one()
     rows = list(
         conn.execute(
@@ -108,15 +115,17 @@ def run_state(conn: Connection, workflow_id: int, read: frozenset[str]) -> RunSt
         )
     )
     wanted = [r.id for r in rows if r.name in read]
-    counts: dict[int, dict[JobStatus, int]] = {i: {} for i in wanted}
+    to_count = [r.id for r in rows if r.name in read or r.name in counted]
+    counts: dict[int, dict[JobStatus, int]] = {i: {} for i in to_count}
     results: dict[int, list[Any]] = {i: [] for i in wanted}
-    if wanted:
+    if to_count:
         for c in conn.execute(
             sa.select(jobs.c.work_id, jobs.c.status, sa.func.count())
-            .where(jobs.c.work_id.in_(wanted))
+            .where(jobs.c.work_id.in_(to_count))
             .group_by(jobs.c.work_id, jobs.c.status)
         ):
             counts[c[0]][JobStatus(c[1])] = int(c[2])
+    if wanted:
         for r in conn.execute(
             sa.select(jobs.c.work_id, jobs.c.result)
             .where(jobs.c.work_id.in_(wanted), jobs.c.status == JobStatus.SUCCEEDED)

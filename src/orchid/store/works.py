@@ -180,11 +180,15 @@ def reopen(conn: Connection, workflow_id: int) -> list[int]:
     return again
 
 
-def cancel_all(conn: Connection, workflow_id: int, now: float) -> None:
-    conn.execute(
-        sa.update(works)
-        .where(works.c.workflow_id == workflow_id, works.c.status.not_in(list(TERMINAL_WORK)))
-        .values(status=WorkStatus.CANCELLED, message="aborted by the user", finished_at=now)
+def cancel_all(conn: Connection, workflow_id: int, now: float) -> list[int]:
+    """Abort: every work not over is cancelled; returns their ids."""
+    return list(
+        conn.execute(
+            sa.update(works)
+            .where(works.c.workflow_id == workflow_id, works.c.status.not_in(list(TERMINAL_WORK)))
+            .values(status=WorkStatus.CANCELLED, message="aborted by the user", finished_at=now)
+            .returning(works.c.id)
+        ).scalars()
     )
 
 
