@@ -128,6 +128,7 @@ def run(
     runner.stop()
     thread.join(30)
     exe.close()
+    runner.close()
     if failure:
         raise failure[0]
     wf = snapshot(database, wf_id)[0]
@@ -327,6 +328,7 @@ def agents(
         pass
     finally:
         exe.close()
+        runner.close()
 
 
 @db_app.command("upgrade")

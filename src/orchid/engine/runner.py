@@ -8,13 +8,15 @@ on PostgreSQL), which coordinate through leases, not through this loop.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 
 from orchid.bus.base import EventBus
 from orchid.bus.memory import MemoryBus
-from orchid.engine.agent import Agent, AgentEnv
+from orchid.engine.agent import Agent, AgentEnv, agent_id
 from orchid.engine.carrier import Carrier
 from orchid.engine.clerk import Clerk
 from orchid.engine.templates import TemplateCache
@@ -22,21 +24,61 @@ from orchid.engine.transformer import Transformer
 from orchid.engine.trigger import Trigger
 from orchid.executors.base import Executor
 from orchid.settings import Settings
+from orchid.store import agents as agents_store
 from orchid.store.db import Database
 
 log = logging.getLogger(__name__)
 
 
+HEARTBEAT_S = 10.0
+
+
 class Runner:
-    def __init__(self, agents: Sequence[Agent], bus: EventBus, poll_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        agents: Sequence[Agent],
+        bus: EventBus,
+        poll_interval: float = 1.0,
+        *,
+        db: Database | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.agents = list(agents)
         self.bus = bus
         self.poll_interval = poll_interval
         self.stopping = threading.Event()
+        self.db = db
+        self.clock = clock
+        self.name = agent_id("+".join(a.name for a in self.agents))
+        self._next_beat = 0.0
 
     def run_once(self) -> int:
         """One round: each agent once. Returns how much they did together."""
+        self._heartbeat()
         return sum(agent.run_once() for agent in self.agents)
+
+    def _heartbeat(self) -> None:
+        """Every 10 s, tell the database this process is alive (health checks read it)."""
+        now = self.clock()
+        if self.db is None or now < self._next_beat:
+            return
+        self._next_beat = now + HEARTBEAT_S
+        roles = ",".join(a.name for a in self.agents)
+        with self.db.begin() as conn:
+            agents_store.heartbeat(
+                conn,
+                name=self.name,
+                roles=roles,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                now=now,
+            )
+
+    def close(self) -> None:
+        """Say goodbye: the process no longer counts as a live agent."""
+        if self.db is not None:
+            with self.db.begin() as conn:
+                agents_store.forget(conn, self.name)
 
     def run(
         self,
@@ -75,7 +117,9 @@ def make_executor(settings: Settings, bus: EventBus) -> Executor:
         return NullExecutor(wake=wake)
     from orchid.executors.local import LocalExecutor
 
-    return LocalExecutor(workers=settings.workers, log_dir=settings.log_dir, wake=wake)
+    return LocalExecutor(
+        workers=settings.workers, log_dir=settings.log_dir, wake=wake, prefetch=settings.workers
+    )
 
 
 def make_runner(
@@ -97,4 +141,4 @@ def make_runner(
         batch=settings.batch,
     )
     agents: list[Agent] = [Clerk(env), Transformer(env), Carrier(env, executor), Trigger(env)]
-    return Runner(agents, bus, settings.poll_interval), executor
+    return Runner(agents, bus, settings.poll_interval, db=db, clock=clock), executor

@@ -77,10 +77,14 @@ class LocalExecutor:
         clock: Callable[[], float] = time.time,
         *,
         kill_grace_s: float = 5.0,
+        prefetch: int = 0,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"the local executor needs at least 1 worker, not {workers}")
         self._workers = workers
+        # jobs accepted beyond the workers, so a freed worker starts the next job at once
+        # instead of waiting for the carrier's next round trip to the database
+        self._prefetch = max(0, prefetch)
         self._log_dir = Path(log_dir)
         self._wake = wake
         self._clock = clock
@@ -102,9 +106,10 @@ class LocalExecutor:
     # --- the Executor protocol ---------------------------------------------------------
 
     def capacity(self) -> int:
-        """Free workers: ``workers`` minus queued and running jobs, never negative."""
+        """Free places: ``workers + prefetch`` minus queued and running jobs, never negative."""
         with self._lock:
-            return max(0, self._workers - len(self._queued) - len(self._running))
+            room = self._workers + self._prefetch
+            return max(0, room - len(self._queued) - len(self._running))
 
     def submit(self, jobs: Sequence[JobSpec]) -> None:
         """Queue these attempts; ``noop`` ones succeed here. A key already held is ignored."""

@@ -91,6 +91,7 @@ def run_workflow(
         runner.run(until=ended, check_every=0.05)
     finally:
         exe.close()
+        runner.close()
     with db.engine.connect() as conn:
         result = RunResult(
             workflow=workflows.get(conn, wf_id),
