@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from orchid.cli.progress import follow, render, snapshot, status_text
+from orchid.cli.progress import failures, follow, render, snapshot, status_text
 from orchid.core.states import WorkflowStatus
 from orchid.core.template import json_schema
 from orchid.engine.runner import make_runner
@@ -132,7 +132,15 @@ def run(
     if failure:
         raise failure[0]
     wf = snapshot(database, wf_id)[0]
+    _explain(database, wf.id, wf.status)
     _exit_for(wf.status)
+
+
+def _explain(database: Database, workflow_id: int, status: WorkflowStatus) -> None:
+    """After a failure: which jobs failed and how to see why."""
+    if status in (WorkflowStatus.FAILED, WorkflowStatus.PARTIAL):
+        for line in failures(database, workflow_id):
+            err.print(line, highlight=False, soft_wrap=True)
 
 
 def _exit_for(status: WorkflowStatus) -> None:
@@ -208,6 +216,7 @@ def status(
         for w in ws:
             if w.message and w.status != "succeeded":
                 console.print(f"  [dim]{w.name}:[/] {w.message}")
+        _explain(database, wf.id, wf.status)
         return
     with database.engine.connect() as conn:
         rows = workflows.list_recent(conn, limit=limit)
@@ -250,6 +259,7 @@ def watch(workflow_id: int, db: DbOpt = None) -> None:
     """Follow a workflow's progress until it ends (agents run elsewhere)."""
     database = _open(_settings(db=db))
     wf = follow(database, workflow_id, console)
+    _explain(database, wf.id, wf.status)
     _exit_for(wf.status)
 
 

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from orchid.core.model import Work, Workflow
 from orchid.core.states import TERMINAL_WORKFLOW, JobStatus
-from orchid.store import workflows, works
+from orchid.store import jobs, workflows, works
 from orchid.store.db import Database
 
 COLOURS = {
@@ -39,6 +39,9 @@ SYMBOLS = [
     (JobStatus.SKIPPED, "↷", "bright_black"),
     (JobStatus.CANCELLED, "⊘", "magenta"),
 ]
+
+
+FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.SKIPPED, JobStatus.CANCELLED)
 
 
 def status_text(status: str) -> Text:
@@ -111,7 +114,13 @@ def follow(
     finished: Callable[[], bool] | None = None,
     interval: float = 0.3,
 ) -> Workflow:
-    """Redraw until the workflow ends (or ``finished()``); return its final state."""
+    """Redraw until the workflow ends (or ``finished()``); return its final state.
+
+    On a terminal the table redraws in place; elsewhere (a log file, CI) a
+    one-line summary is printed when something changed, at most every 5 s.
+    """
+    if not console.is_terminal:
+        return _follow_plain(db, workflow_id, console, finished, interval)
     wf, ws = snapshot(db, workflow_id)
     with Live(
         render(wf, ws, time.time()), console=console, refresh_per_second=8, transient=False
@@ -122,6 +131,59 @@ def follow(
             live.update(render(wf, ws, time.time()))
         wf, ws = snapshot(db, workflow_id)
         live.update(render(wf, ws, time.time()))
-    if not console.is_terminal:
-        console.print()
     return wf
+
+
+PLAIN_EVERY = 5.0
+
+
+def summary_line(wf: Workflow, ws: list[Work], now: float) -> str:
+    """``12:00:05 workflow 3 rubin running 1,040/2,460 jobs · isr succeeded 800/800 · ...``."""
+    parts = []
+    total = done = 0
+    for w in _latest(ws):
+        n = sum(w.counts.values())
+        finished = sum(w.counts.get(s, 0) for s in FINISHED)
+        total, done = total + n, done + finished
+        parts.append(f"{w.name} {w.status} {finished:,}/{n:,}")
+    clock = time.strftime("%H:%M:%S", time.localtime(now))
+    head = f"{clock} workflow {wf.id} {wf.name} {wf.status} {done:,}/{total:,} jobs"
+    return " · ".join([head, *parts])
+
+
+def _follow_plain(
+    db: Database,
+    workflow_id: int,
+    console: Console,
+    finished: Callable[[], bool] | None,
+    interval: float,
+) -> Workflow:
+    last, last_at = "", 0.0
+    while True:
+        wf, ws = snapshot(db, workflow_id)
+        ended = wf.status in TERMINAL_WORKFLOW or bool(finished and finished())
+        now = time.time()
+        line = summary_line(wf, ws, now)
+        if ended or (line[9:] != last and now - last_at >= PLAIN_EVERY):
+            last, last_at = line[9:], now
+            if not ended:
+                console.print(line, highlight=False, soft_wrap=True)
+        if ended:
+            wf, ws = snapshot(db, workflow_id)
+            console.print(render(wf, ws, now))
+            return wf
+        time.sleep(interval)
+
+
+def failures(db: Database, workflow_id: int, limit: int = 5) -> list[str]:
+    """Lines naming the first failed jobs, their error, and how to see their logs."""
+    with db.engine.connect() as conn:
+        bad = jobs.list_for(conn, workflow_id, status=[JobStatus.FAILED], limit=limit)
+    out = []
+    for j in bad:
+        error = (j.error or "failed").splitlines()[0][:200]
+        out.append(
+            f"job {j.id} ({j.work_name}/{j.name}, attempt {j.attempt}): {error} "
+            f"— `orchid logs {j.id} --err`"
+        )
+    return out
