@@ -66,8 +66,8 @@ def analyse(t: Template) -> Analysis:
     loop_of = _check_loops(t, works, loops, p)
     p.raise_if_any()
 
+    # dependencies that do not resolve are left out, so the checks below still run
     needs, inner_needs = _dependencies(t, works, loops, loop_of, p)
-    p.raise_if_any()
     outer_nodes = [w.name for w in t.works if w.name not in loop_of] + list(loops)
     try:
         outer_order = topological_order(
@@ -78,6 +78,7 @@ def analyse(t: Template) -> Analysis:
         p.raise_if_any()
         raise
     order: list[str] = []
+    known = len(p.items)
     for node in outer_order:
         if node in loops:
             inner = loops[node].works
@@ -88,7 +89,8 @@ def analyse(t: Template) -> Analysis:
                 p.add(f"{_lpath(t, loops[node])}.works", _cycle_message(exc))
         else:
             order.append(node)
-    p.raise_if_any()
+    if len(p.items) > known:  # a cycle: upstream sets are meaningless, stop here
+        p.raise_if_any()
 
     upstream = _upstream(needs, inner_needs, loops, loop_of)
     read_outputs, read_counts = _check_expressions(t, upstream, loop_of, p)
