@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from orchid.core.states import JOB_TRANSITIONS, WORK_TRANSITIONS, WORKFLOW_TRANSITIONS
 from orchid.store.db import Database
 from orchid.store.tables import metadata
 
@@ -48,6 +49,7 @@ def pg_url() -> Iterator[str]:
         url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
         db = Database(url)
         db.upgrade()
+        install_transition_audit(db)
         db.dispose()
         yield url
     finally:
@@ -72,6 +74,39 @@ def _drop_orphans(admin: sa.Engine) -> None:
                 continue
 
 
+AUDITED = {"jobs": JOB_TRANSITIONS, "works": WORK_TRANSITIONS, "workflows": WORKFLOW_TRANSITIONS}
+
+
+def install_transition_audit(db: Database) -> None:
+    """Triggers that abort any UPDATE moving a status along an edge the tables forbid.
+
+    Every store and engine test then checks DESIGN.md §3 as a side effect: the
+    store's set-based updates may only do what ``orchid.core.states`` allows.
+    """
+    with db.begin() as conn:
+        for table, transitions in AUDITED.items():
+            pairs = ", ".join(f"'{a}>{b}'" for a, targets in transitions.items() for b in targets)
+            if db.is_sqlite:
+                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS audit_{table}")
+                conn.exec_driver_sql(
+                    f"CREATE TRIGGER audit_{table} BEFORE UPDATE OF status ON {table} "
+                    f"WHEN NEW.status != OLD.status AND OLD.status || '>' || NEW.status "
+                    f"NOT IN ({pairs}) BEGIN SELECT RAISE(ABORT, 'illegal {table} transition'); END"
+                )
+            else:
+                conn.exec_driver_sql(
+                    f"CREATE OR REPLACE FUNCTION audit_{table}() RETURNS trigger AS $$ BEGIN "
+                    f"IF NEW.status <> OLD.status AND NOT (OLD.status || '>' || NEW.status = "
+                    f"ANY (ARRAY[{pairs}])) THEN RAISE EXCEPTION 'illegal {table} transition "
+                    f"%% -> %%', OLD.status, NEW.status; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+                )
+                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS audit_{table} ON {table}")
+                conn.exec_driver_sql(
+                    f"CREATE TRIGGER audit_{table} BEFORE UPDATE OF status ON {table} "
+                    f"FOR EACH ROW EXECUTE FUNCTION audit_{table}()"
+                )
+
+
 def _truncate(db: Database) -> None:
     with db.begin() as conn:
         names = ", ".join(t.name for t in reversed(metadata.sorted_tables))
@@ -84,6 +119,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     if request.param == "sqlite":
         database = Database(f"sqlite:///{tmp_path / 'orchid.db'}")
         database.upgrade()
+        install_transition_audit(database)
     else:
         database = Database(request.getfixturevalue("pg_url"))
         _truncate(database)

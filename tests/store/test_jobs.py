@@ -63,6 +63,7 @@ def start(db: Database, wf_id: int, now: float = T0) -> None:
     with db.begin() as conn:
         workflows.set_status(conn, wf_id, WorkflowStatus.RUNNING, "", now)
         for w in works.list_for(conn, wf_id):
+            works.set_ready(conn, w.id, {})
             jobs.release_roots(conn, w.id, now)
             n = sum(w.counts.values())
             works.mark_running(conn, w.id, n, jobs.unpropagated(conn, w.id), now)
@@ -244,6 +245,7 @@ def test_children_of_a_work_that_has_not_started_wait_for_it(db: Database) -> No
     with db.begin() as conn:
         workflows.set_status(conn, wf_id, WorkflowStatus.RUNNING, "", T0)
         ws = {w.name: w.id for w in works.list_for(conn, wf_id)}
+        works.set_ready(conn, ws["A"], {})
         assert jobs.release_roots(conn, ws["A"], T0) == 2
         works.mark_running(conn, ws["A"], 2, 2, T0)
     ids = ids_by_name(db, wf_id)

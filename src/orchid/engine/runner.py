@@ -117,9 +117,7 @@ def make_executor(settings: Settings, bus: EventBus) -> Executor:
         return NullExecutor(wake=wake)
     from orchid.executors.local import LocalExecutor
 
-    return LocalExecutor(
-        workers=settings.workers, log_dir=settings.log_dir, wake=wake, prefetch=settings.workers
-    )
+    return LocalExecutor(workers=settings.workers, log_dir=settings.log_dir, wake=wake)
 
 
 def make_runner(

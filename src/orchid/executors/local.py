@@ -77,14 +77,10 @@ class LocalExecutor:
         clock: Callable[[], float] = time.time,
         *,
         kill_grace_s: float = 5.0,
-        prefetch: int = 0,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"the local executor needs at least 1 worker, not {workers}")
         self._workers = workers
-        # jobs accepted beyond the workers, so a freed worker starts the next job at once
-        # instead of waiting for the carrier's next round trip to the database
-        self._prefetch = max(0, prefetch)
         self._log_dir = Path(log_dir)
         self._wake = wake
         self._clock = clock
@@ -106,10 +102,13 @@ class LocalExecutor:
     # --- the Executor protocol ---------------------------------------------------------
 
     def capacity(self) -> int:
-        """Free places: ``workers + prefetch`` minus queued and running jobs, never negative."""
+        """Free workers: ``workers`` minus queued and running jobs, never negative.
+
+        Never more: a job handed over here starts even if its workflow is suspended
+        a moment later, so the carrier keeps nothing waiting in this queue.
+        """
         with self._lock:
-            room = self._workers + self._prefetch
-            return max(0, room - len(self._queued) - len(self._running))
+            return max(0, self._workers - len(self._queued) - len(self._running))
 
     def submit(self, jobs: Sequence[JobSpec]) -> None:
         """Queue these attempts; ``noop`` ones succeed here. A key already held is ignored."""
