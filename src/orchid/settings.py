@@ -28,7 +28,7 @@ class Settings:
     poll_interval: float = 1.0  # seconds between polls when the bus is quiet
     lease_seconds: float = 30.0  # how long a claim holds before another agent may take it
     batch: int = 500  # rows an agent claims at once
-    owner: str = os.environ.get("USER", "local")
+    owner: str = "local"
 
     @property
     def log_dir(self) -> Path:
@@ -40,7 +40,9 @@ class Settings:
         env = os.environ if env is None else env
         home = Path(overrides.pop("home", None) or env.get("ORCHID_HOME") or default_home())
         s = Settings(
-            home=home, db_url=env.get("ORCHID_DB_URL") or f"sqlite:///{home / 'orchid.db'}"
+            home=home,
+            db_url=env.get("ORCHID_DB_URL") or f"sqlite:///{home / 'orchid.db'}",
+            owner=env.get("USER") or "local",
         )
         fields: dict[str, Any] = {}
         for name, kind in (
@@ -65,6 +67,15 @@ class Settings:
         s = replace(s, **fields)
         if s.workers < 1:
             raise ConfigError(f"workers must be at least 1; got {s.workers}")
+        if s.batch < 1:
+            raise ConfigError(f"batch must be at least 1; got {s.batch}")
+        for name in ("poll_interval", "lease_seconds"):
+            if not getattr(s, name) > 0:
+                raise ConfigError(
+                    f"{name} must be a positive number of seconds; got {getattr(s, name)}"
+                )
+        if s.lease_seconds < 2:
+            raise ConfigError(f"lease_seconds must be at least 2; got {s.lease_seconds}")
         if s.executor not in ("local", "null"):
             raise ConfigError(f"unknown executor {s.executor!r}; use local or null")
         return s

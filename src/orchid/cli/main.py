@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import sqlalchemy.exc
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
@@ -36,6 +37,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+token_app = typer.Typer(help="Local API tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
 console = Console()
 err = Console(stderr=True)
 
@@ -50,6 +53,8 @@ ParamOpt = Annotated[
 WorkersOpt = Annotated[int | None, typer.Option("--workers", "-w", help="jobs run at once")]
 ExecutorOpt = Annotated[str | None, typer.Option("--executor", help="local or null")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log what the agents do")]
+MAX_ID = 2**63 - 1
+WorkflowId = Annotated[int, typer.Argument(min=1, max=MAX_ID, help="workflow id")]
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -186,7 +191,7 @@ def status(
     ] = None,
     db: DbOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-    limit: Annotated[int, typer.Option(help="how many workflows to list")] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="how many workflows to list")] = 20,
 ) -> None:
     """A table of workflows, or of one workflow's works and their jobs."""
     database = _open(_settings(db=db))
@@ -255,7 +260,7 @@ def _age(seconds: float) -> str:
 
 
 @app.command()
-def watch(workflow_id: int, db: DbOpt = None) -> None:
+def watch(workflow_id: WorkflowId, db: DbOpt = None) -> None:
     """Follow a workflow's progress until it ends (agents run elsewhere)."""
     database = _open(_settings(db=db))
     wf = follow(database, workflow_id, console)
@@ -272,32 +277,32 @@ def _command(kind: commands.CommandKind, workflow_id: int, db: str | None) -> No
 
 
 @app.command()
-def abort(workflow_id: int, db: DbOpt = None) -> None:
+def abort(workflow_id: WorkflowId, db: DbOpt = None) -> None:
     """Cancel a workflow: nothing new starts, running jobs are stopped."""
     _command("abort", workflow_id, db)
 
 
 @app.command()
-def suspend(workflow_id: int, db: DbOpt = None) -> None:
+def suspend(workflow_id: WorkflowId, db: DbOpt = None) -> None:
     """Pause a workflow: running jobs finish, no new job starts until resume."""
     _command("suspend", workflow_id, db)
 
 
 @app.command()
-def resume(workflow_id: int, db: DbOpt = None) -> None:
+def resume(workflow_id: WorkflowId, db: DbOpt = None) -> None:
     """Carry on with a suspended workflow."""
     _command("resume", workflow_id, db)
 
 
 @app.command()
-def retry(workflow_id: int, db: DbOpt = None) -> None:
+def retry(workflow_id: WorkflowId, db: DbOpt = None) -> None:
     """Run the failed jobs again (and what was skipped because of them)."""
     _command("retry", workflow_id, db)
 
 
 @app.command()
 def logs(
-    job_id: int,
+    job_id: Annotated[int, typer.Argument(min=1, max=MAX_ID, help="job id")],
     db: DbOpt = None,
     stderr: Annotated[bool, typer.Option("--err", help="show stderr instead of stdout")] = False,
 ) -> None:
@@ -349,6 +354,92 @@ def db_upgrade(db: DbOpt = None) -> None:
     console.print(f"schema up to date: {settings.db_url}")
 
 
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option("--user", help="whose token it is")],
+    admin: Annotated[bool, typer.Option("--admin", help="may see and steer everything")] = False,
+    group: Annotated[
+        list[str] | None, typer.Option("--group", help="a group the user belongs to (repeatable)")
+    ] = None,
+    db: DbOpt = None,
+) -> None:
+    """Make an API token and print it (on stdout, alone); only its hash is kept."""
+    from orchid.store import tokens
+
+    database = _open(_settings(db=db))
+    with database.begin() as conn:
+        token_id, token = tokens.create(
+            conn, user=user, admin=admin, groups=group or [], now=time.time()
+        )
+    sys.stdout.write(token + "\n")
+    sys.stdout.flush()
+    err.print(
+        f"token {token_id} for {user}: copy it now, it cannot be shown again "
+        f"(`orchid token revoke {token_id}` withdraws it)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@token_app.command("list")
+def token_list(
+    db: DbOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """The tokens (their first characters, never the tokens themselves), revoked ones too."""
+    from orchid.store import tokens
+
+    database = _open(_settings(db=db))
+    with database.engine.connect() as conn:
+        rows = tokens.list_tokens(conn)
+    if as_json:
+        console.print_json(
+            data=[
+                {
+                    "id": t.id,
+                    "user": t.user,
+                    "groups": list(t.groups),
+                    "admin": t.admin,
+                    "prefix": t.prefix,
+                    "created_at": t.created_at,
+                    "last_used_at": t.last_used_at,
+                    "revoked_at": t.revoked_at,
+                }
+                for t in rows
+            ]
+        )
+        return
+    table = Table("id", "user", "groups", "admin", "token", "created", "last used", "state")
+    now = time.time()
+    for t in rows:
+        table.add_row(
+            str(t.id),
+            t.user,
+            ", ".join(t.groups),
+            "yes" if t.admin else "",
+            f"{t.prefix}…",
+            f"{_age(now - t.created_at)} ago",
+            f"{_age(now - t.last_used_at)} ago" if t.last_used_at is not None else "never",
+            "active" if t.active else "revoked",
+        )
+    console.print(table if rows else "no tokens yet: `orchid token create --user NAME` makes one")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="the id `orchid token list` shows")],
+    db: DbOpt = None,
+) -> None:
+    """Stop a token working, at once."""
+    from orchid.store import tokens
+
+    database = _open(_settings(db=db))
+    with database.begin() as conn:
+        if not tokens.revoke(conn, token_id, time.time()):
+            raise NotFound(f"no active token {token_id}: `orchid token list` shows the tokens")
+    console.print(f"token {token_id} revoked")
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of workflow templates."""
@@ -364,6 +455,15 @@ def main() -> None:
         sys.exit(2)
     except OrchidError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except sqlalchemy.exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        err.print(
+            f"[red]error:[/] cannot use the database: {reason}. Check --db / ORCHID_DB_URL "
+            "and that the server is running",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(1)
 
 

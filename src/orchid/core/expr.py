@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from orchid.core import jsonvalues
 from orchid.core.expr_lexer import Token, describe, error_at, find_binding_end, tokenize
 from orchid.errors import ExpressionError
 
@@ -652,9 +653,16 @@ class Expr:
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         """The value of the expression, with names looked up in ``context``."""
         try:
-            return self._node.eval(_Env(self.source, context))
+            value = self._node.eval(_Env(self.source, context))
         except RecursionError:
             raise error_at(self.source, 0, "expression is nested too deeply") from None
+        if jsonvalues.non_finite(value):
+            raise error_at(
+                self.source,
+                0,
+                "the result is not a finite number (NaN or infinity), which JSON cannot hold",
+            )
+        return value
 
     def references(self) -> frozenset[tuple[str, ...]]:
         """Every name path the expression reads, up to its first non-literal index.

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchid.core import jsonvalues
 from orchid.core.template import JOB_NAME_PATTERN, StaticJob, Template
 from orchid.core.validate import resolve_parent
 from orchid.errors import InvalidInput, TemplateError
@@ -135,9 +136,11 @@ def _parse_line(
     line: str, file_works: set[str], names: dict[str, set[str]], loop_of: Mapping[str, str]
 ) -> tuple[JobDraft | None, str | None]:
     try:
-        obj = json.loads(line)
+        obj = jsonvalues.loads(line)
     except json.JSONDecodeError as exc:
         return None, f"not valid JSON ({exc.msg} at column {exc.colno})"
+    except ValueError as exc:
+        return None, str(exc)
     if not isinstance(obj, dict):
         return None, 'each line must be an object like {"work": "w", "name": "j1", "parents": []}'
     unknown = set(obj) - {"work", "name", "args", "parents"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from orchid.core import expr
 from orchid.core.states import FileStatus, JobStatus, WorkflowStatus, WorkStatus
@@ -95,3 +95,49 @@ class Parameter:
 
     def bind(self, context: Mapping[str, Any]) -> Any:
         return expr.interpolate(self.value, context)
+
+
+# --- crossing the executor seam (the store records these) ---------------------------------
+
+UpdateState = Literal["running", "succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Resources a finished job used."""
+
+    wall_s: float = 0.0
+    cpu_user_s: float = 0.0
+    cpu_system_s: float = 0.0
+    max_rss_kb: int = 0
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """A change the executor observed in one job attempt."""
+
+    key: str
+    job_id: int
+    attempt: int
+    state: UpdateState
+    at: float  # epoch seconds when it happened
+    exit_code: int | None = None
+    result: Any = None  # JSON value
+    error: str | None = None  # short reason for a failure, for people
+    usage: Usage | None = None
+    log_uri: str | None = None  # where `orchid logs` finds stdout/stderr
+
+
+# --- who is calling (the API authenticates; the store looks up local tokens) --------------
+
+AuthMethod = Literal["oidc", "x509", "token"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: the user name that owns workflows, and its groups."""
+
+    user: str
+    groups: frozenset[str]
+    admin: bool
+    method: AuthMethod

@@ -20,12 +20,18 @@ SUCCESS: Literal["succeeded"] = "succeeded"
 UNFINISHED = frozenset({"waiting", "ready", "running"})
 
 
+LoopCause = Literal["", "upstream", "error", "max"]
+
+
 @dataclass(frozen=True)
 class LoopState:
+    """A loop's run state. ``cause`` says why it was skipped or failed, for retry."""
+
     status: LoopStatus = "waiting"
     iteration: int = 0
     vars: Mapping[str, Any] = field(default_factory=dict)
     message: str = ""
+    cause: LoopCause = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -33,11 +39,28 @@ class LoopState:
             "iteration": self.iteration,
             "vars": dict(self.vars),
             "message": self.message,
+            "cause": self.cause,
         }
 
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> LoopState:
-        return LoopState(d["status"], d["iteration"], d.get("vars", {}), d.get("message", ""))
+        return LoopState(
+            d["status"], d["iteration"], d.get("vars", {}), d.get("message", ""), d.get("cause", "")
+        )
+
+    def after_retry(self) -> LoopState:
+        """What a user's retry makes of this loop: failures and upstream skips run again."""
+        if self.status == "skipped" and self.cause == "upstream":
+            return LoopState("waiting")
+        if (
+            self.status == "failed"
+            and self.cause == "error"
+            and self.message.startswith("cannot bind")
+        ):
+            return LoopState("waiting")
+        if self.status == "failed" and self.cause != "max":
+            return LoopState("running", self.iteration, self.vars)
+        return self
 
 
 @dataclass(frozen=True)
@@ -175,11 +198,12 @@ class Planner:
         return d
 
     def _failing(self, state: RunState, latest: Mapping[str, WorkState]) -> str:
-        """Why the workflow must fail (and start nothing new), or '' if it need not."""
-        for name in self.a.order:
-            w = latest.get(name)
-            if w is None:
-                continue
+        """Why the workflow must fail (and start nothing new), or '' if it need not.
+
+        Every iteration counts: a loop's earlier failure is not undone by a later pass.
+        """
+        for w in state.works:
+            name = w.name
             spec = self.specs[name]
             if w.status in FAILED_WORK and spec.on_failure == "fail":
                 return f"work '{name}' {w.status}" + (f": {w.message}" if w.message else "")
@@ -260,7 +284,9 @@ class Planner:
         ls = state.loops.get(lp.name, LoopState())
         if ls.status == "waiting":
             if failing:
-                d.loops[lp.name] = LoopState("skipped", 0, ls.vars, f"not started: {failing}")
+                d.loops[lp.name] = LoopState(
+                    "skipped", 0, ls.vars, f"not started: {failing}", "upstream"
+                )
                 return
             deps = {
                 dep: self._dep_status(dep, state, latest) for dep in self.a.needs.get(lp.name, ())
@@ -269,12 +295,14 @@ class Planner:
                 return
             ok, why = _trigger_holds("all_success", deps)
             if not ok:
-                d.loops[lp.name] = LoopState("skipped", 0, ls.vars, why)
+                d.loops[lp.name] = LoopState("skipped", 0, ls.vars, why, "upstream")
                 return
             try:
                 first = expr.interpolate(dict(lp.variables), self.context(state))
             except ExpressionError as exc:
-                d.loops[lp.name] = LoopState("failed", 0, {}, f"cannot bind variables: {exc}")
+                d.loops[lp.name] = LoopState(
+                    "failed", 0, {}, f"cannot bind variables: {exc}", "error"
+                )
                 return
             d.loops[lp.name] = LoopState("running", 0, first)
             return
@@ -287,7 +315,7 @@ class Planner:
             return
         ctx = self.context(state, lp)
         if failing:
-            d.loops[lp.name] = LoopState("failed", ls.iteration, ls.vars, failing)
+            d.loops[lp.name] = LoopState("failed", ls.iteration, ls.vars, failing, "upstream")
             return
         try:
             done = bool(expr.evaluate(lp.until, ctx))
@@ -302,13 +330,13 @@ class Planner:
             if ls.iteration + 1 >= lp.max_iterations:
                 status: LoopStatus = "succeeded" if lp.on_max_iterations == "succeed" else "failed"
                 msg = f"reached max_iterations={lp.max_iterations} without `{lp.until}`"
-                d.loops[lp.name] = LoopState(status, ls.iteration, ls.vars, msg)
+                d.loops[lp.name] = LoopState(status, ls.iteration, ls.vars, msg, "max")
                 return
             new_vars = dict(ls.vars)
             for var, text in lp.next.items():
                 new_vars[var] = expr.evaluate(text, ctx)
         except ExpressionError as exc:
-            d.loops[lp.name] = LoopState("failed", ls.iteration, ls.vars, str(exc))
+            d.loops[lp.name] = LoopState("failed", ls.iteration, ls.vars, str(exc), "error")
             return
         d.loops[lp.name] = LoopState("running", ls.iteration + 1, new_vars)
         d.create.extend((n, ls.iteration + 1) for n in lp.works)
@@ -316,16 +344,16 @@ class Planner:
     def _finish(
         self, state: RunState, latest: Mapping[str, WorkState], failing: str, d: Decision
     ) -> None:
-        if any(w.status not in TERMINAL_WORK for w in latest.values()):
-            return
+        if any(w.status not in TERMINAL_WORK for w in state.works):
+            return  # every iteration: a retry may have re-opened an earlier one
         if any(ls.status in ("waiting", "running") for ls in state.loops.values()):
             return
         if len(state.loops) < len(self.t.loops):
             return
         if failing:
             d.workflow_status, d.message = WorkflowStatus.FAILED, failing
-        elif any(w.status in FAILED_WORK for w in latest.values()):
-            bad = sorted(n for n, w in latest.items() if w.status in FAILED_WORK)
+        elif any(w.status in FAILED_WORK for w in state.works):
+            bad = sorted({w.name for w in state.works if w.status in FAILED_WORK})
             d.workflow_status = WorkflowStatus.PARTIAL
             d.message = f"works {', '.join(bad)} failed (on_failure: continue)"
         else:

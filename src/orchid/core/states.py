@@ -1,9 +1,11 @@
 """Explicit state machines: one transition table and one transition function per entity.
 
 Nothing else in Orchid decides whether a status change is legal. The engine
-calls these functions before it writes a status; the store applies set-based
-updates only between pairs of statuses these tables allow (it imports the
-tables to build its ``WHERE status IN (...)`` clauses).
+calls these functions for single changes it decides (a workflow's status);
+the store moves rows in bulk with set-based updates whose ``WHERE status ...``
+guards allow only moves these tables list. The test suite enforces that: it
+installs database triggers generated from these tables that abort any other
+move (``tests/conftest.py``), on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations

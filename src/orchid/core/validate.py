@@ -338,6 +338,11 @@ def _check_reference(
     if root not in ROOTS:
         return f"unknown name '{root}'; expressions may read {', '.join(ROOTS)}"
     if len(ref) == 1:
+        if root in ("works", "loops"):
+            return (
+                f"name the {root[:-1]}: {root}.NAME (or {root}['NAME']); a computed name "
+                "cannot be checked before the workflow runs"
+            )
         return None if root != "loop" or in_loop else "`loop` is only known inside a loop"
     name = ref[1]
     if root == "params":

@@ -78,7 +78,15 @@ class Carrier:
                     )
                 )
         # after the commit: if this process dies now, the lease runs out and the jobs run again
-        self.executor.submit(specs)
+        try:
+            self.executor.submit(specs)
+        except Exception:
+            log.exception(
+                "%s refused %d jobs; they are ready again", self.executor.name, len(specs)
+            )
+            with env.db.begin() as conn:
+                jobs.unsubmit(conn, [s.job_id for s in specs], self.owner, env.clock())
+            raise
         log.debug("submitted %d jobs to %s", len(specs), self.executor.name)
         return len(specs)
 

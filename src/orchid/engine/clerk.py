@@ -34,6 +34,9 @@ class Clerk:
             claimed = workflows.claim_changed(conn, self.owner, env.clock(), env.lease, 50)
         for workflow_id, seq in claimed:
             with env.db.begin() as conn:
+                if not workflows.hold(conn, workflow_id, self.owner, env.clock(), env.lease):
+                    log.warning("workflow %s: lease lost before reconciling; skipped", workflow_id)
+                    continue
                 self._reconcile(conn, workflow_id)
                 workflows.mark_seen(conn, workflow_id, seq, self.owner)
         return len(claimed)
@@ -116,6 +119,10 @@ class Clerk:
             "retry": WorkflowStatus.RUNNING,
         }[kind]
         try:
+            if kind == "retry" and wf.status == WorkflowStatus.SUSPENDED:
+                raise InvalidTransition(
+                    f"workflow {workflow_id} is suspended; resume it first, then retry"
+                )
             if kind == "retry" and wf.status == WorkflowStatus.RUNNING:
                 pass  # failed jobs of a running workflow may be retried as well
             elif kind == "resume" and wf.status != WorkflowStatus.SUSPENDED:
@@ -166,13 +173,7 @@ class Clerk:
         reopened = jobs.reopen_failed(conn, workflow_id, extra, list(open_works))
         works.add_remaining(conn, dict(reopened))
         state = workflows.run_state(conn, workflow_id, frozenset())
-        loops = {}
-        for n, s in state.loops.items():
-            loops[n] = s
-            if s.status == "failed":
-                loops[n] = LoopState("running", s.iteration, s.vars, "")
-            elif s.status == "skipped" and s.message.startswith("not started"):
-                loops[n] = LoopState("waiting", 0, {}, "")
+        loops = {n: ls.after_retry() for n, ls in state.loops.items()}
         workflows.save_loops(conn, workflow_id, loops, now)
         self.env.bus.notify(JOBS)
 

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 
 HEARTBEAT_S = 10.0
+MAX_FAILURES = 5
 
 
 class Runner:
@@ -51,11 +52,28 @@ class Runner:
         self.clock = clock
         self.name = agent_id("+".join(a.name for a in self.agents))
         self._next_beat = 0.0
+        self._failures: dict[str, int] = {}
 
     def run_once(self) -> int:
-        """One round: each agent once. Returns how much they did together."""
+        """One round: each agent once. Returns how much they did together.
+
+        An agent that raises (a lost database connection, a deadlock) is logged and
+        tried again next round; its transaction was rolled back, so nothing is half
+        written. After ``MAX_FAILURES`` failures in a row the error propagates.
+        """
         self._heartbeat()
-        return sum(agent.run_once() for agent in self.agents)
+        done = 0
+        for agent in self.agents:
+            try:
+                done += agent.run_once()
+                self._failures[agent.name] = 0
+            except Exception:
+                self._failures[agent.name] = n = self._failures.get(agent.name, 0) + 1
+                if n >= MAX_FAILURES:
+                    raise
+                log.exception("%s failed (%d in a row); retrying", agent.name, n)
+                time.sleep(min(0.05 * 2**n, 2.0))
+        return done
 
     def _heartbeat(self) -> None:
         """Every 10 s, tell the database this process is alive (health checks read it)."""

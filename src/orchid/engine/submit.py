@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from orchid.core import jsonvalues
 from orchid.core.jobs import inline_jobs, read_job_lines
 from orchid.core.plan import initial_works
 from orchid.core.template import decode
@@ -39,7 +40,10 @@ def bind_params(compiled: Compiled, overrides: Mapping[str, Any]) -> dict[str, A
         raise InvalidInput(
             f"unknown parameter(s) {', '.join(unknown)}; the template declares: {listed}"
         )
-    return {**known, **overrides}
+    bound = {**known, **overrides}
+    if jsonvalues.non_finite(bound):
+        raise InvalidInput("parameters must be JSON numbers: NaN and infinity are not")
+    return bound
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -48,17 +52,25 @@ def parse_param(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise InvalidInput(f"a parameter is written key=value; got {text!r}")
     try:
-        return key, json.loads(raw)
+        return key, jsonvalues.loads(raw)
     except json.JSONDecodeError:
         return key, raw
+    except ValueError as exc:
+        raise InvalidInput(f"parameter {key}: {exc}") from None
 
 
 def _job_lines(path: Path) -> Iterator[str]:
     try:
-        with path.open() as fh:
+        with path.open(encoding="utf-8") as fh:
             yield from fh
     except FileNotFoundError:
         raise TemplateError([("jobs_file", f"no such file: {path}")]) from None
+    except IsADirectoryError:
+        raise TemplateError([("jobs_file", f"{path} is a folder, not a JSON-lines file")]) from None
+    except UnicodeDecodeError as exc:
+        raise TemplateError([("jobs_file", f"{path} is not UTF-8 text: {exc.reason}")]) from None
+    except PermissionError:
+        raise TemplateError([("jobs_file", f"no permission to read {path}")]) from None
 
 
 def submit(

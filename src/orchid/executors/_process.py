@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchid.core import jsonvalues
 from orchid.executors.base import JobSpec, Usage
 
 logger = logging.getLogger(__name__)
@@ -263,7 +264,7 @@ def read_result(files: AttemptFiles) -> tuple[Any, str | None]:
     """
     if files.result.exists():
         try:
-            return json.loads(files.result.read_text(encoding="utf-8")), None
+            return jsonvalues.loads(files.result.read_text(encoding="utf-8")), None
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
             return None, truncate(f"result file is not valid JSON: {exc}")
         except OSError as exc:
@@ -272,6 +273,6 @@ def read_result(files: AttemptFiles) -> tuple[Any, str | None]:
     if line is None:
         return None, None
     try:
-        return json.loads(line), None
+        return jsonvalues.loads(line), None
     except ValueError:
         return None, None

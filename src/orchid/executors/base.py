@@ -14,8 +14,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from orchid.core.model import JobUpdate, UpdateState, Usage
+
 PayloadKind = Literal["command", "function", "noop"]
-UpdateState = Literal["running", "succeeded", "failed"]
+
+__all__ = [
+    "Executor",
+    "JobSpec",
+    "JobUpdate",
+    "Payload",
+    "PayloadKind",
+    "Resources",
+    "UpdateState",
+    "Usage",
+    "WakeUp",
+]
 
 
 @dataclass(frozen=True)
@@ -64,32 +77,6 @@ class JobSpec:
     @staticmethod
     def make_key(workflow_id: int, job_id: int, attempt: int) -> str:
         return f"{workflow_id}-{job_id}-{attempt}"
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Resources a finished job used."""
-
-    wall_s: float = 0.0
-    cpu_user_s: float = 0.0
-    cpu_system_s: float = 0.0
-    max_rss_kb: int = 0
-
-
-@dataclass(frozen=True)
-class JobUpdate:
-    """A change the executor observed in one job attempt."""
-
-    key: str
-    job_id: int
-    attempt: int
-    state: UpdateState
-    at: float  # epoch seconds when it happened
-    exit_code: int | None = None
-    result: Any = None  # JSON value
-    error: str | None = None  # short reason for a failure, for people
-    usage: Usage | None = None
-    log_uri: str | None = None  # where `orchid logs` finds stdout/stderr
 
 
 @runtime_checkable

@@ -15,7 +15,7 @@ from orchid.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0001"  # the newest migration; tests check it matches the migration scripts
+HEAD = "0002"  # the newest migration; tests check it matches the migration scripts
 
 
 def sqlite_url(path: Path) -> str:
@@ -81,7 +81,13 @@ def _make_engine(url: str, dialect: str, echo: bool) -> Engine:
     if dialect == "sqlite":
         path = sa.engine.make_url(url).database
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot create the folder for the database {path}: {exc.strerror}; "
+                    "choose another --db path or ORCHID_HOME"
+                ) from None
         engine = sa.create_engine(
             url, echo=echo, connect_args={"check_same_thread": False, "timeout": 60}
         )

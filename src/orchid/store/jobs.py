@@ -17,10 +17,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from orchid.core.jobs import JobDraft
-from orchid.core.model import Job
-from orchid.core.states import ACTIVE_JOB, TERMINAL_JOB, JobStatus, WorkStatus, after_failure
+from orchid.core.model import Job, JobUpdate
+from orchid.core.states import (
+    ACTIVE_JOB,
+    TERMINAL_JOB,
+    JobStatus,
+    WorkflowStatus,
+    WorkStatus,
+    after_failure,
+)
 from orchid.errors import NotFound
-from orchid.executors.base import JobUpdate
 from orchid.store import claims
 from orchid.store.tables import job_edges, jobs, works
 
@@ -142,7 +148,7 @@ def claim_ready(
     """Take ready jobs of running workflows: status → submitted, attempt + 1."""
     from orchid.store.tables import workflows
 
-    running = sa.select(workflows.c.id).where(workflows.c.status == "running")
+    running = sa.select(workflows.c.id).where(workflows.c.status == WorkflowStatus.RUNNING)
     ids = claims.pick(
         conn,
         sa.select(jobs.c.id)
@@ -319,6 +325,23 @@ def reclaim_lost(conn: Connection, now: float) -> int:
     return int(res.rowcount)
 
 
+def unsubmit(conn: Connection, ids: Sequence[int], owner: str, now: float) -> None:
+    """The executor refused these jobs: ready again, and the refused attempt costs nothing."""
+    for chunk in _chunks(ids):
+        conn.execute(
+            sa.update(jobs)
+            .where(jobs.c.id.in_(chunk), jobs.c.owner == owner, jobs.c.status == J.SUBMITTED)
+            .values(
+                status=J.READY,
+                ready_at=now,
+                owner=None,
+                lease_until=None,
+                max_attempts=jobs.c.max_attempts + 1,
+                error="the executor refused it; run again",
+            )
+        )
+
+
 def to_cancel(conn: Connection, owner: str) -> list[tuple[int, int, int]]:
     """(job id, attempt, workflow id) of this carrier's jobs whose cancellation was asked."""
     rows = conn.execute(
@@ -405,6 +428,18 @@ def propagate(conn: Connection, now: float, limit: int) -> Propagation:
 
 
 def _release_children(conn: Connection, parents: Sequence[int], now: float) -> int:
+    children = sa.select(job_edges.c.child_id).where(job_edges.c.parent_id.in_(parents))
+    if conn.dialect.name == "postgresql":
+        # Lock the children's works first, in the order a transformer takes them (work,
+        # then its jobs): a transformer starting one of these works has committed (and we
+        # see it running) or starts after us (and its release_roots sees our counts).
+        work_ids = sa.select(jobs.c.work_id).where(jobs.c.id.in_(children)).distinct()
+        conn.execute(
+            sa.select(works.c.id)
+            .where(works.c.id.in_(work_ids))
+            .order_by(works.c.id)
+            .with_for_update(read=True)
+        )
     edges = job_edges.alias("e")
     from_batch = (
         sa.select(sa.func.count())
@@ -412,7 +447,6 @@ def _release_children(conn: Connection, parents: Sequence[int], now: float) -> i
         .where(edges.c.child_id == jobs.c.id, edges.c.parent_id.in_(parents))
         .scalar_subquery()
     )
-    children = sa.select(job_edges.c.child_id).where(job_edges.c.parent_id.in_(parents))
     conn.execute(
         sa.update(jobs)
         .where(jobs.c.id.in_(children))
@@ -440,64 +474,67 @@ def reopen_failed(
 ) -> Counter[int]:
     """Retry: failed jobs are ready again with fresh attempts; jobs skipped behind them wait.
 
-    ``extra_attempts`` maps work id → attempts granted. Returns work id → jobs reopened.
+    ``extra_attempts`` maps work id → attempts granted. Returns, per work, how many
+    jobs its ``remaining`` must count again: only those the trigger had already
+    counted off (a job whose end was not passed on yet is still counted).
     """
-    reopened: Counter[int] = Counter()
-    failed = list(
-        conn.execute(
-            sa.select(jobs.c.id, jobs.c.work_id).where(
-                jobs.c.workflow_id == workflow_id,
-                jobs.c.status == J.FAILED,
-                jobs.c.work_id.in_(work_ids),
-            )
+    again: Counter[int] = Counter()
+    for status in (J.FAILED, J.SKIPPED):
+        select = sa.select(jobs.c.id, jobs.c.work_id, jobs.c.propagated).where(
+            jobs.c.workflow_id == workflow_id,
+            jobs.c.status == status,
+            jobs.c.work_id.in_(work_ids),
         )
-    )
-    for r in failed:
-        conn.execute(
-            sa.update(jobs)
-            .where(jobs.c.id == r.id)
-            .values(
-                status=J.READY,
-                max_attempts=jobs.c.attempt + extra_attempts.get(r.work_id, 1),
-                not_before=0,
-                propagated=False,
-                error=None,
-                exit_code=None,
-                finished_at=None,
-            )
-        )
-        reopened[r.work_id] += 1
-    skipped = list(
-        conn.execute(
-            sa.select(jobs.c.id, jobs.c.work_id).where(
-                jobs.c.workflow_id == workflow_id,
-                jobs.c.status == J.SKIPPED,
-                jobs.c.work_id.in_(work_ids),
-            )
-        )
-    )
-    if skipped:
-        unfinished_parents = (
-            sa.select(sa.func.count())
-            .select_from(job_edges.join(jobs.alias("p"), sa.text("p.id = job_edges.parent_id")))
-            .where(job_edges.c.child_id == jobs.c.id, sa.text("p.status != 'succeeded'"))
-            .scalar_subquery()
-        )
-        for chunk in _chunks([r.id for r in skipped]):
-            conn.execute(
-                sa.update(jobs)
-                .where(jobs.c.id.in_(chunk))
-                .values(
-                    status=J.WAITING,
-                    propagated=False,
-                    error=None,
-                    finished_at=None,
-                    pending_parents=unfinished_parents,
+        if conn.dialect.name == "postgresql":
+            select = select.with_for_update()  # the trigger must not pass them on meanwhile
+        rows = list(conn.execute(select))
+        for r in rows:
+            again[r.work_id] += bool(r.propagated)
+        for chunk in _chunks([r.id for r in rows]):
+            if status == J.FAILED:
+                conn.execute(
+                    sa.update(jobs)
+                    .where(jobs.c.id.in_(chunk))
+                    .values(
+                        status=J.READY,
+                        max_attempts=jobs.c.attempt + _granted(extra_attempts),
+                        not_before=0,
+                        propagated=False,
+                        error=None,
+                        exit_code=None,
+                        finished_at=None,
+                    )
                 )
-            )
-        for r in skipped:
-            reopened[r.work_id] += 1
-    return reopened
+            else:
+                conn.execute(
+                    sa.update(jobs)
+                    .where(jobs.c.id.in_(chunk))
+                    .values(
+                        status=J.WAITING,
+                        propagated=False,
+                        error=None,
+                        finished_at=None,
+                        pending_parents=_unfinished_parents(),
+                    )
+                )
+    return again
+
+
+def _granted(extra_attempts: Mapping[int, int]) -> sa.ColumnElement[int]:
+    """Attempts granted to each job by its work, as one CASE over work ids."""
+    if not extra_attempts:
+        return sa.literal(1)
+    return sa.case(*((jobs.c.work_id == wid, n) for wid, n in extra_attempts.items()), else_=1)
+
+
+def _unfinished_parents() -> sa.ScalarSelect[int]:
+    parent = jobs.alias("parent")
+    return (
+        sa.select(sa.func.count())
+        .select_from(job_edges.join(parent, parent.c.id == job_edges.c.parent_id))
+        .where(job_edges.c.child_id == jobs.c.id, parent.c.status != J.SUCCEEDED)
+        .scalar_subquery()
+    )
 
 
 # --- reading ----------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ both databases store them alike. Statuses are the values of the enums in
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = sa.MetaData(
     naming_convention={
@@ -19,7 +18,9 @@ metadata = sa.MetaData(
     }
 )
 
-Json = sa.JSON().with_variant(JSONB(), "postgresql")
+# plain JSON on PostgreSQL too: JSONB would rewrite 1e20 as an integer, and Orchid never
+# queries inside these documents
+Json = sa.JSON()
 
 _TERMINAL_JOBS = "('succeeded', 'failed', 'cancelled', 'skipped')"
 
@@ -180,4 +181,19 @@ agents = sa.Table(
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("last_seen", sa.Float, nullable=False),
+)
+
+# local API tokens: only the sha256 of each token is kept (see store/tokens.py)
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user", sa.String(200), nullable=False),
+    sa.Column("groups", Json, nullable=False),
+    sa.Column("admin", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(8), nullable=False),  # shown in listings to tell tokens apart
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_used_at", sa.Float, nullable=True),
+    sa.Column("revoked_at", sa.Float, nullable=True),
 )

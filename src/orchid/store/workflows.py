@@ -73,6 +73,20 @@ def claim_changed(
     return [(int(r.id), int(r.wake_seq)) for r in rows]
 
 
+def hold(conn: Connection, workflow_id: int, owner: str, now: float, lease: float) -> bool:
+    """Renew this owner's lease and lock the row for the transaction; False if it was lost.
+
+    A reconcile that started after its lease ran out must not run beside the
+    clerk that took the workflow over.
+    """
+    res = conn.execute(
+        sa.update(workflows)
+        .where(workflows.c.id == workflow_id, workflows.c.lease_owner == owner)
+        .values(lease_until=now + lease)
+    )
+    return res.rowcount == 1
+
+
 def mark_seen(conn: Connection, workflow_id: int, seq: int, owner: str) -> None:
     """Record what the clerk has seen and release its lease (a later change keeps it dirty)."""
     conn.execute(

@@ -31,6 +31,7 @@ class RunResult:
     workflow: Workflow
     works: list[Work]
     jobs: list[Job]
+    many: frozenset[str] = frozenset()  # works that map or list jobs: outputs is a list
 
     @property
     def status(self) -> str:
@@ -45,7 +46,9 @@ class RunResult:
     def outputs(self, work: str) -> Any:
         """What ``works.<work>.outputs`` gives in expressions: one result, or the list."""
         res = self.results(work)
-        return res[0] if len(res) == 1 else res
+        if work in self.many:
+            return res
+        return res[0] if res else None
 
 
 def run_workflow(
@@ -97,6 +100,9 @@ def run_workflow(
             workflow=workflows.get(conn, wf_id),
             works=works.list_for(conn, wf_id),
             jobs=jobs.list_for(conn, wf_id, limit=1_000_000),
+            many=frozenset(
+                w.get("name") for w in raw.get("works", []) if "map" in w or "jobs" in w
+            ),
         )
     db.dispose()
     return result

@@ -10,7 +10,6 @@ from typing import Sequence, Union
 
 from alembic import op
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
 revision: str = "0001"
@@ -39,7 +38,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=40), nullable=False),
         sa.Column(
             "data",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(),
             nullable=False,
         ),
         sa.Column("created_at", sa.Float(), nullable=False),
@@ -66,17 +65,17 @@ def upgrade() -> None:
         sa.Column("message", sa.Text(), server_default="", nullable=False),
         sa.Column(
             "template",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(),
             nullable=False,
         ),
         sa.Column(
             "params",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(),
             nullable=False,
         ),
         sa.Column(
             "loops",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(),
             nullable=False,
         ),
         sa.Column("base_dir", sa.Text(), nullable=True),
@@ -120,7 +119,7 @@ def upgrade() -> None:
         sa.Column("message", sa.Text(), server_default="", nullable=False),
         sa.Column(
             "inputs",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(),
             nullable=True,
         ),
         sa.Column("static", sa.Boolean(), server_default=sa.false(), nullable=False),
@@ -169,7 +168,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=12), nullable=False),
         sa.Column(
             "args",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(),
             nullable=False,
         ),
         sa.Column("pending_parents", sa.Integer(), server_default="0", nullable=False),
@@ -183,14 +182,14 @@ def upgrade() -> None:
         sa.Column("exit_code", sa.Integer(), nullable=True),
         sa.Column(
             "result",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(),
             nullable=True,
         ),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("log_uri", sa.Text(), nullable=True),
         sa.Column(
             "usage",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            sa.JSON(),
             nullable=True,
         ),
         sa.Column("ready_at", sa.Float(), nullable=True),

@@ -1,0 +1,1 @@
+"""The REST API: HTTP mapping, authentication and authorization."""

@@ -1,0 +1,146 @@
+"""Local API tokens: made with ``orchid token create``, checked by the API server on each request.
+
+A token is ``orc_`` and 43 URL-safe characters: 256 random bits. Only its SHA-256 is stored.
+A fast unsalted hash is the right tool here: salts and slow hashes (bcrypt, argon2) exist
+to make guessing *low-entropy* passwords from a stolen table expensive, and 256 random bits
+cannot be guessed at any speed. A fast hash also lets a request find its row by an index
+lookup on the hash, so no secret is compared byte by byte and timing leaks nothing useful.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from orchid.core.model import Principal
+from orchid.errors import InvalidInput
+from orchid.store.tables import tokens
+
+LOCAL_TOKEN_PREFIX = "orc_"  # what tells a local API token from an OIDC JWT
+LAST_USED_RESOLUTION_S = 60.0  # last_used_at is refreshed at most this often (not per request)
+PREFIX_CHARS = 8
+MAX_NAME_CHARS = 200
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token as listings show it: never the token, nor its hash."""
+
+    id: int
+    user: str
+    groups: tuple[str, ...]
+    admin: bool
+    prefix: str  # the token's first characters, to tell tokens apart
+    created_at: float
+    last_used_at: float | None
+    revoked_at: float | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+def create(
+    conn: Connection, *, user: str, admin: bool, groups: Iterable[str], now: float
+) -> tuple[int, str]:
+    """A new token for ``user``: (its id, the token). The token cannot be recovered later."""
+    _check_name(user, "user name")
+    if isinstance(groups, str):
+        raise TypeError("groups is a collection of names, not one string")
+    names = sorted(set(groups))
+    for group in names:
+        _check_name(group, "group name")
+    token = LOCAL_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token_id = conn.execute(
+        sa.insert(tokens)
+        .values(
+            user=user,
+            groups=names,
+            admin=admin,
+            token_hash=_hash(token),
+            prefix=token[:PREFIX_CHARS],
+            created_at=now,
+        )
+        .returning(tokens.c.id)
+    ).scalar_one()
+    return int(token_id), token
+
+
+def lookup(conn: Connection, token: str, now: float) -> Principal | None:
+    """Who a token belongs to, or None if it is unknown or revoked.
+
+    Call it in a write transaction: it records when the token was last used, but writes at
+    most once per ``LAST_USED_RESOLUTION_S`` per token, not on every request.
+    """
+    if not token.startswith(LOCAL_TOKEN_PREFIX) or len(token) > 100:
+        return None
+    row = conn.execute(
+        sa.select(
+            tokens.c.id, tokens.c.user, tokens.c.groups, tokens.c.admin, tokens.c.last_used_at
+        ).where(tokens.c.token_hash == _hash(token), tokens.c.revoked_at.is_(None))
+    ).first()
+    if row is None:
+        return None
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION_S:
+        conn.execute(sa.update(tokens).where(tokens.c.id == row.id).values(last_used_at=now))
+    return Principal(
+        user=row.user, groups=frozenset(row.groups), admin=bool(row.admin), method="token"
+    )
+
+
+def list_tokens(conn: Connection) -> list[TokenInfo]:
+    """Every token, revoked ones included, oldest first."""
+    rows = conn.execute(
+        sa.select(
+            tokens.c.id,
+            tokens.c.user,
+            tokens.c.groups,
+            tokens.c.admin,
+            tokens.c.prefix,
+            tokens.c.created_at,
+            tokens.c.last_used_at,
+            tokens.c.revoked_at,
+        ).order_by(tokens.c.id)
+    )
+    return [
+        TokenInfo(
+            id=r.id,
+            user=r.user,
+            groups=tuple(r.groups),
+            admin=bool(r.admin),
+            prefix=r.prefix,
+            created_at=r.created_at,
+            last_used_at=r.last_used_at,
+            revoked_at=r.revoked_at,
+        )
+        for r in rows
+    ]
+
+
+def revoke(conn: Connection, token_id: int, now: float) -> bool:
+    """Stop a token working. False if there is no such token or it was revoked already."""
+    result = conn.execute(
+        sa.update(tokens)
+        .where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return result.rowcount == 1
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _check_name(name: str, what: str) -> None:
+    if not name:
+        raise InvalidInput(f"the {what} is empty")
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidInput(f"the {what} {name[:40]!r}… is longer than {MAX_NAME_CHARS} characters")
+    if re.search(r"\s", name):
+        raise InvalidInput(f"the {what} {name!r} contains whitespace")
