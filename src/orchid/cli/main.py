@@ -301,6 +301,12 @@ def retry(workflow_id: WorkflowId, db: DbOpt = None) -> None:
 
 
 @app.command()
+def finish(workflow_id: WorkflowId, db: DbOpt = None) -> None:
+    """Start no new work in a workflow; what runs now runs to its end."""
+    _command("finish", workflow_id, db)
+
+
+@app.command()
 def logs(
     job_id: Annotated[int, typer.Argument(min=1, max=MAX_ID, help="job id")],
     db: DbOpt = None,
@@ -344,6 +350,39 @@ def agents(
     finally:
         exe.close()
         runner.close()
+
+
+@app.command()
+def server(
+    db: DbOpt = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8042,
+    workers: Annotated[int, typer.Option("--http-workers", min=1, max=64)] = 1,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve the REST API (authentication from ORCHID_OIDC_* / local tokens)."""
+    import uvicorn
+
+    _logging(verbose)
+    settings = _settings(db=db)
+    _open(settings)  # migrate before the workers start
+    err.print(f"Orchid API on http://{host}:{port}/api/v1 (database {settings.db_url})")
+    if workers == 1:
+        from orchid.api.app import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    else:
+        import os
+
+        os.environ["ORCHID_DB_URL"] = settings.db_url
+        uvicorn.run(
+            "orchid.api.app:from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )
 
 
 @db_app.command("upgrade")

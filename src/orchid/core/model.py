@@ -21,6 +21,7 @@ class Workflow:
     created_at: float
     updated_at: float
     finished_at: float | None = None
+    share_group: str | None = None
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ LoopStatus = Literal["waiting", "running", "succeeded", "failed", "skipped", "ca
 FAILED_WORK = frozenset({WorkStatus.FAILED, WorkStatus.PARTIAL})
 SUCCESS: Literal["succeeded"] = "succeeded"
 UNFINISHED = frozenset({"waiting", "ready", "running"})
+FINISHED_BY_USER = "not started: the user asked the workflow to finish"
 
 
-LoopCause = Literal["", "upstream", "error", "max"]
+LoopCause = Literal["", "upstream", "error", "max", "finish"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class RunState:
     params: Mapping[str, Any]
     loops: Mapping[str, LoopState]
     works: Sequence[WorkState]
+    finishing: bool = False  # the user said `finish`: start nothing new
 
     def latest(self) -> dict[str, WorkState]:
         out: dict[str, WorkState] = {}
@@ -103,7 +105,7 @@ class Start:
 class Stop:
     work_id: int
     status: WorkStatus  # SKIPPED or FAILED
-    cause: Literal["condition", "upstream", "error"]
+    cause: Literal["condition", "upstream", "error", "finish"]
     message: str
 
 
@@ -242,6 +244,9 @@ class Planner:
         if failing:
             d.stop.append(Stop(w.id, WorkStatus.SKIPPED, "upstream", f"not started: {failing}"))
             return
+        if state.finishing:
+            d.stop.append(Stop(w.id, WorkStatus.SKIPPED, "finish", FINISHED_BY_USER))
+            return
         deps = {dep: self._dep_status(dep, state, latest) for dep in spec.after}
         if any(s in UNFINISHED for s in deps.values()):
             return
@@ -282,6 +287,9 @@ class Planner:
         d: Decision,
     ) -> None:
         ls = state.loops.get(lp.name, LoopState())
+        if ls.status == "waiting" and state.finishing and not failing:
+            d.loops[lp.name] = LoopState("skipped", 0, ls.vars, FINISHED_BY_USER, "finish")
+            return
         if ls.status == "waiting":
             if failing:
                 d.loops[lp.name] = LoopState(
@@ -316,6 +324,9 @@ class Planner:
         ctx = self.context(state, lp)
         if failing:
             d.loops[lp.name] = LoopState("failed", ls.iteration, ls.vars, failing, "upstream")
+            return
+        if state.finishing:
+            d.loops[lp.name] = LoopState(SUCCESS, ls.iteration, ls.vars, FINISHED_BY_USER, "finish")
             return
         try:
             done = bool(expr.evaluate(lp.until, ctx))

@@ -117,14 +117,17 @@ class Clerk:
             "suspend": WorkflowStatus.SUSPENDED,
             "resume": WorkflowStatus.RUNNING,
             "retry": WorkflowStatus.RUNNING,
+            "finish": wf.status,  # the status stays; the planner starts nothing new
         }[kind]
         try:
+            if kind == "finish" and wf.status in TERMINAL_WORKFLOW:
+                raise InvalidTransition(f"workflow {workflow_id} has already ended ({wf.status})")
             if kind == "retry" and wf.status == WorkflowStatus.SUSPENDED:
                 raise InvalidTransition(
                     f"workflow {workflow_id} is suspended; resume it first, then retry"
                 )
-            if kind == "retry" and wf.status == WorkflowStatus.RUNNING:
-                pass  # failed jobs of a running workflow may be retried as well
+            if kind == "finish" or (kind == "retry" and wf.status == WorkflowStatus.RUNNING):
+                pass  # finish keeps the status; a running workflow's failed jobs may be retried
             elif kind == "resume" and wf.status != WorkflowStatus.SUSPENDED:
                 raise InvalidTransition(f"workflow {workflow_id} is {wf.status}, not suspended")
             else:
@@ -153,6 +156,8 @@ class Clerk:
             self.env.bus.notify(JOBS)
         elif kind == "retry":
             self._retry(conn, workflow_id, now)
+        elif kind == "finish":
+            workflows.set_finishing(conn, workflow_id, now)
         if wf.status != target:
             message = f"{kind} by the user" if kind != "retry" else ""
             workflows.set_status(conn, workflow_id, target, message, now)

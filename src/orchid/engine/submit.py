@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +81,15 @@ def submit(
     params: Mapping[str, Any] | None = None,
     owner: str = "local",
     now: float,
+    share_group: str | None = None,
+    job_lines: Iterable[str] | None = None,
+    read_files: bool = True,
 ) -> int:
-    """Check everything, then write the workflow, its works and listed jobs; return its id."""
+    """Check everything, then write the workflow, its works and listed jobs; return its id.
+
+    ``job_lines`` gives the template's jobs_file content when it does not come from
+    this machine's disk (a server never opens a client's paths).
+    """
     compiled = compile_template(raw, str(base_dir) if base_dir else None)
     t = compiled.template
     bound = bind_params(compiled, params or {})
@@ -96,15 +103,27 @@ def submit(
             params=bound,
             base_dir=str(base_dir) if base_dir else None,
             now=now,
+            share_group=share_group,
         )
         ids = works.create(conn, wf, initial_works(t), static, now)
         by_name = {name: wid for (name, _), wid in ids.items()}
         attempts = {w.name: compiled.max_attempts(w.name) for w in t.works}
         counts = jobs.insert_static(conn, wf, by_name, inline_jobs(t), attempts)
         if t.jobs_file:
-            path = (base_dir or Path.cwd()) / t.jobs_file
+            if job_lines is None:
+                if not read_files:
+                    raise TemplateError(
+                        [
+                            (
+                                "jobs_file",
+                                "send its lines with the submission (JSON lines after "
+                                "the template); the server reads no files a template names",
+                            )
+                        ]
+                    )
+                job_lines = _job_lines((base_dir or Path.cwd()) / t.jobs_file)
             counts += jobs.insert_static(
-                conn, wf, by_name, read_job_lines(t, _job_lines(path), t.jobs_file), attempts
+                conn, wf, by_name, read_job_lines(t, job_lines, t.jobs_file), attempts
             )
         for name in static:
             if counts[by_name[name]] == 0:

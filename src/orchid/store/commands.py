@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from orchid.store.tables import commands, workflows
 
-CommandKind = Literal["abort", "suspend", "resume", "retry"]
+CommandKind = Literal["abort", "suspend", "resume", "retry", "finish"]
 
 
 def add(conn: Connection, workflow_id: int, kind: CommandKind, now: float) -> int:

@@ -29,7 +29,10 @@ workflows = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(100), nullable=False),
-    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("owner", sa.String(200), nullable=False, index=True),
+    sa.Column("share_group", sa.String(200), nullable=True),  # its members may see and act
+    # `finish`: start no new work, let what runs end
+    sa.Column("finishing", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("message", sa.Text, nullable=False, server_default=""),
     sa.Column("template", Json, nullable=False),
@@ -196,4 +199,26 @@ tokens = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("last_used_at", sa.Float, nullable=True),
     sa.Column("revoked_at", sa.Float, nullable=True),
+)
+
+# messages posted to a workflow (results, control messages) by users or jobs
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", sa.Integer, sa.ForeignKey("workflows.id"), nullable=False, index=True),
+    sa.Column("sender", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("body", Json, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# user payloads in the cache: content addressed by sha256; each uploader owns a reference
+cache_objects = sa.Table(
+    "cache_objects",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(200), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
 )

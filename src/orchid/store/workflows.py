@@ -25,6 +25,7 @@ def create(
     params: Mapping[str, Any],
     base_dir: str | None,
     now: float,
+    share_group: str | None = None,
 ) -> int:
     return int(
         conn.execute(
@@ -37,6 +38,7 @@ def create(
                 params=dict(params),
                 loops={},
                 base_dir=base_dir,
+                share_group=share_group,
                 created_at=now,
                 updated_at=now,
             )
@@ -151,6 +153,7 @@ def run_state(
         name=wf.name,
         status=WorkflowStatus(wf.status),
         params=wf.params,
+        finishing=bool(wf.finishing),
         loops={k: LoopState.from_json(v) for k, v in (wf.loops or {}).items()},
         works=[
             WorkState(
@@ -182,6 +185,14 @@ def set_status(
     )
 
 
+def set_finishing(conn: Connection, workflow_id: int, now: float) -> None:
+    conn.execute(
+        sa.update(workflows)
+        .where(workflows.c.id == workflow_id)
+        .values(finishing=True, updated_at=now)
+    )
+
+
 def save_loops(
     conn: Connection, workflow_id: int, loops: Mapping[str, LoopState], now: float
 ) -> None:
@@ -203,6 +214,7 @@ def _to_model(r: Any) -> Workflow:
         created_at=r.created_at,
         updated_at=r.updated_at,
         finished_at=r.finished_at,
+        share_group=r.share_group,
     )
 
 
@@ -216,6 +228,7 @@ _COLUMNS = (
     workflows.c.created_at,
     workflows.c.updated_at,
     workflows.c.finished_at,
+    workflows.c.share_group,
 )
 
 
@@ -226,8 +239,31 @@ def get(conn: Connection, workflow_id: int) -> Workflow:
     return _to_model(row)
 
 
-def list_recent(conn: Connection, *, status: Sequence[str] = (), limit: int = 50) -> list[Workflow]:
+def list_recent(
+    conn: Connection,
+    *,
+    status: Sequence[str] = (),
+    owner: str | None = None,
+    name: str | None = None,
+    since: float | None = None,
+    before_id: int | None = None,
+    visible_to: tuple[str, frozenset[str]] | None = None,
+    limit: int = 50,
+) -> list[Workflow]:
+    """Newest first. ``before_id`` pages (a cursor); ``visible_to`` = (user, groups) keeps
+    the workflows that user owns or that are shared with one of the groups."""
     q = sa.select(*_COLUMNS).order_by(workflows.c.id.desc()).limit(limit)
     if status:
         q = q.where(workflows.c.status.in_(status))
+    if owner is not None:
+        q = q.where(workflows.c.owner == owner)
+    if name is not None:
+        q = q.where(workflows.c.name == name)
+    if since is not None:
+        q = q.where(workflows.c.created_at >= since)
+    if before_id is not None:
+        q = q.where(workflows.c.id < before_id)
+    if visible_to is not None:
+        user, groups = visible_to
+        q = q.where(sa.or_(workflows.c.owner == user, workflows.c.share_group.in_(sorted(groups))))
     return [_to_model(r) for r in conn.execute(q)]

@@ -1,0 +1,80 @@
+"""The ASGI application: ``create_app(settings)`` builds it; ``orchid server`` serves it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import httpx
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from orchid import __version__
+from orchid.api import errors
+from orchid.api.auth import AuthConfig, Authenticator, OidcVerifier
+from orchid.api.deps import ApiState
+from orchid.api.routes import jobs, system, workflows
+from orchid.core.model import Principal
+from orchid.settings import Settings
+from orchid.store import tokens
+from orchid.store.db import Database
+
+PREFIX = "/api/v1"
+
+
+def create_app(
+    settings: Settings,
+    auth: AuthConfig | None = None,
+    *,
+    db: Database | None = None,
+    max_body_bytes: int = 256 * 1024 * 1024,
+) -> FastAPI:
+    """An Orchid API server over ``settings.db_url`` (migrated on start)."""
+    db = db or Database(settings.db_url)
+    db.ensure_schema()
+    auth = auth or AuthConfig.from_env()
+    verifier = OidcVerifier(auth, httpx.Client(timeout=10)) if auth.oidc_issuer else None
+
+    def lookup(token: str) -> Principal | None:
+        import time
+
+        with db.begin() as conn:
+            return tokens.lookup(conn, token, time.time())
+
+    app = FastAPI(
+        title="Orchid",
+        version=__version__,
+        description="Workflow orchestration for data-intensive science.",
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=f"{PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.orchid = ApiState(
+        settings=settings,
+        db=db,
+        authenticator=Authenticator(auth, verifier, lookup),
+        max_body_bytes=max_body_bytes,
+    )
+    errors.install(app)
+    for router in (system.router, workflows.router, jobs.router):
+        app.include_router(router, prefix=PREFIX)
+
+    @app.middleware("http")
+    async def limit_declared_size(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                return JSONResponse(errors.body("Content-Length must be a number"), 400)
+            if int(declared) > max_body_bytes:
+                return JSONResponse(
+                    errors.body(f"the request body is larger than {max_body_bytes:,} bytes"), 413
+                )
+        return await call_next(request)
+
+    return app
+
+
+def from_env() -> FastAPI:
+    """The application from the environment alone (uvicorn's factory for several workers)."""
+    return create_app(Settings.load())

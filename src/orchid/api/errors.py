@@ -1,0 +1,91 @@
+"""Errors to HTTP, in one place: bad input is 4xx with a message a person can act on."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from orchid.api.auth import AuthError, Forbidden, www_authenticate
+from orchid.errors import (
+    ConfigError,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    OrchidError,
+    TemplateError,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Denied(OrchidError):
+    """Authenticated, but this caller may not see or change that resource (HTTP 403)."""
+
+
+class TooLarge(InvalidInput):
+    """A request body over the configured limit (HTTP 413)."""
+
+
+def body(message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"error": message}
+    if field is not None:
+        out["field"] = field
+    out.update(extra)
+    return out
+
+
+def status_of(exc: OrchidError) -> int:
+    if isinstance(exc, AuthError):
+        return 403 if isinstance(exc, Forbidden) else 401
+    if isinstance(exc, Denied):
+        return 403
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, TooLarge):
+        return 413
+    if isinstance(exc, InvalidTransition):
+        return 409
+    if isinstance(exc, InvalidInput | ConfigError):
+        return 422
+    return 500
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn exceptions into JSON errors."""
+
+    @app.exception_handler(OrchidError)
+    async def orchid_error(_: Request, exc: OrchidError) -> JSONResponse:
+        status = status_of(exc)
+        headers = {}
+        if isinstance(exc, AuthError):
+            headers["WWW-Authenticate"] = www_authenticate(exc)
+        if isinstance(exc, TemplateError):
+            problems = [{"field": p, "error": m} for p, m in exc.problems]
+            return JSONResponse(
+                body(str(exc), problems[0]["field"] if problems else None, problems=problems),
+                status_code=status,
+            )
+        if status >= 500:
+            log.error("internal error: %s", exc, exc_info=exc)
+            return JSONResponse(body("internal error; the server log has details"), 500)
+        return JSONResponse(body(str(exc)), status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "error": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        first = problems[0] if problems else {"field": None, "error": "invalid request"}
+        return JSONResponse(
+            body(f"{first['field']}: {first['error']}", first["field"], problems=problems), 422
+        )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(body(str(exc.detail)), exc.status_code, headers=exc.headers)

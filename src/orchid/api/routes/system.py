@@ -1,0 +1,34 @@
+"""Liveness (no authentication) and health (database, agents)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from orchid import __version__
+from orchid.api.deps import Caller, State, now
+from orchid.api.schemas import Health
+from orchid.store import agents
+
+router = APIRouter(tags=["system"])
+ALIVE_S = 30.0  # an agent seen this recently counts as alive (it beats every 10 s)
+
+
+@router.get("/ping")
+def ping() -> dict[str, str]:
+    """Liveness for load balancers: answers without touching the database."""
+    return {"ping": "pong", "version": __version__}
+
+
+@router.get("/health", response_model=Health)
+def health(st: State, _: Caller) -> Health:
+    """The database answers, and which agents were seen in the last 30 s."""
+    with st.db.engine.connect() as conn:
+        live = agents.alive(conn, since=now() - ALIVE_S)
+    return Health(
+        database="ok",
+        version=__version__,
+        agents=[
+            {"name": a.name, "roles": a.roles, "host": a.host, "last_seen": a.last_seen}
+            for a in live
+        ],
+    )

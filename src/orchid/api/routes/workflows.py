@@ -1,0 +1,262 @@
+"""Workflows: submit, list, read, steer; their works and jobs; their event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import zlib
+from collections.abc import AsyncIterator, Iterator
+from typing import IO, Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from orchid.api.deps import ApiState, Caller, State, now, visible_workflow
+from orchid.api.errors import Denied, TooLarge
+from orchid.api.schemas import (
+    CommandOut,
+    JobOut,
+    JobPage,
+    SubmitRequest,
+    WorkflowDetail,
+    WorkflowOut,
+    WorkflowPage,
+    WorkOut,
+)
+from orchid.core.model import Principal
+from orchid.core.states import TERMINAL_WORKFLOW, JobStatus, WorkflowStatus
+from orchid.core.template import decode
+from orchid.engine.submit import submit
+from orchid.errors import InvalidInput
+from orchid.store import commands, events, jobs, workflows, works
+
+router = APIRouter(prefix="/workflows", tags=["workflows"])
+WorkflowId = Annotated[int, Query(ge=1, le=2**62)]
+Action = Literal["abort", "suspend", "resume", "retry", "finish"]
+NDJSON = "application/x-ndjson"
+
+SUBMIT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": SubmitRequest.model_json_schema()},
+            NDJSON: {
+                "schema": {"type": "string"},
+                "example": '{"template": {...}, "params": {}}\n{"work": "a", "name": "j1"}\n',
+            },
+        },
+        "description": "JSON, or JSON lines: the submission first, then the template's "
+        "jobs_file lines (large job graphs). `Content-Encoding: gzip` is accepted.",
+    }
+}
+
+
+async def _spool(request: Request, limit: int) -> IO[bytes]:
+    """The request body, gunzipped if so encoded, in a temporary file; at most ``limit`` bytes."""
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding not in ("identity", "gzip"):
+        raise InvalidInput(f"Content-Encoding {encoding!r} is not supported; use gzip or none")
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
+    out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 - returned
+    size = 0
+    try:
+        async for chunk in request.stream():
+            data = inflate.decompress(chunk, limit + 1 - size) if inflate else chunk
+            if inflate is not None and inflate.unconsumed_tail:
+                raise TooLarge(f"the request body is larger than {limit:,} bytes once unpacked")
+            size += len(data)
+            if size > limit:
+                raise TooLarge(f"the request body is larger than {limit:,} bytes")
+            out.write(data)
+    except zlib.error as exc:
+        raise InvalidInput(f"the body is not valid gzip: {exc}") from None
+    out.seek(0)
+    return out
+
+
+def _header(line: bytes) -> SubmitRequest:
+    try:
+        return SubmitRequest.model_validate_json(line)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidInput(f"{where}: {first['msg']}") from None
+
+
+def _lines(spool: IO[bytes]) -> Iterator[str]:
+    for raw in spool:
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput("job lines must be UTF-8 text") from None
+
+
+def _submit(
+    st: ApiState, who: Principal, request: SubmitRequest, lines: Iterator[str] | None
+) -> int:
+    template = request.template
+    raw: Any = decode(template, "template") if isinstance(template, str) else template
+    group = request.share_group
+    if group is not None and not who.admin and group not in who.groups:
+        raise Denied(f"you are not in group {group!r}, so you cannot share with it")
+    return submit(
+        st.db,
+        raw,
+        base_dir=None,
+        params=request.params,
+        owner=who.user,
+        now=now(),
+        share_group=group,
+        job_lines=lines,
+        read_files=False,
+    )
+
+
+@router.post("", status_code=201, response_model=WorkflowOut, openapi_extra=SUBMIT_BODY)
+async def create(request: Request, st: State, who: Caller) -> WorkflowOut:
+    """Submit a workflow; it is validated completely before anything is written."""
+    spool = await _spool(request, st.max_body_bytes)
+    try:
+        kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
+        if kind == NDJSON:
+            head = spool.readline()
+            wf_id = await run_in_threadpool(_submit, st, who, _header(head), _lines(spool))
+        elif kind in ("application/json", ""):
+            wf_id = await run_in_threadpool(_submit, st, who, _header(spool.read()), None)
+        else:
+            raise InvalidInput(f"send application/json or {NDJSON}, not {kind!r}")
+    finally:
+        spool.close()
+    return WorkflowOut.of(await run_in_threadpool(_get, st, wf_id))
+
+
+def _get(st: ApiState, workflow_id: int) -> Any:
+    with st.db.engine.connect() as conn:
+        return workflows.get(conn, workflow_id)
+
+
+@router.get("", response_model=WorkflowPage)
+def list_workflows(
+    st: State,
+    who: Caller,
+    status: Annotated[list[WorkflowStatus] | None, Query()] = None,
+    owner: Annotated[str | None, Query(max_length=200)] = None,
+    name: Annotated[str | None, Query(max_length=100)] = None,
+    since: Annotated[float | None, Query(ge=0, le=1e12, description="created at or after")] = None,
+    cursor: Annotated[str | None, Query(max_length=20, pattern=r"^\d+$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> WorkflowPage:
+    """Newest first; yours and your groups' (admins: everyone's)."""
+    with st.db.engine.connect() as conn:
+        rows = workflows.list_recent(
+            conn,
+            status=[str(s) for s in status or []],
+            owner=owner,
+            name=name,
+            since=since,
+            before_id=int(cursor) if cursor else None,
+            visible_to=None if who.admin else (who.user, who.groups),
+            limit=limit,
+        )
+    more = str(rows[-1].id) if len(rows) == limit else None
+    return WorkflowPage(items=[WorkflowOut.of(w) for w in rows], next_cursor=more)
+
+
+@router.get("/{workflow_id}", response_model=WorkflowDetail)
+def get_workflow(workflow_id: int, st: State, who: Caller) -> WorkflowDetail:
+    """A workflow with its works and their job counts by status."""
+    wf = visible_workflow(st, who, _check_id(workflow_id))
+    with st.db.engine.connect() as conn:
+        ws = works.list_for(conn, wf.id)
+    return WorkflowDetail(**WorkflowOut.of(wf).model_dump(), works=[WorkOut.of(w) for w in ws])
+
+
+@router.post("/{workflow_id}/{action}", status_code=202, response_model=CommandOut)
+def act(workflow_id: int, action: Action, st: State, who: Caller) -> CommandOut:
+    """Queue a command: abort, suspend, resume, retry (failed jobs), finish (start nothing new)."""
+    visible_workflow(st, who, _check_id(workflow_id), act=True)
+    with st.db.begin() as conn:
+        cid = commands.add(conn, workflow_id, action, now())
+    return CommandOut(command_id=cid, workflow_id=workflow_id, action=action)
+
+
+@router.get("/{workflow_id}/works", response_model=list[WorkOut])
+def list_works(workflow_id: int, st: State, who: Caller) -> list[WorkOut]:
+    wf = visible_workflow(st, who, _check_id(workflow_id))
+    with st.db.engine.connect() as conn:
+        return [WorkOut.of(w) for w in works.list_for(conn, wf.id)]
+
+
+@router.get("/{workflow_id}/jobs", response_model=JobPage)
+def list_jobs(
+    workflow_id: int,
+    st: State,
+    who: Caller,
+    status: Annotated[list[JobStatus] | None, Query()] = None,
+    cursor: Annotated[str | None, Query(max_length=20, pattern=r"^\d+$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JobPage:
+    """A page of jobs in id order, optionally of some statuses (a workflow may have 10^6)."""
+    wf = visible_workflow(st, who, _check_id(workflow_id))
+    with st.db.engine.connect() as conn:
+        rows = jobs.list_for(
+            conn,
+            wf.id,
+            status=[str(s) for s in status or []],
+            after_id=int(cursor) if cursor else 0,
+            limit=limit,
+        )
+    more = str(rows[-1].id) if len(rows) == limit else None
+    return JobPage(items=[JobOut.of(j) for j in rows], next_cursor=more)
+
+
+@router.get(
+    "/{workflow_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_events(
+    workflow_id: int,
+    request: Request,
+    st: State,
+    who: Caller,
+    after: Annotated[int, Query(ge=0, le=2**62, description="last event id seen")] = 0,
+) -> StreamingResponse:
+    """Server-sent events of the workflow's changes; the stream ends when the workflow does."""
+    await run_in_threadpool(visible_workflow, st, who, _check_id(workflow_id))
+
+    async def feed() -> AsyncIterator[str]:
+        last, quiet = after, 0.0
+        while not await request.is_disconnected():
+            batch, status = await run_in_threadpool(_events, st, workflow_id, last)
+            for ev in batch:
+                last = ev["id"]
+                data = {"workflow_id": workflow_id, "at": ev["created_at"], **ev["data"]}
+                yield f"id: {last}\nevent: {ev['kind']}\ndata: {json.dumps(data)}\n\n"
+            if not batch and status in TERMINAL_WORKFLOW:
+                yield "event: end\ndata: {}\n\n"
+                return
+            quiet = 0.0 if batch else quiet + 0.5
+            if quiet >= 15:
+                quiet = 0.0
+                yield ": keep-alive\n\n"
+            if not batch:
+                await asyncio.sleep(0.5)
+
+    return StreamingResponse(
+        feed(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+def _events(st: ApiState, workflow_id: int, after: int) -> tuple[list[dict[str, Any]], str]:
+    with st.db.engine.connect() as conn:
+        return events.since(conn, workflow_id, after), workflows.get(conn, workflow_id).status
+
+
+def _check_id(value: int) -> int:
+    if not 1 <= value <= 2**62:
+        raise InvalidInput(f"ids are whole numbers from 1 to 2^62; got {value}")
+    return value

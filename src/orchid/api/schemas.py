@@ -1,0 +1,144 @@
+"""Response and request bodies of the REST API (pydantic, so OpenAPI describes them)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchid.core.model import Job, Work, Workflow
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class WorkflowOut(_Out):
+    id: int
+    name: str
+    owner: str
+    share_group: str | None
+    status: str
+    message: str
+    params: dict[str, Any]
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+
+    @staticmethod
+    def of(w: Workflow) -> WorkflowOut:
+        return WorkflowOut(
+            id=w.id,
+            name=w.name,
+            owner=w.owner,
+            share_group=w.share_group,
+            status=w.status,
+            message=w.message,
+            params=dict(w.params),
+            created_at=w.created_at,
+            updated_at=w.updated_at,
+            finished_at=w.finished_at,
+        )
+
+
+class WorkOut(_Out):
+    id: int
+    name: str
+    iteration: int
+    status: str
+    message: str
+    jobs: int
+    counts: dict[str, int] = Field(description="jobs by status")
+    started_at: float | None
+    finished_at: float | None
+
+    @staticmethod
+    def of(w: Work) -> WorkOut:
+        return WorkOut(
+            id=w.id,
+            name=w.name,
+            iteration=w.iteration,
+            status=w.status,
+            message=w.message,
+            jobs=sum(w.counts.values()),
+            counts={str(k): v for k, v in w.counts.items()},
+            started_at=w.started_at,
+            finished_at=w.finished_at,
+        )
+
+
+class WorkflowDetail(WorkflowOut):
+    works: list[WorkOut]
+
+
+class JobOut(_Out):
+    id: int
+    workflow_id: int
+    work: str
+    name: str
+    status: str
+    args: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    exit_code: int | None
+    result: Any
+    error: str | None
+    usage: dict[str, Any] | None
+    ready_at: float | None
+    started_at: float | None
+    finished_at: float | None
+
+    @staticmethod
+    def of(j: Job) -> JobOut:
+        return JobOut(
+            id=j.id,
+            workflow_id=j.workflow_id,
+            work=j.work_name,
+            name=j.name,
+            status=j.status,
+            args=dict(j.args),
+            attempt=j.attempt,
+            max_attempts=j.max_attempts,
+            exit_code=j.exit_code,
+            result=j.result,
+            error=j.error,
+            usage=dict(j.usage) if j.usage else None,
+            ready_at=j.ready_at,
+            started_at=j.started_at,
+            finished_at=j.finished_at,
+        )
+
+
+class WorkflowPage(_Out):
+    items: list[WorkflowOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class JobPage(_Out):
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+class SubmitRequest(BaseModel):
+    """A submission: the template (a mapping, or YAML/JSON text) and parameter values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    template: dict[str, Any] | str = Field(description="the template, decoded or as YAML text")
+    params: dict[str, Any] = Field(default_factory=dict)
+    share_group: str | None = Field(
+        None, max_length=200, description="a group of yours whose members may see and steer it"
+    )
+
+
+class CommandOut(_Out):
+    command_id: int
+    workflow_id: int
+    action: Literal["abort", "suspend", "resume", "retry", "finish"]
+    status: Literal["queued"] = "queued"
+
+
+class Health(_Out):
+    database: Literal["ok"]
+    agents: list[dict[str, Any]]
+    version: str
