@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -35,10 +36,16 @@ def create_app(
     verifier = OidcVerifier(auth, httpx.Client(timeout=10)) if auth.oidc_issuer else None
 
     def lookup(token: str) -> Principal | None:
-        import time
-
-        with db.begin() as conn:
-            return tokens.lookup(conn, token, time.time())
+        now = time.time()
+        with db.engine.connect() as conn:  # read-only: no write lock on most requests
+            found = tokens.find(conn, token, now)
+        if found is None:
+            return None
+        principal, stale = found
+        if stale is not None:
+            with db.begin() as conn:
+                tokens.touch(conn, stale, now)
+        return principal
 
     app = FastAPI(
         title="Orchid",

@@ -78,6 +78,19 @@ def lookup(conn: Connection, token: str, now: float) -> Principal | None:
     Call it in a write transaction: it records when the token was last used, but writes at
     most once per ``LAST_USED_RESOLUTION_S`` per token, not on every request.
     """
+    found = find(conn, token, now)
+    if found is None:
+        return None
+    principal, stale = found
+    if stale is not None:
+        touch(conn, stale, now)
+    return principal
+
+
+def find(conn: Connection, token: str, now: float) -> tuple[Principal, int | None] | None:
+    """Read-only lookup: the token's principal, and its id when ``last_used_at`` is stale
+    (then :func:`touch` it in a write transaction). Lets a server take no write lock on
+    most requests."""
     if not token.startswith(LOCAL_TOKEN_PREFIX) or len(token) > 100:
         return None
     row = conn.execute(
@@ -87,11 +100,16 @@ def lookup(conn: Connection, token: str, now: float) -> Principal | None:
     ).first()
     if row is None:
         return None
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION_S:
-        conn.execute(sa.update(tokens).where(tokens.c.id == row.id).values(last_used_at=now))
-    return Principal(
+    stale = row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION_S
+    principal = Principal(
         user=row.user, groups=frozenset(row.groups), admin=bool(row.admin), method="token"
     )
+    return principal, (int(row.id) if stale else None)
+
+
+def touch(conn: Connection, token_id: int, now: float) -> None:
+    """Record that a token was used."""
+    conn.execute(sa.update(tokens).where(tokens.c.id == token_id).values(last_used_at=now))
 
 
 def list_tokens(conn: Connection) -> list[TokenInfo]:

@@ -1,0 +1,227 @@
+"""Fixtures of the REST API tests: a real uvicorn server on 127.0.0.1, users with local tokens,
+httpx clients per user, and (opt-in) the agents running in-process so workflows progress.
+
+The server runs in a daemon thread over the ``db`` fixture (SQLite and PostgreSQL); every
+wait is bounded, and no test asserts how long anything took.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from orchid.api.app import PREFIX, create_app
+from orchid.api.auth import AuthConfig
+from orchid.core.states import TERMINAL_WORKFLOW
+from orchid.engine.runner import Runner, make_runner
+from orchid.executors.base import Executor
+from orchid.settings import Settings
+from orchid.store import tokens
+from orchid.store.db import Database
+
+MAX_BODY = 1024 * 1024  # the server's request body limit in these tests (the 413 tests)
+WAIT_S = 30.0  # bounded waits: only reached when something is stuck
+
+USERS: dict[str, dict[str, Any]] = {
+    "alice": {"admin": False, "groups": ["physics"]},
+    "bob": {"admin": False, "groups": ["physics"]},
+    "carol": {"admin": False, "groups": []},
+    "root": {"admin": True, "groups": []},
+}
+
+
+def noop_template(name: str = "wf", works: int = 1) -> dict[str, Any]:
+    """A template of ``works`` noop works in a chain (one job each)."""
+    ws: list[dict[str, Any]] = []
+    for i in range(works):
+        w: dict[str, Any] = {"name": f"w{i}", "noop": True}
+        if i:
+            w["after"] = [f"w{i - 1}"]
+        ws.append(w)
+    return {"name": name, "works": ws}
+
+
+def wait_for(
+    what: str, check: Callable[[], Any], timeout: float = WAIT_S, every: float = 0.05
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    pytest.fail(f"{what} did not happen within {timeout:g} s (last: {last!r})")
+
+
+@dataclass
+class Api:
+    """A live server: its base URL, its settings and database, and each user's token."""
+
+    base_url: str
+    settings: Settings
+    db: Database
+    tokens: dict[str, str]
+    token_ids: dict[str, int]
+    _clients: list[httpx.Client] = field(default_factory=list)
+
+    def client(self, user: str | None = None, **kw: Any) -> httpx.Client:
+        """A client as ``user`` (None: anonymous); closed at teardown."""
+        headers = dict(kw.pop("headers", {}))
+        if user is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[user]}"
+        kw.setdefault("timeout", 30.0)
+        c = httpx.Client(base_url=self.base_url, headers=headers, **kw)
+        self._clients.append(c)
+        return c
+
+    def submit(
+        self,
+        user: str,
+        template: dict[str, Any] | str | None = None,
+        *,
+        share_group: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"template": template or noop_template()}
+        if share_group is not None:
+            body["share_group"] = share_group
+        if params is not None:
+            body["params"] = params
+        r = self.client(user).post("/workflows", json=body)
+        assert r.status_code == 201, r.text
+        out: dict[str, Any] = r.json()
+        return out
+
+    def status(self, wf_id: int) -> str:
+        r = self.client("root").get(f"/workflows/{wf_id}")
+        assert r.status_code == 200, r.text
+        status: str = r.json()["status"]
+        return status
+
+    def wait_status(self, wf_id: int, *wanted: str, timeout: float = WAIT_S) -> str:
+        wanted_set = set(wanted) or {str(s) for s in TERMINAL_WORKFLOW}
+        return str(
+            wait_for(
+                f"workflow {wf_id} reaching {sorted(wanted_set)}",
+                lambda: (s := self.status(wf_id)) in wanted_set and s,
+                timeout,
+            )
+        )
+
+    def close(self) -> None:
+        for c in self._clients:
+            c.close()
+
+
+def serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, int]:
+    """Start ``app`` on 127.0.0.1 on a free port in a daemon thread; return when it listens."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + WAIT_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the API server did not start")
+        time.sleep(0.01)
+    return server, thread, port
+
+
+def make_tokens(db: Database) -> tuple[dict[str, str], dict[str, int]]:
+    toks: dict[str, str] = {}
+    ids: dict[str, int] = {}
+    with db.begin() as conn:
+        for user, spec in USERS.items():
+            ids[user], toks[user] = tokens.create(
+                conn, user=user, admin=spec["admin"], groups=spec["groups"], now=time.time()
+            )
+    return toks, ids
+
+
+def api_settings(db: Database, home: Path, executor: str = "null") -> Settings:
+    return Settings.load(
+        env={}, home=home, db=db.url, executor=executor, poll_interval=0.05, workers=2
+    )
+
+
+@pytest.fixture
+def executor_name() -> str:
+    """The executor of the settings (and of ``agents``); override with a parametrize."""
+    return "null"
+
+
+@pytest.fixture
+def api(db: Database, tmp_path: Path, executor_name: str) -> Iterator[Api]:
+    """A live API server over the test's database, with tokens for alice, bob, carol, root."""
+    home = tmp_path / "home"
+    home.mkdir()
+    settings = api_settings(db, home, executor_name)
+    app = create_app(settings, AuthConfig(), db=db, max_body_bytes=MAX_BODY)
+    toks, ids = make_tokens(db)
+    server, thread, port = serve(app)
+    a = Api(f"http://127.0.0.1:{port}{PREFIX}", settings, db, toks, ids)
+    try:
+        yield a
+    finally:
+        a.close()
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@dataclass
+class Agents:
+    runner: Runner
+    executor: Executor
+    thread: threading.Thread
+    errors: list[BaseException]
+
+
+@pytest.fixture
+def agents(api: Api) -> Iterator[Agents]:
+    """The four agents in-process (one runner in a thread) on the API's database; opt-in."""
+    runner, executor = make_runner(api.settings, api.db)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        try:
+            runner.run(until=stop.is_set, check_every=0.05)
+        except BaseException as exc:  # reported at teardown
+            errors.append(exc)
+
+    thread = threading.Thread(target=loop, name="orchid-agents", daemon=True)
+    thread.start()
+    try:
+        yield Agents(runner, executor, thread, errors)
+    finally:
+        stop.set()
+        runner.stop()
+        thread.join(timeout=15)
+        executor.close()
+        runner.close()
+    assert not errors, f"the agents failed: {errors!r}"
