@@ -13,7 +13,7 @@ from orchid import __version__
 from orchid.api import errors
 from orchid.api.auth import AuthConfig, Authenticator, OidcVerifier
 from orchid.api.deps import ApiState
-from orchid.api.routes import jobs, system, workflows
+from orchid.api.routes import cache, catalog, jobs, messages, system, workflows
 from orchid.core.model import Principal
 from orchid.settings import Settings
 from orchid.store import tokens
@@ -28,6 +28,7 @@ def create_app(
     *,
     db: Database | None = None,
     max_body_bytes: int = 256 * 1024 * 1024,
+    trust_client_paths: bool = False,
 ) -> FastAPI:
     """An Orchid API server over ``settings.db_url`` (migrated on start)."""
     db = db or Database(settings.db_url)
@@ -60,9 +61,12 @@ def create_app(
         db=db,
         authenticator=Authenticator(auth, verifier, lookup),
         max_body_bytes=max_body_bytes,
+        trust_client_paths=trust_client_paths,
     )
     errors.install(app)
-    for router in (system.router, workflows.router, jobs.router):
+    # messages before workflows: POST /workflows/{id}/{action} would take /messages
+    routers = (system.router, messages.router, cache.router, catalog.router)
+    for router in (*routers, workflows.router, jobs.router):
         app.include_router(router, prefix=PREFIX)
 
     @app.middleware("http")

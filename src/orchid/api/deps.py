@@ -24,6 +24,7 @@ class ApiState:
     db: Database
     authenticator: Authenticator
     max_body_bytes: int = 256 * 1024 * 1024
+    trust_client_paths: bool = False  # `orchid up`: same machine, same user
 
 
 def state(request: Request) -> ApiState:

@@ -129,6 +129,13 @@ class SubmitRequest(BaseModel):
     share_group: str | None = Field(
         None, max_length=200, description="a group of yours whose members may see and steer it"
     )
+    base_dir: str | None = Field(
+        None,
+        max_length=4096,
+        description="the template's folder, where its commands run and its functions are "
+        "imported from; honoured only by a server that shares the submitter's machine and "
+        "user (`orchid up`), ignored by others",
+    )
 
 
 class CommandOut(_Out):
@@ -142,3 +149,73 @@ class Health(_Out):
     database: Literal["ok"]
     agents: list[dict[str, Any]]
     version: str
+
+
+# --- messages, cache, catalog ------------------------------------------------------------
+# built from the store's dataclasses with ``model_validate(obj, from_attributes=True)``
+
+
+class MessageIn(BaseModel):
+    """A message to a workflow: a short kind and any JSON value (no NaN or infinity)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(
+        pattern=r"^[a-z][a-z0-9_.-]{0,39}$",  # orchid.store.messages.KIND_PATTERN
+        description="a short identifier, e.g. `result` or `control`",
+        examples=["result"],
+    )
+    body: Any = Field(description="any JSON value, at most 1 MiB encoded")
+
+
+class MessageOut(_Out):
+    id: int
+    workflow_id: int
+    sender: str = Field(description="the user who posted it")
+    kind: str
+    body: Any
+    created_at: float
+
+
+class MessagePage(_Out):
+    items: list[MessageOut]
+    next_cursor: str | None = Field(
+        description="pass as `after` for the next page; null when this page was not full "
+        "(pollers pass the id of the last message they saw)"
+    )
+
+
+class CacheObjectOut(_Out):
+    sha256: str
+    size: int = Field(description="bytes")
+    created_at: float = Field(description="when you first uploaded it")
+
+
+class CachePage(_Out):
+    items: list[CacheObjectOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class CollectionOut(_Out):
+    id: int
+    workflow_id: int
+    work_id: int | None
+    scope: str
+    name: str
+    manager: str = Field(description="the data manager that knows it (tapesim, posix, rucio)")
+    status: str
+    created_at: float
+    files: int
+    counts: dict[str, int] = Field(description="files by status")
+
+
+class FileOut(_Out):
+    id: int
+    name: str
+    size: int
+    status: str = Field(description="new, staging, available, processing, processed, ...")
+
+
+class FilePage(_Out):
+    items: list[FileOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -12,9 +14,13 @@ from rich.table import Table
 from rich.text import Text
 
 from orchid.core.model import Work, Workflow
-from orchid.core.states import TERMINAL_WORKFLOW, JobStatus
+from orchid.core.states import TERMINAL_WORKFLOW, JobStatus, WorkflowStatus, WorkStatus
 from orchid.store import jobs, workflows, works
 from orchid.store.db import Database
+
+if TYPE_CHECKING:
+    from orchid.api.schemas import WorkflowDetail
+    from orchid.client import Client
 
 COLOURS = {
     "pending": "white",
@@ -106,6 +112,9 @@ def snapshot(db: Database, workflow_id: int) -> tuple[Workflow, list[Work]]:
         return workflows.get(conn, workflow_id), works.list_for(conn, workflow_id)
 
 
+Snapshot = Callable[[], tuple[Workflow, list[Work]]]
+
+
 def follow(
     db: Database,
     workflow_id: int,
@@ -119,17 +128,34 @@ def follow(
     On a terminal the table redraws in place; elsewhere (a log file, CI) a
     one-line summary is printed when something changed, at most every 5 s.
     """
+    return follow_with(
+        lambda: snapshot(db, workflow_id),
+        console,
+        finished=finished,
+        wait=lambda: time.sleep(interval),
+    )
+
+
+def follow_with(
+    fetch: Snapshot,
+    console: Console,
+    *,
+    finished: Callable[[], bool] | None = None,
+    wait: Callable[[], object],
+) -> Workflow:
+    """:func:`follow` over any source of snapshots: ``fetch()`` reads the workflow and its
+    works, ``wait()`` returns when it is time to read them again."""
     if not console.is_terminal:
-        return _follow_plain(db, workflow_id, console, finished, interval)
-    wf, ws = snapshot(db, workflow_id)
+        return _follow_plain(fetch, console, finished, wait)
+    wf, ws = fetch()
     with Live(
         render(wf, ws, time.time()), console=console, refresh_per_second=8, transient=False
     ) as live:
         while wf.status not in TERMINAL_WORKFLOW and not (finished and finished()):
-            time.sleep(interval)
-            wf, ws = snapshot(db, workflow_id)
+            wait()
+            wf, ws = fetch()
             live.update(render(wf, ws, time.time()))
-        wf, ws = snapshot(db, workflow_id)
+        wf, ws = fetch()
         live.update(render(wf, ws, time.time()))
     return wf
 
@@ -152,15 +178,14 @@ def summary_line(wf: Workflow, ws: list[Work], now: float) -> str:
 
 
 def _follow_plain(
-    db: Database,
-    workflow_id: int,
+    fetch: Snapshot,
     console: Console,
     finished: Callable[[], bool] | None,
-    interval: float,
+    wait: Callable[[], object],
 ) -> Workflow:
     last, last_at = "", 0.0
     while True:
-        wf, ws = snapshot(db, workflow_id)
+        wf, ws = fetch()
         ended = wf.status in TERMINAL_WORKFLOW or bool(finished and finished())
         now = time.time()
         line = summary_line(wf, ws, now)
@@ -169,21 +194,108 @@ def _follow_plain(
             if not ended:
                 console.print(line, highlight=False, soft_wrap=True)
         if ended:
-            wf, ws = snapshot(db, workflow_id)
+            wf, ws = fetch()
             console.print(render(wf, ws, now))
             return wf
-        time.sleep(interval)
+        wait()
 
 
 def failures(db: Database, workflow_id: int, limit: int = 5) -> list[str]:
     """Lines naming the first failed jobs, their error, and how to see their logs."""
     with db.engine.connect() as conn:
         bad = jobs.list_for(conn, workflow_id, status=[JobStatus.FAILED], limit=limit)
-    out = []
-    for j in bad:
-        error = (j.error or "failed").splitlines()[0][:200]
-        out.append(
-            f"job {j.id} ({j.work_name}/{j.name}, attempt {j.attempt}): {error} "
-            f"— `orchid logs {j.id} --err`"
+    return [failure_line(j.id, j.work_name, j.name, j.attempt, j.error) for j in bad]
+
+
+def failure_line(job_id: int, work: str, name: str, attempt: int, error: str | None) -> str:
+    first = (error or "failed").splitlines()[0][:200]
+    return (
+        f"job {job_id} ({work}/{name}, attempt {attempt}): {first} — `orchid logs {job_id} --err`"
+    )
+
+
+# --- the same views over the REST API (``orchid watch`` with ORCHID_URL) ----------------------
+
+
+def from_api(detail: WorkflowDetail) -> tuple[Workflow, list[Work]]:
+    """The read models :func:`render` draws, from the API's description of a workflow."""
+    wf = Workflow(
+        id=detail.id,
+        name=detail.name,
+        owner=detail.owner,
+        status=_known(WorkflowStatus, detail.status),
+        message=detail.message,
+        params=detail.params,
+        created_at=detail.created_at,
+        updated_at=detail.updated_at,
+        finished_at=detail.finished_at,
+        share_group=detail.share_group,
+    )
+    ws = [
+        Work(
+            id=w.id,
+            workflow_id=detail.id,
+            name=w.name,
+            iteration=w.iteration,
+            status=_known(WorkStatus, w.status),
+            message=w.message,
+            n_jobs=w.jobs,
+            counts={_known(JobStatus, k): n for k, n in w.counts.items()},
+            started_at=w.started_at,
+            finished_at=w.finished_at,
         )
-    return out
+        for w in detail.works
+    ]
+    return wf, ws
+
+
+S = TypeVar("S", WorkflowStatus, WorkStatus, JobStatus)
+
+
+def _known(kind: type[S], value: str) -> S:
+    try:
+        return kind(value)
+    except ValueError:
+        from orchid.client.errors import ServerError
+
+        raise ServerError(
+            f"the server sent a {kind.__name__} {value!r} this client does not know: "
+            "is the client older than the server?"
+        ) from None
+
+
+REMOTE_MIN_INTERVAL = 0.25  # seconds between reads of a busy workflow
+REMOTE_MAX_INTERVAL = 5.0  # and of a quiet one (the elapsed time still moves)
+
+
+def follow_remote(client: Client, workflow_id: int, console: Console) -> Workflow:
+    """:func:`follow` over the API: the event stream says when something changed, then
+    one request reads the workflow (many events in a burst cost one read)."""
+    changed = threading.Event()
+    failure: list[BaseException] = []
+
+    def listen() -> None:
+        try:
+            for _ in client.events(workflow_id):
+                changed.set()
+        except BaseException as exc:  # handed to the main thread
+            failure.append(exc)
+        finally:
+            changed.set()
+
+    def wait() -> None:
+        time.sleep(REMOTE_MIN_INTERVAL)  # let a burst of events collect
+        changed.wait(REMOTE_MAX_INTERVAL)
+        changed.clear()
+        if failure:
+            raise failure[0]
+
+    fetch: Snapshot = lambda: from_api(client.workflow(workflow_id))  # noqa: E731
+    threading.Thread(target=listen, name=f"events-{workflow_id}", daemon=True).start()
+    return follow_with(fetch, console, wait=wait)
+
+
+def remote_failures(client: Client, workflow_id: int, limit: int = 5) -> list[str]:
+    """:func:`failures` over the API."""
+    page = client.jobs(workflow_id, status=[JobStatus.FAILED], limit=limit)
+    return [failure_line(j.id, j.work, j.name, j.attempt, j.error) for j in page.items]

@@ -10,6 +10,7 @@ every problem with the path of the offending field, through
 from __future__ import annotations
 
 import json
+import math
 import shlex
 from typing import Annotated, Any, Literal
 
@@ -271,6 +272,13 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# dates stay text: YAML would turn 2026-11-22 into a date, which JSON cannot hold
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def decode(text: str, source: str = "<template>") -> Any:
     """Decode YAML (a superset of JSON) with a message that points at the line.
 
@@ -290,12 +298,13 @@ def decode(text: str, source: str = "<template>") -> Any:
         raise TemplateError([(source, "is nested too deeply to read")]) from None
     if value is None:
         raise TemplateError([(source, "is empty; a template needs at least `name` and `works`")])
-    _check_size(value, source)
+    check_values(value, source)
     return value
 
 
-def _check_size(value: Any, source: str) -> None:
-    """Count values as a reader would see them (aliases expanded), stopping at the limit."""
+def check_values(value: Any, source: str) -> None:
+    """Refuse what is not JSON (dates, binary, sets, NaN, non-text keys) and more than
+    ``MAX_TEMPLATE_VALUES`` values as a reader would see them (aliases expanded)."""
     stack, count = [value], 0
     while stack:
         node = stack.pop()
@@ -311,6 +320,24 @@ def _check_size(value: Any, source: str) -> None:
                 ]
             )
         if isinstance(node, dict):
+            bad = next((k for k in node if not isinstance(k, str)), None)
+            if bad is not None:
+                raise TemplateError(
+                    [(source, f"mapping keys must be text; got {bad!r} (quote it: '{bad}')")]
+                )
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise TemplateError([(source, "holds NaN or infinity, which JSON cannot hold")])
+        elif not isinstance(node, str | int | float | bool) and node is not None:
+            kind = type(node).__name__
+            raise TemplateError(
+                [
+                    (
+                        source,
+                        f"holds a {kind} value ({str(node)[:40]!r}); templates hold JSON "
+                        "values only: text, numbers, true/false, null, lists and mappings",
+                    )
+                ]
+            )

@@ -7,6 +7,7 @@ import json
 import tempfile
 import zlib
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import IO, Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -28,7 +29,7 @@ from orchid.api.schemas import (
 )
 from orchid.core.model import Principal
 from orchid.core.states import TERMINAL_WORKFLOW, JobStatus, WorkflowStatus
-from orchid.core.template import decode
+from orchid.core.template import check_values, decode
 from orchid.engine.submit import submit
 from orchid.errors import InvalidInput
 from orchid.store import commands, events, jobs, workflows, works
@@ -99,13 +100,19 @@ def _submit(
 ) -> int:
     template = request.template
     raw: Any = decode(template, "template") if isinstance(template, str) else template
+    check_values(raw, "template")
+    base_dir = None
+    if request.base_dir and st.trust_client_paths:
+        base_dir = Path(request.base_dir)
+        if not base_dir.is_absolute() or not base_dir.is_dir():
+            raise InvalidInput(f"base_dir {request.base_dir!r} is not an absolute folder here")
     group = request.share_group
     if group is not None and not who.admin and group not in who.groups:
         raise Denied(f"you are not in group {group!r}, so you cannot share with it")
     return submit(
         st.db,
         raw,
-        base_dir=None,
+        base_dir=base_dir,
         params=request.params,
         owner=who.user,
         now=now(),

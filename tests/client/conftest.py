@@ -1,0 +1,15 @@
+"""Fixtures of the client tests: a real server per module (see serverkit.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.client.serverkit import Server, serve
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with serve(tmp_path_factory.mktemp("orchid")) as running:
+        yield running
