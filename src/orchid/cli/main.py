@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import os
-import signal
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import sqlalchemy.exc
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
@@ -36,101 +31,34 @@ from orchid.core.model import Work, Workflow
 from orchid.core.states import WorkflowStatus
 from orchid.core.template import json_schema
 from orchid.engine.runner import make_runner
-from orchid.engine.submit import load_template, parse_param, submit
+from orchid.engine.submit import load_template, submit
 from orchid.engine.templates import compile_template
 from orchid.errors import InvalidInput, NotFound, OrchidError
-from orchid.settings import Settings
 from orchid.store import commands, jobs, workflows
-from orchid.store.db import Database
 
 if TYPE_CHECKING:
     from orchid.api.schemas import WorkflowOut
-    from orchid.client import Client
 
-app = typer.Typer(
-    name="orchid",
-    help="Orchid: workflow orchestration for data-intensive science.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+from orchid.cli.common import (
+    MAX_ID,
+    DbOpt,
+    ExecutorOpt,
+    GroupOpt,
+    ParamOpt,
+    UrlOpt,
+    VerboseOpt,
+    WorkersOpt,
+    WorkflowId,
+    _age,
+    _logging,
+    _open,
+    _params,
+    _remote,
+    _settings,
+    app,
+    console,
+    err,
 )
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-token_app = typer.Typer(help="Local API tokens.", no_args_is_help=True)
-app.add_typer(token_app, name="token")
-console = Console()
-err = Console(stderr=True)
-
-DbOpt = Annotated[
-    str | None,
-    typer.Option("--db", help="database URL, or a path to an SQLite file (env ORCHID_DB_URL)"),
-]
-ParamOpt = Annotated[
-    list[str] | None,
-    typer.Option("--param", "-p", help="workflow parameter key=value (JSON value)"),
-]
-UrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--url",
-        help="an Orchid server to go through (env ORCHID_URL), as ORCHID_TOKEN's user",
-        show_default=False,
-    ),
-]
-GroupOpt = Annotated[
-    str | None,
-    typer.Option("--share-group", help="a group of yours whose members may see and steer it"),
-]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", "-w", help="jobs run at once")]
-ExecutorOpt = Annotated[str | None, typer.Option("--executor", help="local or null")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log what the agents do")]
-MAX_ID = 2**63 - 1
-WorkflowId = Annotated[int, typer.Argument(min=1, max=MAX_ID, help="workflow id")]
-
-
-def _settings(**overrides: Any) -> Settings:
-    return Settings.load(**overrides)
-
-
-def _open(settings: Settings) -> Database:
-    db = Database(settings.db_url)
-    db.ensure_schema()
-    return db
-
-
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False)],
-    )
-
-
-def _params(items: list[str] | None) -> dict[str, Any]:
-    return dict(parse_param(p) for p in items or [])
-
-
-def _remote(url: str | None, db: str | None) -> Client | None:
-    """The API client when this command goes to a server; None: the embedded engine.
-
-    A server is used when ``--url`` or ORCHID_URL names one, or when the client config
-    file (``orchid up`` writes it) does and no database was chosen (``--db``, ORCHID_DB_URL).
-    """
-    if url is not None and db is not None:
-        raise InvalidInput("--url (a server) and --db (a database here) exclude each other")
-    if db is not None:
-        return None
-    env = os.environ
-    if (
-        url is None
-        and not env.get("ORCHID_URL", "").strip()
-        and env.get("ORCHID_DB_URL", "").strip()
-    ):
-        return None
-    from orchid.client import Client, ClientConfig
-
-    config = ClientConfig.load(url=url)
-    return Client.from_config(config) if config is not None else None
 
 
 @app.command()
@@ -334,13 +262,6 @@ def _show_list(rows: Sequence[Workflow | WorkflowOut], as_json: bool) -> None:
     console.print(table if rows else "no workflows yet: `orchid run TEMPLATE` starts one")
 
 
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
-
-
 @app.command()
 def watch(workflow_id: WorkflowId, db: DbOpt = None, url: UrlOpt = None) -> None:
     """Follow a workflow's progress until it ends (agents run elsewhere). Exits 1 unless it
@@ -433,283 +354,13 @@ def logs(
 
 
 @app.command()
-def agents(
-    db: DbOpt = None,
-    workers: WorkersOpt = None,
-    executor: ExecutorOpt = None,
-    burst: Annotated[bool, typer.Option(help="exit once there is nothing left to do")] = False,
-    verbose: VerboseOpt = False,
-) -> None:
-    """Run the agents (clerk, transformer, carrier, trigger) against the configured database."""
-    _logging(verbose)
-    settings = _settings(db=db, workers=workers, executor=executor)
-    runner, exe = make_runner(settings, _open(settings))
-    err.print(f"agents running on {settings.db_url} with the {settings.executor} executor")
-    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
-    try:
-        runner.run(idle_exit=max(2.0, settings.poll_interval * 2) if burst else None)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        exe.close()
-        runner.close()
-
-
-@app.command()
-def server(
-    db: DbOpt = None,
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8042,
-    workers: Annotated[int, typer.Option("--http-workers", min=1, max=64)] = 1,
-    verbose: VerboseOpt = False,
-) -> None:
-    """Serve the REST API (authentication from ORCHID_OIDC_* / local tokens)."""
-    import uvicorn
-
-    _logging(verbose)
-    settings = _settings(db=db)
-    _open(settings)  # migrate before the workers start
-    err.print(f"Orchid API on http://{host}:{port}/api/v1 (database {settings.db_url})")
-    if workers == 1:
-        from orchid.api.app import create_app
-
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
-    else:
-        import os
-
-        os.environ["ORCHID_DB_URL"] = settings.db_url
-        uvicorn.run(
-            "orchid.api.app:from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="warning",
-        )
-
-
-@app.command()
-def up(
-    db: DbOpt = None,
-    port: Annotated[
-        int, typer.Option(min=0, max=65535, help="port of the API on 127.0.0.1 (0: any free one)")
-    ] = 8042,
-    workers: WorkersOpt = None,
-    executor: ExecutorOpt = None,
-    verbose: VerboseOpt = False,
-) -> None:
-    """All in one: the agents, the local executor and the API on 127.0.0.1, over SQLite.
-
-    The first start makes you a token (admin) and writes the url and token to the client
-    config file, so that `orchid submit`, `status`, `watch`... in other terminals use this
-    server at once. Ctrl-C (or SIGTERM) stops it; workflows carry on at the next start.
-    """
-    import uvicorn
-
-    from orchid.api.app import create_app
-    from orchid.api.auth import AuthConfig
-    from orchid.client.config import config_path
-
-    _logging(verbose)
-    settings = _settings(db=db, workers=workers, executor=executor)
-    database = _open(settings)
-    sock = _listen("127.0.0.1", port)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    path = config_path()
-    note = _local_token(database, path, url, settings.owner)
-    runner, exe = make_runner(settings, database)
-    # local tokens only: ORCHID_OIDC_* and proxies are for `orchid server`
-    http = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, AuthConfig(), db=database, trust_client_paths=True),
-            log_level="warning",
-            lifespan="off",
-        )
-    )
-    failure: list[BaseException] = []
-
-    def agents_loop() -> None:
-        try:
-            runner.run()
-        except BaseException as exc:  # reported by the main thread
-            failure.append(exc)
-            http.should_exit = True
-
-    def stop(*_: object) -> None:
-        runner.stop()
-        http.should_exit = True
-
-    # uvicorn takes the signals while it serves and raises them again when it is done:
-    # these handlers make that second delivery a no-op instead of killing the process
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    thread = threading.Thread(target=agents_loop, name="orchid-agents", daemon=True)
-    thread.start()
-    err.print(
-        f"[bold]Orchid is up[/]: API {url}/api/v1 (docs {url}/api/v1/docs)\n"
-        f"  database {settings.db_url}, {settings.executor} executor, "
-        f"{settings.workers} workers\n"
-        f"  {note}\n"
-        "In another terminal:\n"
-        "  orchid submit workflow.yaml     orchid watch ID     orchid status\n"
-        "Ctrl-C stops it.",
-        highlight=False,
-        soft_wrap=True,
-    )
-    try:
-        http.run(sockets=[sock])
-    finally:
-        runner.stop()
-        thread.join(30)
-        exe.close()
-        runner.close()
-        sock.close()
-        database.dispose()
-    if failure:
-        raise failure[0]
-    err.print("Orchid stopped; `orchid up` carries on where it left off")
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise InvalidInput(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
-            "is Orchid already up? (`--port N` picks another port)"
-        ) from None
-    return sock
-
-
-def _local_token(database: Database, path: Path, url: str, user: str) -> str:
-    """Make sure the client config names this server with a working admin token of ``user``:
-    the one there if it is still good, else a new one. Returns what was done, for people."""
-    from orchid.client.config import read_file, write_file
-    from orchid.store import tokens
-
-    try:
-        stored = read_file(path)
-    except OrchidError:  # unreadable: kept aside below, not lost
-        stored = None
-    if stored is not None and stored.token:
-        with database.begin() as conn:
-            who = tokens.lookup(conn, stored.token, time.time())
-        if who is not None and who.user == user and who.admin:
-            if stored.url != url:
-                write_file(path, url, stored.token)
-            return f"you are {user} (admin); your token is in {path}"
-    kept = ""
-    if path.exists() and (stored is None or stored.url != url):
-        backup = path.with_name(path.name + ".bak")
-        os.replace(path, backup)
-        kept = f"; the previous {path.name} is now {backup.name}"
-    with database.begin() as conn:
-        _, token = tokens.create(conn, user=user, admin=True, groups=[], now=time.time())
-    write_file(path, url, token)
-    return f"you are {user} (admin): a new token is in {path} (mode 0600){kept}"
-
-
-@db_app.command("upgrade")
-def db_upgrade(db: DbOpt = None) -> None:
-    """Create or migrate the schema to the newest version."""
-    settings = _settings(db=db)
-    Database(settings.db_url).upgrade()
-    console.print(f"schema up to date: {settings.db_url}")
-
-
-@token_app.command("create")
-def token_create(
-    user: Annotated[str, typer.Option("--user", help="whose token it is")],
-    admin: Annotated[bool, typer.Option("--admin", help="may see and steer everything")] = False,
-    group: Annotated[
-        list[str] | None, typer.Option("--group", help="a group the user belongs to (repeatable)")
-    ] = None,
-    db: DbOpt = None,
-) -> None:
-    """Make an API token and print it (on stdout, alone); only its hash is kept."""
-    from orchid.store import tokens
-
-    database = _open(_settings(db=db))
-    with database.begin() as conn:
-        token_id, token = tokens.create(
-            conn, user=user, admin=admin, groups=group or [], now=time.time()
-        )
-    sys.stdout.write(token + "\n")
-    sys.stdout.flush()
-    err.print(
-        f"token {token_id} for {user}: copy it now, it cannot be shown again "
-        f"(`orchid token revoke {token_id}` withdraws it)",
-        highlight=False,
-        soft_wrap=True,
-    )
-
-
-@token_app.command("list")
-def token_list(
-    db: DbOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-) -> None:
-    """The tokens (their first characters, never the tokens themselves), revoked ones too."""
-    from orchid.store import tokens
-
-    database = _open(_settings(db=db))
-    with database.engine.connect() as conn:
-        rows = tokens.list_tokens(conn)
-    if as_json:
-        console.print_json(
-            data=[
-                {
-                    "id": t.id,
-                    "user": t.user,
-                    "groups": list(t.groups),
-                    "admin": t.admin,
-                    "prefix": t.prefix,
-                    "created_at": t.created_at,
-                    "last_used_at": t.last_used_at,
-                    "revoked_at": t.revoked_at,
-                }
-                for t in rows
-            ]
-        )
-        return
-    table = Table("id", "user", "groups", "admin", "token", "created", "last used", "state")
-    now = time.time()
-    for t in rows:
-        table.add_row(
-            str(t.id),
-            t.user,
-            ", ".join(t.groups),
-            "yes" if t.admin else "",
-            f"{t.prefix}…",
-            f"{_age(now - t.created_at)} ago",
-            f"{_age(now - t.last_used_at)} ago" if t.last_used_at is not None else "never",
-            "active" if t.active else "revoked",
-        )
-    console.print(table if rows else "no tokens yet: `orchid token create --user NAME` makes one")
-
-
-@token_app.command("revoke")
-def token_revoke(
-    token_id: Annotated[int, typer.Argument(help="the id `orchid token list` shows")],
-    db: DbOpt = None,
-) -> None:
-    """Stop a token working, at once."""
-    from orchid.store import tokens
-
-    database = _open(_settings(db=db))
-    with database.begin() as conn:
-        if not tokens.revoke(conn, token_id, time.time()):
-            raise NotFound(f"no active token {token_id}: `orchid token list` shows the tokens")
-    console.print(f"token {token_id} revoked")
-
-
-@app.command()
 def schema() -> None:
     """Print the JSON Schema of workflow templates."""
     sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+
+
+# commands of their own modules, listed after the ones above in `orchid --help`
+from orchid.cli import service, tokens  # noqa: E402, F401
 
 
 def main() -> None:

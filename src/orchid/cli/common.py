@@ -1,0 +1,112 @@
+"""What the command modules share: the Typer apps, consoles, options and helpers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from orchid.engine.submit import parse_param
+from orchid.errors import InvalidInput
+from orchid.settings import Settings
+from orchid.store.db import Database
+
+if TYPE_CHECKING:
+    from orchid.client import Client
+
+
+app = typer.Typer(
+    name="orchid",
+    help="Orchid: workflow orchestration for data-intensive science.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+token_app = typer.Typer(help="Local API tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+console = Console()
+err = Console(stderr=True)
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", help="database URL, or a path to an SQLite file (env ORCHID_DB_URL)"),
+]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="workflow parameter key=value (JSON value)"),
+]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="an Orchid server to go through (env ORCHID_URL), as ORCHID_TOKEN's user",
+        show_default=False,
+    ),
+]
+GroupOpt = Annotated[
+    str | None,
+    typer.Option("--share-group", help="a group of yours whose members may see and steer it"),
+]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", "-w", help="jobs run at once")]
+ExecutorOpt = Annotated[str | None, typer.Option("--executor", help="local or null")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log what the agents do")]
+MAX_ID = 2**63 - 1
+WorkflowId = Annotated[int, typer.Argument(min=1, max=MAX_ID, help="workflow id")]
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings.load(**overrides)
+
+
+def _open(settings: Settings) -> Database:
+    db = Database(settings.db_url)
+    db.ensure_schema()
+    return db
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False)],
+    )
+
+
+def _params(items: list[str] | None) -> dict[str, Any]:
+    return dict(parse_param(p) for p in items or [])
+
+
+def _remote(url: str | None, db: str | None) -> Client | None:
+    """The API client when this command goes to a server; None: the embedded engine.
+
+    A server is used when ``--url`` or ORCHID_URL names one, or when the client config
+    file (``orchid up`` writes it) does and no database was chosen (``--db``, ORCHID_DB_URL).
+    """
+    if url is not None and db is not None:
+        raise InvalidInput("--url (a server) and --db (a database here) exclude each other")
+    if db is not None:
+        return None
+    env = os.environ
+    if (
+        url is None
+        and not env.get("ORCHID_URL", "").strip()
+        and env.get("ORCHID_DB_URL", "").strip()
+    ):
+        return None
+    from orchid.client import Client, ClientConfig
+
+    config = ClientConfig.load(url=url)
+    return Client.from_config(config) if config is not None else None
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"

@@ -1,0 +1,222 @@
+"""Long-running commands: `orchid agents`, `orchid server`, `orchid up`, `orchid db upgrade`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from orchid.engine.runner import make_runner
+from orchid.errors import InvalidInput, OrchidError
+from orchid.store.db import Database
+
+if TYPE_CHECKING:
+    pass
+
+from orchid.cli.common import (
+    DbOpt,
+    ExecutorOpt,
+    VerboseOpt,
+    WorkersOpt,
+    _logging,
+    _open,
+    _settings,
+    app,
+    console,
+    db_app,
+    err,
+)
+
+
+@app.command()
+def agents(
+    db: DbOpt = None,
+    workers: WorkersOpt = None,
+    executor: ExecutorOpt = None,
+    burst: Annotated[bool, typer.Option(help="exit once there is nothing left to do")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run the agents (clerk, transformer, carrier, trigger) against the configured database."""
+    _logging(verbose)
+    settings = _settings(db=db, workers=workers, executor=executor)
+    runner, exe = make_runner(settings, _open(settings))
+    err.print(f"agents running on {settings.db_url} with the {settings.executor} executor")
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    try:
+        runner.run(idle_exit=max(2.0, settings.poll_interval * 2) if burst else None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        exe.close()
+        runner.close()
+
+
+@app.command()
+def server(
+    db: DbOpt = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8042,
+    workers: Annotated[int, typer.Option("--http-workers", min=1, max=64)] = 1,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve the REST API (authentication from ORCHID_OIDC_* / local tokens)."""
+    import uvicorn
+
+    _logging(verbose)
+    settings = _settings(db=db)
+    _open(settings)  # migrate before the workers start
+    err.print(f"Orchid API on http://{host}:{port}/api/v1 (database {settings.db_url})")
+    if workers == 1:
+        from orchid.api.app import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    else:
+        import os
+
+        os.environ["ORCHID_DB_URL"] = settings.db_url
+        uvicorn.run(
+            "orchid.api.app:from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )
+
+
+@app.command()
+def up(
+    db: DbOpt = None,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="port of the API on 127.0.0.1 (0: any free one)")
+    ] = 8042,
+    workers: WorkersOpt = None,
+    executor: ExecutorOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """All in one: the agents, the local executor and the API on 127.0.0.1, over SQLite.
+
+    The first start makes you a token (admin) and writes the url and token to the client
+    config file, so that `orchid submit`, `status`, `watch`... in other terminals use this
+    server at once. Ctrl-C (or SIGTERM) stops it; workflows carry on at the next start.
+    """
+    import uvicorn
+
+    from orchid.api.app import create_app
+    from orchid.api.auth import AuthConfig
+    from orchid.client.config import config_path
+
+    _logging(verbose)
+    settings = _settings(db=db, workers=workers, executor=executor)
+    database = _open(settings)
+    sock = _listen("127.0.0.1", port)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    path = config_path()
+    note = _local_token(database, path, url, settings.owner)
+    runner, exe = make_runner(settings, database)
+    # local tokens only: ORCHID_OIDC_* and proxies are for `orchid server`
+    http = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, AuthConfig(), db=database, trust_client_paths=True),
+            log_level="warning",
+            lifespan="off",
+        )
+    )
+    failure: list[BaseException] = []
+
+    def agents_loop() -> None:
+        try:
+            runner.run()
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+            http.should_exit = True
+
+    def stop(*_: object) -> None:
+        runner.stop()
+        http.should_exit = True
+
+    # uvicorn takes the signals while it serves and raises them again when it is done:
+    # these handlers make that second delivery a no-op instead of killing the process
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    thread = threading.Thread(target=agents_loop, name="orchid-agents", daemon=True)
+    thread.start()
+    err.print(
+        f"[bold]Orchid is up[/]: API {url}/api/v1 (docs {url}/api/v1/docs)\n"
+        f"  database {settings.db_url}, {settings.executor} executor, "
+        f"{settings.workers} workers\n"
+        f"  {note}\n"
+        "In another terminal:\n"
+        "  orchid submit workflow.yaml     orchid watch ID     orchid status\n"
+        "Ctrl-C stops it.",
+        highlight=False,
+        soft_wrap=True,
+    )
+    try:
+        http.run(sockets=[sock])
+    finally:
+        runner.stop()
+        thread.join(30)
+        exe.close()
+        runner.close()
+        sock.close()
+        database.dispose()
+    if failure:
+        raise failure[0]
+    err.print("Orchid stopped; `orchid up` carries on where it left off")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+            "is Orchid already up? (`--port N` picks another port)"
+        ) from None
+    return sock
+
+
+def _local_token(database: Database, path: Path, url: str, user: str) -> str:
+    """Make sure the client config names this server with a working admin token of ``user``:
+    the one there if it is still good, else a new one. Returns what was done, for people."""
+    from orchid.client.config import read_file, write_file
+    from orchid.store import tokens
+
+    try:
+        stored = read_file(path)
+    except OrchidError:  # unreadable: kept aside below, not lost
+        stored = None
+    if stored is not None and stored.token:
+        with database.begin() as conn:
+            who = tokens.lookup(conn, stored.token, time.time())
+        if who is not None and who.user == user and who.admin:
+            if stored.url != url:
+                write_file(path, url, stored.token)
+            return f"you are {user} (admin); your token is in {path}"
+    kept = ""
+    if path.exists() and (stored is None or stored.url != url):
+        backup = path.with_name(path.name + ".bak")
+        os.replace(path, backup)
+        kept = f"; the previous {path.name} is now {backup.name}"
+    with database.begin() as conn:
+        _, token = tokens.create(conn, user=user, admin=True, groups=[], now=time.time())
+    write_file(path, url, token)
+    return f"you are {user} (admin): a new token is in {path} (mode 0600){kept}"
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOpt = None) -> None:
+    """Create or migrate the schema to the newest version."""
+    settings = _settings(db=db)
+    Database(settings.db_url).upgrade()
+    console.print(f"schema up to date: {settings.db_url}")
