@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from orchid.api.auth import Authenticator, Unauthenticated, can_act, can_see
 from orchid.api.errors import Denied
 from orchid.core.model import Principal, Workflow
+from orchid.errors import InvalidInput
 from orchid.settings import Settings
 from orchid.store import workflows
 from orchid.store.db import Database
@@ -66,3 +67,9 @@ def visible_workflow(
 
 def now() -> float:
     return time.time()
+
+
+def check_id(value: int) -> int:
+    if not 1 <= value <= 2**62:
+        raise InvalidInput(f"ids are whole numbers from 1 to 2^62; got {value}")
+    return value

@@ -6,8 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from orchid.api.deps import Caller, State, visible_workflow
-from orchid.api.routes.workflows import _check_id
+from orchid.api.deps import Caller, State, check_id, visible_workflow
 from orchid.api.schemas import CollectionOut, FileOut, FilePage
 from orchid.core.states import FileStatus
 from orchid.store import catalog
@@ -34,7 +33,7 @@ def _out(c: CollectionSummary) -> CollectionOut:
 @router.get("/{workflow_id}/collections", response_model=list[CollectionOut])
 def list_collections(workflow_id: int, st: State, who: Caller) -> list[CollectionOut]:
     """The workflow's collections (datasets), with how many files are in each status."""
-    wf = visible_workflow(st, who, _check_id(workflow_id))
+    wf = visible_workflow(st, who, check_id(workflow_id))
     with st.db.engine.connect() as conn:
         return [_out(c) for c in catalog.list_collections(conn, wf.id)]
 
@@ -50,12 +49,12 @@ def list_files(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> FilePage:
     """A page of a collection's files in id order, optionally of some statuses."""
-    wf = visible_workflow(st, who, _check_id(workflow_id))
+    wf = visible_workflow(st, who, check_id(workflow_id))
     with st.db.engine.connect() as conn:
         rows = catalog.list_files(
             conn,
             wf.id,
-            _check_id(collection_id),
+            check_id(collection_id),
             status=[str(s) for s in status or []],
             after_id=int(cursor) if cursor else 0,
             limit=limit,

@@ -8,8 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
-from orchid.api.deps import Caller, State, visible_workflow
-from orchid.api.routes.workflows import _check_id
+from orchid.api.deps import Caller, State, check_id, visible_workflow
 from orchid.api.schemas import JobOut
 from orchid.core.model import Job
 from orchid.errors import NotFound
@@ -20,7 +19,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 def _job(st: State, who: Caller, job_id: int) -> Job:
     with st.db.engine.connect() as conn:
-        job = jobs.get(conn, _check_id(job_id))
+        job = jobs.get(conn, check_id(job_id))
     visible_workflow(st, who, job.workflow_id)
     return job
 

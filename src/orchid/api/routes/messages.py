@@ -8,9 +8,8 @@ from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.deps import ApiState, Caller, State, now, visible_workflow
+from orchid.api.deps import ApiState, Caller, State, check_id, now, visible_workflow
 from orchid.api.errors import TooLarge
-from orchid.api.routes.workflows import _check_id
 from orchid.api.schemas import MessageIn, MessageOut, MessagePage
 from orchid.core import jsonvalues
 from orchid.errors import InvalidInput
@@ -83,7 +82,7 @@ def _post(st: ApiState, sender: str, workflow_id: int, raw: bytes) -> Message:
 )
 async def post_message(workflow_id: int, request: Request, st: State, who: Caller) -> MessageOut:
     """Post a message to a workflow you may act on; its watchers see a `message` event."""
-    await run_in_threadpool(visible_workflow, st, who, _check_id(workflow_id), act=True)
+    await run_in_threadpool(visible_workflow, st, who, check_id(workflow_id), act=True)
     raw = await read_body(request, MAX_BODY_BYTES + ENVELOPE_BYTES)
     message = await run_in_threadpool(_post, st, who.user, workflow_id, raw)
     return MessageOut.model_validate(message, from_attributes=True)
@@ -100,7 +99,7 @@ def list_messages(
 ) -> MessagePage:
     """A workflow's messages, oldest first, after a message id, optionally of one kind.
     A page holds up to `limit` messages and about 8 MiB of bodies (at least one message)."""
-    wf = visible_workflow(st, who, _check_id(workflow_id))
+    wf = visible_workflow(st, who, check_id(workflow_id))
     with st.db.engine.connect() as conn:
         rows, more = messages.list_for(
             conn, wf.id, after_id=after, kind=kind, limit=limit, max_bytes=PAGE_BYTES

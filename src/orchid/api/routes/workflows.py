@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.deps import ApiState, Caller, State, now, visible_workflow
+from orchid.api.deps import ApiState, Caller, State, check_id, now, visible_workflow
 from orchid.api.errors import Denied, TooLarge
 from orchid.api.schemas import (
     CommandOut,
@@ -175,7 +175,7 @@ def list_workflows(
 @router.get("/{workflow_id}", response_model=WorkflowDetail)
 def get_workflow(workflow_id: int, st: State, who: Caller) -> WorkflowDetail:
     """A workflow with its works and their job counts by status."""
-    wf = visible_workflow(st, who, _check_id(workflow_id))
+    wf = visible_workflow(st, who, check_id(workflow_id))
     with st.db.engine.connect() as conn:
         ws = works.list_for(conn, wf.id)
     return WorkflowDetail(**WorkflowOut.of(wf).model_dump(), works=[WorkOut.of(w) for w in ws])
@@ -184,7 +184,7 @@ def get_workflow(workflow_id: int, st: State, who: Caller) -> WorkflowDetail:
 @router.post("/{workflow_id}/{action}", status_code=202, response_model=CommandOut)
 def act(workflow_id: int, action: Action, st: State, who: Caller) -> CommandOut:
     """Queue a command: abort, suspend, resume, retry (failed jobs), finish (start nothing new)."""
-    visible_workflow(st, who, _check_id(workflow_id), act=True)
+    visible_workflow(st, who, check_id(workflow_id), act=True)
     with st.db.begin() as conn:
         cid = commands.add(conn, workflow_id, action, now())
     return CommandOut(command_id=cid, workflow_id=workflow_id, action=action)
@@ -192,7 +192,7 @@ def act(workflow_id: int, action: Action, st: State, who: Caller) -> CommandOut:
 
 @router.get("/{workflow_id}/works", response_model=list[WorkOut])
 def list_works(workflow_id: int, st: State, who: Caller) -> list[WorkOut]:
-    wf = visible_workflow(st, who, _check_id(workflow_id))
+    wf = visible_workflow(st, who, check_id(workflow_id))
     with st.db.engine.connect() as conn:
         return [WorkOut.of(w) for w in works.list_for(conn, wf.id)]
 
@@ -207,7 +207,7 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JobPage:
     """A page of jobs in id order, optionally of some statuses (a workflow may have 10^6)."""
-    wf = visible_workflow(st, who, _check_id(workflow_id))
+    wf = visible_workflow(st, who, check_id(workflow_id))
     with st.db.engine.connect() as conn:
         rows = jobs.list_for(
             conn,
@@ -233,7 +233,7 @@ async def stream_events(
     after: Annotated[int, Query(ge=0, le=2**62, description="last event id seen")] = 0,
 ) -> StreamingResponse:
     """Server-sent events of the workflow's changes; the stream ends when the workflow does."""
-    await run_in_threadpool(visible_workflow, st, who, _check_id(workflow_id))
+    await run_in_threadpool(visible_workflow, st, who, check_id(workflow_id))
 
     async def feed() -> AsyncIterator[str]:
         last, quiet = after, 0.0
@@ -261,9 +261,3 @@ async def stream_events(
 def _events(st: ApiState, workflow_id: int, after: int) -> tuple[list[dict[str, Any]], str]:
     with st.db.engine.connect() as conn:
         return events.since(conn, workflow_id, after), workflows.get(conn, workflow_id).status
-
-
-def _check_id(value: int) -> int:
-    if not 1 <= value <= 2**62:
-        raise InvalidInput(f"ids are whole numbers from 1 to 2^62; got {value}")
-    return value
