@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from orchid.bus.base import EventBus
+from orchid.datamgr.base import DataManager
 from orchid.engine.templates import TemplateCache
 from orchid.store.db import Database
 
@@ -32,6 +33,7 @@ class AgentEnv:
     templates: TemplateCache = field(default_factory=TemplateCache)
     lease: float = 30.0
     batch: int = 500
+    data_managers: Mapping[str, DataManager] = field(default_factory=dict)  # by name
 
 
 class Agent(Protocol):

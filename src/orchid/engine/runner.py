@@ -12,15 +12,18 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from orchid.bus.base import EventBus
 from orchid.bus.memory import MemoryBus
+from orchid.datamgr import registry
+from orchid.datamgr.base import DataManager
 from orchid.engine.agent import Agent, AgentEnv, agent_id
 from orchid.engine.carrier import Carrier
 from orchid.engine.clerk import Clerk
 from orchid.engine.templates import TemplateCache
 from orchid.engine.transformer import Transformer
+from orchid.engine.transporter import Transporter
 from orchid.engine.trigger import Trigger
 from orchid.executors.base import Executor
 from orchid.settings import Settings
@@ -144,10 +147,15 @@ def make_runner(
     executor: Executor | None = None,
     bus: EventBus | None = None,
     clock: Callable[[], float] = time.time,
+    data_managers: Mapping[str, DataManager] | None = None,
 ) -> tuple[Runner, Executor]:
-    """All four agents in one loop, sharing one bus and one template cache."""
+    """All the agents in one loop, sharing one bus and one template cache.
+
+    ``data_managers`` by name (default: those of ``settings.data_managers``)."""
     bus = bus or MemoryBus()
     executor = executor or make_executor(settings, bus)
+    if data_managers is None:
+        data_managers = registry.load(settings.data_managers)
     env = AgentEnv(
         db=db,
         bus=bus,
@@ -155,6 +163,13 @@ def make_runner(
         templates=TemplateCache(),
         lease=settings.lease_seconds,
         batch=settings.batch,
+        data_managers=data_managers,
     )
-    agents: list[Agent] = [Clerk(env), Transformer(env), Carrier(env, executor), Trigger(env)]
+    agents: list[Agent] = [
+        Clerk(env),
+        Transformer(env),
+        Carrier(env, executor),
+        Trigger(env),
+        Transporter(env, data_managers),
+    ]
     return Runner(agents, bus, settings.poll_interval, db=db, clock=clock), executor

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection, Row
 from orchid.core.jobs import expand_map
 from orchid.core.states import WorkStatus, work_outcome
 from orchid.engine.agent import JOBS, WORKFLOWS, AgentEnv, agent_id
+from orchid.engine.transporter import start_fed_work
 from orchid.errors import InvalidInput
 from orchid.store import events, jobs, workflows, works
 
@@ -38,6 +39,10 @@ class Transformer:
     def _transform(self, conn: Connection, row: Row[Any]) -> None:
         now = self.env.clock()
         compiled = self.env.templates.get(conn, row.workflow_id)
+        spec = compiled.template.work(row.name).input
+        if spec is not None:  # the data carousel: jobs come as its files reach disk
+            start_fed_work(conn, row, compiled, spec, self.env.data_managers, now)
+            return
         if row.static:
             # listed jobs were written at submission; those whose parents (in any work)
             # have all succeeded are released now, the others by the trigger later

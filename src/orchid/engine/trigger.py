@@ -6,7 +6,7 @@ import logging
 
 from orchid.core.states import work_outcome
 from orchid.engine.agent import JOBS, WORKFLOWS, AgentEnv, agent_id
-from orchid.store import events, jobs, workflows, works
+from orchid.store import events, filejobs, jobs, workflows, works
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +19,20 @@ class Trigger:
         self.owner = owner or agent_id("trigger")
 
     def run_once(self) -> int:
+        return self._propagate() + self._files()
+
+    def _files(self) -> int:
+        """The data carousel: jobs for files that reached disk, files whose job ended."""
+        env = self.env
+        with env.db.begin() as conn:
+            now = env.clock()
+            ended = filejobs.pass_on(conn, now, env.batch * 4)
+            made = filejobs.release(conn, now, env.batch * 4)
+        if made:
+            env.bus.notify(JOBS)
+        return ended + made
+
+    def _propagate(self) -> int:
         env = self.env
         with env.db.begin() as conn:
             now = env.clock()

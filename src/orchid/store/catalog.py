@@ -30,6 +30,7 @@ class NewFile(NamedTuple):
     name: str
     size: int = 0
     status: FileStatus = FileStatus.NEW
+    url: str | None = None  # where it is on disk, if it is
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ def _row(collection_id: int, f: NewFile, now: float) -> dict[str, Any]:
         "size": f.size,
         "status": status,
         "updated_at": now,
+        "url": f.url,
     }
 
 

@@ -1,0 +1,516 @@
+"""Collections that feed works (the data carousel): opening, polling, deleting, closing.
+
+A work with an ``input`` owns one collection row per collection it reads. The row
+carries how the work uses it (:class:`~orchid.core.carousel.Feed`, in ``spec``) and the
+transporter's state: ``new`` (files not listed yet) → ``staging`` (listed, staging
+requested, changes followed) → ``closed`` (every file processed or given up;
+``message`` says why when it is not complete). While a collection is not closed it
+holds one unit of its work's ``remaining`` count, so the work cannot end while files
+may still come; the transporter ends the work when the last collection closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from orchid.core.carousel import Feed, after_stage_failure, fed_work_outcome
+from orchid.core.states import FileStatus, WorkStatus
+from orchid.datamgr.base import FileInfo
+from orchid.store import catalog, claims, works
+from orchid.store.catalog import NewFile
+from orchid.store.tables import collections, commands, files
+from orchid.store.tables import works as works_table
+
+F = FileStatus
+OPEN = ("new", "staging")
+CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class FeedRow:
+    """A collection as the transporter works on it."""
+
+    id: int
+    workflow_id: int
+    work_id: int
+    scope: str
+    name: str
+    manager: str
+    status: str
+    cursor: str | None
+    feed: Feed
+    sealed: bool = False
+
+    @property
+    def key(self) -> str:
+        """The collection as its data manager names it."""
+        return f"{self.scope}:{self.name}"
+
+
+def _row(r: Any) -> FeedRow:
+    return FeedRow(
+        id=int(r.id),
+        workflow_id=int(r.workflow_id),
+        work_id=int(r.work_id),
+        scope=r.scope,
+        name=r.name,
+        manager=r.manager,
+        status=r.status,
+        cursor=r.cursor,
+        feed=Feed.from_json(r.spec),
+        sealed=bool(r.sealed),
+    )
+
+
+_COLUMNS = (
+    collections.c.id,
+    collections.c.workflow_id,
+    collections.c.work_id,
+    collections.c.scope,
+    collections.c.name,
+    collections.c.manager,
+    collections.c.status,
+    collections.c.cursor,
+    collections.c.spec,
+    collections.c.sealed,
+)
+
+
+def _chunks(items: Iterable[Any], size: int = CHUNK) -> Iterable[list[Any]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+# --- the transformer ---------------------------------------------------------------------
+
+
+def open_feeds(
+    conn: Connection,
+    workflow_id: int,
+    work_id: int,
+    manager: str,
+    names: Sequence[tuple[str, str]],
+    feed: Feed,
+    now: float,
+) -> int:
+    """A fed work starts: one collection row per (scope, name), each holding the work open.
+
+    A work that starts again (a retry of a work that never got a job) reuses its rows.
+    Returns how many collections hold the work open."""
+    existing = conn.execute(
+        sa.select(collections.c.id).where(collections.c.work_id == work_id)
+    ).scalars()
+    reopened = [int(i) for i in existing]
+    if reopened:
+        conn.execute(
+            sa.update(collections)
+            .where(collections.c.id.in_(reopened))
+            .values(status="new", closed_at=None, message="", next_poll_at=0)
+        )
+        _reset_unstaged(conn, reopened)
+        return len(reopened)
+    for scope, name in names:
+        cid = catalog.add_collection(
+            conn,
+            workflow_id,
+            scope=scope,
+            name=name,
+            manager=manager,
+            now=now,
+            status="new",
+            work_id=work_id,
+        )
+        conn.execute(
+            sa.update(collections).where(collections.c.id == cid).values(spec=feed.to_json())
+        )
+    return len(names)
+
+
+def _reset_unstaged(conn: Connection, collection_ids: Sequence[int]) -> None:
+    """Retry: files that could not be staged get fresh attempts (listing restages them)."""
+    conn.execute(
+        sa.update(files)
+        .where(
+            files.c.collection_id.in_(collection_ids),
+            files.c.status == F.FAILED,
+            files.c.job_id.is_(None),
+        )
+        .values(status=F.STAGING, attempt=0, error=None)
+    )
+
+
+# --- the transporter: following collections ---------------------------------------------
+
+
+def claim_due(
+    conn: Connection, owner: str, managers: Iterable[str], now: float, lease: float, limit: int
+) -> list[FeedRow]:
+    """Lease open collections of these data managers that are due for a look."""
+    rows = claims.claim(
+        conn,
+        collections,
+        [
+            collections.c.status.in_(OPEN),
+            collections.c.next_poll_at <= now,
+            collections.c.manager.in_(sorted(managers)),
+        ],
+        owner=owner,
+        now=now,
+        lease=lease,
+        limit=limit,
+        returning=_COLUMNS[1:],
+    )
+    return [_row(r) for r in rows]
+
+
+def register(conn: Connection, row: FeedRow, listed: Sequence[FileInfo], now: float) -> list[str]:
+    """Record the files a collection was listed with; return those to stage."""
+    catalog.add_files(
+        conn,
+        row.id,
+        (
+            NewFile(f.name, f.size, F.AVAILABLE if f.status == F.AVAILABLE else F.NEW, f.url)
+            for f in listed
+        ),
+        now=now,
+    )
+    conn.execute(
+        sa.update(files)
+        .where(files.c.collection_id == row.id, files.c.status == F.AVAILABLE)
+        .where(files.c.available_at.is_(None))
+        .values(available_at=now)
+    )
+    names = conn.execute(
+        sa.select(files.c.name).where(
+            files.c.collection_id == row.id, files.c.status.in_([F.NEW, F.STAGING])
+        )
+    ).scalars()
+    return [str(n) for n in names]
+
+
+def mark_staging(conn: Connection, row: FeedRow, owner: str, now: float, poll_at: float) -> None:
+    """Staging was requested for the collection's new files; its changes are followed now."""
+    conn.execute(
+        sa.update(files)
+        .where(files.c.collection_id == row.id, files.c.status == F.NEW)
+        .values(status=F.STAGING, updated_at=now)
+    )
+    done_polling(conn, row, owner, None, poll_at, status="staging")
+
+
+def done_polling(
+    conn: Connection,
+    row: FeedRow,
+    owner: str,
+    cursor: str | None,
+    poll_at: float,
+    status: str | None = None,
+    sealed: bool | None = None,
+) -> None:
+    values: dict[str, Any] = {
+        "cursor": cursor,
+        "next_poll_at": poll_at,
+        "lease_owner": None,
+        "lease_until": None,
+    }
+    if status:
+        values["status"] = status
+    if sealed:
+        values["sealed"] = True
+    conn.execute(
+        sa.update(collections)
+        .where(collections.c.id == row.id, collections.c.lease_owner == owner)
+        .values(values)
+    )
+
+
+def apply_changes(
+    conn: Connection, row: FeedRow, changes: Sequence[FileInfo], now: float
+) -> tuple[int, list[str]]:
+    """Apply what the data manager reported; return (files changed, files to stage again).
+
+    Idempotent: a change reported twice finds the file already moved and does nothing."""
+    by: dict[FileStatus, list[FileInfo]] = {}
+    for c in changes:
+        by.setdefault(c.status, []).append(c)
+    changed = _add_new(conn, row, [c for c in changes if c.status in (F.NEW, F.AVAILABLE)], now)
+    base = sa.and_(files.c.collection_id == row.id, files.c.name == sa.bindparam("n"))
+    if by.get(F.STAGING):
+        res = conn.execute(
+            sa.update(files)
+            .where(base, files.c.status == F.NEW)
+            .values(status=F.STAGING, updated_at=now),
+            [{"n": c.name} for c in by[F.STAGING]],
+        )
+        changed += max(res.rowcount, 0)
+    if by.get(F.AVAILABLE):
+        res = conn.execute(
+            sa.update(files)
+            .where(base, sa.or_(files.c.status == F.NEW, files.c.status == F.STAGING))
+            .values(
+                status=F.AVAILABLE,
+                url=sa.bindparam("u"),
+                error=None,
+                available_at=now,
+                updated_at=now,
+            ),
+            [{"n": c.name, "u": c.url} for c in by[F.AVAILABLE]],
+        )
+        changed += max(res.rowcount, 0)
+    restage: list[str] = []
+    if by.get(F.FAILED):
+        failed = [c for c in by[F.FAILED]]
+        res = conn.execute(
+            sa.update(files)
+            .where(base, files.c.status == F.STAGING)
+            .values(
+                status=F.FAILED,
+                attempt=files.c.attempt + 1,
+                error=sa.bindparam("e"),
+                updated_at=now,
+            ),
+            [{"n": c.name, "e": c.error or "staging failed"} for c in failed],
+        )
+        changed += max(res.rowcount, 0)
+        for chunk in _chunks(c.name for c in failed):
+            again = conn.execute(
+                sa.update(files)
+                .where(
+                    files.c.collection_id == row.id,
+                    files.c.name.in_(chunk),
+                    files.c.status == F.FAILED,
+                    files.c.job_id.is_(None),
+                    files.c.attempt < row.feed.stage_attempts,
+                )
+                .values(status=after_stage_failure(0, 1), updated_at=now)
+                .returning(files.c.name)
+            ).scalars()
+            restage.extend(str(n) for n in again)
+    return changed, restage
+
+
+def _add_new(conn: Connection, row: FeedRow, seen: Sequence[FileInfo], now: float) -> int:
+    """Files that appeared in a growing collection (a folder): recorded as they are."""
+    unknown: list[FileInfo] = []
+    for chunk in _chunks(seen):
+        known = set(
+            conn.execute(
+                sa.select(files.c.name).where(
+                    files.c.collection_id == row.id, files.c.name.in_([c.name for c in chunk])
+                )
+            ).scalars()
+        )
+        unknown.extend(c for c in chunk if c.name not in known)
+    if unknown:
+        catalog.add_files(
+            conn, row.id, (NewFile(c.name, c.size, c.status, c.url) for c in unknown), now=now
+        )
+        conn.execute(
+            sa.update(files)
+            .where(
+                files.c.collection_id == row.id,
+                files.c.status == F.AVAILABLE,
+                files.c.available_at.is_(None),
+            )
+            .values(available_at=now)
+        )
+    return len(unknown)
+
+
+def seal_finishing(conn: Connection) -> int:
+    """Collections of workflows the user asked to finish take no new files."""
+    from orchid.store.tables import workflows
+
+    finishing = sa.select(workflows.c.id).where(workflows.c.finishing)
+    res = conn.execute(
+        sa.update(collections)
+        .where(
+            collections.c.status == "staging",
+            sa.not_(collections.c.sealed),
+            collections.c.workflow_id.in_(finishing),
+        )
+        .values(sealed=True)
+    )
+    return max(res.rowcount, 0)
+
+
+# --- the transporter: deleting and closing -----------------------------------------------
+
+
+def open_feed_rows(conn: Connection) -> list[FeedRow]:
+    """Every collection a work is following (a few per fed work)."""
+    rows = conn.execute(
+        sa.select(*_COLUMNS).where(
+            collections.c.status == "staging", collections.c.work_id.is_not(None)
+        )
+    )
+    return [_row(r) for r in rows]
+
+
+def processed(conn: Connection, row: FeedRow, limit: int) -> list[tuple[int, str]]:
+    """Processed files of a collection that are still on disk: (id, name)."""
+    rows = conn.execute(
+        sa.select(files.c.id, files.c.name)
+        .where(files.c.collection_id == row.id, files.c.status == F.PROCESSED)
+        .order_by(files.c.id)
+        .limit(limit)
+    )
+    return [(int(r.id), str(r.name)) for r in rows]
+
+
+def mark_deleted(conn: Connection, ids: Sequence[int], now: float) -> None:
+    for chunk in _chunks(ids):
+        conn.execute(
+            sa.update(files)
+            .where(files.c.id.in_(chunk), files.c.status == F.PROCESSED)
+            .values(status=F.DELETED, url=None, updated_at=now)
+        )
+
+
+def complete(conn: Connection, row: FeedRow) -> bool:
+    """Nothing more will happen to any file of the collection (deleted too, if asked)."""
+    busy = [F.NEW, F.STAGING, F.AVAILABLE, F.PROCESSING]
+    if row.feed.delete_after:
+        busy.append(F.PROCESSED)
+    if not row.sealed:
+        return False
+    found = conn.execute(
+        sa.select(files.c.id)
+        .where(files.c.collection_id == row.id, files.c.status.in_(busy))
+        .limit(1)
+    ).first()
+    return found is None
+
+
+def close(
+    conn: Connection, row: FeedRow, now: float, message: str = ""
+) -> tuple[int, WorkStatus] | None:
+    """Close a collection and let go of its work; returns (work, status) if that ended it."""
+    res = conn.execute(
+        sa.update(collections)
+        .where(collections.c.id == row.id, collections.c.status.in_(OPEN))
+        .values(status="closed", closed_at=now, message=message, lease_owner=None, lease_until=None)
+    )
+    if res.rowcount != 1:
+        return None
+    if not works.add_remaining(conn, {row.work_id: -1}):
+        return None
+    status = fed_work_outcome(works.counts(conn, row.work_id), unstaged(conn, row.work_id))
+    if not works.finish(conn, row.work_id, status, _outcome_message(conn, row.work_id), now):
+        return None
+    return row.work_id, status
+
+
+def unstaged(conn: Connection, work_id: int) -> int:
+    """Files of a work's collections that never reached disk (given up after retries)."""
+    mine = sa.select(collections.c.id).where(collections.c.work_id == work_id)
+    return int(
+        conn.execute(
+            sa.select(sa.func.count())
+            .select_from(files)
+            .where(
+                files.c.collection_id.in_(mine),
+                files.c.status == F.FAILED,
+                files.c.job_id.is_(None),
+            )
+        ).scalar_one()
+    )
+
+
+def _outcome_message(conn: Connection, work_id: int) -> str:
+    lost = unstaged(conn, work_id)
+    broken = conn.execute(
+        sa.select(collections.c.message).where(
+            collections.c.work_id == work_id, collections.c.message != ""
+        )
+    ).scalars()
+    parts = [str(m) for m in broken]
+    if lost:
+        parts.insert(0, f"{lost} files could not be staged")
+    return "; ".join(parts)
+
+
+def abandoned(conn: Connection) -> list[FeedRow]:
+    """Open collections whose work ended without them (aborted, failed): to let go of."""
+    rows = conn.execute(
+        sa.select(*_COLUMNS)
+        .join(works_table, works_table.c.id == collections.c.work_id)
+        .where(
+            collections.c.status.in_(OPEN),
+            works_table.c.status.not_in([WorkStatus.RUNNING, WorkStatus.READY, WorkStatus.WAITING]),
+        )
+    )
+    return [_row(r) for r in rows]
+
+
+def give_up(conn: Connection, row: FeedRow, now: float, message: str) -> None:
+    """Close without counting down the work (it has ended already, or fails with this)."""
+    conn.execute(
+        sa.update(collections)
+        .where(collections.c.id == row.id)
+        .values(status="closed", closed_at=now, message=message, lease_owner=None, lease_until=None)
+    )
+
+
+def retried(conn: Connection) -> list[FeedRow]:
+    """Closed collections of running works whose workflow was retried after they closed,
+    and that have files left to stage again or to process again."""
+    retry = (
+        sa.select(commands.c.id)
+        .where(
+            commands.c.workflow_id == collections.c.workflow_id,
+            commands.c.kind == "retry",
+            commands.c.status == "applied",
+            commands.c.applied_at >= collections.c.closed_at,
+        )
+        .exists()
+    )
+    redo = (
+        sa.select(files.c.id)
+        .where(
+            files.c.collection_id == collections.c.id, files.c.status.in_([F.FAILED, F.PROCESSING])
+        )
+        .exists()
+    )
+    rows = conn.execute(
+        sa.select(*_COLUMNS)
+        .join(works_table, works_table.c.id == collections.c.work_id)
+        .where(
+            collections.c.status == "closed",
+            works_table.c.status == WorkStatus.RUNNING,
+            retry,
+            redo,
+        )
+    )
+    return [_row(r) for r in rows]
+
+
+def reopen(conn: Connection, row: FeedRow) -> None:
+    """A retried collection is followed again, holding its work open, its failures restaged."""
+    conn.execute(
+        sa.update(collections)
+        .where(collections.c.id == row.id, collections.c.status == "closed")
+        .values(status="new", closed_at=None, message="", next_poll_at=0)
+    )
+    works.add_remaining(conn, {row.work_id: 1})
+    _reset_unstaged(conn, [row.id])
+
+
+def counts_by_status(
+    conn: Connection, collection_ids: Sequence[int]
+) -> Mapping[int, dict[str, int]]:
+    out: dict[int, dict[str, int]] = {c: {} for c in collection_ids}
+    for cid, status, n in conn.execute(
+        sa.select(files.c.collection_id, files.c.status, sa.func.count())
+        .where(files.c.collection_id.in_(collection_ids))
+        .group_by(files.c.collection_id, files.c.status)
+    ):
+        out[int(cid)][str(status)] = int(n)
+    return out
