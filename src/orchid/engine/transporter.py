@@ -204,7 +204,8 @@ class Transporter:
     def _close(self, conn: Connection, row: FeedRow, mgr: DataManager) -> int:
         if not feeds.complete(conn, row):
             return 0
-        if row.feed.delete_after and not self._let_go(mgr, row):
+        # files whose job failed stay pinned, so that a retry can process them again
+        if row.feed.delete_after and not feeds.failed_jobs(conn, row) and not self._let_go(mgr, row):
             return 0
         now = self.env.clock()
         ended = feeds.close(conn, row, now)

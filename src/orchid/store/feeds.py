@@ -408,6 +408,16 @@ def close(
     return row.work_id, status
 
 
+def failed_jobs(conn: Connection, row: FeedRow) -> bool:
+    """Whether files of the collection failed because their job failed."""
+    found = conn.execute(
+        sa.select(files.c.id)
+        .where(files.c.collection_id == row.id, files.c.status == F.FAILED, files.c.job_id.is_not(None))
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 def unstaged(conn: Connection, work_id: int) -> int:
     """Files of a work's collections that never reached disk (given up after retries)."""
     mine = sa.select(collections.c.id).where(collections.c.work_id == work_id)
