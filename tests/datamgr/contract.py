@@ -66,6 +66,7 @@ class DataManagerContract:
         listed = harness.manager.list_files(harness.collection)
         assert {f.name: f.size for f in listed} == dict(harness.sizes)
         expected = {F.AVAILABLE} if harness.starts_on_disk else {F.NEW, F.STAGING, F.AVAILABLE}
+        assert all(f.url for f in listed if f.status == F.AVAILABLE)
         assert {f.status for f in listed} <= expected
 
     def test_an_unknown_collection_is_refused(self, harness: Harness) -> None:

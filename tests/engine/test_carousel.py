@@ -55,7 +55,7 @@ def test_per_file_release_starts_jobs_before_the_dataset_is_on_disk(
 ) -> None:
     results = {}
     for release in ("per-file", "per-collection"):
-        sim = tape_library([("data18:A", 120)], drives=1)
+        sim = tape_library([("data18:A", 60)], drives=1)
         # a round of the agents every 2 simulated seconds: a file takes 5.6 s to read
         eng = sim_engine(db, tmp_path / release, NullExecutor(), {"tape": sim}, step=2.0)
         wf = eng.submit(fed_template(["data18:A"], release=release, delete_after="processed"))
@@ -71,7 +71,7 @@ def test_per_file_release_starts_jobs_before_the_dataset_is_on_disk(
 
 def test_a_straggler_does_not_hold_up_the_other_files(db: Database, tmp_path: Path) -> None:
     sim = tape_library(
-        [("data18:A", 100)], straggler_rate=0.03, straggler_s=(6 * 3600, 6 * 3600)
+        [("data18:A", 60)], straggler_rate=0.05, straggler_s=(6 * 3600, 6 * 3600)
     )
     eng = sim_engine(db, tmp_path / "home", NullExecutor(), {"tape": sim})
     wf = eng.submit(fed_template(["data18:A"], delete_after="processed"))
@@ -81,11 +81,11 @@ def test_a_straggler_does_not_hold_up_the_other_files(db: Database, tmp_path: Pa
             break
         eng.round()
         counts = file_counts(db)
-        if counts.get("staging", 0) and counts.get("deleted", 0) == 100 - counts["staging"]:
+        if counts.get("staging", 0) and counts.get("deleted", 0) == 60 - counts["staging"]:
             seen_waiting_for_stragglers = True
     assert sim.sim.stats.stragglers >= 1
     assert seen_waiting_for_stragglers  # every other file was processed and deleted meanwhile
-    assert workflow(db, wf).status == "succeeded" and file_counts(db) == {"deleted": 100}
+    assert workflow(db, wf).status == "succeeded" and file_counts(db) == {"deleted": 60}
 
 
 def test_failed_files_are_staged_again_then_reported(db: Database, tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from orchid.store.feeds import FeedRow
 
 log = logging.getLogger(__name__)
 DELETE_BATCH = 5000
+LIST_BUDGET = 20_000  # files listed per round at most (a campaign lists 426,331)
 
 
 def start_fed_work(
@@ -98,8 +99,16 @@ class Transporter:
         # each agent round would otherwise commit once per collection
         with env.db.begin() as conn:
             due = feeds.claim_due(conn, self.owner, self.managers, env.clock(), env.lease, 100)
+            listed = 0
             for row in due:
-                done += self._open(conn, row) if row.status == "new" else self._poll(conn, row)
+                if row.status != "new":
+                    done += self._poll(conn, row)
+                elif listed < LIST_BUDGET:  # the rest next round: polls must not wait
+                    n = self._open(conn, row)
+                    listed += n
+                    done += n
+                else:
+                    feeds.done_polling(conn, row, self.owner, None, env.clock())
         if done:
             env.bus.notify(JOBS)
         return done
