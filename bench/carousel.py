@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -58,7 +56,9 @@ def campaign(n_files: int, n_datasets: int, total_bytes: int, seed: int) -> list
     means = [rng.lognormvariate(0, 0.3) for _ in range(n_datasets)]
     scale = total_bytes / sum(c * m for c, m in zip(counts, means, strict=True))
     return [
-        DatasetSpec(f"data18_13TeV:data18_13TeV.{348000 + k}.physics_Main.RAW", c, max(1, round(m * scale)))
+        DatasetSpec(
+            f"data18_13TeV:data18_13TeV.{348000 + k}.physics_Main.RAW", c, max(1, round(m * scale))
+        )
         for k, (c, m) in enumerate(zip(counts, means, strict=True))
     ]
 
@@ -122,7 +122,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 def run_mode(args: argparse.Namespace, specs: list[DatasetSpec], release: str) -> dict[str, Any]:
-    lib = Library.generate(specs, seed=args.seed, tape_capacity=int(args.tape_tb * 1e12), spread=args.spread)
+    lib = Library.generate(
+        specs, seed=args.seed, tape_capacity=int(args.tape_tb * 1e12), spread=args.spread
+    )
     cfg = TapeConfig(
         drives=args.drives,
         bandwidth=args.bandwidth_mb * 1e6,
@@ -167,7 +169,13 @@ def run_mode(args: argparse.Namespace, specs: list[DatasetSpec], release: str) -
         with db.engine.connect() as conn:
             status = workflows.get(conn, wf).status
             rows = conn.execute(
-                sa.select(collections.c.scope, collections.c.name, files.c.name.label("file"), jobs.c.ready_at, jobs.c.finished_at)
+                sa.select(
+                    collections.c.scope,
+                    collections.c.name,
+                    files.c.name.label("file"),
+                    jobs.c.ready_at,
+                    jobs.c.finished_at,
+                )
                 .join(files, files.c.collection_id == collections.c.id)
                 .join(jobs, jobs.c.id == files.c.job_id)
                 .where(jobs.c.status == "succeeded")
@@ -251,7 +259,9 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
             top.plot([x / 86400 for x in t], [u / 1e12 for u in used], label=r["mode"])
         done = r["_done"]
         step = max(1, len(done) // 2000)
-        bottom.plot([x / 86400 for x in done[::step]], list(range(0, len(done), step)), label=r["mode"])
+        bottom.plot(
+            [x / 86400 for x in done[::step]], list(range(0, len(done), step)), label=r["mode"]
+        )
     top.set_ylabel("disk buffer (TB)")
     top.set_yscale("symlog", linthresh=1)
     top.legend()
@@ -265,10 +275,17 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--files", type=int, default=CAMPAIGN_FILES)
     p.add_argument("--datasets", type=int, default=CAMPAIGN_DATASETS)
-    p.add_argument("--bytes", type=int, default=None, help="total bytes (default: the campaign's per-file average)")
+    p.add_argument(
+        "--bytes",
+        type=int,
+        default=None,
+        help="total bytes (default: the campaign's per-file average)",
+    )
     p.add_argument("--drives", type=int, default=8)
     p.add_argument("--bandwidth-mb", type=float, default=360.0, help="MB/s per drive")
     p.add_argument("--mount-s", type=float, default=90.0)
@@ -282,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--straggler-h", type=float, nargs=2, default=(1.0, 3.0))
     p.add_argument("--speed", type=float, default=2000.0, help="simulated seconds per wall second")
     p.add_argument("--executor", choices=["null", "sleep"], default="null")
-    p.add_argument("--process-s", type=float, default=600.0, help="simulated seconds per job (sleep)")
+    p.add_argument(
+        "--process-s", type=float, default=600.0, help="simulated seconds per job (sleep)"
+    )
     p.add_argument("--slots", type=int, default=5000, help="jobs at once (sleep)")
     p.add_argument("--modes", default="per-file,per-collection")
     p.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")

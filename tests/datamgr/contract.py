@@ -48,7 +48,9 @@ def follow(h: Harness, until: Callable[[dict[str, FileInfo]], bool]) -> dict[str
         if until(latest):
             return latest
         h.wait()
-    pytest.fail(f"not reached in {h.deadline_s}s; latest: {sorted((n, str(f.status)) for n, f in latest.items())}")
+    pytest.fail(
+        f"not reached in {h.deadline_s}s; latest: {sorted((n, str(f.status)) for n, f in latest.items())}"
+    )
 
 
 def all_available(names: set[str]) -> Callable[[dict[str, FileInfo]], bool]:

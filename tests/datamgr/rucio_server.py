@@ -214,7 +214,13 @@ def add_tape_dataset(client: Any, scope: str, dataset: str, sizes: dict[str, int
             continue
         client.add_rse(rse, rse_type=kind, deterministic=True)
         client.add_rse_attribute(rse, "fts", "mock")
-        wan = {"read": 1, "write": 1, "delete": 1, "third_party_copy_read": 1, "third_party_copy_write": 1}
+        wan = {
+            "read": 1,
+            "write": 1,
+            "delete": 1,
+            "third_party_copy_read": 1,
+            "third_party_copy_write": 1,
+        }
         client.add_protocol(
             rse,
             {
@@ -231,7 +237,9 @@ def add_tape_dataset(client: Any, scope: str, dataset: str, sizes: dict[str, int
         client.add_distance("TAPE", "DISK", {"distance": 1})
     if scope not in client.list_scopes():
         client.add_scope("root", scope)
-    files = [{"scope": scope, "name": n, "bytes": b, "adler32": "0cc737eb"} for n, b in sizes.items()]
+    files = [
+        {"scope": scope, "name": n, "bytes": b, "adler32": "0cc737eb"} for n, b in sizes.items()
+    ]
     client.add_replicas("TAPE", files)
     client.add_dataset(scope, dataset)
     client.attach_dids(scope, dataset, [{"scope": scope, "name": n} for n in sizes])

@@ -81,10 +81,23 @@ def test_staging_twice_makes_one_rule(server: rucio_server.RucioServer) -> None:
 def test_configuration_errors_are_explained(server: rucio_server.RucioServer) -> None:
     with pytest.raises(DataManagerError, match="authenticate"):
         RucioManager.from_options(
-            {"host": server.url, "account": "root", "username": USER_BAD, "password": "x", "destination": "DISK"}
+            {
+                "host": server.url,
+                "account": "root",
+                "username": USER_BAD,
+                "password": "x",
+                "destination": "DISK",
+            }
         )
     mgr = RucioManager.from_options(
-        {"host": server.url, "account": "root", "auth_type": "userpass", "username": "ddmlab", "password": "secret", "destination": "DISK"}
+        {
+            "host": server.url,
+            "account": "root",
+            "auth_type": "userpass",
+            "username": "ddmlab",
+            "password": "secret",
+            "destination": "DISK",
+        }
     )
     with pytest.raises(UnknownCollection):
         mgr.list_files("data18:no-such-dataset")
@@ -96,5 +109,11 @@ USER_BAD = "nobody"
 def test_an_unreachable_server_is_a_data_manager_error(tmp_path: Path) -> None:
     with pytest.raises(DataManagerError):
         RucioManager.from_options(
-            {"host": "http://127.0.0.1:9", "account": "root", "username": "u", "password": "p", "destination": "DISK"}
+            {
+                "host": "http://127.0.0.1:9",
+                "account": "root",
+                "username": "u",
+                "password": "p",
+                "destination": "DISK",
+            }
         )

@@ -80,7 +80,9 @@ def test_a_full_buffer_blocks_reads_until_files_are_released() -> None:
 
 def test_failures_and_stragglers_are_seeded() -> None:
     lib = library(n=200, datasets=1)
-    cfg = TapeConfig(drives=2, failure_rate=0.1, straggler_rate=0.05, straggler_s=(7200, 7200), seed=5)
+    cfg = TapeConfig(
+        drives=2, failure_rate=0.1, straggler_rate=0.05, straggler_s=(7200, 7200), seed=5
+    )
     sims = [TapeLibrarySim(lib, cfg) for _ in range(2)]
     for sim in sims:
         sim.request(range(200), 0.0)
@@ -114,7 +116,14 @@ def test_unknown_datasets_are_made_up_when_asked() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"drives": 0}, {"bandwidth": 0}, {"failure_rate": 2}, {"buffer_bytes": 0}, {"straggler_s": (5, 1)}]
+    "bad",
+    [
+        {"drives": 0},
+        {"bandwidth": 0},
+        {"failure_rate": 2},
+        {"buffer_bytes": 0},
+        {"straggler_s": (5, 1)},
+    ],
 )
 def test_bad_configuration_is_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigError):

@@ -77,7 +77,12 @@ def fed_template(collections_: Sequence[str], **input_: Any) -> dict[str, Any]:
 def file_counts(db: Database) -> Counter[str]:
     with db.engine.connect() as conn:
         return Counter(
-            {str(s): int(n) for s, n in conn.execute(sa.select(files.c.status, sa.func.count()).group_by(files.c.status))}
+            {
+                str(s): int(n)
+                for s, n in conn.execute(
+                    sa.select(files.c.status, sa.func.count()).group_by(files.c.status)
+                )
+            }
         )
 
 

@@ -70,9 +70,7 @@ def test_per_file_release_starts_jobs_before_the_dataset_is_on_disk(
 
 
 def test_a_straggler_does_not_hold_up_the_other_files(db: Database, tmp_path: Path) -> None:
-    sim = tape_library(
-        [("data18:A", 60)], straggler_rate=0.05, straggler_s=(6 * 3600, 6 * 3600)
-    )
+    sim = tape_library([("data18:A", 60)], straggler_rate=0.05, straggler_s=(6 * 3600, 6 * 3600))
     eng = sim_engine(db, tmp_path / "home", NullExecutor(), {"tape": sim})
     wf = eng.submit(fed_template(["data18:A"], delete_after="processed"))
     seen_waiting_for_stragglers = False
@@ -117,9 +115,15 @@ class FailSome(ScriptedExecutor):
         for s in specs:
             self.submitted.append(s)
             if s.args["file"].endswith(self.bad):
-                self._updates.append(JobUpdate(s.key, s.job_id, s.attempt, "failed", now, exit_code=1, error="exit 1"))
+                self._updates.append(
+                    JobUpdate(
+                        s.key, s.job_id, s.attempt, "failed", now, exit_code=1, error="exit 1"
+                    )
+                )
             else:
-                self._updates.append(JobUpdate(s.key, s.job_id, s.attempt, "succeeded", now, exit_code=0))
+                self._updates.append(
+                    JobUpdate(s.key, s.job_id, s.attempt, "succeeded", now, exit_code=0)
+                )
 
 
 def test_files_are_deleted_only_after_their_job_succeeded(db: Database, tmp_path: Path) -> None:

@@ -31,7 +31,10 @@ def test_jobs_end_after_their_time_and_take_a_slot_meanwhile() -> None:
     assert ex.poll() == []
     clock.advance(1.0)
     done = ex.poll()
-    assert [(u.job_id, u.state, u.at) for u in done] == [(1, "succeeded", 130.0), (2, "succeeded", 130.0)]
+    assert [(u.job_id, u.state, u.at) for u in done] == [
+        (1, "succeeded", 130.0),
+        (2, "succeeded", 130.0),
+    ]
     assert ex.capacity() == 2
 
 

@@ -246,7 +246,9 @@ class RucioManager:
         except rex.RuleNotFound:
             return
         except (rex.RucioException, OSError) as exc:
-            raise DataManagerError(f"Rucio refused to remove rule {rule['id']}: {_short(exc)}") from None
+            raise DataManagerError(
+                f"Rucio refused to remove rule {rule['id']}: {_short(exc)}"
+            ) from None
         self._reported.pop(collection, None)
         log.info("rucio rule %s of %s removed", rule["id"], collection)
 

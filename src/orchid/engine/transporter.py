@@ -214,7 +214,11 @@ class Transporter:
         if not feeds.complete(conn, row):
             return 0
         # files whose job failed stay pinned, so that a retry can process them again
-        if row.feed.delete_after and not feeds.failed_jobs(conn, row) and not self._let_go(mgr, row):
+        if (
+            row.feed.delete_after
+            and not feeds.failed_jobs(conn, row)
+            and not self._let_go(mgr, row)
+        ):
             return 0
         now = self.env.clock()
         ended = feeds.close(conn, row, now)

@@ -412,7 +412,9 @@ def failed_jobs(conn: Connection, row: FeedRow) -> bool:
     """Whether files of the collection failed because their job failed."""
     found = conn.execute(
         sa.select(files.c.id)
-        .where(files.c.collection_id == row.id, files.c.status == F.FAILED, files.c.job_id.is_not(None))
+        .where(
+            files.c.collection_id == row.id, files.c.status == F.FAILED, files.c.job_id.is_not(None)
+        )
         .limit(1)
     ).first()
     return found is not None
