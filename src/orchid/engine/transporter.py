@@ -27,7 +27,7 @@ from orchid.datamgr.base import DataManager
 from orchid.engine.agent import JOBS, WORKFLOWS, AgentEnv, agent_id
 from orchid.engine.templates import Compiled
 from orchid.errors import DataManagerError
-from orchid.store import events, feeds, workflows, works
+from orchid.store import events, feedends, feeds, workflows, works
 from orchid.store.feeds import FeedRow
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class Transporter:
     def _broken(self, conn: Connection, row: FeedRow, message: str, now: float) -> None:
         """A collection that cannot be read fails its work."""
         log.warning("workflow %s: %s", row.workflow_id, message)
-        feeds.give_up(conn, row, now, message)
+        feedends.give_up(conn, row, now, message)
         if works.finish(conn, row.work_id, WorkStatus.FAILED, message, now):
             events.emit(
                 conn,
@@ -174,7 +174,7 @@ class Transporter:
         env = self.env
         done = 0
         with env.db.begin() as conn:
-            feeds.seal_finishing(conn)
+            feedends.seal_finishing(conn)
             rows = feeds.open_feed_rows(conn)
             for row in rows:
                 mgr = self.managers.get(row.manager)
@@ -182,16 +182,16 @@ class Transporter:
                     continue  # another process follows it
                 done += self._release(conn, row, mgr)
                 done += self._close(conn, row, mgr)
-            for row in feeds.abandoned(conn):
+            for row in feedends.abandoned(conn):
                 mgr = self.managers.get(row.manager)
                 if mgr is None:
                     continue
                 self._let_go(mgr, row)
-                feeds.give_up(conn, row, env.clock(), "its work ended first")
+                feedends.give_up(conn, row, env.clock(), "its work ended first")
                 done += 1
-            for row in feeds.retried(conn):
+            for row in feedends.retried(conn):
                 if row.manager in self.managers:
-                    feeds.reopen(conn, row)
+                    feedends.reopen(conn, row)
                     log.info("collection %s: retried", row.key)
                     done += 1
         return done
@@ -199,7 +199,7 @@ class Transporter:
     def _release(self, conn: Connection, row: FeedRow, mgr: DataManager) -> int:
         if not row.feed.delete_after:
             return 0
-        gone = feeds.processed(conn, row, DELETE_BATCH)
+        gone = feedends.processed(conn, row, DELETE_BATCH)
         if not gone:
             return 0
         try:
@@ -207,21 +207,21 @@ class Transporter:
         except DataManagerError as exc:
             log.warning("collection %s: cannot release %d files yet: %s", row.key, len(gone), exc)
             return 0
-        feeds.mark_deleted(conn, [fid for fid, _ in gone], self.env.clock())
+        feedends.mark_deleted(conn, [fid for fid, _ in gone], self.env.clock())
         return len(gone)
 
     def _close(self, conn: Connection, row: FeedRow, mgr: DataManager) -> int:
-        if not feeds.complete(conn, row):
+        if not feedends.complete(conn, row):
             return 0
         # files whose job failed stay pinned, so that a retry can process them again
         if (
             row.feed.delete_after
-            and not feeds.failed_jobs(conn, row)
+            and not feedends.failed_jobs(conn, row)
             and not self._let_go(mgr, row)
         ):
             return 0
         now = self.env.clock()
-        ended = feeds.close(conn, row, now)
+        ended = feedends.close(conn, row, now)
         log.info("workflow %s collection %s closed", row.workflow_id, row.key)
         if ended is not None:
             work_id, status = ended

@@ -11,7 +11,7 @@ may still come; the transporter ends the work when the last collection closes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -19,13 +19,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from orchid.core.carousel import Feed, after_stage_failure, fed_work_outcome
-from orchid.core.states import FileStatus, WorkStatus
+from orchid.core.carousel import Feed, after_stage_failure
+from orchid.core.states import FileStatus
 from orchid.datamgr.base import FileInfo
-from orchid.store import catalog, claims, works
+from orchid.store import catalog, claims
 from orchid.store.catalog import NewFile
-from orchid.store.tables import collections, commands, files
-from orchid.store.tables import works as works_table
+from orchid.store.tables import collections, files
 
 F = FileStatus
 OPEN = ("new", "staging")
@@ -324,26 +323,6 @@ def _add_new(conn: Connection, row: FeedRow, seen: Sequence[FileInfo], now: floa
     return len(unknown)
 
 
-def seal_finishing(conn: Connection) -> int:
-    """Collections of workflows the user asked to finish take no new files."""
-    from orchid.store.tables import workflows
-
-    finishing = sa.select(workflows.c.id).where(workflows.c.finishing)
-    res = conn.execute(
-        sa.update(collections)
-        .where(
-            collections.c.status == "staging",
-            sa.not_(collections.c.sealed),
-            collections.c.workflow_id.in_(finishing),
-        )
-        .values(sealed=True)
-    )
-    return max(res.rowcount, 0)
-
-
-# --- the transporter: deleting and closing -----------------------------------------------
-
-
 def open_feed_rows(conn: Connection) -> list[FeedRow]:
     """Every collection a work is following (a few per fed work)."""
     rows = conn.execute(
@@ -352,177 +331,3 @@ def open_feed_rows(conn: Connection) -> list[FeedRow]:
         )
     )
     return [_row(r) for r in rows]
-
-
-def processed(conn: Connection, row: FeedRow, limit: int) -> list[tuple[int, str]]:
-    """Processed files of a collection that are still on disk: (id, name)."""
-    rows = conn.execute(
-        sa.select(files.c.id, files.c.name)
-        .where(files.c.collection_id == row.id, files.c.status == F.PROCESSED)
-        .order_by(files.c.id)
-        .limit(limit)
-    )
-    return [(int(r.id), str(r.name)) for r in rows]
-
-
-def mark_deleted(conn: Connection, ids: Sequence[int], now: float) -> None:
-    for chunk in _chunks(ids):
-        conn.execute(
-            sa.update(files)
-            .where(files.c.id.in_(chunk), files.c.status == F.PROCESSED)
-            .values(status=F.DELETED, url=None, updated_at=now)
-        )
-
-
-def complete(conn: Connection, row: FeedRow) -> bool:
-    """Nothing more will happen to any file of the collection (deleted too, if asked)."""
-    busy = [F.NEW, F.STAGING, F.AVAILABLE, F.PROCESSING]
-    if row.feed.delete_after:
-        busy.append(F.PROCESSED)
-    if not row.sealed:
-        return False
-    found = conn.execute(
-        sa.select(files.c.id)
-        .where(files.c.collection_id == row.id, files.c.status.in_(busy))
-        .limit(1)
-    ).first()
-    return found is None
-
-
-def close(
-    conn: Connection, row: FeedRow, now: float, message: str = ""
-) -> tuple[int, WorkStatus] | None:
-    """Close a collection and let go of its work; returns (work, status) if that ended it."""
-    res = conn.execute(
-        sa.update(collections)
-        .where(collections.c.id == row.id, collections.c.status.in_(OPEN))
-        .values(status="closed", closed_at=now, message=message, lease_owner=None, lease_until=None)
-    )
-    if res.rowcount != 1:
-        return None
-    if not works.add_remaining(conn, {row.work_id: -1}):
-        return None
-    status = fed_work_outcome(works.counts(conn, row.work_id), unstaged(conn, row.work_id))
-    if not works.finish(conn, row.work_id, status, _outcome_message(conn, row.work_id), now):
-        return None
-    return row.work_id, status
-
-
-def failed_jobs(conn: Connection, row: FeedRow) -> bool:
-    """Whether files of the collection failed because their job failed."""
-    found = conn.execute(
-        sa.select(files.c.id)
-        .where(
-            files.c.collection_id == row.id, files.c.status == F.FAILED, files.c.job_id.is_not(None)
-        )
-        .limit(1)
-    ).first()
-    return found is not None
-
-
-def unstaged(conn: Connection, work_id: int) -> int:
-    """Files of a work's collections that never reached disk (given up after retries)."""
-    mine = sa.select(collections.c.id).where(collections.c.work_id == work_id)
-    return int(
-        conn.execute(
-            sa.select(sa.func.count())
-            .select_from(files)
-            .where(
-                files.c.collection_id.in_(mine),
-                files.c.status == F.FAILED,
-                files.c.job_id.is_(None),
-            )
-        ).scalar_one()
-    )
-
-
-def _outcome_message(conn: Connection, work_id: int) -> str:
-    lost = unstaged(conn, work_id)
-    broken = conn.execute(
-        sa.select(collections.c.message).where(
-            collections.c.work_id == work_id, collections.c.message != ""
-        )
-    ).scalars()
-    parts = [str(m) for m in broken]
-    if lost:
-        parts.insert(0, f"{lost} files could not be staged")
-    return "; ".join(parts)
-
-
-def abandoned(conn: Connection) -> list[FeedRow]:
-    """Open collections whose work ended without them (aborted, failed): to let go of."""
-    rows = conn.execute(
-        sa.select(*_COLUMNS)
-        .join(works_table, works_table.c.id == collections.c.work_id)
-        .where(
-            collections.c.status.in_(OPEN),
-            works_table.c.status.not_in([WorkStatus.RUNNING, WorkStatus.READY, WorkStatus.WAITING]),
-        )
-    )
-    return [_row(r) for r in rows]
-
-
-def give_up(conn: Connection, row: FeedRow, now: float, message: str) -> None:
-    """Close without counting down the work (it has ended already, or fails with this)."""
-    conn.execute(
-        sa.update(collections)
-        .where(collections.c.id == row.id)
-        .values(status="closed", closed_at=now, message=message, lease_owner=None, lease_until=None)
-    )
-
-
-def retried(conn: Connection) -> list[FeedRow]:
-    """Closed collections of running works whose workflow was retried after they closed,
-    and that have files left to stage again or to process again."""
-    retry = (
-        sa.select(commands.c.id)
-        .where(
-            commands.c.workflow_id == collections.c.workflow_id,
-            commands.c.kind == "retry",
-            commands.c.status == "applied",
-            commands.c.applied_at >= collections.c.closed_at,
-        )
-        .exists()
-    )
-    redo = (
-        sa.select(files.c.id)
-        .where(
-            files.c.collection_id == collections.c.id, files.c.status.in_([F.FAILED, F.PROCESSING])
-        )
-        .exists()
-    )
-    rows = conn.execute(
-        sa.select(*_COLUMNS)
-        .join(works_table, works_table.c.id == collections.c.work_id)
-        .where(
-            collections.c.status == "closed",
-            works_table.c.status == WorkStatus.RUNNING,
-            retry,
-            redo,
-        )
-    )
-    return [_row(r) for r in rows]
-
-
-def reopen(conn: Connection, row: FeedRow) -> None:
-    """A retried collection is followed again, holding its work open, its failures restaged."""
-    conn.execute(
-        sa.update(collections)
-        .where(collections.c.id == row.id, collections.c.status == "closed")
-        .values(status="new", closed_at=None, message="", next_poll_at=0)
-    )
-    works.add_remaining(conn, {row.work_id: 1})
-    _reset_unstaged(conn, [row.id])
-
-
-def counts_by_status(
-    conn: Connection, collection_ids: Sequence[int]
-) -> Mapping[int, dict[str, int]]:
-    out: dict[int, dict[str, int]] = {c: {} for c in collection_ids}
-    for cid, status, n in conn.execute(
-        sa.select(files.c.collection_id, files.c.status, sa.func.count())
-        .where(files.c.collection_id.in_(collection_ids))
-        .group_by(files.c.collection_id, files.c.status)
-    ):
-        out[int(cid)][str(status)] = int(n)
-    return out
