@@ -11,11 +11,20 @@ def reprocess(
 ) -> dict[str, Any]:
     """Pretend to reconstruct each file: a made-up event count from its name."""
     events = sum(1000 + zlib.crc32(f"{collection}/{f}".encode()) % 500 for f in files)
-    return {"collection": collection, "files": len(files), "events": events, "calibration": calibration}
+    return {
+        "collection": collection,
+        "files": len(files),
+        "events": events,
+        "calibration": calibration,
+    }
 
 
 def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     per: dict[str, int] = {}
     for r in results:
         per[r["collection"]] = per.get(r["collection"], 0) + r["files"]
-    return {"files": sum(per.values()), "events": sum(r["events"] for r in results), "datasets": per}
+    return {
+        "files": sum(per.values()),
+        "events": sum(r["events"] for r in results),
+        "datasets": per,
+    }

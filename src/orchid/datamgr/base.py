@@ -36,6 +36,9 @@ class FileInfo:
     status: FileStatus
     url: str | None = None
     error: str | None = None
+    # which staging attempt (1, 2, ...) a failure is about, when the manager knows: a
+    # failure reported again (a poll replayed after a crash) is then not counted twice
+    attempt: int = 0
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from orchid.store.feeds import FeedRow
 
 log = logging.getLogger(__name__)
 DELETE_BATCH = 5000
+IDLE_CHECK_S = 0.5
 LIST_BUDGET = 20_000  # files listed per round at most (a campaign lists 426,331)
 
 
@@ -84,11 +85,24 @@ class Transporter:
         self.env = env
         self.managers = dict(managers)
         self.owner = owner or agent_id("transporter")
+        self._idle_until = 0.0
 
     def run_once(self) -> int:
-        if not self.managers:
+        if not self.managers or not self._busy():
             return 0
         return self._follow() + self._settle()
+
+    def _busy(self) -> bool:
+        """Look for open collections at most every IDLE_CHECK_S while there are none, so
+        that workflows without data cost the loop next to nothing."""
+        now = self.env.clock()
+        if now < self._idle_until:
+            return False
+        with self.env.db.engine.connect() as conn:
+            busy = feeds.any_open(conn)
+        if not busy:
+            self._idle_until = now + IDLE_CHECK_S
+        return busy
 
     # --- following collections -------------------------------------------------------------
 
@@ -125,6 +139,13 @@ class Transporter:
             self._broken(conn, row, f"{row.manager} cannot stage {row.key}: {exc}", now)
             return 1
         feeds.mark_staging(conn, row, self.owner, now, now + mgr.poll_interval)
+        events.emit(
+            conn,
+            row.workflow_id,
+            "collection.staging",
+            {"collection_id": row.id, "files": len(listed), "to_stage": len(to_stage)},
+            now,
+        )
         log.info(
             "workflow %s collection %s: %d files, %d to stage",
             row.workflow_id,
@@ -222,6 +243,7 @@ class Transporter:
             return 0
         now = self.env.clock()
         ended = feedends.close(conn, row, now)
+        events.emit(conn, row.workflow_id, "collection.closed", {"collection_id": row.id}, now)
         log.info("workflow %s collection %s closed", row.workflow_id, row.key)
         if ended is not None:
             work_id, status = ended

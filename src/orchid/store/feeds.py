@@ -235,7 +235,8 @@ def apply_changes(
 ) -> tuple[int, list[str]]:
     """Apply what the data manager reported; return (files changed, files to stage again).
 
-    Idempotent: a change reported twice finds the file already moved and does nothing."""
+    Idempotent: a change reported twice finds the file already moved and does nothing; a
+    failure reported twice is counted once when the manager says which attempt failed."""
     by: dict[FileStatus, list[FileInfo]] = {}
     for c in changes:
         by.setdefault(c.status, []).append(c)
@@ -268,14 +269,18 @@ def apply_changes(
         failed = [c for c in by[F.FAILED]]
         res = conn.execute(
             sa.update(files)
-            .where(base, files.c.status == F.STAGING)
+            .where(
+                base,
+                files.c.status == F.STAGING,
+                sa.or_(sa.bindparam("a") == 0, files.c.attempt + 1 == sa.bindparam("a")),
+            )
             .values(
                 status=F.FAILED,
                 attempt=files.c.attempt + 1,
                 error=sa.bindparam("e"),
                 updated_at=now,
             ),
-            [{"n": c.name, "e": c.error or "staging failed"} for c in failed],
+            [{"n": c.name, "e": c.error or "staging failed", "a": c.attempt} for c in failed],
         )
         changed += max(res.rowcount, 0)
         for chunk in _chunks(c.name for c in failed):
@@ -331,3 +336,12 @@ def open_feed_rows(conn: Connection) -> list[FeedRow]:
         )
     )
     return [_row(r) for r in rows]
+
+
+def any_open(conn: Connection) -> bool:
+    """Whether some collection is being followed at all (agents skip their carousel work
+    for a while when none is)."""
+    found = conn.execute(
+        sa.select(collections.c.id).where(collections.c.status.in_(OPEN)).limit(1)
+    ).first()
+    return found is not None

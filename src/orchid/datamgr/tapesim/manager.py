@@ -100,6 +100,7 @@ class TapeSim:
                 c.status,
                 self._url(collection, c.name, c.status),
                 c.error,
+                c.attempt,
             )
             for c in log[start:]
         )

@@ -71,6 +71,7 @@ class Change(NamedTuple):
     status: FileStatus
     at: float
     error: str | None = None
+    attempt: int = 0
 
 
 @dataclass
@@ -228,7 +229,8 @@ class TapeLibrarySim:
         reported = _REPORTED[state]
         if _REPORTED[old] != reported or error is not None:
             f = self.lib.files[i]
-            self.logs[f.dataset].append(Change(f.name, reported, self.now, error))
+            attempt = self.attempts[i] if error is not None else 0
+            self.logs[f.dataset].append(Change(f.name, reported, self.now, error, attempt))
 
     def _use(self, delta: int) -> None:
         self.used += delta
