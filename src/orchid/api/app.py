@@ -14,9 +14,10 @@ from orchid.api import errors
 from orchid.api.auth import AuthConfig, Authenticator, OidcVerifier
 from orchid.api.deps import ApiState
 from orchid.api.routes import cache, catalog, jobs, messages, system, workflows
+from orchid.core.jobtoken import JOB_TOKEN_PREFIX
 from orchid.core.model import Principal
 from orchid.settings import Settings
-from orchid.store import tokens
+from orchid.store import jobtokens, secrets, tokens
 from orchid.store.db import Database
 
 PREFIX = "/api/v1"
@@ -36,8 +37,16 @@ def create_app(
     auth = auth or AuthConfig.from_env()
     verifier = OidcVerifier(auth, httpx.Client(timeout=10)) if auth.oidc_issuer else None
 
+    job_key: list[bytes] = []  # read once, when the first job token comes
+
     def lookup(token: str) -> Principal | None:
         now = time.time()
+        if token.startswith(JOB_TOKEN_PREFIX):
+            if not job_key:
+                with db.begin() as conn:
+                    job_key.append(secrets.key(conn, secrets.JOB_TOKEN_KEY, now))
+            with db.engine.connect() as conn:
+                return jobtokens.lookup(conn, token, job_key[0])
         with db.engine.connect() as conn:  # read-only: no write lock on most requests
             found = tokens.find(conn, token, now)
         if found is None:

@@ -107,7 +107,7 @@ class AttemptFiles:
 
 
 def build_env(spec: JobSpec, files: AttemptFiles, extra_path: Sequence[str] = ()) -> dict[str, str]:
-    """The job's environment: ours, then ``payload.env``, then the ``ORCHID_*`` variables.
+    """The job's environment: ours, ``payload.env``, ``spec.env``, then the ``ORCHID_*`` ones.
 
     ``payload.python_path`` goes in front of ``PYTHONPATH``; ``extra_path`` goes at its end.
     """
@@ -117,6 +117,7 @@ def build_env(spec: JobSpec, files: AttemptFiles, extra_path: Sequence[str] = ()
         raise StartError(f"job args are not JSON-serialisable: {exc}") from exc
     env = dict(os.environ)
     env.update(spec.payload.env)
+    env.update(spec.env)
     env.update(
         ORCHID_JOB_KEY=spec.key,
         ORCHID_WORKFLOW_ID=str(spec.workflow_id),
