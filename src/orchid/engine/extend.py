@@ -17,14 +17,14 @@ from typing import Any
 from orchid.core.jobs import JobDraft
 from orchid.core.states import TERMINAL_WORKFLOW
 from orchid.engine.templates import compile_template
-from orchid.errors import InvalidInput, TemplateError
+from orchid.errors import InvalidTransition, TemplateError
 from orchid.store import events, jobs, workflows, works
 from orchid.store.db import Database
 
 log = logging.getLogger(__name__)
 
 
-class WorkflowEnded(InvalidInput):
+class WorkflowEnded(InvalidTransition):
     """Works cannot be added to (or a close sent to) a workflow that has ended."""
 
 
@@ -34,13 +34,16 @@ class AddedWork:
     name: str
     jobs: int
     created: bool  # False: it was there already
+    changed: bool = False  # it was there with another definition (kept as it was)
 
 
 def add_work(db: Database, workflow_id: int, spec: Mapping[str, Any], now: float) -> AddedWork:
     """Append the work ``spec`` (a template's ``works`` item) to a workflow that has not ended.
 
-    Raises TemplateError if the grown template would be invalid, InvalidInput if another
-    work of that name exists, WorkflowEnded if the workflow is over.
+    A work of that name that is there already is returned as it is (``created`` False;
+    ``changed`` if its definition differs: the name is its identity, and what it did is
+    kept). Raises TemplateError if the grown template would be invalid, WorkflowEnded if
+    the workflow is over.
     """
     if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
         raise TemplateError([("work", "must be a mapping with a `name`, like a template's works")])
@@ -60,13 +63,9 @@ def add_work(db: Database, workflow_id: int, spec: Mapping[str, Any], now: float
         raw, base_dir = workflows.template_of(conn, workflow_id)
         existing = next((w for w in raw.get("works", []) if w.get("name") == name), None)
         if existing is not None:
-            if existing != dict(spec):
-                raise InvalidInput(
-                    f"workflow {workflow_id} already has a different work named {name!r}; "
-                    "give the new one another name"
-                )
             work_id, n_jobs = works.find(conn, workflow_id, name)
-            return AddedWork(work_id, name, n_jobs, created=False)
+            changed = existing != dict(spec)
+            return AddedWork(work_id, name, n_jobs, created=False, changed=changed)
         if status in TERMINAL_WORKFLOW:
             raise WorkflowEnded(
                 f"workflow {workflow_id} has ended ({status}); works cannot be added to it"

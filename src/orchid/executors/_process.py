@@ -73,11 +73,16 @@ def render_argv(template: Sequence[str], args: Mapping[str, Any]) -> list[str]:
     """Render every argv item with :func:`render_item`.
 
     A bare ``python``/``python3`` program runs with the interpreter Orchid runs
-    under: jobs see the same virtualenv, and skip slow launcher shims.
+    under: jobs see the same virtualenv, and skip slow launcher shims. So does
+    ``orchid-job`` (Function-as-a-Task): the one installed beside that interpreter.
     """
     argv = [render_item(item, args) for item in template]
     if argv and argv[0] in PYTHON_NAMES:
         argv[0] = sys.executable
+    elif argv and argv[0] == "orchid-job":
+        beside = Path(sys.executable).parent / "orchid-job"
+        if beside.exists():
+            argv[0] = str(beside)
     return argv
 
 
