@@ -22,12 +22,11 @@ with a frozen definition, checked when the decorator runs.
 from __future__ import annotations
 
 import functools
-import inspect
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from orchid.fat import packaging, runtime
+from orchid.fat import runtime
 from orchid.fat.backend import Backend
 from orchid.fat.definitions import (
     Side,
@@ -50,6 +49,8 @@ def bind(
 ) -> dict[str, Any]:
     """The call as ``{"args": [...], "kwargs": {...}}`` (by name where it can be), checked
     against the signature now, not in a job later."""
+    import inspect
+
     sig = inspect.signature(fn)
     try:
         bound = sig.bind(*args, **kwargs)
@@ -137,6 +138,8 @@ class Task(Generic[P, R]):
         return self.fn(*args, **kwargs)
 
     def __reduce__(self) -> Any:
+        from orchid.fat import packaging
+
         ref = packaging.reference(self.fn)
         if ref is not None:
             module, qualname = ref.split(":")

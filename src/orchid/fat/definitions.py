@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from orchid.fat.errors import UsageError
 
 Side = Literal["client", "server"]
 EXECUTORS = ("local",)  # the executors that run commands today (dask, panda, htcondor: later)
+CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR = 0x20, 0x80, 0x200  # as in `inspect`
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,79}$")
 
 
@@ -56,17 +56,18 @@ def check_function(fn: Any, decorator: str) -> None:
 
     if isinstance(fn, Task | Workflow):
         raise UsageError(f"{describe(fn.fn)} is decorated twice: use one @task or @workflow")
-    if inspect.isclass(fn) or not callable(fn):
+    flags = getattr(getattr(fn, "__code__", None), "co_flags", 0)
+    if isinstance(fn, type) or not callable(fn):
         raise UsageError(
             f"@{decorator} decorates a function; {fn!r} is not one. Write a function "
             "(`def name(...)`) and decorate it"
         )
-    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+    if flags & (CO_COROUTINE | CO_ASYNC_GENERATOR):
         raise UsageError(
             f"@{decorator} cannot decorate async function {describe(fn)}: jobs call plain "
             "functions. Write it with `def`, calling asyncio.run(...) inside if it needs to"
         )
-    if inspect.isgeneratorfunction(fn):
+    if flags & CO_GENERATOR:
         raise UsageError(
             f"@{decorator} cannot decorate generator {describe(fn)}: a job returns one "
             "value. Return a list instead of yielding"

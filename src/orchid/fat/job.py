@@ -283,10 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"{TB_BEGIN}\n{text}{TB_END}\n")
         error = {"type": type(exc).__name__, "message": str(exc)[:2000], "traceback": text}
         _report({**ident, "ok": False, "error": error, "metrics": _metrics(started)})
-        print(
-            f"orchid-job: {args.function[:80]} raised {type(exc).__name__}: {exc}"[:500],
-            file=sys.stderr,
-        )
+        label = getattr(fn, "__qualname__", args.function[:80])
+        print(f"orchid-job: {label} raised {type(exc).__name__}: {exc}"[:500], file=sys.stderr)
         return EXIT_RAISED
     try:
         envelope = codec.encode(value, "the return value", put_blob)

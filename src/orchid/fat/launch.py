@@ -11,6 +11,7 @@ had started, and the works whose jobs had finished are reused, not run again.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from orchid.fat import codec, runtime
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 FRESH = frozenset({"failed", "cancelled"})  # such a workflow is run anew, not resumed
 TERMINAL = frozenset({"succeeded", "failed", "partial", "cancelled"})
+FAILING_WAIT_S = 10.0  # how long a failed embedded run waits for its workflow to end
 FUTURE_METHODS = frozenset({"result", "done", "exception", "as_completed"})
 
 
@@ -50,10 +52,15 @@ def launch(wf: Workflow[Any, Any], call: dict[str, Any], handle: WorkflowRun[Any
             workflow_id = backend.submit(_template(wf, envelope, key, backend))
         if handle is not None:
             handle.workflow_id = workflow_id
-        if d.side == "client":
-            value = _client_side(wf, call, backend, workflow_id)
-        else:
-            value = _server_side(wf, backend, workflow_id)
+        try:
+            if d.side == "client":
+                value = _client_side(wf, call, backend, workflow_id)
+            else:
+                value = _server_side(wf, backend, workflow_id)
+        except Exception:
+            if not backend.remote:  # let the agents here record the failure, briefly
+                _wait_end(backend, workflow_id, FAILING_WAIT_S)
+            raise
         if not backend.remote:  # the agents here must see the rest through
             _wait_end(backend, workflow_id)
         return value
@@ -142,8 +149,11 @@ def _server_side(wf: Workflow[Any, Any], backend: Backend, workflow_id: int) -> 
         ) from None
 
 
-def _wait_end(backend: Backend, workflow_id: int) -> None:
+def _wait_end(backend: Backend, workflow_id: int, limit: float | None = None) -> None:
+    deadline = None if limit is None else time.monotonic() + limit
     while backend.workflow_status(workflow_id)[0] not in TERMINAL:
+        if deadline is not None and time.monotonic() > deadline:
+            return  # jobs still run: the next agents to run carry the workflow to its end
         backend.wait(workflow_id, 0.05)
 
 

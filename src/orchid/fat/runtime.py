@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from orchid.fat import codec, packaging
+from orchid.fat import codec
 from orchid.fat.backend import Backend, JobRow
 from orchid.fat.definitions import Policy
 from orchid.fat.errors import TaskFailed
@@ -228,7 +228,7 @@ class Run:
         self.workflow_id = workflow_id
         self.tracker = Tracker(backend, workflow_id)
         self._calls: Counter[str] = Counter()
-        self._sources: dict[packaging.Tree, str] = {}
+        self._sources: dict[Any, str] = {}  # packaging.Tree -> sha256
         self._lock = threading.Lock()
 
     def call(self, task: Task[Any, Any], calls: Sequence[Mapping[str, Any]]) -> WorkHandle:
@@ -258,6 +258,8 @@ class Run:
     def source(self, fn: Any, policy: Policy) -> str:
         """The cache sha256 of the function's source tree (zipped once per run), or '-'."""
         import sys
+
+        from orchid.fat import packaging
 
         module = sys.modules.get(getattr(fn, "__module__", ""))
         tree = packaging.tree_of(module, policy.include, policy.exclude) if module else None
@@ -314,6 +316,8 @@ def encode_call(name: str, call: Mapping[str, Any], put: Any) -> codec.Envelope:
 def function_ref(fn: Any, described: str, put: Any) -> str:
     """How orchid-job finds the function: ``module:qualname``, or the function by value
     (``pickle:<base64>``, ``cache:<sha256>``) when it cannot be imported by name."""
+    from orchid.fat import packaging
+
     ref = packaging.reference(fn)
     if ref is not None:
         return ref
