@@ -55,7 +55,8 @@ def bind(
     try:
         bound = sig.bind(*args, **kwargs)
     except TypeError as exc:
-        raise UsageError(f"{name}{sig} cannot be called like this: {exc}") from None
+        shown = ", ".join(str(p).split(":")[0].split("=")[0] for p in sig.parameters.values())
+        raise UsageError(f"{name}({shown}) cannot be called like this: {exc}") from None
     for key, value in bound.arguments.items():
         values = (
             value.values()
@@ -229,10 +230,11 @@ class Workflow(Generic[P, R]):
 
     def local(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function here, every task call run here at once (tests, debugging)."""
-        from orchid.fat.launch import settle
+        from orchid.fat.launch import call_function
 
+        call = bind(self.fn, self.definition.name, args, kwargs)
         with runtime.running(runtime.LocalRun()):
-            value: R = settle(self.fn(*args, **kwargs))
+            value: R = call_function(self.fn, call, self.definition.name)
             return value
 
 
