@@ -16,7 +16,20 @@ from collections import Counter
 
 from orchid import task, workflow
 
-WORDS = "tape disk muon pion kaon quark gluon photon jet vertex track hit".split()
+WORDS = [
+    "tape",
+    "disk",
+    "muon",
+    "pion",
+    "kaon",
+    "quark",
+    "gluon",
+    "photon",
+    "jet",
+    "vertex",
+    "track",
+    "hit",
+]
 
 
 @task(cores=1, retries=1)
