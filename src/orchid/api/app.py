@@ -6,14 +6,15 @@ import time
 from collections.abc import Awaitable, Callable
 
 import httpx
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from orchid import __version__
 from orchid.api import errors
 from orchid.api.auth import AuthConfig, Authenticator, OidcVerifier
-from orchid.api.deps import ApiState
+from orchid.api.deps import ApiState, known_query
 from orchid.api.routes import cache, catalog, growth, jobs, messages, system, workflows
+from orchid.api.schemas import ERROR_RESPONSES
 from orchid.core.jobtoken import JOB_TOKEN_PREFIX
 from orchid.core.model import Principal
 from orchid.settings import Settings
@@ -76,7 +77,9 @@ def create_app(
     # messages before workflows: POST /workflows/{id}/{action} would take /messages
     routers = (system.router, messages.router, growth.router, cache.router, catalog.router)
     for router in (*routers, workflows.router, jobs.router):
-        app.include_router(router, prefix=PREFIX)
+        app.include_router(
+            router, prefix=PREFIX, responses=ERROR_RESPONSES, dependencies=[Depends(known_query)]
+        )
 
     @app.middleware("http")
     async def limit_declared_size(

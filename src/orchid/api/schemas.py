@@ -13,6 +13,35 @@ class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class Problem(_Out):
+    field: str | None = None
+    error: str
+
+
+class ErrorOut(_Out):
+    """Every error answer: what is wrong, where, and for invalid input each problem found."""
+
+    error: str = Field(description="what is wrong and what to do about it")
+    field: str | None = Field(None, description="the offending part of the request")
+    problems: list[Problem] | None = None
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description}
+
+
+# documented on every route (FastAPI's own 422 model would describe a body we never send)
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error("the request is malformed"),
+    401: _error("no or invalid credentials (see WWW-Authenticate)"),
+    403: _error("authenticated, but not allowed"),
+    404: _error("no such resource"),
+    409: _error("the change conflicts with the resource's state"),
+    413: _error("the request body is too large"),
+    422: _error("invalid input: `field` and `problems` say where"),
+}
+
+
 class WorkflowOut(_Out):
     id: int
     name: str

@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from orchid.core.jsonvalues import MAX_DEPTH, TOO_DEEP
 from orchid.errors import TemplateError
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$"
@@ -254,6 +255,11 @@ def _is_field(part: int | str) -> bool:
     return isinstance(part, int) or (not any(c in part for c in "[]'-") and part not in _TYPE_NAMES)
 
 
+def error_field(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as a dotted field path, without union member names."""
+    return ".".join(str(p) for p in loc if _is_field(p))
+
+
 _TYPE_NAMES = frozenset({"str", "int", "float", "bool", "dict", "list"})
 
 
@@ -331,11 +337,13 @@ def decode(text: str, source: str = "<template>") -> Any:
 
 
 def check_values(value: Any, source: str) -> None:
-    """Refuse what is not JSON (dates, binary, sets, NaN, non-text keys) and more than
-    ``MAX_TEMPLATE_VALUES`` values as a reader would see them (aliases expanded)."""
-    stack, count = [value], 0
+    """Refuse what is not JSON (dates, binary, sets, NaN, non-text keys), values nested more
+    than ``MAX_DEPTH`` deep, and more than ``MAX_TEMPLATE_VALUES`` values as a reader would
+    see them (aliases expanded)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    count = 0
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
         count += 1
         if count > MAX_TEMPLATE_VALUES:
             raise TemplateError(
@@ -347,15 +355,17 @@ def check_values(value: Any, source: str) -> None:
                     )
                 ]
             )
+        if isinstance(node, dict | list) and depth >= MAX_DEPTH:
+            raise TemplateError([(source, TOO_DEEP)])
         if isinstance(node, dict):
             bad = next((k for k in node if not isinstance(k, str)), None)
             if bad is not None:
                 raise TemplateError(
                     [(source, f"mapping keys must be text; got {bad!r} (quote it: '{bad}')")]
                 )
-            stack.extend(node.values())
+            stack.extend((v, depth + 1) for v in node.values())
         elif isinstance(node, list):
-            stack.extend(node)
+            stack.extend((v, depth + 1) for v in node)
         elif isinstance(node, float) and not math.isfinite(node):
             raise TemplateError([(source, "holds NaN or infinity, which JSON cannot hold")])
         elif not isinstance(node, str | int | float | bool) and node is not None:

@@ -213,8 +213,13 @@ def record_updates(
         conn.execute(
             sa.update(jobs)
             .where(guard, jobs.c.status == J.SUBMITTED)
-            .values(status=J.RUNNING, started_at=sa.bindparam("at")),
-            [{"jid": u.job_id, "att": u.attempt, "at": u.at} for u in started],
+            .values(
+                status=J.RUNNING,
+                started_at=sa.bindparam("at"),
+                # the log of a running job can be read while it grows
+                log_uri=sa.func.coalesce(sa.bindparam("log", type_=sa.Text), jobs.c.log_uri),
+            ),
+            [{"jid": u.job_id, "att": u.attempt, "at": u.at, "log": u.log_uri} for u in started],
         )
     if ok:
         conn.execute(

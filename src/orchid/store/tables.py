@@ -22,12 +22,16 @@ metadata = sa.MetaData(
 # queries inside these documents
 Json = sa.JSON()
 
+# ids: 64-bit on PostgreSQL (a busy server passes 2^31 events or jobs); on SQLite an
+# INTEGER PRIMARY KEY is already the 64-bit rowid, and only that spelling autoincrements
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 _TERMINAL_JOBS = "('succeeded', 'failed', 'cancelled', 'skipped')"
 
 workflows = sa.Table(
     "workflows",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(100), nullable=False),
     sa.Column("owner", sa.String(200), nullable=False, index=True),
     sa.Column("share_group", sa.String(200), nullable=True),  # its members may see and act
@@ -55,8 +59,8 @@ workflows = sa.Table(
 works = sa.Table(
     "works",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("workflow_id", sa.Integer, sa.ForeignKey("workflows.id"), nullable=False),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", Id, sa.ForeignKey("workflows.id"), nullable=False),
     sa.Column("name", sa.String(100), nullable=False),
     sa.Column("iteration", sa.Integer, nullable=False, server_default="0"),
     sa.Column("status", sa.String(16), nullable=False, index=True),
@@ -77,9 +81,9 @@ works = sa.Table(
 jobs = sa.Table(
     "jobs",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("workflow_id", sa.Integer, nullable=False),
-    sa.Column("work_id", sa.Integer, sa.ForeignKey("works.id"), nullable=False),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", Id, nullable=False),
+    sa.Column("work_id", Id, sa.ForeignKey("works.id"), nullable=False),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("status", sa.String(12), nullable=False),
     sa.Column("args", Json, nullable=False),
@@ -127,15 +131,15 @@ jobs = sa.Table(
 job_edges = sa.Table(
     "job_edges",
     metadata,
-    sa.Column("parent_id", sa.Integer, primary_key=True),
-    sa.Column("child_id", sa.Integer, primary_key=True, index=True),
+    sa.Column("parent_id", Id, primary_key=True),
+    sa.Column("child_id", Id, primary_key=True, index=True),
 )
 
 events = sa.Table(
     "events",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("workflow_id", sa.Integer, nullable=False, index=True),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", Id, nullable=False, index=True),
     sa.Column("kind", sa.String(40), nullable=False),
     sa.Column("data", Json, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
@@ -144,8 +148,8 @@ events = sa.Table(
 commands = sa.Table(
     "commands",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("workflow_id", sa.Integer, sa.ForeignKey("workflows.id"), nullable=False),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", Id, sa.ForeignKey("workflows.id"), nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("status", sa.String(16), nullable=False, index=True),  # pending|applied|rejected
     sa.Column("message", sa.Text, nullable=False, server_default=""),
@@ -156,9 +160,9 @@ commands = sa.Table(
 collections = sa.Table(
     "collections",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("workflow_id", sa.Integer, sa.ForeignKey("workflows.id"), nullable=False),
-    sa.Column("work_id", sa.Integer, sa.ForeignKey("works.id"), nullable=True),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", Id, sa.ForeignKey("workflows.id"), nullable=False),
+    sa.Column("work_id", Id, sa.ForeignKey("works.id"), nullable=True),
     sa.Column("scope", sa.String(100), nullable=False),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("manager", sa.String(40), nullable=False),
@@ -169,8 +173,8 @@ collections = sa.Table(
 files = sa.Table(
     "files",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("collection_id", sa.Integer, sa.ForeignKey("collections.id"), nullable=False),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("collection_id", Id, sa.ForeignKey("collections.id"), nullable=False),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("size", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("status", sa.String(16), nullable=False),
@@ -193,7 +197,7 @@ agents = sa.Table(
 tokens = sa.Table(
     "tokens",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("user", sa.String(200), nullable=False),
     sa.Column("groups", Json, nullable=False),
     sa.Column("admin", sa.Boolean, nullable=False, server_default=sa.false()),
@@ -208,8 +212,8 @@ tokens = sa.Table(
 messages = sa.Table(
     "messages",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("workflow_id", sa.Integer, sa.ForeignKey("workflows.id"), nullable=False, index=True),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", Id, sa.ForeignKey("workflows.id"), nullable=False, index=True),
     sa.Column("sender", sa.String(200), nullable=False),
     sa.Column("kind", sa.String(40), nullable=False),
     sa.Column("body", Json, nullable=False),
