@@ -38,7 +38,7 @@ class Transformer:
 
     def _transform(self, conn: Connection, row: Row[Any]) -> None:
         now = self.env.clock()
-        compiled = self.env.templates.get(conn, row.workflow_id)
+        compiled = self.env.templates.get(conn, row.workflow_id, (row.name,))
         spec = compiled.template.work(row.name).input
         if spec is not None:  # the data carousel: jobs come as its files reach disk
             start_fed_work(conn, row, compiled, spec, self.env.data_managers, now)

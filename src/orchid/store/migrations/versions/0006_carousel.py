@@ -1,7 +1,7 @@
 """carousel: collections a transporter follows, files with their job, attempts and url
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-01 19:00:00
 
 """
@@ -12,8 +12,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision: str = "0004"
-down_revision: Union[str, Sequence[str], None] = "0003"
+revision: str = "0006"
+down_revision: Union[str, Sequence[str], None] = "0005"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
@@ -34,7 +34,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("closed_at", sa.Float(), nullable=True))
         batch_op.create_index("ix_collections_status", ["status"], unique=False)
     with op.batch_alter_table("files", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("job_id", sa.Integer(), nullable=True))
+        batch_op.add_column(
+            sa.Column("job_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True)
+        )
         batch_op.add_column(sa.Column("attempt", sa.Integer(), server_default="0", nullable=False))
         batch_op.add_column(sa.Column("url", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("error", sa.Text(), nullable=True))
