@@ -52,12 +52,13 @@ def sim_engine(
     executor: Executor,
     managers: Mapping[str, DataManager],
     step: float = 60.0,
+    sim: TapeSim | None = None,
 ) -> SimEngine:
     settings = settings_for(db, home)
     runner: Runner
     runner, ex = make_runner(settings, db, executor=executor, data_managers=managers)
     home.mkdir(parents=True, exist_ok=True)
-    sim = next(m for m in managers.values() if isinstance(m, TapeSim))
+    sim = sim or next(m for m in managers.values() if isinstance(m, TapeSim))
     return SimEngine(db, runner, ex, home, sim, step)
 
 

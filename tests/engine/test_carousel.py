@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from orchid.datamgr.tapesim import TapeSim
+from orchid.errors import DataManagerError
 from orchid.executors.null import NullExecutor
 from orchid.store.db import Database
+from orchid.store.tables import collections
 from tests.engine.carouselkit import (
     collection_rows,
     fed_template,
@@ -198,3 +202,36 @@ def test_abort_lets_go_of_the_collections(db: Database, tmp_path: Path) -> None:
     assert {c.status for c in collection_rows(db)} == {"closed"}
     sim.sim.advance(sim.clock() + 60)  # the file being read when released lands, and goes
     assert sim.sim.used == 0 and not any(sim.sim.queues.values())
+
+
+class Flaky:
+    """A data manager that is down for a while, then fails once mid-transaction."""
+
+    def __init__(self, inner: TapeSim) -> None:
+        self.inner, self.name, self.poll_interval = inner, inner.name, 0.0
+        self.calls = 0
+
+    def __getattr__(self, attr: str):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, attr)
+
+    def poll(self, collection: str, cursor: str | None):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls <= 2:
+            raise DataManagerError("tape library unreachable")
+        changes = self.inner.poll(collection, cursor)
+        if self.calls == 4:
+            raise RuntimeError("the agent died after polling")  # its transaction rolls back
+        return changes
+
+
+def test_a_data_manager_that_is_down_or_a_crash_mid_poll_loses_nothing(
+    db: Database, tmp_path: Path
+) -> None:
+    sim = tape_library([("data18:A", 40)])
+    flaky = Flaky(sim)
+    eng = sim_engine(db, tmp_path / "home", NullExecutor(), {"tape": flaky}, sim=sim)  # type: ignore[dict-item]
+    wf = eng.submit(fed_template(["data18:A"], delete_after="processed"))
+    with db.begin() as conn:
+        conn.execute(sa.update(collections).values(next_poll_at=0))
+    assert drive(eng, wf) == "succeeded", describe(db, wf)
+    assert flaky.calls > 4 and file_counts(db) == {"deleted": 40}

@@ -167,7 +167,9 @@ class Transporter:
         except DataManagerError as exc:
             # a data system that is down now may answer later: look again after a while
             log.warning("collection %s: %s; polling again later", row.key, exc)
-            feeds.done_polling(conn, row, self.owner, row.cursor, now + max(mgr.poll_interval, 5.0))
+            feeds.done_polling(
+                conn, row, self.owner, row.cursor, now + max(2 * mgr.poll_interval, 1.0)
+            )
             return 0
         feeds.done_polling(
             conn, row, self.owner, changes.cursor, now + mgr.poll_interval, sealed=changes.sealed
