@@ -200,6 +200,7 @@ def test_abort_lets_go_of_the_collections(db: Database, tmp_path: Path) -> None:
     for _ in range(3):
         eng.round()
     assert {c.status for c in collection_rows(db)} == {"closed"}
+    assert {j.status for j in job_rows(db).values()} <= {"succeeded", "cancelled"}
     sim.sim.advance(sim.clock() + 60)  # the file being read when released lands, and goes
     assert sim.sim.used == 0 and not any(sim.sim.queues.values())
 

@@ -43,9 +43,16 @@ def release(conn: Connection, now: float, limit: int) -> int:
     feeds = {r.id: r for r in open_feed_rows(conn)}
     if not feeds:
         return 0
-    pending = {cid: _pending(conn, r) for cid, r in feeds.items() if _needs_pending(r)}
+    params = _parameters(conn, {r.work_id for r in feeds.values()})  # running works only
+    pending = {
+        cid: _pending(conn, r)
+        for cid, r in feeds.items()
+        if _needs_pending(r) and r.work_id in params
+    }
     eligible = [
-        cid for cid in feeds if not (feeds[cid].feed.release == "per-collection" and pending[cid])
+        cid
+        for cid, r in feeds.items()
+        if r.work_id in params and not (r.feed.release == "per-collection" and pending[cid])
     ]
     if not eligible:
         return 0
@@ -63,14 +70,13 @@ def release(conn: Connection, now: float, limit: int) -> int:
         ready[int(r.collection_id)].append(OnDisk(int(r.id), str(r.name), r.url))
     if not ready:
         return 0
-    params = _parameters(conn, {feeds[c].work_id for c in ready})
     made: Counter[int] = Counter()
     rows: list[dict[str, Any]] = []
     members: list[list[OnDisk]] = []
     for cid, on_disk in ready.items():
         row = feeds[cid]
         for group in job_groups(row.feed, on_disk, pending.get(cid, False)):
-            rows.append(_job(row, params.get(row.work_id, {}), group, now))
+            rows.append(_job(row, params[row.work_id], group, now))
             members.append(group)
             made[row.work_id] += 1
     if not rows:
