@@ -86,6 +86,7 @@ class Transporter:
         self.managers = dict(managers)
         self.owner = owner or agent_id("transporter")
         self._idle_until = 0.0
+        self._unchanged: list[int] = []  # polled without news in this batch
 
     def run_once(self) -> int:
         if not self.managers or not self._busy():
@@ -113,6 +114,7 @@ class Transporter:
         # each agent round would otherwise commit once per collection
         with env.db.begin() as conn:
             due = feeds.claim_due(conn, self.owner, self.managers, env.clock(), env.lease, 100)
+            self._unchanged = []
             listed = 0
             for row in due:
                 if row.status != "new":
@@ -123,6 +125,7 @@ class Transporter:
                     done += n
                 else:
                     feeds.done_polling(conn, row, self.owner, None, env.clock())
+            feeds.let_go(conn, self._unchanged, self.owner)
         if done:
             env.bus.notify(JOBS)
         return done
@@ -171,9 +174,17 @@ class Transporter:
                 conn, row, self.owner, row.cursor, now + max(2 * mgr.poll_interval, 1.0)
             )
             return 0
-        feeds.done_polling(
-            conn, row, self.owner, changes.cursor, now + mgr.poll_interval, sealed=changes.sealed
-        )
+        if changes.cursor != row.cursor or changes.sealed != row.sealed or mgr.poll_interval:
+            feeds.done_polling(
+                conn,
+                row,
+                self.owner,
+                changes.cursor,
+                now + mgr.poll_interval,
+                sealed=changes.sealed,
+            )
+        else:
+            self._unchanged.append(row.id)  # released together at the end of the batch
         return changed
 
     def _broken(self, conn: Connection, row: FeedRow, message: str, now: float) -> None:
@@ -198,13 +209,14 @@ class Transporter:
         done = 0
         with env.db.begin() as conn:
             feedends.seal_finishing(conn)
-            rows = feeds.open_feed_rows(conn)
+            rows = [r for r in feeds.open_feed_rows(conn) if r.manager in self.managers]
+            deleting = [r.id for r in rows if r.feed.delete_after]  # others: another process
+            gone = feedends.processed(conn, deleting, DELETE_BATCH)
             for row in rows:
-                mgr = self.managers.get(row.manager)
-                if mgr is None:
-                    continue  # another process follows it
-                done += self._release(conn, row, mgr)
-                done += self._close(conn, row, mgr)
+                if row.id in gone:
+                    done += self._release(conn, row, self.managers[row.manager], gone[row.id])
+            for row in feedends.complete(conn, rows):
+                done += self._close(conn, row, self.managers[row.manager])
             for row in feedends.abandoned(conn):
                 mgr = self.managers.get(row.manager)
                 if mgr is None:
@@ -219,12 +231,9 @@ class Transporter:
                     done += 1
         return done
 
-    def _release(self, conn: Connection, row: FeedRow, mgr: DataManager) -> int:
-        if not row.feed.delete_after:
-            return 0
-        gone = feedends.processed(conn, row, DELETE_BATCH)
-        if not gone:
-            return 0
+    def _release(
+        self, conn: Connection, row: FeedRow, mgr: DataManager, gone: list[tuple[int, str]]
+    ) -> int:
         try:
             mgr.release(row.key, [name for _, name in gone])
         except DataManagerError as exc:
@@ -234,8 +243,6 @@ class Transporter:
         return len(gone)
 
     def _close(self, conn: Connection, row: FeedRow, mgr: DataManager) -> int:
-        if not feedends.complete(conn, row):
-            return 0
         # files whose job failed stay pinned, so that a retry can process them again
         if (
             row.feed.delete_after

@@ -35,15 +35,21 @@ def seal_finishing(conn: Connection) -> int:
     return max(res.rowcount, 0)
 
 
-def processed(conn: Connection, row: FeedRow, limit: int) -> list[tuple[int, str]]:
-    """Processed files of a collection that are still on disk: (id, name)."""
+def processed(
+    conn: Connection, collection_ids: Sequence[int], limit: int
+) -> dict[int, list[tuple[int, str]]]:
+    """Processed files still on disk, by collection: (id, name); one query for all."""
+    out: dict[int, list[tuple[int, str]]] = {}
+    if not collection_ids:
+        return out
     rows = conn.execute(
-        sa.select(files.c.id, files.c.name)
-        .where(files.c.collection_id == row.id, files.c.status == F.PROCESSED)
-        .order_by(files.c.id)
+        sa.select(files.c.id, files.c.name, files.c.collection_id)
+        .where(files.c.collection_id.in_(collection_ids), files.c.status == F.PROCESSED)
         .limit(limit)
     )
-    return [(int(r.id), str(r.name)) for r in rows]
+    for r in rows:
+        out.setdefault(int(r.collection_id), []).append((int(r.id), str(r.name)))
+    return out
 
 
 def mark_deleted(conn: Connection, ids: Sequence[int], now: float) -> None:
@@ -55,19 +61,25 @@ def mark_deleted(conn: Connection, ids: Sequence[int], now: float) -> None:
         )
 
 
-def complete(conn: Connection, row: FeedRow) -> bool:
-    """Nothing more will happen to any file of the collection (deleted too, if asked)."""
-    busy = [F.NEW, F.STAGING, F.AVAILABLE, F.PROCESSING]
-    if row.feed.delete_after:
-        busy.append(F.PROCESSED)
-    if not row.sealed:
-        return False
-    found = conn.execute(
-        sa.select(files.c.id)
-        .where(files.c.collection_id == row.id, files.c.status.in_(busy))
-        .limit(1)
-    ).first()
-    return found is None
+def complete(conn: Connection, rows: Sequence[FeedRow]) -> list[FeedRow]:
+    """The collections to which nothing more will happen (processed files deleted too,
+    where asked): one statement, an index probe per collection."""
+    out: list[FeedRow] = []
+    for delete_after in (False, True):
+        group = {r.id: r for r in rows if r.sealed and r.feed.delete_after == delete_after}
+        if not group:
+            continue
+        busy = [F.NEW, F.STAGING, F.AVAILABLE, F.PROCESSING] + ([F.PROCESSED] * delete_after)
+        pending = (
+            sa.select(files.c.id)
+            .where(files.c.collection_id == collections.c.id, files.c.status.in_(busy))
+            .exists()
+        )
+        done = conn.execute(
+            sa.select(collections.c.id).where(collections.c.id.in_(list(group)), sa.not_(pending))
+        ).scalars()
+        out.extend(group[int(i)] for i in done)
+    return out
 
 
 def close(

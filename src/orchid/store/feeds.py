@@ -230,6 +230,12 @@ def done_polling(
     )
 
 
+def let_go(conn: Connection, collection_ids: Sequence[int], owner: str) -> None:
+    """Give back the leases of collections whose poll changed nothing, in one statement."""
+    if collection_ids:
+        claims.release(conn, collections, collection_ids, owner)
+
+
 def apply_changes(
     conn: Connection, row: FeedRow, changes: Sequence[FileInfo], now: float
 ) -> tuple[int, list[str]]:
@@ -240,7 +246,9 @@ def apply_changes(
     by: dict[FileStatus, list[FileInfo]] = {}
     for c in changes:
         by.setdefault(c.status, []).append(c)
-    changed = _add_new(conn, row, [c for c in changes if c.status in (F.NEW, F.AVAILABLE)], now)
+    changed = 0
+    if not row.sealed:  # only a collection that may still grow has files we do not know
+        changed = _add_new(conn, row, [c for c in changes if c.status in (F.NEW, F.AVAILABLE)], now)
     base = sa.and_(files.c.collection_id == row.id, files.c.name == sa.bindparam("n"))
     if by.get(F.STAGING):
         res = conn.execute(
