@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from orchid.core.carousel import fed_work_outcome
 from orchid.core.states import FileStatus, WorkStatus
 from orchid.store import works
-from orchid.store.feeds import _COLUMNS, OPEN, FeedRow, _chunks, _reset_unstaged, _row
+from orchid.store.feeds import FEED_COLUMNS, OPEN, FeedRow, chunks, feed_row, reset_unstaged
 from orchid.store.tables import collections, commands, files, workflows
 from orchid.store.tables import works as works_table
 
@@ -53,7 +53,7 @@ def processed(
 
 
 def mark_deleted(conn: Connection, ids: Sequence[int], now: float) -> None:
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         conn.execute(
             sa.update(files)
             .where(files.c.id.in_(chunk), files.c.status == F.PROCESSED)
@@ -145,14 +145,14 @@ def _outcome_message(conn: Connection, work_id: int) -> str:
 def abandoned(conn: Connection) -> list[FeedRow]:
     """Open collections whose work ended without them (aborted, failed): to let go of."""
     rows = conn.execute(
-        sa.select(*_COLUMNS)
+        sa.select(*FEED_COLUMNS)
         .join(works_table, works_table.c.id == collections.c.work_id)
         .where(
             collections.c.status.in_(OPEN),
             works_table.c.status.not_in([WorkStatus.RUNNING, WorkStatus.READY, WorkStatus.WAITING]),
         )
     )
-    return [_row(r) for r in rows]
+    return [feed_row(r) for r in rows]
 
 
 def give_up(conn: Connection, row: FeedRow, now: float, message: str) -> None:
@@ -185,7 +185,7 @@ def retried(conn: Connection) -> list[FeedRow]:
         .exists()
     )
     rows = conn.execute(
-        sa.select(*_COLUMNS)
+        sa.select(*FEED_COLUMNS)
         .join(works_table, works_table.c.id == collections.c.work_id)
         .where(
             collections.c.status == "closed",
@@ -194,7 +194,7 @@ def retried(conn: Connection) -> list[FeedRow]:
             redo,
         )
     )
-    return [_row(r) for r in rows]
+    return [feed_row(r) for r in rows]
 
 
 def reopen(conn: Connection, row: FeedRow) -> None:
@@ -205,4 +205,4 @@ def reopen(conn: Connection, row: FeedRow) -> None:
         .values(status="new", closed_at=None, message="", next_poll_at=0)
     )
     works.add_remaining(conn, {row.work_id: 1})
-    _reset_unstaged(conn, [row.id])
+    reset_unstaged(conn, [row.id])

@@ -52,7 +52,7 @@ class FeedRow:
         return f"{self.scope}:{self.name}"
 
 
-def _row(r: Any) -> FeedRow:
+def feed_row(r: Any) -> FeedRow:
     return FeedRow(
         id=int(r.id),
         workflow_id=int(r.workflow_id),
@@ -67,7 +67,7 @@ def _row(r: Any) -> FeedRow:
     )
 
 
-_COLUMNS = (
+FEED_COLUMNS = (
     collections.c.id,
     collections.c.workflow_id,
     collections.c.work_id,
@@ -81,7 +81,7 @@ _COLUMNS = (
 )
 
 
-def _chunks(items: Iterable[Any], size: int = CHUNK) -> Iterable[list[Any]]:
+def chunks(items: Iterable[Any], size: int = CHUNK) -> Iterable[list[Any]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
@@ -113,7 +113,7 @@ def open_feeds(
             .where(collections.c.id.in_(reopened))
             .values(status="new", closed_at=None, message="", next_poll_at=0)
         )
-        _reset_unstaged(conn, reopened)
+        reset_unstaged(conn, reopened)
         return len(reopened)
     for scope, name in names:
         cid = catalog.add_collection(
@@ -132,7 +132,7 @@ def open_feeds(
     return len(names)
 
 
-def _reset_unstaged(conn: Connection, collection_ids: Sequence[int]) -> None:
+def reset_unstaged(conn: Connection, collection_ids: Sequence[int]) -> None:
     """Retry: files that could not be staged get fresh attempts (listing restages them)."""
     conn.execute(
         sa.update(files)
@@ -164,9 +164,9 @@ def claim_due(
         now=now,
         lease=lease,
         limit=limit,
-        returning=_COLUMNS[1:],
+        returning=FEED_COLUMNS[1:],
     )
-    return [_row(r) for r in rows]
+    return [feed_row(r) for r in rows]
 
 
 def register(conn: Connection, row: FeedRow, listed: Sequence[FileInfo], now: float) -> list[str]:
@@ -291,7 +291,7 @@ def apply_changes(
             [{"n": c.name, "e": c.error or "staging failed", "a": c.attempt} for c in failed],
         )
         changed += max(res.rowcount, 0)
-        for chunk in _chunks(c.name for c in failed):
+        for chunk in chunks(c.name for c in failed):
             again = conn.execute(
                 sa.update(files)
                 .where(
@@ -311,7 +311,7 @@ def apply_changes(
 def _add_new(conn: Connection, row: FeedRow, seen: Sequence[FileInfo], now: float) -> int:
     """Files that appeared in a growing collection (a folder): recorded as they are."""
     unknown: list[FileInfo] = []
-    for chunk in _chunks(seen):
+    for chunk in chunks(seen):
         known = set(
             conn.execute(
                 sa.select(files.c.name).where(
@@ -339,11 +339,11 @@ def _add_new(conn: Connection, row: FeedRow, seen: Sequence[FileInfo], now: floa
 def open_feed_rows(conn: Connection) -> list[FeedRow]:
     """Every collection a work is following (a few per fed work)."""
     rows = conn.execute(
-        sa.select(*_COLUMNS).where(
+        sa.select(*FEED_COLUMNS).where(
             collections.c.status == "staging", collections.c.work_id.is_not(None)
         )
     )
-    return [_row(r) for r in rows]
+    return [feed_row(r) for r in rows]
 
 
 def any_open(conn: Connection) -> bool:

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from orchid.core.carousel import OnDisk, job_args, job_groups
 from orchid.core.states import TERMINAL_JOB, FileStatus, JobStatus, WorkStatus
 from orchid.store import works
-from orchid.store.feeds import CHUNK, FeedRow, _chunks, open_feed_rows
+from orchid.store.feeds import FeedRow, chunks, open_feed_rows
 from orchid.store.tables import files, jobs
 from orchid.store.tables import works as works_table
 
@@ -82,7 +82,7 @@ def release(conn: Connection, now: float, limit: int) -> int:
     if not rows:
         return 0
     ids: list[int] = []
-    for chunk in _chunks(rows):
+    for chunk in chunks(rows):
         ids.extend(
             int(i)
             for i in conn.execute(
@@ -155,7 +155,7 @@ def pass_on(conn: Connection, now: float, limit: int) -> int:
     )
     good = [r.id for r in rows if r.status == J.SUCCEEDED]
     bad = [r for r in rows if r.status != J.SUCCEEDED]
-    for chunk in _chunks(good):
+    for chunk in chunks(good):
         conn.execute(
             sa.update(files)
             .where(files.c.id.in_(chunk), files.c.status == F.PROCESSING)
@@ -184,4 +184,4 @@ def pass_on(conn: Connection, now: float, limit: int) -> int:
     return len(rows) + max(again.rowcount, 0)
 
 
-__all__ = ["CHUNK", "pass_on", "release"]
+__all__ = ["pass_on", "release"]
