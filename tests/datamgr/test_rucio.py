@@ -117,3 +117,55 @@ def test_an_unreachable_server_is_a_data_manager_error(tmp_path: Path) -> None:
                 "destination": "DISK",
             }
         )
+
+
+def test_a_workflow_fed_by_rucio_processes_the_dataset_and_removes_its_rule(
+    server: rucio_server.RucioServer, tmp_path: Path
+) -> None:
+    from orchid.core.states import TERMINAL_WORKFLOW
+    from orchid.engine.runner import make_runner
+    from orchid.engine.submit import submit
+    from orchid.store import workflows
+    from orchid.store.db import Database
+    from tests.engine.carouselkit import file_rows, job_rows
+    from tests.engine.enginekit import settings_for
+
+    collection, sizes = fresh_dataset(server, 5)
+    db = Database(f"sqlite:///{tmp_path / 'o.db'}")
+    db.upgrade()
+    runner, exe = make_runner(
+        settings_for(db, tmp_path / "home"), db, data_managers={"atlas": manager(server)}
+    )
+    template = {
+        "name": "from-rucio",
+        "works": [
+            {
+                "name": "reco",
+                "noop": True,
+                "input": {
+                    "manager": "atlas",
+                    "collection": collection,
+                    "delete_after": "processed",
+                },
+            }
+        ],
+    }
+    wf = submit(db, template, base_dir=None, now=time.time())
+    deadline = time.monotonic() + 120
+
+    def ended() -> bool:
+        with db.engine.connect() as conn:
+            return (
+                time.monotonic() > deadline or workflows.get(conn, wf).status in TERMINAL_WORKFLOW
+            )
+
+    runner.run(until=ended, check_every=0.2)
+    exe.close()
+    with db.engine.connect() as conn:
+        assert workflows.get(conn, wf).status == "succeeded"
+    assert {r.name: r.status for r in file_rows(db)} == dict.fromkeys(sizes, "deleted")
+    assert all(j.args["url"].startswith("mock://") for j in job_rows(db).values())  # PFNs on DISK
+    scope, name = collection.split(":")
+    (rule,) = server.client().list_did_rules(scope, name)
+    assert rule["expires_at"] is not None  # removed once the collection was processed
+    db.dispose()

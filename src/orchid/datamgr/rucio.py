@@ -188,8 +188,6 @@ class RucioManager:
         self._file_sizes(collection)  # an unknown DID is refused here
         if self._rule(collection) is not None:
             return  # staging or done; Rucio retries stuck locks itself
-        from rucio.common import exception as rex
-
         try:
             with _rucio_errors(f"create a rule for {collection}"):
                 rule_ids = self.client.add_replication_rule(
@@ -203,10 +201,9 @@ class RucioManager:
                     asynchronous=False,
                 )
         except DataManagerError:
-            if self._rule(collection) is None:  # not a duplicate of our own rule
+            # a rule made meanwhile by another process (DuplicateRule) is ours all the same
+            if self._rule(collection) is None:
                 raise
-            return
-        except rex.DuplicateRule:  # pragma: no cover - mapped above
             return
         log.info("rucio rule %s: %s → %s", rule_ids, collection, self.destination)
 
