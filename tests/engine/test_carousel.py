@@ -28,8 +28,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("release", ["per-file", "per-collection"])
 def test_small_campaign_in_both_release_modes(db: Database, tmp_path: Path, release: str) -> None:
-    sim = tape_library([("data18:A", 150), ("data18:B", 100)])
-    eng = sim_engine(db, tmp_path / "home", NullExecutor(), {"tape": sim})
+    # a few thousand files over 8 drives, with a failed read now and then
+    sim = tape_library([("data18:A", 1200), ("data18:B", 800)], drives=8, failure_rate=0.002)
+    eng = sim_engine(db, tmp_path / "home", NullExecutor(), {"tape": sim}, step=300.0)
     wf = eng.submit(
         fed_template(["data18:A", "data18:B"], release=release, delete_after="processed")
     )
@@ -38,9 +39,9 @@ def test_small_campaign_in_both_release_modes(db: Database, tmp_path: Path, rele
             break
         eng.round()
     assert workflow(db, wf).status == "succeeded", describe(db, wf)
-    assert file_counts(db) == {"deleted": 250}
+    assert file_counts(db) == {"deleted": 2000}
     jobs = job_rows(db)
-    assert len(jobs) == 250 and all(j.status == "succeeded" for j in jobs.values())
+    assert len(jobs) == 2000 and all(j.status == "succeeded" for j in jobs.values())
     assert {c.status for c in collection_rows(db)} == {"closed"}
     assert sim.sim.used == 0  # every file left the disk buffer
 
