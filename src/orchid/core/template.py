@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from orchid.core.hpo import HpoSpec
 from orchid.errors import TemplateError
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$"
@@ -113,7 +114,12 @@ class WorkSpec(_Model):
         None, ge=0, description="seconds before the first retry; doubles each attempt"
     )
     resources: Resources = Resources()
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(
+        default_factory=dict, description="environment of the jobs; values may hold {arg}"
+    )
+    hpo: HpoSpec | None = Field(
+        None, description="hyperparameter optimisation: the payload runs once per trial"
+    )
 
     @field_validator("command", mode="before")
     @classmethod
