@@ -19,6 +19,7 @@ from orchid.bus.memory import MemoryBus
 from orchid.engine.agent import Agent, AgentEnv, agent_id
 from orchid.engine.carrier import Carrier
 from orchid.engine.clerk import Clerk
+from orchid.engine.hpo import Optimizer
 from orchid.engine.templates import TemplateCache
 from orchid.engine.transformer import Transformer
 from orchid.engine.trigger import Trigger
@@ -145,7 +146,7 @@ def make_runner(
     bus: EventBus | None = None,
     clock: Callable[[], float] = time.time,
 ) -> tuple[Runner, Executor]:
-    """All four agents in one loop, sharing one bus and one template cache."""
+    """Every agent in one loop, sharing one bus and one template cache."""
     bus = bus or MemoryBus()
     executor = executor or make_executor(settings, bus)
     env = AgentEnv(
@@ -156,5 +157,11 @@ def make_runner(
         lease=settings.lease_seconds,
         batch=settings.batch,
     )
-    agents: list[Agent] = [Clerk(env), Transformer(env), Carrier(env, executor), Trigger(env)]
+    agents: list[Agent] = [
+        Clerk(env),
+        Transformer(env),
+        Carrier(env, executor),
+        Trigger(env),
+        Optimizer(env, settings.log_dir),
+    ]
     return Runner(agents, bus, settings.poll_interval, db=db, clock=clock), executor

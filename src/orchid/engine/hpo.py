@@ -1,0 +1,391 @@
+"""The HPO agent: keeps every study's trial slots full, asynchronously.
+
+For each study that changed (a trial's job ended, a worker reported, a lease ran out)
+it claims the study, records what ended, asks the pruner about running trials, and
+asks the generator, rebuilt from the stored trials, for as many new points as slots
+are free (shared fairly between segments) — never waiting for a whole generation.
+New points become jobs of the hpo work (or, in pull mode, trials for workers to
+fetch). All of it is one transaction per study: a crash leaves the old state or the
+new one, and another agent carries on from the database.
+
+The work stays ``running`` while its study runs: the study holds one unit of the
+work's ``remaining`` count (a sentinel), so the trigger never ends the work when its
+jobs happen to be all done; this agent ends it, with the study's outcome.
+
+Reproducibility: each proposal comes from a generator seeded with a function of the
+study's seed and the number of trials before it, told exactly the stored trials. With
+``parallel: 1`` the whole run repeats; with more, which trials have ended when a slot
+frees depends on timing, so proposals repeat for the same history but the histories
+of two runs may differ.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from orchid.core.hpo import HpoSpec, check_point
+from orchid.core.states import TERMINAL_JOB, JobStatus, WorkflowStatus, WorkStatus
+from orchid.core.study import ACTIVE, Load, allocate, outcome, seed_for, summary, values_of
+from orchid.engine.agent import JOBS, WORKFLOWS, AgentEnv, agent_id
+from orchid.engine.templates import Compiled
+from orchid.executors._process import AttemptFiles
+from orchid.hpo.base import GeneratorError, Proposal, make_generator
+from orchid.hpo.custom import parse_points, request
+from orchid.store import events, studies, workflows, works
+from orchid.store.studies import TrialRow
+from orchid.store.tables import works as works_table
+
+log = logging.getLogger(__name__)
+PROGRESS_POLL_S = 0.5  # how often running trials' progress files are read (with a pruner)
+MAX_PROGRESS_BYTES = 4 * 1024 * 1024
+
+
+def start(conn: Connection, row: Row[Any], now: float) -> None:
+    """The transformer starts an hpo work: its study, and the sentinel that keeps it running."""
+    inputs = row.inputs or {}
+    sid = studies.create(conn, row.workflow_id, row.id, inputs.get("parameters", {}), now)
+    works.mark_running(conn, row.id, 0, 1, now)
+    events.emit(conn, row.workflow_id, "work.running", {"work_id": row.id, "study_id": sid}, now)
+    log.info("workflow %s work %s: study %s started", row.workflow_id, row.name, sid)
+
+
+def trial_job_name(segment: str, number: int) -> str:
+    return f"{segment}-{number}" if segment else str(number)
+
+
+def generator_job_name(segment: str, k: int) -> str:
+    """Custom generators' jobs: ``:`` is in no trial's name (segment names exclude it)."""
+    return f"gen:{segment}:{k}" if segment else f"gen:{k}"
+
+
+class Optimizer:
+    """The agent (role ``hpo``)."""
+
+    name = "hpo"
+
+    def __init__(self, env: AgentEnv, log_dir: Path | None = None, owner: str | None = None):
+        self.env = env
+        self.log_dir = log_dir
+        self.owner = owner or agent_id("hpo")
+
+    def run_once(self) -> int:
+        env = self.env
+        with env.db.begin() as conn:
+            claimed = studies.claim(conn, self.owner, env.clock(), env.lease, 20)
+        made = 0
+        for sid, seq in claimed:
+            with env.db.begin() as conn:
+                if not studies.hold(conn, sid, self.owner, env.clock(), env.lease):
+                    continue
+                due, new = _Reconcile(self, conn, sid).run()
+                studies.mark_seen(conn, sid, seq, self.owner, due, env.clock())
+                made += new
+        if made:
+            env.bus.notify(JOBS)
+        if claimed:
+            env.bus.notify(WORKFLOWS)
+        return len(claimed)
+
+
+class _Reconcile:
+    """One look at one study, inside the agent's transaction."""
+
+    def __init__(self, agent: Optimizer, conn: Connection, study_id: int) -> None:
+        self.agent, self.conn, self.sid = agent, conn, study_id
+        self.now = agent.env.clock()
+        self.study = studies.get(conn, study_id)
+        self.compiled: Compiled = agent.env.templates.get(conn, self.study.workflow_id)
+        self.work = conn.execute(
+            sa.select(works_table).where(works_table.c.id == self.study.work_id)
+        ).one()
+        spec = self.compiled.template.work(self.work.name).hpo
+        assert spec is not None  # a study is made for hpo works only
+        self.spec: HpoSpec = spec
+        self.goals = spec.goals()
+        self.rows = {r.id: r for r in studies.trials_of(conn, study_id)}
+        self.segments: dict[str, dict[str, Any]] = {
+            s: dict(self.study.segments.get(s, {})) for s in spec.segment_names()
+        }
+        self.made = 0
+        self.ended = 0
+
+    # --- the steps -------------------------------------------------------------------
+
+    def run(self) -> tuple[float | None, int]:
+        if self.work.status != WorkStatus.RUNNING:
+            self._abandon(f"the work is {self.work.status}")
+            return None, 0
+        wf = workflows.get(self.conn, self.study.workflow_id)
+        finishing = bool(
+            self.conn.execute(
+                sa.text("SELECT finishing FROM workflows WHERE id = :i"), {"i": wf.id}
+            ).scalar()
+        )
+        job_ids = [r.job_id for r in self.rows.values() if r.status == "running" and r.job_id]
+        gen_ids = [g["job"] for s in self.segments.values() if (g := s.get("generator"))]
+        self.jobs = studies.job_states(self.conn, job_ids + gen_ids)
+        self._sync_jobs()
+        if self.spec.mode == "pull" and studies.expire_leases(self.conn, self.sid, self.now):
+            self.rows = {r.id: r for r in studies.trials_of(self.conn, self.sid)}
+        if self.spec.pruner is not None:
+            self._prune()
+        self._collect_generated()
+        if wf.status == WorkflowStatus.RUNNING and not finishing:
+            self._propose()
+        elif finishing:
+            for state in self.segments.values():
+                state.setdefault("stopped", "the user asked the workflow to finish")
+        studies.save_segments(self.conn, self.sid, self.segments)
+        if self.made or self.ended:
+            events.emit(
+                self.conn,
+                self.study.workflow_id,
+                "hpo.trials",
+                {"study_id": self.sid, "proposed": self.made, "ended": self.ended},
+                self.now,
+            )
+        self._maybe_finish()
+        return self._due(), self.made
+
+    def _set(self, row: TrialRow, **changes: Any) -> TrialRow:
+        studies.update_trial(self.conn, row.id, **changes)
+        new = replace(row, **changes)
+        self.rows[row.id] = new
+        return new
+
+    def _sync_jobs(self) -> None:
+        """Record the trials whose job ended: complete with their values, or failed."""
+        for row in list(self.rows.values()):
+            js = self.jobs.get(row.job_id or -1)
+            if row.status != "running" or js is None or js.status not in TERMINAL_JOB:
+                continue
+            self.ended += 1
+            if js.status == JobStatus.SUCCEEDED:
+                values, why = values_of(js.result, self.goals)
+                if values is not None:
+                    self._set(row, status="complete", values=list(values), result=js.result, finished_at=self.now)
+                    continue
+                self._set(row, status="failed", result=js.result, error=why, finished_at=self.now)
+            else:
+                self._set(row, status="failed", error=js.error or str(js.status), finished_at=self.now)
+
+    def _by_segment(self) -> dict[str, list[TrialRow]]:
+        out: dict[str, list[TrialRow]] = defaultdict(list)
+        for r in sorted(self.rows.values(), key=lambda r: (r.segment, r.number)):
+            out[r.segment].append(r)
+        return out
+
+    def _prune(self) -> None:
+        from orchid.hpo import pruning
+
+        for seg, rows in self._by_segment().items():
+            running = [r for r in rows if r.status == "running"]
+            if not running:
+                continue
+            for r in running:
+                self._read_progress(r)
+            rows = [self.rows[r.id] for r in rows]
+            try:
+                decisions = pruning.decide(self.spec, [r.as_trial() for r in rows], [r.number for r in running])
+            except Exception:
+                log.exception("study %s segment %r: the pruner failed; not pruning", self.sid, seg)
+                continue
+            for r in running:
+                if r.number not in decisions:
+                    continue
+                prune, notes = decisions[r.number]
+                row = self.rows[r.id]
+                if dict(notes) != dict(row.system):
+                    row = self._set(row, system=_json(notes))
+                if prune:
+                    last = max(row.intermediate, key=int)
+                    self._set(row, status="pruned", finished_at=self.now, error=f"pruned at step {last}")
+                    self.ended += 1
+                    if row.job_id:
+                        studies.cancel_jobs(self.conn, [row.job_id], self.now, "pruned")
+
+    def _read_progress(self, row: TrialRow) -> None:
+        """Intermediate values a running job appended to its progress file (local executor)."""
+        js = self.jobs.get(row.job_id or -1)
+        if self.agent.log_dir is None or js is None:
+            return
+        path = AttemptFiles.at(self.agent.log_dir, self.study.workflow_id, js.id, js.attempt).progress
+        try:
+            with path.open("rb") as f:
+                data = f.read(MAX_PROGRESS_BYTES)
+        except OSError:
+            return
+        found = dict(row.intermediate)
+        for line in data.decode("utf-8", "replace").splitlines():
+            try:
+                item = json.loads(line)
+                step, value = int(item["step"]), float(item["value"])
+            except (ValueError, TypeError, KeyError):
+                continue
+            if step >= 0 and value == value and abs(value) != float("inf"):
+                found[str(step)] = value
+        if found != row.intermediate:
+            self._set(row, intermediate=found)
+
+    def _collect_generated(self) -> None:
+        """Custom generators: the points of generator jobs that ended become trials."""
+        for seg, state in self.segments.items():
+            pending = state.get("generator")
+            js = self.jobs.get(pending["job"]) if pending else None
+            if js is None or js.status not in TERMINAL_JOB:
+                continue
+            state["generator"] = None
+            if js.status != JobStatus.SUCCEEDED:
+                state["stopped"] = f"the generator job failed: {js.error or js.status}"
+                continue
+            try:
+                points = parse_points(js.result, self.spec, int(pending["n"]))
+            except GeneratorError as exc:
+                state["stopped"] = str(exc)
+                continue
+            if not points:
+                state["stopped"] = "the generator proposed no more points"
+            self._add(seg, points)
+
+    def _propose(self) -> None:
+        by_seg = self._by_segment()
+        loads = []
+        for seg in self.spec.segment_names():
+            state = self.segments[seg]
+            rows = by_seg.get(seg, [])
+            pending = state.get("generator")
+            active = sum(r.status in ACTIVE for r in rows) + (int(pending["n"]) if pending else 0)
+            wanted = 0 if state.get("stopped") or pending else self.spec.max_trials - len(rows)
+            loads.append(Load(seg, active, max(wanted, 0)))
+        for index, (seg, k) in enumerate(allocate(self.spec.parallel, loads).items()):
+            if k <= 0:
+                continue
+            rows = by_seg.get(seg, [])
+            seed = seed_for(self.spec.seed, index, len(rows))
+            if self.spec.strategy == "custom":
+                self._ask_command(seg, rows, k, seed)
+                continue
+            try:
+                generator = make_generator(self.spec, seed)
+                generator.tell([r.as_trial() for r in rows])
+                points = generator.ask(k)
+                for p in points:
+                    problem = check_point(self.spec, dict(p.params))
+                    if problem:
+                        raise GeneratorError(f"proposed a point outside the space: {problem}")
+            except GeneratorError as exc:
+                self.segments[seg]["stopped"] = str(exc)
+                continue
+            except Exception as exc:  # a library bug must not stop the agent
+                log.exception("study %s segment %r: the generator failed", self.sid, seg)
+                self.segments[seg]["stopped"] = f"the {self.spec.strategy} generator failed: {exc}"
+                continue
+            if len(points) < k:
+                self.segments[seg]["stopped"] = "the search space is used up"
+            self._add(seg, points)
+
+    def _ask_command(self, seg: str, rows: list[TrialRow], k: int, seed: int | None) -> None:
+        batch = self.spec.options.get("batch")
+        n = min(k, int(batch)) if batch else k
+        state = self.segments[seg]
+        count = int(state.get("generated", 0))
+        args = request(self.spec, seg, [r.as_trial() for r in rows], n, seed)
+        (job,) = studies.add_jobs(
+            self.conn,
+            self.study.workflow_id,
+            self.study.work_id,
+            [(generator_job_name(seg, count), args)],
+            self.compiled.max_attempts(self.work.name),
+            self.now,
+        )
+        state.update(generated=count + 1, generator={"job": job, "n": n})
+        self.made += 1
+
+    def _add(self, seg: str, points: list[Proposal]) -> None:
+        if not points:
+            return
+        first = sum(1 for r in self.rows.values() if r.segment == seg)
+        numbered = [(first + i, p.params, _json(p.system)) for i, p in enumerate(points)]
+        pull = self.spec.mode == "pull"
+        ids = studies.add_trials(self.conn, self.sid, seg, numbered, "waiting" if pull else "running", self.now)
+        if not pull:
+            common = {**self.study.common, **self.spec.segment_args(seg)}
+            named = [(trial_job_name(seg, n), {**common, **params}) for n, params, _ in numbered]
+            job_ids = studies.add_jobs(
+                self.conn,
+                self.study.workflow_id,
+                self.study.work_id,
+                named,
+                self.compiled.max_attempts(self.work.name),
+                self.now,
+            )
+            studies.link_jobs(self.conn, list(zip(ids, job_ids, strict=True)))
+        for r in studies.trials_of(self.conn, self.sid, seg)[first:]:
+            self.rows[r.id] = r
+        self.made += len(points)
+
+    # --- the end -------------------------------------------------------------------------
+
+    def _segment_done(self, seg: str, rows: list[TrialRow]) -> bool:
+        state = self.segments[seg]
+        if state.get("generator"):
+            return False
+        if any(r.status in ACTIVE for r in rows):
+            return False
+        return bool(state.get("stopped")) or len(rows) >= self.spec.max_trials
+
+    def _maybe_finish(self) -> None:
+        by_seg = self._by_segment()
+        if not all(self._segment_done(s, by_seg.get(s, [])) for s in self.spec.segment_names()):
+            return
+        remaining = self.conn.execute(
+            sa.select(works_table.c.remaining).where(works_table.c.id == self.study.work_id)
+        ).scalar_one()
+        if remaining > 1:
+            return  # the trigger has still to count some jobs off; it wakes us when it has
+        trials = {s: [r.as_trial() for r in rows] for s, rows in by_seg.items()}
+        status, message = outcome(self.spec, trials)
+        stopped = [f"{s or 'study'}: {st['stopped']}" for s, st in self.segments.items() if st.get("stopped")]
+        if stopped and status != WorkStatus.SUCCEEDED:
+            message = "; ".join([message, *stopped])
+        works.add_remaining(self.conn, {self.study.work_id: -1})
+        wf_id = self.study.workflow_id
+        if works.finish(self.conn, self.study.work_id, status, message, self.now):
+            events.emit(self.conn, wf_id, f"work.{status}", {"work_id": self.study.work_id}, self.now)
+        studies.finish(self.conn, self.sid, str(status), message, summary(self.spec, trials), self.now)
+        workflows.wake(self.conn, [wf_id])
+        log.info("workflow %s study %s %s %s", wf_id, self.sid, status, message)
+
+    def _abandon(self, why: str) -> None:
+        """The work ended without us (aborted): close the study and stop its trials."""
+        job_ids = studies.end_open_trials(self.conn, self.sid, why, self.now)
+        studies.cancel_jobs(self.conn, job_ids, self.now, why)
+        by_seg = {
+            s: [r.as_trial() for r in rows]
+            for s, rows in self._by_segment().items()
+        }
+        studies.finish(self.conn, self.sid, "cancelled", why, summary(self.spec, by_seg), self.now)
+
+    def _due(self) -> float | None:
+        """When to look again without being woken: progress files to read, leases to expire."""
+        running = [r for r in self.rows.values() if r.status == "running"]
+        if not running:
+            return None
+        if self.spec.mode == "pull":
+            leases = [r.lease_until for r in running if r.lease_until is not None]
+            return min(leases) if leases else None
+        if self.spec.pruner is not None and self.agent.log_dir is not None:
+            return self.now + PROGRESS_POLL_S
+        return None
+
+
+def _json(value: Any) -> Any:
+    return json.loads(json.dumps(dict(value), default=str))
