@@ -148,3 +148,190 @@ def test_trials_run_as_jobs_and_the_best_comes_out(make_engine: EngineFactory, d
     assert use.args["best"]["best"]["number"] == best.number
     tune = next(w for w in works_of(db, wf_id) if w.name == "tune")
     assert tune.status == "succeeded" and tune.counts == {"succeeded": 12}
+
+
+def test_failed_trials_are_retried_then_recorded_and_the_study_goes_on(
+    make_engine: EngineFactory, db: Database
+) -> None:
+    attempts: Counter[float] = Counter()
+
+    def flaky(args: dict[str, Any]) -> Any:
+        attempts[args["x"]] += 1
+        if args["x"] < 0:  # always fails
+            raise RuntimeError("diverged")
+        if attempts[args["x"]] == 1 and args["y"] % 2:  # fails once: the retry succeeds
+            raise RuntimeError("flaky")
+        if args["y"] == 5:
+            return {"accuracy": 1.0}  # no loss in the result: recorded as failed
+        return quadratic(args)
+
+    t = template(strategy="random")
+    t["works"][0]["retries"] = 1
+    t["works"][0]["retry_delay"] = 0
+    eng = make_engine(FunctionExecutor(flaky))
+    wf_id, wf = eng.run(t)
+    assert wf.status == "succeeded", wf.message
+    ts = trials(db, wf_id)
+    assert len(ts) == 12
+    by_status = Counter(t.status for t in ts)
+    assert by_status["complete"] == sum(
+        1 for t in ts if t.params["x"] >= 0 and t.params["y"] != 5
+    )
+    for t in ts:
+        if t.params["x"] < 0:
+            assert t.status == "failed" and "diverged" in (t.error or "")
+        elif t.params["y"] == 5:
+            assert t.status == "failed" and "no 'loss'" in (t.error or "")
+    assert by_status["failed"] > 0
+
+
+def test_a_study_with_no_completed_trial_fails_its_work(make_engine: EngineFactory, db: Database) -> None:
+    def broken(args: dict[str, Any]) -> Any:
+        raise RuntimeError("no GPU")
+
+    eng = make_engine(FunctionExecutor(broken))
+    wf_id, wf = eng.run(template(max_trials=4, parallel=2))
+    assert wf.status == "failed"
+    assert "no trial of the study completed" in wf.message
+    (study,) = study_rows(db, wf_id)
+    assert study.status == "failed" and study.summary is not None
+    assert study.summary["failed"] == 4 and study.summary["best"] is None
+
+
+def test_the_same_seed_gives_the_same_trials(make_engine: EngineFactory, db: Database) -> None:
+    eng = make_engine(FunctionExecutor(quadratic))
+    runs = []
+    for seed in (5, 5, 6):
+        wf_id, wf = eng.run(template(parallel=1, max_trials=6, seed=seed, options={"n_startup_trials": 3}))
+        assert wf.status == "succeeded"
+        runs.append([dict(t.params) for t in trials(db, wf_id)])
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_segments_share_the_slots_fairly(make_engine: EngineFactory, db: Database) -> None:
+    """Three studies in one request, 4 slots: each segment keeps at least one trial
+    running, none ever more than two, all four slots busy until a segment is done."""
+
+    def by_segment(args: dict[str, Any]) -> dict[str, float]:
+        return {"loss": quadratic(args)["loss"] * args["scale"]}
+
+    ex = FunctionExecutor(by_segment, per_step=1)
+    t = template(
+        strategy="random",
+        max_trials=5,
+        parallel=4,
+        segments={"pions": {"scale": 1}, "photons": {"scale": 2}, "electrons": {"scale": 3}},
+    )
+    eng = make_engine(ex)
+    wf_id = eng.submit(t)
+    seen: list[Counter[str]] = []
+    while len(ex.submitted) < 15:
+        eng.run_until(wf_id, lambda: len(ex.running) == 4 or len(ex.submitted) == 15)
+        seen.append(Counter(s.job_name.rsplit("-", 1)[0] for s in ex.running))
+        ex.step()
+    ex.step(100)
+    wf = eng.drain(wf_id)
+    assert wf.status == "succeeded", wf.message
+    full = [c for c in seen if sum(c.values()) == 4]
+    assert full and all(max(c.values()) <= 2 and len(c) == 3 for c in full[:5])
+    ts = trials(db, wf_id)
+    assert Counter(t.segment for t in ts) == {"pions": 5, "photons": 5, "electrons": 5}
+    assert all(t.status == "complete" for t in ts)
+    (study,) = study_rows(db, wf_id)
+    assert study.summary is not None
+    assert set(study.summary["segments"]) == {"pions", "photons", "electrons"}
+    jobs = [j for j in jobs_of(db, wf_id) if j.work_name == "tune"]
+    assert {j.args["scale"] for j in jobs if j.name.startswith("photons-")} == {2}
+
+
+def test_median_pruning_stops_bad_trials(make_engine: EngineFactory, db: Database, tmp_path: Path) -> None:
+    """Trials report intermediate values through their progress file (real processes);
+    the pruner stops those worse than the median and the study records them pruned."""
+    (tmp_path / "home").mkdir(exist_ok=True)
+    (tmp_path / "home" / "learner.py").write_text(
+        "import time\n"
+        "from orchid.hpo import trial\n"
+        "def fit(x: float, y: int) -> dict:\n"
+        "    loss = 0.0\n"
+        "    for step in range(8):\n"
+        "        loss = abs(x) + 1.0 / (step + 1)\n"
+        "        trial.report(loss, step)\n"
+        "        time.sleep(0.15)\n"
+        "    return {'loss': loss}\n"
+    )
+    t = template(
+        strategy="random",
+        max_trials=10,
+        parallel=2,
+        pruner={"kind": "median", "min_trials": 2, "warmup_steps": 1},
+    )
+    t["works"][0]["function"] = "learner:fit"
+    eng = make_engine("local", workers=2, lease_seconds=30)
+    wf_id, wf = eng.run(t, deadline_s=120)
+    assert wf.status == "succeeded", wf.message
+    ts = trials(db, wf_id)
+    pruned = [t for t in ts if t.status == "pruned"]
+    complete = [t for t in ts if t.status == "complete"]
+    assert pruned and complete
+    assert all(t.intermediate for t in pruned)
+    assert all(len(t.intermediate) == 8 for t in complete)
+    jobs = {j.id: j for j in jobs_of(db, wf_id)}
+    # stopped; one pruned at its last step may have ended on its own before the stop came
+    ended = Counter(str(jobs[t.job_id].status) for t in pruned if t.job_id)
+    assert ended["cancelled"] >= 1 and set(ended) <= {"cancelled", "succeeded"}
+
+
+def test_a_custom_generator_runs_as_a_job(make_engine: EngineFactory, db: Database) -> None:
+    t = template(
+        strategy="custom",
+        generator=[sys.executable, str(HERE / "random_generator.py")],
+        max_trials=7,
+        parallel=3,
+    )
+    del t["works"][0]["function"]
+    code = "import json, sys; print(json.dumps({'loss': (float(sys.argv[1]) - 0.3) ** 2}))"
+    t["works"][0]["command"] = [sys.executable, "-c", code, "{x}"]
+    eng = make_engine("local", workers=3)
+    wf_id, wf = eng.run(t, deadline_s=120)
+    assert wf.status == "succeeded", wf.message
+    ts = trials(db, wf_id)
+    assert len(ts) == 7
+    names = [j.name for j in jobs_of(db, wf_id) if j.work_name == "tune"]
+    assert any(n.startswith("gen:") for n in names)
+
+
+def test_abort_ends_the_study_and_its_trials(make_engine: EngineFactory, db: Database) -> None:
+    from orchid.store import commands
+
+    ex = FunctionExecutor(quadratic, per_step=1)
+    eng = make_engine(ex)
+    wf_id = eng.submit(template())
+    eng.run_until(wf_id, lambda: len(ex.running) == 3)
+    with db.begin() as conn:
+        commands.add(conn, wf_id, "abort", time.time())
+    wf = eng.drain(wf_id)
+    assert wf.status == "cancelled"
+    eng.run_until(wf_id, lambda: study_rows(db, wf_id)[0].status == "cancelled")
+    assert {t.status for t in trials(db, wf_id)} == {"failed"}
+
+
+def test_a_study_survives_a_restart_of_its_agent(make_engine: EngineFactory, db: Database) -> None:
+    """Everything is in the database: a new engine (new generator agent, new executor)
+    carries a half-done study on."""
+    first = FunctionExecutor(quadratic, per_step=1)
+    eng = make_engine(first, lease_seconds=2)
+    wf_id = eng.submit(template(max_trials=8, parallel=2))
+    eng.run_until(wf_id, lambda: len(first.running) == 2)
+    first.step(1)
+    eng.run_until(wf_id, lambda: len(first.submitted) == 3)
+    # the first engine dies; its jobs' leases run out and they run again elsewhere
+    with db.begin() as conn:
+        conn.execute(sa.update(studies_table).values(lease_owner=None, lease_until=None))
+        conn.execute(sa.text("UPDATE jobs SET lease_until = 0 WHERE status IN ('submitted', 'running')"))
+    second = make_engine(FunctionExecutor(quadratic))
+    wf = second.drain(wf_id)
+    assert wf.status == "succeeded", wf.message
+    ts = trials(db, wf_id)
+    assert [t.number for t in ts] == list(range(8))
+    assert all(t.status == "complete" for t in ts)

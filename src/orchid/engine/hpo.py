@@ -168,6 +168,8 @@ class _Reconcile:
             if row.status != "running" or js is None or js.status not in TERMINAL_JOB:
                 continue
             self.ended += 1
+            self._read_progress(row)  # what it reported after we last looked
+            row = self.rows[row.id]
             if js.status == JobStatus.SUCCEEDED:
                 values, why = values_of(js.result, self.goals)
                 if values is not None:
