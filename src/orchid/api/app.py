@@ -13,7 +13,7 @@ from orchid import __version__
 from orchid.api import errors
 from orchid.api.auth import AuthConfig, Authenticator, OidcVerifier
 from orchid.api.deps import ApiState
-from orchid.api.routes import cache, catalog, jobs, messages, system, workflows
+from orchid.api.routes import cache, catalog, hpo, jobs, messages, system, workflows
 from orchid.core.model import Principal
 from orchid.settings import Settings
 from orchid.store import tokens
@@ -66,7 +66,7 @@ def create_app(
     errors.install(app)
     # messages before workflows: POST /workflows/{id}/{action} would take /messages
     routers = (system.router, messages.router, cache.router, catalog.router)
-    for router in (*routers, workflows.router, jobs.router):
+    for router in (*routers, workflows.router, jobs.router, hpo.router):
         app.include_router(router, prefix=PREFIX)
 
     @app.middleware("http")

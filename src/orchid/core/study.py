@@ -19,6 +19,7 @@ from orchid.core.states import WorkStatus
 TrialStatus = Literal["waiting", "running", "complete", "pruned", "failed"]
 ACTIVE: frozenset[str] = frozenset({"waiting", "running"})
 ENDED: frozenset[str] = frozenset({"complete", "pruned", "failed"})
+MAX_NEXT = 1000  # points one pull-mode request may lease
 
 
 @dataclass(frozen=True)
