@@ -11,7 +11,10 @@ from orchid.client import Client
 from orchid.client.errors import ClientError
 from tests.api.conftest import Agents, Api, wait_for
 
-SPACE = {"x": {"type": "float", "low": -2.0, "high": 2.0}, "k": {"type": "int", "low": 1, "high": 4}}
+SPACE = {
+    "x": {"type": "float", "low": -2.0, "high": 2.0},
+    "k": {"type": "int", "low": 1, "high": 4},
+}
 
 
 def pull_template(**hpo: Any) -> dict[str, Any]:
@@ -70,7 +73,9 @@ def test_workers_fetch_points_and_report_losses(api: Api, agents: Agents) -> Non
         {"value": 1.0, "extra": 1},
     ],
 )
-def test_bad_reports_are_refused_with_a_reason(api: Api, agents: Agents, body: dict[str, Any]) -> None:
+def test_bad_reports_are_refused_with_a_reason(
+    api: Api, agents: Agents, body: dict[str, Any]
+) -> None:
     wf = api.submit("alice", pull_template())["id"]
     sid = study_of(api, "alice", wf)["id"]
     (t,) = next_points(api, "alice", sid)
@@ -95,20 +100,31 @@ def test_who_may_see_and_report(api: Api, agents: Agents) -> None:
         assert c.post(f"/trials/{t['id']}/report", json={"value": 1}).status_code in (401, 403)
     assert api.client("alice").get("/studies/999").status_code == 404
     assert api.client("alice").post("/trials/999/report", json={"value": 1}).status_code == 404
-    assert api.client("alice").post("/jobs/999/report", json={"step": 1, "value": 1}).status_code == 404
+    assert (
+        api.client("alice").post("/jobs/999/report", json={"step": 1, "value": 1}).status_code
+        == 404
+    )
 
 
 def test_a_jobs_mode_study_hands_out_nothing(api: Api, agents: Agents) -> None:
     t = pull_template(mode="jobs")
     t["works"][0]["noop"] = True
     t["works"][0]["hpo"]["max_trials"] = 1
-    wf = api.submit("alice", {"name": "x", "works": [{"name": "tune", "command": ["true"], "hpo": t["works"][0]["hpo"]}]})["id"]
+    wf = api.submit(
+        "alice",
+        {
+            "name": "x",
+            "works": [{"name": "tune", "command": ["true"], "hpo": t["works"][0]["hpo"]}],
+        },
+    )["id"]
     sid = study_of(api, "alice", wf)["id"]
     r = api.client("alice").post(f"/studies/{sid}/next", json={"n": 1})
     assert r.status_code == 422 and "mode: pull" in r.json()["error"]
 
 
-def test_reports_of_intermediate_values_let_the_pruner_stop_a_trial(api: Api, agents: Agents) -> None:
+def test_reports_of_intermediate_values_let_the_pruner_stop_a_trial(
+    api: Api, agents: Agents
+) -> None:
     wf = api.submit(
         "alice", pull_template(max_trials=4, parallel=1, pruner={"kind": "median", "min_trials": 1})
     )["id"]
@@ -117,7 +133,9 @@ def test_reports_of_intermediate_values_let_the_pruner_stop_a_trial(api: Api, ag
     for loss in (1.1, 1.0):  # two good trials (the second better), step by step
         (t,) = next_points(api, "alice", sid)
         for step in range(3):
-            r = c.post(f"/trials/{t['id']}/report", json={"step": step, "value": loss + 1 - step / 3})
+            r = c.post(
+                f"/trials/{t['id']}/report", json={"step": step, "value": loss + 1 - step / 3}
+            )
             assert r.json()["prune"] is False
         assert c.post(f"/trials/{t['id']}/report", json={"value": loss}).status_code == 200
     (bad,) = next_points(api, "alice", sid)
@@ -133,7 +151,9 @@ def test_reports_of_intermediate_values_let_the_pruner_stop_a_trial(api: Api, ag
 
 
 def test_the_client_drives_a_study_to_its_end(api: Api, agents: Agents) -> None:
-    wf = api.submit("alice", pull_template(objectives=[{"name": "a"}, {"name": "b", "direction": "maximize"}]))["id"]
+    wf = api.submit(
+        "alice", pull_template(objectives=[{"name": "a"}, {"name": "b", "direction": "maximize"}])
+    )["id"]
     with Client(api.base_url, api.tokens["alice"]) as orchid:
         study = wait_for("the study", lambda: orchid.hpo.studies(wf))[0]
         done = 0

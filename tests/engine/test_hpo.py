@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from orchid.executors.base import JobSpec, JobUpdate
@@ -62,9 +61,17 @@ class FunctionExecutor:
             try:
                 result = self.f(dict(s.args))
             except Exception as exc:
-                self.updates.append(JobUpdate(s.key, s.job_id, s.attempt, "failed", now, exit_code=1, error=str(exc)))
+                self.updates.append(
+                    JobUpdate(
+                        s.key, s.job_id, s.attempt, "failed", now, exit_code=1, error=str(exc)
+                    )
+                )
             else:
-                self.updates.append(JobUpdate(s.key, s.job_id, s.attempt, "succeeded", now, exit_code=0, result=result))
+                self.updates.append(
+                    JobUpdate(
+                        s.key, s.job_id, s.attempt, "succeeded", now, exit_code=0, result=result
+                    )
+                )
 
     def poll(self) -> list[JobUpdate]:
         out, self.updates = self.updates, []
@@ -74,7 +81,9 @@ class FunctionExecutor:
         for s in [s for s in self.running if s.key in keys]:
             self.running.remove(s)
             self.cancelled.append(s.key)
-            self.updates.append(JobUpdate(s.key, s.job_id, s.attempt, "failed", time.time(), error="cancelled"))
+            self.updates.append(
+                JobUpdate(s.key, s.job_id, s.attempt, "failed", time.time(), error="cancelled")
+            )
 
     def close(self) -> None:
         self.running.clear()
@@ -120,7 +129,9 @@ def trials(db: Database, wf_id: int) -> list[studies.TrialRow]:
         return studies.trials_of(conn, study.id)
 
 
-def test_trials_run_as_jobs_and_the_best_comes_out(make_engine: EngineFactory, db: Database) -> None:
+def test_trials_run_as_jobs_and_the_best_comes_out(
+    make_engine: EngineFactory, db: Database
+) -> None:
     ex = FunctionExecutor(quadratic, per_step=1)
     eng = make_engine(ex)
     wf_id = eng.submit(template())
@@ -174,9 +185,7 @@ def test_failed_trials_are_retried_then_recorded_and_the_study_goes_on(
     ts = trials(db, wf_id)
     assert len(ts) == 12
     by_status = Counter(t.status for t in ts)
-    assert by_status["complete"] == sum(
-        1 for t in ts if t.params["x"] >= 0 and t.params["y"] != 5
-    )
+    assert by_status["complete"] == sum(1 for t in ts if t.params["x"] >= 0 and t.params["y"] != 5)
     for t in ts:
         if t.params["x"] < 0:
             assert t.status == "failed" and "diverged" in (t.error or "")
@@ -185,7 +194,9 @@ def test_failed_trials_are_retried_then_recorded_and_the_study_goes_on(
     assert by_status["failed"] > 0
 
 
-def test_a_study_with_no_completed_trial_fails_its_work(make_engine: EngineFactory, db: Database) -> None:
+def test_a_study_with_no_completed_trial_fails_its_work(
+    make_engine: EngineFactory, db: Database
+) -> None:
     def broken(args: dict[str, Any]) -> Any:
         raise RuntimeError("no GPU")
 
@@ -202,7 +213,9 @@ def test_the_same_seed_gives_the_same_trials(make_engine: EngineFactory, db: Dat
     eng = make_engine(FunctionExecutor(quadratic))
     runs = []
     for seed in (5, 5, 6):
-        wf_id, wf = eng.run(template(parallel=1, max_trials=6, seed=seed, options={"n_startup_trials": 3}))
+        wf_id, wf = eng.run(
+            template(parallel=1, max_trials=6, seed=seed, options={"n_startup_trials": 3})
+        )
         assert wf.status == "succeeded"
         runs.append([dict(t.params) for t in trials(db, wf_id)])
     assert runs[0] == runs[1]
@@ -245,7 +258,9 @@ def test_segments_share_the_slots_fairly(make_engine: EngineFactory, db: Databas
     assert {j.args["scale"] for j in jobs if j.name.startswith("photons-")} == {2}
 
 
-def test_median_pruning_stops_bad_trials(make_engine: EngineFactory, db: Database, tmp_path: Path) -> None:
+def test_median_pruning_stops_bad_trials(
+    make_engine: EngineFactory, db: Database, tmp_path: Path
+) -> None:
     """Trials report intermediate values through their progress file (real processes);
     the pruner stops those worse than the median and the study records them pruned."""
     (tmp_path / "home").mkdir(exist_ok=True)
@@ -328,7 +343,9 @@ def test_a_study_survives_a_restart_of_its_agent(make_engine: EngineFactory, db:
     # the first engine dies; its jobs' leases run out and they run again elsewhere
     with db.begin() as conn:
         conn.execute(sa.update(studies_table).values(lease_owner=None, lease_until=None))
-        conn.execute(sa.text("UPDATE jobs SET lease_until = 0 WHERE status IN ('submitted', 'running')"))
+        conn.execute(
+            sa.text("UPDATE jobs SET lease_until = 0 WHERE status IN ('submitted', 'running')")
+        )
     second = make_engine(FunctionExecutor(quadratic))
     wf = second.drain(wf_id)
     assert wf.status == "succeeded", wf.message

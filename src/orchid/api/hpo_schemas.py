@@ -57,7 +57,7 @@ class TrialOut(_Out):
             study_id=t.study_id,
             segment=t.segment,
             number=t.number,
-            status=t.status,  # type: ignore[arg-type]
+            status=t.status,
             params=dict(t.params),
             values=t.values,
             result=t.result,

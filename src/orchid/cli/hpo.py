@@ -13,20 +13,38 @@ from typing import Annotated, Any
 
 import typer
 
-from orchid.cli.common import MAX_ID, DbOpt, UrlOpt, WorkflowId, _open, _remote, _settings, app, console
+from orchid.cli.common import (
+    MAX_ID,
+    DbOpt,
+    UrlOpt,
+    WorkflowId,
+    _open,
+    _remote,
+    _settings,
+    app,
+    console,
+)
 from orchid.engine.hpo_ops import Report, Studies
 from orchid.errors import InvalidInput
 from orchid.store import studies
 
-hpo_app = typer.Typer(help="Hyperparameter optimisation: studies, points, losses.", no_args_is_help=True)
+hpo_app = typer.Typer(
+    help="Hyperparameter optimisation: studies, points, losses.", no_args_is_help=True
+)
 app.add_typer(hpo_app, name="hpo")
 
-WorkOpt = Annotated[str | None, typer.Option("--work", help="the hpo work (when there are several)")]
+WorkOpt = Annotated[
+    str | None, typer.Option("--work", help="the hpo work (when there are several)")
+]
 SegmentOpt = Annotated[str | None, typer.Option("--segment", help="one segment of the study")]
-TrialId = Annotated[int, typer.Argument(min=1, max=MAX_ID, help="trial id (from `orchid hpo next`)")]
+TrialId = Annotated[
+    int, typer.Argument(min=1, max=MAX_ID, help="trial id (from `orchid hpo next`)")
+]
 
 
-def _local_study(workflow_id: int, work: str | None, db: str | None) -> tuple[Any, Studies, dict[str, Any]]:
+def _local_study(
+    workflow_id: int, work: str | None, db: str | None
+) -> tuple[Any, Studies, dict[str, Any]]:
     database = _open(_settings(db=db))
     ops = Studies()
     with database.engine.connect() as conn:
@@ -56,7 +74,9 @@ def list_studies(workflow_id: WorkflowId, db: DbOpt = None, url: UrlOpt = None) 
 
 
 @hpo_app.command("best")
-def best(workflow_id: WorkflowId, work: WorkOpt = None, db: DbOpt = None, url: UrlOpt = None) -> None:
+def best(
+    workflow_id: WorkflowId, work: WorkOpt = None, db: DbOpt = None, url: UrlOpt = None
+) -> None:
     """The best trial so far (the Pareto front for several objectives), per segment."""
     client = _remote(url, db)
     if client is not None:
@@ -86,12 +106,18 @@ def next_points(
             with client:
                 sid = client.hpo.study_of(workflow_id, work).id
                 got = client.hpo.next(sid, n=n, segment=segment)
-            status, items = got.study_status, [(t.id, t.segment, t.params) for t in got.trials]
+            status = got.study_status
+            items: list[tuple[int, str, Any]] = [(t.id, t.segment, t.params) for t in got.trials]
         else:
             database, ops, view = _local_study(workflow_id, work, db)
             with database.begin() as conn:
                 status, rows = ops.next_points(
-                    conn, view["id"], n=n, segment=segment, worker=_settings().owner, now=time.time()
+                    conn,
+                    view["id"],
+                    n=n,
+                    segment=segment,
+                    worker=_settings().owner,
+                    now=time.time(),
                 )
             items = [(t.id, t.segment, t.params) for t in rows]
         if items or status != "running" or time.monotonic() >= deadline:
@@ -107,9 +133,13 @@ def next_points(
 @hpo_app.command("report")
 def report(
     trial: TrialId,
-    loss: Annotated[float | None, typer.Option("--loss", "--value", help="the objective's value")] = None,
+    loss: Annotated[
+        float | None, typer.Option("--loss", "--value", help="the objective's value")
+    ] = None,
     values: Annotated[str | None, typer.Option(help="several objectives: a JSON list")] = None,
-    step: Annotated[int | None, typer.Option(min=0, help="an intermediate value at this step")] = None,
+    step: Annotated[
+        int | None, typer.Option(min=0, help="an intermediate value at this step")
+    ] = None,
     failed: Annotated[str | None, typer.Option(help="the evaluation failed: why")] = None,
     db: DbOpt = None,
     url: UrlOpt = None,
@@ -128,12 +158,15 @@ def report(
     if client is not None:
         with client:
             out = client.hpo.report(trial, value=loss, values=parsed, step=step, failed=failed)
-        status, prune = out.status, out.prune
+        status: str = out.status
+        prune = out.prune
     else:
         database = _open(_settings(db=db))
         with database.begin() as conn:
             row = studies.get_trial(conn, trial, lock=True)
-            status, prune = Studies().report(conn, row, Report(step, loss, parsed, None, failed), time.time())
+            status, prune = Studies().report(
+                conn, row, Report(step, loss, parsed, None, failed), time.time()
+            )
     console.print(f"trial {trial}: {status}" + (" (pruned: stop evaluating it)" if prune else ""))
     if prune:
         raise typer.Exit(4)

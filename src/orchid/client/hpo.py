@@ -99,7 +99,9 @@ class HpoApi:
         them by name, a failure, or an intermediate ``value`` at ``step``. ``prune`` in the
         answer says the pruner stopped the trial."""
         response = self._http.request(
-            "POST", f"/trials/{trial_id}/report", json_body=_report(value, values, metrics, step, failed)
+            "POST",
+            f"/trials/{trial_id}/report",
+            json_body=_report(value, values, metrics, step, failed),
         )
         return ReportOut.model_validate(decode(response))
 

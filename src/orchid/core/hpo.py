@@ -157,9 +157,7 @@ OPTIONS: Mapping[str, Mapping[str, tuple[type, ...]]] = {
 SINGLE_OBJECTIVE = frozenset({"cmaes"})
 
 
-def check(
-    spec: HpoSpec, path: str, fixed_args: Iterable[str] = ()
-) -> list[tuple[str, str]]:
+def check(spec: HpoSpec, path: str, fixed_args: Iterable[str] = ()) -> list[tuple[str, str]]:
     """Every problem of an ``hpo`` block that spans fields, each with its path.
 
     ``fixed_args`` are the names of the work's other job arguments (its ``parameters``),
@@ -184,7 +182,9 @@ def check(
     for key, value in spec.options.items():
         if key not in known:
             listed = ", ".join(known) or "none"
-            out.append((f"{here}.options.{key}", f"{spec.strategy} has no option {key!r} ({listed})"))
+            out.append(
+                (f"{here}.options.{key}", f"{spec.strategy} has no option {key!r} ({listed})")
+            )
         elif not isinstance(value, known[key]) or isinstance(value, bool) != (bool in known[key]):
             kinds = " or ".join(k.__name__ for k in known[key])
             out.append((f"{here}.options.{key}", f"must be {kinds}; got {value!r}"))
@@ -250,7 +250,7 @@ def grid_values(p: FloatParam | IntParam | CategoricalParam) -> list[Scalar] | N
         return list(range(p.low, p.high + 1, p.step)) if not p.log else None
     if p.step is None:
         return None
-    n = int(math.floor((p.high - p.low) / p.step + 1e-9)) + 1
+    n = math.floor((p.high - p.low) / p.step + 1e-9) + 1
     return [p.low + i * p.step for i in range(min(n, MAX_GRID + 1))]
 
 

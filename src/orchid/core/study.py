@@ -116,7 +116,9 @@ def dominates(a: Sequence[float], b: Sequence[float], goals: Sequence[Objective]
 
 def best_trials(trials: Sequence[Trial], goals: Sequence[Objective]) -> list[Trial]:
     """The best complete trial (single objective), or the Pareto front (several), by number."""
-    done = sorted((t for t in trials if t.status == "complete" and t.values), key=lambda t: t.number)
+    done = sorted(
+        (t for t in trials if t.status == "complete" and t.values), key=lambda t: t.number
+    )
     if not done:
         return []
     if len(goals) == 1:
@@ -178,7 +180,11 @@ def outcome(spec: HpoSpec, by_segment: Mapping[str, Sequence[Trial]]) -> tuple[W
     """How a study whose trials all ended ends: succeeded if every segment has a complete
     trial, partial if some have, failed if none has. Failed and pruned trials alone do not
     fail a study: they are part of searching."""
-    empty = [s for s in spec.segment_names() if not any(t.status == "complete" for t in by_segment.get(s, []))]
+    empty = [
+        s
+        for s in spec.segment_names()
+        if not any(t.status == "complete" for t in by_segment.get(s, []))
+    ]
     if not empty:
         return WorkStatus.SUCCEEDED, ""
     names = ", ".join(repr(s) for s in empty) if spec.segments else "the study"

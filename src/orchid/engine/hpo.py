@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -41,6 +42,7 @@ from orchid.hpo.base import GeneratorError, Proposal, make_generator
 from orchid.hpo.custom import parse_points, request
 from orchid.store import events, studies, workflows, works
 from orchid.store.studies import TrialRow
+from orchid.store.tables import workflows as workflows_table
 from orchid.store.tables import works as works_table
 
 log = logging.getLogger(__name__)
@@ -126,7 +128,7 @@ class _Reconcile:
         wf = workflows.get(self.conn, self.study.workflow_id)
         finishing = bool(
             self.conn.execute(
-                sa.text("SELECT finishing FROM workflows WHERE id = :i"), {"i": wf.id}
+                sa.select(workflows_table.c.finishing).where(workflows_table.c.id == wf.id)
             ).scalar()
         )
         job_ids = [r.job_id for r in self.rows.values() if r.status == "running" and r.job_id]
@@ -163,21 +165,29 @@ class _Reconcile:
 
     def _sync_jobs(self) -> None:
         """Record the trials whose job ended: complete with their values, or failed."""
-        for row in list(self.rows.values()):
-            js = self.jobs.get(row.job_id or -1)
-            if row.status != "running" or js is None or js.status not in TERMINAL_JOB:
+        for seen in list(self.rows.values()):
+            js = self.jobs.get(seen.job_id or -1)
+            if seen.status != "running" or js is None or js.status not in TERMINAL_JOB:
                 continue
             self.ended += 1
-            self._read_progress(row)  # what it reported after we last looked
-            row = self.rows[row.id]
+            self._read_progress(seen)  # what it reported after we last looked
+            row = self.rows[seen.id]
             if js.status == JobStatus.SUCCEEDED:
                 values, why = values_of(js.result, self.goals)
                 if values is not None:
-                    self._set(row, status="complete", values=list(values), result=js.result, finished_at=self.now)
+                    self._set(
+                        row,
+                        status="complete",
+                        values=list(values),
+                        result=js.result,
+                        finished_at=self.now,
+                    )
                     continue
                 self._set(row, status="failed", result=js.result, error=why, finished_at=self.now)
             else:
-                self._set(row, status="failed", error=js.error or str(js.status), finished_at=self.now)
+                self._set(
+                    row, status="failed", error=js.error or str(js.status), finished_at=self.now
+                )
 
     def _by_segment(self) -> dict[str, list[TrialRow]]:
         out: dict[str, list[TrialRow]] = defaultdict(list)
@@ -194,9 +204,11 @@ class _Reconcile:
                 continue
             for r in running:
                 self._read_progress(r)
-            rows = [self.rows[r.id] for r in rows]
+            fresh = [self.rows[r.id] for r in rows]
             try:
-                decisions = pruning.decide(self.spec, [r.as_trial() for r in rows], [r.number for r in running])
+                decisions = pruning.decide(
+                    self.spec, [r.as_trial() for r in fresh], [r.number for r in running]
+                )
             except Exception:
                 log.exception("study %s segment %r: the pruner failed; not pruning", self.sid, seg)
                 continue
@@ -209,7 +221,9 @@ class _Reconcile:
                     row = self._set(row, system=_json(notes))
                 if prune:
                     last = max(row.intermediate, key=int)
-                    self._set(row, status="pruned", finished_at=self.now, error=f"pruned at step {last}")
+                    self._set(
+                        row, status="pruned", finished_at=self.now, error=f"pruned at step {last}"
+                    )
                     self.ended += 1
                     if row.job_id:
                         studies.cancel_jobs(self.conn, [row.job_id], self.now, "pruned")
@@ -219,7 +233,9 @@ class _Reconcile:
         js = self.jobs.get(row.job_id or -1)
         if self.agent.log_dir is None or js is None:
             return
-        path = AttemptFiles.at(self.agent.log_dir, self.study.workflow_id, js.id, js.attempt).progress
+        path = AttemptFiles.at(
+            self.agent.log_dir, self.study.workflow_id, js.id, js.attempt
+        ).progress
         try:
             with path.open("rb") as f:
                 data = f.read(MAX_PROGRESS_BYTES)
@@ -232,7 +248,7 @@ class _Reconcile:
                 step, value = int(item["step"]), float(item["value"])
             except (ValueError, TypeError, KeyError):
                 continue
-            if step >= 0 and value == value and abs(value) != float("inf"):
+            if step >= 0 and math.isfinite(value):
                 found[str(step)] = value
         if found != row.intermediate:
             self._set(row, intermediate=found)
@@ -242,7 +258,7 @@ class _Reconcile:
         for seg, state in self.segments.items():
             pending = state.get("generator")
             js = self.jobs.get(pending["job"]) if pending else None
-            if js is None or js.status not in TERMINAL_JOB:
+            if pending is None or js is None or js.status not in TERMINAL_JOB:
                 continue
             state["generator"] = None
             if js.status != JobStatus.SUCCEEDED:
@@ -317,7 +333,9 @@ class _Reconcile:
         first = sum(1 for r in self.rows.values() if r.segment == seg)
         numbered = [(first + i, p.params, _json(p.system)) for i, p in enumerate(points)]
         pull = self.spec.mode == "pull"
-        ids = studies.add_trials(self.conn, self.sid, seg, numbered, "waiting" if pull else "running", self.now)
+        ids = studies.add_trials(
+            self.conn, self.sid, seg, numbered, "waiting" if pull else "running", self.now
+        )
         if not pull:
             common = {**self.study.common, **self.spec.segment_args(seg)}
             named = [(trial_job_name(seg, n), {**common, **params}) for n, params, _ in numbered]
@@ -355,14 +373,22 @@ class _Reconcile:
             return  # the trigger has still to count some jobs off; it wakes us when it has
         trials = {s: [r.as_trial() for r in rows] for s, rows in by_seg.items()}
         status, message = outcome(self.spec, trials)
-        stopped = [f"{s or 'study'}: {st['stopped']}" for s, st in self.segments.items() if st.get("stopped")]
+        stopped = [
+            f"{s or 'study'}: {st['stopped']}"
+            for s, st in self.segments.items()
+            if st.get("stopped")
+        ]
         if stopped and status != WorkStatus.SUCCEEDED:
             message = "; ".join([message, *stopped])
         works.add_remaining(self.conn, {self.study.work_id: -1})
         wf_id = self.study.workflow_id
         if works.finish(self.conn, self.study.work_id, status, message, self.now):
-            events.emit(self.conn, wf_id, f"work.{status}", {"work_id": self.study.work_id}, self.now)
-        studies.finish(self.conn, self.sid, str(status), message, summary(self.spec, trials), self.now)
+            events.emit(
+                self.conn, wf_id, f"work.{status}", {"work_id": self.study.work_id}, self.now
+            )
+        studies.finish(
+            self.conn, self.sid, str(status), message, summary(self.spec, trials), self.now
+        )
         workflows.wake(self.conn, [wf_id])
         log.info("workflow %s study %s %s %s", wf_id, self.sid, status, message)
 
@@ -370,10 +396,7 @@ class _Reconcile:
         """The work ended without us (aborted): close the study and stop its trials."""
         job_ids = studies.end_open_trials(self.conn, self.sid, why, self.now)
         studies.cancel_jobs(self.conn, job_ids, self.now, why)
-        by_seg = {
-            s: [r.as_trial() for r in rows]
-            for s, rows in self._by_segment().items()
-        }
+        by_seg = {s: [r.as_trial() for r in rows] for s, rows in self._by_segment().items()}
         studies.finish(self.conn, self.sid, "cancelled", why, summary(self.spec, by_seg), self.now)
 
     def _due(self) -> float | None:

@@ -24,7 +24,6 @@ from orchid.store import studies
 from orchid.store.studies import StudyRow, TrialRow
 
 
-
 @dataclass(frozen=True)
 class Report:
     """A worker's word on a trial: an intermediate ``value`` at ``step``, a final result
@@ -99,11 +98,11 @@ class Studies:
             raise InvalidInput(f"study {study_id} has no segment {segment!r}")
         if study.status != "running":
             return study.status, []
-        return study.status, studies.lease_waiting(conn, study_id, segment, n, worker, now, spec.lease)
+        return study.status, studies.lease_waiting(
+            conn, study_id, segment, n, worker, now, spec.lease
+        )
 
-    def report(
-        self, conn: Connection, trial: TrialRow, r: Report, now: float
-    ) -> tuple[str, bool]:
+    def report(self, conn: Connection, trial: TrialRow, r: Report, now: float) -> tuple[str, bool]:
         """Record a report; returns the trial's status and whether the worker should stop."""
         study = studies.get(conn, trial.study_id)
         spec, _, _ = self.spec(conn, study)
@@ -127,20 +126,32 @@ class Studies:
                 "report only intermediate values (step and value) for it"
             )
         if r.failed is not None:
-            studies.update_trial(conn, trial.id, status="failed", error=r.failed[:1000], finished_at=now)
+            studies.update_trial(
+                conn, trial.id, status="failed", error=r.failed[:1000], finished_at=now
+            )
         else:
             result: Any = dict(r.metrics) if r.metrics is not None else None
             if r.values is not None:
                 if len(r.values) != len(goals):
-                    raise InvalidInput(f"the study has {len(goals)} objectives; got {len(r.values)} values")
-                result = {**(result or {}), **{g.name: v for g, v in zip(goals, r.values, strict=True)}}
+                    raise InvalidInput(
+                        f"the study has {len(goals)} objectives; got {len(r.values)} values"
+                    )
+                result = {
+                    **(result or {}),
+                    **{g.name: v for g, v in zip(goals, r.values, strict=True)},
+                }
             if r.value is not None and result is None:
                 result = r.value
             values, why = values_of(result, goals)
             if values is None:
                 raise InvalidInput(why)
             studies.update_trial(
-                conn, trial.id, status="complete", values=list(values), result=result, finished_at=now
+                conn,
+                trial.id,
+                status="complete",
+                values=list(values),
+                result=result,
+                finished_at=now,
             )
         studies.wake(conn, [study.id])
         return "failed" if r.failed is not None else "complete", False

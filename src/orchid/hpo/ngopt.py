@@ -70,7 +70,12 @@ class NevergradGenerator:
     def ask(self, n: int) -> list[Proposal]:
         if n <= 0:
             return []
-        import nevergrad as ng
+        try:
+            import nevergrad as ng
+        except ImportError:
+            raise GeneratorError(
+                "strategy nevergrad needs the nevergrad package: pip install 'orchid[hpo]'"
+            ) from None
 
         spec = self.spec
         goals = spec.goals()
@@ -94,7 +99,10 @@ class NevergradGenerator:
                 if t.status != "complete" or t.values is None:
                     continue
                 value = {k: t.params.get(k, _neutral(p)) for k, p in space.items()}
-                losses = [v if g.direction == "minimize" else -v for v, g in zip(t.values, goals, strict=True)]
+                losses = [
+                    v if g.direction == "minimize" else -v
+                    for v, g in zip(t.values, goals, strict=True)
+                ]
                 cand = opt.parametrization.spawn_child(new_value=value)
                 opt.tell(cand, losses[0] if len(losses) == 1 else losses)
             out: list[Proposal] = []

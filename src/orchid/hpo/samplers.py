@@ -102,7 +102,9 @@ def make_sampler(spec: HpoSpec, seed: int | None) -> optuna.samplers.BaseSampler
                 "strategy gp needs PyTorch (Optuna's GP sampler uses it): pip install torch"
             ) from None
         return optuna.samplers.GPSampler(
-            seed=seed, n_startup_trials=o.get("n_startup_trials", 10), warn_independent_sampling=False
+            seed=seed,
+            n_startup_trials=o.get("n_startup_trials", 10),
+            warn_independent_sampling=False,
         )
     if s == "cmaes":
         return optuna.samplers.CmaEsSampler(
@@ -127,7 +129,9 @@ def make_sampler(spec: HpoSpec, seed: int | None) -> optuna.samplers.BaseSampler
     raise GeneratorError(f"{s} is not an Optuna strategy")
 
 
-def suggest(spec: HpoSpec, trial: optuna.Trial, dists: Mapping[str, BaseDistribution]) -> dict[str, Any]:
+def suggest(
+    spec: HpoSpec, trial: optuna.Trial, dists: Mapping[str, BaseDistribution]
+) -> dict[str, Any]:
     """Define-by-run: suggest each parameter whose condition holds, in the space's order."""
     point: dict[str, Any] = {}
     for name in spec.space:

@@ -160,7 +160,9 @@ def wake_works(conn: Connection, work_ids: Iterable[int]) -> None:
         )
 
 
-def claim(conn: Connection, owner: str, now: float, lease: float, limit: int) -> list[tuple[int, int]]:
+def claim(
+    conn: Connection, owner: str, now: float, lease: float, limit: int
+) -> list[tuple[int, int]]:
     """Lease running studies that changed or are due: (id, wake_seq)."""
     rows = claims.claim(
         conn,
@@ -350,7 +352,9 @@ def link_jobs(conn: Connection, pairs: Sequence[tuple[int, int]]) -> None:
     """(trial id, job id): which job runs each trial."""
     if pairs:
         conn.execute(
-            sa.update(trials).where(trials.c.id == sa.bindparam("tid")).values(job_id=sa.bindparam("jid")),
+            sa.update(trials)
+            .where(trials.c.id == sa.bindparam("tid"))
+            .values(job_id=sa.bindparam("jid")),
             [{"tid": t, "jid": j} for t, j in pairs],
         )
 
@@ -409,7 +413,10 @@ def lease_waiting(
         .where(trials.c.id.in_(ids))
         .values(status="running", worker=worker, lease_until=now + lease, started_at=now)
     )
-    return [_trial(r) for r in conn.execute(sa.select(trials).where(trials.c.id.in_(ids)).order_by(trials.c.id))]
+    return [
+        _trial(r)
+        for r in conn.execute(sa.select(trials).where(trials.c.id.in_(ids)).order_by(trials.c.id))
+    ]
 
 
 def expire_leases(conn: Connection, study_id: int, now: float) -> int:

@@ -110,11 +110,13 @@ def _report(st: ApiState, request: Request, trial_id: int, body: ReportIn) -> Re
             Report(body.step, body.value, body.values, body.metrics, body.failed),
             now(),
         )
-    return ReportOut(trial_id=trial_id, status=status, prune=prune)  # type: ignore[arg-type]
+    return ReportOut(trial_id=trial_id, status=status, prune=prune)
 
 
 @router.post("/trials/{trial_id}/report", response_model=ReportOut)
-def report_trial(trial_id: int, body: ReportIn, request: Request, st: State, who: Caller) -> ReportOut:
+def report_trial(
+    trial_id: int, body: ReportIn, request: Request, st: State, who: Caller
+) -> ReportOut:
     """Report a trial's loss (or values, metrics, failure), or an intermediate value."""
     with st.db.engine.connect() as conn:
         trial = studies.get_trial(conn, check_id(trial_id))
@@ -127,7 +129,9 @@ def report_trial(trial_id: int, body: ReportIn, request: Request, st: State, who
 def report_job(job_id: int, body: ReportIn, request: Request, st: State, who: Caller) -> ReportOut:
     """A trial job reports an intermediate value (`step`, `value`) by its job id."""
     if body.step is None:
-        raise InvalidInput("a job reports intermediate values (step and value); its result is final")
+        raise InvalidInput(
+            "a job reports intermediate values (step and value); its result is final"
+        )
     with st.db.engine.connect() as conn:
         trial = studies.trial_of_job(conn, check_id(job_id))
         study = studies.get(conn, trial.study_id)

@@ -69,7 +69,9 @@ def upgrade() -> None:
             ["study_id"], ["studies.id"], name=op.f("fk_trials_study_id_studies")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_trials")),
-        sa.UniqueConstraint("study_id", "segment", "number", name=op.f("uq_trials_study_id_segment_number")),
+        sa.UniqueConstraint(
+            "study_id", "segment", "number", name=op.f("uq_trials_study_id_segment_number")
+        ),
     )
     op.create_index(op.f("ix_trials_job_id"), "trials", ["job_id"], unique=False)
     op.create_index("ix_trials_study_status", "trials", ["study_id", "status"], unique=False)
