@@ -84,7 +84,16 @@ def best(
             view: dict[str, Any] = client.hpo.study_of(workflow_id, work).model_dump()
     else:
         view = _local_study(workflow_id, work, db)[2]
-    console.print_json(data={"study": view["id"], "status": view["status"], **view["summary"]})
+    shown = _without_history(view["summary"])
+    console.print_json(data={"study": view["id"], "status": view["status"], **shown})
+
+
+def _without_history(summary: dict[str, Any]) -> dict[str, Any]:
+    """The best trials and counts; every trial's values are for `orchid hpo studies`."""
+    out = {k: v for k, v in summary.items() if k != "history"}
+    if "segments" in out:
+        out["segments"] = {s: _without_history(v) for s, v in out["segments"].items()}
+    return out
 
 
 @hpo_app.command("next")

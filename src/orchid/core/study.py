@@ -154,13 +154,17 @@ def summary(spec: HpoSpec, by_segment: Mapping[str, Sequence[Trial]]) -> dict[st
     """What a finished study says downstream (``works.W.outputs``) and to ``orchid hpo best``.
 
     ``best`` is the best trial (``pareto``: the front, for several objectives) of the only
-    segment; with segments, each is under ``segments.NAME``.
+    segment, ``history`` every trial's values in order; with segments, each is under
+    ``segments.NAME``.
     """
     goals = spec.goals()
 
     def one(trials: Sequence[Trial]) -> dict[str, Any]:
         top = [trial_json(t, goals) for t in best_trials(trials, goals)]
         out: dict[str, Any] = {"trials": len(trials), **counts(trials)}
+        ordered = sorted(trials, key=lambda t: t.number)
+        # each trial's values in proposal order (null: it failed, was pruned or runs)
+        out["history"] = [list(t.values) if t.status == "complete" and t.values else None for t in ordered]
         if len(goals) == 1:
             out["best"] = top[0] if top else None
         else:
