@@ -352,3 +352,34 @@ def test_a_study_survives_a_restart_of_its_agent(make_engine: EngineFactory, db:
     ts = trials(db, wf_id)
     assert [t.number for t in ts] == list(range(8))
     assert all(t.status == "complete" for t in ts)
+
+
+def test_suspend_holds_new_trials_and_resume_goes_on(make_engine: EngineFactory, db: Database) -> None:
+    from orchid.store import commands
+
+    ex = FunctionExecutor(quadratic, per_step=1)
+    eng = make_engine(ex)
+    wf_id = eng.submit(template(max_trials=6, parallel=2))
+    eng.run_until(wf_id, lambda: len(ex.running) == 2)
+    with db.begin() as conn:
+        commands.add(conn, wf_id, "suspend", time.time())
+    eng.run_until(wf_id, lambda: str(eng_status(db, wf_id)) == "suspended")
+    ex.step(2)
+    for _ in range(50):
+        eng.runner.run_once()
+    assert len(ex.submitted) == 2  # nothing new while suspended
+    assert {t.status for t in trials(db, wf_id)} == {"complete"}
+    with db.begin() as conn:
+        commands.add(conn, wf_id, "resume", time.time())
+    ex.per_step = None
+    wf = eng.drain(wf_id)
+    ex.step(100)
+    wf = eng.drain(wf_id)
+    assert wf.status == "succeeded", wf.message
+    assert len(trials(db, wf_id)) == 6
+
+
+def eng_status(db: Database, wf_id: int) -> str:
+    from tests.engine.enginekit import workflow
+
+    return str(workflow(db, wf_id).status)

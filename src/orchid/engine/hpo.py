@@ -48,6 +48,7 @@ from orchid.store.tables import works as works_table
 log = logging.getLogger(__name__)
 PROGRESS_POLL_S = 0.5  # how often running trials' progress files are read (with a pruner)
 MAX_PROGRESS_BYTES = 4 * 1024 * 1024
+SUSPENDED_POLL_S = 1.0  # how often a suspended workflow's studies look for a resume
 
 
 def start(conn: Connection, row: Row[Any], now: float) -> None:
@@ -155,6 +156,8 @@ class _Reconcile:
                 self.now,
             )
         self._maybe_finish()
+        if wf.status == WorkflowStatus.SUSPENDED:
+            return self.now + SUSPENDED_POLL_S, self.made  # nothing wakes a study on resume
         return self._due(), self.made
 
     def _set(self, row: TrialRow, **changes: Any) -> TrialRow:
