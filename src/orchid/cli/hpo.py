@@ -172,9 +172,8 @@ def report(
     else:
         database = _open(_settings(db=db))
         with database.begin() as conn:
-            row = studies.get_trial(conn, trial, lock=True)
             status, prune = Studies().report(
-                conn, row, Report(step, loss, parsed, None, failed), time.time()
+                conn, trial, Report(step, loss, parsed, None, failed), time.time()
             )
     console.print(f"trial {trial}: {status}" + (" (pruned: stop evaluating it)" if prune else ""))
     if prune:

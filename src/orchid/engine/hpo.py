@@ -113,7 +113,10 @@ class _Reconcile:
         assert spec is not None  # a study is made for hpo works only
         self.spec: HpoSpec = spec
         self.goals = spec.goals()
-        self.rows = {r.id: r for r in studies.trials_of(conn, study_id)}
+        # only the open trials (at most `parallel`) and counts: a look costs O(parallel), and
+        # a segment's whole history is read only when its generator or pruner needs it
+        self.rows = {r.id: r for r in studies.open_trials(conn, study_id)}
+        self.created = studies.created(conn, study_id)
         self.segments: dict[str, dict[str, Any]] = {
             s: dict(self.study.segments.get(s, {})) for s in spec.segment_names()
         }
@@ -137,7 +140,7 @@ class _Reconcile:
         self.jobs = studies.job_states(self.conn, job_ids + gen_ids)
         self._sync_jobs()
         if self.spec.mode == "pull" and studies.expire_leases(self.conn, self.sid, self.now):
-            self.rows = {r.id: r for r in studies.trials_of(self.conn, self.sid)}
+            self.rows = {r.id: r for r in studies.open_trials(self.conn, self.sid)}
         if self.spec.pruner is not None:
             self._prune()
         self._collect_generated()
@@ -192,22 +195,30 @@ class _Reconcile:
                     row, status="failed", error=js.error or str(js.status), finished_at=self.now
                 )
 
-    def _by_segment(self) -> dict[str, list[TrialRow]]:
+    def _open(self) -> dict[str, list[TrialRow]]:
+        """The open trials of each segment (rows ended in this look drop out)."""
         out: dict[str, list[TrialRow]] = defaultdict(list)
         for r in sorted(self.rows.values(), key=lambda r: (r.segment, r.number)):
-            out[r.segment].append(r)
+            if r.status in ACTIVE:
+                out[r.segment].append(r)
         return out
+
+    def _history(self, seg: str) -> list[TrialRow]:
+        """Every trial of a segment as stored now (this transaction's writes included)."""
+        return studies.trials_of(self.conn, self.sid, seg)
 
     def _prune(self) -> None:
         from orchid.hpo import pruning
 
-        for seg, rows in self._by_segment().items():
-            running = [r for r in rows if r.status == "running"]
+        for seg, open_rows in self._open().items():
+            running = [r for r in open_rows if r.status == "running"]
             if not running:
                 continue
             for r in running:
                 self._read_progress(r)
-            fresh = [self.rows[r.id] for r in rows]
+            if not any(self.rows[r.id].intermediate for r in running):
+                continue
+            fresh = self._history(seg)
             try:
                 decisions = pruning.decide(
                     self.spec, [r.as_trial() for r in fresh], [r.number for r in running]
@@ -277,20 +288,21 @@ class _Reconcile:
             self._add(seg, points)
 
     def _propose(self) -> None:
-        by_seg = self._by_segment()
+        open_rows = self._open()
         loads = []
         for seg in self.spec.segment_names():
             state = self.segments[seg]
-            rows = by_seg.get(seg, [])
             pending = state.get("generator")
-            active = sum(r.status in ACTIVE for r in rows) + (int(pending["n"]) if pending else 0)
-            wanted = 0 if state.get("stopped") or pending else self.spec.max_trials - len(rows)
+            active = len(open_rows.get(seg, [])) + (int(pending["n"]) if pending else 0)
+            made = self.created.get(seg, 0)
+            wanted = 0 if state.get("stopped") or pending else self.spec.max_trials - made
             loads.append(Load(seg, active, max(wanted, 0)))
         for index, (seg, k) in enumerate(allocate(self.spec.parallel, loads).items()):
             if k <= 0:
                 continue
-            rows = by_seg.get(seg, [])
-            seed = seed_for(self.spec.seed, index, len(rows))
+            seed = seed_for(self.spec.seed, index, self.created.get(seg, 0))
+            # a random sampler learns nothing from the history: do not read it
+            rows = [] if self.spec.strategy == "random" else self._history(seg)
             if self.spec.strategy == "custom":
                 self._ask_command(seg, rows, k, seed)
                 continue
@@ -333,7 +345,7 @@ class _Reconcile:
     def _add(self, seg: str, points: list[Proposal]) -> None:
         if not points:
             return
-        first = sum(1 for r in self.rows.values() if r.segment == seg)
+        first = self.created.get(seg, 0)
         numbered = [(first + i, p.params, _json(p.system)) for i, p in enumerate(points)]
         pull = self.spec.mode == "pull"
         ids = studies.add_trials(
@@ -351,30 +363,32 @@ class _Reconcile:
                 self.now,
             )
             studies.link_jobs(self.conn, list(zip(ids, job_ids, strict=True)))
-        for r in studies.trials_of(self.conn, self.sid, seg)[first:]:
+        for r in studies.trials_by_id(self.conn, ids):
             self.rows[r.id] = r
+        self.created[seg] = first + len(points)
         self.made += len(points)
 
     # --- the end -------------------------------------------------------------------------
 
-    def _segment_done(self, seg: str, rows: list[TrialRow]) -> bool:
+    def _segment_done(self, seg: str, open_rows: list[TrialRow]) -> bool:
         state = self.segments[seg]
-        if state.get("generator"):
+        if state.get("generator") or open_rows:
             return False
-        if any(r.status in ACTIVE for r in rows):
-            return False
-        return bool(state.get("stopped")) or len(rows) >= self.spec.max_trials
+        return bool(state.get("stopped")) or self.created.get(seg, 0) >= self.spec.max_trials
+
+    def _all(self) -> dict[str, list[Any]]:
+        return {s: [r.as_trial() for r in self._history(s)] for s in self.spec.segment_names()}
 
     def _maybe_finish(self) -> None:
-        by_seg = self._by_segment()
-        if not all(self._segment_done(s, by_seg.get(s, [])) for s in self.spec.segment_names()):
+        open_rows = self._open()
+        if not all(self._segment_done(s, open_rows.get(s, [])) for s in self.spec.segment_names()):
             return
         remaining = self.conn.execute(
             sa.select(works_table.c.remaining).where(works_table.c.id == self.study.work_id)
         ).scalar_one()
         if remaining > 1:
             return  # the trigger has still to count some jobs off; it wakes us when it has
-        trials = {s: [r.as_trial() for r in rows] for s, rows in by_seg.items()}
+        trials = self._all()
         status, message = outcome(self.spec, trials)
         stopped = [
             f"{s or 'study'}: {st['stopped']}"
@@ -399,8 +413,9 @@ class _Reconcile:
         """The work ended without us (aborted): close the study and stop its trials."""
         job_ids = studies.end_open_trials(self.conn, self.sid, why, self.now)
         studies.cancel_jobs(self.conn, job_ids, self.now, why)
-        by_seg = {s: [r.as_trial() for r in rows] for s, rows in self._by_segment().items()}
-        studies.finish(self.conn, self.sid, "cancelled", why, summary(self.spec, by_seg), self.now)
+        studies.finish(
+            self.conn, self.sid, "cancelled", why, summary(self.spec, self._all()), self.now
+        )
 
     def _due(self) -> float | None:
         """When to look again without being woken: progress files to read, leases to expire."""

@@ -102,9 +102,15 @@ class Studies:
             conn, study_id, segment, n, worker, now, spec.lease
         )
 
-    def report(self, conn: Connection, trial: TrialRow, r: Report, now: float) -> tuple[str, bool]:
-        """Record a report; returns the trial's status and whether the worker should stop."""
-        study = studies.get(conn, trial.study_id)
+    def report(self, conn: Connection, trial_id: int, r: Report, now: float) -> tuple[str, bool]:
+        """Record a report; returns the trial's status and whether the worker should stop.
+
+        Locks the study before the trial, in the order the HPO agent takes them.
+        """
+        study_id = studies.get_trial(conn, trial_id).study_id
+        studies.wake(conn, [study_id])
+        trial = studies.get_trial(conn, trial_id, lock=True)
+        study = studies.get(conn, study_id)
         spec, _, _ = self.spec(conn, study)
         goals = spec.goals()
         if trial.status == "pruned":
@@ -118,7 +124,6 @@ class Studies:
             _finite(r.value)
             merged = {**trial.intermediate, str(r.step): float(r.value)}
             studies.update_trial(conn, trial.id, intermediate=merged)
-            studies.wake(conn, [study.id])
             return trial.status, False
         if trial.job_id is not None:
             raise InvalidInput(
@@ -153,7 +158,6 @@ class Studies:
                 result=result,
                 finished_at=now,
             )
-        studies.wake(conn, [study.id])
         return "failed" if r.failed is not None else "complete", False
 
 

@@ -246,6 +246,31 @@ def trials_of(conn: Connection, study_id: int, segment: str | None = None) -> li
     return [_trial(r) for r in conn.execute(q.order_by(trials.c.segment, trials.c.number))]
 
 
+def open_trials(conn: Connection, study_id: int) -> list[TrialRow]:
+    """Trials proposed and not ended (at most the study's `parallel`)."""
+    q = sa.select(trials).where(
+        trials.c.study_id == study_id, trials.c.status.in_(["waiting", "running"])
+    )
+    return [_trial(r) for r in conn.execute(q.order_by(trials.c.id))]
+
+
+def trials_by_id(conn: Connection, ids: Sequence[int]) -> list[TrialRow]:
+    if not ids:
+        return []
+    q = sa.select(trials).where(trials.c.id.in_(list(ids))).order_by(trials.c.id)
+    return [_trial(r) for r in conn.execute(q)]
+
+
+def created(conn: Connection, study_id: int) -> dict[str, int]:
+    """How many trials each segment has (numbers run 0..n-1)."""
+    rows = conn.execute(
+        sa.select(trials.c.segment, sa.func.count())
+        .where(trials.c.study_id == study_id)
+        .group_by(trials.c.segment)
+    )
+    return {str(seg): int(n) for seg, n in rows}
+
+
 def page(
     conn: Connection,
     study_id: int,

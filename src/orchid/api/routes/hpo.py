@@ -103,10 +103,9 @@ def next_points(study_id: int, body: NextIn, request: Request, st: State, who: C
 
 def _report(st: ApiState, request: Request, trial_id: int, body: ReportIn) -> ReportOut:
     with st.db.begin() as conn:
-        trial = studies.get_trial(conn, trial_id, lock=True)
         status, prune = _ops(request).report(
             conn,
-            trial,
+            trial_id,
             Report(body.step, body.value, body.values, body.metrics, body.failed),
             now(),
         )
