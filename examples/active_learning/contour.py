@@ -136,7 +136,9 @@ def _plot(
     pts = np.array([[_mass(list(p))["m_x"], _mass(list(p))["m_zd"]] for p in x])
     ax.scatter(pts[:, 0], pts[:, 1], s=12, c="C0", label=f"evaluated ({len(pts)})")
     if nxt:
-        ax.scatter([p["m_x"] for p in nxt], [p["m_zd"] for p in nxt], marker="x", c="C3", label="next")
+        ax.scatter(
+            [p["m_x"] for p in nxt], [p["m_zd"] for p in nxt], marker="x", c="C3", label="next"
+        )
     ax.plot([], [], "k--", label="true contour")
     ax.plot([], [], "C0", label="GP contour")
     ax.set_xlabel("m_X [GeV]")

@@ -12,7 +12,11 @@ from typing import Any
 
 
 def objective(
-    C: float, gamma: float, kernel: str, degree: int = 3, folds: int = 3
+    C: float,  # noqa: N803 - scikit-learn's name
+    gamma: float,
+    kernel: str,
+    degree: int = 3,
+    folds: int = 3,
 ) -> dict[str, float]:
     """One trial: the cross-validated error rate (the loss to minimise) and accuracy."""
     from sklearn.datasets import load_digits

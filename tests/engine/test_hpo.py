@@ -354,7 +354,9 @@ def test_a_study_survives_a_restart_of_its_agent(make_engine: EngineFactory, db:
     assert all(t.status == "complete" for t in ts)
 
 
-def test_suspend_holds_new_trials_and_resume_goes_on(make_engine: EngineFactory, db: Database) -> None:
+def test_suspend_holds_new_trials_and_resume_goes_on(
+    make_engine: EngineFactory, db: Database
+) -> None:
     from orchid.store import commands
 
     ex = FunctionExecutor(quadratic, per_step=1)

@@ -164,7 +164,9 @@ def summary(spec: HpoSpec, by_segment: Mapping[str, Sequence[Trial]]) -> dict[st
         out: dict[str, Any] = {"trials": len(trials), **counts(trials)}
         ordered = sorted(trials, key=lambda t: t.number)
         # each trial's values in proposal order (null: it failed, was pruned or runs)
-        out["history"] = [list(t.values) if t.status == "complete" and t.values else None for t in ordered]
+        out["history"] = [
+            list(t.values) if t.status == "complete" and t.values else None for t in ordered
+        ]
         if len(goals) == 1:
             out["best"] = top[0] if top else None
         else:

@@ -105,10 +105,12 @@ class _Reconcile:
         self.agent, self.conn, self.sid = agent, conn, study_id
         self.now = agent.env.clock()
         self.study = studies.get(conn, study_id)
-        self.compiled: Compiled = agent.env.templates.get(conn, self.study.workflow_id)
         self.work = conn.execute(
             sa.select(works_table).where(works_table.c.id == self.study.work_id)
         ).one()
+        self.compiled: Compiled = agent.env.templates.get(
+            conn, self.study.workflow_id, (self.work.name,)
+        )
         spec = self.compiled.template.work(self.work.name).hpo
         assert spec is not None  # a study is made for hpo works only
         self.spec: HpoSpec = spec

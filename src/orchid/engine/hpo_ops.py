@@ -46,7 +46,7 @@ class Studies:
         """The study's hpo block, its work's name and iteration."""
         for s, name, iteration in studies.of_workflow(conn, study.workflow_id):
             if s.id == study.id:
-                spec = self.templates.get(conn, study.workflow_id).template.work(name).hpo
+                spec = self.templates.get(conn, study.workflow_id, (name,)).template.work(name).hpo
                 assert spec is not None
                 return spec, name, iteration
         raise InvalidInput(f"study {study.id} has no work")  # pragma: no cover - FK

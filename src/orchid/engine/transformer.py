@@ -38,7 +38,7 @@ class Transformer:
 
     def _transform(self, conn: Connection, row: Row[Any]) -> None:
         now = self.env.clock()
-        compiled = self.env.templates.get(conn, row.workflow_id)
+        compiled = self.env.templates.get(conn, row.workflow_id, (row.name,))
         if compiled.template.work(row.name).hpo is not None:
             hpo.start(conn, row, now)  # its jobs come from the HPO agent, trial by trial
             return

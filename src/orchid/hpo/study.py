@@ -35,17 +35,26 @@ if TYPE_CHECKING:
 
 
 def real(
-    low: float, high: float, *, log: bool = False, step: float | None = None, when: str | None = None
+    low: float,
+    high: float,
+    *,
+    log: bool = False,
+    step: float | None = None,
+    when: str | None = None,
 ) -> dict[str, Any]:
     """A float parameter in [low, high]."""
-    return _drop_none({"type": "float", "low": low, "high": high, "log": log, "step": step, "when": when})
+    return _drop_none(
+        {"type": "float", "low": low, "high": high, "log": log, "step": step, "when": when}
+    )
 
 
 def integer(
     low: int, high: int, *, log: bool = False, step: int = 1, when: str | None = None
 ) -> dict[str, Any]:
     """An int parameter in [low, high] (both included)."""
-    return _drop_none({"type": "int", "low": low, "high": high, "log": log, "step": step, "when": when})
+    return _drop_none(
+        {"type": "int", "low": low, "high": high, "log": log, "step": step, "when": when}
+    )
 
 
 def choice(*choices: Scalar, when: str | None = None) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """hpo: studies and trials
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-01 18:40:00
 
 """
@@ -12,18 +12,20 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision: str = "0004"
-down_revision: Union[str, Sequence[str], None] = "0003"
+revision: str = "0006"
+down_revision: Union[str, Sequence[str], None] = "0005"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
+
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # as store.tables.Id
 
 
 def upgrade() -> None:
     op.create_table(
         "studies",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("workflow_id", sa.Integer(), nullable=False),
-        sa.Column("work_id", sa.Integer(), nullable=False),
+        sa.Column("id", Id, autoincrement=True, nullable=False),
+        sa.Column("workflow_id", Id, nullable=False),
+        sa.Column("work_id", Id, nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("message", sa.Text(), server_default="", nullable=False),
         sa.Column("common", sa.JSON(), nullable=False),
@@ -48,11 +50,11 @@ def upgrade() -> None:
     op.create_index(op.f("ix_studies_workflow_id"), "studies", ["workflow_id"], unique=False)
     op.create_table(
         "trials",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("study_id", sa.Integer(), nullable=False),
+        sa.Column("id", Id, autoincrement=True, nullable=False),
+        sa.Column("study_id", Id, nullable=False),
         sa.Column("segment", sa.String(length=64), server_default="", nullable=False),
         sa.Column("number", sa.Integer(), nullable=False),
-        sa.Column("job_id", sa.Integer(), nullable=True),
+        sa.Column("job_id", Id, nullable=True),
         sa.Column("status", sa.String(length=12), nullable=False),
         sa.Column("params", sa.JSON(), nullable=False),
         sa.Column("values", sa.JSON(), nullable=True),
