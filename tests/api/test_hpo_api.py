@@ -120,6 +120,17 @@ def test_a_jobs_mode_study_hands_out_nothing(api: Api, agents: Agents) -> None:
     sid = study_of(api, "alice", wf)["id"]
     r = api.client("alice").post(f"/studies/{sid}/next", json={"n": 1})
     assert r.status_code == 422 and "mode: pull" in r.json()["error"]
+    api.wait_status(wf)  # the null executor's result holds no loss: the trial failed
+    (trial,) = api.client("alice").get(f"/studies/{sid}/trials").json()["items"]
+    job = trial["job_id"]
+    c = api.client("alice")
+    assert c.post(f"/jobs/{job}/report", json={"value": 1.0}).status_code == 422  # no step
+    r = c.post(f"/jobs/{job}/report", json={"step": 1, "value": 1.0})
+    assert r.status_code == 409 and "already ended" in r.json()["error"]  # its trial ended
+    assert (
+        api.client("carol").post(f"/jobs/{job}/report", json={"step": 1, "value": 1}).status_code
+        == 403
+    )
 
 
 def test_reports_of_intermediate_values_let_the_pruner_stop_a_trial(

@@ -385,3 +385,23 @@ def eng_status(db: Database, wf_id: int) -> str:
     from tests.engine.enginekit import workflow
 
     return str(workflow(db, wf_id).status)
+
+
+def test_finish_stops_proposing_and_lets_running_trials_end(
+    make_engine: EngineFactory, db: Database
+) -> None:
+    from orchid.store import commands
+
+    ex = FunctionExecutor(quadratic, per_step=1)
+    eng = make_engine(ex)
+    wf_id = eng.submit(template(max_trials=10, parallel=3))
+    eng.run_until(wf_id, lambda: len(ex.running) == 3)
+    with db.begin() as conn:
+        commands.add(conn, wf_id, "finish", time.time())
+    for _ in range(20):
+        eng.runner.run_once()
+    ex.step(100)
+    wf = eng.drain(wf_id)
+    assert wf.status == "succeeded", wf.message
+    ts = trials(db, wf_id)
+    assert len(ts) == 3 and all(t.status == "complete" for t in ts)
