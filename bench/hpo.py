@@ -43,6 +43,7 @@ from orchid.engine.submit import submit
 from orchid.executors.base import JobSpec, JobUpdate
 from orchid.settings import Settings
 from orchid.store import studies, workflows
+from orchid.store import trials as trial_rows
 from orchid.store.db import Database
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -195,7 +196,9 @@ def run_orchid(
     wall = time.perf_counter() - start
     with db.engine.connect() as conn:
         ((study, _, _),) = studies.of_workflow(conn, wf)
-        losses = [t.values[0] if t.values else math.inf for t in studies.trials_of(conn, study.id)]
+        losses = [
+            t.values[0] if t.values else math.inf for t in trial_rows.trials_of(conn, study.id)
+        ]
     db.dispose()
     return wall, losses
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from orchid.executors.base import JobSpec, JobUpdate
 from orchid.store import studies
+from orchid.store import trials as trial_rows
 from orchid.store.db import Database
 from orchid.store.tables import studies as studies_table
 from tests.engine.enginekit import EngineFactory, jobs_of, works_of
@@ -123,10 +124,10 @@ def study_rows(db: Database, wf_id: int) -> list[studies.StudyRow]:
         return [s for s, _, _ in studies.of_workflow(conn, wf_id)]
 
 
-def trials(db: Database, wf_id: int) -> list[studies.TrialRow]:
+def trials(db: Database, wf_id: int) -> list[trial_rows.TrialRow]:
     (study,) = study_rows(db, wf_id)
     with db.engine.connect() as conn:
-        return studies.trials_of(conn, study.id)
+        return trial_rows.trials_of(conn, study.id)
 
 
 def test_trials_run_as_jobs_and_the_best_comes_out(

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchid.core.hpo import SEGMENT_PATTERN
 from orchid.core.study import MAX_NEXT
-from orchid.store.studies import TrialRow
+from orchid.store.trials import TrialRow
 
 TrialStatus = Literal["waiting", "running", "complete", "pruned", "failed"]
 

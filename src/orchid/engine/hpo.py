@@ -41,9 +41,10 @@ from orchid.executors._process import AttemptFiles
 from orchid.hpo.base import GeneratorError, Proposal, make_generator
 from orchid.hpo.custom import parse_points, request
 from orchid.store import events, studies, workflows, works
-from orchid.store.studies import TrialRow
+from orchid.store import trials as trial_rows
 from orchid.store.tables import workflows as workflows_table
 from orchid.store.tables import works as works_table
+from orchid.store.trials import TrialRow
 
 log = logging.getLogger(__name__)
 PROGRESS_POLL_S = 0.5  # how often running trials' progress files are read (with a pruner)
@@ -117,8 +118,8 @@ class _Reconcile:
         self.goals = spec.goals()
         # only the open trials (at most `parallel`) and counts: a look costs O(parallel), and
         # a segment's whole history is read only when its generator or pruner needs it
-        self.rows = {r.id: r for r in studies.open_trials(conn, study_id)}
-        self.created = studies.created(conn, study_id)
+        self.rows = {r.id: r for r in trial_rows.open_trials(conn, study_id)}
+        self.created = trial_rows.created(conn, study_id)
         self.segments: dict[str, dict[str, Any]] = {
             s: dict(self.study.segments.get(s, {})) for s in spec.segment_names()
         }
@@ -139,10 +140,10 @@ class _Reconcile:
         )
         job_ids = [r.job_id for r in self.rows.values() if r.status == "running" and r.job_id]
         gen_ids = [g["job"] for s in self.segments.values() if (g := s.get("generator"))]
-        self.jobs = studies.job_states(self.conn, job_ids + gen_ids)
+        self.jobs = trial_rows.job_states(self.conn, job_ids + gen_ids)
         self._sync_jobs()
-        if self.spec.mode == "pull" and studies.expire_leases(self.conn, self.sid, self.now):
-            self.rows = {r.id: r for r in studies.open_trials(self.conn, self.sid)}
+        if self.spec.mode == "pull" and trial_rows.expire_leases(self.conn, self.sid, self.now):
+            self.rows = {r.id: r for r in trial_rows.open_trials(self.conn, self.sid)}
         if self.spec.pruner is not None:
             self._prune()
         self._collect_generated()
@@ -166,7 +167,7 @@ class _Reconcile:
         return self._due(), self.made
 
     def _set(self, row: TrialRow, **changes: Any) -> TrialRow:
-        studies.update_trial(self.conn, row.id, **changes)
+        trial_rows.update_trial(self.conn, row.id, **changes)
         new = replace(row, **changes)
         self.rows[row.id] = new
         return new
@@ -207,7 +208,7 @@ class _Reconcile:
 
     def _history(self, seg: str) -> list[TrialRow]:
         """Every trial of a segment as stored now (this transaction's writes included)."""
-        return studies.trials_of(self.conn, self.sid, seg)
+        return trial_rows.trials_of(self.conn, self.sid, seg)
 
     def _prune(self) -> None:
         from orchid.hpo import pruning
@@ -242,30 +243,15 @@ class _Reconcile:
                     )
                     self.ended += 1
                     if row.job_id:
-                        studies.cancel_jobs(self.conn, [row.job_id], self.now, "pruned")
+                        trial_rows.cancel_jobs(self.conn, [row.job_id], self.now, "pruned")
 
     def _read_progress(self, row: TrialRow) -> None:
         """Intermediate values a running job appended to its progress file (local executor)."""
         js = self.jobs.get(row.job_id or -1)
         if self.agent.log_dir is None or js is None:
             return
-        path = AttemptFiles.at(
-            self.agent.log_dir, self.study.workflow_id, js.id, js.attempt
-        ).progress
-        try:
-            with path.open("rb") as f:
-                data = f.read(MAX_PROGRESS_BYTES)
-        except OSError:
-            return
-        found = dict(row.intermediate)
-        for line in data.decode("utf-8", "replace").splitlines():
-            try:
-                item = json.loads(line)
-                step, value = int(item["step"]), float(item["value"])
-            except (ValueError, TypeError, KeyError):
-                continue
-            if step >= 0 and math.isfinite(value):
-                found[str(step)] = value
+        path = AttemptFiles.at(self.agent.log_dir, self.study.workflow_id, js.id, js.attempt)
+        found = {**row.intermediate, **read_progress(path.progress)}
         if found != row.intermediate:
             self._set(row, intermediate=found)
 
@@ -333,7 +319,7 @@ class _Reconcile:
         state = self.segments[seg]
         count = int(state.get("generated", 0))
         args = request(self.spec, seg, [r.as_trial() for r in rows], n, seed)
-        (job,) = studies.add_jobs(
+        (job,) = trial_rows.add_jobs(
             self.conn,
             self.study.workflow_id,
             self.study.work_id,
@@ -350,13 +336,13 @@ class _Reconcile:
         first = self.created.get(seg, 0)
         numbered = [(first + i, p.params, _json(p.system)) for i, p in enumerate(points)]
         pull = self.spec.mode == "pull"
-        ids = studies.add_trials(
+        ids = trial_rows.add_trials(
             self.conn, self.sid, seg, numbered, "waiting" if pull else "running", self.now
         )
         if not pull:
             common = {**self.study.common, **self.spec.segment_args(seg)}
             named = [(trial_job_name(seg, n), {**common, **params}) for n, params, _ in numbered]
-            job_ids = studies.add_jobs(
+            job_ids = trial_rows.add_jobs(
                 self.conn,
                 self.study.workflow_id,
                 self.study.work_id,
@@ -364,8 +350,8 @@ class _Reconcile:
                 self.compiled.max_attempts(self.work.name),
                 self.now,
             )
-            studies.link_jobs(self.conn, list(zip(ids, job_ids, strict=True)))
-        for r in studies.trials_by_id(self.conn, ids):
+            trial_rows.link_jobs(self.conn, list(zip(ids, job_ids, strict=True)))
+        for r in trial_rows.trials_by_id(self.conn, ids):
             self.rows[r.id] = r
         self.created[seg] = first + len(points)
         self.made += len(points)
@@ -413,8 +399,8 @@ class _Reconcile:
 
     def _abandon(self, why: str) -> None:
         """The work ended without us (aborted): close the study and stop its trials."""
-        job_ids = studies.end_open_trials(self.conn, self.sid, why, self.now)
-        studies.cancel_jobs(self.conn, job_ids, self.now, why)
+        job_ids = trial_rows.end_open_trials(self.conn, self.sid, why, self.now)
+        trial_rows.cancel_jobs(self.conn, job_ids, self.now, why)
         studies.finish(
             self.conn, self.sid, "cancelled", why, summary(self.spec, self._all()), self.now
         )
@@ -430,6 +416,25 @@ class _Reconcile:
         if self.spec.pruner is not None and self.agent.log_dir is not None:
             return self.now + PROGRESS_POLL_S
         return None
+
+
+def read_progress(path: Path) -> dict[str, float]:
+    """``{step: value}`` from a progress file of JSON lines; bad lines are skipped."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_PROGRESS_BYTES)
+    except OSError:
+        return {}
+    found: dict[str, float] = {}
+    for line in data.decode("utf-8", "replace").splitlines():
+        try:
+            item = json.loads(line)
+            step, value = int(item["step"]), float(item["value"])
+        except (ValueError, TypeError, KeyError):
+            continue
+        if step >= 0 and math.isfinite(value):
+            found[str(step)] = value
+    return found
 
 
 def _json(value: Any) -> Any:

@@ -21,7 +21,9 @@ from orchid.core.study import MAX_NEXT, summary, values_of
 from orchid.engine.templates import TemplateCache
 from orchid.errors import InvalidInput, InvalidTransition
 from orchid.store import studies
-from orchid.store.studies import StudyRow, TrialRow
+from orchid.store import trials as trial_rows
+from orchid.store.studies import StudyRow
+from orchid.store.trials import TrialRow
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class Studies:
         """A study as the API shows it: its block, counts and best trials so far."""
         spec, name, iteration = self.spec(conn, study)
         by_seg: dict[str, list[Any]] = defaultdict(list)
-        for t in studies.trials_of(conn, study.id):
+        for t in trial_rows.trials_of(conn, study.id):
             by_seg[t.segment].append(t.as_trial())
         return {
             "id": study.id,
@@ -98,7 +100,7 @@ class Studies:
             raise InvalidInput(f"study {study_id} has no segment {segment!r}")
         if study.status != "running":
             return study.status, []
-        return study.status, studies.lease_waiting(
+        return study.status, trial_rows.lease_waiting(
             conn, study_id, segment, n, worker, now, spec.lease
         )
 
@@ -107,9 +109,9 @@ class Studies:
 
         Locks the study before the trial, in the order the HPO agent takes them.
         """
-        study_id = studies.get_trial(conn, trial_id).study_id
+        study_id = trial_rows.get_trial(conn, trial_id).study_id
         studies.wake(conn, [study_id])
-        trial = studies.get_trial(conn, trial_id, lock=True)
+        trial = trial_rows.get_trial(conn, trial_id, lock=True)
         study = studies.get(conn, study_id)
         spec, _, _ = self.spec(conn, study)
         goals = spec.goals()
@@ -123,7 +125,7 @@ class Studies:
                 raise InvalidInput("an intermediate report is a `step` and a `value`, alone")
             _finite(r.value)
             merged = {**trial.intermediate, str(r.step): float(r.value)}
-            studies.update_trial(conn, trial.id, intermediate=merged)
+            trial_rows.update_trial(conn, trial.id, intermediate=merged)
             return trial.status, False
         if trial.job_id is not None:
             raise InvalidInput(
@@ -131,7 +133,7 @@ class Studies:
                 "report only intermediate values (step and value) for it"
             )
         if r.failed is not None:
-            studies.update_trial(
+            trial_rows.update_trial(
                 conn, trial.id, status="failed", error=r.failed[:1000], finished_at=now
             )
         else:
@@ -150,7 +152,7 @@ class Studies:
             values, why = values_of(result, goals)
             if values is None:
                 raise InvalidInput(why)
-            studies.update_trial(
+            trial_rows.update_trial(
                 conn,
                 trial.id,
                 status="complete",

@@ -145,6 +145,7 @@ class Study:
         """Run here to the end (SQLite in ``home``, jobs on this machine); ``base_dir`` is
         where ``function``'s module is imported from (default: the current folder)."""
         from orchid.store import studies
+        from orchid.store import trials as trial_rows
         from orchid.store.db import Database
         from orchid.testing import run_workflow
 
@@ -164,7 +165,7 @@ class Study:
                         "values": t.values,
                         "result": t.result,
                     }
-                    for t in studies.trials_of(conn, study.id)
+                    for t in trial_rows.trials_of(conn, study.id)
                 ]
         finally:
             db.dispose()

@@ -29,6 +29,7 @@ from orchid.core.model import Principal
 from orchid.engine.hpo_ops import Report, Studies
 from orchid.errors import InvalidInput
 from orchid.store import studies
+from orchid.store import trials as trial_rows
 
 router = APIRouter(tags=["hpo"])
 
@@ -77,7 +78,7 @@ def list_trials(
     """A page of a study's trials in the order they were proposed."""
     study = _study(st, who, study_id)
     with st.db.engine.connect() as conn:
-        rows = studies.page(
+        rows = trial_rows.page(
             conn,
             study.id,
             segment=segment,
@@ -118,7 +119,7 @@ def report_trial(
 ) -> ReportOut:
     """Report a trial's loss (or values, metrics, failure), or an intermediate value."""
     with st.db.engine.connect() as conn:
-        trial = studies.get_trial(conn, check_id(trial_id))
+        trial = trial_rows.get_trial(conn, check_id(trial_id))
         study = studies.get(conn, trial.study_id)
     visible_workflow(st, who, study.workflow_id, act=True)
     return _report(st, request, trial_id, body)
@@ -132,7 +133,7 @@ def report_job(job_id: int, body: ReportIn, request: Request, st: State, who: Ca
             "a job reports intermediate values (step and value); its result is final"
         )
     with st.db.engine.connect() as conn:
-        trial = studies.trial_of_job(conn, check_id(job_id))
+        trial = trial_rows.trial_of_job(conn, check_id(job_id))
         study = studies.get(conn, trial.study_id)
     visible_workflow(st, who, study.workflow_id, act=True)
     return _report(st, request, trial.id, body)
