@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -12,12 +13,14 @@ from fastapi.responses import JSONResponse
 from orchid import __version__
 from orchid.api import errors
 from orchid.api.auth import AuthConfig, Authenticator, OidcVerifier
-from orchid.api.deps import ApiState
-from orchid.api.routes import cache, catalog, jobs, messages, system, workflows
+from orchid.api.deps import ApiState, caller
+from orchid.api.routes import cache, catalog, graph, jobs, messages, system, workflows
 from orchid.core.model import Principal
 from orchid.settings import Settings
 from orchid.store import tokens
 from orchid.store.db import Database
+from orchid.telemetry.metrics import CONTENT_TYPE, Metrics
+from orchid.ui import create_ui
 
 PREFIX = "/api/v1"
 
@@ -29,8 +32,11 @@ def create_app(
     db: Database | None = None,
     max_body_bytes: int = 256 * 1024 * 1024,
     trust_client_paths: bool = False,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
-    """An Orchid API server over ``settings.db_url`` (migrated on start)."""
+    """An Orchid API server over ``settings.db_url`` (migrated on start), with the monitor
+    pages under ``/ui`` and Prometheus metrics at ``/metrics`` (``metrics``: a registry
+    shared with agents in the same process; else one of its own)."""
     db = db or Database(settings.db_url)
     db.ensure_schema()
     auth = auth or AuthConfig.from_env()
@@ -66,8 +72,13 @@ def create_app(
     errors.install(app)
     # messages before workflows: POST /workflows/{id}/{action} would take /messages
     routers = (system.router, messages.router, cache.router, catalog.router)
-    for router in (*routers, workflows.router, jobs.router):
+    for router in (*routers, workflows.router, graph.router, jobs.router):
         app.include_router(router, prefix=PREFIX)
+    if metrics is None:
+        metrics = Metrics()
+        metrics.watch_database(db)
+    app.mount("/ui", create_ui(app.state.orchid, auth))
+    _serve_metrics(app, metrics)
 
     @app.middleware("http")
     async def limit_declared_size(
@@ -84,6 +95,21 @@ def create_app(
         return await call_next(request)
 
     return app
+
+
+def _serve_metrics(app: FastAPI, metrics: Metrics) -> None:
+    @app.get("/metrics", include_in_schema=False)
+    def serve_metrics(request: Request) -> Response:
+        """Prometheus metrics, for admins and members of ORCHID_METRICS_GROUP (default
+        ``metrics``: give the scraper a token of that group, not an admin one)."""
+        who = caller(request, app.state.orchid)
+        group = os.environ.get("ORCHID_METRICS_GROUP", "").strip() or "metrics"
+        if not (who.admin or group in who.groups):
+            raise errors.Denied(
+                f"metrics are for admins and members of group {group!r} "
+                f"(`orchid token create --user prometheus --group {group}`)"
+            )
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
 
 def from_env() -> FastAPI:
