@@ -142,7 +142,12 @@ def layout(
         y1 = max(bx.y + bx.h for bx in inside) + LOOP_PAD
         frames.append(Frame(name, x0, y0, x1 - x0, y1 - y0))
     width = MARGIN * 2 + max(len(layers), 1) * (NODE_W + GAP_X) - GAP_X
-    bottom = max([b.y + b.h for b in boxes.values()] + [f.y + f.h for f in frames] + [0.0])
+    bottom = max(
+        [b.y + b.h for b in boxes.values()]
+        + [f.y + f.h for f in frames]
+        + [y + DUMMY_H for y in dummy_y.values()]
+        + [0.0]
+    )
     return Layout(boxes, tuple(routes), tuple(frames), width, bottom + MARGIN)
 
 

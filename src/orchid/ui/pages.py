@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from orchid.api.deps import check_id, visible_workflow
@@ -300,9 +302,23 @@ def job_log(
     path = Path(job.log_uri)
     if stream == "stderr":
         path = path.with_suffix(".err")
-    if not path.is_file():
-        raise NotFound(f"the {stream} of job {job_id} is no longer kept")
-    return FileResponse(path, media_type="text/plain; charset=utf-8")
+    try:
+        fh = path.open("rb")
+    except OSError:
+        raise NotFound(f"the {stream} of job {job_id} is no longer kept") from None
+    size = os.fstat(fh.fileno()).st_size
+
+    def snapshot() -> Iterator[bytes]:
+        # what the file held when asked: a running job's log grows while it is sent
+        with fh:
+            left = size
+            while left > 0 and (chunk := fh.read(min(left, 65536))):
+                left -= len(chunk)
+                yield chunk
+
+    return StreamingResponse(
+        snapshot(), media_type="text/plain; charset=utf-8", headers={"Content-Length": str(size)}
+    )
 
 
 @router.get("/workflows/{workflow_id}/data", name="data")
