@@ -126,7 +126,7 @@ def area(
         if stacked:
             base = tops[n]
     peak = max([max(v) for v in tops.values()] + [1.0])
-    left, right, top, bottom = 64.0, 12.0, 24.0, 26.0
+    left, right, top, bottom = 64.0, 12.0, 30.0, 26.0
     pw, ph = W - left - right, height - top - bottom
 
     def x(t: float) -> float:
@@ -163,10 +163,12 @@ def area(
             out.append(f'<polygon points="{pts} {back}" fill="{solid}" fill-opacity="0.35"/>')
             below = tops[n]
         out.append(f'<polyline points="{pts}" fill="none" stroke="{solid}" stroke-width="1.6"/>')
-    for i, n in enumerate(names):  # the legend, top right
+    lx = W - right - 84 * len(names)
+    for i, n in enumerate(names):  # the legend, in a row at the top right
         out.append(
-            f'<text x="{W - right:.0f}" y="{14 + 13 * i:.0f}" font-size="10" '
-            f'text-anchor="end" fill="{colour(n)[0]}">{escape(n)}</text>'
+            f'<rect x="{lx + 84 * i:.0f}" y="6" width="10" height="10" rx="2" '
+            f'fill="{colour(n)[0]}"/><text x="{lx + 84 * i + 14:.0f}" y="15" font-size="11" '
+            f'fill="#334155">{escape(n)}</text>'
         )
     out.append("</svg>")
     return "".join(out)

@@ -207,7 +207,7 @@ async def act(request: Request, workflow_id: int, action: Action) -> Response:
 def jobs_page(
     request: Request,
     workflow_id: int,
-    work: IdQuery = None,
+    work_text: Annotated[str | None, Query(alias="work", max_length=19, pattern=r"^\d*$")] = None,
     status: Annotated[str | None, Query(max_length=20)] = None,
     after: IdQuery = None,
     before: IdQuery = None,
@@ -216,6 +216,7 @@ def jobs_page(
     """A page of jobs, of one work or all, of one status or all; keyset pages by id."""
     ui, viewer = _viewer(request)
     _workflow(ui, viewer, workflow_id)
+    work = int(work_text) if work_text else None  # the form sends work= for all works
     if status and status not in views.JOB_STATUSES:
         raise InvalidInput(
             f"unknown job status {status!r}; use one of {', '.join(views.JOB_STATUSES)}"

@@ -70,6 +70,14 @@ def done_pct(counts: Mapping[str, int]) -> float:
     return 100.0 * sum(counts.get(s, 0) for s in TERMINAL_JOBS) / total if total else 0.0
 
 
+def size(n: float) -> str:
+    """Bytes for people (powers of 1000, as storage systems count)."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
 def age(seconds: float) -> str:
     seconds = max(seconds, 0.0)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
