@@ -23,7 +23,9 @@ def test_a_chain_is_one_row_left_to_right() -> None:
 
 
 def test_a_long_edge_bends_between_the_layers() -> None:
-    lay = layout(["a", "b", "c", "d"], [("a", "b", ""), ("b", "c", ""), ("c", "d", ""), ("a", "d", "")])
+    lay = layout(
+        ["a", "b", "c", "d"], [("a", "b", ""), ("b", "c", ""), ("c", "d", ""), ("a", "d", "")]
+    )
     (long,) = [r for r in lay.routes if (r.source, r.target) == ("a", "d")]
     assert len(long.points) == 4  # start, a bend in each of the two layers between, end
     assert [p[0] for p in long.points] == sorted(p[0] for p in long.points)
@@ -48,7 +50,11 @@ def test_frames_enclose_their_members() -> None:
 def test_random_dags_have_no_overlapping_boxes(n: int, seed: int) -> None:
     rng = random.Random(seed)
     names = [f"w{i}" for i in range(n)]
-    edges = [(names[i], names[j], "") for i, j in itertools.combinations(range(n), 2) if rng.random() < 0.15]
+    edges = [
+        (names[i], names[j], "")
+        for i, j in itertools.combinations(range(n), 2)
+        if rng.random() < 0.15
+    ]
     lay = layout(names, edges)
     boxes = list(lay.boxes.values())
     assert len(boxes) == n
@@ -63,5 +69,5 @@ def test_random_dags_have_no_overlapping_boxes(n: int, seed: int) -> None:
             assert b.y - (a.y + a.h) >= GAP_Y - 1e-6
     for r in lay.routes:  # every edge goes from left to right
         assert r.points[0][0] < r.points[-1][0]
-        assert 0 <= min(p[1] for p in r.points) and max(p[1] for p in r.points) <= lay.height
+        assert min(p[1] for p in r.points) >= 0 and max(p[1] for p in r.points) <= lay.height
     assert lay.width > 0 and lay.height > 0

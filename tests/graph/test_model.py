@@ -27,7 +27,12 @@ def test_after_edges_and_notes() -> None:
             "name": "wf",
             "works": [
                 {"name": "a", "noop": True},
-                {"name": "b", "noop": True, "after": ["a"], "when": "works.a.status == 'succeeded'"},
+                {
+                    "name": "b",
+                    "noop": True,
+                    "after": ["a"],
+                    "when": "works.a.status == 'succeeded'",
+                },
                 {"name": "c", "noop": True, "after": ["a", "b"], "trigger": "one_failed"},
             ],
         }
@@ -68,14 +73,20 @@ def test_a_work_after_a_loop_hangs_from_the_loops_last_works() -> None:
     }
     (lp,) = g.loops
     assert (lp.name, lp.works, lp.iteration, lp.max_iterations, lp.status) == (
-        "tune", ("fit", "score"), 2, 5, "running",
+        "tune",
+        ("fit", "score"),
+        2,
+        5,
+        "running",
     )
     assert g.node("fit").loop == "tune" and g.node("start").loop is None
 
 
 def test_job_level_links_become_dashed_edges_and_unknown_names_are_dropped() -> None:
     raw = {"name": "wf", "works": [{"name": n, "noop": True} for n in ("isr", "calib", "coadd")]}
-    g = graph_of(raw, links=[("isr", "calib"), ("calib", "coadd"), ("calib", "calib"), ("x", "isr")])
+    g = graph_of(
+        raw, links=[("isr", "calib"), ("calib", "coadd"), ("calib", "calib"), ("x", "isr")]
+    )
     assert edges(g) == {("isr", "calib", "jobs"), ("calib", "coadd", "jobs")}
 
 
@@ -87,7 +98,14 @@ def test_nodes_show_the_latest_iteration_with_its_counts() -> None:
     }
     rows = [
         Work(1, 7, "step", 0, WorkStatus.SUCCEEDED, counts={JobStatus.SUCCEEDED: 3}),
-        Work(2, 7, "step", 1, WorkStatus.RUNNING, counts={JobStatus.RUNNING: 2, JobStatus.SUCCEEDED: 1}),
+        Work(
+            2,
+            7,
+            "step",
+            1,
+            WorkStatus.RUNNING,
+            counts={JobStatus.RUNNING: 2, JobStatus.SUCCEEDED: 1},
+        ),
     ]
     node = graph_of(raw, rows).node("step")
     assert (node.status, node.iteration, node.work_id) == ("running", 1, 2)
@@ -96,7 +114,10 @@ def test_nodes_show_the_latest_iteration_with_its_counts() -> None:
 
 def test_json_round_trip() -> None:
     g = graph_of(
-        {"name": "wf", "works": [{"name": "a", "noop": True}, {"name": "b", "noop": True, "after": ["a"]}]},
+        {
+            "name": "wf",
+            "works": [{"name": "a", "noop": True}, {"name": "b", "noop": True, "after": ["a"]}],
+        },
         [Work(5, 7, "a", 0, WorkStatus.FAILED, counts={JobStatus.FAILED: 1})],
     )
     again = TaskGraph.from_json(g.to_json())

@@ -18,7 +18,15 @@ GRAPH = TaskGraph(
     "running",
     (
         Node("fit", "succeeded", {"succeeded": 10}, 2, 11, "tune"),
-        Node("score<&>", "running", {"succeeded": 3, "running": 1, "failed": 1}, 2, 12, "tune", ("if x > 1",)),
+        Node(
+            "score<&>",
+            "running",
+            {"succeeded": 3, "running": 1, "failed": 1},
+            2,
+            12,
+            "tune",
+            ("if x > 1",),
+        ),
         Node("report", "waiting"),
     ),
     (Edge("fit", "score<&>"), Edge("score<&>", "report", "jobs")),
@@ -43,7 +51,9 @@ def test_svg_is_well_formed_and_marks_each_work() -> None:
 def test_png_is_an_image_of_the_layout() -> None:
     img = Image.open(io.BytesIO(to_png(GRAPH)))
     assert img.format == "PNG" and img.width > 400 and img.height > 100
-    colours = {img.getpixel((x, y)) for x in range(0, img.width, 7) for y in range(0, img.height, 7)}
+    colours = {
+        img.getpixel((x, y)) for x in range(0, img.width, 7) for y in range(0, img.height, 7)
+    }
     assert (220, 252, 231) in colours  # the succeeded tint (#dcfce7) fills a box
 
 

@@ -17,11 +17,19 @@ from orchid.store.tables import files, jobs
 T0 = 1_800_000_000.0
 
 
-def make(db: Database, name: str = "wf", owner: str = "alice", group: str | None = None, now: float = T0) -> int:
+def make(
+    db: Database, name: str = "wf", owner: str = "alice", group: str | None = None, now: float = T0
+) -> int:
     with db.begin() as conn:
         return workflows.create(
-            conn, name=name, owner=owner, template={"name": name, "works": []}, params={},
-            base_dir=None, now=now, share_group=group,
+            conn,
+            name=name,
+            owner=owner,
+            template={"name": name, "works": []},
+            params={},
+            base_dir=None,
+            now=now,
+            share_group=group,
         )
 
 
@@ -31,7 +39,13 @@ def add_jobs(db: Database, wf: int, work: str, statuses: list[str]) -> int:
         conn.execute(
             sa.insert(jobs),
             [
-                {"workflow_id": wf, "work_id": wid, "name": f"{work}-{i}", "status": s, "args": {"i": i}}
+                {
+                    "workflow_id": wf,
+                    "work_id": wid,
+                    "name": f"{work}-{i}",
+                    "status": s,
+                    "args": {"i": i},
+                }
                 for i, s in enumerate(statuses)
             ],
         )
@@ -144,12 +158,17 @@ def test_file_series_are_downsampled_and_cumulative(db: Database) -> None:
     with db.begin() as conn:
         cid = catalog.add_collection(conn, wf, scope="s", name="c", manager="tapesim", now=T0)
         catalog.add_files(
-            conn, cid,
+            conn,
+            cid,
             [NewFile(f"f{i}", 100, F.PROCESSED if i % 2 else F.AVAILABLE) for i in range(1000)],
             now=T0,
         )
         # spread the last changes over 1000 s
-        conn.execute(sa.update(files).values(updated_at=T0 + files.c.id - sa.select(sa.func.min(files.c.id)).scalar_subquery()))
+        conn.execute(
+            sa.update(files).values(
+                updated_at=T0 + files.c.id - sa.select(sa.func.min(files.c.id)).scalar_subquery()
+            )
+        )
     with db.engine.connect() as conn:
         series = monitor.file_series(conn, wf, buckets=50)
         sizes = monitor.collection_bytes(conn, wf)

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import Api, agents, api, executor_name, noop_template, wait_for  # noqa: F401
+from tests.api.conftest import Api, agents, api, executor_name, noop_template, wait_for
 
 
 class Browser:

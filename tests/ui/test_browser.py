@@ -49,11 +49,23 @@ CAMPAIGN = {
     "description": "fetch inputs, calibrate and validate them, merge, then publish or alert",
     "parameters": {"runs": 150, "threshold": 0.9},
     "works": [
-        {"name": "fetch", "command": ["sh", "-c", "echo fetched run {run}"], "map": {"items": [{"run": i} for i in range(20)]}},
-        {"name": "calibrate", "after": ["fetch"], "command": ["sh", "-c", "echo calibrating {run}; sleep 0.3"],
-         "map": {"items": [{"run": i} for i in range(150)]}},
-        {"name": "validate", "after": ["fetch"], "command": ["sh", "-c", "sleep 0.2; echo valid {run}"],
-         "map": {"items": [{"run": i} for i in range(40)]}},
+        {
+            "name": "fetch",
+            "command": ["sh", "-c", "echo fetched run {run}"],
+            "map": {"items": [{"run": i} for i in range(20)]},
+        },
+        {
+            "name": "calibrate",
+            "after": ["fetch"],
+            "command": ["sh", "-c", "echo calibrating {run}; sleep 0.3"],
+            "map": {"items": [{"run": i} for i in range(150)]},
+        },
+        {
+            "name": "validate",
+            "after": ["fetch"],
+            "command": ["sh", "-c", "sleep 0.2; echo valid {run}"],
+            "map": {"items": [{"run": i} for i in range(40)]},
+        },
         {"name": "merge", "after": ["calibrate", "validate"], "noop": True},
         {"name": "publish", "after": ["merge"], "when": "params.threshold < 1", "noop": True},
         {"name": "alert", "after": ["merge"], "trigger": "one_failed", "noop": True},
@@ -62,7 +74,11 @@ CAMPAIGN = {
 QUICK = {
     "name": "energy-sweep",
     "works": [
-        {"name": "simulate", "noop": True, "map": {"product": {"seed": [1, 2, 3], "energy": [10, 20, 40]}}},
+        {
+            "name": "simulate",
+            "noop": True,
+            "map": {"product": {"seed": [1, 2, 3], "energy": [10, 20, 40]}},
+        },
         {"name": "best", "after": ["simulate"], "noop": True},
     ],
 }
@@ -175,11 +191,18 @@ def test_log_in_watch_abort_live_and_page_through_jobs(site: Site, page: Any) ->
     wf = site.submit("alice", CAMPAIGN)
     now = time.time()
     with site.db.begin() as conn:  # a little catalog, so that the data page has something
-        cid = catalog.add_collection(conn, wf, scope="data24", name="calib.raw", manager="tapesim", now=now)
+        cid = catalog.add_collection(
+            conn, wf, scope="data24", name="calib.raw", manager="tapesim", now=now
+        )
         # an hour of carousel: files changed minute by minute, the oldest already deleted
         for minute in range(60):
-            status = (F.DELETED, F.PROCESSED, F.PROCESSING, F.AVAILABLE, F.STAGING)[min(minute // 12, 4)]
-            batch = [NewFile(f"raw_{minute:02d}_{k}.root", 1_500_000_000 + 10_000_000 * k, status) for k in range(1 + minute % 4)]
+            status = (F.DELETED, F.PROCESSED, F.PROCESSING, F.AVAILABLE, F.STAGING)[
+                min(minute // 12, 4)
+            ]
+            batch = [
+                NewFile(f"raw_{minute:02d}_{k}.root", 1_500_000_000 + 10_000_000 * k, status)
+                for k in range(1 + minute % 4)
+            ]
             catalog.add_files(conn, cid, batch, now=now - 3600 + 60 * minute)
 
     page.goto(site.url + "/ui/")
@@ -194,7 +217,9 @@ def test_log_in_watch_abort_live_and_page_through_jobs(site: Site, page: Any) ->
     row.locator("a").first.click()
     page.wait_for_url(f"{site.url}/ui/workflows/{wf}")
     page.wait_for_selector("svg.orchid-graph g.node[data-work='calibrate']")
-    works = page.eval_on_selector_all("svg.orchid-graph g.node", "gs => gs.map(g => g.dataset.work)")
+    works = page.eval_on_selector_all(
+        "svg.orchid-graph g.node", "gs => gs.map(g => g.dataset.work)"
+    )
     assert works == ["fetch", "calibrate", "validate", "merge", "publish", "alert"]
     page.wait_for_selector("g.node[data-work='calibrate'][data-status='running']")
     page.wait_for_function(
@@ -213,7 +238,9 @@ def test_log_in_watch_abort_live_and_page_through_jobs(site: Site, page: Any) ->
     page.wait_for_url(f"{site.url}/ui/workflows/{wf}?queued=abort")
     page.evaluate("window.notReloaded = true")
     badge = page.locator(".head [data-status-badge]")
-    page.wait_for_function("() => document.querySelector('.head [data-status-badge]').textContent === 'cancelled'")
+    page.wait_for_function(
+        "() => document.querySelector('.head [data-status-badge]').textContent === 'cancelled'"
+    )
     assert badge.inner_text() == "cancelled"
     assert page.evaluate("window.notReloaded === true")
     page.wait_for_selector("g.node[data-work='calibrate'][data-status='cancelled']")
@@ -235,7 +262,9 @@ def test_log_in_watch_abort_live_and_page_through_jobs(site: Site, page: Any) ->
     page.select_option("select[name=status]", "succeeded")
     page.click("form.filters button")
     page.wait_for_url("**status=succeeded*")
-    statuses = page.eval_on_selector_all("tr[data-job] .badge", "bs => [...new Set(bs.map(b => b.textContent))]")
+    statuses = page.eval_on_selector_all(
+        "tr[data-job] .badge", "bs => [...new Set(bs.map(b => b.textContent))]"
+    )
     assert statuses == ["succeeded"]
     shot(page, "jobs")
 

@@ -26,7 +26,13 @@ def events(b: Browser, path: str) -> Iterator[tuple[str, Any]]:
 
 
 def test_a_workflow_feed_sends_summaries_until_it_ends(api: Api, browse, agents) -> None:  # type: ignore[no-untyped-def]
-    wf = api.submit("alice", {"name": "w", "works": [{"name": "a", "noop": True, "map": {"items": [{"i": i} for i in range(30)]}}]})["id"]
+    wf = api.submit(
+        "alice",
+        {
+            "name": "w",
+            "works": [{"name": "a", "noop": True, "map": {"items": [{"i": i} for i in range(30)]}}],
+        },
+    )["id"]
     seen = []
     for kind, data in events(browse("alice"), f"/ui/workflows/{wf}/live"):
         seen.append((kind, data))

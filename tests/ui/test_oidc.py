@@ -53,13 +53,21 @@ class Idp:
                 url = urllib.parse.urlsplit(self.path)
                 q = dict(urllib.parse.parse_qsl(url.query))
                 if url.path == "/.well-known/openid-configuration":
-                    self._json(200, {
-                        "issuer": idp.url, "jwks_uri": f"{idp.url}/jwks",
-                        "authorization_endpoint": f"{idp.url}/authorize",
-                        "token_endpoint": f"{idp.url}/token",
-                    })
+                    self._json(
+                        200,
+                        {
+                            "issuer": idp.url,
+                            "jwks_uri": f"{idp.url}/jwks",
+                            "authorization_endpoint": f"{idp.url}/authorize",
+                            "token_endpoint": f"{idp.url}/token",
+                        },
+                    )
                 elif url.path == "/jwks":
-                    jwk = {**RSAAlgorithm.to_jwk(idp.key.public_key(), as_dict=True), "kid": "k1", "alg": "RS256"}
+                    jwk = {
+                        **RSAAlgorithm.to_jwk(idp.key.public_key(), as_dict=True),
+                        "kid": "k1",
+                        "alg": "RS256",
+                    }
                     self._json(200, {"keys": [jwk]})
                 elif url.path == "/authorize":
                     code = f"code-{len(idp.codes)}"
@@ -75,9 +83,13 @@ class Idp:
                 body = self.rfile.read(int(self.headers["Content-Length"])).decode()
                 form = dict(urllib.parse.parse_qsl(body))
                 asked = idp.codes.pop(form.get("code", ""), None)
-                challenge = base64.urlsafe_b64encode(
-                    hashlib.sha256(form.get("code_verifier", "").encode()).digest()
-                ).rstrip(b"=").decode()
+                challenge = (
+                    base64.urlsafe_b64encode(
+                        hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+                    )
+                    .rstrip(b"=")
+                    .decode()
+                )
                 if (
                     idp.refuse
                     or asked is None
@@ -90,8 +102,14 @@ class Idp:
                     self._json(400, {"error": "invalid_grant", "error_description": "bad code"})
                     return
                 now = time.time()
-                claims = {"iss": idp.url, "aud": idp.audience, "exp": now + 300, "iat": now,
-                          "preferred_username": idp.user, "groups": ["physics"]}
+                claims = {
+                    "iss": idp.url,
+                    "aud": idp.audience,
+                    "exp": now + 300,
+                    "iat": now,
+                    "preferred_username": idp.user,
+                    "groups": ["physics"],
+                }
                 token = jwt.encode(claims, idp.key, algorithm="RS256", headers={"kid": "k1"})
                 self._json(200, {"access_token": token, "token_type": "Bearer", "expires_in": 300})
 
@@ -100,7 +118,9 @@ class Idp:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -113,7 +133,9 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str,
     monkeypatch.setenv("ORCHID_OIDC_CLIENT_ID", CLIENT)
     db = Database(f"sqlite:///{tmp_path / 'o.db'}")
     db.upgrade()
-    app = create_app(api_settings(db, tmp_path), AuthConfig(oidc_issuer=idp.url, oidc_audience=AUD), db=db)
+    app = create_app(
+        api_settings(db, tmp_path), AuthConfig(oidc_issuer=idp.url, oidc_audience=AUD), db=db
+    )
     server, thread, port = serve(app)
     try:
         yield f"http://127.0.0.1:{port}", idp
@@ -138,7 +160,7 @@ def login(root: str, http: httpx.Client, next_page: str = "/ui/workflows/5") -> 
 
 
 def test_the_login_page_offers_the_provider_and_the_flow_makes_a_session(site) -> None:  # type: ignore[no-untyped-def]
-    root, idp = site
+    root, _ = site
     with httpx.Client() as http:
         assert "identity provider" in http.get(f"{root}/ui/login").text
         done = login(root, http)
@@ -160,7 +182,9 @@ def test_a_callback_that_was_not_started_here_is_refused(site) -> None:  # type:
         start = http.get(f"{root}/ui/oidc/start")
         r = http.get(f"{root}/ui/oidc/callback", params={"code": "x", "state": "other"})
         assert r.status_code == 502 and start.status_code == 303
-        r = http.get(f"{root}/ui/oidc/callback", params={"error": "access_denied", "error_description": "no"})
+        r = http.get(
+            f"{root}/ui/oidc/callback", params={"error": "access_denied", "error_description": "no"}
+        )
         assert r.status_code == 502 and "no" in r.text
         assert "orchid_session" not in http.cookies
 

@@ -65,7 +65,12 @@ def test_a_workflow_shared_with_a_group_is_open_to_its_members(api: Api, browse)
 def test_unknown_things_are_404_and_bad_input_is_4xx(api: Api, browse) -> None:  # type: ignore[no-untyped-def]
     wf = api.submit("alice", sweep(3))["id"]
     b: Browser = browse("alice")
-    for path in ("/ui/workflows/999", "/ui/jobs/999", f"/ui/workflows/{wf}/jobs?work=999", "/ui/nope"):
+    for path in (
+        "/ui/workflows/999",
+        "/ui/jobs/999",
+        f"/ui/workflows/{wf}/jobs?work=999",
+        "/ui/nope",
+    ):
         assert b.get(path).status_code == 404, path
     for path in (
         "/ui/workflows/abc",
@@ -79,17 +84,23 @@ def test_unknown_things_are_404_and_bad_input_is_4xx(api: Api, browse) -> None: 
     ):
         r = b.get(path)
         assert 400 <= r.status_code < 500, (path, r.status_code)
-    assert b.post(f"/ui/workflows/{wf}/actions/explode", {"csrf": b.csrf("/ui/")}).status_code == 422
+    assert (
+        b.post(f"/ui/workflows/{wf}/actions/explode", {"csrf": b.csrf("/ui/")}).status_code == 422
+    )
 
 
-def test_the_workflow_page_shows_graph_works_parameters_and_timeline(api: Api, browse, agents) -> None:  # type: ignore[no-untyped-def]
+def test_the_workflow_page_shows_graph_works_parameters_and_timeline(
+    api: Api, browse, agents
+) -> None:  # type: ignore[no-untyped-def]
     wf = api.submit("alice", sweep(5))["id"]
     api.wait_status(wf, "succeeded")
     page = browse("alice").get(f"/ui/workflows/{wf}")
     assert page.status_code == 200
     text = page.text
     assert re.findall(r'<g class="node" data-work="(\w+)" data-status="(\w+)"', text) == [
-        ("simulate", "succeeded"), ("merge", "succeeded"), ("never", "skipped"),
+        ("simulate", "succeeded"),
+        ("merge", "succeeded"),
+        ("never", "skipped"),
     ]
     assert "succeeded · 5/5" in text  # the node's counts
     root = api.base_url.removesuffix("/api/v1")
@@ -136,7 +147,13 @@ def test_jobs_are_paged_and_filtered(api: Api, browse, agents) -> None:  # type:
 def test_a_job_page_shows_arguments_timings_and_log(api: Api, browse, agents) -> None:  # type: ignore[no-untyped-def]
     tmpl = {
         "name": "logs",
-        "works": [{"name": "say", "command": ["sh", "-c", 'echo "hello {who}"; echo oops >&2'], "parameters": {"who": "<world>"}}],
+        "works": [
+            {
+                "name": "say",
+                "command": ["sh", "-c", 'echo "hello {who}"; echo oops >&2'],
+                "parameters": {"who": "<world>"},
+            }
+        ],
     }
     wf = api.submit("alice", tmpl)["id"]
     api.wait_status(wf, "succeeded")
@@ -170,13 +187,17 @@ def test_the_data_page_charts_the_catalog(api: Api, browse) -> None:  # type: ig
     wf = api.submit("alice", sweep(2))["id"]
     now = time.time()
     with api.db.begin() as conn:
-        cid = catalog.add_collection(conn, wf, scope="data18", name="raw", manager="tapesim", now=now)
+        cid = catalog.add_collection(
+            conn, wf, scope="data18", name="raw", manager="tapesim", now=now
+        )
         catalog.add_files(
-            conn, cid, [NewFile(f"f{i}", 1000, [F.NEW, F.AVAILABLE, F.PROCESSED][i % 3]) for i in range(30)],
+            conn,
+            cid,
+            [NewFile(f"f{i}", 1000, [F.NEW, F.AVAILABLE, F.PROCESSED][i % 3]) for i in range(30)],
             now=now,
         )
     b: Browser = browse("alice")
-    assert 'href="/ui/workflows/%d/data"' % wf in b.get(f"/ui/workflows/{wf}").text
+    assert f'href="/ui/workflows/{wf}/data"' in b.get(f"/ui/workflows/{wf}").text
     page = b.get(f"/ui/workflows/{wf}/data")
     assert page.status_code == 200
     assert "data18:raw" in page.text and "20.0 kB" in page.text  # available + processed on disk
@@ -189,4 +210,7 @@ def test_the_graph_svg_download(api: Api, browse) -> None:  # type: ignore[no-un
     wf = api.submit("alice", sweep(2))["id"]
     r = browse("alice").get(f"/ui/workflows/{wf}/graph.svg")
     assert r.status_code == 200 and r.headers["content-type"] == "image/svg+xml"
-    assert r.text.startswith('<svg xmlns="http://www.w3.org/2000/svg"') and 'data-work="merge"' in r.text
+    assert (
+        r.text.startswith('<svg xmlns="http://www.w3.org/2000/svg"')
+        and 'data-work="merge"' in r.text
+    )

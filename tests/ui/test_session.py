@@ -36,8 +36,12 @@ def test_a_good_token_sets_a_strict_http_only_cookie_for_ui_only(api: Api, brows
 
 @pytest.mark.parametrize(
     ("token", "message"),
-    [("", "paste your token"), ("orc_nope", "unknown or revoked token"), ("a b", "paste your token"),
-     ("eyJhbGciOiJSUzI1NiJ9.e30.x", "OIDC is not configured")],
+    [
+        ("", "paste your token"),
+        ("orc_nope", "unknown or revoked token"),
+        ("a b", "paste your token"),
+        ("eyJhbGciOiJSUzI1NiJ9.e30.x", "OIDC is not configured"),
+    ],
 )
 def test_a_bad_token_shows_the_form_again_with_why(browse, token: str, message: str) -> None:  # type: ignore[no-untyped-def]
     b: Browser = browse()
@@ -45,7 +49,9 @@ def test_a_bad_token_shows_the_form_again_with_why(browse, token: str, message: 
     assert r.status_code == 401 and message in r.text and "set-cookie" not in r.headers
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/api/v1/workflows", "/ui\\..", ""])
+@pytest.mark.parametrize(
+    "target", ["https://evil.example/", "//evil.example/x", "/api/v1/workflows", "/ui\\..", ""]
+)
 def test_login_never_sends_you_off_the_monitor(target: str) -> None:
     assert safe_next(target) == "/ui/"
     assert safe_next("/ui/workflows/3?x=1") == "/ui/workflows/3?x=1"
@@ -77,14 +83,21 @@ def test_forms_from_other_sites_are_refused(api: Api, browse) -> None:  # type: 
     csrf = b.csrf(f"/ui/workflows/{wf}")
     assert csrf == csrf_token(api.tokens["alice"])
     evil = {"Origin": "https://evil.example"}
-    assert b.post(f"/ui/workflows/{wf}/actions/abort", {"csrf": csrf}, headers=evil).status_code == 403
+    assert (
+        b.post(f"/ui/workflows/{wf}/actions/abort", {"csrf": csrf}, headers=evil).status_code == 403
+    )
     cross = {"Sec-Fetch-Site": "cross-site"}
-    assert b.post(f"/ui/workflows/{wf}/actions/abort", {"csrf": csrf}, headers=cross).status_code == 403
+    assert (
+        b.post(f"/ui/workflows/{wf}/actions/abort", {"csrf": csrf}, headers=cross).status_code
+        == 403
+    )
     assert b.post(f"/ui/workflows/{wf}/actions/abort", {}).status_code == 403
     # a login form posted from elsewhere (login CSRF) is refused too
     assert b.post("/ui/login", {"token": api.tokens["carol"]}, headers=evil).status_code == 403
     ok = b.post(f"/ui/workflows/{wf}/actions/abort", {"csrf": csrf})
-    assert ok.status_code == 303 and ok.headers["location"].endswith(f"/ui/workflows/{wf}?queued=abort")
+    assert ok.status_code == 303 and ok.headers["location"].endswith(
+        f"/ui/workflows/{wf}?queued=abort"
+    )
 
 
 def test_a_bearer_header_works_without_a_cookie_or_csrf(api: Api, browse) -> None:  # type: ignore[no-untyped-def]

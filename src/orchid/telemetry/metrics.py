@@ -176,6 +176,11 @@ class Metrics:
     def watch_queue(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(depth)
 
+    def watch_agents(self, agents: Sequence[object]) -> None:
+        """The executor queue depth of the carrier among ``agents`` (a runner's)."""
+        carriers = [a for a in agents if hasattr(a, "in_flight")]
+        self.watch_queue(lambda: sum(int(getattr(c, "in_flight", 0)) for c in carriers))
+
     def wrap_bus(self, bus: EventBus) -> EventBus:
         return TimedBus(bus, self.bus_lag.observe)
 
