@@ -64,6 +64,9 @@ def test_counts_by_workflow_and_totals(db: Database) -> None:
             empty: {},
         }
         assert monitor.job_counts(conn, []) == {}
+        assert monitor.status_counts(conn, a) == {"succeeded": 3, "failed": 1, "waiting": 2}
+        y = next(w.id for w in works.list_for(conn, a, with_counts=False) if w.name == "y")
+        assert monitor.status_counts(conn, a, y) == {"waiting": 2}
         t = monitor.totals(conn)
     assert t["jobs"] == {"succeeded": 3, "failed": 1, "waiting": 2, "running": 1}
     assert t["workflows"] == {"pending": 3} and t["works"] == {"waiting": 3}
@@ -153,29 +156,32 @@ def test_facts_and_recent_events(db: Database) -> None:
     assert newest == recent[-1]["id"]
 
 
-def test_file_series_are_downsampled_and_cumulative(db: Database) -> None:
+def test_one_scan_gives_counts_bytes_and_series_of_the_files(db: Database) -> None:
     wf, empty = make(db), make(db)
     with db.begin() as conn:
         cid = catalog.add_collection(conn, wf, scope="s", name="c", manager="tapesim", now=T0)
-        catalog.add_files(
-            conn,
-            cid,
-            [NewFile(f"f{i}", 100, F.PROCESSED if i % 2 else F.AVAILABLE) for i in range(1000)],
-            now=T0,
-        )
-        # spread the last changes over 1000 s
-        conn.execute(
-            sa.update(files).values(
-                updated_at=T0 + files.c.id - sa.select(sa.func.min(files.c.id)).scalar_subquery()
-            )
-        )
+        other = catalog.add_collection(conn, wf, scope="s", name="d", manager="tapesim", now=T0)
+        # 1,000 files, one a second from T0 - 10 (before the range: the first bucket)
+        for i in range(0, 1000, 100):
+            batch = [
+                NewFile(f"f{k}", 100, F.PROCESSED if k % 2 else F.AVAILABLE)
+                for k in range(i, i + 100)
+            ]
+            catalog.add_files(conn, cid, batch, now=T0 - 10 + i)
+        catalog.add_files(conn, other, [NewFile("late", 7, F.NEW)], now=T0 + 5000)  # after: last
     with db.engine.connect() as conn:
-        series = monitor.file_series(conn, wf, buckets=50)
-        sizes = monitor.collection_bytes(conn, wf)
-        assert monitor.file_series(conn, empty).times == []
-    assert 50 <= len(series.times) <= 51
-    assert sum(series.by_status["processed"]) == 500 and sum(series.by_status["available"]) == 500
+        got = monitor.file_summary(conn, wf, T0, T0 + 1000, buckets=50)
+        assert monitor.has_collections(conn, wf) and not monitor.has_collections(conn, empty)
+        none = monitor.file_summary(conn, empty, T0, T0 + 1000)
+    assert [c["name"] for c in got.collections] == ["c", "d"]
+    assert got.counts == {cid: {"processed": 500, "available": 500}, other: {"new": 1}}
+    assert got.bytes == {cid: {"processed": 50_000, "available": 50_000}, other: {"new": 7}}
+    series = got.series
+    assert len(series.times) == 51 and series.times[0] == T0 and series.width == 20.0
+    assert sum(series.by_status["processed"]) == 500 and series.by_status["new"][-1] == 1
+    assert series.by_status["available"][0] == 50  # the batch made before T0 is in bucket 0
     done = series.cumulative(["processed"])
     assert done == sorted(done) and done[-1] == 500
     assert series.cumulative(["processed", "available"], in_bytes=True)[-1] == 100_000
-    assert sizes == {cid: {"processed": 50_000, "available": 50_000}}
+    assert series.cumulative(["deleted"]) == [0] * 51
+    assert none.collections == [] and none.series.by_status == {}

@@ -233,9 +233,11 @@ def test_log_in_watch_abort_live_and_page_through_jobs(site: Site, page: Any) ->
     shot(page, "workflow")
 
     # abort: the command is queued, then the status changes without a reload
-    page.once("dialog", lambda d: d.accept())
+    asked: list[str] = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.accept()))
     page.click("form[data-action='abort'] button")
     page.wait_for_url(f"{site.url}/ui/workflows/{wf}?queued=abort")
+    assert asked == [f"Abort workflow {wf} (calibration-campaign)? Running jobs are stopped."]
     page.evaluate("window.notReloaded = true")
     badge = page.locator(".head [data-status-badge]")
     page.wait_for_function(

@@ -109,13 +109,15 @@ def test_the_workflow_page_shows_graph_works_parameters_and_timeline(
     assert "&lt;b&gt;not html&lt;/b&gt;" in text and "<b>not html</b>" not in text
     assert "work simulate running with 5 jobs" in text and "workflow succeeded" in text
     assert 'class="chart timeline"' in text
-    assert re.findall(r'data-action="(\w+)">', text) == []  # nothing to do once it ended
+    assert (
+        re.findall(r'data-action="(\w+)"(?: data-confirm="[^"]*")?>', text) == []
+    )  # nothing to do once it ended
 
 
 def test_actions_offered_follow_the_status(api: Api, browse) -> None:  # type: ignore[no-untyped-def]
     wf = api.submit("alice", sweep(3))["id"]  # no agents: it stays pending
     text = browse("alice").get(f"/ui/workflows/{wf}").text
-    assert re.findall(r'data-action="(\w+)">', text) == ["abort"]
+    assert re.findall(r'data-action="(\w+)"(?: data-confirm="[^"]*")?>', text) == ["abort"]
 
 
 def test_jobs_are_paged_and_filtered(api: Api, browse, agents) -> None:  # type: ignore[no-untyped-def]

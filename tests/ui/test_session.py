@@ -32,6 +32,8 @@ def test_a_good_token_sets_a_strict_http_only_cookie_for_ui_only(api: Api, brows
         assert flag.lower() in cookie.lower(), cookie
     page = b.get("/ui/")
     assert page.status_code == 200 and "alice" in page.text
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
 
 
 @pytest.mark.parametrize(

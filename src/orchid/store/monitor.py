@@ -142,6 +142,14 @@ def job_counts(conn: Connection, workflow_ids: Sequence[int]) -> dict[int, dict[
     return out
 
 
+def status_counts(conn: Connection, workflow_id: int, work_id: int | None = None) -> dict[str, int]:
+    """Jobs of a workflow (or of one of its works) by status: the index read in its order."""
+    q = sa.select(jobs.c.status, sa.func.count()).where(jobs.c.workflow_id == workflow_id)
+    if work_id is not None:
+        q = q.where(jobs.c.work_id == work_id)
+    return {str(s): int(n) for s, n in conn.execute(q.group_by(jobs.c.status))}
+
+
 @dataclass(frozen=True)
 class WorkflowFacts:
     """What the workflow page shows beyond the workflow's row: the stored template, loop
@@ -253,7 +261,8 @@ class FileSeries:
     """Files of a workflow's collections over time, in ``len(times)`` buckets.
 
     ``by_status[s][i]``: files now in status ``s`` whose last change fell in bucket ``i``
-    (``times[i]`` is the bucket's start); ``bytes_by_status`` the same in bytes.
+    (``times[i]`` is the bucket's start); ``bytes_by_status`` the same in bytes. Changes
+    before the first bucket count in it, changes after the last in the last.
     """
 
     times: list[float]
@@ -265,61 +274,79 @@ class FileSeries:
         source = self.bytes_by_status if in_bytes else self.by_status
         out, running = [], 0
         for i in range(len(self.times)):
-            running += sum(source.get(s, [0] * len(self.times))[i] for s in statuses)
+            running += sum(source[s][i] for s in statuses if s in source)
             out.append(running)
         return out
+
+
+@dataclass(frozen=True)
+class FileSummary:
+    """A workflow's collections with their files' counts and bytes by status, and the
+    series over time: all from one grouped scan of the files."""
+
+    collections: list[dict[str, Any]]  # the collection rows
+    counts: dict[int, dict[str, int]]  # collection id → status → files
+    bytes: dict[int, dict[str, int]]  # collection id → status → bytes
+    series: FileSeries
+
+
+def has_collections(conn: Connection, workflow_id: int) -> bool:
+    return (
+        conn.execute(
+            sa.select(collections.c.id).where(collections.c.workflow_id == workflow_id).limit(1)
+        ).first()
+        is not None
+    )
 
 
 def _floor(value: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[Any]:
     if dialect == "postgresql":
         return sa.cast(sa.func.floor(value), sa.Integer)
-    return sa.cast(value, sa.Integer)  # values are >= 0 here: truncation is the floor
+    # SQLite truncates towards zero: shift by one bucket so that times before `lo` floor
+    # to -1 (clamped into the first bucket below) instead of 0 by accident
+    return sa.cast(value + 1, sa.Integer) - 1
 
 
-def file_series(conn: Connection, workflow_id: int, buckets: int = 120) -> FileSeries:
-    """Downsampled counts and bytes of a workflow's files by status and time of last change."""
-    in_wf = files.c.collection_id.in_(
-        sa.select(collections.c.id).where(collections.c.workflow_id == workflow_id)
-    )
-    lo, hi = conn.execute(
-        sa.select(sa.func.min(files.c.updated_at), sa.func.max(files.c.updated_at)).where(in_wf)
-    ).one()
-    if lo is None:
-        return FileSeries([], 0.0, {}, {})
+def file_summary(
+    conn: Connection, workflow_id: int, lo: float, hi: float, buckets: int = 120
+) -> FileSummary:
+    """Collections, counts, bytes and the series between ``lo`` and ``hi`` (the workflow's
+    life: known without reading the files, so one scan does everything)."""
+    cols = [
+        dict(r._mapping)
+        for r in conn.execute(
+            sa.select(collections)
+            .where(collections.c.workflow_id == workflow_id)
+            .order_by(collections.c.id)
+        )
+    ]
     width = max((hi - lo) / buckets, 1e-3)
-    bucket = _floor((files.c.updated_at - lo) / width, conn.dialect.name)
-    n = int((hi - lo) / width) + 1
+    n = max(int((hi - lo) / width) + 1, 1)
+    counts: dict[int, dict[str, int]] = {c["id"]: {} for c in cols}
+    sizes: dict[int, dict[str, int]] = {c["id"]: {} for c in cols}
     by_status: dict[str, list[int]] = {}
     by_bytes: dict[str, list[int]] = {}
-    for b, status, count, size in conn.execute(
-        sa.select(
-            bucket, files.c.status, sa.func.count(), sa.func.coalesce(sa.func.sum(files.c.size), 0)
-        )
-        .where(in_wf)
-        .group_by(bucket, files.c.status)
-    ):
-        i = min(max(int(b), 0), n - 1)
-        by_status.setdefault(status, [0] * n)[i] += int(count)
-        by_bytes.setdefault(status, [0] * n)[i] += int(size)
-    return FileSeries([lo + i * width for i in range(n)], width, by_status, by_bytes)
-
-
-def collection_bytes(conn: Connection, workflow_id: int) -> dict[int, dict[str, int]]:
-    """Bytes of each collection's files by status."""
-    out: dict[int, dict[str, int]] = {}
-    for cid, status, size in conn.execute(
-        sa.select(
-            files.c.collection_id, files.c.status, sa.func.coalesce(sa.func.sum(files.c.size), 0)
-        )
-        .where(
-            files.c.collection_id.in_(
-                sa.select(collections.c.id).where(collections.c.workflow_id == workflow_id)
+    if cols:
+        bucket = _floor((files.c.updated_at - lo) / width, conn.dialect.name).label("b")
+        q = (
+            sa.select(
+                files.c.collection_id,
+                files.c.status,
+                bucket,
+                sa.func.count(),
+                sa.func.coalesce(sa.func.sum(files.c.size), 0),
             )
+            .where(files.c.collection_id.in_([c["id"] for c in cols]))
+            .group_by(files.c.collection_id, files.c.status, bucket)
         )
-        .group_by(files.c.collection_id, files.c.status)
-    ):
-        out.setdefault(cid, {})[status] = int(size)
-    return out
+        for cid, status, b, count, size in conn.execute(q):
+            i = min(max(int(b), 0), n - 1)
+            counts[cid][status] = counts[cid].get(status, 0) + int(count)
+            sizes[cid][status] = sizes[cid].get(status, 0) + int(size)
+            by_status.setdefault(status, [0] * n)[i] += int(count)
+            by_bytes.setdefault(status, [0] * n)[i] += int(size)
+    series = FileSeries([lo + i * width for i in range(n)], width, by_status, by_bytes)
+    return FileSummary(cols, counts, sizes, series)
 
 
 # --- metrics ------------------------------------------------------------------------------
@@ -328,11 +355,19 @@ def collection_bytes(conn: Connection, workflow_id: int) -> dict[int, dict[str, 
 def totals(conn: Connection) -> dict[str, dict[str, int]]:
     """Workflows, works and jobs by status, over the whole database (the metrics gauges)."""
     out: dict[str, dict[str, int]] = {}
-    for kind, table in (("workflows", workflows), ("works", works), ("jobs", jobs)):
+    for kind, table in (("workflows", workflows), ("works", works)):
         out[kind] = {
             str(s): int(n)
             for s, n in conn.execute(
                 sa.select(table.c.status, sa.func.count()).group_by(table.c.status)
             )
         }
+    # by workflow first: the index's own order, so no sort of a million entries
+    out["jobs"] = {}
+    for _, status, n in conn.execute(
+        sa.select(jobs.c.workflow_id, jobs.c.status, sa.func.count()).group_by(
+            jobs.c.workflow_id, jobs.c.status
+        )
+    ):
+        out["jobs"][status] = out["jobs"].get(status, 0) + int(n)
     return out

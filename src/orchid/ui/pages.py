@@ -18,7 +18,7 @@ from orchid.errors import InvalidInput, NotFound
 from orchid.graph import model as graph_model
 from orchid.graph.load import load
 from orchid.graph.render import to_svg
-from orchid.store import catalog, commands, monitor, works
+from orchid.store import commands, monitor, works
 from orchid.store import jobs as job_store
 from orchid.store import workflows as workflow_store
 from orchid.ui import charts, views
@@ -28,6 +28,8 @@ from orchid.ui.session import CSRF_FIELD, Viewer
 
 router = APIRouter()
 PAGE = 50
+FILE_ORDER = ("processed", "processing", "available", "staging", "deleted", "failed", "new")
+MAX_LIVE_WORKS = 200  # work rows on the page and in its live feed (a loop may have 10,000)
 AGES = {"1h": 3600, "1d": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 Action = Literal["abort", "suspend", "resume", "retry", "finish"]
 IdQuery = Annotated[int | None, Query(ge=0, le=2**62)]
@@ -126,7 +128,7 @@ def summary(state: dict[str, Any]) -> dict[str, Any]:
                 "status": str(w.status),
                 "counts": {str(k): v for k, v in w.counts.items()},
             }
-            for w in state["works"]
+            for w in state["works"][-MAX_LIVE_WORKS:]
         ],
         "nodes": {
             n.name: {"status": n.status, "counts": dict(n.counts)} for n in state["graph"].nodes
@@ -144,7 +146,7 @@ def workflow_page(request: Request, workflow_id: int, queued: str | None = None)
     with ui.api.db.engine.connect() as conn:
         evs = monitor.recent_events(conn, workflow_id, 200)
         compiled = ui.templates.get(conn, workflow_id)
-        collections = catalog.list_collections(conn, workflow_id)
+        collections = monitor.has_collections(conn, workflow_id)
     names = {w.id: f"{w.name}" + (f"#{w.iteration}" if w.iteration else "") for w in state["works"]}
     timeline = [
         {
@@ -222,7 +224,7 @@ def jobs_page(
             f"unknown job status {status!r}; use one of {', '.join(views.JOB_STATUSES)}"
         )
     with ui.api.db.engine.connect() as conn:
-        rows = works.list_for(conn, workflow_id)
+        rows = works.list_for(conn, workflow_id, with_counts=False)
         if work and work not in {w.id for w in rows}:
             raise NotFound(f"workflow {workflow_id} has no work {work}")
         page = monitor.jobs_page(
@@ -235,12 +237,8 @@ def jobs_page(
             last=last,
             limit=PAGE,
         )
+        counts = monitor.status_counts(conn, workflow_id, work or None)
         wf = workflow_store.get(conn, workflow_id)
-    chosen = [w for w in rows if w.id == work] if work else rows
-    counts: dict[str, int] = {}
-    for w in chosen:
-        for s, n in w.counts.items():
-            counts[str(s)] = counts.get(str(s), 0) + n
     matching = counts.get(status, 0) if status else sum(counts.values())
     base = {"work": work or "", "status": status or ""}
     return ui.render(
@@ -327,17 +325,15 @@ def data_page(request: Request, workflow_id: int) -> Response:
     """The data carousel: collections, files by status over time, bytes on disk."""
     ui, viewer = _viewer(request)
     wf = _workflow(ui, viewer, workflow_id)
+    now = time.time()
+    end = wf.finished_at or max(now, wf.updated_at)
     with ui.api.db.engine.connect() as conn:
-        cols = catalog.list_collections(conn, workflow_id)
-        sizes = monitor.collection_bytes(conn, workflow_id)
-        series = monitor.file_series(conn, workflow_id, buckets=120)
+        data = monitor.file_summary(conn, workflow_id, wf.created_at, end, buckets=120)
+    series = data.series
     on_disk = ("available", "processing", "processed")
     files_chart = charts.area(
         series.times,
-        {
-            s: series.cumulative([s])
-            for s in ("processed", "processing", "available", "staging", "deleted", "failed", "new")
-        },
+        {s: series.cumulative([s]) for s in FILE_ORDER},
         title="files by the time they reached their current status (cumulative)",
     )
     buffer_chart = charts.area(
@@ -346,18 +342,18 @@ def data_page(request: Request, workflow_id: int) -> Response:
         title="bytes on disk now, by the time each file got there (cumulative)",
         unit="B",
     )
-    disk = {cid: sum(by.get(s, 0) for s in on_disk) for cid, by in sizes.items()}
+    disk = {cid: sum(by.get(s, 0) for s in on_disk) for cid, by in data.bytes.items()}
     return ui.render(
         request,
         "data.html",
         viewer=viewer,
         wf=wf,
-        collections=cols,
-        sizes=sizes,
+        collections=data.collections,
+        counts=data.counts,
         disk=disk,
         files_chart=files_chart,
         buffer_chart=buffer_chart,
-        now=time.time(),
+        now=now,
     )
 
 

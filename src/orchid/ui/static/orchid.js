@@ -121,6 +121,13 @@ function liveList(table) {
   });
 }
 
+document.addEventListener("submit", (e) => {
+  const form = e.target;
+  if (form instanceof HTMLFormElement && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+    e.preventDefault();
+  }
+});
+
 document.addEventListener("DOMContentLoaded", () => {
   const wf = document.getElementById("workflow");
   if (wf && wf.dataset.live) liveWorkflow(wf);
