@@ -13,6 +13,7 @@ table. Traffic goes to 127.0.0.1 only; the server is stopped by its PID at the e
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -36,7 +37,8 @@ from orchid.store import catalog, events, workflows, works
 from orchid.store import jobs as job_store
 from orchid.store.catalog import NewFile
 from orchid.store.db import Database
-from orchid.store.tables import jobs, works as works_table
+from orchid.store.tables import jobs
+from orchid.store.tables import works as works_table
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 WORKS = ["isr", "characterize", "calibrate", "coadd", "measure"]
@@ -76,8 +78,8 @@ def build(db: Database, n_jobs: int, n_files: int) -> tuple[int, dict[str, float
             now=T0,
         )
         ids = works.create(conn, wf, [(w, 0) for w in WORKS], frozenset(WORKS), T0)
-        workflows.set_links(conn, wf, list(zip(WORKS, WORKS[1:], strict=False)))
-        for (name, _), wid in ids.items():
+        workflows.set_links(conn, wf, list(itertools.pairwise(WORKS)))
+        for wid in ids.values():
             args = [{"visit": i // 189, "detector": i % 189} for i in range(per_work)]
             job_store.insert_ready(conn, wf, wid, args, 2, T0)
             events.emit(conn, wf, "work.running", {"work_id": wid, "jobs": per_work}, T0)

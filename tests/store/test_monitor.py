@@ -12,7 +12,7 @@ from orchid.errors import NotFound
 from orchid.store import catalog, events, monitor, workflows, works
 from orchid.store.catalog import NewFile
 from orchid.store.db import Database
-from orchid.store.tables import files, jobs
+from orchid.store.tables import jobs
 
 T0 = 1_800_000_000.0
 
