@@ -221,19 +221,29 @@ def jobs_page(
     before: int | None = None,
     last: bool = False,
     limit: int = 50,
+    matching: int | None = None,
 ) -> JobPage:
     """A page of a workflow's jobs in id order, of one work and/or one status.
 
     Keyset pages: ``after`` an id (the next page), ``before`` an id (the previous one),
-    or ``last`` (the final page). Each filter is a seek in an index, never a scan.
+    or ``last`` (the final page). ``matching`` (how many jobs the filter matches, from
+    the counts the page shows anyway) picks the plan: a work and a status seek the index
+    in id order; a filter that matches a good part of the table walks the primary key
+    (a page costs about ``limit`` rows), where an index seek would sort every match.
     """
+    walk = False
+    if matching is not None and not (work_id is not None and status is not None):
+        top = conn.execute(sa.select(sa.func.max(jobs.c.id))).scalar() or 0
+        walk = matching * 20 >= top
+    # `+ 0` keeps the planner off an index for that column (SQLite and PostgreSQL alike)
+    wf_col = jobs.c.workflow_id + 0 if walk else jobs.c.workflow_id
     q = (
         sa.select(jobs, works.c.name.label("work_name"))
         .join(works, works.c.id == jobs.c.work_id)
-        .where(jobs.c.workflow_id == workflow_id)
+        .where(wf_col == workflow_id)
     )
     if work_id is not None:
-        q = q.where(jobs.c.work_id == work_id)
+        q = q.where((jobs.c.work_id + 0 if walk else jobs.c.work_id) == work_id)
     if status is not None:
         q = q.where(jobs.c.status == status)
     backwards = last or before is not None

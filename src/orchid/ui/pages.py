@@ -227,6 +227,8 @@ def jobs_page(
         rows = works.list_for(conn, workflow_id, with_counts=False)
         if work and work not in {w.id for w in rows}:
             raise NotFound(f"workflow {workflow_id} has no work {work}")
+        counts = monitor.status_counts(conn, workflow_id, work or None)
+        matching = counts.get(status, 0) if status else sum(counts.values())
         page = monitor.jobs_page(
             conn,
             workflow_id,
@@ -236,10 +238,9 @@ def jobs_page(
             before=before,
             last=last,
             limit=PAGE,
+            matching=matching,
         )
-        counts = monitor.status_counts(conn, workflow_id, work or None)
         wf = workflow_store.get(conn, workflow_id)
-    matching = counts.get(status, 0) if status else sum(counts.values())
     base = {"work": work or "", "status": status or ""}
     return ui.render(
         request,
