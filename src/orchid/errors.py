@@ -15,7 +15,15 @@ class OrchidError(Exception):
 
 
 class InvalidInput(OrchidError):
-    """The user gave something Orchid cannot accept; the message says how to fix it."""
+    """The user gave something Orchid cannot accept; the message says how to fix it.
+
+    ``field`` names the offending part of the input (``params.energy``) when there is one,
+    so that front ends can point at it.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class TemplateError(InvalidInput):
@@ -25,7 +33,10 @@ class TemplateError(InvalidInput):
         self.problems = problems
         lines = [f"  {path or '<template>'}: {msg}" for path, msg in problems]
         noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(f"invalid template ({len(problems)} {noun}):\n" + "\n".join(lines))
+        super().__init__(
+            f"invalid template ({len(problems)} {noun}):\n" + "\n".join(lines),
+            field=problems[0][0] if problems else None,
+        )
 
 
 class ExpressionError(InvalidInput):

@@ -63,13 +63,6 @@ def test_the_test_server_turns_nagle_off() -> None:
         thread.join(10)
 
 
-@pytest.mark.xfail(
-    reason="BUG: cli/service.py:_listen (was cli/main.py) makes socket.socket(AF_INET, SOCK_STREAM) (proto 0), so "
-    "asyncio leaves Nagle on for `orchid up` connections: ~40 ms added to every response. "
-    "Fix: socket.socket(AF_INET, SOCK_STREAM, IPPROTO_TCP)",
-    strict=True,
-    raises=AssertionError,
-)
 def test_orchid_up_turns_nagle_off() -> None:
     listen = None
     for name in ("orchid.cli.service", "orchid.cli.main"):  # it moved once already

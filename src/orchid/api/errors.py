@@ -73,7 +73,8 @@ def install(app: FastAPI) -> None:
         if status >= 500:
             log.error("internal error: %s", exc, exc_info=exc)
             return JSONResponse(body("internal error; the server log has details"), 500)
-        return JSONResponse(body(str(exc)), status_code=status, headers=headers)
+        field = exc.field if isinstance(exc, InvalidInput) else None
+        return JSONResponse(body(str(exc), field), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

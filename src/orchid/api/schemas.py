@@ -13,6 +13,35 @@ class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class Problem(_Out):
+    field: str | None = None
+    error: str
+
+
+class ErrorOut(_Out):
+    """Every error answer: what is wrong, where, and for invalid input each problem found."""
+
+    error: str = Field(description="what is wrong and what to do about it")
+    field: str | None = Field(None, description="the offending part of the request")
+    problems: list[Problem] | None = None
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description}
+
+
+# documented on every route (FastAPI's own 422 model would describe a body we never send)
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error("the request is malformed"),
+    401: _error("no or invalid credentials (see WWW-Authenticate)"),
+    403: _error("authenticated, but not allowed"),
+    404: _error("no such resource"),
+    409: _error("the change conflicts with the resource's state"),
+    413: _error("the request body is too large"),
+    422: _error("invalid input: `field` and `problems` say where"),
+}
+
+
 class WorkflowOut(_Out):
     id: int
     name: str
@@ -219,3 +248,25 @@ class FileOut(_Out):
 class FilePage(_Out):
     items: list[FileOut]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class AddWorkIn(BaseModel):
+    """A work to add to a workflow that has not ended: a template's ``works`` item."""
+
+    model_config = ConfigDict(extra="forbid")
+    work: dict[str, Any] = Field(description="like an item of a template's `works`")
+
+
+class AddedWorkOut(_Out):
+    work_id: int
+    name: str
+    jobs: int
+    created: bool = Field(description="false: a work of that name was there already")
+    changed: bool = Field(description="it was there with another definition; the one there is kept")
+
+
+class CloseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    error: str | None = Field(
+        None, max_length=20_000, description="the workflow failed, and why (None: it did not)"
+    )

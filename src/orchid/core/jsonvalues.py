@@ -1,8 +1,12 @@
-"""JSON values as Orchid stores them: standard JSON only, so NaN and infinities are refused.
+"""JSON values as Orchid stores them: standard JSON only, so NaN and infinities are refused,
+and nested at most ``MAX_DEPTH`` levels deep.
 
 Python's ``json`` module reads and writes ``NaN``/``Infinity`` by default, but
 PostgreSQL (and every other JSON reader) rejects them: one such value in a
 result or parameter would be stored on SQLite and crash the agents on PostgreSQL.
+A value nested a few hundred levels deep is stored fine and then cannot be
+serialised again (pydantic and ``json`` both stop at a recursion limit), so it is
+refused where it comes in.
 """
 
 from __future__ import annotations
@@ -11,14 +15,46 @@ import json
 import math
 from typing import Any
 
+MAX_DEPTH = 64  # levels of lists and objects; real documents stay far below
+TOO_DEEP = f"is nested more than {MAX_DEPTH} levels deep; flatten it"
+
 
 def _refuse(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number (JSON has no NaN or infinity)")
 
 
 def loads(text: str | bytes) -> Any:
-    """``json.loads`` that refuses ``NaN``, ``Infinity`` and ``-Infinity`` (ValueError)."""
-    return json.loads(text, parse_constant=_refuse)
+    """``json.loads`` that refuses ``NaN``, ``Infinity``, ``-Infinity`` and values nested
+    more than ``MAX_DEPTH`` deep (ValueError)."""
+    try:
+        value = json.loads(text, parse_constant=_refuse)
+    except RecursionError:
+        raise ValueError(f"the value {TOO_DEEP}") from None
+    if too_deep(value):
+        raise ValueError(f"the value {TOO_DEEP}")
+    return value
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether lists and objects in ``value`` nest more than ``limit`` levels."""
+    stack = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict | list | tuple):
+            if depth >= limit:
+                return True
+            children = v.values() if isinstance(v, dict) else v
+            stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list | tuple))
+    return False
+
+
+def problem(value: Any) -> str | None:
+    """Why a decoded value cannot be stored as JSON (NaN/infinity, too deep), or None."""
+    if too_deep(value):
+        return TOO_DEEP
+    if non_finite(value):
+        return "holds NaN or an infinity, which JSON cannot hold"
+    return None
 
 
 def non_finite(value: Any) -> bool:

@@ -15,8 +15,16 @@ import shlex
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
+from orchid.core.jsonvalues import MAX_DEPTH, TOO_DEEP
 from orchid.errors import TemplateError
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$"
@@ -114,6 +122,12 @@ class WorkSpec(_Model):
     )
     resources: Resources = Resources()
     env: dict[str, str] = Field(default_factory=dict)
+    api_token: bool = Field(
+        False,
+        description="give each job a token for Orchid's REST API (ORCHID_TOKEN in its "
+        "environment): it acts as the workflow's owner, on this workflow only, while the "
+        "attempt runs (Function-as-a-Task jobs fetch their code and report with it)",
+    )
 
     @field_validator("command", mode="before")
     @classmethod
@@ -161,13 +175,28 @@ class Template(_Model):
     parameters: dict[str, JSONValue] = Field(
         default_factory=dict, description="workflow parameters and defaults (params.X)"
     )
+    open: bool = Field(
+        False,
+        description="works are added while it runs (Function-as-a-Task: POST "
+        "/workflows/{id}/works); it does not end before it is closed (POST .../close)",
+    )
     defaults: Defaults = Defaults()
-    works: list[WorkSpec] = Field(min_length=1)
+    works: list[WorkSpec] = Field(description="at least one, unless the workflow is `open`")
     loops: list[LoopSpec] = Field(default_factory=list)
     jobs_file: str | None = Field(
         None,
         description="JSON lines of static jobs: {work, name, args, parents}, for large job DAGs",
     )
+
+    @field_validator("works")
+    @classmethod
+    def _some_work(cls, works: list[WorkSpec], info: ValidationInfo) -> list[WorkSpec]:
+        if not works and not info.data.get("open"):
+            raise ValueError(
+                "List should have at least 1 item (only an `open: true` workflow may start "
+                "with none, and have works added while it runs)"
+            )
+        return works
 
     def work(self, name: str) -> WorkSpec:
         return next(w for w in self.works if w.name == name)
@@ -224,6 +253,11 @@ def _message(err: Any) -> str:
 def _is_field(part: int | str) -> bool:
     """Pydantic puts union members ("list[StaticJob]", "literal['from_file']") in locations."""
     return isinstance(part, int) or (not any(c in part for c in "[]'-") and part not in _TYPE_NAMES)
+
+
+def error_field(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as a dotted field path, without union member names."""
+    return ".".join(str(p) for p in loc if _is_field(p))
 
 
 _TYPE_NAMES = frozenset({"str", "int", "float", "bool", "dict", "list"})
@@ -303,11 +337,13 @@ def decode(text: str, source: str = "<template>") -> Any:
 
 
 def check_values(value: Any, source: str) -> None:
-    """Refuse what is not JSON (dates, binary, sets, NaN, non-text keys) and more than
-    ``MAX_TEMPLATE_VALUES`` values as a reader would see them (aliases expanded)."""
-    stack, count = [value], 0
+    """Refuse what is not JSON (dates, binary, sets, NaN, non-text keys), values nested more
+    than ``MAX_DEPTH`` deep, and more than ``MAX_TEMPLATE_VALUES`` values as a reader would
+    see them (aliases expanded)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    count = 0
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
         count += 1
         if count > MAX_TEMPLATE_VALUES:
             raise TemplateError(
@@ -319,15 +355,17 @@ def check_values(value: Any, source: str) -> None:
                     )
                 ]
             )
+        if isinstance(node, dict | list) and depth >= MAX_DEPTH:
+            raise TemplateError([(source, TOO_DEEP)])
         if isinstance(node, dict):
             bad = next((k for k in node if not isinstance(k, str)), None)
             if bad is not None:
                 raise TemplateError(
                     [(source, f"mapping keys must be text; got {bad!r} (quote it: '{bad}')")]
                 )
-            stack.extend(node.values())
+            stack.extend((v, depth + 1) for v in node.values())
         elif isinstance(node, list):
-            stack.extend(node)
+            stack.extend((v, depth + 1) for v in node)
         elif isinstance(node, float) and not math.isfinite(node):
             raise TemplateError([(source, "holds NaN or infinity, which JSON cannot hold")])
         elif not isinstance(node, str | int | float | bool) and node is not None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import time
 
+from sqlalchemy.engine import Connection
+
+from orchid.core import jobtoken
 from orchid.engine.agent import ENDED, AgentEnv, agent_id
 from orchid.executors.base import Executor, JobSpec
-from orchid.store import jobs
+from orchid.store import jobs, secrets
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +24,7 @@ class Carrier:
         self.owner = owner or agent_id("carrier")
         self._delays: dict[int, float] = {}  # job id → retry delay, for jobs in flight here
         self._next_renewal = 0.0
+        self._job_key: bytes | None = None
 
     @property
     def in_flight(self) -> int:
@@ -69,9 +73,12 @@ class Carrier:
                 return 0
             names = jobs.work_names(conn, {r.work_id for r in rows})
             for r in rows:
-                compiled = env.templates.get(conn, r.workflow_id)
                 work = names[r.work_id]
+                compiled = env.templates.get(conn, r.workflow_id, (work,))
                 self._delays[r.id] = compiled.retry_delay(work)
+                job_env = {}
+                if compiled.template.work(work).api_token:
+                    job_env["ORCHID_TOKEN"] = self._token(conn, r.workflow_id, r.id, r.attempt)
                 specs.append(
                     JobSpec(
                         key=JobSpec.make_key(r.workflow_id, r.id, r.attempt),
@@ -83,6 +90,7 @@ class Carrier:
                         payload=compiled.payload(work),
                         args=r.args,
                         resources=compiled.resources(work),
+                        env=job_env,
                     )
                 )
         # after the commit: if this process dies now, the lease runs out and the jobs run again
@@ -97,6 +105,12 @@ class Carrier:
             raise
         log.debug("submitted %d jobs to %s", len(specs), self.executor.name)
         return len(specs)
+
+    def _token(self, conn: Connection, workflow_id: int, job_id: int, attempt: int) -> str:
+        """A job token for this attempt (see :mod:`orchid.core.jobtoken`)."""
+        if self._job_key is None:
+            self._job_key = secrets.key(conn, secrets.JOB_TOKEN_KEY, self.env.clock())
+        return jobtoken.make(self._job_key, workflow_id, job_id, attempt)
 
     def _housekeeping(self) -> int:
         env = self.env

@@ -38,11 +38,19 @@ def bind_params(compiled: Compiled, overrides: Mapping[str, Any]) -> dict[str, A
     if unknown:
         listed = ", ".join(known) or "none"
         raise InvalidInput(
-            f"unknown parameter(s) {', '.join(unknown)}; the template declares: {listed}"
+            f"unknown parameter(s) {', '.join(unknown)}; the template declares: {listed}",
+            field=f"params.{unknown[0]}",
         )
     bound = {**known, **overrides}
-    if jsonvalues.non_finite(bound):
-        raise InvalidInput("parameters must be JSON numbers: NaN and infinity are not")
+    for key, value in overrides.items():
+        trouble = jsonvalues.problem(value)
+        if trouble == jsonvalues.TOO_DEEP:
+            raise InvalidInput(f"parameter {key} {trouble}", field=f"params.{key}")
+        if trouble:
+            raise InvalidInput(
+                f"parameter {key}: parameters must be JSON numbers: NaN and infinity are not",
+                field=f"params.{key}",
+            )
     return bound
 
 
@@ -104,6 +112,7 @@ def submit(
             base_dir=str(base_dir) if base_dir else None,
             now=now,
             share_group=share_group,
+            open=t.open,
         )
         ids = works.create(conn, wf, initial_works(t), static, now)
         by_name = {name: wid for (name, _), wid in ids.items()}

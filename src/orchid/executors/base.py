@@ -73,6 +73,7 @@ class JobSpec:
     payload: Payload
     args: Mapping[str, Any]  # JSON values
     resources: Resources = Resources()
+    env: Mapping[str, str] = field(default_factory=dict)  # this attempt's own (a job token)
 
     @staticmethod
     def make_key(workflow_id: int, job_id: int, attempt: int) -> str:

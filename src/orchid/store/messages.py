@@ -38,8 +38,9 @@ class Message:
 
 def encoded_size(body: Any) -> int:
     """The size of ``body`` as compact UTF-8 JSON; InvalidInput if it is not standard JSON."""
-    if jsonvalues.non_finite(body):
-        raise InvalidInput("the message body holds NaN or an infinity; JSON has neither")
+    trouble = jsonvalues.problem(body)
+    if trouble:
+        raise InvalidInput(f"the message body {trouble}")
     try:
         text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:

@@ -22,17 +22,24 @@ metadata = sa.MetaData(
 # queries inside these documents
 Json = sa.JSON()
 
+# ids: 64-bit on PostgreSQL (a busy server passes 2^31 events or jobs); on SQLite an
+# INTEGER PRIMARY KEY is already the 64-bit rowid, and only that spelling autoincrements
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 _TERMINAL_JOBS = "('succeeded', 'failed', 'cancelled', 'skipped')"
 
 workflows = sa.Table(
     "workflows",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(100), nullable=False),
     sa.Column("owner", sa.String(200), nullable=False, index=True),
     sa.Column("share_group", sa.String(200), nullable=True),  # its members may see and act
     # `finish`: start no new work, let what runs end
     sa.Column("finishing", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Function-as-a-Task: works are still being added; it ends only once closed
+    sa.Column("open", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("close_error", sa.Text, nullable=True),  # closed as failed: why
     sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("message", sa.Text, nullable=False, server_default=""),
     sa.Column("template", Json, nullable=False),
@@ -54,8 +61,8 @@ workflows = sa.Table(
 works = sa.Table(
     "works",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("workflow_id", sa.Integer, sa.ForeignKey("workflows.id"), nullable=False),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", Id, sa.ForeignKey("workflows.id"), nullable=False),
     sa.Column("name", sa.String(100), nullable=False),
     sa.Column("iteration", sa.Integer, nullable=False, server_default="0"),
     sa.Column("status", sa.String(16), nullable=False, index=True),
@@ -76,9 +83,9 @@ works = sa.Table(
 jobs = sa.Table(
     "jobs",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("workflow_id", sa.Integer, nullable=False),
-    sa.Column("work_id", sa.Integer, sa.ForeignKey("works.id"), nullable=False),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", Id, nullable=False),
+    sa.Column("work_id", Id, sa.ForeignKey("works.id"), nullable=False),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("status", sa.String(12), nullable=False),
     sa.Column("args", Json, nullable=False),
@@ -127,15 +134,15 @@ jobs = sa.Table(
 job_edges = sa.Table(
     "job_edges",
     metadata,
-    sa.Column("parent_id", sa.Integer, primary_key=True),
-    sa.Column("child_id", sa.Integer, primary_key=True, index=True),
+    sa.Column("parent_id", Id, primary_key=True),
+    sa.Column("child_id", Id, primary_key=True, index=True),
 )
 
 events = sa.Table(
     "events",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("workflow_id", sa.Integer, nullable=False, index=True),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", Id, nullable=False, index=True),
     sa.Column("kind", sa.String(40), nullable=False),
     sa.Column("data", Json, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
@@ -144,8 +151,8 @@ events = sa.Table(
 commands = sa.Table(
     "commands",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("workflow_id", sa.Integer, sa.ForeignKey("workflows.id"), nullable=False),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", Id, sa.ForeignKey("workflows.id"), nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("status", sa.String(16), nullable=False, index=True),  # pending|applied|rejected
     sa.Column("message", sa.Text, nullable=False, server_default=""),
@@ -156,9 +163,9 @@ commands = sa.Table(
 collections = sa.Table(
     "collections",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("workflow_id", sa.Integer, sa.ForeignKey("workflows.id"), nullable=False),
-    sa.Column("work_id", sa.Integer, sa.ForeignKey("works.id"), nullable=True),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", Id, sa.ForeignKey("workflows.id"), nullable=False),
+    sa.Column("work_id", Id, sa.ForeignKey("works.id"), nullable=True),
     sa.Column("scope", sa.String(100), nullable=False),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("manager", sa.String(40), nullable=False),
@@ -169,8 +176,8 @@ collections = sa.Table(
 files = sa.Table(
     "files",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("collection_id", sa.Integer, sa.ForeignKey("collections.id"), nullable=False),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("collection_id", Id, sa.ForeignKey("collections.id"), nullable=False),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("size", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("status", sa.String(16), nullable=False),
@@ -193,7 +200,7 @@ agents = sa.Table(
 tokens = sa.Table(
     "tokens",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("user", sa.String(200), nullable=False),
     sa.Column("groups", Json, nullable=False),
     sa.Column("admin", sa.Boolean, nullable=False, server_default=sa.false()),
@@ -208,8 +215,8 @@ tokens = sa.Table(
 messages = sa.Table(
     "messages",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("workflow_id", sa.Integer, sa.ForeignKey("workflows.id"), nullable=False, index=True),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", Id, sa.ForeignKey("workflows.id"), nullable=False, index=True),
     sa.Column("sender", sa.String(200), nullable=False),
     sa.Column("kind", sa.String(40), nullable=False),
     sa.Column("body", Json, nullable=False),
@@ -223,5 +230,14 @@ cache_objects = sa.Table(
     sa.Column("sha256", sa.String(64), primary_key=True),
     sa.Column("owner", sa.String(200), primary_key=True),
     sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# keys the services share (the HMAC key of job tokens): made once, on first use
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )

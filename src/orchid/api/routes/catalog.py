@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from orchid.api.deps import Caller, State, check_id, visible_workflow
+from orchid.api.deps import Caller, Cursor, State, check_id, visible_workflow
 from orchid.api.schemas import CollectionOut, FileOut, FilePage
 from orchid.core.states import FileStatus
 from orchid.store import catalog
@@ -45,7 +45,7 @@ def list_files(
     st: State,
     who: Caller,
     status: Annotated[list[FileStatus] | None, Query()] = None,
-    cursor: Annotated[str | None, Query(max_length=20, pattern=r"^\d+$")] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> FilePage:
     """A page of a collection's files in id order, optionally of some statuses."""
@@ -56,7 +56,7 @@ def list_files(
             wf.id,
             check_id(collection_id),
             status=[str(s) for s in status or []],
-            after_id=int(cursor) if cursor else 0,
+            after_id=cursor or 0,
             limit=limit,
         )
     more = str(rows[-1].id) if len(rows) == limit else None

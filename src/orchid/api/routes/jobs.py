@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
+from starlette.types import Send
 
 from orchid.api.deps import Caller, State, check_id, visible_workflow
 from orchid.api.schemas import JobOut
@@ -15,6 +16,33 @@ from orchid.errors import NotFound
 from orchid.store import jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+class SnapshotFileResponse(FileResponse):
+    """A file sent as it was when the response began.
+
+    A running job's log grows while it is sent; FileResponse declares the size it saw and
+    then reads to the end of the file, and HTTP cannot carry more than the Content-Length
+    it declared. Ranges are already exact, so only the whole-file answer needs this.
+    """
+
+    async def _handle_simple(self, send: Send, send_header_only: bool, send_pathsend: bool) -> None:
+        if send_header_only or send_pathsend:
+            await super()._handle_simple(send, send_header_only, send_pathsend)
+            return
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        left = self.stat_result.st_size if self.stat_result else 0
+        async with self._open_file() as file:
+            while left > 0:
+                chunk = await file.read(min(self.chunk_size, left))
+                if not chunk:  # truncated meanwhile: nothing more to send
+                    break
+                left -= len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
+        if left > 0:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _job(st: State, who: Caller, job_id: int) -> Job:
@@ -31,7 +59,7 @@ def get_job(job_id: int, st: State, who: Caller) -> JobOut:
 
 @router.get(
     "/{job_id}/logs",
-    response_class=FileResponse,
+    response_class=SnapshotFileResponse,
     responses={200: {"content": {"text/plain": {}}}, 206: {"description": "a byte range"}},
 )
 def get_logs(
@@ -39,7 +67,7 @@ def get_logs(
     st: State,
     who: Caller,
     stream: Annotated[Literal["stdout", "stderr"], Query()] = "stdout",
-) -> FileResponse:
+) -> SnapshotFileResponse:
     """The latest attempt's stdout or stderr; send `Range: bytes=...` for part of a big log."""
     job = _job(st, who, job_id)
     if not job.log_uri:
@@ -47,6 +75,10 @@ def get_logs(
     path = Path(job.log_uri)
     if stream == "stderr":
         path = path.with_suffix(".err")
-    if not path.is_file():
+    try:
+        stat = path.stat()
+    except OSError:
+        stat = None
+    if stat is None or not path.is_file():
         raise NotFound(f"the {stream} of job {job_id} is no longer kept")
-    return FileResponse(path, media_type="text/plain; charset=utf-8")
+    return SnapshotFileResponse(path, media_type="text/plain; charset=utf-8", stat_result=stat)

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.deps import ApiState, Caller, State, check_id, now, visible_workflow
+from orchid.api.deps import ApiState, Caller, Cursor, State, check_id, now, visible_workflow
 from orchid.api.errors import Denied, TooLarge
 from orchid.api.schemas import (
     CommandOut,
@@ -29,7 +29,7 @@ from orchid.api.schemas import (
 )
 from orchid.core.model import Principal
 from orchid.core.states import TERMINAL_WORKFLOW, JobStatus, WorkflowStatus
-from orchid.core.template import check_values, decode
+from orchid.core.template import check_values, decode, error_field
 from orchid.engine.submit import submit
 from orchid.errors import InvalidInput
 from orchid.store import commands, events, jobs, workflows, works
@@ -55,25 +55,65 @@ SUBMIT_BODY = {
 }
 
 
+class _Gunzip:
+    """Inflates a gzip body of one or more members (RFC 1952 allows several, e.g. pigz),
+    at most ``limit`` bytes of it; refuses a stream cut short or followed by junk."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.inside = True  # within a member: the body may not end here
+
+    def feed(self, data: bytes) -> bytes:
+        out = bytearray()
+        while data:
+            self.inside = True
+            piece = self.member.decompress(data, self.limit + 1 - len(out) - self.size)
+            if self.member.unconsumed_tail:
+                raise TooLarge(
+                    f"the request body is larger than {self.limit:,} bytes once unpacked"
+                )
+            out += piece
+            data = b""
+            if self.member.eof:  # what follows can only be another member
+                data = self.member.unused_data
+                self.member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self.inside = False
+        self.size += len(out)
+        return bytes(out)
+
+    def end(self) -> None:
+        """The body is over: it must have ended where a member did."""
+        if self.inside:
+            raise InvalidInput(
+                "the gzip body ends before its gzip stream does (cut off?); send it whole"
+            )
+
+
 async def _spool(request: Request, limit: int) -> IO[bytes]:
     """The request body, gunzipped if so encoded, in a temporary file; at most ``limit`` bytes."""
     encoding = request.headers.get("content-encoding", "identity").lower()
     if encoding not in ("identity", "gzip"):
         raise InvalidInput(f"Content-Encoding {encoding!r} is not supported; use gzip or none")
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
+    inflate = _Gunzip(limit) if encoding == "gzip" else None
     out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 - returned
     size = 0
     try:
         async for chunk in request.stream():
-            data = inflate.decompress(chunk, limit + 1 - size) if inflate else chunk
-            if inflate is not None and inflate.unconsumed_tail:
-                raise TooLarge(f"the request body is larger than {limit:,} bytes once unpacked")
+            data = inflate.feed(chunk) if inflate else chunk
             size += len(data)
             if size > limit:
                 raise TooLarge(f"the request body is larger than {limit:,} bytes")
             out.write(data)
+        if inflate is not None:
+            inflate.end()
     except zlib.error as exc:
+        out.close()
         raise InvalidInput(f"the body is not valid gzip: {exc}") from None
+    except BaseException:
+        out.close()
+        raise
     out.seek(0)
     return out
 
@@ -83,8 +123,8 @@ def _header(line: bytes) -> SubmitRequest:
         return SubmitRequest.model_validate_json(line)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise InvalidInput(f"{where}: {first['msg']}") from None
+        where = error_field(first["loc"]) or "body"
+        raise InvalidInput(f"{where}: {first['msg']}", field=where) from None
 
 
 def _lines(spool: IO[bytes]) -> Iterator[str]:
@@ -127,7 +167,7 @@ async def create(request: Request, st: State, who: Caller) -> WorkflowOut:
     """Submit a workflow; it is validated completely before anything is written."""
     spool = await _spool(request, st.max_body_bytes)
     try:
-        kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
+        kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if kind == NDJSON:
             head = spool.readline()
             wf_id = await run_in_threadpool(_submit, st, who, _header(head), _lines(spool))
@@ -153,7 +193,7 @@ def list_workflows(
     owner: Annotated[str | None, Query(max_length=200)] = None,
     name: Annotated[str | None, Query(max_length=100)] = None,
     since: Annotated[float | None, Query(ge=0, le=1e12, description="created at or after")] = None,
-    cursor: Annotated[str | None, Query(max_length=20, pattern=r"^\d+$")] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> WorkflowPage:
     """Newest first; yours and your groups' (admins: everyone's)."""
@@ -164,7 +204,7 @@ def list_workflows(
             owner=owner,
             name=name,
             since=since,
-            before_id=int(cursor) if cursor else None,
+            before_id=cursor or None,
             visible_to=None if who.admin else (who.user, who.groups),
             limit=limit,
         )
@@ -203,17 +243,20 @@ def list_jobs(
     st: State,
     who: Caller,
     status: Annotated[list[JobStatus] | None, Query()] = None,
-    cursor: Annotated[str | None, Query(max_length=20, pattern=r"^\d+$")] = None,
+    work: Annotated[int | None, Query(ge=1, le=2**62, description="of this work id only")] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JobPage:
-    """A page of jobs in id order, optionally of some statuses (a workflow may have 10^6)."""
+    """A page of jobs in id order, optionally of some statuses or one work (a workflow may
+    have 10^6)."""
     wf = visible_workflow(st, who, check_id(workflow_id))
     with st.db.engine.connect() as conn:
         rows = jobs.list_for(
             conn,
             wf.id,
             status=[str(s) for s in status or []],
-            after_id=int(cursor) if cursor else 0,
+            work_id=work,
+            after_id=cursor or 0,
             limit=limit,
         )
     more = str(rows[-1].id) if len(rows) == limit else None
