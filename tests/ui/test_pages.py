@@ -216,3 +216,16 @@ def test_the_graph_svg_download(api: Api, browse) -> None:  # type: ignore[no-un
         r.text.startswith('<svg xmlns="http://www.w3.org/2000/svg"')
         and 'data-work="merge"' in r.text
     )
+
+
+def test_a_growing_workflow_shows_the_works_added_to_it(api: Api, browse) -> None:  # type: ignore[no-untyped-def]
+    """Function-as-a-Task adds works to an open workflow: the page (and its cached
+    template) follows."""
+    from orchid.engine import extend
+
+    wf = api.submit("alice", sweep(2))["id"]
+    b: Browser = browse("alice")
+    assert 'data-work="late"' not in b.get(f"/ui/workflows/{wf}").text
+    extend.add_work(api.db, wf, {"name": "late", "noop": True, "after": ["merge"]}, time.time())
+    text = b.get(f"/ui/workflows/{wf}").text
+    assert 'data-work="late"' in text and "work late added" in text

@@ -22,14 +22,16 @@ def load(
     """The task graph of a workflow as it is now (``rows``: its works, if already read).
     Reads counts by work (one index-only query), never the jobs or their edges."""
     wf = workflow_store.get(conn, workflow_id)
-    compiled = (templates or TemplateCache(1)).get(conn, workflow_id)
+    rows = rows if rows is not None else works.list_for(conn, workflow_id)
+    # an open workflow's template grows: the cache reloads it for a work it does not know
+    compiled = (templates or TemplateCache(1)).get(conn, workflow_id, {w.name for w in rows})
     facts = monitor.facts(conn, workflow_id)
     return build(
         workflow_id,
         str(wf.status),
         compiled.template,
         compiled.analysis,
-        rows if rows is not None else works.list_for(conn, workflow_id),
+        rows,
         facts.links,
         facts.loops,
     )

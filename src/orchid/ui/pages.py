@@ -145,7 +145,7 @@ def workflow_page(request: Request, workflow_id: int, queued: str | None = None)
     now = time.time()
     with ui.api.db.engine.connect() as conn:
         evs = monitor.recent_events(conn, workflow_id, 200)
-        compiled = ui.templates.get(conn, workflow_id)
+        compiled = ui.templates.get(conn, workflow_id, {w.name for w in state["works"]})
         collections = monitor.has_collections(conn, workflow_id)
     names = {w.id: f"{w.name}" + (f"#{w.iteration}" if w.iteration else "") for w in state["works"]}
     timeline = [
