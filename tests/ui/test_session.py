@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from orchid.store import tokens
 from orchid.ui.session import csrf_token, safe_next
+from orchid.store.db import Database
 from tests.ui.conftest import Api, Browser
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    """SQLite only: sessions do not depend on the database (token lookups are tested on
+    both in tests/store and tests/api)."""
+    database = Database(f"sqlite:///{tmp_path / 'orchid.db'}")
+    database.upgrade()
+    yield database
+    database.dispose()
 
 
 def test_pages_ask_anonymous_visitors_to_log_in(browse) -> None:  # type: ignore[no-untyped-def]
