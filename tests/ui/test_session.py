@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from orchid.store import tokens
-from orchid.ui.session import csrf_token, safe_next
 from orchid.store.db import Database
+from orchid.ui.session import csrf_token, safe_next
 from tests.ui.conftest import Api, Browser
 
 

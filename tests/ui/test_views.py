@@ -22,13 +22,18 @@ from orchid.ui import charts, views
         ("cancelled", False, 0, []),
     ],
 )
-def test_actions_follow_what_the_clerk_accepts(status: str, finishing: bool, failed: int, offered: list[str]) -> None:
+def test_actions_follow_what_the_clerk_accepts(
+    status: str, finishing: bool, failed: int, offered: list[str]
+) -> None:
     assert views.actions(status, finishing, failed) == offered
 
 
 def test_segments_and_percentages() -> None:
     segs = views.segments({"succeeded": 3, "failed": 1, "waiting": 4})
-    assert [(s["status"], s["n"], s["pct"]) for s in segs] == [("succeeded", 3, 37.5), ("failed", 1, 12.5)]
+    assert [(s["status"], s["n"], s["pct"]) for s in segs] == [
+        ("succeeded", 3, 37.5),
+        ("failed", 1, 12.5),
+    ]
     assert views.segments({}) == [] and views.done_pct({}) == 0.0
     assert views.done_pct({"succeeded": 1, "skipped": 1, "running": 2}) == 50.0
 
@@ -43,7 +48,13 @@ def test_times_sizes_and_text() -> None:
     assert views.size(999) == "999 B" and views.size(2_500_000_000) == "2.5 GB"
     assert views.compact({"b": 1, "a": "x" * 200}, 20).endswith("…")
     assert "more characters" in views.pretty(list(range(10_000)), 100)
-    assert views.page_numbers(50, 50, 120) == {"first": 51, "last": 100, "total": 120, "prev": 0, "next": 100}
+    assert views.page_numbers(50, 50, 120) == {
+        "first": 51,
+        "last": 100,
+        "total": 120,
+        "prev": 0,
+        "next": 100,
+    }
     assert views.page_numbers(0, 50, 0)["first"] == 0
 
 
@@ -53,10 +64,22 @@ def test_times_sizes_and_text() -> None:
         ("work.running", {"work_id": 1, "jobs": 1200}, "work sim running with 1,200 jobs"),
         ("work.succeeded", {"work_id": 1}, "work sim succeeded"),
         ("workflow.submitted", {"jobs": 3}, "submitted with 3 listed jobs"),
-        ("workflow.cancelled", {"message": "abort by the user"}, "workflow cancelled: abort by the user"),
+        (
+            "workflow.cancelled",
+            {"message": "abort by the user"},
+            "workflow cancelled: abort by the user",
+        ),
         ("command.abort", {}, "abort applied"),
-        ("command.rejected", {"command": "resume", "message": "not suspended"}, "command resume rejected: not suspended"),
-        ("loop", {"loop": "tune", "status": "running", "iteration": 2}, "loop tune running (iteration 3)"),
+        (
+            "command.rejected",
+            {"command": "resume", "message": "not suspended"},
+            "command resume rejected: not suspended",
+        ),
+        (
+            "loop",
+            {"loop": "tune", "status": "running", "iteration": 2},
+            "loop tune running (iteration 3)",
+        ),
         ("message.result", {}, "message.result"),
     ],
 )
@@ -66,14 +89,22 @@ def test_timeline_lines(kind: str, data: dict[str, object], text: str) -> None:
 
 def test_charts_are_svg_and_say_when_there_is_nothing() -> None:
     svg = charts.timeline(
-        [charts.Span("a", "succeeded", 100.0, 160.0), charts.Span("b", "running", 150.0, None), charts.Span("c", "waiting", None, None)],
+        [
+            charts.Span("a", "succeeded", 100.0, 160.0),
+            charts.Span("b", "running", 150.0, None),
+            charts.Span("c", "waiting", None, None),
+        ],
         [charts.Mark(120.0, "suspend applied")],
         now=200.0,
     )
     root = ET.fromstring(svg)
     assert len([r for r in root.iter("rect")]) == 2 and "suspend applied" in svg
-    assert "Nothing has started" in charts.timeline([charts.Span("a", "waiting", None, None)], [], 0)
-    area = charts.area([0.0, 60.0, 120.0], {"processed": [0, 5, 9], "deleted": [0, 0, 0]}, title="t", unit="B")
+    assert "Nothing has started" in charts.timeline(
+        [charts.Span("a", "waiting", None, None)], [], 0
+    )
+    area = charts.area(
+        [0.0, 60.0, 120.0], {"processed": [0, 5, 9], "deleted": [0, 0, 0]}, title="t", unit="B"
+    )
     root = ET.fromstring(area)
     assert len(list(root.iter("polygon"))) == 1  # an all-zero series is left out
     assert "9B" in area and "No data" in charts.area([], {}, title="t")

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from orchid.api.deps import check_id, visible_workflow
+from orchid.api.routes.jobs import log_response
 from orchid.core.model import Workflow
 from orchid.errors import InvalidInput, NotFound
 from orchid.graph import model as graph_model
@@ -297,28 +296,7 @@ def job_log(
     with ui.api.db.engine.connect() as conn:
         job = job_store.get(conn, check_id(job_id))
     _workflow(ui, viewer, job.workflow_id)
-    if not job.log_uri:
-        raise NotFound(f"job {job_id} ({job.status}) has no log yet")
-    path = Path(job.log_uri)
-    if stream == "stderr":
-        path = path.with_suffix(".err")
-    try:
-        fh = path.open("rb")
-    except OSError:
-        raise NotFound(f"the {stream} of job {job_id} is no longer kept") from None
-    size = os.fstat(fh.fileno()).st_size
-
-    def snapshot() -> Iterator[bytes]:
-        # what the file held when asked: a running job's log grows while it is sent
-        with fh:
-            left = size
-            while left > 0 and (chunk := fh.read(min(left, 65536))):
-                left -= len(chunk)
-                yield chunk
-
-    return StreamingResponse(
-        snapshot(), media_type="text/plain; charset=utf-8", headers={"Content-Length": str(size)}
-    )
+    return log_response(job, stream)
 
 
 @router.get("/workflows/{workflow_id}/data", name="data")
