@@ -180,6 +180,16 @@ class Health(_Out):
     version: str
 
 
+class WhoAmI(_Out):
+    """The caller as the server authenticated it."""
+
+    user: str
+    groups: list[str]
+    admin: bool
+    method: str = Field(description="oidc, x509 or token")
+    workflow_id: int | None = Field(None, description="a job token's own workflow")
+
+
 # --- messages, cache, catalog ------------------------------------------------------------
 # built from the store's dataclasses with ``model_validate(obj, from_attributes=True)``
 

@@ -34,6 +34,7 @@ from orchid.api.schemas import (
     JobPage,
     MessageOut,
     MessagePage,
+    WhoAmI,
     WorkflowDetail,
     WorkflowOut,
     WorkflowPage,
@@ -134,6 +135,10 @@ class Client:
     def health(self) -> Health:
         """The database answers, and which agents were seen lately."""
         return Health.model_validate(self._get("/health"))
+
+    def whoami(self) -> WhoAmI:
+        """The caller as the server authenticated it (user, groups, admin)."""
+        return WhoAmI.model_validate(self._get("/whoami"))
 
     # --- workflows ------------------------------------------------------------------------
 

@@ -41,7 +41,9 @@ class RemoteBackend:
         return self.client.cache.get(sha256)
 
     def find_workflow(self, name: str, key: str) -> tuple[int, str] | None:
-        for wf in self.client.iter_workflows(name=name):
+        # the caller's own: a group member's workflow of the same name and arguments is theirs
+        me = self.client.whoami().user
+        for wf in self.client.iter_workflows(name=name, owner=me):
             fat = wf.params.get("fat")
             if isinstance(fat, dict) and fat.get("key") == key:
                 return wf.id, wf.status
