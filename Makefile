@@ -4,7 +4,7 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit services clean
+.PHONY: demo test lint typecheck unit services chromium clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(VENV)/bin/orchid run examples/rubin_dag/workflow.yaml --db .orchid/demo.db
 
 ## test: lint, type-check, then every test on SQLite and on the machine's PostgreSQL
-test: $(STAMP) services lint typecheck
+test: $(STAMP) services chromium lint typecheck
 	$(VENV)/bin/pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)
@@ -37,5 +37,9 @@ typecheck: $(STAMP)
 services:
 	@bash .ci/services.sh
 
+## chromium: Debian's Chromium for the browser tests (Playwright drives it; it never downloads one)
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
 clean:
-	rm -rf $(VENV) .orchid .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .orchid .mypy_cache .ruff_cache .pytest_cache test-artifacts

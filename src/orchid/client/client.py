@@ -244,6 +244,11 @@ class Client:
         body = self._get(f"/workflows/{workflow_id}/works")
         return [WorkOut.model_validate(w) for w in body]
 
+    def graph(self, workflow_id: int) -> dict[str, Any]:
+        """The task-level graph (``orchid.graph.TaskGraph.from_json`` reads it)."""
+        body: dict[str, Any] = self._get(f"/workflows/{workflow_id}/graph")
+        return body
+
     def act(self, workflow_id: int, action: Action) -> CommandOut:
         """Queue a command; the agents apply it (see :meth:`abort` and the others)."""
         response = self._http.request("POST", f"/workflows/{workflow_id}/{action}")

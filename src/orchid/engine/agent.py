@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from orchid.bus.base import EventBus
+from orchid.engine.metrics import NO_METRICS, EngineMetrics
 from orchid.engine.templates import TemplateCache
 from orchid.store.db import Database
 
@@ -32,6 +33,7 @@ class AgentEnv:
     templates: TemplateCache = field(default_factory=TemplateCache)
     lease: float = 30.0
     batch: int = 500
+    metrics: EngineMetrics = NO_METRICS
 
 
 class Agent(Protocol):

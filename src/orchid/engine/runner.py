@@ -20,6 +20,7 @@ from orchid.engine.agent import Agent, AgentEnv, agent_id
 from orchid.engine.carrier import Carrier
 from orchid.engine.clerk import Clerk
 from orchid.engine.hpo import Optimizer
+from orchid.engine.metrics import NO_METRICS, EngineMetrics
 from orchid.engine.templates import TemplateCache
 from orchid.engine.transformer import Transformer
 from orchid.engine.trigger import Trigger
@@ -44,8 +45,10 @@ class Runner:
         *,
         db: Database | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: EngineMetrics = NO_METRICS,
     ) -> None:
         self.agents = list(agents)
+        self.metrics = metrics
         self.bus = bus
         self.poll_interval = poll_interval
         self.stopping = threading.Event()
@@ -66,7 +69,9 @@ class Runner:
         done = 0
         for agent in self.agents:
             try:
+                t0 = time.perf_counter()
                 done += agent.run_once()
+                self.metrics.agent_round(agent.name, time.perf_counter() - t0)
                 self._failures[agent.name] = 0
             except Exception:
                 self._failures[agent.name] = n = self._failures.get(agent.name, 0) + 1
@@ -145,6 +150,7 @@ def make_runner(
     executor: Executor | None = None,
     bus: EventBus | None = None,
     clock: Callable[[], float] = time.time,
+    metrics: EngineMetrics = NO_METRICS,
 ) -> tuple[Runner, Executor]:
     """Every agent in one loop, sharing one bus and one template cache."""
     bus = bus or MemoryBus()
@@ -156,6 +162,7 @@ def make_runner(
         templates=TemplateCache(),
         lease=settings.lease_seconds,
         batch=settings.batch,
+        metrics=metrics,
     )
     agents: list[Agent] = [
         Clerk(env),
@@ -164,4 +171,5 @@ def make_runner(
         Trigger(env),
         Optimizer(env, settings.log_dir),
     ]
-    return Runner(agents, bus, settings.poll_interval, db=db, clock=clock), executor
+    runner = Runner(agents, bus, settings.poll_interval, db=db, clock=clock, metrics=metrics)
+    return runner, executor

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from sqlalchemy.engine import Connection, Row
@@ -28,7 +29,10 @@ class Transformer:
         env = self.env
         done = 0
         with env.db.begin() as conn:
-            for row in works.claim_ready(conn, self.owner, env.clock(), env.lease, 20):
+            t0 = time.perf_counter()
+            claimed = works.claim_ready(conn, self.owner, env.clock(), env.lease, 20)
+            env.metrics.claim(self.name, time.perf_counter() - t0, len(claimed))
+            for row in claimed:
                 self._transform(conn, row)
                 done += 1
         if done:

@@ -46,6 +46,8 @@ workflows = sa.Table(
     sa.Column("params", Json, nullable=False),
     sa.Column("loops", Json, nullable=False),
     sa.Column("base_dir", sa.Text, nullable=True),  # where relative paths of the template point
+    # [[parent work, child work], ...] implied by job-level parents, recorded at submission
+    sa.Column("links", Json, nullable=True),
     # the clerk looks at a workflow while wake_seq > seen_seq; a change bumps wake_seq
     sa.Column("wake_seq", sa.Integer, nullable=False, server_default="1"),
     sa.Column("seen_seq", sa.Integer, nullable=False, server_default="0"),
@@ -106,7 +108,8 @@ jobs = sa.Table(
     sa.Column("started_at", sa.Float, nullable=True),
     sa.Column("finished_at", sa.Float, nullable=True),
     sa.UniqueConstraint("work_id", "name"),
-    sa.Index("ix_jobs_workflow_status", "workflow_id", "status"),
+    # work_id too: counts by work and status are an index-only scan (the monitor, the API)
+    sa.Index("ix_jobs_workflow_status", "workflow_id", "status", "work_id"),
     sa.Index(
         "ix_jobs_ready",
         "not_before",

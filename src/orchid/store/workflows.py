@@ -106,6 +106,15 @@ def mark_seen(conn: Connection, workflow_id: int, seq: int, owner: str) -> None:
     )
 
 
+def set_links(conn: Connection, workflow_id: int, links: Sequence[tuple[str, str]]) -> None:
+    """Record the work-to-work links that job-level parents imply (the task graph's edges)."""
+    conn.execute(
+        sa.update(workflows)
+        .where(workflows.c.id == workflow_id)
+        .values(links=[list(pair) for pair in links])
+    )
+
+
 def template_of(conn: Connection, workflow_id: int) -> tuple[dict[str, Any], str | None]:
     row = conn.execute(
         sa.select(workflows.c.template, workflows.c.base_dir).where(workflows.c.id == workflow_id)
