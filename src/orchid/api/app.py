@@ -14,7 +14,17 @@ from orchid import __version__
 from orchid.api import errors
 from orchid.api.auth import AuthConfig, Authenticator, OidcVerifier
 from orchid.api.deps import ApiState, caller, known_query
-from orchid.api.routes import cache, catalog, graph, growth, jobs, messages, system, workflows
+from orchid.api.routes import (
+    cache,
+    catalog,
+    graph,
+    growth,
+    hpo,
+    jobs,
+    messages,
+    system,
+    workflows,
+)
 from orchid.api.schemas import ERROR_RESPONSES
 from orchid.core.jobtoken import JOB_TOKEN_PREFIX
 from orchid.core.model import Principal
@@ -82,7 +92,7 @@ def create_app(
     errors.install(app)
     # messages before workflows: POST /workflows/{id}/{action} would take /messages
     routers = (system.router, messages.router, growth.router, cache.router, catalog.router)
-    for router in (*routers, workflows.router, graph.router, jobs.router):
+    for router in (*routers, workflows.router, graph.router, jobs.router, hpo.router):
         app.include_router(
             router, prefix=PREFIX, responses=ERROR_RESPONSES, dependencies=[Depends(known_query)]
         )

@@ -87,7 +87,7 @@ class Carrier:
                         attempt=r.attempt,
                         work_name=work,
                         job_name=r.name,
-                        payload=compiled.payload(work),
+                        payload=compiled.payload(work, r.name),
                         args=r.args,
                         resources=compiled.resources(work),
                         env=job_env,

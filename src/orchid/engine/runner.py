@@ -19,6 +19,7 @@ from orchid.bus.memory import MemoryBus
 from orchid.engine.agent import Agent, AgentEnv, agent_id
 from orchid.engine.carrier import Carrier
 from orchid.engine.clerk import Clerk
+from orchid.engine.hpo import Optimizer
 from orchid.engine.metrics import NO_METRICS, EngineMetrics
 from orchid.engine.templates import TemplateCache
 from orchid.engine.transformer import Transformer
@@ -151,7 +152,7 @@ def make_runner(
     clock: Callable[[], float] = time.time,
     metrics: EngineMetrics = NO_METRICS,
 ) -> tuple[Runner, Executor]:
-    """All four agents in one loop, sharing one bus and one template cache."""
+    """Every agent in one loop, sharing one bus and one template cache."""
     bus = bus or MemoryBus()
     executor = executor or make_executor(settings, bus)
     env = AgentEnv(
@@ -163,6 +164,12 @@ def make_runner(
         batch=settings.batch,
         metrics=metrics,
     )
-    agents: list[Agent] = [Clerk(env), Transformer(env), Carrier(env, executor), Trigger(env)]
+    agents: list[Agent] = [
+        Clerk(env),
+        Transformer(env),
+        Carrier(env, executor),
+        Trigger(env),
+        Optimizer(env, settings.log_dir),
+    ]
     runner = Runner(agents, bus, settings.poll_interval, db=db, clock=clock, metrics=metrics)
     return runner, executor

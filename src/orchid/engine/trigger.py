@@ -7,7 +7,7 @@ import time
 
 from orchid.core.states import work_outcome
 from orchid.engine.agent import JOBS, WORKFLOWS, AgentEnv, agent_id
-from orchid.store import events, jobs, workflows, works
+from orchid.store import events, jobs, studies, workflows, works
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ class Trigger:
                 return 0
             env.metrics.released(now, p.ended_at)
             finished = works.add_remaining(conn, {w: -n for w, n in p.remaining.items()})
+            studies.wake_works(conn, p.remaining)  # trials of hpo works ended
             owners = works.workflow_of(conn, finished) if finished else {}
             for work_id in finished:
                 status = work_outcome(works.counts(conn, work_id))

@@ -12,7 +12,7 @@ from orchid.core.model import Workflow
 from orchid.core.plan import LoopState, RunState, WorkState
 from orchid.core.states import TERMINAL_WORKFLOW, JobStatus, WorkflowStatus, WorkStatus
 from orchid.errors import NotFound
-from orchid.store import claims
+from orchid.store import claims, studies
 from orchid.store.tables import jobs, workflows, works
 
 
@@ -159,6 +159,8 @@ def run_state(
             .order_by(jobs.c.id)
         ):
             results[r.work_id].append(r.result)
+        for work_id, study_summary in studies.summaries(conn, wanted).items():
+            results[work_id] = [study_summary]  # an hpo work's outputs: its best trials
     return RunState(
         workflow_id=workflow_id,
         name=wf.name,
