@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchid.core import expr
+from orchid.core import expr, hpo
 from orchid.core.dag import CycleError, ancestors, topological_order
 from orchid.core.template import InputSpec, LoopSpec, Template, WorkSpec
 from orchid.errors import ExpressionError, TemplateError
@@ -133,7 +133,9 @@ def _check_payloads(t: Template, p: _Problems) -> None:
     for w in t.works:
         path = _wpath(t, w)
         given = [k for k in ("command", "function") if getattr(w, k)] + (["noop"] if w.noop else [])
-        if len(given) != 1:
+        if w.hpo is not None:
+            _check_hpo(w, path, given, p)
+        elif len(given) != 1:
             what = "none" if not given else " and ".join(given)
             p.add(
                 path,
@@ -163,7 +165,7 @@ MAX_COLLECTION = 255
 
 def _check_input(t: Template, w: WorkSpec, spec: InputSpec, path: str, p: _Problems) -> None:
     """A work fed by a data manager: its jobs come from files, so it cannot map or list."""
-    for other in ("map", "jobs"):
+    for other in ("map", "jobs", "hpo"):
         if getattr(w, other) is not None:
             p.add(f"{path}.{other}", "cannot be used with `input`: the jobs come from its files")
     if t.loop_of(w.name) is not None:
@@ -179,6 +181,20 @@ def _check_input(t: Template, w: WorkSpec, spec: InputSpec, path: str, p: _Probl
         elif c in seen:
             p.add(where, f"'{c}' is listed twice")
         seen.add(c)
+
+
+def _check_hpo(w: WorkSpec, path: str, given: list[str], p: _Problems) -> None:
+    """An hpo work: a payload per trial (none in pull mode), and no other source of jobs."""
+    assert w.hpo is not None
+    if w.hpo.mode == "pull" and given:
+        p.add(path, f"a pull-mode hpo work runs nothing itself; remove {' and '.join(given)}")
+    if w.hpo.mode == "jobs" and (len(given) != 1 or w.noop):
+        p.add(path, "an hpo work needs one payload run per trial: `command` or `function`")
+    for other in ("map", "jobs"):
+        if getattr(w, other) is not None:
+            p.add(f"{path}.{other}", "an hpo work makes its own jobs (one per trial)")
+    for where, message in hpo.check(w.hpo, path, w.parameters):
+        p.add(where, message)
 
 
 def _check_loops(

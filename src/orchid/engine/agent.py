@@ -11,6 +11,7 @@ from typing import Protocol
 
 from orchid.bus.base import EventBus
 from orchid.datamgr.base import DataManager
+from orchid.engine.metrics import NO_METRICS, EngineMetrics
 from orchid.engine.templates import TemplateCache
 from orchid.store.db import Database
 
@@ -34,6 +35,7 @@ class AgentEnv:
     lease: float = 30.0
     batch: int = 500
     data_managers: Mapping[str, DataManager] = field(default_factory=dict)  # by name
+    metrics: EngineMetrics = NO_METRICS
 
 
 class Agent(Protocol):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from sqlalchemy.engine import Connection
 
@@ -24,6 +25,11 @@ class Carrier:
         self._delays: dict[int, float] = {}  # job id → retry delay, for jobs in flight here
         self._next_renewal = 0.0
         self._job_key: bytes | None = None
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs handed to the executor and not ended yet (its queue, as the carrier sees it)."""
+        return len(self._delays)
 
     def run_once(self) -> int:
         return self._collect() + self._cancel() + self._submit() + self._housekeeping()
@@ -60,7 +66,9 @@ class Carrier:
         env = self.env
         specs: list[JobSpec] = []
         with env.db.begin() as conn:
+            t0 = time.perf_counter()
             rows = jobs.claim_ready(conn, self.owner, env.clock(), env.lease, room)
+            env.metrics.claim(self.name, time.perf_counter() - t0, len(rows))
             if not rows:
                 return 0
             names = jobs.work_names(conn, {r.work_id for r in rows})
@@ -79,7 +87,7 @@ class Carrier:
                         attempt=r.attempt,
                         work_name=work,
                         job_name=r.name,
-                        payload=compiled.payload(work),
+                        payload=compiled.payload(work, r.name),
                         args=r.args,
                         resources=compiled.resources(work),
                         env=job_env,

@@ -21,6 +21,8 @@ from orchid.datamgr.base import DataManager
 from orchid.engine.agent import Agent, AgentEnv, agent_id
 from orchid.engine.carrier import Carrier
 from orchid.engine.clerk import Clerk
+from orchid.engine.hpo import Optimizer
+from orchid.engine.metrics import NO_METRICS, EngineMetrics
 from orchid.engine.templates import TemplateCache
 from orchid.engine.transformer import Transformer
 from orchid.engine.transporter import Transporter
@@ -46,8 +48,10 @@ class Runner:
         *,
         db: Database | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: EngineMetrics = NO_METRICS,
     ) -> None:
         self.agents = list(agents)
+        self.metrics = metrics
         self.bus = bus
         self.poll_interval = poll_interval
         self.stopping = threading.Event()
@@ -68,7 +72,9 @@ class Runner:
         done = 0
         for agent in self.agents:
             try:
+                t0 = time.perf_counter()
                 done += agent.run_once()
+                self.metrics.agent_round(agent.name, time.perf_counter() - t0)
                 self._failures[agent.name] = 0
             except Exception:
                 self._failures[agent.name] = n = self._failures.get(agent.name, 0) + 1
@@ -148,8 +154,9 @@ def make_runner(
     bus: EventBus | None = None,
     clock: Callable[[], float] = time.time,
     data_managers: Mapping[str, DataManager] | None = None,
+    metrics: EngineMetrics = NO_METRICS,
 ) -> tuple[Runner, Executor]:
-    """All the agents in one loop, sharing one bus and one template cache.
+    """Every agent in one loop, sharing one bus and one template cache.
 
     ``data_managers`` by name (default: those of ``settings.data_managers``)."""
     bus = bus or MemoryBus()
@@ -164,12 +171,15 @@ def make_runner(
         lease=settings.lease_seconds,
         batch=settings.batch,
         data_managers=data_managers,
+        metrics=metrics,
     )
     agents: list[Agent] = [
         Clerk(env),
         Transformer(env),
         Carrier(env, executor),
         Trigger(env),
+        Optimizer(env, settings.log_dir),
         Transporter(env, data_managers),
     ]
-    return Runner(agents, bus, settings.poll_interval, db=db, clock=clock), executor
+    runner = Runner(agents, bus, settings.poll_interval, db=db, clock=clock, metrics=metrics)
+    return runner, executor

@@ -38,13 +38,17 @@ class Compiled:
             spec.retry_delay if spec.retry_delay is not None else self.template.defaults.retry_delay
         )
 
-    def payload(self, work: str) -> Payload:
+    def payload(self, work: str, job: str = "") -> Payload:
+        """What the jobs of a work run; a custom HPO generator's jobs (``gen:...``) run the
+        generator command instead of the trial payload."""
         spec = self.template.work(work)
         common: dict[str, Any] = {
             "env": dict(spec.env),
             "workdir": self.base_dir,
             "python_path": (self.base_dir,) if self.base_dir else (),
         }
+        if spec.hpo is not None and spec.hpo.generator and job.startswith("gen:"):
+            return Payload(kind="command", command=tuple(spec.hpo.generator), **common)
         if spec.command:
             return Payload(kind="command", command=tuple(spec.command), **common)
         if spec.function:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from sqlalchemy.engine import Connection, Row
 
 from orchid.core.jobs import expand_map
 from orchid.core.states import WorkStatus, work_outcome
+from orchid.engine import hpo
 from orchid.engine.agent import JOBS, WORKFLOWS, AgentEnv, agent_id
 from orchid.engine.transporter import start_fed_work
 from orchid.errors import InvalidInput
@@ -28,7 +30,10 @@ class Transformer:
         env = self.env
         done = 0
         with env.db.begin() as conn:
-            for row in works.claim_ready(conn, self.owner, env.clock(), env.lease, 20):
+            t0 = time.perf_counter()
+            claimed = works.claim_ready(conn, self.owner, env.clock(), env.lease, 20)
+            env.metrics.claim(self.name, time.perf_counter() - t0, len(claimed))
+            for row in claimed:
                 self._transform(conn, row)
                 done += 1
         if done:
@@ -42,6 +47,9 @@ class Transformer:
         spec = compiled.template.work(row.name).input
         if spec is not None:  # the data carousel: jobs come as its files reach disk
             start_fed_work(conn, row, compiled, spec, self.env.data_managers, now)
+            return
+        if compiled.template.work(row.name).hpo is not None:
+            hpo.start(conn, row, now)  # its jobs come from the HPO agent, trial by trial
             return
         if row.static:
             # listed jobs were written at submission; those whose parents (in any work)
