@@ -22,8 +22,11 @@ WORKFLOWS, WORKS, JOBS, ENDED = "workflows", "works", "jobs", "ended"
 
 
 def agent_id(role: str) -> str:
-    """A unique owner name for leases, readable in the database: role@host:pid/random."""
-    return f"{role}@{socket.gethostname()[:20]}:{os.getpid()}/{uuid.uuid4().hex[:6]}"
+    """A unique owner name for leases, readable in the database: role@host:pid/random.
+
+    At most 64 characters (the owner columns): a long role (a runner of many agents,
+    ``clerk+transformer+...``) is cut, the rest of the name keeps it unique."""
+    return f"{role[:28]}@{socket.gethostname()[:20]}:{os.getpid()}/{uuid.uuid4().hex[:6]}"
 
 
 @dataclass(frozen=True)
