@@ -348,7 +348,7 @@ class ExecutorContract:
         seen = self.observed_resources(executor, job.key)
         if seen is None:
             pytest.skip(f"{type(self).__name__} keeps no record of resource requests")
-        assert seen == wanted
+        assert seen == wanted, f"asked {wanted}, the backend recorded {seen}"
 
     @commands
     def test_restart_reattaches_without_duplicates(
