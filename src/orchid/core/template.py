@@ -115,6 +115,11 @@ class WorkSpec(_Model):
     )
     resources: Resources = Resources()
     env: dict[str, str] = Field(default_factory=dict)
+    executor: Name | None = Field(
+        None,
+        description="the executor its jobs run on: a name from the settings file "
+        "([executors.NAME]), or local/null; default: defaults.executor, else the agents' own",
+    )
 
     @field_validator("command", mode="before")
     @classmethod
@@ -152,6 +157,7 @@ class Defaults(_Model):
 
     retries: int = Field(0, ge=0, le=100)
     retry_delay: float = Field(1.0, ge=0)
+    executor: Name | None = Field(None, description="the executor of works that name none")
 
 
 class Template(_Model):
