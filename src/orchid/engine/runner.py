@@ -102,6 +102,10 @@ class Runner:
                 executor.close()
             except Exception:
                 log.exception("closing executor %s failed", executor.name)
+        for agent in self.agents:
+            closing = getattr(agent, "close", None)
+            if closing is not None:
+                closing()
         if self.db is not None:
             with self.db.begin() as conn:
                 agents_store.forget(conn, self.name)
@@ -186,6 +190,10 @@ def make_runner(
     if not carriers:
         carriers.append(Carrier(env, executor))
     agents: list[Agent] = [Clerk(env), Transformer(env), *carriers, Trigger(env)]
+    if settings.notify:
+        from orchid.engine.conductor import Conductor, subscriptions_from
+
+        agents.append(Conductor(env, subscriptions_from(settings)))
     runner = Runner(agents, bus, settings.poll_interval, db=db, clock=clock)
     runner.executors = extra
     return runner, executor

@@ -47,6 +47,9 @@ class _Subscriber(_Options):
     )
     backoff: float = Field(1.0, gt=0, description="seconds before the first retry; doubles")
     max_backoff: float = Field(300.0, gt=0)
+    source: str = Field(
+        "orchid", pattern=r"^[A-Za-z0-9_.\-]{1,64}$", description="prefix of message ids"
+    )
 
     def wants(self, kind: str) -> bool:
         return any(fnmatch.fnmatchcase(kind, pattern) for pattern in self.events)
