@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import pytest
@@ -102,7 +102,5 @@ class Consumer:
         wait_until(lambda: ids <= set(self.ids), f"{len(ids)} messages", timeout)
 
     def close(self) -> None:
-        try:
+        with suppress(Exception):
             self.conn.disconnect()
-        except Exception:
-            pass

@@ -85,7 +85,7 @@ def test_a_batch_arrives_with_ids_and_json(destination: str) -> None:
 def test_an_unreachable_broker_is_a_delivery_error() -> None:
     dead = config.StompBroker(port=9, connect_timeout=2)
     sender = StompSender(dead, "/queue/nowhere")
-    with pytest.raises(DeliveryError, match="cannot connect to the STOMP broker 127.0.0.1:9"):
+    with pytest.raises(DeliveryError, match=r"cannot connect to the STOMP broker 127\.0\.0\.1:9"):
         sender.send([Notification("x-1", 1, "k", 1, "w", 0.0, {})])
 
 
