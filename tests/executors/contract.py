@@ -29,6 +29,7 @@ Two more hooks, for what not every workload system has:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -363,7 +364,8 @@ class ExecutorContract:
         assert not [u for u in updates if u.state in FINAL_STATES]
         again = reopen(executor)
         gate.touch()  # they end while no executor watches them...
-        again.submit(jobs)  # ...and the new one, handed the same specs, finds them
+        # ...and the new one, handed the same attempts by the carrier that adopts them, finds them
+        again.submit([dataclasses.replace(j, adopted=True) for j in jobs])
         done = finals(wait_for(again, len(jobs)))
         assert set(done) == {j.key for j in jobs}
         assert {u.state for u in done.values()} == {"succeeded"}

@@ -95,7 +95,9 @@ def test_signature_is_hmac_sha256_of_the_body() -> None:
 def test_batches_arrive_signed_after_the_receiver_comes_back(
     sqlite: Database, receiver: Receiver
 ) -> None:
-    opts = WebhookSubscriber(url=receiver.url, secret=SECRET, batch=10, backoff=0.05, max_backoff=0.2)
+    opts = WebhookSubscriber(
+        url=receiver.url, secret=SECRET, batch=10, backoff=0.05, max_backoff=0.2
+    )
     env = AgentEnv(db=sqlite, bus=MemoryBus(), clock=time.time, lease=10.0)
     sender = WebhookSender(opts.url, opts.key(), source="lab")
     opts = opts.model_copy(update={"source": "lab"})

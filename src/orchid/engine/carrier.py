@@ -91,7 +91,7 @@ class Carrier:
         log.debug("submitted %d jobs to %s", len(specs), self.executor.name)
         return len(specs)
 
-    def _specs(self, conn: Connection, rows: list[Any]) -> list[JobSpec]:
+    def _specs(self, conn: Connection, rows: list[Any], adopted: bool = False) -> list[JobSpec]:
         """What the executor is handed for claimed (or adopted) job rows."""
         env = self.env
         specs: list[JobSpec] = []
@@ -111,6 +111,7 @@ class Carrier:
                     payload=compiled.payload(work),
                     args=r.args,
                     resources=compiled.resources(work),
+                    adopted=adopted,
                 )
             )
         return specs
@@ -122,7 +123,7 @@ class Carrier:
             rows = routes.adopt_lost(conn, self.owner, now, env.lease, self.route, env.batch)
             if not rows:
                 return 0
-            specs = self._specs(conn, rows)
+            specs = self._specs(conn, rows, adopted=True)
         log.warning("adopting %d jobs of a carrier that stopped", len(specs))
         self.executor.submit(specs)  # the executor finds them by key; a failure: next round
         return len(specs)

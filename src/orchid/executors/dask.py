@@ -22,6 +22,7 @@ need Orchid installed (the same version as the agents) and whatever the jobs run
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import queue
@@ -202,7 +203,7 @@ class DaskExecutor:
                 res = spec.resources
                 futures[self._task(spec.key)] = self._client.submit(
                     run_on_worker,
-                    spec,
+                    dataclasses.replace(spec, adopted=False),  # the same task either way
                     self._python,
                     key=self._task(spec.key),
                     pure=False,
