@@ -22,6 +22,7 @@ Constraints: only the forms the executor writes are understood (``OrchidNamespac
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import os
@@ -315,10 +316,8 @@ class FakeSchedd:
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _project(ad: Mapping[str, Any], projection: list[str]) -> dict[str, Any]:

@@ -466,7 +466,7 @@ def _usage(ad: Any) -> Usage:
         wall_s=float(ad.get("RemoteWallClockTime", 0.0) or 0.0),
         cpu_user_s=float(ad.get("RemoteUserCpu", 0.0) or 0.0),
         cpu_system_s=float(ad.get("RemoteSysCpu", 0.0) or 0.0),
-        max_rss_kb=int(rss) if rss is not None else None,
+        max_rss_kb=int(rss or 0),
     )
 
 
