@@ -1,0 +1,566 @@
+"""Run jobs on PanDA through panda-client: a PanDA task per work, a PanDA job per attempt.
+
+- **Tasks**: the first attempts of a work create the task ``<namespace>.<workflow>.<work>``
+  (``Client.insertTaskParams``) with one pseudo-input file per attempt (``noInput``,
+  ``pfnList``, ``nFilesPerJob = 1``), so PanDA makes one job per attempt. Attempts
+  released later (children whose parents just finished: the job-level DAG of Rubin) are
+  added to the same task by submitting it again with the new files (incremental
+  execution); PanDA's own retries are off (``maxAttempt = 1``): Orchid retries.
+- **Command lines**: those of a batch go into one sandbox uploaded to the PanDA cache
+  (``Client.putFile``); each job runs ``python3 -m orchid.executors.pandajob`` with its
+  pseudo-input name, which fetches its command from there (see that module). The nodes
+  need Orchid installed (or on a shared file system) and whatever the jobs run.
+- **Following**: every ``poll_interval`` s, the task's jobs (``getPandaIDsWithTaskID``,
+  ``getJobStatus``) and, for attempts PanDA has made no job for yet, the task's status
+  (``getTaskStatus``: a broken or aborted task fails them). With ``status_broker`` set,
+  PanDA's job status messages (STOMP) tell which jobs to look at, and nothing is polled.
+- **Abort**: ``killJobs`` for the attempts cancelled, ``killTask`` when that was all of
+  the task's live attempts.
+- **Restart**: adopted attempts are looked up in their task
+  (``get_tasks_detailed_info_since`` by task name) before anything is submitted.
+- **Results and logs**: the result is the job's metadata (the JSON the job wrote to
+  ``orchid-result.json``); logs stay in PanDA: ``log_uri`` links the monitor's job page.
+
+The tests run against a fake PanDA server (tests/executors/fake_panda.py) implementing
+exactly the endpoints these calls use, modelled on PanDA's documented API.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchid.errors import ConfigError, ExecutorError
+from orchid.executors import _process as proc
+from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage, WakeUp
+from orchid.executors.jobcommand import job_command
+from orchid.executors.registry import PandaOptions
+
+logger = logging.getLogger(__name__)
+
+RUNNING = frozenset({"starting", "running", "holding", "transferring", "merging"})
+FAILED = frozenset({"failed", "cancelled", "closed", "broken", "lost"})
+DEAD_TASK = frozenset({"broken", "aborted", "failed", "exhausted", "tobroken", "aborting"})
+_TASK_ID = re.compile(r"jediTaskID=(\d+)")
+_WALLTIME = re.compile(r"wall\s*time|time\s*limit", re.IGNORECASE)
+
+
+def panda_client(options: PandaOptions) -> Any:
+    """panda-client's ``Client`` module, pointed at the configured server.
+
+    panda-client reads its server and authentication from the environment (some of it when
+    it is imported), so they are set here: one PanDA server per agent process.
+    """
+    env = {
+        "PANDA_URL": options.url,
+        "PANDA_URL_SSL": options.url,
+        "PANDACACHE_URL": options.url,
+        "PANDA_BEHIND_REAL_LB": "1",  # no DNS round-robin lookups of the server's name
+    }
+    if options.auth == "oidc":
+        env["PANDA_AUTH"] = "oidc"
+        env["PANDA_AUTH_VO"] = options.auth_vo or options.vo
+        token = os.environ.get(options.token_env) if options.token_env else None
+        if options.token_env and not token:
+            raise ConfigError(
+                f"the panda executor's token_env names {options.token_env}, which is not set"
+            )
+        if token:
+            env["PANDA_AUTH_ID_TOKEN"] = token
+    if not options.verify_host:
+        env["PANDA_VERIFY_HOST"] = "off"
+    os.environ.update(env)
+    client = importlib.import_module("pandaclient.Client")
+    base = options.url.rstrip("/")
+    root = re.match(r"^(https?://[^/]+)", base)
+    api = (root.group(1) if root else base) + "/api/v1"
+    for attr, value in (
+        ("baseURL", base),
+        ("baseURLSSL", base),
+        ("baseURLCSRVSSL", base),
+        ("server_base_path", api),
+        ("server_base_path_ssl", api),
+        ("cache_base_path_ssl", api),
+    ):
+        setattr(client, attr, value)
+    return client
+
+
+@dataclass
+class _Job:
+    spec: JobSpec
+    task: str  # task name
+    lfn: str
+    panda_id: int | None = None
+    started: bool = False
+    kill: bool = False
+
+
+class PandaExecutor:
+    """Jobs as PanDA jobs of one task per work; see the module docstring."""
+
+    durable = True
+
+    def __init__(
+        self,
+        log_dir: Path,
+        options: PandaOptions,
+        *,
+        name: str = "panda",
+        wake: WakeUp | None = None,
+        namespace: str = "orchid",
+        clock: Callable[[], float] = time.time,
+        status_messages: Any = None,
+    ) -> None:
+        self.name = name
+        self._log_dir = Path(log_dir)
+        self._opts = options
+        self._wake = wake
+        self._ns = namespace
+        self._clock = clock
+        self._client = panda_client(options)
+        self._lock = threading.Lock()
+        self._tasks: dict[str, int] = {}  # task name → jediTaskID
+        self._jobs: dict[str, _Job] = {}  # attempt key → job, until it has ended
+        self._to_kill: dict[str, _Job] = {}  # cancelled before PanDA made their job
+        self._updates: list[JobUpdate] = []
+        self._closed = threading.Event()
+        self._kick = threading.Event()
+        self._flagged: set[int] = set()  # PanDA ids a status message named
+        self._messages = status_messages
+        if status_messages is not None:
+            status_messages.start(self._on_message)
+        self._thread = threading.Thread(target=self._watch, name=f"orchid-{name}", daemon=True)
+        self._thread.start()
+
+    # --- the Executor protocol ---------------------------------------------------------
+
+    def capacity(self) -> int:
+        with self._lock:
+            return max(0, self._opts.slots - len(self._jobs))
+
+    def submit(self, jobs: Sequence[JobSpec]) -> None:
+        """Add the attempts to their works' tasks (one sandbox for the batch)."""
+        fresh: list[JobSpec] = []
+        with self._lock:
+            if self._closed.is_set():
+                raise ExecutorError(f"executor {self.name} is closed")
+            for spec in jobs:
+                if spec.key in self._jobs:
+                    logger.warning("job %s: already submitted; ignored", spec.key)
+                elif spec.payload.kind == "noop":
+                    self._updates.append(self._update(spec, "succeeded", exit_code=0))
+                elif spec.resources.gpus:
+                    self._updates.append(
+                        self._update(
+                            spec,
+                            "failed",
+                            error="the panda executor cannot ask for GPUs; send the work to a "
+                            "GPU queue with resources.queue",
+                        )
+                    )
+                else:
+                    fresh.append(spec)
+        found = self._find([s for s in fresh if s.adopted])
+        todo = [s for s in fresh if s.key not in found]
+        entries: dict[str, dict[str, Any]] = {}
+        failed: list[JobUpdate] = []
+        for spec in todo:
+            try:
+                entries[spec.key] = self._entry(spec)
+            except proc.StartError as exc:
+                failed.append(self._update(spec, "failed", error=str(exc)))
+        added: list[_Job] = []
+        if entries:
+            sandbox = self._upload(entries)
+            by_task: dict[str, list[JobSpec]] = {}
+            for spec in todo:
+                if spec.key in entries:
+                    by_task.setdefault(self._task_name(spec), []).append(spec)
+            for task, specs in by_task.items():
+                lfns = [f"{s.key}.{sandbox}" for s in specs]
+                self._tasks[task] = self._insert(task, specs[0], lfns)
+                added += [_Job(s, task, lfn) for s, lfn in zip(specs, lfns, strict=True)]
+        with self._lock:
+            for job in [*found.values(), *added]:
+                self._jobs[job.spec.key] = job
+            self._updates.extend(failed)
+        self._kick.set()
+        self._notify()
+
+    def poll(self) -> list[JobUpdate]:
+        with self._lock:
+            updates, self._updates = self._updates, []
+        return updates
+
+    def cancel(self, keys: Sequence[str]) -> None:
+        """Kill these attempts' PanDA jobs (and a task left with nothing live)."""
+        stopped: list[_Job] = []
+        with self._lock:
+            for key in keys:
+                job = self._jobs.pop(key, None)
+                if job is not None:
+                    stopped.append(job)
+            live_tasks = {j.task for j in self._jobs.values()}
+        ids = [j.panda_id for j in stopped if j.panda_id is not None]
+        if ids:
+            status, _ = self._client.killJobs(ids)
+            if status != 0:
+                logger.warning("%s: killJobs(%s) failed", self.name, ids)
+        with self._lock:
+            for job in stopped:
+                if job.panda_id is None:  # PanDA made no job yet: kill it when it does
+                    job.kill = True
+                    self._to_kill[job.spec.key] = job
+        for task in {j.task for j in stopped} - live_tasks:
+            task_id = self._tasks.get(task)
+            if task_id is not None:
+                self._client.killTask(task_id)
+        for job in stopped:
+            self._push(self._update(job.spec, "failed", error="cancelled"))
+
+    def close(self) -> None:
+        """Stop following; the jobs go on in PanDA for the next agent to adopt."""
+        self._closed.set()
+        self._kick.set()
+        if self._messages is not None:
+            self._messages.stop()
+        self._thread.join(timeout=30)
+
+    # --- submission --------------------------------------------------------------------
+
+    def _task_name(self, spec: JobSpec) -> str:
+        return f"{self._ns}.{spec.workflow_id}.{spec.work_name}"
+
+    def _entry(self, spec: JobSpec) -> dict[str, Any]:
+        command = job_command(spec, python=self._opts.python)
+        try:
+            args = json.dumps(dict(spec.args))
+        except (TypeError, ValueError) as exc:
+            raise proc.StartError(f"job args are not JSON-serialisable: {exc}") from exc
+        env = dict(spec.payload.env)
+        env.update(
+            ORCHID_JOB_KEY=spec.key,
+            ORCHID_WORKFLOW_ID=str(spec.workflow_id),
+            ORCHID_JOB_ID=str(spec.job_id),
+            ORCHID_JOB_NAME=spec.job_name,
+            ORCHID_ATTEMPT=str(spec.attempt),
+            ORCHID_WORK=spec.work_name,
+            ORCHID_ARGS=args,
+            **command.env,
+        )
+        if spec.payload.python_path:
+            env["PYTHONPATH"] = os.pathsep.join(spec.payload.python_path)
+        return {"argv": command.argv, "env": env, "workdir": spec.payload.workdir}
+
+    def _upload(self, entries: dict[str, dict[str, Any]]) -> str:
+        data = gzip.compress(json.dumps(entries, sort_keys=True).encode(), mtime=0)
+        name = f"orchid-{hashlib.sha256(data).hexdigest()[:32]}.json.gz"
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / name
+            path.write_bytes(data)
+            status, message = self._client.putFile(str(path), useCacheSrv=True)
+        if status != 0 or message != "True":
+            raise ExecutorError(f"executor {self.name}: cannot upload the sandbox: {message}")
+        return name
+
+    def _insert(self, task: str, spec: JobSpec, lfns: list[str]) -> int:
+        res, opts = spec.resources, self._opts
+        root = re.match(r"^(https?://[^/]+)", opts.url)
+        cache = root.group(1) if root else opts.url.rstrip("/")  # where GET /cache/NAME serves
+        params: dict[str, Any] = {
+            "taskName": task,
+            "vo": opts.vo,
+            "prodSourceLabel": opts.prod_source_label,
+            "processingType": opts.processing_type,
+            "taskType": "orchid",
+            "noInput": True,
+            "pfnList": lfns,
+            "nFiles": len(lfns),
+            "nFilesPerJob": 1,
+            "maxAttempt": 1,
+            "maxFailure": 1,
+            "skipScout": True,
+            "coreCount": res.cores,
+            "architecture": "",
+            "transUses": "",
+            "transHome": None,
+            "transPath": "orchid-job",
+            "jobParameters": [
+                {
+                    "type": "constant",
+                    "value": f"{opts.python} -m orchid.executors.pandajob --cache {cache}",
+                },
+                {
+                    "type": "template",
+                    "param_type": "input",
+                    "value": "${IN/L}",
+                    "dataset": "pseudo_dataset",
+                },
+            ],
+            "orchidWork": spec.work_name,
+        }
+        site = res.queue or opts.site
+        if site:
+            params["site"] = site
+        if opts.working_group:
+            params["workingGroup"] = opts.working_group
+        if opts.user_name:
+            params["userName"] = opts.user_name
+        if res.memory_mb:
+            params.update(ramCount=res.memory_mb, ramUnit="MB")
+        if res.walltime_s:
+            params["maxWalltime"] = max(1, round(res.walltime_s))
+        status, out = self._client.insertTaskParams(params)
+        if status != 0 or not isinstance(out, tuple) or out[0] != 0:
+            raise ExecutorError(f"executor {self.name}: PanDA refused task {task}: {out}")
+        found = _TASK_ID.search(str(out[1]))
+        if found is None:
+            raise ExecutorError(f"executor {self.name}: no jediTaskID in PanDA's answer: {out[1]}")
+        return int(found.group(1))
+
+    def _find(self, specs: Sequence[JobSpec]) -> dict[str, _Job]:
+        """Adopted attempts PanDA already has a job for, by their task's name."""
+        out: dict[str, _Job] = {}
+        by_task: dict[str, list[JobSpec]] = {}
+        for spec in specs:
+            by_task.setdefault(self._task_name(spec), []).append(spec)
+        for task, group in by_task.items():
+            status, found = self._client.get_tasks_detailed_info_since(filters={"taskName": task})
+            if status != 0:
+                raise ExecutorError(f"executor {self.name}: cannot look up task {task}: {found}")
+            if not found:
+                continue
+            task_id = int(found[0]["jediTaskID"])
+            self._tasks[task] = task_id
+            wanted = {s.key: s for s in group}
+            for job in self._task_jobs(task_id):
+                lfn = _pseudo_input(job)
+                key = lfn.partition(".")[0] if lfn else None
+                if key in wanted and key not in out:
+                    out[key] = _Job(wanted[key], task, lfn or "", int(job.PandaID))
+        return out
+
+    def _task_jobs(self, task_id: int) -> list[Any]:
+        status, ids = self._client.getPandaIDsWithTaskID(task_id)
+        if status != 0 or ids is None:
+            raise ExecutorError(f"executor {self.name}: cannot list the jobs of task {task_id}")
+        return self._describe([int(i) for i in ids])
+
+    def _describe(self, ids: Iterable[int]) -> list[Any]:
+        ids = sorted(set(ids))
+        jobs: list[Any] = []
+        for i in range(0, len(ids), 500):
+            status, specs = self._client.getJobStatus(ids[i : i + 500])
+            if status != 0 or specs is None:
+                raise ExecutorError(f"executor {self.name}: cannot get the status of PanDA jobs")
+            jobs += [j for j in specs if j is not None]
+        return jobs
+
+    # --- following ---------------------------------------------------------------------
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        """A PanDA job status message (``msg_type: job_status``): look at that job now."""
+        if message.get("msg_type") != "job_status":
+            return
+        try:
+            panda_id = int(message["jobid"])
+        except (KeyError, TypeError, ValueError):
+            return
+        with self._lock:
+            self._flagged.add(panda_id)
+        self._kick.set()
+
+    def _watch(self) -> None:
+        interval = self._opts.poll_interval
+        while not self._closed.is_set():
+            self._kick.wait(interval)
+            self._kick.clear()
+            if self._closed.is_set():
+                return
+            try:
+                self._sync()
+            except Exception:
+                logger.warning("%s: cannot follow the jobs; trying again", self.name, exc_info=True)
+
+    def _sync(self) -> None:
+        with self._lock:
+            live = list(self._jobs.values())
+            jobs = live + list(self._to_kill.values())
+            flagged, self._flagged = self._flagged, set()
+        if not jobs:
+            return
+        by_lfn = {j.lfn: j for j in jobs}
+        ids: set[int] = set()
+        for task in {j.task for j in jobs if j.panda_id is None}:  # which jobs PanDA made
+            task_id = self._tasks.get(task)
+            if task_id is None:
+                continue
+            status, got = self._client.getPandaIDsWithTaskID(task_id)
+            if status == 0 and got:
+                ids.update(int(i) for i in got)
+        known = {j.panda_id for j in live if j.panda_id is not None}
+        # with status messages, only the jobs they named; else every live job
+        ids |= known & flagged if self._messages is not None else known
+        to_kill: list[int] = []
+        for desc in self._describe(ids):
+            job = by_lfn.get(_pseudo_input(desc) or "")
+            if job is None:
+                continue
+            job.panda_id = int(desc.PandaID)
+            if job.kill:
+                to_kill.append(job.panda_id)
+                with self._lock:
+                    self._to_kill.pop(job.spec.key, None)
+            else:
+                self._observe(job, desc)
+        if to_kill:
+            self._client.killJobs(to_kill)
+        self._check_tasks([j for j in live if j.panda_id is None])
+
+    def _check_tasks(self, waiting: list[_Job]) -> None:
+        """Attempts PanDA made no job for: fail them if their task died."""
+        for task in {j.task for j in waiting}:
+            task_id = self._tasks.get(task)
+            if task_id is None:
+                continue
+            status, state = self._client.getTaskStatus(task_id)
+            if status == 0 and state in DEAD_TASK:
+                for job in waiting:
+                    if job.task == task:
+                        self._finish(
+                            job,
+                            self._update(
+                                job.spec, "failed", error=f"PanDA task {task_id} is {state}"
+                            ),
+                        )
+
+    def _observe(self, job: _Job, desc: Any) -> None:
+        state = str(desc.jobStatus)
+        spec = job.spec
+        if state in RUNNING and not job.started:
+            job.started = True
+            self._push(self._update(spec, "running", log_uri=self._log(job)))
+        elif state == "finished":
+            self._finish(job, self._ended(job, desc, None))
+        elif state in FAILED:
+            self._finish(job, self._ended(job, desc, _failure(desc, spec)))
+
+    def _ended(self, job: _Job, desc: Any, error: str | None) -> JobUpdate:
+        code = _int(desc.transExitCode)
+        result: Any = None
+        if error is None:
+            result, error = _result(desc.metadata)
+        state: UpdateState = "failed" if error else "succeeded"
+        return self._update(
+            job.spec,
+            state,
+            exit_code=code,
+            result=result,
+            error=error,
+            usage=_usage(desc),
+            log_uri=self._log(job),
+        )
+
+    def _finish(self, job: _Job, update: JobUpdate) -> None:
+        with self._lock:
+            if self._jobs.get(job.spec.key) is not job:
+                return
+            del self._jobs[job.spec.key]
+            self._updates.append(update)
+        self._notify()
+
+    def _log(self, job: _Job) -> str | None:
+        if job.panda_id is None:
+            return None
+        base = (self._opts.monitor_url or self._opts.url).rstrip("/")
+        return f"{base}/job?pandaid={job.panda_id}"
+
+    def _update(self, spec: JobSpec, state: UpdateState, **fields: Any) -> JobUpdate:
+        if state == "succeeded" and fields.get("usage") is None:
+            fields["usage"] = Usage()
+        return JobUpdate(spec.key, spec.job_id, spec.attempt, state, self._clock(), **fields)
+
+    def _push(self, update: JobUpdate) -> None:
+        with self._lock:
+            self._updates.append(update)
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._wake is not None:
+            try:
+                self._wake()
+            except Exception:
+                logger.exception("%s: wake-up callback failed", self.name)
+
+
+def _pseudo_input(desc: Any) -> str | None:
+    for f in getattr(desc, "Files", []) or []:
+        if f.type in ("input", "pseudo_input"):
+            return str(f.lfn)
+    return None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _failure(desc: Any, spec: JobSpec) -> str:
+    if str(desc.jobStatus) == "cancelled":
+        return "cancelled in PanDA"
+    diag = next(
+        (
+            str(d)
+            for d in (
+                desc.exeErrorDiag,
+                desc.pilotErrorDiag,
+                desc.taskBufferErrorDiag,
+                desc.supErrorDiag,
+            )
+            if d and str(d) != "NULL"
+        ),
+        "",
+    )
+    if spec.resources.walltime_s and _WALLTIME.search(diag):
+        return f"walltime of {spec.resources.walltime_s:g}s exceeded (PanDA: {diag})"
+    code = _int(desc.transExitCode)
+    head = f"exit code {code}" if code else f"PanDA job {desc.jobStatus}"
+    return proc.truncate(f"{head}: {diag}" if diag else head)
+
+
+def _result(metadata: Any) -> tuple[Any, str | None]:
+    if metadata in (None, "", "NULL"):
+        return None, None
+    try:
+        return json.loads(metadata) if isinstance(metadata, str) else metadata, None
+    except ValueError as exc:
+        return None, proc.truncate(f"the job's result (PanDA metadata) is not valid JSON: {exc}")
+
+
+def _usage(desc: Any) -> Usage:
+    wall = 0.0
+    start: Any = getattr(desc, "startTime", None)
+    end: Any = getattr(desc, "endTime", None)
+    if hasattr(start, "timestamp") and hasattr(end, "timestamp"):
+        wall = max(0.0, end.timestamp() - start.timestamp())
+    return Usage(
+        wall_s=wall,
+        cpu_user_s=float(_int(desc.cpuConsumptionTime) or 0),
+        cpu_system_s=0.0,
+        max_rss_kb=_int(desc.maxRSS) or 0,
+    )
