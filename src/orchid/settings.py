@@ -133,7 +133,13 @@ class Settings:
 
         where = self.settings_file or "the settings file"
         for cfg in self.executors.values():
-            registry.check(cfg, f"{where}: [executors.{cfg.name}]")
+            options = registry.check(cfg, f"{where}: [executors.{cfg.name}]")
+            broker = getattr(options, "status_broker", None)
+            if broker is not None and broker not in self.brokers:
+                raise ConfigError(
+                    f"{where}: [executors.{cfg.name}]: status_broker {broker!r} is not a "
+                    "[brokers.NAME] section"
+                )
         notify_config.check_all(self.brokers, self.notify, str(where))
 
 

@@ -13,7 +13,8 @@
 - **Following**: every ``poll_interval`` s, the task's jobs (``getPandaIDsWithTaskID``,
   ``getJobStatus``) and, for attempts PanDA has made no job for yet, the task's status
   (``getTaskStatus``: a broken or aborted task fails them). With ``status_broker`` set,
-  PanDA's job status messages (STOMP) tell which jobs to look at, and nothing is polled.
+  PanDA's job status messages (STOMP) tell which jobs to look at the moment they change,
+  and ``poll_interval`` is only the fallback that catches a message lost on the way.
 - **Abort**: ``killJobs`` for the attempts cancelled, ``killTask`` when that was all of
   the task's live attempts.
 - **Restart**: adopted attempts are looked up in their task
@@ -386,16 +387,17 @@ class PandaExecutor:
     def _watch(self) -> None:
         interval = self._opts.poll_interval
         while not self._closed.is_set():
-            self._kick.wait(interval)
+            kicked = self._kick.wait(interval)
             self._kick.clear()
             if self._closed.is_set():
                 return
             try:
-                self._sync()
+                # with status messages, a kick looks at what they named; the timer at all
+                self._sync(everything=self._messages is None or not kicked)
             except Exception:
                 logger.warning("%s: cannot follow the jobs; trying again", self.name, exc_info=True)
 
-    def _sync(self) -> None:
+    def _sync(self, everything: bool = True) -> None:
         with self._lock:
             live = list(self._jobs.values())
             jobs = live + list(self._to_kill.values())
@@ -412,8 +414,7 @@ class PandaExecutor:
             if status == 0 and got:
                 ids.update(int(i) for i in got)
         known = {j.panda_id for j in live if j.panda_id is not None}
-        # with status messages, only the jobs they named; else every live job
-        ids |= known & flagged if self._messages is not None else known
+        ids |= known if everything else known & flagged
         to_kill: list[int] = []
         for desc in self._describe(ids):
             job = by_lfn.get(_pseudo_input(desc) or "")

@@ -64,6 +64,8 @@ class PandaOptions(_Options):
     namespace: str | None = None
     poll_interval: float = Field(30.0, gt=0, description="seconds between status queries")
     slots: int = Field(10_000, ge=1, description="jobs in flight")
+    status_broker: str | None = Field(None, description="a [brokers.NAME] PanDA publishes to")
+    status_destination: str | None = Field(None, description="its job status queue")
 
 
 class HTCondorOptions(_Options):
@@ -134,12 +136,39 @@ def make(config: PluginConfig, settings: Settings, wake: WakeUp | None) -> Execu
     if config.type == "panda":
         from orchid.executors.panda import PandaExecutor
 
-        return PandaExecutor(log_dir, options, name=config.name, wake=wake, namespace=namespace)
+        receiver = status_receiver(options, settings, where)
+        return PandaExecutor(
+            log_dir,
+            options,
+            name=config.name,
+            wake=wake,
+            namespace=namespace,
+            status_messages=receiver,
+        )
     if config.type == "htcondor":
         from orchid.executors.htcondor import HTCondorExecutor
 
         return HTCondorExecutor(log_dir, options, name=config.name, wake=wake, namespace=namespace)
     raise ConfigError(f"{where}: unknown executor type {config.type!r}")  # pragma: no cover
+
+
+def status_receiver(options: PandaOptions, settings: Settings, where: str) -> Any:
+    """The receiver of a PanDA executor's job status messages, if it names a broker."""
+    if options.status_broker is None:
+        return None
+    from orchid.notify import config as notify_config
+    from orchid.notify.receiver import StatusReceiver
+
+    cfg = settings.brokers.get(options.status_broker)
+    if cfg is None or not options.status_destination:
+        raise ConfigError(
+            f"{where}: status_broker must name a [brokers.NAME] section and "
+            "status_destination the queue PanDA sends job status messages to"
+        )
+    broker = notify_config.broker(cfg, f"[brokers.{options.status_broker}]")
+    return StatusReceiver(
+        broker, options.status_destination, name=f"orchid-{options.status_broker}"
+    )
 
 
 def _named(executor: Any, name: str) -> Executor:
