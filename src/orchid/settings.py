@@ -36,6 +36,7 @@ class Settings:
     lease_seconds: float = 30.0  # how long a claim holds before another agent may take it
     batch: int = 500  # rows an agent claims at once
     owner: str = "local"
+    job_events: bool = False  # the trigger writes `jobs.ended` events for notifications
     settings_file: Path | None = None
     executors: Mapping[str, PluginConfig] = field(default_factory=dict)  # by name
     brokers: Mapping[str, PluginConfig] = field(default_factory=dict)
@@ -82,12 +83,16 @@ class Settings:
             if raw is None:
                 continue
             number = isinstance(raw, int | float) and not isinstance(raw, bool)
-            if not (
-                isinstance(raw, str)
-                if kind is str
-                else number and (kind is float or isinstance(raw, int))
-            ):
-                what = {int: "a whole number", float: "a number", str: "text"}[kind]
+            if kind is bool:
+                fine = isinstance(raw, bool)
+            elif kind is str:
+                fine = isinstance(raw, str)
+            else:
+                fine = number and (kind is float or isinstance(raw, int))
+            if not fine:
+                what = {int: "a whole number", float: "a number", str: "text"}.get(
+                    kind, "true or false"
+                )
                 raise ConfigError(f"{file.path}: `{name}` must be {what}; got {raw!r}")
             fields[name] = kind(raw)
         unknown = sorted(set(file.top) - {n for n, _ in _FIELDS})
@@ -101,7 +106,7 @@ class Settings:
             raw = env.get(f"ORCHID_{name.upper()}")
             if raw:
                 try:
-                    fields[name] = kind(raw)
+                    fields[name] = _flag(raw) if kind is bool else kind(raw)
                 except ValueError:
                     raise ConfigError(
                         f"ORCHID_{name.upper()}={raw!r} is not a valid {kind.__name__}"
@@ -150,7 +155,17 @@ _FIELDS: tuple[tuple[str, type], ...] = (
     ("lease_seconds", float),
     ("batch", int),
     ("owner", str),
+    ("job_events", bool),
 )
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
 
 
 def unknown_executor(name: str, known: frozenset[str]) -> str:

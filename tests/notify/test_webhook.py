@@ -135,3 +135,38 @@ def test_a_refusal_is_a_delivery_error(receiver: Receiver) -> None:
         bad.close()
     finally:
         sender.close()
+
+
+def test_a_workflow_run_notifies_its_ends(sqlite: Database, tmp_path: Path) -> None:
+    from orchid.engine.runner import make_runner
+    from orchid.engine.submit import submit
+    from orchid.settings import Settings
+    from tests.engine.enginekit import drain
+
+    receiver = Receiver()
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "settings.toml").write_text(
+        "job_events = true\n"
+        f'[notify.hook]\nurl = "{receiver.url}"\nsecret = "{SECRET}"\n'
+        'events = ["workflow.*", "work.succeeded", "jobs.ended"]\n'
+    )
+    s = Settings.load(env={}, db=sqlite.url, home=home, executor="null", poll_interval=0.05)
+    runner, ex = make_runner(s, sqlite)
+    template = {"name": "told", "works": [{"name": "a", "noop": True, "map": {"items": [{}] * 3}}]}
+    try:
+        runner.run_once()  # the conductor starts its ledger: events from now on are sent
+        wf = submit(sqlite, template, base_dir=tmp_path, now=time.time())
+        assert drain(runner, sqlite, wf).status == "succeeded"
+        kinds = lambda: [n["kind"] for b in receiver.bodies for n in b["notifications"]]  # noqa: E731
+        wait_until(lambda: runner.run_once() >= 0 and "workflow.succeeded" in kinds(), "the end")
+    finally:
+        ex.close()
+        runner.close()
+        receiver.close()
+    assert kinds()[0] == "workflow.submitted" and kinds()[-1] == "workflow.succeeded"
+    assert "work.succeeded" in kinds() and "work.running" not in kinds()
+    (ended,) = [n for b in receiver.bodies for n in b["notifications"] if n["kind"] == "jobs.ended"]
+    assert sorted(status for _, status in ended["data"]["jobs"]) == ["succeeded"] * 3
+    assert ended["workflow"] == "told" and ended["workflow_id"] == wf
+    assert len(receiver.ids) == len(set(receiver.ids))

@@ -32,6 +32,7 @@ class AgentEnv:
     templates: TemplateCache = field(default_factory=TemplateCache)
     lease: float = 30.0
     batch: int = 500
+    job_events: bool = False  # emit `jobs.ended` events (the conductor can notify them)
 
 
 class Agent(Protocol):

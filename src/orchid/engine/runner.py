@@ -168,6 +168,7 @@ def make_runner(
         templates=TemplateCache(),
         lease=settings.lease_seconds,
         batch=settings.batch,
+        job_events=settings.job_events,
     )
     carriers: list[Agent] = []
     extra: list[Executor] = []

@@ -22,9 +22,11 @@ class Trigger:
         env = self.env
         with env.db.begin() as conn:
             now = env.clock()
-            p = jobs.propagate(conn, now, env.batch)
+            p = jobs.propagate(conn, now, env.batch, ended=env.job_events)
             if not p.jobs:
                 return 0
+            for wf, ended in p.ended.items():  # one notification per workflow and batch
+                events.emit(conn, wf, "jobs.ended", {"jobs": [list(e) for e in ended]}, now)
             finished = works.add_remaining(conn, {w: -n for w, n in p.remaining.items()})
             owners = works.workflow_of(conn, finished) if finished else {}
             for work_id in finished:

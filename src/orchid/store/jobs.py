@@ -406,10 +406,14 @@ class Propagation:
     skipped: int = 0
     remaining: Counter[int] = field(default_factory=Counter)  # work id → jobs that ended
     workflows: set[int] = field(default_factory=set)
+    ended: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # if asked for
 
 
-def propagate(conn: Connection, now: float, limit: int) -> Propagation:
-    """Pass the end of a batch of jobs on to their children and their works."""
+def propagate(conn: Connection, now: float, limit: int, ended: bool = False) -> Propagation:
+    """Pass the end of a batch of jobs on to their children and their works.
+
+    ``ended``: also list the batch's jobs, (id, status) per workflow (for job notifications).
+    """
     rows = list(
         conn.execute(
             claims.pick(
@@ -430,6 +434,8 @@ def propagate(conn: Connection, now: float, limit: int) -> Propagation:
     for r in rows:
         out.remaining[r.work_id] += 1
         out.workflows.add(r.workflow_id)
+        if ended:
+            out.ended.setdefault(int(r.workflow_id), []).append((int(r.id), str(r.status)))
     if good:
         out.released = _release_children(conn, good, now)
     if bad:
