@@ -52,7 +52,7 @@ def serve(home: Path) -> Iterator[Server]:
             made[user] = tokens.create(conn, user=user, admin=admin, groups=groups, now=1.0)[1]
         made["root"] = tokens.create(conn, user="root", admin=True, groups=[], now=1.0)[1]
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # no Nagle
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

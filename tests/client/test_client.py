@@ -55,6 +55,15 @@ def test_ping_needs_no_token_health_does(server: Server) -> None:
     assert health.agents and "clerk" in health.agents[0]["roles"]
 
 
+def test_whoami_says_who_the_server_takes_the_caller_to_be(server: Server) -> None:
+    with server.client() as alice, server.client("root") as root, server.client(None) as nobody:
+        me = alice.whoami()
+        assert (me.user, me.groups, me.admin, me.method) == ("alice", ["physics"], False, "token")
+        assert root.whoami().admin is True
+        with pytest.raises(Unauthorized):
+            nobody.whoami()
+
+
 def sweep(n: int) -> dict[str, Any]:
     return {
         "name": "sweep",

@@ -13,11 +13,12 @@ from orchid import __version__
 from orchid.api import errors
 from orchid.api.auth import AuthConfig, Authenticator, OidcVerifier
 from orchid.api.deps import ApiState, known_query
-from orchid.api.routes import cache, catalog, jobs, messages, system, workflows
+from orchid.api.routes import cache, catalog, growth, jobs, messages, system, workflows
 from orchid.api.schemas import ERROR_RESPONSES
+from orchid.core.jobtoken import JOB_TOKEN_PREFIX
 from orchid.core.model import Principal
 from orchid.settings import Settings
-from orchid.store import tokens
+from orchid.store import jobtokens, secrets, tokens
 from orchid.store.db import Database
 
 PREFIX = "/api/v1"
@@ -37,8 +38,16 @@ def create_app(
     auth = auth or AuthConfig.from_env()
     verifier = OidcVerifier(auth, httpx.Client(timeout=10)) if auth.oidc_issuer else None
 
+    job_key: list[bytes] = []  # read once, when the first job token comes
+
     def lookup(token: str) -> Principal | None:
         now = time.time()
+        if token.startswith(JOB_TOKEN_PREFIX):
+            if not job_key:
+                with db.begin() as conn:
+                    job_key.append(secrets.key(conn, secrets.JOB_TOKEN_KEY, now))
+            with db.engine.connect() as conn:
+                return jobtokens.lookup(conn, token, job_key[0])
         with db.engine.connect() as conn:  # read-only: no write lock on most requests
             found = tokens.find(conn, token, now)
         if found is None:
@@ -66,7 +75,7 @@ def create_app(
     )
     errors.install(app)
     # messages before workflows: POST /workflows/{id}/{action} would take /messages
-    routers = (system.router, messages.router, cache.router, catalog.router)
+    routers = (system.router, messages.router, growth.router, cache.router, catalog.router)
     for router in (*routers, workflows.router, jobs.router):
         app.include_router(
             router, prefix=PREFIX, responses=ERROR_RESPONSES, dependencies=[Depends(known_query)]

@@ -71,6 +71,8 @@ def visible_workflow(
     """The workflow if this caller may see it (or act on it); 404 if none, 403 if not theirs."""
     with st.db.engine.connect() as conn:
         wf = workflows.get(conn, workflow_id)
+    if who.workflow_id is not None and who.workflow_id != workflow_id:
+        raise Denied(f"a job's token acts on its own workflow only, not on {workflow_id}")
     allowed = can_act if act else can_see
     if not allowed(who, wf.owner, wf.share_group):
         verb = "change" if act else "see"

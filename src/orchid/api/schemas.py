@@ -180,6 +180,16 @@ class Health(_Out):
     version: str
 
 
+class WhoAmI(_Out):
+    """The caller as the server authenticated it."""
+
+    user: str
+    groups: list[str]
+    admin: bool
+    method: str = Field(description="oidc, x509 or token")
+    workflow_id: int | None = Field(None, description="a job token's own workflow")
+
+
 # --- messages, cache, catalog ------------------------------------------------------------
 # built from the store's dataclasses with ``model_validate(obj, from_attributes=True)``
 
@@ -248,3 +258,25 @@ class FileOut(_Out):
 class FilePage(_Out):
     items: list[FileOut]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class AddWorkIn(BaseModel):
+    """A work to add to a workflow that has not ended: a template's ``works`` item."""
+
+    model_config = ConfigDict(extra="forbid")
+    work: dict[str, Any] = Field(description="like an item of a template's `works`")
+
+
+class AddedWorkOut(_Out):
+    work_id: int
+    name: str
+    jobs: int
+    created: bool = Field(description="false: a work of that name was there already")
+    changed: bool = Field(description="it was there with another definition; the one there is kept")
+
+
+class CloseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    error: str | None = Field(
+        None, max_length=20_000, description="the workflow failed, and why (None: it did not)"
+    )

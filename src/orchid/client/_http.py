@@ -80,10 +80,13 @@ class Http:
         stream: bool = False,
         timeout: httpx.Timeout | None = None,
         ok: frozenset[int] = frozenset(),
+        idempotent: bool | None = None,
     ) -> httpx.Response:
         """Send, retrying what is safe to retry; a 2xx answer (or a status in ``ok``) is
-        returned, anything else raised. ``stream``: the caller reads and closes the body."""
-        idempotent = method in IDEMPOTENT
+        returned, anything else raised. ``stream``: the caller reads and closes the body.
+        ``idempotent``: a POST that may be sent twice (default: by the method)."""
+        if idempotent is None:
+            idempotent = method in IDEMPOTENT
         failures = 0
         while True:
             started = [False]

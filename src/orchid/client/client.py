@@ -24,6 +24,7 @@ import httpx
 
 from orchid import __version__
 from orchid.api.schemas import (
+    AddedWorkOut,
     CollectionOut,
     CommandOut,
     FileOut,
@@ -33,6 +34,7 @@ from orchid.api.schemas import (
     JobPage,
     MessageOut,
     MessagePage,
+    WhoAmI,
     WorkflowDetail,
     WorkflowOut,
     WorkflowPage,
@@ -133,6 +135,10 @@ class Client:
     def health(self) -> Health:
         """The database answers, and which agents were seen lately."""
         return Health.model_validate(self._get("/health"))
+
+    def whoami(self) -> WhoAmI:
+        """The caller as the server authenticated it (user, groups, admin)."""
+        return WhoAmI.model_validate(self._get("/whoami"))
 
     # --- workflows ------------------------------------------------------------------------
 
@@ -259,6 +265,31 @@ class Client:
         """Start nothing new; what runs now runs to its end."""
         return self.act(workflow_id, "finish")
 
+    def add_work(self, workflow_id: int, work: Mapping[str, Any]) -> AddedWorkOut:
+        """Add a work (a template's ``works`` item) to a workflow that has not ended; one of
+        that name that is there already is returned as it is (Function-as-a-Task)."""
+        data = submission.to_json({"work": dict(work)}, "the work")
+        response = self._http.request(
+            "POST",
+            f"/workflows/{workflow_id}/works",
+            content=data,
+            headers={"Content-Type": "application/json"},
+            idempotent=True,
+        )
+        return AddedWorkOut.model_validate(decode(response))
+
+    def close_workflow(self, workflow_id: int, error: str | None = None) -> WorkflowOut:
+        """No more works will be added to this open workflow; ``error``: it failed, why."""
+        data = submission.to_json({"error": error}, "the close")
+        response = self._http.request(
+            "POST",
+            f"/workflows/{workflow_id}/close",
+            content=data,
+            headers={"Content-Type": "application/json"},
+            idempotent=True,
+        )
+        return WorkflowOut.model_validate(decode(response))
+
     # --- jobs -----------------------------------------------------------------------------
 
     def jobs(
@@ -266,20 +297,29 @@ class Client:
         workflow_id: int,
         *,
         status: Sequence[str] | None = None,
+        work_id: int | None = None,
         cursor: str | None = None,
         limit: int = 100,
     ) -> JobPage:
-        """One page of a workflow's jobs in id order, optionally of some statuses."""
-        query = {"status": list(status or []), "cursor": cursor, "limit": limit}
+        """One page of a workflow's jobs in id order, optionally of some statuses or work."""
+        query = {"status": list(status or []), "work": work_id, "cursor": cursor, "limit": limit}
         return JobPage.model_validate(self._get(f"/workflows/{workflow_id}/jobs", query))
 
     def iter_jobs(
-        self, workflow_id: int, *, status: Sequence[str] | None = None, page_size: int = 1000
+        self,
+        workflow_id: int,
+        *,
+        status: Sequence[str] | None = None,
+        work_id: int | None = None,
+        page_size: int = 1000,
     ) -> Iterator[JobOut]:
-        """Every job of a workflow (of some statuses), a page at a time: fine for 10^6 jobs."""
+        """Every job of a workflow (of some statuses, of a work), a page at a time: fine for
+        10^6 jobs."""
         cursor: str | None = None
         while True:
-            page = self.jobs(workflow_id, status=status, cursor=cursor, limit=page_size)
+            page = self.jobs(
+                workflow_id, status=status, work_id=work_id, cursor=cursor, limit=page_size
+            )
             yield from page.items
             if page.next_cursor is None:
                 return

@@ -131,7 +131,7 @@ class JobUpdate:
 
 # --- who is calling (the API authenticates; the store looks up local tokens) --------------
 
-AuthMethod = Literal["oidc", "x509", "token"]
+AuthMethod = Literal["oidc", "x509", "token", "job"]
 
 
 @dataclass(frozen=True)
@@ -142,3 +142,4 @@ class Principal:
     groups: frozenset[str]
     admin: bool
     method: AuthMethod
+    workflow_id: int | None = None  # a job's token: it may act on this workflow only

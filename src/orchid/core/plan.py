@@ -86,6 +86,8 @@ class RunState:
     loops: Mapping[str, LoopState]
     works: Sequence[WorkState]
     finishing: bool = False  # the user said `finish`: start nothing new
+    open: bool = False  # works may still be added (Function-as-a-Task): do not end yet
+    close_error: str = ""  # whoever closed it says it failed (a workflow function raised)
 
     def latest(self) -> dict[str, WorkState]:
         out: dict[str, WorkState] = {}
@@ -204,6 +206,8 @@ class Planner:
 
         Every iteration counts: a loop's earlier failure is not undone by a later pass.
         """
+        if state.close_error:
+            return state.close_error
         for w in state.works:
             name = w.name
             spec = self.specs[name]
@@ -361,6 +365,8 @@ class Planner:
             return
         if len(state.loops) < len(self.t.loops):
             return
+        if state.open and not failing:
+            return  # more works may come: whoever adds them closes it
         if failing:
             d.workflow_status, d.message = WorkflowStatus.FAILED, failing
         elif any(w.status in FAILED_WORK for w in state.works):

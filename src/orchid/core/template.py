@@ -15,7 +15,14 @@ import shlex
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from orchid.core.jsonvalues import MAX_DEPTH, TOO_DEEP
 from orchid.errors import TemplateError
@@ -115,6 +122,12 @@ class WorkSpec(_Model):
     )
     resources: Resources = Resources()
     env: dict[str, str] = Field(default_factory=dict)
+    api_token: bool = Field(
+        False,
+        description="give each job a token for Orchid's REST API (ORCHID_TOKEN in its "
+        "environment): it acts as the workflow's owner, on this workflow only, while the "
+        "attempt runs (Function-as-a-Task jobs fetch their code and report with it)",
+    )
     executor: Name | None = Field(
         None,
         description="the executor its jobs run on: a name from the settings file "
@@ -168,13 +181,28 @@ class Template(_Model):
     parameters: dict[str, JSONValue] = Field(
         default_factory=dict, description="workflow parameters and defaults (params.X)"
     )
+    open: bool = Field(
+        False,
+        description="works are added while it runs (Function-as-a-Task: POST "
+        "/workflows/{id}/works); it does not end before it is closed (POST .../close)",
+    )
     defaults: Defaults = Defaults()
-    works: list[WorkSpec] = Field(min_length=1)
+    works: list[WorkSpec] = Field(description="at least one, unless the workflow is `open`")
     loops: list[LoopSpec] = Field(default_factory=list)
     jobs_file: str | None = Field(
         None,
         description="JSON lines of static jobs: {work, name, args, parents}, for large job DAGs",
     )
+
+    @field_validator("works")
+    @classmethod
+    def _some_work(cls, works: list[WorkSpec], info: ValidationInfo) -> list[WorkSpec]:
+        if not works and not info.data.get("open"):
+            raise ValueError(
+                "List should have at least 1 item (only an `open: true` workflow may start "
+                "with none, and have works added while it runs)"
+            )
+        return works
 
     def work(self, name: str) -> WorkSpec:
         return next(w for w in self.works if w.name == name)

@@ -14,9 +14,10 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from orchid.core import jobtoken
 from orchid.engine.agent import ENDED, AgentEnv, agent_id
 from orchid.executors.base import Executor, JobSpec
-from orchid.store import jobs, routes
+from orchid.store import jobs, routes, secrets
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class Carrier:
         self._durable = bool(getattr(executor, "durable", False))
         self._delays: dict[int, float] = {}  # job id → retry delay, for jobs in flight here
         self._next_renewal = 0.0
+        self._job_key: bytes | None = None
 
     def run_once(self) -> int:
         return self._collect() + self._cancel() + self._submit() + self._housekeeping()
@@ -97,9 +99,12 @@ class Carrier:
         specs: list[JobSpec] = []
         names = jobs.work_names(conn, {r.work_id for r in rows})
         for r in rows:
-            compiled = env.templates.get(conn, r.workflow_id)
             work = names[r.work_id]
+            compiled = env.templates.get(conn, r.workflow_id, (work,))
             self._delays[r.id] = compiled.retry_delay(work)
+            job_env = {}
+            if compiled.template.work(work).api_token:
+                job_env["ORCHID_TOKEN"] = self._token(conn, r.workflow_id, r.id, r.attempt)
             specs.append(
                 JobSpec(
                     key=JobSpec.make_key(r.workflow_id, r.id, r.attempt),
@@ -111,6 +116,7 @@ class Carrier:
                     payload=compiled.payload(work),
                     args=r.args,
                     resources=compiled.resources(work),
+                    env=job_env,
                     adopted=adopted,
                 )
             )
@@ -127,6 +133,12 @@ class Carrier:
         log.warning("adopting %d jobs of a carrier that stopped", len(specs))
         self.executor.submit(specs)  # the executor finds them by key; a failure: next round
         return len(specs)
+
+    def _token(self, conn: Connection, workflow_id: int, job_id: int, attempt: int) -> str:
+        """A job token for this attempt (see :mod:`orchid.core.jobtoken`)."""
+        if self._job_key is None:
+            self._job_key = secrets.key(conn, secrets.JOB_TOKEN_KEY, self.env.clock())
+        return jobtoken.make(self._job_key, workflow_id, job_id, attempt)
 
     def _housekeeping(self) -> int:
         env = self.env

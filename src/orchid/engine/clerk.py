@@ -48,6 +48,11 @@ class Clerk:
         for _ in range(MAX_ROUNDS):
             a = compiled.analysis
             state = workflows.run_state(conn, workflow_id, a.read_outputs, a.read_counts)
+            names = {w.name for w in state.works}
+            if not names <= compiled.names:  # works were added since it was compiled
+                compiled = self.env.templates.get(conn, workflow_id, names)
+                a = compiled.analysis
+                state = workflows.run_state(conn, workflow_id, a.read_outputs, a.read_counts)
             decision = compiled.planner.decide(state)
             if not decision:
                 return
@@ -167,13 +172,13 @@ class Clerk:
         log.info("workflow %s: %s applied", workflow_id, kind)
 
     def _retry(self, conn: Connection, workflow_id: int, now: float) -> None:
-        compiled = self.env.templates.get(conn, workflow_id)
         works.reopen(conn, workflow_id)
         open_works = {
             w.id: w.name
             for w in works.list_for(conn, workflow_id, with_counts=False)
             if w.status not in ("succeeded", "skipped", "cancelled")
         }
+        compiled = self.env.templates.get(conn, workflow_id, open_works.values())
         extra = {wid: compiled.max_attempts(name) for wid, name in open_works.items()}
         reopened = jobs.reopen_failed(conn, workflow_id, extra, list(open_works))
         works.add_remaining(conn, dict(reopened))

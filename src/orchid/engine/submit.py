@@ -149,6 +149,7 @@ def submit(
             base_dir=str(base_dir) if base_dir else None,
             now=now,
             share_group=share_group,
+            open=t.open,
         )
         ids = works.create(conn, wf, initial_works(t), static, now)
         routes.add(conn, wf, chosen)

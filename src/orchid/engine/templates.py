@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,10 @@ class Compiled:
     analysis: Analysis
     planner: Planner
     base_dir: str | None = None
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self.planner.specs)
 
     def max_attempts(self, work: str) -> int:
         spec = self.template.work(work)
@@ -65,14 +70,22 @@ def compile_template(raw: Any, base_dir: str | None = None) -> Compiled:
 
 
 class TemplateCache:
-    """Workflow id → compiled template, bounded (least recently used go first)."""
+    """Workflow id → compiled template, bounded (least recently used go first).
+
+    A template only ever grows (an open workflow gets works added, never changed), so a
+    cached one is right about every work it knows: ``get`` reloads it only when asked
+    about a work it does not know yet.
+    """
 
     def __init__(self, size: int = 256) -> None:
         self._items: OrderedDict[int, Compiled] = OrderedDict()
         self._size = size
 
-    def get(self, conn: Connection, workflow_id: int) -> Compiled:
+    def get(self, conn: Connection, workflow_id: int, works: Iterable[str] = ()) -> Compiled:
+        """The compiled template of a workflow that knows each of ``works``."""
         hit = self._items.get(workflow_id)
+        if hit is not None and not all(name in hit.names for name in works):
+            hit = None
         if hit is not None:
             self._items.move_to_end(workflow_id)
             return hit

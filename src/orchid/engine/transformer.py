@@ -37,7 +37,7 @@ class Transformer:
 
     def _transform(self, conn: Connection, row: Row[Any]) -> None:
         now = self.env.clock()
-        compiled = self.env.templates.get(conn, row.workflow_id)
+        compiled = self.env.templates.get(conn, row.workflow_id, (row.name,))
         if row.static:
             # listed jobs were written at submission; those whose parents (in any work)
             # have all succeeded are released now, the others by the trigger later

@@ -73,11 +73,16 @@ def render_argv(template: Sequence[str], args: Mapping[str, Any]) -> list[str]:
     """Render every argv item with :func:`render_item`.
 
     A bare ``python``/``python3`` program runs with the interpreter Orchid runs
-    under: jobs see the same virtualenv, and skip slow launcher shims.
+    under: jobs see the same virtualenv, and skip slow launcher shims. So does
+    ``orchid-job`` (Function-as-a-Task): the one installed beside that interpreter.
     """
     argv = [render_item(item, args) for item in template]
     if argv and argv[0] in PYTHON_NAMES:
         argv[0] = sys.executable
+    elif argv and argv[0] == "orchid-job":
+        beside = Path(sys.executable).parent / "orchid-job"
+        if beside.exists():
+            argv[0] = str(beside)
     return argv
 
 
@@ -107,7 +112,7 @@ class AttemptFiles:
 
 
 def build_env(spec: JobSpec, files: AttemptFiles, extra_path: Sequence[str] = ()) -> dict[str, str]:
-    """The job's environment: ours, then ``payload.env``, then the ``ORCHID_*`` variables.
+    """The job's environment: ours, ``payload.env``, ``spec.env``, then the ``ORCHID_*`` ones.
 
     ``payload.python_path`` goes in front of ``PYTHONPATH``; ``extra_path`` goes at its end.
     """
@@ -117,6 +122,7 @@ def build_env(spec: JobSpec, files: AttemptFiles, extra_path: Sequence[str] = ()
         raise StartError(f"job args are not JSON-serialisable: {exc}") from exc
     env = dict(os.environ)
     env.update(spec.payload.env)
+    env.update(spec.env)
     env.update(
         ORCHID_JOB_KEY=spec.key,
         ORCHID_WORKFLOW_ID=str(spec.workflow_id),

@@ -73,6 +73,7 @@ class JobSpec:
     payload: Payload
     args: Mapping[str, Any]  # JSON values
     resources: Resources = Resources()
+    env: Mapping[str, str] = field(default_factory=dict)  # this attempt's own (a job token)
     # re-sent by a carrier that took the job over from one that stopped: the executor looks
     # for this attempt on its backend (by key) before it starts it
     adopted: bool = False

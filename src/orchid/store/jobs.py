@@ -596,11 +596,30 @@ def get(conn: Connection, job_id: int) -> Job:
     return _to_model(row, row.work_name)
 
 
+def ended_ids(conn: Connection, work_id: int) -> list[int]:
+    """Ids of a work's jobs that have ended (succeeded, failed, cancelled, skipped)."""
+    q = sa.select(jobs.c.id).where(jobs.c.work_id == work_id, jobs.c.status.in_(list(TERMINAL_JOB)))
+    return [int(i) for i in conn.execute(q).scalars()]
+
+
+def get_many(conn: Connection, job_ids: Sequence[int]) -> list[Job]:
+    out: list[Job] = []
+    for chunk in _chunks(sorted(job_ids)):
+        q = (
+            sa.select(jobs, works.c.name.label("work_name"))
+            .join(works, works.c.id == jobs.c.work_id)
+            .where(jobs.c.id.in_(chunk))
+        )
+        out.extend(_to_model(r, r.work_name) for r in conn.execute(q))
+    return out
+
+
 def list_for(
     conn: Connection,
     workflow_id: int,
     *,
     status: Sequence[str] = (),
+    work_id: int | None = None,
     after_id: int = 0,
     limit: int = 100,
 ) -> list[Job]:
@@ -613,4 +632,6 @@ def list_for(
     )
     if status:
         q = q.where(jobs.c.status.in_(status))
+    if work_id is not None:
+        q = q.where(jobs.c.work_id == work_id)
     return [_to_model(r, r.work_name) for r in conn.execute(q)]

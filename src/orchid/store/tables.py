@@ -37,6 +37,9 @@ workflows = sa.Table(
     sa.Column("share_group", sa.String(200), nullable=True),  # its members may see and act
     # `finish`: start no new work, let what runs end
     sa.Column("finishing", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Function-as-a-Task: works are still being added; it ends only once closed
+    sa.Column("open", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("close_error", sa.Text, nullable=True),  # closed as failed: why
     sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("message", sa.Text, nullable=False, server_default=""),
     sa.Column("template", Json, nullable=False),
@@ -224,6 +227,15 @@ cache_objects = sa.Table(
     sa.Column("sha256", sa.String(64), primary_key=True),
     sa.Column("owner", sa.String(200), primary_key=True),
     sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# keys the services share (the HMAC key of job tokens): made once, on first use
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
 

@@ -26,6 +26,7 @@ def create(
     base_dir: str | None,
     now: float,
     share_group: str | None = None,
+    open: bool = False,
 ) -> int:
     return int(
         conn.execute(
@@ -39,6 +40,7 @@ def create(
                 loops={},
                 base_dir=base_dir,
                 share_group=share_group,
+                open=open,
                 created_at=now,
                 updated_at=now,
             )
@@ -154,6 +156,8 @@ def run_state(
         status=WorkflowStatus(wf.status),
         params=wf.params,
         finishing=bool(wf.finishing),
+        open=bool(wf.open),
+        close_error=wf.close_error or "",
         loops={k: LoopState.from_json(v) for k, v in (wf.loops or {}).items()},
         works=[
             WorkState(
@@ -190,6 +194,50 @@ def set_finishing(conn: Connection, workflow_id: int, now: float) -> None:
         sa.update(workflows)
         .where(workflows.c.id == workflow_id)
         .values(finishing=True, updated_at=now)
+    )
+
+
+def close(conn: Connection, workflow_id: int, error: str | None, now: float) -> bool:
+    """No more works will be added to an open workflow; ``error``: it failed, and why.
+
+    False if it was not open (closed already, or never open). Wakes the clerk, which
+    ends the workflow once its works have ended (or fails it, given an error).
+    """
+    res = conn.execute(
+        sa.update(workflows)
+        .where(workflows.c.id == workflow_id, workflows.c.open)
+        .values(open=False, close_error=error, updated_at=now, wake_seq=workflows.c.wake_seq + 1)
+    )
+    return res.rowcount == 1
+
+
+def lock_status(conn: Connection, workflow_id: int) -> WorkflowStatus:
+    """The workflow's status, with its row locked until the transaction ends (PostgreSQL;
+    SQLite has one writer at a time anyway), so that changes to its template take turns."""
+    q = sa.select(workflows.c.status).where(workflows.c.id == workflow_id)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    row = conn.execute(q).first()
+    if row is None:
+        raise NotFound(f"no workflow {workflow_id}; `orchid status` lists the workflows")
+    return WorkflowStatus(row.status)
+
+
+def is_open(conn: Connection, workflow_id: int) -> bool:
+    row = conn.execute(sa.select(workflows.c.open).where(workflows.c.id == workflow_id)).first()
+    if row is None:
+        raise NotFound(f"no workflow {workflow_id}; `orchid status` lists the workflows")
+    return bool(row.open)
+
+
+def set_template(
+    conn: Connection, workflow_id: int, template: Mapping[str, Any], now: float
+) -> None:
+    """Replace the template of a workflow that grows (works added while it runs)."""
+    conn.execute(
+        sa.update(workflows)
+        .where(workflows.c.id == workflow_id)
+        .values(template=dict(template), updated_at=now)
     )
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection, Row
 
 from orchid.core.model import Work
 from orchid.core.states import TERMINAL_WORK, JobStatus, WorkStatus
+from orchid.errors import NotFound
 from orchid.store import claims
 from orchid.store.tables import jobs, works
 
@@ -211,6 +212,19 @@ def add_remaining(conn: Connection, deltas: Mapping[int, int]) -> list[int]:
             )
         ).scalars()
     )
+
+
+def find(conn: Connection, workflow_id: int, name: str) -> tuple[int, int]:
+    """(id, number of jobs) of a workflow's work of that name (its first iteration)."""
+    row = conn.execute(
+        sa.select(works.c.id)
+        .where(works.c.workflow_id == workflow_id, works.c.name == name)
+        .order_by(works.c.iteration)
+        .limit(1)
+    ).first()
+    if row is None:
+        raise NotFound(f"workflow {workflow_id} has no work named {name!r}")
+    return int(row.id), sum(counts(conn, int(row.id)).values())
 
 
 def workflow_of(conn: Connection, work_ids: Sequence[int]) -> dict[int, int]:

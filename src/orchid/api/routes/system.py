@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from orchid import __version__
 from orchid.api.deps import Caller, State, now
-from orchid.api.schemas import Health
+from orchid.api.schemas import Health, WhoAmI
 from orchid.store import agents
 
 router = APIRouter(tags=["system"])
@@ -31,4 +31,16 @@ def health(st: State, _: Caller) -> Health:
             {"name": a.name, "roles": a.roles, "host": a.host, "last_seen": a.last_seen}
             for a in live
         ],
+    )
+
+
+@router.get("/whoami", response_model=WhoAmI)
+def whoami(who: Caller) -> WhoAmI:
+    """Who the server takes the caller to be: user, groups, admin (clients filter by it)."""
+    return WhoAmI(
+        user=who.user,
+        groups=sorted(who.groups),
+        admin=who.admin,
+        method=who.method,
+        workflow_id=who.workflow_id,
     )

@@ -244,16 +244,19 @@ def list_jobs(
     st: State,
     who: Caller,
     status: Annotated[list[JobStatus] | None, Query()] = None,
+    work: Annotated[int | None, Query(ge=1, le=2**62, description="of this work id only")] = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JobPage:
-    """A page of jobs in id order, optionally of some statuses (a workflow may have 10^6)."""
+    """A page of jobs in id order, optionally of some statuses or one work (a workflow may
+    have 10^6)."""
     wf = visible_workflow(st, who, check_id(workflow_id))
     with st.db.engine.connect() as conn:
         rows = jobs.list_for(
             conn,
             wf.id,
             status=[str(s) for s in status or []],
+            work_id=work,
             after_id=cursor or 0,
             limit=limit,
         )

@@ -1,0 +1,87 @@
+"""Workflows that grow while they run (Function-as-a-Task): add a work, close the workflow.
+
+A work added here is appended to the workflow's template and checked exactly like one
+written there; the server never looks inside its job arguments (a client's pickles stay
+opaque bytes in base64 or in the cache).
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from orchid.api.deps import ApiState, Caller, State, check_id, now, visible_workflow
+from orchid.api.routes.messages import read_body
+from orchid.api.schemas import AddedWorkOut, AddWorkIn, CloseIn, WorkflowOut
+from orchid.core import jsonvalues
+from orchid.core.template import check_values
+from orchid.engine import extend
+from orchid.errors import InvalidInput
+from orchid.store import workflows
+
+router = APIRouter(prefix="/workflows", tags=["workflows"])
+M = TypeVar("M", bound=BaseModel)
+MAX_WORK_BYTES = 16 * 1024 * 1024
+
+
+def _parse(raw: bytes, model: type[M]) -> M:
+    try:
+        decoded = jsonvalues.loads(raw)
+    except RecursionError:
+        raise InvalidInput("the request body is nested too deeply") from None
+    except ValueError as exc:
+        raise InvalidInput(f"the request body is not standard JSON: {exc}") from None
+    try:
+        return model.model_validate(decoded)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidInput(f"{where}: {first['msg']}") from None
+
+
+def _add(st: ApiState, workflow_id: int, raw: bytes) -> extend.AddedWork:
+    body = _parse(raw, AddWorkIn)
+    check_values(body.work, "work")
+    return extend.add_work(st.db, workflow_id, body.work, now(), st.settings.executor_names)
+
+
+@router.post(
+    "/{workflow_id}/works",
+    status_code=201,
+    response_model=AddedWorkOut,
+    responses={200: {"description": "a work of that name was there already"}},
+)
+async def add_work(
+    workflow_id: int, request: Request, response: Response, st: State, who: Caller
+) -> AddedWorkOut:
+    """Add a work to a workflow you may change that has not ended (idempotent by name)."""
+    await run_in_threadpool(visible_workflow, st, who, check_id(workflow_id), act=True)
+    raw = await read_body(request, MAX_WORK_BYTES)
+    added = await run_in_threadpool(_add, st, workflow_id, raw)
+    response.status_code = 201 if added.created else 200
+    return AddedWorkOut(
+        work_id=added.work_id,
+        name=added.name,
+        jobs=added.jobs,
+        created=added.created,
+        changed=added.changed,
+    )
+
+
+def _close(st: ApiState, workflow_id: int, raw: bytes) -> WorkflowOut:
+    body = _parse(raw or b"{}", CloseIn)
+    extend.close(st.db, workflow_id, body.error, now())
+    with st.db.engine.connect() as conn:
+        return WorkflowOut.of(workflows.get(conn, workflow_id))
+
+
+@router.post("/{workflow_id}/close", response_model=WorkflowOut)
+async def close(workflow_id: int, request: Request, st: State, who: Caller) -> WorkflowOut:
+    """No more works will be added to this open workflow: it ends once its works have.
+    With an `error`, it fails (its workflow function raised). Closing again is harmless."""
+    await run_in_threadpool(visible_workflow, st, who, check_id(workflow_id), act=True)
+    raw = await read_body(request, 64 * 1024)
+    return await run_in_threadpool(_close, st, workflow_id, raw)
