@@ -88,3 +88,51 @@ def test_the_default_executor_of_a_template_is_checked_once(db: Database, tmp_pa
     with pytest.raises(TemplateError) as caught:
         submit(db, template, base_dir=tmp_path, now=time.time(), executors=s.executor_names)
     assert [p for p, _ in caught.value.problems] == ["defaults.executor"]
+
+
+def test_an_added_work_is_routed_and_checked(db: Database, tmp_path: Path) -> None:
+    from orchid.engine import extend
+    from orchid.store import routes
+
+    s = settings(db, tmp_path / "home")
+    template = {"name": "growing", "open": True, "works": []}
+    wf = submit(db, template, base_dir=tmp_path, now=time.time(), executors=s.executor_names)
+    with pytest.raises(TemplateError, match="no executor is named 'nowhere'"):
+        extend.add_work(
+            db,
+            wf,
+            {"name": "a", "noop": True, "executor": "nowhere"},
+            time.time(),
+            s.executor_names,
+        )
+    extend.add_work(
+        db, wf, {"name": "b", "noop": True, "executor": "spare"}, time.time(), s.executor_names
+    )
+    with db.begin() as conn:
+        assert routes.of_workflow(conn, wf) == {"b": "spare"}
+
+
+def test_task_works_carry_their_executor() -> None:
+    from orchid.fat.definitions import make_policy
+
+    policy = make_policy(
+        executor="cluster",
+        cores=1,
+        memory_mb=None,
+        gpus=0,
+        walltime=None,
+        queue=None,
+        retries=0,
+        retry_delay=1.0,
+        env=None,
+        include=(),
+        exclude=(),
+        decorator="task",
+    )
+    from types import SimpleNamespace
+
+    from orchid.fat.runtime import work_spec
+
+    backend = SimpleNamespace(job_env=dict, remote=False)
+    work = work_spec("t", "", policy, "-", "m:f", [], backend)  # type: ignore[arg-type]
+    assert work["executor"] == "cluster"  # the template field the carrier routes by

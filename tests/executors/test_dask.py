@@ -168,3 +168,13 @@ def test_dask_is_importable_without_a_cluster() -> None:
         "MEMORY": 2**20,
     }
     assert os.path.basename(module.__file__ or "") == "dask.py"
+
+
+def test_without_an_address_it_starts_a_local_cluster(tmp_path: Path) -> None:
+    ex = DaskExecutor(tmp_path / "logs", local_workers=1, namespace="lc")
+    try:
+        assert ex.address.startswith("tcp://127.0.0.1:")
+        ex.submit([spec(1, python("print(42)"))])
+        assert finals(wait_for(ex, 1))["1-1-1"].result == 42
+    finally:
+        ex.close()

@@ -46,7 +46,10 @@ def agents(
     _logging(verbose)
     settings = _settings(db=db, workers=workers, executor=executor)
     runner, exe = make_runner(settings, _open(settings))
-    err.print(f"agents running on {settings.db_url} with the {settings.executor} executor")
+    others = sorted(set(settings.executors) - {settings.executor})
+    served = settings.executor + (f" (default), {', '.join(others)}" if others else "")
+    notify = f"; notifying {', '.join(settings.notify)}" if settings.notify else ""
+    err.print(f"agents running on {settings.db_url} with executors {served}{notify}")
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     try:
         runner.run(idle_exit=max(2.0, settings.poll_interval * 2) if burst else None)

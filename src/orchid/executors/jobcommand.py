@@ -7,8 +7,9 @@ the payload needs on top of the job's own ``ORCHID_*`` ones (see
 
 - ``command`` payloads: the argv with ``{arg}`` placeholders rendered;
 - ``function`` payloads: ``python -m orchid.executors.wrapper`` with ``ORCHID_FUNCTION``
-  naming the function (Function-as-a-Task jobs are ``command`` payloads that run the
-  ``orchid-job`` console script, so they need nothing here);
+  naming the function;
+- Function-as-a-Task jobs are ``command`` payloads running the ``orchid-job`` console
+  script: the one beside ``python`` when there is one (a virtualenv), else from ``PATH``;
 - ``noop`` payloads: no command at all (executors succeed them without a process).
 
 ``python`` is the interpreter a bare ``python``/``python3`` program means on the node
@@ -18,13 +19,16 @@ grid and batch jobs, whose nodes have their own.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from orchid.executors._process import PYTHON_NAMES, StartError, render_item
 from orchid.executors.base import JobSpec
 
 WRAPPER_MODULE = "orchid.executors.wrapper"
+JOB_COMMAND = "orchid-job"  # the Function-as-a-Task job wrapper (orchid.fat.job)
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,11 @@ def job_command(spec: JobSpec, *, python: str = sys.executable) -> JobCommand:
             raise StartError("empty command")
         if argv[0] in PYTHON_NAMES:
             argv[0] = python
+        elif argv[0] == JOB_COMMAND and os.path.isabs(python):
+            # Function-as-a-Task: the orchid-job installed beside that interpreter, if any
+            beside = Path(python).parent / JOB_COMMAND
+            if beside.exists():
+                argv[0] = str(beside)
         return JobCommand(argv)
     if payload.kind == "function":
         if not payload.function:

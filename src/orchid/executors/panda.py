@@ -252,6 +252,7 @@ class PandaExecutor:
         except (TypeError, ValueError) as exc:
             raise proc.StartError(f"job args are not JSON-serialisable: {exc}") from exc
         env = dict(spec.payload.env)
+        env.update(spec.env)  # this attempt's own (a job token)
         env.update(
             ORCHID_JOB_KEY=spec.key,
             ORCHID_WORKFLOW_ID=str(spec.workflow_id),
