@@ -4,7 +4,6 @@ that dies while its jobs run on the cluster (the next one adopts them; none runs
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,15 +13,9 @@ from orchid.engine.submit import submit
 from orchid.settings import Settings
 from orchid.store.db import Database
 from tests.engine.enginekit import drain, jobs_of, run_until
-from tests.executors.daskcluster import DaskCluster
+from tests.executors.daskcluster import DaskCluster, cluster_fixture  # noqa: F401 - `cluster`
 
 pytestmark = pytest.mark.xdist_group("dask")
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    with DaskCluster(tmp_path_factory.mktemp("dask-engine"), {"e-1": "", "e-2": ""}) as c:
-        yield c
 
 
 def settings(db: Database, home: Path, address: str, **kw: object) -> Settings:
@@ -60,7 +53,7 @@ def test_a_workflow_runs_its_named_work_on_the_cluster(
     results = sorted(j.result[1] for j in jobs_of(db, wf) if j.work_name == "square")
     nodes = {j.result[0].split()[0] for j in jobs_of(db, wf) if j.work_name == "square"}
     assert results == [i * i for i in range(6)]
-    assert nodes <= {"e-1", "e-2"}  # ran on the workers, and their logs came back
+    assert nodes <= {"w-a", "w-gpu"}  # ran on the workers, and their logs came back
     assert all(j.log_uri for j in jobs_of(db, wf))
 
 

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -105,10 +105,13 @@ class DaskCluster:
         process.wait(timeout=30)
 
     def stop(self) -> None:
-        procs = [*self.workers.values(), *([self._scheduler] if self._scheduler else [])]
-        for p in procs:
+        # workers first, and without ceremony: nothing of theirs needs to be kept
+        for p in self.workers.values():
             if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+                p.send_signal(signal.SIGKILL)
+        procs = [*self.workers.values(), *([self._scheduler] if self._scheduler else [])]
+        if self._scheduler is not None and self._scheduler.poll() is None:
+            self._scheduler.send_signal(signal.SIGTERM)
         for p in procs:
             try:
                 p.wait(timeout=15)
@@ -122,3 +125,13 @@ class DaskCluster:
             pytest.fail(f"dask {what} exited with {p.returncode}:\n{log}")
         if time.monotonic() > deadline:
             pytest.fail(f"dask {what} did not start in {START_DEADLINE_S:g}s")
+
+
+@pytest.fixture(scope="session", name="cluster")
+def cluster_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+    """One cluster for the test process (tests using it share the xdist group "dask"):
+    workers ``w-a`` (CPU=2, MEMORY) and ``w-gpu`` (CPU=2, MEMORY, GPU=1)."""
+    folder = tmp_path_factory.mktemp("dask")
+    workers = {"w-a": "CPU=2,MEMORY=4e9", "w-gpu": "CPU=2,MEMORY=4e9,GPU=1"}
+    with DaskCluster(folder, workers) as c:
+        yield c

@@ -28,20 +28,12 @@ from tests.executors.contract import (
     wait_for,
     wait_for_state,
 )
-from tests.executors.daskcluster import DaskCluster
+from tests.executors.daskcluster import DaskCluster, cluster_fixture  # noqa: F401 - `cluster`
 
 pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups"),
     pytest.mark.xdist_group("dask"),
 ]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    folder = tmp_path_factory.mktemp("dask")
-    workers = {"w-a": "CPU=2,MEMORY=4e9", "w-gpu": "CPU=2,MEMORY=4e9,GPU=1"}
-    with DaskCluster(folder, workers) as c:
-        yield c
 
 
 class TestDaskContract(ExecutorContract):

@@ -140,3 +140,26 @@ def test_a_wrong_token_is_refused(
             ex.submit([spec(1, python("print(1)"))])
     finally:
         ex.close()
+
+
+def test_abort_kills_the_jobs_and_then_the_task(panda: FakePanda, tmp_path: Path) -> None:
+    from tests.executors.contract import SLEEP_LONG, wait_for_state
+
+    ex = make(panda, tmp_path)
+    try:
+        jobs = [spec(i, SLEEP_LONG) for i in (1, 2)]
+        ex.submit(jobs)
+        updates: list = []
+        for job in jobs:
+            wait_for_state(ex, job.key, "running", updates)
+        ex.cancel([jobs[0].key])  # one of two: its job is killed, the task goes on
+        assert "task/kill" not in panda.calls
+        ex.cancel([jobs[1].key])  # the last live one: the task is killed too
+        done = finals(wait_for(ex, 2, into=updates))
+        assert {u.error for u in done.values()} == {"cancelled"}
+        assert panda.calls.count("job/kill") == 2 and "task/kill" in panda.calls
+        (task,) = panda.tasks.values()
+        assert task["status"] == "aborted"
+        assert {j["jobStatus"] for j in panda.jobs.values()} == {"cancelled"}
+    finally:
+        ex.close()
