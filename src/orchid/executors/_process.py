@@ -111,17 +111,17 @@ class AttemptFiles:
             raise StartError(f"cannot write logs in {self.out.parent}: {exc.strerror}") from exc
 
 
-def build_env(spec: JobSpec, files: AttemptFiles, extra_path: Sequence[str] = ()) -> dict[str, str]:
-    """The job's environment: ours, ``payload.env``, ``spec.env``, then the ``ORCHID_*`` ones.
+def job_env(spec: JobSpec) -> dict[str, str]:
+    """The job's own variables: ``payload.env``, ``spec.env``, then the ``ORCHID_*`` ones.
 
-    ``payload.python_path`` goes in front of ``PYTHONPATH``; ``extra_path`` goes at its end.
+    What a job takes to a node whose environment is not ours (a batch or grid job); with
+    ``payload.python_path`` as ``PYTHONPATH`` when it has one.
     """
     try:
         args_json = json.dumps(dict(spec.args))
     except (TypeError, ValueError) as exc:
         raise StartError(f"job args are not JSON-serialisable: {exc}") from exc
-    env = dict(os.environ)
-    env.update(spec.payload.env)
+    env = dict(spec.payload.env)
     env.update(spec.env)
     env.update(
         ORCHID_JOB_KEY=spec.key,
@@ -131,9 +131,22 @@ def build_env(spec: JobSpec, files: AttemptFiles, extra_path: Sequence[str] = ()
         ORCHID_ATTEMPT=str(spec.attempt),
         ORCHID_WORK=spec.work_name,
         ORCHID_ARGS=args_json,
-        ORCHID_RESULT_FILE=str(files.result),
     )
-    current = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if spec.payload.python_path:
+        env["PYTHONPATH"] = os.pathsep.join(spec.payload.python_path)
+    return env
+
+
+def build_env(spec: JobSpec, files: AttemptFiles, extra_path: Sequence[str] = ()) -> dict[str, str]:
+    """The job's environment here: ours, then :func:`job_env`, and the result file.
+
+    ``payload.python_path`` goes in front of ``PYTHONPATH``; ``extra_path`` goes at its end.
+    """
+    given = {**os.environ, **spec.payload.env, **spec.env}.get("PYTHONPATH", "")
+    current = [p for p in given.split(os.pathsep) if p]
+    env = dict(os.environ)
+    env.update(job_env(spec))
+    env["ORCHID_RESULT_FILE"] = str(files.result)
     path = [*spec.payload.python_path, *current]
     path += [p for p in extra_path if p not in path]
     if path:

@@ -35,7 +35,8 @@ from typing import Any
 
 from orchid.errors import ConfigError, ExecutorError
 from orchid.executors import _process as proc
-from orchid.executors.base import JobSpec, JobUpdate, Resources, UpdateState, Usage, WakeUp
+from orchid.executors._updates import Updates
+from orchid.executors.base import JobSpec, JobUpdate, Resources, UpdateState, WakeUp
 from orchid.executors.remote import Outcome
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,6 @@ class DaskExecutor:
         dd = _distributed()
         self.name = name
         self._log_dir = Path(log_dir)
-        self._wake = wake
         self._clock = clock
         self._slots = slots
         self._python = python
@@ -150,7 +150,7 @@ class DaskExecutor:
         self._futures: dict[str, Any] = {}  # attempt key → its task, until it has ended
         self._specs: dict[str, JobSpec] = {}
         self._ended: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._updates: list[JobUpdate] = []
+        self._out = Updates(name, wake, clock)
         self._forget: list[str] = []  # ended tasks whose final update is not handed over yet
         self._handed: list[str] = []  # ended tasks handed over by the last poll
         self._capacity: tuple[float, int] = (0.0, 0)
@@ -184,7 +184,7 @@ class DaskExecutor:
         """Submit a task per attempt, or re-attach to the task already there for its key."""
 
         fresh: list[JobSpec] = []
-        noops = 0
+        noops: list[JobUpdate] = []
         with self._lock:
             if self._closed:
                 raise ExecutorError(f"executor {self.name} is closed")
@@ -192,8 +192,7 @@ class DaskExecutor:
                 if spec.key in self._futures:
                     logger.warning("job %s: already submitted; ignored", spec.key)
                 elif spec.payload.kind == "noop":
-                    self._updates.append(self._update(spec, "succeeded", exit_code=0))
-                    noops += 1
+                    noops.append(self._out.make(spec, "succeeded", exit_code=0))
                 else:
                     fresh.append(spec)
                     self._specs[spec.key] = spec  # before it can start: its "running" may come fast
@@ -229,8 +228,7 @@ class DaskExecutor:
         for spec in fresh:
             fut = futures[self._task(spec.key)]
             fut.add_done_callback(lambda _f, key=spec.key: self._ended.put(key))
-        if noops:
-            self._notify()
+        self._out.push(*noops)
 
     def poll(self) -> list[JobUpdate]:
         """Updates since the last call; drops the tasks whose end the previous call handed over.
@@ -239,7 +237,7 @@ class DaskExecutor:
         dropped from the scheduler only once its end is safely in the database.
         """
         with self._lock:
-            updates, self._updates = self._updates, []
+            updates = self._out.drain()
             forget, self._handed, self._forget = self._handed, self._forget, []
         if forget:
             try:
@@ -267,7 +265,7 @@ class DaskExecutor:
                 event.set()
             except Exception:
                 logger.warning("job %s: cannot tell its worker to stop it", spec.key)
-            self._push(self._update(spec, "failed", error="cancelled"))
+            self._out.push(self._out.make(spec, "failed", error="cancelled"))
 
     def close(self) -> None:
         """Stop watching; the tasks go on, for the next agent to adopt. Idempotent."""
@@ -306,7 +304,9 @@ class DaskExecutor:
         with self._lock:
             spec = self._specs.get(task[len(prefix) :])
         if spec is not None:
-            self._push(self._update(spec, "running", at=float(msg.get("at") or self._clock())))
+            self._out.push(
+                self._out.make(spec, "running", at=float(msg.get("at") or self._clock()))
+            )
 
     def _collect(self) -> None:
         """Turns ended tasks into final updates (off the event loop: results are fetched)."""
@@ -342,16 +342,15 @@ class DaskExecutor:
             update = self._outcome_update(spec, outcome)
         elif status == "error":
             exc = fut.exception(timeout=60)
-            update = self._update(spec, "failed", error=_dask_error(exc))
+            update = self._out.make(spec, "failed", error=_dask_error(exc))
         else:  # cancelled by the scheduler (it restarted, or another client cancelled it)
-            update = self._update(spec, "failed", error=f"the Dask task was {status}")
+            update = self._out.make(spec, "failed", error=f"the Dask task was {status}")
         with self._lock:
             if self._futures.pop(key, None) is None:
                 return
             self._specs.pop(key, None)
             self._forget.append(self._task(key))
-            self._updates.append(update)
-        self._notify()
+        self._out.push(update)
 
     def _outcome_update(self, spec: JobSpec, outcome: Outcome) -> JobUpdate:
         files = proc.AttemptFiles.for_job(self._log_dir, spec)
@@ -364,7 +363,7 @@ class DaskExecutor:
         except OSError as exc:
             logger.warning("job %s: cannot write its logs: %s", spec.key, exc)
         state: UpdateState = "failed" if outcome.error else "succeeded"
-        return self._update(
+        return self._out.make(
             spec,
             state,
             exit_code=outcome.exit_code,
@@ -375,26 +374,6 @@ class DaskExecutor:
         )
 
     # --- updates ----------------------------------------------------------------------
-
-    def _update(
-        self, spec: JobSpec, state: UpdateState, at: float | None = None, **fields: Any
-    ) -> JobUpdate:
-        if state == "succeeded" and fields.get("usage") is None:
-            fields["usage"] = Usage()
-        return JobUpdate(spec.key, spec.job_id, spec.attempt, state, at or self._clock(), **fields)
-
-    def _push(self, update: JobUpdate) -> None:
-        with self._lock:
-            self._updates.append(update)
-        self._notify()
-
-    def _notify(self) -> None:
-        if self._wake is None:
-            return
-        try:
-            self._wake()
-        except Exception:
-            logger.exception("%s: wake-up callback failed", self.name)
 
 
 def _dask_error(exc: BaseException | None) -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,67 +36,27 @@ from typing import Any
 
 from orchid.errors import ConfigError, ExecutorError
 from orchid.executors import _process as proc
-from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage, WakeUp
+from orchid.executors._condor_submit import (
+    COMPLETED,
+    HELD,
+    HOLD_JOB_DURATION,
+    IDLE,
+    PRELUDE,
+    PROJECTION,
+    REMOVED,
+    RUNNING,
+    condor_arguments,
+    condor_environment,
+    description,
+    drop_empty,
+    usage_of,
+)
+from orchid.executors._updates import Updates
+from orchid.executors.base import JobSpec, JobUpdate, UpdateState, WakeUp
 from orchid.executors.jobcommand import job_command
 from orchid.executors.registry import HTCondorOptions
 
 logger = logging.getLogger(__name__)
-
-RESULT_NAME = "orchid-result.json"
-# the job's shell: an empty result file (transferred back even if the job writes none),
-# then the workdir when the node has it, then the command
-PRELUDE = (
-    'export ORCHID_RESULT_FILE="$PWD/' + RESULT_NAME + '"; : > "$ORCHID_RESULT_FILE"; '
-    'if [ -n "$ORCHID_WORKDIR" ] && [ -d "$ORCHID_WORKDIR" ]; then cd "$ORCHID_WORKDIR"; fi; '
-    'exec "$0" "$@"'
-)
-HOLD_JOB_DURATION = 46  # HoldReasonCode: the job exceeded allowed_job_duration
-IDLE, RUNNING, REMOVED, COMPLETED, HELD = 1, 2, 3, 4, 5
-PROJECTION = [
-    "ClusterId",
-    "ProcId",
-    "OrchidKey",
-    "JobStatus",
-    "ExitCode",
-    "ExitBySignal",
-    "ExitSignal",
-    "HoldReason",
-    "HoldReasonCode",
-    "RemoteWallClockTime",
-    "RemoteUserCpu",
-    "RemoteSysCpu",
-    "ResidentSetSize",
-    "JobCurrentStartDate",
-]
-
-
-def condor_value(text: str) -> str:
-    """A value for the submit language: ``$`` would start a macro."""
-    return text.replace("$", "$(DOLLAR)")
-
-
-def condor_arguments(argv: Sequence[str]) -> str:
-    """argv in HTCondor's new argument syntax (double-quoted; '' and "" escape quotes)."""
-
-    def one(arg: str) -> str:
-        arg = arg.replace('"', '""')
-        if not arg or "'" in arg or any(c.isspace() for c in arg):
-            return "'" + arg.replace("'", "''") + "'"
-        return arg
-
-    return condor_value('"' + " ".join(one(a) for a in argv) + '"')
-
-
-def condor_environment(env: dict[str, str]) -> str:
-    """Variables in HTCondor's new environment syntax: ``"A=1 B='x y'"``."""
-
-    def one(name: str, value: str) -> str:
-        value = value.replace('"', '""')
-        if not value or "'" in value or any(c.isspace() for c in value):
-            value = "'" + value.replace("'", "''") + "'"
-        return f"{name}={value}"
-
-    return condor_value('"' + " ".join(one(k, v) for k, v in sorted(env.items())) + '"')
 
 
 @dataclass
@@ -127,14 +86,13 @@ class HTCondorExecutor:
         self.name = name
         self._log_dir = Path(log_dir)
         self._opts = options
-        self._wake = wake
         self._ns = namespace
         self._clock = clock
         self._htcondor = bindings or importlib.import_module("htcondor2")
         self._schedd = self._connect()
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}  # attempt key → job, until it has ended
-        self._updates: list[JobUpdate] = []
+        self._out = Updates(name, wake, clock)
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._watch, name=f"orchid-{name}", daemon=True)
         self._thread.start()
@@ -161,6 +119,7 @@ class HTCondorExecutor:
     def submit(self, jobs: Sequence[JobSpec]) -> None:
         """Submit one cluster for the batch; adopted attempts already on the schedd are found."""
         fresh: list[JobSpec] = []
+        ended: list[JobUpdate] = []  # noops and jobs that cannot start: ended here
         with self._lock:
             if self._closed.is_set():
                 raise ExecutorError(f"executor {self.name} is closed")
@@ -168,12 +127,11 @@ class HTCondorExecutor:
                 if spec.key in self._jobs:
                     logger.warning("job %s: already submitted; ignored", spec.key)
                 elif spec.payload.kind == "noop":
-                    self._updates.append(self._update(spec, "succeeded", exit_code=0))
+                    ended.append(self._out.make(spec, "succeeded", exit_code=0))
                 else:
                     fresh.append(spec)
         found = self._find([s for s in fresh if s.adopted])
         items: list[dict[str, str]] = []
-        failed: list[JobUpdate] = []
         todo: list[JobSpec] = []
         for spec in fresh:
             if spec.key in found:
@@ -182,7 +140,7 @@ class HTCondorExecutor:
                 items.append(self._item(spec))
                 todo.append(spec)
             except proc.StartError as exc:
-                failed.append(self._update(spec, "failed", error=str(exc)))
+                ended.append(self._out.make(spec, "failed", error=str(exc)))
         ids: list[str] = []
         if items:
             try:
@@ -198,14 +156,11 @@ class HTCondorExecutor:
                 self._jobs[spec.key] = _Job(spec, job_id, IDLE if state is None else state)
             for spec, job_id in zip(todo, ids, strict=True):
                 self._jobs[spec.key] = _Job(spec, job_id)
-            self._updates.extend(failed)
         logger.debug("%s: submitted %d jobs, found %d", self.name, len(ids), len(found))
-        self._notify()
+        self._out.push(*ended)
 
     def poll(self) -> list[JobUpdate]:
-        with self._lock:
-            updates, self._updates = self._updates, []
-        return updates
+        return self._out.drain()
 
     def cancel(self, keys: Sequence[str]) -> None:
         """Remove these jobs from the schedd; each reports failed, ``cancelled``."""
@@ -222,7 +177,7 @@ class HTCondorExecutor:
             except Exception:
                 logger.warning("%s: cannot remove %s", self.name, ids, exc_info=True)
         for job in stopped:
-            self._push(self._update(job.spec, "failed", error="cancelled"))
+            self._out.push(self._out.make(job.spec, "failed", error="cancelled"))
 
     def close(self) -> None:
         """Stop watching; the jobs stay on the schedd for the next agent to adopt."""
@@ -232,38 +187,13 @@ class HTCondorExecutor:
     # --- submission --------------------------------------------------------------------
 
     def _description(self) -> Any:
-        extra = {k: condor_value(v) for k, v in self._opts.extra.items()}
-        return self._htcondor.Submit(
-            {
-                "universe": "vanilla",
-                "executable": "/bin/sh",
-                "transfer_executable": "false",
-                "arguments": "$(orchid_args)",
-                "environment": "$(orchid_env)",
-                "initialdir": "$(orchid_dir)",
-                "output": "$(orchid_out)",
-                "error": "$(orchid_err)",
-                "should_transfer_files": "YES",
-                "when_to_transfer_output": "ON_EXIT",
-                "transfer_output_files": RESULT_NAME,
-                "transfer_output_remaps": f'"{RESULT_NAME} = $(orchid_result)"',
-                "request_cpus": "$(orchid_cpus)",
-                "request_memory": "$(orchid_memory)",
-                "request_gpus": "$(orchid_gpus)",
-                "allowed_job_duration": "$(orchid_walltime)",
-                "+OrchidKey": '"$(orchid_key)"',
-                "+OrchidNamespace": f'"{condor_value(self._ns)}"',
-                f"+{self._opts.queue_attribute}": "$(orchid_queue)",
-                "+OrchidWork": '"$(orchid_work)"',
-                **extra,
-            }
-        )
+        return self._htcondor.Submit(description(self._opts, self._ns))
 
     def _item(self, spec: JobSpec) -> dict[str, str]:
         command = job_command(spec, python=self._opts.python)
         files = proc.AttemptFiles.for_job(self._log_dir, spec)
         files.prepare()
-        env = _job_env(spec)
+        env = proc.job_env(spec)
         env.update(command.env)
         if spec.payload.workdir:
             env["ORCHID_WORKDIR"] = spec.payload.workdir
@@ -356,7 +286,7 @@ class HTCondorExecutor:
         spec = job.spec
         if status == RUNNING and not job.started:
             job.started = True
-            self._push(self._update(spec, "running", log_uri=str(self._files(spec).out)))
+            self._out.push(self._out.make(spec, "running", log_uri=str(self._files(spec).out)))
         elif status == COMPLETED:
             self._finish(job, self._completed(spec, ad))
         elif status == HELD:
@@ -368,14 +298,14 @@ class HTCondorExecutor:
                 error = f"held by HTCondor: {ad.get('HoldReason', 'no reason given')}"
             self._finish(
                 job,
-                self._update(
-                    spec, "failed", error=error, usage=_usage(ad), log_uri=self._log(spec)
+                self._out.make(
+                    spec, "failed", error=error, usage=usage_of(ad), log_uri=self._log(spec)
                 ),
             )
         elif status == REMOVED:
             self._finish(
                 job,
-                self._update(
+                self._out.make(
                     spec, "failed", error="removed from the HTCondor queue", log_uri=self._log(spec)
                 ),
             )
@@ -391,16 +321,16 @@ class HTCondorExecutor:
             _, error = proc.exit_reason(code << 8, files.err)
         result = None
         if error is None:
-            _drop_empty(files.result)
+            drop_empty(files.result)
             result, error = proc.read_result(files)
         state: UpdateState = "failed" if error else "succeeded"
-        return self._update(
+        return self._out.make(
             spec,
             state,
             exit_code=code,
             result=result,
             error=error,
-            usage=_usage(ad),
+            usage=usage_of(ad),
             log_uri=self._log(spec),
         )
 
@@ -409,8 +339,7 @@ class HTCondorExecutor:
             if self._jobs.get(job.spec.key) is not job:
                 return  # cancelled meanwhile
             del self._jobs[job.spec.key]
-            self._updates.append(update)
-        self._notify()
+        self._out.push(update)
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -420,61 +349,3 @@ class HTCondorExecutor:
     def _log(self, spec: JobSpec) -> str | None:
         out = self._files(spec).out
         return str(out) if out.exists() else None
-
-    def _update(self, spec: JobSpec, state: UpdateState, **fields: Any) -> JobUpdate:
-        if state == "succeeded" and fields.get("usage") is None:
-            fields["usage"] = Usage()
-        return JobUpdate(spec.key, spec.job_id, spec.attempt, state, self._clock(), **fields)
-
-    def _push(self, update: JobUpdate) -> None:
-        with self._lock:
-            self._updates.append(update)
-        self._notify()
-
-    def _notify(self) -> None:
-        if self._wake is not None:
-            try:
-                self._wake()
-            except Exception:
-                logger.exception("%s: wake-up callback failed", self.name)
-
-
-def _job_env(spec: JobSpec) -> dict[str, str]:
-    """The job's own variables (the node's environment is the node's)."""
-    try:
-        args = json.dumps(dict(spec.args))
-    except (TypeError, ValueError) as exc:
-        raise proc.StartError(f"job args are not JSON-serialisable: {exc}") from exc
-    env = dict(spec.payload.env)
-    env.update(spec.env)  # this attempt's own (a job token)
-    env.update(
-        ORCHID_JOB_KEY=spec.key,
-        ORCHID_WORKFLOW_ID=str(spec.workflow_id),
-        ORCHID_JOB_ID=str(spec.job_id),
-        ORCHID_JOB_NAME=spec.job_name,
-        ORCHID_ATTEMPT=str(spec.attempt),
-        ORCHID_WORK=spec.work_name,
-        ORCHID_ARGS=args,
-    )
-    if spec.payload.python_path:
-        env["PYTHONPATH"] = os.pathsep.join(spec.payload.python_path)
-    return env
-
-
-def _usage(ad: Any) -> Usage:
-    rss = ad.get("ResidentSetSize")
-    return Usage(
-        wall_s=float(ad.get("RemoteWallClockTime", 0.0) or 0.0),
-        cpu_user_s=float(ad.get("RemoteUserCpu", 0.0) or 0.0),
-        cpu_system_s=float(ad.get("RemoteSysCpu", 0.0) or 0.0),
-        max_rss_kb=int(rss or 0),
-    )
-
-
-def _drop_empty(path: Path) -> None:
-    """The prelude makes an empty result file; a job that wrote nothing has no result."""
-    try:
-        if path.stat().st_size == 0:
-            path.unlink()
-    except OSError:
-        pass

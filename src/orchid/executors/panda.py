@@ -30,11 +30,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib
 import json
 import logging
-import os
-import re
 import tempfile
 import threading
 import time
@@ -43,60 +40,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchid.errors import ConfigError, ExecutorError
+from orchid.errors import ExecutorError
 from orchid.executors import _process as proc
-from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage, WakeUp
+from orchid.executors._panda_api import (
+    DEAD_TASK,
+    FAILED,
+    RUNNING,
+    TASK_ID,
+    as_int,
+    failure,
+    panda_client,
+    pseudo_input,
+    result_of,
+    task_params,
+    usage_of,
+)
+from orchid.executors._updates import Updates
+from orchid.executors.base import JobSpec, JobUpdate, UpdateState, WakeUp
 from orchid.executors.jobcommand import job_command
 from orchid.executors.registry import PandaOptions
 
 logger = logging.getLogger(__name__)
-
-RUNNING = frozenset({"starting", "running", "holding", "transferring", "merging"})
-FAILED = frozenset({"failed", "cancelled", "closed", "broken", "lost"})
-DEAD_TASK = frozenset({"broken", "aborted", "failed", "exhausted", "tobroken", "aborting"})
-_TASK_ID = re.compile(r"jediTaskID=(\d+)")
-_WALLTIME = re.compile(r"wall\s*time|time\s*limit", re.IGNORECASE)
-
-
-def panda_client(options: PandaOptions) -> Any:
-    """panda-client's ``Client`` module, pointed at the configured server.
-
-    panda-client reads its server and authentication from the environment (some of it when
-    it is imported), so they are set here: one PanDA server per agent process.
-    """
-    env = {
-        "PANDA_URL": options.url,
-        "PANDA_URL_SSL": options.url,
-        "PANDACACHE_URL": options.url,
-        "PANDA_BEHIND_REAL_LB": "1",  # no DNS round-robin lookups of the server's name
-    }
-    if options.auth == "oidc":
-        env["PANDA_AUTH"] = "oidc"
-        env["PANDA_AUTH_VO"] = options.auth_vo or options.vo
-        token = os.environ.get(options.token_env) if options.token_env else None
-        if options.token_env and not token:
-            raise ConfigError(
-                f"the panda executor's token_env names {options.token_env}, which is not set"
-            )
-        if token:
-            env["PANDA_AUTH_ID_TOKEN"] = token
-    if not options.verify_host:
-        env["PANDA_VERIFY_HOST"] = "off"
-    os.environ.update(env)
-    client = importlib.import_module("pandaclient.Client")
-    base = options.url.rstrip("/")
-    root = re.match(r"^(https?://[^/]+)", base)
-    api = (root.group(1) if root else base) + "/api/v1"
-    for attr, value in (
-        ("baseURL", base),
-        ("baseURLSSL", base),
-        ("baseURLCSRVSSL", base),
-        ("server_base_path", api),
-        ("server_base_path_ssl", api),
-        ("cache_base_path_ssl", api),
-    ):
-        setattr(client, attr, value)
-    return client
 
 
 @dataclass
@@ -128,7 +92,6 @@ class PandaExecutor:
         self.name = name
         self._log_dir = Path(log_dir)
         self._opts = options
-        self._wake = wake
         self._ns = namespace
         self._clock = clock
         self._client = panda_client(options)
@@ -136,7 +99,7 @@ class PandaExecutor:
         self._tasks: dict[str, int] = {}  # task name → jediTaskID
         self._jobs: dict[str, _Job] = {}  # attempt key → job, until it has ended
         self._to_kill: dict[str, _Job] = {}  # cancelled before PanDA made their job
-        self._updates: list[JobUpdate] = []
+        self._out = Updates(name, wake, clock)
         self._closed = threading.Event()
         self._kick = threading.Event()
         self._flagged: set[int] = set()  # PanDA ids a status message named
@@ -155,6 +118,7 @@ class PandaExecutor:
     def submit(self, jobs: Sequence[JobSpec]) -> None:
         """Add the attempts to their works' tasks (one sandbox for the batch)."""
         fresh: list[JobSpec] = []
+        ended: list[JobUpdate] = []  # noops and jobs that cannot start: ended here
         with self._lock:
             if self._closed.is_set():
                 raise ExecutorError(f"executor {self.name} is closed")
@@ -162,10 +126,10 @@ class PandaExecutor:
                 if spec.key in self._jobs:
                     logger.warning("job %s: already submitted; ignored", spec.key)
                 elif spec.payload.kind == "noop":
-                    self._updates.append(self._update(spec, "succeeded", exit_code=0))
+                    ended.append(self._out.make(spec, "succeeded", exit_code=0))
                 elif spec.resources.gpus:
-                    self._updates.append(
-                        self._update(
+                    ended.append(
+                        self._out.make(
                             spec,
                             "failed",
                             error="the panda executor cannot ask for GPUs; send the work to a "
@@ -177,12 +141,11 @@ class PandaExecutor:
         found = self._find([s for s in fresh if s.adopted])
         todo = [s for s in fresh if s.key not in found]
         entries: dict[str, dict[str, Any]] = {}
-        failed: list[JobUpdate] = []
         for spec in todo:
             try:
                 entries[spec.key] = self._entry(spec)
             except proc.StartError as exc:
-                failed.append(self._update(spec, "failed", error=str(exc)))
+                ended.append(self._out.make(spec, "failed", error=str(exc)))
         added: list[_Job] = []
         if entries:
             sandbox = self._upload(entries)
@@ -197,14 +160,11 @@ class PandaExecutor:
         with self._lock:
             for job in [*found.values(), *added]:
                 self._jobs[job.spec.key] = job
-            self._updates.extend(failed)
         self._kick.set()
-        self._notify()
+        self._out.push(*ended)
 
     def poll(self) -> list[JobUpdate]:
-        with self._lock:
-            updates, self._updates = self._updates, []
-        return updates
+        return self._out.drain()
 
     def cancel(self, keys: Sequence[str]) -> None:
         """Kill these attempts' PanDA jobs (and a task left with nothing live)."""
@@ -230,7 +190,7 @@ class PandaExecutor:
             if task_id is not None:
                 self._client.killTask(task_id)
         for job in stopped:
-            self._push(self._update(job.spec, "failed", error="cancelled"))
+            self._out.push(self._out.make(job.spec, "failed", error="cancelled"))
 
     def close(self) -> None:
         """Stop following; the jobs go on in PanDA for the next agent to adopt."""
@@ -247,24 +207,8 @@ class PandaExecutor:
 
     def _entry(self, spec: JobSpec) -> dict[str, Any]:
         command = job_command(spec, python=self._opts.python)
-        try:
-            args = json.dumps(dict(spec.args))
-        except (TypeError, ValueError) as exc:
-            raise proc.StartError(f"job args are not JSON-serialisable: {exc}") from exc
-        env = dict(spec.payload.env)
-        env.update(spec.env)  # this attempt's own (a job token)
-        env.update(
-            ORCHID_JOB_KEY=spec.key,
-            ORCHID_WORKFLOW_ID=str(spec.workflow_id),
-            ORCHID_JOB_ID=str(spec.job_id),
-            ORCHID_JOB_NAME=spec.job_name,
-            ORCHID_ATTEMPT=str(spec.attempt),
-            ORCHID_WORK=spec.work_name,
-            ORCHID_ARGS=args,
-            **command.env,
-        )
-        if spec.payload.python_path:
-            env["PYTHONPATH"] = os.pathsep.join(spec.payload.python_path)
+        env = proc.job_env(spec)
+        env.update(command.env)
         return {"argv": command.argv, "env": env, "workdir": spec.payload.workdir}
 
     def _upload(self, entries: dict[str, dict[str, Any]]) -> str:
@@ -279,56 +223,11 @@ class PandaExecutor:
         return name
 
     def _insert(self, task: str, spec: JobSpec, lfns: list[str]) -> int:
-        res, opts = spec.resources, self._opts
-        root = re.match(r"^(https?://[^/]+)", opts.url)
-        cache = root.group(1) if root else opts.url.rstrip("/")  # where GET /cache/NAME serves
-        params: dict[str, Any] = {
-            "taskName": task,
-            "vo": opts.vo,
-            "prodSourceLabel": opts.prod_source_label,
-            "processingType": opts.processing_type,
-            "taskType": "orchid",
-            "noInput": True,
-            "pfnList": lfns,
-            "nFiles": len(lfns),
-            "nFilesPerJob": 1,
-            "maxAttempt": 1,
-            "maxFailure": 1,
-            "skipScout": True,
-            "coreCount": res.cores,
-            "architecture": "",
-            "transUses": "",
-            "transHome": None,
-            "transPath": "orchid-job",
-            "jobParameters": [
-                {
-                    "type": "constant",
-                    "value": f"{opts.python} -m orchid.executors.pandajob --cache {cache}",
-                },
-                {
-                    "type": "template",
-                    "param_type": "input",
-                    "value": "${IN/L}",
-                    "dataset": "pseudo_dataset",
-                },
-            ],
-            "orchidWork": spec.work_name,
-        }
-        site = res.queue or opts.site
-        if site:
-            params["site"] = site
-        if opts.working_group:
-            params["workingGroup"] = opts.working_group
-        if opts.user_name:
-            params["userName"] = opts.user_name
-        if res.memory_mb:
-            params.update(ramCount=res.memory_mb, ramUnit="MB")
-        if res.walltime_s:
-            params["maxWalltime"] = max(1, round(res.walltime_s))
+        params = task_params(task, spec, lfns, self._opts)
         status, out = self._client.insertTaskParams(params)
         if status != 0 or not isinstance(out, tuple) or out[0] != 0:
             raise ExecutorError(f"executor {self.name}: PanDA refused task {task}: {out}")
-        found = _TASK_ID.search(str(out[1]))
+        found = TASK_ID.search(str(out[1]))
         if found is None:
             raise ExecutorError(f"executor {self.name}: no jediTaskID in PanDA's answer: {out[1]}")
         return int(found.group(1))
@@ -349,7 +248,7 @@ class PandaExecutor:
             self._tasks[task] = task_id
             wanted = {s.key: s for s in group}
             for job in self._task_jobs(task_id):
-                lfn = _pseudo_input(job)
+                lfn = pseudo_input(job)
                 key = lfn.partition(".")[0] if lfn else None
                 if key in wanted and key not in out:
                     out[key] = _Job(wanted[key], task, lfn or "", int(job.PandaID))
@@ -418,7 +317,7 @@ class PandaExecutor:
         ids |= known if everything else known & flagged
         to_kill: list[int] = []
         for desc in self._describe(ids):
-            job = by_lfn.get(_pseudo_input(desc) or "")
+            job = by_lfn.get(pseudo_input(desc) or "")
             if job is None:
                 continue
             job.panda_id = int(desc.PandaID)
@@ -444,7 +343,7 @@ class PandaExecutor:
                     if job.task == task:
                         self._finish(
                             job,
-                            self._update(
+                            self._out.make(
                                 job.spec, "failed", error=f"PanDA task {task_id} is {state}"
                             ),
                         )
@@ -454,25 +353,25 @@ class PandaExecutor:
         spec = job.spec
         if state in RUNNING and not job.started:
             job.started = True
-            self._push(self._update(spec, "running", log_uri=self._log(job)))
+            self._out.push(self._out.make(spec, "running", log_uri=self._log(job)))
         elif state == "finished":
             self._finish(job, self._ended(job, desc, None))
         elif state in FAILED:
-            self._finish(job, self._ended(job, desc, _failure(desc, spec)))
+            self._finish(job, self._ended(job, desc, failure(desc, spec)))
 
     def _ended(self, job: _Job, desc: Any, error: str | None) -> JobUpdate:
-        code = _int(desc.transExitCode)
+        code = as_int(desc.transExitCode)
         result: Any = None
         if error is None:
-            result, error = _result(desc.metadata)
+            result, error = result_of(desc.metadata)
         state: UpdateState = "failed" if error else "succeeded"
-        return self._update(
+        return self._out.make(
             job.spec,
             state,
             exit_code=code,
             result=result,
             error=error,
-            usage=_usage(desc),
+            usage=usage_of(desc),
             log_uri=self._log(job),
         )
 
@@ -481,88 +380,10 @@ class PandaExecutor:
             if self._jobs.get(job.spec.key) is not job:
                 return
             del self._jobs[job.spec.key]
-            self._updates.append(update)
-        self._notify()
+        self._out.push(update)
 
     def _log(self, job: _Job) -> str | None:
         if job.panda_id is None:
             return None
         base = (self._opts.monitor_url or self._opts.url).rstrip("/")
         return f"{base}/job?pandaid={job.panda_id}"
-
-    def _update(self, spec: JobSpec, state: UpdateState, **fields: Any) -> JobUpdate:
-        if state == "succeeded" and fields.get("usage") is None:
-            fields["usage"] = Usage()
-        return JobUpdate(spec.key, spec.job_id, spec.attempt, state, self._clock(), **fields)
-
-    def _push(self, update: JobUpdate) -> None:
-        with self._lock:
-            self._updates.append(update)
-        self._notify()
-
-    def _notify(self) -> None:
-        if self._wake is not None:
-            try:
-                self._wake()
-            except Exception:
-                logger.exception("%s: wake-up callback failed", self.name)
-
-
-def _pseudo_input(desc: Any) -> str | None:
-    for f in getattr(desc, "Files", []) or []:
-        if f.type in ("input", "pseudo_input"):
-            return str(f.lfn)
-    return None
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _failure(desc: Any, spec: JobSpec) -> str:
-    if str(desc.jobStatus) == "cancelled":
-        return "cancelled in PanDA"
-    diag = next(
-        (
-            str(d)
-            for d in (
-                desc.exeErrorDiag,
-                desc.pilotErrorDiag,
-                desc.taskBufferErrorDiag,
-                desc.supErrorDiag,
-            )
-            if d and str(d) != "NULL"
-        ),
-        "",
-    )
-    if spec.resources.walltime_s and _WALLTIME.search(diag):
-        return f"walltime of {spec.resources.walltime_s:g}s exceeded (PanDA: {diag})"
-    code = _int(desc.transExitCode)
-    head = f"exit code {code}" if code else f"PanDA job {desc.jobStatus}"
-    return proc.truncate(f"{head}: {diag}" if diag else head)
-
-
-def _result(metadata: Any) -> tuple[Any, str | None]:
-    if metadata in (None, "", "NULL"):
-        return None, None
-    try:
-        return json.loads(metadata) if isinstance(metadata, str) else metadata, None
-    except ValueError as exc:
-        return None, proc.truncate(f"the job's result (PanDA metadata) is not valid JSON: {exc}")
-
-
-def _usage(desc: Any) -> Usage:
-    wall = 0.0
-    start: Any = getattr(desc, "startTime", None)
-    end: Any = getattr(desc, "endTime", None)
-    if hasattr(start, "timestamp") and hasattr(end, "timestamp"):
-        wall = max(0.0, end.timestamp() - start.timestamp())
-    return Usage(
-        wall_s=wall,
-        cpu_user_s=float(_int(desc.cpuConsumptionTime) or 0),
-        cpu_system_s=0.0,
-        max_rss_kb=_int(desc.maxRSS) or 0,
-    )
