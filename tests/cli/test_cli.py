@@ -164,8 +164,19 @@ works:
         assert orchid(env, "retry", "1").returncode == 0
         done = wait_status(env, "1", "succeeded")
         assert [w["status"] for w in done["works"]] == ["succeeded", "succeeded"]  # type: ignore[index]
-        # a second workflow, aborted while it runs
-        assert orchid(env, "submit", path).stdout.strip() == "2"
+        # a second workflow, aborted while it runs: its job waits (at most 2 min) for a gate
+        # that never opens, so that a slow machine cannot finish it before the abort
+        gate = tmp_path / "never"
+        hold = write(
+            tmp_path,
+            f"""name: hold
+works:
+  - name: wait
+    command: [sh, -c, 'i=0; while [ ! -e {gate} ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done']
+""",
+            "hold.yaml",
+        )
+        assert orchid(env, "submit", hold).stdout.strip() == "2"
         wait_status(env, "2", "running")
         assert orchid(env, "abort", "2").returncode == 0
         wait_status(env, "2", "cancelled")

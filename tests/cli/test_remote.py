@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -213,6 +214,21 @@ def test_up_serves_the_user_at_once(tmp_path: Path) -> None:
         assert "succeeded" in watched.stdout
         rows = json.loads(orchid(env, "status", "--json").stdout)
         assert [(r["name"], r["status"]) for r in rows] == [("upped", "succeeded")]
+        # the monitor and the metrics, with the token `up` made (the agents' figures too)
+        url = f"http://127.0.0.1:{port}"
+        made = re.search(r'token = "([^"]+)"', config.read_text())
+        assert made
+        with httpx.Client(base_url=url, timeout=20) as browser:
+            login = browser.post(
+                "/ui/login", data={"token": made.group(1)}, headers={"Origin": url}
+            )
+            assert login.status_code == 303
+            page = browser.get(f"/ui/workflows/{rows[0]['id']}")
+            assert page.status_code == 200 and 'data-work="step"' in page.text
+        metrics = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {made.group(1)}"})
+        assert metrics.status_code == 200
+        assert re.search(r'orchid_claimed_rows_total\{agent="carrier"\} 5\.0', metrics.text)
+        assert 'orchid_jobs{status="succeeded"} 5.0' in metrics.text
     finally:
         code = stop(up)
     assert code == 0, log.read_text()

@@ -179,3 +179,56 @@ def test_bad_template_is_rejected_before_anything_runs(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "works[0](a).after[0]" in proc.stderr
     assert "no work or loop is named 'b'" in proc.stderr
+
+
+def test_hpo_digits_tunes_an_svc_and_plots_the_losses(tmp_path: Path) -> None:
+    """At reduced size: 8 trials instead of 40 (the README's run is the full one)."""
+    src = tmp_path / "hpo_digits"
+    shutil.copytree(ROOT / "examples" / "hpo_digits", src)
+    text = (src / "workflow.yaml").read_text()
+    small = text.replace("max_trials: 40", "max_trials: 8").replace(
+        "n_startup_trials: 8", "n_startup_trials: 4"
+    )
+    assert small != text
+    (src / "workflow.yaml").write_text(small)
+    proc, url = run("hpo_digits", tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    trials = results(url, 1, "tune")
+    assert len(trials) == 8 and all(0 <= t["loss"] < 1 for t in trials)
+    (report,) = results(url, 1, "report")
+    assert report["trials"] == 8
+    assert report["best_loss"] == min(t["loss"] for t in trials) < 0.2
+    assert set(report["best_params"]) >= {"C", "gamma", "kernel"}
+    assert Path(report["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    best = subprocess.run(
+        [*ORCHID, "hpo", "best", "1", "--db", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert best.returncode == 0, best.stderr
+    assert json.loads(best.stdout)["best"]["value"] == report["best_loss"]
+
+
+def _decisions(url: str) -> list[dict[str, Any]]:
+    return results(url, 1, "decide")
+
+
+def test_active_learning_stops_when_the_contour_is_known(tmp_path: Path) -> None:
+    proc, url = run("active_learning", tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    steps = _decisions(url)
+    assert steps[-1]["done"] and steps[-1]["uncertain_fraction"] < 0.02
+    assert not any(s["done"] for s in steps[:-1])
+    assert steps[-1]["misclassified_fraction"] < 0.02  # the learned contour is the true one
+    assert [s["evaluated"] for s in steps] == [12 + 8 * i for i in range(len(steps))]
+    plots = sorted((tmp_path / "active_learning" / "plots").glob("iteration_*.png"))
+    assert len(plots) == len(steps) >= 2
+
+
+def test_active_learning_stops_at_its_iteration_cap(tmp_path: Path) -> None:
+    proc, url = run("active_learning", tmp_path, "-p", "max_iterations=2", "-p", "tolerance=0")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    steps = _decisions(url)
+    assert len(steps) == 2 and not any(s["done"] for s in steps)

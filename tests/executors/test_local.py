@@ -524,3 +524,27 @@ def test_close_cancels_running_jobs(make: MakeExecutor) -> None:
     with pytest.raises(ExecutorError):
         ex.submit([spec(4, NOOP)])
     ex.close()
+
+
+def test_args_file_progress_file_and_args_in_env_values(make: MakeExecutor, tmp_path: Path) -> None:
+    """The arguments also come as a JSON file (the only way for large ones), env values take
+    ``{arg}``, and a job may append intermediate values to its progress file."""
+    code = textwrap.dedent("""
+        import json, os
+        with open(os.environ["ORCHID_ARGS_FILE"]) as f:
+            args = json.load(f)
+        with open(os.environ["ORCHID_PROGRESS_FILE"], "a") as f:
+            f.write('{"step": 1, "value": 0.5}\\n')
+        print(json.dumps({"n": len(args["big"]), "lr": os.environ["LR"],
+                          "in_env": "ORCHID_ARGS" in os.environ}))
+    """)
+    payload = python(code, env={"LR": "{lr}"})
+    small = spec(1, payload, {"lr": 0.01, "big": "x"}, workflow_id=4)
+    large = spec(2, payload, {"lr": 0.02, "big": "x" * 200_000}, workflow_id=4)
+    ex = make()
+    ex.submit([small, large])
+    got = finals(wait_for(ex, 2))
+    assert got[small.key].result == {"n": 1, "lr": "0.01", "in_env": True}
+    assert got[large.key].result == {"n": 200_000, "lr": "0.02", "in_env": False}
+    progress = tmp_path / "logs" / "4" / "1.1.progress.jsonl"
+    assert progress.read_text() == '{"step": 1, "value": 0.5}\n'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -12,14 +13,26 @@ from fastapi.responses import JSONResponse
 from orchid import __version__
 from orchid.api import errors
 from orchid.api.auth import AuthConfig, Authenticator, OidcVerifier
-from orchid.api.deps import ApiState, known_query
-from orchid.api.routes import cache, catalog, growth, jobs, messages, system, workflows
+from orchid.api.deps import ApiState, caller, known_query
+from orchid.api.routes import (
+    cache,
+    catalog,
+    graph,
+    growth,
+    hpo,
+    jobs,
+    messages,
+    system,
+    workflows,
+)
 from orchid.api.schemas import ERROR_RESPONSES
 from orchid.core.jobtoken import JOB_TOKEN_PREFIX
 from orchid.core.model import Principal
 from orchid.settings import Settings
 from orchid.store import jobtokens, secrets, tokens
 from orchid.store.db import Database
+from orchid.telemetry.metrics import CONTENT_TYPE, Metrics
+from orchid.ui import create_ui
 
 PREFIX = "/api/v1"
 
@@ -31,8 +44,11 @@ def create_app(
     db: Database | None = None,
     max_body_bytes: int = 256 * 1024 * 1024,
     trust_client_paths: bool = False,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
-    """An Orchid API server over ``settings.db_url`` (migrated on start)."""
+    """An Orchid API server over ``settings.db_url`` (migrated on start), with the monitor
+    pages under ``/ui`` and Prometheus metrics at ``/metrics`` (``metrics``: a registry
+    shared with agents in the same process; else one of its own)."""
     db = db or Database(settings.db_url)
     db.ensure_schema()
     auth = auth or AuthConfig.from_env()
@@ -76,10 +92,15 @@ def create_app(
     errors.install(app)
     # messages before workflows: POST /workflows/{id}/{action} would take /messages
     routers = (system.router, messages.router, growth.router, cache.router, catalog.router)
-    for router in (*routers, workflows.router, jobs.router):
+    for router in (*routers, workflows.router, graph.router, jobs.router, hpo.router):
         app.include_router(
             router, prefix=PREFIX, responses=ERROR_RESPONSES, dependencies=[Depends(known_query)]
         )
+    if metrics is None:
+        metrics = Metrics()
+        metrics.watch_database(db)
+    app.mount("/ui", create_ui(app.state.orchid, auth))
+    _serve_metrics(app, metrics)
 
     @app.middleware("http")
     async def limit_declared_size(
@@ -96,6 +117,21 @@ def create_app(
         return await call_next(request)
 
     return app
+
+
+def _serve_metrics(app: FastAPI, metrics: Metrics) -> None:
+    @app.get("/metrics", include_in_schema=False)
+    def serve_metrics(request: Request) -> Response:
+        """Prometheus metrics, for admins and members of ORCHID_METRICS_GROUP (default
+        ``metrics``: give the scraper a token of that group, not an admin one)."""
+        who = caller(request, app.state.orchid)
+        group = os.environ.get("ORCHID_METRICS_GROUP", "").strip() or "metrics"
+        if not (who.admin or group in who.groups):
+            raise errors.Denied(
+                f"metrics are for admins and members of group {group!r} "
+                f"(`orchid token create --user prometheus --group {group}`)"
+            )
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
 
 def from_env() -> FastAPI:

@@ -76,10 +76,21 @@ def _open(settings: Settings) -> Database:
 
 
 def _logging(verbose: bool) -> None:
+    """Log to stderr: readable by default, one JSON object a line with ORCHID_LOG_FORMAT=json
+    (for log collectors)."""
+    fmt = os.environ.get("ORCHID_LOG_FORMAT", "text").strip().lower() or "text"
+    if fmt not in ("text", "json"):
+        raise InvalidInput(f"ORCHID_LOG_FORMAT={fmt!r}: use text or json")
+    if fmt == "json":
+        from orchid.telemetry.logs import json_handler
+
+        handler: logging.Handler = json_handler()
+    else:
+        handler = RichHandler(console=err, show_path=False)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False)],
+        handlers=[handler],
     )
 
 

@@ -367,7 +367,7 @@ def schema() -> None:
 
 
 # commands of their own modules, listed after the ones above in `orchid --help`
-from orchid.cli import service, tokens  # noqa: E402, F401
+from orchid.cli import graph, hpo, service, tokens  # noqa: E402, F401
 
 
 def main() -> None:

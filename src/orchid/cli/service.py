@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from orchid.engine.runner import make_runner
+from orchid.engine.runner import Runner, make_runner
 from orchid.errors import InvalidInput, OrchidError
+from orchid.executors.base import Executor
+from orchid.settings import Settings
 from orchid.store.db import Database
 
 if TYPE_CHECKING:
-    pass
+    from orchid.telemetry.metrics import Metrics
 
 from orchid.cli.common import (
     DbOpt,
@@ -40,12 +42,25 @@ def agents(
     workers: WorkersOpt = None,
     executor: ExecutorOpt = None,
     burst: Annotated[bool, typer.Option(help="exit once there is nothing left to do")] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="serve Prometheus metrics on this port (/metrics)"),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="address of the metrics port")] = "127.0.0.1",
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the agents (clerk, transformer, carrier, trigger) against the configured database."""
     _logging(verbose)
     settings = _settings(db=db, workers=workers, executor=executor)
-    runner, exe = make_runner(settings, _open(settings))
+    database = _open(settings)
+    if metrics_port is None:
+        runner, exe = make_runner(settings, database)
+    else:
+        from prometheus_client import start_http_server
+
+        runner, exe, metrics = _instrumented_runner(settings, database, watch_db=False)
+        start_http_server(metrics_port, addr=metrics_host, registry=metrics.registry)
+        err.print(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
     others = sorted(set(settings.executors) - {settings.executor})
     served = settings.executor + (f" (default), {', '.join(others)}" if others else "")
     notify = f"; notifying {', '.join(settings.notify)}" if settings.notify else ""
@@ -122,11 +137,17 @@ def up(
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     path = config_path()
     note = _local_token(database, path, url, settings.owner)
-    runner, exe = make_runner(settings, database)
+    runner, exe, metrics = _instrumented_runner(settings, database, watch_db=True)
     # local tokens only: ORCHID_OIDC_* and proxies are for `orchid server`
     http = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings, AuthConfig(), db=database, trust_client_paths=True),
+            create_app(
+                settings,
+                AuthConfig(),
+                db=database,
+                trust_client_paths=True,
+                metrics=metrics,
+            ),
             log_level="warning",
             lifespan="off",
         )
@@ -151,7 +172,7 @@ def up(
     thread = threading.Thread(target=agents_loop, name="orchid-agents", daemon=True)
     thread.start()
     err.print(
-        f"[bold]Orchid is up[/]: API {url}/api/v1 (docs {url}/api/v1/docs)\n"
+        f"[bold]Orchid is up[/]: monitor {url}/ui/, API {url}/api/v1 (docs {url}/api/v1/docs)\n"
         f"  database {settings.db_url}, {settings.executor} executor, "
         f"{settings.workers} workers\n"
         f"  {note}\n"
@@ -173,6 +194,25 @@ def up(
     if failure:
         raise failure[0]
     err.print("Orchid stopped; `orchid up` carries on where it left off")
+
+
+def _instrumented_runner(
+    settings: Settings, database: Database, *, watch_db: bool
+) -> tuple[Runner, Executor, Metrics]:
+    """Agents that report to a Prometheus registry of their own."""
+    from orchid.bus.memory import MemoryBus
+    from orchid.telemetry.metrics import Metrics
+
+    metrics = Metrics()
+    if watch_db:
+        metrics.watch_database(database)  # status gauges and statement timings
+    else:
+        metrics.instrument(database.engine)
+    runner, exe = make_runner(
+        settings, database, bus=metrics.wrap_bus(MemoryBus()), metrics=metrics
+    )
+    metrics.watch_agents(runner.agents)
+    return runner, exe, metrics
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -45,6 +45,7 @@ from orchid.client._http import Http, Retry, decode, read_chunks
 from orchid.client.cache import CacheApi
 from orchid.client.config import ClientConfig
 from orchid.client.errors import ClientError, ServerError, Unreachable
+from orchid.client.hpo import HpoApi
 from orchid.client.sse import END, Event, parse
 from orchid.errors import ConfigError
 
@@ -102,6 +103,8 @@ class Client:
         )
         self.cache = CacheApi(self._http)
         """The server's cache of your payloads, by sha256."""
+        self.hpo = HpoApi(self._http)
+        """Studies: fetch points (pull mode), report losses, read the best trials."""
 
     @classmethod
     def from_config(cls, config: ClientConfig | None = None, **options: Any) -> Client:
@@ -240,6 +243,11 @@ class Client:
         """A workflow's works (a loop's works once per iteration)."""
         body = self._get(f"/workflows/{workflow_id}/works")
         return [WorkOut.model_validate(w) for w in body]
+
+    def graph(self, workflow_id: int) -> dict[str, Any]:
+        """The task-level graph (``orchid.graph.TaskGraph.from_json`` reads it)."""
+        body: dict[str, Any] = self._get(f"/workflows/{workflow_id}/graph")
+        return body
 
     def act(self, workflow_id: int, action: Action) -> CommandOut:
         """Queue a command; the agents apply it (see :meth:`abort` and the others)."""

@@ -169,3 +169,13 @@ def _parse_line(
         assert parent is not None
         resolved.append(parent)
     return JobDraft(work=work, name=name, args=args, parents=tuple(resolved)), None
+
+
+def work_links(drafts: Iterable[JobDraft], into: set[tuple[str, str]]) -> Iterator[JobDraft]:
+    """Pass drafts through, adding to ``into`` each (parent work, work) pair their parents
+    imply across works: the task-level edges of a job-level DAG, for pictures."""
+    for d in drafts:
+        for parent_work, _ in d.parents:
+            if parent_work != d.work:
+                into.add((parent_work, d.work))
+        yield d

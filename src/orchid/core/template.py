@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from orchid.core.hpo import HpoSpec
 from orchid.core.jsonvalues import MAX_DEPTH, TOO_DEEP
 from orchid.errors import TemplateError
 
@@ -121,12 +122,17 @@ class WorkSpec(_Model):
         None, ge=0, description="seconds before the first retry; doubles each attempt"
     )
     resources: Resources = Resources()
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(
+        default_factory=dict, description="environment of the jobs; values may hold {arg}"
+    )
     api_token: bool = Field(
         False,
         description="give each job a token for Orchid's REST API (ORCHID_TOKEN in its "
         "environment): it acts as the workflow's owner, on this workflow only, while the "
         "attempt runs (Function-as-a-Task jobs fetch their code and report with it)",
+    )
+    hpo: HpoSpec | None = Field(
+        None, description="hyperparameter optimisation: the payload runs once per trial"
     )
     executor: Name | None = Field(
         None,

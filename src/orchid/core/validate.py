@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchid.core import expr
+from orchid.core import expr, hpo
 from orchid.core.dag import CycleError, ancestors, topological_order
 from orchid.core.template import LoopSpec, Template, WorkSpec
 from orchid.errors import ExpressionError, TemplateError
@@ -133,7 +133,9 @@ def _check_payloads(t: Template, p: _Problems) -> None:
     for w in t.works:
         path = _wpath(t, w)
         given = [k for k in ("command", "function") if getattr(w, k)] + (["noop"] if w.noop else [])
-        if len(given) != 1:
+        if w.hpo is not None:
+            _check_hpo(w, path, given, p)
+        elif len(given) != 1:
             what = "none" if not given else " and ".join(given)
             p.add(
                 path,
@@ -154,6 +156,20 @@ def _check_payloads(t: Template, p: _Problems) -> None:
                 lengths = {k: len(v) for k, v in w.map.zip.items() if isinstance(v, list)}
                 if len(set(lengths.values())) > 1:
                     p.add(f"{path}.map.zip", f"lists must have the same length; got {lengths}")
+
+
+def _check_hpo(w: WorkSpec, path: str, given: list[str], p: _Problems) -> None:
+    """An hpo work: a payload per trial (none in pull mode), and no other source of jobs."""
+    assert w.hpo is not None
+    if w.hpo.mode == "pull" and given:
+        p.add(path, f"a pull-mode hpo work runs nothing itself; remove {' and '.join(given)}")
+    if w.hpo.mode == "jobs" and (len(given) != 1 or w.noop):
+        p.add(path, "an hpo work needs one payload run per trial: `command` or `function`")
+    for other in ("map", "jobs"):
+        if getattr(w, other) is not None:
+            p.add(f"{path}.{other}", "an hpo work makes its own jobs (one per trial)")
+    for where, message in hpo.check(w.hpo, path, w.parameters):
+        p.add(where, message)
 
 
 def _check_loops(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from orchid.bus.base import EventBus
+from orchid.engine.metrics import NO_METRICS, EngineMetrics
 from orchid.engine.templates import TemplateCache
 from orchid.store.db import Database
 
@@ -33,6 +34,7 @@ class AgentEnv:
     lease: float = 30.0
     batch: int = 500
     job_events: bool = False  # emit `jobs.ended` events (the conductor can notify them)
+    metrics: EngineMetrics = NO_METRICS
 
 
 class Agent(Protocol):

@@ -10,6 +10,7 @@ their attempt unchanged, so the executor re-attaches to them instead of running 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -41,6 +42,11 @@ class Carrier:
         self._delays: dict[int, float] = {}  # job id → retry delay, for jobs in flight here
         self._next_renewal = 0.0
         self._job_key: bytes | None = None
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs handed to the executor and not ended yet (its queue, as the carrier sees it)."""
+        return len(self._delays)
 
     def run_once(self) -> int:
         return self._collect() + self._cancel() + self._submit() + self._housekeeping()
@@ -76,7 +82,9 @@ class Carrier:
             return 0
         env = self.env
         with env.db.begin() as conn:
+            t0 = time.perf_counter()
             rows = jobs.claim_ready(conn, self.owner, env.clock(), env.lease, room, self._where)
+            env.metrics.claim(self.name, time.perf_counter() - t0, len(rows))
             if not rows:
                 return 0
             specs = self._specs(conn, rows)
@@ -113,7 +121,7 @@ class Carrier:
                     attempt=r.attempt,
                     work_name=work,
                     job_name=r.name,
-                    payload=compiled.payload(work),
+                    payload=compiled.payload(work, r.name),
                     args=r.args,
                     resources=compiled.resources(work),
                     env=job_env,

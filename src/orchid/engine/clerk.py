@@ -8,6 +8,7 @@ transaction, so a crash leaves either the old state or the new one.
 from __future__ import annotations
 
 import logging
+import time
 
 from sqlalchemy.engine import Connection
 
@@ -31,7 +32,9 @@ class Clerk:
     def run_once(self) -> int:
         env = self.env
         with env.db.begin() as conn:
+            t0 = time.perf_counter()
             claimed = workflows.claim_changed(conn, self.owner, env.clock(), env.lease, 50)
+            env.metrics.claim(self.name, time.perf_counter() - t0, len(claimed))
         for workflow_id, seq in claimed:
             with env.db.begin() as conn:
                 if not workflows.hold(conn, workflow_id, self.owner, env.clock(), env.lease):

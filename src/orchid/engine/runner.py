@@ -19,6 +19,8 @@ from orchid.bus.memory import MemoryBus
 from orchid.engine.agent import Agent, AgentEnv, agent_id
 from orchid.engine.carrier import Carrier
 from orchid.engine.clerk import Clerk
+from orchid.engine.hpo import Optimizer
+from orchid.engine.metrics import NO_METRICS, EngineMetrics
 from orchid.engine.templates import TemplateCache
 from orchid.engine.transformer import Transformer
 from orchid.engine.trigger import Trigger
@@ -44,8 +46,10 @@ class Runner:
         *,
         db: Database | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: EngineMetrics = NO_METRICS,
     ) -> None:
         self.agents = list(agents)
+        self.metrics = metrics
         self.bus = bus
         self.poll_interval = poll_interval
         self.stopping = threading.Event()
@@ -68,7 +72,9 @@ class Runner:
         done = 0
         for agent in self.agents:
             try:
+                t0 = time.perf_counter()
                 done += agent.run_once()
+                self.metrics.agent_round(agent.name, time.perf_counter() - t0)
                 self._failures[agent.name] = 0
             except Exception:
                 self._failures[agent.name] = n = self._failures.get(agent.name, 0) + 1
@@ -153,8 +159,9 @@ def make_runner(
     executor: Executor | None = None,
     bus: EventBus | None = None,
     clock: Callable[[], float] = time.time,
+    metrics: EngineMetrics = NO_METRICS,
 ) -> tuple[Runner, Executor]:
-    """All agents in one loop, sharing one bus and one template cache.
+    """Every agent in one loop, sharing one bus and one template cache.
 
     Returns the runner and the default executor. Without an ``executor`` given, there is a
     carrier for the default executor and one for each executor of the settings file, each
@@ -169,6 +176,7 @@ def make_runner(
         lease=settings.lease_seconds,
         batch=settings.batch,
         job_events=settings.job_events,
+        metrics=metrics,
     )
     carriers: list[Agent] = []
     extra: list[Executor] = []
@@ -190,11 +198,17 @@ def make_runner(
             ]
     if not carriers:
         carriers.append(Carrier(env, executor))
-    agents: list[Agent] = [Clerk(env), Transformer(env), *carriers, Trigger(env)]
+    agents: list[Agent] = [
+        Clerk(env),
+        Transformer(env),
+        *carriers,
+        Trigger(env),
+        Optimizer(env, settings.log_dir),
+    ]
     if settings.notify:
         from orchid.engine.conductor import Conductor, subscriptions_from
 
         agents.append(Conductor(env, subscriptions_from(settings)))
-    runner = Runner(agents, bus, settings.poll_interval, db=db, clock=clock)
+    runner = Runner(agents, bus, settings.poll_interval, db=db, clock=clock, metrics=metrics)
     runner.executors = extra
     return runner, executor

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from orchid.core import jsonvalues
-from orchid.core.jobs import inline_jobs, read_job_lines
+from orchid.core.jobs import inline_jobs, read_job_lines, work_links
 from orchid.core.plan import initial_works
 from orchid.core.template import decode
 from orchid.engine.templates import Compiled, compile_template
@@ -155,7 +155,8 @@ def submit(
         routes.add(conn, wf, chosen)
         by_name = {name: wid for (name, _), wid in ids.items()}
         attempts = {w.name: compiled.max_attempts(w.name) for w in t.works}
-        counts = jobs.insert_static(conn, wf, by_name, inline_jobs(t), attempts)
+        links: set[tuple[str, str]] = set()  # work → work, from job-level parents
+        counts = jobs.insert_static(conn, wf, by_name, work_links(inline_jobs(t), links), attempts)
         if t.jobs_file:
             if job_lines is None:
                 if not read_files:
@@ -170,12 +171,18 @@ def submit(
                     )
                 job_lines = _job_lines((base_dir or Path.cwd()) / t.jobs_file)
             counts += jobs.insert_static(
-                conn, wf, by_name, read_job_lines(t, job_lines, t.jobs_file), attempts
+                conn,
+                wf,
+                by_name,
+                work_links(read_job_lines(t, job_lines, t.jobs_file), links),
+                attempts,
             )
         for name in static:
             if counts[by_name[name]] == 0:
                 raise TemplateError([(f"works.{name}.jobs", "lists no jobs")])
         works.add_remaining(conn, dict(counts))
+        if links:
+            workflows.set_links(conn, wf, sorted(links))
         events.emit(
             conn, wf, "workflow.submitted", {"name": t.name, "jobs": sum(counts.values())}, now
         )

@@ -42,13 +42,17 @@ class Compiled:
         """The executor a work names (or the template's default); None: the agents' default."""
         return self.template.work(work).executor or self.template.defaults.executor
 
-    def payload(self, work: str) -> Payload:
+    def payload(self, work: str, job: str = "") -> Payload:
+        """What the jobs of a work run; a custom HPO generator's jobs (``gen:...``) run the
+        generator command instead of the trial payload."""
         spec = self.template.work(work)
         common: dict[str, Any] = {
             "env": dict(spec.env),
             "workdir": self.base_dir,
             "python_path": (self.base_dir,) if self.base_dir else (),
         }
+        if spec.hpo is not None and spec.hpo.generator and job.startswith("gen:"):
+            return Payload(kind="command", command=tuple(spec.hpo.generator), **common)
         if spec.command:
             return Payload(kind="command", command=tuple(spec.command), **common)
         if spec.function:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from sqlalchemy.engine import Connection, Row
 
 from orchid.core.jobs import expand_map
 from orchid.core.states import WorkStatus, work_outcome
+from orchid.engine import hpo
 from orchid.engine.agent import JOBS, WORKFLOWS, AgentEnv, agent_id
 from orchid.errors import InvalidInput
 from orchid.store import events, jobs, workflows, works
@@ -27,7 +29,10 @@ class Transformer:
         env = self.env
         done = 0
         with env.db.begin() as conn:
-            for row in works.claim_ready(conn, self.owner, env.clock(), env.lease, 20):
+            t0 = time.perf_counter()
+            claimed = works.claim_ready(conn, self.owner, env.clock(), env.lease, 20)
+            env.metrics.claim(self.name, time.perf_counter() - t0, len(claimed))
+            for row in claimed:
                 self._transform(conn, row)
                 done += 1
         if done:
@@ -38,6 +43,9 @@ class Transformer:
     def _transform(self, conn: Connection, row: Row[Any]) -> None:
         now = self.env.clock()
         compiled = self.env.templates.get(conn, row.workflow_id, (row.name,))
+        if compiled.template.work(row.name).hpo is not None:
+            hpo.start(conn, row, now)  # its jobs come from the HPO agent, trial by trial
+            return
         if row.static:
             # listed jobs were written at submission; those whose parents (in any work)
             # have all succeeded are released now, the others by the trigger later

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from orchid.core.states import work_outcome
 from orchid.engine.agent import JOBS, WORKFLOWS, AgentEnv, agent_id
-from orchid.store import events, jobs, workflows, works
+from orchid.store import events, jobs, studies, workflows, works
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +23,16 @@ class Trigger:
         env = self.env
         with env.db.begin() as conn:
             now = env.clock()
+            t0 = time.perf_counter()
             p = jobs.propagate(conn, now, env.batch, ended=env.job_events)
+            env.metrics.claim(self.name, time.perf_counter() - t0, p.jobs)
             if not p.jobs:
                 return 0
+            env.metrics.released(now, p.ended_at)
             for wf, ended in p.ended.items():  # one notification per workflow and batch
                 events.emit(conn, wf, "jobs.ended", {"jobs": [list(e) for e in ended]}, now)
             finished = works.add_remaining(conn, {w: -n for w, n in p.remaining.items()})
+            studies.wake_works(conn, p.remaining)  # trials of hpo works ended
             owners = works.workflow_of(conn, finished) if finished else {}
             for work_id in finished:
                 status = work_outcome(works.counts(conn, work_id))

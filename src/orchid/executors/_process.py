@@ -86,67 +86,106 @@ def render_argv(template: Sequence[str], args: Mapping[str, Any]) -> list[str]:
     return argv
 
 
+ARGS_IN_ENV_MAX = 64 * 1024
+"""Longest ``ORCHID_ARGS`` put in the environment (Linux refuses a variable over 128 KiB);
+larger arguments are in ``ORCHID_ARGS_FILE`` only."""
+
+
 @dataclass(frozen=True)
 class AttemptFiles:
     """Where one attempt writes: ``<log_dir>/<workflow_id>/<job_id>.<attempt>.<suffix>``.
 
-    The suffixes are ``out`` (stdout), ``err`` (stderr) and ``result.json`` (the result file).
+    The suffixes are ``out`` (stdout), ``err`` (stderr), ``result.json`` (the result file),
+    ``args.json`` (the job's arguments) and ``progress.jsonl`` (intermediate values the job
+    reports, which the HPO agent reads while it runs).
     """
 
     out: Path
     err: Path
     result: Path
+    args: Path
+    progress: Path
+
+    @classmethod
+    def at(cls, log_dir: Path, workflow_id: int, job_id: int, attempt: int) -> AttemptFiles:
+        folder, stem = log_dir / str(workflow_id), f"{job_id}.{attempt}"
+        return cls(
+            folder / f"{stem}.out",
+            folder / f"{stem}.err",
+            folder / f"{stem}.result.json",
+            folder / f"{stem}.args.json",
+            folder / f"{stem}.progress.jsonl",
+        )
 
     @classmethod
     def for_job(cls, log_dir: Path, spec: JobSpec) -> AttemptFiles:
-        folder, stem = log_dir / str(spec.workflow_id), f"{spec.job_id}.{spec.attempt}"
-        return cls(folder / f"{stem}.out", folder / f"{stem}.err", folder / f"{stem}.result.json")
+        return cls.at(log_dir, spec.workflow_id, spec.job_id, spec.attempt)
 
-    def prepare(self) -> None:
-        """Create the directory and drop a result file left by an earlier run of this attempt."""
+    def prepare(self, args: Mapping[str, Any] | None = None) -> None:
+        """Create the directory, drop files left by an earlier run of this attempt, and
+        write the job's arguments."""
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
             self.result.unlink(missing_ok=True)
+            self.progress.unlink(missing_ok=True)
+            self.args.write_text(json.dumps(dict(args or {})), encoding="utf-8")
         except OSError as exc:
             raise StartError(f"cannot write logs in {self.out.parent}: {exc.strerror}") from exc
+        except (TypeError, ValueError) as exc:
+            raise StartError(f"job args are not JSON-serialisable: {exc}") from exc
+
+
+def job_identity(spec: JobSpec) -> dict[str, str]:
+    """The variables that tell a job which attempt of which job it is."""
+    return {
+        "ORCHID_JOB_KEY": spec.key,
+        "ORCHID_WORKFLOW_ID": str(spec.workflow_id),
+        "ORCHID_JOB_ID": str(spec.job_id),
+        "ORCHID_JOB_NAME": spec.job_name,
+        "ORCHID_ATTEMPT": str(spec.attempt),
+        "ORCHID_WORK": spec.work_name,
+    }
+
+
+def _args_json(spec: JobSpec) -> str:
+    try:
+        return json.dumps(dict(spec.args))
+    except (TypeError, ValueError) as exc:
+        raise StartError(f"job args are not JSON-serialisable: {exc}") from exc
 
 
 def job_env(spec: JobSpec) -> dict[str, str]:
-    """The job's own variables: ``payload.env``, ``spec.env``, then the ``ORCHID_*`` ones.
-
-    What a job takes to a node whose environment is not ours (a batch or grid job); with
-    ``payload.python_path`` as ``PYTHONPATH`` when it has one.
-    """
-    try:
-        args_json = json.dumps(dict(spec.args))
-    except (TypeError, ValueError) as exc:
-        raise StartError(f"job args are not JSON-serialisable: {exc}") from exc
-    env = dict(spec.payload.env)
+    """The job's own variables, for a node whose environment is not ours (a batch or grid
+    job): ``payload.env`` (``{arg}`` rendered), ``spec.env``, :func:`job_identity` and
+    ``ORCHID_ARGS``; ``payload.python_path`` as ``PYTHONPATH`` when it has one."""
+    env = {k: render_item(v, spec.args) for k, v in spec.payload.env.items()}
     env.update(spec.env)
-    env.update(
-        ORCHID_JOB_KEY=spec.key,
-        ORCHID_WORKFLOW_ID=str(spec.workflow_id),
-        ORCHID_JOB_ID=str(spec.job_id),
-        ORCHID_JOB_NAME=spec.job_name,
-        ORCHID_ATTEMPT=str(spec.attempt),
-        ORCHID_WORK=spec.work_name,
-        ORCHID_ARGS=args_json,
-    )
+    env.update(job_identity(spec), ORCHID_ARGS=_args_json(spec))
     if spec.payload.python_path:
         env["PYTHONPATH"] = os.pathsep.join(spec.payload.python_path)
     return env
 
 
 def build_env(spec: JobSpec, files: AttemptFiles, extra_path: Sequence[str] = ()) -> dict[str, str]:
-    """The job's environment here: ours, then :func:`job_env`, and the result file.
+    """The job's environment here: ours, ``payload.env``, ``spec.env``, then the ``ORCHID_*`` ones.
 
+    ``payload.env`` values may name job args as ``{arg}`` (like argv items).
     ``payload.python_path`` goes in front of ``PYTHONPATH``; ``extra_path`` goes at its end.
     """
-    given = {**os.environ, **spec.payload.env, **spec.env}.get("PYTHONPATH", "")
-    current = [p for p in given.split(os.pathsep) if p]
+    args_json = _args_json(spec)
     env = dict(os.environ)
-    env.update(job_env(spec))
-    env["ORCHID_RESULT_FILE"] = str(files.result)
+    env.update({k: render_item(v, spec.args) for k, v in spec.payload.env.items()})
+    env.update(spec.env)
+    env.pop("ORCHID_ARGS", None)
+    env.update(
+        job_identity(spec),
+        ORCHID_ARGS_FILE=str(files.args),
+        ORCHID_RESULT_FILE=str(files.result),
+        ORCHID_PROGRESS_FILE=str(files.progress),
+    )
+    if len(args_json) <= ARGS_IN_ENV_MAX:
+        env["ORCHID_ARGS"] = args_json
+    current = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     path = [*spec.payload.python_path, *current]
     path += [p for p in extra_path if p not in path]
     if path:

@@ -192,7 +192,7 @@ class HTCondorExecutor:
     def _item(self, spec: JobSpec) -> dict[str, str]:
         command = job_command(spec, python=self._opts.python)
         files = proc.AttemptFiles.for_job(self._log_dir, spec)
-        files.prepare()
+        files.prepare(spec.args)
         env = proc.job_env(spec)
         env.update(command.env)
         if spec.payload.workdir:

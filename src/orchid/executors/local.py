@@ -17,7 +17,8 @@ Payloads:
 Each attempt writes ``<log_dir>/<workflow_id>/<job_id>.<attempt>.out`` (stdout, the
 ``log_uri`` of its updates) and ``.err`` (stderr) next to it. The job's environment has
 ``ORCHID_JOB_KEY``, ``ORCHID_WORKFLOW_ID``, ``ORCHID_JOB_ID``, ``ORCHID_JOB_NAME``,
-``ORCHID_ATTEMPT``, ``ORCHID_WORK``, ``ORCHID_ARGS`` (JSON) and ``ORCHID_RESULT_FILE``; the
+``ORCHID_ATTEMPT``, ``ORCHID_WORK``, ``ORCHID_ARGS`` (JSON; and the file ``ORCHID_ARGS_FILE``),
+``ORCHID_PROGRESS_FILE`` (intermediate values, see orchid.hpo.trial) and ``ORCHID_RESULT_FILE``; the
 result is the JSON in that file if the job wrote it, else the last stdout line if it is
 JSON, else None.
 """
@@ -203,7 +204,7 @@ class LocalExecutor:
         log_uri = str(files.out)
         try:
             argv, env = self._command(spec, files)
-            files.prepare()
+            files.prepare(spec.args)
             with self._lock:
                 if attempt.cancelled:  # cancelled before it started: as if still queued
                     del self._running[spec.key]

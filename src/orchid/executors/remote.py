@@ -64,7 +64,7 @@ def run_attempt(
     files = proc.AttemptFiles.for_job(root, spec)
     try:
         try:
-            files.prepare()
+            files.prepare(spec.args)
             command = job_command(spec, python=python)
             env = proc.build_env(spec, files)
             env.update(command.env)

@@ -9,7 +9,8 @@ Inputs come from the environment the executor sets:
 - ``ORCHID_FUNCTION``: ``"package.module:function"`` (the function part may be dotted,
   ``"module:Class.method"``); the module is imported from the workdir (the current
   directory) or ``PYTHONPATH`` (where the executor puts ``payload.python_path``).
-- ``ORCHID_ARGS``: a JSON object, passed as keyword arguments.
+- ``ORCHID_ARGS``: a JSON object, passed as keyword arguments (or the file
+  ``ORCHID_ARGS_FILE`` when the arguments are too large for the environment).
 - ``ORCHID_RESULT_FILE``: where the JSON-encoded return value goes; without it the value is
   printed as the last line of stdout.
 
@@ -92,8 +93,13 @@ def main() -> int:
         sys.path.insert(0, cwd)
     target = os.environ.get("ORCHID_FUNCTION", "")
     try:
-        args = json.loads(os.environ.get("ORCHID_ARGS") or "{}")
-    except ValueError as exc:
+        text = os.environ.get("ORCHID_ARGS")
+        path = os.environ.get("ORCHID_ARGS_FILE")
+        if text is None and path:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        args = json.loads(text or "{}")
+    except (ValueError, OSError) as exc:
         print(f"orchid: ORCHID_ARGS is not valid JSON: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if not isinstance(args, dict):

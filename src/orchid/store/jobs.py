@@ -406,6 +406,7 @@ class Propagation:
     skipped: int = 0
     remaining: Counter[int] = field(default_factory=Counter)  # work id → jobs that ended
     workflows: set[int] = field(default_factory=set)
+    ended_at: list[float] = field(default_factory=list)  # when the succeeded ones ended
     ended: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # if asked for
 
 
@@ -418,7 +419,9 @@ def propagate(conn: Connection, now: float, limit: int, ended: bool = False) -> 
         conn.execute(
             claims.pick(
                 conn,
-                sa.select(jobs.c.id, jobs.c.work_id, jobs.c.workflow_id, jobs.c.status)
+                sa.select(
+                    jobs.c.id, jobs.c.work_id, jobs.c.workflow_id, jobs.c.status, jobs.c.finished_at
+                )
                 .where(sa.not_(jobs.c.propagated), jobs.c.status.in_(list(TERMINAL_JOB)))
                 .order_by(jobs.c.id)
                 .limit(limit),
@@ -430,6 +433,7 @@ def propagate(conn: Connection, now: float, limit: int, ended: bool = False) -> 
         return out
     ids = [r.id for r in rows]
     good = [r.id for r in rows if r.status == J.SUCCEEDED]
+    out.ended_at = [r.finished_at for r in rows if r.status == J.SUCCEEDED and r.finished_at]
     bad = [r.id for r in rows if r.status != J.SUCCEEDED]
     for r in rows:
         out.remaining[r.work_id] += 1

@@ -46,6 +46,8 @@ workflows = sa.Table(
     sa.Column("params", Json, nullable=False),
     sa.Column("loops", Json, nullable=False),
     sa.Column("base_dir", sa.Text, nullable=True),  # where relative paths of the template point
+    # [[parent work, child work], ...] implied by job-level parents, recorded at submission
+    sa.Column("links", Json, nullable=True),
     # the clerk looks at a workflow while wake_seq > seen_seq; a change bumps wake_seq
     sa.Column("wake_seq", sa.Integer, nullable=False, server_default="1"),
     sa.Column("seen_seq", sa.Integer, nullable=False, server_default="0"),
@@ -106,7 +108,8 @@ jobs = sa.Table(
     sa.Column("started_at", sa.Float, nullable=True),
     sa.Column("finished_at", sa.Float, nullable=True),
     sa.UniqueConstraint("work_id", "name"),
-    sa.Index("ix_jobs_workflow_status", "workflow_id", "status"),
+    # work_id too: counts by work and status are an index-only scan (the monitor, the API)
+    sa.Index("ix_jobs_workflow_status", "workflow_id", "status", "work_id"),
     sa.Index(
         "ix_jobs_ready",
         "not_before",
@@ -273,4 +276,52 @@ parked_notifications = sa.Table(
     sa.Column("event_ids", Json, nullable=False),
     sa.Column("error", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# one row per hpo work (a loop's hpo work: one per iteration); its segments share it
+studies = sa.Table(
+    "studies",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", Id, sa.ForeignKey("workflows.id"), nullable=False, index=True),
+    sa.Column("work_id", Id, sa.ForeignKey("works.id"), nullable=False, unique=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("common", Json, nullable=False),  # the work's bound parameters: every trial's args
+    sa.Column("segments", Json, nullable=False),  # per segment: stopped?, its generator job
+    sa.Column("summary", Json, nullable=True),  # best trials and counts, once it ended
+    # the HPO agent looks at a study while wake_seq > seen_seq, or once due_at has passed
+    sa.Column("wake_seq", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("seen_seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("due_at", sa.Float, nullable=True),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=True),
+)
+
+# the points of a study: each a job of the hpo work, or (pull mode) handed to a worker
+trials = sa.Table(
+    "trials",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("study_id", Id, sa.ForeignKey("studies.id"), nullable=False),
+    sa.Column("segment", sa.String(64), nullable=False, server_default=""),
+    sa.Column("number", sa.Integer, nullable=False),  # 0, 1, ... within its segment
+    sa.Column("job_id", Id, nullable=True, index=True),
+    sa.Column("status", sa.String(12), nullable=False),  # waiting|running|complete|pruned|failed
+    sa.Column("params", Json, nullable=False),
+    sa.Column("values", Json, nullable=True),  # objective values, once complete
+    sa.Column("result", Json, nullable=True),  # what the payload returned or reported
+    sa.Column("intermediate", Json, nullable=False),  # {"step": value} reported while running
+    sa.Column("system", Json, nullable=False),  # the generator's and pruner's own notes
+    sa.Column("worker", sa.String(200), nullable=True),  # pull mode: who fetched it
+    sa.Column("lease_until", sa.Float, nullable=True),  # pull mode: offered again after this
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.UniqueConstraint("study_id", "segment", "number"),
+    sa.Index("ix_trials_study_status", "study_id", "status"),
 )

@@ -12,7 +12,7 @@ from orchid.core.model import Workflow
 from orchid.core.plan import LoopState, RunState, WorkState
 from orchid.core.states import TERMINAL_WORKFLOW, JobStatus, WorkflowStatus, WorkStatus
 from orchid.errors import NotFound
-from orchid.store import claims
+from orchid.store import claims, studies
 from orchid.store.tables import jobs, workflows, works
 
 
@@ -106,6 +106,15 @@ def mark_seen(conn: Connection, workflow_id: int, seq: int, owner: str) -> None:
     )
 
 
+def set_links(conn: Connection, workflow_id: int, links: Sequence[tuple[str, str]]) -> None:
+    """Record the work-to-work links that job-level parents imply (the task graph's edges)."""
+    conn.execute(
+        sa.update(workflows)
+        .where(workflows.c.id == workflow_id)
+        .values(links=[list(pair) for pair in links])
+    )
+
+
 def template_of(conn: Connection, workflow_id: int) -> tuple[dict[str, Any], str | None]:
     row = conn.execute(
         sa.select(workflows.c.template, workflows.c.base_dir).where(workflows.c.id == workflow_id)
@@ -150,6 +159,8 @@ def run_state(
             .order_by(jobs.c.id)
         ):
             results[r.work_id].append(r.result)
+        for work_id, study_summary in studies.summaries(conn, wanted).items():
+            results[work_id] = [study_summary]  # an hpo work's outputs: its best trials
     return RunState(
         workflow_id=workflow_id,
         name=wf.name,

@@ -69,7 +69,12 @@ def get_logs(
     stream: Annotated[Literal["stdout", "stderr"], Query()] = "stdout",
 ) -> SnapshotFileResponse:
     """The latest attempt's stdout or stderr; send `Range: bytes=...` for part of a big log."""
-    job = _job(st, who, job_id)
+    return log_response(_job(st, who, job_id), stream)
+
+
+def log_response(job: Job, stream: Literal["stdout", "stderr"]) -> SnapshotFileResponse:
+    """A job's log as it is now (also served by the monitor's job page)."""
+    job_id = job.id
     if not job.log_uri:
         raise NotFound(f"job {job_id} ({job.status}) has no log yet")
     path = Path(job.log_uri)

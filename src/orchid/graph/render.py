@@ -1,0 +1,254 @@
+"""Drawing a :class:`TaskGraph`: SVG (pages and reports), Graphviz DOT and Mermaid text.
+
+The SVG marks each work's group with ``data-work`` and each part that shows state with
+a class, so that the monitor pages can recolour it live without drawing it again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from html import escape
+from itertools import pairwise
+
+from orchid.graph.layout import NODE_H, NODE_W, Layout, layout
+from orchid.graph.model import Node, TaskGraph
+
+# solid colour (bars, stripes) and a light tint (box fill) per status
+PALETTE: dict[str, tuple[str, str]] = {
+    "pending": ("#94a3b8", "#f1f5f9"),
+    "waiting": ("#94a3b8", "#f1f5f9"),
+    "ready": ("#38bdf8", "#e0f2fe"),
+    "submitted": ("#60a5fa", "#dbeafe"),
+    "running": ("#2563eb", "#dbeafe"),
+    "suspended": ("#a855f7", "#f3e8ff"),
+    "succeeded": ("#16a34a", "#dcfce7"),
+    "failed": ("#dc2626", "#fee2e2"),
+    "partial": ("#f59e0b", "#fef3c7"),
+    "cancelled": ("#52525b", "#e4e4e7"),
+    "skipped": ("#a1a1aa", "#f4f4f5"),
+    # files of the data carousel
+    "new": ("#94a3b8", "#f1f5f9"),
+    "staging": ("#38bdf8", "#e0f2fe"),
+    "available": ("#0d9488", "#ccfbf1"),
+    "processing": ("#2563eb", "#dbeafe"),
+    "processed": ("#16a34a", "#dcfce7"),
+    "deleted": ("#52525b", "#e4e4e7"),
+}
+# the order in which a progress bar stacks its segments
+BAR_ORDER = (
+    "succeeded",
+    "failed",
+    "cancelled",
+    "skipped",
+    "running",
+    "submitted",
+    "ready",
+    "deleted",
+    "processed",
+    "processing",
+    "available",
+    "staging",
+)
+
+
+def colour(status: str) -> tuple[str, str]:
+    return PALETTE.get(status, PALETTE["waiting"])
+
+
+def place(graph: TaskGraph) -> Layout:
+    return layout(
+        [n.name for n in graph.nodes],
+        [(e.source, e.target, e.kind) for e in graph.edges],
+        [(lp.name, lp.works) for lp in graph.loops],
+    )
+
+
+def counts_text(node: Node) -> str:
+    total = node.total
+    if total == 0:
+        return node.status
+    return f"{node.status} · {node.counts.get('succeeded', 0):,}/{total:,}"
+
+
+def bar_segments(counts: Mapping[str, int], width: float) -> list[tuple[str, float, float]]:
+    """(status, x offset, width) of each coloured part of a progress bar of ``width``."""
+    total = sum(counts.values())
+    out: list[tuple[str, float, float]] = []
+    if total <= 0:
+        return out
+    x = 0.0
+    for status in BAR_ORDER:
+        n = counts.get(status, 0)
+        if n:
+            w = width * n / total
+            out.append((status, x, w))
+            x += w
+    return out
+
+
+def _path(points: Iterable[tuple[float, float]]) -> str:
+    """A smooth path through the points: horizontal tangents at each one."""
+    pts = list(points)
+    d = f"M{pts[0][0]:.1f},{pts[0][1]:.1f}"
+    for (x0, y0), (x1, y1) in pairwise(pts):
+        mid = (x1 - x0) / 2
+        d += f" C{x0 + mid:.1f},{y0:.1f} {x1 - mid:.1f},{y1:.1f} {x1:.1f},{y1:.1f}"
+    return d
+
+
+def to_svg(graph: TaskGraph, link: str | None = None, standalone: bool = True) -> str:
+    """The graph as SVG. ``link`` is a URL pattern with ``{work_id}`` that each box links to."""
+    lay = place(graph)
+    w, h = max(lay.width, 240.0), max(lay.height, 120.0)
+    out = []
+    xmlns = ' xmlns="http://www.w3.org/2000/svg"' if standalone else ""
+    out.append(
+        f'<svg{xmlns} class="orchid-graph" viewBox="0 0 {w:.0f} {h:.0f}" width="{w:.0f}" '
+        f'height="{h:.0f}" font-family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif" '
+        f'role="img" aria-label="task graph of workflow {graph.workflow_id}">'
+    )
+    out.append(
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
+        'fill="#64748b"/></marker></defs>'
+    )
+    if standalone:
+        out.append(f'<rect width="{w:.0f}" height="{h:.0f}" fill="#ffffff"/>')
+    loops = {lp.name: lp for lp in graph.loops}
+    for f in lay.frames:
+        lp = loops[f.name]
+        label = f"↻ {lp.name} · iteration {lp.iteration + 1}/{lp.max_iterations} · {lp.status}"
+        out.append(
+            f'<g class="loop" data-loop="{escape(f.name)}"><rect x="{f.x:.1f}" y="{f.y:.1f}" '
+            f'width="{f.w:.1f}" height="{f.h:.1f}" rx="10" fill="#faf5ff" stroke="#a855f7" '
+            f'stroke-dasharray="6 4"/><text x="{f.x + 10:.1f}" y="{f.y + 14:.1f}" font-size="11" '
+            f'fill="#7e22ce">{escape(label)}</text><title>until {escape(lp.until)}</title></g>'
+        )
+    for r in lay.routes:
+        dash = ' stroke-dasharray="4 3"' if r.kind == "jobs" else ""
+        out.append(
+            f'<path class="edge edge-{r.kind}" d="{_path(r.points)}" fill="none" '
+            f'stroke="#64748b" stroke-width="1.4"{dash} marker-end="url(#arrow)"/>'
+        )
+    for n in graph.nodes:
+        b = lay.boxes[n.name]
+        solid, tint = colour(n.status)
+        title = f"{n.name}: {n.status}" + "".join(
+            f", {k} {v:,}" for k, v in sorted(n.counts.items())
+        )
+        group = (
+            f'<g class="node" data-work="{escape(n.name)}" data-status="{n.status}" '
+            f'transform="translate({b.x:.1f},{b.y:.1f})">'
+        )
+        if link and n.work_id is not None:
+            group += f'<a href="{escape(link.format(work_id=n.work_id))}">'
+        out.append(group)
+        out.append(f"<title>{escape(title)}</title>")
+        out.append(
+            f'<rect class="box" width="{NODE_W:.0f}" height="{NODE_H:.0f}" rx="8" fill="{tint}" '
+            f'stroke="{solid}" stroke-width="1.5"/>'
+            f'<rect class="stripe" width="6" height="{NODE_H:.0f}" rx="3" fill="{solid}"/>'
+        )
+        name = n.name if len(n.name) <= 22 else n.name[:21] + "…"
+        out.append(
+            f'<text x="14" y="20" font-size="14" font-weight="600" fill="#0f172a">{escape(name)}'
+            "</text>"
+        )
+        out.append(
+            f'<text class="counts" x="14" y="38" font-size="12" fill="#334155">'
+            f"{escape(counts_text(n))}</text>"
+        )
+        note = " · ".join(n.notes)
+        if note:
+            note = note if len(note) <= 30 else note[:29] + "…"
+            out.append(
+                f'<text x="14" y="{NODE_H - 14:.0f}" font-size="10" fill="#64748b" '
+                f'font-style="italic">{escape(note)}</text>'
+            )
+        bar_w = NODE_W - 28
+        out.append(
+            f'<g class="bar" transform="translate(14,{NODE_H - 9:.0f})"><rect width="{bar_w:.0f}" '
+            'height="4" rx="2" fill="#e2e8f0"/>'
+        )
+        for status, x, sw in bar_segments(n.counts, bar_w):
+            out.append(
+                f'<rect x="{x:.1f}" width="{sw:.1f}" height="4" fill="{colour(status)[0]}"/>'
+            )
+        out.append("</g>")
+        out.append("</a></g>" if link and n.work_id is not None else "</g>")
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _dot_id(text: str) -> str:
+    return json.dumps(text)  # a double-quoted DOT ID with \" and \\ escaped
+
+
+def to_dot(graph: TaskGraph) -> str:
+    """Graphviz DOT (``dot -Tpdf``): boxes filled by status, loops as clusters."""
+    lines = [
+        f"digraph {_dot_id(graph.name)} {{",
+        "  rankdir=LR;",
+        '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11];',
+        '  edge [color="#64748b"];',
+        f"  label={_dot_id(f'workflow {graph.workflow_id} {graph.name}: {graph.status}')};",
+    ]
+
+    def node_line(n: Node) -> str:
+        solid, tint = colour(n.status)
+        label = "\\n".join([n.name, counts_text(n), *n.notes])
+        label_id = '"' + label.replace('"', '\\"') + '"'
+        return (
+            f"  {_dot_id(n.name)} [label={label_id}, fillcolor={_dot_id(tint)}, "
+            f"color={_dot_id(solid)}];"
+        )
+
+    in_loop = {w for lp in graph.loops for w in lp.works}
+    for i, lp in enumerate(graph.loops):
+        lines.append(f"  subgraph cluster_{i} {{")
+        lines.append(
+            f"    label={_dot_id(f'loop {lp.name}: iteration {lp.iteration + 1}/{lp.max_iterations}')};"
+        )
+        lines.append('    style=dashed; color="#a855f7";')
+        for n in graph.nodes:
+            if n.name in lp.works:
+                lines.append("  " + node_line(n))
+        lines.append("  }")
+    for n in graph.nodes:
+        if n.name not in in_loop:
+            lines.append(node_line(n))
+    for e in graph.edges:
+        style = " [style=dashed]" if e.kind == "jobs" else ""
+        lines.append(f"  {_dot_id(e.source)} -> {_dot_id(e.target)}{style};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _mermaid_text(text: str) -> str:
+    return text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+
+
+def to_mermaid(graph: TaskGraph) -> str:
+    """A Mermaid flowchart (renders in GitHub/GitLab Markdown)."""
+    ids = {n.name: f"w{i}" for i, n in enumerate(graph.nodes)}
+    lines = ["flowchart LR"]
+
+    def node_line(n: Node) -> str:
+        label = "<br/>".join(_mermaid_text(t) for t in (n.name, counts_text(n), *n.notes))
+        return f'  {ids[n.name]}["{label}"]:::{n.status}'
+
+    in_loop = {w for lp in graph.loops for w in lp.works}
+    for i, lp in enumerate(graph.loops):
+        title = _mermaid_text(f"loop {lp.name}: iteration {lp.iteration + 1}/{lp.max_iterations}")
+        lines.append(f'  subgraph loop{i}["{title}"]')
+        lines.extend("  " + node_line(n) for n in graph.nodes if n.name in lp.works)
+        lines.append("  end")
+    lines.extend(node_line(n) for n in graph.nodes if n.name not in in_loop)
+    for e in graph.edges:
+        arrow = "-.->" if e.kind == "jobs" else "-->"
+        lines.append(f"  {ids[e.source]} {arrow} {ids[e.target]}")
+    for status in sorted({n.status for n in graph.nodes}):
+        solid, tint = colour(status)
+        lines.append(f"  classDef {status} fill:{tint},stroke:{solid},color:#0f172a")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,199 @@
+"""Study rows: the durable state of hyperparameter optimisation (trials: store.trials).
+
+A study is one hpo work; its trials are the points proposed so far, each run as a job
+of that work (or, in pull mode, handed to an external worker). The HPO agent claims
+studies like the clerk claims workflows: by a wake sequence any change bumps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from orchid.core.states import JobStatus
+from orchid.errors import NotFound
+from orchid.store import claims
+from orchid.store.tables import studies, works
+
+J = JobStatus
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    id: int
+    workflow_id: int
+    work_id: int
+    status: str
+    message: str
+    common: Mapping[str, Any]
+    segments: Mapping[str, Any]
+    summary: Mapping[str, Any] | None
+    created_at: float
+    finished_at: float | None
+
+
+def _study(r: Any) -> StudyRow:
+    return StudyRow(
+        r.id,
+        r.workflow_id,
+        r.work_id,
+        r.status,
+        r.message,
+        r.common,
+        r.segments,
+        r.summary,
+        r.created_at,
+        r.finished_at,
+    )
+
+
+# --- studies ----------------------------------------------------------------------------
+
+
+def create(
+    conn: Connection, workflow_id: int, work_id: int, common: Mapping[str, Any], now: float
+) -> int:
+    return int(
+        conn.execute(
+            sa.insert(studies)
+            .values(
+                workflow_id=workflow_id,
+                work_id=work_id,
+                status="running",
+                common=dict(common),
+                segments={},
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(studies.c.id)
+        ).scalar_one()
+    )
+
+
+def get(conn: Connection, study_id: int) -> StudyRow:
+    row = conn.execute(sa.select(studies).where(studies.c.id == study_id)).first()
+    if row is None:
+        raise NotFound(f"no study {study_id}; `orchid hpo studies WORKFLOW` lists them")
+    return _study(row)
+
+
+def of_workflow(conn: Connection, workflow_id: int) -> list[tuple[StudyRow, str, int]]:
+    """A workflow's studies with their work's name and iteration, oldest first."""
+    rows = conn.execute(
+        sa.select(studies, works.c.name.label("work_name"), works.c.iteration)
+        .join(works, works.c.id == studies.c.work_id)
+        .where(studies.c.workflow_id == workflow_id)
+        .order_by(studies.c.id)
+    )
+    return [(_study(r), str(r.work_name), int(r.iteration)) for r in rows]
+
+
+def summaries(conn: Connection, work_ids: Sequence[int]) -> dict[int, Any]:
+    """The summaries of ended studies, by work id (what ``works.W.outputs`` reads)."""
+    if not work_ids:
+        return {}
+    rows = conn.execute(
+        sa.select(studies.c.work_id, studies.c.summary).where(
+            studies.c.work_id.in_(list(work_ids)), studies.c.summary.is_not(None)
+        )
+    )
+    return {int(r.work_id): r.summary for r in rows}
+
+
+def wake(conn: Connection, study_ids: Iterable[int]) -> None:
+    ids = sorted(set(study_ids))
+    if ids:
+        conn.execute(
+            sa.update(studies).where(studies.c.id.in_(ids)).values(wake_seq=studies.c.wake_seq + 1)
+        )
+
+
+def wake_works(conn: Connection, work_ids: Iterable[int]) -> None:
+    """Jobs of these works ended: their studies (if any) have something to look at."""
+    ids = sorted(set(work_ids))
+    if ids:
+        conn.execute(
+            sa.update(studies)
+            .where(studies.c.work_id.in_(ids), studies.c.status == "running")
+            .values(wake_seq=studies.c.wake_seq + 1)
+        )
+
+
+def claim(
+    conn: Connection, owner: str, now: float, lease: float, limit: int
+) -> list[tuple[int, int]]:
+    """Lease running studies that changed or are due: (id, wake_seq)."""
+    rows = claims.claim(
+        conn,
+        studies,
+        [
+            studies.c.status == "running",
+            sa.or_(
+                studies.c.wake_seq > studies.c.seen_seq,
+                sa.and_(studies.c.due_at.is_not(None), studies.c.due_at <= now),
+            ),
+        ],
+        owner=owner,
+        now=now,
+        lease=lease,
+        limit=limit,
+        returning=[studies.c.wake_seq],
+    )
+    return [(int(r.id), int(r.wake_seq)) for r in rows]
+
+
+def hold(conn: Connection, study_id: int, owner: str, now: float, lease: float) -> bool:
+    """Renew this owner's lease (and lock the row on PostgreSQL); False if it was lost."""
+    res = conn.execute(
+        sa.update(studies)
+        .where(studies.c.id == study_id, studies.c.lease_owner == owner)
+        .values(lease_until=now + lease)
+    )
+    return res.rowcount == 1
+
+
+def mark_seen(
+    conn: Connection, study_id: int, seq: int, owner: str, due_at: float | None, now: float
+) -> None:
+    greatest = sa.func.max if conn.dialect.name == "sqlite" else sa.func.greatest
+    conn.execute(
+        sa.update(studies)
+        .where(studies.c.id == study_id, studies.c.lease_owner == owner)
+        .values(
+            seen_seq=greatest(studies.c.seen_seq, seq),
+            due_at=due_at,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
+
+
+def save_segments(conn: Connection, study_id: int, segments: Mapping[str, Any]) -> None:
+    conn.execute(sa.update(studies).where(studies.c.id == study_id).values(segments=dict(segments)))
+
+
+def finish(
+    conn: Connection,
+    study_id: int,
+    status: str,
+    message: str,
+    summary: Mapping[str, Any] | None,
+    now: float,
+) -> None:
+    conn.execute(
+        sa.update(studies)
+        .where(studies.c.id == study_id)
+        .values(
+            status=status,
+            message=message,
+            summary=dict(summary) if summary is not None else None,
+            finished_at=now,
+            updated_at=now,
+            due_at=None,
+        )
+    )
