@@ -1,13 +1,20 @@
-"""One frozen settings object, read once at start (environment ``ORCHID_*``) and passed down."""
+"""One frozen settings object, read once at start and passed down.
+
+Sources, each overriding the one before: defaults, the settings file (see
+:mod:`orchid.config`: named executors, brokers and subscribers, and top-level keys),
+``ORCHID_*`` environment variables, command-line flags.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from orchid import config
+from orchid.config import BUILTIN_EXECUTORS, PluginConfig
 from orchid.errors import ConfigError
 
 
@@ -30,6 +37,25 @@ class Settings:
     batch: int = 500  # rows an agent claims at once
     owner: str = "local"
     data_managers: Path | None = None  # TOML file of named data managers (datamgr/registry.py)
+    job_events: bool = False  # the trigger writes `jobs.ended` events for notifications
+    settings_file: Path | None = None
+    executors: Mapping[str, PluginConfig] = field(default_factory=dict)  # by name
+    brokers: Mapping[str, PluginConfig] = field(default_factory=dict)
+    notify: Mapping[str, PluginConfig] = field(default_factory=dict)  # subscribers
+
+    @property
+    def executor_names(self) -> frozenset[str]:
+        """The executors a work may name: the built-in ones and those of the settings file."""
+        return frozenset(BUILTIN_EXECUTORS) | frozenset(self.executors)
+
+    def executor_config(self, name: str) -> PluginConfig:
+        """The section of executor ``name`` (built-in ones need none)."""
+        found = self.executors.get(name)
+        if found is not None:
+            return found
+        if name in BUILTIN_EXECUTORS:
+            return PluginConfig(name, name)
+        raise ConfigError(unknown_executor(name, self.executor_names))
 
     @property
     def log_dir(self) -> Path:
@@ -40,6 +66,9 @@ class Settings:
         """From the environment, then keyword overrides (command-line flags); None is ignored."""
         env = os.environ if env is None else env
         home = Path(overrides.pop("home", None) or env.get("ORCHID_HOME") or default_home())
+        named = env.get("ORCHID_SETTINGS")
+        path = Path(named).expanduser() if named else home / "settings.toml"
+        file = config.read(path, required=bool(named))
         s = Settings(
             home=home,
             db_url=env.get("ORCHID_DB_URL") or f"sqlite:///{home / 'orchid.db'}",
@@ -47,20 +76,41 @@ class Settings:
             data_managers=Path(env["ORCHID_DATA_MANAGERS"])
             if env.get("ORCHID_DATA_MANAGERS")
             else None,
+            settings_file=file.path,
+            executors=file.executors,
+            brokers=file.brokers,
+            notify=file.notify,
         )
         fields: dict[str, Any] = {}
-        for name, kind in (
-            ("workers", int),
-            ("executor", str),
-            ("poll_interval", float),
-            ("lease_seconds", float),
-            ("batch", int),
-            ("owner", str),
-        ):
+        for name, kind in _FIELDS:
+            raw: Any = file.top.get(name)
+            if raw is None:
+                continue
+            number = isinstance(raw, int | float) and not isinstance(raw, bool)
+            if kind is bool:
+                fine = isinstance(raw, bool)
+            elif kind is str:
+                fine = isinstance(raw, str)
+            else:
+                fine = number and (kind is float or isinstance(raw, int))
+            if not fine:
+                what = {int: "a whole number", float: "a number", str: "text"}.get(
+                    kind, "true or false"
+                )
+                raise ConfigError(f"{file.path}: `{name}` must be {what}; got {raw!r}")
+            fields[name] = kind(raw)
+        unknown = sorted(set(file.top) - {n for n, _ in _FIELDS})
+        if unknown:
+            known = ", ".join(n for n, _ in _FIELDS)
+            raise ConfigError(
+                f"{file.path}: unknown setting(s) {', '.join(unknown)}; top-level keys are "
+                f"{known}, and the sections [executors.NAME], [brokers.NAME], [notify.NAME]"
+            )
+        for name, kind in _FIELDS:
             raw = env.get(f"ORCHID_{name.upper()}")
             if raw:
                 try:
-                    fields[name] = kind(raw)
+                    fields[name] = _flag(raw) if kind is bool else kind(raw)
                 except ValueError:
                     raise ConfigError(
                         f"ORCHID_{name.upper()}={raw!r} is not a valid {kind.__name__}"
@@ -80,9 +130,55 @@ class Settings:
                 )
         if s.lease_seconds < 2:
             raise ConfigError(f"lease_seconds must be at least 2; got {s.lease_seconds}")
-        if s.executor not in ("local", "null"):
-            raise ConfigError(f"unknown executor {s.executor!r}; use local or null")
+        if s.executor not in s.executor_names:
+            raise ConfigError(unknown_executor(s.executor, s.executor_names))
+        s.check_plugins()
         return s
+
+    def check_plugins(self) -> None:
+        """Every section of the settings file is valid (each plugin checks its own keys)."""
+        from orchid.executors import registry
+        from orchid.notify import config as notify_config
+
+        where = self.settings_file or "the settings file"
+        for cfg in self.executors.values():
+            options = registry.check(cfg, f"{where}: [executors.{cfg.name}]")
+            broker = getattr(options, "status_broker", None)
+            if broker is not None and broker not in self.brokers:
+                raise ConfigError(
+                    f"{where}: [executors.{cfg.name}]: status_broker {broker!r} is not a "
+                    "[brokers.NAME] section"
+                )
+        notify_config.check_all(self.brokers, self.notify, str(where))
+
+
+_FIELDS: tuple[tuple[str, type], ...] = (
+    ("workers", int),
+    ("executor", str),
+    ("poll_interval", float),
+    ("lease_seconds", float),
+    ("batch", int),
+    ("owner", str),
+    ("job_events", bool),
+)
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def unknown_executor(name: str, known: frozenset[str]) -> str:
+    """The message for an executor name that no settings define."""
+    return (
+        f"unknown executor {name!r}; the configured ones are {', '.join(sorted(known))} "
+        "(name more in the settings file: [executors.NAME] with type = dask, panda, "
+        "htcondor, local or null)"
+    )
 
 
 def db_url_from(value: str) -> str:

@@ -237,15 +237,18 @@ def test_lists_show_only_what_the_caller_may_see(server: Server) -> None:
 def test_commands(server: Server) -> None:
     slow = {
         "name": "slow",
-        "works": [{"name": "s", "command": ["sleep", "5"], "map": {"items": [{}, {}]}}],
+        "works": [{"name": "s", "command": ["sleep", "60"], "map": {"items": [{}, {}]}}],
     }
     with server.client() as alice:
         wf = alice.submit(slow)
-        for action in (alice.suspend, alice.resume, alice.finish, alice.retry):
+        # abort before finish: a finish applied first (the agents run meanwhile) would skip
+        # the work if it had not started yet, and the workflow could end before the abort
+        for action in (alice.suspend, alice.resume, alice.retry):
             out = action(wf.id)
             assert (out.workflow_id, out.status) == (wf.id, "queued")
         queued = alice.abort(wf.id)
         assert queued.action == "abort" and queued.command_id > 0
+        assert alice.finish(wf.id).status == "queued"
         started = time.monotonic()
         kinds = run_to_end(alice, wf.id)
         assert time.monotonic() - started < 20

@@ -14,10 +14,22 @@ Executors that do not really run commands (``null``) set ``runs_commands = False
 tests that need a real process are then skipped. Command jobs use ``sys.executable`` so
 they work wherever the tests run. No test asserts a wall-clock duration: waits are
 generous deadlines that only fail when something is truly stuck.
+
+Two more hooks, for what not every workload system has:
+
+- ``reopen``: a fixture returning a function that drops an executor the way a crash of
+  its agent would (nothing cancelled) and connects a new one to the same backend. Jobs of
+  executors that provide it outlive their agent: the new executor, given the same specs,
+  re-attaches to them by their deterministic keys instead of running them again. Without
+  it, the restart tests are skipped (local jobs end with their agent; the engine runs
+  them again).
+- ``observed_resources(executor, key)``: the resources the backend was asked for, as it
+  recorded them; None (the default) skips the resource-request test.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -31,7 +43,7 @@ import pytest
 from orchid.executors.base import Executor, JobSpec, JobUpdate, Payload, Resources
 
 FINAL_STATES = ("succeeded", "failed")
-DEADLINE_S = 30.0
+DEADLINE_S = 60.0
 
 
 def spec(
@@ -60,6 +72,19 @@ def spec(
 def python(code: str, *extra: str, **payload: Any) -> Payload:
     """A command payload running ``code`` with this interpreter; ``extra`` are more argv items."""
     return Payload(kind="command", command=(sys.executable, "-c", code, *extra), **payload)
+
+
+def marked_gate_job(gate: Path, marks: Path) -> Payload:
+    """A gate job that first appends its key to the file ``marks``: one line per run."""
+    code = (
+        "import os, sys, time\n"
+        "with open(sys.argv[2], 'a') as f: f.write(os.environ['ORCHID_JOB_KEY'] + '\\n')\n"
+        "end = time.monotonic() + 60\n"
+        "while not os.path.exists(sys.argv[1]):\n"
+        "    if time.monotonic() > end: sys.exit(99)\n"
+        "    time.sleep(0.01)\n"
+    )
+    return python(code, str(gate), str(marks))
 
 
 def gate_job(gate: Path) -> Payload:
@@ -124,14 +149,29 @@ def commands(test: Callable[..., None]) -> Callable[..., None]:
     return test
 
 
+Reopen = Callable[[Executor], Executor]
+
+
 class ExecutorContract:
     """Tests any executor must pass; subclasses provide the ``executor`` fixture."""
 
     runs_commands = True
+    local_logs = True  # log_uri names a file on this host (else: a link to the backend's)
 
     @pytest.fixture
     def executor(self) -> Executor:  # pragma: no cover - always overridden
         raise NotImplementedError("subclasses provide the executor fixture")
+
+    @pytest.fixture
+    def reopen(self) -> Reopen:
+        pytest.skip(f"{type(self).__name__}: its jobs do not outlive their agent")
+
+    def observed_resources(self, executor: Executor, key: str) -> Resources | None:
+        """What the backend was asked to give job ``key``; None when it keeps no record."""
+        return None
+
+    requested = Resources(cores=2, memory_mb=1500, gpus=1, walltime_s=600.0, queue=None)
+    """What the resource-request test asks for (subclasses set a queue their backend knows)."""
 
     @pytest.fixture(autouse=True)
     def _skip_command_tests(self, request: pytest.FixtureRequest) -> None:
@@ -276,3 +316,60 @@ class ExecutorContract:
         executor.submit([spec(1, python(code), args)])
         (update,) = finals(wait_for(executor, 1)).values()
         assert update.result == json.loads(json.dumps(args))
+
+    @commands
+    def test_logs_hold_stdout_and_stderr(self, executor: Executor) -> None:
+        code = "import sys; print('to stdout'); print('to stderr', file=sys.stderr); sys.exit(1)"
+        executor.submit([spec(1, python(code)), spec(2, python("print('fine')"))])
+        done = finals(wait_for(executor, 2))
+        for key, text in (("1-1-1", "to stdout"), ("1-2-1", "fine")):
+            uri = done[key].log_uri
+            assert uri, f"{key} has no log"
+            if self.local_logs:
+                assert text in Path(uri).read_text()
+        if self.local_logs:
+            err = Path(done["1-1-1"].log_uri or "").with_suffix(".err")
+            assert "to stderr" in err.read_text()
+
+    @commands
+    def test_walltime_is_enforced(self, executor: Executor) -> None:
+        job = spec(1, SLEEP_LONG, resources=Resources(walltime_s=1.0))
+        executor.submit([job])
+        (update,) = finals(wait_for(executor, 1)).values()
+        assert update.state == "failed"
+        assert update.error is not None and "walltime" in update.error
+
+    @commands
+    def test_resource_requests_reach_the_backend(self, executor: Executor) -> None:
+        wanted = self.requested
+        job = spec(1, python("print('ok')"), resources=wanted)
+        executor.submit([job])
+        (update,) = finals(wait_for(executor, 1)).values()
+        assert update.state == "succeeded", update.error
+        seen = self.observed_resources(executor, job.key)
+        if seen is None:
+            pytest.skip(f"{type(self).__name__} keeps no record of resource requests")
+        assert seen == wanted, f"asked {wanted}, the backend recorded {seen}"
+
+    @commands
+    def test_restart_reattaches_without_duplicates(
+        self, executor: Executor, reopen: Reopen, tmp_path: Path
+    ) -> None:
+        gate, marks = tmp_path / "gate", tmp_path / "marks"
+        jobs = [spec(i, marked_gate_job(gate, marks)) for i in range(1, 4)]
+        executor.submit(jobs)
+        updates: list[JobUpdate] = []
+        for job in jobs:  # every job is running on the backend when its agent "crashes"
+            wait_for_state(executor, job.key, "running", updates)
+        assert not [u for u in updates if u.state in FINAL_STATES]
+        again = reopen(executor)
+        gate.touch()  # they end while no executor watches them...
+        # ...and the new one, handed the same attempts by the carrier that adopts them, finds them
+        again.submit([dataclasses.replace(j, adopted=True) for j in jobs])
+        done = finals(wait_for(again, len(jobs)))
+        assert set(done) == {j.key for j in jobs}
+        assert {u.state for u in done.values()} == {"succeeded"}
+        ran = marks.read_text().split()
+        assert sorted(ran) == sorted(j.key for j in jobs), "a job ran twice"
+        again.submit([spec(9, NOOP)])  # and it still takes new work
+        assert finals(wait_for(again, 1))["1-9-1"].state == "succeeded"

@@ -291,3 +291,60 @@ def test_a_user_cannot_open_another_users_workflow_page(site: Site, page: Any) -
     assert "not yours" in page.locator(".error").inner_text()
     page.goto(site.url + "/ui/")
     assert page.locator(f"tr[data-workflow='{wf}']").count() == 0
+
+
+TUNE = {
+    "name": "tune-toy",
+    "description": "tune a toy objective with TPE, 4 trials at a time",
+    "works": [
+        {
+            "name": "search",
+            "command": [
+                "python3",
+                "-c",
+                "import math; x, lr = {x}, {lr}; "
+                "print((x - 0.3) ** 2 + 0.05 * math.sin(9 * x) + abs(math.log10(lr) + 2) / 10"
+                " + (0.02 if '{kind}' == 'b' else 0))",
+            ],
+            "hpo": {
+                "space": {
+                    "x": {"type": "float", "low": -2.0, "high": 2.0},
+                    "lr": {"type": "float", "low": 1e-5, "high": 1.0, "log": True},
+                    "kind": {"type": "categorical", "choices": ["a", "b"]},
+                },
+                "max_trials": 40,
+                "parallel": 4,
+                "strategy": "tpe",
+                "seed": 11,
+            },
+        }
+    ],
+}
+
+
+def test_a_study_page_draws_the_search_live(site: Site, page: Any) -> None:
+    wf = site.submit("alice", TUNE)
+    headers = {"Authorization": f"Bearer {site.tokens['alice']}"}
+
+    def study() -> int | None:
+        r = httpx.get(f"{site.url}/api/v1/workflows/{wf}/studies", headers=headers, timeout=30)
+        return int(r.json()[0]["id"]) if r.status_code == 200 and r.json() else None
+
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while (sid := study()) is None:
+        assert time.monotonic() < deadline, "the study never started"
+        time.sleep(0.1)
+    log_in(page, site, "alice", f"/ui/workflows/{wf}")
+    page.click("a[data-study]")
+    page.wait_for_url(f"{site.url}/ui/studies/{sid}")
+    wait_status(site, wf, "succeeded")
+    # the page follows the study without a reload: the charts are fetched again as it goes
+    page.evaluate("window.notReloaded = true")
+    page.wait_for_function(
+        "() => document.querySelector('#study [data-trial-counts]').textContent.includes('complete 40')"
+    )
+    assert page.evaluate("window.notReloaded === true")
+    assert page.locator("#study circle").count() == 40
+    assert page.locator("#study polyline.best").count() == 1
+    assert page.locator("table.best tr[data-best]").count() == 1
+    shot(page, "study")

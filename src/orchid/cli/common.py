@@ -54,7 +54,12 @@ GroupOpt = Annotated[
     typer.Option("--share-group", help="a group of yours whose members may see and steer it"),
 ]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", "-w", help="jobs run at once")]
-ExecutorOpt = Annotated[str | None, typer.Option("--executor", help="local or null")]
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor", help="the default executor: local, null, or one of the settings file"
+    ),
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log what the agents do")]
 MAX_ID = 2**63 - 1
 WorkflowId = Annotated[int, typer.Argument(min=1, max=MAX_ID, help="workflow id")]

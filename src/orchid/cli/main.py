@@ -76,7 +76,13 @@ def run(
     raw, base = load_template(template)
     database = _open(settings)
     wf_id = submit(
-        database, raw, base_dir=base, params=_params(param), owner=settings.owner, now=time.time()
+        database,
+        raw,
+        base_dir=base,
+        params=_params(param),
+        owner=settings.owner,
+        now=time.time(),
+        executors=settings.executor_names,
     )
     runner, exe = make_runner(settings, database)
     done = threading.Event()
@@ -160,6 +166,7 @@ def submit_cmd(
         owner=settings.owner,
         now=time.time(),
         share_group=share_group,
+        executors=settings.executor_names,
     )
     console.print(wf_id)
 

@@ -61,7 +61,10 @@ def agents(
         runner, exe, metrics = _instrumented_runner(settings, database, watch_db=False)
         start_http_server(metrics_port, addr=metrics_host, registry=metrics.registry)
         err.print(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
-    err.print(f"agents running on {settings.db_url} with the {settings.executor} executor")
+    others = sorted(set(settings.executors) - {settings.executor})
+    served = settings.executor + (f" (default), {', '.join(others)}" if others else "")
+    notify = f"; notifying {', '.join(settings.notify)}" if settings.notify else ""
+    err.print(f"agents running on {settings.db_url} with executors {served}{notify}")
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     try:
         runner.run(idle_exit=max(2.0, settings.poll_interval * 2) if burst else None)

@@ -173,6 +173,11 @@ class WorkSpec(_Model):
     hpo: HpoSpec | None = Field(
         None, description="hyperparameter optimisation: the payload runs once per trial"
     )
+    executor: Name | None = Field(
+        None,
+        description="the executor its jobs run on: a name from the settings file "
+        "([executors.NAME]), or local/null; default: defaults.executor, else the agents' own",
+    )
 
     @field_validator("command", mode="before")
     @classmethod
@@ -210,6 +215,7 @@ class Defaults(_Model):
 
     retries: int = Field(0, ge=0, le=100)
     retry_delay: float = Field(1.0, ge=0)
+    executor: Name | None = Field(None, description="the executor of works that name none")
 
 
 class Template(_Model):

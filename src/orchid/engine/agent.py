@@ -38,6 +38,7 @@ class AgentEnv:
     lease: float = 30.0
     batch: int = 500
     data_managers: Mapping[str, DataManager] = field(default_factory=dict)  # by name
+    job_events: bool = False  # emit `jobs.ended` events (the conductor can notify them)
     metrics: EngineMetrics = NO_METRICS
 
 

@@ -10,15 +10,16 @@ as it is, which is how a restarted workflow function finds the works it made bef
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from orchid.core.jobs import JobDraft
 from orchid.core.states import TERMINAL_WORKFLOW
+from orchid.engine.submit import executor_routes
 from orchid.engine.templates import compile_template
 from orchid.errors import InvalidTransition, TemplateError
-from orchid.store import events, jobs, workflows, works
+from orchid.store import events, jobs, routes, workflows, works
 from orchid.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,19 @@ class AddedWork:
     changed: bool = False  # it was there with another definition (kept as it was)
 
 
-def add_work(db: Database, workflow_id: int, spec: Mapping[str, Any], now: float) -> AddedWork:
+def add_work(
+    db: Database,
+    workflow_id: int,
+    spec: Mapping[str, Any],
+    now: float,
+    executors: Collection[str] | None = None,
+) -> AddedWork:
     """Append the work ``spec`` (a template's ``works`` item) to a workflow that has not ended.
 
     A work of that name that is there already is returned as it is (``created`` False;
     ``changed`` if its definition differs: the name is its identity, and what it did is
-    kept). Raises TemplateError if the grown template would be invalid, WorkflowEnded if
-    the workflow is over.
+    kept). Raises TemplateError if the grown template would be invalid (or names an
+    executor not in ``executors``, when given), WorkflowEnded if the workflow is over.
     """
     if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
         raise TemplateError([("work", "must be a mapping with a `name`, like a template's works")])
@@ -72,6 +79,7 @@ def add_work(db: Database, workflow_id: int, spec: Mapping[str, Any], now: float
             )
         grown = {**raw, "works": [*raw.get("works", []), dict(spec)]}
         compiled = compile_template(grown, base_dir)
+        route = executor_routes(compiled, executors).get(name)
         w = compiled.template.work(name)
         static = isinstance(w.jobs, list)
         drafts = [
@@ -81,6 +89,8 @@ def add_work(db: Database, workflow_id: int, spec: Mapping[str, Any], now: float
         workflows.set_template(conn, workflow_id, grown, now)
         ids = works.create(conn, workflow_id, [(name, 0)], frozenset({name} if static else ()), now)
         work_id = ids[(name, 0)]
+        if route is not None and routes.of_workflow(conn, workflow_id).get(name) is None:
+            routes.add(conn, workflow_id, {name: route})
         n_jobs = 0
         if drafts:
             counts = jobs.insert_static(

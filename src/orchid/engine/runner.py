@@ -31,6 +31,7 @@ from orchid.executors.base import Executor
 from orchid.settings import Settings
 from orchid.store import agents as agents_store
 from orchid.store.db import Database
+from orchid.store.routes import Route
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,11 @@ class Runner:
         self.stopping = threading.Event()
         self.db = db
         self.clock = clock
-        self.name = agent_id("+".join(a.name for a in self.agents))
+        self.roles = list(dict.fromkeys(a.name for a in self.agents))  # a carrier per executor
+        self.name = agent_id("+".join(self.roles))
         self._next_beat = 0.0
         self._failures: dict[str, int] = {}
+        self.executors: list[Executor] = []  # closed with the runner (see make_runner)
 
     def run_once(self) -> int:
         """One round: each agent once. Returns how much they did together.
@@ -90,7 +93,7 @@ class Runner:
         if self.db is None or now < self._next_beat:
             return
         self._next_beat = now + HEARTBEAT_S
-        roles = ",".join(a.name for a in self.agents)
+        roles = ",".join(self.roles)
         with self.db.begin() as conn:
             agents_store.heartbeat(
                 conn,
@@ -102,7 +105,16 @@ class Runner:
             )
 
     def close(self) -> None:
-        """Say goodbye: the process no longer counts as a live agent."""
+        """Close the executors it owns; say goodbye: the process is no live agent any more."""
+        for executor in self.executors:
+            try:
+                executor.close()
+            except Exception:
+                log.exception("closing executor %s failed", executor.name)
+        for agent in self.agents:
+            closing = getattr(agent, "close", None)
+            if closing is not None:
+                closing()
         if self.db is not None:
             with self.db.begin() as conn:
                 agents_store.forget(conn, self.name)
@@ -136,15 +148,12 @@ class Runner:
         self.bus.notify("stop")
 
 
-def make_executor(settings: Settings, bus: EventBus) -> Executor:
+def make_executor(settings: Settings, bus: EventBus, name: str | None = None) -> Executor:
+    """The executor ``name`` (default: the settings' default executor), connected."""
+    from orchid.executors import registry
+
     wake = lambda: bus.notify("ended")  # noqa: E731
-    if settings.executor == "null":
-        from orchid.executors.null import NullExecutor
-
-        return NullExecutor(wake=wake)
-    from orchid.executors.local import LocalExecutor
-
-    return LocalExecutor(workers=settings.workers, log_dir=settings.log_dir, wake=wake)
+    return registry.make(settings.executor_config(name or settings.executor), settings, wake)
 
 
 def make_runner(
@@ -158,9 +167,12 @@ def make_runner(
 ) -> tuple[Runner, Executor]:
     """Every agent in one loop, sharing one bus and one template cache.
 
-    ``data_managers`` by name (default: those of ``settings.data_managers``)."""
+    Returns the runner and the default executor. Without an ``executor`` given, there is a
+    carrier for the default executor and one for each executor of the settings file, each
+    claiming the jobs of the works routed to it; ``runner.close()`` closes the extra ones.
+    ``data_managers`` by name (default: those of ``settings.data_managers``).
+    """
     bus = bus or MemoryBus()
-    executor = executor or make_executor(settings, bus)
     if data_managers is None:
         data_managers = registry.load(settings.data_managers)
     env = AgentEnv(
@@ -171,15 +183,41 @@ def make_runner(
         lease=settings.lease_seconds,
         batch=settings.batch,
         data_managers=data_managers,
+        job_events=settings.job_events,
         metrics=metrics,
     )
+    carriers: list[Agent] = []
+    extra: list[Executor] = []
+    if executor is None:
+        executor = make_executor(settings, bus)
+        others = sorted(set(settings.executors) - {settings.executor})
+        try:
+            for name in others:
+                extra.append(make_executor(settings, bus, name))
+        except BaseException:
+            for ex in [executor, *extra]:
+                ex.close()
+            raise
+        if others:
+            carriers.append(Carrier(env, executor, route=Route(settings.executor, default=True)))
+            carriers += [
+                Carrier(env, ex, route=Route(name, default=False))
+                for name, ex in zip(others, extra, strict=True)
+            ]
+    if not carriers:
+        carriers.append(Carrier(env, executor))
     agents: list[Agent] = [
         Clerk(env),
         Transformer(env),
-        Carrier(env, executor),
+        *carriers,
         Trigger(env),
         Optimizer(env, settings.log_dir),
         Transporter(env, data_managers),
     ]
+    if settings.notify:
+        from orchid.engine.conductor import Conductor, subscriptions_from
+
+        agents.append(Conductor(env, subscriptions_from(settings)))
     runner = Runner(agents, bus, settings.poll_interval, db=db, clock=clock, metrics=metrics)
+    runner.executors = extra
     return runner, executor

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from orchid.core.plan import initial_works
 from orchid.core.template import decode
 from orchid.engine.templates import Compiled, compile_template
 from orchid.errors import InvalidInput, TemplateError
-from orchid.store import events, jobs, workflows, works
+from orchid.store import events, jobs, routes, workflows, works
 from orchid.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,39 @@ def parse_param(text: str) -> tuple[str, Any]:
         raise InvalidInput(f"parameter {key}: {exc}") from None
 
 
+def executor_routes(compiled: Compiled, known: Collection[str] | None) -> dict[str, str]:
+    """The executor of each work that names one; every name must be in ``known``.
+
+    ``known`` is what the settings file configures (None: not checked here). A name not
+    there is a template error at the offending work, with the configured names listed.
+    """
+    t = compiled.template
+    out: dict[str, str] = {}
+    problems: list[tuple[str, str]] = []
+    for i, w in enumerate(t.works):
+        name = compiled.executor(w.name)
+        if name is None:
+            continue
+        if known is not None and name not in known:
+            where = f"works[{i}]({w.name}).executor" if w.executor else "defaults.executor"
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(
+                (
+                    where,
+                    f"no executor is named {name!r}{hint}; the configured ones are "
+                    f"{', '.join(sorted(known))} (the settings file names them: "
+                    "[executors.NAME])",
+                )
+            )
+            if not w.executor:
+                break  # the default: one problem, not one per work
+        out[w.name] = name
+    if problems:
+        raise TemplateError(problems)
+    return out
+
+
 def _job_lines(path: Path) -> Iterator[str]:
     try:
         with path.open(encoding="utf-8") as fh:
@@ -92,15 +126,18 @@ def submit(
     share_group: str | None = None,
     job_lines: Iterable[str] | None = None,
     read_files: bool = True,
+    executors: Collection[str] | None = None,
 ) -> int:
     """Check everything, then write the workflow, its works and listed jobs; return its id.
 
     ``job_lines`` gives the template's jobs_file content when it does not come from
-    this machine's disk (a server never opens a client's paths).
+    this machine's disk (a server never opens a client's paths). ``executors`` are the
+    names a work may choose (``Settings.executor_names``; None: not checked).
     """
     compiled = compile_template(raw, str(base_dir) if base_dir else None)
     t = compiled.template
     bound = bind_params(compiled, params or {})
+    chosen = executor_routes(compiled, executors)
     static = frozenset(w.name for w in t.static_works())
     with db.begin() as conn:
         wf = workflows.create(
@@ -115,6 +152,7 @@ def submit(
             open=t.open,
         )
         ids = works.create(conn, wf, initial_works(t), static, now)
+        routes.add(conn, wf, chosen)
         by_name = {name: wid for (name, _), wid in ids.items()}
         attempts = {w.name: compiled.max_attempts(w.name) for w in t.works}
         links: set[tuple[str, str]] = set()  # work → work, from job-level parents

@@ -38,6 +38,10 @@ class Compiled:
             spec.retry_delay if spec.retry_delay is not None else self.template.defaults.retry_delay
         )
 
+    def executor(self, work: str) -> str | None:
+        """The executor a work names (or the template's default); None: the agents' default."""
+        return self.template.work(work).executor or self.template.defaults.executor
+
     def payload(self, work: str, job: str = "") -> Payload:
         """What the jobs of a work run; a custom HPO generator's jobs (``gen:...``) run the
         generator command instead of the trial payload."""

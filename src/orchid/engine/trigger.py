@@ -46,11 +46,13 @@ class Trigger:
         with env.db.begin() as conn:
             now = env.clock()
             t0 = time.perf_counter()
-            p = jobs.propagate(conn, now, env.batch)
+            p = jobs.propagate(conn, now, env.batch, ended=env.job_events)
             env.metrics.claim(self.name, time.perf_counter() - t0, p.jobs)
             if not p.jobs:
                 return 0
             env.metrics.released(now, p.ended_at)
+            for wf, ended in p.ended.items():  # one notification per workflow and batch
+                events.emit(conn, wf, "jobs.ended", {"jobs": [list(e) for e in ended]}, now)
             finished = works.add_remaining(conn, {w: -n for w, n in p.remaining.items()})
             studies.wake_works(conn, p.remaining)  # trials of hpo works ended
             owners = works.workflow_of(conn, finished) if finished else {}

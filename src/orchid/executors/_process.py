@@ -135,27 +135,50 @@ class AttemptFiles:
             raise StartError(f"job args are not JSON-serialisable: {exc}") from exc
 
 
+def job_identity(spec: JobSpec) -> dict[str, str]:
+    """The variables that tell a job which attempt of which job it is."""
+    return {
+        "ORCHID_JOB_KEY": spec.key,
+        "ORCHID_WORKFLOW_ID": str(spec.workflow_id),
+        "ORCHID_JOB_ID": str(spec.job_id),
+        "ORCHID_JOB_NAME": spec.job_name,
+        "ORCHID_ATTEMPT": str(spec.attempt),
+        "ORCHID_WORK": spec.work_name,
+    }
+
+
+def _args_json(spec: JobSpec) -> str:
+    try:
+        return json.dumps(dict(spec.args))
+    except (TypeError, ValueError) as exc:
+        raise StartError(f"job args are not JSON-serialisable: {exc}") from exc
+
+
+def job_env(spec: JobSpec) -> dict[str, str]:
+    """The job's own variables, for a node whose environment is not ours (a batch or grid
+    job): ``payload.env`` (``{arg}`` rendered), ``spec.env``, :func:`job_identity` and
+    ``ORCHID_ARGS``; ``payload.python_path`` as ``PYTHONPATH`` when it has one."""
+    env = {k: render_item(v, spec.args) for k, v in spec.payload.env.items()}
+    env.update(spec.env)
+    env.update(job_identity(spec), ORCHID_ARGS=_args_json(spec))
+    if spec.payload.python_path:
+        env["PYTHONPATH"] = os.pathsep.join(spec.payload.python_path)
+    return env
+
+
 def build_env(spec: JobSpec, files: AttemptFiles, extra_path: Sequence[str] = ()) -> dict[str, str]:
-    """The job's environment: ours, ``payload.env``, ``spec.env``, then the ``ORCHID_*`` ones.
+    """The job's environment here: ours, ``payload.env``, ``spec.env``, then the ``ORCHID_*`` ones.
 
     ``payload.env`` values may name job args as ``{arg}`` (like argv items).
     ``payload.python_path`` goes in front of ``PYTHONPATH``; ``extra_path`` goes at its end.
     """
-    try:
-        args_json = json.dumps(dict(spec.args))
-    except (TypeError, ValueError) as exc:
-        raise StartError(f"job args are not JSON-serialisable: {exc}") from exc
+    args_json = _args_json(spec)
     env = dict(os.environ)
     env.update({k: render_item(v, spec.args) for k, v in spec.payload.env.items()})
     env.update(spec.env)
     env.pop("ORCHID_ARGS", None)
     env.update(
-        ORCHID_JOB_KEY=spec.key,
-        ORCHID_WORKFLOW_ID=str(spec.workflow_id),
-        ORCHID_JOB_ID=str(spec.job_id),
-        ORCHID_JOB_NAME=spec.job_name,
-        ORCHID_ATTEMPT=str(spec.attempt),
-        ORCHID_WORK=spec.work_name,
+        job_identity(spec),
         ORCHID_ARGS_FILE=str(files.args),
         ORCHID_RESULT_FILE=str(files.result),
         ORCHID_PROGRESS_FILE=str(files.progress),

@@ -74,6 +74,9 @@ class JobSpec:
     args: Mapping[str, Any]  # JSON values
     resources: Resources = Resources()
     env: Mapping[str, str] = field(default_factory=dict)  # this attempt's own (a job token)
+    # re-sent by a carrier that took the job over from one that stopped: the executor looks
+    # for this attempt on its backend (by key) before it starts it
+    adopted: bool = False
 
     @staticmethod
     def make_key(workflow_id: int, job_id: int, attempt: int) -> str:
@@ -82,7 +85,12 @@ class JobSpec:
 
 @runtime_checkable
 class Executor(Protocol):
-    """A workload system. Implementations: ``local``, ``null`` (later: dask, panda, htcondor)."""
+    """A workload system. Implementations: ``local``, ``null``, ``dask``, ``panda``, ``htcondor``.
+
+    Executors whose jobs outlive the agent (a cluster, a grid, a batch system) also have
+    ``durable = True``: ``close`` then leaves their jobs running, and a new executor handed
+    the same attempts (``JobSpec.adopted``) re-attaches to them by key.
+    """
 
     name: str
 
@@ -103,7 +111,7 @@ class Executor(Protocol):
         ...
 
     def close(self) -> None:
-        """Stop every running attempt and release resources."""
+        """Release resources; stop every running attempt unless the executor is durable."""
         ...
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -40,10 +39,10 @@ from typing import Any
 from orchid.errors import ConfigError, ExecutorError
 from orchid.executors import _process as proc
 from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage, WakeUp
+from orchid.executors.jobcommand import job_command
 
 logger = logging.getLogger(__name__)
 
-WRAPPER_MODULE = "orchid.executors.wrapper"
 # Where `orchid` itself is importable from, so the wrapper starts even if orchid is not installed.
 _ORCHID_ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -253,16 +252,12 @@ class LocalExecutor:
 
     def _command(self, spec: JobSpec, files: proc.AttemptFiles) -> tuple[list[str], dict[str, str]]:
         """The argv and environment for a ``command`` or ``function`` payload."""
-        payload = spec.payload
-        if payload.kind == "command":
-            return proc.render_argv(payload.command, spec.args), proc.build_env(spec, files)
-        if payload.kind == "function":
-            if not payload.function:
-                raise proc.StartError("function payload without a function")
-            env = proc.build_env(spec, files, extra_path=[_ORCHID_ROOT])
-            env["ORCHID_FUNCTION"] = payload.function
-            return [sys.executable, "-m", WRAPPER_MODULE], env
-        raise proc.StartError(f"unknown payload kind {payload.kind!r}")
+        command = job_command(spec)
+        # a function runs in the wrapper, which must find orchid even where it is not installed
+        extra = [_ORCHID_ROOT] if spec.payload.kind == "function" else []
+        env = proc.build_env(spec, files, extra_path=extra)
+        env.update(command.env)
+        return command.argv, env
 
     # --- stopping processes ------------------------------------------------------------
 

@@ -120,7 +120,9 @@ class EmbeddedBackend:
         return wf
 
     def add_work(self, workflow_id: int, spec: Mapping[str, Any]) -> tuple[int, bool]:
-        added = extend.add_work(self.db, workflow_id, spec, time.time())
+        added = extend.add_work(
+            self.db, workflow_id, spec, time.time(), self.settings.executor_names
+        )
         self._wake()
         return added.work_id, added.changed
 

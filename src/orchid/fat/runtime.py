@@ -362,6 +362,7 @@ def work_spec(
         "resources": resources,
         "env": {**dict(policy.env), **backend.job_env()},
         "api_token": backend.remote,
+        "executor": policy.executor,
     }
 
 

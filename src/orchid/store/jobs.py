@@ -143,19 +143,26 @@ def unpropagated(conn: Connection, work_id: int) -> int:
 
 
 def claim_ready(
-    conn: Connection, owner: str, now: float, lease: float, limit: int
+    conn: Connection,
+    owner: str,
+    now: float,
+    lease: float,
+    limit: int,
+    where: sa.ColumnElement[bool] | None = None,
 ) -> list[Row[Any]]:
-    """Take ready jobs of running workflows: status → submitted, attempt + 1."""
+    """Take ready jobs of running workflows: status → submitted, attempt + 1.
+
+    ``where`` narrows the jobs further (a carrier's executor route, see ``store.routes``).
+    """
     from orchid.store.tables import workflows
 
     running = sa.select(workflows.c.id).where(workflows.c.status == WorkflowStatus.RUNNING)
-    ids = claims.pick(
-        conn,
-        sa.select(jobs.c.id)
-        .where(jobs.c.status == J.READY, jobs.c.not_before <= now, jobs.c.workflow_id.in_(running))
-        .order_by(jobs.c.not_before, jobs.c.id)
-        .limit(limit),
+    select = sa.select(jobs.c.id).where(
+        jobs.c.status == J.READY, jobs.c.not_before <= now, jobs.c.workflow_id.in_(running)
     )
+    if where is not None:
+        select = select.where(where)
+    ids = claims.pick(conn, select.order_by(jobs.c.not_before, jobs.c.id).limit(limit))
     stmt = (
         sa.update(jobs)
         .where(jobs.c.id.in_(ids.scalar_subquery()))
@@ -305,9 +312,14 @@ def renew(conn: Connection, owner: str, now: float, lease: float) -> None:
     )
 
 
-def reclaim_lost(conn: Connection, now: float) -> int:
-    """Jobs whose carrier died (lease expired) run again; the lost attempt costs no retry."""
+def reclaim_lost(conn: Connection, now: float, where: sa.ColumnElement[bool] | None = None) -> int:
+    """Jobs whose carrier died (lease expired) run again; the lost attempt costs no retry.
+
+    ``where`` narrows it to a carrier's own executor (see ``store.routes``).
+    """
     lost = sa.and_(jobs.c.status.in_(list(ACTIVE_JOB)), jobs.c.lease_until < now)
+    if where is not None:
+        lost = sa.and_(lost, where)
     conn.execute(
         sa.update(jobs)
         .where(lost, jobs.c.cancel_requested)
@@ -395,10 +407,14 @@ class Propagation:
     remaining: Counter[int] = field(default_factory=Counter)  # work id → jobs that ended
     workflows: set[int] = field(default_factory=set)
     ended_at: list[float] = field(default_factory=list)  # when the succeeded ones ended
+    ended: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # if asked for
 
 
-def propagate(conn: Connection, now: float, limit: int) -> Propagation:
-    """Pass the end of a batch of jobs on to their children and their works."""
+def propagate(conn: Connection, now: float, limit: int, ended: bool = False) -> Propagation:
+    """Pass the end of a batch of jobs on to their children and their works.
+
+    ``ended``: also list the batch's jobs, (id, status) per workflow (for job notifications).
+    """
     rows = list(
         conn.execute(
             claims.pick(
@@ -422,6 +438,8 @@ def propagate(conn: Connection, now: float, limit: int) -> Propagation:
     for r in rows:
         out.remaining[r.work_id] += 1
         out.workflows.add(r.workflow_id)
+        if ended:
+            out.ended.setdefault(int(r.workflow_id), []).append((int(r.id), str(r.status)))
     if good:
         out.released = _release_children(conn, good, now)
     if bad:

@@ -258,6 +258,42 @@ secrets = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+# the executor each work runs on, where its template names one (else: the agents' default)
+work_routes = sa.Table(
+    "work_routes",
+    metadata,
+    sa.Column("workflow_id", Id, sa.ForeignKey("workflows.id"), primary_key=True),
+    sa.Column("work", sa.String(100), primary_key=True),
+    sa.Column("executor", sa.String(100), nullable=False, index=True),
+)
+
+# the conductor's ledger: how far each subscriber of the settings file has been sent the outbox
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("subscriber", sa.String(100), primary_key=True),
+    sa.Column("cursor", Id, nullable=False, server_default="0"),  # every event <= it was handled
+    sa.Column("gaps", Json, nullable=False),  # [id, first seen]: ids below cursor not yet seen
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),  # tries in a row
+    sa.Column("next_try_at", sa.Float, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("sent", Id, nullable=False, server_default="0"),  # notifications delivered
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# batches a subscriber refused max_attempts times: kept for people to look at and resend
+parked_notifications = sa.Table(
+    "parked_notifications",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("subscriber", sa.String(100), nullable=False, index=True),
+    sa.Column("event_ids", Json, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 # one row per hpo work (a loop's hpo work: one per iteration); its segments share it
 studies = sa.Table(
     "studies",

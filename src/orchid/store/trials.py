@@ -290,3 +290,63 @@ def end_open_trials(conn: Connection, study_id: int, why: str, now: float) -> li
             .values(status="failed", error=why, finished_at=now)
         )
     return [int(r.job_id) for r in open_ if r.job_id is not None]
+
+
+# --- what the monitor's study page draws: bounded whatever the number of trials ----------
+
+
+@dataclass(frozen=True)
+class PlotPoints:
+    """A segment's trials by status, and the values of its complete trials in order.
+
+    ``every`` is 1 when every complete trial is there; k when only trials whose number is
+    a multiple of k are (a study may have 100,000 trials; the page draws a few thousand).
+    """
+
+    counts: dict[str, int]
+    every: int
+    points: list[tuple[int, int, list[float]]]  # (trial id, number, objective values)
+
+
+def plot_points(
+    conn: Connection, study_id: int, segment: str, max_points: int = 2000
+) -> PlotPoints:
+    mine = sa.and_(trials.c.study_id == study_id, trials.c.segment == segment)
+    counts = {
+        str(s): int(n)
+        for s, n in conn.execute(
+            sa.select(trials.c.status, sa.func.count()).where(mine).group_by(trials.c.status)
+        )
+    }
+    every = max(1, -(-counts.get("complete", 0) // max_points))
+    q = sa.select(trials.c.id, trials.c.number, trials.c["values"]).where(
+        mine, trials.c.status == "complete"
+    )
+    if every > 1:
+        q = q.where(trials.c.number % every == 0)
+    points = [
+        (int(r.id), int(r.number), [float(v) for v in r[2]])
+        for r in conn.execute(q.order_by(trials.c.number))
+        if r[2]
+    ]
+    return PlotPoints(counts, every, points)
+
+
+def params_of(conn: Connection, ids: Sequence[int]) -> dict[int, Mapping[str, Any]]:
+    """The parameters of these trials, by id."""
+    out: dict[int, Mapping[str, Any]] = {}
+    for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+        rows = conn.execute(sa.select(trials.c.id, trials.c.params).where(trials.c.id.in_(chunk)))
+        out.update({int(r.id): r.params for r in rows})
+    return out
+
+
+def latest(conn: Connection, study_id: int, segment: str, limit: int = 20) -> list[TrialRow]:
+    """The newest trials of a segment, newest first."""
+    q = (
+        sa.select(trials)
+        .where(trials.c.study_id == study_id, trials.c.segment == segment)
+        .order_by(trials.c.number.desc())
+        .limit(limit)
+    )
+    return [_trial(r) for r in conn.execute(q)]

@@ -64,7 +64,7 @@ def ui_of(request: Request) -> Ui:
 
 def create_ui(api: ApiState, auth: AuthConfig, http: httpx.Client | None = None) -> FastAPI:
     """The ``/ui`` application over the API's state (same database, same authenticator)."""
-    from orchid.ui import live, login, pages
+    from orchid.ui import live, login, pages, study
 
     login_config = OidcLogin.from_env(auth)
     env = jinja2.Environment(
@@ -84,7 +84,7 @@ def create_ui(api: ApiState, auth: AuthConfig, http: httpx.Client | None = None)
         templates=TemplateCache(),
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for router in (login.router, pages.router, live.router):
+    for router in (login.router, pages.router, live.router, study.router):
         app.include_router(router)
 
     @app.exception_handler(LoginRequired)

@@ -145,7 +145,7 @@ def area(
         out.append(
             f'<line x1="{left:.0f}" x2="{W - right:.0f}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e2e8f0"/>'
             f'<text x="{left - 6:.0f}" y="{y(v) + 4:.1f}" font-size="10" text-anchor="end" '
-            f'fill="#64748b">{_human(v)}{unit}</text>'
+            f'fill="#64748b">{human(v)}{unit}</text>'
         )
     for t in _ticks(t0, t1):
         out.append(
@@ -174,7 +174,7 @@ def area(
     return "".join(out)
 
 
-def _human(v: float) -> str:
+def human(v: float) -> str:
     for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(v) >= size:
             return f"{v / size:.1f}{unit}"

@@ -17,7 +17,7 @@ from orchid.errors import InvalidInput, NotFound
 from orchid.graph import model as graph_model
 from orchid.graph.load import load
 from orchid.graph.render import to_svg
-from orchid.store import commands, monitor, works
+from orchid.store import commands, monitor, studies, works
 from orchid.store import jobs as job_store
 from orchid.store import workflows as workflow_store
 from orchid.ui import charts, views
@@ -146,6 +146,7 @@ def workflow_page(request: Request, workflow_id: int, queued: str | None = None)
         evs = monitor.recent_events(conn, workflow_id, 200)
         compiled = ui.templates.get(conn, workflow_id, {w.name for w in state["works"]})
         collections = monitor.has_collections(conn, workflow_id)
+        study_of = {s.work_id: s.id for s, _, _ in studies.of_workflow(conn, workflow_id)}
     names = {w.id: f"{w.name}" + (f"#{w.iteration}" if w.iteration else "") for w in state["works"]}
     timeline = [
         {
@@ -177,6 +178,7 @@ def workflow_page(request: Request, workflow_id: int, queued: str | None = None)
         timeline=timeline,
         timeline_svg=charts.timeline(spans, marks, now),
         collections=collections,
+        studies=study_of,
         queued=queued if queued in views.ACTION_HELP else None,
         short=graph_model.short,
     )

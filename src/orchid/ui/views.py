@@ -158,3 +158,12 @@ def event_text(kind: str, data: Mapping[str, Any], work_names: Mapping[int, str]
 
 def statuses_of(items: Sequence[str], allowed: Sequence[str]) -> list[str]:
     return [s for s in items if s in allowed]
+
+
+def number(value: Any) -> str:
+    """A parameter value for a table: floats to 6 significant digits, the rest as JSON."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, str):
+        return value if len(value) <= 30 else value[:29] + "…"
+    return compact(value, 30)

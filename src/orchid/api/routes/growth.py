@@ -45,7 +45,7 @@ def _parse(raw: bytes, model: type[M]) -> M:
 def _add(st: ApiState, workflow_id: int, raw: bytes) -> extend.AddedWork:
     body = _parse(raw, AddWorkIn)
     check_values(body.work, "work")
-    return extend.add_work(st.db, workflow_id, body.work, now())
+    return extend.add_work(st.db, workflow_id, body.work, now(), st.settings.executor_names)
 
 
 @router.post(

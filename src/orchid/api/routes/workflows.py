@@ -159,6 +159,7 @@ def _submit(
         share_group=group,
         job_lines=lines,
         read_files=False,
+        executors=st.settings.executor_names,
     )
 
 

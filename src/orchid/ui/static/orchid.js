@@ -121,6 +121,25 @@ function liveList(table) {
   });
 }
 
+// a study page: when the workflow's feed says something changed, fetch the charts again
+// (at most every 2 s), and once more when the workflow ends
+function liveStudy(root) {
+  const source = new EventSource(root.dataset.live);
+  let last = 0, pending = null;
+  const refresh = () => {
+    pending = null;
+    last = Date.now();
+    fetch(root.dataset.fragment, { credentials: "same-origin" })
+      .then((r) => (r.ok ? r.text() : null))
+      .then((html) => { if (html !== null) { root.innerHTML = html; root.dataset.refreshed = String(last); } });
+  };
+  source.addEventListener("summary", () => {
+    if (pending) return;
+    pending = setTimeout(refresh, Math.max(0, 2000 - (Date.now() - last)));
+  });
+  source.addEventListener("end", () => { source.close(); setTimeout(refresh, 300); });
+}
+
 document.addEventListener("submit", (e) => {
   const form = e.target;
   if (form instanceof HTMLFormElement && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
@@ -133,4 +152,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if (wf && wf.dataset.live) liveWorkflow(wf);
   const list = document.querySelector("table[data-live-list]");
   if (list && list.dataset.liveList) liveList(list);
+  const study = document.getElementById("study");
+  if (study && study.dataset.live) liveStudy(study);
 });

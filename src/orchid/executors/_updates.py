@@ -1,0 +1,51 @@
+"""The updates an executor has seen and not handed over yet, and the wake-up call.
+
+Shared by the executors that follow jobs from threads of their own (Dask, PanDA,
+HTCondor): they ``push`` updates from any thread; the carrier's ``poll`` ``drain``s them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage, WakeUp
+
+logger = logging.getLogger(__name__)
+
+
+class Updates:
+    def __init__(self, name: str, wake: WakeUp | None, clock: Callable[[], float]) -> None:
+        self._name = name
+        self._wake = wake
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._items: list[JobUpdate] = []
+
+    def make(
+        self, spec: JobSpec, state: UpdateState, at: float | None = None, **fields: Any
+    ) -> JobUpdate:
+        """An update of ``spec``, stamped now unless ``at`` says when it happened."""
+        if state == "succeeded" and fields.get("usage") is None:
+            fields["usage"] = Usage()
+        return JobUpdate(spec.key, spec.job_id, spec.attempt, state, at or self._clock(), **fields)
+
+    def push(self, *updates: JobUpdate) -> None:
+        """Queue updates and wake the carrier."""
+        if not updates:
+            return
+        with self._lock:
+            self._items.extend(updates)
+        if self._wake is not None:
+            try:
+                self._wake()
+            except Exception:
+                logger.exception("%s: wake-up callback failed", self._name)
+
+    def drain(self) -> list[JobUpdate]:
+        """Every update since the last call, oldest first."""
+        with self._lock:
+            items, self._items = self._items, []
+        return items
