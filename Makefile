@@ -3,6 +3,9 @@ SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# a real Rucio server (and its daemons) for the rucio data manager's tests, in a venv of its own
+RUCIO_VENV  ?= .venv-rucio
+RUCIO_STAMP := $(RUCIO_VENV)/.installed
 
 .PHONY: demo test lint typecheck unit services chromium clean
 
@@ -17,13 +20,18 @@ $(STAMP): pyproject.toml
 	  echo "PyTorch not installed: strategy gp untested" >&2; fi
 	touch $(STAMP)
 
+$(RUCIO_STAMP):
+	python3 -m venv $(RUCIO_VENV)
+	$(RUCIO_VENV)/bin/python -m pip install --quiet 'rucio==41.5.1' 'psycopg[binary]>=3.1'
+	touch $(RUCIO_STAMP)
+
 ## demo: install, then run the Rubin-like example DAG on the embedded default (SQLite + local executor)
 demo: $(STAMP)
 	$(PY) examples/rubin_dag/generate.py --visits 40 --detectors 20
 	$(VENV)/bin/orchid run examples/rubin_dag/workflow.yaml --db .orchid/demo.db
 
 ## test: lint, type-check, then every test on SQLite and on the machine's PostgreSQL
-test: $(STAMP) services chromium lint typecheck
+test: $(STAMP) $(RUCIO_STAMP) services chromium lint typecheck
 	$(VENV)/bin/pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)
@@ -42,4 +50,4 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 clean:
-	rm -rf $(VENV) .orchid .mypy_cache .ruff_cache .pytest_cache test-artifacts
+	rm -rf $(VENV) $(RUCIO_VENV) .orchid .mypy_cache .ruff_cache .pytest_cache test-artifacts

@@ -15,7 +15,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from orchid.core.states import JOB_TRANSITIONS, WORK_TRANSITIONS, WORKFLOW_TRANSITIONS
+from orchid.core.states import (
+    FILE_TRANSITIONS,
+    JOB_TRANSITIONS,
+    WORK_TRANSITIONS,
+    WORKFLOW_TRANSITIONS,
+)
 from orchid.store.db import Database
 from orchid.store.tables import metadata
 
@@ -74,7 +79,12 @@ def _drop_orphans(admin: sa.Engine) -> None:
                 continue
 
 
-AUDITED = {"jobs": JOB_TRANSITIONS, "works": WORK_TRANSITIONS, "workflows": WORKFLOW_TRANSITIONS}
+AUDITED = {
+    "jobs": JOB_TRANSITIONS,
+    "works": WORK_TRANSITIONS,
+    "workflows": WORKFLOW_TRANSITIONS,
+    "files": FILE_TRANSITIONS,
+}
 
 
 def install_transition_audit(db: Database) -> None:

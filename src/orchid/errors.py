@@ -65,5 +65,13 @@ class ExecutorError(OrchidError):
     """A workload system refused or lost a job."""
 
 
+class DataManagerError(OrchidError):
+    """A data system (tape library, disk folder, Rucio) refused a request or could not be reached."""
+
+
+class UnknownCollection(DataManagerError):
+    """The data manager has no collection (dataset, folder) of that name."""
+
+
 class ConfigError(InvalidInput):
     """Settings (file, environment, command line) are wrong."""

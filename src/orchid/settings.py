@@ -36,6 +36,7 @@ class Settings:
     lease_seconds: float = 30.0  # how long a claim holds before another agent may take it
     batch: int = 500  # rows an agent claims at once
     owner: str = "local"
+    data_managers: Path | None = None  # TOML file of named data managers (datamgr/registry.py)
     job_events: bool = False  # the trigger writes `jobs.ended` events for notifications
     settings_file: Path | None = None
     executors: Mapping[str, PluginConfig] = field(default_factory=dict)  # by name
@@ -72,6 +73,9 @@ class Settings:
             home=home,
             db_url=env.get("ORCHID_DB_URL") or f"sqlite:///{home / 'orchid.db'}",
             owner=env.get("USER") or "local",
+            data_managers=Path(env["ORCHID_DATA_MANAGERS"])
+            if env.get("ORCHID_DATA_MANAGERS")
+            else None,
             settings_file=file.path,
             executors=file.executors,
             brokers=file.brokers,

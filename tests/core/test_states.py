@@ -130,7 +130,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "available": {"processing", "deleted"},
         "processing": {"processed", "available", "failed"},
         "processed": {"deleted"},
-        "failed": {"staging"},
+        "failed": {"staging", "processing"},  # staged again; its job retried
         "deleted": set(),
     },
 }

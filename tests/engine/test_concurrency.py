@@ -71,7 +71,7 @@ def two_engines(make_engine: EngineFactory, second_db: Database) -> tuple[Engine
     b = make_engine(ScriptedExecutor(clock), database=second_db, batch=40, clock=clock)
     owners_a = {agent.owner for agent in a.runner.agents}  # type: ignore[attr-defined]
     owners_b = {agent.owner for agent in b.runner.agents}  # type: ignore[attr-defined]
-    assert len(owners_a | owners_b) == 10  # five agents each
+    assert len(owners_a | owners_b) == len(a.runner.agents) + len(b.runner.agents)
     return a, b
 
 

@@ -52,7 +52,7 @@ def remaining_of(db: Database, wf_id: int) -> dict[str, int]:
 def test_retry_before_the_trigger_saw_the_failure_still_ends(make_engine: EngineFactory) -> None:
     ex = ScriptedExecutor()
     e = make_engine(ex)
-    clerk, transformer, carrier, _trigger, _hpo = e.runner.agents
+    clerk, transformer, carrier, _trigger, *_ = e.runner.agents
     wf_id = e.submit(
         {
             "name": "retry-race",
@@ -88,7 +88,7 @@ def test_release_racing_the_transformer_of_the_childs_work(
 ) -> None:
     ex = ScriptedExecutor()
     e = make_engine(ex)
-    clerk, transformer, carrier, _trigger, _hpo = e.runner.agents
+    clerk, transformer, carrier, _trigger, *_ = e.runner.agents
     wf_id = e.submit(
         {
             "name": "release-race",

@@ -181,6 +181,30 @@ def test_bad_template_is_rejected_before_anything_runs(tmp_path: Path) -> None:
     assert "no work or loop is named 'b'" in proc.stderr
 
 
+def test_carousel_reprocesses_every_file_as_it_comes_off_tape(tmp_path: Path) -> None:
+    proc, url = run("carousel", tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    db = Database(url)
+    with db.engine.connect() as conn:
+        counts = dict(
+            conn.execute(sa.text("SELECT status, count(*) FROM files GROUP BY status")).all()
+        )
+        sizes = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT c.name, count(*) FROM files f JOIN collections c "
+                    "ON c.id = f.collection_id GROUP BY c.name"
+                )
+            ).all()
+        )
+    db.dispose()
+    assert set(counts) == {"deleted"}  # every file processed, then freed from the buffer
+    (summary,) = results(url, 1, "summary")
+    assert summary["files"] == counts["deleted"] == sum(sizes.values())
+    assert summary["datasets"] == {f"data18_13TeV:{name}": n for name, n in sizes.items()}
+    assert all(r["calibration"] == "v7" for r in results(url, 1, "reprocess"))
+
+
 def test_hpo_digits_tunes_an_svc_and_plots_the_losses(tmp_path: Path) -> None:
     """At reduced size: 8 trials instead of 40 (the README's run is the full one)."""
     src = tmp_path / "hpo_digits"

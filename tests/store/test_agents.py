@@ -31,7 +31,7 @@ def test_a_runner_beats_and_says_goodbye(db: Database, tmp_path) -> None:  # typ
     runner.run_once()
     with db.engine.connect() as conn:
         (me,) = agents.alive(conn, since=999.0)
-    assert me.roles == "clerk,transformer,carrier,trigger,hpo"
+    assert me.roles == "clerk,transformer,carrier,trigger,hpo,transporter"
     runner.close()
     exe.close()
     with db.engine.connect() as conn:

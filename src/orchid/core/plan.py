@@ -158,7 +158,11 @@ class Planner:
         self.t = template
         self.a = analysis
         self.specs = {w.name: w for w in template.works}
-        self.many = {w.name for w in template.works if w.map is not None or w.jobs is not None}
+        self.many = {
+            w.name
+            for w in template.works
+            if w.map is not None or w.jobs is not None or w.input is not None
+        }
         self.loop_of = {n: lp for lp in template.loops for n in lp.works}
 
     # --- context -------------------------------------------------------------------------

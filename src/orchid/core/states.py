@@ -103,7 +103,9 @@ FILE_TRANSITIONS: Mapping[FileStatus, frozenset[FileStatus]] = {
     F.AVAILABLE: frozenset({F.PROCESSING, F.DELETED}),
     F.PROCESSING: frozenset({F.PROCESSED, F.AVAILABLE, F.FAILED}),
     F.PROCESSED: frozenset({F.DELETED}),
-    F.FAILED: frozenset({F.STAGING}),
+    # a failed file is staged again while attempts remain; its job, if a retry reopened it,
+    # processes it again
+    F.FAILED: frozenset({F.STAGING, F.PROCESSING}),
     F.DELETED: frozenset(),
 }
 

@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from orchid.core.hpo import HpoSpec
@@ -78,6 +79,41 @@ class StaticJob(_Model):
     parents: list[str] = Field(default_factory=list)
 
 
+class InputSpec(_Model):
+    """A work's input: collections of a data manager, processed file by file as they arrive.
+
+    The work's jobs are made from the files: one job per ``files_per_job`` files, each with
+    the arguments ``collection``, ``files`` and ``urls`` (and ``file``, ``url`` when a job
+    takes one file), besides the work's ``parameters``.
+    """
+
+    manager: Name = Field(description="the name of a configured data manager (tapesim, posix, ...)")
+    collections: list[str] = Field(
+        min_length=1,
+        description="the collections to process: 'scope:name' (a dataset), or a folder path",
+    )
+    release: Literal["per-file", "per-collection"] = Field(
+        "per-file",
+        description="per-file: a job starts as soon as its files are on disk; per-collection: "
+        "only once every file of the collection is",
+    )
+    files_per_job: int = Field(1, ge=1, le=100_000, description="files each job processes")
+    delete_after: Literal["processed"] | None = Field(
+        None, description="processed: release each file from disk once its job succeeded"
+    )
+    retries: int = Field(3, ge=0, le=100, description="extra staging attempts per failed file")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_collection(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "collection" in value:
+            if "collections" in value:
+                raise ValueError("give `collection` or `collections`, not both")
+            value = {**value, "collections": [value["collection"]]}
+            del value["collection"]
+        return value
+
+
 class WorkSpec(_Model):
     """One unit of the graph: a payload run by one job, or by many (``map``, ``jobs``)."""
 
@@ -100,6 +136,9 @@ class WorkSpec(_Model):
         None,
         description="explicit jobs with explicit parents (a job-level DAG), or 'from_file' "
         "to take them from the template's jobs_file",
+    )
+    input: InputSpec | None = Field(
+        None, description="collections of a data manager whose files become the work's jobs"
     )
     after: list[Name] = Field(
         default_factory=list, description="works or loops that must end before this one starts"

@@ -14,7 +14,7 @@ from typing import Any
 
 from orchid.core import expr, hpo
 from orchid.core.dag import CycleError, ancestors, topological_order
-from orchid.core.template import LoopSpec, Template, WorkSpec
+from orchid.core.template import InputSpec, LoopSpec, Template, WorkSpec
 from orchid.errors import ExpressionError, TemplateError
 
 ROOTS = ("params", "works", "loops", "loop", "workflow")
@@ -141,6 +141,8 @@ def _check_payloads(t: Template, p: _Problems) -> None:
                 path,
                 f"needs exactly one payload: `command`, `function` or `noop: true`; got {what}",
             )
+        if w.input is not None:
+            _check_input(t, w, w.input, path, p)
         if w.command is not None and not w.command:
             p.add(f"{path}.command", "is empty; give the program and its arguments")
         if w.map is not None:
@@ -156,6 +158,29 @@ def _check_payloads(t: Template, p: _Problems) -> None:
                 lengths = {k: len(v) for k, v in w.map.zip.items() if isinstance(v, list)}
                 if len(set(lengths.values())) > 1:
                     p.add(f"{path}.map.zip", f"lists must have the same length; got {lengths}")
+
+
+MAX_COLLECTION = 255
+
+
+def _check_input(t: Template, w: WorkSpec, spec: InputSpec, path: str, p: _Problems) -> None:
+    """A work fed by a data manager: its jobs come from files, so it cannot map or list."""
+    for other in ("map", "jobs", "hpo"):
+        if getattr(w, other) is not None:
+            p.add(f"{path}.{other}", "cannot be used with `input`: the jobs come from its files")
+    if t.loop_of(w.name) is not None:
+        p.add(f"{path}.input", "a work inside a loop cannot take files from a data manager")
+    seen: set[str] = set()
+    for i, c in enumerate(spec.collections):
+        where = f"{path}.input.collections[{i}]"
+        scope, sep, name = c.partition(":")
+        if not c.strip() or (sep and not (scope and name)):
+            p.add(where, f"a collection is 'scope:name' or a folder path; got {c!r}")
+        elif len(name if sep else c) > MAX_COLLECTION or len(scope) > 100:
+            p.add(where, f"is longer than {MAX_COLLECTION} characters (scope: 100)")
+        elif c in seen:
+            p.add(where, f"'{c}' is listed twice")
+        seen.add(c)
 
 
 def _check_hpo(w: WorkSpec, path: str, given: list[str], p: _Problems) -> None:

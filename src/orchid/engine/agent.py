@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from orchid.bus.base import EventBus
+from orchid.datamgr.base import DataManager
 from orchid.engine.metrics import NO_METRICS, EngineMetrics
 from orchid.engine.templates import TemplateCache
 from orchid.store.db import Database
@@ -21,8 +22,11 @@ WORKFLOWS, WORKS, JOBS, ENDED = "workflows", "works", "jobs", "ended"
 
 
 def agent_id(role: str) -> str:
-    """A unique owner name for leases, readable in the database: role@host:pid/random."""
-    return f"{role}@{socket.gethostname()[:20]}:{os.getpid()}/{uuid.uuid4().hex[:6]}"
+    """A unique owner name for leases, readable in the database: role@host:pid/random.
+
+    At most 64 characters (the owner columns): a long role (a runner of many agents,
+    ``clerk+transformer+...``) is cut, the rest of the name keeps it unique."""
+    return f"{role[:28]}@{socket.gethostname()[:20]}:{os.getpid()}/{uuid.uuid4().hex[:6]}"
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class AgentEnv:
     templates: TemplateCache = field(default_factory=TemplateCache)
     lease: float = 30.0
     batch: int = 500
+    data_managers: Mapping[str, DataManager] = field(default_factory=dict)  # by name
     job_events: bool = False  # emit `jobs.ended` events (the conductor can notify them)
     metrics: EngineMetrics = NO_METRICS
 

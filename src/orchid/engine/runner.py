@@ -12,10 +12,12 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from orchid.bus.base import EventBus
 from orchid.bus.memory import MemoryBus
+from orchid.datamgr import registry
+from orchid.datamgr.base import DataManager
 from orchid.engine.agent import Agent, AgentEnv, agent_id
 from orchid.engine.carrier import Carrier
 from orchid.engine.clerk import Clerk
@@ -23,6 +25,7 @@ from orchid.engine.hpo import Optimizer
 from orchid.engine.metrics import NO_METRICS, EngineMetrics
 from orchid.engine.templates import TemplateCache
 from orchid.engine.transformer import Transformer
+from orchid.engine.transporter import Transporter
 from orchid.engine.trigger import Trigger
 from orchid.executors.base import Executor
 from orchid.settings import Settings
@@ -159,6 +162,7 @@ def make_runner(
     executor: Executor | None = None,
     bus: EventBus | None = None,
     clock: Callable[[], float] = time.time,
+    data_managers: Mapping[str, DataManager] | None = None,
     metrics: EngineMetrics = NO_METRICS,
 ) -> tuple[Runner, Executor]:
     """Every agent in one loop, sharing one bus and one template cache.
@@ -166,8 +170,11 @@ def make_runner(
     Returns the runner and the default executor. Without an ``executor`` given, there is a
     carrier for the default executor and one for each executor of the settings file, each
     claiming the jobs of the works routed to it; ``runner.close()`` closes the extra ones.
+    ``data_managers`` by name (default: those of ``settings.data_managers``).
     """
     bus = bus or MemoryBus()
+    if data_managers is None:
+        data_managers = registry.load(settings.data_managers)
     env = AgentEnv(
         db=db,
         bus=bus,
@@ -175,6 +182,7 @@ def make_runner(
         templates=TemplateCache(),
         lease=settings.lease_seconds,
         batch=settings.batch,
+        data_managers=data_managers,
         job_events=settings.job_events,
         metrics=metrics,
     )
@@ -204,6 +212,7 @@ def make_runner(
         *carriers,
         Trigger(env),
         Optimizer(env, settings.log_dir),
+        Transporter(env, data_managers),
     ]
     if settings.notify:
         from orchid.engine.conductor import Conductor, subscriptions_from

@@ -12,6 +12,7 @@ from orchid.core.jobs import expand_map
 from orchid.core.states import WorkStatus, work_outcome
 from orchid.engine import hpo
 from orchid.engine.agent import JOBS, WORKFLOWS, AgentEnv, agent_id
+from orchid.engine.transporter import start_fed_work
 from orchid.errors import InvalidInput
 from orchid.store import events, jobs, workflows, works
 
@@ -43,6 +44,10 @@ class Transformer:
     def _transform(self, conn: Connection, row: Row[Any]) -> None:
         now = self.env.clock()
         compiled = self.env.templates.get(conn, row.workflow_id, (row.name,))
+        spec = compiled.template.work(row.name).input
+        if spec is not None:  # the data carousel: jobs come as its files reach disk
+            start_fed_work(conn, row, compiled, spec, self.env.data_managers, now)
+            return
         if compiled.template.work(row.name).hpo is not None:
             hpo.start(conn, row, now)  # its jobs come from the HPO agent, trial by trial
             return

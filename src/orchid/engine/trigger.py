@@ -7,7 +7,7 @@ import time
 
 from orchid.core.states import work_outcome
 from orchid.engine.agent import JOBS, WORKFLOWS, AgentEnv, agent_id
-from orchid.store import events, jobs, studies, workflows, works
+from orchid.store import events, feeds, filejobs, jobs, studies, workflows, works
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +18,30 @@ class Trigger:
     def __init__(self, env: AgentEnv, owner: str | None = None) -> None:
         self.env = env
         self.owner = owner or agent_id("trigger")
+        self._files_idle_until = 0.0
 
     def run_once(self) -> int:
+        return self._propagate() + self._files()
+
+    def _files(self) -> int:
+        """The data carousel: jobs for files that reached disk, files whose job ended.
+
+        While no collection is followed, it looks again only every half second."""
+        env = self.env
+        now = env.clock()
+        if now < self._files_idle_until:
+            return 0
+        with env.db.begin() as conn:
+            if not feeds.any_open(conn):
+                self._files_idle_until = now + 0.5
+                return 0
+            ended = filejobs.pass_on(conn, now, env.batch * 4)
+            made = filejobs.release(conn, now, env.batch * 4)
+        if made:
+            env.bus.notify(JOBS)
+        return ended + made
+
+    def _propagate(self) -> int:
         env = self.env
         with env.db.begin() as conn:
             now = env.clock()

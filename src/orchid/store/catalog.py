@@ -20,7 +20,7 @@ from orchid.core.states import FileStatus
 from orchid.errors import InvalidInput, NotFound
 from orchid.store.tables import collections, files, workflows, works
 
-CHUNK = 500  # files per INSERT statement
+CHUNK = 5000  # files per batch of INSERTs
 _LIMITS = {"scope": 100, "name": 255, "manager": 40, "status": 16}  # the column widths
 
 
@@ -30,6 +30,7 @@ class NewFile(NamedTuple):
     name: str
     size: int = 0
     status: FileStatus = FileStatus.NEW
+    url: str | None = None  # where it is on disk, if it is
 
 
 @dataclass(frozen=True)
@@ -104,16 +105,15 @@ def add_files(
     ):
         raise NotFound(f"no collection {collection_id}")
     insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(files)
+    stmt = insert.on_conflict_do_nothing(
+        index_elements=[files.c.collection_id, files.c.name]
+    ).returning(files.c.id)
     rows = (_row(collection_id, NewFile(*f), now) for f in new)
     added = 0
+    # one compiled statement run over many parameter sets (SQLAlchemy batches them into
+    # multi-row INSERTs itself); counted through RETURNING, which skips conflicting rows
     while chunk := list(islice(rows, CHUNK)):
-        # counted through RETURNING: rowcount is not reliable for multi-row VALUES everywhere
-        res = conn.execute(
-            insert.values(chunk)
-            .on_conflict_do_nothing(index_elements=[files.c.collection_id, files.c.name])
-            .returning(files.c.id)
-        )
-        added += len(res.all())
+        added += len(conn.execute(stmt, chunk).all())
     return added
 
 
@@ -133,6 +133,7 @@ def _row(collection_id: int, f: NewFile, now: float) -> dict[str, Any]:
         "size": f.size,
         "status": status,
         "updated_at": now,
+        "url": f.url,
     }
 
 

@@ -15,7 +15,7 @@ from orchid.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0008"  # the newest migration; tests check it matches the migration scripts
+HEAD = "0009"  # the newest migration; tests check it matches the migration scripts
 
 
 def sqlite_url(path: Path) -> str:

@@ -171,6 +171,16 @@ collections = sa.Table(
     sa.Column("manager", sa.String(40), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    # the data carousel (store/carousel.py): how the work uses it, and the transporter's state
+    sa.Column("spec", Json, nullable=True),  # release, files_per_job, delete_after, attempts
+    sa.Column("cursor", sa.Text, nullable=True),  # the data manager's position in its changes
+    sa.Column("sealed", sa.Boolean, nullable=False, server_default=sa.false()),  # no new files
+    sa.Column("next_poll_at", sa.Float, nullable=False, server_default="0"),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("closed_at", sa.Float, nullable=True),
+    sa.Index("ix_collections_status", "status"),
 )
 
 files = sa.Table(
@@ -182,7 +192,13 @@ files = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("job_id", Id, nullable=True, index=True),  # the job that processes it
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),  # staging attempts
+    sa.Column("url", sa.Text, nullable=True),  # where jobs read it while it is on disk
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("available_at", sa.Float, nullable=True),
     sa.UniqueConstraint("collection_id", "name"),
+    sa.Index("ix_files_status_collection", "status", "collection_id"),
 )
 
 agents = sa.Table(

@@ -101,7 +101,9 @@ def run_workflow(
             works=works.list_for(conn, wf_id),
             jobs=jobs.list_for(conn, wf_id, limit=1_000_000),
             many=frozenset(
-                w.get("name") for w in raw.get("works", []) if "map" in w or "jobs" in w
+                w.get("name")
+                for w in raw.get("works", [])
+                if "map" in w or "jobs" in w or "input" in w
             ),
         )
     db.dispose()
