@@ -12,7 +12,7 @@ from orchid.errors import NotFound
 from orchid.store import catalog, events, monitor, workflows, works
 from orchid.store.catalog import NewFile
 from orchid.store.db import Database
-from orchid.store.tables import jobs
+from orchid.store.tables import files, jobs
 
 T0 = 1_800_000_000.0
 
@@ -191,3 +191,26 @@ def test_one_scan_gives_counts_bytes_and_series_of_the_files(db: Database) -> No
     assert series.cumulative(["processed", "available"], in_bytes=True)[-1] == 100_000
     assert series.cumulative(["deleted"]) == [0] * 51
     assert none.collections == [] and none.series.by_status == {}
+
+
+def test_the_disk_buffer_is_what_was_staged_and_not_yet_deleted(db: Database) -> None:
+    wf = make(db)
+    with db.begin() as conn:
+        cid = catalog.add_collection(conn, wf, scope="s", name="c", manager="tapesim", now=T0)
+        catalog.add_files(conn, cid, [NewFile(f"f{k}", 10, F.NEW) for k in range(4)], now=T0)
+        ids = dict(conn.execute(sa.select(files.c.name, files.c.id)).all())
+        # staged at T0+100 (f0, f1) and T0+300 (f2); f0 deleted at T0+200; f3 never staged
+        for name, at in (("f0", 100), ("f1", 100), ("f2", 300)):
+            conn.execute(
+                sa.update(files).where(files.c.id == ids[name]).values(available_at=T0 + at)
+            )
+        for status in (F.AVAILABLE, F.DELETED):  # the moves the transition table allows
+            conn.execute(
+                sa.update(files)
+                .where(files.c.id == ids["f0"])
+                .values(status=status, updated_at=T0 + 200)
+            )
+    with db.engine.connect() as conn:
+        series = monitor.file_summary(conn, wf, T0, T0 + 400, buckets=4).series
+    assert series.running(series.staged) == [0, 2, 2, 3, 3]
+    assert series.on_disk_bytes() == [0, 20, 10, 20, 20]

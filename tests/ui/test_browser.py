@@ -21,10 +21,7 @@ import pytest
 
 from orchid.api.app import create_app
 from orchid.api.auth import AuthConfig
-from orchid.core.states import FileStatus as F
 from orchid.engine.runner import make_runner
-from orchid.store import catalog
-from orchid.store.catalog import NewFile
 from orchid.store.db import Database
 from tests.api.conftest import api_settings, make_tokens, serve
 
@@ -189,22 +186,6 @@ def test_log_in_watch_abort_live_and_page_through_jobs(site: Site, page: Any) ->
     quick = site.submit("alice", QUICK)
     wait_status(site, quick, "succeeded")
     wf = site.submit("alice", CAMPAIGN)
-    now = time.time()
-    with site.db.begin() as conn:  # a little catalog, so that the data page has something
-        cid = catalog.add_collection(
-            conn, wf, scope="data24", name="calib.raw", manager="tapesim", now=now
-        )
-        # an hour of carousel: files changed minute by minute, the oldest already deleted
-        for minute in range(60):
-            status = (F.DELETED, F.PROCESSED, F.PROCESSING, F.AVAILABLE, F.STAGING)[
-                min(minute // 12, 4)
-            ]
-            batch = [
-                NewFile(f"raw_{minute:02d}_{k}.root", 1_500_000_000 + 10_000_000 * k, status)
-                for k in range(1 + minute % 4)
-            ]
-            catalog.add_files(conn, cid, batch, now=now - 3600 + 60 * minute)
-
     page.goto(site.url + "/ui/")
     page.wait_for_selector("input[name=token]")
     shot(page, "login")
@@ -276,9 +257,35 @@ def test_log_in_watch_abort_live_and_page_through_jobs(site: Site, page: Any) ->
     assert "fetched run" in page.locator("pre.log").first.inner_text()
     shot(page, "job")
 
-    page.goto(f"{site.url}/ui/workflows/{wf}/data")
+
+CAROUSEL = {
+    "name": "carousel",
+    "description": "reprocess two datasets file by file as the simulated tape library stages them",
+    "works": [
+        {
+            "name": "reprocess",
+            "command": ["sh", "-c", "sleep 0.05"],
+            "input": {
+                "manager": "tapesim",
+                "collections": ["data18:raw.00348885", "data18:raw.00348894"],
+                "release": "per-file",
+                "files_per_job": 10,
+                "delete_after": "processed",
+            },
+        }
+    ],
+}
+
+
+def test_the_data_page_charts_a_carousel_run(site: Site, page: Any) -> None:
+    wf = site.submit("alice", CAROUSEL)
+    log_in(page, site, "alice", f"/ui/workflows/{wf}")
+    wait_status(site, wf, "succeeded")
+    page.click(".actions .links a[href$='/data']")
+    page.wait_for_url(f"{site.url}/ui/workflows/{wf}/data")
     page.wait_for_selector("svg.chart.area")
-    assert "data24:calib.raw" in page.content()
+    assert "data18:raw.00348885" in page.content()
+    assert "disk buffer" in page.content()
     shot(page, "data")
 
 

@@ -34,6 +34,9 @@ PALETTE: dict[str, tuple[str, str]] = {
     "processing": ("#2563eb", "#dbeafe"),
     "processed": ("#16a34a", "#dcfce7"),
     "deleted": ("#52525b", "#e4e4e7"),
+    # series of the data page
+    "staged": ("#0d9488", "#ccfbf1"),
+    "on disk": ("#7c3aed", "#ede9fe"),
 }
 # the order in which a progress bar stacks its segments
 BAR_ORDER = (

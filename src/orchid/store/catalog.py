@@ -134,7 +134,14 @@ def _row(collection_id: int, f: NewFile, now: float) -> dict[str, Any]:
         "status": status,
         "updated_at": now,
         "url": f.url,
+        # a file listed as already on disk (or past it) came to disk no later than now
+        "available_at": now if status in ON_DISK_OR_PAST else None,
     }
+
+
+ON_DISK_OR_PAST = frozenset(
+    {FileStatus.AVAILABLE, FileStatus.PROCESSING, FileStatus.PROCESSED, FileStatus.DELETED}
+)
 
 
 def _summaries(conn: Connection, where: sa.ColumnElement[bool]) -> list[CollectionSummary]:

@@ -279,6 +279,21 @@ class FileSeries:
     width: float
     by_status: dict[str, list[int]]
     bytes_by_status: dict[str, list[int]]
+    # files (and bytes) that came to disk in each bucket: ``files.available_at``
+    staged: list[int] = field(default_factory=list)
+    staged_bytes: list[int] = field(default_factory=list)
+
+    def on_disk_bytes(self) -> list[int]:
+        """Bytes on disk at the end of each bucket: staged so far minus deleted so far."""
+        staged, gone = self.running(self.staged_bytes), self.cumulative(["deleted"], True)
+        return [a - b for a, b in zip(staged, gone, strict=True)]
+
+    def running(self, values: Sequence[int]) -> list[int]:
+        out, total = [], 0
+        for i in range(len(self.times)):
+            total += values[i] if i < len(values) else 0
+            out.append(total)
+        return out
 
     def cumulative(self, statuses: Sequence[str], in_bytes: bool = False) -> list[int]:
         source = self.bytes_by_status if in_bytes else self.by_status
@@ -336,6 +351,7 @@ def file_summary(
     sizes: dict[int, dict[str, int]] = {c["id"]: {} for c in cols}
     by_status: dict[str, list[int]] = {}
     by_bytes: dict[str, list[int]] = {}
+    staged, staged_bytes = [0] * n, [0] * n
     if cols:
         bucket = _floor((files.c.updated_at - lo) / width, conn.dialect.name).label("b")
         q = (
@@ -355,7 +371,22 @@ def file_summary(
             sizes[cid][status] = sizes[cid].get(status, 0) + int(size)
             by_status.setdefault(status, [0] * n)[i] += int(count)
             by_bytes.setdefault(status, [0] * n)[i] += int(size)
-    series = FileSeries([lo + i * width for i in range(n)], width, by_status, by_bytes)
+        arrived = _floor((files.c.available_at - lo) / width, conn.dialect.name).label("b")
+        q = (
+            sa.select(arrived, sa.func.count(), sa.func.coalesce(sa.func.sum(files.c.size), 0))
+            .where(
+                files.c.collection_id.in_([c["id"] for c in cols]),
+                files.c.available_at.is_not(None),
+            )
+            .group_by(arrived)
+        )
+        for b, count, size in conn.execute(q):
+            i = min(max(int(b), 0), n - 1)
+            staged[i] += int(count)
+            staged_bytes[i] += int(size)
+    series = FileSeries(
+        [lo + i * width for i in range(n)], width, by_status, by_bytes, staged, staged_bytes
+    )
     return FileSummary(cols, counts, sizes, series)
 
 

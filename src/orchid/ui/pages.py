@@ -314,14 +314,21 @@ def data_page(request: Request, workflow_id: int) -> Response:
     on_disk = ("available", "processing", "processed")
     files_chart = charts.area(
         series.times,
-        {s: series.cumulative([s]) for s in FILE_ORDER},
-        title="files by the time they reached their current status (cumulative)",
+        {
+            "staged": series.running(series.staged),
+            "processed": series.cumulative(["processed", "deleted"]),
+            "deleted": series.cumulative(["deleted"]),
+            "failed": series.cumulative(["failed"]),
+        },
+        title="files staged to disk, processed and deleted (cumulative)",
+        stacked=False,
     )
     buffer_chart = charts.area(
         series.times,
-        {s: series.cumulative([s], in_bytes=True) for s in on_disk},
-        title="bytes on disk now, by the time each file got there (cumulative)",
+        {"on disk": series.on_disk_bytes()},
+        title="disk buffer: bytes staged and not yet deleted",
         unit="B",
+        stacked=False,
     )
     disk = {cid: sum(by.get(s, 0) for s in on_disk) for cid, by in data.bytes.items()}
     return ui.render(
