@@ -27,8 +27,9 @@ class Settings:
     executor: str = "local"
     poll_interval: float = 1.0  # seconds between polls when the bus is quiet
     lease_seconds: float = 30.0  # how long a claim holds before another agent may take it
-    batch: int = 500  # rows an agent claims at once
+    batch: int = 2000  # rows an agent claims at once
     owner: str = "local"
+    bus: str = "auto"  # event bus: auto (postgres on PostgreSQL, else memory), memory, postgres, db
 
     @property
     def log_dir(self) -> Path:
@@ -52,6 +53,7 @@ class Settings:
             ("lease_seconds", float),
             ("batch", int),
             ("owner", str),
+            ("bus", str),
         ):
             raw = env.get(f"ORCHID_{name.upper()}")
             if raw:
@@ -76,6 +78,8 @@ class Settings:
                 )
         if s.lease_seconds < 2:
             raise ConfigError(f"lease_seconds must be at least 2; got {s.lease_seconds}")
+        if s.bus not in ("auto", "memory", "postgres", "db"):
+            raise ConfigError(f"unknown event bus {s.bus!r}; use auto, memory, postgres or db")
         if s.executor not in ("local", "null"):
             raise ConfigError(f"unknown executor {s.executor!r}; use local or null")
         return s

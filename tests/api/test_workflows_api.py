@@ -833,12 +833,6 @@ def running_job(c: httpx.Client, wf_id: int) -> dict[str, Any]:
 
 
 @LOCAL
-@pytest.mark.xfail(
-    reason="BUG: store/jobs.py (the carrier's update of job states) drops the log_uri of "
-    "`running` updates (only succeeded/failed set it), so GET /jobs/{id}/logs of a running "
-    "job is 404 'has no log yet' although the local executor reports the log when it starts",
-    strict=True,
-)
 def test_the_log_of_a_running_job_can_be_read(api: Api, agents: Agents, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     command = [sys.executable, "-c", WRITER, str(gate)]

@@ -55,6 +55,7 @@ from orchid.cli.common import (
     _params,
     _remote,
     _settings,
+    _tune_gc,
     app,
     console,
     err,
@@ -79,6 +80,7 @@ def run(
         database, raw, base_dir=base, params=_params(param), owner=settings.owner, now=time.time()
     )
     runner, exe = make_runner(settings, database)
+    _tune_gc()
     done = threading.Event()
 
     def finished() -> bool:

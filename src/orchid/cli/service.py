@@ -27,6 +27,7 @@ from orchid.cli.common import (
     _logging,
     _open,
     _settings,
+    _tune_gc,
     app,
     console,
     db_app,
@@ -46,6 +47,7 @@ def agents(
     _logging(verbose)
     settings = _settings(db=db, workers=workers, executor=executor)
     runner, exe = make_runner(settings, _open(settings))
+    _tune_gc()
     err.print(f"agents running on {settings.db_url} with the {settings.executor} executor")
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     try:
@@ -120,6 +122,7 @@ def up(
     path = config_path()
     note = _local_token(database, path, url, settings.owner)
     runner, exe = make_runner(settings, database)
+    _tune_gc()
     # local tokens only: ORCHID_OIDC_* and proxies are for `orchid server`
     http = uvicorn.Server(
         uvicorn.Config(

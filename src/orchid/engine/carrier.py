@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from orchid.engine.agent import ENDED, AgentEnv, agent_id
-from orchid.executors.base import Executor, JobSpec
+from sqlalchemy.engine import Connection
+
+from orchid.engine.agent import CANCEL, ENDED, JOBS, TICK, UPDATES, AgentEnv, Step, agent_id
+from orchid.executors.base import Executor, JobSpec, Payload, Resources
 from orchid.store import jobs
 
 log = logging.getLogger(__name__)
+WORK_CACHE = 10_000
+
+
+@dataclass(frozen=True)
+class _WorkInfo:
+    """What every job of one work shares on its way to the executor."""
+
+    name: str
+    payload: Payload
+    resources: Resources
+    retry_delay: float
 
 
 class Carrier:
@@ -19,12 +34,22 @@ class Carrier:
         self.executor = executor
         self.owner = owner or agent_id("carrier")
         self._delays: dict[int, float] = {}  # job id → retry delay, for jobs in flight here
+        self._works: dict[int, _WorkInfo] = {}  # work id → what its jobs share
         self._next_renewal = 0.0
 
     def run_once(self) -> int:
-        return self._collect() + self._cancel() + self._submit() + self._housekeeping()
+        return self.collect() + self.cancel() + self.submit() + self.housekeeping()
 
-    def _collect(self) -> int:
+    def steps(self) -> Mapping[str, Step]:
+        return {
+            UPDATES: self.collect,
+            CANCEL: self.cancel,
+            JOBS: self.submit,
+            TICK: self.housekeeping,
+        }
+
+    def collect(self) -> int:
+        """Record what the executor saw since the last call."""
         updates = self.executor.poll()
         if not updates:
             return 0
@@ -36,9 +61,13 @@ class Carrier:
                 self._delays.pop(u.job_id, None)
         if finished or retried:
             env.bus.notify(ENDED)
+            env.bus.wake(JOBS)  # their slots are free again
+        if retried:
+            env.bus.notify(JOBS)
         return len(updates)
 
-    def _cancel(self) -> int:
+    def cancel(self) -> int:
+        """Stop this carrier's jobs whose cancellation was asked (an abort)."""
         env = self.env
         with env.db.begin() as conn:
             wanted = jobs.to_cancel(conn, self.owner)
@@ -49,7 +78,8 @@ class Carrier:
         env.bus.notify(ENDED)
         return len(wanted)
 
-    def _submit(self) -> int:
+    def submit(self) -> int:
+        """Claim ready jobs, as many as the executor takes now, and hand them over."""
         room = min(self.executor.capacity(), self.env.batch)
         if room <= 0:
             return 0
@@ -59,22 +89,24 @@ class Carrier:
             rows = jobs.claim_ready(conn, self.owner, env.clock(), env.lease, room)
             if not rows:
                 return 0
-            names = jobs.work_names(conn, {r.work_id for r in rows})
+            missing = {r.work_id: r.workflow_id for r in rows if r.work_id not in self._works}
+            if missing:
+                self._learn(conn, missing)
+            delays, works = self._delays, self._works
             for r in rows:
-                compiled = env.templates.get(conn, r.workflow_id)
-                work = names[r.work_id]
-                self._delays[r.id] = compiled.retry_delay(work)
+                info = works[r.work_id]
+                delays[r.id] = info.retry_delay
                 specs.append(
                     JobSpec(
-                        key=JobSpec.make_key(r.workflow_id, r.id, r.attempt),
-                        workflow_id=r.workflow_id,
-                        job_id=r.id,
-                        attempt=r.attempt,
-                        work_name=work,
-                        job_name=r.name,
-                        payload=compiled.payload(work),
-                        args=r.args,
-                        resources=compiled.resources(work),
+                        f"{r.workflow_id}-{r.id}-{r.attempt}",  # JobSpec.make_key
+                        r.workflow_id,
+                        r.id,
+                        r.attempt,
+                        info.name,
+                        r.name,
+                        info.payload,
+                        r.args,
+                        info.resources,
                     )
                 )
         # after the commit: if this process dies now, the lease runs out and the jobs run again
@@ -88,9 +120,21 @@ class Carrier:
                 jobs.unsubmit(conn, [s.job_id for s in specs], self.owner, env.clock())
             raise
         log.debug("submitted %d jobs to %s", len(specs), self.executor.name)
+        env.bus.wake(UPDATES)  # an executor that finishes jobs at once may not call back
         return len(specs)
 
-    def _housekeeping(self) -> int:
+    def _learn(self, conn: Connection, works: Mapping[int, int]) -> None:
+        """Remember what the jobs of these works (id → workflow id) share."""
+        if len(self._works) > WORK_CACHE:
+            self._works.clear()
+        for work_id, name in jobs.work_names(conn, works).items():
+            compiled = self.env.templates.get(conn, works[work_id])
+            self._works[work_id] = _WorkInfo(
+                name, compiled.payload(name), compiled.resources(name), compiled.retry_delay(name)
+            )
+
+    def housekeeping(self) -> int:
+        """Renew the leases of the jobs in flight here; run again those whose agent died."""
         env = self.env
         now = env.clock()
         if now < self._next_renewal:
@@ -101,4 +145,5 @@ class Carrier:
             lost = jobs.reclaim_lost(conn, now)
         if lost:
             log.warning("%d jobs had lost their agent; they are ready to run again", lost)
+            env.bus.notify(JOBS)
         return lost

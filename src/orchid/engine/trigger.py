@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from orchid.core.states import work_outcome
-from orchid.engine.agent import JOBS, WORKFLOWS, AgentEnv, agent_id
+from orchid.engine.agent import ENDED, JOBS, WORKFLOWS, AgentEnv, Step, agent_id
 from orchid.store import events, jobs, workflows, works
 
 log = logging.getLogger(__name__)
@@ -17,6 +18,9 @@ class Trigger:
     def __init__(self, env: AgentEnv, owner: str | None = None) -> None:
         self.env = env
         self.owner = owner or agent_id("trigger")
+
+    def steps(self) -> Mapping[str, Step]:
+        return {ENDED: self.run_once}
 
     def run_once(self) -> int:
         env = self.env

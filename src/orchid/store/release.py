@@ -1,0 +1,112 @@
+"""The trigger's rows: passing the end of a batch of jobs on to their children.
+
+Release is the hot path of a million-job DAG. Each job keeps a count of unfinished
+parents; for a batch of jobs that ended, one statement subtracts from each child the
+number of its parents in the batch and marks those that reach zero ``ready``, one more
+skips the children of those that failed, one marks the batch passed on. The cost is the
+edges leaving the batch, never the size of the graph.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Connection
+
+from orchid.core.states import JobStatus
+from orchid.store import bulk
+from orchid.store.tables import UNPROPAGATED
+
+J = JobStatus
+
+_ENDED = (
+    f"SELECT id, work_id, workflow_id, status FROM jobs WHERE {UNPROPAGATED} ORDER BY id LIMIT :n"
+)
+_CHILDREN = "SELECT child_id FROM job_edges WHERE {parents}"
+# two statements, not one: the first changes no indexed column, so a child that still
+# waits for other parents costs a row write and no index update
+_COUNT_OFF = """
+UPDATE jobs SET pending_parents = jobs.pending_parents - d.n
+FROM (SELECT child_id, count(*) AS n FROM job_edges WHERE {parents} GROUP BY child_id) AS d
+WHERE jobs.id = d.child_id
+RETURNING jobs.id, jobs.pending_parents, jobs.status
+"""
+_READY = """
+UPDATE jobs SET status = 'ready', ready_at = :now
+WHERE {ids} AND pending_parents = 0 AND status = 'waiting'
+  AND work_id IN (SELECT id FROM works WHERE status = 'running')
+"""
+_SKIP = (
+    "UPDATE jobs SET status = 'skipped', finished_at = :now, "
+    "error = 'a parent job did not succeed' "
+    "WHERE id IN (SELECT child_id FROM job_edges WHERE {parents}) AND status = 'waiting'"
+)
+_PASSED = "UPDATE jobs SET propagated = TRUE WHERE {ids}"
+# PostgreSQL: lock what release writes in one order (works, then jobs by id), so that
+# agents passing on overlapping batches, or a transformer starting a child's work, wait
+# for each other instead of deadlocking
+_LOCK_WORKS = (
+    "SELECT id FROM works WHERE id IN (SELECT DISTINCT work_id FROM jobs WHERE id IN "
+    "(SELECT child_id FROM job_edges WHERE {parents})) ORDER BY id FOR SHARE"
+)
+_LOCK_CHILDREN = (
+    "SELECT id FROM jobs WHERE id IN (SELECT child_id FROM job_edges WHERE {parents}) "
+    "ORDER BY id FOR NO KEY UPDATE"
+)
+
+
+@dataclass
+class Propagation:
+    """What one trigger batch did."""
+
+    jobs: int = 0
+    released: int = 0
+    skipped: int = 0
+    remaining: Counter[int] = field(default_factory=Counter)  # work id → jobs that ended
+    workflows: set[int] = field(default_factory=set)
+
+
+def propagate(conn: Connection, now: float, limit: int) -> Propagation:
+    """Pass the end of a batch of jobs on to their children and their works."""
+    pg = bulk.is_pg(conn)
+    ended = _ENDED + (" FOR UPDATE SKIP LOCKED" if pg else "")
+    rows = bulk.fetch(conn, ended, {"n": limit})
+    out = Propagation(jobs=len(rows))
+    if not rows:
+        return out
+    good: list[int] = []
+    bad: list[int] = []
+    for jid, work_id, workflow_id, status in rows:
+        (good if status == J.SUCCEEDED else bad).append(jid)
+        out.remaining[work_id] += 1
+        out.workflows.add(workflow_id)
+    if good:
+        out.released = release_children(conn, good, now)
+    if bad:
+        sql = _SKIP.format(parents=bulk.in_ids(conn, "parent_id"))
+        res = conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, bad), "now": now})
+        out.skipped = int(res.rowcount)
+    sql = _PASSED.format(ids=bulk.in_ids(conn, "id"))
+    conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, [r[0] for r in rows])})
+    return out
+
+
+def release_children(conn: Connection, parents: list[int], now: float) -> int:
+    """These jobs succeeded: count them off their children; return how many became ready.
+
+    A child becomes ready when its count reaches zero while its work runs; children of a
+    work that has not started yet wait for it (the transformer releases them).
+    """
+    params = {"ids": bulk.ids(conn, parents), "now": now}
+    where = bulk.in_ids(conn, "parent_id")
+    if bulk.is_pg(conn):
+        conn.execute(bulk.text(conn, _LOCK_WORKS.format(parents=where)), params)
+        conn.execute(bulk.text(conn, _LOCK_CHILDREN.format(parents=where)), params)
+    counted = bulk.fetch(conn, _COUNT_OFF.format(parents=where), params)
+    zero = [jid for jid, pending, status in counted if pending == 0 and status == J.WAITING]
+    if not zero:
+        return 0
+    sql = _READY.format(ids=bulk.in_ids(conn, "id"))
+    res = conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, zero), "now": now})
+    return int(res.rowcount)
