@@ -120,6 +120,9 @@ def start_agents(a: argparse.Namespace, url: str, home: Path) -> list[subprocess
     }
     if a.batch:
         env["ORCHID_BATCH"] = str(a.batch)
+    if a.executor == "local":
+        env["ORCHID_REUSE_WORKERS"] = "0" if a.fresh_processes else "1"
+        env["ORCHID_PREFETCH"] = str(a.prefetch)
     procs = []
     for k in range(a.agents):
         cmd = [sys.executable, "-m", "orchid.cli.main", "agents", "--db", url]
@@ -169,7 +172,8 @@ def latencies(db: Database, wf: int) -> tuple[array[float], array[float]]:
 
 
 def run(a: argparse.Namespace) -> dict[str, Any]:
-    home = Path(tempfile.mkdtemp(prefix="orchid-bench-"))
+    Path(a.tmp).mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="orchid-bench-", dir=a.tmp))
     row: dict[str, Any] = {
         "system": "orchid",
         "shape": a.shape,
@@ -178,6 +182,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         "agents": a.agents,
         "executor": a.executor,
         "workers": a.workers if a.executor == "local" else None,
+        "prefetch": a.prefetch if a.executor == "local" else None,
     }
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -250,12 +255,25 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--executor", choices=["null", "local"], default="null")
     ap.add_argument("--workers", type=int, default=2, help="local executor workers per agent")
     ap.add_argument("--batch", type=int, default=0, help="rows per claim (ORCHID_BATCH)")
+    ap.add_argument(
+        "--prefetch", type=int, default=64, help="local: jobs taken ahead (ORCHID_PREFETCH)"
+    )
+    ap.add_argument(
+        "--fresh-processes",
+        action="store_true",
+        help="local: a new interpreter per job instead of long-lived workers",
+    )
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--repeat", type=int, default=1, help="runs, one JSON line each")
     ap.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
     ap.add_argument("--py-spy", metavar="DIR", help="profile each agent with py-spy into DIR")
     ap.add_argument("--py-spy-raw", action="store_true", help="collapsed stacks, not SVG")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument(
+        "--tmp",
+        default=str(BENCH / ".work"),
+        help="where the run's database and job logs go (default bench/.work)",
+    )
     return ap
 
 

@@ -30,6 +30,8 @@ class Settings:
     batch: int = 2000  # rows an agent claims at once
     owner: str = "local"
     bus: str = "auto"  # event bus: auto (postgres on PostgreSQL, else memory), memory, postgres, db
+    reuse_workers: bool = False  # local executor: run function jobs in long-lived workers
+    prefetch: int = 0  # local executor: jobs taken ahead of free slots
 
     @property
     def log_dir(self) -> Path:
@@ -54,6 +56,8 @@ class Settings:
             ("batch", int),
             ("owner", str),
             ("bus", str),
+            ("reuse_workers", _flag),
+            ("prefetch", int),
         ):
             raw = env.get(f"ORCHID_{name.upper()}")
             if raw:
@@ -69,6 +73,8 @@ class Settings:
         s = replace(s, **fields)
         if s.workers < 1:
             raise ConfigError(f"workers must be at least 1; got {s.workers}")
+        if s.prefetch < 0:
+            raise ConfigError(f"prefetch cannot be negative; got {s.prefetch}")
         if s.batch < 1:
             raise ConfigError(f"batch must be at least 1; got {s.batch}")
         for name in ("poll_interval", "lease_seconds"):
@@ -83,6 +89,19 @@ class Settings:
         if s.executor not in ("local", "null"):
             raise ConfigError(f"unknown executor {s.executor!r}; use local or null")
         return s
+
+
+def _flag(raw: str) -> bool:
+    """A yes/no environment value."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)
+
+
+_flag.__name__ = "yes/no value (1, 0, true, false)"
 
 
 def db_url_from(value: str) -> str:

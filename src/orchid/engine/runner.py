@@ -196,7 +196,13 @@ def make_executor(settings: Settings, bus: EventBus) -> Executor:
         return NullExecutor(wake=wake)
     from orchid.executors.local import LocalExecutor
 
-    return LocalExecutor(workers=settings.workers, log_dir=settings.log_dir, wake=wake)
+    return LocalExecutor(
+        workers=settings.workers,
+        log_dir=settings.log_dir,
+        wake=wake,
+        prefetch=settings.prefetch,
+        reuse_workers=settings.reuse_workers,
+    )
 
 
 def make_runner(

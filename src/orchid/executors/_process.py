@@ -111,12 +111,18 @@ def build_env(spec: JobSpec, files: AttemptFiles, extra_path: Sequence[str] = ()
 
     ``payload.python_path`` goes in front of ``PYTHONPATH``; ``extra_path`` goes at its end.
     """
+    return {**os.environ, **job_variables(spec, files, extra_path)}
+
+
+def job_variables(
+    spec: JobSpec, files: AttemptFiles, extra_path: Sequence[str] = ()
+) -> dict[str, str]:
+    """What :func:`build_env` sets on top of our environment (a pool worker sets only this)."""
     try:
         args_json = json.dumps(dict(spec.args))
     except (TypeError, ValueError) as exc:
         raise StartError(f"job args are not JSON-serialisable: {exc}") from exc
-    env = dict(os.environ)
-    env.update(spec.payload.env)
+    env = dict(spec.payload.env)
     env.update(
         ORCHID_JOB_KEY=spec.key,
         ORCHID_WORKFLOW_ID=str(spec.workflow_id),
@@ -127,7 +133,8 @@ def build_env(spec: JobSpec, files: AttemptFiles, extra_path: Sequence[str] = ()
         ORCHID_ARGS=args_json,
         ORCHID_RESULT_FILE=str(files.result),
     )
-    current = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    base = env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    current = [p for p in base.split(os.pathsep) if p]
     path = [*spec.payload.python_path, *current]
     path += [p for p in extra_path if p not in path]
     if path:
@@ -248,12 +255,17 @@ def exit_reason(status: int | None, err_file: Path) -> tuple[int | None, str | N
     if status is None:
         return None, "exit status lost (the process was reaped elsewhere)"
     code = os.waitstatus_to_exitcode(status)
+    return code, exit_message(code, err_file)
+
+
+def exit_message(code: int, err_file: Path) -> str | None:
+    """Why a job with this exit code failed (None: it did not), quoting its stderr."""
     if code < 0:
-        return code, f"killed by signal {signal_name(-code)}"
+        return f"killed by signal {signal_name(-code)}"
     if code == 0:
-        return 0, None
+        return None
     stderr = last_line(err_file)
-    return code, f"exit code {code}: {truncate(stderr)}" if stderr else f"exit code {code}"
+    return f"exit code {code}: {truncate(stderr)}" if stderr else f"exit code {code}"
 
 
 def read_result(files: AttemptFiles) -> tuple[Any, str | None]:
