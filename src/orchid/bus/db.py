@@ -35,6 +35,11 @@ class DbBus:
         self._out_cond = threading.Condition()
         self._closed = threading.Event()
         self._last = -1
+        try:  # signals from now on: those of other processes written before are old news
+            with self._db.engine.connect() as conn:
+                self._last = signals.last_id(conn)
+        except Exception as exc:  # the reader thread tries again
+            log.warning("event bus: cannot read signals: %s", exc)
         self._threads = [
             threading.Thread(target=self._read, name="orchid-bus-read", daemon=True),
             threading.Thread(target=self._send, name="orchid-bus-send", daemon=True),
@@ -67,7 +72,7 @@ class DbBus:
         while not self._closed.is_set():
             try:
                 with self._db.engine.connect() as conn:
-                    if self._last < 0:
+                    if self._last < 0:  # (again) after losing the database: look at all
                         self._last = signals.last_id(conn)
                         self._local.deliver({EVERYTHING})
                     rows = signals.since(conn, self._last)

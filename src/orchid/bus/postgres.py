@@ -33,7 +33,14 @@ def conninfo(url: str) -> str:
 class PostgresBus:
     """See the module docstring. ``url`` is the database's SQLAlchemy or libpq URL."""
 
-    def __init__(self, url: str, channel: str = signals.CHANNEL, *, retry_max: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        channel: str = signals.CHANNEL,
+        *,
+        retry_max: float = 2.0,
+        connect_wait: float = 5.0,
+    ) -> None:
         self._conninfo = conninfo(url)
         self._channel = channel
         self._retry_max = retry_max
@@ -49,6 +56,9 @@ class PostgresBus:
         ]
         for t in self._threads:
             t.start()
+        # notifications sent before the listener is connected would be missed: give it a
+        # moment (a database that is down does not hold up the agents; they poll)
+        self.listening.wait(connect_wait)
 
     # --- EventBus -----------------------------------------------------------------------
 
