@@ -75,7 +75,7 @@ def job_lines(shape: str, jobs: int, seed: int) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def database(kind: str, home: Path) -> Iterator[str]:
+def database(kind: str, home: Path, keep: bool = False) -> Iterator[str]:
     """A fresh database URL, dropped (PostgreSQL) or deleted (SQLite) afterwards."""
     if kind == "sqlite":
         yield f"sqlite:///{home / 'orchid.db'}"
@@ -88,8 +88,11 @@ def database(kind: str, home: Path) -> Iterator[str]:
     try:
         yield f"{PG_SERVER}/{name}"
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if keep:
+            print(f"kept the database {PG_SERVER}/{name}", file=sys.stderr)
+        else:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 
@@ -186,7 +189,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     }
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        with database(a.db, home) as url, benchkit.PeakRss() as rss:
+        with database(a.db, home, a.keep) as url, benchkit.PeakRss() as rss:
             db = Database(url)
             db.upgrade()
             procs = start_agents(a, url, home)
@@ -268,7 +271,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
     ap.add_argument("--py-spy", metavar="DIR", help="profile each agent with py-spy into DIR")
     ap.add_argument("--py-spy-raw", action="store_true", help="collapsed stacks, not SVG")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the temporary folder and database (debugging)"
+    )
     ap.add_argument(
         "--tmp",
         default=str(BENCH / ".work"),

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Connection
 
 from orchid.engine.agent import CANCEL, ENDED, JOBS, TICK, UPDATES, AgentEnv, Step, agent_id
-from orchid.executors.base import Executor, JobSpec, Payload, Resources
+from orchid.engine.trigger import announce, settle
+from orchid.executors.base import Executor, JobSpec, JobUpdate, Payload, Resources
 from orchid.store import jobs
 
 log = logging.getLogger(__name__)
@@ -29,11 +30,22 @@ class _WorkInfo:
 class Carrier:
     name = "carrier"
 
-    def __init__(self, env: AgentEnv, executor: Executor, owner: str | None = None) -> None:
+    def __init__(
+        self,
+        env: AgentEnv,
+        executor: Executor,
+        owner: str | None = None,
+        *,
+        pass_on: bool = True,
+    ) -> None:
         self.env = env
         self.executor = executor
         self.owner = owner or agent_id("carrier")
+        # release the children of jobs that succeeded in the transaction that records them,
+        # rather than leaving it to the trigger (which still handles every other end)
+        self.pass_on = pass_on
         self._delays: dict[int, float] = {}  # job id → retry delay, for jobs in flight here
+        self._unrecorded: list[JobUpdate] = []  # taken from the executor, not yet written
         self._works: dict[int, _WorkInfo] = {}  # work id → what its jobs share
         self._next_renewal = 0.0
 
@@ -50,19 +62,29 @@ class Carrier:
 
     def collect(self) -> int:
         """Record what the executor saw since the last call."""
-        updates = self.executor.poll()
+        updates = self._unrecorded + self.executor.poll()
         if not updates:
             return 0
         env = self.env
+        ended: list[int] = []
+        # what the executor handed over is kept until it is written: a transaction that
+        # fails (a deadlock, a lost connection) is tried again with the same updates
+        self._unrecorded = updates
         with env.db.begin() as conn:
-            finished, retried = jobs.record_updates(conn, updates, self._delays, env.clock())
+            now = env.clock()
+            done = jobs.record(conn, updates, self._delays, now, pass_on=self.pass_on)
+            if done.passed.jobs:
+                ended = settle(conn, done.passed, now)
+        self._unrecorded = []
         for u in updates:
             if u.state != "running":
                 self._delays.pop(u.job_id, None)
-        if finished or retried:
+        announce(env, done.passed, ended)
+        if done.finished > done.passed.jobs:  # ends the trigger passes on (failures)
             env.bus.notify(ENDED)
+        if done.finished or done.retried:
             env.bus.wake(JOBS)  # their slots are free again
-        if retried:
+        if done.retried:
             env.bus.notify(JOBS)
         return len(updates)
 

@@ -7,6 +7,7 @@ claim, one ``executemany`` on the driver's cursor per kind of update (see ``stor
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -15,7 +16,8 @@ from sqlalchemy.engine import Connection
 
 from orchid.core.model import NO_USAGE, JobUpdate, Usage
 from orchid.core.states import TERMINAL_JOB, JobStatus, after_failure
-from orchid.store import bulk
+from orchid.store import bulk, release
+from orchid.store.release import Propagation
 from orchid.store.tables import IN_FLIGHT, READY, works
 
 J = JobStatus
@@ -43,8 +45,9 @@ FROM {rows} WHERE jobs.id = {i0} AND jobs.attempt = {i1} AND jobs.status = 'subm
 _SUCCEEDED = """
 UPDATE jobs SET status = 'succeeded', exit_code = {i2}, result = {j3}, usage = {j4},
     log_uri = coalesce({t5}, jobs.log_uri), started_at = coalesce({f6}, jobs.started_at),
-    finished_at = {f7}, owner = NULL, lease_until = NULL, error = NULL
+    finished_at = {f7}, owner = NULL, lease_until = NULL, error = NULL{passed}
 FROM {rows} WHERE jobs.id = {i0} AND jobs.attempt = {i1} AND jobs.status IN ('submitted', 'running')
+RETURNING jobs.id, jobs.work_id, jobs.workflow_id, jobs.status
 """
 _FAILED = """
 UPDATE jobs SET status = {t2}, exit_code = {i3}, result = {j4}, usage = {j5},
@@ -56,9 +59,9 @@ FROM {rows} WHERE jobs.id = {i0} AND jobs.attempt = {i1} AND jobs.status IN ('su
 
 
 @lru_cache(maxsize=8)
-def _rows_sql(template: str, pg: bool) -> str:
+def _rows_sql(template: str, pg: bool, passed: bool = False) -> str:
     rows = "json_array_elements(CAST(:rows AS JSON)) AS u(value)" if pg else "json_each(:rows) AS u"
-    names = {"rows": rows}
+    names = {"rows": rows, "passed": ", propagated = TRUE" if passed else ""}
     for i in range(12):
         value = f"(u.value ->> {i})"
         names[f"i{i}"] = f"CAST(u.value ->> {i} AS INTEGER)"
@@ -113,8 +116,32 @@ def record_updates(
 
     ``delays`` gives each failed job's retry delay. Returns (finished, retried).
     """
+    recorded = record(conn, updates, delays, now)
+    return recorded.finished, recorded.retried
+
+
+@dataclass
+class Recorded:
+    """What one :func:`record` did."""
+
+    finished: int = 0
+    retried: int = 0
+    passed: Propagation = field(default_factory=Propagation)  # successes passed on
+
+
+def record(
+    conn: Connection,
+    updates: Sequence[JobUpdate],
+    delays: Mapping[int, float],
+    now: float,
+    *,
+    pass_on: bool = False,
+) -> Recorded:
+    """:func:`record_updates`; with ``pass_on``, also release the children of the jobs that
+    succeeded, in this transaction (the trigger's work, without a second write of each
+    job and a second transaction). Failures are always left to the trigger."""
     if not updates:
-        return 0, 0
+        return Recorded()
     current: dict[int, tuple[int, str, int]] = {}
     wanted = sorted({u.job_id for u in updates})
     sql = _CURRENT.format(ids=bulk.in_ids(conn, "id"))
@@ -164,11 +191,20 @@ def record_updates(
             )
         )
     pg = bulk.is_pg(conn)
-    for template, rows in ((_STARTED, started), (_SUCCEEDED, ok), (_FAILED, bad)):
-        if rows:
-            stmt = bulk.text(conn, _rows_sql(template, pg), arrays=())
-            conn.execute(stmt, {"rows": bulk.json_text(rows)})
-    return len(ok) + len(bad) - retried, retried
+    out = Recorded(finished=len(bad) - retried, retried=retried)
+    if started:
+        stmt = bulk.text(conn, _rows_sql(_STARTED, pg), arrays=())
+        conn.execute(stmt, {"rows": bulk.json_text(started)})
+    if ok:
+        # RETURNING: exactly the jobs this statement moved (a stale one is not among them)
+        done = bulk.fetch(conn, _rows_sql(_SUCCEEDED, pg, pass_on), {"rows": bulk.json_text(ok)})
+        out.finished += len(done)
+        if pass_on:
+            out.passed = release.pass_on(conn, done, now)
+    if bad:
+        stmt = bulk.text(conn, _rows_sql(_FAILED, pg), arrays=())
+        conn.execute(stmt, {"rows": bulk.json_text(bad)})
+    return out
 
 
 def _usage_json(usage: Usage | None) -> str | None:

@@ -25,9 +25,11 @@ from orchid.errors import NotFound
 # the carrier's and the trigger's hot paths live in modules of their own; their names stay
 # importable from here
 from orchid.store.dispatch import (
+    Recorded,
     claim_ready,
     mark_cancelled,
     reclaim_lost,
+    record,
     record_updates,
     renew,
     to_cancel,
@@ -40,6 +42,7 @@ from orchid.store.tables import job_edges, jobs, works
 
 __all__ = [
     "Propagation",
+    "Recorded",
     "cancel_workflow",
     "claim_ready",
     "get",
@@ -49,6 +52,7 @@ __all__ = [
     "mark_cancelled",
     "propagate",
     "reclaim_lost",
+    "record",
     "record_updates",
     "release_roots",
     "renew",

@@ -10,7 +10,9 @@ edges leaving the batch, never the size of the graph.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -43,12 +45,14 @@ _SKIP = (
     "WHERE id IN (SELECT child_id FROM job_edges WHERE {parents}) AND status = 'waiting'"
 )
 _PASSED = "UPDATE jobs SET propagated = TRUE WHERE {ids}"
-# PostgreSQL: lock what release writes in one order (works, then jobs by id), so that
-# agents passing on overlapping batches, or a transformer starting a child's work, wait
-# for each other instead of deadlocking
+# PostgreSQL: lock what passing jobs on writes in one order — the works of the jobs and of
+# their children (their `remaining` counts change in the same transaction), then the
+# children by id — so that agents passing on overlapping batches, or a transformer
+# starting a child's work, wait for each other instead of deadlocking
 _LOCK_WORKS = (
-    "SELECT id FROM works WHERE id IN (SELECT DISTINCT work_id FROM jobs WHERE id IN "
-    "(SELECT child_id FROM job_edges WHERE {parents})) ORDER BY id FOR SHARE"
+    "SELECT id FROM works WHERE id IN (SELECT work_id FROM jobs WHERE {ids} UNION "
+    "SELECT work_id FROM jobs WHERE id IN (SELECT child_id FROM job_edges WHERE {parents})) "
+    "ORDER BY id FOR NO KEY UPDATE"
 )
 _LOCK_CHILDREN = (
     "SELECT id FROM jobs WHERE id IN (SELECT child_id FROM job_edges WHERE {parents}) "
@@ -68,16 +72,27 @@ class Propagation:
 
 
 def propagate(conn: Connection, now: float, limit: int) -> Propagation:
-    """Pass the end of a batch of jobs on to their children and their works."""
+    """Pass the end of a batch of jobs on to their children and their works (the trigger)."""
     pg = bulk.is_pg(conn)
     ended = _ENDED + (" FOR UPDATE SKIP LOCKED" if pg else "")
     rows = bulk.fetch(conn, ended, {"n": limit})
-    out = Propagation(jobs=len(rows))
-    if not rows:
-        return out
+    out = pass_on(conn, rows, now)
+    if rows:
+        sql = _PASSED.format(ids=bulk.in_ids(conn, "id"))
+        conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, [r[0] for r in rows])})
+    return out
+
+
+def pass_on(conn: Connection, ended: Sequence[Sequence[Any]], now: float) -> Propagation:
+    """Release or skip the children of these jobs, (id, work_id, workflow_id, status) each.
+
+    Marking them passed on is the caller's part: the trigger marks what it claimed, the
+    carrier writes successes already marked (one row version instead of two).
+    """
+    out = Propagation(jobs=len(ended))
     good: list[int] = []
     bad: list[int] = []
-    for jid, work_id, workflow_id, status in rows:
+    for jid, work_id, workflow_id, status in ended:
         (good if status == J.SUCCEEDED else bad).append(jid)
         out.remaining[work_id] += 1
         out.workflows.add(workflow_id)
@@ -87,8 +102,6 @@ def propagate(conn: Connection, now: float, limit: int) -> Propagation:
         sql = _SKIP.format(parents=bulk.in_ids(conn, "parent_id"))
         res = conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, bad), "now": now})
         out.skipped = int(res.rowcount)
-    sql = _PASSED.format(ids=bulk.in_ids(conn, "id"))
-    conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, [r[0] for r in rows])})
     return out
 
 
@@ -101,7 +114,8 @@ def release_children(conn: Connection, parents: list[int], now: float) -> int:
     params = {"ids": bulk.ids(conn, parents), "now": now}
     where = bulk.in_ids(conn, "parent_id")
     if bulk.is_pg(conn):
-        conn.execute(bulk.text(conn, _LOCK_WORKS.format(parents=where)), params)
+        sql = _LOCK_WORKS.format(ids=bulk.in_ids(conn, "id"), parents=where)
+        conn.execute(bulk.text(conn, sql), params)
         conn.execute(bulk.text(conn, _LOCK_CHILDREN.format(parents=where)), params)
     counted = bulk.fetch(conn, _COUNT_OFF.format(parents=where), params)
     zero = [jid for jid, pending, status in counted if pending == 0 and status == J.WAITING]
