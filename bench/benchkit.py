@@ -157,6 +157,7 @@ FIELDS = (
     "step_p99_ms",
     "peak_rss_mb",
     "cpu_s",
+    "db_cpu_s",
     "status",
 )
 

@@ -156,6 +156,16 @@ def scalar(db: Database, sql: str, **params: Any) -> Any:
         return conn.execute(sa.text(sql), params).scalar()
 
 
+def server_cpu_s(db: Database) -> float:
+    """CPU seconds of the PostgreSQL backends serving this run's database (it runs on this
+    machine): the database's share of the work, which the process tree does not show."""
+    with db.engine.connect() as conn:
+        pids = conn.execute(
+            sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ).scalars()
+        return sum(benchkit.tree_cpu_s(int(pid)) for pid in pids)
+
+
 def latencies(db: Database, wf: int) -> tuple[array[float], array[float]]:
     """(release, step) latency of every job that has parents, sorted, in seconds."""
     sql = sa.text(
@@ -201,6 +211,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             with jobs_file.open("w") as fh:
                 fh.writelines(line + "\n" for line in job_lines(a.shape, a.jobs, a.seed))
             cpu0 = benchkit.tree_cpu_s(os.getpid())
+            db_cpu0 = server_cpu_s(db) if a.db == "postgres" else 0.0
             t0 = time.time()
             with jobs_file.open() as lines:
                 wf = submit(
@@ -217,6 +228,8 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
 
             finished = benchkit.wait_until(ended, a.timeout, every=0.05)
             cpu = benchkit.tree_cpu_s(os.getpid()) - cpu0
+            if a.db == "postgres":
+                row["db_cpu_s"] = round(server_cpu_s(db) - db_cpu0, 2)
             stop_agents(procs)
             status = scalar(db, "SELECT status FROM workflows WHERE id = :i", i=wf)
             end = scalar(db, "SELECT finished_at FROM workflows WHERE id = :i", i=wf)

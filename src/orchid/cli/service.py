@@ -41,12 +41,20 @@ def agents(
     workers: WorkersOpt = None,
     executor: ExecutorOpt = None,
     burst: Annotated[bool, typer.Option(help="exit once there is nothing left to do")] = False,
+    wait_db: Annotated[
+        float, typer.Option(help="seconds to wait for the database at start (0: fail at once)")
+    ] = 60.0,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Run the agents (clerk, transformer, carrier, trigger) against the configured database."""
+    """Run the agents (clerk, transformer, carrier, trigger) against the configured database.
+
+    Start as many as you like, on as many hosts, against one PostgreSQL: they share the
+    work through leases. A killed agent loses nothing; its jobs run again when their
+    leases expire.
+    """
     _logging(verbose)
     settings = _settings(db=db, workers=workers, executor=executor)
-    runner, exe = make_runner(settings, _open(settings))
+    runner, exe = make_runner(settings, _open(settings, wait=wait_db))
     _tune_gc()
     err.print(f"agents running on {settings.db_url} with the {settings.executor} executor")
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())

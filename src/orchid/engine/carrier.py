@@ -72,7 +72,9 @@ class Carrier:
         self._unrecorded = updates
         with env.db.begin() as conn:
             now = env.clock()
-            done = jobs.record(conn, updates, self._delays, now, pass_on=self.pass_on)
+            done = jobs.record(
+                conn, updates, self._delays, now, pass_on=self.pass_on, clock=env.clock
+            )
             if done.passed.jobs:
                 ended = settle(conn, done.passed, now)
         self._unrecorded = []

@@ -28,7 +28,7 @@ class Trigger:
         env = self.env
         with env.db.begin() as conn:
             now = env.clock()
-            p = jobs.propagate(conn, now, env.batch)
+            p = jobs.propagate(conn, now, env.batch, env.clock)
             if not p.jobs:
                 return 0
             finished = settle(conn, p, now)

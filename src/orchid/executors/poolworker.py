@@ -9,7 +9,8 @@ working directory, stdout and stderr in its log files, the same exit codes (1: i
 interpreter, and the modules it imported, stay: no start-up cost per job. The executor
 gives a worker only jobs with the same ``python_path``, so a module name always means the
 same file. A job that crashes the process (a segfault, ``os._exit``) ends the worker; the
-executor reports it from the exit status and starts another.
+executor reports it from the exit status and starts another. A worker whose agent died
+finishes the job it is running, starts no other, and exits.
 """
 
 from __future__ import annotations
@@ -151,9 +152,14 @@ def _restore(before: Mapping[bytes, bytes]) -> None:
 
 def main() -> int:
     rfd, wfd = int(sys.argv[1]), int(sys.argv[2])
+    parent = os.getppid()  # the agent
     home = os.getcwd()
     with os.fdopen(rfd, "rb") as jobs, os.fdopen(wfd, "wb") as out:
         for line in jobs:
+            if os.getppid() != parent:
+                # the agent died (SIGKILL): a job it handed over but we had not started yet
+                # is not ours to run any more; its lease will make another agent run it
+                return 0
             run(json.loads(line), out, home)
     return 0
 

@@ -6,7 +6,7 @@ claim, one ``executemany`` on the driver's cursor per kind of update (see ``stor
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -136,10 +136,12 @@ def record(
     now: float,
     *,
     pass_on: bool = False,
+    clock: Callable[[], float] | None = None,
 ) -> Recorded:
     """:func:`record_updates`; with ``pass_on``, also release the children of the jobs that
     succeeded, in this transaction (the trigger's work, without a second write of each
-    job and a second transaction). Failures are always left to the trigger."""
+    job and a second transaction); ``clock`` stamps the children (see release.pass_on).
+    Failures are always left to the trigger."""
     if not updates:
         return Recorded()
     current: dict[int, tuple[int, str, int]] = {}
@@ -200,7 +202,7 @@ def record(
         done = bulk.fetch(conn, _rows_sql(_SUCCEEDED, pg, pass_on), {"rows": bulk.json_text(ok)})
         out.finished += len(done)
         if pass_on:
-            out.passed = release.pass_on(conn, done, now)
+            out.passed = release.pass_on(conn, done, now, clock)
     if bad:
         stmt = bulk.text(conn, _rows_sql(_FAILED, pg), arrays=())
         conn.execute(stmt, {"rows": bulk.json_text(bad)})

@@ -10,7 +10,7 @@ edges leaving the batch, never the size of the graph.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,19 +45,12 @@ _SKIP = (
     "WHERE id IN (SELECT child_id FROM job_edges WHERE {parents}) AND status = 'waiting'"
 )
 _PASSED = "UPDATE jobs SET propagated = TRUE WHERE {ids}"
-# PostgreSQL: lock what passing jobs on writes in one order — the works of the jobs and of
-# their children (their `remaining` counts change in the same transaction), then the
-# children by id — so that agents passing on overlapping batches, or a transformer
-# starting a child's work, wait for each other instead of deadlocking
-_LOCK_WORKS = (
-    "SELECT id FROM works WHERE id IN (SELECT work_id FROM jobs WHERE {ids} UNION "
-    "SELECT work_id FROM jobs WHERE id IN (SELECT child_id FROM job_edges WHERE {parents})) "
-    "ORDER BY id FOR NO KEY UPDATE"
-)
-_LOCK_CHILDREN = (
-    "SELECT id FROM jobs WHERE id IN (SELECT child_id FROM job_edges WHERE {parents}) "
-    "ORDER BY id FOR NO KEY UPDATE"
-)
+# PostgreSQL: before passing jobs on, lock the works of their workflows (a handful of
+# rows) in id order. Their `remaining` counts change in the same transaction, and agents
+# passing on jobs of one workflow then wait for each other instead of deadlocking on
+# shared children; a transformer starting a child's work has committed (and the work is
+# seen running) or waits for us (and its release_roots sees our counts).
+_LOCK_WORKS = "SELECT id FROM works WHERE {workflows} ORDER BY id FOR NO KEY UPDATE"
 
 
 @dataclass
@@ -71,23 +64,36 @@ class Propagation:
     workflows: set[int] = field(default_factory=set)
 
 
-def propagate(conn: Connection, now: float, limit: int) -> Propagation:
-    """Pass the end of a batch of jobs on to their children and their works (the trigger)."""
+def propagate(
+    conn: Connection, now: float, limit: int, clock: Callable[[], float] | None = None
+) -> Propagation:
+    """Pass the end of a batch of jobs on to their children and their works (the trigger).
+
+    ``clock``, if given, is read again once the locks are held (see :func:`pass_on`).
+    """
     pg = bulk.is_pg(conn)
     ended = _ENDED + (" FOR UPDATE SKIP LOCKED" if pg else "")
     rows = bulk.fetch(conn, ended, {"n": limit})
-    out = pass_on(conn, rows, now)
+    out = pass_on(conn, rows, now, clock)
     if rows:
         sql = _PASSED.format(ids=bulk.in_ids(conn, "id"))
         conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, [r[0] for r in rows])})
     return out
 
 
-def pass_on(conn: Connection, ended: Sequence[Sequence[Any]], now: float) -> Propagation:
+def pass_on(
+    conn: Connection,
+    ended: Sequence[Sequence[Any]],
+    now: float,
+    clock: Callable[[], float] | None = None,
+) -> Propagation:
     """Release or skip the children of these jobs, (id, work_id, workflow_id, status) each.
 
     Marking them passed on is the caller's part: the trigger marks what it claimed, the
-    carrier writes successes already marked (one row version instead of two).
+    carrier writes successes already marked (one row version instead of two). ``clock``,
+    if given, stamps the children once the locks are held: on PostgreSQL an agent may
+    wait here for another one passing on jobs of the same workflow, and a time read
+    before the wait could make a child look ready before its last parent finished.
     """
     out = Propagation(jobs=len(ended))
     good: list[int] = []
@@ -96,6 +102,11 @@ def pass_on(conn: Connection, ended: Sequence[Sequence[Any]], now: float) -> Pro
         (good if status == J.SUCCEEDED else bad).append(jid)
         out.remaining[work_id] += 1
         out.workflows.add(workflow_id)
+    if ended and bulk.is_pg(conn):
+        sql = _LOCK_WORKS.format(workflows=bulk.in_ids(conn, "workflow_id"))
+        conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, sorted(out.workflows))})
+    if clock is not None:
+        now = max(now, clock())
     if good:
         out.released = release_children(conn, good, now)
     if bad:
@@ -109,14 +120,11 @@ def release_children(conn: Connection, parents: list[int], now: float) -> int:
     """These jobs succeeded: count them off their children; return how many became ready.
 
     A child becomes ready when its count reaches zero while its work runs; children of a
-    work that has not started yet wait for it (the transformer releases them).
+    work that has not started yet wait for it (the transformer releases them). On
+    PostgreSQL the caller holds the locks of :func:`pass_on`.
     """
     params = {"ids": bulk.ids(conn, parents), "now": now}
     where = bulk.in_ids(conn, "parent_id")
-    if bulk.is_pg(conn):
-        sql = _LOCK_WORKS.format(ids=bulk.in_ids(conn, "id"), parents=where)
-        conn.execute(bulk.text(conn, sql), params)
-        conn.execute(bulk.text(conn, _LOCK_CHILDREN.format(parents=where)), params)
     counted = bulk.fetch(conn, _COUNT_OFF.format(parents=where), params)
     zero = [jid for jid, pending, status in counted if pending == 0 and status == J.WAITING]
     if not zero:
