@@ -34,7 +34,7 @@ class Settings:
     executor: str = "local"
     poll_interval: float = 1.0  # seconds between polls when the bus is quiet
     lease_seconds: float = 30.0  # how long a claim holds before another agent may take it
-    batch: int = 500  # rows an agent claims at once
+    batch: int = 2000  # rows an agent claims at once
     owner: str = "local"
     data_managers: Path | None = None  # TOML file of named data managers (datamgr/registry.py)
     job_events: bool = False  # the trigger writes `jobs.ended` events for notifications
@@ -56,6 +56,10 @@ class Settings:
         if name in BUILTIN_EXECUTORS:
             return PluginConfig(name, name)
         raise ConfigError(unknown_executor(name, self.executor_names))
+
+    bus: str = "auto"  # event bus: auto (postgres on PostgreSQL, else memory), memory, postgres, db
+    reuse_workers: bool = False  # local executor: run function jobs in long-lived workers
+    prefetch: int = 0  # local executor: jobs taken ahead of free slots
 
     @property
     def log_dir(self) -> Path:
@@ -121,6 +125,8 @@ class Settings:
         s = replace(s, **fields)
         if s.workers < 1:
             raise ConfigError(f"workers must be at least 1; got {s.workers}")
+        if s.prefetch < 0:
+            raise ConfigError(f"prefetch cannot be negative; got {s.prefetch}")
         if s.batch < 1:
             raise ConfigError(f"batch must be at least 1; got {s.batch}")
         for name in ("poll_interval", "lease_seconds"):
@@ -133,6 +139,8 @@ class Settings:
         if s.executor not in s.executor_names:
             raise ConfigError(unknown_executor(s.executor, s.executor_names))
         s.check_plugins()
+        if s.bus not in ("auto", "memory", "postgres", "db"):
+            raise ConfigError(f"unknown event bus {s.bus!r}; use auto, memory, postgres or db")
         return s
 
     def check_plugins(self) -> None:
@@ -160,6 +168,9 @@ _FIELDS: tuple[tuple[str, type], ...] = (
     ("batch", int),
     ("owner", str),
     ("job_events", bool),
+    ("bus", str),
+    ("reuse_workers", bool),
+    ("prefetch", int),
 )
 
 

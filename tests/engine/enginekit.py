@@ -193,6 +193,7 @@ class Engine:
 def settings_for(db: Database, home: Path, executor: str = "null", **kw: Any) -> Settings:
     kw.setdefault("workers", 2)
     kw.setdefault("poll_interval", 0.05)
+    kw.setdefault("bus", "memory")  # tests drive the loop themselves; tests/bus tests the others
     return Settings.load(env={}, db=db.url, home=home, executor=executor, **kw)
 
 
@@ -217,6 +218,7 @@ def engine_factory(db: Database, home: Path, closers: list[Callable[[], None]]) 
             clock=clock,
         )
         closers.append(ex.close)
+        closers.append(runner.bus.close)
         home.mkdir(parents=True, exist_ok=True)
         return Engine(database, runner, ex, home)
 

@@ -21,7 +21,7 @@ from orchid.core import dag
 from orchid.core.states import WorkflowStatus
 from orchid.engine.submit import submit
 from orchid.executors.base import JobSpec, JobUpdate
-from orchid.store import jobs, workflows, works
+from orchid.store import graph, jobs, workflows, works
 from orchid.store.db import Database
 from orchid.store.tables import jobs as jobs_table
 
@@ -532,7 +532,7 @@ def _names(db: Database, wf_id: int, ids: Iterable[int]) -> set[str]:
 
 def test_insert_static_writes_parents_first_in_large_batches(db: Database, tmp_path: Path) -> None:
     """More jobs than one insert batch, with parents in the previous batch."""
-    n = jobs.BATCH + 50
+    n = graph.BATCH + 50
     chain = {f"j{i}": ([f"j{i - 1}"] if i else []) for i in range(n)}
     wf_id = submit(db, static_template({"w": chain}), base_dir=tmp_path, now=T0)
     state = rows(db, wf_id)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import time
 from typing import TYPE_CHECKING, Annotated, Any
 
+import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
@@ -69,10 +72,30 @@ def _settings(**overrides: Any) -> Settings:
     return Settings.load(**overrides)
 
 
-def _open(settings: Settings) -> Database:
+def _open(settings: Settings, wait: float = 0.0) -> Database:
+    """The database, migrated. ``wait``: seconds to keep trying while the server cannot
+    be reached (an agent started while PostgreSQL restarts waits for it)."""
     db = Database(settings.db_url)
-    db.ensure_schema()
-    return db
+    deadline = time.monotonic() + wait
+    delay = 0.2
+    while True:
+        try:
+            db.ensure_schema()
+            return db
+        except sa.exc.OperationalError:
+            if time.monotonic() + delay > deadline:
+                raise
+            err.print(f"the database is not reachable; trying again in {delay:.1f}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _tune_gc() -> None:
+    """For a long-running agent loop: what was loaded at start is never collected, and young
+    objects (a batch's rows and specs) are collected in large steps, not every 700 allocations:
+    full collections walking every object otherwise cost several percent of an agent."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 def _logging(verbose: bool) -> None:

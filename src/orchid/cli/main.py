@@ -55,6 +55,7 @@ from orchid.cli.common import (
     _params,
     _remote,
     _settings,
+    _tune_gc,
     app,
     console,
     err,
@@ -85,6 +86,7 @@ def run(
         executors=settings.executor_names,
     )
     runner, exe = make_runner(settings, database)
+    _tune_gc()
     done = threading.Event()
 
     def finished() -> bool:

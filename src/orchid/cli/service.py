@@ -29,6 +29,7 @@ from orchid.cli.common import (
     _logging,
     _open,
     _settings,
+    _tune_gc,
     app,
     console,
     db_app,
@@ -47,12 +48,20 @@ def agents(
         typer.Option(min=1, max=65535, help="serve Prometheus metrics on this port (/metrics)"),
     ] = None,
     metrics_host: Annotated[str, typer.Option(help="address of the metrics port")] = "127.0.0.1",
+    wait_db: Annotated[
+        float, typer.Option(help="seconds to wait for the database at start (0: fail at once)")
+    ] = 60.0,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Run the agents (clerk, transformer, carrier, trigger) against the configured database."""
+    """Run the agents (clerk, transformer, carrier, trigger) against the configured database.
+
+    Start as many as you like, on as many hosts, against one PostgreSQL: they share the
+    work through leases. A killed agent loses nothing; its jobs run again when their
+    leases expire.
+    """
     _logging(verbose)
     settings = _settings(db=db, workers=workers, executor=executor)
-    database = _open(settings)
+    database = _open(settings, wait=wait_db)
     if metrics_port is None:
         runner, exe = make_runner(settings, database)
     else:
@@ -64,6 +73,7 @@ def agents(
     others = sorted(set(settings.executors) - {settings.executor})
     served = settings.executor + (f" (default), {', '.join(others)}" if others else "")
     notify = f"; notifying {', '.join(settings.notify)}" if settings.notify else ""
+    _tune_gc()
     err.print(f"agents running on {settings.db_url} with executors {served}{notify}")
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     try:
@@ -138,6 +148,7 @@ def up(
     path = config_path()
     note = _local_token(database, path, url, settings.owner)
     runner, exe, metrics = _instrumented_runner(settings, database, watch_db=True)
+    _tune_gc()
     # local tokens only: ORCHID_OIDC_* and proxies are for `orchid server`
     http = uvicorn.Server(
         uvicorn.Config(

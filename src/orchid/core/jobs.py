@@ -11,22 +11,30 @@ from typing import Any
 
 from orchid.core import jsonvalues
 from orchid.core.template import JOB_NAME_PATTERN, StaticJob, Template
-from orchid.core.validate import resolve_parent
+from orchid.core.validate import parent_ref
 from orchid.errors import InvalidInput, TemplateError
 
 MAX_JOBS_PER_MAP = 1_000_000
 MAX_ERRORS = 20
 _JOB_NAME = re.compile(JOB_NAME_PATTERN)
+_FIELDS = frozenset({"work", "name", "args", "parents"})
+_NO_ARGS: Mapping[str, Any] = {}
+_PARENTS = "`parents` must be a list of job names ('job' or 'work/job')"
 
 
 @dataclass(frozen=True)
 class JobDraft:
-    """A job to insert: its name in the work, its arguments and its parents (work, job)."""
+    """A job to insert: its name in the work, its arguments and its parents (work, job).
+
+    ``where`` says where it was written (``file:line``), for the store's messages about
+    duplicates and parents that name no earlier job.
+    """
 
     work: str
     name: str
     args: Mapping[str, Any]
     parents: tuple[tuple[str, str], ...] = field(default=())
+    where: str = field(default="", compare=False)
 
 
 def expand_map(
@@ -94,25 +102,25 @@ def inline_jobs(t: Template) -> list[JobDraft]:
 
 
 def _draft(work: str, job: StaticJob) -> JobDraft:
-    parents = tuple((pw or work, pj) for pw, _, pj in (ref.rpartition("/") for ref in job.parents))
-    return JobDraft(work=work, name=job.name, args=job.args, parents=parents)
+    refs = ((pw or work, pj) for pw, _, pj in (ref.rpartition("/") for ref in job.parents))
+    return JobDraft(work, job.name, job.args, tuple(dict.fromkeys(refs)), f"works.{work}.jobs")
 
 
 def read_job_lines(t: Template, lines: Iterable[str], source: str) -> Iterator[JobDraft]:
     """Stream static jobs from JSON lines ``{"work", "name", "args"?, "parents"?}``.
 
-    A job's parents must be inline jobs or jobs on earlier lines, so a file is
-    acyclic by construction and is read in one pass however large it is. Raises
-    TemplateError (up to 20 problems, each with ``file:line``) at the first
-    batch of bad lines; the caller's transaction then inserts nothing.
+    Each line is checked on its own: its fields, its work (one with ``jobs: from_file``),
+    its name, and that each parent may be one (a static job outside loops, given as
+    ``job`` or ``work/job``; a parent listed twice counts once). Nothing about earlier
+    lines is kept, so a file of any size is read in constant memory: that a parent came
+    on an earlier line and that no job appears twice is checked by the store as it writes
+    the jobs (``store.graph``). Raises TemplateError (up to 20 problems, each with
+    ``file:line``) after the first bad line; the caller's transaction then inserts nothing.
     """
-    file_works = {w.name for w in t.works if w.jobs == "from_file"}
+    file_works = frozenset(w.name for w in t.works if w.jobs == "from_file")
+    static = file_works | {w.name for w in t.works if isinstance(w.jobs, list)}
     loop_of = {name: lp.name for lp in t.loops for name in lp.works}
-    names: dict[str, set[str]] = {
-        w.name: {j.name for j in w.jobs} for w in t.works if isinstance(w.jobs, list)
-    }
-    for w in file_works:
-        names[w] = set()
+    allowed = static - loop_of.keys()  # works whose jobs may be parents of a line's job
     problems: list[tuple[str, str]] = []
     for lineno, line in enumerate(lines, 1):
         if len(problems) >= MAX_ERRORS:
@@ -120,20 +128,23 @@ def read_job_lines(t: Template, lines: Iterable[str], source: str) -> Iterator[J
         if not line.strip():
             continue
         where = f"{source}:{lineno}"
-        draft, problem = _parse_line(line, file_works, names, loop_of)
+        draft, problem = _parse_line(line, where, file_works, static, loop_of, allowed)
         if problem:
             problems.append((where, problem))
-            continue
-        assert draft is not None
-        names[draft.work].add(draft.name)
-        if not problems:
+        elif not problems:
+            assert draft is not None
             yield draft
     if problems:
         raise TemplateError(problems)
 
 
 def _parse_line(
-    line: str, file_works: set[str], names: dict[str, set[str]], loop_of: Mapping[str, str]
+    line: str,
+    where: str,
+    file_works: frozenset[str],
+    static: frozenset[str],
+    loop_of: Mapping[str, str],
+    allowed: frozenset[str],
 ) -> tuple[JobDraft | None, str | None]:
     try:
         obj = jsonvalues.loads(line)
@@ -143,11 +154,11 @@ def _parse_line(
         return None, str(exc)
     if not isinstance(obj, dict):
         return None, 'each line must be an object like {"work": "w", "name": "j1", "parents": []}'
-    unknown = set(obj) - {"work", "name", "args", "parents"}
-    if unknown:
+    if not obj.keys() <= _FIELDS:
+        unknown = set(obj) - _FIELDS
         return None, f"unknown fields {sorted(unknown)}; allowed: work, name, args, parents"
     work, name = obj.get("work"), obj.get("name")
-    args, parents = obj.get("args", {}), obj.get("parents", [])
+    args, parents = obj.get("args", _NO_ARGS), obj.get("parents", ())
     if not isinstance(work, str) or work not in file_works:
         return (
             None,
@@ -155,20 +166,28 @@ def _parse_line(
         )
     if not isinstance(name, str) or not _JOB_NAME.match(name):
         return None, f"`name` must match {JOB_NAME_PATTERN} (no '/'); got {name!r}"
-    if name in names[work]:
-        return None, f"job '{name}' appears twice in work '{work}'"
     if not isinstance(args, dict):
         return None, "`args` must be an object"
-    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
-        return None, "`parents` must be a list of job names ('job' or 'work/job')"
-    resolved = []
+    if not parents:
+        return JobDraft(work, name, args, (), where), None
+    if not isinstance(parents, list):
+        return None, _PARENTS
+    resolved: dict[tuple[str, str], None] = {}
     for ref in parents:
-        parent, problem = resolve_parent(ref, work, names, loop_of)
-        if problem:
-            return None, problem + " (parents must come on earlier lines)"
-        assert parent is not None
-        resolved.append(parent)
-    return JobDraft(work=work, name=name, args=args, parents=tuple(resolved)), None
+        if not isinstance(ref, str):
+            return None, _PARENTS
+        pw, slash, pj = ref.rpartition("/")
+        if slash and pw in allowed:
+            resolved[(pw, pj)] = None
+        elif not slash:
+            resolved[(work, pj)] = None  # a file work may be a parent: it is not in a loop
+        else:
+            parent, problem = parent_ref(ref, work, static, loop_of, file_works)
+            if problem:
+                return None, problem
+            assert parent is not None
+            resolved[parent] = None
+    return JobDraft(work, name, args, tuple(resolved), where), None
 
 
 def work_links(drafts: Iterable[JobDraft], into: set[tuple[str, str]]) -> Iterator[JobDraft]:

@@ -23,14 +23,20 @@ def _refuse(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number (JSON has no NaN or infinity)")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_refuse)  # one for all: building one costs more
+
+
 def loads(text: str | bytes) -> Any:
     """``json.loads`` that refuses ``NaN``, ``Infinity``, ``-Infinity`` and values nested
     more than ``MAX_DEPTH`` deep (ValueError)."""
+    if isinstance(text, bytes | bytearray):
+        text = text.decode(json.detect_encoding(text), "surrogatepass")  # as json.loads
     try:
-        value = json.loads(text, parse_constant=_refuse)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise ValueError(f"the value {TOO_DEEP}") from None
-    if too_deep(value):
+    # only a text with more brackets than the limit can nest that deep: the walk is rare
+    if text.count("[") + text.count("{") > MAX_DEPTH and too_deep(value):
         raise ValueError(f"the value {TOO_DEEP}")
     return value
 

@@ -113,6 +113,9 @@ class Usage:
     max_rss_kb: int = 0
 
 
+NO_USAGE = Usage()  # what an executor that measures nothing reports
+
+
 @dataclass(frozen=True)
 class JobUpdate:
     """A change the executor observed in one job attempt."""
@@ -127,6 +130,9 @@ class JobUpdate:
     error: str | None = None  # short reason for a failure, for people
     usage: Usage | None = None
     log_uri: str | None = None  # where `orchid logs` finds stdout/stderr
+    # a final update may say when the attempt started, instead of a `running` update of
+    # its own (an executor that saw the whole run of a short job between two polls)
+    started_at: float | None = None
 
 
 # --- who is calling (the API authenticates; the store looks up local tokens) --------------

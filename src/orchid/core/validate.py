@@ -8,7 +8,7 @@ problem found, each with the path of the field at fault.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -468,14 +468,38 @@ def resolve_parent(
     file_works: set[str] | frozenset[str] = frozenset(),
 ) -> tuple[tuple[str, str] | None, str | None]:
     """``job`` or ``work/job`` → (work, job), or a message saying what is wrong."""
+    parent, problem = parent_ref(ref, work, names, loop_of, file_works)
+    if parent is None:
+        return None, problem
+    pw, pj = parent
+    if pj not in names[pw]:
+        return None, missing_parent(ref, pw, pj, names[pw])
+    return parent, None
+
+
+def parent_ref(
+    ref: str,
+    work: str,
+    static: Collection[str],
+    loop_of: Mapping[str, str],
+    file_works: Collection[str] = frozenset(),
+) -> tuple[tuple[str, str] | None, str | None]:
+    """``job`` or ``work/job`` → (work, job) if it may name a parent at all (a static job
+    outside loops), whether or not that job exists; else a message saying what is wrong.
+
+    ``static`` names the works whose jobs are known (listed, or from the jobs file).
+    """
     pw, _, pj = ref.rpartition("/")
     pw = pw or work
     if pw in loop_of:
         return None, f"'{ref}': work '{pw}' is inside a loop; job parents must be outside loops"
-    if pw in file_works and pw not in names:
+    if pw in file_works and pw not in static:
         return None, f"'{ref}': inline jobs cannot have parents in the jobs file ('{pw}')"
-    if pw not in names:
+    if pw not in static:
         return None, f"'{ref}': work '{pw}' has no static jobs (`jobs:` or jobs_file)"
-    if pj not in names[pw]:
-        return None, f"'{ref}': work '{pw}' has no job '{pj}'{_suggest(pj, names[pw])}"
     return (pw, pj), None
+
+
+def missing_parent(ref: str, work: str, job: str, known: Iterable[str]) -> str:
+    """The message for a parent that names no job; ``known`` are names to suggest from."""
+    return f"'{ref}': work '{work}' has no job '{job}'{_suggest(job, known)}"

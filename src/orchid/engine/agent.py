@@ -17,8 +17,18 @@ from orchid.store.db import Database
 
 Clock = Callable[[], float]
 
-# bus topics
-WORKFLOWS, WORKS, JOBS, ENDED = "workflows", "works", "jobs", "ended"
+# bus topics: what changed, so which agent step has something to do
+WORKFLOWS = "workflows"  # a workflow to look at (commands, works that ended): the clerk
+WORKS = "works"  # works made ready: the transformer
+JOBS = "jobs"  # jobs made ready: the carrier submits
+ENDED = "ended"  # jobs reached a final state: the trigger passes it on
+CANCEL = "cancel"  # running jobs to stop: the carrier
+UPDATES = "updates"  # this process's executor has updates (local only): the carrier collects
+FILES = "files"  # files reached disk (the data carousel): the trigger makes their jobs
+TICK = "tick"  # time passed: lease renewals, lost jobs (sent with every poll)
+
+# finishing work before new work: results, then their consequences, then new jobs and works
+PRIORITY = (UPDATES, ENDED, CANCEL, WORKFLOWS, FILES, JOBS, WORKS, TICK)
 
 
 def agent_id(role: str) -> str:
@@ -42,9 +52,21 @@ class AgentEnv:
     metrics: EngineMetrics = NO_METRICS
 
 
+Step = Callable[[], int]
+
+
 class Agent(Protocol):
-    """A reconciler. ``run_once`` claims a batch, acts, and returns how much it did (0: idle)."""
+    """A reconciler. ``run_once`` claims a batch, acts, and returns how much it did (0: idle).
+
+    An agent may also have ``steps() -> Mapping[topic, step]``: the parts of ``run_once``
+    that a topic calls for, so the runner runs only what changed. One without it runs in
+    every round of the loop, on any topic.
+    """
 
     name: str
 
     def run_once(self) -> int: ...
+
+
+class Stepped(Agent, Protocol):
+    def steps(self) -> Mapping[str, Step]: ...

@@ -5,22 +5,42 @@ chosen per work), each has its carrier, claiming only the jobs routed to it
 (:class:`~orchid.store.routes.Route`). When the executor's jobs outlive their agent
 (``durable``: Dask, PanDA, HTCondor), the jobs of a carrier that died are adopted with
 their attempt unchanged, so the executor re-attaches to them instead of running them again.
+
+Successes are passed on (their children released) in the transaction that records them;
+the trigger handles every other end.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from orchid.core import jobtoken
-from orchid.engine.agent import ENDED, AgentEnv, agent_id
-from orchid.executors.base import Executor, JobSpec
+from orchid.engine.agent import CANCEL, ENDED, JOBS, TICK, UPDATES, AgentEnv, Step, agent_id
+from orchid.engine.trigger import announce, settle
+from orchid.executors.base import Executor, JobSpec, JobUpdate, Payload, Resources
 from orchid.store import jobs, routes, secrets
 
 log = logging.getLogger(__name__)
+WORK_CACHE = 10_000
+
+
+@dataclass(frozen=True)
+class _WorkInfo:
+    """What every job of one work shares on its way to the executor."""
+
+    workflow_id: int
+    name: str
+    payload: Payload
+    resources: Resources
+    retry_delay: float
+    api_token: bool  # each job gets a job token (ORCHID_TOKEN)
+    per_job_payload: bool  # a custom HPO generator: its `gen:` jobs run another command
 
 
 class Carrier:
@@ -32,6 +52,8 @@ class Carrier:
         executor: Executor,
         owner: str | None = None,
         route: routes.Route | None = None,
+        *,
+        pass_on: bool = True,
     ) -> None:
         self.env = env
         self.executor = executor
@@ -39,7 +61,12 @@ class Carrier:
         self.route = route
         self._where = route.jobs_filter() if route is not None else None
         self._durable = bool(getattr(executor, "durable", False))
+        # release the children of jobs that succeeded in the transaction that records them,
+        # rather than leaving it to the trigger (which still handles every other end)
+        self.pass_on = pass_on
         self._delays: dict[int, float] = {}  # job id → retry delay, for jobs in flight here
+        self._unrecorded: list[JobUpdate] = []  # taken from the executor, not yet written
+        self._works: dict[int, _WorkInfo] = {}  # work id → what its jobs share
         self._next_renewal = 0.0
         self._job_key: bytes | None = None
 
@@ -49,23 +76,54 @@ class Carrier:
         return len(self._delays)
 
     def run_once(self) -> int:
-        return self._collect() + self._cancel() + self._submit() + self._housekeeping()
+        return self.collect() + self.cancel() + self.submit() + self.housekeeping()
 
-    def _collect(self) -> int:
-        updates = self.executor.poll()
+    def steps(self) -> Mapping[str, Step]:
+        return {
+            UPDATES: self.collect,
+            CANCEL: self.cancel,
+            JOBS: self.submit,
+            TICK: self.housekeeping,
+        }
+
+    def collect(self) -> int:
+        """Record what the executor saw since the last call."""
+        updates = self._unrecorded + self.executor.poll()
         if not updates:
             return 0
         env = self.env
+        ended: list[int] = []
+        # what the executor handed over is kept until it is written: a transaction that
+        # fails (a deadlock, a lost connection) is tried again with the same updates
+        self._unrecorded = updates
         with env.db.begin() as conn:
-            finished, retried = jobs.record_updates(conn, updates, self._delays, env.clock())
+            now = env.clock()
+            done = jobs.record(
+                conn,
+                updates,
+                self._delays,
+                now,
+                pass_on=self.pass_on,
+                clock=env.clock,
+                ended=env.job_events,
+            )
+            if done.passed.jobs:
+                ended = settle(conn, done.passed, now, env)
+        self._unrecorded = []
         for u in updates:
             if u.state != "running":
                 self._delays.pop(u.job_id, None)
-        if finished or retried:
+        announce(env, done.passed, ended)
+        if done.finished > done.passed.jobs:  # ends the trigger passes on (failures)
             env.bus.notify(ENDED)
+        if done.finished or done.retried:
+            env.bus.wake(JOBS)  # their slots are free again
+        if done.retried:
+            env.bus.notify(JOBS)
         return len(updates)
 
-    def _cancel(self) -> int:
+    def cancel(self) -> int:
+        """Stop this carrier's jobs whose cancellation was asked (an abort)."""
         env = self.env
         with env.db.begin() as conn:
             wanted = jobs.to_cancel(conn, self.owner)
@@ -76,7 +134,8 @@ class Carrier:
         env.bus.notify(ENDED)
         return len(wanted)
 
-    def _submit(self) -> int:
+    def submit(self) -> int:
+        """Claim ready jobs, as many as the executor takes now, and hand them over."""
         room = min(self.executor.capacity(), self.env.batch)
         if room <= 0:
             return 0
@@ -99,36 +158,60 @@ class Carrier:
                 jobs.unsubmit(conn, [s.job_id for s in specs], self.owner, env.clock())
             raise
         log.debug("submitted %d jobs to %s", len(specs), self.executor.name)
+        env.bus.wake(UPDATES)  # an executor that finishes jobs at once may not call back
         return len(specs)
 
-    def _specs(self, conn: Connection, rows: list[Any], adopted: bool = False) -> list[JobSpec]:
+    def _specs(self, conn: Connection, rows: Sequence[Any], adopted: bool = False) -> list[JobSpec]:
         """What the executor is handed for claimed (or adopted) job rows."""
-        env = self.env
+        missing = {r.work_id: r.workflow_id for r in rows if r.work_id not in self._works}
+        if missing:
+            self._learn(conn, missing)
+        delays, works = self._delays, self._works
         specs: list[JobSpec] = []
-        names = jobs.work_names(conn, {r.work_id for r in rows})
         for r in rows:
-            work = names[r.work_id]
-            compiled = env.templates.get(conn, r.workflow_id, (work,))
-            self._delays[r.id] = compiled.retry_delay(work)
-            job_env = {}
-            if compiled.template.work(work).api_token:
+            info = works[r.work_id]
+            delays[r.id] = info.retry_delay
+            payload = info.payload
+            if info.per_job_payload:
+                compiled = self.env.templates.get(conn, r.workflow_id, (info.name,))
+                payload = compiled.payload(info.name, r.name)
+            job_env: dict[str, str] = {}
+            if info.api_token:
                 job_env["ORCHID_TOKEN"] = self._token(conn, r.workflow_id, r.id, r.attempt)
             specs.append(
                 JobSpec(
-                    key=JobSpec.make_key(r.workflow_id, r.id, r.attempt),
-                    workflow_id=r.workflow_id,
-                    job_id=r.id,
-                    attempt=r.attempt,
-                    work_name=work,
-                    job_name=r.name,
-                    payload=compiled.payload(work, r.name),
-                    args=r.args,
-                    resources=compiled.resources(work),
+                    f"{r.workflow_id}-{r.id}-{r.attempt}",  # JobSpec.make_key
+                    r.workflow_id,
+                    r.id,
+                    r.attempt,
+                    info.name,
+                    r.name,
+                    payload,
+                    r.args,
+                    info.resources,
                     env=job_env,
                     adopted=adopted,
                 )
             )
         return specs
+
+    def _learn(self, conn: Connection, works: Mapping[int, int]) -> None:
+        """Remember what the jobs of these works (id → workflow id) share."""
+        if len(self._works) > WORK_CACHE:
+            self._works.clear()
+        for work_id, name in jobs.work_names(conn, works).items():
+            wf = works[work_id]
+            compiled = self.env.templates.get(conn, wf, (name,))  # an open workflow grows
+            spec = compiled.template.work(name)
+            self._works[work_id] = _WorkInfo(
+                wf,
+                name,
+                compiled.payload(name),
+                compiled.resources(name),
+                compiled.retry_delay(name),
+                spec.api_token,
+                bool(spec.hpo is not None and spec.hpo.generator),
+            )
 
     def _adopt(self, now: float) -> int:
         """Take over the jobs of a dead carrier of this executor, attempts unchanged."""
@@ -148,7 +231,8 @@ class Carrier:
             self._job_key = secrets.key(conn, secrets.JOB_TOKEN_KEY, self.env.clock())
         return jobtoken.make(self._job_key, workflow_id, job_id, attempt)
 
-    def _housekeeping(self) -> int:
+    def housekeeping(self) -> int:
+        """Renew the leases of the jobs in flight here; run again those whose agent died."""
         env = self.env
         now = env.clock()
         if now < self._next_renewal:
@@ -161,4 +245,5 @@ class Carrier:
             lost = jobs.reclaim_lost(conn, now, self._where)
         if lost:
             log.warning("%d jobs had lost their agent; they are ready to run again", lost)
+            env.bus.notify(JOBS)
         return lost + adopted

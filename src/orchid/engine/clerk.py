@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 from sqlalchemy.engine import Connection
 
 from orchid.core.plan import Decision, LoopState
 from orchid.core.states import TERMINAL_WORKFLOW, WorkflowStatus, workflow_transition
-from orchid.engine.agent import JOBS, WORKS, AgentEnv, agent_id
+from orchid.engine.agent import CANCEL, ENDED, JOBS, WORKFLOWS, WORKS, AgentEnv, Step, agent_id
 from orchid.errors import InvalidTransition
 from orchid.store import commands, events, jobs, workflows, works
 
@@ -28,6 +29,9 @@ class Clerk:
     def __init__(self, env: AgentEnv, owner: str | None = None) -> None:
         self.env = env
         self.owner = owner or agent_id("clerk")
+
+    def steps(self) -> Mapping[str, Step]:
+        return {WORKFLOWS: self.run_once}
 
     def run_once(self) -> int:
         env = self.env
@@ -103,8 +107,8 @@ class Clerk:
             self._set_status(conn, workflow_id, status, d, now)
         if d.start:
             self.env.bus.notify(WORKS)
-        if d.stop:
-            self.env.bus.notify(JOBS)
+        if d.stop:  # their waiting jobs were skipped: the trigger passes that on
+            self.env.bus.notify(ENDED)
 
     def _set_status(
         self, conn: Connection, workflow_id: int, status: WorkflowStatus, d: Decision, now: float
@@ -161,11 +165,14 @@ class Clerk:
                 for n, s in state.loops.items()
             }
             workflows.save_loops(conn, workflow_id, loops, now)
-            self.env.bus.notify(JOBS)
+            self.env.bus.notify(ENDED)
+            self.env.bus.notify(CANCEL)
         elif kind == "retry":
             self._retry(conn, workflow_id, now)
         elif kind == "finish":
             workflows.set_finishing(conn, workflow_id, now)
+        if kind == "resume":
+            self.env.bus.notify(JOBS)  # its ready jobs may be claimed again
         if wf.status != target:
             message = f"{kind} by the user" if kind != "retry" else ""
             workflows.set_status(conn, workflow_id, target, message, now)

@@ -1,8 +1,15 @@
-"""Runs agents in one loop: round-robin while there is work, asleep on the bus when idle.
+"""Runs agents in one loop: event-driven, with periodic polls as the safety net.
 
-One loop in one thread needs no locks and never makes SQLite writers queue
-behind each other; more throughput comes from more processes (``orchid agents``
-on PostgreSQL), which coordinate through leases, not through this loop.
+The bus delivers topics (what changed); the coordinator merges them and hands them out in
+rounds, most urgent first (finishing work before new work); each topic runs the agent
+steps that handle it, and a step that did something runs again next round, since more
+may be waiting. Every ``poll_interval`` every step runs once whatever the bus said, so a
+lost notification only delays work. ``run_once`` runs each agent whole, once: the
+deterministic mode of the tests.
+
+One loop in one thread needs no locks and never makes SQLite writers queue behind each
+other; more throughput comes from more processes (``orchid agents`` on PostgreSQL),
+which coordinate through leases, not through this loop.
 """
 
 from __future__ import annotations
@@ -14,13 +21,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from orchid.bus import make_bus
 from orchid.bus.base import EventBus
-from orchid.bus.memory import MemoryBus
 from orchid.datamgr import registry
 from orchid.datamgr.base import DataManager
-from orchid.engine.agent import Agent, AgentEnv, agent_id
+from orchid.engine.agent import PRIORITY, TICK, UPDATES, Agent, AgentEnv, Step, agent_id
 from orchid.engine.carrier import Carrier
 from orchid.engine.clerk import Clerk
+from orchid.engine.coordinator import EVERYTHING, Coordinator
 from orchid.engine.hpo import Optimizer
 from orchid.engine.metrics import NO_METRICS, EngineMetrics
 from orchid.engine.templates import TemplateCache
@@ -37,7 +45,7 @@ log = logging.getLogger(__name__)
 
 
 HEARTBEAT_S = 10.0
-MAX_FAILURES = 5
+GIVE_UP_S = 120.0  # an agent failing without a break this long stops the process
 
 
 class Runner:
@@ -61,31 +69,60 @@ class Runner:
         self.roles = list(dict.fromkeys(a.name for a in self.agents))  # a carrier per executor
         self.name = agent_id("+".join(self.roles))
         self._next_beat = 0.0
-        self._failures: dict[str, int] = {}
+        self._failing_since: dict[str, float] = {}
         self.executors: list[Executor] = []  # closed with the runner (see make_runner)
+        self.coordinator = Coordinator(PRIORITY)
+        self._steps: dict[str, list[tuple[Agent, Step]]] = {}
+        self._every_round: list[tuple[Agent, Step]] = []
+        for agent in self.agents:
+            steps = getattr(agent, "steps", None)
+            if steps is None:
+                self._every_round.append((agent, agent.run_once))
+                continue
+            for topic, step in steps().items():
+                self._steps.setdefault(topic, []).append((agent, step))
 
     def run_once(self) -> int:
-        """One round: each agent once. Returns how much they did together.
+        """One round: each agent once, whole. Returns how much they did together.
 
         An agent that raises (a lost database connection, a deadlock) is logged and
-        tried again next round; its transaction was rolled back, so nothing is half
-        written. After ``MAX_FAILURES`` failures in a row the error propagates.
+        tried again; its transaction was rolled back, so nothing is half written. One
+        that fails without a break for ``GIVE_UP_S`` seconds stops the loop.
         """
         self._heartbeat()
-        done = 0
-        for agent in self.agents:
-            try:
-                t0 = time.perf_counter()
-                done += agent.run_once()
-                self.metrics.agent_round(agent.name, time.perf_counter() - t0)
-                self._failures[agent.name] = 0
-            except Exception:
-                self._failures[agent.name] = n = self._failures.get(agent.name, 0) + 1
-                if n >= MAX_FAILURES:
-                    raise
-                log.exception("%s failed (%d in a row); retrying", agent.name, n)
-                time.sleep(min(0.05 * 2**n, 2.0))
+        return sum(self._call(agent, agent.run_once) for agent in self.agents)
+
+    def _call(self, agent: Agent, step: Step) -> int:
+        try:
+            t0 = time.perf_counter()
+            done = step()
+            self.metrics.agent_round(agent.name, time.perf_counter() - t0)
+        except Exception:
+            now = time.monotonic()
+            since = self._failing_since.setdefault(agent.name, now)
+            if now - since >= GIVE_UP_S:
+                raise
+            log.exception("%s failed (for %.0fs); retrying", agent.name, now - since)
+            time.sleep(min(0.05 + (now - since) / 10, 2.0))
+            return 0
+        self._failing_since.pop(agent.name, None)
         return done
+
+    def _round(self) -> int:
+        """Run the steps of the pending topics once; topics whose steps did something
+        are pending again."""
+        did = 0
+        topics = self.coordinator.round()
+        for topic in topics:
+            for agent, step in self._steps.get(topic, ()):
+                n = self._call(agent, step)
+                if n:
+                    did += n
+                    self.coordinator.add((topic,))
+        if topics:
+            for agent, step in self._every_round:
+                did += self._call(agent, step)
+        return did
 
     def _heartbeat(self) -> None:
         """Every 10 s, tell the database this process is alive (health checks read it)."""
@@ -94,18 +131,23 @@ class Runner:
             return
         self._next_beat = now + HEARTBEAT_S
         roles = ",".join(self.roles)
-        with self.db.begin() as conn:
-            agents_store.heartbeat(
-                conn,
-                name=self.name,
-                roles=roles,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                now=now,
-            )
+        try:
+            with self.db.begin() as conn:
+                agents_store.heartbeat(
+                    conn,
+                    name=self.name,
+                    roles=roles,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    now=now,
+                )
+        except Exception:  # the database is away; the agents' own calls will tell
+            log.warning("heartbeat failed; trying again soon", exc_info=True)
+            self._next_beat = now + 1.0
 
     def close(self) -> None:
-        """Close the executors it owns; say goodbye: the process is no live agent any more."""
+        """Close the executors it owns and the agents' own resources; say goodbye: the
+        process no longer counts as a live agent."""
         for executor in self.executors:
             try:
                 executor.close()
@@ -116,8 +158,12 @@ class Runner:
             if closing is not None:
                 closing()
         if self.db is not None:
-            with self.db.begin() as conn:
-                agents_store.forget(conn, self.name)
+            try:
+                with self.db.begin() as conn:
+                    agents_store.forget(conn, self.name)
+            except Exception:
+                log.warning("could not remove this agent from the agents table", exc_info=True)
+        self.bus.close()
 
     def run(
         self,
@@ -127,33 +173,49 @@ class Runner:
         check_every: float = 0.25,
     ) -> None:
         """Loop until ``stop()``, until ``until()`` holds, or (burst) idle for ``idle_exit`` s."""
-        idle_since = time.monotonic()
-        next_check = 0.0
+        self.coordinator.add((EVERYTHING,))
+        start = time.monotonic()
+        idle_since = next_check = start
+        next_poll = start + self.poll_interval
         while not self.stopping.is_set():
-            did = self.run_once()
             now = time.monotonic()
-            if until is not None and (now >= next_check or not did):
+            if self.coordinator.pending:
+                timeout = 0.0
+            else:
+                timeout = max(0.0, next_poll - now)
+                if until is not None:
+                    timeout = min(timeout, max(0.0, next_check - now))
+                if idle_exit is not None:
+                    timeout = min(timeout, max(0.0, idle_since + idle_exit - now))
+            self.coordinator.add(self.bus.wait(timeout))
+            now = time.monotonic()
+            if now >= next_poll:
+                next_poll = now + self.poll_interval
+                self.coordinator.add((EVERYTHING, TICK))
+            self._heartbeat()
+            did = self._round()
+            now = time.monotonic()
+            if did:
+                idle_since = now
+            if until is not None and (now >= next_check or not self.coordinator.pending):
                 next_check = now + check_every
                 if until():
                     return
-            if did:
-                idle_since = now
-                continue
-            if idle_exit is not None and now - idle_since >= idle_exit:
+            quiet = not did and not self.coordinator.pending
+            if idle_exit is not None and quiet and now - idle_since >= idle_exit:
                 return
-            self.bus.wait(min(self.poll_interval, check_every) if until else self.poll_interval)
 
     def stop(self) -> None:
         self.stopping.set()
-        self.bus.notify("stop")
+        self.bus.wake("stop")
 
 
 def make_executor(settings: Settings, bus: EventBus, name: str | None = None) -> Executor:
     """The executor ``name`` (default: the settings' default executor), connected."""
-    from orchid.executors import registry
+    from orchid.executors import registry as executors
 
-    wake = lambda: bus.notify("ended")  # noqa: E731
-    return registry.make(settings.executor_config(name or settings.executor), settings, wake)
+    wake = lambda: bus.wake(UPDATES)  # noqa: E731
+    return executors.make(settings.executor_config(name or settings.executor), settings, wake)
 
 
 def make_runner(
@@ -172,7 +234,7 @@ def make_runner(
     claiming the jobs of the works routed to it; ``runner.close()`` closes the extra ones.
     ``data_managers`` by name (default: those of ``settings.data_managers``).
     """
-    bus = bus or MemoryBus()
+    bus = bus or make_bus(settings.bus, db)
     if data_managers is None:
         data_managers = registry.load(settings.data_managers)
     env = AgentEnv(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.engine import Connection, Row
@@ -11,7 +12,7 @@ from sqlalchemy.engine import Connection, Row
 from orchid.core.jobs import expand_map
 from orchid.core.states import WorkStatus, work_outcome
 from orchid.engine import hpo
-from orchid.engine.agent import JOBS, WORKFLOWS, AgentEnv, agent_id
+from orchid.engine.agent import JOBS, WORKFLOWS, WORKS, AgentEnv, Step, agent_id
 from orchid.engine.transporter import start_fed_work
 from orchid.errors import InvalidInput
 from orchid.store import events, jobs, workflows, works
@@ -25,6 +26,9 @@ class Transformer:
     def __init__(self, env: AgentEnv, owner: str | None = None) -> None:
         self.env = env
         self.owner = owner or agent_id("transformer")
+
+    def steps(self) -> Mapping[str, Step]:
+        return {WORKS: self.run_once}
 
     def run_once(self) -> int:
         env = self.env

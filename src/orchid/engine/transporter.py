@@ -24,7 +24,7 @@ from orchid.core.carousel import Feed, parse_collection
 from orchid.core.states import WorkStatus
 from orchid.core.template import InputSpec
 from orchid.datamgr.base import DataManager
-from orchid.engine.agent import JOBS, WORKFLOWS, AgentEnv, agent_id
+from orchid.engine.agent import FILES, WORKFLOWS, AgentEnv, agent_id
 from orchid.engine.templates import Compiled
 from orchid.errors import DataManagerError
 from orchid.store import events, feedends, feeds, workflows, works
@@ -127,7 +127,7 @@ class Transporter:
                     feeds.done_polling(conn, row, self.owner, None, env.clock())
             feeds.let_go(conn, self._unchanged, self.owner)
         if done:
-            env.bus.notify(JOBS)
+            env.bus.notify(FILES)  # the trigger makes the jobs of files on disk
         return done
 
     def _open(self, conn: Connection, row: FeedRow) -> int:

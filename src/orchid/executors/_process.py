@@ -167,14 +167,22 @@ def job_env(spec: JobSpec) -> dict[str, str]:
 
 
 def build_env(spec: JobSpec, files: AttemptFiles, extra_path: Sequence[str] = ()) -> dict[str, str]:
-    """The job's environment here: ours, ``payload.env``, ``spec.env``, then the ``ORCHID_*`` ones.
+    """The job's environment here: ours, then :func:`job_variables`."""
+    ours = {k: v for k, v in os.environ.items() if k != "ORCHID_ARGS"}
+    return {**ours, **job_variables(spec, files, extra_path)}
+
+
+def job_variables(
+    spec: JobSpec, files: AttemptFiles, extra_path: Sequence[str] = ()
+) -> dict[str, str]:
+    """What a job's process gets on top of our environment (a pool worker sets only this):
+    ``payload.env``, ``spec.env``, then the ``ORCHID_*`` variables.
 
     ``payload.env`` values may name job args as ``{arg}`` (like argv items).
     ``payload.python_path`` goes in front of ``PYTHONPATH``; ``extra_path`` goes at its end.
     """
     args_json = _args_json(spec)
-    env = dict(os.environ)
-    env.update({k: render_item(v, spec.args) for k, v in spec.payload.env.items()})
+    env = {k: render_item(v, spec.args) for k, v in spec.payload.env.items()}
     env.update(spec.env)
     env.pop("ORCHID_ARGS", None)
     env.update(
@@ -185,7 +193,8 @@ def build_env(spec: JobSpec, files: AttemptFiles, extra_path: Sequence[str] = ()
     )
     if len(args_json) <= ARGS_IN_ENV_MAX:
         env["ORCHID_ARGS"] = args_json
-    current = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    base = env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    current = [p for p in base.split(os.pathsep) if p]
     path = [*spec.payload.python_path, *current]
     path += [p for p in extra_path if p not in path]
     if path:
@@ -306,12 +315,17 @@ def exit_reason(status: int | None, err_file: Path) -> tuple[int | None, str | N
     if status is None:
         return None, "exit status lost (the process was reaped elsewhere)"
     code = os.waitstatus_to_exitcode(status)
+    return code, exit_message(code, err_file)
+
+
+def exit_message(code: int, err_file: Path) -> str | None:
+    """Why a job with this exit code failed (None: it did not), quoting its stderr."""
     if code < 0:
-        return code, f"killed by signal {signal_name(-code)}"
+        return f"killed by signal {signal_name(-code)}"
     if code == 0:
-        return 0, None
+        return None
     stderr = last_line(err_file)
-    return code, f"exit code {code}: {truncate(stderr)}" if stderr else f"exit code {code}"
+    return f"exit code {code}: {truncate(stderr)}" if stderr else f"exit code {code}"
 
 
 def read_result(files: AttemptFiles) -> tuple[Any, str | None]:

@@ -11,7 +11,10 @@ Payloads:
   :func:`~orchid.executors._process.render_item`), run without a shell (say ``sh -c`` in
   the argv for one).
 - ``function``: ``python -m orchid.executors.wrapper`` in a child process, which imports and
-  calls the function there, so user code can never crash the agent.
+  calls the function there, so user code can never crash the agent. With
+  ``reuse_workers``, each slot keeps one such process alive instead and runs one job after
+  another in it (:mod:`orchid.executors.pool`): the same results, exit codes and logs,
+  without an interpreter start per job (a module's state then lives from job to job).
 - ``noop``: succeeds at once, without a process.
 
 Each attempt writes ``<log_dir>/<workflow_id>/<job_id>.<attempt>.out`` (stdout, the
@@ -32,7 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,7 @@ from orchid.errors import ConfigError, ExecutorError
 from orchid.executors import _process as proc
 from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage, WakeUp
 from orchid.executors.jobcommand import job_command
+from orchid.executors.pool import PooledSlots, PoolWorker
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +63,14 @@ class _Attempt:
     timers: list[threading.Timer] = field(default_factory=list)
 
 
-class LocalExecutor:
+class LocalExecutor(PooledSlots):
     """Runs jobs as child processes of this agent; see the module docstring.
 
     ``wake`` is called (from worker threads) after each update is queued; ``clock`` stamps
     updates. ``kill_grace_s`` is how long a cancelled or timed-out job has between SIGTERM
-    and SIGKILL.
+    and SIGKILL. ``prefetch`` jobs beyond the free slots are taken ahead, so a slot that
+    frees starts the next job at once (they start even if their workflow is suspended
+    meanwhile). ``reuse_workers``: see the module docstring.
     """
 
     name = "local"
@@ -77,10 +83,17 @@ class LocalExecutor:
         clock: Callable[[], float] = time.time,
         *,
         kill_grace_s: float = 5.0,
+        prefetch: int = 0,
+        reuse_workers: bool = False,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"the local executor needs at least 1 worker, not {workers}")
+        if prefetch < 0:
+            raise ConfigError(f"prefetch cannot be negative; got {prefetch}")
         self._workers = workers
+        self._prefetch = prefetch
+        self._reuse = reuse_workers
+        self._pool: list[PoolWorker | None] = [None] * workers
         self._log_dir = Path(log_dir)
         self._wake = wake
         self._clock = clock
@@ -93,7 +106,7 @@ class LocalExecutor:
         self._updates: list[JobUpdate] = []
         self._closed = False
         self._threads = [
-            threading.Thread(target=self._work, name=f"orchid-local-{i}", daemon=True)
+            threading.Thread(target=self._work, args=(i,), name=f"orchid-local-{i}", daemon=True)
             for i in range(workers)
         ]
         for thread in self._threads:
@@ -102,13 +115,14 @@ class LocalExecutor:
     # --- the Executor protocol ---------------------------------------------------------
 
     def capacity(self) -> int:
-        """Free workers: ``workers`` minus queued and running jobs, never negative.
+        """Free workers plus ``prefetch``, minus queued and running jobs, never negative.
 
-        Never more: a job handed over here starts even if its workflow is suspended
-        a moment later, so the carrier keeps nothing waiting in this queue.
+        With no prefetch, never more than the free workers: a job handed over here starts
+        even if its workflow is suspended a moment later.
         """
         with self._lock:
-            return max(0, self._workers - len(self._queued) - len(self._running))
+            room = self._workers + self._prefetch
+            return max(0, room - len(self._queued) - len(self._running))
 
     def submit(self, jobs: Sequence[JobSpec]) -> None:
         """Queue these attempts; ``noop`` ones succeed here. A key already held is ignored."""
@@ -130,10 +144,24 @@ class LocalExecutor:
             self._notify()
 
     def poll(self) -> list[JobUpdate]:
-        """Updates since the last call, oldest first; never blocks on jobs."""
+        """Updates since the last call, oldest first; never blocks on jobs.
+
+        A job that started and ended since the last call is reported once, by its final
+        update carrying its start time.
+        """
         with self._lock:
             updates, self._updates = self._updates, []
-        return updates
+        if len(updates) < 2:
+            return updates
+        ended = {u.key for u in updates if u.state != "running"}
+        began = {u.key: u.at for u in updates if u.state == "running" and u.key in ended}
+        if not began:
+            return updates
+        return [
+            replace(u, started_at=began[u.key]) if u.key in began else u
+            for u in updates
+            if not (u.state == "running" and u.key in began)
+        ]
 
     def cancel(self, keys: Sequence[str]) -> None:
         """Drop queued attempts silently; SIGTERM running ones (SIGKILL after the grace).
@@ -174,10 +202,14 @@ class LocalExecutor:
         alive = sum(thread.is_alive() for thread in self._threads)
         if alive:
             logger.warning("local executor closed with %d worker(s) still busy", alive)
+        for i, worker in enumerate(self._pool):
+            if worker is not None:
+                worker.close()
+                self._pool[i] = None
 
     # --- worker threads ----------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _work(self, slot: int) -> None:
         """One worker: take the oldest queued job, run it to the end, repeat until closed."""
         while True:
             with self._work_ready:
@@ -192,7 +224,10 @@ class LocalExecutor:
                 attempt = _Attempt(spec)
                 self._running[spec.key] = attempt
             try:
-                self._run(attempt)
+                if self._reuse and spec.payload.kind == "function" and spec.payload.function:
+                    self._run_pooled(attempt, slot)
+                else:
+                    self._run(attempt)
             except Exception as exc:  # a bug here must not kill the worker or lose the job
                 logger.exception("job %s: executor error", spec.key)
                 self._finish(attempt, "failed", error=f"executor error: {exc}")

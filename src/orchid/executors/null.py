@@ -10,9 +10,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from orchid.executors.base import JobSpec, JobUpdate, Usage, WakeUp
-
-_NO_USAGE = Usage()
+from orchid.core.model import NO_USAGE
+from orchid.executors.base import JobSpec, JobUpdate, WakeUp
 
 
 class NullExecutor:
@@ -36,7 +35,7 @@ class NullExecutor:
             return
         now = self._clock()
         updates = [
-            JobUpdate(j.key, j.job_id, j.attempt, "succeeded", now, exit_code=0, usage=_NO_USAGE)
+            JobUpdate(j.key, j.job_id, j.attempt, "succeeded", now, exit_code=0, usage=NO_USAGE)
             for j in jobs
         ]
         with self._lock:

@@ -118,7 +118,14 @@ def make(config: PluginConfig, settings: Settings, wake: WakeUp | None) -> Execu
         from orchid.executors.local import LocalExecutor
 
         workers = options.workers or settings.workers
-        return _named(LocalExecutor(workers=workers, log_dir=log_dir, wake=wake), config.name)
+        local = LocalExecutor(
+            workers=workers,
+            log_dir=log_dir,
+            wake=wake,
+            prefetch=settings.prefetch,
+            reuse_workers=settings.reuse_workers,
+        )
+        return _named(local, config.name)
     if config.type == "dask":
         from orchid.executors.dask import DaskExecutor
 

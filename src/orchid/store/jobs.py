@@ -10,25 +10,57 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
-from orchid.core.jobs import JobDraft
-from orchid.core.model import Job, JobUpdate
-from orchid.core.states import (
-    ACTIVE_JOB,
-    TERMINAL_JOB,
-    JobStatus,
-    WorkflowStatus,
-    WorkStatus,
-    after_failure,
-)
+from orchid.core.model import Job
+from orchid.core.states import ACTIVE_JOB, TERMINAL_JOB, JobStatus
 from orchid.errors import NotFound
-from orchid.store import claims
+
+# the carrier's and the trigger's hot paths live in modules of their own; their names stay
+# importable from here
+from orchid.store.dispatch import (
+    Recorded,
+    claim_ready,
+    mark_cancelled,
+    reclaim_lost,
+    record,
+    record_updates,
+    renew,
+    to_cancel,
+    unsubmit,
+    work_names,
+)
+from orchid.store.graph import insert_static
+from orchid.store.release import Propagation, propagate
 from orchid.store.tables import job_edges, jobs, works
+
+__all__ = [
+    "Propagation",
+    "Recorded",
+    "cancel_workflow",
+    "claim_ready",
+    "ended_ids",
+    "get",
+    "get_many",
+    "insert_ready",
+    "insert_static",
+    "list_for",
+    "mark_cancelled",
+    "propagate",
+    "reclaim_lost",
+    "record",
+    "record_updates",
+    "release_roots",
+    "renew",
+    "reopen_failed",
+    "to_cancel",
+    "unpropagated",
+    "unsubmit",
+    "work_names",
+]
 
 J = JobStatus
 BATCH = 2000
@@ -37,56 +69,6 @@ BATCH = 2000
 def _chunks(items: Sequence[Any], size: int = BATCH) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-def insert_static(
-    conn: Connection,
-    workflow_id: int,
-    work_ids: Mapping[str, int],
-    drafts: Iterable[JobDraft],
-    max_attempts: Mapping[str, int],
-) -> Counter[int]:
-    """Insert listed jobs (parents first) in ``waiting`` with their edges; count per work."""
-    ids: dict[tuple[str, str], int] = {}
-    per_work: Counter[int] = Counter()
-    batch: list[JobDraft] = []
-
-    def flush() -> None:
-        rows = [
-            {
-                "workflow_id": workflow_id,
-                "work_id": work_ids[d.work],
-                "name": d.name,
-                "status": J.WAITING,
-                "args": dict(d.args),
-                "pending_parents": len(d.parents),
-                "max_attempts": max_attempts[d.work],
-            }
-            for d in batch
-        ]
-        new = conn.execute(
-            sa.insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), rows
-        ).scalars()
-        for d, jid in zip(batch, new, strict=True):
-            ids[(d.work, d.name)] = int(jid)
-            per_work[work_ids[d.work]] += 1
-        edges = [
-            {"parent_id": ids[p], "child_id": ids[(d.work, d.name)]}
-            for d in batch
-            for p in d.parents
-        ]
-        if edges:
-            conn.execute(sa.insert(job_edges), edges)
-        batch.clear()
-
-    for draft in drafts:
-        batch.append(draft)
-        # a parent must have its id before its children are written
-        if len(batch) >= BATCH:
-            flush()
-    if batch:
-        flush()
-    return per_work
 
 
 def insert_ready(
@@ -139,247 +121,6 @@ def unpropagated(conn: Connection, work_id: int) -> int:
     )
 
 
-# --- the carrier -------------------------------------------------------------------------
-
-
-def claim_ready(
-    conn: Connection,
-    owner: str,
-    now: float,
-    lease: float,
-    limit: int,
-    where: sa.ColumnElement[bool] | None = None,
-) -> list[Row[Any]]:
-    """Take ready jobs of running workflows: status → submitted, attempt + 1.
-
-    ``where`` narrows the jobs further (a carrier's executor route, see ``store.routes``).
-    """
-    from orchid.store.tables import workflows
-
-    running = sa.select(workflows.c.id).where(workflows.c.status == WorkflowStatus.RUNNING)
-    select = sa.select(jobs.c.id).where(
-        jobs.c.status == J.READY, jobs.c.not_before <= now, jobs.c.workflow_id.in_(running)
-    )
-    if where is not None:
-        select = select.where(where)
-    ids = claims.pick(conn, select.order_by(jobs.c.not_before, jobs.c.id).limit(limit))
-    stmt = (
-        sa.update(jobs)
-        .where(jobs.c.id.in_(ids.scalar_subquery()))
-        .values(
-            status=J.SUBMITTED,
-            owner=owner,
-            lease_until=now + lease,
-            attempt=jobs.c.attempt + 1,
-            submitted_at=now,
-        )
-        .returning(
-            jobs.c.id, jobs.c.workflow_id, jobs.c.work_id, jobs.c.name, jobs.c.args, jobs.c.attempt
-        )
-    )
-    return sorted(conn.execute(stmt), key=lambda r: r.id)
-
-
-def work_names(conn: Connection, work_ids: Iterable[int]) -> dict[int, str]:
-    rows = conn.execute(sa.select(works.c.id, works.c.name).where(works.c.id.in_(set(work_ids))))
-    return {int(r.id): str(r.name) for r in rows}
-
-
-def record_updates(
-    conn: Connection, updates: Sequence[JobUpdate], delays: Mapping[int, float], now: float
-) -> tuple[int, int]:
-    """Apply what executors saw. Stale updates (an older attempt, a cancelled job) are ignored.
-
-    ``delays`` gives each failed job's retry delay. Returns (finished, retried).
-    """
-    active = [J.SUBMITTED, J.RUNNING]
-    current = {
-        int(r.id): r
-        for chunk in _chunks(sorted({u.job_id for u in updates}))
-        for r in conn.execute(
-            sa.select(jobs.c.id, jobs.c.attempt, jobs.c.status, jobs.c.max_attempts).where(
-                jobs.c.id.in_(chunk)
-            )
-        )
-    }
-
-    def live(u: JobUpdate) -> bool:
-        row = current.get(u.job_id)
-        return row is not None and row.attempt == u.attempt and row.status in active
-
-    # stale reports (an older attempt, a job cancelled meanwhile) change and count nothing
-    started = [u for u in updates if u.state == "running" and live(u)]
-    ok = [u for u in updates if u.state == "succeeded" and live(u)]
-    bad = [u for u in updates if u.state == "failed" and live(u)]
-    guard = sa.and_(
-        jobs.c.id == sa.bindparam("jid"),
-        jobs.c.attempt == sa.bindparam("att"),
-        sa.or_(*(jobs.c.status == s for s in active)),  # no expanding IN with executemany
-    )
-    if started:
-        conn.execute(
-            sa.update(jobs)
-            .where(guard, jobs.c.status == J.SUBMITTED)
-            .values(
-                status=J.RUNNING,
-                started_at=sa.bindparam("at"),
-                # the log of a running job can be read while it grows
-                log_uri=sa.func.coalesce(sa.bindparam("log", type_=sa.Text), jobs.c.log_uri),
-            ),
-            [{"jid": u.job_id, "att": u.attempt, "at": u.at, "log": u.log_uri} for u in started],
-        )
-    if ok:
-        conn.execute(
-            sa.update(jobs)
-            .where(guard)
-            .values(
-                status=J.SUCCEEDED,
-                exit_code=sa.bindparam("code"),
-                result=sa.bindparam("res"),
-                usage=sa.bindparam("use"),
-                log_uri=sa.bindparam("log"),
-                finished_at=sa.bindparam("at"),
-                owner=None,
-                lease_until=None,
-                error=None,
-            ),
-            [_finish_params(u) for u in ok],
-        )
-    retried = 0
-    if bad:
-        params = []
-        for u in bad:
-            status, not_before = after_failure(
-                u.attempt, current[u.job_id].max_attempts, delays.get(u.job_id, 1.0), now
-            )
-            retried += status == J.READY
-            params.append(
-                {
-                    **_finish_params(u),
-                    "st": status,
-                    "nb": not_before,
-                    "fin": u.at if status == J.FAILED else None,
-                    "err": u.error,
-                }
-            )
-        conn.execute(
-            sa.update(jobs)
-            .where(guard)
-            .values(
-                status=sa.bindparam("st"),
-                exit_code=sa.bindparam("code"),
-                result=sa.bindparam("res"),
-                usage=sa.bindparam("use"),
-                log_uri=sa.bindparam("log"),
-                error=sa.bindparam("err"),
-                not_before=sa.bindparam("nb"),
-                finished_at=sa.bindparam("fin"),
-                ready_at=sa.case((sa.bindparam("st") == J.READY, sa.bindparam("nb")), else_=None),
-                owner=None,
-                lease_until=None,
-            ),
-            params,
-        )
-    return len(ok) + len(bad) - retried, retried
-
-
-def _finish_params(u: JobUpdate) -> dict[str, Any]:
-    usage = None
-    if u.usage is not None:
-        usage = {
-            "wall_s": u.usage.wall_s,
-            "cpu_user_s": u.usage.cpu_user_s,
-            "cpu_system_s": u.usage.cpu_system_s,
-            "max_rss_kb": u.usage.max_rss_kb,
-        }
-    return {
-        "jid": u.job_id,
-        "att": u.attempt,
-        "code": u.exit_code,
-        "res": u.result,
-        "use": usage,
-        "log": u.log_uri,
-        "at": u.at,
-    }
-
-
-def renew(conn: Connection, owner: str, now: float, lease: float) -> None:
-    """Keep the leases of the jobs this carrier is running."""
-    conn.execute(
-        sa.update(jobs)
-        .where(jobs.c.owner == owner, jobs.c.status.in_(list(ACTIVE_JOB)))
-        .values(lease_until=now + lease)
-    )
-
-
-def reclaim_lost(conn: Connection, now: float, where: sa.ColumnElement[bool] | None = None) -> int:
-    """Jobs whose carrier died (lease expired) run again; the lost attempt costs no retry.
-
-    ``where`` narrows it to a carrier's own executor (see ``store.routes``).
-    """
-    lost = sa.and_(jobs.c.status.in_(list(ACTIVE_JOB)), jobs.c.lease_until < now)
-    if where is not None:
-        lost = sa.and_(lost, where)
-    conn.execute(
-        sa.update(jobs)
-        .where(lost, jobs.c.cancel_requested)
-        .values(
-            status=J.CANCELLED, finished_at=now, owner=None, lease_until=None, error="cancelled"
-        )
-    )
-    res = conn.execute(
-        sa.update(jobs)
-        .where(lost)
-        .values(
-            status=J.READY,
-            ready_at=now,
-            owner=None,
-            lease_until=None,
-            max_attempts=jobs.c.max_attempts + 1,
-            error="its agent stopped; run again",
-        )
-    )
-    return int(res.rowcount)
-
-
-def unsubmit(conn: Connection, ids: Sequence[int], owner: str, now: float) -> None:
-    """The executor refused these jobs: ready again, and the refused attempt costs nothing."""
-    for chunk in _chunks(ids):
-        conn.execute(
-            sa.update(jobs)
-            .where(jobs.c.id.in_(chunk), jobs.c.owner == owner, jobs.c.status == J.SUBMITTED)
-            .values(
-                status=J.READY,
-                ready_at=now,
-                owner=None,
-                lease_until=None,
-                max_attempts=jobs.c.max_attempts + 1,
-                error="the executor refused it; run again",
-            )
-        )
-
-
-def to_cancel(conn: Connection, owner: str) -> list[tuple[int, int, int]]:
-    """(job id, attempt, workflow id) of this carrier's jobs whose cancellation was asked."""
-    rows = conn.execute(
-        sa.select(jobs.c.id, jobs.c.attempt, jobs.c.workflow_id).where(
-            jobs.c.owner == owner, jobs.c.cancel_requested, jobs.c.status.in_(list(ACTIVE_JOB))
-        )
-    )
-    return [(int(r.id), int(r.attempt), int(r.workflow_id)) for r in rows]
-
-
-def mark_cancelled(conn: Connection, ids: Sequence[int], now: float) -> None:
-    for chunk in _chunks(ids):
-        conn.execute(
-            sa.update(jobs)
-            .where(jobs.c.id.in_(chunk), jobs.c.status.not_in(list(TERMINAL_JOB)))
-            .values(
-                status=J.CANCELLED, finished_at=now, owner=None, lease_until=None, error="cancelled"
-            )
-        )
-
-
 def cancel_workflow(conn: Connection, workflow_id: int, now: float) -> None:
     """Abort: jobs not started are cancelled now; running ones are asked to stop."""
     conn.execute(
@@ -392,105 +133,6 @@ def cancel_workflow(conn: Connection, workflow_id: int, now: float) -> None:
         .where(jobs.c.workflow_id == workflow_id, jobs.c.status.in_(list(ACTIVE_JOB)))
         .values(cancel_requested=True)
     )
-
-
-# --- the trigger ----------------------------------------------------------------------------
-
-
-@dataclass
-class Propagation:
-    """What one trigger batch did."""
-
-    jobs: int = 0
-    released: int = 0
-    skipped: int = 0
-    remaining: Counter[int] = field(default_factory=Counter)  # work id → jobs that ended
-    workflows: set[int] = field(default_factory=set)
-    ended_at: list[float] = field(default_factory=list)  # when the succeeded ones ended
-    ended: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # if asked for
-
-
-def propagate(conn: Connection, now: float, limit: int, ended: bool = False) -> Propagation:
-    """Pass the end of a batch of jobs on to their children and their works.
-
-    ``ended``: also list the batch's jobs, (id, status) per workflow (for job notifications).
-    """
-    rows = list(
-        conn.execute(
-            claims.pick(
-                conn,
-                sa.select(
-                    jobs.c.id, jobs.c.work_id, jobs.c.workflow_id, jobs.c.status, jobs.c.finished_at
-                )
-                .where(sa.not_(jobs.c.propagated), jobs.c.status.in_(list(TERMINAL_JOB)))
-                .order_by(jobs.c.id)
-                .limit(limit),
-            )
-        )
-    )
-    out = Propagation(jobs=len(rows))
-    if not rows:
-        return out
-    ids = [r.id for r in rows]
-    good = [r.id for r in rows if r.status == J.SUCCEEDED]
-    out.ended_at = [r.finished_at for r in rows if r.status == J.SUCCEEDED and r.finished_at]
-    bad = [r.id for r in rows if r.status != J.SUCCEEDED]
-    for r in rows:
-        out.remaining[r.work_id] += 1
-        out.workflows.add(r.workflow_id)
-        if ended:
-            out.ended.setdefault(int(r.workflow_id), []).append((int(r.id), str(r.status)))
-    if good:
-        out.released = _release_children(conn, good, now)
-    if bad:
-        children = sa.select(job_edges.c.child_id).where(job_edges.c.parent_id.in_(bad))
-        res = conn.execute(
-            sa.update(jobs)
-            .where(jobs.c.id.in_(children), jobs.c.status == J.WAITING)
-            .values(status=J.SKIPPED, finished_at=now, error="a parent job did not succeed")
-        )
-        out.skipped = int(res.rowcount)
-    conn.execute(sa.update(jobs).where(jobs.c.id.in_(ids)).values(propagated=True))
-    return out
-
-
-def _release_children(conn: Connection, parents: Sequence[int], now: float) -> int:
-    children = sa.select(job_edges.c.child_id).where(job_edges.c.parent_id.in_(parents))
-    if conn.dialect.name == "postgresql":
-        # Lock the children's works first, in the order a transformer takes them (work,
-        # then its jobs): a transformer starting one of these works has committed (and we
-        # see it running) or starts after us (and its release_roots sees our counts).
-        work_ids = sa.select(jobs.c.work_id).where(jobs.c.id.in_(children)).distinct()
-        conn.execute(
-            sa.select(works.c.id)
-            .where(works.c.id.in_(work_ids))
-            .order_by(works.c.id)
-            .with_for_update(read=True)
-        )
-    edges = job_edges.alias("e")
-    from_batch = (
-        sa.select(sa.func.count())
-        .select_from(edges)
-        .where(edges.c.child_id == jobs.c.id, edges.c.parent_id.in_(parents))
-        .scalar_subquery()
-    )
-    conn.execute(
-        sa.update(jobs)
-        .where(jobs.c.id.in_(children))
-        .values(pending_parents=jobs.c.pending_parents - from_batch)
-    )
-    running = sa.select(works.c.id).where(works.c.status == WorkStatus.RUNNING)
-    res = conn.execute(
-        sa.update(jobs)
-        .where(
-            jobs.c.id.in_(children),
-            jobs.c.status == J.WAITING,
-            jobs.c.pending_parents == 0,
-            jobs.c.work_id.in_(running),
-        )
-        .values(status=J.READY, ready_at=now)
-    )
-    return int(res.rowcount)
 
 
 def reopen_failed(

@@ -26,7 +26,12 @@ Json = sa.JSON()
 # INTEGER PRIMARY KEY is already the 64-bit rowid, and only that spelling autoincrements
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
-_TERMINAL_JOBS = "('succeeded', 'failed', 'cancelled', 'skipped')"
+# The predicates of the partial indexes on jobs. SQLite uses a partial index only for a
+# query whose WHERE repeats its predicate word for word (and with literals, not bound
+# parameters), so the store's queries use these very strings.
+READY = "status = 'ready'"
+UNPROPAGATED = "NOT propagated AND status IN ('succeeded', 'failed', 'cancelled', 'skipped')"
+IN_FLIGHT = "status IN ('submitted', 'running')"
 
 workflows = sa.Table(
     "workflows",
@@ -114,20 +119,20 @@ jobs = sa.Table(
         "ix_jobs_ready",
         "not_before",
         "id",
-        sqlite_where=sa.text("status = 'ready'"),
-        postgresql_where=sa.text("status = 'ready'"),
+        sqlite_where=sa.text(READY),
+        postgresql_where=sa.text(READY),
     ),
     sa.Index(
         "ix_jobs_unpropagated",
         "id",
-        sqlite_where=sa.text(f"NOT propagated AND status IN {_TERMINAL_JOBS}"),
-        postgresql_where=sa.text(f"NOT propagated AND status IN {_TERMINAL_JOBS}"),
+        sqlite_where=sa.text(UNPROPAGATED),
+        postgresql_where=sa.text(UNPROPAGATED),
     ),
     sa.Index(
         "ix_jobs_in_flight",
         "lease_until",
-        sqlite_where=sa.text("status IN ('submitted', 'running')"),
-        postgresql_where=sa.text("status IN ('submitted', 'running')"),
+        sqlite_where=sa.text(IN_FLIGHT),
+        postgresql_where=sa.text(IN_FLIGHT),
     ),
 )
 
@@ -136,6 +141,7 @@ job_edges = sa.Table(
     metadata,
     sa.Column("parent_id", Id, primary_key=True),
     sa.Column("child_id", Id, primary_key=True, index=True),
+    sqlite_with_rowid=False,  # stored in key order: one B-tree entry per edge
 )
 
 events = sa.Table(
@@ -340,4 +346,14 @@ trials = sa.Table(
     sa.Column("finished_at", sa.Float, nullable=True),
     sa.UniqueConstraint("study_id", "segment", "number"),
     sa.Index("ix_trials_study_status", "study_id", "status"),
+)
+# the `db` event bus (bus/db.py): a wake-up signal per row, read by every agent process and
+# deleted after a minute; never part of a workflow's history (that is `events`)
+bus_events = sa.Table(
+    "bus_events",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("topic", sa.String(40), nullable=False),
+    sa.Column("origin", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
 )

@@ -202,11 +202,21 @@ class TimedBus:
         self._sleeping = False
 
     def notify(self, topic: str) -> None:
-        if self._sleeping and self._first is None:
-            self._first = time.perf_counter()
+        self._mark()
         self._bus.notify(topic)
 
-    def wait(self, timeout: float) -> bool:
+    def wake(self, topic: str) -> None:
+        self._mark()
+        self._bus.wake(topic)
+
+    def _mark(self) -> None:
+        if self._sleeping and self._first is None:
+            self._first = time.perf_counter()
+
+    def close(self) -> None:
+        self._bus.close()
+
+    def wait(self, timeout: float) -> set[str]:
         self._first = None
         self._sleeping = True
         try:

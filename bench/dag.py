@@ -1,0 +1,316 @@
+"""Run a generated job DAG through Orchid and measure it: throughput, release latency, memory.
+
+The graph (``bench/shapes.py``) is written as a JSON-lines jobs file (before the clock
+starts) and streamed from it into a normal submission, the way a Rubin-size jobs file is; ``--agents K`` ``orchid agents`` processes run it against a
+fresh database (an SQLite file in a temporary folder, or a PostgreSQL database created
+for the run and dropped after). The agents are started and idle before the clock starts,
+as a peer's cluster is.
+
+- ``submit_s``: validating and writing the workflow, its works, jobs and edges;
+- ``run_s``: from the commit of the submission to the workflow's end (as the database
+  records it); ``wall_s`` = submit_s + run_s; ``jobs_per_s`` = jobs / wall_s;
+- ``release_*``: a child's ``ready_at`` minus its last parent's ``finished_at``;
+- ``step_*``: a child's start (the executor's ``running`` report; the submission when
+  the executor reports none, as ``null``) minus its last parent's end;
+- ``peak_rss_mb``: the resident memory of the whole tree (this script, the agents and
+  their workers), sampled every 0.2 s;
+- ``cpu_s``: CPU seconds the whole tree used from submission to the end (less sensitive
+  than the times to what else the machine runs).
+
+Prints one JSON object per line, then a table. Everything it starts stops by itself
+(``--timeout``), and it cleans up its databases and files.
+
+    python bench/dag.py --jobs 100000 --shape layered --db sqlite --agents 1 --executor null
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import benchkit
+import shapes
+
+from orchid.engine.submit import submit
+from orchid.store.db import Database
+
+BENCH = Path(__file__).resolve().parent
+PG_SERVER = os.environ.get("ORCHID_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
+
+
+def template(shape: str, executor: str) -> dict[str, Any]:
+    work: dict[str, Any] = {"function": "payload:noop"} if executor == "local" else {"noop": True}
+    return {
+        "name": f"bench-{shape}",
+        "works": [{"name": g, "jobs": "from_file", **work} for g in shapes.groups(shape)],
+        "jobs_file": "jobs.jsonl",
+    }
+
+
+def job_lines(shape: str, jobs: int, seed: int) -> Iterator[str]:
+    dumps = json.JSONEncoder(separators=(",", ":")).encode
+    for group, name, parents in shapes.generate(shape, jobs, seed):
+        line: dict[str, Any] = {"work": group, "name": name}
+        if parents:
+            line["parents"] = [f"{g}/{n}" for g, n in parents]
+        yield dumps(line)
+
+
+@contextlib.contextmanager
+def database(kind: str, home: Path, keep: bool = False) -> Iterator[str]:
+    """A fresh database URL, dropped (PostgreSQL) or deleted (SQLite) afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{home / 'orchid.db'}"
+        return
+    name = f"orchid_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        _drop_orphans(conn)
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{PG_SERVER}/{name}"
+    finally:
+        if keep:
+            print(f"kept the database {PG_SERVER}/{name}", file=sys.stderr)
+        else:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _drop_orphans(conn: sa.Connection) -> None:
+    """Databases of benchmark runs that were killed before they could clean up."""
+    for name in list(
+        conn.execute(
+            sa.text("SELECT datname FROM pg_database WHERE datname LIKE 'orchid_bench_%'")
+        ).scalars()
+    ):
+        try:
+            os.kill(int(name.split("_")[2]), 0)
+        except ProcessLookupError:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        except (ValueError, IndexError, PermissionError):
+            continue
+
+
+def start_agents(a: argparse.Namespace, url: str, home: Path) -> list[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "ORCHID_HOME": str(home),
+        "ORCHID_EXECUTOR": a.executor,
+        "ORCHID_WORKERS": str(a.workers),
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(BENCH.parent / "src"), os.environ.get("PYTHONPATH", "")) if p
+        ),
+    }
+    if a.batch:
+        env["ORCHID_BATCH"] = str(a.batch)
+    if a.executor == "local":
+        env["ORCHID_REUSE_WORKERS"] = "0" if a.fresh_processes else "1"
+        env["ORCHID_PREFETCH"] = str(a.prefetch)
+    procs = []
+    for k in range(a.agents):
+        cmd = [sys.executable, "-m", "orchid.cli.main", "agents", "--db", url]
+        if a.py_spy:
+            fmt = "raw" if a.py_spy_raw else "flamegraph"
+            out = Path(a.py_spy) / f"{a.shape}-{a.db}-{a.executor}-agent{k}.{fmt[:3]}"
+            cmd = ["py-spy", "record", "-r", "200", "-f", fmt, "-o", str(out), "--", *cmd]
+        log = (home / f"agent{k}.log").open("wb")
+        procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
+    return procs
+
+
+def stop_agents(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT if p.args[0] == "py-spy" else signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+
+
+def scalar(db: Database, sql: str, **params: Any) -> Any:
+    with db.engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).scalar()
+
+
+def server_cpu_s(db: Database) -> float:
+    """CPU seconds of the PostgreSQL backends serving this run's database (it runs on this
+    machine): the database's share of the work, which the process tree does not show."""
+    with db.engine.connect() as conn:
+        pids = conn.execute(
+            sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ).scalars()
+        return sum(benchkit.tree_cpu_s(int(pid)) for pid in pids)
+
+
+def latencies(db: Database, wf: int) -> tuple[array[float], array[float]]:
+    """(release, step) latency of every job that has parents, sorted, in seconds."""
+    sql = sa.text(
+        "SELECT c.ready_at - max(p.finished_at), "
+        "coalesce(c.started_at, c.submitted_at) - max(p.finished_at) "
+        "FROM job_edges e JOIN jobs c ON c.id = e.child_id JOIN jobs p ON p.id = e.parent_id "
+        "WHERE c.workflow_id = :wf GROUP BY c.id, c.ready_at, c.started_at, c.submitted_at"
+    )
+    release, step = array("d"), array("d")
+    with db.engine.connect() as conn:
+        for r, s in conn.execution_options(yield_per=50_000).execute(sql, {"wf": wf}):
+            if r is not None:
+                release.append(r)
+            if s is not None:
+                step.append(s)
+    return array("d", sorted(release)), array("d", sorted(step))
+
+
+def run(a: argparse.Namespace) -> dict[str, Any]:
+    Path(a.tmp).mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="orchid-bench-", dir=a.tmp))
+    row: dict[str, Any] = {
+        "system": "orchid",
+        "shape": a.shape,
+        "jobs": a.jobs,
+        "db": a.db,
+        "agents": a.agents,
+        "executor": a.executor,
+        "workers": a.workers if a.executor == "local" else None,
+        "prefetch": a.prefetch if a.executor == "local" else None,
+    }
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with database(a.db, home, a.keep) as url, benchkit.PeakRss() as rss:
+            db = Database(url)
+            db.upgrade()
+            procs = start_agents(a, url, home)
+            if not benchkit.wait_until(
+                lambda: (scalar(db, "SELECT count(*) FROM agents") or 0) >= a.agents, 60
+            ):
+                raise SystemExit(f"the agents did not start; see {home}/agent*.log")
+            jobs_file = home / "jobs.jsonl"
+            with jobs_file.open("w") as fh:
+                fh.writelines(line + "\n" for line in job_lines(a.shape, a.jobs, a.seed))
+            cpu0 = benchkit.tree_cpu_s(os.getpid())
+            db_cpu0 = server_cpu_s(db) if a.db == "postgres" else 0.0
+            t0 = time.time()
+            with jobs_file.open() as lines:
+                wf = submit(
+                    db, template(a.shape, a.executor), base_dir=BENCH, now=t0, job_lines=lines
+                )
+            t1 = time.time()
+
+            def ended() -> bool:
+                if any(p.poll() is not None for p in procs):
+                    raise SystemExit(f"an agent died; see {home}/agent*.log")
+                return (
+                    scalar(db, "SELECT finished_at FROM workflows WHERE id = :i", i=wf) is not None
+                )
+
+            finished = benchkit.wait_until(ended, a.timeout, every=0.05)
+            cpu = benchkit.tree_cpu_s(os.getpid()) - cpu0
+            if a.db == "postgres":
+                row["db_cpu_s"] = round(server_cpu_s(db) - db_cpu0, 2)
+            stop_agents(procs)
+            status = scalar(db, "SELECT status FROM workflows WHERE id = :i", i=wf)
+            end = scalar(db, "SELECT finished_at FROM workflows WHERE id = :i", i=wf)
+            if not finished:
+                status, end = "timeout", time.time()
+            row.update(
+                submit_s=round(t1 - t0, 3),
+                run_s=round(end - t1, 3),
+                wall_s=round(end - t0, 3),
+                jobs_per_s=round(a.jobs / (end - t0), 1),
+                cpu_s=round(cpu, 2),
+                status=status,
+            )
+            release, step = latencies(db, wf)
+            db.dispose()
+        row.update(
+            release_p50_ms=benchkit.ms(benchkit.percentile(release, 0.5)),
+            release_p99_ms=benchkit.ms(benchkit.percentile(release, 0.99)),
+            step_p50_ms=benchkit.ms(benchkit.percentile(step, 0.5)),
+            step_p99_ms=benchkit.ms(benchkit.percentile(step, 0.99)),
+            peak_rss_mb=round(rss.peak, 1),
+            load=benchkit.load(),
+        )
+    finally:
+        stop_agents(procs)
+        if a.keep:
+            print(f"kept {home}", file=sys.stderr)
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+    return row
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=10_000, help="jobs in the graph (default 10000)")
+    ap.add_argument("--shape", choices=shapes.SHAPES, default="layered")
+    ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    ap.add_argument("--agents", type=int, default=1, help="`orchid agents` processes")
+    ap.add_argument("--executor", choices=["null", "local"], default="null")
+    ap.add_argument("--workers", type=int, default=2, help="local executor workers per agent")
+    ap.add_argument("--batch", type=int, default=0, help="rows per claim (ORCHID_BATCH)")
+    ap.add_argument(
+        "--prefetch", type=int, default=64, help="local: jobs taken ahead (ORCHID_PREFETCH)"
+    )
+    ap.add_argument(
+        "--fresh-processes",
+        action="store_true",
+        help="local: a new interpreter per job instead of long-lived workers",
+    )
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=1, help="runs, one JSON line each")
+    ap.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
+    ap.add_argument("--py-spy", metavar="DIR", help="profile each agent with py-spy into DIR")
+    ap.add_argument("--py-spy-raw", action="store_true", help="collapsed stacks, not SVG")
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the temporary folder and database (debugging)"
+    )
+    ap.add_argument(
+        "--tmp",
+        default=str(BENCH / ".work"),
+        help="where the run's database and job logs go (default bench/.work)",
+    )
+    return ap
+
+
+def main() -> None:
+    a = parser().parse_args()
+    gc.freeze()  # as the orchid CLI does for its long-running commands
+    gc.set_threshold(50_000, 20, 20)
+    if a.jobs < shapes.minimum_jobs(a.shape):
+        raise SystemExit(f"--jobs: a {a.shape} graph needs at least {shapes.minimum_jobs(a.shape)}")
+    if a.agents < 1:
+        raise SystemExit("--agents must be at least 1")
+    rows = []
+    for _ in range(a.repeat):
+        rows.append(run(a))
+        benchkit.emit(rows[-1])
+    print()
+    print(benchkit.table(rows))
+    print(f"machine: {benchkit.machine()}; load {benchkit.load()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""PostgreSQL LISTEN/NOTIFY: agents in every process wake within milliseconds of a change.
+
+Two threads per bus, each with a connection of its own in autocommit mode: one sends what
+:meth:`PostgresBus.notify` queued (several topics in one round trip), one listens and
+delivers what other processes sent. Topics reach this process's own agents at once,
+without the round trip. When the server goes away (a restart) both reconnect with
+back-off; what was sent meanwhile is lost, so a reconnected listener wakes every topic
+once, and agents also poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+
+import psycopg
+import sqlalchemy as sa
+
+from orchid.bus.memory import MemoryBus
+from orchid.store import signals
+
+log = logging.getLogger(__name__)
+EVERYTHING = "*"  # delivered when notifications may have been missed
+
+
+def conninfo(url: str) -> str:
+    """A psycopg connection string from an SQLAlchemy URL (``postgresql+psycopg://...``)."""
+    parsed = sa.engine.make_url(url).set(drivername="postgresql")
+    return parsed.render_as_string(hide_password=False)
+
+
+class PostgresBus:
+    """See the module docstring. ``url`` is the database's SQLAlchemy or libpq URL."""
+
+    def __init__(
+        self,
+        url: str,
+        channel: str = signals.CHANNEL,
+        *,
+        retry_max: float = 2.0,
+        connect_wait: float = 5.0,
+    ) -> None:
+        self._conninfo = conninfo(url)
+        self._channel = channel
+        self._retry_max = retry_max
+        self._local = MemoryBus()
+        self.origin = uuid.uuid4().hex[:12]
+        self._outbox: set[str] = set()
+        self._out_cond = threading.Condition()
+        self._closed = threading.Event()
+        self.listening = threading.Event()  # set while the listener is connected
+        self._threads = [
+            threading.Thread(target=self._listen, name="orchid-bus-listen", daemon=True),
+            threading.Thread(target=self._send, name="orchid-bus-send", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        # notifications sent before the listener is connected would be missed: give it a
+        # moment (a database that is down does not hold up the agents; they poll)
+        self.listening.wait(connect_wait)
+
+    # --- EventBus -----------------------------------------------------------------------
+
+    def notify(self, topic: str) -> None:
+        self._local.notify(topic)
+        with self._out_cond:
+            if not self._closed.is_set():
+                self._outbox.add(topic)
+                self._out_cond.notify()
+
+    def wake(self, topic: str) -> None:
+        self._local.notify(topic)
+
+    def wait(self, timeout: float) -> set[str]:
+        return self._local.wait(timeout)
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._out_cond:
+            self._out_cond.notify()
+        for t in self._threads:
+            t.join(5)
+
+    # --- threads ------------------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection:
+        return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=3)
+
+    def _listen(self) -> None:
+        delay = 0.05
+        while not self._closed.is_set():
+            try:
+                with self._connect() as conn:
+                    signals.pg_listen(conn, self._channel)
+                    self.listening.set()
+                    self._local.deliver({EVERYTHING})  # what was sent while we were away
+                    delay = 0.05
+                    while not self._closed.is_set():
+                        got = set()
+                        for n in conn.notifies(timeout=0.25, stop_after=1000):
+                            origin, _, topic = n.payload.partition(" ")
+                            if origin != self.origin and topic:
+                                got.add(topic)
+                        self._local.deliver(got)
+            except psycopg.Error as exc:
+                if self._closed.is_set():
+                    break
+                log.warning("event bus: listening failed (%s); retrying in %.2fs", exc, delay)
+            finally:
+                self.listening.clear()
+            self._closed.wait(delay)
+            delay = min(delay * 2, self._retry_max)
+
+    def _send(self) -> None:
+        conn: psycopg.Connection | None = None
+        delay = 0.05
+        while True:
+            with self._out_cond:
+                while not self._outbox and not self._closed.is_set():
+                    self._out_cond.wait()
+                if self._closed.is_set():
+                    break
+                topics, self._outbox = self._outbox, set()
+            try:
+                if conn is None or conn.closed:
+                    conn = self._connect()
+                signals.pg_notify(
+                    conn, [f"{self.origin} {t}" for t in sorted(topics)], self._channel
+                )
+                delay = 0.05
+            except psycopg.Error as exc:  # dropped: the agents' polls find the rows anyway
+                log.warning("event bus: cannot notify (%s); retrying in %.2fs", exc, delay)
+                if conn is not None:
+                    conn.close()
+                conn = None
+                self._closed.wait(delay)
+                delay = min(delay * 2, self._retry_max)
+        if conn is not None:
+            conn.close()

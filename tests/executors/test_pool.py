@@ -1,0 +1,192 @@
+"""The local executor's long-lived workers (``reuse_workers``): function jobs behave as in
+a process of their own — results, exit codes, tracebacks, crashes, logs, environment,
+cancel and walltime — while each slot's interpreter stays from one job to the next."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchid.executors.base import Payload, Resources
+from orchid.executors.local import LocalExecutor
+from tests.executors import test_local
+from tests.executors.contract import ExecutorContract, finals, spec, wait_for, wait_for_state
+from tests.executors.test_local import MakeExecutor, function, run_one, user_module, wait_until
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+
+# the function-payload tests of test_local, run again here on reused workers
+test_function_returns_its_result = test_local.test_function_returns_its_result
+test_function_exception_fails_with_traceback = (
+    test_local.test_function_exception_fails_with_traceback
+)
+test_function_result_must_be_json = test_local.test_function_result_must_be_json
+test_function_not_found_says_what = test_local.test_function_not_found_says_what
+test_function_exit_and_crash_do_not_hurt_the_agent = (
+    test_local.test_function_exit_and_crash_do_not_hurt_the_agent
+)
+__all__ = ["user_module"]
+
+
+class TestPooledContract(ExecutorContract):
+    @pytest.fixture
+    def executor(self, tmp_path: Path) -> Iterator[LocalExecutor]:
+        ex = LocalExecutor(workers=4, log_dir=tmp_path / "logs", reuse_workers=True)
+        yield ex
+        ex.close()
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[MakeExecutor]:
+    made: list[LocalExecutor] = []
+
+    def factory(workers: int = 2, **kwargs: Any) -> LocalExecutor:
+        kwargs.setdefault("reuse_workers", True)
+        ex = LocalExecutor(workers, tmp_path / "logs", **kwargs)
+        made.append(ex)
+        return ex
+
+    yield factory
+    for ex in made:
+        ex.close()
+
+
+STATEFUL = """
+import os, sys, time
+
+CALLS = []
+
+def count(i):
+    CALLS.append(i)
+    return {"pid": os.getpid(), "calls": len(CALLS)}
+
+def where(name):
+    print("out of", name)
+    print("err of", name, file=sys.stderr)
+    return {"cwd": os.getcwd(), "var": os.environ.get("ORCHID_TEST_VAR"),
+            "job": os.environ["ORCHID_JOB_NAME"]}
+
+def spoil():
+    os.environ["ORCHID_TEST_VAR"] = "spoiled"
+    os.chdir("/")
+    return None
+
+def nap(seconds, marker=None):
+    if marker:
+        open(marker, "w").close()
+    time.sleep(seconds)
+
+def crash():
+    os._exit(7)
+"""
+
+
+@pytest.fixture
+def code(tmp_path: Path) -> Path:
+    folder = tmp_path / "stateful"
+    folder.mkdir()
+    (folder / "orchid_stateful.py").write_text(STATEFUL)
+    return folder
+
+
+def fn(code: Path, name: str, **kwargs: Any) -> Payload:
+    return function(f"orchid_stateful:{name}", code, **kwargs)
+
+
+def test_one_interpreter_runs_job_after_job(make: MakeExecutor, code: Path) -> None:
+    ex = make(workers=1)
+    ex.submit([spec(i, fn(code, "count"), {"i": i}) for i in range(1, 6)])
+    done = finals(wait_for(ex, 5))
+    results = [done[f"1-{i}-1"].result for i in range(1, 6)]
+    assert {r["pid"] for r in results} != {os.getpid()}
+    assert len({r["pid"] for r in results}) == 1  # one worker process for all five
+    assert [r["calls"] for r in results] == [1, 2, 3, 4, 5]  # its modules stay loaded
+
+
+def test_each_job_has_its_own_environment_folder_and_logs(make: MakeExecutor, code: Path) -> None:
+    ex = make(workers=1)
+    first = spec(1, fn(code, "where", env={"ORCHID_TEST_VAR": "one"}), {"name": "a"})
+    spoiler = spec(2, fn(code, "spoil"))
+    second = spec(3, fn(code, "where"), {"name": "b"})
+    ex.submit([first, spoiler, second])
+    done = finals(wait_for(ex, 3))
+    a, b = done[first.key], done[second.key]
+    assert a.result == {"cwd": os.getcwd(), "var": "one", "job": first.job_name}
+    # what a job did to the environment and the current folder is undone for the next
+    assert b.result == {"cwd": os.getcwd(), "var": None, "job": second.job_name}
+    assert Path(a.log_uri or "").read_text() == "out of a\n"
+    assert Path(a.log_uri or "").with_suffix(".err").read_text() == "err of a\n"
+    assert Path(b.log_uri or "").read_text() == "out of b\n"
+
+
+def test_a_worker_that_dies_is_replaced(make: MakeExecutor, code: Path) -> None:
+    ex = make(workers=1)
+    ex.submit([spec(1, fn(code, "count"), {"i": 1}), spec(2, fn(code, "crash"))])
+    ex.submit([spec(3, fn(code, "count"), {"i": 3})])
+    done = finals(wait_for(ex, 3))
+    assert (done["1-2-1"].state, done["1-2-1"].exit_code) == ("failed", 7)
+    before, after = done["1-1-1"].result, done["1-3-1"].result
+    assert after["pid"] != before["pid"] and after["calls"] == 1  # a fresh interpreter
+
+
+def test_jobs_of_other_code_get_another_worker(
+    make: MakeExecutor, code: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "orchid_stateful.py").write_text("def count(i):\n    return {'other': True}\n")
+    ex = make(workers=1)
+    ex.submit([spec(1, fn(code, "count"), {"i": 1})])
+    ex.submit([spec(2, function("orchid_stateful:count", other), {"i": 2})])
+    done = finals(wait_for(ex, 2))
+    assert done["1-1-1"].result["calls"] == 1
+    assert done["1-2-1"].result == {"other": True}  # never the module of the first folder
+
+
+def test_cancel_stops_the_job_and_the_next_one_runs(
+    make: MakeExecutor, code: Path, tmp_path: Path
+) -> None:
+    ex = make(workers=1)
+    marker = tmp_path / "started"
+    job = spec(1, fn(code, "nap"), {"seconds": 60, "marker": str(marker)})
+    ex.submit([job])
+    wait_until(marker.exists, "the job to start")
+    ex.cancel([job.key])
+    assert finals(wait_for(ex, 1))[job.key].error == "cancelled"
+    nxt = run_one(ex, fn(code, "count"), {"i": 2})
+    assert nxt.state == "succeeded" and nxt.result["calls"] == 1
+
+
+def test_walltime_kills_the_worker(make: MakeExecutor, code: Path) -> None:
+    ex = make(workers=1)
+    update = run_one(ex, fn(code, "nap"), {"seconds": 60}, resources=Resources(walltime_s=0.3))
+    assert (update.state, update.error) == ("failed", "walltime of 0.3s exceeded")
+    assert update.exit_code == -signal.SIGTERM
+
+
+def test_a_quick_job_is_reported_once_with_its_start(make: MakeExecutor, code: Path) -> None:
+    ex = make(workers=1)
+    job = spec(1, fn(code, "count"), {"i": 1})
+    ex.submit([job])
+    updates = wait_for(ex, 1)
+    final = finals(updates)[job.key]
+    if len(updates) == 1:  # start and end came between two polls: one update
+        assert final.started_at is not None and final.started_at <= final.at
+    else:
+        assert [u.state for u in updates] == ["running", "succeeded"]
+
+
+def test_prefetch_takes_jobs_ahead(make: MakeExecutor, code: Path, tmp_path: Path) -> None:
+    ex = make(workers=1, prefetch=3)
+    assert ex.capacity() == 4
+    marker = tmp_path / "m"
+    ex.submit([spec(1, fn(code, "nap"), {"seconds": 60, "marker": str(marker)})])
+    wait_for_state(ex, "1-1-1", "running", [])
+    assert ex.capacity() == 3
+    ex.cancel(["1-1-1"])
