@@ -34,7 +34,7 @@ class Settings:
     executor: str = "local"
     poll_interval: float = 1.0  # seconds between polls when the bus is quiet
     lease_seconds: float = 30.0  # how long a claim holds before another agent may take it
-    batch: int = 2000  # rows an agent claims at once
+    batch: int = 5000  # rows an agent claims (and records) at once
     owner: str = "local"
     data_managers: Path | None = None  # TOML file of named data managers (datamgr/registry.py)
     job_events: bool = False  # the trigger writes `jobs.ended` events for notifications

@@ -22,12 +22,14 @@ _NO_ARGS: Mapping[str, Any] = {}
 _PARENTS = "`parents` must be a list of job names ('job' or 'work/job')"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class JobDraft:
     """A job to insert: its name in the work, its arguments and its parents (work, job).
 
     ``where`` says where it was written (``file:line``), for the store's messages about
-    duplicates and parents that name no earlier job.
+    duplicates and parents that name no earlier job. Not changed once made; not frozen,
+    because a frozen dataclass costs four times as much to make, and a jobs file makes
+    a million of them.
     """
 
     work: str

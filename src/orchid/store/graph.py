@@ -121,13 +121,13 @@ class _Writer:
         ids = self._allocate(len(drafts))
         batch: dict[Key, int] = {}
         rows: list[tuple[Any, ...]] = []
-        edges: list[list[Any]] = []  # [parent id or None while unresolved, child id]
+        edges: list[tuple[Any, int]] = []  # (parent id, or None while unresolved; child id)
         unresolved: dict[Key, list[int]] = {}  # parent → positions in edges
         problems: list[tuple[str, str]] = []
         waiting = JobStatus.WAITING.value
         work_ids, attempts, wf = self.work_ids, self.attempts, self.workflow_id
         in_batch, recent_new, recent_old = batch.get, self.recent.new.get, self.recent.old.get
-        dumps = bulk.json_text
+        add_edge, add_row, dumps = edges.append, rows.append, bulk.json_text
         for d, jid in zip(drafts, ids, strict=True):
             wid = work_ids[d.work]
             key = (wid, d.name)
@@ -140,16 +140,16 @@ class _Writer:
                 pid = in_batch(pkey) or recent_new(pkey) or recent_old(pkey)
                 if pid is None:
                     unresolved.setdefault(pkey, []).append(len(edges))
-                edges.append([pid, jid])
+                add_edge((pid, jid))
             batch[key] = jid
             args = dumps(d.args) if d.args else "{}"
-            rows.append((jid, wf, wid, d.name, waiting, args, len(d.parents), attempts[wid]))
+            add_row((jid, wf, wid, d.name, waiting, args, len(d.parents), attempts[wid]))
         if unresolved:
             found = self._find(list(unresolved))
             for pkey, positions in unresolved.items():
                 pid = found.get(pkey)
                 for pos in positions:
-                    edges[pos][0] = pid
+                    edges[pos] = (pid, edges[pos][1])
             problems += self._missing_parents(drafts, ids, edges, found, unresolved)
         if problems:
             raise TemplateError(sorted(problems, key=_line_order)[:MAX_ERRORS])
@@ -160,8 +160,7 @@ class _Writer:
             bulk.executemany(
                 self.conn, "INSERT INTO job_edges (parent_id, child_id) VALUES (?, ?)", edges
             )
-        for _, _, wid, *_ in rows:
-            self.per_work[wid] += 1
+        self.per_work.update(r[2] for r in rows)
         self.recent.add(batch)
 
     def _allocate(self, n: int) -> list[int]:
