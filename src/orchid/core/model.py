@@ -116,9 +116,11 @@ class Usage:
 NO_USAGE = Usage()  # what an executor that measures nothing reports
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class JobUpdate:
-    """A change the executor observed in one job attempt."""
+    """A change the executor observed in one job attempt. Not changed once made (use
+    ``dataclasses.replace``); not frozen, because a frozen dataclass with this many fields
+    costs four times as much to make, and an agent makes one per job and state."""
 
     key: str
     job_id: int

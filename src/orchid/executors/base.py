@@ -60,9 +60,10 @@ class Payload:
     python_path: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class JobSpec:
-    """One attempt of one job, as the executor sees it."""
+    """One attempt of one job, as the executor sees it. Executors do not change it (not
+    frozen only because an agent makes thousands a second: see ``JobUpdate``)."""
 
     key: str  # deterministic: "<workflow>-<job>-<attempt>"
     workflow_id: int
