@@ -10,12 +10,10 @@ minute are deleted. Topics reach this process's own agents at once.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-import uuid
 
-from orchid.bus.memory import MemoryBus
 from orchid.bus.postgres import EVERYTHING
+from orchid.bus.relay import RelayBus
 from orchid.store import signals
 from orchid.store.db import Database
 
@@ -23,49 +21,23 @@ log = logging.getLogger(__name__)
 KEEP_S = 60.0
 
 
-class DbBus:
+class DbBus(RelayBus):
     """See the module docstring."""
 
     def __init__(self, db: Database, *, interval: float = 0.05) -> None:
+        super().__init__()
         self._db = Database(db.url)  # a pool of its own: never wait behind the agents' one
         self._interval = interval
-        self._local = MemoryBus()
-        self.origin = uuid.uuid4().hex[:12]
-        self._outbox: set[str] = set()
-        self._out_cond = threading.Condition()
-        self._closed = threading.Event()
         self._last = -1
         try:  # signals from now on: those of other processes written before are old news
             with self._db.engine.connect() as conn:
                 self._last = signals.last_id(conn)
         except Exception as exc:  # the reader thread tries again
             log.warning("event bus: cannot read signals: %s", exc)
-        self._threads = [
-            threading.Thread(target=self._read, name="orchid-bus-read", daemon=True),
-            threading.Thread(target=self._send, name="orchid-bus-send", daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
-
-    def notify(self, topic: str) -> None:
-        self._local.notify(topic)
-        with self._out_cond:
-            if not self._closed.is_set():
-                self._outbox.add(topic)
-                self._out_cond.notify()
-
-    def wake(self, topic: str) -> None:
-        self._local.notify(topic)
-
-    def wait(self, timeout: float) -> set[str]:
-        return self._local.wait(timeout)
+        self._start(read=self._read, send=self._send)
 
     def close(self) -> None:
-        self._closed.set()
-        with self._out_cond:
-            self._out_cond.notify()
-        for t in self._threads:
-            t.join(5)
+        super().close()
         self._db.dispose()
 
     def _read(self) -> None:
@@ -87,13 +59,7 @@ class DbBus:
 
     def _send(self) -> None:
         next_prune = 0.0
-        while True:
-            with self._out_cond:
-                while not self._outbox and not self._closed.is_set():
-                    self._out_cond.wait()
-                if self._closed.is_set():
-                    break
-                topics, self._outbox = self._outbox, set()
+        while (topics := self._next_topics()) is not None:
             now = time.time()
             try:
                 with self._db.begin() as conn:

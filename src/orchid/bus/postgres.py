@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 
 import psycopg
 import sqlalchemy as sa
 
-from orchid.bus.memory import MemoryBus
+from orchid.bus.relay import RelayBus
 from orchid.store import signals
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ def conninfo(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-class PostgresBus:
+class PostgresBus(RelayBus):
     """See the module docstring. ``url`` is the database's SQLAlchemy or libpq URL."""
 
     def __init__(
@@ -41,46 +40,15 @@ class PostgresBus:
         retry_max: float = 2.0,
         connect_wait: float = 5.0,
     ) -> None:
+        super().__init__()
         self._conninfo = conninfo(url)
         self._channel = channel
         self._retry_max = retry_max
-        self._local = MemoryBus()
-        self.origin = uuid.uuid4().hex[:12]
-        self._outbox: set[str] = set()
-        self._out_cond = threading.Condition()
-        self._closed = threading.Event()
         self.listening = threading.Event()  # set while the listener is connected
-        self._threads = [
-            threading.Thread(target=self._listen, name="orchid-bus-listen", daemon=True),
-            threading.Thread(target=self._send, name="orchid-bus-send", daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
+        self._start(listen=self._listen, send=self._send)
         # notifications sent before the listener is connected would be missed: give it a
         # moment (a database that is down does not hold up the agents; they poll)
         self.listening.wait(connect_wait)
-
-    # --- EventBus -----------------------------------------------------------------------
-
-    def notify(self, topic: str) -> None:
-        self._local.notify(topic)
-        with self._out_cond:
-            if not self._closed.is_set():
-                self._outbox.add(topic)
-                self._out_cond.notify()
-
-    def wake(self, topic: str) -> None:
-        self._local.notify(topic)
-
-    def wait(self, timeout: float) -> set[str]:
-        return self._local.wait(timeout)
-
-    def close(self) -> None:
-        self._closed.set()
-        with self._out_cond:
-            self._out_cond.notify()
-        for t in self._threads:
-            t.join(5)
 
     # --- threads ------------------------------------------------------------------------
 
@@ -115,13 +83,7 @@ class PostgresBus:
     def _send(self) -> None:
         conn: psycopg.Connection | None = None
         delay = 0.05
-        while True:
-            with self._out_cond:
-                while not self._outbox and not self._closed.is_set():
-                    self._out_cond.wait()
-                if self._closed.is_set():
-                    break
-                topics, self._outbox = self._outbox, set()
+        while (topics := self._next_topics()) is not None:
             try:
                 if conn is None or conn.closed:
                     conn = self._connect()
