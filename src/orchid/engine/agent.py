@@ -25,10 +25,11 @@ ENDED = "ended"  # jobs reached a final state: the trigger passes it on
 CANCEL = "cancel"  # running jobs to stop: the carrier
 UPDATES = "updates"  # this process's executor has updates (local only): the carrier collects
 FILES = "files"  # files reached disk (the data carousel): the trigger makes their jobs
+STUDIES = "studies"  # trials ended or a study started: the HPO agent looks at its studies
 TICK = "tick"  # time passed: lease renewals, lost jobs (sent with every poll)
 
 # finishing work before new work: results, then their consequences, then new jobs and works
-PRIORITY = (UPDATES, ENDED, CANCEL, WORKFLOWS, FILES, JOBS, WORKS, TICK)
+PRIORITY = (UPDATES, ENDED, CANCEL, WORKFLOWS, STUDIES, FILES, JOBS, WORKS, TICK)
 
 
 def agent_id(role: str) -> str:

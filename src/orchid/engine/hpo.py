@@ -25,6 +25,7 @@ import json
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from sqlalchemy.engine import Connection, Row
 from orchid.core.hpo import HpoSpec, check_point
 from orchid.core.states import TERMINAL_JOB, JobStatus, WorkflowStatus, WorkStatus
 from orchid.core.study import ACTIVE, Load, allocate, outcome, seed_for, summary, values_of
-from orchid.engine.agent import JOBS, WORKFLOWS, AgentEnv, agent_id
+from orchid.engine.agent import JOBS, STUDIES, TICK, WORKFLOWS, AgentEnv, Step, agent_id
 from orchid.engine.templates import Compiled
 from orchid.executors._process import AttemptFiles
 from orchid.hpo.base import GeneratorError, Proposal, make_generator
@@ -47,7 +48,9 @@ from orchid.store.tables import works as works_table
 from orchid.store.trials import TrialRow
 
 log = logging.getLogger(__name__)
-PROGRESS_POLL_S = 0.5  # how often running trials' progress files are read (with a pruner)
+# how often running trials' progress files are read (with a pruner); at most as often as
+# the loop polls (its TICK, every `poll_interval`, 1 s by default)
+PROGRESS_POLL_S = 0.5
 MAX_PROGRESS_BYTES = 4 * 1024 * 1024
 SUSPENDED_POLL_S = 1.0  # how often a suspended workflow's studies look for a resume
 
@@ -80,8 +83,18 @@ class Optimizer:
         self.log_dir = log_dir
         self.owner = owner or agent_id("hpo")
 
+    def steps(self) -> Mapping[str, Step]:
+        # trials that ended and new studies wake it (STUDIES); times that came (a running
+        # trial's progress to read, a suspended study's look for a resume) come with the
+        # loop's poll (TICK). Not every round: that cost every step of a job chain a look.
+        return {STUDIES: self.run_once, TICK: self.run_once}
+
     def run_once(self) -> int:
         env = self.env
+        # look before taking the write lock (a read waits for no writer)
+        with env.db.engine.connect() as conn:
+            if not studies.any_to_look_at(conn, env.clock()):
+                return 0
         with env.db.begin() as conn:
             claimed = studies.claim(conn, self.owner, env.clock(), env.lease, 20)
         made = 0

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection, Row
 from orchid.core.jobs import expand_map
 from orchid.core.states import WorkStatus, work_outcome
 from orchid.engine import hpo
-from orchid.engine.agent import JOBS, WORKFLOWS, WORKS, AgentEnv, Step, agent_id
+from orchid.engine.agent import JOBS, STUDIES, WORKFLOWS, WORKS, AgentEnv, Step, agent_id
 from orchid.engine.transporter import start_fed_work
 from orchid.errors import InvalidInput
 from orchid.store import events, jobs, workflows, works
@@ -43,6 +43,7 @@ class Transformer:
         if done:
             env.bus.notify(JOBS)
             env.bus.notify(WORKFLOWS)
+            env.bus.notify(STUDIES)  # an hpo work among them has a study to start
         return done
 
     def _transform(self, conn: Connection, row: Row[Any]) -> None:

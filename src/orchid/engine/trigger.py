@@ -10,7 +10,17 @@ from collections.abc import Mapping
 from sqlalchemy.engine import Connection
 
 from orchid.core.states import work_outcome
-from orchid.engine.agent import ENDED, FILES, JOBS, TICK, WORKFLOWS, AgentEnv, Step, agent_id
+from orchid.engine.agent import (
+    ENDED,
+    FILES,
+    JOBS,
+    STUDIES,
+    TICK,
+    WORKFLOWS,
+    AgentEnv,
+    Step,
+    agent_id,
+)
 from orchid.store import events, feeds, filejobs, jobs, studies, workflows, works
 
 log = logging.getLogger(__name__)
@@ -71,7 +81,7 @@ def settle(conn: Connection, p: jobs.Propagation, now: float, env: AgentEnv) -> 
     for wf, ended in p.ended.items():  # one notification per workflow and batch
         events.emit(conn, wf, "jobs.ended", {"jobs": [list(e) for e in ended]}, now)
     finished = works.add_remaining(conn, {w: -n for w, n in p.remaining.items()})
-    studies.wake_works(conn, p.remaining)  # trials of hpo works ended
+    p.woke_studies = studies.wake_works(conn, p.remaining)  # trials of hpo works ended
     owners = works.workflow_of(conn, finished) if finished else {}
     for work_id in finished:
         status = work_outcome(works.counts(conn, work_id))
@@ -90,3 +100,5 @@ def announce(env: AgentEnv, p: jobs.Propagation, finished: list[int]) -> None:
         env.bus.notify(ENDED)
     if finished:
         env.bus.notify(WORKFLOWS)
+    if p.woke_studies:
+        env.bus.notify(STUDIES)

@@ -65,6 +65,7 @@ class Propagation:
     workflows: set[int] = field(default_factory=set)
     ended_at: list[float] = field(default_factory=list)  # when the succeeded ones ended
     ended: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # if asked for
+    woke_studies: bool = False  # trials among them: their studies have something to look at
 
 
 def propagate(

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from orchid.core.states import JobStatus
 from orchid.errors import NotFound
-from orchid.store import claims
+from orchid.store import bulk, claims
 from orchid.store.tables import studies, works
 
 J = JobStatus
@@ -112,15 +112,37 @@ def wake(conn: Connection, study_ids: Iterable[int]) -> None:
         )
 
 
-def wake_works(conn: Connection, work_ids: Iterable[int]) -> None:
-    """Jobs of these works ended: their studies (if any) have something to look at."""
+def wake_works(conn: Connection, work_ids: Iterable[int]) -> bool:
+    """Jobs of these works ended: their studies (if any) have something to look at.
+    Returns whether there were any."""
     ids = sorted(set(work_ids))
-    if ids:
-        conn.execute(
-            sa.update(studies)
-            .where(studies.c.work_id.in_(ids), studies.c.status == "running")
-            .values(wake_seq=studies.c.wake_seq + 1)
-        )
+    if not ids:
+        return False
+    # a cached text statement: this runs in every batch a carrier records
+    sql = (
+        "UPDATE studies SET wake_seq = wake_seq + 1 "
+        f"WHERE {bulk.in_ids(conn, 'work_id')} AND status = 'running'"
+    )
+    return conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, ids)}).rowcount > 0
+
+
+def _to_look_at(now: float) -> list[sa.ColumnElement[bool]]:
+    """Running studies that changed or are due."""
+    return [
+        studies.c.status == "running",
+        sa.or_(
+            studies.c.wake_seq > studies.c.seen_seq,
+            sa.and_(studies.c.due_at.is_not(None), studies.c.due_at <= now),
+        ),
+    ]
+
+
+def any_to_look_at(conn: Connection, now: float) -> bool:
+    """Whether :func:`claim` would find a study (free or not): a read, which takes no
+    write lock, so that an agent loop without studies to look at pays next to nothing."""
+    return (
+        conn.execute(sa.select(studies.c.id).where(*_to_look_at(now)).limit(1)).first() is not None
+    )
 
 
 def claim(
@@ -130,13 +152,7 @@ def claim(
     rows = claims.claim(
         conn,
         studies,
-        [
-            studies.c.status == "running",
-            sa.or_(
-                studies.c.wake_seq > studies.c.seen_seq,
-                sa.and_(studies.c.due_at.is_not(None), studies.c.due_at <= now),
-            ),
-        ],
+        _to_look_at(now),
         owner=owner,
         now=now,
         lease=lease,

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection, Row
 from orchid.core.model import Work
 from orchid.core.states import TERMINAL_WORK, JobStatus, WorkStatus
 from orchid.errors import NotFound
-from orchid.store import claims
+from orchid.store import bulk, claims
 from orchid.store.tables import jobs, works
 
 
@@ -197,21 +197,17 @@ def add_remaining(conn: Connection, deltas: Mapping[int, int]) -> list[int]:
     """Adjust each work's count of unfinished jobs; return those that reached zero while running."""
     if not deltas:
         return []
+    # cached text statements: this runs in every batch a carrier records (a job chain: in
+    # every step), where building and compiling the Core statements was most of its cost
     conn.execute(
-        sa.update(works)
-        .where(works.c.id == sa.bindparam("wid"))
-        .values(remaining=works.c.remaining + sa.bindparam("delta")),
+        bulk.text(conn, "UPDATE works SET remaining = remaining + :delta WHERE id = :wid", ()),
         [{"wid": w, "delta": d} for w, d in deltas.items()],
     )
-    return list(
-        conn.execute(
-            sa.select(works.c.id).where(
-                works.c.id.in_(list(deltas)),
-                works.c.remaining <= 0,
-                works.c.status == WorkStatus.RUNNING,
-            )
-        ).scalars()
-    )
+    sql = f"SELECT id FROM works WHERE {bulk.in_ids(conn, 'id')} AND remaining <= 0 AND status = 'running'"
+    return [
+        int(w)
+        for w in conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, deltas)}).scalars()
+    ]
 
 
 def find(conn: Connection, workflow_id: int, name: str) -> tuple[int, int]:
