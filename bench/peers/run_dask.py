@@ -5,7 +5,8 @@
 The cluster is Dask's own ``LocalCluster`` on 127.0.0.1: the scheduler in this process
 (its event loop in a thread, as ``LocalCluster`` runs it), ``--workers`` worker processes
 of one thread each (each under its nanny), no dashboard, spill files in a temporary folder.
-It is started and its workers are connected before the clock starts, as Orchid's agents are.
+It is started, its workers are connected and have run a warm-up task each before the clock
+starts, as Orchid's agents are started before its clock.
 
 The graph is Dask's own: one task per job whose arguments are its parents' keys, so the
 scheduler resolves every dependency (a parent's result is passed to the child, which
@@ -91,6 +92,13 @@ def main() -> None:
             Client(cluster) as client,
         ):
             client.wait_for_workers(a.workers, timeout=120)
+            # a warm-up task on each worker (imports the payload), as run_parsl.py does
+            warm = [
+                client.submit(common.timed, pure=False, workers=[w], allow_other_workers=False)
+                for w in client.scheduler_info()["workers"]
+            ]
+            client.gather(warm)
+            del warm
             outcome: dict[str, Any] = {}
 
             def run() -> tuple[float, float, dict[str, common.Span]]:
