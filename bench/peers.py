@@ -43,6 +43,9 @@ SYSTEMS = ("dask", "parsl", "prefect", "airflow")
 # what the slow systems run by default, per shape (a few minutes each on 2 cores)
 REDUCED = {"airflow": {"layered": 500, "chain": 100, "bag": 500, "expand": 500}}
 LOGS = BENCH / ".work" / "peers"
+TABLE = tuple(
+    f for f in benchkit.FIELDS if f not in ("db", "agents", "release_p50_ms", "release_p99_ms")
+)
 GRACE_S = 90.0  # past a runner's own --timeout, before it is stopped
 
 
@@ -211,7 +214,7 @@ def main() -> None:
                 benchkit.emit(row)
                 rows.append(row)
     print()
-    print(benchkit.table(rows, (*benchkit.FIELDS[:3], "workers", *benchkit.FIELDS[6:])))
+    print(benchkit.table(rows, TABLE))
     print(f"machine: {benchkit.machine()}; load {benchkit.load()}")
 
 
