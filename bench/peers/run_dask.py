@@ -15,7 +15,8 @@ ignores it). ``--api graph`` (default) hands the whole graph over in one ``Clien
 arguments, the way a user writing futures by hand would. Dask does not fuse tasks of a
 graph given this way, so every job is its own task.
 
-- ``submit_s``: building the graph and handing it to the scheduler;
+- ``submit_s``: building the graph and handing it to the client (the scheduler takes a
+  graph in after ``Client.get`` returns, so that work counts in ``run_s``);
 - ``run_s``: from then until every task has finished and its (start, end) times have
   been gathered back from the workers.
 
