@@ -86,6 +86,8 @@ class Airflow:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.db_created = False
         self._pg: Any = None
+        self._stopping = threading.Lock()
+        self.timed_out = threading.Event()
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -203,6 +205,10 @@ class Airflow:
     # -- teardown -------------------------------------------------------------------------
 
     def stop(self) -> None:
+        with self._stopping:  # the timeout's thread and the main thread may both call it
+            self._stop()
+
+    def _stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -324,7 +330,7 @@ def main() -> int:
         a.jobs = DEFAULT_JOBS.get(a.shape, 500)
     home = Path(tempfile.mkdtemp(prefix="orchid-airflow-"))
     af = Airflow(home)
-    timer = threading.Timer(a.timeout, _timeout, args=(af, home, a.timeout))
+    timer = threading.Timer(a.timeout, _timeout, args=(af, a.timeout))
     timer.daemon = True
     try:
         with contextlib.redirect_stdout(sys.stderr):  # stdout holds the JSON line alone
@@ -349,6 +355,9 @@ def main() -> int:
         common.benchkit.emit(row)
         return 0
     except Exception as exc:
+        if af.timed_out.is_set():
+            print(f"airflow run timed out after {a.timeout:.0f} s", file=sys.stderr)
+            return 2
         for name in ("migrate", *COMPONENTS):
             if tail := af.tail(name, 8):
                 print(f"--- {name}.log\n{tail}", file=sys.stderr)
@@ -360,10 +369,14 @@ def main() -> int:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _timeout(af: Airflow, home: Path, seconds: float) -> None:
-    print(f"airflow run timed out after {seconds:.0f} s", file=sys.stderr, flush=True)
+def _timeout(af: Airflow, seconds: float) -> None:
+    """Stop Airflow under the main thread, which then fails, reports the timeout and
+    cleans up; if it is stuck past a grace period, end the process from here."""
+    af.timed_out.set()
     af.stop()
-    shutil.rmtree(home, ignore_errors=True)
+    time.sleep(60)
+    print(f"airflow run timed out after {seconds:.0f} s", file=sys.stderr, flush=True)
+    shutil.rmtree(af.home, ignore_errors=True)
     os._exit(2)
 
 
