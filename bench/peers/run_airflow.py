@@ -27,8 +27,8 @@ instances' own start and end dates, which add the task process's start-up.
 
 Only the JSON line goes to stdout; the components log to files in the temporary home
 (their last lines go to stderr on failure). Everything started is stopped by process
-group, and the database dropped, on exit, error or timeout (``--timeout``, after which
-the runner exits non-zero).
+group, and the database dropped, on exit, error or timeout (``--timeout``, default
+1800 s here, after which the runner exits non-zero).
 """
 
 from __future__ import annotations
@@ -324,7 +324,7 @@ def _span(value: Any) -> common.Span:
 
 def main() -> int:
     ap = common.parser("Apache Airflow 3 (standalone-like, LocalExecutor)")
-    ap.set_defaults(jobs=None)
+    ap.set_defaults(jobs=None, timeout=1800)  # 500 layered jobs took ~14 min on a busy 2-core box
     a = ap.parse_args()
     if a.jobs is None:
         a.jobs = DEFAULT_JOBS.get(a.shape, 500)
