@@ -69,8 +69,8 @@ def pending(db: Database) -> dict[str, int]:
     with db.engine.connect() as conn:
         rows = conn.execute(
             sa.text(
-                "SELECT w.name || '/' || j.name, coalesce(p.pending, 0) FROM jobs j "
-                "JOIN works w ON w.id = j.work_id LEFT JOIN job_waits p ON p.job_id = j.id"
+                "SELECT w.name || '/' || j.name, j.pending_parents FROM jobs j "
+                "JOIN works w ON w.id = j.work_id"
             )
         )
         return {str(a): int(b) for a, b in rows}

@@ -23,7 +23,6 @@ from orchid.engine.submit import submit
 from orchid.executors.base import JobSpec, JobUpdate
 from orchid.store import graph, jobs, workflows, works
 from orchid.store.db import Database
-from orchid.store.tables import job_waits
 from orchid.store.tables import jobs as jobs_table
 
 T0 = 1_000_000.0  # the explicit clock of these tests
@@ -83,15 +82,11 @@ def ids_by_name(db: Database, wf_id: int) -> dict[str, int]:
 
 
 def rows(db: Database, wf_id: int) -> dict[int, Any]:
-    """Each job's row, with its count of unfinished parents (job_waits) as pending_parents."""
-    pending = sa.func.coalesce(job_waits.c.pending, 0).label("pending_parents")
-    stmt = (
-        sa.select(jobs_table, pending)
-        .select_from(jobs_table.outerjoin(job_waits, job_waits.c.job_id == jobs_table.c.id))
-        .where(jobs_table.c.workflow_id == wf_id)
-    )
     with db.begin() as conn:
-        return {r.id: r for r in conn.execute(stmt)}
+        return {
+            r.id: r
+            for r in conn.execute(sa.select(jobs_table).where(jobs_table.c.workflow_id == wf_id))
+        }
 
 
 def with_status(db: Database, wf_id: int, *status: str) -> set[int]:

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
@@ -134,7 +133,8 @@ def test_server_defaults_fill_rows(fresh_db: Database) -> None:
         ).one()
         job = conn.execute(
             sa.text(
-                "SELECT attempt, max_attempts, not_before, cancel_requested, propagated FROM jobs"
+                "SELECT pending_parents, attempt, max_attempts, not_before, cancel_requested, "
+                "propagated FROM jobs"
             )
         ).one()
     assert tuple(wf) == ("", 1, 0)
@@ -145,41 +145,5 @@ def test_server_defaults_fill_rows(fresh_db: Database) -> None:
         0,
         0,
     )
-    assert (job.attempt, job.max_attempts, job.not_before) == (0, 1, 0)
+    assert (job.pending_parents, job.attempt, job.max_attempts, job.not_before) == (0, 0, 1, 0)
     assert (bool(job.cancel_requested), bool(job.propagated)) == (False, False)
-
-
-def test_0011_moves_the_counts_of_unfinished_parents_to_job_waits(fresh_db: Database) -> None:
-    """A database written at 0010 keeps every waiting job's count through the upgrade (and
-    back through the downgrade)."""
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with fresh_db.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0010")
-        conn.execute(
-            sa.text(
-                "INSERT INTO workflows (id, name, owner, status, template, params, loops, "
-                "created_at, updated_at) VALUES (1, 'w', 'me', 'running', '{}', '{}', '{}', 1, 1)"
-            )
-        )
-        conn.execute(
-            sa.text(
-                "INSERT INTO works (id, workflow_id, name, status, created_at) "
-                "VALUES (1, 1, 'a', 'running', 1)"
-            )
-        )
-        for jid, pending in ((1, 0), (2, 2), (3, 1)):
-            conn.execute(
-                sa.text(
-                    "INSERT INTO jobs (id, workflow_id, work_id, name, status, args, "
-                    "pending_parents) VALUES (:i, 1, 1, :n, 'waiting', '{}', :p)"
-                ),
-                {"i": jid, "n": f"j{jid}", "p": pending},
-            )
-        command.upgrade(cfg, "0011")
-        waits = conn.execute(sa.text("SELECT job_id, pending FROM job_waits ORDER BY job_id"))
-        assert [tuple(r) for r in waits] == [(2, 2), (3, 1)]
-        command.downgrade(cfg, "0010")
-        back = conn.execute(sa.text("SELECT id, pending_parents FROM jobs ORDER BY id"))
-        assert [tuple(r) for r in back] == [(1, 0), (2, 2), (3, 1)]

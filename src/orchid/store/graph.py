@@ -37,6 +37,7 @@ _JOB_COLUMNS = (
     "name",
     "status",
     "args",
+    "pending_parents",
     "max_attempts",
 )
 _INSERT_SQLITE = (
@@ -120,14 +121,13 @@ class _Writer:
         ids = self._allocate(len(drafts))
         batch: dict[Key, int] = {}
         rows: list[tuple[Any, ...]] = []
-        waits: list[tuple[int, int]] = []  # (job id, parents) of jobs with parents
         edges: list[tuple[Any, int]] = []  # (parent id, or None while unresolved; child id)
         unresolved: dict[Key, list[int]] = {}  # parent → positions in edges
         problems: list[tuple[str, str]] = []
         waiting = JobStatus.WAITING.value
         work_ids, attempts, wf = self.work_ids, self.attempts, self.workflow_id
         in_batch, recent_new, recent_old = batch.get, self.recent.new.get, self.recent.old.get
-        add_edge, add_row, add_wait, dumps = edges.append, rows.append, waits.append, bulk.json_text
+        add_edge, add_row, dumps = edges.append, rows.append, bulk.json_text
         for d, jid in zip(drafts, ids, strict=True):
             wid = work_ids[d.work]
             key = (wid, d.name)
@@ -142,10 +142,8 @@ class _Writer:
                     unresolved.setdefault(pkey, []).append(len(edges))
                 add_edge((pid, jid))
             batch[key] = jid
-            if d.parents:
-                add_wait((jid, len(d.parents)))
             args = dumps(d.args) if d.args else "{}"
-            add_row((jid, wf, wid, d.name, waiting, args, attempts[wid]))
+            add_row((jid, wf, wid, d.name, waiting, args, len(d.parents), attempts[wid]))
         if unresolved:
             found = self._find(list(unresolved))
             for pkey, positions in unresolved.items():
@@ -158,13 +156,9 @@ class _Writer:
         self._insert(drafts, ids, rows)
         if self.pg:
             bulk.copy_rows(self.conn, "job_edges", ("parent_id", "child_id"), edges)
-            bulk.copy_rows(self.conn, "job_waits", ("job_id", "pending"), waits)
         else:
             bulk.executemany(
                 self.conn, "INSERT INTO job_edges (parent_id, child_id) VALUES (?, ?)", edges
-            )
-            bulk.executemany(
-                self.conn, "INSERT INTO job_waits (job_id, pending) VALUES (?, ?)", waits
             )
         self.per_work.update(r[2] for r in rows)
         self.recent.add(batch)

@@ -35,7 +35,7 @@ from orchid.store.dispatch import (
 )
 from orchid.store.graph import insert_static
 from orchid.store.release import Propagation, propagate
-from orchid.store.tables import job_edges, job_waits, jobs, works
+from orchid.store.tables import job_edges, jobs, works
 
 __all__ = [
     "Propagation",
@@ -103,11 +103,7 @@ def release_roots(conn: Connection, work_id: int, now: float) -> int:
     """A listed work starts: its jobs with no unfinished parent become ready."""
     res = conn.execute(
         sa.update(jobs)
-        .where(
-            jobs.c.work_id == work_id,
-            jobs.c.status == J.WAITING,
-            ~sa.exists().where(job_waits.c.job_id == jobs.c.id, job_waits.c.pending > 0),
-        )
+        .where(jobs.c.work_id == work_id, jobs.c.status == J.WAITING, jobs.c.pending_parents == 0)
         .values(status=J.READY, ready_at=now)
     )
     return int(res.rowcount)
@@ -182,9 +178,14 @@ def reopen_failed(
                 conn.execute(
                     sa.update(jobs)
                     .where(jobs.c.id.in_(chunk))
-                    .values(status=J.WAITING, propagated=False, error=None, finished_at=None)
+                    .values(
+                        status=J.WAITING,
+                        propagated=False,
+                        error=None,
+                        finished_at=None,
+                        pending_parents=_unfinished_parents(),
+                    )
                 )
-                _count_parents_again(conn, chunk)
     return again
 
 
@@ -195,17 +196,14 @@ def _granted(extra_attempts: Mapping[int, int]) -> sa.ColumnElement[int]:
     return sa.case(*((jobs.c.work_id == wid, n) for wid, n in extra_attempts.items()), else_=1)
 
 
-def _count_parents_again(conn: Connection, job_ids: Sequence[int]) -> None:
-    """These jobs wait again: count their parents that have not succeeded (now)."""
-    conn.execute(sa.delete(job_waits).where(job_waits.c.job_id.in_(job_ids)))
+def _unfinished_parents() -> sa.ScalarSelect[int]:
     parent = jobs.alias("parent")
-    unfinished = (
-        sa.select(job_edges.c.child_id, sa.func.count())
+    return (
+        sa.select(sa.func.count())
         .select_from(job_edges.join(parent, parent.c.id == job_edges.c.parent_id))
-        .where(job_edges.c.child_id.in_(job_ids), parent.c.status != J.SUCCEEDED)
-        .group_by(job_edges.c.child_id)
+        .where(job_edges.c.child_id == jobs.c.id, parent.c.status != J.SUCCEEDED)
+        .scalar_subquery()
     )
-    conn.execute(sa.insert(job_waits).from_select(["job_id", "pending"], unfinished))
 
 
 # --- reading ----------------------------------------------------------------------------------

@@ -27,17 +27,17 @@ _ENDED = (
     f"WHERE {UNPROPAGATED} ORDER BY id LIMIT :n"
 )
 _CHILDREN = "SELECT child_id FROM job_edges WHERE {parents}"
-# two statements, not one: the count-off writes only the narrow job_waits rows, and only
-# the children that reach zero are read and written in jobs
+# two statements, not one: the first changes no indexed column, so a child that still
+# waits for other parents costs a row write and no index update
 _COUNT_OFF = """
-UPDATE job_waits SET pending = job_waits.pending - d.n
+UPDATE jobs SET pending_parents = jobs.pending_parents - d.n
 FROM (SELECT child_id, count(*) AS n FROM job_edges WHERE {parents} GROUP BY child_id) AS d
-WHERE job_waits.job_id = d.child_id
-RETURNING job_waits.job_id, job_waits.pending
+WHERE jobs.id = d.child_id
+RETURNING jobs.id, jobs.pending_parents, jobs.status
 """
 _READY = """
 UPDATE jobs SET status = 'ready', ready_at = :now
-WHERE {ids} AND status = 'waiting'
+WHERE {ids} AND pending_parents = 0 AND status = 'waiting'
   AND work_id IN (SELECT id FROM works WHERE status = 'running')
 """
 _SKIP = (
@@ -146,7 +146,7 @@ def release_children(conn: Connection, parents: list[int], now: float) -> int:
     params = {"ids": bulk.ids(conn, parents), "now": now}
     where = bulk.in_ids(conn, "parent_id")
     counted = bulk.fetch(conn, _COUNT_OFF.format(parents=where), params)
-    zero = [jid for jid, pending in counted if pending == 0]
+    zero = [jid for jid, pending, status in counted if pending == 0 and status == J.WAITING]
     if not zero:
         return 0
     sql = _READY.format(ids=bulk.in_ids(conn, "id"))

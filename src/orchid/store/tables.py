@@ -94,6 +94,7 @@ jobs = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("status", sa.String(12), nullable=False),
     sa.Column("args", Json, nullable=False),
+    sa.Column("pending_parents", sa.Integer, nullable=False, server_default="0"),
     sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
     sa.Column("max_attempts", sa.Integer, nullable=False, server_default="1"),
     sa.Column("not_before", sa.Float, nullable=False, server_default="0"),  # retry back-off
@@ -133,18 +134,6 @@ jobs = sa.Table(
         sqlite_where=sa.text(IN_FLIGHT),
         postgresql_where=sa.text(IN_FLIGHT),
     ),
-)
-
-# How many parents of each job with parents have not succeeded yet. A table of its own
-# and narrow (a few bytes a row, hundreds a page), because a child is counted down once per
-# batch of its parents that ends: in the jobs table each count-off rewrote the child's
-# whole row, and a batch's children, spread over the next layer of a DAG, dirtied nearly
-# every page of it. A job with no row here has no unfinished parent.
-job_waits = sa.Table(
-    "job_waits",
-    metadata,
-    sa.Column("job_id", Id, primary_key=True, autoincrement=False),
-    sa.Column("pending", sa.Integer, nullable=False),
 )
 
 job_edges = sa.Table(
