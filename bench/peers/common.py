@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +41,13 @@ def parser(system: str) -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
     return ap
+
+
+def free_port() -> int:
+    """A port that was free on 127.0.0.1 a moment ago (the peer's server binds it itself)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def key(group: str, name: str) -> str:

@@ -39,7 +39,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -61,13 +60,6 @@ COMPONENTS = ("api-server", "scheduler", "dag-processor")
 DAG_TEMPLATE = HERE / "airflow_dag.py.tmpl"
 
 
-def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago (the api-server binds it itself)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def task_id(key: str) -> str:
     """Airflow task ids allow letters, digits, ``_``, ``-`` and ``.``, not ``/``."""
     return key.replace("/", "_")
@@ -80,7 +72,7 @@ class Airflow:
         self.home = home
         self.dags = home / "dags"
         self.dags.mkdir()
-        self.port = free_port()
+        self.port = common.free_port()
         self.api = f"http://127.0.0.1:{self.port}/api/v2"
         self.db = f"orchid_airflow_{os.getpid()}_{secrets.token_hex(3)}"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}

@@ -40,7 +40,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,19 +55,12 @@ HERE = Path(__file__).resolve().parent
 SETUP_TIMEOUT = 120.0
 
 
-def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago (the server binds it itself)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Server:
     """``prefect server start`` in its own process group, home and port."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.port = free_port()
+        self.port = common.free_port()
         self.url = f"http://127.0.0.1:{self.port}/api"
         self.log = home / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
