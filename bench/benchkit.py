@@ -61,19 +61,27 @@ def _children() -> dict[int, list[int]]:
     return out
 
 
-def tree_rss_mb(root: int) -> float:
-    """Resident memory of ``root`` and all its descendants, in MiB (shared pages count
-    once per process, so this overstates a little)."""
+def _tree(root: int) -> list[int]:
+    """``root`` and all its descendants now alive."""
     kids = _children()
-    total, stack, seen = 0, [root], set()
+    out, stack, seen = [], [root], set()
     while stack:
         pid = stack.pop()
         if pid in seen:
             continue
         seen.add(pid)
+        out.append(pid)
+        stack.extend(kids.get(pid, ()))
+    return out
+
+
+def tree_rss_mb(root: int) -> float:
+    """Resident memory of ``root`` and all its descendants, in MiB (shared pages count
+    once per process, so this overstates a little)."""
+    total = 0
+    for pid in _tree(root):
         with contextlib.suppress(OSError, ValueError, IndexError):  # it has just exited
             total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-        stack.extend(kids.get(pid, ()))
     return total / 2**20
 
 
@@ -83,20 +91,12 @@ TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 def tree_cpu_s(root: int) -> float:
     """CPU seconds (user + system) used so far by ``root`` and its descendants, including
     descendants that already exited and were waited for."""
-    kids = _children()
-    total, stack, seen = 0, [root], set()
-    while stack:
-        pid = stack.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        try:
+    total = 0
+    for pid in _tree(root):
+        with contextlib.suppress(OSError, ValueError, IndexError):  # it has just exited
             stat = Path(f"/proc/{pid}/stat").read_text()
             fields = stat[stat.rfind(")") + 2 :].split()
             total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-        except (OSError, ValueError, IndexError):
-            pass
-        stack.extend(kids.get(pid, ()))
     return total / TICK
 
 
