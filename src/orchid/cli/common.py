@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import sys
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -66,7 +65,6 @@ ExecutorOpt = Annotated[
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log what the agents do")]
 MAX_ID = 2**63 - 1
-SWITCH_INTERVAL_S = 0.0005  # how long a thread may hold the GIL while others wait
 WorkflowId = Annotated[int, typer.Argument(min=1, max=MAX_ID, help="workflow id")]
 
 
@@ -98,10 +96,6 @@ def _tune_gc() -> None:
     full collections walking every object otherwise cost several percent of an agent."""
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    # the executors' threads (a finished job's report, the next job's start) wait for the
-    # GIL while the loop runs Python: hand it over after 0.5 ms, not the default 5 ms,
-    # which was most of a job chain's step latency
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def _logging(verbose: bool) -> None:
