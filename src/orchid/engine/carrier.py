@@ -109,6 +109,9 @@ class Carrier:
             )
             if done.passed.jobs:
                 ended = settle(conn, done.passed, now, env)
+            # the slots that freed take their next jobs in the same transaction: a chain's
+            # next job is on its way one commit after its parent's end
+            specs = self._claim(conn) if done.finished or done.retried else []
         self._unrecorded = []
         for u in updates:
             if u.state != "running":
@@ -120,6 +123,8 @@ class Carrier:
             env.bus.wake(JOBS)  # their slots are free again
         if done.retried:
             env.bus.notify(JOBS)
+        if specs:
+            self._hand_over(specs)
         return len(updates)
 
     def cancel(self) -> int:
@@ -136,18 +141,27 @@ class Carrier:
 
     def submit(self) -> int:
         """Claim ready jobs, as many as the executor takes now, and hand them over."""
+        with self.env.db.begin() as conn:
+            specs = self._claim(conn)
+        if specs:
+            self._hand_over(specs)
+        return len(specs)
+
+    def _claim(self, conn: Connection) -> list[JobSpec]:
+        """Claim as many ready jobs as the executor takes now; what it is to be handed."""
         room = min(self.executor.capacity(), self.env.batch)
         if room <= 0:
-            return 0
+            return []
         env = self.env
-        with env.db.begin() as conn:
-            t0 = time.perf_counter()
-            rows = jobs.claim_ready(conn, self.owner, env.clock(), env.lease, room, self._where)
-            env.metrics.claim(self.name, time.perf_counter() - t0, len(rows))
-            if not rows:
-                return 0
-            specs = self._specs(conn, rows)
-        # after the commit: if this process dies now, the lease runs out and the jobs run again
+        t0 = time.perf_counter()
+        rows = jobs.claim_ready(conn, self.owner, env.clock(), env.lease, room, self._where)
+        env.metrics.claim(self.name, time.perf_counter() - t0, len(rows))
+        return self._specs(conn, rows) if rows else []
+
+    def _hand_over(self, specs: list[JobSpec]) -> None:
+        """Give the executor jobs claimed in a transaction that committed: if this process
+        dies now, their lease runs out and they run again."""
+        env = self.env
         try:
             self.executor.submit(specs)
         except Exception:
@@ -159,7 +173,6 @@ class Carrier:
             raise
         log.debug("submitted %d jobs to %s", len(specs), self.executor.name)
         env.bus.wake(UPDATES)  # an executor that finishes jobs at once may not call back
-        return len(specs)
 
     def _specs(self, conn: Connection, rows: Sequence[Any], adopted: bool = False) -> list[JobSpec]:
         """What the executor is handed for claimed (or adopted) job rows."""
