@@ -84,6 +84,19 @@ def nap(seconds, marker=None):
 
 def crash():
     os._exit(7)
+
+def args_file(n):
+    with open(os.environ["ORCHID_ARGS_FILE"]) as f:
+        return {"args": f.read()}
+
+def say(text):
+    print(text)
+
+def replace_log():
+    log = os.environ["ORCHID_RESULT_FILE"].replace(".result.json", ".out")
+    os.unlink(log)
+    with open(log, "w") as f:
+        f.write("a file of its own\\n")
 """
 
 
@@ -190,3 +203,104 @@ def test_prefetch_takes_jobs_ahead(make: MakeExecutor, code: Path, tmp_path: Pat
     wait_for_state(ex, "1-1-1", "running", [])
     assert ex.capacity() == 3
     ex.cancel(["1-1-1"])
+
+
+def test_every_attempt_keeps_its_logs_without_a_new_file_per_job(
+    make: MakeExecutor, code: Path, tmp_path: Path
+) -> None:
+    ex = make(workers=1)
+    jobs = [
+        spec(1, fn(code, "count"), {"i": 1}),
+        spec(2, fn(code, "say"), {"text": "hello"}),
+        spec(3, fn(code, "count"), {"i": 3}),
+        spec(4, fn(code, "replace_log")),
+        spec(5, fn(code, "say"), {"text": "again"}),
+    ]
+    ex.submit(jobs)
+    done = finals(wait_for(ex, 5))
+    logs = {j.job_id: Path(done[j.key].log_uri or "") for j in jobs}
+    assert [logs[i].read_text() for i in (1, 2, 3, 4, 5)] == [
+        "",
+        "hello\n",
+        "",
+        "a file of its own\n",
+        "again\n",
+    ]
+    assert all(log.with_suffix(".err").read_text() == "" for log in logs.values())
+    # the silent jobs' logs are links to one read-only empty file: no inode of their own
+    empty = logs[1].parent / ".empty"
+    assert logs[1].stat().st_ino == logs[3].stat().st_ino == empty.stat().st_ino
+    assert logs[2].stat().st_ino != logs[5].stat().st_ino
+    spares = tmp_path / "logs" / ".spare"
+    assert spares.is_dir()
+    ex.close()
+    assert list(spares.iterdir()) == []  # a worker takes its spares with it
+
+
+def test_the_args_file_holds_each_jobs_args_while_it_runs(make: MakeExecutor, code: Path) -> None:
+    ex = make(workers=1)
+    jobs = [spec(i, fn(code, "args_file"), {"n": "x" * i}) for i in (3, 1, 2)]
+    ex.submit(jobs)
+    done = finals(wait_for(ex, 3))
+    assert [done[j.key].result for j in jobs] == [
+        {"args": '{"n": "xxx"}'},
+        {"args": '{"n": "x"}'},
+        {"args": '{"n": "xx"}'},
+    ]
+
+
+def test_a_process_job_never_writes_through_a_shared_empty_log(
+    make: MakeExecutor, code: Path, tmp_path: Path
+) -> None:
+    """The same attempt run again as a process of its own gets new files."""
+    pooled = make(workers=1)
+    first = run_one(pooled, fn(code, "count"), {"i": 1})
+    log = Path(first.log_uri or "")
+    assert log.read_text() == "" and (log.parent / ".empty").exists()
+    plain = make(workers=1, reuse_workers=False)
+    again = run_one(plain, fn(code, "say"), {"text": "now"})
+    assert Path(again.log_uri or "") == log and log.read_text() == "now\n"
+    assert (log.parent / ".empty").read_text() == ""
+
+
+def test_a_free_slot_takes_a_job_before_a_busy_worker_queues_it(
+    make: MakeExecutor, code: Path, tmp_path: Path
+) -> None:
+    ex = make(workers=2)
+    markers = [tmp_path / "a", tmp_path / "b"]
+    ex.submit(
+        [
+            spec(i, fn(code, "nap"), {"seconds": 60, "marker": str(m)})
+            for i, m in (
+                (1, markers[0]),
+                (2, markers[1]),
+            )
+        ]
+    )
+    wait_until(lambda: all(m.exists() for m in markers), "both jobs to run at once")
+    ex.cancel(["1-1-1", "1-2-1"])
+    assert {u.error for u in finals(wait_for(ex, 2)).values()} == {"cancelled"}
+
+
+def test_jobs_waiting_behind_a_crash_run_in_a_new_worker(make: MakeExecutor, code: Path) -> None:
+    ex = make(workers=1)
+    ex.submit([spec(1, fn(code, "crash")), *[spec(i, fn(code, "count"), {"i": i}) for i in (2, 3)]])
+    done = finals(wait_for(ex, 3))
+    assert (done["1-1-1"].state, done["1-1-1"].exit_code) == ("failed", 7)
+    assert [done[f"1-{i}-1"].state for i in (2, 3)] == ["succeeded", "succeeded"]
+
+
+def test_a_job_cancelled_while_it_waits_in_the_pipe(
+    make: MakeExecutor, code: Path, tmp_path: Path
+) -> None:
+    ex = make(workers=1)
+    marker = tmp_path / "first"
+    first = spec(1, fn(code, "nap"), {"seconds": 0.5, "marker": str(marker)})
+    waiting, last = spec(2, fn(code, "count"), {"i": 2}), spec(3, fn(code, "count"), {"i": 3})
+    ex.submit([first, waiting, last])
+    wait_until(marker.exists, "the first job to start")
+    ex.cancel([waiting.key])
+    done = finals(wait_for(ex, 3))
+    assert done[first.key].state == "succeeded"
+    assert (done[waiting.key].state, done[waiting.key].error) == ("failed", "cancelled")
+    assert done[last.key].state == "succeeded"

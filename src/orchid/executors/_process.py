@@ -121,11 +121,19 @@ class AttemptFiles:
     def for_job(cls, log_dir: Path, spec: JobSpec) -> AttemptFiles:
         return cls.at(log_dir, spec.workflow_id, spec.job_id, spec.attempt)
 
+    def clear_logs(self) -> None:
+        """Remove the logs of an earlier run of this attempt: new ones are written, never
+        through an old path (an empty log of a pool worker is a hard link to its folder's
+        shared ``.empty``)."""
+        self.out.unlink(missing_ok=True)
+        self.err.unlink(missing_ok=True)
+
     def prepare(self, args: Mapping[str, Any] | None = None) -> None:
         """Create the directory, drop files left by an earlier run of this attempt, and
         write the job's arguments."""
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.clear_logs()
             self.result.unlink(missing_ok=True)
             self.progress.unlink(missing_ok=True)
             self.args.write_text(json.dumps(dict(args or {})), encoding="utf-8")

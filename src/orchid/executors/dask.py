@@ -357,6 +357,7 @@ class DaskExecutor:
         log_uri: str | None = None
         try:
             files.out.parent.mkdir(parents=True, exist_ok=True)
+            files.clear_logs()
             files.out.write_bytes(outcome.stdout)
             files.err.write_bytes(outcome.stderr)
             log_uri = str(files.out)

@@ -43,7 +43,7 @@ from orchid.errors import ConfigError, ExecutorError
 from orchid.executors import _process as proc
 from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage, WakeUp
 from orchid.executors.jobcommand import job_command
-from orchid.executors.pool import PooledSlots, PoolWorker
+from orchid.executors.pool import PooledSlots, PoolWorker, pooled_signature
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class _Attempt:
     exited: bool = False  # the child has exited; its group must not be signalled any more
     cancelled: bool = False
     timed_out: bool = False
+    signalled: bool = False  # a signal was sent to its process group
     timers: list[threading.Timer] = field(default_factory=list)
 
 
@@ -105,6 +106,7 @@ class LocalExecutor(PooledSlots):
         self._running: dict[str, _Attempt] = {}
         self._updates: list[JobUpdate] = []
         self._closed = False
+        self._idle = 0  # slot threads waiting for a job
         self._threads = [
             threading.Thread(target=self._work, args=(i,), name=f"orchid-local-{i}", daemon=True)
             for i in range(workers)
@@ -213,24 +215,54 @@ class LocalExecutor(PooledSlots):
         """One worker: take the oldest queued job, run it to the end, repeat until closed."""
         while True:
             with self._work_ready:
+                self._idle += 1
                 while not self._pending and not self._closed:
                     self._work_ready.wait()
+                self._idle -= 1
                 if self._closed:
                     return
-                spec = self._pending.popleft()
-                if self._queued.get(spec.key) is not spec:
-                    continue  # cancelled while queued
-                del self._queued[spec.key]
-                attempt = _Attempt(spec)
-                self._running[spec.key] = attempt
+                attempt = self._take_locked(None)
+            if attempt is None:
+                continue  # what was queued had been cancelled
             try:
-                if self._reuse and spec.payload.kind == "function" and spec.payload.function:
+                if self._reuse and pooled_signature(attempt.spec) is not None:
                     self._run_pooled(attempt, slot)
                 else:
                     self._run(attempt)
             except Exception as exc:  # a bug here must not kill the worker or lose the job
-                logger.exception("job %s: executor error", spec.key)
+                logger.exception("job %s: executor error", attempt.spec.key)
                 self._finish(attempt, "failed", error=f"executor error: {exc}")
+
+    def _take(self, wanted: Callable[[JobSpec], bool]) -> _Attempt | None:
+        """The oldest queued job, now running, if it is ``wanted`` and no slot is free to
+        start it at once; else None."""
+        with self._lock:
+            return None if self._idle else self._take_locked(wanted)
+
+    def _take_locked(self, wanted: Callable[[JobSpec], bool] | None) -> _Attempt | None:
+        while self._pending and not self._closed:
+            spec = self._pending[0]
+            if self._queued.get(spec.key) is not spec:
+                self._pending.popleft()  # cancelled while queued
+                continue
+            if wanted is not None and not wanted(spec):
+                return None
+            self._pending.popleft()
+            del self._queued[spec.key]
+            attempt = self._running[spec.key] = _Attempt(spec)
+            return attempt
+        return None
+
+    def _requeue(self, attempts: Sequence[_Attempt]) -> None:
+        """Put attempts that never started back at the front of the queue, in order."""
+        with self._lock:
+            for attempt in reversed(attempts):
+                key = attempt.spec.key
+                if self._running.pop(key, None) is None or attempt.cancelled or self._closed:
+                    continue
+                self._queued[key] = attempt.spec
+                self._pending.appendleft(attempt.spec)
+                self._work_ready.notify()
 
     def _run(self, attempt: _Attempt) -> None:
         """Start the attempt's process, wait for it, and report how it ended."""
@@ -310,6 +342,7 @@ class LocalExecutor(PooledSlots):
             if attempt.process is None or attempt.exited:
                 return
             logger.debug("job %s: sending %s", attempt.spec.key, proc.signal_name(signum))
+            attempt.signalled = True
             proc.kill_group(attempt.process.pid, signum)
 
     def _terminate(self, attempt: _Attempt) -> None:
@@ -347,10 +380,12 @@ class LocalExecutor(PooledSlots):
             fields["usage"] = Usage()
         return JobUpdate(spec.key, spec.job_id, spec.attempt, state, self._clock(), **fields)
 
-    def _push(self, update: JobUpdate) -> None:
+    def _push(self, update: JobUpdate, *, wake: bool = True) -> None:
+        """Queue an update for :meth:`poll`; ``wake``: tell the agent now."""
         with self._lock:
             self._updates.append(update)
-        self._notify()
+        if wake:
+            self._notify()
 
     def _finish(self, attempt: _Attempt, state: UpdateState, **fields: Any) -> None:
         """Queue the final update and free the worker slot in one step."""

@@ -1,8 +1,10 @@
 """The local executor's long-lived workers, one per slot: ``function`` jobs without a new
 interpreter each time (see :mod:`orchid.executors.poolworker` for the worker's side).
 
-A slot thread hands its worker one job, reads when it starts and how it ended, and
-reports both; jobs reach the executor, and their results leave it, in batches. Signals
+A slot thread writes jobs to its worker's pipe, the next one while the last runs, reads
+when each starts and how it ended, and reports both; jobs reach the executor, and their
+results leave it, in batches. The worker writes each attempt's files (its arguments),
+so the agent's threads only hand jobs over and read back. Signals
 for a job (cancel, walltime) go to its worker's process group, as they would go to a
 job's own process: the worker dies and the slot starts another for the next job.
 """
@@ -11,11 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,15 +30,19 @@ from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage
 
 WORKER_MODULE = "orchid.executors.poolworker"
 _ORCHID_ROOT = str(Path(__file__).resolve().parents[2])
+logger = logging.getLogger(__name__)
 
+SPARE = ".spare"  # the log folder's folder of the workers' spare files
 Signature = tuple[tuple[str, ...], str | None]  # (python_path, workdir) a worker serves
 
 
 class PoolWorker:
     """One worker process and its two pipes. Used by one thread at a time."""
 
-    def __init__(self, signature: Signature) -> None:
+    def __init__(self, signature: Signature, log_dir: Path) -> None:
         self.signature = signature
+        # its spare files, <log_dir>/.spare/<pid>.<role> (orchid.executors.poolworker.Files)
+        self.spare = log_dir / SPARE
         python_path, workdir = signature
         env = dict(os.environ)
         current = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -105,30 +113,45 @@ class PoolWorker:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
+        for spare in self.spare.glob(f"{self.pid}.*"):  # left if it was killed
+            with contextlib.suppress(OSError):
+                spare.unlink()
 
 
 def job_message(
-    key: str,
-    function: str,
-    args: Mapping[str, Any],
-    env: Mapping[str, str],
-    workdir: str | None,
-    out: Path,
-    err: Path,
+    spec: JobSpec, env: Mapping[str, str], files: proc.AttemptFiles, spare: Path
 ) -> dict[str, Any]:
+    """What a worker reads for one job (see :mod:`orchid.executors.poolworker`)."""
     return {
-        "key": key,
-        "function": function,
-        "args": dict(args),
+        "key": spec.key,
+        "function": spec.payload.function or "",
+        "args": dict(spec.args),
         "env": dict(env),
-        "workdir": workdir,
-        "out": str(out),
-        "err": str(err),
+        "workdir": spec.payload.workdir,
+        "out": str(files.out),
+        "err": str(files.err),
+        "files": {
+            "spare": str(spare),
+            "args": str(files.args),
+            "result": str(files.result),
+            "progress": str(files.progress),
+        },
     }
 
 
 def signature_of(python_path: Sequence[str], workdir: str | None) -> Signature:
     return tuple(python_path), workdir
+
+
+def pooled_signature(spec: JobSpec) -> Signature | None:
+    """The worker a job can run in (None: it needs a process of its own)."""
+    payload = spec.payload
+    if payload.kind != "function" or not payload.function:
+        return None
+    return signature_of(payload.python_path, payload.workdir)
+
+
+Sent = deque[tuple[Any, proc.AttemptFiles]]  # jobs written to a worker, oldest first
 
 
 class _Host(Protocol):
@@ -139,13 +162,24 @@ class _Host(Protocol):
     _pool: list[PoolWorker | None]
     _running: dict[str, Any]
 
-    def _push(self, update: JobUpdate) -> None: ...
+    def _push(self, update: JobUpdate, *, wake: bool = True) -> None: ...
     def _update(self, spec: JobSpec, state: UpdateState, **fields: Any) -> JobUpdate: ...
     def _finish(self, attempt: Any, state: UpdateState, **fields: Any) -> None: ...
     def _exited(self, attempt: Any) -> None: ...
+    def _terminate(self, attempt: Any) -> None: ...
     def _walltime_expired(self, attempt: Any) -> None: ...
     def _start_timer(self, attempt: Any, delay: float, action: Callable[[Any], None]) -> None: ...
+    def _take(self, wanted: Callable[[JobSpec], bool]) -> Any | None: ...
+    def _requeue(self, attempts: Sequence[Any]) -> None: ...
     def _worker(self: _Host, slot: int, signature: Signature) -> PoolWorker: ...
+    def _serve(
+        self: _Host, slot: int, worker: PoolWorker, signature: Signature, sent: Sent
+    ) -> None: ...
+    def _hand_over(self: _Host, worker: PoolWorker, attempt: Any, sent: Sent) -> None: ...
+    def _started(
+        self: _Host, worker: PoolWorker, attempt: Any, files: proc.AttemptFiles
+    ) -> None: ...
+    def _drop_worker(self: _Host, slot: int, worker: PoolWorker, sent: Sent) -> None: ...
     def _finish_pooled(
         self: _Host,
         attempt: Any,
@@ -153,8 +187,7 @@ class _Host(Protocol):
         result_text: str | None,
         error: str | None,
         usage: Usage | None,
-        log_uri: str,
-        walltime: float | None,
+        files: proc.AttemptFiles,
     ) -> None: ...
 
 
@@ -162,60 +195,107 @@ class PooledSlots:
     """The local executor's part that runs ``function`` jobs in its slots' workers.
 
     A mixin of :class:`~orchid.executors.local.LocalExecutor`, whose attempt bookkeeping
-    (lock, running jobs, timers, updates) it uses; kept here so each file stays readable.
+    (lock, queue, running jobs, timers, updates) it uses; kept here so each file stays
+    readable.
     """
 
     def _run_pooled(self: _Host, attempt: Any, slot: int) -> None:
-        """Run a function job in this slot's long-lived worker; report how it went."""
+        """Run function jobs in this slot's long-lived worker and report how they went.
+
+        While a job runs, the next queued job for the same code is already written to the
+        worker's pipe (at most one waits there), so the worker goes from one job to the
+        next without waiting for this thread; the slot keeps its worker while such jobs
+        come. Returns when none is left in the pipe.
+        """
+        signature = pooled_signature(attempt.spec)
+        assert signature is not None  # the executor sends only function jobs here
+        worker = self._worker(slot, signature)
+        sent: Sent = deque()
+        try:
+            self._hand_over(worker, attempt, sent)
+            self._serve(slot, worker, signature, sent)
+        except Exception as exc:  # a bug here must not kill the slot or lose the jobs
+            logger.exception("local executor: slot %d failed", slot)
+            for lost, _ in sent:
+                self._finish(lost, "failed", error=f"executor error: {exc}")
+            worker.close()
+            self._pool[slot] = None
+
+    def _serve(
+        self: _Host, slot: int, worker: PoolWorker, signature: Signature, sent: Sent
+    ) -> None:
+        """Read the worker's replies until no job is left in its pipe (see _run_pooled)."""
+        while sent:
+            attempt, files = sent[0]
+            reply = worker.read()
+            event = reply.get("event") if reply is not None else None
+            if event == "start":
+                self._started(worker, attempt, files)
+                nxt = self._take(lambda spec: pooled_signature(spec) == signature)
+                if nxt is not None:
+                    self._hand_over(worker, nxt, sent)
+                continue
+            sent.popleft()
+            if reply is None or event != "done":  # the worker died with the job
+                code = worker.wait()
+                self._exited(attempt)
+                self._drop_worker(slot, worker, sent)
+                died = proc.exit_message(code, files.err) or "the worker process stopped"
+                self._finish_pooled(attempt, code, None, died, None, files)
+                return
+            self._exited(attempt)  # no signal meant for this job may reach the next one
+            usage = Usage(
+                wall_s=float(reply.get("wall", 0.0)),
+                cpu_user_s=float(reply.get("user", 0.0)),
+                cpu_system_s=float(reply.get("system", 0.0)),
+                max_rss_kb=int(reply.get("rss", 0)),
+            )
+            code = int(reply.get("code", 1))
+            failed = reply.get("error") or proc.exit_message(code, files.err)
+            self._finish_pooled(attempt, code, reply.get("result"), failed, usage, files)
+            if attempt.signalled:
+                # a cancel or walltime signal raced the job's end: it may still reach the
+                # worker, which runs the next job by now; that job starts again elsewhere
+                self._drop_worker(slot, worker, sent)
+                return
+
+    def _hand_over(self: _Host, worker: PoolWorker, attempt: Any, sent: Sent) -> None:
+        """Write the job to the worker's pipe: it starts when the worker is free."""
         spec = attempt.spec
         files = proc.AttemptFiles.for_job(self._log_dir, spec)
-        log_uri = str(files.out)
         try:
             env = proc.job_variables(spec, files)
-            files.prepare(spec.args)
         except proc.StartError as exc:
-            self._finish(attempt, "failed", error=str(exc), log_uri=log_uri)
+            self._finish(attempt, "failed", error=str(exc), log_uri=str(files.out))
             return
-        worker = self._worker(slot, signature_of(spec.payload.python_path, spec.payload.workdir))
-        message = job_message(
-            spec.key,
-            spec.payload.function or "",
-            spec.args,
-            env,
-            spec.payload.workdir,
-            files.out,
-            files.err,
-        )
+        message = job_message(spec, env, files, worker.spare)
         with self._lock:
             if attempt.cancelled:  # cancelled before it started: as if still queued
                 del self._running[spec.key]
                 return
+        sent.append((attempt, files))
+        worker.send(message)  # a worker that is gone shows when its reply is read
+
+    def _started(self: _Host, worker: PoolWorker, attempt: Any, files: proc.AttemptFiles) -> None:
+        """The worker began the job: from now on it can be signalled and its walltime runs.
+        Its ``running`` report waits for the next wake-up (an end, a poll), so a short
+        job is reported once, with its start."""
+        with self._lock:
             attempt.process = worker.process
-        walltime = spec.resources.walltime_s
-        reply = worker.read() if worker.send(message) else None
-        if reply is not None and reply.get("event") == "start":
-            self._push(self._update(spec, "running", log_uri=log_uri))
-            if walltime is not None:
-                self._start_timer(attempt, walltime, self._walltime_expired)
-            reply = worker.read()
-        if reply is None or reply.get("event") != "done":  # the worker died with the job
-            code = worker.wait()
-            self._exited(attempt)
-            worker.close()
-            self._pool[slot] = None
-            died = proc.exit_message(code, files.err) or "the worker process stopped"
-            self._finish_pooled(attempt, code, None, died, None, log_uri, walltime)
-            return
-        self._exited(attempt)  # no signal meant for this job may reach the next one
-        usage = Usage(
-            wall_s=float(reply.get("wall", 0.0)),
-            cpu_user_s=float(reply.get("user", 0.0)),
-            cpu_system_s=float(reply.get("system", 0.0)),
-            max_rss_kb=int(reply.get("rss", 0)),
-        )
-        code = int(reply.get("code", 1))
-        failed = proc.exit_message(code, files.err)
-        self._finish_pooled(attempt, code, reply.get("result"), failed, usage, log_uri, walltime)
+            cancelled = attempt.cancelled
+        self._push(self._update(attempt.spec, "running", log_uri=str(files.out)), wake=False)
+        if cancelled:  # while it waited in the pipe
+            self._terminate(attempt)
+        walltime = attempt.spec.resources.walltime_s
+        if walltime is not None:
+            self._start_timer(attempt, walltime, self._walltime_expired)
+
+    def _drop_worker(self: _Host, slot: int, worker: PoolWorker, sent: Sent) -> None:
+        """Stop the slot's worker; the jobs that waited in its pipe go back to the queue."""
+        worker.close()
+        self._pool[slot] = None
+        self._requeue([attempt for attempt, _ in sent])
+        sent.clear()
 
     def _finish_pooled(
         self: _Host,
@@ -224,14 +304,13 @@ class PooledSlots:
         result_text: str | None,
         error: str | None,
         usage: Usage | None,
-        log_uri: str,
-        walltime: float | None,
+        files: proc.AttemptFiles,
     ) -> None:
         result: Any = None
         if attempt.cancelled:
             error = "cancelled"
         elif attempt.timed_out:
-            error = f"walltime of {walltime:g}s exceeded"
+            error = f"walltime of {attempt.spec.resources.walltime_s:g}s exceeded"
         elif error is None and result_text is not None:
             try:
                 result = jsonvalues.loads(result_text)
@@ -239,7 +318,13 @@ class PooledSlots:
                 error = proc.truncate(f"the result is not valid JSON: {exc}")
         state: UpdateState = "failed" if error else "succeeded"
         self._finish(
-            attempt, state, exit_code=code, result=result, error=error, usage=usage, log_uri=log_uri
+            attempt,
+            state,
+            exit_code=code,
+            result=result,
+            error=error,
+            usage=usage,
+            log_uri=str(files.out),
         )
 
     def _worker(self: _Host, slot: int, signature: Signature) -> PoolWorker:
@@ -250,5 +335,5 @@ class PooledSlots:
             worker.close()
             worker = None
         if worker is None:
-            worker = self._pool[slot] = PoolWorker(signature)
+            worker = self._pool[slot] = PoolWorker(signature, self._log_dir)
         return worker
