@@ -132,7 +132,8 @@ def start_agents(a: argparse.Namespace, url: str, home: Path) -> list[subprocess
         if a.py_spy:
             fmt = "raw" if a.py_spy_raw else "flamegraph"
             out = Path(a.py_spy) / f"{a.shape}-{a.db}-{a.executor}-agent{k}.{fmt[:3]}"
-            cmd = ["py-spy", "record", "-r", "200", "--threads", "-f", fmt, "-o", str(out), "--", *cmd]
+            record = ["py-spy", "record", "-r", "200", "--threads", "-f", fmt, "-o", str(out)]
+            cmd = [*record, "--", *cmd]
         log = (home / f"agent{k}.log").open("wb")
         procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
     return procs
