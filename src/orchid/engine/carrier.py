@@ -109,9 +109,14 @@ class Carrier:
             )
             if done.passed.jobs:
                 ended = settle(conn, done.passed, now, env)
-            # the slots that freed take their next jobs in the same transaction: a chain's
-            # next job is on its way one commit after its parent's end
-            specs = self._claim(conn) if done.finished or done.retried else []
+            # the slots of a slot-bound executor that freed take their next jobs in the
+            # same transaction (a chain's next job is on its way one commit after its
+            # parent's end); no more than freed, so what else is ready stays for every
+            # agent's submit step. An executor with room to spare (null) claims in big
+            # rounds of its own: a claim here would only lengthen this transaction.
+            freed = done.finished + done.retried
+            bound = freed and self.executor.capacity() < env.batch
+            specs = self._claim(conn, freed) if bound else []
         self._unrecorded = []
         for u in updates:
             if u.state != "running":
@@ -147,9 +152,10 @@ class Carrier:
             self._hand_over(specs)
         return len(specs)
 
-    def _claim(self, conn: Connection) -> list[JobSpec]:
-        """Claim as many ready jobs as the executor takes now; what it is to be handed."""
-        room = min(self.executor.capacity(), self.env.batch)
+    def _claim(self, conn: Connection, most: int | None = None) -> list[JobSpec]:
+        """Claim as many ready jobs as the executor takes now (no more than ``most``);
+        what it is to be handed."""
+        room = min(self.executor.capacity(), self.env.batch, most or self.env.batch)
         if room <= 0:
             return []
         env = self.env
