@@ -234,6 +234,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             stop_agents(procs)
             status = scalar(db, "SELECT status FROM workflows WHERE id = :i", i=wf)
             end = scalar(db, "SELECT finished_at FROM workflows WHERE id = :i", i=wf)
+            first = scalar(db, "SELECT min(started_at) FROM jobs WHERE workflow_id = :i", i=wf)
             if not finished:
                 status, end = "timeout", time.time()
             row.update(
@@ -243,6 +244,8 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
                 jobs_per_s=round(a.jobs / (end - t0), 1),
                 cpu_s=round(cpu, 2),
                 status=status,
+                # from the submission's commit to the first job's start: the agents' pickup
+                first_start_s=round(first - t1, 3) if first is not None else None,
             )
             release, step = latencies(db, wf)
             db.dispose()

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from pathlib import Path
+
+import sqlalchemy as sa
 
 from orchid.bus.memory import MemoryBus
 from orchid.engine.agent import ENDED, JOBS, PRIORITY, TICK, UPDATES, WORKFLOWS, WORKS, Step
 from orchid.engine.coordinator import EVERYTHING, Coordinator
 from orchid.engine.runner import Runner
+from orchid.store.db import Database
 
 
 def test_topics_are_merged_and_ordered_by_priority() -> None:
@@ -137,3 +141,57 @@ def test_a_poll_runs_every_step_even_if_the_bus_is_silent() -> None:
         thread.join(20)
     assert log.count(WORKS) >= 3
     assert TICK not in log  # only topics that have steps run
+
+
+def test_an_idle_loop_on_sqlite_runs_when_another_process_commits(tmp_path: Path) -> None:
+    """No bus reaches across processes on SQLite; the loop notices their commits itself."""
+    url = f"sqlite:///{tmp_path / 'orchid.db'}"
+    db, other = Database(url), Database(url)  # two engines: as two processes
+    db.upgrade()
+    log: list[str] = []
+    runner = Runner([Recorder(log, {})], MemoryBus(), poll_interval=3600, db=db)
+    thread = threading.Thread(target=runner.run, kwargs={"check_every": 0.01})
+    thread.start()
+    try:
+        for _ in range(500):  # the first look of the loop
+            if WORKS in log:
+                break
+            threading.Event().wait(0.01)
+        first = len(log)
+        threading.Event().wait(0.3)  # idle: its own heartbeat is no news to it
+        assert len(log) == first
+        with other.begin() as conn:
+            conn.execute(sa.text("DELETE FROM agents WHERE name = 'nobody'"))  # no change
+        with other.begin() as conn:
+            conn.execute(
+                sa.text("INSERT INTO bus_events (topic, origin, created_at) VALUES ('x', 'o', 0)")
+            )
+        for _ in range(500):
+            if len(log) > first:
+                break
+            threading.Event().wait(0.01)
+    finally:
+        runner.stop()
+        thread.join(20)
+        db.dispose()
+        other.dispose()
+    assert sorted(log[first:]) == sorted([UPDATES, ENDED, JOBS, WORKS])  # as on a poll
+
+
+def test_the_change_probe_sees_other_connections_commits_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'orchid.db'}"
+    db, other = Database(url), Database(url)
+    db.upgrade()
+    probe = db.change_probe()
+    assert probe is not None
+    try:
+        assert not probe.changed()
+        with other.begin() as conn:
+            conn.execute(
+                sa.text("INSERT INTO bus_events (topic, origin, created_at) VALUES ('x', 'o', 0)")
+            )
+        assert probe.changed() and not probe.changed()
+    finally:
+        probe.close()
+        db.dispose()
+        other.dispose()

@@ -38,13 +38,14 @@ from orchid.engine.trigger import Trigger
 from orchid.executors.base import Executor
 from orchid.settings import Settings
 from orchid.store import agents as agents_store
-from orchid.store.db import Database
+from orchid.store.db import ChangeProbe, Database
 from orchid.store.routes import Route
 
 log = logging.getLogger(__name__)
 
 
 HEARTBEAT_S = 10.0
+PROBE_S = 0.05  # an idle loop on SQLite looks this often for other processes' commits
 GIVE_UP_S = 120.0  # an agent failing without a break this long stops the process
 
 
@@ -172,7 +173,42 @@ class Runner:
         idle_exit: float | None = None,
         check_every: float = 0.25,
     ) -> None:
-        """Loop until ``stop()``, until ``until()`` holds, or (burst) idle for ``idle_exit`` s."""
+        """Loop until ``stop()``, until ``until()`` holds, or (burst) idle for ``idle_exit`` s.
+
+        On SQLite an idle loop also looks every ``PROBE_S`` whether another process
+        committed (a submission, a command): if so it runs as on a poll, so work written
+        by the CLI or the server starts within milliseconds without an event bus.
+        """
+        probe = self._probe()
+        try:
+            self._loop(until, idle_exit, check_every, probe)
+        finally:
+            if probe is not None:
+                probe.close()
+
+    def _probe(self) -> ChangeProbe | None:
+        try:
+            return self.db.change_probe() if self.db is not None else None
+        except Exception:  # the database is away: the polls still find everything
+            log.warning("cannot watch the database for changes; polling only", exc_info=True)
+            return None
+
+    @staticmethod
+    def _changed(probe: ChangeProbe | None) -> bool:
+        if probe is None:
+            return False
+        try:
+            return probe.changed()
+        except Exception:  # the database is away: the agents' own calls will tell
+            return False
+
+    def _loop(
+        self,
+        until: Callable[[], bool] | None,
+        idle_exit: float | None,
+        check_every: float,
+        probe: ChangeProbe | None,
+    ) -> None:
         self.coordinator.add((EVERYTHING,))
         start = time.monotonic()
         idle_since = next_check = start
@@ -187,13 +223,18 @@ class Runner:
                     timeout = min(timeout, max(0.0, next_check - now))
                 if idle_exit is not None:
                     timeout = min(timeout, max(0.0, idle_since + idle_exit - now))
+                if probe is not None:
+                    timeout = min(timeout, PROBE_S)
             self.coordinator.add(self.bus.wait(timeout))
+            if not self.coordinator.pending and self._changed(probe):
+                self.coordinator.add((EVERYTHING,))  # another process wrote: look at all
             now = time.monotonic()
             if now >= next_poll:
                 next_poll = now + self.poll_interval
                 self.coordinator.add((EVERYTHING, TICK))
             self._heartbeat()
             did = self._round()
+            self._changed(probe)  # what this round committed is no news to this process
             now = time.monotonic()
             if did:
                 idle_since = now

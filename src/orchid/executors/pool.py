@@ -32,6 +32,10 @@ WORKER_MODULE = "orchid.executors.poolworker"
 _ORCHID_ROOT = str(Path(__file__).resolve().parents[2])
 logger = logging.getLogger(__name__)
 
+# jobs written ahead to a worker's pipe: one while the last job took long, up to DEEP
+# while they are quick (so the worker runs on while its slot thread waits for the GIL); a
+# slow job then holds up at most DEEP - 1 quick ones, never one another slot could start
+DEEP, QUICK_S = 16, 0.01
 SPARE = ".spare"  # the log folder's folder of the workers' spare files
 Signature = tuple[tuple[str, ...], str | None]  # (python_path, workdir) a worker serves
 
@@ -202,10 +206,10 @@ class PooledSlots:
     def _run_pooled(self: _Host, attempt: Any, slot: int) -> None:
         """Run function jobs in this slot's long-lived worker and report how they went.
 
-        While a job runs, the next queued job for the same code is already written to the
-        worker's pipe (at most one waits there), so the worker goes from one job to the
-        next without waiting for this thread; the slot keeps its worker while such jobs
-        come. Returns when none is left in the pipe.
+        While a job runs, the next queued jobs for the same code are already written to the
+        worker's pipe (one, or up to ``DEEP - 1`` while jobs are quick), so the worker goes
+        from one job to the next without waiting for this thread; the slot keeps its
+        worker while such jobs come. Returns when none is left in the pipe.
         """
         signature = pooled_signature(attempt.spec)
         assert signature is not None  # the executor sends only function jobs here
@@ -225,14 +229,17 @@ class PooledSlots:
         self: _Host, slot: int, worker: PoolWorker, signature: Signature, sent: Sent
     ) -> None:
         """Read the worker's replies until no job is left in its pipe (see _run_pooled)."""
+        depth = 2
         while sent:
             attempt, files = sent[0]
             reply = worker.read()
             event = reply.get("event") if reply is not None else None
             if event == "start":
                 self._started(worker, attempt, files)
-                nxt = self._take(lambda spec: pooled_signature(spec) == signature)
-                if nxt is not None:
+                while len(sent) < depth:
+                    nxt = self._take(lambda spec: pooled_signature(spec) == signature)
+                    if nxt is None:
+                        break
                     self._hand_over(worker, nxt, sent)
                 continue
             sent.popleft()
@@ -250,6 +257,7 @@ class PooledSlots:
                 cpu_system_s=float(reply.get("system", 0.0)),
                 max_rss_kb=int(reply.get("rss", 0)),
             )
+            depth = DEEP if usage.wall_s < QUICK_S else 2
             code = int(reply.get("code", 1))
             failed = reply.get("error") or proc.exit_message(code, files.err)
             self._finish_pooled(attempt, code, reply.get("result"), failed, usage, files)

@@ -86,6 +86,39 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def change_probe(self) -> ChangeProbe | None:
+        """SQLite: a probe of commits made by other connections (other processes' included),
+        for agents to notice a submission without an event bus. None on PostgreSQL, whose
+        bus carries them (LISTEN/NOTIFY)."""
+        return ChangeProbe(self) if self.is_sqlite else None
+
+
+class ChangeProbe:
+    """Whether any other connection committed to an SQLite database since the last look:
+    ``PRAGMA data_version`` on a connection of its own (about 2 us, no lock taken)."""
+
+    def __init__(self, db: Database) -> None:
+        self._conn = db.engine.raw_connection()
+        self._version = self._read()
+
+    def _read(self) -> int:
+        cursor = self._conn.cursor()
+        try:
+            cursor.execute("PRAGMA data_version")
+            row = cursor.fetchone()
+            return int(row[0]) if row else 0
+        finally:
+            cursor.close()
+
+    def changed(self) -> bool:
+        """True if another connection committed since the last call (or the probe's start)."""
+        version = self._read()
+        changed, self._version = version != self._version, version
+        return changed
+
+    def close(self) -> None:
+        self._conn.close()
+
 
 def _make_engine(url: str, dialect: str, echo: bool) -> Engine:
     if dialect == "sqlite":
