@@ -304,3 +304,17 @@ def test_a_job_cancelled_while_it_waits_in_the_pipe(
     assert done[first.key].state == "succeeded"
     assert (done[waiting.key].state, done[waiting.key].error) == ("failed", "cancelled")
     assert done[last.key].state == "succeeded"
+
+
+def test_quick_jobs_behind_a_long_one_go_to_a_free_slot(make: MakeExecutor, code: Path) -> None:
+    """Quick jobs are written ahead to a worker; when one turns out long, the jobs
+    waiting behind it in that worker's pipe are recalled by the other, free slot."""
+    ex = make(workers=2)
+    quick = [spec(i, fn(code, "count"), {"i": i}) for i in range(1, 41)]
+    long = spec(41, fn(code, "nap"), {"seconds": 3})
+    after = [spec(i, fn(code, "count"), {"i": i}) for i in range(42, 82)]
+    ex.submit([*quick, long, *after])
+    done = finals(wait_for(ex, 81, timeout=30))
+    assert all(u.state == "succeeded" for u in done.values())
+    ended = done[long.key].at
+    assert max(done[j.key].at for j in after) < ended  # none waited for the long job

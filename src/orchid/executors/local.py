@@ -43,7 +43,7 @@ from orchid.errors import ConfigError, ExecutorError
 from orchid.executors import _process as proc
 from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage, WakeUp
 from orchid.executors.jobcommand import job_command
-from orchid.executors.pool import PooledSlots, PoolWorker, pooled_signature
+from orchid.executors.pool import RECALL_S, PooledSlots, PoolWorker, Sent, pooled_signature
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ class _Attempt:
     cancelled: bool = False
     timed_out: bool = False
     signalled: bool = False  # a signal was sent to its process group
+    started: float | None = None  # monotonic time a pool worker began it
+    recalled: bool = False  # asked back from a worker's pipe for a free slot
     timers: list[threading.Timer] = field(default_factory=list)
 
 
@@ -95,6 +97,7 @@ class LocalExecutor(PooledSlots):
         self._prefetch = prefetch
         self._reuse = reuse_workers
         self._pool: list[PoolWorker | None] = [None] * workers
+        self._piped: list[tuple[PoolWorker, Sent] | None] = [None] * workers  # see pool
         self._log_dir = Path(log_dir)
         self._wake = wake
         self._clock = clock
@@ -214,16 +217,23 @@ class LocalExecutor(PooledSlots):
     def _work(self, slot: int) -> None:
         """One worker: take the oldest queued job, run it to the end, repeat until closed."""
         while True:
+            recalls: list[tuple[PoolWorker, list[str]]] = []
             with self._work_ready:
                 self._idle += 1
-                while not self._pending and not self._closed:
-                    self._work_ready.wait()
+                while not self._pending and not self._closed and not recalls:
+                    # free while jobs wait in a busy worker's pipe: ask for them back once
+                    # the job ahead of them has run long (they then queue here again)
+                    waiting = self._waiting_in_pipes()
+                    self._work_ready.wait(RECALL_S if waiting else None)
+                    recalls = self._recalls() if waiting else []
                 self._idle -= 1
                 if self._closed:
                     return
                 attempt = self._take_locked(None)
+            for worker, keys in recalls:
+                worker.recall(keys)
             if attempt is None:
-                continue  # what was queued had been cancelled
+                continue  # what was queued had been cancelled (or recalls were sent)
             try:
                 if self._reuse and pooled_signature(attempt.spec) is not None:
                     self._run_pooled(attempt, slot)

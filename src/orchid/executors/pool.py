@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections import deque
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,12 +36,14 @@ logger = logging.getLogger(__name__)
 # while they are quick (so the worker runs on while its slot thread waits for the GIL); a
 # slow job then holds up at most DEEP - 1 quick ones, never one another slot could start
 DEEP, QUICK_S = 16, 0.01
+RECALL_S = 0.05  # a job running this long gives up the jobs waiting behind it to a free slot
 SPARE = ".spare"  # the log folder's folder of the workers' spare files
 Signature = tuple[tuple[str, ...], str | None]  # (python_path, workdir) a worker serves
 
 
 class PoolWorker:
-    """One worker process and its two pipes. Used by one thread at a time."""
+    """One worker process and its three pipes: jobs, replies (both used by its slot's
+    thread) and recalls (used by a free slot's)."""
 
     def __init__(self, signature: Signature, log_dir: Path) -> None:
         self.signature = signature
@@ -55,10 +57,12 @@ class PoolWorker:
         env["PYTHONPATH"] = os.pathsep.join(path)
         jobs_r, jobs_w = os.pipe()
         replies_r, replies_w = os.pipe()
+        recalls_r, recalls_w = os.pipe()
+        fds = (jobs_r, replies_w, recalls_r)
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", WORKER_MODULE, str(jobs_r), str(replies_w)],
-                pass_fds=(jobs_r, replies_w),
+                [sys.executable, "-m", WORKER_MODULE, *map(str, fds)],
+                pass_fds=fds,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -66,11 +70,17 @@ class PoolWorker:
                 cwd=workdir if workdir and os.path.isdir(workdir) else None,
                 env=env,
             )
+        except BaseException:
+            for fd in (jobs_w, replies_r, recalls_w):
+                os.close(fd)
+            raise
         finally:
-            os.close(jobs_r)
-            os.close(replies_w)
+            for fd in fds:
+                os.close(fd)
         self._jobs = os.fdopen(jobs_w, "wb")
         self._replies = os.fdopen(replies_r, "rb")
+        self._recalls = os.fdopen(recalls_w, "wb")
+        self._recall_lock = threading.Lock()  # a free slot's thread writes recalls
 
     @property
     def pid(self) -> int:
@@ -81,12 +91,13 @@ class PoolWorker:
 
     def send(self, job: Mapping[str, Any]) -> bool:
         """Hand over a job; False if the worker is gone."""
-        try:
-            self._jobs.write(json.dumps(job, separators=(",", ":")).encode() + b"\n")
-            self._jobs.flush()
-            return True
-        except (BrokenPipeError, OSError):
-            return False
+        return _write_line(self._jobs, job)
+
+    def recall(self, keys: Sequence[str]) -> None:
+        """Ask for jobs not started back (from a free slot's thread): the worker answers
+        ``returned`` with those it gives back."""
+        with self._recall_lock:
+            _write_line(self._recalls, {"return": list(keys)})
 
     def read(self) -> dict[str, Any] | None:
         """The worker's next message; None when it has exited (or broke the protocol)."""
@@ -105,7 +116,7 @@ class PoolWorker:
 
     def close(self) -> None:
         """Stop the worker (it was idle, or its job is being cancelled)."""
-        for stream in (self._jobs, self._replies):
+        for stream in (self._jobs, self._replies, self._recalls):
             with contextlib.suppress(OSError):
                 stream.close()
         if self.process.poll() is None:
@@ -120,6 +131,15 @@ class PoolWorker:
         for spare in self.spare.glob(f"{self.pid}.*"):  # left if it was killed
             with contextlib.suppress(OSError):
                 spare.unlink()
+
+
+def _write_line(stream: Any, message: Mapping[str, Any]) -> bool:
+    try:
+        stream.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+        stream.flush()
+        return True
+    except (OSError, ValueError):  # gone (ValueError: closed meanwhile)
+        return False
 
 
 def job_message(
@@ -155,7 +175,7 @@ def pooled_signature(spec: JobSpec) -> Signature | None:
     return signature_of(payload.python_path, payload.workdir)
 
 
-Sent = deque[tuple[Any, proc.AttemptFiles]]  # jobs written to a worker, oldest first
+Sent = dict[str, tuple[Any, proc.AttemptFiles]]  # jobs written to a worker by key, oldest first
 
 
 class _Host(Protocol):
@@ -164,6 +184,7 @@ class _Host(Protocol):
     _lock: threading.Lock
     _log_dir: Path
     _pool: list[PoolWorker | None]
+    _piped: list[tuple[PoolWorker, Sent] | None]
     _running: dict[str, Any]
 
     def _push(self, update: JobUpdate, *, wake: bool = True) -> None: ...
@@ -209,47 +230,64 @@ class PooledSlots:
         While a job runs, the next queued jobs for the same code are already written to the
         worker's pipe (one, or up to ``DEEP - 1`` while jobs are quick), so the worker goes
         from one job to the next without waiting for this thread; the slot keeps its
-        worker while such jobs come. Returns when none is left in the pipe.
+        worker while such jobs come. Returns when none is left in the pipe. A slot that
+        is free meanwhile recalls the jobs waiting behind a long one (:meth:`_recalls`).
         """
         signature = pooled_signature(attempt.spec)
         assert signature is not None  # the executor sends only function jobs here
         worker = self._worker(slot, signature)
-        sent: Sent = deque()
+        sent: Sent = {}
+        with self._lock:
+            self._piped[slot] = (worker, sent)
         try:
             self._hand_over(worker, attempt, sent)
             self._serve(slot, worker, signature, sent)
         except Exception as exc:  # a bug here must not kill the slot or lose the jobs
             logger.exception("local executor: slot %d failed", slot)
-            for lost, _ in sent:
+            for lost, _ in list(sent.values()):
                 self._finish(lost, "failed", error=f"executor error: {exc}")
             worker.close()
             self._pool[slot] = None
+        finally:
+            with self._lock:
+                self._piped[slot] = None
 
     def _serve(
         self: _Host, slot: int, worker: PoolWorker, signature: Signature, sent: Sent
     ) -> None:
         """Read the worker's replies until no job is left in its pipe (see _run_pooled)."""
         depth = 2
+        running: Any = None  # the job the worker said it started
         while sent:
-            attempt, files = sent[0]
-            reply = worker.read()
-            event = reply.get("event") if reply is not None else None
-            if event == "start":
-                self._started(worker, attempt, files)
+            reply = worker.read() or {}  # {}: the worker is gone
+            event = reply.get("event")
+            if event == "returned":  # recalled by a free slot before they started
+                self._requeue([sent.pop(k)[0] for k in reply.get("keys", ()) if k in sent])
+                continue
+            entry = sent.get(reply.get("key", ""))
+            if entry is not None and event == "start":
+                running = entry[0]
+                self._started(worker, running, entry[1])
                 while len(sent) < depth:
                     nxt = self._take(lambda spec: pooled_signature(spec) == signature)
                     if nxt is None:
                         break
                     self._hand_over(worker, nxt, sent)
                 continue
-            sent.popleft()
-            if reply is None or event != "done":  # the worker died with the job
+            if entry is None or event != "done":  # the worker died (with its job)
+                if reply:  # or it broke the protocol: it is stopped
+                    worker.close()
                 code = worker.wait()
+                attempt, files = (
+                    sent.pop(running.spec.key) if running else sent.pop(next(iter(sent)))
+                )
                 self._exited(attempt)
                 self._drop_worker(slot, worker, sent)
                 died = proc.exit_message(code, files.err) or "the worker process stopped"
                 self._finish_pooled(attempt, code, None, died, None, files)
                 return
+            attempt, files = sent.pop(reply["key"])
+            running = None
             self._exited(attempt)  # no signal meant for this job may reach the next one
             usage = Usage(
                 wall_s=float(reply.get("wall", 0.0)),
@@ -267,6 +305,35 @@ class PooledSlots:
                 self._drop_worker(slot, worker, sent)
                 return
 
+    def _recalls(self: _Host) -> list[tuple[PoolWorker, list[str]]]:
+        """For a free slot (the lock held): the jobs waiting in a worker's pipe behind one
+        that has run for ``RECALL_S``, each asked for once; the worker gives back those it
+        has not started (``returned``) and they go back to the queue."""
+        now = time.monotonic()
+        asks = []
+        for piped in self._piped:
+            if piped is None:
+                continue
+            worker, sent = piped
+            attempts = [a for a, _ in list(sent.values())]
+            if not any(a.started is not None and now - a.started >= RECALL_S for a in attempts):
+                continue
+            waiting = [a for a in attempts if a.started is None and not a.recalled]
+            for a in waiting:
+                a.recalled = True
+            if waiting:
+                asks.append((worker, [a.spec.key for a in waiting]))
+        return asks
+
+    def _waiting_in_pipes(self: _Host) -> bool:
+        """Whether some worker's pipe holds a job not started nor recalled (lock held)."""
+        return any(
+            a.started is None and not a.recalled
+            for piped in self._piped
+            if piped is not None
+            for a, _ in list(piped[1].values())
+        )
+
     def _hand_over(self: _Host, worker: PoolWorker, attempt: Any, sent: Sent) -> None:
         """Write the job to the worker's pipe: it starts when the worker is free."""
         spec = attempt.spec
@@ -281,7 +348,7 @@ class PooledSlots:
             if attempt.cancelled:  # cancelled before it started: as if still queued
                 del self._running[spec.key]
                 return
-        sent.append((attempt, files))
+        sent[spec.key] = (attempt, files)
         worker.send(message)  # a worker that is gone shows when its reply is read
 
     def _started(self: _Host, worker: PoolWorker, attempt: Any, files: proc.AttemptFiles) -> None:
@@ -290,6 +357,7 @@ class PooledSlots:
         job is reported once, with its start."""
         with self._lock:
             attempt.process = worker.process
+            attempt.started = time.monotonic()
             cancelled = attempt.cancelled
         self._push(self._update(attempt.spec, "running", log_uri=str(files.out)), wake=False)
         if cancelled:  # while it waited in the pipe
@@ -302,7 +370,7 @@ class PooledSlots:
         """Stop the slot's worker; the jobs that waited in its pipe go back to the queue."""
         worker.close()
         self._pool[slot] = None
-        self._requeue([attempt for attempt, _ in sent])
+        self._requeue([attempt for attempt, _ in list(sent.values())])
         sent.clear()
 
     def _finish_pooled(

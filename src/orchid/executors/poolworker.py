@@ -1,7 +1,7 @@
 """A long-lived worker process of the local executor: runs ``function`` jobs one after another.
 
-Started as ``python -m orchid.executors.poolworker RFD WFD`` with two pipes: it reads one
-job per line (JSON) on RFD and answers on WFD with a ``start`` line when it begins and a
+Started as ``python -m orchid.executors.poolworker RFD WFD CFD`` with three pipes: it reads
+one job per line (JSON) on RFD, recalls on CFD (see :class:`Inbox`), and answers on WFD with a ``start`` line when it begins and a
 ``done`` line when it ends (the executor may already have written the next job: it waits
 in the pipe while this one runs). Each job runs as it would in a process of its own
 (``orchid.executors.wrapper``): its arguments as keyword arguments, its environment and
@@ -21,9 +21,12 @@ import errno
 import json
 import os
 import resource
+import select
 import sys
+import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
@@ -46,9 +49,75 @@ def _cpu() -> tuple[float, float]:
     return me.ru_utime + kids.ru_utime, me.ru_stime + kids.ru_stime
 
 
-def _send(out: BinaryIO, message: Mapping[str, Any]) -> None:
-    out.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
-    out.flush()
+class Replies:
+    """The pipe back to the executor, written by the job loop and the inbox's thread."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        line = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        with self._lock:
+            self._out.write(line)
+            self._out.flush()
+
+
+class Inbox:
+    """The jobs the executor wrote ahead, and its recalls (``{"return": [keys]}`` on a pipe
+    of their own: another slot is free while this worker runs a long job).
+
+    The job loop reads the jobs pipe only when it needs the next job; a thread blocked on
+    the recall pipe (it wakes for nothing else, so it never competes with the jobs for
+    the interpreter) reads what jobs wait in the jobs pipe, keeps back the recalled ones
+    not started, and answers ``returned`` with their keys.
+    """
+
+    def __init__(self, jobs: int, recalls: int, replies: Replies) -> None:
+        os.set_blocking(jobs, False)
+        self._fd = jobs
+        self._replies = replies
+        self._partial = b""
+        self._queue: deque[dict[str, Any]] = deque()
+        self._lock = threading.Lock()
+        self._ended = False
+        threading.Thread(
+            target=self._recalls, args=(recalls,), name="orchid-recalls", daemon=True
+        ).start()
+
+    def _drain(self) -> None:
+        """Take what the jobs pipe holds now (the lock held)."""
+        while not self._ended:
+            try:
+                chunk = os.read(self._fd, 1 << 16)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self._ended = True
+                return
+            *lines, self._partial = (self._partial + chunk).split(b"\n")
+            self._queue.extend(json.loads(line) for line in lines if line)
+
+    def next(self) -> dict[str, Any] | None:
+        """The next job to run; None when the executor closed the pipe and none is left."""
+        while True:
+            with self._lock:
+                self._drain()
+                if self._queue:
+                    return self._queue.popleft()
+                if self._ended:
+                    return None
+            select.select([self._fd], [], [])
+
+    def _recalls(self, fd: int) -> None:
+        with os.fdopen(fd, "rb") as recalls:
+            for line in recalls:
+                keys = set(json.loads(line)["return"])
+                with self._lock:
+                    self._drain()
+                    back = [job["key"] for job in self._queue if job["key"] in keys]
+                    self._queue = deque(job for job in self._queue if job["key"] not in keys)
+                self._replies.send({"event": "returned", "keys": back})
 
 
 def _call(target: str, args: Any) -> tuple[int, str | None]:
@@ -192,7 +261,7 @@ class Files:
         self._spares.clear()
 
 
-def run(job: Mapping[str, Any], out: BinaryIO, home: str, files: Files) -> None:
+def run(job: Mapping[str, Any], out: Replies, home: str, files: Files) -> None:
     """One job: its files on fds 1 and 2, its environment and folder, then back to ours."""
     try:
         logs = files.place(job)
@@ -200,7 +269,7 @@ def run(job: Mapping[str, Any], out: BinaryIO, home: str, files: Files) -> None:
         files.give_back()
         folder = os.path.dirname(job["out"])
         problem = f"cannot write logs in {folder}: {exc.strerror}"
-        _send(out, {"key": job["key"], "event": "done", "code": EXIT_BAD_INPUT, "error": problem})
+        out.send({"key": job["key"], "event": "done", "code": EXIT_BAD_INPUT, "error": problem})
         return
     sys.stdout.flush()
     sys.stderr.flush()
@@ -215,7 +284,7 @@ def run(job: Mapping[str, Any], out: BinaryIO, home: str, files: Files) -> None:
         os.chdir(job.get("workdir") or home)
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
-        _send(out, {"key": job["key"], "event": "start"})
+        out.send({"key": job["key"], "event": "start"})
         started = time.monotonic()
         code, result = _call(job["function"], job["args"])
         wall = time.monotonic() - started
@@ -232,8 +301,7 @@ def run(job: Mapping[str, Any], out: BinaryIO, home: str, files: Files) -> None:
         _restore(before)
     files.give_back()
     cpu = _cpu()
-    _send(
-        out,
+    out.send(
         {
             "key": job["key"],
             "event": "done",
@@ -267,18 +335,20 @@ def _restore(before: Mapping[bytes, bytes]) -> None:
 
 
 def main() -> int:
-    rfd, wfd = int(sys.argv[1]), int(sys.argv[2])
+    rfd, wfd, cfd = (int(fd) for fd in sys.argv[1:4])
     parent = os.getppid()  # the agent
     home = os.getcwd()
     files = Files()
     try:
-        with os.fdopen(rfd, "rb") as jobs, os.fdopen(wfd, "wb") as out:
-            for line in jobs:
+        with os.fdopen(wfd, "wb") as out:
+            replies = Replies(out)
+            inbox = Inbox(rfd, cfd, replies)
+            while (job := inbox.next()) is not None:
                 if os.getppid() != parent:
                     # the agent died (SIGKILL): a job it handed over but we had not started
                     # yet is not ours to run any more; its lease makes another agent run it
                     return 0
-                run(json.loads(line), out, home, files)
+                run(job, replies, home, files)
     finally:
         files.close()
     return 0
