@@ -157,7 +157,10 @@ def _make_engine(url: str, dialect: str, echo: bool) -> Engine:
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
             write = conn.get_execution_options().get(_WRITE, False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+            # on the driver's connection: through exec_driver_sql this was 8% of an agent
+            conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                "BEGIN IMMEDIATE" if write else "BEGIN"
+            )
 
         return engine
     try:
