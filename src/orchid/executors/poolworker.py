@@ -154,19 +154,17 @@ def _call(target: str, args: Any) -> tuple[int, str | None]:
 
 
 class Files:
-    """An attempt's files without making new ones: the worker keeps a spare of each (out,
-    err, args) in ``<log_dir>/.spare/<pid>.<role>`` and renames it into place for a job
-    (making a file costs a new inode, up to 0.2 ms on a busy ext4 and more on shared file
-    systems; a rename does not). After the job an empty log goes back to be the next
+    """An attempt's files without making new ones: the worker keeps a spare log of each
+    kind (out, err) in ``<log_dir>/.spare/<pid>.<kind>`` and renames it into place for a
+    job (making a file costs a new inode, up to 0.2 ms on a busy ext4 and more on shared
+    file systems; a rename does not). After the job an empty log goes back to be the next
     job's, and its path becomes a hard link to the folder's read-only ``.empty``, so every
     attempt still has its log; a log with output stays and the next job gets a new spare.
-    The args file goes back too: it exists while its job runs.
+    The arguments go to the worker's own ``<pid>.args``, rewritten for each job.
 
     Anything unexpected (no spare folder, a job that replaced its files) falls back to
     plain new files, as a process of its own would have.
     """
-
-    ROLES = ("out", "err", "args")
 
     def __init__(self) -> None:
         self._spares: dict[str, int] = {}  # role -> fd of an empty spare at its spare path
@@ -174,6 +172,7 @@ class Files:
         self._folders: set[str] = set()  # job folders known to exist (with their .empty)
         self._dir: str | None = None
         self._dir_made = False
+        self._args: int | None = None  # fd of the worker's args file
 
     def spare_path(self, role: str) -> str:
         return f"{self._dir}/{os.getpid()}.{role}"
@@ -190,11 +189,32 @@ class Files:
                 os.unlink(files[name])
         if files.get("spare") != self._dir:
             self._dir, self._dir_made = files.get("spare"), False
-        text = (job["env"].get("ORCHID_ARGS") or json.dumps(job["args"])).encode()
-        args = self._lend("args", files["args"])
-        os.ftruncate(args, 0)
-        os.pwrite(args, text, 0)
+            if self._args is not None:
+                os.close(self._args)
+                self._args = None
+        self._write_args(job)
         return self._lend("out", job["out"]), self._lend("err", job["err"])
+
+    def _write_args(self, job: Mapping[str, Any]) -> None:
+        """The job's arguments in the worker's own args file, rewritten for every job
+        (``ORCHID_ARGS_FILE`` names it); the attempt's path if that file cannot be."""
+        text = (job["env"].get("ORCHID_ARGS") or json.dumps(job["args"])).encode()
+        if self._args is None and self._dir is not None:
+            with contextlib.suppress(OSError):
+                self._make_dir()
+                self._args = os.open(self.spare_path("args"), os.O_RDWR | os.O_CREAT, 0o644)
+        if self._args is None:
+            with open(job["files"]["args"], "wb") as f:
+                f.write(text)
+            return
+        os.ftruncate(self._args, 0)
+        os.pwrite(self._args, text, 0)
+        job["env"]["ORCHID_ARGS_FILE"] = self.spare_path("args")
+
+    def _make_dir(self) -> None:
+        if not self._dir_made:
+            os.makedirs(str(self._dir), exist_ok=True)
+            self._dir_made = True
 
     def _lend(self, role: str, path: str) -> int:
         fd = self._spares.pop(role, None)
@@ -219,17 +239,14 @@ class Files:
     def _take_back(self, role: str, fd: int, path: str) -> bool:
         try:
             mine = os.fstat(fd)
-            if role != "args" and mine.st_size:
+            if mine.st_size:
                 return False  # a log with output stays
             there = os.stat(path)
             if (there.st_ino, there.st_dev) != (mine.st_ino, mine.st_dev):
                 return False  # the job put another file there
-            if not self._dir_made:
-                os.makedirs(str(self._dir), exist_ok=True)
-                self._dir_made = True
+            self._make_dir()
             os.rename(path, self.spare_path(role))
-            if role != "args":
-                self._link_empty(path)
+            self._link_empty(path)
         except OSError:
             return False
         self._spares[role] = fd
@@ -253,12 +270,16 @@ class Files:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
 
     def close(self) -> None:
-        """Remove the spares (at exit)."""
-        for role, fd in self._spares.items():
+        """Remove the spares and the args file (at exit)."""
+        spares = dict(self._spares)
+        if self._args is not None:
+            spares["args"] = self._args
+        for role, fd in spares.items():
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(self.spare_path(role))
         self._spares.clear()
+        self._args = None
 
 
 def run(job: Mapping[str, Any], out: Replies, home: str, files: Files) -> None:
