@@ -92,6 +92,9 @@ def args_file(n):
 def say(text):
     print(text)
 
+def big(pad, size):
+    return "y" * size
+
 def replace_log():
     log = os.environ["ORCHID_RESULT_FILE"].replace(".result.json", ".out")
     os.unlink(log)
@@ -318,3 +321,24 @@ def test_quick_jobs_behind_a_long_one_go_to_a_free_slot(make: MakeExecutor, code
     assert all(u.state == "succeeded" for u in done.values())
     ended = done[long.key].at
     assert max(done[j.key].at for j in after) < ended  # none waited for the long job
+
+
+def test_big_arguments_and_results_never_stall_the_pipes(make: MakeExecutor, code: Path) -> None:
+    """Jobs written ahead never fill the pipe while the worker waits to send a long reply."""
+    ex = make(workers=1)
+    jobs = [spec(i, fn(code, "big"), {"pad": "x" * 40_000, "size": 200_000}) for i in range(6)]
+    ex.submit(jobs)
+    done = finals(wait_for(ex, 6, timeout=60))
+    assert [len(done[j.key].result) for j in jobs] == [200_000] * 6
+
+
+def test_a_new_worker_never_writes_through_the_shared_empty_log(
+    make: MakeExecutor, code: Path
+) -> None:
+    """The same attempt run again in a worker with no spare yet gets a log of its own."""
+    first = run_one(make(workers=1), fn(code, "count"), {"i": 1})
+    log = Path(first.log_uri or "")
+    assert log.stat().st_ino == (log.parent / ".empty").stat().st_ino
+    again = run_one(make(workers=1), fn(code, "say"), {"text": "loud"})
+    assert Path(again.log_uri or "") == log and log.read_text() == "loud\n"
+    assert (log.parent / ".empty").read_text() == ""

@@ -118,8 +118,9 @@ class Carrier:
             bound = freed and self.executor.capacity() < env.batch
             specs = self._claim(conn, freed) if bound else []
         self._unrecorded = []
+        again = {s.job_id for s in specs}  # retried at once: claimed in that transaction
         for u in updates:
-            if u.state != "running":
+            if u.state != "running" and u.job_id not in again:
                 self._delays.pop(u.job_id, None)
         announce(env, done.passed, ended)
         if done.finished > done.passed.jobs:  # ends the trigger passes on (failures)
@@ -146,6 +147,8 @@ class Carrier:
 
     def submit(self) -> int:
         """Claim ready jobs, as many as the executor takes now, and hand them over."""
+        if self.executor.capacity() <= 0:  # no write transaction for nothing
+            return 0
         with self.env.db.begin() as conn:
             specs = self._claim(conn)
         if specs:

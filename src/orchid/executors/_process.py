@@ -96,8 +96,9 @@ class AttemptFiles:
     """Where one attempt writes: ``<log_dir>/<workflow_id>/<job_id>.<attempt>.<suffix>``.
 
     The suffixes are ``out`` (stdout), ``err`` (stderr), ``result.json`` (the result file),
-    ``args.json`` (the job's arguments) and ``progress.jsonl`` (intermediate values the job
-    reports, which the HPO agent reads while it runs).
+    ``args.json`` (the job's arguments; a pool worker writes them to a file of its own
+    instead) and ``progress.jsonl`` (intermediate values the job reports, which the HPO
+    agent reads while it runs).
     """
 
     out: Path

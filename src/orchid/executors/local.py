@@ -63,6 +63,7 @@ class _Attempt:
     signalled: bool = False  # a signal was sent to its process group
     started: float | None = None  # monotonic time a pool worker began it
     recalled: bool = False  # asked back from a worker's pipe for a free slot
+    size: int = 0  # bytes of its message to a pool worker
     timers: list[threading.Timer] = field(default_factory=list)
 
 

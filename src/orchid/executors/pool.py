@@ -3,8 +3,9 @@ interpreter each time (see :mod:`orchid.executors.poolworker` for the worker's s
 
 A slot thread writes jobs to its worker's pipe, the next one while the last runs, reads
 when each starts and how it ended, and reports both; jobs reach the executor, and their
-results leave it, in batches. The worker writes each attempt's files (its arguments),
-so the agent's threads only hand jobs over and read back. Signals
+results leave it, in batches. The worker makes each attempt's files (its logs, and its
+arguments in a file of the worker's), so the agent's threads only hand jobs over and
+read back. Signals
 for a job (cancel, walltime) go to its worker's process group, as they would go to a
 job's own process: the worker dies and the slot starts another for the next job.
 """
@@ -16,10 +17,12 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +40,7 @@ logger = logging.getLogger(__name__)
 # slow job then holds up at most DEEP - 1 quick ones, never one another slot could start
 DEEP, QUICK_S = 16, 0.01
 RECALL_S = 0.05  # a job running this long gives up the jobs waiting behind it to a free slot
+AHEAD_BYTES = 32 * 1024  # written ahead at most: half a pipe's buffer, never a blocking write
 SPARE = ".spare"  # the log folder's folder of the workers' spare files
 Signature = tuple[tuple[str, ...], str | None]  # (python_path, workdir) a worker serves
 
@@ -47,7 +51,7 @@ class PoolWorker:
 
     def __init__(self, signature: Signature, log_dir: Path) -> None:
         self.signature = signature
-        # its spare files, <log_dir>/.spare/<pid>.<role> (orchid.executors.poolworker.Files)
+        # its spare files, <log_dir>/.spare/<name>.<role> (orchid.executors.poolworker.Files)
         self.spare = log_dir / SPARE
         python_path, workdir = signature
         env = dict(os.environ)
@@ -59,9 +63,11 @@ class PoolWorker:
         replies_r, replies_w = os.pipe()
         recalls_r, recalls_w = os.pipe()
         fds = (jobs_r, replies_w, recalls_r)
+        # its spare files' name: unique among workers sharing the log folder, hosts too
+        self.name = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", WORKER_MODULE, *map(str, fds)],
+                [sys.executable, "-m", WORKER_MODULE, *map(str, fds), self.name],
                 pass_fds=fds,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -89,15 +95,20 @@ class PoolWorker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def send(self, job: Mapping[str, Any]) -> bool:
-        """Hand over a job; False if the worker is gone."""
-        return _write_line(self._jobs, job)
+    def send(self, line: bytes) -> bool:
+        """Hand over a job (a line made by :func:`encode`); False if the worker is gone."""
+        return _write(self._jobs, line)
+
+    def close_jobs(self) -> None:
+        """Write no more jobs: the worker ends those it has, then exits."""
+        with contextlib.suppress(OSError):
+            self._jobs.close()
 
     def recall(self, keys: Sequence[str]) -> None:
         """Ask for jobs not started back (from a free slot's thread): the worker answers
         ``returned`` with those it gives back."""
         with self._recall_lock:
-            _write_line(self._recalls, {"return": list(keys)})
+            _write(self._recalls, encode({"return": list(keys)}))
 
     def read(self) -> dict[str, Any] | None:
         """The worker's next message; None when it has exited (or broke the protocol)."""
@@ -128,14 +139,19 @@ class PoolWorker:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
-        for spare in self.spare.glob(f"{self.pid}.*"):  # left if it was killed
+        for role in ("out", "err", "args"):  # left if it was killed
             with contextlib.suppress(OSError):
-                spare.unlink()
+                (self.spare / f"{self.name}.{role}").unlink()
 
 
-def _write_line(stream: Any, message: Mapping[str, Any]) -> bool:
+def encode(message: Mapping[str, Any]) -> bytes:
+    """One line of the pipes' protocol."""
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+def _write(stream: Any, line: bytes) -> bool:
     try:
-        stream.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+        stream.write(line)
         stream.flush()
         return True
     except (OSError, ValueError):  # gone (ValueError: closed meanwhile)
@@ -200,7 +216,8 @@ class _Host(Protocol):
     def _serve(
         self: _Host, slot: int, worker: PoolWorker, signature: Signature, sent: Sent
     ) -> None: ...
-    def _hand_over(self: _Host, worker: PoolWorker, attempt: Any, sent: Sent) -> None: ...
+    def _hand_over(self: _Host, worker: PoolWorker, attempt: Any, sent: Sent) -> bool: ...
+    def _returned(self: _Host, sent: Sent, reply: Mapping[str, Any]) -> None: ...
     def _started(
         self: _Host, worker: PoolWorker, attempt: Any, files: proc.AttemptFiles
     ) -> None: ...
@@ -258,29 +275,31 @@ class PooledSlots:
         """Read the worker's replies until no job is left in its pipe (see _run_pooled)."""
         depth = 2
         running: Any = None  # the job the worker said it started
+        draining = False  # the jobs pipe is closed: the worker ends what it has, then exits
         while sent:
             reply = worker.read() or {}  # {}: the worker is gone
             event = reply.get("event")
             if event == "returned":  # recalled by a free slot before they started
-                self._requeue([sent.pop(k)[0] for k in reply.get("keys", ()) if k in sent])
+                self._returned(sent, reply)
                 continue
             entry = sent.get(reply.get("key", ""))
             if entry is not None and event == "start":
                 running = entry[0]
                 self._started(worker, running, entry[1])
-                while len(sent) < depth:
+                while not draining and len(sent) < depth:
                     nxt = self._take(lambda spec: pooled_signature(spec) == signature)
-                    if nxt is None:
+                    if nxt is None or not self._hand_over(worker, nxt, sent):
                         break
-                    self._hand_over(worker, nxt, sent)
                 continue
             if entry is None or event != "done":  # the worker died (with its job)
                 if reply:  # or it broke the protocol: it is stopped
                     worker.close()
                 code = worker.wait()
-                attempt, files = (
-                    sent.pop(running.spec.key) if running else sent.pop(next(iter(sent)))
-                )
+                if running is None and draining:  # killed between jobs: none was its fault
+                    self._drop_worker(slot, worker, sent)
+                    return
+                key = running.spec.key if running is not None else next(iter(sent))
+                attempt, files = sent.pop(key)
                 self._exited(attempt)
                 self._drop_worker(slot, worker, sent)
                 died = proc.exit_message(code, files.err) or "the worker process stopped"
@@ -299,11 +318,26 @@ class PooledSlots:
             code = int(reply.get("code", 1))
             failed = reply.get("error") or proc.exit_message(code, files.err)
             self._finish_pooled(attempt, code, reply.get("result"), failed, usage, files)
-            if attempt.signalled:
+            if attempt.signalled and not draining:
                 # a cancel or walltime signal raced the job's end: it may still reach the
-                # worker, which runs the next job by now; that job starts again elsewhere
-                self._drop_worker(slot, worker, sent)
-                return
+                # worker, which may be running the next job by now. Write it nothing more;
+                # the jobs it ends are reported, the one a late signal kills fails, and
+                # those it never started go back to the queue
+                draining = True
+                worker.close_jobs()
+        if draining:
+            self._drop_worker(slot, worker, sent)
+
+    def _returned(self: _Host, sent: Sent, reply: Mapping[str, Any]) -> None:
+        """The worker gave back recalled jobs: they queue again. Those it did not have
+        yet (still on their way down the pipe) may be asked for again."""
+        back = set(reply.get("keys", ()))
+        self._requeue([sent.pop(k)[0] for k in back if k in sent])
+        with self._lock:
+            for key in reply.get("asked", ()):
+                entry = sent.get(key)
+                if entry is not None and key not in back and entry[0].started is None:
+                    entry[0].recalled = False
 
     def _recalls(self: _Host) -> list[tuple[PoolWorker, list[str]]]:
         """For a free slot (the lock held): the jobs waiting in a worker's pipe behind one
@@ -334,22 +368,34 @@ class PooledSlots:
             for a, _ in list(piped[1].values())
         )
 
-    def _hand_over(self: _Host, worker: PoolWorker, attempt: Any, sent: Sent) -> None:
-        """Write the job to the worker's pipe: it starts when the worker is free."""
+    def _hand_over(self: _Host, worker: PoolWorker, attempt: Any, sent: Sent) -> bool:
+        """Write the job to the worker's pipe: it starts when the worker is free.
+
+        A job written ahead (others are in the pipe) must fit in ``AHEAD_BYTES`` with
+        them, so that the write never waits for a busy worker (which may be waiting for
+        this thread to read a long reply); one that does not goes back to the queue and
+        False is returned."""
         spec = attempt.spec
         files = proc.AttemptFiles.for_job(self._log_dir, spec)
         try:
             env = proc.job_variables(spec, files)
         except proc.StartError as exc:
             self._finish(attempt, "failed", error=str(exc), log_uri=str(files.out))
-            return
-        message = job_message(spec, env, files, worker.spare)
+            return True
+        line = encode(job_message(spec, env, files, worker.spare))
+        if sent:
+            ahead = sum(a.size for a, _ in sent.values() if a.started is None)
+            if ahead + len(line) > AHEAD_BYTES:
+                self._requeue([attempt])
+                return False
         with self._lock:
             if attempt.cancelled:  # cancelled before it started: as if still queued
                 del self._running[spec.key]
-                return
+                return True
+        attempt.size = len(line)
         sent[spec.key] = (attempt, files)
-        worker.send(message)  # a worker that is gone shows when its reply is read
+        worker.send(line)  # a worker that is gone shows when its reply is read
+        return True
 
     def _started(self: _Host, worker: PoolWorker, attempt: Any, files: proc.AttemptFiles) -> None:
         """The worker began the job: from now on it can be signalled and its walltime runs.

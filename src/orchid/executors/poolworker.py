@@ -1,6 +1,7 @@
 """A long-lived worker process of the local executor: runs ``function`` jobs one after another.
 
-Started as ``python -m orchid.executors.poolworker RFD WFD CFD`` with three pipes: it reads
+Started as ``python -m orchid.executors.poolworker RFD WFD CFD NAME`` with three pipes (and
+the name of its spare files, see :class:`Files`): it reads
 one job per line (JSON) on RFD, recalls on CFD (see :class:`Inbox`), and answers on WFD with a ``start`` line when it begins and a
 ``done`` line when it ends (the executor may already have written the next job: it waits
 in the pipe while this one runs). Each job runs as it would in a process of its own
@@ -81,6 +82,10 @@ class Inbox:
         self._queue: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()
         self._ended = False
+        # the recall thread may take waiting jobs from the pipe while the job loop is about
+        # to sleep on it: it then wakes the loop through this pipe
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
         threading.Thread(
             target=self._recalls, args=(recalls,), name="orchid-recalls", daemon=True
         ).start()
@@ -107,7 +112,10 @@ class Inbox:
                     return self._queue.popleft()
                 if self._ended:
                     return None
-            select.select([self._fd], [], [])
+            readable, _, _ = select.select([self._fd, self._wake_r], [], [])
+            if self._wake_r in readable:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_r, 4096)
 
     def _recalls(self, fd: int) -> None:
         with os.fdopen(fd, "rb") as recalls:
@@ -117,7 +125,10 @@ class Inbox:
                     self._drain()
                     back = [job["key"] for job in self._queue if job["key"] in keys]
                     self._queue = deque(job for job in self._queue if job["key"] not in keys)
-                self._replies.send({"event": "returned", "keys": back})
+                    kept = bool(self._queue)
+                self._replies.send({"event": "returned", "keys": back, "asked": sorted(keys)})
+                if kept:  # jobs it read for the loop, which may be asleep on the pipe
+                    os.write(self._wake_w, b"!")
 
 
 def _call(target: str, args: Any) -> tuple[int, str | None]:
@@ -155,18 +166,23 @@ def _call(target: str, args: Any) -> tuple[int, str | None]:
 
 class Files:
     """An attempt's files without making new ones: the worker keeps a spare log of each
-    kind (out, err) in ``<log_dir>/.spare/<pid>.<kind>`` and renames it into place for a
+    kind (out, err) in ``<log_dir>/.spare/<name>.<kind>`` and renames it into place for a
     job (making a file costs a new inode, up to 0.2 ms on a busy ext4 and more on shared
     file systems; a rename does not). After the job an empty log goes back to be the next
     job's, and its path becomes a hard link to the folder's read-only ``.empty``, so every
     attempt still has its log; a log with output stays and the next job gets a new spare.
-    The arguments go to the worker's own ``<pid>.args``, rewritten for each job.
+    The arguments go to the worker's own ``<name>.args``, rewritten for each job. (Output
+    that a job's background process writes after the job ended goes to the next job's
+    log if the job's own was empty, and such a process reading ``ORCHID_ARGS_FILE`` late
+    reads a later job's arguments: a pool worker is for functions that end with their
+    work; use a process of its own otherwise.)
 
     Anything unexpected (no spare folder, a job that replaced its files) falls back to
     plain new files, as a process of its own would have.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
+        self.name = name  # unique among the workers sharing the log folder (hosts too)
         self._spares: dict[str, int] = {}  # role -> fd of an empty spare at its spare path
         self._lent: dict[str, tuple[int, str]] = {}  # role -> (fd, path) during a job
         self._folders: set[str] = set()  # job folders known to exist (with their .empty)
@@ -175,7 +191,7 @@ class Files:
         self._args: int | None = None  # fd of the worker's args file
 
     def spare_path(self, role: str) -> str:
-        return f"{self._dir}/{os.getpid()}.{role}"
+        return f"{self._dir}/{self.name}.{role}"
 
     def place(self, job: Mapping[str, Any]) -> tuple[int, int]:
         """Ready the job's files; its stdout and stderr fds. OSError: they cannot be."""
@@ -225,7 +241,9 @@ class Files:
                 return fd
             except OSError:
                 os.close(fd)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # never write through an old path: it may be a link to .empty
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         self._lent[role] = (fd, path)
         return fd
 
@@ -359,7 +377,7 @@ def main() -> int:
     rfd, wfd, cfd = (int(fd) for fd in sys.argv[1:4])
     parent = os.getppid()  # the agent
     home = os.getcwd()
-    files = Files()
+    files = Files(sys.argv[4] if len(sys.argv) > 4 else str(os.getpid()))
     try:
         with os.fdopen(wfd, "wb") as out:
             replies = Replies(out)
