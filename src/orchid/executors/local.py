@@ -218,15 +218,14 @@ class LocalExecutor(PooledSlots):
     def _work(self, slot: int) -> None:
         """One worker: take the oldest queued job, run it to the end, repeat until closed."""
         while True:
-            recalls: list[tuple[PoolWorker, list[str]]] = []
             with self._work_ready:
                 self._idle += 1
+                recalls, waiting = self._recalls()
                 while not self._pending and not self._closed and not recalls:
                     # free while jobs wait in a busy worker's pipe: ask for them back once
                     # the job ahead of them has run long (they then queue here again)
-                    waiting = self._waiting_in_pipes()
                     self._work_ready.wait(RECALL_S if waiting else None)
-                    recalls = self._recalls() if waiting else []
+                    recalls, waiting = self._recalls()
                 self._idle -= 1
                 if self._closed:
                     return

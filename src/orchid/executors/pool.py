@@ -5,9 +5,9 @@ A slot thread writes jobs to its worker's pipe, the next one while the last runs
 when each starts and how it ended, and reports both; jobs reach the executor, and their
 results leave it, in batches. The worker makes each attempt's files (its logs, and its
 arguments in a file of the worker's), so the agent's threads only hand jobs over and
-read back. Signals
-for a job (cancel, walltime) go to its worker's process group, as they would go to a
-job's own process: the worker dies and the slot starts another for the next job.
+read back. Signals for a job (cancel, walltime) go to its worker's process group, as
+they would go to a job's own process: the worker dies and the slot starts another for
+the next job.
 """
 
 from __future__ import annotations
@@ -339,34 +339,27 @@ class PooledSlots:
                 if entry is not None and key not in back and entry[0].started is None:
                     entry[0].recalled = False
 
-    def _recalls(self: _Host) -> list[tuple[PoolWorker, list[str]]]:
+    def _recalls(self: _Host) -> tuple[list[tuple[PoolWorker, list[str]]], bool]:
         """For a free slot (the lock held): the jobs waiting in a worker's pipe behind one
-        that has run for ``RECALL_S``, each asked for once; the worker gives back those it
-        has not started (``returned``) and they go back to the queue."""
+        that has run for ``RECALL_S``, each asked for once (the worker gives back those it
+        has not started, ``returned``, and they queue again); and whether any job still
+        waits in a pipe unasked (the free slot looks again in ``RECALL_S``)."""
         now = time.monotonic()
-        asks = []
+        asks, left = [], False
         for piped in self._piped:
             if piped is None:
                 continue
             worker, sent = piped
             attempts = [a for a, _ in list(sent.values())]
-            if not any(a.started is not None and now - a.started >= RECALL_S for a in attempts):
-                continue
             waiting = [a for a in attempts if a.started is None and not a.recalled]
+            if not any(a.started is not None and now - a.started >= RECALL_S for a in attempts):
+                left = left or bool(waiting)
+                continue
             for a in waiting:
                 a.recalled = True
             if waiting:
                 asks.append((worker, [a.spec.key for a in waiting]))
-        return asks
-
-    def _waiting_in_pipes(self: _Host) -> bool:
-        """Whether some worker's pipe holds a job not started nor recalled (lock held)."""
-        return any(
-            a.started is None and not a.recalled
-            for piped in self._piped
-            if piped is not None
-            for a, _ in list(piped[1].values())
-        )
+        return asks, left
 
     def _hand_over(self: _Host, worker: PoolWorker, attempt: Any, sent: Sent) -> bool:
         """Write the job to the worker's pipe: it starts when the worker is free.

@@ -185,7 +185,7 @@ class Files:
         self.name = name  # unique among the workers sharing the log folder (hosts too)
         self._spares: dict[str, int] = {}  # role -> fd of an empty spare at its spare path
         self._lent: dict[str, tuple[int, str]] = {}  # role -> (fd, path) during a job
-        self._folders: set[str] = set()  # job folders known to exist (with their .empty)
+        self._folders: set[str] = set()  # job folders known to exist
         self._dir: str | None = None
         self._dir_made = False
         self._args: int | None = None  # fd of the worker's args file
