@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
@@ -12,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from orchid.api.auth import Authenticator, Unauthenticated, can_act, can_see
 from orchid.api.errors import Denied
 from orchid.core.model import Principal, Workflow
+from orchid.datamgr.registry import ManagerSpec
 from orchid.errors import InvalidInput
 from orchid.settings import Settings
 from orchid.store import workflows
@@ -27,6 +29,8 @@ class ApiState:
     authenticator: Authenticator
     max_body_bytes: int = 256 * 1024 * 1024
     trust_client_paths: bool = False  # `orchid up`: same machine, same user
+    # the configured data managers (not built: templates are checked against them)
+    data_managers: Mapping[str, ManagerSpec] = field(default_factory=dict)
 
 
 def state(request: Request) -> ApiState:

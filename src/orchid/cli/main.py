@@ -30,6 +30,7 @@ from orchid.cli.progress import (
 from orchid.core.model import Work, Workflow
 from orchid.core.states import WorkflowStatus
 from orchid.core.template import json_schema
+from orchid.datamgr import registry as datamgr_registry
 from orchid.engine.runner import make_runner
 from orchid.engine.submit import load_template, submit
 from orchid.engine.templates import compile_template
@@ -53,6 +54,7 @@ from orchid.cli.common import (
     _logging,
     _open,
     _params,
+    _personal,
     _remote,
     _settings,
     _tune_gc,
@@ -73,7 +75,7 @@ def run(
 ) -> None:
     """Run a workflow here, to the end, with live progress. Exits 1 unless it succeeds."""
     _logging(verbose)
-    settings = _settings(db=db, workers=workers, executor=executor)
+    settings = _personal(_settings(db=db, workers=workers, executor=executor))
     raw, base = load_template(template)
     database = _open(settings)
     wf_id = submit(
@@ -84,6 +86,7 @@ def run(
         owner=settings.owner,
         now=time.time(),
         executors=settings.executor_names,
+        data_managers=datamgr_registry.specs(settings),
     )
     runner, exe = make_runner(settings, database)
     _tune_gc()
