@@ -20,9 +20,16 @@ from collections.abc import Sequence
 from pathlib import Path, PurePath
 from typing import BinaryIO
 
-from orchid.errors import OrchidError
+from orchid.errors import NotFound, OrchidError
 
-__all__ = ["UnsafePath", "open_dir_beneath", "open_file_beneath", "relative_parts"]
+__all__ = [
+    "LogUnavailable",
+    "UnsafePath",
+    "open_dir_beneath",
+    "open_file_beneath",
+    "open_log",
+    "relative_parts",
+]
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -105,3 +112,29 @@ def open_file_beneath(root: Path, path: PurePath) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+class LogUnavailable(NotFound):
+    """A job's log that cannot be served: gone, or not a plain file inside the log folder."""
+
+
+def open_log(log_root: Path, job_id: int, log_uri: str, stream: str) -> BinaryIO:
+    """A job's stdout (``log_uri``) or stderr (beside it, ``.err``), opened safely: the one
+    way the API, the monitor pages and ``orchid logs`` read logs, since the job that
+    wrote them could have replaced them (or their folder) with links to other files."""
+    path = Path(log_uri)
+    if stream == "stderr":
+        path = path.with_suffix(".err")
+    try:
+        return open_file_beneath(log_root, path)
+    except FileNotFoundError:
+        raise LogUnavailable(f"the {stream} of job {job_id} is no longer kept") from None
+    except UnsafePath as exc:
+        raise LogUnavailable(
+            f"the {stream} of job {job_id} is not available: {exc} (logs are served only as "
+            f"plain files inside the log folder {log_root}, never through links)"
+        ) from None
+    except OSError as exc:
+        raise LogUnavailable(
+            f"the {stream} of job {job_id} cannot be read: {exc.strerror}"
+        ) from None

@@ -35,6 +35,7 @@ from orchid.engine.runner import make_runner
 from orchid.engine.submit import load_template, submit
 from orchid.engine.templates import compile_template
 from orchid.errors import InvalidInput, NotFound, OrchidError
+from orchid.safefiles import open_log
 from orchid.store import commands, jobs, workflows
 
 if TYPE_CHECKING:
@@ -349,17 +350,14 @@ def logs(
                 sys.stdout.buffer.write(chunk)
         sys.stdout.flush()
         return
-    database = _open(_settings(db=db))
+    settings = _settings(db=db)
+    database = _open(settings)
     with database.engine.connect() as conn:
         job = jobs.get(conn, job_id)
     if not job.log_uri:
         raise InvalidInput(f"job {job_id} ({job.status}) has no log yet")
-    path = Path(job.log_uri)
-    if stderr:
-        path = path.with_suffix(".err")
-    if not path.exists():
-        raise InvalidInput(f"the log {path} is gone")
-    with path.open("rb") as fh:
+    stream = "stderr" if stderr else "stdout"
+    with open_log(settings.log_dir, job_id, job.log_uri, stream) as fh:
         while chunk := fh.read(65536):
             sys.stdout.buffer.write(chunk)
     sys.stdout.flush()
