@@ -82,7 +82,7 @@ def get_job(job_id: int, st: State, who: Caller) -> JobOut:
 
 @router.get(
     "/{job_id}/logs",
-    response_class=SnapshotFileResponse,
+    response_class=FileResponse,  # for the OpenAPI document: a plain file
     responses={200: {"content": {"text/plain": {}}}, 206: {"description": "a byte range"}},
 )
 def get_logs(
