@@ -167,3 +167,14 @@ def test_the_agents_refuse_what_got_past_the_server(api: Api, agents: Agents) ->
     assert (api.settings.home.parent / "alices" / "mine.dat").exists()
     # bob's groups were recorded when he submitted: the agents let him use `physics`
     assert api.wait_status(api.submit("bob", fed("physics", "."))["id"]) == "succeeded"
+
+
+def test_a_work_added_by_a_group_member_is_checked_for_the_caller(api: Api) -> None:
+    """bob may steer alice's workflow shared with physics, but not use her manager in it."""
+    wf = api.submit("alice", {"name": "grows", "open": True, "works": []}, share_group="physics")
+    work = fed("alices", ".")["works"][0]
+    r = api.client("bob").post(f"/workflows/{wf['id']}/works", json={"work": work})
+    assert r.status_code == 422, r.text
+    assert "user 'bob' may not use data manager 'alices'" in r.json()["error"]
+    r = api.client("alice").post(f"/workflows/{wf['id']}/works", json={"work": work})
+    assert r.status_code == 201, r.text
