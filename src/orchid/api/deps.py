@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
@@ -29,8 +29,9 @@ class ApiState:
     authenticator: Authenticator
     max_body_bytes: int = 256 * 1024 * 1024
     trust_client_paths: bool = False  # `orchid up`: same machine, same user
-    # the configured data managers (not built: templates are checked against them)
-    data_managers: Mapping[str, ManagerSpec] = field(default_factory=dict)
+    # the configured data managers (not built: templates are checked against them; None:
+    # not checked here, the agents still check)
+    data_managers: Mapping[str, ManagerSpec] | None = None
 
 
 def state(request: Request) -> ApiState:
