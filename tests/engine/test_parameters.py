@@ -92,3 +92,33 @@ def test_merge_keeps_the_jobs_own_values_as_they_were_written(make_engine: Engin
     assert got["j"] == {**params, **own}
     assert got["e"] == params
     assert isinstance(got["j"]["f"], float)
+
+
+HOSTILE = ["x; touch pwned", "$(touch pwned)", "`touch pwned`", "'; touch pwned; '", 'a\nb "c"']
+
+
+def test_hostile_parameters_reach_a_shell_script_as_text(
+    make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    """The examples' shape: ``sh -c '... {arg}'`` with ``-p arg=...`` from whoever submits."""
+    e = make_engine("local", workers=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    script = f"cd {out} && printf '%s' {{arg}} > bare && printf '%s' \"{{arg}}\" > quoted"
+    template = {
+        "name": "hostile",
+        "parameters": {"arg": "safe"},
+        "works": [
+            {
+                "name": "echo",
+                "command": ["sh", "-c", script],
+                "parameters": {"arg": "${params.arg}"},
+            }
+        ],
+    }
+    for value in HOSTILE:
+        _, wf = e.run(template, params={"arg": value})
+        assert wf.status == "succeeded", wf.message
+        assert sorted(p.name for p in out.iterdir()) == ["bare", "quoted"], value
+        assert (out / "bare").read_text() == value
+        assert (out / "quoted").read_text() == value
