@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from orchid.errors import TemplateError
 from orchid.store import jobs
 from tests.engine.enginekit import EngineFactory, jobs_of, python_cmd
 
@@ -122,3 +123,19 @@ def test_hostile_parameters_reach_a_shell_script_as_text(
         assert sorted(p.name for p in out.iterdir()) == ["bare", "quoted"], value
         assert (out / "bare").read_text() == value
         assert (out / "quoted").read_text() == value
+
+
+def test_submission_refuses_a_placeholder_no_job_fills(
+    make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    e = make_engine("null")
+    with pytest.raises(TemplateError, match=r"works\[0\]\(w\)\.command\[1\]"):
+        e.submit({"name": "t", "works": [{"name": "w", "command": ["echo", "{calib}"]}]})
+    template = {
+        "name": "t",
+        "jobs_file": "jobs.jsonl",
+        "works": [{"name": "w", "command": ["echo", "{visit}"], "jobs": "from_file"}],
+    }
+    (e.base_dir / "jobs.jsonl").write_text('{"work": "w", "name": "a"}\n')
+    with pytest.raises(TemplateError, match=r"jobs\.jsonl:1"):
+        e.submit(template)

@@ -320,7 +320,7 @@ def _escape(slot: Slot, value: str) -> str:
         if "'" in value or "\\" in value:
             raise UnsafePlaceholder(
                 f"the value of {slot.token} holds a quote or a backslash, which $'...' "
-                f"cannot hold safely in every shell; write \"{{{slot.name}}}\" in double quotes"
+                f'cannot hold safely in every shell; write "{{{slot.name}}}" in double quotes'
             )
         return value
     if where == "comment":
