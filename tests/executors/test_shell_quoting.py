@@ -33,6 +33,8 @@ SCRIPTS = {
     "subst": ("printf '%s|' \"$(printf '%s' {v})\"", "{}|"),
     "assign": ("x={v}; printf '%s|' \"$x\"", "{}|"),
     "comment": ("printf '%s|' ok # {v}", "ok|"),
+    "arithmetic": ("printf '%s|' $((1 << 2)) {v}\necho", "4|{}|\n"),
+    "case": ("printf '%s|' \"$(case a in a) printf '%s' {v};; esac)\"", "{}|"),
     "heredoc": ("cat <<EOF\n{v}\nEOF\n", "{}\n"),
     "quoted heredoc": ("cat <<'EOF'\n{v}\nEOF\n", "{}\n"),
 }

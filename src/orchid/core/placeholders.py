@@ -157,7 +157,9 @@ def slots(text: str, shell: bool = False) -> Iterator[Slot]:
 def _shell_contexts(pieces: list[Piece]) -> Iterator[Piece]:
     """Walk the script's literal text like a POSIX shell would read it (quotes, ``$(...)``,
     backticks, comments, heredocs) and tag each slot with where it stands."""
-    stack: list[str] = ["N"]  # N normal, P $(...) or (...), S '..', D "..", A $'..', B `..`
+    # N normal, P $(...) or (...), M $((...)), K case..esac, S '..', D "..", A $'..', B `..`,
+    # C a comment
+    stack: list[str] = ["N"]
     escaped = False
     word_start = True
     heredocs: list[tuple[str, bool, bool]] = []  # pending, their bodies start at a newline
@@ -210,7 +212,14 @@ def _shell_contexts(pieces: list[Piece]) -> Iterator[Piece]:
                 elif top == "D" and ch == "$" and nxt == "(":
                     stack.append("P")
                     i += 1
-            else:  # N or P: normal text
+                    word_start = True
+                    continue
+            else:  # N, P, M ($((...))) or K (case ... esac): normal text
+                word = _KEYWORD.match(piece, i - 1) if word_start else None
+                if word and word.group(1) == "case":
+                    stack.append("K")
+                elif word and top == "K":  # esac
+                    stack.pop()
                 if ch == "\\":
                     escaped = True
                 elif ch == "'":
@@ -222,13 +231,21 @@ def _shell_contexts(pieces: list[Piece]) -> Iterator[Piece]:
                 elif ch == "$" and nxt == "'":
                     stack.append("A")
                     i += 1
+                elif ch in "$(" and piece[i - 1 : i + 2] in ("$((", "(("):
+                    stack.append("M")  # arithmetic: `<<` is a shift, `#` no comment
+                    i += 2 if ch == "$" else 1
                 elif ch == "$" and nxt == "(":
                     stack.append("P")
                     i += 1
                 elif ch == "(":
                     stack.append("P")
+                elif ch == ")" and top == "M" and nxt == ")":
+                    stack.pop()
+                    i += 1
                 elif ch == ")" and top == "P":
                     stack.pop()
+                elif top == "M":
+                    pass
                 elif ch == "#" and word_start:
                     stack.append("C")
                 elif ch == "<" and nxt == "<" and piece[i + 1 : i + 2] == "<":
@@ -239,12 +256,13 @@ def _shell_contexts(pieces: list[Piece]) -> Iterator[Piece]:
                         heredocs.append(found)
                 elif ch == "\n" and heredocs:
                     body = heredocs.pop(0)
-                word_start = ch in " \t\n;&|()<>"
+                word_start = ch in " \t\n;&|()<>" or stack[-1] != top  # $( starts a word
                 continue
             word_start = False
 
 
 _CLOSE = {"A": "'", "B": "`", "D": '"'}
+_KEYWORD = re.compile(r"(case|esac)(?=[\s;)]|$)")
 
 
 def _heredoc(text: str, i: int) -> tuple[int, tuple[str, bool, bool] | None]:
@@ -267,6 +285,8 @@ def _where(top: str, escaped: bool) -> Where:
     return {
         "N": "bare",
         "P": "bare",
+        "M": "bare",
+        "K": "bare",
         "S": "single",
         "D": "double",
         "A": "ansi",
