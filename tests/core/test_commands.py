@@ -108,6 +108,7 @@ def test_warnings_name_raw_values_in_scripts_and_values_in_code() -> None:
         }
     )
     assert [path for path, _ in commands.warnings(t)] == [
-        "works[1](b).command[2]",
+        "works[1](b).command[2]",  # eval
+        "works[1](b).command[2]",  # {x!r}
         "works[2](c).command[2]",
     ]

@@ -98,3 +98,10 @@ def test_validate_warns_about_raw_values_and_code() -> None:
     assert "backticks" in warned[2][1]
     (code,) = command_warnings(["python3", "-c", "print('{a}')"])
     assert code[0] == 2 and "sys.argv" in code[1]
+
+
+@pytest.mark.parametrize("script", ["eval {a}", 'x; bash -c "{a}"', ". {a} ", "f | sh -c {a}"])
+def test_validate_warns_when_a_script_runs_text_again(script: str) -> None:
+    warned = list(command_warnings(["sh", "-c", script]))
+    assert warned and "eval" in warned[0][1]
+    assert list(command_warnings(["sh", "-c", "evaluate {a}; shell -c x"])) == []

@@ -262,6 +262,7 @@ def _shell_contexts(pieces: list[Piece]) -> Iterator[Piece]:
 
 
 _CLOSE = {"A": "'", "B": "`", "D": '"'}
+_REEVAL = re.compile(r"(?:^|[\s;&|(`])(?:eval|source|\.|(?:ba|z|da|k)?sh\s+-\w*c)\s")
 _KEYWORD = re.compile(r"(case|esac)(?=[\s;)]|$)")
 
 
@@ -366,10 +367,20 @@ _FIX = "write $(...) instead of backticks, or {name!r} for a value that is trust
 # --- checks (orchid validate) ---------------------------------------------------------
 
 
+_REEVAL_WARNING = (
+    "the script hands text to eval, source or another shell: a value that reaches it runs "
+    'as code whatever its quoting; pass values as arguments ("$1" after the script) and '
+    "keep them out of eval"
+)
+
+
 def command_warnings(command: Sequence[str]) -> Iterator[tuple[int, str]]:
     """(argv index, message) for each substitution that may run a value as code."""
     script = shell_script_index(command)
     code = code_index(command)
+    text = command[script] if script is not None else ""
+    if script is not None and _REEVAL.search(text) and any(True for _ in slots(text, True)):
+        yield script, _REEVAL_WARNING
     for i, item in enumerate(command):
         for slot in slots(item, shell=i == script):
             if i == script and slot.conv == "r":
