@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchid.core import jsonvalues
+from orchid.core.commands import file_needs, line_problem
 from orchid.core.template import JOB_NAME_PATTERN, StaticJob, Template
 from orchid.core.validate import parent_ref
 from orchid.errors import InvalidInput, TemplateError
@@ -112,8 +113,9 @@ def read_job_lines(t: Template, lines: Iterable[str], source: str) -> Iterator[J
     """Stream static jobs from JSON lines ``{"work", "name", "args"?, "parents"?}``.
 
     Each line is checked on its own: its fields, its work (one with ``jobs: from_file``),
-    its name, and that each parent may be one (a static job outside loops, given as
-    ``job`` or ``work/job``; a parent listed twice counts once). Nothing about earlier
+    its name, that each parent may be one (a static job outside loops, given as
+    ``job`` or ``work/job``; a parent listed twice counts once), and that its args and its
+    work's parameters fill every ``{name}`` of the work's command. Nothing about earlier
     lines is kept, so a file of any size is read in constant memory: that a parent came
     on an earlier line and that no job appears twice is checked by the store as it writes
     the jobs (``store.graph``). Raises TemplateError (up to 20 problems, each with
@@ -123,6 +125,7 @@ def read_job_lines(t: Template, lines: Iterable[str], source: str) -> Iterator[J
     static = file_works | {w.name for w in t.works if isinstance(w.jobs, list)}
     loop_of = {name: lp.name for lp in t.loops for name in lp.works}
     allowed = static - loop_of.keys()  # works whose jobs may be parents of a line's job
+    needs = file_needs(t)  # args each line must give its work's command
     problems: list[tuple[str, str]] = []
     for lineno, line in enumerate(lines, 1):
         if len(problems) >= MAX_ERRORS:
@@ -131,6 +134,8 @@ def read_job_lines(t: Template, lines: Iterable[str], source: str) -> Iterator[J
             continue
         where = f"{source}:{lineno}"
         draft, problem = _parse_line(line, where, file_works, static, loop_of, allowed)
+        if draft is not None and needs:
+            problem = line_problem(draft.work, draft.args, needs)
         if problem:
             problems.append((where, problem))
         elif not problems:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import itertools
 import json
 import logging
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Generator, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchid.core import jsonvalues
+from orchid.core import commands, jsonvalues
 from orchid.core.jobs import inline_jobs, read_job_lines, work_links
 from orchid.core.plan import initial_works
 from orchid.core.template import decode
@@ -146,7 +149,7 @@ def check_data_inputs(
         raise TemplateError(problems)
 
 
-def _job_lines(path: Path) -> Iterator[str]:
+def _job_lines(path: Path) -> Generator[str]:
     try:
         with path.open(encoding="utf-8") as fh:
             yield from fh
@@ -158,6 +161,49 @@ def _job_lines(path: Path) -> Iterator[str]:
         raise TemplateError([("jobs_file", f"{path} is not UTF-8 text: {exc.reason}")]) from None
     except PermissionError:
         raise TemplateError([("jobs_file", f"no permission to read {path}")]) from None
+
+
+VALIDATE_LINES = 1000
+"""Lines of a jobs file ``orchid validate`` reads; submission reads every line."""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A template that passed every check that runs before submission, and what to say."""
+
+    compiled: Compiled
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, message)
+    notes: list[str] = field(default_factory=list)
+
+
+def check_template(raw: Any, base_dir: Path | None) -> Checked:
+    """What ``orchid validate`` checks: the template, its commands against the args their
+    jobs will have, and the first lines of its jobs file. Raises TemplateError."""
+    compiled = compile_template(raw, str(base_dir) if base_dir else None)
+    t = compiled.template
+    problems = commands.problems(t)
+    notes: list[str] = []
+    path = (base_dir or Path.cwd()) / t.jobs_file if t.jobs_file else None
+    if t.jobs_file and path is not None and not path.exists():
+        notes.append(f"no jobs file {path} yet: its lines were not checked")
+    elif t.jobs_file and path is not None:
+        lines = _job_lines(path)
+        try:
+            with contextlib.closing(lines):
+                head = list(itertools.islice(lines, VALIDATE_LINES + 1))
+            for _ in read_job_lines(t, head[:VALIDATE_LINES], t.jobs_file):
+                pass
+        except TemplateError as exc:
+            problems += exc.problems
+        else:
+            if len(head) > VALIDATE_LINES:
+                notes.append(
+                    f"checked the first {VALIDATE_LINES:,} lines of {t.jobs_file}; "
+                    "submission checks every line"
+                )
+    if problems:
+        raise TemplateError(problems)
+    return Checked(compiled, commands.warnings(t), notes)
 
 
 def submit(
@@ -185,6 +231,7 @@ def submit(
     """
     compiled = compile_template(raw, str(base_dir) if base_dir else None)
     t = compiled.template
+    commands.check(t)
     bound = bind_params(compiled, params or {})
     chosen = executor_routes(compiled, executors)
     check_data_inputs(compiled, data_managers, owner, owner_groups)

@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import resource
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchid.core import jsonvalues
+from orchid.core import jsonvalues, placeholders
 from orchid.executors.base import JobSpec, Usage
 
 logger = logging.getLogger(__name__)
@@ -33,50 +32,29 @@ ERROR_TEXT_MAX = 300
 
 _STDOUT_TAIL = 1024 * 1024  # a result printed on stdout may be this long; larger ones: result file
 _STDERR_TAIL = 64 * 1024
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 
 
 class StartError(Exception):
     """A job could not be started; the message is its failure reason, for people."""
 
 
-def render_value(value: Any) -> str:
-    """How one job arg reads inside an argv item: JSON for dicts and lists, else ``str``."""
-    if isinstance(value, dict | list | tuple):
-        return json.dumps(value)
-    return str(value)
-
-
 def render_item(template: str, args: Mapping[str, Any]) -> str:
-    """Replace ``{name}`` by the job arg ``name``.
-
-    ``{{`` and ``}}`` are literal braces. A ``{...}`` that names no arg is left as it is, so
-    shell text such as ``${HOME}`` or ``awk '{print $1}'`` survives untouched.
-    """
-
-    def substitute(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if token == "{{":
-            return "{"
-        if token == "}}":
-            return "}"
-        name = match.group(1)
-        return render_value(args[name]) if name in args else token
-
-    return _PLACEHOLDER.sub(substitute, template)
+    """Replace ``{name}`` by the job arg ``name`` in text that is not a shell script (an
+    env value, a plain argv item); see :mod:`orchid.core.placeholders`."""
+    return placeholders.render_text(template, args)
 
 
 PYTHON_NAMES = frozenset({"python", "python3"})
 
 
 def render_argv(template: Sequence[str], args: Mapping[str, Any]) -> list[str]:
-    """Render every argv item with :func:`render_item`.
+    """Render every argv item (:func:`orchid.core.placeholders.render_command`).
 
     A bare ``python``/``python3`` program runs with the interpreter Orchid runs
     under: jobs see the same virtualenv, and skip slow launcher shims. So does
     ``orchid-job`` (Function-as-a-Task): the one installed beside that interpreter.
     """
-    argv = [render_item(item, args) for item in template]
+    argv = placeholders.render_command(template, args)
     if argv and argv[0] in PYTHON_NAMES:
         argv[0] = sys.executable
     elif argv and argv[0] == "orchid-job":
