@@ -84,6 +84,7 @@ def run(
         owner=settings.owner,
         now=time.time(),
         executors=settings.executor_names,
+        limits=settings.limits,
     )
     runner, exe = make_runner(settings, database)
     _tune_gc()
@@ -169,6 +170,7 @@ def submit_cmd(
         now=time.time(),
         share_group=share_group,
         executors=settings.executor_names,
+        limits=settings.limits,
     )
     console.print(wf_id)
 

@@ -76,3 +76,42 @@ def non_finite(value: Any) -> bool:
         elif isinstance(v, list | tuple):
             stack.extend(v)
     return False
+
+
+def size(value: Any, limit: int) -> int:
+    """About how many bytes ``value`` takes as compact JSON text, counted only up to
+    ``limit``: the walk stops as soon as the count passes it (and returns a number over
+    ``limit``), so it costs O(limit) even for a value made of many references to one big
+    value, whose text would be far larger than its memory.
+
+    Exact for text without characters that JSON escapes (those count once).
+    """
+    total = 0
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            total += len(v) + 2
+        elif v is None or v is True:
+            total += 4
+        elif v is False:
+            total += 5
+        elif isinstance(v, int):
+            total += len(int.__repr__(v))
+        elif isinstance(v, float):
+            total += len(float.__repr__(v))
+        elif isinstance(v, dict):
+            total += 1 + 2 * len(v)  # braces, colons and commas
+            if total <= limit:
+                for k, item in v.items():
+                    total += len(k) + 2 if isinstance(k, str) else 8
+                    stack.append(item)
+        elif isinstance(v, list | tuple):
+            total += 1 + len(v)  # brackets and commas
+            if total <= limit:
+                stack.extend(v)
+        else:
+            total += 8
+        if total > limit:
+            return total
+    return total

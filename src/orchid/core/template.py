@@ -387,10 +387,40 @@ def decode(text: str, source: str = "<template>") -> Any:
     return value
 
 
+NUL = (
+    "holds a NUL character (\\u0000), which no command line, environment variable or "
+    "database text can hold; remove it"
+)
+
+
+def nul_path(value: Any, source: str = "") -> str | None:
+    """Where the first text holding a NUL character is in ``value``, after ``source``
+    (``works[0](a).command[1]``, ``params.x[1]``); None if no text holds one."""
+    stack: list[tuple[Any, tuple[int | str, ...]]] = [(value, ())]
+    while stack:
+        node, loc = stack.pop()
+        if isinstance(node, str) and "\x00" in node:
+            break
+        if isinstance(node, dict):
+            key = next((k for k in node if isinstance(k, str) and "\x00" in k), None)
+            if key is not None:
+                loc += (key.replace("\x00", "\\u0000"),)
+                break
+            stack.extend((v, (*loc, k)) for k, v in reversed(node.items()))
+        elif isinstance(node, list):
+            stack.extend((v, (*loc, i)) for i, v in reversed(list(enumerate(node))))
+    else:
+        return None
+    where = _loc(loc, value) if isinstance(value, dict) else ""
+    if source and source != "template":
+        return f"{source}{'.' if where and not where.startswith('[') else ''}{where}"
+    return where or source
+
+
 def check_values(value: Any, source: str) -> None:
-    """Refuse what is not JSON (dates, binary, sets, NaN, non-text keys), values nested more
-    than ``MAX_DEPTH`` deep, and more than ``MAX_TEMPLATE_VALUES`` values as a reader would
-    see them (aliases expanded)."""
+    """Refuse what is not JSON (dates, binary, sets, NaN, non-text keys), text with a NUL
+    character, values nested more than ``MAX_DEPTH`` deep, and more than
+    ``MAX_TEMPLATE_VALUES`` values as a reader would see them (aliases expanded)."""
     stack: list[tuple[Any, int]] = [(value, 0)]
     count = 0
     while stack:
@@ -414,7 +444,12 @@ def check_values(value: Any, source: str) -> None:
                 raise TemplateError(
                     [(source, f"mapping keys must be text; got {bad!r} (quote it: '{bad}')")]
                 )
+            if any("\x00" in k for k in node):
+                raise TemplateError([(nul_path(value, source) or source, NUL)])
             stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, str):
+            if "\x00" in node:
+                raise TemplateError([(nul_path(value, source) or source, NUL)])
         elif isinstance(node, list):
             stack.extend((v, depth + 1) for v in node)
         elif isinstance(node, float) and not math.isfinite(node):

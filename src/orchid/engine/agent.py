@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from orchid.bus.base import EventBus
+from orchid.core.limits import DEFAULT as DEFAULT_LIMITS
+from orchid.core.limits import Limits
 from orchid.datamgr.base import DataManager
 from orchid.engine.metrics import NO_METRICS, EngineMetrics
 from orchid.engine.templates import TemplateCache
@@ -51,6 +53,7 @@ class AgentEnv:
     data_managers: Mapping[str, DataManager] = field(default_factory=dict)  # by name
     job_events: bool = False  # emit `jobs.ended` events (the conductor can notify them)
     metrics: EngineMetrics = NO_METRICS
+    limits: Limits = DEFAULT_LIMITS  # size limits (results are checked as they come in)
 
 
 Step = Callable[[], int]

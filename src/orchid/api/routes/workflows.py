@@ -160,6 +160,7 @@ def _submit(
         job_lines=lines,
         read_files=False,
         executors=st.settings.executor_names,
+        limits=st.settings.limits,
     )
 
 
