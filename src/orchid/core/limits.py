@@ -50,6 +50,17 @@ class Limits:
             if not (isinstance(value, int) and not isinstance(value, bool)) or value < 1:
                 raise ValueError(f"{name} must be a whole number of at least 1; got {value!r}")
 
+    def result_too_large(self, size: int | None = None) -> str:
+        """The failure reason of a job whose result is ``size`` bytes as JSON (None: more
+        than the limit, not measured further)."""
+        cap = self.result_max_bytes
+        more = f"{size:,} bytes" if size is not None else f"more than {cap:,} bytes"
+        return (
+            f"the result is {more} as JSON, more than the limit of {cap:,} "
+            f"{self.setting('result_max_bytes')}; write large outputs to files and return "
+            "their names"
+        )
+
     @staticmethod
     def setting(name: str) -> str:
         """How messages name the setting ``name``: ``(setting expr_max_items)``."""

@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from orchid.core import jobtoken
+from orchid.core import jobtoken, jsonvalues
+from orchid.core.limits import Limits
 from orchid.engine.agent import CANCEL, ENDED, JOBS, TICK, UPDATES, AgentEnv, Step, agent_id
 from orchid.engine.trigger import announce, settle
 from orchid.executors.base import Executor, JobSpec, JobUpdate, Payload, Resources
@@ -41,6 +42,16 @@ class _WorkInfo:
     retry_delay: float
     api_token: bool  # each job gets a job token (ORCHID_TOKEN)
     per_job_payload: bool  # a custom HPO generator: its `gen:` jobs run another command
+
+
+def _capped(u: JobUpdate, limits: Limits) -> JobUpdate:
+    """The update, or a failure if its result is over ``result_max_bytes`` (whatever the
+    executor: the local one refuses such results before reading them, others may not)."""
+    if u.result is None or jsonvalues.size(u.result, limits.result_max_bytes) <= (
+        limits.result_max_bytes
+    ):
+        return u
+    return replace(u, state="failed", result=None, error=limits.result_too_large())
 
 
 class Carrier:
@@ -92,6 +103,7 @@ class Carrier:
         if not updates:
             return 0
         env = self.env
+        updates = [_capped(u, env.limits) for u in updates]
         ended: list[int] = []
         # what the executor handed over is kept until it is written: a transaction that
         # fails (a deadlock, a lost connection) is tried again with the same updates
