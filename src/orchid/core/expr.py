@@ -694,15 +694,15 @@ class Expr:
             value = self._node.eval(_Env(self.source, context, limits))
         except RecursionError:
             raise error_at(self.source, 0, "expression is nested too deeply") from None
-        if isinstance(value, list | tuple | Mapping):
-            cap = limits.expr_max_bytes
-            if jsonvalues.size(value, cap) > cap:
-                msg = (
-                    f"the value would take more than the limit of {cap:,} bytes as JSON "
-                    f"{Limits.setting('expr_max_bytes')}"
-                )
-                raise error_at(self.source, 0, msg)
-        if jsonvalues.non_finite(value):
+        cap = limits.expr_max_bytes
+        n, finite = jsonvalues.measure(value, cap)  # one walk, stopped at the limit
+        if n > cap:
+            msg = (
+                f"the value would take more than the limit of {cap:,} bytes as JSON "
+                f"{Limits.setting('expr_max_bytes')}"
+            )
+            raise error_at(self.source, 0, msg)
+        if not finite:
             raise error_at(
                 self.source,
                 0,

@@ -299,9 +299,9 @@ def _args_problem(args: Mapping[str, Any], limits: Limits) -> str:
             f"`args` take more than the limit of {cap:,} bytes as JSON "
             f"{Limits.setting('job_args_max_bytes')}; pass large data in files"
         )
-    return _nul_problem(args)
+    return _nul_problem(args, "args")
 
 
-def _nul_problem(value: Any) -> str:
-    where = nul_path(value)
-    return "" if where is None else f"{where or 'the value'} {NUL}"
+def _nul_problem(value: Any, source: str = "") -> str:
+    where = nul_path(value, source)
+    return "" if where is None else f"{where or 'the line'} {NUL}"

@@ -27,11 +27,13 @@ from pydantic import (
 
 from orchid.core.hpo import HpoSpec
 from orchid.core.jsonvalues import MAX_DEPTH, TOO_DEEP
+from orchid.core.retry import MAX_INTERVAL, RetryPolicy
 from orchid.errors import TemplateError
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="letters, digits, _ and -")]
 JOB_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:+\-]{0,199}$"
+MAX_RETRY_DELAY = 30 * 86400.0  # the longest `retry_max_delay`: 30 days
 JobName = Annotated[
     str, Field(pattern=JOB_NAME_PATTERN, description="letters, digits and _ . : + - (no '/')")
 ]
@@ -158,7 +160,20 @@ class WorkSpec(_Model):
     )
     retries: int | None = Field(None, ge=0, le=100, description="extra attempts per failed job")
     retry_delay: float | None = Field(
-        None, ge=0, description="seconds before the first retry; doubles each attempt"
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="seconds before the first retry; each next wait is `retry_backoff` "
+        "times longer, up to `retry_max_delay`",
+    )
+    retry_backoff: float | None = Field(
+        None, ge=1, le=100, description="how many times longer each retry waits (default 2)"
+    )
+    retry_max_delay: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_RETRY_DELAY,
+        description="the longest wait before a retry, in seconds (default 3600)",
     )
     resources: Resources = Resources()
     env: dict[str, str] = Field(
@@ -214,7 +229,9 @@ class Defaults(_Model):
     """Values every work takes unless it says otherwise."""
 
     retries: int = Field(0, ge=0, le=100)
-    retry_delay: float = Field(1.0, ge=0)
+    retry_delay: float = Field(1.0, ge=0, allow_inf_nan=False)
+    retry_backoff: float = Field(2.0, ge=1, le=100)
+    retry_max_delay: float = Field(MAX_INTERVAL, ge=0, le=MAX_RETRY_DELAY)
     executor: Name | None = Field(None, description="the executor of works that name none")
 
 
@@ -261,6 +278,21 @@ class Template(_Model):
     def static_works(self) -> list[WorkSpec]:
         """Works whose jobs are listed up front (inline or in the jobs file)."""
         return [w for w in self.works if w.jobs is not None]
+
+
+def retry_policy(t: Template, work: str) -> RetryPolicy:
+    """A work's retry policy: its own ``retries``/``retry_*`` keys, else ``defaults``."""
+    spec, d = t.work(work), t.defaults
+
+    def pick(own: Any, default: Any) -> Any:
+        return default if own is None else own
+
+    return RetryPolicy(
+        initial_interval=pick(spec.retry_delay, d.retry_delay),
+        backoff_coefficient=pick(spec.retry_backoff, d.retry_backoff),
+        maximum_interval=pick(spec.retry_max_delay, d.retry_max_delay),
+        maximum_attempts=1 + pick(spec.retries, d.retries),
+    )
 
 
 def json_schema() -> dict[str, Any]:

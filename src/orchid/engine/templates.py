@@ -11,7 +11,8 @@ from sqlalchemy.engine import Connection
 
 from orchid.core.limits import DEFAULT, Limits
 from orchid.core.plan import Planner
-from orchid.core.template import Template, parse_template
+from orchid.core.retry import RetryPolicy
+from orchid.core.template import Template, parse_template, retry_policy
 from orchid.core.validate import Analysis, analyse
 from orchid.executors.base import Payload, Resources
 from orchid.store import workflows
@@ -38,15 +39,12 @@ class Compiled:
         return frozenset(self.planner.specs)
 
     def max_attempts(self, work: str) -> int:
-        spec = self.template.work(work)
-        retries = spec.retries if spec.retries is not None else self.template.defaults.retries
-        return 1 + retries
+        """Attempts a job of the work gets, the first included (its policy's)."""
+        return self.retry_policy(work).maximum_attempts
 
-    def retry_delay(self, work: str) -> float:
-        spec = self.template.work(work)
-        return (
-            spec.retry_delay if spec.retry_delay is not None else self.template.defaults.retry_delay
-        )
+    def retry_policy(self, work: str) -> RetryPolicy:
+        """How the work's failed jobs run again (see :func:`retry_policy`)."""
+        return retry_policy(self.template, work)
 
     def executor(self, work: str) -> str | None:
         """The executor a work names (or the template's default); None: the agents' default."""
