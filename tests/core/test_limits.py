@@ -47,10 +47,14 @@ def test_the_payload_of_the_report_fails_before_building_the_list() -> None:
         ("str([s, s])", "the text would have 1,"),
         ("[s, s, s, s, s, s, s, s, s]", "more than the limit of 5,000 bytes as JSON"),
         ("[l, l] + [l, l]", "more than the limit of 5,000 bytes as JSON"),
+        # no list over the limit, but too many of them: 4 times the limit in all
+        ("[range(90), range(90), range(90), range(90), range(90)]", "more than 400 list items"),
+        ("[sorted(l), sorted(l), sorted(l), sorted(l), sorted(l)] + l", "more than 400 list"),
+        ("[t + t, t + t, t + t, t + t, t + t, t + t]", "more than 4,000 characters of text"),
     ],
 )
 def test_expressions_stop_at_each_limit(text: str, message: str) -> None:
-    names = {"s": "x" * 600, "l": ["y" * 50] * 30}
+    names = {"s": "x" * 600, "t": "z" * 400, "l": ["y" * 50] * 90}
     with pytest.raises(ExpressionError, match=message.replace("(", r"\(").replace(")", r"\)")):
         evaluate(text, names, SMALL)
 

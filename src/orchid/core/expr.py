@@ -48,10 +48,10 @@ class _EvalError(Exception):
     """An evaluation failure; the node that catches it adds the expression and the column."""
 
 
-class _Env(NamedTuple):
-    source: str
-    names: Mapping[str, Any]
-    limits: Limits = DEFAULT
+BUILD_FACTOR = 4
+"""One evaluation may build, in all, this many times the longest list (``expr_max_items``
+items) and the longest string (``expr_max_string`` characters): ``[range(n), range(n),
+...]`` builds no list over the limit, but thousands of them."""
 
 
 def _too_big(what: str, n: int, limit: int, setting: str, unit: str = "items") -> _EvalError:
@@ -61,14 +61,45 @@ def _too_big(what: str, n: int, limit: int, setting: str, unit: str = "items") -
     )
 
 
-def _room_for_items(what: str, n: int, limits: Limits) -> None:
-    if n > limits.expr_max_items:
-        raise _too_big(what, n, limits.expr_max_items, "expr_max_items")
+class _Meter:
+    """What one evaluation has built so far, checked against its limits before each build."""
+
+    __slots__ = ("chars", "items", "limits")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits, self.items, self.chars = limits, 0, 0
+
+    def add_items(self, what: str, n: int) -> None:
+        """Room for a list of ``n`` items, or _EvalError."""
+        most = self.limits.expr_max_items
+        if n > most:
+            raise _too_big(what, n, most, "expr_max_items")
+        self.items += n
+        if self.items > BUILD_FACTOR * most:
+            raise _EvalError(
+                f"the expression would build more than {BUILD_FACTOR * most:,} list items in "
+                f"all, {BUILD_FACTOR} times the limit of {most:,} "
+                f"{Limits.setting('expr_max_items')}"
+            )
+
+    def add_text(self, what: str, n: int) -> None:
+        """Room for a string of ``n`` characters, or _EvalError."""
+        most = self.limits.expr_max_string
+        if n > most:
+            raise _too_big(what, n, most, "expr_max_string", "characters")
+        self.chars += n
+        if self.chars > BUILD_FACTOR * most:
+            raise _EvalError(
+                f"the expression would build more than {BUILD_FACTOR * most:,} characters of "
+                f"text in all, {BUILD_FACTOR} times the limit of {most:,} "
+                f"{Limits.setting('expr_max_string')}"
+            )
 
 
-def _room_for_text(what: str, n: int, limits: Limits) -> None:
-    if n > limits.expr_max_string:
-        raise _too_big(what, n, limits.expr_max_string, "expr_max_string", "characters")
+class _Env(NamedTuple):
+    source: str
+    names: Mapping[str, Any]
+    meter: _Meter
 
 
 # --- values ----------------------------------------------------------------------------
@@ -152,13 +183,13 @@ def _power(a: Any, b: Any) -> Any:
     return _check_int(result)
 
 
-def _arith(op: str, a: Any, b: Any, limits: Limits = DEFAULT) -> Any:
+def _arith(op: str, a: Any, b: Any, meter: _Meter) -> Any:
     if op == "+":
         if isinstance(a, str) and isinstance(b, str):
-            _room_for_text("the string", len(a) + len(b), limits)
+            meter.add_text("the string", len(a) + len(b))
             return a + b
         if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-            _room_for_items("the list", len(a) + len(b), limits)
+            meter.add_items("the list", len(a) + len(b))
             return [*a, *b]
     if not (_is_num(a) and _is_num(b)):
         extra = ""
@@ -180,13 +211,13 @@ def _arith(op: str, a: Any, b: Any, limits: Limits = DEFAULT) -> Any:
     return _check_int(a + b if op == "+" else _ARITH[op](a, b))
 
 
-def _format(v: Any, limits: Limits | None = None) -> str:
+def _format(v: Any, meter: _Meter | None = None) -> str:
     """A value as text: strings as they are, JSON spelling for the rest (compact).
 
-    With ``limits``, a list or object whose text would be longer than ``expr_max_string``
+    With a ``meter``, a list or object whose text would be longer than ``expr_max_string``
     is refused before it is written."""
-    if limits is not None and isinstance(v, list | tuple | Mapping):
-        _room_for_text("the text", jsonvalues.size(v, limits.expr_max_string), limits)
+    if meter is not None and isinstance(v, list | tuple | Mapping):
+        meter.add_text("the text", jsonvalues.size(v, meter.limits.expr_max_string))
     try:
         if isinstance(v, str):
             return str(v)
@@ -310,7 +341,7 @@ def _len(args: list[Any]) -> int:
     return len(args[0])
 
 
-def _range(args: list[Any], limits: Limits) -> list[int]:
+def _range(args: list[Any], meter: _Meter) -> list[int]:
     """``range(stop)`` / ``range(start, stop[, step])`` as a list, for sweeps; bounded
     by ``expr_max_items``, checked before the list is made."""
     for a in args:
@@ -319,8 +350,14 @@ def _range(args: list[Any], limits: Limits) -> list[int]:
     if len(args) == 3 and args[2] == 0:
         raise _EvalError("range() step must not be zero")
     r = range(*args)
-    _room_for_items("range()", len(r), limits)
+    meter.add_items("range()", len(r))
     return list(r)
+
+
+def _sorted(args: list[Any], meter: _Meter) -> list[Any]:
+    items = _list("sorted", args[0])
+    meter.add_items("sorted()", len(items))  # a new list: counts towards what is built
+    return sorted(_orderable("sorted", items))
 
 
 def _log(args: list[Any]) -> float:
@@ -339,19 +376,20 @@ _FUNCTIONS: dict[str, tuple[int, int, Callable[[list[Any]], Any]]] = {
     "log": (1, 2, _log),
     "max": (1, -1, _extreme("max", max)),
     "min": (1, -1, _extreme("min", min)),
-    "range": (1, 3, lambda a: _range(a, DEFAULT)),
+    "range": (1, 3, lambda a: _range(a, _Meter(DEFAULT))),  # called as a builder
     "round": (1, 2, _round),
-    "sorted": (1, 1, lambda a: sorted(_orderable("sorted", _list("sorted", a[0])))),
+    "sorted": (1, 1, lambda a: _sorted(a, _Meter(DEFAULT))),  # called as a builder
     "sqrt": (1, 1, lambda a: math.sqrt(_num("sqrt", a[0]))),
-    "str": (1, 1, lambda a: _format(a[0], DEFAULT)),
+    "str": (1, 1, lambda a: _format(a[0], _Meter(DEFAULT))),  # called as a builder
     "sum": (1, 1, lambda a: _check_int(sum(_num("sum", x) for x in _list("sum", a[0])))),
 }
 
 
-# functions that build values: called with the evaluation's limits instead
-_BUILDERS: dict[str, Callable[[list[Any], Limits], Any]] = {
+# functions that build values: called with the evaluation's meter instead
+_BUILDERS: dict[str, Callable[[list[Any], _Meter], Any]] = {
     "range": _range,
-    "str": lambda a, limits: _format(a[0], limits),
+    "sorted": _sorted,
+    "str": lambda a, meter: _format(a[0], meter),
 }
 
 
@@ -466,7 +504,7 @@ class _Call(_Node):
         try:
             builder = _BUILDERS.get(self.name)
             if builder is not None:
-                return builder(args, env.limits)
+                return builder(args, env.meter)
             return _FUNCTIONS[self.name][2](args)
         except _EvalError as exc:
             raise error_at(env.source, self.pos, str(exc)) from None
@@ -523,7 +561,7 @@ class _Chain(_Node):
                         return False
                     left = right
                 else:
-                    left = _arith(op, left, right, env.limits)
+                    left = _arith(op, left, right, env.meter)
             except _EvalError as exc:
                 raise error_at(env.source, pos, str(exc)) from None
             except ZeroDivisionError:
@@ -691,7 +729,7 @@ class Expr:
         """The value of the expression, with names looked up in ``context``; no list,
         string or whole value it builds may pass ``limits``."""
         try:
-            value = self._node.eval(_Env(self.source, context, limits))
+            value = self._node.eval(_Env(self.source, context, _Meter(limits)))
         except RecursionError:
             raise error_at(self.source, 0, "expression is nested too deeply") from None
         cap = limits.expr_max_bytes
@@ -842,14 +880,17 @@ def _interpolate_text(value: str, context: Mapping[str, Any], limits: Limits) ->
     if len(parts) == 1 and isinstance(parts[0], Expr):
         return copy.deepcopy(parts[0].evaluate(context, limits))
     out: list[str] = []
-    length = 0
+    length, most = 0, limits.expr_max_string
     for part in parts:
         if isinstance(part, str):
             text = part
         else:
             try:
-                text = _format(part.evaluate(context, limits), limits)
-                _room_for_text("the text", length + len(text), limits)
+                text = _format(part.evaluate(context, limits), _Meter(limits))
+                if length + len(text) > most:  # the text as a whole, literal parts too
+                    raise _too_big(
+                        "the text", length + len(text), most, "expr_max_string", "characters"
+                    )
             except _EvalError as exc:
                 raise error_at(part.source, 0, str(exc)) from None
         length += len(text)
