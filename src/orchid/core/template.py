@@ -443,7 +443,7 @@ def nul_path(value: Any, source: str = "") -> str | None:
             stack.extend((v, (*loc, i)) for i, v in reversed(list(enumerate(node))))
     else:
         return None
-    where = _loc(loc, value) if isinstance(value, dict) else ""
+    where = _loc(loc, value)
     if source and source != "template":
         return f"{source}{'.' if where and not where.startswith('[') else ''}{where}"
     return where or source
