@@ -87,6 +87,7 @@ def run(
         now=time.time(),
         executors=settings.executor_names,
         data_managers=datamgr_registry.specs(settings),
+        limits=settings.limits,
     )
     runner, exe = make_runner(settings, database)
     _tune_gc()
@@ -172,6 +173,7 @@ def submit_cmd(
         now=time.time(),
         share_group=share_group,
         executors=settings.executor_names,
+        limits=settings.limits,
     )
     console.print(wf_id)
 

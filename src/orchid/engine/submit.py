@@ -14,8 +14,9 @@ from typing import Any
 
 from orchid.core import commands, jsonvalues
 from orchid.core.jobs import inline_jobs, read_job_lines, work_links
+from orchid.core.limits import DEFAULT, Limits
 from orchid.core.plan import initial_works
-from orchid.core.template import decode
+from orchid.core.template import NUL, check_values, decode, nul_path
 from orchid.datamgr.registry import ManagerSpec
 from orchid.engine.templates import Compiled, compile_template
 from orchid.errors import InvalidInput, TemplateError
@@ -56,6 +57,9 @@ def bind_params(compiled: Compiled, overrides: Mapping[str, Any]) -> dict[str, A
                 f"parameter {key}: parameters must be JSON numbers: NaN and infinity are not",
                 field=f"params.{key}",
             )
+        where = nul_path(value, f"params.{key}")
+        if where is not None:
+            raise InvalidInput(f"{where} {NUL}", field=where)
     return bound
 
 
@@ -220,16 +224,18 @@ def submit(
     executors: Collection[str] | None = None,
     owner_groups: Collection[str] = (),
     data_managers: Mapping[str, ManagerSpec] | None = None,
+    limits: Limits = DEFAULT,
 ) -> int:
     """Check everything, then write the workflow, its works and listed jobs; return its id.
 
     ``job_lines`` gives the template's jobs_file content when it does not come from
     this machine's disk (a server never opens a client's paths). ``executors`` are the
-    names a work may choose (``Settings.executor_names``; None: not checked), and
-    ``data_managers`` the data managers (None: not checked), which ``owner`` or one of
-    ``owner_groups`` must be allowed to use (the groups are recorded for the agents).
+    owner_groups: Collection[str] = (),
+    data_managers: Mapping[str, ManagerSpec] | None = None,
+    limits: Limits = DEFAULT,
     """
-    compiled = compile_template(raw, str(base_dir) if base_dir else None)
+    check_values(raw, "template")  # also when no front end checked it (Python callers)
+    compiled = compile_template(raw, str(base_dir) if base_dir else None, limits)
     t = compiled.template
     commands.check(t)
     bound = bind_params(compiled, params or {})
@@ -254,7 +260,9 @@ def submit(
         by_name = {name: wid for (name, _), wid in ids.items()}
         attempts = {w.name: compiled.max_attempts(w.name) for w in t.works}
         links: set[tuple[str, str]] = set()  # work → work, from job-level parents
-        counts = jobs.insert_static(conn, wf, by_name, work_links(inline_jobs(t), links), attempts)
+        counts = jobs.insert_static(
+            conn, wf, by_name, work_links(inline_jobs(t, limits), links), attempts
+        )
         if t.jobs_file:
             if job_lines is None:
                 if not read_files:
@@ -272,7 +280,7 @@ def submit(
                 conn,
                 wf,
                 by_name,
-                work_links(read_job_lines(t, job_lines, t.jobs_file), links),
+                work_links(read_job_lines(t, job_lines, t.jobs_file, limits), links),
                 attempts,
             )
         for name in static:

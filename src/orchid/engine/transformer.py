@@ -75,7 +75,12 @@ class Transformer:
         else:
             inputs = row.inputs or {}
             try:
-                args = expand_map(inputs.get("map"), inputs.get("parameters", {}))
+                args = expand_map(
+                    inputs.get("map"),
+                    inputs.get("parameters", {}),
+                    compiled.limits,
+                    compiled.where(row.name),
+                )
             except InvalidInput as exc:
                 works.stop(
                     conn, row.id, WorkStatus.FAILED, "error", f"cannot make jobs: {exc}", now

@@ -20,9 +20,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from orchid.core import jsonvalues, placeholders
+from orchid.core.limits import DEFAULT, Limits
 from orchid.executors.base import JobSpec, Usage
 
 logger = logging.getLogger(__name__)
@@ -36,6 +38,20 @@ _STDERR_TAIL = 64 * 1024
 
 class StartError(Exception):
     """A job could not be started; the message is its failure reason, for people."""
+
+
+_NUL = "holds a NUL character (\\u0000), which the operating system cannot pass to a program"
+
+
+def check_no_nul(argv: Sequence[str], env: Mapping[str, str]) -> None:
+    """Raise StartError naming the argv item or variable that holds a NUL character (one
+    that came through a run-time binding: submission refuses them in templates and args)."""
+    for i, item in enumerate(argv):
+        if "\x00" in item:
+            raise StartError(f"item {i} of the command {_NUL}")
+    for name, value in env.items():
+        if "\x00" in name or "\x00" in value:
+            raise StartError(f"environment variable {name.replace(chr(0), '?')!r} {_NUL}")
 
 
 def render_item(template: str, args: Mapping[str, Any]) -> str:
@@ -179,7 +195,8 @@ def job_variables(
         ORCHID_PROGRESS_FILE=str(files.progress),
     )
     if len(args_json) <= ARGS_IN_ENV_MAX:
-        env["ORCHID_ARGS"] = args_json
+        env["ORCHID_ARGS"] = args_json  # JSON escapes a NUL: never one here
+    check_no_nul((), env)
     base = env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
     current = [p for p in base.split(os.pathsep) if p]
     path = [*spec.payload.python_path, *current]
@@ -198,6 +215,7 @@ def spawn(
     """
     if not argv:
         raise StartError("empty command")
+    check_no_nul(argv, env)
     program = argv[0]
     with files.out.open("wb") as out, files.err.open("wb") as err:
         try:
@@ -221,6 +239,8 @@ def spawn(
             raise StartError(f"program not executable: {program}") from exc
         except OSError as exc:
             raise StartError(f"cannot start {program}: {exc.strerror or exc}") from exc
+        except ValueError as exc:  # what the OS cannot take, if check_no_nul missed it
+            raise StartError(f"cannot start {program}: {exc}") from exc
 
 
 def wait(pid: int, started: float, on_exit: Callable[[], None]) -> tuple[int | None, Usage]:
@@ -315,20 +335,38 @@ def exit_message(code: int, err_file: Path) -> str | None:
     return f"exit code {code}: {truncate(stderr)}" if stderr else f"exit code {code}"
 
 
-def read_result(files: AttemptFiles) -> tuple[Any, str | None]:
+def read_result(files: AttemptFiles, limits: Limits = DEFAULT) -> tuple[Any, str | None]:
     """The job's result and an error when it is unusable.
 
-    The result file wins when it exists (invalid JSON there is an error); otherwise the last
+    The result file wins when it exists (invalid JSON there is an error, and so is a file
+    over ``limits.result_max_bytes``, found before it is read); otherwise the last
     non-empty stdout line, if it parses as JSON; otherwise None.
     """
-    if files.result.exists():
+    cap = limits.result_max_bytes
+    try:
+        # not through a link, and never waiting on a FIFO the job put there
+        fd = os.open(files.result, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        fd = None
+    except OSError as exc:
+        return None, f"cannot read result file {files.result}: {exc.strerror}"
+    if fd is not None:
+        with os.fdopen(fd, "rb") as fh:
+            try:
+                stat = os.fstat(fd)
+                if not S_ISREG(stat.st_mode):
+                    return None, f"result file {files.result} is not a regular file"
+                size = stat.st_size
+                data = fh.read(cap + 1) if size <= cap else b""
+            except OSError as exc:
+                return None, f"cannot read result file {files.result}: {exc.strerror}"
+        if size > cap or len(data) > cap:  # it may have grown since fstat
+            return None, limits.result_too_large(size if size > cap else None)
         try:
-            return jsonvalues.loads(files.result.read_text(encoding="utf-8")), None
+            return jsonvalues.loads(data.decode("utf-8")), None
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
             return None, truncate(f"result file is not valid JSON: {exc}")
-        except OSError as exc:
-            return None, f"cannot read result file {files.result}: {exc.strerror}"
-    line = last_line(files.out, _STDOUT_TAIL)
+    line = last_line(files.out, min(_STDOUT_TAIL, cap))
     if line is None:
         return None, None
     try:

@@ -162,6 +162,7 @@ def _submit(
         executors=st.settings.executor_names,
         owner_groups=who.groups,
         data_managers=st.data_managers,
+        limits=st.settings.limits,
     )
 
 
