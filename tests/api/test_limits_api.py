@@ -21,7 +21,14 @@ def command_template(*argv: str, **work: Any) -> dict[str, Any]:
     return {
         "name": "nul",
         "parameters": {"p": "ok"},
-        "works": [{"name": "echo", "command": [sys.executable, "-c", "pass", *argv], **work}],
+        "works": [
+            {
+                "name": "echo",
+                "command": [sys.executable, "-c", "pass", *argv],
+                "parameters": {"p": "${params.p}"},  # {p} in the command: the work's parameter
+                **work,
+            }
+        ],
     }
 
 
