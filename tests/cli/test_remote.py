@@ -28,7 +28,7 @@ import yaml
 from rich.console import Console
 
 from orchid.cli.progress import follow_remote, remote_failures
-from orchid.client import Forbidden
+from orchid.client import NotFound
 from tests.client.serverkit import serve
 
 ORCHID = [sys.executable, "-m", "orchid.cli.main"]
@@ -249,5 +249,5 @@ def test_watch_redraws_the_table_from_the_event_stream(tmp_path: Path) -> None:
         assert f"workflow {wf.id} live" in text and "jobs 5/5 finished" in text
         assert "step" in text and "4/4" in text and "succeeded" in text
         assert remote_failures(alice, wf.id) == []
-        with server.client("bob") as bob, pytest.raises(Forbidden):
-            follow_remote(bob, wf.id, console)
+        with server.client("bob") as bob, pytest.raises(NotFound):
+            follow_remote(bob, wf.id, console)  # as if it did not exist
