@@ -33,7 +33,7 @@ from orchid.api.app import create_app
 from orchid.api.auth import AuthConfig
 from orchid.engine.runner import make_runner
 from orchid.store import tokens
-from tests.api.conftest import Api, wait_for
+from tests.api.conftest import Api, serve, wait_for
 
 ANONYMOUS = "anonymous"
 JOB = "job"  # a job token of alice's shared workflow
@@ -570,6 +570,30 @@ def test_an_x509_dn_from_an_untrusted_client_is_403(api: Api, dn: str) -> None:
     # an empty DN header means "no certificate": the token decides
     r = api.client("alice", headers={"X-SSL-Client-DN": ""}).get(f"/workflows/{private}")
     assert r.status_code == 200
+
+
+@pytest.mark.parametrize("proxies", [("10.9.9.9",), ("127.0.0.1",)])
+def test_x_forwarded_for_cannot_make_a_caller_a_trusted_proxy(
+    api: Api, proxies: tuple[str, ...]
+) -> None:
+    """The spoofing case: from this host, the DN header with ``X-Forwarded-For`` naming a
+    trusted proxy. Only the connection's own address counts; a proxy that is trusted may
+    forward its client's address without losing its trust. (The same through a real
+    ``orchid server``: tests/cli/test_service.py.)"""
+    app = create_app(api.settings, AuthConfig(trusted_proxies=proxies), db=api.db)
+    server, thread, port = serve(app)
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1/whoami"
+        for forwarded in ("10.9.9.9", "203.0.113.7", "203.0.113.7, 10.9.9.9"):
+            headers = {"X-SSL-Client-DN": "/C=CH/O=Lab/CN=admin", "X-Forwarded-For": forwarded}
+            r = httpx.get(url, headers=headers)
+            if proxies == ("127.0.0.1",):  # this host is the proxy: the DN counts, whole
+                assert r.status_code == 200 and r.json()["user"] == "/C=CH/O=Lab/CN=admin"
+            else:
+                assert r.status_code == 403 and "trusted proxy" in r.json()["error"], r.text
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def test_sharing_needs_membership_of_the_group(api: Api) -> None:
