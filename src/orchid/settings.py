@@ -60,6 +60,11 @@ class Settings:
     bus: str = "auto"  # event bus: auto (postgres on PostgreSQL, else memory), memory, postgres, db
     reuse_workers: bool = False  # local executor: run function jobs in long-lived workers
     prefetch: int = 0  # local executor: jobs taken ahead of free slots
+    # local executors: the OS user jobs run as ("": as the agent), unless their section says
+    run_as: str = ""
+    # local executors: more of the agent's variables jobs get (comma-separated names, NAME*
+    # for a prefix); by default only PATH, HOME, LANG, LC_*, TZ, TMPDIR, USER, LOGNAME
+    env_passthrough: str = ""
 
     @property
     def log_dir(self) -> Path:
@@ -90,6 +95,8 @@ class Settings:
             raw: Any = file.top.get(name)
             if raw is None:
                 continue
+            if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+                raw = ",".join(raw)  # a list of names for a comma-separated setting
             number = isinstance(raw, int | float) and not isinstance(raw, bool)
             if kind is bool:
                 fine = isinstance(raw, bool)
@@ -171,6 +178,8 @@ _FIELDS: tuple[tuple[str, type], ...] = (
     ("bus", str),
     ("reuse_workers", bool),
     ("prefetch", int),
+    ("run_as", str),
+    ("env_passthrough", str),
 )
 
 

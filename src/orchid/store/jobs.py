@@ -32,6 +32,7 @@ from orchid.store.dispatch import (
     to_cancel,
     unsubmit,
     work_names,
+    workflow_owners,
 )
 from orchid.store.graph import insert_static
 from orchid.store.release import Propagation, propagate
@@ -60,6 +61,7 @@ __all__ = [
     "unpropagated",
     "unsubmit",
     "work_names",
+    "workflow_owners",
 ]
 
 J = JobStatus
