@@ -46,6 +46,7 @@ from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage, WakeUp
 from orchid.executors.jobcommand import job_command
 from orchid.executors.pool import RECALL_S, PooledSlots, PoolWorker, Sent
 from orchid.executors.runas import OsUser, RunAs
+from orchid.store.db import private_folder
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,12 @@ class LocalExecutor(PooledSlots):
         self._passthrough = tuple(env_passthrough)
         self._envs: dict[int | None, dict[str, str]] = {None: proc.base_env(self._passthrough)}
         self._folders: dict[Path, int] = {}  # job folders made for run_as users: their uid
-        if run_as is not None:
+        if run_as is None:
+            try:  # the jobs' logs are the service's user's alone
+                private_folder(self._log_dir)
+            except OSError as exc:
+                raise ConfigError(f"cannot make the log folder {log_dir}: {exc}") from None
+        else:
             run_as.check(f"executor {self.name}")
             try:
                 runas.traversable(self._log_dir, home or self._log_dir.parent)
