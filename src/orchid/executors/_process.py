@@ -27,6 +27,7 @@ from typing import Any, BinaryIO
 from orchid.core import jsonvalues
 from orchid.executors.base import JobSpec, Usage
 from orchid.executors.runas import OsUser, as_user, own_folder
+from orchid.store.db import private_folder
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,11 @@ class AttemptFiles:
         nothing is written through a link the user may have put in it."""
         try:
             if user is None:
-                self.out.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    self.out.parent.mkdir(exist_ok=True)
+                except FileNotFoundError:  # the log folder is made on first use, ours alone
+                    private_folder(self.out.parent.parent)
+                    self.out.parent.mkdir(exist_ok=True)
             else:
                 own_folder(self.out.parent, user)
             self.clear_logs()

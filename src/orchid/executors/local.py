@@ -46,7 +46,6 @@ from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage, WakeUp
 from orchid.executors.jobcommand import job_command
 from orchid.executors.pool import RECALL_S, PooledSlots, PoolWorker, Sent
 from orchid.executors.runas import OsUser, RunAs
-from orchid.store.db import private_folder
 
 logger = logging.getLogger(__name__)
 
@@ -108,21 +107,13 @@ class LocalExecutor(PooledSlots):
         self._log_dir = Path(log_dir)
         self._run_as = run_as
         self._passthrough = tuple(env_passthrough)
-        self._envs: dict[int | None, dict[str, str]] = {None: proc.base_env(self._passthrough)}
         self._folders: dict[Path, int] = {}  # job folders made for run_as users: their uid
-        if run_as is None:
-            try:  # the jobs' logs are the service's user's alone
-                private_folder(self._log_dir)
-            except OSError as exc:
-                raise ConfigError(f"cannot make the log folder {log_dir}: {exc}") from None
-        else:
+        if run_as is not None:
             run_as.check(f"executor {self.name}")
             try:
                 runas.traversable(self._log_dir, home or self._log_dir.parent)
             except OSError as exc:
                 raise ConfigError(f"cannot prepare the log folder {log_dir}: {exc}") from None
-            for user in run_as.accounts:
-                self._envs[user.uid] = proc.base_env(self._passthrough, user)
         self._wake = wake
         self._clock = clock
         self._kill_grace_s = kill_grace_s
@@ -366,8 +357,8 @@ class LocalExecutor(PooledSlots):
         return command.argv, env
 
     def _base_env(self, user: OsUser | None) -> dict[str, str]:
-        """What jobs (of ``user``) inherit of our environment: see :func:`proc.base_env`."""
-        return self._envs[None if user is None else user.uid]
+        """What jobs (of ``user``) inherit of our environment now: see :func:`proc.base_env`."""
+        return proc.base_env(self._passthrough, user)
 
     def _user(self, spec: JobSpec) -> OsUser | None:
         """The OS user the job runs as (None: as we do); StartError if run_as has none."""

@@ -31,6 +31,7 @@ from orchid.core import jsonvalues
 from orchid.executors import _process as proc
 from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage
 from orchid.executors.runas import OsUser, as_user, own_folder
+from orchid.store.db import private_folder
 
 WORKER_MODULE = "orchid.executors.poolworker"
 _ORCHID_ROOT = str(Path(__file__).resolve().parents[2])
@@ -63,7 +64,9 @@ class PoolWorker:
         self.signature = signature
         # its spare files, <log_dir>/.spare/<name>.<role> (orchid.executors.poolworker.Files)
         self.spare = log_dir / SPARE
-        if user is not None:
+        if user is None:
+            private_folder(log_dir)  # the jobs' logs are the service's user's alone
+        else:
             self.spare.mkdir(mode=0o711, exist_ok=True)
             self.spare = self.spare / user.name
             own_folder(self.spare, user)
