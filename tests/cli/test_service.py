@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchid.cli.service import shared_identity
+from orchid.cli.service import open_settings, shared_identity
 from orchid.settings import Settings
 from orchid.store import tokens
 from orchid.store.db import Database
@@ -93,3 +93,14 @@ def test_orchid_agents_prints_it_in_one_line(home: Path) -> None:
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if "warning:" in line]
     assert len(lines) == 1 and "run as this service's OS user" in lines[0], done.stderr
+
+
+def test_a_settings_file_others_may_read_is_named(home: Path) -> None:
+    home.mkdir()
+    path = home / "settings.toml"
+    path.write_text("workers = 2\n")
+    path.chmod(0o644)
+    warning = open_settings(Settings.load({"ORCHID_HOME": str(home)}))
+    assert warning is not None and str(path) in warning and "chmod 600" in warning
+    path.chmod(0o600)
+    assert open_settings(Settings.load({"ORCHID_HOME": str(home)})) is None

@@ -245,10 +245,22 @@ def shared_identity(settings: Settings, database: Database) -> str | None:
     )
 
 
+def open_settings(settings: Settings) -> str | None:
+    """The warning to give when others may read the settings file (it may hold passwords
+    of brokers, and jobs of other OS users run on this host)."""
+    path = settings.settings_file
+    try:
+        if path is None or not path.stat().st_mode & 0o077:
+            return None
+    except OSError:
+        return None
+    return f"warning: other users may read the settings file {path}; `chmod 600` it"
+
+
 def _warn_shared_identity(settings: Settings, database: Database) -> None:
-    warning = shared_identity(settings, database)
-    if warning:
-        err.print(f"[bold yellow]{warning}[/]", highlight=False, soft_wrap=True)
+    for warning in (shared_identity(settings, database), open_settings(settings)):
+        if warning:
+            err.print(f"[bold yellow]{warning}[/]", highlight=False, soft_wrap=True)
 
 
 def _instrumented_runner(
