@@ -23,7 +23,10 @@ Each attempt writes ``<log_dir>/<workflow_id>/<job_id>.<attempt>.out`` (stdout, 
 ``ORCHID_ATTEMPT``, ``ORCHID_WORK``, ``ORCHID_ARGS`` (JSON; and the file ``ORCHID_ARGS_FILE``),
 ``ORCHID_PROGRESS_FILE`` (intermediate values, see orchid.hpo.trial) and ``ORCHID_RESULT_FILE``; the
 result is the JSON in that file if the job wrote it, else the last stdout line if it is
-JSON, else None.
+JSON, else None. Of the agent's own environment a job gets only an allow-list (PATH, HOME,
+LANG, LC_*, TZ, TMPDIR, USER, LOGNAME, and what ``env_passthrough`` names: see
+:func:`~orchid.executors._process.base_env`), never its database URL or secrets; with
+``run_as`` it runs as another OS user (:mod:`orchid.executors.runas`).
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ DEEP, QUICK_S = 16, 0.01
 RECALL_S = 0.05  # a job running this long gives up the jobs waiting behind it to a free slot
 AHEAD_BYTES = 32 * 1024  # written ahead at most: half a pipe's buffer, never a blocking write
 SPARE = ".spare"  # the log folder's folder of the workers' spare files
+FOLDERS_KNOWN = 10_000  # run_as: job folders remembered as made (one per workflow)
 # (python_path, workdir, uid of the run_as user or None) a worker serves
 Signature = tuple[tuple[str, ...], str | None, int | None]
 
@@ -415,6 +416,8 @@ class PooledSlots:
                 workdir = str(files.out.parent)
                 if self._folders.get(files.out.parent) != user.uid:
                     own_folder(files.out.parent, user)
+                    if len(self._folders) > FOLDERS_KNOWN:
+                        self._folders.clear()
                     self._folders[files.out.parent] = user.uid
         except proc.StartError as exc:
             self._finish(attempt, "failed", error=str(exc), log_uri=str(files.out))
