@@ -227,6 +227,7 @@ class Agents:
             "ORCHID_LEASE_SECONDS": str(s.lease),
             "ORCHID_POLL_INTERVAL": "0.2",
             "ORCHID_LEDGER": str(ledger),
+            "ORCHID_ENV_PASSTHROUGH": "ORCHID_LEDGER",  # jobs get only what is named for them
             "PYTHONPATH": os.pathsep.join(
                 p for p in (str(BENCH.parent / "src"), os.environ.get("PYTHONPATH", "")) if p
             ),

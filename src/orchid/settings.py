@@ -83,6 +83,12 @@ class Settings:
             result_max_bytes=self.result_max_bytes,
         )
 
+    # local executors: the OS user jobs run as ("": as the agent), unless their section says
+    run_as: str = ""
+    # local executors: more of the agent's variables jobs get (comma-separated names, NAME*
+    # for a prefix); by default only PATH, HOME, LANG, LC_*, TZ, TMPDIR, USER, LOGNAME
+    env_passthrough: str = ""
+
     @property
     def log_dir(self) -> Path:
         return self.home / "logs"
@@ -112,6 +118,8 @@ class Settings:
             raw: Any = file.top.get(name)
             if raw is None:
                 continue
+            if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+                raw = ",".join(raw)  # a list of names for a comma-separated setting
             number = isinstance(raw, int | float) and not isinstance(raw, bool)
             if kind is bool:
                 fine = isinstance(raw, bool)
@@ -203,6 +211,8 @@ _FIELDS: tuple[tuple[str, type], ...] = (
     ("expr_max_bytes", int),
     ("job_args_max_bytes", int),
     ("result_max_bytes", int),
+    ("run_as", str),
+    ("env_passthrough", str),
 )
 
 

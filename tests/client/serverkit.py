@@ -42,7 +42,12 @@ class Server:
 def serve(home: Path) -> Iterator[Server]:
     """Serve the API over SQLite in ``home`` with the agents running, until the block ends."""
     settings = Settings.load(
-        env={}, home=home, db=str(home / "orchid.db"), poll_interval=0.05, workers=4
+        env={},
+        home=home,
+        db=str(home / "orchid.db"),
+        poll_interval=0.05,
+        workers=4,
+        env_passthrough="FAT_*,ORCHID_FAT_CACHE",  # what the tests' jobs are told
     )
     db = Database(settings.db_url)
     db.ensure_schema()

@@ -23,6 +23,8 @@ def marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "marks"
     folder.mkdir()
     monkeypatch.setenv("FAT_MARKS", str(folder))
+    # jobs get only the variables named for them: the payloads' markers, the node's cache
+    monkeypatch.setenv("ORCHID_ENV_PASSTHROUGH", "FAT_*,ORCHID_FAT_CACHE")
     return folder
 
 

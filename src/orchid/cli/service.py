@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -75,6 +75,7 @@ def agents(
     served = settings.executor + (f" (default), {', '.join(others)}" if others else "")
     notify = f"; notifying {', '.join(settings.notify)}" if settings.notify else ""
     _tune_gc()
+    _warn_shared_identity(settings, database)
     err.print(f"agents running on {settings.db_url} with executors {served}{notify}")
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     try:
@@ -99,7 +100,7 @@ def server(
 
     _logging(verbose)
     settings = _settings(db=db)
-    _open(settings)  # migrate before the workers start
+    _warn_shared_identity(settings, _open(settings))  # migrate before the workers start
     err.print(f"Orchid API on http://{host}:{port}/api/v1 (database {settings.db_url})")
     if workers == 1:
         from orchid.api.app import create_app
@@ -210,6 +211,61 @@ def up(
     if failure:
         raise failure[0]
     err.print("Orchid stopped; `orchid up` carries on where it left off")
+
+
+def shared_identity(settings: Settings, database: Database) -> str | None:
+    """The warning to give when jobs of several users would run as the service's own OS
+    user (a local executor without run_as while several users exist or OIDC / X.509 is
+    configured); None when there is none to give."""
+    from orchid.api.auth import AuthConfig
+    from orchid.errors import ConfigError
+    from orchid.executors import registry
+    from orchid.store import tokens
+
+    exposed = []
+    configs = dict(settings.executors)
+    configs.setdefault("local", settings.executor_config("local"))
+    for name, cfg in sorted(configs.items()):
+        if cfg.type == "local":
+            options: Any = registry.check(cfg, f"[executors.{name}]")
+            if not registry.local_run_as(options, settings):
+                exposed.append(name)
+    if not exposed:
+        return None
+    try:
+        auth = AuthConfig.from_env()
+        methods = [m for m, on in (("OIDC", auth.oidc_issuer), ("X.509", auth.networks)) if on]
+    except ConfigError:  # the server says what is wrong
+        methods = []
+    if methods:
+        why = f"{' and '.join(methods)} authentication is configured"
+    else:
+        with database.engine.connect() as conn:
+            if len(tokens.some_users(conn, 2)) < 2:
+                return None
+        why = "there are several users"
+    return (
+        f"warning: {why}, but the jobs of executor(s) {', '.join(exposed)} run as this "
+        "service's OS user, and so can read its files; set run_as (see docs/security.md)"
+    )
+
+
+def open_settings(settings: Settings) -> str | None:
+    """The warning to give when others may read the settings file (it may hold passwords
+    of brokers, and jobs of other OS users run on this host)."""
+    path = settings.settings_file
+    try:
+        if path is None or not path.stat().st_mode & 0o077:
+            return None
+    except OSError:
+        return None
+    return f"warning: other users may read the settings file {path}; `chmod 600` it"
+
+
+def _warn_shared_identity(settings: Settings, database: Database) -> None:
+    for warning in (shared_identity(settings, database), open_settings(settings)):
+        if warning:
+            err.print(f"[bold yellow]{warning}[/]", highlight=False, soft_wrap=True)
 
 
 def _instrumented_runner(

@@ -43,6 +43,8 @@ class _WorkInfo:
     retry: RetryPolicy
     api_token: bool  # each job gets a job token (ORCHID_TOKEN)
     per_job_payload: bool  # a custom HPO generator: its `gen:` jobs run another command
+    owner: str = ""  # whose workflow it is
+    share_group: str | None = None
 
 
 def _capped(u: JobUpdate, limits: Limits) -> JobUpdate:
@@ -226,6 +228,8 @@ class Carrier:
                     info.resources,
                     env=job_env,
                     adopted=adopted,
+                    owner=info.owner,
+                    share_group=info.share_group,
                 )
             )
         return specs
@@ -234,8 +238,10 @@ class Carrier:
         """Remember what the jobs of these works (id → workflow id) share."""
         if len(self._works) > WORK_CACHE:
             self._works.clear()
+        owners = jobs.workflow_owners(conn, set(works.values()))
         for work_id, name in jobs.work_names(conn, works).items():
             wf = works[work_id]
+            owner, share_group = owners.get(wf, ("", None))
             compiled = self.env.templates.get(conn, wf, (name,))  # an open workflow grows
             spec = compiled.template.work(name)
             self._works[work_id] = _WorkInfo(
@@ -246,6 +252,8 @@ class Carrier:
                 compiled.retry_policy(name),
                 spec.api_token,
                 bool(spec.hpo is not None and spec.hpo.generator),
+                owner,
+                share_group,
             )
 
     def _adopt(self, now: float) -> int:

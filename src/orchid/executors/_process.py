@@ -14,18 +14,20 @@ import logging
 import os
 import resource
 import signal
+import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from stat import S_ISREG
-from typing import Any
+from typing import Any, BinaryIO
 
 from orchid.core import jsonvalues, placeholders
 from orchid.core.limits import DEFAULT, Limits
 from orchid.executors.base import JobSpec, Usage
+from orchid.executors.runas import OsUser, as_user, own_folder
+from orchid.store.db import private_folder
 
 logger = logging.getLogger(__name__)
 
@@ -123,15 +125,29 @@ class AttemptFiles:
         self.out.unlink(missing_ok=True)
         self.err.unlink(missing_ok=True)
 
-    def prepare(self, args: Mapping[str, Any] | None = None) -> None:
+    def prepare(self, args: Mapping[str, Any] | None = None, user: OsUser | None = None) -> None:
         """Create the directory, drop files left by an earlier run of this attempt, and
-        write the job's arguments."""
+        write the job's arguments. With ``user``, the directory is that user's alone and
+        nothing is written through a link the user may have put in it."""
         try:
-            self.out.parent.mkdir(parents=True, exist_ok=True)
+            if user is None:
+                try:
+                    self.out.parent.mkdir(exist_ok=True)
+                except FileNotFoundError:  # the log folder is made on first use, ours alone
+                    private_folder(self.out.parent.parent)
+                    self.out.parent.mkdir(exist_ok=True)
+            else:
+                own_folder(self.out.parent, user)
             self.clear_logs()
             self.result.unlink(missing_ok=True)
             self.progress.unlink(missing_ok=True)
-            self.args.write_text(json.dumps(dict(args or {})), encoding="utf-8")
+            self.args.unlink(missing_ok=True)
+            text = json.dumps(dict(args or {})).encode()
+            fd = os.open(self.args, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                if user is not None:
+                    os.fchown(fd, user.uid, user.gid)
+                f.write(text)
         except OSError as exc:
             raise StartError(f"cannot write logs in {self.out.parent}: {exc.strerror}") from exc
         except (TypeError, ValueError) as exc:
@@ -169,16 +185,49 @@ def job_env(spec: JobSpec) -> dict[str, str]:
     return env
 
 
-def build_env(spec: JobSpec, files: AttemptFiles, extra_path: Sequence[str] = ()) -> dict[str, str]:
-    """The job's environment here: ours, then :func:`job_variables`."""
-    ours = {k: v for k, v in os.environ.items() if k != "ORCHID_ARGS"}
+ENV_ALLOWED = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME"})
+"""The variables of ours a job gets (with every ``LC_*``): never the database URL, tokens,
+secrets or settings of the service. Settings add more by name (``env_passthrough``)."""
+
+
+def base_env(
+    passthrough: Collection[str] = (),
+    user: OsUser | None = None,
+    source: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """What a job inherits of our environment: :data:`ENV_ALLOWED`, ``LC_*``, and the names
+    in ``passthrough`` (``NAME``, or ``PREFIX*`` for every name that starts so). A job run
+    as another OS ``user`` gets that user's ``HOME``, ``USER`` and ``LOGNAME``."""
+    source = os.environ if source is None else source
+    exact = {n for n in passthrough if not n.endswith("*")}
+    prefixes = tuple(n[:-1] for n in passthrough if n.endswith("*"))
+    env = {
+        k: v
+        for k, v in source.items()
+        if k in ENV_ALLOWED or k in exact or k.startswith(("LC_", *prefixes))
+    }
+    env.pop("ORCHID_ARGS", None)
+    if user is not None:
+        env.update(HOME=user.home, USER=user.name, LOGNAME=user.name)
+    return env
+
+
+def build_env(
+    spec: JobSpec,
+    files: AttemptFiles,
+    extra_path: Sequence[str] = (),
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The job's environment here: ``base`` (default: :func:`base_env` of ours), then
+    :func:`job_variables`."""
+    ours = base_env() if base is None else base
     return {**ours, **job_variables(spec, files, extra_path)}
 
 
 def job_variables(
     spec: JobSpec, files: AttemptFiles, extra_path: Sequence[str] = ()
 ) -> dict[str, str]:
-    """What a job's process gets on top of our environment (a pool worker sets only this):
+    """What a job's process gets on top of :func:`base_env` (a pool worker sets only this):
     ``payload.env``, ``spec.env``, then the ``ORCHID_*`` variables.
 
     ``payload.env`` values may name job args as ``{arg}`` (like argv items).
@@ -207,9 +256,14 @@ def job_variables(
 
 
 def spawn(
-    argv: Sequence[str], cwd: str | None, env: Mapping[str, str], files: AttemptFiles
+    argv: Sequence[str],
+    cwd: str | None,
+    env: Mapping[str, str],
+    files: AttemptFiles,
+    user: OsUser | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in a new session with stdout/stderr in the attempt's files.
+    """Start ``argv`` in a new session with stdout/stderr in the attempt's files; as the OS
+    ``user`` when one is given (its logs then belong to it; see :func:`as_user`).
 
     Raises :class:`StartError` naming the program (or workdir) when it cannot be started.
     """
@@ -217,7 +271,7 @@ def spawn(
         raise StartError("empty command")
     check_no_nul(argv, env)
     program = argv[0]
-    with files.out.open("wb") as out, files.err.open("wb") as err:
+    with _log_file(files.out, user) as out, _log_file(files.err, user) as err:
         try:
             return subprocess.Popen(
                 list(argv),
@@ -228,6 +282,7 @@ def spawn(
                 stderr=err,
                 start_new_session=True,
                 close_fds=True,
+                **as_user(user),
             )
         except (FileNotFoundError, NotADirectoryError) as exc:
             if cwd is not None and exc.filename == cwd:
@@ -241,6 +296,25 @@ def spawn(
             raise StartError(f"cannot start {program}: {exc.strerror or exc}") from exc
         except ValueError as exc:  # what the OS cannot take, if check_no_nul missed it
             raise StartError(f"cannot start {program}: {exc}") from exc
+        except subprocess.SubprocessError as exc:  # the switch to the user failed
+            raise StartError(f"cannot start {program} as {user_name(user)}: {exc}") from exc
+
+
+def _log_file(path: Path, user: OsUser | None) -> BinaryIO:
+    """A new log opened for writing; owned by ``user`` (mode 0600) when one is given."""
+    if user is None:
+        return path.open("wb")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchown(fd, user.uid, user.gid)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "wb")
+
+
+def user_name(user: OsUser | None) -> str:
+    return user.name if user is not None else "this user"
 
 
 def wait(pid: int, started: float, on_exit: Callable[[], None]) -> tuple[int | None, Usage]:
@@ -295,6 +369,20 @@ def kill_group(pgid: int, signum: int) -> None:
         logger.warning("cannot send %s to process group %d: permission denied", signum, pgid)
 
 
+def open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file and not a link: what a job
+    leaves for the agent to read may be a link to a file that is not the job's, or a
+    pipe that would block (OSError then)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
 def truncate(text: str, limit: int = ERROR_TEXT_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -302,7 +390,7 @@ def truncate(text: str, limit: int = ERROR_TEXT_MAX) -> str:
 def last_line(path: Path, tail: int = _STDERR_TAIL) -> str | None:
     """The last non-empty line among the last ``tail`` bytes of a file, or None."""
     try:
-        with path.open("rb") as f:
+        with open_regular(path) as f:
             size = f.seek(0, os.SEEK_END)
             f.seek(max(0, size - tail))
             data = f.read()
@@ -353,10 +441,10 @@ def read_result(files: AttemptFiles, limits: Limits = DEFAULT) -> tuple[Any, str
     if fd is not None:
         with os.fdopen(fd, "rb") as fh:
             try:
-                stat = os.fstat(fd)
-                if not S_ISREG(stat.st_mode):
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
                     return None, f"result file {files.result} is not a regular file"
-                size = stat.st_size
+                size = info.st_size
                 data = fh.read(cap + 1) if size <= cap else b""
             except OSError as exc:
                 return None, f"cannot read result file {files.result}: {exc.strerror}"

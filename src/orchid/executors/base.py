@@ -78,6 +78,8 @@ class JobSpec:
     # re-sent by a carrier that took the job over from one that stopped: the executor looks
     # for this attempt on its backend (by key) before it starts it
     adopted: bool = False
+    owner: str = ""  # the Orchid user whose workflow it is (the local executor's run_as)
+    share_group: str | None = None  # the group the workflow is shared with
 
     @staticmethod
     def make_key(workflow_id: int, job_id: int, attempt: int) -> str:

@@ -23,7 +23,10 @@ Each attempt writes ``<log_dir>/<workflow_id>/<job_id>.<attempt>.out`` (stdout, 
 ``ORCHID_ATTEMPT``, ``ORCHID_WORK``, ``ORCHID_ARGS`` (JSON; and the file ``ORCHID_ARGS_FILE``),
 ``ORCHID_PROGRESS_FILE`` (intermediate values, see orchid.hpo.trial) and ``ORCHID_RESULT_FILE``; the
 result is the JSON in that file if the job wrote it, else the last stdout line if it is
-JSON, else None.
+JSON, else None. Of the agent's own environment a job gets only an allow-list (PATH, HOME,
+LANG, LC_*, TZ, TMPDIR, USER, LOGNAME, and what ``env_passthrough`` names: see
+:func:`~orchid.executors._process.base_env`), never its database URL or secrets; with
+``run_as`` it runs as another OS user (:mod:`orchid.executors.runas`).
 """
 
 from __future__ import annotations
@@ -43,9 +46,11 @@ from orchid.core.limits import DEFAULT as DEFAULT_LIMITS
 from orchid.core.limits import Limits
 from orchid.errors import ConfigError, ExecutorError
 from orchid.executors import _process as proc
+from orchid.executors import runas
 from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage, WakeUp
 from orchid.executors.jobcommand import job_command
-from orchid.executors.pool import RECALL_S, PooledSlots, PoolWorker, Sent, pooled_signature
+from orchid.executors.pool import RECALL_S, PooledSlots, PoolWorker, Sent
+from orchid.executors.runas import OsUser, RunAs
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +97,9 @@ class LocalExecutor(PooledSlots):
         prefetch: int = 0,
         reuse_workers: bool = False,
         limits: Limits = DEFAULT_LIMITS,
+        run_as: RunAs | None = None,
+        env_passthrough: Sequence[str] = (),
+        home: Path | None = None,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"the local executor needs at least 1 worker, not {workers}")
@@ -104,6 +112,15 @@ class LocalExecutor(PooledSlots):
         self._pool: list[PoolWorker | None] = [None] * workers
         self._piped: list[tuple[PoolWorker, Sent] | None] = [None] * workers  # see pool
         self._log_dir = Path(log_dir)
+        self._run_as = run_as
+        self._passthrough = tuple(env_passthrough)
+        self._folders: dict[Path, int] = {}  # job folders made for run_as users: their uid
+        if run_as is not None:
+            run_as.check(f"executor {self.name}")
+            try:
+                runas.traversable(self._log_dir, home or self._log_dir.parent)
+            except OSError as exc:
+                raise ConfigError(f"cannot prepare the log folder {log_dir}: {exc}") from None
         self._wake = wake
         self._clock = clock
         self._kill_grace_s = kill_grace_s
@@ -239,7 +256,7 @@ class LocalExecutor(PooledSlots):
             if attempt is None:
                 continue  # what was queued had been cancelled (or recalls were sent)
             try:
-                if self._reuse and pooled_signature(attempt.spec) is not None:
+                if self._reuse and self._signature(attempt.spec) is not None:
                     self._run_pooled(attempt, slot)
                 else:
                     self._run(attempt)
@@ -284,13 +301,17 @@ class LocalExecutor(PooledSlots):
         files = proc.AttemptFiles.for_job(self._log_dir, spec)
         log_uri = str(files.out)
         try:
-            argv, env = self._command(spec, files)
-            files.prepare(spec.args)
+            user = self._user(spec)
+            argv, env = self._command(spec, files, user)
+            files.prepare(spec.args, user)
             with self._lock:
                 if attempt.cancelled:  # cancelled before it started: as if still queued
                     del self._running[spec.key]
                     return
-            process = proc.spawn(argv, spec.payload.workdir, env, files)
+            cwd = spec.payload.workdir
+            if cwd is None and user is not None:  # ours may be closed to it: its own folder
+                cwd = str(files.out.parent)
+            process = proc.spawn(argv, cwd, env, files, user)
         except proc.StartError as exc:
             logger.info("job %s: cannot start: %s", spec.key, exc)
             self._finish(attempt, "failed", error=str(exc), log_uri=log_uri)
@@ -331,14 +352,29 @@ class LocalExecutor(PooledSlots):
             log_uri=log_uri,
         )
 
-    def _command(self, spec: JobSpec, files: proc.AttemptFiles) -> tuple[list[str], dict[str, str]]:
+    def _command(
+        self, spec: JobSpec, files: proc.AttemptFiles, user: OsUser | None = None
+    ) -> tuple[list[str], dict[str, str]]:
         """The argv and environment for a ``command`` or ``function`` payload."""
         command = job_command(spec)
         # a function runs in the wrapper, which must find orchid even where it is not installed
         extra = [_ORCHID_ROOT] if spec.payload.kind == "function" else []
-        env = proc.build_env(spec, files, extra_path=extra)
+        env = proc.build_env(spec, files, extra, self._base_env(user))
         env.update(command.env)
         return command.argv, env
+
+    def _base_env(self, user: OsUser | None) -> dict[str, str]:
+        """What jobs (of ``user``) inherit of our environment now: see :func:`proc.base_env`."""
+        return proc.base_env(self._passthrough, user)
+
+    def _user(self, spec: JobSpec) -> OsUser | None:
+        """The OS user the job runs as (None: as we do); StartError if run_as has none."""
+        if self._run_as is None:
+            return None
+        try:
+            return self._run_as.user_for(spec.owner, spec.share_group)
+        except LookupError as exc:
+            raise proc.StartError(str(exc)) from None
 
     # --- stopping processes ------------------------------------------------------------
 

@@ -32,6 +32,8 @@ from orchid.core.limits import DEFAULT as DEFAULT_LIMITS
 from orchid.core.limits import Limits
 from orchid.executors import _process as proc
 from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage
+from orchid.executors.runas import OsUser, as_user, own_folder
+from orchid.store.db import private_folder
 
 WORKER_MODULE = "orchid.executors.poolworker"
 _ORCHID_ROOT = str(Path(__file__).resolve().parents[2])
@@ -44,20 +46,36 @@ DEEP, QUICK_S = 16, 0.01
 RECALL_S = 0.05  # a job running this long gives up the jobs waiting behind it to a free slot
 AHEAD_BYTES = 32 * 1024  # written ahead at most: half a pipe's buffer, never a blocking write
 SPARE = ".spare"  # the log folder's folder of the workers' spare files
-Signature = tuple[tuple[str, ...], str | None]  # (python_path, workdir) a worker serves
+FOLDERS_KNOWN = 10_000  # run_as: job folders remembered as made (one per workflow)
+# (python_path, workdir, uid of the run_as user or None) a worker serves
+Signature = tuple[tuple[str, ...], str | None, int | None]
 
 
 class PoolWorker:
     """One worker process and its three pipes: jobs, replies (both used by its slot's
     thread) and recalls (used by a free slot's)."""
 
-    def __init__(self, signature: Signature, log_dir: Path) -> None:
+    def __init__(
+        self,
+        signature: Signature,
+        log_dir: Path,
+        base_env: Mapping[str, str],
+        user: OsUser | None = None,
+    ) -> None:
+        """A worker with ``base_env`` (what jobs inherit of ours; never all of it), run as
+        ``user`` (a run_as user: then its spare files are in a folder of its own)."""
         self.signature = signature
         # its spare files, <log_dir>/.spare/<name>.<role> (orchid.executors.poolworker.Files)
         self.spare = log_dir / SPARE
-        python_path, workdir = signature
-        env = dict(os.environ)
-        current = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        if user is None:
+            private_folder(log_dir)  # the jobs' logs are the service's user's alone
+        else:
+            self.spare.mkdir(mode=0o711, exist_ok=True)
+            self.spare = self.spare / user.name
+            own_folder(self.spare, user)
+        python_path, workdir, _ = signature
+        env = dict(base_env)
+        current = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         path = [*python_path, *current]
         path += [p for p in (_ORCHID_ROOT,) if p not in path]
         env["PYTHONPATH"] = os.pathsep.join(path)
@@ -67,6 +85,12 @@ class PoolWorker:
         fds = (jobs_r, replies_w, recalls_r)
         # its spare files' name: unique among workers sharing the log folder, hosts too
         self.name = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        if workdir and os.path.isdir(workdir):
+            cwd: str | None = workdir
+        elif user is not None:  # ours may be closed to it
+            cwd = user.home if os.path.isdir(user.home) else "/"
+        else:
+            cwd = None
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", WORKER_MODULE, *map(str, fds), self.name],
@@ -75,8 +99,9 @@ class PoolWorker:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,  # its own process group: signals reach what it starts
-                cwd=workdir if workdir and os.path.isdir(workdir) else None,
+                cwd=cwd,
                 env=env,
+                **as_user(user),
             )
         except BaseException:
             for fd in (jobs_w, replies_r, recalls_w):
@@ -166,15 +191,17 @@ def job_message(
     files: proc.AttemptFiles,
     spare: Path,
     result_max: int = DEFAULT_LIMITS.result_max_bytes,
+    workdir: str | None = None,
 ) -> dict[str, Any]:
-    """What a worker reads for one job (see :mod:`orchid.executors.poolworker`)."""
+    """What a worker reads for one job (see :mod:`orchid.executors.poolworker`);
+    ``workdir`` stands in for the payload's when it has none."""
     return {
         "key": spec.key,
         "result_max": result_max,  # a longer result fails the job in the worker
         "function": spec.payload.function or "",
         "args": dict(spec.args),
         "env": dict(env),
-        "workdir": spec.payload.workdir,
+        "workdir": spec.payload.workdir or workdir,
         "out": str(files.out),
         "err": str(files.err),
         "files": {
@@ -186,16 +213,18 @@ def job_message(
     }
 
 
-def signature_of(python_path: Sequence[str], workdir: str | None) -> Signature:
-    return tuple(python_path), workdir
+def signature_of(
+    python_path: Sequence[str], workdir: str | None, uid: int | None = None
+) -> Signature:
+    return tuple(python_path), workdir, uid
 
 
-def pooled_signature(spec: JobSpec) -> Signature | None:
-    """The worker a job can run in (None: it needs a process of its own)."""
+def pooled_signature(spec: JobSpec, user: OsUser | None = None) -> Signature | None:
+    """The worker a job (run as ``user``) can run in (None: it needs a process of its own)."""
     payload = spec.payload
     if payload.kind != "function" or not payload.function:
         return None
-    return signature_of(payload.python_path, payload.workdir)
+    return signature_of(payload.python_path, payload.workdir, None if user is None else user.uid)
 
 
 Sent = dict[str, tuple[Any, proc.AttemptFiles]]  # jobs written to a worker by key, oldest first
@@ -210,7 +239,11 @@ class _Host(Protocol):
     _pool: list[PoolWorker | None]
     _piped: list[tuple[PoolWorker, Sent] | None]
     _running: dict[str, Any]
+    _folders: dict[Path, int]
 
+    def _base_env(self, user: OsUser | None) -> dict[str, str]: ...
+    def _user(self, spec: JobSpec) -> OsUser | None: ...
+    def _signature(self: _Host, spec: JobSpec) -> Signature | None: ...
     def _push(self, update: JobUpdate, *, wake: bool = True) -> None: ...
     def _update(self, spec: JobSpec, state: UpdateState, **fields: Any) -> JobUpdate: ...
     def _finish(self, attempt: Any, state: UpdateState, **fields: Any) -> None: ...
@@ -220,7 +253,9 @@ class _Host(Protocol):
     def _start_timer(self, attempt: Any, delay: float, action: Callable[[Any], None]) -> None: ...
     def _take(self, wanted: Callable[[JobSpec], bool]) -> Any | None: ...
     def _requeue(self, attempts: Sequence[Any]) -> None: ...
-    def _worker(self: _Host, slot: int, signature: Signature) -> PoolWorker: ...
+    def _worker(
+        self: _Host, slot: int, signature: Signature, user: OsUser | None
+    ) -> PoolWorker: ...
     def _serve(
         self: _Host, slot: int, worker: PoolWorker, signature: Signature, sent: Sent
     ) -> None: ...
@@ -258,9 +293,9 @@ class PooledSlots:
         worker while such jobs come. Returns when none is left in the pipe. A slot that
         is free meanwhile recalls the jobs waiting behind a long one (:meth:`_recalls`).
         """
-        signature = pooled_signature(attempt.spec)
+        signature = self._signature(attempt.spec)
         assert signature is not None  # the executor sends only function jobs here
-        worker = self._worker(slot, signature)
+        worker = self._worker(slot, signature, self._user(attempt.spec))
         sent: Sent = {}
         with self._lock:
             self._piped[slot] = (worker, sent)
@@ -295,7 +330,7 @@ class PooledSlots:
                 running = entry[0]
                 self._started(worker, running, entry[1])
                 while not draining and len(sent) < depth:
-                    nxt = self._take(lambda spec: pooled_signature(spec) == signature)
+                    nxt = self._take(lambda spec: self._signature(spec) == signature)
                     if nxt is None or not self._hand_over(worker, nxt, sent):
                         break
                 continue
@@ -378,12 +413,27 @@ class PooledSlots:
         False is returned."""
         spec = attempt.spec
         files = proc.AttemptFiles.for_job(self._log_dir, spec)
+        workdir = None
         try:
             env = proc.job_variables(spec, files)
+            user = self._user(spec)
+            if user is not None:  # its folder, made here: the log folder is closed to it
+                workdir = str(files.out.parent)
+                if self._folders.get(files.out.parent) != user.uid:
+                    own_folder(files.out.parent, user)
+                    if len(self._folders) > FOLDERS_KNOWN:
+                        self._folders.clear()
+                    self._folders[files.out.parent] = user.uid
         except proc.StartError as exc:
             self._finish(attempt, "failed", error=str(exc), log_uri=str(files.out))
             return True
-        line = encode(job_message(spec, env, files, worker.spare, self._limits.result_max_bytes))
+        except OSError as exc:
+            error = f"cannot write logs in {files.out.parent}: {exc.strerror or exc}"
+            self._finish(attempt, "failed", error=error, log_uri=str(files.out))
+            return True
+        line = encode(
+            job_message(spec, env, files, worker.spare, self._limits.result_max_bytes, workdir)
+        )
         if sent:
             ahead = sum(a.size for a, _ in sent.values() if a.started is None)
             if ahead + len(line) > AHEAD_BYTES:
@@ -453,13 +503,21 @@ class PooledSlots:
             log_uri=str(files.out),
         )
 
-    def _worker(self: _Host, slot: int, signature: Signature) -> PoolWorker:
-        """This slot's worker for jobs with this python_path and workdir (a new one if the
-        last served others, or died)."""
+    def _signature(self: _Host, spec: JobSpec) -> Signature | None:
+        """The worker a job can run in (None: a process of its own, or it cannot start)."""
+        try:
+            return pooled_signature(spec, self._user(spec))
+        except proc.StartError:
+            return None
+
+    def _worker(self: _Host, slot: int, signature: Signature, user: OsUser | None) -> PoolWorker:
+        """This slot's worker for jobs with this python_path and workdir, run as ``user``
+        (a new one if the last served others, or died)."""
         worker = self._pool[slot]
         if worker is not None and (worker.signature != signature or not worker.alive()):
             worker.close()
             worker = None
         if worker is None:
-            worker = self._pool[slot] = PoolWorker(signature, self._log_dir)
+            worker = PoolWorker(signature, self._log_dir, self._base_env(user), user)
+            self._pool[slot] = worker
         return worker

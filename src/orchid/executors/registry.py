@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchid.config import PluginConfig, validate
 from orchid.errors import ConfigError
 from orchid.executors.base import Executor, WakeUp
+from orchid.executors.runas import RunAs
 
 if TYPE_CHECKING:
     from orchid.settings import Settings
@@ -28,6 +29,16 @@ class _Options(BaseModel):
 
 class LocalOptions(_Options):
     workers: int | None = Field(None, ge=1, description="process slots (default: ORCHID_WORKERS)")
+    run_as: str | dict[str, str] | None = Field(
+        None,
+        description="the OS user jobs run as: one name, or a table of Orchid user (or "
+        "group:NAME, or *) = OS user (default: the top-level run_as; none: the agent's own)",
+    )
+    env_passthrough: list[str] | None = Field(
+        None,
+        description="more of the agent's variables jobs get: NAME or PREFIX* (default: the "
+        "top-level env_passthrough)",
+    )
 
 
 class NullOptions(_Options):
@@ -118,6 +129,9 @@ def make(config: PluginConfig, settings: Settings, wake: WakeUp | None) -> Execu
         from orchid.executors.local import LocalExecutor
 
         workers = options.workers or settings.workers
+        passthrough = options.env_passthrough
+        if passthrough is None:
+            passthrough = [n.strip() for n in settings.env_passthrough.split(",") if n.strip()]
         local = LocalExecutor(
             workers=workers,
             log_dir=log_dir,
@@ -125,6 +139,9 @@ def make(config: PluginConfig, settings: Settings, wake: WakeUp | None) -> Execu
             prefetch=settings.prefetch,
             reuse_workers=settings.reuse_workers,
             limits=settings.limits,
+            run_as=RunAs.parse(local_run_as(options, settings), where),
+            env_passthrough=passthrough,
+            home=settings.home,
         )
         return _named(local, config.name)
     if config.type == "dask":
@@ -158,6 +175,11 @@ def make(config: PluginConfig, settings: Settings, wake: WakeUp | None) -> Execu
 
         return HTCondorExecutor(log_dir, options, name=config.name, wake=wake, namespace=namespace)
     raise ConfigError(f"{where}: unknown executor type {config.type!r}")  # pragma: no cover
+
+
+def local_run_as(options: LocalOptions, settings: Settings) -> str | dict[str, str] | None:
+    """A local executor's run_as: its section's, else the top-level setting."""
+    return options.run_as if options.run_as is not None else (settings.run_as or None)
 
 
 def status_receiver(options: PandaOptions, settings: Settings, where: str) -> Any:

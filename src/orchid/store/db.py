@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -120,15 +121,46 @@ class ChangeProbe:
         self._conn.close()
 
 
+def private_folder(path: Path) -> None:
+    """Make ``path`` and its missing parents, each 0700 (the service's files are its own)."""
+    if path.is_dir():
+        return
+    private_folder(path.parent)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        if not path.is_dir():
+            raise
+
+
+def private_file(path: Path) -> None:
+    """An SQLite database only we may read (0600; SQLite gives its -wal and -shm files
+    the database's mode): made empty if missing, closed to others if it is ours and open
+    (from before this rule, or a wider umask). It holds the key of job tokens."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)
+    try:
+        info = os.fstat(fd)
+        if info.st_uid == os.geteuid() and info.st_mode & 0o077:
+            log.warning("%s was readable by others; it is now 0600", path)
+            os.fchmod(fd, 0o600)
+            for suffix in ("-wal", "-shm"):
+                side = Path(f"{path}{suffix}")
+                if side.exists() and side.stat().st_uid == info.st_uid:
+                    side.chmod(0o600)
+    finally:
+        os.close(fd)
+
+
 def _make_engine(url: str, dialect: str, echo: bool) -> Engine:
     if dialect == "sqlite":
         path = sa.engine.make_url(url).database
-        if path and path != ":memory:":
+        if path and path != ":memory:" and not path.startswith("file:"):
             try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                private_folder(Path(path).parent)
+                private_file(Path(path))
             except OSError as exc:
                 raise ConfigError(
-                    f"cannot create the folder for the database {path}: {exc.strerror}; "
+                    f"cannot create the database {path}: {exc.strerror}; "
                     "choose another --db path or ORCHID_HOME"
                 ) from None
         engine = sa.create_engine(

@@ -149,6 +149,16 @@ def work_names(conn: Connection, work_ids: Iterable[int]) -> dict[int, str]:
     return {int(r.id): str(r.name) for r in rows}
 
 
+def workflow_owners(
+    conn: Connection, workflow_ids: Iterable[int]
+) -> dict[int, tuple[str, str | None]]:
+    """Workflow id → (owner, share group): whose jobs they are."""
+    q = sa.select(workflows.c.id, workflows.c.owner, workflows.c.share_group).where(
+        workflows.c.id.in_(set(workflow_ids))
+    )
+    return {int(r.id): (str(r.owner), r.share_group) for r in conn.execute(q)}
+
+
 def record_updates(
     conn: Connection,
     updates: Sequence[JobUpdate],

@@ -33,6 +33,7 @@ from orchid.store.dispatch import (
     to_cancel,
     unsubmit,
     work_names,
+    workflow_owners,
 )
 from orchid.store.graph import insert_static
 from orchid.store.release import Propagation, propagate
@@ -62,6 +63,7 @@ __all__ = [
     "unpropagated",
     "unsubmit",
     "work_names",
+    "workflow_owners",
 ]
 
 J = JobStatus
