@@ -85,6 +85,12 @@ def agents(
         runner.close()
 
 
+SHUTDOWN_GRACE_S = 3
+"""Seconds requests still running at SIGTERM get to finish before they are cancelled (event
+streams and stalled uploads would otherwise hold the server up for as long as they last;
+work in threads is in daemon threads, which do not hold up the exit)."""
+
+
 @app.command()
 def server(
     db: DbOpt = None,
@@ -103,7 +109,13 @@ def server(
     if workers == 1:
         from orchid.api.app import create_app
 
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        )
     else:
         import os
 
@@ -115,6 +127,7 @@ def server(
             port=port,
             workers=workers,
             log_level="warning",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )
 
 
@@ -161,6 +174,7 @@ def up(
             ),
             log_level="warning",
             lifespan="off",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )
     )
     failure: list[BaseException] = []

@@ -16,7 +16,7 @@ from typing import Any
 
 from orchid.core.jobs import JobDraft
 from orchid.core.states import TERMINAL_WORKFLOW
-from orchid.engine.submit import executor_routes
+from orchid.engine.submit import check_size, executor_routes
 from orchid.engine.templates import compile_template
 from orchid.errors import InvalidTransition, TemplateError
 from orchid.store import events, jobs, routes, workflows, works
@@ -44,13 +44,15 @@ def add_work(
     spec: Mapping[str, Any],
     now: float,
     executors: Collection[str] | None = None,
+    max_works: int | None = None,
 ) -> AddedWork:
     """Append the work ``spec`` (a template's ``works`` item) to a workflow that has not ended.
 
     A work of that name that is there already is returned as it is (``created`` False;
     ``changed`` if its definition differs: the name is its identity, and what it did is
     kept). Raises TemplateError if the grown template would be invalid (or names an
-    executor not in ``executors``, when given), WorkflowEnded if the workflow is over.
+    executor not in ``executors``, when given, or holds more than ``max_works`` works),
+    WorkflowEnded if the workflow is over.
     """
     if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
         raise TemplateError([("work", "must be a mapping with a `name`, like a template's works")])
@@ -78,6 +80,7 @@ def add_work(
                 f"workflow {workflow_id} has ended ({status}); works cannot be added to it"
             )
         grown = {**raw, "works": [*raw.get("works", []), dict(spec)]}
+        check_size(grown, max_works)
         compiled = compile_template(grown, base_dir)
         route = executor_routes(compiled, executors).get(name)
         w = compiled.template.work(name)

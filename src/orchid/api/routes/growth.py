@@ -45,7 +45,14 @@ def _parse(raw: bytes, model: type[M]) -> M:
 def _add(st: ApiState, workflow_id: int, raw: bytes) -> extend.AddedWork:
     body = _parse(raw, AddWorkIn)
     check_values(body.work, "work")
-    return extend.add_work(st.db, workflow_id, body.work, now(), st.settings.executor_names)
+    return extend.add_work(
+        st.db,
+        workflow_id,
+        body.work,
+        now(),
+        st.settings.executor_names,
+        max_works=st.settings.max_works,
+    )
 
 
 @router.post(
