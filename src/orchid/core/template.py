@@ -81,6 +81,13 @@ class StaticJob(_Model):
     args: dict[str, JSONValue] = Field(default_factory=dict)
     parents: list[str] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _share_gil(cls, value: Any) -> Any:
+        # a Python call per job: a work may list 10^6, and pydantic checks them in one C
+        # call that would hold the GIL (and a server's event loop) for seconds without it
+        return value
+
 
 class InputSpec(_Model):
     """A work's input: collections of a data manager, processed file by file as they arrive.

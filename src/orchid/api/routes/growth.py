@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from orchid.api.deps import ApiState, Caller, State, check_id, now, visible_workflow
 from orchid.api.routes.messages import read_body
 from orchid.api.schemas import AddedWorkOut, AddWorkIn, CloseIn, WorkflowOut
+from orchid.api.threads import in_thread
 from orchid.core import jsonvalues
 from orchid.core.template import check_values
 from orchid.engine import extend
@@ -67,7 +68,7 @@ async def add_work(
     """Add a work to a workflow you may change that has not ended (idempotent by name)."""
     await run_in_threadpool(visible_workflow, st, who, check_id(workflow_id), act=True)
     raw = await read_body(request, MAX_WORK_BYTES)
-    added = await run_in_threadpool(_add, st, workflow_id, raw)
+    added = await in_thread(_add, st, workflow_id, raw)  # validates the whole grown template
     response.status_code = 201 if added.created else 200
     return AddedWorkOut(
         work_id=added.work_id,

@@ -28,6 +28,7 @@ from orchid.api.schemas import (
     WorkOut,
 )
 from orchid.api.threads import in_thread
+from orchid.core import jsonvalues
 from orchid.core.model import Principal
 from orchid.core.states import TERMINAL_WORKFLOW, JobStatus, WorkflowStatus
 from orchid.core.template import check_values, decode, error_field
@@ -142,8 +143,17 @@ async def _spool(request: Request, limit: int) -> IO[bytes]:
 
 
 def _header(line: bytes) -> SubmitRequest:
+    """The submission object. Decoded by ``json`` a Python call per object rather than by
+    pydantic in one C call: a document of many MB would hold the GIL, and so stall the
+    event loop, for seconds."""
     try:
-        return SubmitRequest.model_validate_json(line)
+        decoded = jsonvalues.loads(line.decode("utf-8"), share_gil=True)
+    except UnicodeDecodeError:
+        raise InvalidInput("the submission must be JSON in UTF-8") from None
+    except ValueError as exc:  # not JSON, NaN/Infinity, nested too deeply
+        raise InvalidInput(f"the submission is not standard JSON: {exc}") from None
+    try:
+        return SubmitRequest.model_validate(decoded)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = error_field(first["loc"]) or "body"
