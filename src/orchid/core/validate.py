@@ -60,11 +60,18 @@ MAX_CANDIDATES = 1000  # names one suggestion compares with (difflib is slow)
 
 
 def _wpath(t: Template, w: WorkSpec) -> str:
-    return f"works[{t.positions[id(w)]}]({w.name})"
+    return f"works[{_position(t, t.works, w)}]({w.name})"
 
 
 def _lpath(t: Template, lp: LoopSpec) -> str:
-    return f"loops[{t.positions[id(lp)]}]({lp.name})"
+    return f"loops[{_position(t, t.loops, lp)}]({lp.name})"
+
+
+def _position(t: Template, items: list[Any], item: Any) -> int:
+    found = t.positions.get(id(item))
+    if found is None or items[found] is not item:  # a deep copy of the template
+        found = next(i for i, x in enumerate(items) if x is item)
+    return found
 
 
 def analyse(t: Template) -> Analysis:
