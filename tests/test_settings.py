@@ -106,3 +106,14 @@ def test_mistakes_name_the_file_section_and_key(tmp_path: Path, text: str, expec
         load(tmp_path, text)
     if "TOML" not in expected:
         assert "settings.toml" in str(caught.value) or "unknown executor" in str(caught.value)
+
+
+def test_request_limits_have_defaults_and_are_set_like_any_setting(tmp_path: Path) -> None:
+    s = load(tmp_path, "")
+    assert (s.max_works, s.max_request_bytes) == (10_000, 256 * 1024 * 1024)
+    s = load(tmp_path, "max_works = 50\n", ORCHID_MAX_REQUEST_BYTES="4096")
+    assert (s.max_works, s.max_request_bytes) == (50, 4096)
+    with pytest.raises(ConfigError, match="max_works must be at least 1"):
+        load(tmp_path, "", ORCHID_MAX_WORKS="0")
+    with pytest.raises(ConfigError, match="max_request_bytes"):
+        load(tmp_path, 'max_request_bytes = "big"\n')

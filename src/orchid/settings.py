@@ -19,6 +19,15 @@ from orchid.core.limits import DEFAULT as DEFAULT_LIMITS
 from orchid.core.limits import Limits
 from orchid.errors import ConfigError
 
+DEFAULT_MAX_WORKS = 10_000
+"""Works a template may hold (and loops, each counted on its own): a submission or a grown
+open workflow past it is refused with HTTP 422. Validation and planning are linear in
+works, about 0.1 ms a work; large job graphs belong in jobs (a jobs_file), not works."""
+
+DEFAULT_MAX_REQUEST_BYTES = 256 * 1024 * 1024
+"""Bytes a submission body may hold, after gzip is unpacked: past it, HTTP 413. A jobs
+file of 10^6 lines streamed as JSON lines is about 100 MB."""
+
 
 def default_home() -> Path:
     from platformdirs import user_data_dir
@@ -88,6 +97,9 @@ class Settings:
     # local executors: more of the agent's variables jobs get (comma-separated names, NAME*
     # for a prefix); by default only PATH, HOME, LANG, LC_*, TZ, TMPDIR, USER, LOGNAME
     env_passthrough: str = ""
+    # limits of the API server on one request (issue 15: one request must not pin it)
+    max_works: int = DEFAULT_MAX_WORKS  # works (and loops) one template may hold; more: 422
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES  # a request body, unpacked; more: 413
 
     @property
     def log_dir(self) -> Path:
@@ -157,6 +169,9 @@ class Settings:
             raise ConfigError(f"workers must be at least 1; got {s.workers}")
         if s.prefetch < 0:
             raise ConfigError(f"prefetch cannot be negative; got {s.prefetch}")
+        for name in ("max_works", "max_request_bytes"):
+            if getattr(s, name) < 1:
+                raise ConfigError(f"{name} must be at least 1; got {getattr(s, name)}")
         if s.batch < 1:
             raise ConfigError(f"batch must be at least 1; got {s.batch}")
         for name in ("poll_interval", "lease_seconds"):
@@ -213,6 +228,8 @@ _FIELDS: tuple[tuple[str, type], ...] = (
     ("result_max_bytes", int),
     ("run_as", str),
     ("env_passthrough", str),
+    ("max_works", int),
+    ("max_request_bytes", int),
 )
 
 

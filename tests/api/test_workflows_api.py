@@ -196,11 +196,11 @@ def test_gzip_bodies_are_read_whole_or_refused(api: Api) -> None:
     z = zlib.compressobj(wbits=31)
     cut = z.compress(body[:half]) + z.flush(zlib.Z_SYNC_FLUSH)
     r = c.post("/workflows", content=cut, headers=headers)
-    if r.status_code != 422:
+    if r.status_code != 400:  # a body that cannot be read (tests/api/test_limits.py)
         wrong.append(("truncated", r.status_code, r.text[:80]))
     # bytes after the end of the gzip stream
     r = c.post("/workflows", content=gzip.compress(body) + b"tail", headers=headers)
-    if r.status_code != 422:
+    if r.status_code != 400:
         wrong.append(("trailing bytes", r.status_code, r.text[:80]))
     assert not wrong, wrong
 
@@ -313,7 +313,6 @@ BAD_BODIES: list[tuple[dict[str, str], bytes, tuple[str, ...]]] = [
     ({"Content-Type": "text/plain"}, b"{}", ("text/plain",)),
     ({"Content-Type": "application/xml"}, b"<a/>", ("application/xml",)),
     ({"Content-Type": "application/json", "Content-Encoding": "br"}, b"{}", ("br",)),
-    ({"Content-Type": "application/json", "Content-Encoding": "gzip"}, b"not gzip", ("gzip",)),
     ({"Content-Type": "application/json"}, b"{", ()),
     ({"Content-Type": "application/json"}, b"", ()),
     ({"Content-Type": "application/json"}, b"[1, 2]", ()),
@@ -325,6 +324,7 @@ BAD_BODIES: list[tuple[dict[str, str], bytes, tuple[str, ...]]] = [
 
 @SQLITE_ONLY
 def test_unsupported_or_malformed_bodies_are_422(api: Api) -> None:
+    """(A gzip body that cannot be unpacked is a 400: tests/api/test_limits.py.)"""
     c = api.client("alice")
     for headers, body, words in BAD_BODIES:
         assert_error(c.post("/workflows", content=body, headers=headers), 422, *words)

@@ -44,13 +44,15 @@ def create_app(
     auth: AuthConfig | None = None,
     *,
     db: Database | None = None,
-    max_body_bytes: int = 256 * 1024 * 1024,
+    max_body_bytes: int | None = None,
     trust_client_paths: bool = False,
     metrics: Metrics | None = None,
 ) -> FastAPI:
     """An Orchid API server over ``settings.db_url`` (migrated on start), with the monitor
     pages under ``/ui`` and Prometheus metrics at ``/metrics`` (``metrics``: a registry
-    shared with agents in the same process; else one of its own)."""
+    shared with agents in the same process; else one of its own). ``max_body_bytes``
+    overrides ``settings.max_request_bytes``."""
+    limit = settings.max_request_bytes if max_body_bytes is None else max_body_bytes
     db = db or Database(settings.db_url)
     db.ensure_schema()
     auth = auth or AuthConfig.from_env()
@@ -88,7 +90,7 @@ def create_app(
         settings=settings,
         db=db,
         authenticator=Authenticator(auth, verifier, lookup),
-        max_body_bytes=max_body_bytes,
+        max_body_bytes=limit,
         trust_client_paths=trust_client_paths,
         data_managers=datamgr_registry.specs(settings),
     )
@@ -115,10 +117,8 @@ def create_app(
         if declared is not None:
             if not declared.isdigit():
                 return JSONResponse(errors.body("Content-Length must be a number"), 400)
-            if int(declared) > max_body_bytes:
-                return JSONResponse(
-                    errors.body(f"the request body is larger than {max_body_bytes:,} bytes"), 413
-                )
+            if int(declared) > limit:
+                return JSONResponse(errors.body(errors.too_large(limit)), 413)
         return await call_next(request)
 
     return app

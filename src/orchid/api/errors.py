@@ -31,6 +31,20 @@ class TooLarge(InvalidInput):
     """A request body over the configured limit (HTTP 413)."""
 
 
+class Malformed(InvalidInput):
+    """A request body that cannot be read at all: a broken gzip stream (HTTP 400)."""
+
+
+def too_large(limit: int, unpacked: bool = False) -> str:
+    """The 413 message: the limit, and the setting that sets it."""
+    what = " once unpacked" if unpacked else ""
+    return (
+        f"the request body is larger than {limit:,} bytes{what} (the server's limit "
+        "max_request_bytes, ORCHID_MAX_REQUEST_BYTES); send large job graphs as a jobs_file "
+        "(JSON lines), or ask the operator to raise it"
+    )
+
+
 def body(message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"error": message}
     if field is not None:
@@ -48,6 +62,8 @@ def status_of(exc: OrchidError) -> int:
         return 404
     if isinstance(exc, TooLarge):
         return 413
+    if isinstance(exc, Malformed):
+        return 400
     if isinstance(exc, InvalidTransition):
         return 409
     if isinstance(exc, InvalidInput | ConfigError):

@@ -87,6 +87,12 @@ def agents(
         runner.close()
 
 
+SHUTDOWN_GRACE_S = 3
+"""Seconds requests still running at SIGTERM get to finish before they are cancelled (event
+streams and stalled uploads would otherwise hold the server up for as long as they last;
+work in threads is in daemon threads, which do not hold up the exit)."""
+
+
 @app.command()
 def server(
     db: DbOpt = None,
@@ -106,7 +112,12 @@ def server(
         from orchid.api.app import create_app
 
         uvicorn.run(
-            create_app(settings), host=host, port=port, log_level="warning", proxy_headers=False
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level="warning",
+            proxy_headers=False,  # the app takes forwarded headers from trusted proxies only
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )
     else:
         import os
@@ -120,6 +131,7 @@ def server(
             workers=workers,
             log_level="warning",
             proxy_headers=False,  # the app takes forwarded headers from trusted proxies only
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )
 
 
@@ -167,6 +179,7 @@ def up(
             log_level="warning",
             lifespan="off",
             proxy_headers=False,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )
     )
     failure: list[BaseException] = []

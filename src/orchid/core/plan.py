@@ -173,8 +173,14 @@ class Planner:
 
     # --- context -------------------------------------------------------------------------
 
-    def context(self, state: RunState, loop: LoopSpec | None = None) -> dict[str, Any]:
-        latest = state.latest()
+    def context(
+        self,
+        state: RunState,
+        loop: LoopSpec | None = None,
+        latest: Mapping[str, WorkState] | None = None,
+    ) -> dict[str, Any]:
+        """What expressions read: params, workflow, works, loops (and ``loop`` inside one)."""
+        latest = state.latest() if latest is None else latest
         ctx: dict[str, Any] = {
             "params": dict(state.params),
             "workflow": {"id": state.workflow_id, "name": state.name},
@@ -185,8 +191,7 @@ class Planner:
             },
         }
         if loop is not None:
-            ls = state.loops.get(loop.name, LoopState())
-            ctx["loop"] = {"name": loop.name, "iteration": ls.iteration, "vars": dict(ls.vars)}
+            ctx["loop"] = _current_loop(state, loop)
         return ctx
 
     # --- the decision ----------------------------------------------------------------------
@@ -199,14 +204,15 @@ class Planner:
             return d
         latest = state.latest()
         failing = self._failing(state, latest)
+        ctx = _Contexts(self, state, latest)
         for lp in self.t.loops:
-            self._step_loop(lp, state, latest, failing, d)
+            self._step_loop(lp, state, latest, failing, d, ctx)
         if d.loops or d.create:
             return d  # loop changes first; the next round sees them
         for name in self.a.order:
             w = latest.get(name)
             if w is not None and w.status == WorkStatus.WAITING:
-                self._step_work(self.specs[name], w, state, latest, failing, d)
+                self._step_work(self.specs[name], w, state, latest, failing, d, ctx)
         if not d.start and not d.stop:
             self._finish(state, latest, failing, d)
         return d
@@ -245,6 +251,7 @@ class Planner:
         latest: Mapping[str, WorkState],
         failing: str,
         d: Decision,
+        contexts: _Contexts,
     ) -> None:
         loop = self.loop_of.get(spec.name)
         if loop is not None:
@@ -266,7 +273,7 @@ class Planner:
             return
         ok, why = _trigger_holds(spec.trigger, deps)
         cause: Literal["condition", "upstream"] = "upstream"
-        ctx = self.context(state, loop)
+        ctx = contexts.get(loop)
         if ok and spec.when is not None:
             try:
                 ok = bool(expr.evaluate(spec.when, ctx))
@@ -304,6 +311,7 @@ class Planner:
         latest: Mapping[str, WorkState],
         failing: str,
         d: Decision,
+        contexts: _Contexts,
     ) -> None:
         ls = state.loops.get(lp.name, LoopState())
         if ls.status == "waiting" and state.finishing and not failing:
@@ -327,7 +335,7 @@ class Planner:
             try:
                 first = expr.interpolate(
                     dict(lp.variables),
-                    self.context(state),
+                    contexts.get(),
                     self.limits,
                     f"{self.loop_where[lp.name]}.variables",
                 )
@@ -345,7 +353,7 @@ class Planner:
             return  # this iteration's works are being created
         if not all(w is not None and w.status in TERMINAL_WORK for w in mine):
             return
-        ctx = self.context(state, lp)
+        ctx = contexts.get(lp)
         if failing:
             d.loops[lp.name] = LoopState("failed", ls.iteration, ls.vars, failing, "upstream")
             return
@@ -396,6 +404,28 @@ class Planner:
             d.message = f"works {', '.join(bad)} failed (on_failure: continue)"
         else:
             d.workflow_status, d.message = WorkflowStatus.SUCCEEDED, ""
+
+
+def _current_loop(state: RunState, loop: LoopSpec) -> dict[str, Any]:
+    ls = state.loops.get(loop.name, LoopState())
+    return {"name": loop.name, "iteration": ls.iteration, "vars": dict(ls.vars)}
+
+
+class _Contexts:
+    """The expression context of one decision, built once when first needed: it holds a
+    view of every work, so building it for each work that starts would make a decision
+    O(works²). Expressions only read it (bound values are copied out)."""
+
+    def __init__(self, planner: Planner, state: RunState, latest: Mapping[str, WorkState]):
+        self._planner, self._state, self._latest = planner, state, latest
+        self._base: dict[str, Any] | None = None
+
+    def get(self, loop: LoopSpec | None = None) -> dict[str, Any]:
+        if self._base is None:
+            self._base = self._planner.context(self._state, None, self._latest)
+        if loop is None:
+            return self._base
+        return {**self._base, "loop": _current_loop(self._state, loop)}
 
 
 def _trigger_holds(trigger: str, deps: Mapping[str, str]) -> tuple[bool, str]:

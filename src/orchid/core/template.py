@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import math
 import shlex
+from collections.abc import Mapping
+from functools import cached_property
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -79,6 +82,13 @@ class StaticJob(_Model):
     name: JobName
     args: dict[str, JSONValue] = Field(default_factory=dict)
     parents: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _share_gil(cls, value: Any) -> Any:
+        # a Python call per job: a work may list 10^6, and pydantic checks them in one C
+        # call that would hold the GIL (and a server's event loop) for seconds without it
+        return value
 
 
 class InputSpec(_Model):
@@ -266,14 +276,51 @@ class Template(_Model):
             )
         return works
 
+    # Lookups by name, built once per template: a template of 10^5 works is asked about
+    # each of its works, and a scan per question would make that 10^10 comparisons.
+
+    @cached_property
+    def works_by_name(self) -> Mapping[str, WorkSpec]:
+        """Each work by name (the first of a repeated name: validation refuses repeats)."""
+        out: dict[str, WorkSpec] = {}
+        for w in self.works:
+            out.setdefault(w.name, w)
+        return MappingProxyType(out)
+
+    @cached_property
+    def _loop_of(self) -> Mapping[str, LoopSpec]:
+        out: dict[str, LoopSpec] = {}
+        for lp in self.loops:
+            for name in lp.works:
+                out.setdefault(name, lp)
+        return out
+
+    @cached_property
+    def _loops_by_name(self) -> Mapping[str, LoopSpec]:
+        out: dict[str, LoopSpec] = {}
+        for lp in self.loops:
+            out.setdefault(lp.name, lp)
+        return out
+
+    @cached_property
+    def positions(self) -> Mapping[int, int]:
+        """Where each work and loop object stands in its list, by identity (two works may
+        be equal or share a name in a template with mistakes): for naming fields."""
+        out = {id(w): i for i, w in enumerate(self.works)}
+        out.update({id(lp): i for i, lp in enumerate(self.loops)})
+        return MappingProxyType(out)
+
     def work(self, name: str) -> WorkSpec:
-        return next(w for w in self.works if w.name == name)
+        found = self.works_by_name.get(name)
+        if found is None:
+            raise KeyError(f"template {self.name!r} has no work {name!r}")
+        return found
 
     def loop_of(self, work_name: str) -> LoopSpec | None:
-        return next((lp for lp in self.loops if work_name in lp.works), None)
+        return self._loop_of.get(work_name)
 
-    def loops_by_name(self) -> dict[str, LoopSpec]:
-        return {lp.name: lp for lp in self.loops}
+    def loops_by_name(self) -> Mapping[str, LoopSpec]:
+        return MappingProxyType(self._loops_by_name)
 
     def static_works(self) -> list[WorkSpec]:
         """Works whose jobs are listed up front (inline or in the jobs file)."""

@@ -7,13 +7,14 @@ problem found, each with the path of the field at fault.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchid.core import expr, hpo
-from orchid.core.dag import CycleError, ancestors, topological_order
+from orchid.core.dag import CycleError, ancestors, reachable_pairs, topological_order
 from orchid.core.template import InputSpec, LoopSpec, Template, WorkSpec
 from orchid.errors import ExpressionError, TemplateError
 
@@ -43,17 +44,34 @@ class _Problems:
     def add(self, path: str, message: str) -> None:
         self.items.append((path, message))
 
+    def suggest(self, name: str, options: Iterable[str]) -> str:
+        """`` (did you mean 'x'?)`` for the first few problems only: each suggestion
+        compares ``name`` with the options, and a large template with many mistakes
+        would otherwise pay that for every one of them."""
+        return _suggest(name, options) if len(self.items) < MAX_SUGGESTIONS else ""
+
     def raise_if_any(self) -> None:
         if self.items:
             raise TemplateError(self.items)
 
 
+MAX_SUGGESTIONS = 10  # problems that get a "did you mean"
+MAX_CANDIDATES = 1000  # names one suggestion compares with (difflib is slow)
+
+
 def _wpath(t: Template, w: WorkSpec) -> str:
-    return f"works[{t.works.index(w)}]({w.name})"
+    return f"works[{_position(t, t.works, w)}]({w.name})"
 
 
 def _lpath(t: Template, lp: LoopSpec) -> str:
-    return f"loops[{t.loops.index(lp)}]({lp.name})"
+    return f"loops[{_position(t, t.loops, lp)}]({lp.name})"
+
+
+def _position(t: Template, items: list[Any], item: Any) -> int:
+    found = t.positions.get(id(item))
+    if found is None or items[found] is not item:  # a deep copy of the template
+        found = next(i for i, x in enumerate(items) if x is item)
+    return found
 
 
 def analyse(t: Template) -> Analysis:
@@ -92,14 +110,16 @@ def analyse(t: Template) -> Analysis:
     if len(p.items) > known:  # a cycle: upstream sets are meaningless, stop here
         p.raise_if_any()
 
-    upstream = _upstream(needs, inner_needs, loops, loop_of)
-    read_outputs, read_counts = _check_expressions(t, upstream, loop_of, p)
+    parents: dict[str, set[str]] = {**needs, **inner_needs}
+    upstream = _Upstream(needs, inner_needs, loops, loop_of)
+    topo = [*outer_order, *(n for n in order if n in loop_of)]
+    read_outputs, read_counts = _check_expressions(t, _Reach(parents, loop_of, topo), p)
     job_upstream = _check_static_jobs(t, loop_of, p)
     p.raise_if_any()
     return Analysis(
         order=tuple(order),
-        upstream={k: frozenset(v) for k, v in upstream.items()},
-        needs={k: frozenset(v) for k, v in {**needs, **inner_needs}.items()},
+        upstream=upstream,
+        needs={k: frozenset(v) for k, v in parents.items()},
         job_upstream={k: frozenset(v) for k, v in job_upstream.items()},
         read_outputs=frozenset(read_outputs),
         read_counts=frozenset(read_counts),
@@ -205,7 +225,7 @@ def _check_loops(
         path = _lpath(t, lp)
         for j, name in enumerate(lp.works):
             if name not in works:
-                p.add(f"{path}.works[{j}]", f"no work is named '{name}'{_suggest(name, works)}")
+                p.add(f"{path}.works[{j}]", f"no work is named '{name}'{p.suggest(name, works)}")
             elif name in loop_of:
                 p.add(
                     f"{path}.works[{j}]",
@@ -281,7 +301,9 @@ def _resolve_after(
         p.add(path, f"'{me}' cannot wait for itself")
         return False
     if dep not in works and dep not in loops:
-        p.add(path, f"no work or loop is named '{dep}'{_suggest(dep, [*works, *loops])}")
+        p.add(
+            path, f"no work or loop is named '{dep}'{p.suggest(dep, itertools.chain(works, loops))}"
+        )
         return False
     inside = loop_of.get(dep)
     if inside is not None and loop_of.get(me) != inside:
@@ -293,88 +315,180 @@ def _resolve_after(
     return True
 
 
-def _upstream(
-    needs: Mapping[str, set[str]],
-    inner: Mapping[str, set[str]],
-    loops: Mapping[str, LoopSpec],
-    loop_of: Mapping[str, str],
-) -> dict[str, set[str]]:
-    """For each work and loop: the works whose results it may read (loops expanded)."""
+class _Upstream(Mapping[str, frozenset[str]]):
+    """For each work and loop: the works whose results it may read (loops expanded).
 
-    def expand(names: Iterable[str]) -> set[str]:
+    Computed for a node when asked (nothing at run time asks): all of them at once would
+    be O(works²) in size for a chain of works.
+    """
+
+    def __init__(
+        self,
+        needs: Mapping[str, set[str]],
+        inner: Mapping[str, set[str]],
+        loops: Mapping[str, LoopSpec],
+        loop_of: Mapping[str, str],
+    ) -> None:
+        self._needs, self._inner, self._loops, self._loop_of = needs, inner, loops, loop_of
+
+    def _outer(self, node: str) -> set[str]:
         out: set[str] = set()
-        for n in names:
-            out |= set(loops[n].works) if n in loops else {n}
+        for n in ancestors(node, self._needs):
+            out |= set(self._loops[n].works) if n in self._loops else {n}
         return out
 
-    up: dict[str, set[str]] = {}
-    for node in needs:
-        up[node] = expand(ancestors(node, needs))
-    for w, lp in loop_of.items():
-        up[w] = up[lp] | ancestors(w, inner)
-    for lp in loops:
-        up[lp] = up[lp] | set(loops[lp].works)  # `until`/`next` read the iteration's works
-    return up
+    def __getitem__(self, node: str) -> frozenset[str]:
+        if node in self._loops:  # `until`/`next` read the iteration's works too
+            return frozenset(self._outer(node) | set(self._loops[node].works))
+        lp = self._loop_of.get(node)
+        if lp is not None:
+            return frozenset(self._outer(lp) | ancestors(node, self._inner))
+        if node in self._needs:
+            return frozenset(self._outer(node))
+        raise KeyError(node)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._needs
+        yield from self._loop_of
+
+    def __len__(self) -> int:
+        return len(self._needs) + len(self._loop_of)
+
+
+# Where an expression is: a work (its `when`, parameters, map), a loop's `until` and `next`
+# (which also read the iteration's own works), or a loop's first `variables` (which do not).
+Site = tuple[str, str]  # (work or loop name, "work" | "loop" | "variables")
+
+
+class _Reach:
+    """Answers "may an expression at this site read that work (or loop)?" for many sites.
+
+    Every question becomes "is node a an ancestor of node b" in one graph: the works
+    outside loops and the loops (`after`, a loop standing for its works), and each loop's
+    own works (`after` inside the loop). Questions are first collected (:meth:`ask`
+    answers True meanwhile), then answered together by :func:`reachable_pairs`.
+    """
+
+    def __init__(
+        self, parents: Mapping[str, set[str]], loop_of: Mapping[str, str], topo: list[str]
+    ) -> None:
+        self.parents, self.loop_of, self.topo = parents, loop_of, topo
+        self.pending: set[tuple[str, str]] = set()
+        self.holds: set[tuple[str, str]] | None = None  # None: still collecting
+
+    def _pair(self, site: Site, root: str, name: str) -> tuple[str, str] | bool:
+        node, mode = site
+        mine = self.loop_of.get(node) if mode == "work" else node
+        theirs = name if root == "loops" else self.loop_of.get(name)
+        if mode == "work" and mine is not None and theirs == mine:
+            # inside one loop: a work upstream within the iteration (never the whole loop)
+            return (name, node) if root == "works" else False
+        if mode != "work" and theirs == node:
+            return mode == "loop"  # `until`/`next` read the iteration; `variables` do not
+        return (theirs or name, mine or node)
+
+    def ask(self, site: Site, root: str, name: str) -> bool:
+        pair = self._pair(site, root, name)
+        if isinstance(pair, bool):
+            return pair
+        a, b = pair
+        if a in self.parents.get(b, ()):
+            return True
+        if a == b:
+            return False
+        if self.holds is None:
+            self.pending.add(pair)
+            return True
+        return pair in self.holds
+
+    def resolve(self) -> None:
+        self.holds = reachable_pairs(self.topo, self.parents, self.pending)
 
 
 def _suggest(name: str, options: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` if one of ``options`` is close to ``name``.
+
+    Among many options, compares with at most MAX_CANDIDATES of about the same length and
+    first letter: difflib takes ~10 µs a comparison, seconds over 10^5 names.
+    """
     import difflib
 
-    close = difflib.get_close_matches(name, list(options), n=1)
+    listed = list(options)
+    if len(listed) > MAX_CANDIDATES:
+        first, size = name[:1].lower(), len(name)
+        near = (o for o in listed if o[:1].lower() == first and abs(len(o) - size) <= 3)
+        listed = list(itertools.islice(near, MAX_CANDIDATES))
+    close = difflib.get_close_matches(name, listed, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _expressions(
-    t: Template, upstream: Mapping[str, set[str]], loop_of: Mapping[str, str]
-) -> Iterator[tuple[str, str, set[str], bool, Any]]:
-    """(path, kind, readable works, inside a loop?, value) for every expression in the template."""
+def _expressions(t: Template) -> Iterator[tuple[str, str, Site, bool, Any]]:
+    """(path, kind, site, inside a loop?, value) for every expression in the template."""
+    loop_of = t.loop_of
     for w in t.works:
-        path, up, inner = _wpath(t, w), upstream.get(w.name, set()), w.name in loop_of
+        path, site, inner = _wpath(t, w), (w.name, "work"), loop_of(w.name) is not None
         if w.when is not None:
-            yield f"{path}.when", "condition", up, inner, w.when
-        yield f"{path}.parameters", "bindings", up, inner, w.parameters
+            yield f"{path}.when", "condition", site, inner, w.when
+        yield f"{path}.parameters", "bindings", site, inner, w.parameters
         if w.map is not None:
-            yield f"{path}.map", "bindings", up, inner, w.map.model_dump(exclude_none=True)
+            yield f"{path}.map", "bindings", site, inner, w.map.model_dump(exclude_none=True)
     for lp in t.loops:
-        path, up = _lpath(t, lp), upstream.get(lp.name, set())
-        yield f"{path}.until", "condition", up, True, lp.until
+        path, site = _lpath(t, lp), (lp.name, "loop")
+        yield f"{path}.until", "condition", site, True, lp.until
         # the first iteration's variables are bound before its works ran
-        yield f"{path}.variables", "bindings", up - set(lp.works), False, lp.variables
+        yield f"{path}.variables", "bindings", (lp.name, "variables"), False, lp.variables
         for var, text in lp.next.items():
-            yield f"{path}.next.{var}", "condition", up, True, text
+            yield f"{path}.next.{var}", "condition", site, True, text
 
 
-def _check_expressions(
-    t: Template,
-    upstream: Mapping[str, set[str]],
-    loop_of: Mapping[str, str],
-    p: _Problems,
-) -> tuple[set[str], set[str]]:
-    """Check every expression; return the works whose results, and whose counts, are read."""
-    read: set[str] = set()
-    counted: set[str] = set()
-    for path, kind, allowed, in_loop, value in _expressions(t, upstream, loop_of):
+def _check_expressions(t: Template, reach: _Reach, p: _Problems) -> tuple[set[str], set[str]]:
+    """Check every expression; return the works whose results, and whose counts, are read.
+
+    Two passes: the first parses and collects the upstream questions, which are then
+    answered together; the second checks every reference with the answers.
+    """
+    parsed: list[tuple[str, Site, bool, list[expr.Expr]]] = []
+    for path, kind, site, in_loop, value in _expressions(t):
         try:
             exprs = [expr.parse(value)] if kind == "condition" else expr.find_bindings(value)
         except ExpressionError as exc:
             p.add(path, str(exc))
             continue
+        if exprs:
+            parsed.append((path, site, in_loop, exprs))
+    loops = t.loops_by_name()
+    for _, site, _, exprs in parsed:
+        for e in exprs:
+            for root, name, *_ in (r for r in e.references() if len(r) > 1):
+                if name in (t.works_by_name if root == "works" else loops):
+                    reach.ask(site, root, name)
+    reach.resolve()
+    read: set[str] = set()
+    counted: set[str] = set()
+    for path, site, in_loop, exprs in parsed:
         for e in exprs:
             for ref in sorted(e.references()):
-                problem = _check_reference(t, ref, allowed, in_loop, read, counted)
+                problem = _check_reference(t, ref, _asker(reach, site), in_loop, read, counted, p)
                 if problem:
                     p.add(path, f"`{e.source}`: {problem}")
     return read, counted
 
 
+def _asker(reach: _Reach, site: Site) -> Callable[[str, str], bool]:
+    return lambda root, name: reach.ask(site, root, name)
+
+
 def _check_reference(
     t: Template,
     ref: tuple[str, ...],
-    allowed: set[str],
+    upstream: Callable[[str, str], bool],
     in_loop: bool,
     read: set[str],
     counted: set[str],
+    p: _Problems,
 ) -> str | None:
+    """What is wrong with reading ``ref`` here, or None. ``upstream(root, name)``: whether
+    the work or loop of that name ends before this expression is evaluated."""
     root = ref[0]
     if root not in ROOTS:
         return f"unknown name '{root}'; expressions may read {', '.join(ROOTS)}"
@@ -391,9 +505,9 @@ def _check_reference(
             known = ", ".join(t.parameters) or "none are declared"
             return f"no workflow parameter '{name}' (declare it under `parameters`; known: {known})"
     elif root == "works":
-        if not any(w.name == name for w in t.works):
-            return f"no work is named '{name}'{_suggest(name, (w.name for w in t.works))}"
-        if name not in allowed:
+        if name not in t.works_by_name:
+            return f"no work is named '{name}'{p.suggest(name, t.works_by_name)}"
+        if not upstream(root, name):
             return (
                 f"work '{name}' is not upstream of here, so its results may not exist yet; "
                 f"add it (or the loop it is in) to `after`"
@@ -405,10 +519,9 @@ def _check_reference(
         if len(ref) == 2 or ref[2] == "counts":
             counted.add(name)
     elif root == "loops":
-        loop = t.loops_by_name().get(name)
-        if loop is None:
+        if name not in t.loops_by_name():
             return f"no loop is named '{name}'"
-        if not set(loop.works) <= allowed:
+        if not upstream(root, name):
             return f"loop '{name}' is not upstream of here; add it to `after`"
         if len(ref) > 2 and ref[2] not in LOOP_FIELDS:
             return f"a loop has no field '{ref[2]}'; use one of {', '.join(LOOP_FIELDS)}"
@@ -443,7 +556,8 @@ def _check_static_jobs(
             seen.add(job.name)
             nodes.append((w.name, job.name))
             for k, ref in enumerate(job.parents):
-                parent, problem = resolve_parent(ref, w.name, names, loop_of, file_works)
+                hint = len(p.items) < MAX_SUGGESTIONS
+                parent, problem = resolve_parent(ref, w.name, names, loop_of, file_works, hint)
                 if problem:
                     p.add(f"{path}[{i}].parents[{k}]", problem)
                     continue
@@ -466,14 +580,16 @@ def resolve_parent(
     names: Mapping[str, set[str]],
     loop_of: Mapping[str, str],
     file_works: set[str] | frozenset[str] = frozenset(),
+    suggest: bool = True,
 ) -> tuple[tuple[str, str] | None, str | None]:
-    """``job`` or ``work/job`` → (work, job), or a message saying what is wrong."""
+    """``job`` or ``work/job`` → (work, job), or a message saying what is wrong (with a
+    "did you mean" if ``suggest``)."""
     parent, problem = parent_ref(ref, work, names, loop_of, file_works)
     if parent is None:
         return None, problem
     pw, pj = parent
     if pj not in names[pw]:
-        return None, missing_parent(ref, pw, pj, names[pw])
+        return None, missing_parent(ref, pw, pj, names[pw] if suggest else ())
     return parent, None
 
 

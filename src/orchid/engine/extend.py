@@ -18,7 +18,7 @@ from orchid.core.commands import check as check_commands
 from orchid.core.jobs import JobDraft
 from orchid.core.states import TERMINAL_WORKFLOW
 from orchid.datamgr.registry import ManagerSpec
-from orchid.engine.submit import check_data_inputs, executor_routes
+from orchid.engine.submit import check_data_inputs, check_size, executor_routes
 from orchid.engine.templates import compile_template
 from orchid.errors import InvalidTransition, TemplateError
 from orchid.store import events, jobs, routes, workflows, works
@@ -48,6 +48,7 @@ def add_work(
     executors: Collection[str] | None = None,
     data_managers: Mapping[str, ManagerSpec] | None = None,
     by: tuple[str, Collection[str]] = ("", ()),
+    max_works: int | None = None,
 ) -> AddedWork:
     """Append the work ``spec`` (a template's ``works`` item) to a workflow that has not ended.
 
@@ -55,7 +56,8 @@ def add_work(
     ``changed`` if its definition differs: the name is its identity, and what it did is
     kept). Raises TemplateError if the grown template would be invalid (or names an
     executor not in ``executors``, or a data manager of ``data_managers`` that the user
-    and groups ``by`` may not use, when given), WorkflowEnded if the workflow is over.
+    and groups ``by`` may not use, when given, or holds more than ``max_works`` works),
+    WorkflowEnded if the workflow is over.
     """
     if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
         raise TemplateError([("work", "must be a mapping with a `name`, like a template's works")])
@@ -83,6 +85,7 @@ def add_work(
                 f"workflow {workflow_id} has ended ({status}); works cannot be added to it"
             )
         grown = {**raw, "works": [*raw.get("works", []), dict(spec)]}
+        check_size(grown, max_works)
         compiled = compile_template(grown, base_dir)
         check_commands(compiled.template)
         route = executor_routes(compiled, executors).get(name)

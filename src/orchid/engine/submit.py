@@ -76,6 +76,26 @@ def parse_param(text: str) -> tuple[str, Any]:
         raise InvalidInput(f"parameter {key}: {exc}") from None
 
 
+def check_size(raw: Any, max_works: int | None) -> None:
+    """Refuse a template of more than ``max_works`` works or loops before reading them
+    (the ``max_works`` setting; None: no limit), with a TemplateError (HTTP 422)."""
+    if max_works is None or not isinstance(raw, Mapping):
+        return
+    for key in ("works", "loops"):
+        items = raw.get(key)
+        if isinstance(items, list) and len(items) > max_works:
+            raise TemplateError(
+                [
+                    (
+                        key,
+                        f"holds {len(items):,} {key}, more than the limit of {max_works:,} "
+                        "(the server's setting max_works, ORCHID_MAX_WORKS); split the "
+                        "workflow, or list many jobs in few works (a jobs_file)",
+                    )
+                ]
+            )
+
+
 def executor_routes(compiled: Compiled, known: Collection[str] | None) -> dict[str, str]:
     """The executor of each work that names one; every name must be in ``known``.
 
@@ -225,15 +245,19 @@ def submit(
     owner_groups: Collection[str] = (),
     data_managers: Mapping[str, ManagerSpec] | None = None,
     limits: Limits = DEFAULT,
+    max_works: int | None = None,
 ) -> int:
     """Check everything, then write the workflow, its works and listed jobs; return its id.
 
     ``job_lines`` gives the template's jobs_file content when it does not come from
     this machine's disk (a server never opens a client's paths). ``executors`` are the
-    owner_groups: Collection[str] = (),
-    data_managers: Mapping[str, ManagerSpec] | None = None,
-    limits: Limits = DEFAULT,
+    names a work may choose (``Settings.executor_names``; None: not checked), and
+    ``data_managers`` the data managers (None: not checked), which ``owner`` or one of
+    ``owner_groups`` must be allowed to use (the groups are recorded for the agents).
+    ``limits`` bound the listed jobs' arguments (and what the agents build later: they
+    have their own); ``max_works`` the most works and loops it may hold (None: no limit).
     """
+    check_size(raw, max_works)
     check_values(raw, "template")  # also when no front end checked it (Python callers)
     compiled = compile_template(raw, str(base_dir) if base_dir else None, limits)
     t = compiled.template

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -34,7 +35,7 @@ class Compiled:
         """A work's path in the template, for messages: ``works[0](sim)``."""
         return self.planner.where.get(work, f"works.{work}")
 
-    @property
+    @cached_property
     def names(self) -> frozenset[str]:
         return frozenset(self.planner.specs)
 
@@ -98,7 +99,7 @@ class TemplateCache:
     def get(self, conn: Connection, workflow_id: int, works: Iterable[str] = ()) -> Compiled:
         """The compiled template of a workflow that knows each of ``works``."""
         hit = self._items.get(workflow_id)
-        if hit is not None and not all(name in hit.names for name in works):
+        if hit is not None and not all(name in hit.planner.specs for name in works):
             hit = None
         if hit is not None:
             self._items.move_to_end(workflow_id)

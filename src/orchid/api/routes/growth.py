@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from orchid.api.deps import ApiState, JobCaller, State, check_id, now, visible_workflow
 from orchid.api.routes.messages import read_body
 from orchid.api.schemas import AddedWorkOut, AddWorkIn, CloseIn, WorkflowOut
+from orchid.api.threads import in_thread
 from orchid.core import jsonvalues
 from orchid.core.model import Principal
 from orchid.core.template import check_values
@@ -54,6 +55,7 @@ def _add(st: ApiState, who: Principal, workflow_id: int, raw: bytes) -> extend.A
         st.settings.executor_names,
         data_managers=st.data_managers,
         by=(who.user, who.groups),
+        max_works=st.settings.max_works,
     )
 
 
@@ -69,7 +71,7 @@ async def add_work(
     """Add a work to a workflow you may change that has not ended (idempotent by name)."""
     await run_in_threadpool(visible_workflow, st, who, check_id(workflow_id), act=True)
     raw = await read_body(request, MAX_WORK_BYTES)
-    added = await run_in_threadpool(_add, st, who, workflow_id, raw)
+    added = await in_thread(_add, st, who, workflow_id, raw)  # validates the whole grown template
     response.status_code = 201 if added.created else 200
     return AddedWorkOut(
         work_id=added.work_id,

@@ -27,7 +27,7 @@ from orchid.api.deps import (
     now,
     visible_workflow,
 )
-from orchid.api.errors import Denied, TooLarge
+from orchid.api.errors import Denied, Malformed, TooLarge, too_large
 from orchid.api.schemas import (
     CommandOut,
     JobOut,
@@ -38,6 +38,8 @@ from orchid.api.schemas import (
     WorkflowPage,
     WorkOut,
 )
+from orchid.api.threads import in_thread
+from orchid.core import jsonvalues
 from orchid.core.model import Principal
 from orchid.core.states import TERMINAL_WORKFLOW, JobStatus, WorkflowStatus
 from orchid.core.template import check_values, decode, error_field
@@ -67,61 +69,83 @@ SUBMIT_BODY = {
 
 
 class _Gunzip:
-    """Inflates a gzip body of one or more members (RFC 1952 allows several, e.g. pigz),
-    at most ``limit`` bytes of it; refuses a stream cut short or followed by junk."""
+    """Inflates a gzip body of one or more members (RFC 1952 allows several, e.g. pigz)
+    into a file, at most ``limit`` bytes in all members together, a piece at a time;
+    refuses a stream cut short, a bad header, or anything after a member that is not
+    another one (HTTP 400)."""
+
+    PIECE = 1024 * 1024  # bytes inflated per step: bounds the memory a body takes
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.size = 0
+        self.size = 0  # bytes inflated so far, over every member
         self.member = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self.inside = True  # within a member: the body may not end here
+        self.inside = False  # within a member: the body may not end here
 
-    def feed(self, data: bytes) -> bytes:
-        out = bytearray()
-        while data:
-            self.inside = True
-            piece = self.member.decompress(data, self.limit + 1 - len(out) - self.size)
-            if self.member.unconsumed_tail:
-                raise TooLarge(
-                    f"the request body is larger than {self.limit:,} bytes once unpacked"
-                )
-            out += piece
-            data = b""
-            if self.member.eof:  # what follows can only be another member
-                data = self.member.unused_data
-                self.member = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                self.inside = False
-        self.size += len(out)
-        return bytes(out)
+    def feed(self, data: bytes, sink: IO[bytes]) -> None:
+        """Inflate the next bytes of the body into ``sink``."""
+        try:
+            while data:
+                self.inside = True
+                # never 0, which zlib would read as "no limit"
+                room = min(self.limit - self.size, self.PIECE) + 1
+                piece = self.member.decompress(data, room)
+                self.size += len(piece)
+                if self.size > self.limit:
+                    raise TooLarge(too_large(self.limit, unpacked=True))
+                sink.write(piece)
+                if self.member.eof:  # what follows can only be another member
+                    data = self.member.unused_data
+                    self.member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    self.inside = False
+                else:
+                    data = self.member.unconsumed_tail
+        except zlib.error as exc:
+            raise Malformed(
+                f"the body is not valid gzip ({exc}): send one gzip stream (or several "
+                "one after the other) and nothing after it, or send it plain"
+            ) from None
 
     def end(self) -> None:
         """The body is over: it must have ended where a member did."""
         if self.inside:
-            raise InvalidInput(
+            raise Malformed(
                 "the gzip body ends before its gzip stream does (cut off?); send it whole"
             )
 
 
+BATCH_GZIP = 256 * 1024  # compressed bytes handed to a thread at once
+
+
 async def _spool(request: Request, limit: int) -> IO[bytes]:
-    """The request body, gunzipped if so encoded, in a temporary file; at most ``limit`` bytes."""
+    """The request body, gunzipped if so encoded, in a temporary file; at most ``limit`` bytes.
+
+    Unpacking runs in a thread (a small body may unpack to ``limit`` bytes: seconds of
+    CPU), a batch of compressed bytes at a time.
+    """
     encoding = request.headers.get("content-encoding", "identity").lower()
     if encoding not in ("identity", "gzip"):
         raise InvalidInput(f"Content-Encoding {encoding!r} is not supported; use gzip or none")
-    inflate = _Gunzip(limit) if encoding == "gzip" else None
     out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 - returned
-    size = 0
     try:
-        async for chunk in request.stream():
-            data = inflate.feed(chunk) if inflate else chunk
-            size += len(data)
-            if size > limit:
-                raise TooLarge(f"the request body is larger than {limit:,} bytes")
-            out.write(data)
-        if inflate is not None:
+        if encoding == "gzip":
+            inflate = _Gunzip(limit)
+            packed = bytearray()
+            async for chunk in request.stream():
+                packed += chunk
+                if len(packed) >= BATCH_GZIP:
+                    await in_thread(inflate.feed, bytes(packed), out)
+                    packed.clear()
+            if packed:
+                await in_thread(inflate.feed, bytes(packed), out)
             inflate.end()
-    except zlib.error as exc:
-        out.close()
-        raise InvalidInput(f"the body is not valid gzip: {exc}") from None
+        else:
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(too_large(limit))
+                out.write(chunk)
     except BaseException:
         out.close()
         raise
@@ -130,8 +154,17 @@ async def _spool(request: Request, limit: int) -> IO[bytes]:
 
 
 def _header(line: bytes) -> SubmitRequest:
+    """The submission object. Decoded by ``json`` a Python call per object rather than by
+    pydantic in one C call: a document of many MB would hold the GIL, and so stall the
+    event loop, for seconds."""
     try:
-        return SubmitRequest.model_validate_json(line)
+        decoded = jsonvalues.loads(line.decode("utf-8"), share_gil=True)
+    except UnicodeDecodeError:
+        raise InvalidInput("the submission must be JSON in UTF-8") from None
+    except ValueError as exc:  # not JSON, NaN/Infinity, nested too deeply
+        raise InvalidInput(f"the submission is not standard JSON: {exc}") from None
+    try:
+        return SubmitRequest.model_validate(decoded)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = error_field(first["loc"]) or "body"
@@ -174,22 +207,26 @@ def _submit(
         owner_groups=who.groups,
         data_managers=st.data_managers,
         limits=st.settings.limits,
+        max_works=st.settings.max_works,
     )
+
+
+def _submit_body(st: ApiState, who: Principal, spool: IO[bytes], ndjson: bool) -> int:
+    """Parse the spooled body and submit it (in a thread: all of it is CPU work)."""
+    if ndjson:
+        return _submit(st, who, _header(spool.readline()), _lines(spool))
+    return _submit(st, who, _header(spool.read()), None)
 
 
 @router.post("", status_code=201, response_model=WorkflowOut, openapi_extra=SUBMIT_BODY)
 async def create(request: Request, st: State, who: Caller) -> WorkflowOut:
     """Submit a workflow; it is validated completely before anything is written."""
+    kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if kind not in (NDJSON, "application/json", ""):
+        raise InvalidInput(f"send application/json or {NDJSON}, not {kind!r}")
     spool = await _spool(request, st.max_body_bytes)
     try:
-        kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-        if kind == NDJSON:
-            head = spool.readline()
-            wf_id = await run_in_threadpool(_submit, st, who, _header(head), _lines(spool))
-        elif kind in ("application/json", ""):
-            wf_id = await run_in_threadpool(_submit, st, who, _header(spool.read()), None)
-        else:
-            raise InvalidInput(f"send application/json or {NDJSON}, not {kind!r}")
+        wf_id = await in_thread(_submit_body, st, who, spool, kind == NDJSON)
     finally:
         spool.close()
     return WorkflowOut.of(await run_in_threadpool(_get, st, wf_id))
