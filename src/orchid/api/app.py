@@ -49,7 +49,7 @@ def create_app(
     """An Orchid API server over ``settings.db_url`` (migrated on start), with the monitor
     pages under ``/ui`` and Prometheus metrics at ``/metrics`` (``metrics``: a registry
     shared with agents in the same process; else one of its own)."""
-    db = db or Database(settings.db_url)
+    db = db or Database(settings.db_url, lease_seconds=settings.lease_seconds)
     db.ensure_schema()
     auth = auth or AuthConfig.from_env()
     verifier = OidcVerifier(auth, httpx.Client(timeout=10)) if auth.oidc_issuer else None
