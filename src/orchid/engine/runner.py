@@ -118,8 +118,8 @@ class Runner:
             if now - since >= GIVE_UP_S:
                 raise
             if lost_connection(exc):  # no traceback: what happened is all there is to say
-                why = str(getattr(exc, "orig", exc)).strip().splitlines()[-1:]
-                log.warning("%s: lost its database connection %s; retrying", agent.name, why)
+                why = (str(getattr(exc, "orig", exc)).strip().splitlines() or ["?"])[0]
+                log.warning("%s: lost its database connection (%s); retrying", agent.name, why)
             else:
                 log.exception("%s failed (for %.0fs); retrying", agent.name, now - since)
             time.sleep(min(0.05 + (now - since) / 10, 2.0))
