@@ -20,7 +20,7 @@ from orchid.errors import (
     OrchidError,
     TemplateError,
 )
-from orchid.store.db import lost_connection, passing_failure
+from orchid.store.db import lost_connection, passing_failure, timed_out
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +83,11 @@ def install(app: FastAPI) -> None:
         # another session held a lock past lock_timeout (an agent frozen mid-transaction,
         # until the server ends its session), a timeout, a lost connection: nothing was
         # written, and the same request succeeds in a moment
-        reason = passing_failure(exc) or (
-            "its connection was lost" if lost_connection(exc) else None
-        )
+        reason = passing_failure(exc)
+        if reason is None and timed_out(exc):
+            reason = "a statement ran past statement_timeout"
+        if reason is None and lost_connection(exc):
+            reason = "its connection was lost"
         if reason is None:
             log.error("internal error: %s", exc, exc_info=exc)
             return JSONResponse(body("internal error; the server log has details"), 500)

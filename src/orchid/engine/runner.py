@@ -99,9 +99,10 @@ class Runner:
 
         The one place where agents' failures are handled. A failure that passes by itself
         (:func:`~orchid.store.db.passing_failure`: a lock wait that gave up because a
-        frozen or slow agent holds the lock, a timeout, a deadlock) is one line in the
-        log, and the step runs again next round: it waited already (``lock_timeout``), and
-        the server ends a frozen session within a third of a lease. Any other failure
+        frozen or slow agent holds the lock, a deadlock, this session's transaction ended
+        by the server) is one line in the log, and the step runs again next round: it
+        waited already (``lock_timeout``), and the server ends a frozen session within a
+        third of a lease. Any other failure (a statement timeout, a lost connection)
         backs off and counts towards ``GIVE_UP_S``.
         """
         try:

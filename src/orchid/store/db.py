@@ -91,7 +91,6 @@ class SessionLimits:
 # same work done again later succeeds (see Runner: such a round is simply tried again)
 _PASSING = {
     "55P03": "a lock wait gave up (lock_timeout)",
-    "57014": "a statement was cancelled (statement_timeout)",
     "40P01": "a deadlock",
     "40001": "a serialization failure",
     "25P03": "the server ended a transaction left idle (idle_in_transaction_session_timeout)",
@@ -100,8 +99,9 @@ _PASSING = {
 
 def passing_failure(exc: BaseException) -> str | None:
     """Why a database call failed, if it failed for a reason that passes: another session
-    held a lock too long, a timeout, a deadlock; None for any other failure (including a
-    lost connection, which the pool replaces, but which may last: the database is away).
+    held a lock too long, a deadlock, the server ended this session's idle transaction;
+    None for any other failure (a statement timeout, which would recur; a lost
+    connection, which the pool replaces but which may last: the database is away).
     """
     if not isinstance(exc, sa.exc.DBAPIError):
         return None
@@ -115,6 +115,13 @@ def passing_failure(exc: BaseException) -> str | None:
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
+
+
+def timed_out(exc: BaseException) -> bool:
+    """A statement ran past ``statement_timeout`` (or was cancelled): not a passing
+    failure for an agent (the same statement would time out again), but nothing was
+    written."""
+    return isinstance(exc, sa.exc.DBAPIError) and getattr(exc.orig, "sqlstate", None) == "57014"
 
 
 def lost_connection(exc: BaseException) -> bool:
