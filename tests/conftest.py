@@ -119,6 +119,9 @@ def install_transition_audit(db: Database) -> None:
 
 def _truncate(db: Database) -> None:
     with db.begin() as conn:
+        if not db.is_sqlite:  # wait for a previous test's last connections, however long
+            conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
         names = ", ".join(t.name for t in reversed(metadata.sorted_tables))
         conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 

@@ -195,3 +195,37 @@ def test_the_change_probe_sees_other_connections_commits_once(tmp_path: Path) ->
         probe.close()
         db.dispose()
         other.dispose()
+
+
+class _LockNotAvailable(Exception):
+    sqlstate = "55P03"  # as psycopg.errors.LockNotAvailable
+
+
+def test_a_step_that_gave_up_on_a_lock_runs_again_next_round_without_giving_up() -> None:
+    """Another session held a lock past lock_timeout: one warning, the step runs again
+    next round, and however long that lasts it does not count towards stopping the loop."""
+    log: list[str] = []
+    failures = [3]
+
+    def step() -> int:
+        log.append(JOBS)
+        if failures[0]:
+            failures[0] -= 1
+            raise sa.exc.OperationalError("SELECT ... FOR NO KEY UPDATE", {}, _LockNotAvailable())
+        return 0
+
+    class Locked:
+        name = "locked"
+
+        def steps(self) -> Mapping[str, Step]:
+            return {JOBS: step}
+
+        def run_once(self) -> int:
+            return step()
+
+    runner = Runner([Locked()], MemoryBus(), poll_interval=3600)
+    runner.coordinator.add([JOBS])
+    for _ in range(5):
+        runner._round()
+    assert log == [JOBS] * 4  # three failures, each tried again at once, then done
+    assert not runner._failing_since

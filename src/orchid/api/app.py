@@ -53,7 +53,7 @@ def create_app(
     shared with agents in the same process; else one of its own). ``max_body_bytes``
     overrides ``settings.max_request_bytes``."""
     limit = settings.max_request_bytes if max_body_bytes is None else max_body_bytes
-    db = db or Database(settings.db_url)
+    db = db or Database(settings.db_url, lease_seconds=settings.lease_seconds)
     db.ensure_schema()
     auth = auth or AuthConfig.from_env()
     verifier = OidcVerifier(auth, httpx.Client(timeout=10)) if auth.oidc_issuer else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -19,6 +20,7 @@ from orchid.errors import (
     OrchidError,
     TemplateError,
 )
+from orchid.store.db import lost_connection, passing_failure, timed_out
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,23 @@ def install(app: FastAPI) -> None:
             return JSONResponse(body("internal error; the server log has details"), 500)
         field = exc.field if isinstance(exc, InvalidInput) else None
         return JSONResponse(body(str(exc), field), status_code=status, headers=headers)
+
+    @app.exception_handler(sa.exc.DBAPIError)
+    async def database_error(_: Request, exc: sa.exc.DBAPIError) -> JSONResponse:
+        # another session held a lock past lock_timeout (an agent frozen mid-transaction,
+        # until the server ends its session), a timeout, a lost connection: nothing was
+        # written, and the same request succeeds in a moment
+        reason = passing_failure(exc)
+        if reason is None and timed_out(exc):
+            reason = "a statement ran past statement_timeout"
+        if reason is None and lost_connection(exc):
+            reason = "its connection was lost"
+        if reason is None:
+            log.error("internal error: %s", exc, exc_info=exc)
+            return JSONResponse(body("internal error; the server log has details"), 500)
+        log.warning("database busy: %s", reason)
+        message = f"the database is busy ({reason}); nothing was changed, try again shortly"
+        return JSONResponse(body(message), 503, headers={"Retry-After": "1"})
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

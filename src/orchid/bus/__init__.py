@@ -24,7 +24,7 @@ def make_bus(kind: str, db: Database) -> EventBus:
             )
         from orchid.bus.postgres import PostgresBus
 
-        return PostgresBus(db.url)
+        return PostgresBus(db.url, connect_args=db.connect_args)
     if kind == "db":
         from orchid.bus.db import DbBus
 

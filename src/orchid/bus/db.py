@@ -26,7 +26,9 @@ class DbBus(RelayBus):
 
     def __init__(self, db: Database, *, interval: float = 0.05) -> None:
         super().__init__()
-        self._db = Database(db.url)  # a pool of its own: never wait behind the agents' one
+        self._db = Database(
+            db.url, lease_seconds=db.lease_seconds
+        )  # a pool of its own: never wait behind the agents' one
         self._interval = interval
         self._last = -1
         try:  # signals from now on: those of other processes written before are old news

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -39,9 +41,12 @@ class PostgresBus(RelayBus):
         *,
         retry_max: float = 2.0,
         connect_wait: float = 5.0,
+        connect_args: Mapping[str, Any] | None = None,
     ) -> None:
+        """``connect_args``: more psycopg connect arguments (the database's keepalives)."""
         super().__init__()
         self._conninfo = conninfo(url)
+        self._connect_args = dict(connect_args or {})
         self._channel = channel
         self._retry_max = retry_max
         self.listening = threading.Event()  # set while the listener is connected
@@ -53,7 +58,9 @@ class PostgresBus(RelayBus):
     # --- threads ------------------------------------------------------------------------
 
     def _connect(self) -> psycopg.Connection:
-        return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=3)
+        return psycopg.connect(
+            self._conninfo, autocommit=True, connect_timeout=3, **self._connect_args
+        )
 
     def _listen(self) -> None:
         delay = 0.05

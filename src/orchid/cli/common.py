@@ -87,7 +87,7 @@ def _personal(settings: Settings) -> Settings:
 def _open(settings: Settings, wait: float = 0.0) -> Database:
     """The database, migrated. ``wait``: seconds to keep trying while the server cannot
     be reached (an agent started while PostgreSQL restarts waits for it)."""
-    db = Database(settings.db_url)
+    db = Database(settings.db_url, lease_seconds=settings.lease_seconds)
     deadline = time.monotonic() + wait
     delay = 0.2
     while True:

@@ -138,6 +138,12 @@ class Carrier:
             if u.state != "running" and u.job_id not in again:
                 self._policies.pop(u.job_id, None)
         announce(env, done.passed, ended)
+        if done.passed.deferred:
+            log.warning(
+                "%d jobs recorded, not passed on: another session (a stalled agent?) holds "
+                "their workflow's works past lock_timeout; the trigger passes them on later",
+                len(done.passed.deferred),
+            )
         if done.finished > done.passed.jobs:  # ends the trigger passes on (failures)
             env.bus.notify(ENDED)
         if done.finished or done.retried:

@@ -39,7 +39,7 @@ from orchid.engine.trigger import Trigger
 from orchid.executors.base import Executor
 from orchid.settings import Settings
 from orchid.store import agents as agents_store
-from orchid.store.db import ChangeProbe, Database
+from orchid.store.db import ChangeProbe, Database, lost_connection, passing_failure
 from orchid.store.routes import Route
 
 log = logging.getLogger(__name__)
@@ -87,26 +87,45 @@ class Runner:
     def run_once(self) -> int:
         """One round: each agent once, whole. Returns how much they did together.
 
-        An agent that raises (a lost database connection, a deadlock) is logged and
-        tried again; its transaction was rolled back, so nothing is half written. One
-        that fails without a break for ``GIVE_UP_S`` seconds stops the loop.
+        An agent that raises (a lost database connection, a deadlock, a lock wait that
+        gave up) is logged and tried again; its transaction was rolled back, so nothing
+        is half written. One that fails without a break for ``GIVE_UP_S`` seconds stops
+        the loop, unless it failed only on other sessions' locks (see :meth:`_call`).
         """
         self._heartbeat()
-        return sum(self._call(agent, agent.run_once) for agent in self.agents)
+        return sum(self._call(agent, agent.run_once) or 0 for agent in self.agents)
 
-    def _call(self, agent: Agent, step: Step) -> int:
+    def _call(self, agent: Agent, step: Step) -> int | None:
+        """Run one step; how much it did, or None if it failed and is to run again.
+
+        The one place where agents' failures are handled. A failure that passes by itself
+        (:func:`~orchid.store.db.passing_failure`: a lock wait that gave up because a
+        frozen or slow agent holds the lock, a deadlock, this session's transaction ended
+        by the server) is one line in the log, and the step runs again next round: it
+        waited already (``lock_timeout``), and the server ends a frozen session within a
+        third of a lease. Any other failure (a statement timeout, a lost connection)
+        backs off and counts towards ``GIVE_UP_S``.
+        """
         try:
             t0 = time.perf_counter()
             done = step()
             self.metrics.agent_round(agent.name, time.perf_counter() - t0)
-        except Exception:
+        except Exception as exc:
+            reason = passing_failure(exc)
+            if reason is not None:
+                log.warning("%s: %s; trying again", agent.name, reason)
+                return None
             now = time.monotonic()
             since = self._failing_since.setdefault(agent.name, now)
             if now - since >= GIVE_UP_S:
                 raise
-            log.exception("%s failed (for %.0fs); retrying", agent.name, now - since)
+            if lost_connection(exc):  # no traceback: what happened is all there is to say
+                why = (str(getattr(exc, "orig", exc)).strip().splitlines() or ["?"])[0]
+                log.warning("%s: lost its database connection (%s); retrying", agent.name, why)
+            else:
+                log.exception("%s failed (for %.0fs); retrying", agent.name, now - since)
             time.sleep(min(0.05 + (now - since) / 10, 2.0))
-            return 0
+            return None
         self._failing_since.pop(agent.name, None)
         return done
 
@@ -118,12 +137,12 @@ class Runner:
         for topic in topics:
             for agent, step in self._steps.get(topic, ()):
                 n = self._call(agent, step)
-                if n:
-                    did += n
+                if n is None or n:  # failed (run it again) or did something (more waits)
+                    did += n or 0
                     self.coordinator.add((topic,))
         if topics:
             for agent, step in self._every_round:
-                did += self._call(agent, step)
+                did += self._call(agent, step) or 0
         return did
 
     def _heartbeat(self) -> None:

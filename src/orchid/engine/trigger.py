@@ -49,6 +49,8 @@ class Trigger:
             p = jobs.propagate(conn, now, env.batch, env.clock, ended=env.job_events)
             env.metrics.claim(self.name, time.perf_counter() - t0, p.jobs)
             if not p.jobs:
+                if p.deferred:  # their works are held by another session: next round
+                    log.info("%d ended jobs wait for their works' lock", len(p.deferred))
                 return 0
             finished = settle(conn, p, now, env)
         announce(env, p, finished)

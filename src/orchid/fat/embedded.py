@@ -39,7 +39,7 @@ class EmbeddedBackend:
             settings = replace(settings, poll_interval=POLL_S)
         self.settings = settings
         self.run_agents = run_agents
-        self.db = Database(settings.db_url)
+        self.db = Database(settings.db_url, lease_seconds=settings.lease_seconds)
         self.blobs = Blobs(settings.home / "cache")
         self._runner: Runner | None = None
         self._executor: Executor | None = None

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,113 @@ HEAD = "0011"  # the newest migration; tests check it matches the migration scri
 SQLITE_CACHE_KIB = 256 * 1024  # at most this much page cache per SQLite connection
 SQLITE_CHECKPOINT_PAGES = 16384
 _WRITE = "orchid_write"  # execution option of Database.begin(): take SQLite's write lock
+DEFAULT_LEASE_S = 30.0  # Settings.lease_seconds's default
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """How long one PostgreSQL session may hold locks or wait for them, from the lease.
+
+    A frozen agent (SIGSTOP, a paused VM, a network partition) must not stall the others:
+    whatever it locked is released by the server well before its jobs' leases run out and
+    another agent takes them over. With ``L`` the lease (``lease_seconds``, default 30 s):
+
+    - ``idle_in_transaction_session_timeout`` = L/3 (10 s): a session that sits in an open
+      transaction without a statement this long is ended by the server, its locks freed;
+    - ``statement_timeout`` = L/2 (15 s): no statement runs (and holds locks) longer;
+    - ``lock_timeout`` = L/10 (3 s): a lock wait gives up (LockNotAvailable); the agent
+      rolls back and tries the round again, instead of queueing behind a frozen session;
+    - TCP keepalives on both ends: first probe after L/6 s idle, then every L/15 s, 3
+      probes (at least 1 s each; 11 s by default), and ``tcp_user_timeout`` = L/3 for
+      data sent and not acknowledged: a dead peer is noticed within the lease.
+    """
+
+    lock_timeout_s: float
+    idle_in_transaction_s: float
+    statement_s: float
+    keepalive_idle_s: int
+    keepalive_interval_s: int
+    keepalive_count: int = 3
+
+    @classmethod
+    def from_lease(cls, lease: float) -> SessionLimits:
+        return cls(
+            lock_timeout_s=lease / 10,
+            idle_in_transaction_s=lease / 3,
+            statement_s=lease / 2,
+            keepalive_idle_s=max(1, round(lease / 6)),
+            keepalive_interval_s=max(1, round(lease / 15)),
+        )
+
+    def options(self) -> str:
+        """The server settings, as libpq's ``options`` (``-c name=value`` each)."""
+        gucs = {
+            "lock_timeout": _ms(self.lock_timeout_s),
+            "idle_in_transaction_session_timeout": _ms(self.idle_in_transaction_s),
+            "statement_timeout": _ms(self.statement_s),
+            "tcp_keepalives_idle": self.keepalive_idle_s,
+            "tcp_keepalives_interval": self.keepalive_interval_s,
+            "tcp_keepalives_count": self.keepalive_count,
+        }
+        return " ".join(f"-c {name}={value}" for name, value in gucs.items())
+
+    def connect_args(self, url_options: str | None = None) -> dict[str, Any]:
+        """psycopg connect arguments: the server settings (those of the URL's own
+        ``options`` come after, so they win) and the client's keepalives."""
+        options = self.options() + (f" {url_options}" if url_options else "")
+        return {
+            "options": options,
+            "keepalives": 1,
+            "keepalives_idle": self.keepalive_idle_s,
+            "keepalives_interval": self.keepalive_interval_s,
+            "keepalives_count": self.keepalive_count,
+            "tcp_user_timeout": _ms(self.idle_in_transaction_s),
+            # who holds a lock, in pg_stat_activity
+            "application_name": f"orchid:{os.getpid()}",
+        }
+
+
+# SQLSTATEs of failures that pass by themselves: the transaction was rolled back, and the
+# same work done again later succeeds (see Runner: such a round is simply tried again)
+_PASSING = {
+    "55P03": "a lock wait gave up (lock_timeout)",
+    "40P01": "a deadlock",
+    "40001": "a serialization failure",
+    "25P03": "the server ended a transaction left idle (idle_in_transaction_session_timeout)",
+}
+
+
+def passing_failure(exc: BaseException) -> str | None:
+    """Why a database call failed, if it failed for a reason that passes: another session
+    held a lock too long, a deadlock, the server ended this session's idle transaction;
+    None for any other failure (a statement timeout, which would recur; a lost
+    connection, which the pool replaces but which may last: the database is away).
+    """
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return None
+    code = getattr(exc.orig, "sqlstate", None)
+    if code in _PASSING:
+        return _PASSING[code]
+    if isinstance(exc, sa.exc.OperationalError) and "database is locked" in str(exc.orig):
+        return "the SQLite database was locked too long"
+    return None
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def timed_out(exc: BaseException) -> bool:
+    """A statement ran past ``statement_timeout`` (or was cancelled): not a passing
+    failure for an agent (the same statement would time out again), but nothing was
+    written."""
+    return isinstance(exc, sa.exc.DBAPIError) and getattr(exc.orig, "sqlstate", None) == "57014"
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """The call failed because its connection is gone (the server ended the session or
+    went away); the pool has discarded it, and the next call connects again."""
+    return isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
 
 
 def sqlite_url(path: Path) -> str:
@@ -29,8 +137,13 @@ def sqlite_url(path: Path) -> str:
 class Database:
     """One engine and the transactions on it. Holds no other state."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, lease_seconds: float = DEFAULT_LEASE_S
+    ) -> None:
+        """``lease_seconds``: the agents' lease; PostgreSQL sessions are bounded below it
+        (see :class:`SessionLimits`)."""
         self.url = url
+        self.lease_seconds = lease_seconds
         try:
             parsed = sa.engine.make_url(url)
         except sa.exc.ArgumentError as exc:
@@ -41,7 +154,15 @@ class Database:
         self.dialect = parsed.get_backend_name()
         if self.dialect not in ("sqlite", "postgresql"):
             raise ConfigError(f"unsupported database {self.dialect!r}: use sqlite or postgresql")
-        self.engine: Engine = _make_engine(url, self.dialect, echo)
+        self.limits = SessionLimits.from_lease(lease_seconds)
+        # psycopg's connect arguments (PostgreSQL): the bus's own connections use them too
+        self.connect_args: dict[str, Any] = {}
+        if self.dialect == "postgresql":
+            options = parsed.query.get("options")
+            if isinstance(options, tuple):
+                options = " ".join(options)
+            self.connect_args = self.limits.connect_args(options)
+        self.engine: Engine = _make_engine(url, self.dialect, echo, self.connect_args)
 
     @property
     def is_sqlite(self) -> bool:
@@ -81,6 +202,9 @@ class Database:
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
         with self.begin() as conn:
+            if not self.is_sqlite:  # an index on a big table may take longer than a lease
+                conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
@@ -151,7 +275,7 @@ def private_file(path: Path) -> None:
         os.close(fd)
 
 
-def _make_engine(url: str, dialect: str, echo: bool) -> Engine:
+def _make_engine(url: str, dialect: str, echo: bool, connect_args: dict[str, Any]) -> Engine:
     if dialect == "sqlite":
         path = sa.engine.make_url(url).database
         if path and path != ":memory:" and not path.startswith("file:"):
@@ -196,6 +320,15 @@ def _make_engine(url: str, dialect: str, echo: bool) -> Engine:
 
         return engine
     try:
-        return sa.create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        # pool_pre_ping: a connection the server ended (idle_in_transaction_session_timeout,
+        # a restart) while it sat in the pool is replaced, not handed out
+        return sa.create_engine(
+            url,
+            echo=echo,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=5,
+            connect_args=connect_args,
+        )
     except ModuleNotFoundError as exc:  # pragma: no cover - dependency missing
         raise StoreError(f"the PostgreSQL driver is missing: {exc}") from None

@@ -50,6 +50,7 @@ UPDATE jobs SET status = 'succeeded', exit_code = {i2}, result = {j3}, usage = {
 FROM {rows} WHERE jobs.id = {i0} AND jobs.attempt = {i1} AND jobs.status IN ('submitted', 'running')
 RETURNING jobs.id, jobs.work_id, jobs.workflow_id, jobs.status, jobs.finished_at
 """
+_UNPASSED = "UPDATE jobs SET propagated = FALSE WHERE {ids}"
 _FAILED = """
 UPDATE jobs SET status = {t2}, exit_code = {i3}, result = {j4}, usage = {j5},
     log_uri = coalesce({t6}, jobs.log_uri), started_at = coalesce({f7}, jobs.started_at),
@@ -259,6 +260,9 @@ def record(
         out.finished += len(done)
         if pass_on:
             out.passed = release.pass_on(conn, done, now, clock, ended=ended)
+            if out.passed.deferred:  # their works are locked too long: the trigger's
+                sql = _UNPASSED.format(ids=bulk.in_ids(conn, "id"))
+                conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, out.passed.deferred)})
     if bad:
         stmt = bulk.text(conn, _rows_sql(_FAILED, pg), arrays=())
         conn.execute(stmt, {"rows": bulk.json_text(bad)})

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from orchid.core.states import JobStatus
@@ -51,7 +52,11 @@ _PASSED = "UPDATE jobs SET propagated = TRUE WHERE {ids}"
 # passing on jobs of one workflow then wait for each other instead of deadlocking on
 # shared children; a transformer starting a child's work has committed (and the work is
 # seen running) or waits for us (and its release_roots sees our counts).
+# The wait is bounded (the session's lock_timeout, see store.db.SessionLimits) and in a
+# savepoint: an agent that froze holding these rows (until the server ends its session)
+# makes the others leave those jobs for later, not stop (see pass_on).
 _LOCK_WORKS = "SELECT id FROM works WHERE {workflows} ORDER BY id FOR NO KEY UPDATE"
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
 @dataclass
@@ -66,6 +71,9 @@ class Propagation:
     ended_at: list[float] = field(default_factory=list)  # when the succeeded ones ended
     ended: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # if asked for
     woke_studies: bool = False  # trials among them: their studies have something to look at
+    # jobs not passed on: another session held their works past lock_timeout; the
+    # trigger passes them on in a later round (counted nowhere above)
+    deferred: list[int] = field(default_factory=list)
 
 
 def propagate(
@@ -85,7 +93,7 @@ def propagate(
     sql = _ENDED + (" FOR UPDATE SKIP LOCKED" if pg else "")
     rows = bulk.fetch(conn, sql, {"n": limit})
     out = pass_on(conn, rows, now, clock, ended=ended)
-    if rows:
+    if rows and not out.deferred:
         sql = _PASSED.format(ids=bulk.in_ids(conn, "id"))
         conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, [r[0] for r in rows])})
     return out
@@ -107,7 +115,15 @@ def pass_on(
     if given, stamps the children once the locks are held: on PostgreSQL an agent may
     wait here for another one passing on jobs of the same workflow, and a time read
     before the wait could make a child look ready before its last parent finished.
+
+    On PostgreSQL, if the works of their workflows stay locked by another session for
+    longer than ``lock_timeout`` (an agent frozen mid-transaction, until the server ends
+    its session), none of them is passed on: they are listed in ``deferred`` and the
+    caller leaves them unpropagated, for the trigger's next round. One frozen agent then
+    delays the release of one workflow's children, and stops nobody.
     """
+    if rows and bulk.is_pg(conn) and not _lock_works(conn, {r[2] for r in rows}):
+        return Propagation(deferred=[int(r[0]) for r in rows])
     out = Propagation(jobs=len(rows))
     good: list[int] = []
     bad: list[int] = []
@@ -122,9 +138,6 @@ def pass_on(
         out.workflows.add(workflow_id)
         if ended:
             out.ended.setdefault(int(workflow_id), []).append((int(jid), str(status)))
-    if rows and bulk.is_pg(conn):
-        sql = _LOCK_WORKS.format(workflows=bulk.in_ids(conn, "workflow_id"))
-        conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, sorted(out.workflows))})
     if clock is not None:
         now = max(now, clock())
     if good:
@@ -134,6 +147,24 @@ def pass_on(
         res = conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, bad), "now": now})
         out.skipped = int(res.rowcount)
     return out
+
+
+def _lock_works(conn: Connection, workflows: set[int]) -> bool:
+    """Lock the works of these workflows (PostgreSQL); False if another session held
+    them past ``lock_timeout`` (the transaction goes on without them: a savepoint)."""
+    sql = _LOCK_WORKS.format(workflows=bulk.in_ids(conn, "workflow_id"))
+    # on the driver's connection, and never released (the commit does): one round trip,
+    # where SQLAlchemy's begin_nested() costs two and its bookkeeping
+    driver = conn.connection.driver_connection
+    driver.execute("SAVEPOINT orchid_lock_works")  # type: ignore[union-attr]
+    try:
+        conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, sorted(workflows))})
+    except sa.exc.OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+            raise
+        driver.execute("ROLLBACK TO SAVEPOINT orchid_lock_works")  # type: ignore[union-attr]
+        return False
+    return True
 
 
 def release_children(conn: Connection, parents: list[int], now: float) -> int:

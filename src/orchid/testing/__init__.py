@@ -78,7 +78,7 @@ def run_workflow(
         workers=workers,
         poll_interval=0.05,
     )
-    db = Database(settings.db_url)
+    db = Database(settings.db_url, lease_seconds=settings.lease_seconds)
     db.upgrade()
     wf_id = submit(
         db, raw, base_dir=base, params=params or {}, now=time.time(), limits=settings.limits
