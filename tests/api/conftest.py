@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,7 +253,13 @@ def api(db: Database, tmp_path: Path, executor_name: str) -> Iterator[Api]:
     """A live API server over the test's database, with tokens for alice, bob, carol, root."""
     home = tmp_path / "home"
     home.mkdir()
-    settings = api_settings(db, home, executor_name)
+    with serve_api(api_settings(db, home, executor_name), db) as a:
+        yield a
+
+
+@contextmanager
+def serve_api(settings: Settings, db: Database) -> Iterator[Api]:
+    """A live API server over ``db`` with ``settings``, and tokens for alice, bob, carol, root."""
     app = create_app(settings, AuthConfig(), db=db, max_body_bytes=MAX_BODY)
     toks, ids = make_tokens(db)
     recorder = ErrorRecorder(app)

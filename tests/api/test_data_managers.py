@@ -16,12 +16,10 @@ from typing import Any
 
 import pytest
 
-from orchid.api.app import PREFIX, create_app
-from orchid.api.auth import AuthConfig
 from orchid.engine.submit import submit
 from orchid.settings import Settings
 from orchid.store.db import Database
-from tests.api.conftest import MAX_BODY, Agents, Api, ErrorRecorder, make_tokens, serve
+from tests.api.conftest import Agents, Api, serve_api
 
 MANAGERS = """
 [spool]
@@ -70,17 +68,8 @@ def api(
         poll_interval=0.05,
         workers=2,
     )
-    app = create_app(settings, AuthConfig(), db=db, max_body_bytes=MAX_BODY)
-    toks, ids = make_tokens(db)
-    recorder = ErrorRecorder(app)
-    server, thread, port = serve(recorder)
-    a = Api(f"http://127.0.0.1:{port}{PREFIX}", settings, db, toks, ids, recorder)
-    try:
+    with serve_api(settings, db) as a:
         yield a
-    finally:
-        a.close()
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def fed(manager: str, *collections: str, delete: bool = True) -> dict[str, Any]:

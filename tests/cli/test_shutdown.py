@@ -20,19 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.test_limits import chain
 from tests.cli.test_remote import clean_env, free_port, orchid, start, wait_for_ping
 
 pytestmark = pytest.mark.timeout(180)
 EXIT_BOUND_S = 10.0  # generous: the grace period is 3 s
-
-
-def chain(n: int) -> dict[str, Any]:
-    works: list[dict[str, Any]] = [{"name": "w0", "noop": True}]
-    works += [
-        {"name": f"w{i}", "noop": True, "after": [f"w{i - 1}"], "when": f"works.w{i - 1}.outputs"}
-        for i in range(1, n)
-    ]
-    return {"name": "big", "works": works}
 
 
 def test_sigterm_stops_the_server_mid_request(tmp_path: Path) -> None:
