@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shlex
 import sys
 import threading
 import time
@@ -34,7 +35,7 @@ from orchid.engine.runner import make_runner
 from orchid.engine.submit import load_template, submit
 from orchid.engine.templates import compile_template
 from orchid.errors import InvalidInput, NotFound, OrchidError
-from orchid.store import commands, jobs, workflows
+from orchid.store import agents, commands, jobs, workflows
 
 if TYPE_CHECKING:
     from orchid.api.schemas import WorkflowOut
@@ -52,12 +53,14 @@ from orchid.cli.common import (
     _age,
     _logging,
     _open,
+    _open_existing,
     _params,
     _remote,
     _settings,
     _tune_gc,
     app,
     console,
+    database_name,
     err,
 )
 
@@ -112,12 +115,16 @@ def run(
     try:
         wf = follow(database, wf_id, console, finished=done.is_set)
     except KeyboardInterrupt:
+        # a clean stop: the agents end their round, the executor stops and reaps the jobs it
+        # runs, and the carriers hand those back, so that other agents take them at once
+        err.print("interrupted: stopping the running jobs…")
         runner.stop()
-        thread.join(10)
+        thread.join(30)
         exe.close()
+        runner.close()
         err.print(
-            f"interrupted: workflow {wf_id} is saved; `orchid agents` carries it on, "
-            f"`orchid abort {wf_id}` stops it"
+            f"workflow {wf_id} is saved and its running jobs are ready to run again: "
+            f"`orchid agents` carries it on, `orchid abort {wf_id}` stops it"
         )
         raise typer.Exit(130) from None
     runner.stop()
@@ -205,7 +212,7 @@ def status(
                 pages = client.iter_workflows(page_size=min(limit, 500))
                 _show_list(list(itertools.islice(pages, limit)), as_json)
         return
-    database = _open(_settings(db=db))
+    database = _open_existing(_settings(db=db))
     if workflow_id is not None:
         wf, ws = snapshot(database, workflow_id)
         _show_one(wf, ws, as_json, lambda: failures(database, wf.id))
@@ -282,23 +289,38 @@ def watch(workflow_id: WorkflowId, db: DbOpt = None, url: UrlOpt = None) -> None
             _explain(wf.status, lambda: remote_failures(client, workflow_id))
         _exit_for(wf.status)
         return
-    database = _open(_settings(db=db))
+    database = _open_existing(_settings(db=db))
     wf = follow(database, workflow_id, console)
     _explain(wf.status, lambda: failures(database, workflow_id))
     _exit_for(wf.status)
 
 
 def _command(kind: commands.CommandKind, workflow_id: int, db: str | None, url: str | None) -> None:
+    """Queue a command; say whether an agent is alive to apply it (and how to start one)."""
     client = _remote(url, db)
     if client is not None:
         with client:
             client.act(workflow_id, kind)
+            alive = bool(client.health().agents)
+        start = "`orchid agents` on the server's database (or `orchid up`)"
     else:
-        database = _open(_settings(db=db))
+        settings = _settings(db=db)
+        database = _open_existing(settings)
         with database.begin() as conn:
             workflows.get(conn, workflow_id)
             commands.add(conn, workflow_id, kind, time.time())
-    console.print(f"{kind} of workflow {workflow_id} queued; the agents apply it")
+        with database.engine.connect() as conn:
+            alive = bool(agents.alive(conn, since=time.time() - agents.ALIVE_S))
+        start = f"`orchid agents --db {shlex.quote(database_name(settings.db_url))}`"
+    if alive:
+        console.print(f"{kind} of workflow {workflow_id} queued; the agents apply it")
+        return
+    console.print(
+        f"{kind} of workflow {workflow_id} queued, but no agent is running (none seen in "
+        f"the last {agents.ALIVE_S:.0f} s): it applies when one starts. Start one with {start}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -346,7 +368,7 @@ def logs(
                 sys.stdout.buffer.write(chunk)
         sys.stdout.flush()
         return
-    database = _open(_settings(db=db))
+    database = _open_existing(_settings(db=db))
     with database.engine.connect() as conn:
         job = jobs.get(conn, job_id)
     if not job.log_uri:
@@ -369,7 +391,7 @@ def schema() -> None:
 
 
 # commands of their own modules, listed after the ones above in `orchid --help`
-from orchid.cli import graph, hpo, service, tokens  # noqa: E402, F401
+from orchid.cli import graph, hpo, joblist, service, tokens  # noqa: E402, F401
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from orchid.errors import NotFound
 from orchid.store.dispatch import (
     Recorded,
     claim_ready,
+    give_back,
     mark_cancelled,
     reclaim_lost,
     record,
@@ -45,6 +46,7 @@ __all__ = [
     "ended_ids",
     "get",
     "get_many",
+    "give_back",
     "insert_ready",
     "insert_static",
     "list_for",
