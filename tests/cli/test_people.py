@@ -74,9 +74,7 @@ works:
 """
 
 
-def test_jobs_lists_ids_status_attempts_and_exit_codes(
-    env: dict[str, str], tmp_path: Path
-) -> None:
+def test_jobs_lists_ids_status_attempts_and_exit_codes(env: dict[str, str], tmp_path: Path) -> None:
     assert orchid(env, "run", write(tmp_path, SWEEP)).returncode == 1  # one job fails
     rows = json.loads(orchid(env, "jobs", "1", "--json").stdout)
     assert [(r["id"], r["work"], r["name"], r["status"], r["exit_code"]) for r in rows] == [

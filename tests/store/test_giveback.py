@@ -26,9 +26,9 @@ def test_given_back_jobs_are_ready_at_once_and_cost_no_retry(db: Database) -> No
     with db.begin() as conn:
         assert jobs.give_back(conn, "carrier-a", T0 + 2, keep_attempt=False) == 3
     state = rows(db, wf_id)
-    assert {
-        (state[r.id].status, state[r.id].owner, state[r.id].max_attempts) for r in mine
-    } == {("ready", None, 2)}
+    assert {(state[r.id].status, state[r.id].owner, state[r.id].max_attempts) for r in mine} == {
+        ("ready", None, 2)
+    }
     assert state[other[0].id].status == "submitted"  # another carrier's job stays its own
     # well within the lease, a new carrier takes them
     again = claim(db, "carrier-c", now=T0 + 3)

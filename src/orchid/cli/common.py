@@ -64,6 +64,14 @@ ExecutorOpt = Annotated[
         "--executor", help="the default executor: local, null, or one of the settings file"
     ),
 ]
+JsonLinesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="no live table: a line of JSON (as `status ID --json`) at each change, the last "
+        "one final",
+    ),
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log what the agents do")]
 MAX_ID = 2**63 - 1
 WorkflowId = Annotated[int, typer.Argument(min=1, max=MAX_ID, help="workflow id")]

@@ -23,9 +23,11 @@ from orchid.cli.progress import (
     follow,
     follow_remote,
     from_api,
+    latest_works,
     remote_failures,
     render,
     snapshot,
+    state_json,
     status_text,
 )
 from orchid.core.model import Work, Workflow
@@ -45,6 +47,7 @@ from orchid.cli.common import (
     DbOpt,
     ExecutorOpt,
     GroupOpt,
+    JsonLinesOpt,
     ParamOpt,
     UrlOpt,
     VerboseOpt,
@@ -73,6 +76,7 @@ def run(
     workers: WorkersOpt = None,
     executor: ExecutorOpt = None,
     verbose: VerboseOpt = False,
+    as_json: JsonLinesOpt = False,
 ) -> None:
     """Run a workflow here, to the end, with live progress. Exits 1 unless it succeeds."""
     _logging(verbose)
@@ -113,7 +117,7 @@ def run(
     thread = threading.Thread(target=loop, name="orchid-agents", daemon=True)
     thread.start()
     try:
-        wf = follow(database, wf_id, console, finished=done.is_set)
+        wf = follow(database, wf_id, console, finished=done.is_set, as_json=as_json)
     except KeyboardInterrupt:
         # a clean stop: the agents end their round, the executor stops and reaps the jobs it
         # runs, and the carriers hand those back, so that other agents take them at once
@@ -133,7 +137,9 @@ def run(
     runner.close()
     if failure:
         raise failure[0]
-    wf = snapshot(database, wf_id)[0]
+    wf, ws = snapshot(database, wf_id)
+    if not as_json:
+        _work_notes(wf, ws)  # which works were skipped, and why
     _explain(wf.status, lambda: failures(database, wf_id))
     _exit_for(wf.status)
 
@@ -224,30 +230,24 @@ def status(
 
 def _show_one(wf: Workflow, ws: list[Work], as_json: bool, failed: Callable[[], list[str]]) -> None:
     if as_json:
-        console.print_json(
-            data={
-                "id": wf.id,
-                "name": wf.name,
-                "status": wf.status,
-                "message": wf.message,
-                "works": [
-                    {
-                        "name": w.name,
-                        "iteration": w.iteration,
-                        "status": w.status,
-                        "message": w.message,
-                        "counts": {str(k): v for k, v in w.counts.items()},
-                    }
-                    for w in ws
-                ],
-            }
-        )
+        console.print_json(data=state_json(wf, ws))
         return
     console.print(render(wf, ws, time.time()))
-    for w in ws:
-        if w.message and w.status != "succeeded":
-            console.print(f"  [dim]{w.name}:[/] {w.message}")
+    _work_notes(wf, ws)
     _explain(wf.status, failed)
+
+
+def _work_notes(wf: Workflow, ws: list[Work]) -> None:
+    """Why works did not succeed (skipped: a condition, an upstream...), one line each,
+    unless the workflow's message (printed with the table) says it already."""
+    for w in latest_works(ws):
+        if w.message and w.status != "succeeded" and w.message not in wf.message:
+            name = w.name if w.iteration == 0 else f"{w.name} #{w.iteration}"
+            console.print(
+                f"  [dim]{escape(name)} {w.status}:[/] {escape(w.message)}",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def _show_list(rows: Sequence[Workflow | WorkflowOut], as_json: bool) -> None:
@@ -279,18 +279,20 @@ def _show_list(rows: Sequence[Workflow | WorkflowOut], as_json: bool) -> None:
 
 
 @app.command()
-def watch(workflow_id: WorkflowId, db: DbOpt = None, url: UrlOpt = None) -> None:
+def watch(
+    workflow_id: WorkflowId, db: DbOpt = None, url: UrlOpt = None, as_json: JsonLinesOpt = False
+) -> None:
     """Follow a workflow's progress until it ends (agents run elsewhere). Exits 1 unless it
     succeeds."""
     client = _remote(url, db)
     if client is not None:
         with client:
-            wf = follow_remote(client, workflow_id, console)
+            wf = follow_remote(client, workflow_id, console, as_json=as_json)
             _explain(wf.status, lambda: remote_failures(client, workflow_id))
         _exit_for(wf.status)
         return
     database = _open_existing(_settings(db=db))
-    wf = follow(database, workflow_id, console)
+    wf = follow(database, workflow_id, console, as_json=as_json)
     _explain(wf.status, lambda: failures(database, workflow_id))
     _exit_for(wf.status)
 
