@@ -75,7 +75,15 @@ works:
 
 
 def test_jobs_lists_ids_status_attempts_and_exit_codes(env: dict[str, str], tmp_path: Path) -> None:
-    assert orchid(env, "run", write(tmp_path, SWEEP)).returncode == 1  # one job fails
+    run = orchid(env, "run", write(tmp_path, SWEEP), "--json")
+    assert run.returncode == 1  # one job fails
+    lines = [json.loads(line) for line in run.stdout.splitlines()]  # JSON lines, no table
+    assert lines[-1]["status"] == "partial" and lines[-1]["works"][0]["counts"] == {
+        "succeeded": 2,
+        "failed": 1,
+    }
+    watched = orchid(env, "watch", "1", "--json")
+    assert watched.returncode == 1 and json.loads(watched.stdout) == lines[-1]
     rows = json.loads(orchid(env, "jobs", "1", "--json").stdout)
     assert [(r["id"], r["work"], r["name"], r["status"], r["exit_code"]) for r in rows] == [
         (1, "step", "0", "succeeded", 0),
