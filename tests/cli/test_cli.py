@@ -92,6 +92,7 @@ def test_run_failure_exits_one_and_logs_are_kept(env: dict[str, str], tmp_path: 
 
 
 def test_unknown_workflow_and_job(env: dict[str, str]) -> None:
+    assert orchid(env, "db", "upgrade").returncode == 0  # a database, without workflows
     for args in (("status", "99"), ("abort", "99"), ("logs", "99")):
         proc = orchid(env, *args)
         assert proc.returncode == 2, args
