@@ -37,6 +37,9 @@ class Settings:
     batch: int = 5000  # rows an agent claims (and records) at once
     owner: str = "local"
     data_managers: Path | None = None  # TOML file of named data managers (datamgr/registry.py)
+    # the folder of the built-in `posix` data manager (None: there is none; `orchid run` and
+    # `orchid up` use <home>/data). Never the service's own files: see datamgr/registry.py
+    data_root: Path | None = None
     job_events: bool = False  # the trigger writes `jobs.ended` events for notifications
     settings_file: Path | None = None
     executors: Mapping[str, PluginConfig] = field(default_factory=dict)  # by name
@@ -93,12 +96,12 @@ class Settings:
             number = isinstance(raw, int | float) and not isinstance(raw, bool)
             if kind is bool:
                 fine = isinstance(raw, bool)
-            elif kind is str:
+            elif kind is str or kind is Path:
                 fine = isinstance(raw, str)
             else:
                 fine = number and (kind is float or isinstance(raw, int))
             if not fine:
-                what = {int: "a whole number", float: "a number", str: "text"}.get(
+                what = {int: "a whole number", float: "a number", str: "text", Path: "a path"}.get(
                     kind, "true or false"
                 )
                 raise ConfigError(f"{file.path}: `{name}` must be {what}; got {raw!r}")
@@ -171,6 +174,7 @@ _FIELDS: tuple[tuple[str, type], ...] = (
     ("bus", str),
     ("reuse_workers", bool),
     ("prefetch", int),
+    ("data_root", Path),
 )
 
 

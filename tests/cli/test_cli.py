@@ -189,3 +189,36 @@ works:
     finally:
         agents.terminate()
         agents.wait(30)
+
+
+def test_logs_swapped_for_links_are_not_printed(env: dict[str, str], tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP SECRET\n")
+    swap = (
+        "import os, sys; print('hi', flush=True); p = os.readlink('/proc/self/fd/2'); "
+        "os.unlink(p); os.symlink(sys.argv[1], p)"
+    )
+    cmd = json.dumps([sys.executable, "-c", swap, str(secret)])
+    path = write(tmp_path, f"name: swap\nworks:\n  - name: a\n    command: {cmd}\n")
+    assert orchid(env, "run", path).returncode == 0
+    assert orchid(env, "logs", "1").stdout == "hi\n"
+    proc = orchid(env, "logs", "1", "--err")
+    assert proc.returncode != 0 and "TOP SECRET" not in proc.stdout
+    assert "stderr of job 1 is not available" in proc.stderr and "symbolic link" in proc.stderr
+
+
+def test_orchid_run_takes_posix_folders_from_a_data_folder_of_its_own(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    inbox = tmp_path / "home" / "data" / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "a.dat").write_text("a")
+    (inbox / "_END").touch()
+    (tmp_path / "inbox").mkdir()  # beside the working folder: not what `inbox` means
+    work = "  - name: take\n    noop: true\n    input: {manager: posix, collections: [%s]}\n"
+    path = write(tmp_path, "name: data\nworks:\n" + work % "inbox")
+    proc = orchid(env, "run", path)
+    assert proc.returncode == 0, proc.stderr
+    for bad in ("../inbox", str(tmp_path / "inbox")):
+        proc = orchid(env, "run", write(tmp_path, "name: data\nworks:\n" + work % bad))
+        assert proc.returncode != 0 and f"collection {bad!r}" in proc.stderr, proc.stderr

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
 import pytest
 
 from orchid.core.states import FileStatus as F
-from orchid.datamgr.posix import PosixManager
+from orchid.datamgr.posix import PosixManager, collection_problem
 from orchid.datamgr.tapesim import ManualClock
 from orchid.errors import ConfigError, UnknownCollection
 from tests.datamgr.contract import DataManagerContract, Harness
@@ -79,3 +80,82 @@ def test_paths_outside_the_root_are_refused(tmp_path: Path) -> None:
 def test_polling_slower_than_files_settle_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         PosixManager(tmp_path, settle_s=1.0, poll_interval=10.0)
+
+
+@pytest.mark.parametrize(
+    ("collection", "why"),
+    [
+        ("p:../outside", "'..'"),
+        ("inbox/../../outside", "'..'"),
+        ("/etc", "absolute"),
+        ("p:/etc", "absolute"),
+        ("p:", "names no folder"),
+        ("p:a\0b", "NUL"),
+    ],
+)
+def test_paths_are_checked_before_any_folder_is_read(
+    tmp_path: Path, collection: str, why: str
+) -> None:
+    problem = collection_problem(collection)
+    assert problem is not None and why in problem
+    with pytest.raises(UnknownCollection, match=f"collection {re.escape(repr(collection))}"):
+        PosixManager(tmp_path).list_files(collection)
+    assert collection_problem("p:inbox/run1") is None and collection_problem(".") is None
+
+
+def spool(tmp_path: Path) -> tuple[PosixManager, Path, Path]:
+    """A root with inbox/a.dat, b.dat; outside it, a folder of the service with a.dat."""
+    root, outside = tmp_path / "root", tmp_path / "service"
+    (root / "inbox").mkdir(parents=True)
+    outside.mkdir()
+    for name in ("a.dat", "b.dat"):
+        (root / "inbox" / name).write_text("data")
+    (outside / "a.dat").write_text("the service's file")
+    (outside / "b.dat").write_text("the service's file")
+    return PosixManager(root, settle_s=0.0, poll_interval=0.0), root, outside
+
+
+def test_links_inside_the_root_are_followed_and_file_links_are_never_data(
+    tmp_path: Path,
+) -> None:
+    mgr, root, outside = spool(tmp_path)
+    (root / "latest").symlink_to(root / "inbox")  # stays inside: fine
+    (root / "inbox" / "c.dat").symlink_to(outside / "a.dat")
+    assert [f.name for f in mgr.list_files("p:latest")] == ["a.dat", "b.dat"]
+    (root / "out").symlink_to(outside)
+    with pytest.raises(UnknownCollection, match="collection 'p:out' leads outside"):
+        mgr.list_files("p:out")
+    with pytest.raises(UnknownCollection):
+        mgr.release("p:out", ["a.dat"])
+    assert (outside / "a.dat").exists()
+
+
+def test_a_folder_swapped_for_a_link_after_the_check_is_not_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mgr, root, outside = spool(tmp_path)
+    assert [f.name for f in mgr.list_files("p:inbox")] == ["a.dat", "b.dat"]
+    checked = mgr.folder("p:inbox")
+    # between the check of the path and its use, the folder becomes a link out of the root
+    (root / "inbox").rename(root / "inbox.old")
+    (root / "inbox").symlink_to(outside)
+    monkeypatch.setattr(mgr, "folder", lambda collection: checked)
+    with pytest.raises(UnknownCollection, match="symbolic link"):
+        mgr.release("p:inbox", ["a.dat", "b.dat"])
+    with pytest.raises(UnknownCollection, match="symbolic link"):
+        mgr.list_files("p:inbox")
+    assert (outside / "a.dat").exists() and (outside / "b.dat").exists()
+
+
+def test_a_file_swapped_for_a_link_after_listing_is_not_deleted_through_it(
+    tmp_path: Path,
+) -> None:
+    mgr, root, outside = spool(tmp_path)
+    listed = [f.name for f in mgr.list_files("p:inbox")]
+    (root / "inbox" / "a.dat").unlink()
+    (root / "inbox" / "a.dat").symlink_to(outside / "a.dat")
+    mgr.release("p:inbox", [*listed, "../../service/b.dat", ".hidden", "_END"])
+    assert (outside / "a.dat").read_text() == "the service's file"
+    assert (outside / "b.dat").read_text() == "the service's file"
+    assert (root / "inbox" / "a.dat").is_symlink()  # left where it is
+    assert not (root / "inbox" / "b.dat").exists()  # a plain listed file: deleted

@@ -229,3 +229,28 @@ def test_a_growing_workflow_shows_the_works_added_to_it(api: Api, browse) -> Non
     extend.add_work(api.db, wf, {"name": "late", "noop": True, "after": ["merge"]}, time.time())
     text = b.get(f"/ui/workflows/{wf}").text
     assert 'data-work="late"' in text and "work late added" in text
+
+
+@LOCAL
+def test_a_job_page_shows_no_log_swapped_for_a_link(api: Api, browse, agents, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.api.test_log_links import SECRET, SWAP_FILES, SWAP_FOLDER
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text(SECRET)
+    b: Browser = browse("alice")
+    for code, args in (
+        (SWAP_FILES, [str(secret)]),
+        (SWAP_FOLDER, [str(tmp_path / "evil"), str(secret)]),
+    ):
+        tmpl = {"name": "swap", "works": [{"name": "a", "command": ["python3", "-c", code, *args]}]}
+        wf = api.submit("alice", tmpl)["id"]
+        api.wait_status(wf)
+        job = re.search(r'<tr data-job="(\d+)">', b.get(f"/ui/workflows/{wf}/jobs").text)
+        assert job
+        page = b.get(f"/ui/jobs/{job.group(1)}")
+        assert page.status_code == 200
+        assert "TOP SECRET" not in page.text
+        assert "is not available" in page.text and "symbolic link" in page.text
+        for stream in ("stdout", "stderr"):
+            whole = b.get(f"/ui/jobs/{job.group(1)}/log?stream={stream}")
+            assert whole.status_code == 404 and "TOP SECRET" not in whole.text

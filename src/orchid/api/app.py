@@ -28,6 +28,7 @@ from orchid.api.routes import (
 from orchid.api.schemas import ERROR_RESPONSES
 from orchid.core.jobtoken import JOB_TOKEN_PREFIX
 from orchid.core.model import Principal
+from orchid.datamgr import registry as datamgr_registry
 from orchid.settings import Settings
 from orchid.store import jobtokens, secrets, tokens
 from orchid.store.db import Database
@@ -88,6 +89,7 @@ def create_app(
         authenticator=Authenticator(auth, verifier, lookup),
         max_body_bytes=max_body_bytes,
         trust_client_paths=trust_client_paths,
+        data_managers=datamgr_registry.specs(settings),
     )
     errors.install(app)
     # messages before workflows: POST /workflows/{id}/{action} would take /messages

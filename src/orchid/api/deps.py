@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from orchid.api.auth import Authenticator, Unauthenticated, can_act, can_see
 from orchid.api.errors import Denied
 from orchid.core.model import Principal, Workflow
+from orchid.datamgr.registry import ManagerSpec
 from orchid.errors import InvalidInput
 from orchid.settings import Settings
 from orchid.store import workflows
@@ -27,6 +29,9 @@ class ApiState:
     authenticator: Authenticator
     max_body_bytes: int = 256 * 1024 * 1024
     trust_client_paths: bool = False  # `orchid up`: same machine, same user
+    # the configured data managers (not built: templates are checked against them; None:
+    # not checked here, the agents still check)
+    data_managers: Mapping[str, ManagerSpec] | None = None
 
 
 def state(request: Request) -> ApiState:

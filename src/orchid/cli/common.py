@@ -6,6 +6,7 @@ import gc
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -79,6 +80,17 @@ WorkflowId = Annotated[int, typer.Argument(min=1, max=MAX_ID, help="workflow id"
 
 def _settings(**overrides: Any) -> Settings:
     return Settings.load(**overrides)
+
+
+def _personal(settings: Settings) -> Settings:
+    """`orchid run` and `orchid up`, one person on their own machine: without a
+    ``data_root`` setting, the built-in posix data manager takes ``<home>/data`` (made
+    here, 0700), a folder for data only, never the home itself nor the working folder."""
+    if settings.data_root is not None:
+        return settings
+    root = settings.home / "data"
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return replace(settings, data_root=root)
 
 
 def _open(settings: Settings, wait: float = 0.0) -> Database:

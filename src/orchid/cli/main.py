@@ -33,10 +33,12 @@ from orchid.cli.progress import (
 from orchid.core.model import Work, Workflow
 from orchid.core.states import WorkflowStatus
 from orchid.core.template import json_schema
+from orchid.datamgr import registry as datamgr_registry
 from orchid.engine.runner import make_runner
 from orchid.engine.submit import load_template, submit
 from orchid.engine.templates import compile_template
 from orchid.errors import InvalidInput, NotFound, OrchidError
+from orchid.safefiles import open_log
 from orchid.store import agents, commands, jobs, workflows
 
 if TYPE_CHECKING:
@@ -58,6 +60,7 @@ from orchid.cli.common import (
     _open,
     _open_existing,
     _params,
+    _personal,
     _remote,
     _settings,
     _tune_gc,
@@ -80,7 +83,7 @@ def run(
 ) -> None:
     """Run a workflow here, to the end, with live progress. Exits 1 unless it succeeds."""
     _logging(verbose)
-    settings = _settings(db=db, workers=workers, executor=executor)
+    settings = _personal(_settings(db=db, workers=workers, executor=executor))
     raw, base = load_template(template)
     database = _open(settings)
     wf_id = submit(
@@ -91,6 +94,7 @@ def run(
         owner=settings.owner,
         now=time.time(),
         executors=settings.executor_names,
+        data_managers=datamgr_registry.specs(settings),
     )
     runner, exe = make_runner(settings, database)
     _tune_gc()
@@ -370,17 +374,14 @@ def logs(
                 sys.stdout.buffer.write(chunk)
         sys.stdout.flush()
         return
-    database = _open_existing(_settings(db=db))
+    settings = _settings(db=db)
+    database = _open_existing(settings)
     with database.engine.connect() as conn:
         job = jobs.get(conn, job_id)
     if not job.log_uri:
         raise InvalidInput(f"job {job_id} ({job.status}) has no log yet")
-    path = Path(job.log_uri)
-    if stderr:
-        path = path.with_suffix(".err")
-    if not path.exists():
-        raise InvalidInput(f"the log {path} is gone")
-    with path.open("rb") as fh:
+    stream = "stderr" if stderr else "stdout"
+    with open_log(settings.log_dir, job_id, job.log_uri, stream) as fh:
         while chunk := fh.read(65536):
             sys.stdout.buffer.write(chunk)
     sys.stdout.flush()

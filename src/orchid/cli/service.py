@@ -28,6 +28,7 @@ from orchid.cli.common import (
     WorkersOpt,
     _logging,
     _open,
+    _personal,
     _settings,
     _tune_gc,
     app,
@@ -141,7 +142,7 @@ def up(
     from orchid.client.config import config_path
 
     _logging(verbose)
-    settings = _settings(db=db, workers=workers, executor=executor)
+    settings = _personal(_settings(db=db, workers=workers, executor=executor))
     database = _open(settings)
     sock = _listen("127.0.0.1", port)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"

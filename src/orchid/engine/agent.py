@@ -11,6 +11,7 @@ from typing import Protocol
 
 from orchid.bus.base import EventBus
 from orchid.datamgr.base import DataManager
+from orchid.datamgr.registry import Access
 from orchid.engine.metrics import NO_METRICS, EngineMetrics
 from orchid.engine.templates import TemplateCache
 from orchid.store.db import Database
@@ -49,6 +50,8 @@ class AgentEnv:
     lease: float = 30.0
     batch: int = 500
     data_managers: Mapping[str, DataManager] = field(default_factory=dict)  # by name
+    # who may use each data manager (datamgr/registry.py); one not named here: everyone
+    data_access: Mapping[str, Access] = field(default_factory=dict)
     job_events: bool = False  # emit `jobs.ended` events (the conductor can notify them)
     metrics: EngineMetrics = NO_METRICS
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from orchid.core.jobs import JobDraft
 from orchid.core.states import TERMINAL_WORKFLOW
-from orchid.engine.submit import executor_routes
+from orchid.datamgr.registry import ManagerSpec
+from orchid.engine.submit import check_data_inputs, executor_routes
 from orchid.engine.templates import compile_template
 from orchid.errors import InvalidTransition, TemplateError
 from orchid.store import events, jobs, routes, workflows, works
@@ -44,13 +45,16 @@ def add_work(
     spec: Mapping[str, Any],
     now: float,
     executors: Collection[str] | None = None,
+    data_managers: Mapping[str, ManagerSpec] | None = None,
+    by: tuple[str, Collection[str]] = ("", ()),
 ) -> AddedWork:
     """Append the work ``spec`` (a template's ``works`` item) to a workflow that has not ended.
 
     A work of that name that is there already is returned as it is (``created`` False;
     ``changed`` if its definition differs: the name is its identity, and what it did is
     kept). Raises TemplateError if the grown template would be invalid (or names an
-    executor not in ``executors``, when given), WorkflowEnded if the workflow is over.
+    executor not in ``executors``, or a data manager of ``data_managers`` that the user
+    and groups ``by`` may not use, when given), WorkflowEnded if the workflow is over.
     """
     if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
         raise TemplateError([("work", "must be a mapping with a `name`, like a template's works")])
@@ -80,6 +84,7 @@ def add_work(
         grown = {**raw, "works": [*raw.get("works", []), dict(spec)]}
         compiled = compile_template(grown, base_dir)
         route = executor_routes(compiled, executors).get(name)
+        check_data_inputs(compiled, data_managers, by[0], by[1], only=(name,))
         w = compiled.template.work(name)
         static = isinstance(w.jobs, list)
         drafts = [

@@ -25,6 +25,7 @@ from orchid.bus import make_bus
 from orchid.bus.base import EventBus
 from orchid.datamgr import registry
 from orchid.datamgr.base import DataManager
+from orchid.datamgr.registry import Access
 from orchid.engine.agent import PRIORITY, TICK, UPDATES, Agent, AgentEnv, Step, agent_id
 from orchid.engine.carrier import Carrier
 from orchid.engine.clerk import Clerk
@@ -269,17 +270,21 @@ def make_runner(
     clock: Callable[[], float] = time.time,
     data_managers: Mapping[str, DataManager] | None = None,
     metrics: EngineMetrics = NO_METRICS,
+    data_access: Mapping[str, Access] | None = None,
 ) -> tuple[Runner, Executor]:
     """Every agent in one loop, sharing one bus and one template cache.
 
     Returns the runner and the default executor. Without an ``executor`` given, there is a
     carrier for the default executor and one for each executor of the settings file, each
     claiming the jobs of the works routed to it; ``runner.close()`` closes the extra ones.
-    ``data_managers`` by name (default: those of ``settings.data_managers``).
+    ``data_managers`` by name (default: those of ``settings.data_managers``), and who may
+    use each (``data_access``; default: as the settings say, or everyone for managers given).
     """
     bus = bus or make_bus(settings.bus, db)
     if data_managers is None:
-        data_managers = registry.load(settings.data_managers)
+        configured = registry.load(settings)
+        data_managers = configured.managers
+        data_access = configured.access if data_access is None else data_access
     env = AgentEnv(
         db=db,
         bus=bus,
@@ -288,6 +293,7 @@ def make_runner(
         lease=settings.lease_seconds,
         batch=settings.batch,
         data_managers=data_managers,
+        data_access=data_access or {},
         job_events=settings.job_events,
         metrics=metrics,
     )

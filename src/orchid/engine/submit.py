@@ -13,6 +13,7 @@ from orchid.core import jsonvalues
 from orchid.core.jobs import inline_jobs, read_job_lines, work_links
 from orchid.core.plan import initial_works
 from orchid.core.template import decode
+from orchid.datamgr.registry import ManagerSpec
 from orchid.engine.templates import Compiled, compile_template
 from orchid.errors import InvalidInput, TemplateError
 from orchid.store import events, jobs, routes, workflows, works
@@ -101,6 +102,50 @@ def executor_routes(compiled: Compiled, known: Collection[str] | None) -> dict[s
     return out
 
 
+def check_data_inputs(
+    compiled: Compiled,
+    managers: Mapping[str, ManagerSpec] | None,
+    user: str,
+    groups: Collection[str],
+    only: Collection[str] | None = None,
+) -> None:
+    """Every work that takes files (``input``) names a data manager configured here that
+    ``user`` (or one of ``groups``) may use, and collections that manager can hold (a
+    posix folder path: relative, without ``..``). ``managers``: the configured ones (None:
+    not checked here); ``only``: check these works only (a work added to a workflow).
+    Raises TemplateError naming each offending field."""
+    if managers is None:
+        return
+    problems: list[tuple[str, str]] = []
+    for i, w in enumerate(compiled.template.works):
+        if w.input is None or (only is not None and w.name not in only):
+            continue
+        where = f"works[{i}]({w.name}).input"
+        spec = managers.get(w.input.manager)
+        if spec is None:
+            known = ", ".join(sorted(managers)) or "none"
+            problems.append(
+                (
+                    f"{where}.manager",
+                    f"no data manager is named {w.input.manager!r}; the configured ones are "
+                    f"{known} (ORCHID_DATA_MANAGERS names them; the built-in posix manager "
+                    "needs the data_root setting)",
+                )
+            )
+            continue
+        if not spec.access.allows(user, groups):
+            problems.append((f"{where}.manager", spec.access.refusal(spec.name, user)))
+            continue
+        for j, collection in enumerate(w.input.collections):
+            trouble = spec.collection_problem(collection)
+            if trouble:
+                problems.append(
+                    (f"{where}.collections[{j}]", f"collection {collection!r}: {trouble}")
+                )
+    if problems:
+        raise TemplateError(problems)
+
+
 def _job_lines(path: Path) -> Iterator[str]:
     try:
         with path.open(encoding="utf-8") as fh:
@@ -127,17 +172,22 @@ def submit(
     job_lines: Iterable[str] | None = None,
     read_files: bool = True,
     executors: Collection[str] | None = None,
+    owner_groups: Collection[str] = (),
+    data_managers: Mapping[str, ManagerSpec] | None = None,
 ) -> int:
     """Check everything, then write the workflow, its works and listed jobs; return its id.
 
     ``job_lines`` gives the template's jobs_file content when it does not come from
     this machine's disk (a server never opens a client's paths). ``executors`` are the
-    names a work may choose (``Settings.executor_names``; None: not checked).
+    names a work may choose (``Settings.executor_names``; None: not checked), and
+    ``data_managers`` the data managers (None: not checked), which ``owner`` or one of
+    ``owner_groups`` must be allowed to use (the groups are recorded for the agents).
     """
     compiled = compile_template(raw, str(base_dir) if base_dir else None)
     t = compiled.template
     bound = bind_params(compiled, params or {})
     chosen = executor_routes(compiled, executors)
+    check_data_inputs(compiled, data_managers, owner, owner_groups)
     static = frozenset(w.name for w in t.static_works())
     with db.begin() as conn:
         wf = workflows.create(
@@ -150,6 +200,7 @@ def submit(
             now=now,
             share_group=share_group,
             open=t.open,
+            owner_groups=owner_groups,
         )
         ids = works.create(conn, wf, initial_works(t), static, now)
         routes.add(conn, wf, chosen)

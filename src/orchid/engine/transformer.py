@@ -51,7 +51,8 @@ class Transformer:
         compiled = self.env.templates.get(conn, row.workflow_id, (row.name,))
         spec = compiled.template.work(row.name).input
         if spec is not None:  # the data carousel: jobs come as its files reach disk
-            start_fed_work(conn, row, compiled, spec, self.env.data_managers, now)
+            env = self.env
+            start_fed_work(conn, row, compiled, spec, env.data_managers, now, env.data_access)
             return
         if compiled.template.work(row.name).hpo is not None:
             hpo.start(conn, row, now)  # its jobs come from the HPO agent, trial by trial

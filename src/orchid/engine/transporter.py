@@ -24,6 +24,7 @@ from orchid.core.carousel import Feed, parse_collection
 from orchid.core.states import WorkStatus
 from orchid.core.template import InputSpec
 from orchid.datamgr.base import DataManager
+from orchid.datamgr.registry import Access
 from orchid.engine.agent import FILES, WORKFLOWS, AgentEnv, agent_id
 from orchid.engine.templates import Compiled
 from orchid.errors import DataManagerError
@@ -43,11 +44,25 @@ def start_fed_work(
     spec: InputSpec,
     managers: Mapping[str, DataManager],
     now: float,
+    access: Mapping[str, Access] | None = None,
 ) -> None:
-    """The transformer's part: a ready work with an input gets its collections (no jobs yet)."""
+    """The transformer's part: a ready work with an input gets its collections (no jobs yet).
+
+    The server checked at submission that the workflow's owner may use the data manager;
+    the agent checks again against its own configuration (a workflow submitted elsewhere,
+    or before the manager was restricted, must not get through)."""
+    message = None
     if spec.manager not in managers:
         known = ", ".join(sorted(managers)) or "none"
         message = f"no data manager named '{spec.manager}' is configured here (configured: {known})"
+    else:
+        rule = (access or {}).get(spec.manager)
+        if rule is not None and not rule.open:
+            owner, groups = workflows.owner_of(conn, row.workflow_id)
+            if not rule.allows(owner, groups):
+                message = rule.refusal(spec.manager, owner)
+    if message is not None:
+        log.warning("workflow %s work %s: %s", row.workflow_id, row.name, message)
         works.stop(conn, row.id, WorkStatus.FAILED, "error", message, now)
         events.emit(
             conn, row.workflow_id, "work.failed", {"work_id": row.id, "message": message}, now

@@ -40,6 +40,8 @@ workflows = sa.Table(
     sa.Column("name", sa.String(100), nullable=False),
     sa.Column("owner", sa.String(200), nullable=False, index=True),
     sa.Column("share_group", sa.String(200), nullable=True),  # its members may see and act
+    # the submitter's groups as the server knew them (agents check data-manager access)
+    sa.Column("owner_groups", Json, nullable=True),
     # `finish`: start no new work, let what runs end
     sa.Column("finishing", sa.Boolean, nullable=False, server_default=sa.false()),
     # Function-as-a-Task: works are still being added; it ends only once closed

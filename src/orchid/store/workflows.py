@@ -27,6 +27,7 @@ def create(
     now: float,
     share_group: str | None = None,
     open: bool = False,
+    owner_groups: Iterable[str] = (),
 ) -> int:
     return int(
         conn.execute(
@@ -40,6 +41,7 @@ def create(
                 loops={},
                 base_dir=base_dir,
                 share_group=share_group,
+                owner_groups=sorted(owner_groups),
                 open=open,
                 created_at=now,
                 updated_at=now,
@@ -113,6 +115,16 @@ def set_links(conn: Connection, workflow_id: int, links: Sequence[tuple[str, str
         .where(workflows.c.id == workflow_id)
         .values(links=[list(pair) for pair in links])
     )
+
+
+def owner_of(conn: Connection, workflow_id: int) -> tuple[str, frozenset[str]]:
+    """Who submitted a workflow, and their groups then."""
+    r = conn.execute(
+        sa.select(workflows.c.owner, workflows.c.owner_groups).where(workflows.c.id == workflow_id)
+    ).one_or_none()
+    if r is None:
+        raise NotFound(f"no workflow {workflow_id}")
+    return r.owner, frozenset(r.owner_groups or ())
 
 
 def template_of(conn: Connection, workflow_id: int) -> tuple[dict[str, Any], str | None]:

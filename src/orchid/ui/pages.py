@@ -17,6 +17,7 @@ from orchid.errors import InvalidInput, NotFound
 from orchid.graph import model as graph_model
 from orchid.graph.load import load
 from orchid.graph.render import to_svg
+from orchid.safefiles import LogUnavailable, open_log
 from orchid.store import commands, monitor, studies, works
 from orchid.store import jobs as job_store
 from orchid.store import workflows as workflow_store
@@ -262,16 +263,23 @@ def jobs_page(
 LOG_TAIL = 32 * 1024
 
 
-def _tail(path: Path, size: int = LOG_TAIL) -> tuple[str, bool]:
+def _tail(log_root: Path, job: Any, stream: str, size: int = LOG_TAIL) -> dict[str, Any]:
+    """The end of a job's log for its page: text, whether it was cut, and if it could be
+    read at all (``note`` says why not: gone, or not a plain file inside the log folder)."""
     try:
-        with path.open("rb") as fh:
+        with open_log(log_root, job.id, job.log_uri, stream) as fh:
             fh.seek(0, 2)
             end = fh.tell()
             fh.seek(max(end - size, 0))
             data = fh.read()
-    except OSError:
-        return "", False
-    return data.decode("utf-8", errors="replace"), end > size
+    except LogUnavailable as exc:
+        return {"text": "", "cut": False, "exists": False, "note": str(exc)}
+    return {
+        "text": data.decode("utf-8", errors="replace"),
+        "cut": end > size,
+        "exists": True,
+        "note": "",
+    }
 
 
 @router.get("/jobs/{job_id}", name="job")
@@ -282,10 +290,8 @@ def job_page(request: Request, job_id: int) -> Response:
     wf = _workflow(ui, viewer, job.workflow_id)
     logs = {}
     if job.log_uri:
-        base = Path(job.log_uri)
-        for stream, path in (("stdout", base), ("stderr", base.with_suffix(".err"))):
-            text, cut = _tail(path)
-            logs[stream] = {"text": text, "cut": cut, "exists": path.is_file()}
+        for stream in ("stdout", "stderr"):
+            logs[stream] = _tail(ui.api.settings.log_dir, job, stream)
     return ui.render(request, "job.html", viewer=viewer, wf=wf, job=job, logs=logs, now=time.time())
 
 
@@ -298,7 +304,7 @@ def job_log(
     with ui.api.db.engine.connect() as conn:
         job = job_store.get(conn, check_id(job_id))
     _workflow(ui, viewer, job.workflow_id)
-    return log_response(job, stream)
+    return log_response(job, stream, ui.api.settings.log_dir)
 
 
 @router.get("/workflows/{workflow_id}/data", name="data")

@@ -17,6 +17,7 @@ from orchid.api.deps import ApiState, Caller, State, check_id, now, visible_work
 from orchid.api.routes.messages import read_body
 from orchid.api.schemas import AddedWorkOut, AddWorkIn, CloseIn, WorkflowOut
 from orchid.core import jsonvalues
+from orchid.core.model import Principal
 from orchid.core.template import check_values
 from orchid.engine import extend
 from orchid.errors import InvalidInput
@@ -42,10 +43,18 @@ def _parse(raw: bytes, model: type[M]) -> M:
         raise InvalidInput(f"{where}: {first['msg']}") from None
 
 
-def _add(st: ApiState, workflow_id: int, raw: bytes) -> extend.AddedWork:
+def _add(st: ApiState, who: Principal, workflow_id: int, raw: bytes) -> extend.AddedWork:
     body = _parse(raw, AddWorkIn)
     check_values(body.work, "work")
-    return extend.add_work(st.db, workflow_id, body.work, now(), st.settings.executor_names)
+    return extend.add_work(
+        st.db,
+        workflow_id,
+        body.work,
+        now(),
+        st.settings.executor_names,
+        data_managers=st.data_managers,
+        by=(who.user, who.groups),
+    )
 
 
 @router.post(
@@ -60,7 +69,7 @@ async def add_work(
     """Add a work to a workflow you may change that has not ended (idempotent by name)."""
     await run_in_threadpool(visible_workflow, st, who, check_id(workflow_id), act=True)
     raw = await read_body(request, MAX_WORK_BYTES)
-    added = await run_in_threadpool(_add, st, workflow_id, raw)
+    added = await run_in_threadpool(_add, st, who, workflow_id, raw)
     response.status_code = 201 if added.created else 200
     return AddedWorkOut(
         work_id=added.work_id,

@@ -2,33 +2,56 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, BinaryIO, Literal
 
+import anyio
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
 from starlette.types import Send
 
 from orchid.api.deps import Caller, State, check_id, visible_workflow
 from orchid.api.schemas import JobOut
 from orchid.core.model import Job
 from orchid.errors import NotFound
+from orchid.safefiles import open_log
 from orchid.store import jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 class SnapshotFileResponse(FileResponse):
-    """A file sent as it was when the response began.
+    """An open file sent as it was when the response began.
 
-    A running job's log grows while it is sent; FileResponse declares the size it saw and
-    then reads to the end of the file, and HTTP cannot carry more than the Content-Length
-    it declared. Ranges are already exact, so only the whole-file answer needs this.
+    The file was opened safely (:func:`orchid.safefiles.open_log`) and is sent from that
+    descriptor: never opened again by name, which a link put there meanwhile could
+    redirect. A running job's log grows while it is sent; FileResponse declares the size
+    it saw and then reads to the end of the file, and HTTP cannot carry more than the
+    Content-Length it declared. Ranges are already exact, so only the whole-file answer
+    needs this.
     """
 
+    def __init__(self, file: BinaryIO, name: str, media_type: str) -> None:
+        self._file = file
+        super().__init__(
+            name,
+            media_type=media_type,
+            stat_result=os.fstat(file.fileno()),
+            background=BackgroundTask(file.close),
+        )
+
+    @contextlib.asynccontextmanager
+    async def _open_file(self) -> AsyncIterator[anyio.AsyncFile[bytes]]:
+        self._file.seek(0)
+        yield anyio.wrap_file(self._file)
+
     async def _handle_simple(self, send: Send, send_header_only: bool, send_pathsend: bool) -> None:
-        if send_header_only or send_pathsend:
-            await super()._handle_simple(send, send_header_only, send_pathsend)
+        if send_header_only:
+            await super()._handle_simple(send, send_header_only, False)
             return
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
@@ -59,7 +82,7 @@ def get_job(job_id: int, st: State, who: Caller) -> JobOut:
 
 @router.get(
     "/{job_id}/logs",
-    response_class=SnapshotFileResponse,
+    response_class=FileResponse,  # for the OpenAPI document: a plain file
     responses={200: {"content": {"text/plain": {}}}, 206: {"description": "a byte range"}},
 )
 def get_logs(
@@ -69,21 +92,15 @@ def get_logs(
     stream: Annotated[Literal["stdout", "stderr"], Query()] = "stdout",
 ) -> SnapshotFileResponse:
     """The latest attempt's stdout or stderr; send `Range: bytes=...` for part of a big log."""
-    return log_response(_job(st, who, job_id), stream)
+    return log_response(_job(st, who, job_id), stream, st.settings.log_dir)
 
 
-def log_response(job: Job, stream: Literal["stdout", "stderr"]) -> SnapshotFileResponse:
-    """A job's log as it is now (also served by the monitor's job page)."""
-    job_id = job.id
+def log_response(
+    job: Job, stream: Literal["stdout", "stderr"], log_root: Path
+) -> SnapshotFileResponse:
+    """A job's log as it is now, if it is a plain file inside ``log_root`` reached without
+    links (also served by the monitor's job page)."""
     if not job.log_uri:
-        raise NotFound(f"job {job_id} ({job.status}) has no log yet")
-    path = Path(job.log_uri)
-    if stream == "stderr":
-        path = path.with_suffix(".err")
-    try:
-        stat = path.stat()
-    except OSError:
-        stat = None
-    if stat is None or not path.is_file():
-        raise NotFound(f"the {stream} of job {job_id} is no longer kept")
-    return SnapshotFileResponse(path, media_type="text/plain; charset=utf-8", stat_result=stat)
+        raise NotFound(f"job {job.id} ({job.status}) has no log yet")
+    file = open_log(log_root, job.id, job.log_uri, stream)
+    return SnapshotFileResponse(file, job.log_uri, "text/plain; charset=utf-8")

@@ -160,6 +160,8 @@ def _submit(
         job_lines=lines,
         read_files=False,
         executors=st.settings.executor_names,
+        owner_groups=who.groups,
+        data_managers=st.data_managers,
     )
 
 
