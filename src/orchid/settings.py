@@ -15,6 +15,8 @@ from typing import Any
 
 from orchid import config
 from orchid.config import BUILTIN_EXECUTORS, PluginConfig
+from orchid.core.limits import DEFAULT as DEFAULT_LIMITS
+from orchid.core.limits import Limits
 from orchid.errors import ConfigError
 
 
@@ -63,6 +65,23 @@ class Settings:
     bus: str = "auto"  # event bus: auto (postgres on PostgreSQL, else memory), memory, postgres, db
     reuse_workers: bool = False  # local executor: run function jobs in long-lived workers
     prefetch: int = 0  # local executor: jobs taken ahead of free slots
+    # size limits (orchid.core.limits.Limits documents each; docs/security.md lists them)
+    expr_max_items: int = DEFAULT_LIMITS.expr_max_items  # longest list an expression builds
+    expr_max_string: int = DEFAULT_LIMITS.expr_max_string  # longest string (characters)
+    expr_max_bytes: int = DEFAULT_LIMITS.expr_max_bytes  # largest expression value, as JSON
+    job_args_max_bytes: int = DEFAULT_LIMITS.job_args_max_bytes  # one job's args, as JSON
+    result_max_bytes: int = DEFAULT_LIMITS.result_max_bytes  # one job's result, as JSON
+
+    @property
+    def limits(self) -> Limits:
+        """The size limits, as the core checks them."""
+        return Limits(
+            expr_max_items=self.expr_max_items,
+            expr_max_string=self.expr_max_string,
+            expr_max_bytes=self.expr_max_bytes,
+            job_args_max_bytes=self.job_args_max_bytes,
+            result_max_bytes=self.result_max_bytes,
+        )
 
     @property
     def log_dir(self) -> Path:
@@ -144,6 +163,10 @@ class Settings:
         s.check_plugins()
         if s.bus not in ("auto", "memory", "postgres", "db"):
             raise ConfigError(f"unknown event bus {s.bus!r}; use auto, memory, postgres or db")
+        try:
+            s.limits  # noqa: B018 (each limit is a whole number of at least 1)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         return s
 
     def check_plugins(self) -> None:
@@ -175,6 +198,11 @@ _FIELDS: tuple[tuple[str, type], ...] = (
     ("reuse_workers", bool),
     ("prefetch", int),
     ("data_root", Path),
+    ("expr_max_items", int),
+    ("expr_max_string", int),
+    ("expr_max_bytes", int),
+    ("job_args_max_bytes", int),
+    ("result_max_bytes", int),
 )
 
 

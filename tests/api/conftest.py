@@ -17,16 +17,19 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import uvicorn
 
 from orchid.api.app import PREFIX, create_app
 from orchid.api.auth import AuthConfig
+from orchid.core import jobtoken
 from orchid.core.states import TERMINAL_WORKFLOW
 from orchid.engine.runner import Runner, make_runner
 from orchid.executors.base import Executor
 from orchid.settings import Settings
-from orchid.store import tokens
+from orchid.store import secrets, tokens
 from orchid.store.db import Database
+from orchid.store.tables import jobs as job_rows
 
 MAX_BODY = 1024 * 1024  # the server's request body limit in these tests (the 413 tests)
 WAIT_S = 30.0  # bounded waits: only reached when something is stuck
@@ -128,6 +131,37 @@ class Api:
             )
         )
 
+    def job_token(self, wf_id: int) -> str:
+        """A job token of the workflow's first job, which is made to look running (the
+        carrier gives such tokens to the jobs of works with ``api_token: true``). Call it
+        before agents run the job."""
+        with self.db.begin() as conn:
+            job_id, status = conn.execute(
+                sa.select(job_rows.c.id, job_rows.c.status)
+                .where(job_rows.c.workflow_id == wf_id)
+                .order_by(job_rows.c.id)
+                .limit(1)
+            ).one()
+            steps = ["waiting", "ready", "submitted", "running"]  # the legal way there
+            assert status in steps, f"job {job_id} is {status} already"
+            for step in steps[steps.index(status) + 1 :]:
+                conn.execute(
+                    sa.update(job_rows)
+                    .where(job_rows.c.id == job_id)
+                    .values(status=step, attempt=1)
+                )
+            key = secrets.key(conn, secrets.JOB_TOKEN_KEY, time.time())
+        return jobtoken.make(key, wf_id, int(job_id), 1)
+
+    def end_job(self, token: str) -> None:
+        """The attempt of a job token ends (its token stops working)."""
+        parts = jobtoken.parse(token)
+        assert parts is not None
+        with self.db.begin() as conn:
+            conn.execute(
+                sa.update(job_rows).where(job_rows.c.id == parts[0]).values(status="succeeded")
+            )
+
     @property
     def server_errors(self) -> list[str]:
         """Exceptions that escaped the app (each a 500 or a broken stream), as text."""
@@ -175,6 +209,7 @@ def serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, int]:
         access_log=False,
         timeout_graceful_shutdown=2,
         lifespan="off",
+        proxy_headers=False,  # as `orchid server`: the app applies trusted proxies' headers
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(

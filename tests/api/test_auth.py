@@ -15,6 +15,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -218,17 +219,17 @@ def test_a_valid_token_names_the_user_groups_and_admin(
     verifier: OidcVerifier, keys: Keys, idp: Idp
 ) -> None:
     assert verifier.verify(token(keys, idp)) == Principal(
-        user="alice", groups=frozenset({"atlas", "orchid-admins"}), admin=True, method="oidc"
+        user="oidc:alice", groups=frozenset({"atlas", "orchid-admins"}), admin=True, method="oidc"
     )
     plain = verifier.verify(token(keys, idp, "ec1", groups=["cms"], aud=["other", AUD]))
-    assert (plain.user, plain.groups, plain.admin) == ("alice", frozenset({"cms"}), False)
+    assert (plain.user, plain.groups, plain.admin) == ("oidc:alice", frozenset({"cms"}), False)
 
 
 def test_user_falls_back_to_sub_and_groups_may_be_missing(
     verifier: OidcVerifier, keys: Keys, idp: Idp
 ) -> None:
     p = verifier.verify(token(keys, idp, preferred_username=None, groups=None))
-    assert (p.user, p.groups, p.admin) == ("8f3c-user-id", frozenset(), False)
+    assert (p.user, p.groups, p.admin) == ("oidc:8f3c-user-id", frozenset(), False)
     assert reason_of(verifier, token(keys, idp, preferred_username=None, sub=None)) == (
         "token names no user"
     )
@@ -248,13 +249,106 @@ def test_groups_from_a_dotted_claim_path_or_a_name_with_dots(
     assert p.groups == frozenset({"rubin"})
 
 
+def test_oidc_users_have_a_namespace_of_their_own_unless_mapped(
+    idp: Idp, http: httpx.Client, clock: Clock, keys: Keys
+) -> None:
+    """An account "alice" at the identity provider is not the local token user alice (nor
+    a certificate with CN=alice) unless the admin's map says so."""
+    mapped = OidcVerifier(config(idp, oidc_users={"alice": "alice"}), http, clock)
+    assert mapped.verify(token(keys, idp)).user == "alice"
+    assert mapped.verify(token(keys, idp, preferred_username="bob")).user == "oidc:bob"
+    plain = OidcVerifier(config(idp), http, clock)
+    assert plain.verify(token(keys, idp, preferred_username="root")).user == "oidc:root"
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("alice smith", "contains whitespace"),
+        ("alice\n", "contains whitespace"),
+        ("al\x00ice", "contains control characters"),
+        ("a" * 201, "longer than 200 characters"),
+    ],
+)
+def test_oidc_user_names_follow_the_rule_of_local_names(
+    verifier: OidcVerifier, keys: Keys, idp: Idp, name: str, problem: str
+) -> None:
+    with pytest.raises(Unauthenticated) as info:
+        verifier.verify(token(keys, idp, preferred_username=name))
+    assert info.value.reason == "unusable user name" and problem in str(info.value)
+    long = token(keys, idp, preferred_username="a" * 196)  # fine, but not with oidc: before it
+    assert reason_of(verifier, long) == "user name too long"
+
+
+def test_mapped_names_follow_the_rule_of_local_names() -> None:
+    with pytest.raises(ConfigError, match=r"oidc_users 'alice'.*contains whitespace"):
+        AuthConfig(oidc_users={"alice": "alice smith"})
+    with pytest.raises(ConfigError, match=r"dn_users '/O=Lab/CN=x'.*is empty"):
+        AuthConfig(dn_users={"/O=Lab/CN=x": ""})
+
+
+USER_MAP = """
+[oidc]
+alice = "alice"
+[x509]
+"CN=Alice Smith,O=Lab,C=CH" = "alice"
+[x509_groups]
+"/C=CH/O=Lab/CN=Alice Smith" = ["physics", "orchid-admins"]
+"""
+
+
+def test_the_user_map_and_cn_names_from_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "users.toml"
+    path.write_text(USER_MAP)
+    env = {
+        "ORCHID_USER_MAP": str(path),
+        "ORCHID_TRUSTED_PROXIES": "10.0.0.5",
+        "ORCHID_ADMIN_GROUPS": "orchid-admins",
+    }
+    cfg = AuthConfig.from_env(env)
+    assert (cfg.oidc_users, cfg.x509_cn_names) == ({"alice": "alice"}, False)
+    auth = Authenticator(cfg, None, LOCAL.get)
+    p = auth.authenticate({"X-SSL-Client-DN": "/C=CH/O=Lab/CN=Alice Smith"}, "10.0.0.5")
+    assert p is not None and (p.user, p.groups, p.admin) == (
+        "alice",
+        frozenset({"physics", "orchid-admins"}),
+        True,
+    )
+    assert AuthConfig.from_env({"ORCHID_X509_CN_NAMES": "true"}).x509_cn_names
+    assert not AuthConfig.from_env({}).x509_cn_names
+    with pytest.raises(ConfigError, match="ORCHID_X509_CN_NAMES='maybe'"):
+        AuthConfig.from_env({"ORCHID_X509_CN_NAMES": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[users]\nalice = 'alice'\n", "unknown table"),
+        ("[oidc]\nalice = 1\n", "must be text"),
+        ("[oidc]\nalice = 'a b'\n", "contains whitespace"),
+        ("[x509_groups]\n'CN=a' = 'physics'\n", "a list of group names"),
+        ("[x509_groups]\n'CN=a' = ['bad group']\n", "contains whitespace"),
+        ("[x509]\n'nonsense' = 'a'\n", "not a distinguished name"),
+        ("oidc = 1\n", "must be a table"),
+        ("[oidc\n", "is not TOML"),
+    ],
+)
+def test_a_bad_user_map_is_a_config_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "users.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        AuthConfig.from_env({"ORCHID_USER_MAP": str(path)})
+    with pytest.raises(ConfigError, match="cannot read"):
+        AuthConfig.from_env({"ORCHID_USER_MAP": str(tmp_path / "missing.toml")})
+
+
 def test_leeway_tolerates_small_clock_skew(
     verifier: OidcVerifier, keys: Keys, idp: Idp, clock: Clock
 ) -> None:
     clock.now = T0 + 3600 + 29  # expired 29 s ago, leeway 30 s
-    assert verifier.verify(token(keys, idp)).user == "alice"
+    assert verifier.verify(token(keys, idp)).user == "oidc:alice"
     clock.now = T0 - 29  # issued and valid from 29 s in the future
-    assert verifier.verify(token(keys, idp)).user == "alice"
+    assert verifier.verify(token(keys, idp)).user == "oidc:alice"
 
 
 # --- OIDC: bad tokens -----------------------------------------------------------------------
@@ -322,7 +416,7 @@ def test_a_token_without_kid_needs_a_single_key(
     no_kid = jwt.encode(claims(idp), keys.private["rsa1"], algorithm="RS256")
     assert reason_of(OidcVerifier(config(idp), http, clock), no_kid) == "unknown signing key"
     idp.jwks = {"keys": [{k: v for k, v in keys.jwk("rsa1").items() if k != "kid"}]}
-    assert OidcVerifier(config(idp), http, clock).verify(no_kid).user == "alice"
+    assert OidcVerifier(config(idp), http, clock).verify(no_kid).user == "oidc:alice"
 
 
 # --- the JWKS cache -------------------------------------------------------------------------
@@ -349,9 +443,9 @@ def test_discovery_through_the_openid_configuration(
     idp: Idp, http: httpx.Client, clock: Clock, keys: Keys
 ) -> None:
     verifier = OidcVerifier(config(idp, discover=True), http, clock)
-    assert verifier.verify(token(keys, idp)).user == "alice"
+    assert verifier.verify(token(keys, idp)).user == "oidc:alice"
     clock.now = T0 + 600  # a TTL refresh reuses the discovered jwks_uri
-    assert verifier.verify(token(keys, idp)).user == "alice"
+    assert verifier.verify(token(keys, idp)).user == "oidc:alice"
     assert idp.hits == {"/.well-known/openid-configuration": 1, "/jwks": 2}
 
 
@@ -362,7 +456,7 @@ def test_key_rotation_refetches_once_and_a_kid_flood_is_throttled(
     assert idp.hits["/jwks"] == 1
     idp.jwks = {"keys": [keys.jwk("rsa2")]}  # the issuer rotates: rsa1 is gone
     clock.now = T0 + 60
-    assert verifier.verify(token(keys, idp, "rsa2")).user == "alice"
+    assert verifier.verify(token(keys, idp, "rsa2")).user == "oidc:alice"
     assert idp.hits["/jwks"] == 2
     assert reason_of(verifier, token(keys, idp, "rsa1")) == "unknown signing key"
     # a flood of made-up kids: no refetch within 10 s of the last one...
@@ -377,7 +471,7 @@ def test_key_rotation_refetches_once_and_a_kid_flood_is_throttled(
         bogus = jwt.encode(claims(idp), keys.private["rsa2"], "RS256", headers={"kid": f"y{i}"})
         reason_of(verifier, bogus)
     assert idp.hits["/jwks"] == 2 + 3  # at +70, +80, +90
-    assert verifier.verify(token(keys, idp, "rsa2")).user == "alice"
+    assert verifier.verify(token(keys, idp, "rsa2")).user == "oidc:alice"
 
 
 @pytest.mark.parametrize("outage", ["http-503", "connection-refused"])
@@ -390,8 +484,8 @@ def test_an_unreachable_idp_keeps_the_stale_keys(
     else:
         idp.stop()
     clock.now = T0 + 301  # the cache is stale; the refresh fails; the old keys still verify
-    assert verifier.verify(token(keys, idp)).user == "alice"
-    assert verifier.verify(token(keys, idp, "ec1")).user == "alice"
+    assert verifier.verify(token(keys, idp)).user == "oidc:alice"
+    assert verifier.verify(token(keys, idp, "ec1")).user == "oidc:alice"
     # a kid the stale keys do not know cannot be checked while the provider is away
     assert reason_of(verifier, token(keys, idp, "rsa2")) == IDP_DOWN
     if outage == "http-503":
@@ -410,7 +504,7 @@ def test_an_unreachable_idp_without_cached_keys_is_a_401_not_a_crash(
     assert reason_of(verifier, token(keys, idp)) == IDP_DOWN
     assert idp.hits["/jwks"] == 1
     clock.now = T0 + 10
-    assert verifier.verify(token(keys, idp)).user == "alice"
+    assert verifier.verify(token(keys, idp)).user == "oidc:alice"
     idp.stop()
     dead = OidcVerifier(config(idp, discover=True), http, clock)
     assert reason_of(dead, token(keys, idp)) == IDP_DOWN
@@ -507,12 +601,13 @@ def authenticator(verifier: OidcVerifier | None = None, **changes: Any) -> Authe
 
 
 DN = "CN=alice,OU=Users,O=Lab,C=CH"
+DN_USER = "/C=CH/O=Lab/OU=Users/CN=alice"  # an unmapped DN's user: the whole DN
 
 
 @pytest.mark.parametrize("host", ["10.0.0.5", "192.168.1.77", "::1", "::ffff:10.0.0.5", "[::1]"])
 def test_x509_dn_from_a_trusted_proxy(host: str) -> None:
     p = authenticator().authenticate({"X-SSL-Client-DN": DN}, host)
-    assert p == Principal(user="alice", groups=frozenset(), admin=False, method="x509")
+    assert p == Principal(user=DN_USER, groups=frozenset(), admin=False, method="x509")
 
 
 @pytest.mark.parametrize("host", ["10.0.0.6", "192.168.2.1", "203.0.113.9", None, "", "proxy"])
@@ -538,25 +633,59 @@ def test_x509_dn_mapping_groups_and_formats() -> None:
             frozenset({"orchid-admins"}),
             True,
         )
-    # grid style: the first CN (most general first) names the user
+    # unmapped: the whole DN, most general part first, whichever way the proxy wrote it
     grid = "/DC=ch/DC=cern/OU=Users/CN=alice/CN=812345/CN=Alice Smith"
     p = auth.authenticate({"X-SSL-Client-DN": grid}, "10.0.0.5")
-    assert p is not None and p.user == "alice"
+    assert p is not None and p.user == grid
     p = auth.authenticate({"X-SSL-Client-DN": r"CN=Smith\, John,O=Lab"}, "10.0.0.5")
-    assert p is not None and p.user == "Smith, John"
+    assert p is not None and p.user == "/O=Lab/CN=Smith, John"
     p = auth.authenticate({"X-SSL-Client-DN": r"CN=Jos\C3\A9,O=Lab"}, "10.0.0.5")
-    assert p is not None and p.user == "José"
+    assert p is not None and p.user == "/O=Lab/CN=José"
+
+
+def test_x509_cn_names_only_when_enabled() -> None:
+    """The finding: the CN alone named the user, so a certificate with CN=admin (from any
+    CA the proxy accepts) was the local user admin."""
+    grid = "/DC=ch/DC=cern/OU=Users/CN=alice/CN=812345/CN=Alice Smith"
+    for dn in ("/C=CH/O=Lab/CN=admin", grid):
+        p = authenticator().authenticate({"X-SSL-Client-DN": dn}, "10.0.0.5")
+        assert p is not None and p.user == dn
+    cn = authenticator(x509_cn_names=True, dn_users={"/O=Lab/CN=robot": "ci-bot"})
+    p = cn.authenticate({"X-SSL-Client-DN": grid}, "10.0.0.5")
+    assert p is not None and p.user == "alice"  # the first CN, most general first
+    p = cn.authenticate({"X-SSL-Client-DN": "CN=robot,O=Lab"}, "10.0.0.5")
+    assert p is not None and p.user == "ci-bot"  # the map still wins
+    with pytest.raises(Unauthenticated) as info:
+        cn.authenticate({"X-SSL-Client-DN": "O=Lab,C=CH"}, "10.0.0.5")
+    assert info.value.reason == "the client DN has no CN"
+
+
+def test_two_dns_never_give_one_user_name() -> None:
+    auth = authenticator()
+    names = set()
+    for dn in (
+        r"CN=a/CN=b,O=Lab",  # one CN holding a slash
+        "CN=b,CN=a,O=Lab",  # two CNs
+        r"CN=a\\/CN=b,O=Lab",  # a backslash, then a slash
+    ):
+        p = auth.authenticate({"X-SSL-Client-DN": dn}, "10.0.0.5")
+        assert p is not None
+        names.add(p.user)
+    assert names == {r"/O=Lab/CN=a\/CN=b", "/O=Lab/CN=a/CN=b", r"/O=Lab/CN=a\\\/CN=b"}
 
 
 def test_x509_malformed_dns() -> None:
     auth = authenticator()
     for dn, reason in (
-        ("O=Lab,C=CH", "the client DN has no CN"),
         ("garbage", "malformed client DN"),
+        (r"CN=a\00b,O=Lab", "malformed client DN"),
+        ("/O=Lab/CN=" + "x" * 200, "user name too long"),
     ):
         with pytest.raises(Unauthenticated) as info:
             auth.authenticate({"X-SSL-Client-DN": dn}, "10.0.0.5")
         assert info.value.reason == reason
+    p = auth.authenticate({"X-SSL-Client-DN": "O=Lab,C=CH"}, "10.0.0.5")  # no CN is fine
+    assert p is not None and p.user == "/C=CH/O=Lab"
 
 
 def test_an_empty_dn_header_means_no_certificate() -> None:
@@ -577,7 +706,7 @@ def test_the_dn_header_wins_over_a_bearer_token_from_a_trusted_proxy() -> None:
 def test_a_custom_dn_header() -> None:
     auth = authenticator(dn_header="X-Client-Subject")
     p = auth.authenticate({"x-client-subject": DN, "X-SSL-Client-DN": "CN=mallory"}, "10.0.0.5")
-    assert p is not None and p.user == "alice"
+    assert p is not None and p.user == DN_USER
 
 
 def test_local_tokens_go_to_the_lookup() -> None:
@@ -594,7 +723,7 @@ def test_local_tokens_go_to_the_lookup() -> None:
 def test_jwts_go_to_the_oidc_verifier(verifier: OidcVerifier, keys: Keys, idp: Idp) -> None:
     auth = authenticator(verifier)
     p = auth.authenticate({"Authorization": f"Bearer {token(keys, idp)}"}, "203.0.113.9")
-    assert p is not None and (p.user, p.method, p.admin) == ("alice", "oidc", True)
+    assert p is not None and (p.user, p.method, p.admin) == ("oidc:alice", "oidc", True)
     assert auth.authenticate({"Authorization": "Bearer orc_alice"}, None) == LOCAL["orc_alice"]
 
 
@@ -635,7 +764,7 @@ def test_header_names_and_the_scheme_are_case_insensitive(headers: dict[str, str
 
 def test_header_case_for_the_dn_and_conflicting_duplicates() -> None:
     p = authenticator().authenticate({"x-ssl-client-dn": DN}, "10.0.0.5")
-    assert p is not None and p.user == "alice"
+    assert p is not None and p.user == DN_USER
     with pytest.raises(Unauthenticated, match="conflicting Authorization headers"):
         authenticator().authenticate(
             {"Authorization": "Bearer orc_alice", "authorization": "Bearer orc_bob"}, None

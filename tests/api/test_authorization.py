@@ -1,72 +1,261 @@
-"""Who may do what, over HTTP: every role × every endpoint × own and others' workflows.
+"""Who may do what, over HTTP: every role × every route of the application × own and others'
+workflows. :data:`ROUTES` has a row for each route, and a test fails when the application has
+a route without one, so that a new route cannot skip this matrix.
 
-- no or bad credentials → 401 with a ``WWW-Authenticate: Bearer`` challenge;
+- no or bad credentials → 401 with a ``WWW-Authenticate: Bearer`` challenge (the monitor's
+  pages send the visitor to its login form instead: 303);
 - authenticated but not allowed → 403 (no challenge: new credentials would not help);
-- allowed → 200/202, or 404 for what does not exist.
+- a workflow one may not see, and everything in it, is a 404 with exactly the message of one
+  that does not exist (ids tell nothing about what others have);
+- allowed → 2xx, or 404 for what does not exist.
 
 alice owns two workflows: ``shared`` (shared with group physics) and ``private``. bob is in
-physics, carol in no group, root is an admin.
+physics, carol in no group, root is an admin. ``job`` is the token of a running job of
+alice's shared workflow: it acts on that workflow only, on the routes a job needs (and the
+cache by digest), and never on the monitor.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
+from starlette.routing import BaseRoute, Mount
 
+from orchid.api.app import create_app
+from orchid.api.auth import AuthConfig
+from orchid.engine.runner import make_runner
 from orchid.store import tokens
-from tests.api.conftest import Api
+from tests.api.conftest import Api, serve, wait_for
 
 ANONYMOUS = "anonymous"
+JOB = "job"  # a job token of alice's shared workflow
+MISSING = 987_654  # no workflow, job, study or trial has this id
+ACTIONS = ("abort", "suspend", "resume", "retry", "finish")
+BLOB = b"the cached bytes"
+SHA = hashlib.sha256(BLOB).hexdigest()
+
+SPACE = {"x": {"type": "float", "low": -2.0, "high": 2.0}}
+TEMPLATE = {
+    "name": "owned",
+    "open": True,
+    "works": [
+        {"name": "a", "noop": True, "jobs": [{"name": "j"}]},
+        {"name": "tune", "hpo": {"space": SPACE, "max_trials": 4, "parallel": 2, "mode": "pull"}},
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Owned:
+    """One of alice's workflows and the ids of what is in it."""
+
+    wf: int
+    job: int
+    study: int
+    trial: int
 
 
 @dataclass(frozen=True)
 class Setup:
-    shared: int
-    private: int
-    jobs: dict[int, int]  # workflow → one of its jobs
+    shared: Owned
+    private: Owned
+    job_token: str
 
 
-TEMPLATE = {"name": "owned", "works": [{"name": "a", "noop": True, "jobs": [{"name": "j"}]}]}
+def run_agents_until(api: Api, done: Any) -> None:
+    """The agents in a thread until ``done()`` (bounded), then stopped: what follows sees
+    workflows that stand still."""
+    runner, executor = make_runner(api.settings, api.db)
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: runner.run(until=stop.is_set, check_every=0.05))
+    thread.start()
+    try:
+        wait_for("the agents to set up the workflows", done)
+    finally:
+        stop.set()
+        runner.stop()
+        thread.join(15)
+        executor.close()
+        runner.close()
 
 
 def setup(api: Api) -> Setup:
     shared = api.submit("alice", TEMPLATE, share_group="physics")["id"]
     private = api.submit("alice", TEMPLATE)["id"]
-    c = api.client("alice")
-    jobs = {wf: c.get(f"/workflows/{wf}/jobs").json()["items"][0]["id"] for wf in (shared, private)}
-    return Setup(shared, private, jobs)
+    job_token = api.job_token(shared)  # its job runs (for the null executor: forever)
+    alice = api.client("alice")
+
+    def studies_ready() -> bool:
+        for wf in (shared, private):
+            found = alice.get(f"/workflows/{wf}/studies").json()
+            if not found or not found[0]["summary"].get("waiting"):
+                return False
+        return True
+
+    run_agents_until(api, studies_ready)
+    owned = {}
+    for wf in (shared, private):
+        job = alice.get(f"/workflows/{wf}/jobs").json()["items"][0]["id"]
+        study = alice.get(f"/workflows/{wf}/studies").json()[0]["id"]
+        r = alice.post(f"/studies/{study}/next", json={"n": 1})
+        assert r.status_code == 200 and r.json()["trials"], r.text
+        owned[wf] = Owned(wf, job, study, r.json()["trials"][0]["id"])
+    return Setup(owned[shared], owned[private], job_token)
 
 
-def endpoints(wf: int, job: int) -> list[tuple[str, str, int]]:
-    """(method, path, status when allowed) for everything one can do to a workflow."""
-    return [
-        ("GET", f"/workflows/{wf}", 200),
-        ("GET", f"/workflows/{wf}/works", 200),
-        ("GET", f"/workflows/{wf}/jobs", 200),
-        ("GET", f"/workflows/{wf}/events", 200),
-        ("GET", f"/jobs/{job}", 200),
-        ("GET", f"/jobs/{job}/logs", 404),  # allowed, but no log yet (nothing ran)
-        ("POST", f"/workflows/{wf}/abort", 202),
-        ("POST", f"/workflows/{wf}/suspend", 202),
-        ("POST", f"/workflows/{wf}/resume", 202),
-        ("POST", f"/workflows/{wf}/retry", 202),
-        ("POST", f"/workflows/{wf}/finish", 202),
-    ]
+@dataclass(frozen=True)
+class Row:
+    """How to call one route, and what it answers when allowed.
+
+    ``scope``: ``public`` (no credentials needed), ``user`` (anyone signed in),
+    ``workflow`` (those who may see the workflow in the path, or the one it belongs to),
+    ``metrics`` (admins and the metrics group). ``job``: open to a job's token (on its own
+    workflow only, for ``workflow`` rows). ``ui``: a monitor page (anonymous visitors are
+    sent to the login form; job tokens are refused).
+    """
+
+    path: str  # formatted with the ids of an Owned, {sha} and {action}
+    ok: frozenset[int]
+    scope: str = "workflow"
+    job: bool = False
+    ui: bool = False
+    json: Any = None
+    content: bytes | None = None
+    stream: bool = False
+    by_role: dict[str, frozenset[int]] = field(default_factory=dict)
 
 
-def call(c: httpx.Client, method: str, path: str) -> httpx.Response:
-    """A request; an event stream is only opened (its status and headers read), then closed."""
-    if path.endswith("/events"):
-        with c.stream(method, path) as r:
-            if r.status_code != 200:
-                r.read()
-            return r
-    return c.request(method, path)
+def ok(*codes: int) -> frozenset[int]:
+    return frozenset(codes)
 
+
+A = "/api/v1"
+# every route of the application: (method, path template) → its row, in the order called
+ROUTES: dict[tuple[str, str], Row] = {
+    ("GET", f"{A}/openapi.json"): Row(f"{A}/openapi.json", ok(200), "public"),
+    ("GET", f"{A}/docs"): Row(f"{A}/docs", ok(200), "public"),
+    ("GET", "/docs/oauth2-redirect"): Row("/docs/oauth2-redirect", ok(200), "public"),
+    ("GET", f"{A}/ping"): Row(f"{A}/ping", ok(200), "public"),
+    ("GET", f"{A}/health"): Row(f"{A}/health", ok(200), "user"),
+    ("GET", f"{A}/whoami"): Row(f"{A}/whoami", ok(200), "user", job=True),
+    ("GET", "/metrics"): Row("/metrics", ok(200), "metrics"),
+    ("POST", f"{A}/workflows"): Row(
+        f"{A}/workflows",
+        ok(201),
+        "user",
+        json={"template": {"name": "x", "works": [{"name": "a", "noop": True}]}},
+    ),
+    ("GET", f"{A}/workflows"): Row(f"{A}/workflows", ok(200), "user"),
+    # the cache: by digest for jobs too (PUT before reading it, DELETE last)
+    ("PUT", f"{A}/cache/{{sha256}}"): Row(
+        f"{A}/cache/{{sha}}", ok(200, 201), "user", job=True, content=BLOB
+    ),
+    ("HEAD", f"{A}/cache/{{sha256}}"): Row(f"{A}/cache/{{sha}}", ok(200), "user", job=True),
+    ("GET", f"{A}/cache/{{sha256}}"): Row(f"{A}/cache/{{sha}}", ok(200), "user", job=True),
+    ("GET", f"{A}/cache"): Row(f"{A}/cache", ok(200), "user"),
+    ("DELETE", f"{A}/cache/{{sha256}}"): Row(f"{A}/cache/{{sha}}", ok(204), "user"),
+    # one workflow and what is in it
+    ("GET", f"{A}/workflows/{{workflow_id}}"): Row(f"{A}/workflows/{{wf}}", ok(200), job=True),
+    ("GET", f"{A}/workflows/{{workflow_id}}/works"): Row(
+        f"{A}/workflows/{{wf}}/works", ok(200), job=True
+    ),
+    ("GET", f"{A}/workflows/{{workflow_id}}/jobs"): Row(
+        f"{A}/workflows/{{wf}}/jobs", ok(200), job=True
+    ),
+    ("GET", f"{A}/workflows/{{workflow_id}}/events"): Row(
+        f"{A}/workflows/{{wf}}/events", ok(200), job=True, stream=True
+    ),
+    ("GET", f"{A}/workflows/{{workflow_id}}/graph"): Row(
+        f"{A}/workflows/{{wf}}/graph", ok(200), job=True
+    ),
+    ("GET", f"{A}/workflows/{{workflow_id}}/collections"): Row(
+        f"{A}/workflows/{{wf}}/collections", ok(200), job=True
+    ),
+    ("GET", f"{A}/workflows/{{workflow_id}}/collections/{{collection_id}}/files"): Row(
+        f"{A}/workflows/{{wf}}/collections/{MISSING}/files", ok(404), job=True
+    ),
+    ("GET", f"{A}/jobs/{{job_id}}"): Row(f"{A}/jobs/{{job}}", ok(200), job=True),
+    ("GET", f"{A}/jobs/{{job_id}}/logs"): Row(
+        f"{A}/jobs/{{job}}/logs",
+        ok(404),
+        job=True,  # allowed, but the null executor logs nothing
+    ),
+    ("POST", f"{A}/workflows/{{workflow_id}}/messages"): Row(
+        f"{A}/workflows/{{wf}}/messages", ok(201), job=True, json={"kind": "note", "body": 1}
+    ),
+    ("GET", f"{A}/workflows/{{workflow_id}}/messages"): Row(
+        f"{A}/workflows/{{wf}}/messages", ok(200), job=True
+    ),
+    ("POST", f"{A}/workflows/{{workflow_id}}/works"): Row(
+        f"{A}/workflows/{{wf}}/works",
+        ok(200, 201),
+        job=True,
+        json={"work": {"name": "added", "noop": True}},
+    ),
+    ("GET", f"{A}/workflows/{{workflow_id}}/studies"): Row(
+        f"{A}/workflows/{{wf}}/studies", ok(200), job=True
+    ),
+    ("GET", f"{A}/studies/{{study_id}}"): Row(f"{A}/studies/{{study}}", ok(200), job=True),
+    ("GET", f"{A}/studies/{{study_id}}/trials"): Row(
+        f"{A}/studies/{{study}}/trials", ok(200), job=True
+    ),
+    ("POST", f"{A}/studies/{{study_id}}/next"): Row(
+        f"{A}/studies/{{study}}/next", ok(200), job=True, json={"n": 1}
+    ),
+    ("POST", f"{A}/trials/{{trial_id}}/report"): Row(
+        f"{A}/trials/{{trial}}/report", ok(200), job=True, json={"step": 1, "value": 0.5}
+    ),
+    ("POST", f"{A}/jobs/{{job_id}}/report"): Row(
+        f"{A}/jobs/{{job}}/report",
+        ok(404),  # allowed, but this job is no trial: as for one that does not exist
+        job=True,
+        json={"step": 1, "value": 0.5},
+    ),
+    ("POST", f"{A}/workflows/{{workflow_id}}/{{action}}"): Row(
+        f"{A}/workflows/{{wf}}/{{action}}", ok(202), job=True
+    ),
+    ("POST", f"{A}/workflows/{{workflow_id}}/close"): Row(
+        f"{A}/workflows/{{wf}}/close", ok(200), job=True, json={}
+    ),
+    # the monitor (credentials in an Authorization header, which needs no CSRF token)
+    ("GET", "/ui/login"): Row("/ui/login", ok(200), "public"),
+    ("POST", "/ui/login"): Row(
+        "/ui/login",
+        ok(303),
+        "public",
+        by_role={ANONYMOUS: ok(401), JOB: ok(401)},  # no token; a job's token is refused
+    ),
+    ("GET", "/ui/oidc/start"): Row("/ui/oidc/start", ok(502), "public"),  # OIDC is off
+    ("GET", "/ui/oidc/callback"): Row("/ui/oidc/callback", ok(502), "public"),
+    ("GET", "/ui/static"): Row("/ui/static/orchid.css", ok(200), "public"),
+    ("GET", "/ui/"): Row("/ui/", ok(200), "user", ui=True),
+    ("GET", "/ui/live/workflows"): Row("/ui/live/workflows", ok(200), "user", ui=True, stream=True),
+    ("GET", "/ui/workflows/{workflow_id}"): Row("/ui/workflows/{wf}", ok(200), ui=True),
+    ("GET", "/ui/workflows/{workflow_id}/jobs"): Row("/ui/workflows/{wf}/jobs", ok(200), ui=True),
+    ("GET", "/ui/workflows/{workflow_id}/data"): Row("/ui/workflows/{wf}/data", ok(200), ui=True),
+    ("GET", "/ui/workflows/{workflow_id}/graph.svg"): Row(
+        "/ui/workflows/{wf}/graph.svg", ok(200), ui=True
+    ),
+    ("GET", "/ui/workflows/{workflow_id}/live"): Row(
+        "/ui/workflows/{wf}/live", ok(200), ui=True, stream=True
+    ),
+    ("GET", "/ui/jobs/{job_id}"): Row("/ui/jobs/{job}", ok(200), ui=True),
+    ("GET", "/ui/jobs/{job_id}/log"): Row("/ui/jobs/{job}/log", ok(404), ui=True),
+    ("GET", "/ui/studies/{study_id}"): Row("/ui/studies/{study}", ok(200), ui=True),
+    ("GET", "/ui/studies/{study_id}/charts"): Row("/ui/studies/{study}/charts", ok(200), ui=True),
+    ("POST", "/ui/workflows/{workflow_id}/actions/{action}"): Row(
+        "/ui/workflows/{wf}/actions/{action}", ok(303), ui=True
+    ),
+    ("POST", "/ui/logout"): Row("/ui/logout", ok(303), "user", ui=True),
+}
 
 # which of alice's workflows each role may see and act on
 MAY: dict[str, set[str]] = {
@@ -75,47 +264,177 @@ MAY: dict[str, set[str]] = {
     "bob": {"shared"},
     "carol": set(),
     "root": {"shared", "private"},
+    JOB: {"shared"},
 }
+
+
+def expected(row: Row, role: str, visible: bool) -> frozenset[int]:
+    if role in row.by_role:
+        return row.by_role[role]
+    if row.scope == "public":
+        return row.ok
+    if role == ANONYMOUS:
+        return ok(303) if row.ui else ok(401)
+    if role == JOB and (row.ui or not row.job):
+        return ok(403)
+    if row.scope == "metrics":
+        return row.ok if role == "root" else ok(403)
+    if row.scope == "workflow" and not visible:
+        return ok(404)
+    return row.ok
+
+
+def requests(row: Row, owned: Owned) -> Iterator[str]:
+    ids = {"wf": owned.wf, "job": owned.job, "study": owned.study, "trial": owned.trial}
+    for action in ACTIONS if "{action}" in row.path else ("",):
+        yield row.path.format(**ids, sha=SHA, action=action)
+
+
+def call(c: httpx.Client, method: str, path: str, row: Row, role: str) -> httpx.Response:
+    """A request; an event stream is only opened (its status and headers read), then closed."""
+    kw: dict[str, Any] = {}
+    if row.json is not None:
+        kw["json"] = row.json
+    if row.content is not None:
+        kw["content"] = row.content
+    if path == "/ui/login" and method == "POST":
+        token = c.headers.get("authorization", "").removeprefix("Bearer ")
+        kw["data"] = {"token": token}
+        c = httpx.Client(base_url=str(c.base_url), timeout=30)  # the form, not the header
+    if path == "/ui/live/workflows":
+        kw["params"] = {"ids": "1"}
+    if row.stream:
+        with c.stream(method, path, **kw) as r:
+            if r.status_code != 200:
+                r.read()
+            return r
+    return c.request(method, path, **kw)
+
+
+def error_of(r: httpx.Response, *ids: int) -> str:
+    """The error message of a JSON answer, with ids made anonymous."""
+    text = str(r.json().get("error", ""))
+    for i in ids:
+        text = re.sub(rf"\b{i}\b", "N", text)
+    return text
+
+
+def client_of(api: Api, role: str, s: Setup) -> httpx.Client:
+    root = api.base_url.removesuffix("/api/v1")
+    headers = {}
+    if role == JOB:
+        headers["Authorization"] = f"Bearer {s.job_token}"
+    elif role != ANONYMOUS:
+        headers["Authorization"] = f"Bearer {api.tokens[role]}"
+    c = httpx.Client(base_url=root, headers=headers, timeout=30)
+    api._clients.append(c)  # closed at teardown
+    return c
 
 
 @pytest.mark.parametrize("role", list(MAY))
 def test_the_authorization_matrix(api: Api, role: str) -> None:
     s = setup(api)
-    c = api.client(None if role == ANONYMOUS else role)
+    c = client_of(api, role, s)
     wrong: list[str] = []
-    for label, wf in (("shared", s.shared), ("private", s.private)):
-        for method, path, allowed in endpoints(wf, s.jobs[wf]):
-            if role == ANONYMOUS:
-                expected = 401
-            elif label in MAY[role]:
-                expected = allowed
-            else:
-                expected = 403
-            r = call(c, method, path)
-            if r.status_code != expected:
-                wrong.append(f"{role} {method} {path} ({label}): {r.status_code} != {expected}")
-                continue
-            challenge = r.headers.get("www-authenticate", "")
-            if expected == 401 and not challenge.startswith("Bearer "):
-                wrong.append(f"{role} {method} {path}: 401 without a Bearer challenge")
-            if expected == 403 and challenge:
-                wrong.append(f"{role} {method} {path}: 403 with a challenge {challenge!r}")
-            if expected >= 400:
-                body = r.json()
-                if not (isinstance(body.get("error"), str) and body["error"]):
-                    wrong.append(f"{role} {method} {path}: error body {body!r}")
-    # what does not exist is 404 for everyone signed in, whoever they are
-    for method, path, _ in endpoints(987_654, 987_654):
-        r = call(c, method, path)
-        expected = 401 if role == ANONYMOUS else 404
-        if r.status_code != expected:
-            wrong.append(f"{role} {method} {path} (missing): {r.status_code} != {expected}")
+    for (method, _), row in ROUTES.items():
+        targets = [("shared", s.shared), ("private", s.private)]
+        if row.scope != "workflow":
+            targets = targets[:1]
+        for label, owned in targets:
+            visible = label in MAY[role]
+            want = expected(row, role, visible)
+            for path in requests(row, owned):
+                r = call(c, method, path, row, role)
+                where = f"{role} {method} {path} ({label})"
+                if r.status_code not in want:
+                    wrong.append(f"{where}: {r.status_code} not in {sorted(want)}: {r.text[:200]}")
+                    continue
+                check_answer(r, where, wrong, path.startswith(A))
+                if row.scope == "workflow" and not visible and r.status_code == 404:
+                    check_same_as_missing(c, method, path, row, role, owned, where, wrong)
+    assert not api.server_errors
     assert not wrong, "\n".join(wrong)
 
 
-@pytest.mark.parametrize("role", list(MAY))
+def check_answer(r: httpx.Response, where: str, wrong: list[str], api_route: bool) -> None:
+    challenge = r.headers.get("www-authenticate", "")
+    if r.status_code == 401 and api_route and not challenge.startswith("Bearer "):
+        wrong.append(f"{where}: 401 without a Bearer challenge")
+    if r.status_code == 403 and challenge:
+        wrong.append(f"{where}: 403 with a challenge {challenge!r}")
+    if r.status_code >= 400 and api_route and r.request.method != "HEAD":
+        body = r.json()
+        if not (isinstance(body.get("error"), str) and body["error"]):
+            wrong.append(f"{where}: error body {body!r}")
+
+
+def check_same_as_missing(
+    c: httpx.Client,
+    method: str,
+    path: str,
+    row: Row,
+    role: str,
+    owned: Owned,
+    where: str,
+    wrong: list[str],
+) -> None:
+    """A hidden resource answers exactly as one that does not exist."""
+    gone = Owned(MISSING, MISSING, MISSING, MISSING)
+    action = path.rsplit("/", 1)[-1] if "{action}" in row.path else ""
+    missing = row.path.format(wf=MISSING, job=MISSING, study=MISSING, trial=MISSING, action=action)
+    r = call(c, method, missing, row, role)
+    if r.status_code != 404:
+        wrong.append(f"{where}: a missing one is {r.status_code}, not 404")
+    elif path.startswith(A):
+        ids = (owned.wf, owned.job, owned.study, owned.trial)
+        if error_of(r, *vars(gone).values()) != error_of(call(c, method, path, row, role), *ids):
+            wrong.append(f"{where}: {r.json()['error']!r} tells hidden from missing")
+
+
+# --- every route has a row --------------------------------------------------------------------
+
+
+def _routes(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str]]:
+    try:  # FastAPI 0.16x includes routers lazily: walk their contexts
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: included routers are flattened into APIRoutes
+        contexts = [(r, getattr(r, "path", "")) for r in routes]
+    else:
+        contexts = [(rc.original_route, rc.path or "") for rc in iter_route_contexts(routes)]
+    for route, path in contexts:
+        if isinstance(route, Mount):
+            inner = getattr(route, "routes", None)
+            if inner:
+                yield from _routes(list(inner), prefix + route.path)
+            else:  # static files
+                yield "GET", prefix + route.path
+            continue
+        methods = set(getattr(route, "methods", None) or {"GET"})
+        if "GET" in methods:
+            methods.discard("HEAD")  # answered for every GET route
+        for method in methods:
+            yield method, prefix + path
+
+
+def test_every_route_has_a_row(api: Api) -> None:
+    app = create_app(api.settings, AuthConfig(), db=api.db)
+    routes = set(_routes(list(app.routes)))
+    assert routes == set(ROUTES), (
+        f"routes without a row: {sorted(routes - set(ROUTES))}; "
+        f"rows without a route: {sorted(set(ROUTES) - routes)}"
+    )
+
+
+# --- lists ----------------------------------------------------------------------------------
+
+SIMPLE = {"name": "owned", "works": [{"name": "a", "noop": True, "jobs": [{"name": "j"}]}]}
+
+
+@pytest.mark.parametrize("role", [r for r in MAY if r != JOB])
 def test_lists_show_exactly_what_each_role_may_see(api: Api, role: str) -> None:
-    s = setup(api)
+    shared = api.submit("alice", SIMPLE, share_group="physics")["id"]
+    private = api.submit("alice", SIMPLE)["id"]
+    mine = {"shared": shared, "private": private}
     bobs = api.submit("bob")["id"]
     carols = api.submit("carol", share_group=None)["id"]
     c = api.client(None if role == ANONYMOUS else role)
@@ -125,22 +444,49 @@ def test_lists_show_exactly_what_each_role_may_see(api: Api, role: str) -> None:
         return
     assert r.status_code == 200, r.text
     seen = {w["id"] for w in r.json()["items"]}
-    expected = {getattr(s, label) for label in MAY[role]}
+    expected = {mine[label] for label in MAY[role]}
     expected |= {"bob": {bobs}, "carol": {carols}, "root": {bobs, carols}}.get(role, set())
     assert seen == expected
     # an owner filter cannot widen what one sees
     r = c.get("/workflows", params={"owner": "alice"})
-    assert {w["id"] for w in r.json()["items"]} == {getattr(s, label) for label in MAY[role]}
+    assert {w["id"] for w in r.json()["items"]} == {mine[label] for label in MAY[role]}
+
+
+def test_a_job_token_lists_submits_and_deletes_nothing(api: Api) -> None:
+    """The finding: from a job, GET /workflows listed all of the owner's workflows (and the
+    monitor too), POST /workflows made one, and DELETE /cache/<sha> answered 204."""
+    wf = api.submit("alice", SIMPLE)["id"]
+    other = api.submit("alice", SIMPLE)["id"]
+    assert api.client("alice").put(f"/cache/{SHA}", content=BLOB).status_code == 201
+    job = api.client(headers={"Authorization": f"Bearer {api.job_token(wf)}"})
+    for method, path, body in (
+        ("GET", "/workflows", None),
+        ("POST", "/workflows", {"template": SIMPLE}),
+        ("DELETE", f"/cache/{SHA}", None),
+        ("GET", "/cache", None),
+    ):
+        r = job.request(method, path, json=body)
+        assert r.status_code == 403, (method, path, r.text)
+        assert f"acts on its own workflow ({wf}) only" in r.json()["error"]
+    assert job.get(f"/workflows/{other}").status_code == 404
+    assert job.get(f"/workflows/{wf}").status_code == 200
+    assert job.get(f"/cache/{SHA}").content == BLOB  # what its jobs name, by digest
+    root = api.base_url.removesuffix("/api/v1")
+    assert job.get(f"{root}/ui/").status_code == 403
+    assert [w["id"] for w in api.client("alice").get("/workflows").json()["items"]] == [other, wf]
+    assert api.client("alice").head(f"/cache/{SHA}").status_code == 200
 
 
 def test_group_members_see_and_steer_shared_workflows_with_agents_off(api: Api) -> None:
-    s = setup(api)
+    shared = api.submit("alice", SIMPLE, share_group="physics")["id"]
+    private = api.submit("alice", SIMPLE)["id"]
     bob = api.client("bob")
-    r = bob.get(f"/workflows/{s.shared}")
+    r = bob.get(f"/workflows/{shared}")
     assert r.status_code == 200 and r.json()["share_group"] == "physics"
     assert r.json()["owner"] == "alice"
-    assert bob.post(f"/workflows/{s.shared}/abort").status_code == 202
-    assert bob.get(f"/workflows/{s.private}").status_code == 403
+    assert bob.post(f"/workflows/{shared}/abort").status_code == 202
+    r = bob.get(f"/workflows/{private}")
+    assert r.status_code == 404 and r.json()["error"] == f"no workflow {private}"
 
 
 # --- credentials ----------------------------------------------------------------------------
@@ -186,39 +532,73 @@ def test_a_revoked_token_is_401(api: Api) -> None:
     assert api.client("alice").get("/workflows").status_code == 200  # others still work
 
 
+def test_a_job_token_ends_with_its_attempt(api: Api) -> None:
+    wf = api.submit("alice", SIMPLE)["id"]
+    token = api.job_token(wf)
+    job = api.client(headers={"Authorization": f"Bearer {token}"})
+    assert job.get(f"/workflows/{wf}").status_code == 200
+    api.end_job(token)
+    assert_401(job.get(f"/workflows/{wf}"), "unknown or revoked token")
+
+
 def test_a_new_token_works_at_once(api: Api) -> None:
     with api.db.begin() as conn:
         _, token = tokens.create(conn, user="dave", admin=False, groups=["physics"], now=0.0)
     dave = api.client(headers={"Authorization": f"Bearer {token}"})
-    s = setup(api)
-    assert dave.get(f"/workflows/{s.shared}").status_code == 200
-    assert dave.get(f"/workflows/{s.private}").status_code == 403
+    shared = api.submit("alice", SIMPLE, share_group="physics")["id"]
+    private = api.submit("alice", SIMPLE)["id"]
+    assert dave.get(f"/workflows/{shared}").status_code == 200
+    assert dave.get(f"/workflows/{private}").status_code == 404
 
 
 @pytest.mark.parametrize(
     "dn", ["CN=alice,O=Lab,C=CH", "/C=CH/O=Lab/CN=root", "CN=root", "not a dn"]
 )
 def test_an_x509_dn_from_an_untrusted_client_is_403(api: Api, dn: str) -> None:
-    s = setup(api)
+    shared = api.submit("alice", SIMPLE, share_group="physics")["id"]
+    private = api.submit("alice", SIMPLE)["id"]
     for headers in ({"X-SSL-Client-DN": dn}, {"x-ssl-client-dn": dn}):
         c = api.client(headers=headers)
-        some = [*endpoints(s.shared, s.jobs[s.shared])[:3], ("GET", "/workflows", 200)]
-        for method, path, _ in some:
-            r = c.request(method, path)
+        for path in (f"/workflows/{shared}", f"/workflows/{shared}/works", "/workflows"):
+            r = c.get(path)
             assert r.status_code == 403, (path, r.text)
             assert "trusted proxy" in r.json()["error"]
             assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
         # a valid token does not make an untrusted DN header acceptable
-        r = api.client("alice", headers=headers).get(f"/workflows/{s.private}")
+        r = api.client("alice", headers=headers).get(f"/workflows/{private}")
         assert r.status_code == 403
     # an empty DN header means "no certificate": the token decides
-    r = api.client("alice", headers={"X-SSL-Client-DN": ""}).get(f"/workflows/{s.private}")
+    r = api.client("alice", headers={"X-SSL-Client-DN": ""}).get(f"/workflows/{private}")
     assert r.status_code == 200
+
+
+@pytest.mark.parametrize("proxies", [("10.9.9.9",), ("127.0.0.1",)])
+def test_x_forwarded_for_cannot_make_a_caller_a_trusted_proxy(
+    api: Api, proxies: tuple[str, ...]
+) -> None:
+    """The spoofing case: from this host, the DN header with ``X-Forwarded-For`` naming a
+    trusted proxy. Only the connection's own address counts; a proxy that is trusted may
+    forward its client's address without losing its trust. (The same through a real
+    ``orchid server``: tests/cli/test_service.py.)"""
+    app = create_app(api.settings, AuthConfig(trusted_proxies=proxies), db=api.db)
+    server, thread, port = serve(app)
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1/whoami"
+        for forwarded in ("10.9.9.9", "203.0.113.7", "203.0.113.7, 10.9.9.9"):
+            headers = {"X-SSL-Client-DN": "/C=CH/O=Lab/CN=admin", "X-Forwarded-For": forwarded}
+            r = httpx.get(url, headers=headers)
+            if proxies == ("127.0.0.1",):  # this host is the proxy: the DN counts, whole
+                assert r.status_code == 200 and r.json()["user"] == "/C=CH/O=Lab/CN=admin"
+            else:
+                assert r.status_code == 403 and "trusted proxy" in r.json()["error"], r.text
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def test_sharing_needs_membership_of_the_group(api: Api) -> None:
     def share(user: str, group: str | None) -> httpx.Response:
-        body: dict[str, Any] = {"template": TEMPLATE, "share_group": group}
+        body: dict[str, Any] = {"template": SIMPLE, "share_group": group}
         return api.client(user).post("/workflows", json=body)
 
     r = share("carol", "physics")

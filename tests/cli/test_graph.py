@@ -98,7 +98,7 @@ def test_from_a_server_as_its_owner_only(api: Api) -> None:  # noqa: F811
     code, out, _ = run("graph", str(wf), "--url", root, "-f", "dot", env=env)
     assert code == 0 and '"w0"' in out.decode()
     r = api.client("carol").get(f"/workflows/{wf}/graph")
-    assert r.status_code == 403
+    assert r.status_code == 404
     graph = api.client("alice").get(f"/workflows/{wf}/graph").json()
     assert (
         graph["nodes"][0]["name"] == "w0" and graph["edges"] == [] and graph["status"] == "pending"

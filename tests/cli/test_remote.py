@@ -28,7 +28,7 @@ import yaml
 from rich.console import Console
 
 from orchid.cli.progress import follow_remote, remote_failures
-from orchid.client import Forbidden
+from orchid.client import NotFound
 from tests.client.serverkit import serve
 
 ORCHID = [sys.executable, "-m", "orchid.cli.main"]
@@ -169,9 +169,10 @@ def test_two_people_one_server(service: tuple[str, dict[str, str]], tmp_path: Pa
     assert "4/4" in watched.stdout and "jobs 5/5 finished" in watched.stdout
     assert bob_watched.returncode == 0, bob_watched.stdout + bob_watched.stderr
     assert seen.returncode == 2
-    assert f"error: you may not see workflow {wf}" in seen.stderr and "Traceback" not in seen.stderr
-    assert aborted.returncode == 2 and f"may not change workflow {wf}" in aborted.stderr
-    assert bob_logs.returncode == 2 and "may not see" in bob_logs.stderr
+    # someone else's workflow is as if it did not exist
+    assert f"error: no workflow {wf}" in seen.stderr and "Traceback" not in seen.stderr
+    assert aborted.returncode == 2 and f"no workflow {wf}" in aborted.stderr
+    assert bob_logs.returncode == 2 and "no job" in bob_logs.stderr
     rows = json.loads(bob_rows.stdout)
     assert [(r["name"], r["owner"]) for r in rows] == [("bobs", "bob")]
     assert stranger.returncode == 2 and "ORCHID_TOKEN" in stranger.stderr
@@ -249,5 +250,5 @@ def test_watch_redraws_the_table_from_the_event_stream(tmp_path: Path) -> None:
         assert f"workflow {wf.id} live" in text and "jobs 5/5 finished" in text
         assert "step" in text and "4/4" in text and "succeeded" in text
         assert remote_failures(alice, wf.id) == []
-        with server.client("bob") as bob, pytest.raises(Forbidden):
-            follow_remote(bob, wf.id, console)
+        with server.client("bob") as bob, pytest.raises(NotFound):
+            follow_remote(bob, wf.id, console)  # as if it did not exist

@@ -177,14 +177,15 @@ def test_submit_file_problems_are_found_before_sending(server: Server, tmp_path:
 def test_errors_map_to_types_with_the_servers_message(server: Server) -> None:
     with server.client("alice") as alice, server.client("bob") as bob:
         mine = alice.submit(noop("private")).id
-        with pytest.raises(Forbidden, match="may not see workflow") as seen:
+        # someone else's workflow is as if it did not exist
+        with pytest.raises(NotFound, match=f"no workflow {mine}") as seen:
             bob.workflow(mine)
-        assert seen.value.status == 403
+        assert seen.value.status == 404
         assert isinstance(seen.value, Rejected | ClientError | OrchidError)
-        with pytest.raises(Forbidden, match="may not change workflow"):
+        with pytest.raises(NotFound, match=f"no workflow {mine}"):
             bob.abort(mine)
         for call in (bob.works, bob.jobs, lambda i: list(bob.events(i))):
-            with pytest.raises(Forbidden):
+            with pytest.raises(NotFound):
                 call(mine)
         with pytest.raises(NotFound, match="no workflow 999999") as missing:
             alice.workflow(999999)
@@ -343,7 +344,7 @@ def test_messages_cache_and_catalog(server: Server, tmp_path: Path) -> None:
             alice.post_message(wf, "Not A Kind", 1)
         with pytest.raises(OrchidError, match="cannot be sent as JSON"):
             alice.post_message(wf, "result", float("nan"))
-        with pytest.raises(Forbidden):
+        with pytest.raises(NotFound):
             bob.post_message(wf, "result", 1)
 
         data = b"payload " * 1000
@@ -374,5 +375,5 @@ def test_messages_cache_and_catalog(server: Server, tmp_path: Path) -> None:
             alice.files(wf, 1)
         with pytest.raises(NotFound):
             list(alice.iter_files(wf, 1, status=["available"]))
-        with pytest.raises(Forbidden):
+        with pytest.raises(NotFound):
             bob.collections(wf)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from orchid.core import states
+from orchid.core.retry import RetryPolicy
 from orchid.core.states import (
     ACTIVE_JOB,
     FILE_TRANSITIONS,
@@ -331,40 +332,51 @@ def test_work_outcome_is_always_a_terminal_work_status() -> None:
 
 # --- after_failure: retries with exponential back-off -----------------------------------
 
+ONE_S = RetryPolicy(initial_interval=1.0)
+
 
 def test_after_failure_doubles_the_delay_each_attempt() -> None:
-    now, delay = 1000.0, 2.5
+    now, policy = 1000.0, RetryPolicy(initial_interval=2.5)
     waits = []
     for attempt in range(1, 6):
-        status, at = after_failure(attempt, 6, delay, now)
+        status, at = after_failure(attempt, 6, policy, now)
         assert status is J.READY
         waits.append(at - now)
     assert waits == [2.5, 5.0, 10.0, 20.0, 40.0]
 
 
 def test_after_failure_uses_the_time_given() -> None:
-    assert after_failure(1, 3, 1.0, 0.0) == (J.READY, 1.0)
-    assert after_failure(1, 3, 1.0, 50.0) == (J.READY, 51.0)
-    assert after_failure(2, 3, 1.0, 50.0) == (J.READY, 52.0)
+    assert after_failure(1, 3, ONE_S, 0.0) == (J.READY, 1.0)
+    assert after_failure(1, 3, ONE_S, 50.0) == (J.READY, 51.0)
+    assert after_failure(2, 3, ONE_S, 50.0) == (J.READY, 52.0)
 
 
 def test_after_failure_zero_delay_retries_at_once() -> None:
-    assert after_failure(3, 10, 0.0, 7.0) == (J.READY, 7.0)
+    assert after_failure(3, 10, RetryPolicy(initial_interval=0.0), 7.0) == (J.READY, 7.0)
 
 
 def test_after_failure_gives_up_when_attempts_are_used() -> None:
-    assert after_failure(3, 3, 1.0, 100.0) == (J.FAILED, 0.0)
-    assert after_failure(1, 1, 1.0, 100.0) == (J.FAILED, 0.0)  # retries: 0
-    assert after_failure(5, 3, 1.0, 100.0) == (J.FAILED, 0.0)
+    assert after_failure(3, 3, ONE_S, 100.0) == (J.FAILED, 0.0)
+    assert after_failure(1, 1, ONE_S, 100.0) == (J.FAILED, 0.0)  # retries: 0
+    assert after_failure(5, 3, ONE_S, 100.0) == (J.FAILED, 0.0)
+
+
+def test_after_failure_waits_at_most_the_maximum_interval() -> None:
+    """`retries: 100` once meant a wait of 2^99 s before the last attempt."""
+    policy = RetryPolicy(initial_interval=1.0, maximum_attempts=101)
+    waits = [after_failure(a, 101, policy, 0.0)[1] for a in range(1, 101)]
+    assert waits[:4] == [1.0, 2.0, 4.0, 8.0]
+    assert max(waits) == 3600.0 and waits[-1] == 3600.0
+    assert waits == sorted(waits)
 
 
 def test_after_failure_attempt_zero_is_not_negative_backoff() -> None:
-    status, at = after_failure(0, 3, 4.0, 10.0)
+    status, at = after_failure(0, 3, RetryPolicy(initial_interval=4.0), 10.0)
     assert status is J.READY
     assert at == 14.0
 
 
 def test_after_failure_results_are_legal_job_moves() -> None:
     for attempt in range(1, 5):
-        status, _ = after_failure(attempt, 3, 1.0, 0.0)
+        status, _ = after_failure(attempt, 3, ONE_S, 0.0)
         assert job_transition(J.FAILED, status) is status

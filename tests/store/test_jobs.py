@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from orchid.core import dag
+from orchid.core.retry import RetryPolicy
 from orchid.core.states import WorkflowStatus
 from orchid.engine.submit import submit
 from orchid.executors.base import JobSpec, JobUpdate
@@ -106,7 +107,7 @@ def record(
     db: Database,
     updates: Sequence[JobUpdate],
     now: float = T0,
-    delays: Mapping[int, float] | None = None,
+    delays: Mapping[int, RetryPolicy] | None = None,
 ) -> tuple[int, int]:
     with db.begin() as conn:
         return jobs.record_updates(conn, updates, delays or {}, now)
@@ -466,10 +467,11 @@ def test_failed_attempts_back_off_then_fail(db: Database) -> None:
     ids = ids_by_name(db, wf_id)
     j = ids["j"]
     delay = 5.0
+    policy = {j: RetryPolicy(initial_interval=delay, maximum_attempts=3)}
 
     (r,) = claim(db, now=T0)
     assert (r.id, r.attempt) == (j, 1)
-    assert record(db, [update(j, 1, "failed", T0, exit_code=2)], T0, {j: delay}) == (0, 1)
+    assert record(db, [update(j, 1, "failed", T0, exit_code=2)], T0, policy) == (0, 1)
     got = rows(db, wf_id)[j]
     assert (got.status, got.not_before, got.ready_at) == ("ready", T0 + delay, T0 + delay)
     assert (got.exit_code, got.finished_at, got.owner) == (2, None, None)
@@ -479,14 +481,14 @@ def test_failed_attempts_back_off_then_fail(db: Database) -> None:
     assert r.attempt == 2
 
     t1 = T0 + 100
-    assert record(db, [update(j, 2, "failed", t1)], t1, {j: delay}) == (0, 1)
+    assert record(db, [update(j, 2, "failed", t1)], t1, policy) == (0, 1)
     assert rows(db, wf_id)[j].not_before == t1 + 2 * delay  # doubles each attempt
     assert claim(db, now=t1 + 2 * delay - 0.001) == []
     (r,) = claim(db, now=t1 + 2 * delay)
     assert r.attempt == 3
 
     t2 = T0 + 200
-    assert record(db, [update(j, 3, "failed", t2, error="boom")], t2, {j: delay}) == (1, 0)
+    assert record(db, [update(j, 3, "failed", t2, error="boom")], t2, policy) == (1, 0)
     got = rows(db, wf_id)[j]
     assert (got.status, got.finished_at, got.error, got.attempt) == ("failed", t2, "boom", 3)
     assert claim(db, now=t2 + 10_000) == []

@@ -106,6 +106,7 @@ def test_last_used_is_written_at_most_once_a_minute(db: Database) -> None:
         ("al ice", [], "the user name 'al ice' contains whitespace"),
         ("alice\n", [], "contains whitespace"),
         ("a" * 201, [], "longer than 200 characters"),
+        ("al\x00ice", [], "contains control characters"),
         ("alice", ["ok", "bad group"], "the group name 'bad group' contains whitespace"),
         ("alice", [""], "the group name is empty"),
     ],

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from orchid.api import deps
+from orchid.store import tokens
 from tests.ui.conftest import Api, Browser
 
 pytestmark = pytest.mark.parametrize("db", ["sqlite"], indirect=True)
@@ -84,4 +87,31 @@ def test_the_list_feed_reports_the_visible_rows_only(api: Api, browse, agents) -
 def test_feeds_check_who_asks(api: Api, browse) -> None:  # type: ignore[no-untyped-def]
     wf = api.submit("alice")["id"]
     assert browse().get(f"/ui/workflows/{wf}/live").status_code == 303
-    assert browse("carol").get(f"/ui/workflows/{wf}/live").status_code == 403
+    assert browse("carol").get(f"/ui/workflows/{wf}/live").status_code == 404
+
+
+def test_a_revoked_token_closes_an_open_feed(  # type: ignore[no-untyped-def]
+    api: Api, browse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The feeds re-check the session every few seconds (STREAM_RECHECK_S, short here) and
+    end once its token is revoked, instead of when the workflow ends."""
+    monkeypatch.setattr(deps, "STREAM_RECHECK_S", 0.3)
+    wf = api.submit("bob")["id"]  # no agents: it stays pending, its feeds stay open
+    bob = browse("bob")
+    for path in (f"/ui/workflows/{wf}/live", f"/ui/live/workflows?ids={wf}"):
+        with bob.http.stream("GET", path, timeout=30) as r:
+            assert r.status_code == 200
+            lines = r.iter_lines()
+            assert next(lines).startswith("event: ")
+            with api.db.begin() as conn:
+                tokens.revoke(conn, api.token_ids["bob"], time.time())
+            deadline = time.monotonic() + 10
+            for _ in lines:  # summaries come every 2 s while it is open
+                assert time.monotonic() < deadline, f"{path} is still open"
+        with api.db.begin() as conn:  # a fresh token for the next feed
+            api.token_ids["bob"], token = tokens.create(
+                conn, user="bob", admin=False, groups=["physics"], now=time.time()
+            )
+        assert bob.login(token).status_code == 303
+    with bob.http.stream("GET", f"/ui/workflows/{wf}/live", timeout=30) as r:
+        assert r.status_code == 200  # the fresh session works

@@ -124,3 +124,21 @@ def test_a_bearer_header_works_without_a_cookie_or_csrf(api: Api, browse) -> Non
     assert r.status_code == 303
     bad = b.get("/ui/", headers={"Authorization": "Bearer orc_wrong"})
     assert bad.status_code == 401  # an explicit bad credential is an error, not a login form
+
+
+def test_a_job_token_cannot_open_the_monitor(api: Api, browse) -> None:  # type: ignore[no-untyped-def]
+    """The monitor refuses job tokens whichever way they come: the login form, a cookie
+    set by hand, an Authorization header."""
+    wf = api.submit(
+        "alice", {"name": "j", "works": [{"name": "a", "noop": True, "jobs": [{"name": "j"}]}]}
+    )["id"]
+    token = api.job_token(wf)
+    b: Browser = browse()
+    r = b.login(token)
+    assert r.status_code == 401 and "a job&#39;s token cannot open the monitor" in r.text
+    assert "orchid_session" not in r.headers.get("set-cookie", "")
+    b.http.cookies.set("orchid_session", token, path="/ui")
+    r = b.get(f"/ui/workflows/{wf}")
+    assert r.status_code == 303 and "job%27s+token" in r.headers["location"]
+    r = browse().get(f"/ui/workflows/{wf}", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 403 and "monitor" in r.text

@@ -14,6 +14,7 @@ from orchid import __version__
 from orchid.api import errors
 from orchid.api.auth import AuthConfig, Authenticator, OidcVerifier
 from orchid.api.deps import ApiState, caller, known_query
+from orchid.api.peers import RealPeer
 from orchid.api.routes import (
     cache,
     catalog,
@@ -103,6 +104,8 @@ def create_app(
         metrics.watch_database(db)
     app.mount("/ui", create_ui(app.state.orchid, auth))
     _serve_metrics(app, metrics)
+    # the socket peer, kept before trusted proxies' forwarded headers rewrite the client
+    app.add_middleware(RealPeer, trusted_proxies=auth.trusted_proxies)
 
     @app.middleware("http")
     async def limit_declared_size(

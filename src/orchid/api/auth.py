@@ -18,12 +18,22 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import jwt
 
-from orchid.core.model import Principal
+from orchid.api.names import (
+    OIDC_PREFIX,
+    DnKey,
+    UserMap,
+    check_mapped_name,
+    dn_name,
+    load_user_map,
+    parse_dn,
+)
+from orchid.core.model import Principal, name_problem
 from orchid.errors import ConfigError, OrchidError
 from orchid.store.tokens import LOCAL_TOKEN_PREFIX  # local tokens start with it; else a JWT
 
@@ -39,7 +49,6 @@ IDP_DOWN = "cannot reach the identity provider"
 IDP_BAD = "the identity provider sent unusable keys"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-DnKey = tuple[tuple[str, str], ...]
 V = TypeVar("V")
 
 
@@ -101,8 +110,10 @@ class AuthConfig:
     algorithms: tuple[str, ...] = ("RS256", "ES256")
     trusted_proxies: tuple[str, ...] = ()  # IP addresses or CIDR networks
     dn_header: str = "X-SSL-Client-DN"
-    dn_users: Mapping[str, str] = field(default_factory=dict)  # DN → user (default: its CN)
+    dn_users: Mapping[str, str] = field(default_factory=dict)  # DN → user (default: the DN)
     x509_groups: Mapping[str, frozenset[str]] = field(default_factory=dict)  # DN → groups
+    x509_cn_names: bool = False  # an unmapped DN's user is its CN (not the whole DN)
+    oidc_users: Mapping[str, str] = field(default_factory=dict)  # claim → user (oidc:claim)
     # derived in __post_init__: parsed networks, and the DN maps keyed by parsed DN
     networks: tuple[Network, ...] = field(init=False, repr=False, compare=False)
     dn_user_keys: Mapping[DnKey, str] = field(init=False, repr=False, compare=False)
@@ -141,6 +152,9 @@ class AuthConfig:
             raise ConfigError(f"ORCHID_DN_HEADER={self.dn_header!r} is not an HTTP header name")
         object.__setattr__(self, "admin_groups", frozenset(self.admin_groups))
         object.__setattr__(self, "networks", tuple(_network(p) for p in self.trusted_proxies))
+        for label, names in (("oidc_users", self.oidc_users), ("dn_users", self.dn_users)):
+            for key, name in names.items():
+                check_mapped_name(name, f"{label} {key!r}")
         object.__setattr__(self, "dn_user_keys", _by_dn(self.dn_users, "dn_users"))
         groups = {dn: frozenset(g) for dn, g in self.x509_groups.items()}
         object.__setattr__(self, "dn_group_keys", _by_dn(groups, "x509_groups"))
@@ -148,13 +162,23 @@ class AuthConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AuthConfig:
         """Read ``ORCHID_OIDC_*``, ``ORCHID_ADMIN_GROUPS``, ``ORCHID_TRUSTED_PROXIES`` (both
-        comma-separated) and ``ORCHID_DN_HEADER``; unset or empty means the default."""
+        comma-separated), ``ORCHID_DN_HEADER``, ``ORCHID_X509_CN_NAMES`` and the file of
+        ``ORCHID_USER_MAP`` (see :mod:`orchid.api.names`); unset or empty means the default."""
         env = os.environ if env is None else env
 
         def get(name: str) -> str | None:
             return env.get(name, "").strip() or None
 
+        path = get("ORCHID_USER_MAP")
+        users = load_user_map(Path(path).expanduser()) if path else UserMap()
+        cn = get("ORCHID_X509_CN_NAMES") or "false"
+        if cn.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ConfigError(f"ORCHID_X509_CN_NAMES={cn!r}: use true or false")
         return cls(
+            oidc_users=users.oidc,
+            dn_users=users.x509,
+            x509_groups=users.x509_groups,
+            x509_cn_names=cn.lower() in ("1", "true", "yes", "on"),
             oidc_issuer=get("ORCHID_OIDC_ISSUER"),
             oidc_audience=get("ORCHID_OIDC_AUDIENCE"),
             oidc_jwks_url=get("ORCHID_OIDC_JWKS_URL"),
@@ -204,7 +228,7 @@ def _by_dn(mapping: Mapping[str, V], label: str) -> dict[DnKey, V]:
     out: dict[DnKey, V] = {}
     for dn, value in mapping.items():
         try:
-            out[_parse_dn(dn)] = value
+            out[parse_dn(dn)] = value
         except ValueError as exc:
             raise ConfigError(f"{label}: {dn!r} is not a distinguished name: {exc}") from None
     return out
@@ -398,11 +422,15 @@ class OidcVerifier:
             raise Unauthenticated(
                 "token names no user", f"neither {self._config.user_claim!r} nor 'sub' is set"
             )
-        if len(user) > MAX_USER_CHARS:
+        problem = name_problem(user)
+        if problem is not None:
+            raise Unauthenticated("unusable user name", problem)
+        name = self._config.oidc_users.get(user) or OIDC_PREFIX + user
+        if len(name) > MAX_USER_CHARS:
             raise Unauthenticated("user name too long", f"more than {MAX_USER_CHARS} characters")
         groups = _groups(_claim(claims, self._config.groups_claim))
         admin = not groups.isdisjoint(self._config.admin_groups)
-        return Principal(user=user, groups=groups, admin=admin, method="oidc")
+        return Principal(user=name, groups=groups, admin=admin, method="oidc")
 
 
 def _time_claim(claims: Mapping[str, Any], name: str) -> float | None:
@@ -438,70 +466,14 @@ def _groups(value: Any) -> frozenset[str]:
     return frozenset()
 
 
-# --- X.509 distinguished names --------------------------------------------------------------
-
-_SLASH_PART = re.compile(r"/(?=[A-Za-z][\w.-]*=)")
-_ATTRIBUTE = re.compile(r"[A-Za-z][\w-]*|\d+(?:\.\d+)+")
-
-
-def _parse_dn(dn: str) -> DnKey:
-    """(ATTRIBUTE, value) pairs, most general first, so that equal DNs compare equal whichever
-    way the proxy writes them: RFC 4514 (``CN=alice,O=Lab,C=CH``, nginx) or OpenSSL's one-line
-    form (``/C=CH/O=Lab/CN=alice``)."""
-    dn = dn.strip()
-    if dn.startswith("/"):
-        parts, general_first = _SLASH_PART.split(dn[1:]), True
-    else:
-        parts, general_first = _split_rfc4514(dn), False
-    pairs = []
-    for part in parts:
-        attribute, eq, value = part.partition("=")
-        attribute = attribute.strip()
-        if not eq or not _ATTRIBUTE.fullmatch(attribute):
-            raise ValueError(f"{part[:40]!r} is not ATTRIBUTE=value")
-        value = value.strip() if general_first else _unescape(value.strip())
-        pairs.append((attribute.upper(), value))
-    return tuple(pairs if general_first else reversed(pairs))
-
-
-def _split_rfc4514(dn: str) -> list[str]:
-    parts, start, i = [], 0, 0
-    while i < len(dn):
-        if dn[i] == "\\":
-            i += 2
-            continue
-        if dn[i] in ",+;":
-            parts.append(dn[start:i])
-            start = i + 1
-        i += 1
-    parts.append(dn[start:])
-    return parts
-
-
-def _unescape(value: str) -> str:
-    """RFC 4514 escapes: ``\\,`` for a special character, ``\\c3\\a9`` for UTF-8 bytes."""
-    out, i = bytearray(), 0
-    while i < len(value):
-        pair = value[i + 1 : i + 3]
-        if value[i] == "\\" and re.fullmatch(r"[0-9A-Fa-f]{2}", pair):
-            out.append(int(pair, 16))
-            i += 3
-        elif value[i] == "\\" and i + 1 < len(value):
-            out += value[i + 1].encode()
-            i += 2
-        else:
-            out += value[i].encode()
-            i += 1
-    return out.decode("utf-8", errors="replace")
-
-
 # --- the authenticator ----------------------------------------------------------------------
 
 
 class Authenticator:
     """Turns a request's headers and peer address into a :class:`Principal`.
 
-    A client-DN header wins (and is refused unless the peer is a trusted proxy); then
+    A client-DN header wins (and is refused unless the socket peer, see
+    :func:`orchid.api.peers.peer`, is a trusted proxy); then
     ``Authorization: Bearer``: local tokens (``orc_…``) go to ``token_lookup``, anything
     else to the OIDC verifier. No credentials at all gives ``None``: the caller decides
     whether anonymous access is allowed.
@@ -554,16 +526,23 @@ class Authenticator:
 
     def _x509(self, dn: str) -> Principal:
         try:
-            key = _parse_dn(dn)
+            key = parse_dn(dn)
         except ValueError as exc:
             raise Unauthenticated("malformed client DN", str(exc)) from None
-        user = self._config.dn_user_keys.get(key) or next(
-            (value for attribute, value in key if attribute == "CN"), ""
-        )
-        if not user:
-            raise Unauthenticated("the client DN has no CN", "map it to a user in dn_users")
+        user = self._config.dn_user_keys.get(key)
+        if user is None and self._config.x509_cn_names:
+            user = next((value for attribute, value in key if attribute == "CN"), "")
+            if not user:
+                raise Unauthenticated("the client DN has no CN", "map it in ORCHID_USER_MAP")
+        elif user is None:
+            user = dn_name(key)  # its own namespace: "/C=..." is no OIDC name, nor a CN
+        if not user.isprintable():
+            raise Unauthenticated("malformed client DN", "it holds control characters")
         if len(user) > MAX_USER_CHARS:
-            raise Unauthenticated("user name too long", f"more than {MAX_USER_CHARS} characters")
+            raise Unauthenticated(
+                "user name too long",
+                f"more than {MAX_USER_CHARS} characters: map the DN in ORCHID_USER_MAP",
+            )
         groups = self._config.dn_group_keys.get(key, frozenset())
         admin = not groups.isdisjoint(self._config.admin_groups)
         return Principal(user=user, groups=groups, admin=admin, method="x509")

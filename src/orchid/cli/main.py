@@ -35,8 +35,7 @@ from orchid.core.states import WorkflowStatus
 from orchid.core.template import json_schema
 from orchid.datamgr import registry as datamgr_registry
 from orchid.engine.runner import make_runner
-from orchid.engine.submit import load_template, submit
-from orchid.engine.templates import compile_template
+from orchid.engine.submit import check_template, load_template, submit
 from orchid.errors import InvalidInput, NotFound, OrchidError
 from orchid.safefiles import open_log
 from orchid.store import agents, commands, jobs, workflows
@@ -95,6 +94,7 @@ def run(
         now=time.time(),
         executors=settings.executor_names,
         data_managers=datamgr_registry.specs(settings),
+        limits=settings.limits,
     )
     runner, exe = make_runner(settings, database)
     _tune_gc()
@@ -186,6 +186,7 @@ def submit_cmd(
         now=time.time(),
         share_group=share_group,
         executors=settings.executor_names,
+        limits=settings.limits,
     )
     console.print(wf_id)
 
@@ -194,7 +195,12 @@ def submit_cmd(
 def validate(template: Annotated[Path, typer.Argument(help="YAML or JSON template")]) -> None:
     """Check a template without running it."""
     raw, base = load_template(template)
-    compiled = compile_template(raw, str(base))
+    checked = check_template(raw, base)
+    compiled = checked.compiled
+    for path, message in checked.warnings:
+        console.print(f"[yellow]warning[/]: {escape(path)}: {escape(message)}")
+    for note in checked.notes:
+        console.print(f"note: {escape(note)}")
     console.print(
         f"[green]valid[/]: {compiled.template.name}, {len(compiled.template.works)} works, "
         f"order {' → '.join(compiled.analysis.order)}"

@@ -104,7 +104,9 @@ def server(
     if workers == 1:
         from orchid.api.app import create_app
 
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        uvicorn.run(
+            create_app(settings), host=host, port=port, log_level="warning", proxy_headers=False
+        )
     else:
         import os
 
@@ -116,6 +118,7 @@ def server(
             port=port,
             workers=workers,
             log_level="warning",
+            proxy_headers=False,  # the app takes forwarded headers from trusted proxies only
         )
 
 
@@ -162,6 +165,7 @@ def up(
             ),
             log_level="warning",
             lifespan="off",
+            proxy_headers=False,
         )
     )
     failure: list[BaseException] = []

@@ -7,8 +7,8 @@
     ├── ServerError             5xx, or an answer the client cannot understand
     └── Rejected                4xx: the request as sent was refused; sending it again won't help
         ├── Unauthorized        401: no token, or an unknown, expired or revoked one
-        ├── Forbidden           403: authenticated, but not allowed (someone else's workflow)
-        ├── NotFound            404: no such workflow or job (or no log yet)
+        ├── Forbidden           403: authenticated, but not allowed (e.g. a job's token here)
+        ├── NotFound            404: no such workflow or job, or not one you may see
         ├── Conflict            409
         ├── TooLarge            413
         └── Invalid             400, 422: bad input; ``field`` and ``problems`` say where
@@ -60,11 +60,12 @@ class Unauthorized(Rejected):
 
 
 class Forbidden(Rejected):
-    """403: the caller is known but may not see or change this (not theirs, not their group's)."""
+    """403: the caller is known but may not do this (share with a group it is not in; use
+    this route with a job's token). Someone else's workflow is a NotFound, as a missing one."""
 
 
 class NotFound(Rejected):
-    """404: no such resource."""
+    """404: no such resource, or none the caller may see."""
 
 
 class Conflict(Rejected):

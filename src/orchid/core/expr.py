@@ -5,7 +5,9 @@
 node classes below, and evaluated against a mapping of names to JSON values.
 Nothing here calls Python's eval: the only operations are those written out
 below and the whitelisted functions of ``_FUNCTIONS``. Results are bounded
-(length, nesting, size of integers) so that no expression can exhaust memory.
+(length, nesting, size of integers, and the :class:`~orchid.core.limits.Limits` on lists,
+strings and whole values, each checked before the value is built) so that no expression
+can exhaust memory.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, NamedTuple
 
 from orchid.core import jsonvalues
 from orchid.core.expr_lexer import Token, describe, error_at, find_binding_end, tokenize
+from orchid.core.limits import DEFAULT, Limits
 from orchid.errors import ExpressionError
 
 __all__ = ["Expr", "evaluate", "find_bindings", "interpolate", "parse"]
@@ -45,9 +48,58 @@ class _EvalError(Exception):
     """An evaluation failure; the node that catches it adds the expression and the column."""
 
 
+BUILD_FACTOR = 4
+"""One evaluation may build, in all, this many times the longest list (``expr_max_items``
+items) and the longest string (``expr_max_string`` characters): ``[range(n), range(n),
+...]`` builds no list over the limit, but thousands of them."""
+
+
+def _too_big(what: str, n: int, limit: int, setting: str, unit: str = "items") -> _EvalError:
+    return _EvalError(
+        f"{what} would have {n:,} {unit}, more than the limit of {limit:,} "
+        f"{Limits.setting(setting)}"
+    )
+
+
+class _Meter:
+    """What one evaluation has built so far, checked against its limits before each build."""
+
+    __slots__ = ("chars", "items", "limits")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits, self.items, self.chars = limits, 0, 0
+
+    def add_items(self, what: str, n: int) -> None:
+        """Room for a list of ``n`` items, or _EvalError."""
+        most = self.limits.expr_max_items
+        if n > most:
+            raise _too_big(what, n, most, "expr_max_items")
+        self.items += n
+        if self.items > BUILD_FACTOR * most:
+            raise _EvalError(
+                f"the expression would build more than {BUILD_FACTOR * most:,} list items in "
+                f"all, {BUILD_FACTOR} times the limit of {most:,} "
+                f"{Limits.setting('expr_max_items')}"
+            )
+
+    def add_text(self, what: str, n: int) -> None:
+        """Room for a string of ``n`` characters, or _EvalError."""
+        most = self.limits.expr_max_string
+        if n > most:
+            raise _too_big(what, n, most, "expr_max_string", "characters")
+        self.chars += n
+        if self.chars > BUILD_FACTOR * most:
+            raise _EvalError(
+                f"the expression would build more than {BUILD_FACTOR * most:,} characters of "
+                f"text in all, {BUILD_FACTOR} times the limit of {most:,} "
+                f"{Limits.setting('expr_max_string')}"
+            )
+
+
 class _Env(NamedTuple):
     source: str
     names: Mapping[str, Any]
+    meter: _Meter
 
 
 # --- values ----------------------------------------------------------------------------
@@ -83,6 +135,8 @@ def _check_int(v: Any) -> Any:
 
 def _eq(a: Any, b: Any) -> bool:
     """JSON equality: values of different types are never equal (true is not 1)."""
+    if a is b and not isinstance(a, float):
+        return True  # also keeps `[x, x, ...] == [x, x, ...]` from walking x again and again
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if _is_num(a) and _is_num(b):
@@ -129,11 +183,13 @@ def _power(a: Any, b: Any) -> Any:
     return _check_int(result)
 
 
-def _arith(op: str, a: Any, b: Any) -> Any:
+def _arith(op: str, a: Any, b: Any, meter: _Meter) -> Any:
     if op == "+":
         if isinstance(a, str) and isinstance(b, str):
+            meter.add_text("the string", len(a) + len(b))
             return a + b
         if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+            meter.add_items("the list", len(a) + len(b))
             return [*a, *b]
     if not (_is_num(a) and _is_num(b)):
         extra = ""
@@ -155,8 +211,13 @@ def _arith(op: str, a: Any, b: Any) -> Any:
     return _check_int(a + b if op == "+" else _ARITH[op](a, b))
 
 
-def _format(v: Any) -> str:
-    """A value as text: strings as they are, JSON spelling for the rest (compact)."""
+def _format(v: Any, meter: _Meter | None = None) -> str:
+    """A value as text: strings as they are, JSON spelling for the rest (compact).
+
+    With a ``meter``, a list or object whose text would be longer than ``expr_max_string``
+    is refused before it is written."""
+    if meter is not None and isinstance(v, list | tuple | Mapping):
+        meter.add_text("the text", jsonvalues.size(v, meter.limits.expr_max_string))
     try:
         if isinstance(v, str):
             return str(v)
@@ -280,20 +341,23 @@ def _len(args: list[Any]) -> int:
     return len(args[0])
 
 
-MAX_RANGE = 1_000_000
-
-
-def _range(args: list[Any]) -> list[int]:
-    """``range(stop)`` / ``range(start, stop[, step])`` as a list, for sweeps; bounded."""
+def _range(args: list[Any], meter: _Meter) -> list[int]:
+    """``range(stop)`` / ``range(start, stop[, step])`` as a list, for sweeps; bounded
+    by ``expr_max_items``, checked before the list is made."""
     for a in args:
         if not (isinstance(a, int) and not isinstance(a, bool)):
             raise _EvalError(f"range() needs whole numbers, not {_a(a)}")
     if len(args) == 3 and args[2] == 0:
         raise _EvalError("range() step must not be zero")
     r = range(*args)
-    if len(r) > MAX_RANGE:
-        raise _EvalError(f"range() of {len(r):,} numbers is more than {MAX_RANGE:,}")
+    meter.add_items("range()", len(r))
     return list(r)
+
+
+def _sorted(args: list[Any], meter: _Meter) -> list[Any]:
+    items = _list("sorted", args[0])
+    meter.add_items("sorted()", len(items))  # a new list: counts towards what is built
+    return sorted(_orderable("sorted", items))
 
 
 def _log(args: list[Any]) -> float:
@@ -312,12 +376,20 @@ _FUNCTIONS: dict[str, tuple[int, int, Callable[[list[Any]], Any]]] = {
     "log": (1, 2, _log),
     "max": (1, -1, _extreme("max", max)),
     "min": (1, -1, _extreme("min", min)),
-    "range": (1, 3, _range),
+    "range": (1, 3, lambda a: _range(a, _Meter(DEFAULT))),  # called as a builder
     "round": (1, 2, _round),
-    "sorted": (1, 1, lambda a: sorted(_orderable("sorted", _list("sorted", a[0])))),
+    "sorted": (1, 1, lambda a: _sorted(a, _Meter(DEFAULT))),  # called as a builder
     "sqrt": (1, 1, lambda a: math.sqrt(_num("sqrt", a[0]))),
-    "str": (1, 1, lambda a: _format(a[0])),
+    "str": (1, 1, lambda a: _format(a[0], _Meter(DEFAULT))),  # called as a builder
     "sum": (1, 1, lambda a: _check_int(sum(_num("sum", x) for x in _list("sum", a[0])))),
+}
+
+
+# functions that build values: called with the evaluation's meter instead
+_BUILDERS: dict[str, Callable[[list[Any], _Meter], Any]] = {
+    "range": _range,
+    "sorted": _sorted,
+    "str": lambda a, meter: _format(a[0], meter),
 }
 
 
@@ -430,6 +502,9 @@ class _Call(_Node):
     def eval(self, env: _Env) -> Any:
         args = [arg.eval(env) for arg in self.args]
         try:
+            builder = _BUILDERS.get(self.name)
+            if builder is not None:
+                return builder(args, env.meter)
             return _FUNCTIONS[self.name][2](args)
         except _EvalError as exc:
             raise error_at(env.source, self.pos, str(exc)) from None
@@ -486,7 +561,7 @@ class _Chain(_Node):
                         return False
                     left = right
                 else:
-                    left = _arith(op, left, right)
+                    left = _arith(op, left, right, env.meter)
             except _EvalError as exc:
                 raise error_at(env.source, pos, str(exc)) from None
             except ZeroDivisionError:
@@ -650,13 +725,22 @@ class Expr:
     _node: _Node = field(repr=False, compare=False)
     _refs: frozenset[tuple[str, ...]] = field(repr=False, compare=False)
 
-    def evaluate(self, context: Mapping[str, Any]) -> Any:
-        """The value of the expression, with names looked up in ``context``."""
+    def evaluate(self, context: Mapping[str, Any], limits: Limits = DEFAULT) -> Any:
+        """The value of the expression, with names looked up in ``context``; no list,
+        string or whole value it builds may pass ``limits``."""
         try:
-            value = self._node.eval(_Env(self.source, context))
+            value = self._node.eval(_Env(self.source, context, _Meter(limits)))
         except RecursionError:
             raise error_at(self.source, 0, "expression is nested too deeply") from None
-        if jsonvalues.non_finite(value):
+        cap = limits.expr_max_bytes
+        n, finite = jsonvalues.measure(value, cap)  # one walk, stopped at the limit
+        if n > cap:
+            msg = (
+                f"the value would take more than the limit of {cap:,} bytes as JSON "
+                f"{Limits.setting('expr_max_bytes')}"
+            )
+            raise error_at(self.source, 0, msg)
+        if not finite:
             raise error_at(
                 self.source,
                 0,
@@ -695,9 +779,22 @@ def _parse(text: str) -> Expr:
     return Expr(text, node, frozenset(refs))
 
 
-def evaluate(text: str, context: Mapping[str, Any]) -> Any:
-    """Parse and evaluate ``text`` in one go (parsing is cached)."""
-    return parse(text).evaluate(context)
+def evaluate(
+    text: str, context: Mapping[str, Any], limits: Limits = DEFAULT, where: str | None = None
+) -> Any:
+    """Parse and evaluate ``text`` in one go (parsing is cached). ``where`` names the field
+    that holds it (``loops[0](fit).next.x``): errors start with it and carry it as ``field``."""
+    try:
+        return parse(text).evaluate(context, limits)
+    except ExpressionError as exc:
+        raise _at(where, exc) from None
+
+
+def _at(where: str | None, exc: ExpressionError) -> ExpressionError:
+    """``exc`` with the field it happened in (when known) in front of the message."""
+    if where is None:
+        return exc
+    return ExpressionError(f"{where}: {exc}", field=where)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -742,31 +839,60 @@ def find_bindings(value: Any) -> list[Expr]:
     return []
 
 
-def interpolate(value: Any, context: Mapping[str, Any]) -> Any:
+def interpolate(
+    value: Any, context: Mapping[str, Any], limits: Limits = DEFAULT, where: str | None = None
+) -> Any:
     """A copy of a JSON value with every ``${expr}`` replaced by its value.
 
     A string that is exactly one ``${expr}`` becomes the value itself, JSON type kept;
     an expression inside longer text is written as text (``null``, ``true``, compact JSON).
-    ``$${`` stands for a literal ``${``. Dict keys are not interpolated.
+    ``$${`` stands for a literal ``${``. Dict keys are not interpolated. Nothing built may
+    pass ``limits``. ``where`` is the path of ``value`` in the template
+    (``works[0](sim).parameters``): an error names the field below it that failed
+    (``works[0](sim).parameters.x``), in its message and as its ``field``.
     """
+    return _interpolate(value, context, limits, where)
+
+
+def _interpolate(value: Any, context: Mapping[str, Any], limits: Limits, where: str | None) -> Any:
     if isinstance(value, str):
         if "$" not in value:
             return value
-        parts = _segments(value)
-        if len(parts) == 1 and isinstance(parts[0], Expr):
-            return copy.deepcopy(parts[0].evaluate(context))
-        out: list[str] = []
-        for part in parts:
-            if isinstance(part, str):
-                out.append(part)
-                continue
+        try:
+            return _interpolate_text(value, context, limits)
+        except ExpressionError as exc:
+            raise _at(where, exc) from None
+    if isinstance(value, Mapping):
+        return {
+            k: _interpolate(v, context, limits, None if where is None else f"{where}.{k}")
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [
+            _interpolate(v, context, limits, None if where is None else f"{where}[{i}]")
+            for i, v in enumerate(value)
+        ]
+    return value
+
+
+def _interpolate_text(value: str, context: Mapping[str, Any], limits: Limits) -> Any:
+    parts = _segments(value)
+    if len(parts) == 1 and isinstance(parts[0], Expr):
+        return copy.deepcopy(parts[0].evaluate(context, limits))
+    out: list[str] = []
+    length, most = 0, limits.expr_max_string
+    for part in parts:
+        if isinstance(part, str):
+            text = part
+        else:
             try:
-                out.append(_format(part.evaluate(context)))
+                text = _format(part.evaluate(context, limits), _Meter(limits))
+                if length + len(text) > most:  # the text as a whole, literal parts too
+                    raise _too_big(
+                        "the text", length + len(text), most, "expr_max_string", "characters"
+                    )
             except _EvalError as exc:
                 raise error_at(part.source, 0, str(exc)) from None
-        return "".join(out)
-    if isinstance(value, Mapping):
-        return {k: interpolate(v, context) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [interpolate(v, context) for v in value]
-    return value
+        length += len(text)
+        out.append(text)
+    return "".join(out)

@@ -76,3 +76,76 @@ def non_finite(value: Any) -> bool:
         elif isinstance(v, list | tuple):
             stack.extend(v)
     return False
+
+
+def size(value: Any, limit: int) -> int:
+    """About how many bytes ``value`` takes as compact JSON text, counted only up to
+    ``limit``: the walk stops as soon as the count passes it (and returns a number over
+    ``limit``), so it costs O(limit) even for a value made of many references to one big
+    value, whose text would be far larger than its memory.
+
+    Exact for text without characters that JSON escapes (those count once).
+    """
+    return measure(value, limit)[0]
+
+
+def measure(value: Any, limit: int) -> tuple[int, bool]:
+    """:func:`size`, and whether every number in the part walked is finite (one walk)."""
+    total, finite = 0, True
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        kind = type(v)
+        if kind is list or kind is tuple:
+            total += 1 + len(v)  # brackets and commas
+            if total > limit:
+                return total, finite
+            for item in v:  # scalars here, without a trip through the stack
+                k = type(item)
+                if k is int:
+                    total += len(int.__repr__(item)) if -_BIG < item < _BIG else _digits(item)
+                elif k is str:
+                    total += len(item) + 2
+                elif k is float:
+                    total += len(float.__repr__(item))
+                    finite = finite and math.isfinite(item)
+                elif item is None or item is True:
+                    total += 4
+                elif item is False:
+                    total += 5
+                else:
+                    stack.append(item)
+        elif isinstance(v, dict):
+            total += 1 + 2 * len(v)  # braces, colons and commas
+            for k, item in v.items():
+                total += len(k) + 2 if isinstance(k, str) else 8
+                stack.append(item)
+        elif isinstance(v, str):
+            total += len(v) + 2
+        elif v is None or v is True:
+            total += 4
+        elif v is False:
+            total += 5
+        elif isinstance(v, int):
+            total += _digits(v)
+        elif isinstance(v, float):
+            total += len(float.__repr__(v))
+            finite = finite and math.isfinite(v)
+        elif isinstance(v, list | tuple):  # subclasses
+            stack.append(list(v))
+        else:
+            total += 8
+        if total > limit:
+            return total, finite
+    return total, finite
+
+
+_BIG = 10**18
+
+
+def _digits(n: int) -> int:
+    """Characters of an integer in JSON (estimated from its bits when it is huge: Python
+    refuses to write ints of more than 4300 digits)."""
+    if -_BIG < n < _BIG:
+        return len(int.__repr__(n))
+    return int(n.bit_length() * 0.30103) + 2

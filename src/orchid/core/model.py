@@ -151,3 +151,20 @@ class Principal:
     admin: bool
     method: AuthMethod
     workflow_id: int | None = None  # a job's token: it may act on this workflow only
+
+
+MAX_NAME_CHARS = 200  # user and group names: the width of the owner and user columns
+
+
+def name_problem(name: str, what: str = "user name") -> str | None:
+    """What is wrong with a user or group name, or None: the one rule for local token names
+    and names from an identity provider (1 to 200 printable characters, no whitespace)."""
+    if not name:
+        return f"the {what} is empty"
+    if len(name) > MAX_NAME_CHARS:
+        return f"the {what} {name[:40]!r}… is longer than {MAX_NAME_CHARS} characters"
+    if any(c.isspace() for c in name):
+        return f"the {what} {name!r} contains whitespace"
+    if not name.isprintable():
+        return f"the {what} {name!r} contains control characters"
+    return None

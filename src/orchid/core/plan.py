@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from orchid.core import expr
+from orchid.core.jobs import check_args
+from orchid.core.limits import DEFAULT, Limits
 from orchid.core.states import TERMINAL_WORK, JobStatus, WorkflowStatus, WorkStatus
 from orchid.core.template import LoopSpec, Template, WorkSpec
 from orchid.core.validate import Analysis
-from orchid.errors import ExpressionError
+from orchid.errors import ExpressionError, InvalidInput
 
 LoopStatus = Literal["waiting", "running", "succeeded", "failed", "skipped", "cancelled"]
 FAILED_WORK = frozenset({WorkStatus.FAILED, WorkStatus.PARTIAL})
@@ -154,10 +156,14 @@ def work_view(w: WorkState | None, many: bool = False) -> dict[str, Any]:
 class Planner:
     """Decides the next step of one workflow. One instance per template, reused."""
 
-    def __init__(self, template: Template, analysis: Analysis) -> None:
+    def __init__(self, template: Template, analysis: Analysis, limits: Limits = DEFAULT) -> None:
         self.t = template
         self.a = analysis
+        self.limits = limits
         self.specs = {w.name: w for w in template.works}
+        # where each work and loop is in the template, for messages: works[0](sim)
+        self.where = {w.name: f"works[{i}]({w.name})" for i, w in enumerate(template.works)}
+        self.loop_where = {lp.name: f"loops[{i}]({lp.name})" for i, lp in enumerate(template.loops)}
         self.many = {
             w.name
             for w in template.works
@@ -274,14 +280,19 @@ class Planner:
             else:
                 d.stop.append(Stop(w.id, WorkStatus.SKIPPED, cause, why))
             return
+        where, limits = self.where[spec.name], self.limits
         try:
+            parameters = expr.interpolate(dict(spec.parameters), ctx, limits, f"{where}.parameters")
+            check_args(parameters, limits, f"{where}.parameters")
             inputs = {
-                "parameters": expr.interpolate(dict(spec.parameters), ctx),
-                "map": expr.interpolate(spec.map.model_dump(exclude_none=True), ctx)
+                "parameters": parameters,
+                "map": expr.interpolate(
+                    spec.map.model_dump(exclude_none=True), ctx, limits, f"{where}.map"
+                )
                 if spec.map
                 else None,
             }
-        except ExpressionError as exc:
+        except InvalidInput as exc:
             d.stop.append(Stop(w.id, WorkStatus.FAILED, "error", f"cannot bind parameters: {exc}"))
             return
         d.start.append(Start(w.id, inputs))
@@ -314,7 +325,12 @@ class Planner:
                 d.loops[lp.name] = LoopState("skipped", 0, ls.vars, why, "upstream")
                 return
             try:
-                first = expr.interpolate(dict(lp.variables), self.context(state))
+                first = expr.interpolate(
+                    dict(lp.variables),
+                    self.context(state),
+                    self.limits,
+                    f"{self.loop_where[lp.name]}.variables",
+                )
             except ExpressionError as exc:
                 d.loops[lp.name] = LoopState(
                     "failed", 0, {}, f"cannot bind variables: {exc}", "error"
@@ -353,7 +369,8 @@ class Planner:
                 return
             new_vars = dict(ls.vars)
             for var, text in lp.next.items():
-                new_vars[var] = expr.evaluate(text, ctx)
+                where = f"{self.loop_where[lp.name]}.next.{var}"
+                new_vars[var] = expr.evaluate(text, ctx, self.limits, where)
         except ExpressionError as exc:
             d.loops[lp.name] = LoopState("failed", ls.iteration, ls.vars, str(exc), "error")
             return

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import TypeVar
 
+from orchid.core.retry import RetryPolicy
 from orchid.errors import InvalidTransition
 
 
@@ -171,12 +172,14 @@ def work_outcome(counts: Mapping[JobStatus, int]) -> WorkStatus:
 
 
 def after_failure(
-    attempt: int, max_attempts: int, delay: float, now: float
+    attempt: int, max_attempts: int, policy: RetryPolicy, now: float
 ) -> tuple[JobStatus, float]:
-    """A failed attempt: back to ``ready`` after an exponential back-off while attempts remain.
+    """A failed attempt: back to ``ready`` after the policy's (capped, exponential) delay
+    while attempts remain. ``max_attempts`` is the job's own count (the policy's, plus
+    what a user's retry granted).
 
     Returns the job's next status and the earliest time it may be submitted again.
     """
     if attempt < max_attempts:
-        return J.READY, now + delay * (2 ** max(attempt - 1, 0))
+        return J.READY, now + policy.delay(attempt)
     return J.FAILED, 0.0

@@ -27,11 +27,13 @@ from pydantic import (
 
 from orchid.core.hpo import HpoSpec
 from orchid.core.jsonvalues import MAX_DEPTH, TOO_DEEP
+from orchid.core.retry import MAX_INTERVAL, RetryPolicy
 from orchid.errors import TemplateError
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="letters, digits, _ and -")]
 JOB_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:+\-]{0,199}$"
+MAX_RETRY_DELAY = 30 * 86400.0  # the longest `retry_max_delay`: 30 days
 JobName = Annotated[
     str, Field(pattern=JOB_NAME_PATTERN, description="letters, digits and _ . : + - (no '/')")
 ]
@@ -158,7 +160,20 @@ class WorkSpec(_Model):
     )
     retries: int | None = Field(None, ge=0, le=100, description="extra attempts per failed job")
     retry_delay: float | None = Field(
-        None, ge=0, description="seconds before the first retry; doubles each attempt"
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="seconds before the first retry; each next wait is `retry_backoff` "
+        "times longer, up to `retry_max_delay`",
+    )
+    retry_backoff: float | None = Field(
+        None, ge=1, le=100, description="how many times longer each retry waits (default 2)"
+    )
+    retry_max_delay: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_RETRY_DELAY,
+        description="the longest wait before a retry, in seconds (default 3600)",
     )
     resources: Resources = Resources()
     env: dict[str, str] = Field(
@@ -214,7 +229,9 @@ class Defaults(_Model):
     """Values every work takes unless it says otherwise."""
 
     retries: int = Field(0, ge=0, le=100)
-    retry_delay: float = Field(1.0, ge=0)
+    retry_delay: float = Field(1.0, ge=0, allow_inf_nan=False)
+    retry_backoff: float = Field(2.0, ge=1, le=100)
+    retry_max_delay: float = Field(MAX_INTERVAL, ge=0, le=MAX_RETRY_DELAY)
     executor: Name | None = Field(None, description="the executor of works that name none")
 
 
@@ -261,6 +278,21 @@ class Template(_Model):
     def static_works(self) -> list[WorkSpec]:
         """Works whose jobs are listed up front (inline or in the jobs file)."""
         return [w for w in self.works if w.jobs is not None]
+
+
+def retry_policy(t: Template, work: str) -> RetryPolicy:
+    """A work's retry policy: its own ``retries``/``retry_*`` keys, else ``defaults``."""
+    spec, d = t.work(work), t.defaults
+
+    def pick(own: Any, default: Any) -> Any:
+        return default if own is None else own
+
+    return RetryPolicy(
+        initial_interval=pick(spec.retry_delay, d.retry_delay),
+        backoff_coefficient=pick(spec.retry_backoff, d.retry_backoff),
+        maximum_interval=pick(spec.retry_max_delay, d.retry_max_delay),
+        maximum_attempts=1 + pick(spec.retries, d.retries),
+    )
 
 
 def json_schema() -> dict[str, Any]:
@@ -387,10 +419,40 @@ def decode(text: str, source: str = "<template>") -> Any:
     return value
 
 
+NUL = (
+    "holds a NUL character (\\u0000), which no command line, environment variable or "
+    "database text can hold; remove it"
+)
+
+
+def nul_path(value: Any, source: str = "") -> str | None:
+    """Where the first text holding a NUL character is in ``value``, after ``source``
+    (``works[0](a).command[1]``, ``params.x[1]``); None if no text holds one."""
+    stack: list[tuple[Any, tuple[int | str, ...]]] = [(value, ())]
+    while stack:
+        node, loc = stack.pop()
+        if isinstance(node, str) and "\x00" in node:
+            break
+        if isinstance(node, dict):
+            key = next((k for k in node if isinstance(k, str) and "\x00" in k), None)
+            if key is not None:
+                loc += (key.replace("\x00", "\\u0000"),)
+                break
+            stack.extend((v, (*loc, k)) for k, v in reversed(node.items()))
+        elif isinstance(node, list):
+            stack.extend((v, (*loc, i)) for i, v in reversed(list(enumerate(node))))
+    else:
+        return None
+    where = _loc(loc, value)
+    if source and source != "template":
+        return f"{source}{'.' if where and not where.startswith('[') else ''}{where}"
+    return where or source
+
+
 def check_values(value: Any, source: str) -> None:
-    """Refuse what is not JSON (dates, binary, sets, NaN, non-text keys), values nested more
-    than ``MAX_DEPTH`` deep, and more than ``MAX_TEMPLATE_VALUES`` values as a reader would
-    see them (aliases expanded)."""
+    """Refuse what is not JSON (dates, binary, sets, NaN, non-text keys), text with a NUL
+    character, values nested more than ``MAX_DEPTH`` deep, and more than
+    ``MAX_TEMPLATE_VALUES`` values as a reader would see them (aliases expanded)."""
     stack: list[tuple[Any, int]] = [(value, 0)]
     count = 0
     while stack:
@@ -414,7 +476,12 @@ def check_values(value: Any, source: str) -> None:
                 raise TemplateError(
                     [(source, f"mapping keys must be text; got {bad!r} (quote it: '{bad}')")]
                 )
+            if any("\x00" in k for k in node):
+                raise TemplateError([(nul_path(value, source) or source, NUL)])
             stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, str):
+            if "\x00" in node:
+                raise TemplateError([(nul_path(value, source) or source, NUL)])
         elif isinstance(node, list):
             stack.extend((v, depth + 1) for v in node)
         elif isinstance(node, float) and not math.isfinite(node):

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from orchid.bus.base import EventBus
+from orchid.core.limits import DEFAULT as DEFAULT_LIMITS
+from orchid.core.limits import Limits
 from orchid.datamgr.base import DataManager
 from orchid.datamgr.registry import Access
 from orchid.engine.metrics import NO_METRICS, EngineMetrics
@@ -54,6 +56,7 @@ class AgentEnv:
     data_access: Mapping[str, Access] = field(default_factory=dict)
     job_events: bool = False  # emit `jobs.ended` events (the conductor can notify them)
     metrics: EngineMetrics = NO_METRICS
+    limits: Limits = DEFAULT_LIMITS  # size limits (results are checked as they come in)
 
 
 Step = Callable[[], int]

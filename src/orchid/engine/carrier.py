@@ -15,12 +15,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from orchid.core import jobtoken
+from orchid.core import jobtoken, jsonvalues
+from orchid.core.limits import Limits
+from orchid.core.retry import RetryPolicy
 from orchid.engine.agent import CANCEL, ENDED, JOBS, TICK, UPDATES, AgentEnv, Step, agent_id
 from orchid.engine.trigger import announce, settle
 from orchid.executors.base import Executor, JobSpec, JobUpdate, Payload, Resources
@@ -38,9 +40,19 @@ class _WorkInfo:
     name: str
     payload: Payload
     resources: Resources
-    retry_delay: float
+    retry: RetryPolicy
     api_token: bool  # each job gets a job token (ORCHID_TOKEN)
     per_job_payload: bool  # a custom HPO generator: its `gen:` jobs run another command
+
+
+def _capped(u: JobUpdate, limits: Limits) -> JobUpdate:
+    """The update, or a failure if its result is over ``result_max_bytes`` (whatever the
+    executor: the local one refuses such results before reading them, others may not)."""
+    if u.result is None or jsonvalues.size(u.result, limits.result_max_bytes) <= (
+        limits.result_max_bytes
+    ):
+        return u
+    return replace(u, state="failed", result=None, error=limits.result_too_large())
 
 
 class Carrier:
@@ -64,7 +76,7 @@ class Carrier:
         # release the children of jobs that succeeded in the transaction that records them,
         # rather than leaving it to the trigger (which still handles every other end)
         self.pass_on = pass_on
-        self._delays: dict[int, float] = {}  # job id → retry delay, for jobs in flight here
+        self._policies: dict[int, RetryPolicy] = {}  # job id → its retry policy, in flight here
         self._unrecorded: list[JobUpdate] = []  # taken from the executor, not yet written
         self._works: dict[int, _WorkInfo] = {}  # work id → what its jobs share
         self._next_renewal = 0.0
@@ -73,7 +85,7 @@ class Carrier:
     @property
     def in_flight(self) -> int:
         """Jobs handed to the executor and not ended yet (its queue, as the carrier sees it)."""
-        return len(self._delays)
+        return len(self._policies)
 
     def run_once(self) -> int:
         return self.collect() + self.cancel() + self.submit() + self.housekeeping()
@@ -92,6 +104,7 @@ class Carrier:
         if not updates:
             return 0
         env = self.env
+        updates = [_capped(u, env.limits) for u in updates]
         ended: list[int] = []
         # what the executor handed over is kept until it is written: a transaction that
         # fails (a deadlock, a lost connection) is tried again with the same updates
@@ -101,7 +114,7 @@ class Carrier:
             done = jobs.record(
                 conn,
                 updates,
-                self._delays,
+                self._policies,
                 now,
                 pass_on=self.pass_on,
                 clock=env.clock,
@@ -121,7 +134,7 @@ class Carrier:
         again = {s.job_id for s in specs}  # retried at once: claimed in that transaction
         for u in updates:
             if u.state != "running" and u.job_id not in again:
-                self._delays.pop(u.job_id, None)
+                self._policies.pop(u.job_id, None)
         announce(env, done.passed, ended)
         if done.finished > done.passed.jobs:  # ends the trigger passes on (failures)
             env.bus.notify(ENDED)
@@ -188,11 +201,11 @@ class Carrier:
         missing = {r.work_id: r.workflow_id for r in rows if r.work_id not in self._works}
         if missing:
             self._learn(conn, missing)
-        delays, works = self._delays, self._works
+        policies, works = self._policies, self._works
         specs: list[JobSpec] = []
         for r in rows:
             info = works[r.work_id]
-            delays[r.id] = info.retry_delay
+            policies[r.id] = info.retry
             payload = info.payload
             if info.per_job_payload:
                 compiled = self.env.templates.get(conn, r.workflow_id, (info.name,))
@@ -230,7 +243,7 @@ class Carrier:
                 name,
                 compiled.payload(name),
                 compiled.resources(name),
-                compiled.retry_delay(name),
+                compiled.retry_policy(name),
                 spec.api_token,
                 bool(spec.hpo is not None and spec.hpo.generator),
             )

@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from orchid.core.commands import check as check_commands
 from orchid.core.jobs import JobDraft
 from orchid.core.states import TERMINAL_WORKFLOW
 from orchid.datamgr.registry import ManagerSpec
@@ -83,6 +84,7 @@ def add_work(
             )
         grown = {**raw, "works": [*raw.get("works", []), dict(spec)]}
         compiled = compile_template(grown, base_dir)
+        check_commands(compiled.template)
         route = executor_routes(compiled, executors).get(name)
         check_data_inputs(compiled, data_managers, by[0], by[1], only=(name,))
         w = compiled.template.work(name)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import itertools
 import json
 import logging
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Generator, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchid.core import jsonvalues
+from orchid.core import commands, jsonvalues
 from orchid.core.jobs import inline_jobs, read_job_lines, work_links
+from orchid.core.limits import DEFAULT, Limits
 from orchid.core.plan import initial_works
-from orchid.core.template import decode
+from orchid.core.template import NUL, check_values, decode, nul_path
 from orchid.datamgr.registry import ManagerSpec
 from orchid.engine.templates import Compiled, compile_template
 from orchid.errors import InvalidInput, TemplateError
@@ -53,6 +57,9 @@ def bind_params(compiled: Compiled, overrides: Mapping[str, Any]) -> dict[str, A
                 f"parameter {key}: parameters must be JSON numbers: NaN and infinity are not",
                 field=f"params.{key}",
             )
+        where = nul_path(value, f"params.{key}")
+        if where is not None:
+            raise InvalidInput(f"{where} {NUL}", field=where)
     return bound
 
 
@@ -146,7 +153,7 @@ def check_data_inputs(
         raise TemplateError(problems)
 
 
-def _job_lines(path: Path) -> Iterator[str]:
+def _job_lines(path: Path) -> Generator[str]:
     try:
         with path.open(encoding="utf-8") as fh:
             yield from fh
@@ -158,6 +165,49 @@ def _job_lines(path: Path) -> Iterator[str]:
         raise TemplateError([("jobs_file", f"{path} is not UTF-8 text: {exc.reason}")]) from None
     except PermissionError:
         raise TemplateError([("jobs_file", f"no permission to read {path}")]) from None
+
+
+VALIDATE_LINES = 1000
+"""Lines of a jobs file ``orchid validate`` reads; submission reads every line."""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A template that passed every check that runs before submission, and what to say."""
+
+    compiled: Compiled
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, message)
+    notes: list[str] = field(default_factory=list)
+
+
+def check_template(raw: Any, base_dir: Path | None) -> Checked:
+    """What ``orchid validate`` checks: the template, its commands against the args their
+    jobs will have, and the first lines of its jobs file. Raises TemplateError."""
+    compiled = compile_template(raw, str(base_dir) if base_dir else None)
+    t = compiled.template
+    problems = commands.problems(t)
+    notes: list[str] = []
+    path = (base_dir or Path.cwd()) / t.jobs_file if t.jobs_file else None
+    if t.jobs_file and path is not None and not path.exists():
+        notes.append(f"no jobs file {path} yet: its lines were not checked")
+    elif t.jobs_file and path is not None:
+        lines = _job_lines(path)
+        try:
+            with contextlib.closing(lines):
+                head = list(itertools.islice(lines, VALIDATE_LINES + 1))
+            for _ in read_job_lines(t, head[:VALIDATE_LINES], t.jobs_file):
+                pass
+        except TemplateError as exc:
+            problems += exc.problems
+        else:
+            if len(head) > VALIDATE_LINES:
+                notes.append(
+                    f"checked the first {VALIDATE_LINES:,} lines of {t.jobs_file}; "
+                    "submission checks every line"
+                )
+    if problems:
+        raise TemplateError(problems)
+    return Checked(compiled, commands.warnings(t), notes)
 
 
 def submit(
@@ -174,17 +224,20 @@ def submit(
     executors: Collection[str] | None = None,
     owner_groups: Collection[str] = (),
     data_managers: Mapping[str, ManagerSpec] | None = None,
+    limits: Limits = DEFAULT,
 ) -> int:
     """Check everything, then write the workflow, its works and listed jobs; return its id.
 
     ``job_lines`` gives the template's jobs_file content when it does not come from
     this machine's disk (a server never opens a client's paths). ``executors`` are the
-    names a work may choose (``Settings.executor_names``; None: not checked), and
-    ``data_managers`` the data managers (None: not checked), which ``owner`` or one of
-    ``owner_groups`` must be allowed to use (the groups are recorded for the agents).
+    owner_groups: Collection[str] = (),
+    data_managers: Mapping[str, ManagerSpec] | None = None,
+    limits: Limits = DEFAULT,
     """
-    compiled = compile_template(raw, str(base_dir) if base_dir else None)
+    check_values(raw, "template")  # also when no front end checked it (Python callers)
+    compiled = compile_template(raw, str(base_dir) if base_dir else None, limits)
     t = compiled.template
+    commands.check(t)
     bound = bind_params(compiled, params or {})
     chosen = executor_routes(compiled, executors)
     check_data_inputs(compiled, data_managers, owner, owner_groups)
@@ -207,7 +260,9 @@ def submit(
         by_name = {name: wid for (name, _), wid in ids.items()}
         attempts = {w.name: compiled.max_attempts(w.name) for w in t.works}
         links: set[tuple[str, str]] = set()  # work → work, from job-level parents
-        counts = jobs.insert_static(conn, wf, by_name, work_links(inline_jobs(t), links), attempts)
+        counts = jobs.insert_static(
+            conn, wf, by_name, work_links(inline_jobs(t, limits), links), attempts
+        )
         if t.jobs_file:
             if job_lines is None:
                 if not read_files:
@@ -225,7 +280,7 @@ def submit(
                 conn,
                 wf,
                 by_name,
-                work_links(read_job_lines(t, job_lines, t.jobs_file), links),
+                work_links(read_job_lines(t, job_lines, t.jobs_file, limits), links),
                 attempts,
             )
         for name in static:

@@ -9,8 +9,10 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from orchid.core.limits import DEFAULT, Limits
 from orchid.core.plan import Planner
-from orchid.core.template import Template, parse_template
+from orchid.core.retry import RetryPolicy
+from orchid.core.template import Template, parse_template, retry_policy
 from orchid.core.validate import Analysis, analyse
 from orchid.executors.base import Payload, Resources
 from orchid.store import workflows
@@ -24,19 +26,25 @@ class Compiled:
     base_dir: str | None = None
 
     @property
+    def limits(self) -> Limits:
+        """The size limits its expressions and jobs are held to."""
+        return self.planner.limits
+
+    def where(self, work: str) -> str:
+        """A work's path in the template, for messages: ``works[0](sim)``."""
+        return self.planner.where.get(work, f"works.{work}")
+
+    @property
     def names(self) -> frozenset[str]:
         return frozenset(self.planner.specs)
 
     def max_attempts(self, work: str) -> int:
-        spec = self.template.work(work)
-        retries = spec.retries if spec.retries is not None else self.template.defaults.retries
-        return 1 + retries
+        """Attempts a job of the work gets, the first included (its policy's)."""
+        return self.retry_policy(work).maximum_attempts
 
-    def retry_delay(self, work: str) -> float:
-        spec = self.template.work(work)
-        return (
-            spec.retry_delay if spec.retry_delay is not None else self.template.defaults.retry_delay
-        )
+    def retry_policy(self, work: str) -> RetryPolicy:
+        """How the work's failed jobs run again (see :func:`retry_policy`)."""
+        return retry_policy(self.template, work)
 
     def executor(self, work: str) -> str | None:
         """The executor a work names (or the template's default); None: the agents' default."""
@@ -66,11 +74,12 @@ class Compiled:
         )
 
 
-def compile_template(raw: Any, base_dir: str | None = None) -> Compiled:
-    """Parse and analyse; raises TemplateError with every problem."""
+def compile_template(raw: Any, base_dir: str | None = None, limits: Limits = DEFAULT) -> Compiled:
+    """Parse and analyse; raises TemplateError with every problem. ``limits`` bound what
+    its expressions build and its jobs' arguments."""
     t = parse_template(raw)
     a = analyse(t)
-    return Compiled(t, a, Planner(t, a), base_dir)
+    return Compiled(t, a, Planner(t, a, limits), base_dir)
 
 
 class TemplateCache:
@@ -81,9 +90,10 @@ class TemplateCache:
     about a work it does not know yet.
     """
 
-    def __init__(self, size: int = 256) -> None:
+    def __init__(self, size: int = 256, limits: Limits = DEFAULT) -> None:
         self._items: OrderedDict[int, Compiled] = OrderedDict()
         self._size = size
+        self.limits = limits
 
     def get(self, conn: Connection, workflow_id: int, works: Iterable[str] = ()) -> Compiled:
         """The compiled template of a workflow that knows each of ``works``."""
@@ -94,7 +104,7 @@ class TemplateCache:
             self._items.move_to_end(workflow_id)
             return hit
         raw, base_dir = workflows.template_of(conn, workflow_id)
-        compiled = compile_template(raw, base_dir)
+        compiled = compile_template(raw, base_dir, self.limits)
         self._items[workflow_id] = compiled
         if len(self._items) > self._size:
             self._items.popitem(last=False)

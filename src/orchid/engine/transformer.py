@@ -59,7 +59,9 @@ class Transformer:
             return
         if row.static:
             # listed jobs were written at submission; those whose parents (in any work)
-            # have all succeeded are released now, the others by the trigger later
+            # have all succeeded are released now, the others by the trigger later; all
+            # of them take the work's bound parameters first (their own args win)
+            jobs.merge_args(conn, row.id, (row.inputs or {}).get("parameters") or {})
             released = jobs.release_roots(conn, row.id, now)
             remaining = jobs.unpropagated(conn, row.id)
             n_jobs = sum(works.counts(conn, row.id).values())
@@ -73,7 +75,12 @@ class Transformer:
         else:
             inputs = row.inputs or {}
             try:
-                args = expand_map(inputs.get("map"), inputs.get("parameters", {}))
+                args = expand_map(
+                    inputs.get("map"),
+                    inputs.get("parameters", {}),
+                    compiled.limits,
+                    compiled.where(row.name),
+                )
             except InvalidInput as exc:
                 works.stop(
                     conn, row.id, WorkStatus.FAILED, "error", f"cannot make jobs: {exc}", now

@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import resource
 import signal
 import subprocess
@@ -21,9 +20,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
-from orchid.core import jsonvalues
+from orchid.core import jsonvalues, placeholders
+from orchid.core.limits import DEFAULT, Limits
 from orchid.executors.base import JobSpec, Usage
 
 logger = logging.getLogger(__name__)
@@ -33,50 +34,43 @@ ERROR_TEXT_MAX = 300
 
 _STDOUT_TAIL = 1024 * 1024  # a result printed on stdout may be this long; larger ones: result file
 _STDERR_TAIL = 64 * 1024
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 
 
 class StartError(Exception):
     """A job could not be started; the message is its failure reason, for people."""
 
 
-def render_value(value: Any) -> str:
-    """How one job arg reads inside an argv item: JSON for dicts and lists, else ``str``."""
-    if isinstance(value, dict | list | tuple):
-        return json.dumps(value)
-    return str(value)
+_NUL = "holds a NUL character (\\u0000), which the operating system cannot pass to a program"
+
+
+def check_no_nul(argv: Sequence[str], env: Mapping[str, str]) -> None:
+    """Raise StartError naming the argv item or variable that holds a NUL character (one
+    that came through a run-time binding: submission refuses them in templates and args)."""
+    for i, item in enumerate(argv):
+        if "\x00" in item:
+            raise StartError(f"item {i} of the command {_NUL}")
+    for name, value in env.items():
+        if "\x00" in name or "\x00" in value:
+            raise StartError(f"environment variable {name.replace(chr(0), '?')!r} {_NUL}")
 
 
 def render_item(template: str, args: Mapping[str, Any]) -> str:
-    """Replace ``{name}`` by the job arg ``name``.
-
-    ``{{`` and ``}}`` are literal braces. A ``{...}`` that names no arg is left as it is, so
-    shell text such as ``${HOME}`` or ``awk '{print $1}'`` survives untouched.
-    """
-
-    def substitute(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if token == "{{":
-            return "{"
-        if token == "}}":
-            return "}"
-        name = match.group(1)
-        return render_value(args[name]) if name in args else token
-
-    return _PLACEHOLDER.sub(substitute, template)
+    """Replace ``{name}`` by the job arg ``name`` in text that is not a shell script (an
+    env value, a plain argv item); see :mod:`orchid.core.placeholders`."""
+    return placeholders.render_text(template, args)
 
 
 PYTHON_NAMES = frozenset({"python", "python3"})
 
 
 def render_argv(template: Sequence[str], args: Mapping[str, Any]) -> list[str]:
-    """Render every argv item with :func:`render_item`.
+    """Render every argv item (:func:`orchid.core.placeholders.render_command`).
 
     A bare ``python``/``python3`` program runs with the interpreter Orchid runs
     under: jobs see the same virtualenv, and skip slow launcher shims. So does
     ``orchid-job`` (Function-as-a-Task): the one installed beside that interpreter.
     """
-    argv = [render_item(item, args) for item in template]
+    argv = placeholders.render_command(template, args)
     if argv and argv[0] in PYTHON_NAMES:
         argv[0] = sys.executable
     elif argv and argv[0] == "orchid-job":
@@ -201,7 +195,8 @@ def job_variables(
         ORCHID_PROGRESS_FILE=str(files.progress),
     )
     if len(args_json) <= ARGS_IN_ENV_MAX:
-        env["ORCHID_ARGS"] = args_json
+        env["ORCHID_ARGS"] = args_json  # JSON escapes a NUL: never one here
+    check_no_nul((), env)
     base = env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
     current = [p for p in base.split(os.pathsep) if p]
     path = [*spec.payload.python_path, *current]
@@ -220,6 +215,7 @@ def spawn(
     """
     if not argv:
         raise StartError("empty command")
+    check_no_nul(argv, env)
     program = argv[0]
     with files.out.open("wb") as out, files.err.open("wb") as err:
         try:
@@ -243,6 +239,8 @@ def spawn(
             raise StartError(f"program not executable: {program}") from exc
         except OSError as exc:
             raise StartError(f"cannot start {program}: {exc.strerror or exc}") from exc
+        except ValueError as exc:  # what the OS cannot take, if check_no_nul missed it
+            raise StartError(f"cannot start {program}: {exc}") from exc
 
 
 def wait(pid: int, started: float, on_exit: Callable[[], None]) -> tuple[int | None, Usage]:
@@ -337,20 +335,38 @@ def exit_message(code: int, err_file: Path) -> str | None:
     return f"exit code {code}: {truncate(stderr)}" if stderr else f"exit code {code}"
 
 
-def read_result(files: AttemptFiles) -> tuple[Any, str | None]:
+def read_result(files: AttemptFiles, limits: Limits = DEFAULT) -> tuple[Any, str | None]:
     """The job's result and an error when it is unusable.
 
-    The result file wins when it exists (invalid JSON there is an error); otherwise the last
+    The result file wins when it exists (invalid JSON there is an error, and so is a file
+    over ``limits.result_max_bytes``, found before it is read); otherwise the last
     non-empty stdout line, if it parses as JSON; otherwise None.
     """
-    if files.result.exists():
+    cap = limits.result_max_bytes
+    try:
+        # not through a link, and never waiting on a FIFO the job put there
+        fd = os.open(files.result, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        fd = None
+    except OSError as exc:
+        return None, f"cannot read result file {files.result}: {exc.strerror}"
+    if fd is not None:
+        with os.fdopen(fd, "rb") as fh:
+            try:
+                stat = os.fstat(fd)
+                if not S_ISREG(stat.st_mode):
+                    return None, f"result file {files.result} is not a regular file"
+                size = stat.st_size
+                data = fh.read(cap + 1) if size <= cap else b""
+            except OSError as exc:
+                return None, f"cannot read result file {files.result}: {exc.strerror}"
+        if size > cap or len(data) > cap:  # it may have grown since fstat
+            return None, limits.result_too_large(size if size > cap else None)
         try:
-            return jsonvalues.loads(files.result.read_text(encoding="utf-8")), None
+            return jsonvalues.loads(data.decode("utf-8")), None
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
             return None, truncate(f"result file is not valid JSON: {exc}")
-        except OSError as exc:
-            return None, f"cannot read result file {files.result}: {exc.strerror}"
-    line = last_line(files.out, _STDOUT_TAIL)
+    line = last_line(files.out, min(_STDOUT_TAIL, cap))
     if line is None:
         return None, None
     try:

@@ -5,7 +5,8 @@ starters) asks :func:`job_command` for the argv and the environment variables th
 the payload needs on top of the job's own ``ORCHID_*`` ones (see
 :func:`orchid.executors._process.build_env`):
 
-- ``command`` payloads: the argv with ``{arg}`` placeholders rendered;
+- ``command`` payloads: the argv with ``{arg}`` placeholders rendered (quoted for a shell
+  where the item is an ``sh -c`` script: :mod:`orchid.core.placeholders`);
 - ``function`` payloads: ``python -m orchid.executors.wrapper`` with ``ORCHID_FUNCTION``
   naming the function;
 - Function-as-a-Task jobs are ``command`` payloads running the ``orchid-job`` console
@@ -24,7 +25,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchid.executors._process import PYTHON_NAMES, StartError, render_item
+from orchid.core.placeholders import UnsafePlaceholder, render_command
+from orchid.executors._process import PYTHON_NAMES, StartError
 from orchid.executors.base import JobSpec
 
 WRAPPER_MODULE = "orchid.executors.wrapper"
@@ -43,7 +45,10 @@ def job_command(spec: JobSpec, *, python: str = sys.executable) -> JobCommand:
     """The command line of one attempt; raises :class:`StartError` if it has none."""
     payload = spec.payload
     if payload.kind == "command":
-        argv = [render_item(item, spec.args) for item in payload.command]
+        try:
+            argv = render_command(payload.command, spec.args)
+        except UnsafePlaceholder as exc:
+            raise StartError(str(exc)) from exc
         if not argv:
             raise StartError("empty command")
         if argv[0] in PYTHON_NAMES:

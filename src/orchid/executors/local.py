@@ -39,6 +39,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from orchid.core.limits import DEFAULT as DEFAULT_LIMITS
+from orchid.core.limits import Limits
 from orchid.errors import ConfigError, ExecutorError
 from orchid.executors import _process as proc
 from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage, WakeUp
@@ -89,6 +91,7 @@ class LocalExecutor(PooledSlots):
         kill_grace_s: float = 5.0,
         prefetch: int = 0,
         reuse_workers: bool = False,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"the local executor needs at least 1 worker, not {workers}")
@@ -97,6 +100,7 @@ class LocalExecutor(PooledSlots):
         self._workers = workers
         self._prefetch = prefetch
         self._reuse = reuse_workers
+        self._limits = limits  # result_max_bytes: a bigger result fails its job
         self._pool: list[PoolWorker | None] = [None] * workers
         self._piped: list[tuple[PoolWorker, Sent] | None] = [None] * workers  # see pool
         self._log_dir = Path(log_dir)
@@ -313,7 +317,7 @@ class LocalExecutor(PooledSlots):
         elif attempt.timed_out:
             error = f"walltime of {walltime:g}s exceeded"
         elif error is None:
-            result, error = proc.read_result(files)
+            result, error = proc.read_result(files, self._limits)
         state: UpdateState = "failed" if error else "succeeded"
         log = logger.debug if state == "succeeded" else logger.info
         log("job %s: %s (exit code %s) %s", spec.key, state, exit_code, error or "")

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchid.core import jsonvalues
+from orchid.core.limits import DEFAULT as DEFAULT_LIMITS
+from orchid.core.limits import Limits
 from orchid.executors import _process as proc
 from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage
 
@@ -159,11 +161,16 @@ def _write(stream: Any, line: bytes) -> bool:
 
 
 def job_message(
-    spec: JobSpec, env: Mapping[str, str], files: proc.AttemptFiles, spare: Path
+    spec: JobSpec,
+    env: Mapping[str, str],
+    files: proc.AttemptFiles,
+    spare: Path,
+    result_max: int = DEFAULT_LIMITS.result_max_bytes,
 ) -> dict[str, Any]:
     """What a worker reads for one job (see :mod:`orchid.executors.poolworker`)."""
     return {
         "key": spec.key,
+        "result_max": result_max,  # a longer result fails the job in the worker
         "function": spec.payload.function or "",
         "args": dict(spec.args),
         "env": dict(env),
@@ -198,6 +205,7 @@ class _Host(Protocol):
     """What :class:`PooledSlots` uses of the executor it is mixed into."""
 
     _lock: threading.Lock
+    _limits: Limits
     _log_dir: Path
     _pool: list[PoolWorker | None]
     _piped: list[tuple[PoolWorker, Sent] | None]
@@ -375,7 +383,7 @@ class PooledSlots:
         except proc.StartError as exc:
             self._finish(attempt, "failed", error=str(exc), log_uri=str(files.out))
             return True
-        line = encode(job_message(spec, env, files, worker.spare))
+        line = encode(job_message(spec, env, files, worker.spare, self._limits.result_max_bytes))
         if sent:
             ahead = sum(a.size for a, _ in sent.values() if a.started is None)
             if ahead + len(line) > AHEAD_BYTES:
@@ -427,10 +435,13 @@ class PooledSlots:
         elif attempt.timed_out:
             error = f"walltime of {attempt.spec.resources.walltime_s:g}s exceeded"
         elif error is None and result_text is not None:
-            try:
-                result = jsonvalues.loads(result_text)
-            except ValueError as exc:
-                error = proc.truncate(f"the result is not valid JSON: {exc}")
+            if len(result_text) > self._limits.result_max_bytes:  # the worker checks it too
+                error = self._limits.result_too_large(len(result_text))
+            else:
+                try:
+                    result = jsonvalues.loads(result_text)
+                except ValueError as exc:
+                    error = proc.truncate(f"the result is not valid JSON: {exc}")
         state: UpdateState = "failed" if error else "succeeded"
         self._finish(
             attempt,

@@ -318,6 +318,7 @@ def run(job: Mapping[str, Any], out: Replies, home: str, files: Files) -> None:
     before = _environ()
     os.environ.update(job["env"])
     code, result = EXIT_BAD_INPUT, None
+    too_big: str | None = None
     cpu0 = _cpu()
     try:
         os.chdir(job.get("workdir") or home)
@@ -327,6 +328,14 @@ def run(job: Mapping[str, Any], out: Replies, home: str, files: Files) -> None:
         started = time.monotonic()
         code, result = _call(job["function"], job["args"])
         wall = time.monotonic() - started
+        result_max = job.get("result_max")
+        if result is not None and isinstance(result_max, int) and len(result) > result_max:
+            too_big = (
+                f"the result is {len(result):,} bytes as JSON, more than the limit of "
+                f"{result_max:,} (setting result_max_bytes, ORCHID_RESULT_MAX_BYTES); write "
+                "large outputs to files and return their names"
+            )
+            code, result = 0, None
     except OSError as exc:
         print(f"orchid: cannot enter the workdir: {exc}", file=sys.stderr)
         wall = 0.0
@@ -346,6 +355,7 @@ def run(job: Mapping[str, Any], out: Replies, home: str, files: Files) -> None:
             "event": "done",
             "code": code,
             "result": result,
+            "error": too_big,
             "wall": wall,
             "user": cpu[0] - cpu0[0],
             "system": cpu[1] - cpu0[1],

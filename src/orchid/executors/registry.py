@@ -124,6 +124,7 @@ def make(config: PluginConfig, settings: Settings, wake: WakeUp | None) -> Execu
             wake=wake,
             prefetch=settings.prefetch,
             reuse_workers=settings.reuse_workers,
+            limits=settings.limits,
         )
         return _named(local, config.name)
     if config.type == "dask":

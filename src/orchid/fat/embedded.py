@@ -114,7 +114,12 @@ class EmbeddedBackend:
 
     def submit(self, template: Mapping[str, Any]) -> int:
         wf = submit(
-            self.db, dict(template), base_dir=None, owner=self.settings.owner, now=time.time()
+            self.db,
+            dict(template),
+            base_dir=None,
+            owner=self.settings.owner,
+            now=time.time(),
+            limits=self.settings.limits,
         )
         self._wake()
         return wf

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from orchid.core.model import NO_USAGE, JobUpdate, Usage
+from orchid.core.retry import NO_RETRY, RetryPolicy
 from orchid.core.states import TERMINAL_JOB, JobStatus, after_failure
 from orchid.store import bulk, claims, release
 from orchid.store.release import Propagation
@@ -149,13 +150,17 @@ def work_names(conn: Connection, work_ids: Iterable[int]) -> dict[int, str]:
 
 
 def record_updates(
-    conn: Connection, updates: Sequence[JobUpdate], delays: Mapping[int, float], now: float
+    conn: Connection,
+    updates: Sequence[JobUpdate],
+    policies: Mapping[int, RetryPolicy],
+    now: float,
 ) -> tuple[int, int]:
     """Apply what executors saw. Stale updates (an older attempt, a cancelled job) are ignored.
 
-    ``delays`` gives each failed job's retry delay. Returns (finished, retried).
+    ``policies`` gives each failed job's retry policy (job id → its work's; the delay
+    before it runs again; the attempts come from the job's row). Returns (finished, retried).
     """
-    recorded = record(conn, updates, delays, now)
+    recorded = record(conn, updates, policies, now)
     return recorded.finished, recorded.retried
 
 
@@ -171,7 +176,7 @@ class Recorded:
 def record(
     conn: Connection,
     updates: Sequence[JobUpdate],
-    delays: Mapping[int, float],
+    policies: Mapping[int, RetryPolicy],
     now: float,
     *,
     pass_on: bool = False,
@@ -213,7 +218,8 @@ def record(
                 (u.job_id, u.attempt, u.exit_code, result, usage, u.log_uri, u.started_at, u.at)
             )
             continue
-        status, not_before = after_failure(u.attempt, row[2], delays.get(u.job_id, 1.0), now)
+        policy = policies.get(u.job_id, NO_RETRY)
+        status, not_before = after_failure(u.attempt, row[2], policy, now)
         again = status == J.READY
         retried += again
         bad.append(

@@ -21,6 +21,7 @@ from orchid.errors import NotFound
 
 # the carrier's and the trigger's hot paths live in modules of their own; their names stay
 # importable from here
+from orchid.store import bulk
 from orchid.store.dispatch import (
     Recorded,
     claim_ready,
@@ -51,6 +52,7 @@ __all__ = [
     "insert_static",
     "list_for",
     "mark_cancelled",
+    "merge_args",
     "propagate",
     "reclaim_lost",
     "record",
@@ -99,6 +101,49 @@ def insert_ready(
             ],
         )
     return len(args)
+
+
+# Listed jobs get their work's bound parameters when the work starts (a job's own args
+# win), in one statement over the work's jobs, whatever their number. The parameters come
+# as one JSON array of [name, value as JSON text] pairs, so no value is re-encoded; a
+# job's own args keep their stored text. SQLite: the parameters the job lacks become an
+# object that is joined to the job's args as text (their keys are disjoint).
+_MISSING_SQLITE = (
+    "SELECT json_group_object(p.value ->> 0, json(p.value ->> 1)) FROM json_each(:pairs) AS p "
+    "WHERE NOT EXISTS (SELECT 1 FROM json_each(jobs.args) AS a WHERE a.key = p.value ->> 0)"
+)
+_MERGE_SQLITE = f"""
+UPDATE jobs SET args = (
+  SELECT CASE WHEN m.o = '{{}}' THEN jobs.args
+              WHEN json(jobs.args) = '{{}}' THEN m.o
+              ELSE substr(m.o, 1, length(m.o) - 1) || ',' || substr(json(jobs.args), 2) END
+  FROM (SELECT coalesce(({_MISSING_SQLITE}), '{{}}') AS o) AS m)
+WHERE work_id = :work
+"""
+_MERGE_PG = """
+UPDATE jobs SET args = (
+  SELECT json_object_agg(m.k, m.v) FROM (
+    SELECT p.value ->> 0 AS k, CAST(p.value ->> 1 AS JSON) AS v
+    FROM json_array_elements(CAST(:pairs AS JSON)) AS p(value)
+    WHERE NOT EXISTS (SELECT 1 FROM json_each(jobs.args) AS a WHERE a.key = p.value ->> 0)
+    UNION ALL SELECT a.key, a.value FROM json_each(jobs.args) AS a) AS m)
+WHERE work_id = :work
+"""
+
+
+def merge_args(conn: Connection, work_id: int, parameters: Mapping[str, Any]) -> int:
+    """Give every job of a listed work the work's ``parameters`` it does not set itself.
+
+    What a map does for its jobs (``{**parameters, **item}``), done in the database for
+    listed jobs, which were written at submission, before the parameters were bound.
+    Returns the rows changed.
+    """
+    if not parameters:
+        return 0
+    pairs = bulk.json_text([[k, bulk.json_text(v)] for k, v in parameters.items()])
+    sql = _MERGE_PG if bulk.is_pg(conn) else _MERGE_SQLITE
+    res = conn.execute(bulk.text(conn, sql), {"pairs": pairs, "work": work_id})
+    return int(res.rowcount)
 
 
 def release_roots(conn: Connection, work_id: int, now: float) -> int:

@@ -74,10 +74,15 @@ def create(
     )
 
 
+def missing(study_id: int) -> str:
+    """The message for a study that does not exist (or that the caller may not see)."""
+    return f"no study {study_id}; `orchid hpo studies WORKFLOW` lists them"
+
+
 def get(conn: Connection, study_id: int) -> StudyRow:
     row = conn.execute(sa.select(studies).where(studies.c.id == study_id)).first()
     if row is None:
-        raise NotFound(f"no study {study_id}; `orchid hpo studies WORKFLOW` lists them")
+        raise NotFound(missing(study_id))
     return _study(row)
 
 

@@ -10,7 +10,6 @@ lookup on the hash, so no secret is compared byte by byte and timing leaks nothi
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,14 +17,13 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from orchid.core.model import Principal
+from orchid.core.model import Principal, name_problem
 from orchid.errors import InvalidInput
 from orchid.store.tables import tokens
 
 LOCAL_TOKEN_PREFIX = "orc_"  # what tells a local API token from an OIDC JWT
 LAST_USED_RESOLUTION_S = 60.0  # last_used_at is refreshed at most this often (not per request)
 PREFIX_CHARS = 8
-MAX_NAME_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -156,9 +154,6 @@ def _hash(token: str) -> str:
 
 
 def _check_name(name: str, what: str) -> None:
-    if not name:
-        raise InvalidInput(f"the {what} is empty")
-    if len(name) > MAX_NAME_CHARS:
-        raise InvalidInput(f"the {what} {name[:40]!r}… is longer than {MAX_NAME_CHARS} characters")
-    if re.search(r"\s", name):
-        raise InvalidInput(f"the {what} {name!r} contains whitespace")
+    problem = name_problem(name, what)
+    if problem is not None:
+        raise InvalidInput(problem)

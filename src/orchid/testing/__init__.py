@@ -80,7 +80,9 @@ def run_workflow(
     )
     db = Database(settings.db_url)
     db.upgrade()
-    wf_id = submit(db, raw, base_dir=base, params=params or {}, now=time.time())
+    wf_id = submit(
+        db, raw, base_dir=base, params=params or {}, now=time.time(), limits=settings.limits
+    )
     runner, exe = make_runner(settings, db)
     deadline = time.monotonic() + timeout
 

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.deps import check_id, visible_workflow
+from orchid.api.deps import Recheck, check_id, visible_workflow
 from orchid.core.states import TERMINAL_WORKFLOW
 from orchid.store import monitor
 from orchid.ui import views
@@ -57,10 +57,15 @@ async def workflow_feed(request: Request, workflow_id: int) -> StreamingResponse
     ui = ui_of(request)
     viewer = await run_in_threadpool(ui.sessions.viewer, request)
     await run_in_threadpool(visible_workflow, ui.api, viewer.principal, check_id(workflow_id))
+    recheck = Recheck(
+        lambda: visible_workflow(ui.api, ui.sessions.viewer(request).principal, workflow_id)
+    )
 
     async def feed() -> AsyncIterator[str]:
         seen, last_sent, cost, quiet = -1, 0.0, 0.0, 0.0
         while not await request.is_disconnected():
+            if await recheck.refused() is not None:
+                return  # the page's next request sends the viewer to the login form
             newest = await run_in_threadpool(_last_event, ui, workflow_id)
             now = time.monotonic()
             due = now - last_sent >= max(REFRESH_S, BACKOFF * cost)
@@ -110,11 +115,14 @@ async def list_feed(
     ui = ui_of(request)
     viewer = await run_in_threadpool(ui.sessions.viewer, request)
     wanted = sorted({int(i) for i in ids.split(",") if i})[:MAX_IDS]
+    recheck = Recheck(lambda: ui.sessions.viewer(request))
 
     async def feed() -> AsyncIterator[str]:
         previous: list[dict[str, Any]] | None = None
         cost, quiet = 0.0, 0.0
         while wanted and not await request.is_disconnected():
+            if await recheck.refused() is not None:
+                return
             t0 = time.perf_counter()
             rows = await run_in_threadpool(_list_rows, ui, wanted, viewer.principal)
             cost = time.perf_counter() - t0

@@ -14,6 +14,7 @@ from orchid.ui.app import ui_of
 from orchid.ui.oidc import STATE_MAX_AGE_S, LoginFailed, Pending
 from orchid.ui.session import (
     CSRF_FIELD,
+    JOB_TOKEN_REFUSED,
     OIDC_COOKIE,
     check_origin,
     clear_session,
@@ -73,6 +74,8 @@ async def login(request: Request) -> Response:
             who, error = None, f"this token does not work: {exc.reason}"
         if who is None and not error:
             error = "this token does not work"
+        elif who is not None and who.workflow_id is not None:
+            error = JOB_TOKEN_REFUSED
     if error:
         return ui.render(
             request,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.deps import check_id, visible_workflow
+from orchid.api.deps import check_id, visible_job, visible_workflow
 from orchid.api.routes.jobs import log_response
 from orchid.core.model import Workflow
 from orchid.errors import InvalidInput, NotFound
@@ -19,7 +19,6 @@ from orchid.graph.load import load
 from orchid.graph.render import to_svg
 from orchid.safefiles import LogUnavailable, open_log
 from orchid.store import commands, monitor, studies, works
-from orchid.store import jobs as job_store
 from orchid.store import workflows as workflow_store
 from orchid.ui import charts, views
 from orchid.ui.app import Ui, ui_of
@@ -285,8 +284,7 @@ def _tail(log_root: Path, job: Any, stream: str, size: int = LOG_TAIL) -> dict[s
 @router.get("/jobs/{job_id}", name="job")
 def job_page(request: Request, job_id: int) -> Response:
     ui, viewer = _viewer(request)
-    with ui.api.db.engine.connect() as conn:
-        job = job_store.get(conn, check_id(job_id))
+    job = visible_job(ui.api, viewer.principal, job_id)
     wf = _workflow(ui, viewer, job.workflow_id)
     logs = {}
     if job.log_uri:
@@ -301,10 +299,9 @@ def job_log(
 ) -> Response:
     """The whole log of the latest attempt, as text (the page shows its tail)."""
     ui, viewer = _viewer(request)
-    with ui.api.db.engine.connect() as conn:
-        job = job_store.get(conn, check_id(job_id))
-    _workflow(ui, viewer, job.workflow_id)
-    return log_response(job, stream, ui.api.settings.log_dir)
+    return log_response(
+        visible_job(ui.api, viewer.principal, job_id), stream, ui.api.settings.log_dir
+    )
 
 
 @router.get("/workflows/{workflow_id}/data", name="data")

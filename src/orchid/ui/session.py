@@ -24,6 +24,8 @@ from fastapi import Request
 from starlette.responses import Response
 
 from orchid.api.auth import Authenticator, AuthError
+from orchid.api.deps import refuse_job_token
+from orchid.api.peers import peer
 from orchid.core.model import Principal
 from orchid.errors import OrchidError
 
@@ -33,6 +35,7 @@ COOKIE_PATH = "/ui"
 MAX_AGE_S = 12 * 3600
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
+JOB_TOKEN_REFUSED = "a job's token cannot open the monitor; log in with a token of yours"
 
 
 class LoginRequired(OrchidError):
@@ -80,15 +83,18 @@ class Sessions:
         explicit = "authorization" in headers
         if not explicit and cookie:
             headers["authorization"] = f"Bearer {cookie}"
-        host = request.client.host if request.client else None
         try:
-            who = self.authenticator.authenticate(headers, host)
+            who = self.authenticator.authenticate(headers, peer(request))
         except AuthError as exc:
             if explicit:
                 raise
             raise LoginRequired(f"please log in again ({exc.reason})") from None
         if who is None:
             raise LoginRequired()
+        if who.workflow_id is not None:  # a job's token: its workflow through the API only
+            if explicit:
+                refuse_job_token(who, "the monitor")
+            raise LoginRequired(JOB_TOKEN_REFUSED)
         if explicit:
             return Viewer(who, None)
         if who.method == "x509":

@@ -56,7 +56,9 @@ def study_view(ui: Ui, request: Request, study_id: int, segment: str | None) -> 
     viewer = ui.sessions.viewer(request)
     with ui.api.db.engine.connect() as conn:
         study = studies.get(conn, check_id(study_id))
-    wf = visible_workflow(ui.api, viewer.principal, study.workflow_id)
+    wf = visible_workflow(
+        ui.api, viewer.principal, study.workflow_id, missing=studies.missing(study_id)
+    )
     with ui.api.db.engine.connect() as conn:
         spec, work_name, iteration = Studies(ui.templates).spec(conn, study)
         names = spec.segment_names()

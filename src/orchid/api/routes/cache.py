@@ -22,7 +22,7 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.deps import ApiState, Caller, State, now
+from orchid.api.deps import ApiState, Caller, JobCaller, State, now
 from orchid.api.errors import TooLarge
 from orchid.api.schemas import CacheObjectOut, CachePage
 from orchid.errors import InvalidInput, NotFound
@@ -85,7 +85,7 @@ def _add(st: ApiState, sha256: str, upload: Incoming, owner: str) -> tuple[Cache
     },
 )
 async def upload(
-    sha256: Digest, request: Request, response: Response, st: State, who: Caller, limit: MaxBytes
+    sha256: Digest, request: Request, response: Response, st: State, who: JobCaller, limit: MaxBytes
 ) -> CacheObjectOut:
     """Upload an object under its sha256: 201 if new to you, 200 if you had it already."""
     encoding = request.headers.get("content-encoding", "identity").lower()
@@ -119,7 +119,7 @@ async def upload(
     response_class=Response,
     responses={200: {"description": "you have it; Content-Length is its size"}, 404: {}},
 )
-def probe(sha256: Digest, st: State, who: Caller) -> Response:
+def probe(sha256: Digest, st: State, who: JobCaller) -> Response:
     """Whether you have uploaded this object (200, with its size) or not (404)."""
     with st.db.engine.connect() as conn:
         cache.find(conn, sha256, who.user)
@@ -140,7 +140,7 @@ def _chunks(handle: BinaryIO) -> Iterator[bytes]:
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}}, 404: {}},
 )
-def download(sha256: Digest, st: State, who: Caller) -> StreamingResponse:
+def download(sha256: Digest, st: State, who: JobCaller) -> StreamingResponse:
     """The bytes of an object you uploaded (admins: anyone's)."""
     with st.db.engine.connect() as conn:
         cache.find(conn, sha256, None if who.admin else who.user)

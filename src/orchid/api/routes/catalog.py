@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from orchid.api.deps import Caller, Cursor, State, check_id, visible_workflow
+from orchid.api.deps import Cursor, JobCaller, State, check_id, visible_workflow
 from orchid.api.schemas import CollectionOut, FileOut, FilePage
 from orchid.core.states import FileStatus
 from orchid.store import catalog
@@ -31,7 +31,7 @@ def _out(c: CollectionSummary) -> CollectionOut:
 
 
 @router.get("/{workflow_id}/collections", response_model=list[CollectionOut])
-def list_collections(workflow_id: int, st: State, who: Caller) -> list[CollectionOut]:
+def list_collections(workflow_id: int, st: State, who: JobCaller) -> list[CollectionOut]:
     """The workflow's collections (datasets), with how many files are in each status."""
     wf = visible_workflow(st, who, check_id(workflow_id))
     with st.db.engine.connect() as conn:
@@ -43,7 +43,7 @@ def list_files(
     workflow_id: int,
     collection_id: int,
     st: State,
-    who: Caller,
+    who: JobCaller,
     status: Annotated[list[FileStatus] | None, Query()] = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from orchid.api.deps import Caller, State, check_id, visible_workflow
+from orchid.api.deps import JobCaller, State, check_id, visible_workflow
 from orchid.graph.load import load
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
@@ -48,7 +48,7 @@ class GraphOut(BaseModel):
 
 
 @router.get("/{workflow_id}/graph", response_model=GraphOut)
-def get_graph(workflow_id: int, st: State, who: Caller) -> Any:
+def get_graph(workflow_id: int, st: State, who: JobCaller) -> Any:
     """Works as nodes (status, job counts), their dependencies as edges, loops as groups."""
     wf = visible_workflow(st, who, check_id(workflow_id))
     with st.db.engine.connect() as conn:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.deps import ApiState, Caller, State, check_id, now, visible_workflow
+from orchid.api.deps import ApiState, JobCaller, State, check_id, now, visible_workflow
 from orchid.api.routes.messages import read_body
 from orchid.api.schemas import AddedWorkOut, AddWorkIn, CloseIn, WorkflowOut
 from orchid.core import jsonvalues
@@ -64,7 +64,7 @@ def _add(st: ApiState, who: Principal, workflow_id: int, raw: bytes) -> extend.A
     responses={200: {"description": "a work of that name was there already"}},
 )
 async def add_work(
-    workflow_id: int, request: Request, response: Response, st: State, who: Caller
+    workflow_id: int, request: Request, response: Response, st: State, who: JobCaller
 ) -> AddedWorkOut:
     """Add a work to a workflow you may change that has not ended (idempotent by name)."""
     await run_in_threadpool(visible_workflow, st, who, check_id(workflow_id), act=True)
@@ -88,7 +88,7 @@ def _close(st: ApiState, workflow_id: int, raw: bytes) -> WorkflowOut:
 
 
 @router.post("/{workflow_id}/close", response_model=WorkflowOut)
-async def close(workflow_id: int, request: Request, st: State, who: Caller) -> WorkflowOut:
+async def close(workflow_id: int, request: Request, st: State, who: JobCaller) -> WorkflowOut:
     """No more works will be added to this open workflow: it ends once its works have.
     With an `error`, it fails (its workflow function raised). Closing again is harmless."""
     await run_in_threadpool(visible_workflow, st, who, check_id(workflow_id), act=True)

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from orchid.api.deps import ApiState, Caller, State, check_id, now, visible_workflow
+from orchid.api.deps import ApiState, JobCaller, State, check_id, now, visible_workflow
 from orchid.api.hpo_schemas import (
     NextIn,
     NextOut,
@@ -44,12 +44,12 @@ def _ops(request: Request) -> Studies:
 def _study(st: ApiState, who: Principal, study_id: int, *, act: bool = False) -> studies.StudyRow:
     with st.db.engine.connect() as conn:
         study = studies.get(conn, check_id(study_id))
-    visible_workflow(st, who, study.workflow_id, act=act)
+    visible_workflow(st, who, study.workflow_id, act=act, missing=studies.missing(study_id))
     return study
 
 
 @router.get("/workflows/{workflow_id}/studies", response_model=list[StudyOut])
-def list_studies(workflow_id: int, request: Request, st: State, who: Caller) -> list[StudyOut]:
+def list_studies(workflow_id: int, request: Request, st: State, who: JobCaller) -> list[StudyOut]:
     """The studies of a workflow (one per hpo work, per loop iteration)."""
     wf = visible_workflow(st, who, check_id(workflow_id))
     ops = _ops(request)
@@ -58,7 +58,7 @@ def list_studies(workflow_id: int, request: Request, st: State, who: Caller) -> 
 
 
 @router.get("/studies/{study_id}", response_model=StudyOut)
-def get_study(study_id: int, request: Request, st: State, who: Caller) -> StudyOut:
+def get_study(study_id: int, request: Request, st: State, who: JobCaller) -> StudyOut:
     """A study with its counts and best trials so far."""
     study = _study(st, who, study_id)
     with st.db.engine.connect() as conn:
@@ -69,7 +69,7 @@ def get_study(study_id: int, request: Request, st: State, who: Caller) -> StudyO
 def list_trials(
     study_id: int,
     st: State,
-    who: Caller,
+    who: JobCaller,
     segment: Annotated[str | None, Query(pattern=SEGMENT_PATTERN)] = None,
     status: Annotated[list[TrialStatus] | None, Query()] = None,
     cursor: Annotated[str | None, Query(max_length=20, pattern=r"^\d+$")] = None,
@@ -91,7 +91,9 @@ def list_trials(
 
 
 @router.post("/studies/{study_id}/next", response_model=NextOut)
-def next_points(study_id: int, body: NextIn, request: Request, st: State, who: Caller) -> NextOut:
+def next_points(
+    study_id: int, body: NextIn, request: Request, st: State, who: JobCaller
+) -> NextOut:
     """Pull mode: lease up to `n` unevaluated points to you; report each one's loss before
     the study's `lease` runs out, or it is offered to another worker."""
     study = _study(st, who, study_id, act=True)
@@ -115,18 +117,20 @@ def _report(st: ApiState, request: Request, trial_id: int, body: ReportIn) -> Re
 
 @router.post("/trials/{trial_id}/report", response_model=ReportOut)
 def report_trial(
-    trial_id: int, body: ReportIn, request: Request, st: State, who: Caller
+    trial_id: int, body: ReportIn, request: Request, st: State, who: JobCaller
 ) -> ReportOut:
     """Report a trial's loss (or values, metrics, failure), or an intermediate value."""
     with st.db.engine.connect() as conn:
         trial = trial_rows.get_trial(conn, check_id(trial_id))
         study = studies.get(conn, trial.study_id)
-    visible_workflow(st, who, study.workflow_id, act=True)
+    visible_workflow(st, who, study.workflow_id, act=True, missing=f"no trial {trial_id}")
     return _report(st, request, trial_id, body)
 
 
 @router.post("/jobs/{job_id}/report", response_model=ReportOut)
-def report_job(job_id: int, body: ReportIn, request: Request, st: State, who: Caller) -> ReportOut:
+def report_job(
+    job_id: int, body: ReportIn, request: Request, st: State, who: JobCaller
+) -> ReportOut:
     """A trial job reports an intermediate value (`step`, `value`) by its job id."""
     if body.step is None:
         raise InvalidInput(
@@ -135,5 +139,6 @@ def report_job(job_id: int, body: ReportIn, request: Request, st: State, who: Ca
     with st.db.engine.connect() as conn:
         trial = trial_rows.trial_of_job(conn, check_id(job_id))
         study = studies.get(conn, trial.study_id)
-    visible_workflow(st, who, study.workflow_id, act=True)
+    hidden = f"job {job_id} is not a trial of a study"  # as for a job that does not exist
+    visible_workflow(st, who, study.workflow_id, act=True, missing=hidden)
     return _report(st, request, trial.id, body)

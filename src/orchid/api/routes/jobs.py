@@ -14,12 +14,11 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 from starlette.types import Send
 
-from orchid.api.deps import Caller, State, check_id, visible_workflow
+from orchid.api.deps import JobCaller, State, visible_job
 from orchid.api.schemas import JobOut
 from orchid.core.model import Job
 from orchid.errors import NotFound
 from orchid.safefiles import open_log
-from orchid.store import jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -68,16 +67,9 @@ class SnapshotFileResponse(FileResponse):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def _job(st: State, who: Caller, job_id: int) -> Job:
-    with st.db.engine.connect() as conn:
-        job = jobs.get(conn, check_id(job_id))
-    visible_workflow(st, who, job.workflow_id)
-    return job
-
-
 @router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: int, st: State, who: Caller) -> JobOut:
-    return JobOut.of(_job(st, who, job_id))
+def get_job(job_id: int, st: State, who: JobCaller) -> JobOut:
+    return JobOut.of(visible_job(st, who, job_id))
 
 
 @router.get(
@@ -88,11 +80,11 @@ def get_job(job_id: int, st: State, who: Caller) -> JobOut:
 def get_logs(
     job_id: int,
     st: State,
-    who: Caller,
+    who: JobCaller,
     stream: Annotated[Literal["stdout", "stderr"], Query()] = "stdout",
 ) -> SnapshotFileResponse:
     """The latest attempt's stdout or stderr; send `Range: bytes=...` for part of a big log."""
-    return log_response(_job(st, who, job_id), stream, st.settings.log_dir)
+    return log_response(visible_job(st, who, job_id), stream, st.settings.log_dir)
 
 
 def log_response(

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.deps import ApiState, Caller, State, check_id, now, visible_workflow
+from orchid.api.deps import ApiState, JobCaller, State, check_id, now, visible_workflow
 from orchid.api.errors import TooLarge
 from orchid.api.schemas import MessageIn, MessageOut, MessagePage
 from orchid.core import jsonvalues
@@ -80,7 +80,7 @@ def _post(st: ApiState, sender: str, workflow_id: int, raw: bytes) -> Message:
     openapi_extra=MESSAGE_BODY,
     responses={413: {"description": "the body is over 1 MiB as JSON"}},
 )
-async def post_message(workflow_id: int, request: Request, st: State, who: Caller) -> MessageOut:
+async def post_message(workflow_id: int, request: Request, st: State, who: JobCaller) -> MessageOut:
     """Post a message to a workflow you may act on; its watchers see a `message` event."""
     await run_in_threadpool(visible_workflow, st, who, check_id(workflow_id), act=True)
     raw = await read_body(request, MAX_BODY_BYTES + ENVELOPE_BYTES)
@@ -92,7 +92,7 @@ async def post_message(workflow_id: int, request: Request, st: State, who: Calle
 def list_messages(
     workflow_id: int,
     st: State,
-    who: Caller,
+    who: JobCaller,
     after: Annotated[int, Query(ge=0, le=2**62, description="the last message id seen")] = 0,
     kind: Annotated[str | None, Query(pattern=KIND_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from orchid import __version__
-from orchid.api.deps import Caller, State, now
+from orchid.api.deps import Caller, JobCaller, State, now
 from orchid.api.schemas import Health, WhoAmI
 from orchid.store import agents
 from orchid.store.agents import ALIVE_S
@@ -35,7 +35,7 @@ def health(st: State, _: Caller) -> Health:
 
 
 @router.get("/whoami", response_model=WhoAmI)
-def whoami(who: Caller) -> WhoAmI:
+def whoami(who: JobCaller) -> WhoAmI:
     """Who the server takes the caller to be: user, groups, admin (clients filter by it)."""
     return WhoAmI(
         user=who.user,

@@ -15,7 +15,18 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.deps import ApiState, Caller, Cursor, State, check_id, now, visible_workflow
+from orchid.api.deps import (
+    ApiState,
+    Caller,
+    Cursor,
+    JobCaller,
+    Recheck,
+    State,
+    authenticate,
+    check_id,
+    now,
+    visible_workflow,
+)
 from orchid.api.errors import Denied, TooLarge
 from orchid.api.schemas import (
     CommandOut,
@@ -162,6 +173,7 @@ def _submit(
         executors=st.settings.executor_names,
         owner_groups=who.groups,
         data_managers=st.data_managers,
+        limits=st.settings.limits,
     )
 
 
@@ -216,7 +228,7 @@ def list_workflows(
 
 
 @router.get("/{workflow_id}", response_model=WorkflowDetail)
-def get_workflow(workflow_id: int, st: State, who: Caller) -> WorkflowDetail:
+def get_workflow(workflow_id: int, st: State, who: JobCaller) -> WorkflowDetail:
     """A workflow with its works and their job counts by status."""
     wf = visible_workflow(st, who, check_id(workflow_id))
     with st.db.engine.connect() as conn:
@@ -225,7 +237,7 @@ def get_workflow(workflow_id: int, st: State, who: Caller) -> WorkflowDetail:
 
 
 @router.post("/{workflow_id}/{action}", status_code=202, response_model=CommandOut)
-def act(workflow_id: int, action: Action, st: State, who: Caller) -> CommandOut:
+def act(workflow_id: int, action: Action, st: State, who: JobCaller) -> CommandOut:
     """Queue a command: abort, suspend, resume, retry (failed jobs), finish (start nothing new)."""
     visible_workflow(st, who, check_id(workflow_id), act=True)
     with st.db.begin() as conn:
@@ -234,7 +246,7 @@ def act(workflow_id: int, action: Action, st: State, who: Caller) -> CommandOut:
 
 
 @router.get("/{workflow_id}/works", response_model=list[WorkOut])
-def list_works(workflow_id: int, st: State, who: Caller) -> list[WorkOut]:
+def list_works(workflow_id: int, st: State, who: JobCaller) -> list[WorkOut]:
     wf = visible_workflow(st, who, check_id(workflow_id))
     with st.db.engine.connect() as conn:
         return [WorkOut.of(w) for w in works.list_for(conn, wf.id)]
@@ -244,7 +256,7 @@ def list_works(workflow_id: int, st: State, who: Caller) -> list[WorkOut]:
 def list_jobs(
     workflow_id: int,
     st: State,
-    who: Caller,
+    who: JobCaller,
     status: Annotated[list[JobStatus] | None, Query()] = None,
     work: Annotated[int | None, Query(ge=1, le=2**62, description="of this work id only")] = None,
     cursor: Cursor = None,
@@ -275,15 +287,21 @@ async def stream_events(
     workflow_id: int,
     request: Request,
     st: State,
-    who: Caller,
+    who: JobCaller,
     after: Annotated[int, Query(ge=0, le=2**62, description="last event id seen")] = 0,
 ) -> StreamingResponse:
-    """Server-sent events of the workflow's changes; the stream ends when the workflow does."""
+    """Server-sent events of the workflow's changes; the stream ends when the workflow does,
+    or when the caller's credentials stop working (checked every few seconds)."""
     await run_in_threadpool(visible_workflow, st, who, check_id(workflow_id))
+    recheck = Recheck(lambda: visible_workflow(st, authenticate(request, st), workflow_id))
 
     async def feed() -> AsyncIterator[str]:
         last, quiet = after, 0.0
         while not await request.is_disconnected():
+            refused = await recheck.refused()
+            if refused is not None:
+                yield f": closed: {' '.join(refused.split())}\n\n"
+                return
             batch, status = await run_in_threadpool(_events, st, workflow_id, last)
             for ev in batch:
                 last = ev["id"]
