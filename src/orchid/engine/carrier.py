@@ -271,7 +271,7 @@ class Carrier:
         except Exception:  # the database is away: the leases run out as after a crash
             log.warning("could not give back the jobs in flight here", exc_info=True)
             return
-        self._delays.clear()
+        self._policies.clear()
         if n:
             log.info("gave back %d jobs in flight to %s", n, self.executor.name)
 
