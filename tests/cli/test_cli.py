@@ -92,6 +92,7 @@ def test_run_failure_exits_one_and_logs_are_kept(env: dict[str, str], tmp_path: 
 
 
 def test_unknown_workflow_and_job(env: dict[str, str]) -> None:
+    assert orchid(env, "db", "upgrade").returncode == 0  # a database, without workflows
     for args in (("status", "99"), ("abort", "99"), ("logs", "99")):
         proc = orchid(env, *args)
         assert proc.returncode == 2, args
@@ -99,7 +100,8 @@ def test_unknown_workflow_and_job(env: dict[str, str]) -> None:
 
 
 def test_status_lists_workflows(env: dict[str, str], tmp_path: Path) -> None:
-    assert "no workflows yet" in orchid(env, "status").stdout
+    first = orchid(env, "status")  # nothing was run: there is no database yet
+    assert first.returncode == 2 and "there is no database at" in first.stderr
     path = write(tmp_path, "name: listed\nworks:\n  - {name: a, noop: true}\n")
     assert orchid(env, "run", path).returncode == 0
     rows = json.loads(orchid(env, "status", "--json").stdout)

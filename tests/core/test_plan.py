@@ -497,7 +497,11 @@ def test_otherwise_fail_ends_the_workflow_failed_even_with_continue() -> None:
         (K.FAILED, K.SUCCEEDED, True),
         (K.SUCCEEDED, K.SUCCEEDED, True),
         (K.FAILED, K.FAILED, False),
-        (K.SKIPPED, K.PARTIAL, False),
+        (K.SKIPPED, K.SKIPPED, False),
+        (K.CANCELLED, K.FAILED, False),
+        # a partial work has results to use: it counts as a success here (issue 16)
+        (K.SKIPPED, K.PARTIAL, True),
+        (K.PARTIAL, K.FAILED, True),
     ],
 )
 def test_one_success(first: WorkStatus, second: WorkStatus, runs: bool) -> None:
@@ -517,7 +521,7 @@ def test_one_success(first: WorkStatus, second: WorkStatus, runs: bool) -> None:
     else:
         stop = stops(d)[r.id("c")]
         assert (stop.status, stop.cause) == (K.SKIPPED, "upstream")
-        assert "none did" in stop.message
+        assert "no upstream succeeded" in stop.message and "trigger one_success" in stop.message
 
 
 def test_one_success_waits_for_every_upstream_work() -> None:
@@ -577,7 +581,7 @@ def test_one_failed(first: WorkStatus, second: WorkStatus, runs: bool) -> None:
     else:
         stop = stops(d)[r.id("cleanup")]
         assert (stop.status, stop.cause) == (K.SKIPPED, "upstream")
-        assert "to fail" in stop.message
+        assert "no upstream failed" in stop.message
 
 
 # --- on_failure and the end of a workflow -------------------------------------------------
@@ -590,6 +594,50 @@ def test_all_succeeded_ends_succeeded() -> None:
     d = r.decide()
     assert d.workflow_status is WF.SUCCEEDED
     assert d.message == ""
+
+
+def test_succeeded_workflow_says_which_works_were_skipped_and_why() -> None:
+    """A final work behind a branch not taken is skipped, and the workflow succeeds: the
+    message names the skipped works with their reasons (issue 16)."""
+    r = Run(
+        planner(
+            [
+                W("a"),
+                W("b", after=["a"], when="params.n > 1"),
+                W("c", after=["b"]),
+                W("d", after=["a"]),
+            ],
+            parameters={"n": 0},
+        ),
+        params={"n": 0},
+    )
+    r.set("a", K.SUCCEEDED)
+    r.apply(r.decide())  # b skipped by its condition, d started
+    r.set("d", K.SUCCEEDED)
+    r.apply(r.decide())  # c skipped: its upstream was
+    d = r.decide()
+    assert d.workflow_status is WF.SUCCEEDED
+    assert d.message == (
+        "skipped: b (condition `params.n > 1` is false); "
+        "c (upstream b skipped: trigger all_success needs all to succeed)"
+    )
+
+
+def test_partial_workflow_names_failed_and_skipped_works() -> None:
+    r = Run(planner([W("a", on_failure="continue"), W("b", after=["a"])]))
+    r.set("a", K.FAILED)
+    r.apply(r.decide())
+    d = r.decide()
+    assert d.workflow_status is WF.PARTIAL
+    assert d.message.startswith("works a failed (on_failure: continue); skipped: b (upstream a")
+
+
+def test_skipped_note_names_five_works_and_counts_the_rest() -> None:
+    from orchid.core.plan import skipped_note
+
+    works = [WorkState(i, f"w{i}", 0, K.SKIPPED, message="why") for i in range(8)]
+    note = skipped_note([*works, WorkState(9, "w0", 1, K.SUCCEEDED)])  # w0's latest ran
+    assert note == "skipped: " + "; ".join(f"w{i} (why)" for i in range(1, 6)) + "; and 2 more"
 
 
 def test_workflow_does_not_end_while_a_work_runs() -> None:
@@ -641,7 +689,10 @@ def test_on_failure_continue_ends_partial() -> None:
     r.set("c", K.SUCCEEDED)
     d = r.decide()
     assert d.workflow_status is WF.PARTIAL
-    assert d.message == "works a failed (on_failure: continue)"
+    assert d.message == (
+        "works a failed (on_failure: continue); "
+        "skipped: b (upstream a failed: trigger all_success needs all to succeed)"
+    )
 
 
 def test_partial_lists_every_failed_work_sorted() -> None:
@@ -832,7 +883,7 @@ def test_loop_stops_when_until_holds() -> None:
     ls = d.loops["fit"]
     assert (ls.status, ls.iteration) == ("succeeded", 1)
     assert ls.vars == {"lr": 0.2, "seen": [0.9]}  # no `next` after the last iteration
-    assert "held after 2 iterations" in ls.message
+    assert "held at iteration 1" in ls.message  # as `loop.iteration` counts, from 0
     assert d.create == []
     r.apply(d)
     d = r.decide()

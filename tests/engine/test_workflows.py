@@ -461,7 +461,10 @@ def test_on_failure_continue_ends_partial(make_engine: EngineFactory) -> None:
     wf_id, wf = e.run(template)
 
     assert wf.status == "partial"
-    assert wf.message == "works A failed (on_failure: continue)"
+    assert wf.message == (
+        "works A failed (on_failure: continue); "
+        "skipped: C (upstream A partial: trigger all_success needs all to succeed)"
+    )
     assert statuses(e.db, wf_id) == {
         "A": "partial",
         "B": "succeeded",

@@ -44,7 +44,7 @@ def test_svg_is_well_formed_and_marks_each_work() -> None:
     links = [a.get("href") for a in root.iter(f"{SVG}a")]
     assert links == ["/ui/x?work=11", "/ui/x?work=12"]  # report has no work row yet: no link
     texts = " ".join(t.text or "" for t in root.iter(f"{SVG}text"))
-    assert "running · 3/5" in texts and "iteration 3/5" in texts
+    assert "running · 3/5" in texts and "iteration 2 (0..4)" in texts  # as loop.iteration
     assert len([p for p in root.iter(f"{SVG}path") if "edge" in (p.get("class") or "")]) == 2
 
 
@@ -61,7 +61,7 @@ def test_dot_names_every_node_and_edge_and_quotes_safely() -> None:
     dot = to_dot(GRAPH)
     assert dot.startswith('digraph "tricky \\"name\\"" {')
     assert '"fit" -> "score<&>";' in dot and '"score<&>" -> "report" [style=dashed];' in dot
-    assert "subgraph cluster_0" in dot and "iteration 3/5" in dot
+    assert "subgraph cluster_0" in dot and "iteration 2 (0..4)" in dot
 
 
 def test_mermaid_escapes_labels_and_colours_by_status() -> None:

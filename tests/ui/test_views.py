@@ -78,7 +78,7 @@ def test_times_sizes_and_text() -> None:
         (
             "loop",
             {"loop": "tune", "status": "running", "iteration": 2},
-            "loop tune running (iteration 3)",
+            "loop tune running (iteration 2)",  # as `loop.iteration` counts (issue 16)
         ),
         ("message.result", {}, "message.result"),
     ],

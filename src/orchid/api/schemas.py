@@ -104,6 +104,7 @@ class JobOut(_Out):
     id: int
     workflow_id: int
     work: str
+    work_id: int | None = None  # the work row (a loop's work has one per iteration)
     name: str
     status: str
     args: dict[str, Any]
@@ -123,6 +124,7 @@ class JobOut(_Out):
             id=j.id,
             workflow_id=j.workflow_id,
             work=j.work_name,
+            work_id=j.work_id,
             name=j.name,
             status=j.status,
             args=dict(j.args),

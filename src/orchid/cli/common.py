@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import sqlalchemy as sa
@@ -15,9 +16,9 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from orchid.engine.submit import parse_param
-from orchid.errors import InvalidInput
+from orchid.errors import InvalidInput, NotFound
 from orchid.settings import Settings
-from orchid.store.db import Database
+from orchid.store.db import HEAD, Database
 
 if TYPE_CHECKING:
     from orchid.client import Client
@@ -64,6 +65,14 @@ ExecutorOpt = Annotated[
         "--executor", help="the default executor: local, null, or one of the settings file"
     ),
 ]
+JsonLinesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="no live table: a line of JSON (as `status ID --json`) at each change, the last "
+        "one final",
+    ),
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log what the agents do")]
 MAX_ID = 2**63 - 1
 WorkflowId = Annotated[int, typer.Argument(min=1, max=MAX_ID, help="workflow id")]
@@ -100,6 +109,45 @@ def _open(settings: Settings, wait: float = 0.0) -> Database:
             err.print(f"the database is not reachable; trying again in {delay:.1f}s")
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+def _open_existing(settings: Settings) -> Database:
+    """The database of a read-only command (`status`, `jobs`, `logs`, `graph`, `watch`):
+    migrated if it is an older Orchid database, but never created, nor its folder. A path
+    with no database, or a database without Orchid's tables, is a :class:`NotFound` that
+    says so (a typo in ``--db`` must not look like an empty Orchid)."""
+    where = database_name(settings.db_url)
+    url = sa.engine.make_url(settings.db_url) if "://" in settings.db_url else None
+    if url is not None and url.get_backend_name() == "sqlite":
+        path = url.database or ""
+        if path and path != ":memory:":
+            if not Path(path).is_file():
+                raise NotFound(f"there is no database at {path}: {_WHICH_DB}")
+            with Path(path).open("rb") as fh:
+                if fh.read(16) != b"SQLite format 3\x00":  # opening it would make it one
+                    raise NotFound(f"{path} is not an Orchid database: {_WHICH_DB}")
+    db = Database(settings.db_url)
+    revision = db.revision()
+    if revision is None:
+        db.dispose()
+        raise NotFound(f"{where} is not an Orchid database (it has no Orchid tables): {_WHICH_DB}")
+    if revision != HEAD:
+        db.upgrade()  # an older Orchid database: the commands below read today's schema
+    return db
+
+
+_WHICH_DB = "check --db / ORCHID_DB_URL (`orchid run`, `orchid submit` and `orchid up` create one)"
+
+
+def database_name(db_url: str) -> str:
+    """A database as people name it: an SQLite file's path, a URL without its password."""
+    try:
+        url = sa.engine.make_url(db_url)
+    except sa.exc.ArgumentError:
+        return db_url
+    if url.get_backend_name() == "sqlite":
+        return url.database or db_url
+    return url.render_as_string(hide_password=True)
 
 
 def _tune_gc() -> None:

@@ -8,7 +8,16 @@ from typing import Annotated, Literal
 
 import typer
 
-from orchid.cli.common import DbOpt, UrlOpt, WorkflowId, _open, _remote, _settings, app, err
+from orchid.cli.common import (
+    DbOpt,
+    UrlOpt,
+    WorkflowId,
+    _open_existing,
+    _remote,
+    _settings,
+    app,
+    err,
+)
 
 Format = Literal["svg", "png", "dot", "mermaid"]
 
@@ -36,7 +45,7 @@ def graph(
     else:
         from orchid.graph.load import load
 
-        database = _open(_settings(db=db))
+        database = _open_existing(_settings(db=db))
         with database.engine.connect() as conn:
             g = load(conn, workflow_id)
     if fmt == "png":

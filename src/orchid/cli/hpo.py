@@ -19,6 +19,7 @@ from orchid.cli.common import (
     UrlOpt,
     WorkflowId,
     _open,
+    _open_existing,
     _remote,
     _settings,
     app,
@@ -43,9 +44,10 @@ TrialId = Annotated[
 
 
 def _local_study(
-    workflow_id: int, work: str | None, db: str | None
+    workflow_id: int, work: str | None, db: str | None, *, read_only: bool = False
 ) -> tuple[Any, Studies, dict[str, Any]]:
-    database = _open(_settings(db=db))
+    settings = _settings(db=db)
+    database = _open_existing(settings) if read_only else _open(settings)
     ops = Studies()
     with database.engine.connect() as conn:
         views = [ops.view(conn, s) for s, _, _ in studies.of_workflow(conn, workflow_id)]
@@ -66,7 +68,7 @@ def list_studies(workflow_id: WorkflowId, db: DbOpt = None, url: UrlOpt = None) 
         with client:
             data = [s.model_dump() for s in client.hpo.studies(workflow_id)]
     else:
-        database = _open(_settings(db=db))
+        database = _open_existing(_settings(db=db))
         ops = Studies()
         with database.engine.connect() as conn:
             data = [ops.view(conn, s) for s, _, _ in studies.of_workflow(conn, workflow_id)]
@@ -83,7 +85,7 @@ def best(
         with client:
             view: dict[str, Any] = client.hpo.study_of(workflow_id, work).model_dump()
     else:
-        view = _local_study(workflow_id, work, db)[2]
+        view = _local_study(workflow_id, work, db, read_only=True)[2]
     shown = _without_history(view["summary"])
     console.print_json(data={"study": view["id"], "status": view["status"], **shown})
 

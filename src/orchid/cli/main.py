@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shlex
 import sys
 import threading
 import time
@@ -22,9 +23,11 @@ from orchid.cli.progress import (
     follow,
     follow_remote,
     from_api,
+    latest_works,
     remote_failures,
     render,
     snapshot,
+    state_json,
     status_text,
 )
 from orchid.core.model import Work, Workflow
@@ -35,7 +38,7 @@ from orchid.engine.runner import make_runner
 from orchid.engine.submit import check_template, load_template, submit
 from orchid.errors import InvalidInput, NotFound, OrchidError
 from orchid.safefiles import open_log
-from orchid.store import commands, jobs, workflows
+from orchid.store import agents, commands, jobs, workflows
 
 if TYPE_CHECKING:
     from orchid.api.schemas import WorkflowOut
@@ -45,6 +48,7 @@ from orchid.cli.common import (
     DbOpt,
     ExecutorOpt,
     GroupOpt,
+    JsonLinesOpt,
     ParamOpt,
     UrlOpt,
     VerboseOpt,
@@ -53,6 +57,7 @@ from orchid.cli.common import (
     _age,
     _logging,
     _open,
+    _open_existing,
     _params,
     _personal,
     _remote,
@@ -60,6 +65,7 @@ from orchid.cli.common import (
     _tune_gc,
     app,
     console,
+    database_name,
     err,
 )
 
@@ -72,6 +78,7 @@ def run(
     workers: WorkersOpt = None,
     executor: ExecutorOpt = None,
     verbose: VerboseOpt = False,
+    as_json: JsonLinesOpt = False,
 ) -> None:
     """Run a workflow here, to the end, with live progress. Exits 1 unless it succeeds."""
     _logging(verbose)
@@ -114,14 +121,18 @@ def run(
     thread = threading.Thread(target=loop, name="orchid-agents", daemon=True)
     thread.start()
     try:
-        wf = follow(database, wf_id, console, finished=done.is_set)
+        wf = follow(database, wf_id, console, finished=done.is_set, as_json=as_json)
     except KeyboardInterrupt:
+        # a clean stop: the agents end their round, the executor stops and reaps the jobs it
+        # runs, and the carriers hand those back, so that other agents take them at once
+        err.print("interrupted: stopping the running jobs…")
         runner.stop()
-        thread.join(10)
+        thread.join(30)
         exe.close()
+        runner.close()
         err.print(
-            f"interrupted: workflow {wf_id} is saved; `orchid agents` carries it on, "
-            f"`orchid abort {wf_id}` stops it"
+            f"workflow {wf_id} is saved and its running jobs are ready to run again: "
+            f"`orchid agents` carries it on, `orchid abort {wf_id}` stops it"
         )
         raise typer.Exit(130) from None
     runner.stop()
@@ -130,7 +141,9 @@ def run(
     runner.close()
     if failure:
         raise failure[0]
-    wf = snapshot(database, wf_id)[0]
+    wf, ws = snapshot(database, wf_id)
+    if not as_json:
+        _work_notes(wf, ws)  # which works were skipped, and why
     _explain(wf.status, lambda: failures(database, wf_id))
     _exit_for(wf.status)
 
@@ -215,7 +228,7 @@ def status(
                 pages = client.iter_workflows(page_size=min(limit, 500))
                 _show_list(list(itertools.islice(pages, limit)), as_json)
         return
-    database = _open(_settings(db=db))
+    database = _open_existing(_settings(db=db))
     if workflow_id is not None:
         wf, ws = snapshot(database, workflow_id)
         _show_one(wf, ws, as_json, lambda: failures(database, wf.id))
@@ -227,30 +240,24 @@ def status(
 
 def _show_one(wf: Workflow, ws: list[Work], as_json: bool, failed: Callable[[], list[str]]) -> None:
     if as_json:
-        console.print_json(
-            data={
-                "id": wf.id,
-                "name": wf.name,
-                "status": wf.status,
-                "message": wf.message,
-                "works": [
-                    {
-                        "name": w.name,
-                        "iteration": w.iteration,
-                        "status": w.status,
-                        "message": w.message,
-                        "counts": {str(k): v for k, v in w.counts.items()},
-                    }
-                    for w in ws
-                ],
-            }
-        )
+        console.print_json(data=state_json(wf, ws))
         return
     console.print(render(wf, ws, time.time()))
-    for w in ws:
-        if w.message and w.status != "succeeded":
-            console.print(f"  [dim]{w.name}:[/] {w.message}")
+    _work_notes(wf, ws)
     _explain(wf.status, failed)
+
+
+def _work_notes(wf: Workflow, ws: list[Work]) -> None:
+    """Why works did not succeed (skipped: a condition, an upstream...), one line each,
+    unless the workflow's message (printed with the table) says it already."""
+    for w in latest_works(ws):
+        if w.message and w.status != "succeeded" and w.message not in wf.message:
+            name = w.name if w.iteration == 0 else f"{w.name} #{w.iteration}"
+            console.print(
+                f"  [dim]{escape(name)} {w.status}:[/] {escape(w.message)}",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def _show_list(rows: Sequence[Workflow | WorkflowOut], as_json: bool) -> None:
@@ -282,33 +289,50 @@ def _show_list(rows: Sequence[Workflow | WorkflowOut], as_json: bool) -> None:
 
 
 @app.command()
-def watch(workflow_id: WorkflowId, db: DbOpt = None, url: UrlOpt = None) -> None:
+def watch(
+    workflow_id: WorkflowId, db: DbOpt = None, url: UrlOpt = None, as_json: JsonLinesOpt = False
+) -> None:
     """Follow a workflow's progress until it ends (agents run elsewhere). Exits 1 unless it
     succeeds."""
     client = _remote(url, db)
     if client is not None:
         with client:
-            wf = follow_remote(client, workflow_id, console)
+            wf = follow_remote(client, workflow_id, console, as_json=as_json)
             _explain(wf.status, lambda: remote_failures(client, workflow_id))
         _exit_for(wf.status)
         return
-    database = _open(_settings(db=db))
-    wf = follow(database, workflow_id, console)
+    database = _open_existing(_settings(db=db))
+    wf = follow(database, workflow_id, console, as_json=as_json)
     _explain(wf.status, lambda: failures(database, workflow_id))
     _exit_for(wf.status)
 
 
 def _command(kind: commands.CommandKind, workflow_id: int, db: str | None, url: str | None) -> None:
+    """Queue a command; say whether an agent is alive to apply it (and how to start one)."""
     client = _remote(url, db)
     if client is not None:
         with client:
             client.act(workflow_id, kind)
+            alive = bool(client.health().agents)
+        start = "`orchid agents` on the server's database (or `orchid up`)"
     else:
-        database = _open(_settings(db=db))
+        settings = _settings(db=db)
+        database = _open_existing(settings)
         with database.begin() as conn:
             workflows.get(conn, workflow_id)
             commands.add(conn, workflow_id, kind, time.time())
-    console.print(f"{kind} of workflow {workflow_id} queued; the agents apply it")
+        with database.engine.connect() as conn:
+            alive = bool(agents.alive(conn, since=time.time() - agents.ALIVE_S))
+        start = f"`orchid agents --db {shlex.quote(database_name(settings.db_url))}`"
+    if alive:
+        console.print(f"{kind} of workflow {workflow_id} queued; the agents apply it")
+        return
+    console.print(
+        f"{kind} of workflow {workflow_id} queued, but no agent is running (none seen in "
+        f"the last {agents.ALIVE_S:.0f} s): it applies when one starts. Start one with {start}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -357,7 +381,7 @@ def logs(
         sys.stdout.flush()
         return
     settings = _settings(db=db)
-    database = _open(settings)
+    database = _open_existing(settings)
     with database.engine.connect() as conn:
         job = jobs.get(conn, job_id)
     if not job.log_uri:
@@ -376,7 +400,7 @@ def schema() -> None:
 
 
 # commands of their own modules, listed after the ones above in `orchid --help`
-from orchid.cli import graph, hpo, service, tokens  # noqa: E402, F401
+from orchid.cli import graph, hpo, joblist, service, tokens  # noqa: E402, F401
 
 
 def main() -> None:

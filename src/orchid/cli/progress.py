@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -76,14 +78,14 @@ def render(wf: Workflow, ws: list[Work], now: float) -> Group:
     for col in ("work", "status", "progress", "done", "jobs"):
         table.add_column(col)
     total = done = 0
-    for w in _latest(ws):
+    for w in latest_works(ws):
         n = sum(w.counts.values())
         finished = sum(
             w.counts.get(s, 0)
             for s in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.SKIPPED, JobStatus.CANCELLED)
         )
         total, done = total + n, done + finished
-        name = w.name if w.iteration == 0 else f"{w.name} #{w.iteration + 1}"
+        name = w.name if w.iteration == 0 else f"{w.name} #{w.iteration}"  # as loop.iteration
         bar = ProgressBar(
             total=max(n, 1),
             completed=finished if n else 0,
@@ -98,8 +100,9 @@ def render(wf: Workflow, ws: list[Work], now: float) -> Group:
     return Group(*parts)
 
 
-def _latest(ws: list[Work]) -> list[Work]:
-    """One row per work: a loop's works show their latest iteration (numbered from 1)."""
+def latest_works(ws: list[Work]) -> list[Work]:
+    """One row per work: a loop's works show their latest iteration (``#N`` numbered as
+    `loop.iteration` counts, from 0; the first has no number)."""
     latest: dict[str, Work] = {}
     for w in ws:
         if w.name not in latest or w.iteration > latest[w.name].iteration:
@@ -122,18 +125,41 @@ def follow(
     *,
     finished: Callable[[], bool] | None = None,
     interval: float = 0.3,
+    as_json: bool = False,
 ) -> Workflow:
     """Redraw until the workflow ends (or ``finished()``); return its final state.
 
     On a terminal the table redraws in place; elsewhere (a log file, CI) a
-    one-line summary is printed when something changed, at most every 5 s.
+    one-line summary is printed when something changed, at most every 5 s; with
+    ``as_json``, a line of JSON (:func:`state_json`) whenever something changed.
     """
     return follow_with(
         lambda: snapshot(db, workflow_id),
         console,
         finished=finished,
         wait=lambda: time.sleep(interval),
+        as_json=as_json,
     )
+
+
+def state_json(wf: Workflow, ws: list[Work]) -> dict[str, object]:
+    """A workflow and its works as `orchid status ID --json` prints them."""
+    return {
+        "id": wf.id,
+        "name": wf.name,
+        "status": wf.status,
+        "message": wf.message,
+        "works": [
+            {
+                "name": w.name,
+                "iteration": w.iteration,
+                "status": w.status,
+                "message": w.message,
+                "counts": {str(k): v for k, v in w.counts.items()},
+            }
+            for w in ws
+        ],
+    }
 
 
 def follow_with(
@@ -142,9 +168,12 @@ def follow_with(
     *,
     finished: Callable[[], bool] | None = None,
     wait: Callable[[], object],
+    as_json: bool = False,
 ) -> Workflow:
     """:func:`follow` over any source of snapshots: ``fetch()`` reads the workflow and its
     works, ``wait()`` returns when it is time to read them again."""
+    if as_json:
+        return _follow_json(fetch, finished, wait)
     if not console.is_terminal:
         return _follow_plain(fetch, console, finished, wait)
     wf, ws = fetch()
@@ -167,7 +196,7 @@ def summary_line(wf: Workflow, ws: list[Work], now: float) -> str:
     """``12:00:05 workflow 3 rubin running 1,040/2,460 jobs · isr succeeded 800/800 · ...``."""
     parts = []
     total = done = 0
-    for w in _latest(ws):
+    for w in latest_works(ws):
         n = sum(w.counts.values())
         finished = sum(w.counts.get(s, 0) for s in FINISHED)
         total, done = total + n, done + finished
@@ -196,6 +225,27 @@ def _follow_plain(
         if ended:
             wf, ws = fetch()
             console.print(render(wf, ws, now))
+            return wf
+        wait()
+
+
+def _follow_json(
+    fetch: Snapshot, finished: Callable[[], bool] | None, wait: Callable[[], object]
+) -> Workflow:
+    """One line of JSON on stdout each time the workflow or a work changed; the last line is
+    the final state."""
+    last = ""
+    while True:
+        wf, ws = fetch()
+        ended = wf.status in TERMINAL_WORKFLOW or bool(finished and finished())
+        if ended:
+            wf, ws = fetch()
+        line = json.dumps(state_json(wf, ws))
+        if line != last:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+            last = line
+        if ended:
             return wf
         wait()
 
@@ -268,7 +318,9 @@ REMOTE_MIN_INTERVAL = 0.25  # seconds between reads of a busy workflow
 REMOTE_MAX_INTERVAL = 5.0  # and of a quiet one (the elapsed time still moves)
 
 
-def follow_remote(client: Client, workflow_id: int, console: Console) -> Workflow:
+def follow_remote(
+    client: Client, workflow_id: int, console: Console, *, as_json: bool = False
+) -> Workflow:
     """:func:`follow` over the API: the event stream says when something changed, then
     one request reads the workflow (many events in a burst cost one read)."""
     changed = threading.Event()
@@ -292,7 +344,7 @@ def follow_remote(client: Client, workflow_id: int, console: Console) -> Workflo
 
     fetch: Snapshot = lambda: from_api(client.workflow(workflow_id))  # noqa: E731
     threading.Thread(target=listen, name=f"events-{workflow_id}", daemon=True).start()
-    return follow_with(fetch, console, wait=wait)
+    return follow_with(fetch, console, wait=wait, as_json=as_json)
 
 
 def remote_failures(client: Client, workflow_id: int, limit: int = 5) -> list[str]:

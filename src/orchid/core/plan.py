@@ -367,7 +367,7 @@ class Planner:
                     SUCCESS,
                     ls.iteration,
                     ls.vars,
-                    f"`{lp.until}` held after {ls.iteration + 1} iterations",
+                    f"`{lp.until}` held at iteration {ls.iteration}",
                 )
                 return
             if ls.iteration + 1 >= lp.max_iterations:
@@ -402,8 +402,12 @@ class Planner:
             bad = sorted({w.name for w in state.works if w.status in FAILED_WORK})
             d.workflow_status = WorkflowStatus.PARTIAL
             d.message = f"works {', '.join(bad)} failed (on_failure: continue)"
+            note = skipped_note(state.works)
+            d.message += f"; {note}" if note else ""
         else:
-            d.workflow_status, d.message = WorkflowStatus.SUCCEEDED, ""
+            # succeeded, yet some works may not have run (a branch not taken, and what
+            # depends on it): the message says which, and why
+            d.workflow_status, d.message = WorkflowStatus.SUCCEEDED, skipped_note(state.works)
 
 
 def _current_loop(state: RunState, loop: LoopSpec) -> dict[str, Any]:
@@ -429,16 +433,40 @@ class _Contexts:
 
 
 def _trigger_holds(trigger: str, deps: Mapping[str, str]) -> tuple[bool, str]:
-    """Whether the end states of the `after` works let a work run, and why not."""
+    """Whether the end states of the `after` works let a work run, and why not.
+
+    A ``partial`` work (some of its jobs succeeded, some failed) counts as a success for
+    ``one_success`` (there are results to use) and as a failure for ``one_failed``; it is
+    not a success for ``all_success``.
+    """
     if not deps:
         return True, ""
-    good = [n for n, s in deps.items() if s == SUCCESS]
+    some_good = [n for n, s in deps.items() if s in (SUCCESS, "partial")]
     bad = [n for n, s in deps.items() if s in ("failed", "partial")]
-    not_ok = [f"{n} {s}" for n, s in deps.items() if s != SUCCESS]
+    not_ok = ", ".join(f"{n} {s}" for n, s in deps.items() if s != SUCCESS)
+    every = ", ".join(f"{n} {s}" for n, s in deps.items())
     if trigger == "all_success":
-        return not not_ok, f"needs all of {list(deps)} to succeed: {', '.join(not_ok)}"
+        return not not_ok, f"upstream {not_ok}: trigger all_success needs all to succeed"
     if trigger == "one_success":
-        return bool(good), f"needs one of {list(deps)} to succeed; none did"
+        return bool(some_good), f"no upstream succeeded ({every}): trigger one_success"
     if trigger == "one_failed":
-        return bool(bad), f"needs one of {list(deps)} to fail; none did"
+        return bool(bad), f"no upstream failed ({every}): trigger one_failed"
     return True, ""  # all_done
+
+
+SKIPPED_SHOWN = 5  # skipped works a workflow's final message names, with their reasons
+
+
+def skipped_note(works: Sequence[WorkState]) -> str:
+    """Which works were skipped and why (latest iterations), for the message of a workflow
+    that ends without failing: ``skipped: b (condition `x` is false); c (upstream b ...)``."""
+    latest: dict[str, WorkState] = {}
+    for w in works:
+        if w.name not in latest or w.iteration > latest[w.name].iteration:
+            latest[w.name] = w
+    skipped = [w for w in latest.values() if w.status == WorkStatus.SKIPPED]
+    if not skipped:
+        return ""
+    shown = [f"{w.name} ({w.message or 'skipped'})" for w in skipped[:SKIPPED_SHOWN]]
+    more = len(skipped) - SKIPPED_SHOWN
+    return "skipped: " + "; ".join(shown) + (f"; and {more} more" if more > 0 else "")

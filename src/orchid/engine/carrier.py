@@ -274,6 +274,21 @@ class Carrier:
         self.executor.submit(specs)  # the executor finds them by key; a failure: next round
         return len(specs)
 
+    def close(self) -> None:
+        """Hand the jobs in flight here back, for another agent to run (or, on an executor
+        whose jobs outlive their agent, to adopt) at once rather than when their leases run
+        out. ``Runner.close`` calls it once the executors are closed."""
+        env = self.env
+        try:
+            with env.db.begin() as conn:
+                n = jobs.give_back(conn, self.owner, env.clock(), keep_attempt=self._durable)
+        except Exception:  # the database is away: the leases run out as after a crash
+            log.warning("could not give back the jobs in flight here", exc_info=True)
+            return
+        self._policies.clear()
+        if n:
+            log.info("gave back %d jobs in flight to %s", n, self.executor.name)
+
     def _token(self, conn: Connection, workflow_id: int, job_id: int, attempt: int) -> str:
         """A job token for this attempt (see :mod:`orchid.core.jobtoken`)."""
         if self._job_key is None:

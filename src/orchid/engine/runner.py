@@ -168,7 +168,9 @@ class Runner:
 
     def close(self) -> None:
         """Close the executors it owns and the agents' own resources; say goodbye: the
-        process no longer counts as a live agent."""
+        process no longer counts as a live agent. Call it once the default executor (that
+        of :func:`make_runner`'s caller) is closed: the carriers then hand their jobs in
+        flight back, for other agents to take at once."""
         for executor in self.executors:
             try:
                 executor.close()

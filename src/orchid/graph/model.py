@@ -59,6 +59,12 @@ class LoopBox:
     status: str = "waiting"
     until: str = ""
 
+    @property
+    def iteration_label(self) -> str:
+        """``iteration 2 (0..4)``: numbered as `loop.iteration` counts, from 0 (as ``status``
+        and ``jobs`` show them too), with the range ``max_iterations`` allows."""
+        return f"iteration {self.iteration} (0..{max(self.max_iterations - 1, 0)})"
+
 
 @dataclass(frozen=True)
 class TaskGraph:

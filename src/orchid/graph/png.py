@@ -54,7 +54,7 @@ def to_png(graph: TaskGraph) -> bytes:
             outline="#a855f7",
             width=int(s),
         )
-        label = f"loop {lp.name} · iteration {lp.iteration + 1}/{lp.max_iterations} · {lp.status}"
+        label = f"loop {lp.name} · {lp.iteration_label} · {lp.status}"
         d.text(((f.x + 10) * s, (f.y + 4) * s), label, fill="#7e22ce", font=small)
     for r in lay.routes:
         pts = [(x * s, y * s) for x, y in _bezier(list(r.points))]

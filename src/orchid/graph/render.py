@@ -121,7 +121,7 @@ def to_svg(graph: TaskGraph, link: str | None = None, standalone: bool = True) -
     loops = {lp.name: lp for lp in graph.loops}
     for f in lay.frames:
         lp = loops[f.name]
-        label = f"↻ {lp.name} · iteration {lp.iteration + 1}/{lp.max_iterations} · {lp.status}"
+        label = f"↻ {lp.name} · {lp.iteration_label} · {lp.status}"
         out.append(
             f'<g class="loop" data-loop="{escape(f.name)}"><rect x="{f.x:.1f}" y="{f.y:.1f}" '
             f'width="{f.w:.1f}" height="{f.h:.1f}" rx="10" fill="#faf5ff" stroke="#a855f7" '
@@ -210,9 +210,7 @@ def to_dot(graph: TaskGraph) -> str:
     in_loop = {w for lp in graph.loops for w in lp.works}
     for i, lp in enumerate(graph.loops):
         lines.append(f"  subgraph cluster_{i} {{")
-        lines.append(
-            f"    label={_dot_id(f'loop {lp.name}: iteration {lp.iteration + 1}/{lp.max_iterations}')};"
-        )
+        lines.append(f"    label={_dot_id(f'loop {lp.name}: {lp.iteration_label}')};")
         lines.append('    style=dashed; color="#a855f7";')
         for n in graph.nodes:
             if n.name in lp.works:
@@ -243,7 +241,7 @@ def to_mermaid(graph: TaskGraph) -> str:
 
     in_loop = {w for lp in graph.loops for w in lp.works}
     for i, lp in enumerate(graph.loops):
-        title = _mermaid_text(f"loop {lp.name}: iteration {lp.iteration + 1}/{lp.max_iterations}")
+        title = _mermaid_text(f"loop {lp.name}: {lp.iteration_label}")
         lines.append(f'  subgraph loop{i}["{title}"]')
         lines.extend("  " + node_line(n) for n in graph.nodes if n.name in lp.works)
         lines.append("  end")

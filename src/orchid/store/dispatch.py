@@ -380,3 +380,39 @@ def mark_cancelled(conn: Connection, ids: Sequence[int], now: float) -> None:
         f"AND status NOT IN ({final})",
     )
     conn.execute(stmt, {"ids": bulk.ids(conn, ids), "now": now})
+
+
+def give_back(conn: Connection, owner: str, now: float, *, keep_attempt: bool) -> int:
+    """A carrier that stops cleanly hands its jobs in flight back at once, instead of
+    holding them until their leases run out (how many it gave back).
+
+    ``keep_attempt`` (an executor whose jobs outlive their agent): the leases just end, so
+    the next carrier adopts the attempts where they run. Otherwise their processes were
+    stopped with the executor: they are ready again, and the stopped attempt costs no retry
+    (as after ``reclaim_lost``); those whose cancellation was asked are cancelled.
+    """
+    mine = f"{IN_FLIGHT} AND owner = :o"
+    if keep_attempt:
+        res = conn.execute(
+            bulk.text(conn, f"UPDATE jobs SET lease_until = :now WHERE {mine}"),
+            {"now": now, "o": owner},
+        )
+        return int(res.rowcount)
+    cancelled = conn.execute(
+        bulk.text(
+            conn,
+            "UPDATE jobs SET status = 'cancelled', finished_at = :now, owner = NULL, "
+            f"lease_until = NULL, error = 'cancelled' WHERE {mine} AND cancel_requested",
+        ),
+        {"now": now, "o": owner},
+    )
+    res = conn.execute(
+        bulk.text(
+            conn,
+            "UPDATE jobs SET status = 'ready', ready_at = :now, owner = NULL, lease_until = NULL, "
+            "max_attempts = max_attempts + 1, error = 'its agent stopped; run again' "
+            f"WHERE {mine}",
+        ),
+        {"now": now, "o": owner},
+    )
+    return int(cancelled.rowcount) + int(res.rowcount)

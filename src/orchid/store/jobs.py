@@ -25,6 +25,7 @@ from orchid.store import bulk
 from orchid.store.dispatch import (
     Recorded,
     claim_ready,
+    give_back,
     mark_cancelled,
     reclaim_lost,
     record,
@@ -47,6 +48,7 @@ __all__ = [
     "ended_ids",
     "get",
     "get_many",
+    "give_back",
     "insert_ready",
     "insert_static",
     "list_for",

@@ -152,7 +152,8 @@ def event_text(kind: str, data: Mapping[str, Any], work_names: Mapping[int, str]
             return f"command {data.get('command', '')} rejected: {data.get('message', '')}"
         return f"{tail} applied"
     if head == "loop":
-        return f"loop {data.get('loop')} {data.get('status', '')} (iteration {data.get('iteration', 0) + 1})"
+        status = data.get("status", "")
+        return f"loop {data.get('loop')} {status} (iteration {data.get('iteration', 0)})"
     return kind
 
 

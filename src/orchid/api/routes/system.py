@@ -8,9 +8,9 @@ from orchid import __version__
 from orchid.api.deps import Caller, JobCaller, State, now
 from orchid.api.schemas import Health, WhoAmI
 from orchid.store import agents
+from orchid.store.agents import ALIVE_S
 
 router = APIRouter(tags=["system"])
-ALIVE_S = 30.0  # an agent seen this recently counts as alive (it beats every 10 s)
 
 
 @router.get("/ping")
