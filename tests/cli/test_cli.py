@@ -139,12 +139,14 @@ def wait_status(
 @pytest.mark.slow
 def test_suspend_resume_abort_retry(env: dict[str, str], tmp_path: Path) -> None:
     marker = tmp_path / "fixed"
+    go = tmp_path / "go"  # the slow jobs wait for it (at most 2 min): a busy machine cannot
+    # finish the workflow before the test has suspended and resumed it
     path = write(
         tmp_path,
         f"""name: steer
 works:
   - name: slow
-    command: [sh, -c, 'sleep 2']
+    command: [sh, -c, 'i=0; while [ ! -e {go} ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done']
     map: {{items: [{{}}, {{}}, {{}}, {{}}, {{}}, {{}}, {{}}, {{}}, {{}}, {{}}]}}
   - name: flaky
     after: [slow]
@@ -160,7 +162,8 @@ works:
         assert orchid(env, "suspend", "1").returncode == 0
         wait_status(env, "1", "suspended")
         assert orchid(env, "resume", "1").returncode == 0
-        wait_status(env, "1", "running", or_later=True)
+        wait_status(env, "1", "running")
+        go.touch()
         wait_status(env, "1", "failed")  # flaky fails: the marker is missing
         marker.touch()
         assert orchid(env, "retry", "1").returncode == 0
