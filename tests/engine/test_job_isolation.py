@@ -245,8 +245,11 @@ def test_a_users_jobs_never_get_the_services_powers(
     run_agents(python, home, url, db, [secret_wf])
     assert status(db, secret_wf) == "succeeded"
     with db.engine.connect() as conn:
-        job_id = conn.execute(sa.select(jobs.c.id).where(jobs.c.workflow_id == secret_wf)).scalar()
-    alice_log = home / "logs" / str(secret_wf) / f"{job_id}.1.out"
+        log_uri = conn.execute(
+            sa.select(jobs.c.log_uri).where(jobs.c.workflow_id == secret_wf)
+        ).scalar()
+    alice_log = Path(log_uri)  # in the database's own log folder, below home/logs
+    assert home / "logs" in alice_log.parents
     assert alice_log.read_text().strip() == "alice-secret-log"
 
     attack_wf = submitted(attack_workflow(home, alice_log), "mallory")

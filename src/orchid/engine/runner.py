@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from orchid.bus import make_bus
 from orchid.bus.base import EventBus
@@ -39,6 +40,7 @@ from orchid.engine.trigger import Trigger
 from orchid.executors.base import Executor
 from orchid.settings import Settings
 from orchid.store import agents as agents_store
+from orchid.store import secrets
 from orchid.store.db import ChangeProbe, Database, lost_connection, passing_failure
 from orchid.store.routes import Route
 
@@ -273,12 +275,25 @@ class Runner:
         self.bus.wake("stop")
 
 
-def make_executor(settings: Settings, bus: EventBus, name: str | None = None) -> Executor:
-    """The executor ``name`` (default: the settings' default executor), connected."""
+def log_folder(settings: Settings, db: Database, now: float | None = None) -> Path:
+    """Where the executors of this database write logs and result files:
+    ``ORCHID_HOME/logs/<instance id>``, one folder per database, since several databases
+    may share one ORCHID_HOME (logs recorded before, directly in ``logs/``, stay readable:
+    the API and ``orchid logs`` serve any file below ``settings.log_dir``)."""
+    with db.engine.begin() as conn:
+        return settings.log_dir / secrets.instance_id(conn, time.time() if now is None else now)
+
+
+def make_executor(
+    settings: Settings, bus: EventBus, name: str | None = None, log_dir: Path | None = None
+) -> Executor:
+    """The executor ``name`` (default: the settings' default executor), connected, writing
+    into ``log_dir`` (default: ``settings.log_dir``; the runner gives its database's)."""
     from orchid.executors import registry as executors
 
     wake = lambda: bus.wake(UPDATES)  # noqa: E731
-    return executors.make(settings.executor_config(name or settings.executor), settings, wake)
+    config = settings.executor_config(name or settings.executor)
+    return executors.make(config, settings, wake, log_dir)
 
 
 def make_runner(
@@ -319,12 +334,13 @@ def make_runner(
     )
     carriers: list[Agent] = []
     extra: list[Executor] = []
+    log_dir = log_folder(settings, db, clock())
     if executor is None:
-        executor = make_executor(settings, bus)
+        executor = make_executor(settings, bus, log_dir=log_dir)
         others = sorted(set(settings.executors) - {settings.executor})
         try:
             for name in others:
-                extra.append(make_executor(settings, bus, name))
+                extra.append(make_executor(settings, bus, name, log_dir))
         except BaseException:
             for ex in [executor, *extra]:
                 ex.close()
@@ -342,7 +358,7 @@ def make_runner(
         Transformer(env),
         *carriers,
         Trigger(env),
-        Optimizer(env, settings.log_dir),
+        Optimizer(env, log_dir),
         Transporter(env, data_managers),
     ]
     if settings.notify:

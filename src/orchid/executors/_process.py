@@ -89,7 +89,8 @@ larger arguments are in ``ORCHID_ARGS_FILE`` only."""
 
 @dataclass(frozen=True)
 class AttemptFiles:
-    """Where one attempt writes: ``<log_dir>/<workflow_id>/<job_id>.<attempt>.<suffix>``.
+    """Where one attempt writes: ``<log_dir>/<workflow_id>/<job_id>.<attempt>.<suffix>``
+    (the runner's ``log_dir`` is ``ORCHID_HOME/logs/<instance id>``, its database's own).
 
     The suffixes are ``out`` (stdout), ``err`` (stderr), ``result.json`` (the result file),
     ``args.json`` (the job's arguments; a pool worker writes them to a file of its own

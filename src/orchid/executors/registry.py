@@ -115,11 +115,14 @@ def namespace_for(db_url: str) -> str:
     return "orchid-" + hashlib.sha256(db_url.encode()).hexdigest()[:8]
 
 
-def make(config: PluginConfig, settings: Settings, wake: WakeUp | None) -> Executor:
-    """Build the executor a section describes (connecting to its backend)."""
+def make(
+    config: PluginConfig, settings: Settings, wake: WakeUp | None, log_dir: Path | None = None
+) -> Executor:
+    """Build the executor a section describes (connecting to its backend), writing logs
+    and result files into ``log_dir`` (default: ``settings.log_dir``)."""
     where = f"[executors.{config.name}]"
     options: Any = check(config, where)
-    log_dir: Path = settings.log_dir
+    log_dir = settings.log_dir if log_dir is None else log_dir
     namespace = getattr(options, "namespace", None) or namespace_for(settings.db_url)
     if config.type == "null":
         from orchid.executors.null import NullExecutor

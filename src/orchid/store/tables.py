@@ -257,7 +257,8 @@ cache_objects = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
-# keys the services share (the HMAC key of job tokens): made once, on first use
+# keys the services share (the HMAC key of job tokens) and the database's instance id
+# (the folder of its logs): made once, on first use
 secrets = sa.Table(
     "secrets",
     metadata,
