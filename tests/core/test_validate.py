@@ -258,3 +258,143 @@ def test_the_template_answers_by_name() -> None:
     # a template compares by its fields, not by what it has looked up
     assert t == parse_template(looped(6))
     assert list(itertools.islice(t.positions.values(), 3)) == [0, 1, 2]
+
+
+# --- every problem in one pass --------------------------------------------------------------
+
+
+def problems_of(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    with pytest.raises(TemplateError) as caught:
+        analyse(parse_template(raw))
+    return caught.value.problems
+
+
+def test_a_model_error_does_not_hide_the_structural_problems() -> None:
+    raw: dict[str, Any] = {
+        "name": "t",
+        "works": [
+            {"command": "echo"},  # no name
+            {"name": "a", "command": "x", "colour": "red"},  # unknown key
+            {"name": "a"},  # a name twice, and no payload
+            {"name": "b", "noop": True, "after": ["b"]},
+            {
+                "name": "c",
+                "noop": True,
+                "jobs": [{"name": "j1", "parents": ["j2"]}, {"name": "j2", "parents": ["j1"]}],
+            },
+            {"name": "d", "noop": True, "jobs": [{"name": "k"}, {"name": "k", "parents": ["z"]}]},
+            "not a work",
+        ],
+    }
+    found = problems_of(raw)
+    paths = [p for p, _ in found]
+    assert "works[0].name" in paths and "works[1](a).colour" in paths  # the model's
+    assert ("works[2](a).name", "'a' is already the name of works[1]") in found
+    assert any(p == "works[2](a)" and "exactly one payload" in m for p, m in found)
+    assert ("works[3](b).after[0]", "'b' cannot wait for itself") in found
+    assert any(p == "works" and "job parents make a cycle" in m for p, m in found)
+    assert any(p == "works[5](d).jobs[1].name" and "twice" in m for p, m in found)
+    assert any(p == "works[5](d).jobs[1].parents[0]" and "no job 'z'" in m for p, m in found)
+    assert len(found) == len(set(found))  # each problem once
+
+
+def test_after_names_nothing_or_makes_a_cycle_next_to_a_model_error() -> None:
+    raw: dict[str, Any] = {
+        "name": "t",
+        "retries": "many",  # a model error
+        "works": [
+            {"name": "a", "noop": True, "after": ["b"]},
+            {"name": "b", "noop": True, "after": ["a", "nope"]},
+        ],
+    }
+    found = problems_of(raw)
+    assert any(
+        p == "works[1](b).after[1]" and "no work or loop is named 'nope'" in m for p, m in found
+    )
+    assert any(p == "works" and "makes a cycle" in m for p, m in found)
+    # with a nameless work, a name `after` does not know may be that work's: not reported
+    raw["works"].append({"noop": True})
+    assert not any("'nope'" in m for _, m in problems_of(raw))
+
+
+def test_a_duplicate_name_does_not_hide_job_cycles_nor_bad_after() -> None:
+    raw: dict[str, Any] = {
+        "name": "t",
+        "works": [
+            {"name": "a", "noop": True},
+            {"name": "a", "noop": True},
+            {"name": "b", "after": ["zz"]},  # no payload
+            {
+                "name": "c",
+                "noop": True,
+                "jobs": [{"name": "j1", "parents": ["j2"]}, {"name": "j2", "parents": ["j1"]}],
+            },
+        ],
+    }
+    found = problems_of(raw)
+    assert any(p == "works[1](a).name" for p, _ in found)
+    assert any(p == "works[2](b)" and "payload" in m for p, m in found)
+    assert any(p == "works[2](b).after[0]" and "'zz'" in m for p, m in found)
+    assert any("job parents make a cycle" in m for _, m in found)
+
+
+@pytest.mark.timeout(120)
+def test_a_large_template_with_a_model_error_is_checked_in_one_pass() -> None:
+    raw = chain(N)
+    raw["works"][0]["colour"] = "red"
+    for w in raw["works"][1:]:
+        w["after"] = [w["after"][0] + "x"]
+    found = problems_of(raw)
+    assert len(found) >= N
+
+
+# --- maps of known size ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("map_", "field", "what"),
+    [
+        (
+            {"product": {"a": "${range(1001)}", "b": "${range(0, 1000)}"}},
+            "product",
+            "1,001,000 jobs",
+        ),
+        ({"zip": {"a": "${range(2000000)}", "b": "${range(2000000)}"}}, "zip.a", "expr_max_items"),
+        ({"product": {"a": list(range(1001)), "b": list(range(1000))}}, "product", "jobs"),
+        ({"items": "${range(0, 3000000, 2)}"}, "items", "1,500,000 items"),
+    ],
+)
+def test_a_map_known_to_be_too_large_is_a_validation_error(
+    map_: dict[str, Any], field: str, what: str
+) -> None:
+    from orchid.core.limits import DEFAULT
+    from orchid.core.validate import size_problems
+
+    raw = {"name": "t", "works": [{"name": "w", "command": "echo {a}", "map": map_}]}
+    t = parse_template(raw)
+    analyse(t)
+    found = size_problems(t, DEFAULT)
+    assert any(p == f"works[0](w).map.{field}" and what in m for p, m in found), found
+
+
+def test_maps_of_unknown_or_allowed_size_pass() -> None:
+    from orchid.core.limits import DEFAULT, Limits
+    from orchid.core.validate import size_problems
+
+    raw = {
+        "name": "t",
+        "parameters": {"n": 5},
+        "works": [
+            {"name": "w", "command": "echo {a}", "map": {"product": {"a": "${range(params.n)}"}}},
+            {"name": "v", "command": "echo {a}", "map": {"zip": {"a": "${range(1000)}"}}},
+            {
+                "name": "u",
+                "command": "echo {a}",
+                "map": {"product": {"a": [], "b": "${range(10**9)}"}},
+            },
+        ],
+    }
+    t = parse_template(raw)
+    assert size_problems(t, DEFAULT) == []
+    small = Limits(expr_max_items=100)
+    assert [p for p, _ in size_problems(t, small)] == ["works[1](v).map.zip.a"]

@@ -175,3 +175,29 @@ def test_retry_delays_are_capped_by_the_policy(make_engine: EngineFactory) -> No
     assert wf.status == "succeeded"
     (job,) = jobs_of(e.db, wf_id)
     assert (job.attempt, job.max_attempts) == (4, 101)
+
+
+def test_a_map_known_to_be_too_large_is_refused_at_submission(
+    make_engine: EngineFactory,
+) -> None:
+    from orchid.errors import TemplateError
+
+    e = make_engine("null")
+    template = {
+        "name": "sweep",
+        "works": [
+            {
+                "name": "w",
+                "noop": True,
+                "map": {"product": {"a": "${range(2000)}", "b": list(range(1000))}},
+            },
+            # a module nowhere to be found: submission (what the API does) does not look
+            {"name": "f", "function": "nowhere_module_xyz:fn"},
+        ],
+    }
+    with pytest.raises(TemplateError) as caught:
+        e.submit(template)
+    assert [p for p, _ in caught.value.problems] == ["works[0](w).map.product"]
+    assert "2,000,000 jobs" in caught.value.problems[0][1]
+    template["works"][0]["map"] = {"product": {"a": "${range(2)}", "b": [1]}}
+    assert e.submit(template) > 0

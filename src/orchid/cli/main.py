@@ -195,7 +195,15 @@ def submit_cmd(
 def validate(template: Annotated[Path, typer.Argument(help="YAML or JSON template")]) -> None:
     """Check a template without running it."""
     raw, base = load_template(template)
-    checked = check_template(raw, base)
+    settings = _settings()
+    here = {"local"} | {n for n, c in settings.executors.items() if c.type == "local"}
+    checked = check_template(
+        raw,
+        base,
+        settings.limits,
+        default_executor=settings.executor,
+        local_executors=here,
+    )
     compiled = checked.compiled
     for path, message in checked.warnings:
         console.print(f"[yellow]warning[/]: {escape(path)}: {escape(message)}")

@@ -11,12 +11,11 @@ from typing import Any
 
 from orchid.core import jsonvalues
 from orchid.core.commands import file_needs, line_problem
-from orchid.core.limits import DEFAULT, Limits
+from orchid.core.limits import DEFAULT, MAX_JOBS_PER_MAP, Limits
 from orchid.core.template import JOB_NAME_PATTERN, NUL, StaticJob, Template, nul_path
 from orchid.core.validate import parent_ref
 from orchid.errors import InvalidInput, TemplateError
 
-MAX_JOBS_PER_MAP = 1_000_000
 MAX_ERRORS = 20
 _JOB_NAME = re.compile(JOB_NAME_PATTERN)
 _FIELDS = frozenset({"work", "name", "args", "parents"})

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MIB = 1 << 20
+MAX_JOBS_PER_MAP = 1_000_000  # the most jobs one `map` may make (a fixed limit, no setting)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,8 @@ from orchid.core import commands, jsonvalues
 from orchid.core.jobs import inline_jobs, read_job_lines, work_links
 from orchid.core.limits import DEFAULT, Limits
 from orchid.core.plan import initial_works
-from orchid.core.template import NUL, check_values, decode, nul_path
+from orchid.core.template import NUL, Template, check_values, decode, nul_path
+from orchid.core.validate import size_problems
 from orchid.datamgr.registry import ManagerSpec
 from orchid.engine.templates import Compiled, compile_template
 from orchid.errors import InvalidInput, TemplateError
@@ -200,12 +201,33 @@ class Checked:
     notes: list[str] = field(default_factory=list)
 
 
-def check_template(raw: Any, base_dir: Path | None) -> Checked:
+def check_template(
+    raw: Any,
+    base_dir: Path | None,
+    limits: Limits = DEFAULT,
+    *,
+    default_executor: str = "local",
+    local_executors: Collection[str] = ("local",),
+) -> Checked:
     """What ``orchid validate`` checks: the template, its commands against the args their
-    jobs will have, and the first lines of its jobs file. Raises TemplateError."""
-    compiled = compile_template(raw, str(base_dir) if base_dir else None)
+    jobs will have, maps of known size against ``limits``, its functions' modules (see
+    :func:`function_problems`) and the first lines of its jobs file. Raises TemplateError.
+
+    ``local_executors`` are the executors that run jobs on this host (a function they
+    cannot find is an error; on others, a warning); ``default_executor`` runs the works
+    that name none."""
+    compiled = compile_template(raw, str(base_dir) if base_dir else None, limits)
     t = compiled.template
-    problems = commands.problems(t)
+    problems = commands.problems(t) + size_problems(t, limits)
+    warned = commands.warnings(t)
+    for work, where, message in function_problems(t, base_dir or Path.cwd()):
+        executor = compiled.executor(work) or default_executor
+        if executor in local_executors:
+            problems.append((where, message))
+        elif executor != "null":  # the null executor runs nothing
+            warned.append(
+                (where, f"{message} (fine if it exists where executor '{executor}' runs)")
+            )
     notes: list[str] = []
     path = (base_dir or Path.cwd()) / t.jobs_file if t.jobs_file else None
     if t.jobs_file and path is not None and not path.exists():
@@ -227,7 +249,90 @@ def check_template(raw: Any, base_dir: Path | None) -> Checked:
                 )
     if problems:
         raise TemplateError(problems)
-    return Checked(compiled, commands.warnings(t), notes)
+    return Checked(compiled, warned, notes)
+
+
+MAX_MODULE_BYTES = 8 * 1024 * 1024  # a bigger module file is not parsed to find functions
+
+
+def function_problems(t: Template, base_dir: Path) -> list[tuple[str, str, str]]:
+    """(work, path, message) for each ``function: module:fn`` whose module is not found
+    next to the template (``base_dir``, where the local executor imports from) nor installed
+    here, or whose module file defines no ``fn``. Never imports or runs the module: files
+    are found by name and read with :mod:`ast`. Only ``orchid validate`` calls this (a
+    server never opens a client's paths)."""
+    out: list[tuple[str, str, str]] = []
+    cache: dict[str, str | None] = {}
+    for i, w in enumerate(t.works):
+        if not w.function:
+            continue
+        if w.function not in cache:
+            cache[w.function] = _function_problem(w.function, base_dir)
+        message = cache[w.function]
+        if message:
+            out.append((w.name, f"works[{i}]({w.name}).function", message))
+    return out
+
+
+def _function_problem(target: str, base_dir: Path) -> str | None:
+    import ast
+    import importlib.util
+
+    module, _, name = target.partition(":")
+    parts = module.split(".")
+    stem = base_dir.joinpath(*parts)
+    found = next(
+        (f for f in (stem.with_name(stem.name + ".py"), stem / "__init__.py") if f.is_file()),
+        None,
+    )
+    if found is None:
+        try:  # installed here: a top-level name is looked up without running anything
+            if importlib.util.find_spec(parts[0]) is not None:
+                return None  # its submodules would need importing it to find: not checked
+        except (ImportError, ValueError):
+            pass
+        return (
+            f"module '{module}' is not found next to the template ({base_dir}) nor installed "
+            f"here; put {'/'.join(parts)}.py beside the template"
+        )
+    try:
+        if found.stat().st_size > MAX_MODULE_BYTES:
+            return None
+        tree = ast.parse(found.read_bytes(), str(found))
+    except SyntaxError as exc:
+        return f"module '{module}' ({found}) does not parse: {exc.msg} at line {exc.lineno}"
+    except (OSError, ValueError):
+        return None
+    if name in _top_level_names(tree) or "*" in _top_level_names(tree):
+        return None
+    return f"module '{module}' ({found}) defines no function '{name}'"
+
+
+def _top_level_names(tree: Any) -> set[str]:
+    """Names a module binds at its top level (``*``: it may bind any: a star import or a
+    module ``__getattr__``); statements under ``if``/``try`` count too."""
+    import ast
+
+    names: set[str] = set()
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add("*" if node.name == "__getattr__" else node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            for alias in node.names:
+                names.add(alias.asname or alias.name.partition(".")[0])
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+        elif isinstance(node, ast.If | ast.Try | ast.With):
+            todo.extend(node.body)
+            todo.extend(getattr(node, "orelse", []))
+            todo.extend(getattr(node, "finalbody", []))
+            for handler in getattr(node, "handlers", []):
+                todo.extend(handler.body)
+    return names
 
 
 def submit(
@@ -261,7 +366,9 @@ def submit(
     check_values(raw, "template")  # also when no front end checked it (Python callers)
     compiled = compile_template(raw, str(base_dir) if base_dir else None, limits)
     t = compiled.template
-    commands.check(t)
+    found = commands.problems(t) + size_problems(t, limits)
+    if found:
+        raise TemplateError(found)
     bound = bind_params(compiled, params or {})
     chosen = executor_routes(compiled, executors)
     check_data_inputs(compiled, data_managers, owner, owner_groups)
