@@ -31,7 +31,9 @@ from orchid.errors import InvalidInput
 from orchid.store import jobs, workflows, works
 
 if TYPE_CHECKING:
+    from orchid.api.schemas import JobOut
     from orchid.client import Client
+    from orchid.core.model import Job
     from orchid.store.db import Database
 
 PAGE = 1000  # rows read at once (the API's largest page)
@@ -53,6 +55,24 @@ class JobRow:
     started_at: float | None
     finished_at: float | None
     error: str | None
+
+    @classmethod
+    def of(cls, job: Job | JobOut, work: str, iteration: int) -> JobRow:
+        """The row of a job read from the database or through the API (same field names)."""
+        return cls(
+            job.id,
+            work,
+            iteration,
+            job.name,
+            str(job.status),
+            job.attempt,
+            job.max_attempts,
+            job.exit_code,
+            job.ready_at,
+            job.started_at,
+            job.finished_at,
+            job.error,
+        )
 
 
 @app.command("jobs")
@@ -130,20 +150,7 @@ def _local_rows(
                 )
             for j in page:
                 name, iteration = chosen.get(j.work_id, (j.work_name, 0))
-                yield JobRow(
-                    j.id,
-                    name,
-                    iteration,
-                    j.name,
-                    str(j.status),
-                    j.attempt,
-                    j.max_attempts,
-                    j.exit_code,
-                    j.ready_at,
-                    j.started_at,
-                    j.finished_at,
-                    j.error,
-                )
+                yield JobRow.of(j, name, iteration)
             if len(page) < PAGE:
                 return
             after = page[-1].id
@@ -163,20 +170,7 @@ def _remote_rows(
     def pages(work_id: int | None) -> Iterator[JobRow]:
         for j in client.iter_jobs(workflow_id, status=status, work_id=work_id, page_size=PAGE):
             name, iteration = chosen.get(j.work_id or 0, (j.work, 0))
-            yield JobRow(
-                j.id,
-                name,
-                iteration,
-                j.name,
-                j.status,
-                j.attempt,
-                j.max_attempts,
-                j.exit_code,
-                j.ready_at,
-                j.started_at,
-                j.finished_at,
-                j.error,
-            )
+            yield JobRow.of(j, name, iteration)
 
     yield from heapq.merge(*(pages(w) for w in ids), key=lambda r: r.id)
 

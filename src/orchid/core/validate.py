@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -570,12 +570,7 @@ def _check_static_jobs(
                 edges.append((parent, (w.name, job.name)))
                 if parent[0] != w.name:
                     job_upstream[w.name].add(parent[0])
-    if edges:  # parents that name nothing are left out: the rest may still loop
-        try:
-            topological_order(nodes, edges)
-        except CycleError as exc:
-            cyc = " -> ".join("/".join(str(part) for part in node) for node in exc.cycle)  # type: ignore[attr-defined]
-            p.add("works", f"job parents make a cycle: {cyc}")
+    _job_cycles(p, nodes, edges)
     return job_upstream
 
 
@@ -731,12 +726,23 @@ def _raw_jobs(
                     p.add(f"{path}[{i}].parents[{k}]", problem)
                 elif parent is not None:
                     edges.append((parent, (name, jname)))
-    if edges:  # parents that name nothing are left out: the rest may still loop
-        try:
-            topological_order(nodes, edges)
-        except CycleError as exc:
-            cyc = " -> ".join("/".join(str(part) for part in node) for node in exc.cycle)  # type: ignore[attr-defined]
-            p.add("works", f"job parents make a cycle: {cyc}")
+    _job_cycles(p, nodes, edges)
+
+
+def _job_cycles(
+    p: _Problems,
+    nodes: Sequence[tuple[str, ...]],
+    edges: Sequence[tuple[tuple[str, ...], tuple[str, ...]]],
+) -> None:
+    """A problem for a cycle among listed jobs' parents (those that name nothing are left
+    out of ``edges``: the rest may still loop)."""
+    if not edges:
+        return
+    try:
+        topological_order(nodes, edges)
+    except CycleError as exc:
+        cyc = " -> ".join("/".join(str(part) for part in node) for node in exc.cycle)  # type: ignore[attr-defined]
+        p.add("works", f"job parents make a cycle: {cyc}")
 
 
 def _listed(value: Any) -> list[Any]:

@@ -280,7 +280,7 @@ def log_folder(settings: Settings, db: Database, now: float | None = None) -> Pa
     ``ORCHID_HOME/logs/<instance id>``, one folder per database, since several databases
     may share one ORCHID_HOME (logs recorded before, directly in ``logs/``, stay readable:
     the API and ``orchid logs`` serve any file below ``settings.log_dir``)."""
-    with db.engine.begin() as conn:
+    with db.begin() as conn:  # a write lock at once: a deferred one cannot wait for a writer
         return settings.log_dir / secrets.instance_id(conn, time.time() if now is None else now)
 
 
