@@ -368,7 +368,7 @@ def test_a_map_known_to_be_too_large_is_a_validation_error(
     map_: dict[str, Any], field: str, what: str
 ) -> None:
     from orchid.core.limits import DEFAULT
-    from orchid.core.validate import size_problems
+    from orchid.core.rawcheck import size_problems
 
     raw = {"name": "t", "works": [{"name": "w", "command": "echo {a}", "map": map_}]}
     t = parse_template(raw)
@@ -379,7 +379,7 @@ def test_a_map_known_to_be_too_large_is_a_validation_error(
 
 def test_maps_of_unknown_or_allowed_size_pass() -> None:
     from orchid.core.limits import DEFAULT, Limits
-    from orchid.core.validate import size_problems
+    from orchid.core.rawcheck import size_problems
 
     raw = {
         "name": "t",

@@ -414,7 +414,7 @@ def parse_template(raw: Any) -> Template:
         deeper |= {p for p in by_path for q in by_path if q != p and q.startswith(p + "[")}
         problems = [(p, "; or ".join(m)) for p, m in by_path.items() if p not in deeper]
         # and what can be checked without a valid model: every problem in one pass
-        from orchid.core.validate import raw_problems
+        from orchid.core.rawcheck import raw_problems
 
         given = set(problems)
         problems += [x for x in raw_problems(raw) if x not in given]

@@ -8,7 +8,6 @@ problem found, each with the path of the field at fault.
 from __future__ import annotations
 
 import itertools
-import re
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +15,6 @@ from typing import Any
 
 from orchid.core import expr, hpo
 from orchid.core.dag import CycleError, ancestors, reachable_pairs, topological_order
-from orchid.core.limits import MAX_JOBS_PER_MAP, Limits
 from orchid.core.template import InputSpec, LoopSpec, Template, WorkSpec
 from orchid.errors import ExpressionError, TemplateError
 
@@ -39,7 +37,7 @@ class Analysis:
     loops: Mapping[str, LoopSpec] = field(default_factory=dict)
 
 
-class _Problems:
+class Problems:
     def __init__(self) -> None:
         self.items: list[tuple[str, str]] = []
 
@@ -61,7 +59,7 @@ MAX_SUGGESTIONS = 10  # problems that get a "did you mean"
 MAX_CANDIDATES = 1000  # names one suggestion compares with (difflib is slow)
 
 
-def _wpath(t: Template, w: WorkSpec) -> str:
+def work_path(t: Template, w: WorkSpec) -> str:
     return f"works[{_position(t, t.works, w)}]({w.name})"
 
 
@@ -78,7 +76,7 @@ def _position(t: Template, items: list[Any], item: Any) -> int:
 
 def analyse(t: Template) -> Analysis:
     """Validate everything that is not structure; raise TemplateError listing each problem."""
-    p = _Problems()
+    p = Problems()
     works = {w.name: w for w in t.works}
     loops = {lp.name: lp for lp in t.loops}
     _check_names(t, p)
@@ -97,7 +95,7 @@ def analyse(t: Template) -> Analysis:
             outer_nodes, ((a, b) for b, ns in needs.items() for a in ns)
         )
     except CycleError as exc:
-        p.add("works", _cycle_message(exc))
+        p.add("works", cycle_message(exc))
         p.raise_if_any()
         raise
     order: list[str] = []
@@ -109,7 +107,7 @@ def analyse(t: Template) -> Analysis:
             try:
                 order.extend(topological_order(inner, edges))
             except CycleError as exc:
-                p.add(f"{_lpath(t, loops[node])}.works", _cycle_message(exc))
+                p.add(f"{_lpath(t, loops[node])}.works", cycle_message(exc))
         else:
             order.append(node)
     if len(p.items) > known:  # a cycle: upstream sets are meaningless, stop here
@@ -132,7 +130,7 @@ def analyse(t: Template) -> Analysis:
     )
 
 
-def _cycle_message(exc: CycleError) -> str:
+def cycle_message(exc: CycleError) -> str:
     path = " -> ".join(str(n) for n in exc.cycle)
     return (
         f"`after` makes a cycle: {path}; a work cannot wait for itself. "
@@ -140,7 +138,7 @@ def _cycle_message(exc: CycleError) -> str:
     )
 
 
-def _check_names(t: Template, p: _Problems) -> None:
+def _check_names(t: Template, p: Problems) -> None:
     seen: dict[str, str] = {}
     for i, w in enumerate(t.works):
         if w.name in seen:
@@ -154,9 +152,9 @@ def _check_names(t: Template, p: _Problems) -> None:
         seen.setdefault(lp.name, f"loops[{i}]")
 
 
-def _check_payloads(t: Template, p: _Problems) -> None:
+def _check_payloads(t: Template, p: Problems) -> None:
     for w in t.works:
-        path = _wpath(t, w)
+        path = work_path(t, w)
         given = [k for k in ("command", "function") if getattr(w, k)] + (["noop"] if w.noop else [])
         if w.hpo is not None:
             _check_hpo(w, path, given, p)
@@ -188,7 +186,7 @@ def _check_payloads(t: Template, p: _Problems) -> None:
 MAX_COLLECTION = 255
 
 
-def _check_input(t: Template, w: WorkSpec, spec: InputSpec, path: str, p: _Problems) -> None:
+def _check_input(t: Template, w: WorkSpec, spec: InputSpec, path: str, p: Problems) -> None:
     """A work fed by a data manager: its jobs come from files, so it cannot map or list."""
     for other in ("map", "jobs", "hpo"):
         if getattr(w, other) is not None:
@@ -208,7 +206,7 @@ def _check_input(t: Template, w: WorkSpec, spec: InputSpec, path: str, p: _Probl
         seen.add(c)
 
 
-def _check_hpo(w: WorkSpec, path: str, given: list[str], p: _Problems) -> None:
+def _check_hpo(w: WorkSpec, path: str, given: list[str], p: Problems) -> None:
     """An hpo work: a payload per trial (none in pull mode), and no other source of jobs."""
     assert w.hpo is not None
     if w.hpo.mode == "pull" and given:
@@ -223,7 +221,7 @@ def _check_hpo(w: WorkSpec, path: str, given: list[str], p: _Problems) -> None:
 
 
 def _check_loops(
-    t: Template, works: Mapping[str, WorkSpec], loops: Mapping[str, LoopSpec], p: _Problems
+    t: Template, works: Mapping[str, WorkSpec], loops: Mapping[str, LoopSpec], p: Problems
 ) -> dict[str, str]:
     loop_of: dict[str, str] = {}
     for lp in t.loops:
@@ -243,7 +241,7 @@ def _check_loops(
                 p.add(f"{path}.next.{var}", f"'{var}' is not one of the loop's `variables`")
     for w in t.works:
         if w.name in loop_of and w.jobs is not None:
-            p.add(f"{_wpath(t, w)}.jobs", "a work inside a loop cannot list static jobs")
+            p.add(f"{work_path(t, w)}.jobs", "a work inside a loop cannot list static jobs")
     from_file = [w.name for w in t.works if w.jobs == "from_file"]
     if from_file and not t.jobs_file:
         p.add("jobs_file", f"is required: works {from_file} take their jobs from it")
@@ -257,7 +255,7 @@ def _dependencies(
     works: Mapping[str, WorkSpec],
     loops: Mapping[str, LoopSpec],
     loop_of: Mapping[str, str],
-    p: _Problems,
+    p: Problems,
 ) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     """Outer graph over works-outside-loops and loops; inner graph per loop."""
     needs: dict[str, set[str]] = defaultdict(set)
@@ -277,7 +275,7 @@ def _dependencies(
         if mine is None:
             needs[w.name]
         for j, dep in enumerate(w.after):
-            path = f"{_wpath(t, w)}.after[{j}]"
+            path = f"{work_path(t, w)}.after[{j}]"
             if not _resolve_after(t, path, w.name, dep, works, loops, loop_of, p):
                 continue
             if mine is not None and loop_of.get(dep) == mine:
@@ -300,7 +298,7 @@ def _resolve_after(
     works: Mapping[str, WorkSpec],
     loops: Mapping[str, LoopSpec],
     loop_of: Mapping[str, str],
-    p: _Problems,
+    p: Problems,
 ) -> bool:
     if dep == me:
         p.add(path, f"'{me}' cannot wait for itself")
@@ -431,7 +429,7 @@ def _expressions(t: Template) -> Iterator[tuple[str, str, Site, bool, Any]]:
     """(path, kind, site, inside a loop?, value) for every expression in the template."""
     loop_of = t.loop_of
     for w in t.works:
-        path, site, inner = _wpath(t, w), (w.name, "work"), loop_of(w.name) is not None
+        path, site, inner = work_path(t, w), (w.name, "work"), loop_of(w.name) is not None
         if w.when is not None:
             yield f"{path}.when", "condition", site, inner, w.when
         yield f"{path}.parameters", "bindings", site, inner, w.parameters
@@ -446,7 +444,7 @@ def _expressions(t: Template) -> Iterator[tuple[str, str, Site, bool, Any]]:
             yield f"{path}.next.{var}", "condition", site, True, text
 
 
-def _check_expressions(t: Template, reach: _Reach, p: _Problems) -> tuple[set[str], set[str]]:
+def _check_expressions(t: Template, reach: _Reach, p: Problems) -> tuple[set[str], set[str]]:
     """Check every expression; return the works whose results, and whose counts, are read.
 
     Two passes: the first parses and collects the upstream questions, which are then
@@ -490,7 +488,7 @@ def _check_reference(
     in_loop: bool,
     read: set[str],
     counted: set[str],
-    p: _Problems,
+    p: Problems,
 ) -> str | None:
     """What is wrong with reading ``ref`` here, or None. ``upstream(root, name)``: whether
     the work or loop of that name ends before this expression is evaluated."""
@@ -540,9 +538,7 @@ def _check_reference(
     return None
 
 
-def _check_static_jobs(
-    t: Template, loop_of: Mapping[str, str], p: _Problems
-) -> dict[str, set[str]]:
+def _check_static_jobs(t: Template, loop_of: Mapping[str, str], p: Problems) -> dict[str, set[str]]:
     """Inline jobs: unique names, parents that exist in static works, no cycles."""
     job_upstream: dict[str, set[str]] = defaultdict(set)
     static = {w.name: w for w in t.works if isinstance(w.jobs, list)}
@@ -553,7 +549,7 @@ def _check_static_jobs(
     nodes: list[tuple[str, ...]] = []
     edges: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
     for w in static.values():
-        path = f"{_wpath(t, w)}.jobs"
+        path = f"{work_path(t, w)}.jobs"
         seen: set[str] = set()
         for i, job in enumerate(w.jobs if isinstance(w.jobs, list) else []):
             if job.name in seen:
@@ -570,7 +566,7 @@ def _check_static_jobs(
                 edges.append((parent, (w.name, job.name)))
                 if parent[0] != w.name:
                     job_upstream[w.name].add(parent[0])
-    _job_cycles(p, nodes, edges)
+    job_cycles(p, nodes, edges)
     return job_upstream
 
 
@@ -621,116 +617,8 @@ def missing_parent(ref: str, work: str, job: str, known: Iterable[str]) -> str:
     return f"'{ref}': work '{work}' has no job '{job}'{_suggest(job, known)}"
 
 
-def raw_problems(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The checks of :func:`analyse` that need no valid model, run on a decoded template
-    that is not one (a missing `name`, an unknown key), so that one pass reports them too:
-    names twice, payloads, `after` that names nothing or makes a cycle, inline jobs (names
-    twice, parents, cycles). Malformed parts are skipped: the model's own errors name them.
-    Linear in the size of the template, like :func:`analyse`."""
-    p = _Problems()
-    works = [w for w in _listed(raw.get("works")) if isinstance(w, dict)]
-    where = {id(w): i for i, w in enumerate(_listed(raw.get("works")))}
-    loops = [lp for lp in _listed(raw.get("loops")) if isinstance(lp, dict)]
-    lwhere = {id(lp): i for i, lp in enumerate(_listed(raw.get("loops")))}
-
-    def wpath(w: dict[str, Any]) -> str:
-        name = _raw_name(w)
-        return f"works[{where[id(w)]}]({name})" if name else f"works[{where[id(w)]}]"
-
-    seen: dict[str, str] = {}
-    for kind, items, pos in (("works", works, where), ("loops", loops, lwhere)):
-        for x in items:
-            name = _raw_name(x)
-            if name is None:
-                continue
-            if name in seen:
-                p.add(
-                    f"{kind}[{pos[id(x)]}]({name}).name",
-                    f"'{name}' is already the name of {seen[name]}",
-                )
-            seen.setdefault(name, f"{kind}[{pos[id(x)]}]")
-    work_names = {n for n in map(_raw_name, works) if n}
-    loop_names = {n for n in map(_raw_name, loops) if n}
-    # a work without a readable name may be the one an `after` means: say nothing then
-    all_named = len(works) == len(_listed(raw.get("works"))) and all(map(_raw_name, works))
-    all_named = all_named and all(map(_raw_name, loops))
-    loop_of: dict[str, str] = {}
-    for lp in loops:
-        for name in _listed(lp.get("works")):
-            if isinstance(name, str) and name in work_names:
-                loop_of.setdefault(name, _raw_name(lp) or "")
-
-    edges: list[tuple[str, str]] = []
-    for w in works:
-        path, me = wpath(w), _raw_name(w)
-        if "hpo" not in w:
-            given = [k for k in ("command", "function") if w.get(k)]
-            given += ["noop"] if w.get("noop") is True else []
-            if len(given) != 1:
-                what = "none" if not given else " and ".join(given)
-                p.add(
-                    path,
-                    f"needs exactly one payload: `command`, `function` or `noop: true`; got {what}",
-                )
-        for j, dep in enumerate(_listed(w.get("after"))):
-            if not isinstance(dep, str) or me is None:
-                continue
-            if dep == me:
-                p.add(f"{path}.after[{j}]", f"'{me}' cannot wait for itself")
-            elif dep in work_names or dep in loop_names:
-                edges.append((dep, me))
-            elif all_named:
-                options = itertools.chain(work_names, loop_names)
-                p.add(
-                    f"{path}.after[{j}]",
-                    f"no work or loop is named '{dep}'{p.suggest(dep, options)}",
-                )
-    if not loops and len(seen) == len(works) and edges:  # loops and their `after`: analyse's
-        try:
-            topological_order([n for n in map(_raw_name, works) if n], edges)
-        except CycleError as exc:
-            p.add("works", _cycle_message(exc))
-    _raw_jobs(works, wpath, loop_of, p)
-    return p.items
-
-
-def _raw_jobs(
-    works: list[dict[str, Any]],
-    wpath: Callable[[dict[str, Any]], str],
-    loop_of: Mapping[str, str],
-    p: _Problems,
-) -> None:
-    """Inline jobs of a raw template: names twice, parents that name nothing, cycles."""
-    static = {n: w for w in works if (n := _raw_name(w)) and isinstance(w.get("jobs"), list)}
-    names_ = {n: {x for j in w["jobs"] if (x := _raw_name(j))} for n, w in static.items()}
-    file_works = {n for w in works if (n := _raw_name(w)) and w.get("jobs") == "from_file"}
-    nodes: list[tuple[str, str]] = []
-    edges: list[tuple[tuple[str, str], tuple[str, str]]] = []
-    for name, w in static.items():
-        path = f"{wpath(w)}.jobs"
-        seen: set[str] = set()
-        for i, job in enumerate(w["jobs"]):
-            jname = _raw_name(job)
-            if jname is None:
-                continue
-            if jname in seen:
-                p.add(f"{path}[{i}].name", f"job '{jname}' is listed twice in work '{name}'")
-            seen.add(jname)
-            nodes.append((name, jname))
-            for k, ref in enumerate(_listed(job.get("parents"))):
-                if not isinstance(ref, str):
-                    continue
-                hint = len(p.items) < MAX_SUGGESTIONS
-                parent, problem = resolve_parent(ref, name, names_, loop_of, file_works, hint)
-                if problem:
-                    p.add(f"{path}[{i}].parents[{k}]", problem)
-                elif parent is not None:
-                    edges.append((parent, (name, jname)))
-    _job_cycles(p, nodes, edges)
-
-
-def _job_cycles(
-    p: _Problems,
+def job_cycles(
+    p: Problems,
     nodes: Sequence[tuple[str, ...]],
     edges: Sequence[tuple[tuple[str, ...], tuple[str, ...]]],
 ) -> None:
@@ -743,80 +631,3 @@ def _job_cycles(
     except CycleError as exc:
         cyc = " -> ".join("/".join(str(part) for part in node) for node in exc.cycle)  # type: ignore[attr-defined]
         p.add("works", f"job parents make a cycle: {cyc}")
-
-
-def _listed(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _raw_name(x: Any) -> str | None:
-    name = x.get("name") if isinstance(x, dict) else None
-    return name if isinstance(name, str) and name else None
-
-
-HUGE = 10**18  # a product of lists counted up to this
-_LITERAL_RANGE = re.compile(
-    r"\$\{\s*range\(\s*(-?\d+)\s*(?:,\s*(-?\d+)\s*(?:,\s*(-?\d+)\s*)?)?\)\s*\}"
-)
-
-
-def _known_length(value: Any) -> int | None:
-    """The length of a map list known before running: a literal list, or
-    ``${range(...)}`` with literal bounds; None when only the run knows."""
-    if isinstance(value, list):
-        return len(value)
-    found = _LITERAL_RANGE.fullmatch(value.strip()) if isinstance(value, str) else None
-    if found is None:
-        return None
-    args = [int(a) for a in found.groups() if a is not None]
-    if len(args) == 3 and args[2] == 0:
-        return None  # the expression's own error, at run time
-    return len(range(*args))
-
-
-def size_problems(t: Template, limits: Limits) -> list[tuple[str, str]]:
-    """Maps whose size is known before running and passes a limit: more jobs than
-    MAX_JOBS_PER_MAP, or a literal ``range`` longer than ``limits.expr_max_items``.
-    Submission and ``orchid validate`` check these; the engine does not (a stored
-    workflow stays valid when the settings change)."""
-    out: list[tuple[str, str]] = []
-    most = limits.expr_max_items
-    for w in t.works:
-        if w.map is None:
-            continue
-        path = f"{_wpath(t, w)}.map"
-        form = next((k for k in ("items", "product", "zip") if getattr(w.map, k) is not None), None)
-        value = getattr(w.map, form) if form else None
-        lengths: dict[str, int | None] = {}
-        if form == "items":
-            lengths[""] = _known_length(value)
-        elif isinstance(value, dict):
-            lengths = {f".{k}": _known_length(v) for k, v in value.items()}
-        for key, n in lengths.items():
-            text = value.get(key[1:]) if isinstance(value, dict) else value
-            if n is not None and isinstance(text, str) and n > most:
-                out.append(
-                    (
-                        f"{path}.{form}{key}",
-                        f"`{text.strip()}` makes {n:,} items, more than the limit of {most:,} "
-                        f"{Limits.setting('expr_max_items')}",
-                    )
-                )
-        known = [n for n in lengths.values() if n is not None]
-        if not known or len(known) < len(lengths):
-            continue
-        size = max(known) if form == "zip" else (known[0] if form == "items" else 1)
-        if form == "product":
-            size = 0 if 0 in known else 1
-            for n in known:
-                size = min(size * n, HUGE)  # no numbers of thousands of digits
-        if size > MAX_JOBS_PER_MAP:
-            count = f"{size:,}" if size < HUGE else f"more than {HUGE:,}"
-            out.append(
-                (
-                    f"{path}.{form}",
-                    f"the map would make {count} jobs, more than {MAX_JOBS_PER_MAP:,}; "
-                    "split the work or use a jobs_file",
-                )
-            )
-    return out

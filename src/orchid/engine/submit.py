@@ -16,8 +16,8 @@ from orchid.core import commands, jsonvalues
 from orchid.core.jobs import inline_jobs, read_job_lines, work_links
 from orchid.core.limits import DEFAULT, Limits
 from orchid.core.plan import initial_works
+from orchid.core.rawcheck import size_problems
 from orchid.core.template import NUL, Template, check_values, decode, nul_path
-from orchid.core.validate import size_problems
 from orchid.datamgr.registry import ManagerSpec
 from orchid.engine.templates import Compiled, compile_template
 from orchid.errors import InvalidInput, TemplateError
