@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from orchid.store.db import Database
+from orchid.store.db import Database, is_sqlite_file
 
 
 def mode(path: Path) -> int:
@@ -44,3 +46,48 @@ def test_an_open_database_is_closed_to_others(
     Database(f"sqlite:///{path}").dispose()
     assert mode(path) == 0o600
     assert "was readable by others" in caplog.text
+
+
+def _commit_elsewhere(path: Path, value: int) -> None:
+    """Another process adds a row and closes its only connection (which checkpoints and
+    deletes the WAL if it can take the database's exclusive lock)."""
+    code = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+        "c.execute('INSERT INTO seen VALUES (?)', (int(sys.argv[2]),)); c.commit(); c.close()"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path), str(value)], check=True, timeout=30)
+
+
+@pytest.mark.parametrize("touch", ["another Database", "is_sqlite_file"])
+def test_opening_the_file_again_keeps_this_process_seeing_others_commits(
+    tmp_path: Path, touch: str
+) -> None:
+    """Closing any descriptor of the file drops this process's SQLite locks: the next
+    process to close its last connection then deleted the WAL, and the connections here
+    never saw another commit (a server refused a token made a moment before)."""
+    path = tmp_path / "orchid.db"
+    db = Database(f"sqlite:///{path}")
+    with db.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE seen (x INTEGER)"))
+    with db.engine.connect() as conn:  # an idle pooled connection from now on
+        conn.execute(sa.text("SELECT count(*) FROM seen")).scalar()
+    if touch == "another Database":
+        Database(f"sqlite:///{path}").dispose()  # as the event bus makes its own pool
+    else:
+        assert is_sqlite_file(path)
+    for value in (1, 2):
+        _commit_elsewhere(path, value)
+        with db.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM seen")).scalar() == value
+    db.dispose()
+
+
+def test_is_sqlite_file_tells_databases_from_other_files(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database, and long enough to have a header\n" * 4)
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    assert not is_sqlite_file(text) and text.read_text().startswith("not a database")
+    assert not is_sqlite_file(empty) and empty.stat().st_size == 0  # nothing written
+    assert not is_sqlite_file(tmp_path / "missing.db")
+    assert not (tmp_path / "missing.db").exists()

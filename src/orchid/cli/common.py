@@ -18,7 +18,7 @@ from rich.logging import RichHandler
 from orchid.engine.submit import parse_param
 from orchid.errors import InvalidInput, NotFound
 from orchid.settings import Settings
-from orchid.store.db import HEAD, Database
+from orchid.store.db import HEAD, Database, is_sqlite_file
 
 if TYPE_CHECKING:
     from orchid.client import Client
@@ -123,9 +123,8 @@ def _open_existing(settings: Settings) -> Database:
         if path and path != ":memory:":
             if not Path(path).is_file():
                 raise NotFound(f"there is no database at {path}: {_WHICH_DB}")
-            with Path(path).open("rb") as fh:
-                if fh.read(16) != b"SQLite format 3\x00":  # opening it would make it one
-                    raise NotFound(f"{path} is not an Orchid database: {_WHICH_DB}")
+            if not is_sqlite_file(Path(path)):
+                raise NotFound(f"{path} is not an Orchid database: {_WHICH_DB}")
     db = Database(settings.db_url)
     revision = db.revision()
     if revision is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -260,19 +261,48 @@ def private_folder(path: Path) -> None:
 def private_file(path: Path) -> None:
     """An SQLite database only we may read (0600; SQLite gives its -wal and -shm files
     the database's mode): made empty if missing, closed to others if it is ours and open
-    (from before this rule, or a wider umask). It holds the key of job tokens."""
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)
+    (from before this rule, or a wider umask). It holds the key of job tokens.
+
+    An existing database is never opened here: closing any descriptor of a database file
+    drops every POSIX lock this process holds on it, SQLite's shared lock included. Another
+    process's last connection then checkpoints and deletes the WAL under this process's
+    connections, which from then on never see what others commit (a server rejected a
+    token made a moment before). So: create with O_EXCL, else stat and chmod by name.
+    """
     try:
-        info = os.fstat(fd)
-        if info.st_uid == os.geteuid() and info.st_mode & 0o077:
-            log.warning("%s was readable by others; it is now 0600", path)
-            os.fchmod(fd, 0o600)
-            for suffix in ("-wal", "-shm"):
-                side = Path(f"{path}{suffix}")
-                if side.exists() and side.stat().st_uid == info.st_uid:
-                    side.chmod(0o600)
-    finally:
-        os.close(fd)
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    except FileExistsError:
+        pass
+    info = os.stat(path)
+    if info.st_uid == os.geteuid() and info.st_mode & 0o077:
+        log.warning("%s was readable by others; it is now 0600", path)
+        os.chmod(path, 0o600)
+        for suffix in ("-wal", "-shm"):
+            side = Path(f"{path}{suffix}")
+            if side.exists() and side.stat().st_uid == info.st_uid:
+                side.chmod(0o600)
+
+
+def is_sqlite_file(path: Path) -> bool:
+    """Whether ``path`` holds an SQLite database (an empty file does not: opening it would
+    make it one), asked of SQLite itself: read-only, so nothing is created, and SQLite's
+    own open and close keep the POSIX locks this process may hold on the file (see
+    :func:`private_file`)."""
+    try:
+        if path.stat().st_size == 0:
+            return False
+    except OSError:
+        return False
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            conn.execute("PRAGMA schema_version").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return False
+    return True
 
 
 def _make_engine(url: str, dialect: str, echo: bool, connect_args: dict[str, Any]) -> Engine:
