@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
@@ -275,6 +276,8 @@ def private_file(path: Path) -> None:
     except FileExistsError:
         pass
     info = os.stat(path)
+    if not os.access(path, os.R_OK):  # say so now, not as SQLite's "unable to open"
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
     if info.st_uid == os.geteuid() and info.st_mode & 0o077:
         log.warning("%s was readable by others; it is now 0600", path)
         os.chmod(path, 0o600)
