@@ -31,10 +31,10 @@ from orchid.errors import InvalidInput
 from orchid.store import jobs, workflows, works
 
 if TYPE_CHECKING:
-    from orchid.api.schemas import JobOut
     from orchid.client import Client
     from orchid.core.model import Job
     from orchid.store.db import Database
+    from orchid.wire import JobOut
 
 PAGE = 1000  # rows read at once (the API's largest page)
 

@@ -31,7 +31,7 @@ from orchid.cli.progress import (
     status_text,
 )
 from orchid.core.model import Work, Workflow
-from orchid.core.states import WorkflowStatus
+from orchid.core.states import Action, WorkflowStatus
 from orchid.core.template import json_schema
 from orchid.datamgr import registry as datamgr_registry
 from orchid.engine.runner import make_runner
@@ -41,7 +41,7 @@ from orchid.safefiles import open_log
 from orchid.store import agents, commands, jobs, workflows
 
 if TYPE_CHECKING:
-    from orchid.api.schemas import WorkflowOut
+    from orchid.wire import WorkflowOut
 
 from orchid.cli.common import (
     MAX_ID,
@@ -315,7 +315,7 @@ def watch(
     _exit_for(wf.status)
 
 
-def _command(kind: commands.CommandKind, workflow_id: int, db: str | None, url: str | None) -> None:
+def _command(kind: Action, workflow_id: int, db: str | None, url: str | None) -> None:
     """Queue a command; say whether an agent is alive to apply it (and how to start one)."""
     client = _remote(url, db)
     if client is not None:

@@ -21,8 +21,8 @@ from orchid.store import jobs, workflows, works
 from orchid.store.db import Database
 
 if TYPE_CHECKING:
-    from orchid.api.schemas import WorkflowDetail
     from orchid.client import Client
+    from orchid.wire import WorkflowDetail
 
 COLOURS = {
     "pending": "white",

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from orchid.api.deps import check_id, visible_job, visible_workflow
 from orchid.api.routes.jobs import log_response
 from orchid.core.model import Workflow
+from orchid.core.states import Action
 from orchid.errors import InvalidInput, NotFound
 from orchid.graph import model as graph_model
 from orchid.graph.load import load
@@ -30,7 +31,6 @@ PAGE = 50
 FILE_ORDER = ("processed", "processing", "available", "staging", "deleted", "failed", "new")
 MAX_LIVE_WORKS = 200  # work rows on the page and in its live feed (a loop may have 10,000)
 AGES = {"1h": 3600, "1d": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
-Action = Literal["abort", "suspend", "resume", "retry", "finish"]
 IdQuery = Annotated[int | None, Query(ge=0, le=2**62)]
 
 

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from orchid.api.deps import Cursor, JobCaller, State, check_id, visible_workflow
-from orchid.api.schemas import CollectionOut, FileOut, FilePage
 from orchid.core.states import FileStatus
 from orchid.store import catalog
 from orchid.store.catalog import CollectionSummary
+from orchid.wire import CollectionOut, FileOut, FilePage
 
 router = APIRouter(prefix="/workflows", tags=["catalog"])
 

@@ -15,7 +15,6 @@ from starlette.concurrency import run_in_threadpool
 
 from orchid.api.deps import ApiState, JobCaller, State, check_id, now, visible_workflow
 from orchid.api.routes.messages import read_body
-from orchid.api.schemas import AddedWorkOut, AddWorkIn, CloseIn, WorkflowOut
 from orchid.api.threads import in_thread
 from orchid.core import jsonvalues
 from orchid.core.model import Principal
@@ -23,6 +22,7 @@ from orchid.core.template import check_values
 from orchid.engine import extend
 from orchid.errors import InvalidInput
 from orchid.store import workflows
+from orchid.wire import AddedWorkOut, AddWorkIn, CloseIn, WorkflowOut
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 M = TypeVar("M", bound=BaseModel)

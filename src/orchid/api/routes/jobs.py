@@ -15,10 +15,10 @@ from starlette.background import BackgroundTask
 from starlette.types import Send
 
 from orchid.api.deps import JobCaller, State, visible_job
-from orchid.api.schemas import JobOut
 from orchid.core.model import Job
 from orchid.errors import NotFound
 from orchid.safefiles import open_log
+from orchid.wire import JobOut
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
