@@ -204,7 +204,7 @@ def post(body: bytes, n: int, path: Path) -> tuple[float, int]:
     from starlette.testclient import TestClient
 
     from orchid.api.app import create_app
-    from orchid.api.auth import AuthConfig
+    from orchid.auth import AuthConfig
     from orchid.settings import Settings
     from orchid.store import tokens
 

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 import uvicorn
 
 from orchid.api.app import PREFIX, create_app
-from orchid.api.auth import AuthConfig
+from orchid.auth import AuthConfig
 from orchid.core import jobtoken
 from orchid.core.states import TERMINAL_WORKFLOW
 from orchid.engine.runner import Runner, make_runner

@@ -30,7 +30,7 @@ import pytest
 from starlette.routing import BaseRoute, Mount
 
 from orchid.api.app import create_app
-from orchid.api.auth import AuthConfig
+from orchid.auth import AuthConfig
 from orchid.engine.runner import make_runner
 from orchid.store import tokens
 from tests.api.conftest import Api, serve, wait_for

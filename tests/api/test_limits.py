@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from orchid.api.app import PREFIX, create_app
-from orchid.api.auth import AuthConfig
+from orchid.auth import AuthConfig
 from orchid.settings import DEFAULT_MAX_REQUEST_BYTES
 from orchid.store.db import Database
 from tests.api.conftest import (

@@ -20,8 +20,8 @@ import pytest
 import uvicorn
 
 from orchid.api.app import PREFIX, create_app
-from orchid.api.auth import AuthConfig
 from orchid.api.routes import cache as cache_routes
+from orchid.auth import AuthConfig
 from orchid.core.states import FileStatus as F
 from orchid.settings import Settings
 from orchid.store import catalog, events, messages, tokens, workflows

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from orchid.api.app import create_app
-from orchid.api.auth import AuthConfig
+from orchid.auth import AuthConfig
 from orchid.store.db import Database
 from tests.api.conftest import api_settings, serve
 

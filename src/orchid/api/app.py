@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse
 
 from orchid import __version__
 from orchid.api import errors
-from orchid.api.auth import AuthConfig, Authenticator, OidcVerifier
 from orchid.api.deps import ApiState, caller, known_query
 from orchid.api.errors import ERROR_RESPONSES
 from orchid.api.peers import RealPeer
@@ -27,6 +26,7 @@ from orchid.api.routes import (
     system,
     workflows,
 )
+from orchid.auth import AuthConfig, Authenticator, OidcVerifier
 from orchid.core.jobtoken import JOB_TOKEN_PREFIX
 from orchid.core.model import Principal
 from orchid.datamgr import registry as datamgr_registry

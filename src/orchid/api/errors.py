@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from orchid.api.auth import AuthError, Forbidden, www_authenticate
+from orchid.auth import AuthError, Forbidden, www_authenticate
 from orchid.errors import (
     ConfigError,
     InvalidInput,

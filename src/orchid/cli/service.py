@@ -154,7 +154,7 @@ def up(
     import uvicorn
 
     from orchid.api.app import create_app
-    from orchid.api.auth import AuthConfig
+    from orchid.auth import AuthConfig
     from orchid.client.config import config_path
 
     _logging(verbose)
@@ -230,7 +230,7 @@ def shared_identity(settings: Settings, database: Database) -> str | None:
     """The warning to give when jobs of several users would run as the service's own OS
     user (a local executor without run_as while several users exist or OIDC / X.509 is
     configured); None when there is none to give."""
-    from orchid.api.auth import AuthConfig
+    from orchid.auth import AuthConfig
     from orchid.errors import ConfigError
     from orchid.executors import registry
     from orchid.store import tokens

@@ -2,7 +2,7 @@
 
 A browser logs in once (a local token in a form, or an OIDC login); the server keeps the
 token in an ``HttpOnly``, ``SameSite=Strict`` cookie scoped to ``/ui`` and checks it on
-each request with the API's own :class:`~orchid.api.auth.Authenticator`, so revoking the
+each request with the API's own :class:`~orchid.auth.Authenticator`, so revoking the
 token or its expiry ends the session at once. An X.509 DN from a trusted proxy or an
 ``Authorization`` header work too, as on the API.
 
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from fastapi import Request
 from starlette.responses import Response
 
-from orchid.api.auth import Authenticator, AuthError
 from orchid.api.deps import refuse_job_token
 from orchid.api.peers import peer
+from orchid.auth import Authenticator, AuthError
 from orchid.core.model import Principal
 from orchid.errors import OrchidError
 
