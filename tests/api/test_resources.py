@@ -19,10 +19,11 @@ import httpx
 import pytest
 import uvicorn
 
-from orchid.api.app import PREFIX, create_app
+from orchid.api.app import PREFIX
 from orchid.api.routes import cache as cache_routes
 from orchid.auth import AuthConfig
 from orchid.core.states import FileStatus as F
+from orchid.server import create_app
 from orchid.settings import Settings
 from orchid.store import catalog, events, messages, tokens, workflows
 from orchid.store.catalog import NewFile

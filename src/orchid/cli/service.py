@@ -109,7 +109,7 @@ def server(
     _warn_shared_identity(settings, _open(settings))  # migrate before the workers start
     err.print(f"Orchid API on http://{host}:{port}/api/v1 (database {settings.db_url})")
     if workers == 1:
-        from orchid.api.app import create_app
+        from orchid.server import create_app
 
         uvicorn.run(
             create_app(settings),
@@ -124,7 +124,7 @@ def server(
 
         os.environ["ORCHID_DB_URL"] = settings.db_url
         uvicorn.run(
-            "orchid.api.app:from_env",
+            "orchid.server:from_env",
             factory=True,
             host=host,
             port=port,
@@ -153,9 +153,9 @@ def up(
     """
     import uvicorn
 
-    from orchid.api.app import create_app
     from orchid.auth import AuthConfig
     from orchid.client.config import config_path
+    from orchid.server import create_app
 
     _logging(verbose)
     settings = _personal(_settings(db=db, workers=workers, executor=executor))

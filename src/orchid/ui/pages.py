@@ -11,20 +11,19 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from orchid.api.deps import check_id, visible_job, visible_workflow
-from orchid.api.routes.jobs import log_response
 from orchid.core.model import Workflow
 from orchid.core.states import Action
 from orchid.errors import InvalidInput, NotFound
 from orchid.graph import model as graph_model
 from orchid.graph.load import load
 from orchid.graph.render import to_svg
+from orchid.logserve import log_response
 from orchid.safefiles import LogUnavailable, open_log
 from orchid.store import commands, monitor, studies, works
 from orchid.store import workflows as workflow_store
 from orchid.ui import charts, views
 from orchid.ui.app import Ui, ui_of
-from orchid.ui.login import _form
-from orchid.ui.session import CSRF_FIELD, Viewer
+from orchid.ui.session import CSRF_FIELD, Viewer, read_form
 
 router = APIRouter()
 PAGE = 50
@@ -188,7 +187,7 @@ def workflow_page(request: Request, workflow_id: int, queued: str | None = None)
 async def act(request: Request, workflow_id: int, action: Action) -> Response:
     """An action button: the same command rows as ``POST /api/v1/workflows/{id}/{action}``."""
     ui = ui_of(request)
-    form = await _form(request)
+    form = await read_form(request)
     viewer = await run_in_threadpool(ui.sessions.viewer, request)
     ui.sessions.check_post(
         request, viewer, form.get(CSRF_FIELD) or request.headers.get("x-csrf-token")

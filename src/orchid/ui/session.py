@@ -33,6 +33,7 @@ COOKIE = "orchid_session"
 OIDC_COOKIE = "orchid_oidc"  # state, PKCE verifier and the page asked for, during a login
 COOKIE_PATH = "/ui"
 MAX_AGE_S = 12 * 3600
+MAX_FORM_BYTES = 64 * 1024  # the login and action forms are a few fields
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 JOB_TOKEN_REFUSED = "a job's token cannot open the monitor; log in with a token of yours"
@@ -148,3 +149,12 @@ def set_session(response: Response, request: Request, token: str, max_age: int =
 
 def clear_session(response: Response) -> None:
     response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A small urlencoded form (no multipart: nothing here uploads files)."""
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        return {}
+    pairs = urllib.parse.parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+    return {k: v for k, v in pairs}
