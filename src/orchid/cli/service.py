@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from orchid.engine.runner import Runner, make_runner
 from orchid.errors import InvalidInput, OrchidError
-from orchid.executors.base import Executor
 from orchid.settings import Settings
-from orchid.store.db import Database
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the engine and the store: imported by the commands that run them
+    from orchid.engine.runner import Runner
+    from orchid.executors.base import Executor
+    from orchid.store.db import Database
     from orchid.telemetry.metrics import Metrics
 
 from orchid.cli.common import (
@@ -60,6 +60,8 @@ def agents(
     work through leases. A killed agent loses nothing; its jobs run again when their
     leases expire.
     """
+    from orchid.engine.runner import make_runner
+
     _logging(verbose)
     settings = _settings(db=db, workers=workers, executor=executor)
     database = _open(settings, wait=wait_db)
@@ -286,6 +288,7 @@ def _instrumented_runner(
 ) -> tuple[Runner, Executor, Metrics]:
     """Agents that report to a Prometheus registry of their own."""
     from orchid.bus.memory import MemoryBus
+    from orchid.engine.runner import make_runner
     from orchid.telemetry.metrics import Metrics
 
     metrics = Metrics()
@@ -347,6 +350,8 @@ def _local_token(database: Database, path: Path, url: str, user: str) -> str:
 @db_app.command("upgrade")
 def db_upgrade(db: DbOpt = None) -> None:
     """Create or migrate the schema to the newest version."""
+    from orchid.store.db import Database
+
     settings = _settings(db=db)
     Database(settings.db_url).upgrade()
     console.print(f"schema up to date: {settings.db_url}")
