@@ -8,14 +8,20 @@ proxies rewrite it, the declared-size limit) guards the monitor's requests too. 
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-
-from orchid.api.app import create_api
-from orchid.auth import AuthConfig
+from orchid.extras import missing
 from orchid.settings import Settings
 from orchid.store.db import Database
 from orchid.telemetry.metrics import Metrics
-from orchid.ui import create_ui
+
+try:
+    import uvicorn  # noqa: F401  (what serves it)
+    from fastapi import FastAPI
+
+    from orchid.api.app import create_api
+    from orchid.auth import AuthConfig
+    from orchid.ui import create_ui
+except ModuleNotFoundError as exc:
+    raise missing("server", exc, "the Orchid server") from None
 
 UI_PREFIX = "/ui"
 

@@ -104,6 +104,10 @@ def server(
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve the REST API (authentication from ORCHID_OIDC_* / local tokens)."""
+    # first: a missing extra is named (MissingExtra), not a bare ModuleNotFoundError
+    from orchid.server import create_app
+
+    # isort: split
     import uvicorn
 
     _logging(verbose)
@@ -111,8 +115,6 @@ def server(
     _warn_shared_identity(settings, _open(settings))  # migrate before the workers start
     err.print(f"Orchid API on http://{host}:{port}/api/v1 (database {settings.db_url})")
     if workers == 1:
-        from orchid.server import create_app
-
         uvicorn.run(
             create_app(settings),
             host=host,
@@ -153,11 +155,14 @@ def up(
     config file, so that `orchid submit`, `status`, `watch`... in other terminals use this
     server at once. Ctrl-C (or SIGTERM) stops it; workflows carry on at the next start.
     """
+    # first: a missing extra is named (MissingExtra), not a bare ModuleNotFoundError
+    from orchid.server import create_app
+
+    # isort: split
     import uvicorn
 
     from orchid.auth import AuthConfig
     from orchid.client.config import config_path
-    from orchid.server import create_app
 
     _logging(verbose)
     settings = _personal(_settings(db=db, workers=workers, executor=executor))
