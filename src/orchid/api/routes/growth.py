@@ -73,13 +73,7 @@ async def add_work(
     raw = await read_body(request, MAX_WORK_BYTES)
     added = await in_thread(_add, st, who, workflow_id, raw)  # validates the whole grown template
     response.status_code = 201 if added.created else 200
-    return AddedWorkOut(
-        work_id=added.work_id,
-        name=added.name,
-        jobs=added.jobs,
-        created=added.created,
-        changed=added.changed,
-    )
+    return AddedWorkOut.of(added)
 
 
 def _close(st: ApiState, workflow_id: int, raw: bytes) -> WorkflowOut:
