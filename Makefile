@@ -12,7 +12,7 @@ RUCIO_STAMP := $(RUCIO_VENV)/.installed
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,hpo,examples]'
+	$(PY) -m pip install --quiet -e '.[all,dev,examples]'
 	@# strategy gp (Optuna's GP sampler) needs PyTorch; this machine kind holds its CPU build
 	@# (torch 2.13.0, ~20 s, ~900 MB). A plain `pip install torch` elsewhere may fetch a CUDA
 	@# build of several GB. Without it the gp contract tests are skipped. ORCHID_NO_TORCH=1 skips.

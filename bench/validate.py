@@ -203,8 +203,8 @@ def run(shape: str, n: int, api: bool, home: Path) -> dict[str, Any]:
 def post(body: bytes, n: int, path: Path) -> tuple[float, int]:
     from starlette.testclient import TestClient
 
-    from orchid.api.app import create_app
-    from orchid.api.auth import AuthConfig
+    from orchid.auth import AuthConfig
+    from orchid.server import create_app
     from orchid.settings import Settings
     from orchid.store import tokens
 

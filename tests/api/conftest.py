@@ -21,12 +21,13 @@ import pytest
 import sqlalchemy as sa
 import uvicorn
 
-from orchid.api.app import PREFIX, create_app
-from orchid.api.auth import AuthConfig
+from orchid.api.app import PREFIX
+from orchid.auth import AuthConfig
 from orchid.core import jobtoken
 from orchid.core.states import TERMINAL_WORKFLOW
 from orchid.engine.runner import Runner, make_runner
 from orchid.executors.base import Executor
+from orchid.server import create_app
 from orchid.settings import Settings
 from orchid.store import secrets, tokens
 from orchid.store.db import Database

@@ -24,8 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
-from orchid.api.app import PREFIX, create_app
-from orchid.api.auth import AuthConfig
+from orchid.api.app import PREFIX
+from orchid.auth import AuthConfig
+from orchid.server import create_app
 from orchid.settings import DEFAULT_MAX_REQUEST_BYTES
 from orchid.store.db import Database
 from tests.api.conftest import (

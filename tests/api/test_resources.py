@@ -19,15 +19,16 @@ import httpx
 import pytest
 import uvicorn
 
-from orchid.api.app import PREFIX, create_app
-from orchid.api.auth import AuthConfig
+from orchid.api.app import PREFIX
 from orchid.api.routes import cache as cache_routes
-from orchid.api.schemas import MessageIn
+from orchid.auth import AuthConfig
 from orchid.core.states import FileStatus as F
+from orchid.server import create_app
 from orchid.settings import Settings
 from orchid.store import catalog, events, messages, tokens, workflows
 from orchid.store.catalog import NewFile
 from orchid.store.db import Database
+from orchid.wire import MessageIn
 
 CACHE_LIMIT = 64 * 1024  # the cache's object size limit in these tests
 USERS = {

@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from orchid.cli.main import app
+from orchid.core.model import ALIVE_S
 from orchid.errors import NotFound
 from orchid.store import agents as agents_store
 from tests.api.conftest import Agents, Api, agents, api, executor_name  # noqa: F401
@@ -253,7 +254,7 @@ def test_commands_through_a_server_with_agents(api: Api, agents: Agents) -> None
     deadline = time.monotonic() + 30
     while True:  # the agents' first heartbeat
         with api.db.engine.connect() as conn:
-            if agents_store.alive(conn, since=time.time() - agents_store.ALIVE_S):
+            if agents_store.alive(conn, since=time.time() - ALIVE_S):
                 break
         assert time.monotonic() < deadline
         time.sleep(0.05)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import uvicorn
 
-from orchid.api.app import create_app
-from orchid.api.auth import AuthConfig
+from orchid.auth import AuthConfig
 from orchid.client import Client, Retry
 from orchid.engine.runner import make_runner
+from orchid.server import create_app
 from orchid.settings import Settings
 from orchid.store import tokens
 from orchid.store.db import Database

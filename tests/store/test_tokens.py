@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from orchid.api.auth import Principal
+from orchid.core.model import Principal
 from orchid.errors import InvalidInput
 from orchid.store import tokens
 from orchid.store.db import Database

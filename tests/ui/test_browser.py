@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from orchid.api.app import create_app
-from orchid.api.auth import AuthConfig
+from orchid.auth import AuthConfig
 from orchid.engine.runner import make_runner
+from orchid.server import create_app
 from orchid.store.db import Database
 from tests.api.conftest import api_settings, make_tokens, serve
 

@@ -20,8 +20,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from orchid.api.app import create_app
-from orchid.api.auth import AuthConfig
+from orchid.auth import AuthConfig
+from orchid.server import create_app
 from orchid.store.db import Database
 from tests.api.conftest import api_settings, serve
 

@@ -1,4 +1,5 @@
-"""The ASGI application: ``create_app(settings)`` builds it; ``orchid server`` serves it."""
+"""The REST API's application: ``create_api(settings, auth)``; :mod:`orchid.server` joins it
+with the monitor."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from fastapi.responses import JSONResponse
 
 from orchid import __version__
 from orchid.api import errors
-from orchid.api.auth import AuthConfig, Authenticator, OidcVerifier
 from orchid.api.deps import ApiState, caller, known_query
+from orchid.api.errors import ERROR_RESPONSES
 from orchid.api.peers import RealPeer
 from orchid.api.routes import (
     cache,
@@ -26,7 +27,7 @@ from orchid.api.routes import (
     system,
     workflows,
 )
-from orchid.api.schemas import ERROR_RESPONSES
+from orchid.auth import AuthConfig, Authenticator, OidcVerifier
 from orchid.core.jobtoken import JOB_TOKEN_PREFIX
 from orchid.core.model import Principal
 from orchid.datamgr import registry as datamgr_registry
@@ -34,28 +35,27 @@ from orchid.settings import Settings
 from orchid.store import jobtokens, secrets, tokens
 from orchid.store.db import Database
 from orchid.telemetry.metrics import CONTENT_TYPE, Metrics
-from orchid.ui import create_ui
 
 PREFIX = "/api/v1"
 
 
-def create_app(
+def create_api(
     settings: Settings,
-    auth: AuthConfig | None = None,
+    auth: AuthConfig,
     *,
     db: Database | None = None,
     max_body_bytes: int | None = None,
     trust_client_paths: bool = False,
     metrics: Metrics | None = None,
 ) -> FastAPI:
-    """An Orchid API server over ``settings.db_url`` (migrated on start), with the monitor
-    pages under ``/ui`` and Prometheus metrics at ``/metrics`` (``metrics``: a registry
-    shared with agents in the same process; else one of its own). ``max_body_bytes``
-    overrides ``settings.max_request_bytes``."""
+    """The REST API over ``settings.db_url`` (migrated on start), with Prometheus metrics at
+    ``/metrics`` (``metrics``: a registry shared with agents in the same process; else one
+    of its own). ``max_body_bytes`` overrides ``settings.max_request_bytes``. Its state
+    (:class:`ApiState`) is ``app.state.orchid``; :mod:`orchid.server` mounts the monitor
+    beside it."""
     limit = settings.max_request_bytes if max_body_bytes is None else max_body_bytes
     db = db or Database(settings.db_url, lease_seconds=settings.lease_seconds)
     db.ensure_schema()
-    auth = auth or AuthConfig.from_env()
     verifier = OidcVerifier(auth, httpx.Client(timeout=10)) if auth.oidc_issuer else None
 
     job_key: list[bytes] = []  # read once, when the first job token comes
@@ -104,7 +104,6 @@ def create_app(
     if metrics is None:
         metrics = Metrics()
         metrics.watch_database(db)
-    app.mount("/ui", create_ui(app.state.orchid, auth))
     _serve_metrics(app, metrics)
     # the socket peer, kept before trusted proxies' forwarded headers rewrite the client
     app.add_middleware(RealPeer, trusted_proxies=auth.trusted_proxies)
@@ -137,8 +136,3 @@ def _serve_metrics(app: FastAPI, metrics: Metrics) -> None:
                 f"(`orchid token create --user prometheus --group {group}`)"
             )
         return Response(metrics.render(), media_type=CONTENT_TYPE)
-
-
-def from_env() -> FastAPI:
-    """The application from the environment alone (uvicorn's factory for several workers)."""
-    return create_app(Settings.load())

@@ -19,9 +19,9 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.auth import Authenticator, Unauthenticated, can_act, can_see
 from orchid.api.errors import Denied
 from orchid.api.peers import peer
+from orchid.auth import Authenticator, Unauthenticated, can_act, can_see
 from orchid.core.model import Job, Principal, Workflow
 from orchid.datamgr.registry import ManagerSpec
 from orchid.errors import InvalidInput, NotFound, OrchidError

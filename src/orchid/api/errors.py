@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from orchid.api.auth import AuthError, Forbidden, www_authenticate
+from orchid.auth import AuthError, Forbidden, www_authenticate
 from orchid.errors import (
     ConfigError,
     InvalidInput,
@@ -21,8 +21,25 @@ from orchid.errors import (
     TemplateError,
 )
 from orchid.store.db import lost_connection, passing_failure, timed_out
+from orchid.wire import ErrorOut
 
 log = logging.getLogger(__name__)
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description}
+
+
+# documented on every route (FastAPI's own 422 model would describe a body we never send)
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error("the request is malformed"),
+    401: _error("no or invalid credentials (see WWW-Authenticate)"),
+    403: _error("authenticated, but not allowed"),
+    404: _error("no such resource"),
+    409: _error("the change conflicts with the resource's state"),
+    413: _error("the request body is too large"),
+    422: _error("invalid input: `field` and `problems` say where"),
+}
 
 
 class Denied(OrchidError):

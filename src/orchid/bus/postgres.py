@@ -15,8 +15,14 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
+
+from orchid.extras import missing
+
+try:
+    import psycopg
+except ModuleNotFoundError as exc:
+    raise missing("postgres", exc, "PostgreSQL") from None
 
 from orchid.bus.relay import RelayBus
 from orchid.store import signals

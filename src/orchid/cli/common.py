@@ -10,18 +10,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from orchid.engine.submit import parse_param
 from orchid.errors import InvalidInput, NotFound
 from orchid.settings import Settings
-from orchid.store.db import HEAD, Database, is_sqlite_file
 
+# SQLAlchemy, the store and the engine are imported where a database is used: a command
+# sent to a server loads none of them
 if TYPE_CHECKING:
     from orchid.client import Client
+    from orchid.store.db import Database
 
 
 app = typer.Typer(
@@ -96,6 +96,10 @@ def _personal(settings: Settings) -> Settings:
 def _open(settings: Settings, wait: float = 0.0) -> Database:
     """The database, migrated. ``wait``: seconds to keep trying while the server cannot
     be reached (an agent started while PostgreSQL restarts waits for it)."""
+    import sqlalchemy as sa
+
+    from orchid.store.db import Database
+
     db = Database(settings.db_url, lease_seconds=settings.lease_seconds)
     deadline = time.monotonic() + wait
     delay = 0.2
@@ -116,6 +120,10 @@ def _open_existing(settings: Settings) -> Database:
     migrated if it is an older Orchid database, but never created, nor its folder. A path
     with no database, or a database without Orchid's tables, is a :class:`NotFound` that
     says so (a typo in ``--db`` must not look like an empty Orchid)."""
+    import sqlalchemy as sa
+
+    from orchid.store.db import HEAD, Database, is_sqlite_file
+
     where = database_name(settings.db_url)
     url = sa.engine.make_url(settings.db_url) if "://" in settings.db_url else None
     if url is not None and url.get_backend_name() == "sqlite":
@@ -140,6 +148,8 @@ _WHICH_DB = "check --db / ORCHID_DB_URL (`orchid run`, `orchid submit` and `orch
 
 def database_name(db_url: str) -> str:
     """A database as people name it: an SQLite file's path, a URL without its password."""
+    import sqlalchemy as sa
+
     try:
         url = sa.engine.make_url(db_url)
     except sa.exc.ArgumentError:
@@ -177,6 +187,8 @@ def _logging(verbose: bool) -> None:
 
 
 def _params(items: list[str] | None) -> dict[str, Any]:
+    from orchid.engine.submit import parse_param
+
     return dict(parse_param(p) for p in items or [])
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,9 +25,10 @@ from orchid.cli.common import (
     app,
     console,
 )
-from orchid.engine.hpo_ops import Report, Studies
 from orchid.errors import InvalidInput
-from orchid.store import studies
+
+if TYPE_CHECKING:  # the engine and the store: imported where a database is used
+    from orchid.engine.hpo_ops import Studies
 
 hpo_app = typer.Typer(
     help="Hyperparameter optimisation: studies, points, losses.", no_args_is_help=True
@@ -46,6 +47,9 @@ TrialId = Annotated[
 def _local_study(
     workflow_id: int, work: str | None, db: str | None, *, read_only: bool = False
 ) -> tuple[Any, Studies, dict[str, Any]]:
+    from orchid.engine.hpo_ops import Studies
+    from orchid.store import studies
+
     settings = _settings(db=db)
     database = _open_existing(settings) if read_only else _open(settings)
     ops = Studies()
@@ -68,6 +72,9 @@ def list_studies(workflow_id: WorkflowId, db: DbOpt = None, url: UrlOpt = None) 
         with client:
             data = [s.model_dump() for s in client.hpo.studies(workflow_id)]
     else:
+        from orchid.engine.hpo_ops import Studies
+        from orchid.store import studies
+
         database = _open_existing(_settings(db=db))
         ops = Studies()
         with database.engine.connect() as conn:
@@ -172,6 +179,8 @@ def report(
         status: str = out.status
         prune = out.prune
     else:
+        from orchid.engine.hpo_ops import Report, Studies
+
         database = _open(_settings(db=db))
         with database.begin() as conn:
             status, prune = Studies().report(

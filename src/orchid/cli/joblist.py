@@ -28,13 +28,12 @@ from orchid.cli.common import (
 from orchid.cli.progress import status_text
 from orchid.core.states import JobStatus
 from orchid.errors import InvalidInput
-from orchid.store import jobs, workflows, works
 
 if TYPE_CHECKING:
-    from orchid.api.schemas import JobOut
     from orchid.client import Client
     from orchid.core.model import Job
     from orchid.store.db import Database
+    from orchid.wire import JobOut
 
 PAGE = 1000  # rows read at once (the API's largest page)
 
@@ -132,6 +131,8 @@ def _work_ids(
 def _local_rows(
     database: Database, workflow_id: int, work: str | None, status: Sequence[str]
 ) -> Iterator[JobRow]:
+    from orchid.store import jobs, workflows, works  # the store: only for a local database
+
     with database.engine.connect() as conn:
         workflows.get(conn, workflow_id)  # NotFound: says which workflows exist
         chosen = _work_ids(

@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import sqlalchemy.exc
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -30,18 +29,16 @@ from orchid.cli.progress import (
     state_json,
     status_text,
 )
-from orchid.core.model import Work, Workflow
-from orchid.core.states import WorkflowStatus
+from orchid.core.model import ALIVE_S, Work, Workflow
+from orchid.core.states import Action, WorkflowStatus
 from orchid.core.template import json_schema
-from orchid.datamgr import registry as datamgr_registry
-from orchid.engine.runner import make_runner
-from orchid.engine.submit import check_template, load_template, submit
 from orchid.errors import InvalidInput, NotFound, OrchidError
 from orchid.safefiles import open_log
-from orchid.store import agents, commands, jobs, workflows
 
+# the engine and the store (SQLAlchemy) are imported by the commands that use a database,
+# so that a command sent to a server loads neither (tests/cli/test_light_imports.py)
 if TYPE_CHECKING:
-    from orchid.api.schemas import WorkflowOut
+    from orchid.wire import WorkflowOut
 
 from orchid.cli.common import (
     MAX_ID,
@@ -81,6 +78,10 @@ def run(
     as_json: JsonLinesOpt = False,
 ) -> None:
     """Run a workflow here, to the end, with live progress. Exits 1 unless it succeeds."""
+    from orchid.datamgr import registry as datamgr_registry
+    from orchid.engine.runner import make_runner
+    from orchid.engine.submit import load_template, submit
+
     _logging(verbose)
     settings = _personal(_settings(db=db, workers=workers, executor=executor))
     raw, base = load_template(template)
@@ -175,6 +176,8 @@ def submit_cmd(
         with client:
             console.print(client.submit_file(template, params, share_group=share_group).id)
         return
+    from orchid.engine.submit import load_template, submit
+
     settings = _settings(db=db)
     raw, base = load_template(template)
     wf_id = submit(
@@ -194,6 +197,8 @@ def submit_cmd(
 @app.command()
 def validate(template: Annotated[Path, typer.Argument(help="YAML or JSON template")]) -> None:
     """Check a template without running it."""
+    from orchid.engine.submit import check_template, load_template
+
     raw, base = load_template(template)
     settings = _settings()
     here = {"local"} | {n for n, c in settings.executors.items() if c.type == "local"}
@@ -236,6 +241,8 @@ def status(
                 pages = client.iter_workflows(page_size=min(limit, 500))
                 _show_list(list(itertools.islice(pages, limit)), as_json)
         return
+    from orchid.store import workflows
+
     database = _open_existing(_settings(db=db))
     if workflow_id is not None:
         wf, ws = snapshot(database, workflow_id)
@@ -315,7 +322,7 @@ def watch(
     _exit_for(wf.status)
 
 
-def _command(kind: commands.CommandKind, workflow_id: int, db: str | None, url: str | None) -> None:
+def _command(kind: Action, workflow_id: int, db: str | None, url: str | None) -> None:
     """Queue a command; say whether an agent is alive to apply it (and how to start one)."""
     client = _remote(url, db)
     if client is not None:
@@ -324,20 +331,22 @@ def _command(kind: commands.CommandKind, workflow_id: int, db: str | None, url: 
             alive = bool(client.health().agents)
         start = "`orchid agents` on the server's database (or `orchid up`)"
     else:
+        from orchid.store import agents, commands, workflows
+
         settings = _settings(db=db)
         database = _open_existing(settings)
         with database.begin() as conn:
             workflows.get(conn, workflow_id)
             commands.add(conn, workflow_id, kind, time.time())
         with database.engine.connect() as conn:
-            alive = bool(agents.alive(conn, since=time.time() - agents.ALIVE_S))
+            alive = bool(agents.alive(conn, since=time.time() - ALIVE_S))
         start = f"`orchid agents --db {shlex.quote(database_name(settings.db_url))}`"
     if alive:
         console.print(f"{kind} of workflow {workflow_id} queued; the agents apply it")
         return
     console.print(
         f"{kind} of workflow {workflow_id} queued, but no agent is running (none seen in "
-        f"the last {agents.ALIVE_S:.0f} s): it applies when one starts. Start one with {start}",
+        f"the last {ALIVE_S:.0f} s): it applies when one starts. Start one with {start}",
         highlight=False,
         soft_wrap=True,
     )
@@ -388,6 +397,8 @@ def logs(
                 sys.stdout.buffer.write(chunk)
         sys.stdout.flush()
         return
+    from orchid.store import jobs
+
     settings = _settings(db=db)
     database = _open_existing(settings)
     with database.engine.connect() as conn:
@@ -423,7 +434,11 @@ def main() -> None:
         status = getattr(exc, "status", None)  # a server's answer (orchid.client.errors)
         _error(str(exc) + _hint(exc, status))
         sys.exit(2 if isinstance(status, int) and 400 <= status < 500 else 1)
-    except sqlalchemy.exc.OperationalError as exc:
+    except Exception as exc:
+        import sqlalchemy.exc  # here only after an error: a remote command never loads it
+
+        if not isinstance(exc, sqlalchemy.exc.OperationalError):
+            raise
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         _error(
             f"cannot use the database: {reason}. Check --db / ORCHID_DB_URL "

@@ -17,12 +17,11 @@ from rich.text import Text
 
 from orchid.core.model import Work, Workflow
 from orchid.core.states import TERMINAL_WORKFLOW, JobStatus, WorkflowStatus, WorkStatus
-from orchid.store import jobs, workflows, works
-from orchid.store.db import Database
 
 if TYPE_CHECKING:
-    from orchid.api.schemas import WorkflowDetail
     from orchid.client import Client
+    from orchid.store.db import Database
+    from orchid.wire import WorkflowDetail
 
 COLOURS = {
     "pending": "white",
@@ -111,6 +110,8 @@ def latest_works(ws: list[Work]) -> list[Work]:
 
 
 def snapshot(db: Database, workflow_id: int) -> tuple[Workflow, list[Work]]:
+    from orchid.store import workflows, works  # not loaded by the remote views
+
     with db.engine.connect() as conn:
         return workflows.get(conn, workflow_id), works.list_for(conn, workflow_id)
 
@@ -252,6 +253,8 @@ def _follow_json(
 
 def failures(db: Database, workflow_id: int, limit: int = 5) -> list[str]:
     """Lines naming the first failed jobs, their error, and how to see their logs."""
+    from orchid.store import jobs
+
     with db.engine.connect() as conn:
         bad = jobs.list_for(conn, workflow_id, status=[JobStatus.FAILED], limit=limit)
     return [failure_line(j.id, j.work_name, j.name, j.attempt, j.error) for j in bad]

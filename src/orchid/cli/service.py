@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from orchid.engine.runner import Runner, make_runner
 from orchid.errors import InvalidInput, OrchidError
-from orchid.executors.base import Executor
 from orchid.settings import Settings
-from orchid.store.db import Database
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the engine and the store: imported by the commands that run them
+    from orchid.engine.runner import Runner
+    from orchid.executors.base import Executor
+    from orchid.store.db import Database
     from orchid.telemetry.metrics import Metrics
 
 from orchid.cli.common import (
@@ -60,6 +60,8 @@ def agents(
     work through leases. A killed agent loses nothing; its jobs run again when their
     leases expire.
     """
+    from orchid.engine.runner import make_runner
+
     _logging(verbose)
     settings = _settings(db=db, workers=workers, executor=executor)
     database = _open(settings, wait=wait_db)
@@ -102,6 +104,10 @@ def server(
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve the REST API (authentication from ORCHID_OIDC_* / local tokens)."""
+    # first: a missing extra is named (MissingExtra), not a bare ModuleNotFoundError
+    from orchid.server import create_app
+
+    # isort: split
     import uvicorn
 
     _logging(verbose)
@@ -109,8 +115,6 @@ def server(
     _warn_shared_identity(settings, _open(settings))  # migrate before the workers start
     err.print(f"Orchid API on http://{host}:{port}/api/v1 (database {settings.db_url})")
     if workers == 1:
-        from orchid.api.app import create_app
-
         uvicorn.run(
             create_app(settings),
             host=host,
@@ -124,7 +128,7 @@ def server(
 
         os.environ["ORCHID_DB_URL"] = settings.db_url
         uvicorn.run(
-            "orchid.api.app:from_env",
+            "orchid.server:from_env",
             factory=True,
             host=host,
             port=port,
@@ -151,10 +155,13 @@ def up(
     config file, so that `orchid submit`, `status`, `watch`... in other terminals use this
     server at once. Ctrl-C (or SIGTERM) stops it; workflows carry on at the next start.
     """
+    # first: a missing extra is named (MissingExtra), not a bare ModuleNotFoundError
+    from orchid.server import create_app
+
+    # isort: split
     import uvicorn
 
-    from orchid.api.app import create_app
-    from orchid.api.auth import AuthConfig
+    from orchid.auth import AuthConfig
     from orchid.client.config import config_path
 
     _logging(verbose)
@@ -230,7 +237,7 @@ def shared_identity(settings: Settings, database: Database) -> str | None:
     """The warning to give when jobs of several users would run as the service's own OS
     user (a local executor without run_as while several users exist or OIDC / X.509 is
     configured); None when there is none to give."""
-    from orchid.api.auth import AuthConfig
+    from orchid.auth import AuthConfig
     from orchid.errors import ConfigError
     from orchid.executors import registry
     from orchid.store import tokens
@@ -286,6 +293,7 @@ def _instrumented_runner(
 ) -> tuple[Runner, Executor, Metrics]:
     """Agents that report to a Prometheus registry of their own."""
     from orchid.bus.memory import MemoryBus
+    from orchid.engine.runner import make_runner
     from orchid.telemetry.metrics import Metrics
 
     metrics = Metrics()
@@ -347,6 +355,8 @@ def _local_token(database: Database, path: Path, url: str, user: str) -> str:
 @db_app.command("upgrade")
 def db_upgrade(db: DbOpt = None) -> None:
     """Create or migrate the schema to the newest version."""
+    from orchid.store.db import Database
+
     settings = _settings(db=db)
     Database(settings.db_url).upgrade()
     console.print(f"schema up to date: {settings.db_url}")

@@ -2,27 +2,10 @@
 
 ``Client.from_config()`` finds the server in ``ORCHID_URL``/``ORCHID_TOKEN``, else in the
 config file ``orchid up`` writes (``$XDG_CONFIG_HOME/orchid/config.toml``). Results are the
-API's own pydantic models (:mod:`orchid.api.schemas`); errors are
+API's own pydantic models (:mod:`orchid.wire`); errors are
 :class:`~orchid.client.errors.ClientError` subclasses.
 """
 
-from orchid.api.schemas import (
-    CacheObjectOut,
-    CachePage,
-    CollectionOut,
-    CommandOut,
-    FileOut,
-    FilePage,
-    Health,
-    JobOut,
-    JobPage,
-    MessageOut,
-    MessagePage,
-    WorkflowDetail,
-    WorkflowOut,
-    WorkflowPage,
-    WorkOut,
-)
 from orchid.client._http import NO_RETRY, Retry
 from orchid.client.cache import CacheApi, sha256_of
 from orchid.client.client import Action, Client, LogStream
@@ -41,6 +24,23 @@ from orchid.client.errors import (
     Unreachable,
 )
 from orchid.client.sse import Event
+from orchid.wire import (
+    CacheObjectOut,
+    CachePage,
+    CollectionOut,
+    CommandOut,
+    FileOut,
+    FilePage,
+    Health,
+    JobOut,
+    JobPage,
+    MessageOut,
+    MessagePage,
+    WorkflowDetail,
+    WorkflowOut,
+    WorkflowPage,
+    WorkOut,
+)
 
 __all__ = [
     "NO_RETRY",

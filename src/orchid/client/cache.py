@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from orchid.api.schemas import CacheObjectOut, CachePage
 from orchid.client._http import Http, decode, read_chunks
 from orchid.errors import InvalidInput
+from orchid.wire import CacheObjectOut, CachePage
 
 CHUNK_BYTES = 1024 * 1024
 

@@ -23,7 +23,16 @@ from typing import Any, Literal
 import httpx
 
 from orchid import __version__
-from orchid.api.schemas import (
+from orchid.client import submission
+from orchid.client._http import Http, Retry, decode, read_chunks
+from orchid.client.cache import CacheApi
+from orchid.client.config import ClientConfig
+from orchid.client.errors import ClientError, ServerError, Unreachable
+from orchid.client.hpo import HpoApi
+from orchid.client.sse import END, Event, parse
+from orchid.core.states import Action
+from orchid.errors import ConfigError
+from orchid.wire import (
     AddedWorkOut,
     CollectionOut,
     CommandOut,
@@ -40,19 +49,10 @@ from orchid.api.schemas import (
     WorkflowPage,
     WorkOut,
 )
-from orchid.client import submission
-from orchid.client._http import Http, Retry, decode, read_chunks
-from orchid.client.cache import CacheApi
-from orchid.client.config import ClientConfig
-from orchid.client.errors import ClientError, ServerError, Unreachable
-from orchid.client.hpo import HpoApi
-from orchid.client.sse import END, Event, parse
-from orchid.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
-Action = Literal["abort", "suspend", "resume", "retry", "finish"]
 LogStream = Literal["stdout", "stderr"]
 EVENTS_READ_TIMEOUT_S = 60.0  # the server sends a keep-alive every 15 s
 SUBMIT_READ_TIMEOUT_S = 900.0  # a 10^6-job graph is checked and written before the answer

@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from orchid.api.hpo_schemas import NextOut, ReportOut, StudyOut, TrialOut, TrialPage
 from orchid.client._http import Http, decode
 from orchid.errors import InvalidInput
+from orchid.wire import NextOut, ReportOut, StudyOut, TrialOut, TrialPage
 
 
 class HpoApi:

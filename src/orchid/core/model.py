@@ -137,6 +137,11 @@ class JobUpdate:
     started_at: float | None = None
 
 
+# an agent seen this recently counts as alive (it beats every 10 s): the server's health
+# answer and the CLI's "is anyone there to apply it" both go by it
+ALIVE_S = 30.0
+
+
 # --- who is calling (the API authenticates; the store looks up local tokens) --------------
 
 AuthMethod = Literal["oidc", "x509", "token", "job"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from orchid.core.retry import RetryPolicy
 from orchid.errors import InvalidTransition
@@ -114,6 +114,10 @@ TERMINAL_WORKFLOW = frozenset({W.SUCCEEDED, W.FAILED, W.PARTIAL, W.CANCELLED})
 TERMINAL_WORK = frozenset({K.SUCCEEDED, K.FAILED, K.PARTIAL, K.CANCELLED, K.SKIPPED})
 TERMINAL_JOB = frozenset({J.SUCCEEDED, J.FAILED, J.CANCELLED, J.SKIPPED})
 ACTIVE_JOB = frozenset({J.SUBMITTED, J.RUNNING})
+
+# what a user may ask of a workflow (``orchid abort`` ..., the API's command routes, the UI's
+# buttons); the conductor carries each out through the tables above
+Action = Literal["abort", "suspend", "resume", "retry", "finish"]
 
 S = TypeVar("S", WorkflowStatus, WorkStatus, JobStatus, FileStatus)
 

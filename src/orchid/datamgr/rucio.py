@@ -29,6 +29,7 @@ from typing import Any
 from orchid.core.states import FileStatus
 from orchid.datamgr.base import Changes, FileInfo, split_collection
 from orchid.errors import ConfigError, DataManagerError, UnknownCollection
+from orchid.extras import missing
 
 log = logging.getLogger(__name__)
 F = FileStatus
@@ -85,11 +86,8 @@ class RucioManager:
         """From a [name] table of the data-manager file (see datamgr/registry.py)."""
         try:
             from rucio.client import Client
-        except ImportError:
-            raise ConfigError(
-                "the rucio data manager needs the rucio-clients package: "
-                "pip install 'orchid[rucio]'"
-            ) from None
+        except ModuleNotFoundError as exc:
+            raise missing("rucio", exc, "the rucio data manager") from None
         if "destination" not in opts:
             raise ConfigError("a rucio data manager needs `destination` (a disk RSE expression)")
         args: dict[str, Any] = {

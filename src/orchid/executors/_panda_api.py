@@ -15,6 +15,7 @@ from orchid.errors import ConfigError
 from orchid.executors import _process as proc
 from orchid.executors.base import JobSpec, Usage
 from orchid.executors.registry import PandaOptions
+from orchid.extras import missing
 
 RUNNING = frozenset({"starting", "running", "holding", "transferring", "merging"})
 FAILED = frozenset({"failed", "cancelled", "closed", "broken", "lost"})
@@ -48,7 +49,10 @@ def panda_client(options: PandaOptions) -> Any:
     if not options.verify_host:
         env["PANDA_VERIFY_HOST"] = "off"
     os.environ.update(env)
-    client = importlib.import_module("pandaclient.Client")
+    try:
+        client = importlib.import_module("pandaclient.Client")
+    except ModuleNotFoundError as exc:
+        raise missing("panda", exc, "the panda executor") from None
     base = options.url.rstrip("/")
     root = re.match(r"^(https?://[^/]+)", base)
     api = (root.group(1) if root else base) + "/api/v1"

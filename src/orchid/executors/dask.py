@@ -38,6 +38,7 @@ from orchid.executors import _process as proc
 from orchid.executors._updates import Updates
 from orchid.executors.base import JobSpec, JobUpdate, Resources, UpdateState, WakeUp
 from orchid.executors.remote import Outcome
+from orchid.extras import missing
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,10 @@ _CAPACITY_TTL_S = 1.0
 def _distributed() -> Any:
     """The ``distributed`` package, imported when a Dask executor is first used (it is
     large, and only partly typed: Orchid handles its objects as ``Any``)."""
-    return importlib.import_module("distributed")
+    try:
+        return importlib.import_module("distributed")
+    except ModuleNotFoundError as exc:
+        raise missing("dask", exc, "the dask executor") from None
 
 
 def task_key(key: str, namespace: str = "orchid") -> str:

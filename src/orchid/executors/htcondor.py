@@ -55,8 +55,16 @@ from orchid.executors._updates import Updates
 from orchid.executors.base import JobSpec, JobUpdate, UpdateState, WakeUp
 from orchid.executors.jobcommand import job_command
 from orchid.executors.registry import HTCondorOptions
+from orchid.extras import missing
 
 logger = logging.getLogger(__name__)
+
+
+def _bindings() -> Any:
+    try:
+        return importlib.import_module("htcondor2")
+    except ModuleNotFoundError as exc:
+        raise missing("htcondor", exc, "the htcondor executor") from None
 
 
 @dataclass
@@ -88,7 +96,7 @@ class HTCondorExecutor:
         self._opts = options
         self._ns = namespace
         self._clock = clock
-        self._htcondor = bindings or importlib.import_module("htcondor2")
+        self._htcondor = bindings or _bindings()
         self._schedd = self._connect()
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}  # attempt key → job, until it has ended

@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 from orchid.core.hpo import HpoSpec
 from orchid.core.study import Trial
 from orchid.errors import OrchidError
+from orchid.extras import MissingExtra
 
 __all__ = ["Generator", "GeneratorError", "Proposal", "Trial", "make_generator"]
 
@@ -55,6 +56,9 @@ def make_generator(spec: HpoSpec, seed: int | None) -> Generator:
         return NevergradGenerator(spec, seed)
     if spec.strategy == "custom":
         raise GeneratorError("strategy custom runs its generator command as a job")
-    from orchid.hpo.samplers import OptunaGenerator
+    try:
+        from orchid.hpo.samplers import OptunaGenerator
+    except MissingExtra as exc:  # the study fails, saying which extra to install
+        raise GeneratorError(str(exc)) from None
 
     return OptunaGenerator(spec, seed)

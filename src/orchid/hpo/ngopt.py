@@ -16,6 +16,7 @@ from typing import Any
 
 from orchid.core.hpo import CategoricalParam, FloatParam, HpoSpec, IntParam, active
 from orchid.core.study import Trial
+from orchid.extras import missing
 from orchid.hpo.base import GeneratorError, Proposal
 
 DEFAULT_OPTIMIZER = "NGOpt"
@@ -72,10 +73,8 @@ class NevergradGenerator:
             return []
         try:
             import nevergrad as ng
-        except ImportError:
-            raise GeneratorError(
-                "strategy nevergrad needs the nevergrad package: pip install 'orchid[hpo]'"
-            ) from None
+        except ModuleNotFoundError as exc:
+            raise GeneratorError(str(missing("hpo", exc, "strategy nevergrad"))) from None
 
         spec = self.spec
         goals = spec.goals()

@@ -11,7 +11,12 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import optuna
+from orchid.extras import missing
+
+try:
+    import optuna
+except ModuleNotFoundError as exc:
+    raise missing("hpo", exc, "HPO pruning") from None
 
 from orchid.core.hpo import HpoSpec, PrunerSpec
 from orchid.core.study import Trial

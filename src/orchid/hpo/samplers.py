@@ -15,7 +15,12 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import optuna
+from orchid.extras import missing
+
+try:
+    import optuna
+except ModuleNotFoundError as exc:
+    raise missing("hpo", exc, "HPO with Optuna's samplers") from None
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,

@@ -30,8 +30,8 @@ from orchid.core.hpo import Direction, Scalar
 from orchid.engine.templates import compile_template
 
 if TYPE_CHECKING:
-    from orchid.api.schemas import WorkflowOut
     from orchid.client import Client
+    from orchid.wire import WorkflowOut
 
 
 def real(

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from orchid.extras import missing
 from orchid.notify.base import DeliveryError, Notification
 from orchid.notify.config import StompBroker
 
@@ -58,7 +59,10 @@ class _Listener:
 
 def connect(broker: StompBroker, name: str, listener: Any = None) -> Any:
     """A connected stomp.py connection to ``broker``; DeliveryError if it cannot be had."""
-    import stomp
+    try:
+        import stomp
+    except ModuleNotFoundError as exc:
+        raise missing("stomp", exc, "a STOMP broker") from None
 
     conn = stomp.Connection(
         [(broker.host, broker.port)],

@@ -10,8 +10,6 @@ from sqlalchemy.engine import Connection
 
 from orchid.store.tables import agents
 
-ALIVE_S = 30.0  # an agent seen this recently counts as alive (it beats every 10 s)
-
 
 @dataclass(frozen=True)
 class AgentInfo:

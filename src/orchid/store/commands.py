@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from orchid.core.states import Action
 from orchid.store.tables import commands, workflows
 
-CommandKind = Literal["abort", "suspend", "resume", "retry", "finish"]
 
-
-def add(conn: Connection, workflow_id: int, kind: CommandKind, now: float) -> int:
+def add(conn: Connection, workflow_id: int, kind: Action, now: float) -> int:
     """Queue a command and wake the clerk for its workflow."""
     cid = conn.execute(
         sa.insert(commands)

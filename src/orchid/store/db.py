@@ -15,7 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from orchid.errors import ConfigError, StoreError
+from orchid.errors import ConfigError
+from orchid.extras import missing
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -363,5 +364,5 @@ def _make_engine(url: str, dialect: str, echo: bool, connect_args: dict[str, Any
             max_overflow=5,
             connect_args=connect_args,
         )
-    except ModuleNotFoundError as exc:  # pragma: no cover - dependency missing
-        raise StoreError(f"the PostgreSQL driver is missing: {exc}") from None
+    except ModuleNotFoundError as exc:
+        raise missing("postgres", exc, "a PostgreSQL database") from None

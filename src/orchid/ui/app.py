@@ -16,9 +16,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from orchid.api.auth import AuthConfig, AuthError
 from orchid.api.deps import ApiState
 from orchid.api.errors import status_of
+from orchid.auth import AuthConfig, AuthError
 from orchid.engine.templates import TemplateCache
 from orchid.errors import OrchidError
 from orchid.graph.render import PALETTE

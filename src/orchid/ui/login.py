@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.auth import AuthError
+from orchid.auth import AuthError
 from orchid.ui.app import ui_of
 from orchid.ui.oidc import STATE_MAX_AGE_S, LoginFailed, Pending
 from orchid.ui.session import (
@@ -18,22 +17,13 @@ from orchid.ui.session import (
     OIDC_COOKIE,
     check_origin,
     clear_session,
+    read_form,
     safe_next,
     set_session,
 )
 
 router = APIRouter()
-MAX_FORM_BYTES = 64 * 1024
 MAX_COOKIE_TOKEN = 3800  # browsers keep cookies up to about 4 KB
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """A small urlencoded form (no multipart: nothing here uploads files)."""
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        return {}
-    pairs = urllib.parse.parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
-    return {k: v for k, v in pairs}
 
 
 @router.get("/login", name="login")
@@ -59,7 +49,7 @@ async def login(request: Request) -> Response:
     """Check the token exactly as the API would; on success it becomes the session cookie."""
     ui = ui_of(request)
     check_origin(request)
-    form = await _form(request)
+    form = await read_form(request)
     token = form.get("token", "").strip()
     target = safe_next(form.get("next"))
     error = ""
@@ -95,7 +85,7 @@ async def login(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     ui = ui_of(request)
-    form = await _form(request)
+    form = await read_form(request)
     viewer = await run_in_threadpool(ui.sessions.viewer, request)
     ui.sessions.check_post(request, viewer, form.get(CSRF_FIELD))
     response = RedirectResponse("/ui/login", 303)

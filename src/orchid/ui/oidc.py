@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from orchid.api.auth import AuthConfig
+from orchid.auth import AuthConfig
 from orchid.errors import ConfigError, OrchidError
 
 STATE_MAX_AGE_S = 600

@@ -11,26 +11,25 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from orchid.api.deps import check_id, visible_job, visible_workflow
-from orchid.api.routes.jobs import log_response
 from orchid.core.model import Workflow
+from orchid.core.states import Action
 from orchid.errors import InvalidInput, NotFound
 from orchid.graph import model as graph_model
 from orchid.graph.load import load
 from orchid.graph.render import to_svg
+from orchid.logserve import log_response
 from orchid.safefiles import LogUnavailable, open_log
 from orchid.store import commands, monitor, studies, works
 from orchid.store import workflows as workflow_store
 from orchid.ui import charts, views
 from orchid.ui.app import Ui, ui_of
-from orchid.ui.login import _form
-from orchid.ui.session import CSRF_FIELD, Viewer
+from orchid.ui.session import CSRF_FIELD, Viewer, read_form
 
 router = APIRouter()
 PAGE = 50
 FILE_ORDER = ("processed", "processing", "available", "staging", "deleted", "failed", "new")
 MAX_LIVE_WORKS = 200  # work rows on the page and in its live feed (a loop may have 10,000)
 AGES = {"1h": 3600, "1d": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
-Action = Literal["abort", "suspend", "resume", "retry", "finish"]
 IdQuery = Annotated[int | None, Query(ge=0, le=2**62)]
 
 
@@ -188,7 +187,7 @@ def workflow_page(request: Request, workflow_id: int, queued: str | None = None)
 async def act(request: Request, workflow_id: int, action: Action) -> Response:
     """An action button: the same command rows as ``POST /api/v1/workflows/{id}/{action}``."""
     ui = ui_of(request)
-    form = await _form(request)
+    form = await read_form(request)
     viewer = await run_in_threadpool(ui.sessions.viewer, request)
     ui.sessions.check_post(
         request, viewer, form.get(CSRF_FIELD) or request.headers.get("x-csrf-token")

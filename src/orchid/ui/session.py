@@ -2,7 +2,7 @@
 
 A browser logs in once (a local token in a form, or an OIDC login); the server keeps the
 token in an ``HttpOnly``, ``SameSite=Strict`` cookie scoped to ``/ui`` and checks it on
-each request with the API's own :class:`~orchid.api.auth.Authenticator`, so revoking the
+each request with the API's own :class:`~orchid.auth.Authenticator`, so revoking the
 token or its expiry ends the session at once. An X.509 DN from a trusted proxy or an
 ``Authorization`` header work too, as on the API.
 
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from fastapi import Request
 from starlette.responses import Response
 
-from orchid.api.auth import Authenticator, AuthError
 from orchid.api.deps import refuse_job_token
 from orchid.api.peers import peer
+from orchid.auth import Authenticator, AuthError
 from orchid.core.model import Principal
 from orchid.errors import OrchidError
 
@@ -33,6 +33,7 @@ COOKIE = "orchid_session"
 OIDC_COOKIE = "orchid_oidc"  # state, PKCE verifier and the page asked for, during a login
 COOKIE_PATH = "/ui"
 MAX_AGE_S = 12 * 3600
+MAX_FORM_BYTES = 64 * 1024  # the login and action forms are a few fields
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 JOB_TOKEN_REFUSED = "a job's token cannot open the monitor; log in with a token of yours"
@@ -148,3 +149,12 @@ def set_session(response: Response, request: Request, token: str, max_age: int =
 
 def clear_session(response: Response) -> None:
     response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A small urlencoded form (no multipart: nothing here uploads files)."""
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        return {}
+    pairs = urllib.parse.parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+    return {k: v for k, v in pairs}

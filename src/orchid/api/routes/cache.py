@@ -24,10 +24,10 @@ from starlette.concurrency import run_in_threadpool
 
 from orchid.api.deps import ApiState, Caller, JobCaller, State, now
 from orchid.api.errors import TooLarge
-from orchid.api.schemas import CacheObjectOut, CachePage
 from orchid.errors import InvalidInput, NotFound
 from orchid.store import cache
 from orchid.store.cache import SHA256_PATTERN, Blobs, CacheObject, Incoming
+from orchid.wire import CacheObjectOut, CachePage
 
 router = APIRouter(prefix="/cache", tags=["cache"])
 DEFAULT_MAX_OBJECT_BYTES = 100 * 1024 * 1024

@@ -7,27 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from orchid.api.deps import Cursor, JobCaller, State, check_id, visible_workflow
-from orchid.api.schemas import CollectionOut, FileOut, FilePage
 from orchid.core.states import FileStatus
 from orchid.store import catalog
-from orchid.store.catalog import CollectionSummary
+from orchid.wire import CollectionOut, FileOut, FilePage
 
 router = APIRouter(prefix="/workflows", tags=["catalog"])
-
-
-def _out(c: CollectionSummary) -> CollectionOut:
-    return CollectionOut(
-        id=c.id,
-        workflow_id=c.workflow_id,
-        work_id=c.work_id,
-        scope=c.scope,
-        name=c.name,
-        manager=c.manager,
-        status=c.status,
-        created_at=c.created_at,
-        files=c.files,
-        counts={str(k): v for k, v in c.counts.items()},
-    )
 
 
 @router.get("/{workflow_id}/collections", response_model=list[CollectionOut])
@@ -35,7 +19,7 @@ def list_collections(workflow_id: int, st: State, who: JobCaller) -> list[Collec
     """The workflow's collections (datasets), with how many files are in each status."""
     wf = visible_workflow(st, who, check_id(workflow_id))
     with st.db.engine.connect() as conn:
-        return [_out(c) for c in catalog.list_collections(conn, wf.id)]
+        return [CollectionOut.of(c) for c in catalog.list_collections(conn, wf.id)]
 
 
 @router.get("/{workflow_id}/collections/{collection_id}/files", response_model=FilePage)
@@ -61,6 +45,6 @@ def list_files(
         )
     more = str(rows[-1].id) if len(rows) == limit else None
     return FilePage(
-        items=[FileOut(id=f.id, name=f.name, size=f.size, status=f.status) for f in rows],
+        items=[FileOut.of(f) for f in rows],
         next_cursor=more,
     )

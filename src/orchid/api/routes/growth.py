@@ -15,7 +15,6 @@ from starlette.concurrency import run_in_threadpool
 
 from orchid.api.deps import ApiState, JobCaller, State, check_id, now, visible_workflow
 from orchid.api.routes.messages import read_body
-from orchid.api.schemas import AddedWorkOut, AddWorkIn, CloseIn, WorkflowOut
 from orchid.api.threads import in_thread
 from orchid.core import jsonvalues
 from orchid.core.model import Principal
@@ -23,6 +22,7 @@ from orchid.core.template import check_values
 from orchid.engine import extend
 from orchid.errors import InvalidInput
 from orchid.store import workflows
+from orchid.wire import AddedWorkOut, AddWorkIn, CloseIn, WorkflowOut
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 M = TypeVar("M", bound=BaseModel)
@@ -73,13 +73,7 @@ async def add_work(
     raw = await read_body(request, MAX_WORK_BYTES)
     added = await in_thread(_add, st, who, workflow_id, raw)  # validates the whole grown template
     response.status_code = 201 if added.created else 200
-    return AddedWorkOut(
-        work_id=added.work_id,
-        name=added.name,
-        jobs=added.jobs,
-        created=added.created,
-        changed=added.changed,
-    )
+    return AddedWorkOut.of(added)
 
 
 def _close(st: ApiState, workflow_id: int, raw: bytes) -> WorkflowOut:

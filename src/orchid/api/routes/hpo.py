@@ -14,7 +14,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from orchid.api.deps import ApiState, JobCaller, State, check_id, now, visible_workflow
-from orchid.api.hpo_schemas import (
+from orchid.core.hpo import SEGMENT_PATTERN
+from orchid.core.model import Principal
+from orchid.engine.hpo_ops import Report, Studies
+from orchid.errors import InvalidInput
+from orchid.store import studies
+from orchid.store import trials as trial_rows
+from orchid.wire import (
     NextIn,
     NextOut,
     ReportIn,
@@ -24,12 +30,6 @@ from orchid.api.hpo_schemas import (
     TrialPage,
     TrialStatus,
 )
-from orchid.core.hpo import SEGMENT_PATTERN
-from orchid.core.model import Principal
-from orchid.engine.hpo_ops import Report, Studies
-from orchid.errors import InvalidInput
-from orchid.store import studies
-from orchid.store import trials as trial_rows
 
 router = APIRouter(tags=["hpo"])
 

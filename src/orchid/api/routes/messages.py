@@ -10,11 +10,11 @@ from starlette.concurrency import run_in_threadpool
 
 from orchid.api.deps import ApiState, JobCaller, State, check_id, now, visible_workflow
 from orchid.api.errors import TooLarge
-from orchid.api.schemas import MessageIn, MessageOut, MessagePage
 from orchid.core import jsonvalues
 from orchid.errors import InvalidInput
 from orchid.store import messages
 from orchid.store.messages import KIND_PATTERN, MAX_BODY_BYTES, Message
+from orchid.wire import MessageIn, MessageOut, MessagePage
 
 router = APIRouter(prefix="/workflows", tags=["messages"])
 ENVELOPE_BYTES = 64 * 1024  # room for the kind and the JSON around the body

@@ -6,9 +6,9 @@ from fastapi import APIRouter
 
 from orchid import __version__
 from orchid.api.deps import Caller, JobCaller, State, now
-from orchid.api.schemas import Health, WhoAmI
+from orchid.core.model import ALIVE_S
 from orchid.store import agents
-from orchid.store.agents import ALIVE_S
+from orchid.wire import Health, WhoAmI
 
 router = APIRouter(tags=["system"])
 

@@ -8,7 +8,7 @@ import tempfile
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import IO, Annotated, Any, Literal
+from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
@@ -28,7 +28,15 @@ from orchid.api.deps import (
     visible_workflow,
 )
 from orchid.api.errors import Denied, Malformed, TooLarge, too_large
-from orchid.api.schemas import (
+from orchid.api.threads import in_thread
+from orchid.core import jsonvalues
+from orchid.core.model import Principal
+from orchid.core.states import TERMINAL_WORKFLOW, Action, JobStatus, WorkflowStatus
+from orchid.core.template import check_values, decode, error_field
+from orchid.engine.submit import submit
+from orchid.errors import InvalidInput
+from orchid.store import commands, events, jobs, workflows, works
+from orchid.wire import (
     CommandOut,
     JobOut,
     JobPage,
@@ -38,18 +46,9 @@ from orchid.api.schemas import (
     WorkflowPage,
     WorkOut,
 )
-from orchid.api.threads import in_thread
-from orchid.core import jsonvalues
-from orchid.core.model import Principal
-from orchid.core.states import TERMINAL_WORKFLOW, JobStatus, WorkflowStatus
-from orchid.core.template import check_values, decode, error_field
-from orchid.engine.submit import submit
-from orchid.errors import InvalidInput
-from orchid.store import commands, events, jobs, workflows, works
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 WorkflowId = Annotated[int, Query(ge=1, le=2**62)]
-Action = Literal["abort", "suspend", "resume", "retry", "finish"]
 NDJSON = "application/x-ndjson"
 
 SUBMIT_BODY = {

@@ -25,18 +25,18 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from orchid.api.auth import (
+from orchid.auth import (
     IDP_DOWN,
     AuthConfig,
     Authenticator,
     Forbidden,
     OidcVerifier,
-    Principal,
     Unauthenticated,
     can_act,
     can_see,
     www_authenticate,
 )
+from orchid.core.model import Principal
 from orchid.errors import ConfigError
 
 AUD = "orchid"

@@ -1,16 +1,38 @@
-"""Response and request bodies of the REST API (pydantic, so OpenAPI describes them)."""
+"""The bodies that cross the wire: what the REST API accepts and answers, and what
+``orchid.client`` parses its answers into (pydantic, so OpenAPI describes them).
+
+One module for both sides, importing nothing of the store or the web framework, so that
+``import orchid.client`` stays light. Answers are built from the read models of
+``orchid.core.model`` and the store's dataclasses with ``model_validate(obj,
+from_attributes=True)`` (``Out.of(obj)``), not copied field by field.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
-from orchid.core.model import Job, Work, Workflow
+from orchid.core.hpo import SEGMENT_PATTERN
+from orchid.core.states import Action
+from orchid.core.study import MAX_NEXT
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+    @classmethod
+    def of(cls, obj: object) -> Self:
+        """The answer made of a read model or a store row (its attributes of the same names)."""
+        return cls.model_validate(obj, from_attributes=True)
 
 
 class Problem(_Out):
@@ -26,22 +48,6 @@ class ErrorOut(_Out):
     problems: list[Problem] | None = None
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"model": ErrorOut, "description": description}
-
-
-# documented on every route (FastAPI's own 422 model would describe a body we never send)
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _error("the request is malformed"),
-    401: _error("no or invalid credentials (see WWW-Authenticate)"),
-    403: _error("authenticated, but not allowed"),
-    404: _error("no such resource"),
-    409: _error("the change conflicts with the resource's state"),
-    413: _error("the request body is too large"),
-    422: _error("invalid input: `field` and `problems` say where"),
-}
-
-
 class WorkflowOut(_Out):
     id: int
     name: str
@@ -54,21 +60,6 @@ class WorkflowOut(_Out):
     updated_at: float
     finished_at: float | None
 
-    @staticmethod
-    def of(w: Workflow) -> WorkflowOut:
-        return WorkflowOut(
-            id=w.id,
-            name=w.name,
-            owner=w.owner,
-            share_group=w.share_group,
-            status=w.status,
-            message=w.message,
-            params=dict(w.params),
-            created_at=w.created_at,
-            updated_at=w.updated_at,
-            finished_at=w.finished_at,
-        )
-
 
 class WorkOut(_Out):
     id: int
@@ -76,24 +67,14 @@ class WorkOut(_Out):
     iteration: int
     status: str
     message: str
-    jobs: int
     counts: dict[str, int] = Field(description="jobs by status")
     started_at: float | None
     finished_at: float | None
 
-    @staticmethod
-    def of(w: Work) -> WorkOut:
-        return WorkOut(
-            id=w.id,
-            name=w.name,
-            iteration=w.iteration,
-            status=w.status,
-            message=w.message,
-            jobs=sum(w.counts.values()),
-            counts={str(k): v for k, v in w.counts.items()},
-            started_at=w.started_at,
-            finished_at=w.finished_at,
-        )
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def jobs(self) -> int:
+        return sum(self.counts.values())
 
 
 class WorkflowDetail(WorkflowOut):
@@ -103,7 +84,7 @@ class WorkflowDetail(WorkflowOut):
 class JobOut(_Out):
     id: int
     workflow_id: int
-    work: str
+    work: str = Field(validation_alias=AliasChoices("work", "work_name"))
     work_id: int | None = None  # the work row (a loop's work has one per iteration)
     name: str
     status: str
@@ -118,26 +99,10 @@ class JobOut(_Out):
     started_at: float | None
     finished_at: float | None
 
-    @staticmethod
-    def of(j: Job) -> JobOut:
-        return JobOut(
-            id=j.id,
-            workflow_id=j.workflow_id,
-            work=j.work_name,
-            work_id=j.work_id,
-            name=j.name,
-            status=j.status,
-            args=dict(j.args),
-            attempt=j.attempt,
-            max_attempts=j.max_attempts,
-            exit_code=j.exit_code,
-            result=j.result,
-            error=j.error,
-            usage=dict(j.usage) if j.usage else None,
-            ready_at=j.ready_at,
-            started_at=j.started_at,
-            finished_at=j.finished_at,
-        )
+    @field_validator("usage", mode="before")
+    @classmethod
+    def _none_if_empty(cls, usage: Any) -> Any:
+        return usage or None  # a job that reported no usage
 
 
 class WorkflowPage(_Out):
@@ -172,7 +137,7 @@ class SubmitRequest(BaseModel):
 class CommandOut(_Out):
     command_id: int
     workflow_id: int
-    action: Literal["abort", "suspend", "resume", "retry", "finish"]
+    action: Action
     status: Literal["queued"] = "queued"
 
 
@@ -282,3 +247,82 @@ class CloseIn(BaseModel):
     error: str | None = Field(
         None, max_length=20_000, description="the workflow failed, and why (None: it did not)"
     )
+
+
+# --- HPO studies (orchid.api.routes.hpo) ---------------------------------------------
+
+TrialStatus = Literal["waiting", "running", "complete", "pruned", "failed"]
+
+
+class StudyOut(_Out):
+    id: int
+    workflow_id: int
+    work: str = Field(validation_alias=AliasChoices("work", "work_name"))
+    iteration: int
+    status: str = Field(description="running, succeeded, partial, failed or cancelled")
+    message: str
+    mode: Literal["jobs", "pull"]
+    strategy: str
+    max_trials: int
+    parallel: int
+    summary: dict[str, Any] = Field(
+        description="counts and the best trial (Pareto front for several objectives), "
+        "per segment when there are segments"
+    )
+
+
+class TrialOut(_Out):
+    id: int
+    study_id: int
+    segment: str
+    number: int
+    status: TrialStatus
+    params: dict[str, Any]
+    values: list[float] | None
+    result: Any
+    intermediate: dict[str, float] = Field(description="step → value")
+    job_id: int | None
+    worker: str | None
+    error: str | None
+    created_at: float
+    finished_at: float | None
+
+
+class TrialPage(_Out):
+    items: list[TrialOut]
+    next_cursor: str | None
+
+
+class NextIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n: int = Field(1, ge=1, le=MAX_NEXT, description="how many points at most")
+    segment: str | None = Field(None, pattern=SEGMENT_PATTERN)
+
+
+class NextOut(_Out):
+    study_status: str = Field(description="while running, an empty list means: ask again soon")
+    trials: list[TrialOut]
+
+
+class ReportIn(BaseModel):
+    """An intermediate value (``step`` and ``value``), a final loss (``value``), several
+    objectives (``values``), metrics holding the objectives by name, or a failure."""
+
+    model_config = ConfigDict(extra="forbid")
+    step: int | None = Field(None, ge=0, le=2**31)
+    value: float | None = Field(None, allow_inf_nan=False)
+    values: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(None, max_length=100)
+    metrics: dict[str, Any] | None = None
+    failed: str | None = Field(None, max_length=1000, description="why the evaluation failed")
+
+    @model_validator(mode="after")
+    def _something(self) -> ReportIn:
+        if all(getattr(self, f) is None for f in ("value", "values", "metrics", "failed")):
+            raise ValueError("report a value, values, metrics or failed")
+        return self
+
+
+class ReportOut(_Out):
+    trial_id: int
+    status: TrialStatus
+    prune: bool = Field(description="the pruner stopped this trial: stop evaluating it")
