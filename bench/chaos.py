@@ -222,8 +222,6 @@ class Agents:
             "ORCHID_HOME": str(home),
             "ORCHID_EXECUTOR": "local",
             "ORCHID_WORKERS": str(s.workers),
-            "ORCHID_REUSE_WORKERS": "1",
-            "ORCHID_PREFETCH": "4",
             "ORCHID_LEASE_SECONDS": str(s.lease),
             "ORCHID_POLL_INTERVAL": "0.2",
             "ORCHID_LEDGER": str(ledger),

@@ -123,8 +123,10 @@ def start_agents(a: argparse.Namespace, url: str, home: Path) -> list[subprocess
     }
     if a.batch:
         env["ORCHID_BATCH"] = str(a.batch)
-    if a.executor == "local":
-        env["ORCHID_REUSE_WORKERS"] = "0" if a.fresh_processes else "1"
+    # the defaults a user gets, unless a flag says otherwise (and the row then shows it)
+    if a.executor == "local" and a.fresh_processes:
+        env["ORCHID_REUSE_WORKERS"] = "0"
+    if a.executor == "local" and a.prefetch is not None:
         env["ORCHID_PREFETCH"] = str(a.prefetch)
     procs = []
     for k in range(a.agents):
@@ -196,7 +198,10 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         "agents": a.agents,
         "executor": a.executor,
         "workers": a.workers if a.executor == "local" else None,
-        "prefetch": a.prefetch if a.executor == "local" else None,
+        "prefetch": (a.prefetch if a.prefetch is not None else "default")
+        if a.executor == "local"
+        else None,
+        "fresh_processes": a.fresh_processes if a.executor == "local" else None,
     }
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -276,12 +281,16 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--workers", type=int, default=2, help="local executor workers per agent")
     ap.add_argument("--batch", type=int, default=0, help="rows per claim (ORCHID_BATCH)")
     ap.add_argument(
-        "--prefetch", type=int, default=64, help="local: jobs taken ahead (ORCHID_PREFETCH)"
+        "--prefetch",
+        type=int,
+        default=None,
+        help="local: jobs taken ahead (ORCHID_PREFETCH; default: Orchid's default)",
     )
     ap.add_argument(
         "--fresh-processes",
         action="store_true",
-        help="local: a new interpreter per job instead of long-lived workers",
+        help="local: a new interpreter per job instead of long-lived workers (Orchid's "
+        "default is long-lived workers)",
     )
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--repeat", type=int, default=1, help="runs, one JSON line each")

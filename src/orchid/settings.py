@@ -72,8 +72,9 @@ class Settings:
         raise ConfigError(unknown_executor(name, self.executor_names))
 
     bus: str = "auto"  # event bus: auto (postgres on PostgreSQL, else memory), memory, postgres, db
-    reuse_workers: bool = False  # local executor: run function jobs in long-lived workers
-    prefetch: int = 0  # local executor: jobs taken ahead of free slots
+    # local executor: run a workflow's function jobs in long-lived workers (one per slot)
+    reuse_workers: bool = True
+    prefetch: int = 64  # local executor: jobs taken ahead of free slots while jobs are quick
     # size limits (orchid.core.limits.Limits documents each; docs/security.md lists them)
     expr_max_items: int = DEFAULT_LIMITS.expr_max_items  # longest list an expression builds
     expr_max_string: int = DEFAULT_LIMITS.expr_max_string  # longest string (characters)

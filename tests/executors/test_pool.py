@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from orchid.executors import local, registry
 from orchid.executors.base import Payload, Resources
 from orchid.executors.local import LocalExecutor
+from orchid.settings import Settings
 from tests.executors import test_local
 from tests.executors.contract import ExecutorContract, finals, spec, wait_for, wait_for_state
 from tests.executors.test_local import MakeExecutor, function, run_one, user_module, wait_until
@@ -198,14 +200,46 @@ def test_a_quick_job_is_reported_once_with_its_start(make: MakeExecutor, code: P
         assert [u.state for u in updates] == ["running", "succeeded"]
 
 
-def test_prefetch_takes_jobs_ahead(make: MakeExecutor, code: Path, tmp_path: Path) -> None:
+def test_prefetch_takes_jobs_ahead_while_jobs_are_quick(
+    make: MakeExecutor, code: Path, tmp_path: Path
+) -> None:
     ex = make(workers=1, prefetch=3)
-    assert ex.capacity() == 4
+    assert ex.capacity() == 1  # no job has ended yet: they may be long
+    ex.submit([spec(1, fn(code, "count"), {"i": 1})])
+    wait_for(ex, 1)
+    assert ex.capacity() == 4  # quick ones: three more wait for the slot
     marker = tmp_path / "m"
-    ex.submit([spec(1, fn(code, "nap"), {"seconds": 60, "marker": str(marker)})])
-    wait_for_state(ex, "1-1-1", "running", [])
+    ex.submit([spec(2, fn(code, "nap"), {"seconds": 60, "marker": str(marker)})])
+    wait_for_state(ex, "1-2-1", "running", [])
     assert ex.capacity() == 3
-    ex.cancel(["1-1-1"])
+    ex.cancel(["1-2-1"])
+
+
+def test_long_jobs_are_not_taken_ahead(
+    make: MakeExecutor, code: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs taken ahead of long ones would wait here while another agent stands idle."""
+    monkeypatch.setattr(local, "PREFETCH_QUICK_S", 0.1)
+    ex = make(workers=1, prefetch=3)
+    ex.submit([spec(1, fn(code, "count"), {"i": 1})])
+    wait_for(ex, 1)
+    assert ex.capacity() == 4
+    ex.submit([spec(i, fn(code, "nap"), {"seconds": 0.4}) for i in (2, 3, 4)])
+    wait_for(ex, 3)
+    assert ex.capacity() == 1  # the running mean is past 0.1 s: only the free slot
+
+
+def test_a_worker_serves_one_workflow(make: MakeExecutor, code: Path) -> None:
+    """No module state, monkeypatch or stale code passes from one workflow to the next."""
+    ex = make(workers=1)
+    ex.submit([spec(i, fn(code, "count"), {"i": i}, workflow_id=1) for i in (1, 2)])
+    ex.submit([spec(3, fn(code, "count"), {"i": 3}, workflow_id=2)])
+    ex.submit([spec(4, fn(code, "count"), {"i": 4}, workflow_id=1)])
+    done = finals(wait_for(ex, 4))
+    first, second, other, again = (done[key].result for key in ("1-1-1", "1-2-1", "2-3-1", "1-4-1"))
+    assert first["pid"] == second["pid"] and second["calls"] == 2  # one workflow: reused
+    assert other["pid"] != first["pid"] and other["calls"] == 1  # another: a fresh worker
+    assert again["calls"] == 1  # and back: fresh again, nothing of workflow 2 in it
 
 
 def test_every_attempt_keeps_its_logs_without_a_new_file_per_job(
@@ -342,3 +376,18 @@ def test_a_new_worker_never_writes_through_the_shared_empty_log(
     again = run_one(make(workers=1), fn(code, "say"), {"text": "loud"})
     assert Path(again.log_uri or "") == log and log.read_text() == "loud\n"
     assert (log.parent / ".empty").read_text() == ""
+
+
+def test_the_default_settings_give_the_fast_local_executor(code: Path, tmp_path: Path) -> None:
+    """What `orchid run` and `orchid agents` build with no settings: long-lived workers
+    and quick jobs taken ahead (bench/RESULTS.md's figures are the defaults' figures)."""
+    settings = Settings.load(env={"ORCHID_HOME": str(tmp_path / "home")})
+    ex = registry.make(settings.executor_config("local"), settings, None, tmp_path / "logs")
+    try:
+        assert ex.capacity() == settings.workers  # nothing ended yet: no job taken ahead
+        ex.submit([spec(i, fn(code, "count"), {"i": i}) for i in (1, 2, 3)])
+        done = finals(wait_for(ex, 3))
+        assert len({done[f"1-{i}-1"].result["pid"] for i in (1, 2, 3)}) <= settings.workers
+        assert ex.capacity() == settings.workers + settings.prefetch > settings.workers
+    finally:
+        ex.close()

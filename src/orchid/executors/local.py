@@ -14,7 +14,8 @@ Payloads:
   calls the function there, so user code can never crash the agent. With
   ``reuse_workers``, each slot keeps one such process alive instead and runs one job after
   another in it (:mod:`orchid.executors.pool`): the same results, exit codes and logs,
-  without an interpreter start per job (a module's state then lives from job to job).
+  without an interpreter start per job (a module's state then lives from job to job of
+  one workflow: a worker serves one workflow's jobs). This is the default.
 - ``noop``: succeeds at once, without a process.
 
 Each attempt writes ``<log_dir>/<workflow_id>/<job_id>.<attempt>.out`` (stdout, the
@@ -56,6 +57,11 @@ logger = logging.getLogger(__name__)
 
 # Where `orchid` itself is importable from, so the wrapper starts even if orchid is not installed.
 _ORCHID_ROOT = str(Path(__file__).resolve().parents[2])
+# jobs are taken ahead of free slots (``prefetch``) only while they are quick: a typical
+# job of the last few under this many seconds. Long jobs taken ahead would wait behind
+# this agent's slots while another agent's slots stand free.
+PREFETCH_QUICK_S = 1.0
+_RECENT_WEIGHT = 0.2  # of the newest job in the running mean of job durations
 
 
 @dataclass(eq=False)
@@ -68,7 +74,7 @@ class _Attempt:
     cancelled: bool = False
     timed_out: bool = False
     signalled: bool = False  # a signal was sent to its process group
-    started: float | None = None  # monotonic time a pool worker began it
+    started: float | None = None  # monotonic time its process (or pool worker) began it
     recalled: bool = False  # asked back from a worker's pipe for a free slot
     size: int = 0  # bytes of its message to a pool worker
     timers: list[threading.Timer] = field(default_factory=list)
@@ -79,7 +85,8 @@ class LocalExecutor(PooledSlots):
 
     ``wake`` is called (from worker threads) after each update is queued; ``clock`` stamps
     updates. ``kill_grace_s`` is how long a cancelled or timed-out job has between SIGTERM
-    and SIGKILL. ``prefetch`` jobs beyond the free slots are taken ahead, so a slot that
+    and SIGKILL. ``prefetch`` jobs beyond the free slots are taken ahead while jobs are
+    quick (a running mean of their durations under ``PREFETCH_QUICK_S``), so a slot that
     frees starts the next job at once (they start even if their workflow is suspended
     meanwhile). ``reuse_workers``: see the module docstring.
     """
@@ -132,6 +139,7 @@ class LocalExecutor(PooledSlots):
         self._updates: list[JobUpdate] = []
         self._closed = False
         self._idle = 0  # slot threads waiting for a job
+        self._typical_s: float | None = None  # running mean of job durations; None: none yet
         self._threads = [
             threading.Thread(target=self._work, args=(i,), name=f"orchid-local-{i}", daemon=True)
             for i in range(workers)
@@ -142,13 +150,16 @@ class LocalExecutor(PooledSlots):
     # --- the Executor protocol ---------------------------------------------------------
 
     def capacity(self) -> int:
-        """Free workers plus ``prefetch``, minus queued and running jobs, never negative.
+        """Free workers plus ``prefetch`` while jobs are quick, minus queued and running
+        jobs, never negative.
 
-        With no prefetch, never more than the free workers: a job handed over here starts
-        even if its workflow is suspended a moment later.
+        Otherwise (no prefetch, no job ended yet, or long jobs) never more than the free
+        workers: a job handed over here starts even if its workflow is suspended a moment
+        later, and a long job taken ahead would wait here while other agents stand idle.
         """
         with self._lock:
-            room = self._workers + self._prefetch
+            quick = self._typical_s is not None and self._typical_s < PREFETCH_QUICK_S
+            room = self._workers + (self._prefetch if quick else 0)
             return max(0, room - len(self._queued) - len(self._running))
 
     def submit(self, jobs: Sequence[JobSpec]) -> None:
@@ -319,6 +330,7 @@ class LocalExecutor(PooledSlots):
         started = time.monotonic()
         with self._lock:
             attempt.process = process
+            attempt.started = started
             cancelled = attempt.cancelled
         logger.debug("job %s: started pid %d: %s", spec.key, process.pid, argv)
         self._push(self._update(spec, "running", log_uri=log_uri))
@@ -440,9 +452,13 @@ class LocalExecutor(PooledSlots):
     def _finish(self, attempt: _Attempt, state: UpdateState, **fields: Any) -> None:
         """Queue the final update and free the worker slot in one step."""
         update = self._update(attempt.spec, state, **fields)
+        took = None if attempt.started is None else time.monotonic() - attempt.started
         with self._lock:
             self._running.pop(attempt.spec.key, None)
             self._updates.append(update)
+            if took is not None:
+                last = self._typical_s
+                self._typical_s = took if last is None else last + _RECENT_WEIGHT * (took - last)
         self._notify()
 
     def _notify(self) -> None:

@@ -47,8 +47,10 @@ RECALL_S = 0.05  # a job running this long gives up the jobs waiting behind it t
 AHEAD_BYTES = 32 * 1024  # written ahead at most: half a pipe's buffer, never a blocking write
 SPARE = ".spare"  # the log folder's folder of the workers' spare files
 FOLDERS_KNOWN = 10_000  # run_as: job folders remembered as made (one per workflow)
-# (python_path, workdir, uid of the run_as user or None) a worker serves
-Signature = tuple[tuple[str, ...], str | None, int | None]
+# (python_path, workdir, uid of the run_as user or None, workflow id) a worker serves: one
+# workflow's jobs only, so no module state, no monkeypatch and no code edited since passes
+# from one workflow (or user) to the next; a workflow's 10,000 short jobs share it
+Signature = tuple[tuple[str, ...], str | None, int | None, int]
 
 
 class PoolWorker:
@@ -73,7 +75,7 @@ class PoolWorker:
             self.spare.mkdir(mode=0o711, exist_ok=True)
             self.spare = self.spare / user.name
             own_folder(self.spare, user)
-        python_path, workdir, _ = signature
+        python_path, workdir, _, _ = signature
         env = dict(base_env)
         current = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         path = [*python_path, *current]
@@ -214,9 +216,9 @@ def job_message(
 
 
 def signature_of(
-    python_path: Sequence[str], workdir: str | None, uid: int | None = None
+    python_path: Sequence[str], workdir: str | None, uid: int | None, workflow_id: int
 ) -> Signature:
-    return tuple(python_path), workdir, uid
+    return tuple(python_path), workdir, uid, workflow_id
 
 
 def pooled_signature(spec: JobSpec, user: OsUser | None = None) -> Signature | None:
@@ -224,7 +226,8 @@ def pooled_signature(spec: JobSpec, user: OsUser | None = None) -> Signature | N
     payload = spec.payload
     if payload.kind != "function" or not payload.function:
         return None
-    return signature_of(payload.python_path, payload.workdir, None if user is None else user.uid)
+    uid = None if user is None else user.uid
+    return signature_of(payload.python_path, payload.workdir, uid, spec.workflow_id)
 
 
 Sent = dict[str, tuple[Any, proc.AttemptFiles]]  # jobs written to a worker by key, oldest first
