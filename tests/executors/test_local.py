@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from orchid.core.placeholders import render_command
 from orchid.errors import ConfigError, ExecutorError
-from orchid.executors._process import render_argv
 from orchid.executors.base import JobUpdate, Payload, Resources
 from orchid.executors.local import LocalExecutor
 from tests.executors.contract import (
@@ -84,7 +84,7 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
 # --- argv templates -------------------------------------------------------------------
 
 
-def test_render_argv_substitutes_args_and_leaves_other_braces() -> None:
+def test_render_command_substitutes_args_and_leaves_other_braces() -> None:
     args = {"name": "x y", "n": 3, "cfg": {"a": 1}, "items": [1, 2], "odd-key": "ok"}
     template = [
         "{name}",
@@ -99,7 +99,7 @@ def test_render_argv_substitutes_args_and_leaves_other_braces() -> None:
         "{}",
         "a}}b",
     ]
-    assert render_argv(template, args) == [
+    assert render_command(template, args) == [
         "x y",
         "--n=3",
         "{literal}",
