@@ -31,7 +31,7 @@ from orchid.cli.progress import (
     status_text,
 )
 from orchid.core.model import Work, Workflow
-from orchid.core.states import WorkflowStatus
+from orchid.core.states import TERMINAL_WORKFLOW, WorkflowStatus
 from orchid.core.template import json_schema
 from orchid.datamgr import registry as datamgr_registry
 from orchid.engine.runner import make_runner
@@ -101,12 +101,7 @@ def run(
     done = threading.Event()
 
     def finished() -> bool:
-        return snapshot(database, wf_id)[0].status in (
-            WorkflowStatus.SUCCEEDED,
-            WorkflowStatus.FAILED,
-            WorkflowStatus.PARTIAL,
-            WorkflowStatus.CANCELLED,
-        )
+        return snapshot(database, wf_id)[0].status in TERMINAL_WORKFLOW
 
     failure: list[BaseException] = []
 
