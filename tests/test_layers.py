@@ -287,3 +287,37 @@ def test_the_graph_reads_each_kind_of_import(
 def test_a_cycle_is_found() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def _packages() -> list[str]:
+    return sorted(m for m, p in modules().items() if p.name == "__init__.py" and m.count(".") == 1)
+
+
+@pytest.mark.parametrize("package", _packages())
+def test_every_package_names_its_public_surface(package: str) -> None:
+    """``__all__`` in each package's ``__init__.py``: names it defines or imports, or its
+    modules (listed without being imported)."""
+    path = modules()[package]
+    tree = ast.parse(path.read_text())
+    listed = [
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+    ]
+    assert listed, f"{path} has no __all__"
+    bound = {
+        name
+        for node in ast.walk(tree)
+        for name in (
+            [a.asname or a.name for a in node.names]
+            if isinstance(node, ast.ImportFrom | ast.Import)
+            else [node.name]
+            if isinstance(node, ast.FunctionDef | ast.ClassDef)
+            else [t.id for t in node.targets if isinstance(t, ast.Name)]
+            if isinstance(node, ast.Assign)
+            else []
+        )
+    }
+    missing = [n for n in listed[0] if n not in bound and f"{package}.{n}" not in modules()]
+    assert missing == [], f"{package}.__all__ names what it neither defines nor holds"

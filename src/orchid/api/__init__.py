@@ -1,1 +1,16 @@
 """The REST API: HTTP mapping, authentication and authorization."""
+
+# The public surface: these modules (``from orchid.api import app``). Listing them
+# imports none of them.
+__all__ = [
+    "app",
+    "auth",
+    "deps",
+    "errors",
+    "hpo_schemas",
+    "names",
+    "peers",
+    "routes",
+    "schemas",
+    "threads",
+]
