@@ -12,7 +12,6 @@ import signal
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from orchid.core.placeholders import render_command
 from orchid.errors import ConfigError, ExecutorError
 from orchid.executors.base import JobUpdate, Payload, Resources
 from orchid.executors.local import LocalExecutor
+from tests import waiting
 from tests.executors.contract import (
     DEADLINE_S,
     NOOP,
@@ -71,14 +71,6 @@ def run_one(
     job = spec(1, payload, args, **kwargs)
     ex.submit([job])
     return finals(wait_for(ex, 1))[job.key]
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 # --- argv templates -------------------------------------------------------------------
@@ -461,7 +453,7 @@ def test_cancel_escalates_to_sigkill(make: MakeExecutor, tmp_path: Path) -> None
     ex = make(kill_grace_s=0.2)
     job = spec(1, python(code, str(ready)))
     ex.submit([job])
-    wait_until(ready.exists, "the job to ignore SIGTERM")
+    waiting.wait_for("the job to ignore SIGTERM", ready.exists, DEADLINE_S, 0.01)
     ex.cancel([job.key])
     update = finals(wait_for(ex, 1))[job.key]
     assert (update.state, update.error, update.exit_code) == ("failed", "cancelled", -9)
@@ -488,12 +480,14 @@ def test_cancel_stops_the_whole_process_group(make: MakeExecutor, tmp_path: Path
     ex = make()
     job = spec(1, python(code, str(pid_file)))
     ex.submit([job])
-    wait_until(lambda: pid_file.exists() and pid_file.read_text() != "", "the grandchild")
+    waiting.wait_for(
+        "the grandchild", lambda: pid_file.exists() and pid_file.read_text() != "", DEADLINE_S, 0.01
+    )
     grandchild = int(pid_file.read_text())
     assert _alive(grandchild)
     ex.cancel([job.key])
     assert finals(wait_for(ex, 1))[job.key].error == "cancelled"
-    wait_until(lambda: not _alive(grandchild), "the grandchild to die")
+    waiting.wait_for("the grandchild to die", lambda: not _alive(grandchild), DEADLINE_S, 0.01)
 
 
 def test_walltime_is_enforced(make: MakeExecutor) -> None:
