@@ -90,8 +90,8 @@ AUDITED = {
 def install_transition_audit(db: Database) -> None:
     """Triggers that abort any UPDATE moving a status along an edge the tables forbid.
 
-    Every store and engine test then checks DESIGN.md §3 as a side effect: the
-    store's set-based updates may only do what ``orchid.core.states`` allows.
+    Every store and engine test then checks the state machines (docs/architecture.md) as a
+    side effect: the store's set-based updates may only do what ``orchid.core.states`` allows.
     """
     with db.begin() as conn:
         for table, transitions in AUDITED.items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,7 @@ from orchid.settings import Settings
 from orchid.store import secrets, tokens
 from orchid.store.db import Database
 from orchid.store.tables import jobs as job_rows
+from tests.waiting import wait_for
 
 MAX_BODY = 1024 * 1024  # the server's request body limit in these tests (the 413 tests)
 WAIT_S = 30.0  # bounded waits: only reached when something is stuck
@@ -53,20 +54,6 @@ def noop_template(name: str = "wf", works: int = 1) -> dict[str, Any]:
             w["after"] = [f"w{i - 1}"]
         ws.append(w)
     return {"name": name, "works": ws}
-
-
-def wait_for(
-    what: str, check: Callable[[], Any], timeout: float = WAIT_S, every: float = 0.05
-) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    pytest.fail(f"{what} did not happen within {timeout:g} s (last: {last!r})")
 
 
 @dataclass

@@ -33,7 +33,8 @@ from orchid.auth import AuthConfig
 from orchid.engine.runner import make_runner
 from orchid.server import create_app
 from orchid.store import tokens
-from tests.api.conftest import Api, serve, wait_for
+from tests.api.conftest import Api, serve
+from tests.waiting import wait_for
 
 ANONYMOUS = "anonymous"
 JOB = "job"  # a job token of alice's shared workflow

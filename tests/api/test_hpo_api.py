@@ -9,7 +9,8 @@ import pytest
 
 from orchid.client import Client
 from orchid.client.errors import ClientError
-from tests.api.conftest import Agents, Api, wait_for
+from tests.api.conftest import Agents, Api
+from tests.waiting import wait_for
 
 SPACE = {
     "x": {"type": "float", "low": -2.0, "high": 2.0},

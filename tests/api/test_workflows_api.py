@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from orchid.store import workflows
-from tests.api.conftest import MAX_BODY, WAIT_S, Agents, Api, noop_template, wait_for
+from tests.api.conftest import MAX_BODY, WAIT_S, Agents, Api, noop_template
+from tests.waiting import wait_for
 
 NDJSON = "application/x-ndjson"
 LOCAL = pytest.mark.parametrize("executor_name", ["local"])

@@ -6,10 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+
+from orchid.store.tables import commands
+from tests.waiting import wait_for
 
 ORCHID = [sys.executable, "-m", "orchid.cli.main"]
 
@@ -125,15 +128,34 @@ def wait_status(
 ) -> dict[str, object]:
     """Poll until the workflow is ``wanted`` (or, with ``or_later``, has moved past it: on a
     loaded machine a short-lived status can come and go between two polls)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status = json.loads(orchid(env, "status", wf, "--json").stdout)
+
+    def reached() -> dict[str, object] | None:
+        status: dict[str, object] = json.loads(orchid(env, "status", wf, "--json").stdout)
         if status["status"] == wanted or (
             or_later and status["status"] not in ("pending", "suspended")
         ):
             return status
-        assert time.monotonic() < deadline, f"still {status['status']}, wanted {wanted}"
-        time.sleep(0.2)
+        return None
+
+    return wait_for(f"workflow {wf} to be {wanted}", reached, timeout, 0.2)
+
+
+def command_outcome(env: dict[str, str], wf: int) -> tuple[str, str] | None:
+    """How the agents answered the workflow's last command (None: not yet)."""
+    engine = sa.create_engine(env["ORCHID_DB_URL"])
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                sa.select(commands.c.status, commands.c.message)
+                .where(commands.c.workflow_id == wf)
+                .order_by(commands.c.id.desc())
+                .limit(1)
+            ).first()
+    finally:
+        engine.dispose()
+    if row is None or row.status == "pending":
+        return None
+    return str(row.status), str(row.message)
 
 
 @pytest.mark.slow
@@ -187,7 +209,8 @@ works:
         wait_status(env, "2", "cancelled")
         # commands that do not apply are refused, and say why
         assert orchid(env, "resume", "2").returncode == 0  # queued...
-        time.sleep(1)
+        outcome = wait_for("the clerk to answer the resume", lambda: command_outcome(env, 2))
+        assert outcome == ("rejected", "cannot resume: workflow 2 is cancelled, not suspended")
         assert json.loads(orchid(env, "status", "2", "--json").stdout)["status"] == "cancelled"
     finally:
         agents.terminate()

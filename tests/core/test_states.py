@@ -76,7 +76,7 @@ def test_status_values_are_their_lowercase_names() -> None:
 
 
 def test_design_suggested_paths() -> None:
-    """DESIGN.md §3: the happy paths of each entity are allowed, step by step."""
+    """docs/architecture.md, State machines: the happy paths of each entity are allowed, step by step."""
     paths: list[tuple[Callable[[Any, Any], Any], list[Any]]] = [
         (workflow_transition, [W.PENDING, W.RUNNING, W.SUSPENDED, W.RUNNING, W.SUCCEEDED]),
         (states.work_transition, [K.WAITING, K.READY, K.RUNNING, K.SUCCEEDED]),

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from orchid.engine.submit import submit
 from orchid.store.db import Database
 from orchid.store.tables import jobs, workflows
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 LAYERS, WIDTH = 4, 30
@@ -59,14 +60,6 @@ def start_agent(url: str, home: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def wait_for(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def succeeded(db: Database) -> int:
     with db.engine.connect() as conn:
         return int(
@@ -90,7 +83,7 @@ def test_killed_agent_loses_no_job(db: Database, tmp_path: Path) -> None:
 
     first = start_agent(db.url, tmp_path / "home")
     try:
-        wait_for(lambda: succeeded(db) >= WIDTH, 120, "the first layer to finish")
+        wait_for("the first layer to finish", lambda: succeeded(db) >= WIDTH, 120, 0.1)
         assert workflow_status(db, wf) == "running"
     finally:
         first.send_signal(signal.SIGKILL)
@@ -100,7 +93,7 @@ def test_killed_agent_loses_no_job(db: Database, tmp_path: Path) -> None:
 
     second = start_agent(db.url, tmp_path / "home")
     try:
-        wait_for(lambda: workflow_status(db, wf) not in ("pending", "running"), 180, "the end")
+        wait_for("the end", lambda: workflow_status(db, wf) not in ("pending", "running"), 180, 0.1)
     finally:
         second.send_signal(signal.SIGTERM)
         _, err = second.communicate(timeout=30)
@@ -112,6 +105,6 @@ def test_killed_agent_loses_no_job(db: Database, tmp_path: Path) -> None:
     assert len(rows) == total
     assert {r.status for r in rows} == {"succeeded"}
     # every job ran to completion at least once; a job lost in the kill may have run twice
-    wait_for(lambda: len(set(marks.read_text().split())) == total, 10, "orphaned jobs' writes")
+    wait_for("orphaned jobs' writes", lambda: len(set(marks.read_text().split())) == total, 10, 0.1)
     assert set(marks.read_text().split()) == {r.name for r in rows}
     assert done_before >= WIDTH

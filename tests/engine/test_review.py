@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from orchid.core.states import work_outcome
 from orchid.errors import ConfigError, InvalidInput, TemplateError
 from orchid.settings import Settings
-from orchid.store import commands, jobs, workflows, works
+from orchid.store import commands, release, workflows, works
 from orchid.store.db import Database
 from orchid.store.tables import works as works_table
 from tests.engine.enginekit import (
@@ -114,8 +114,10 @@ def test_release_racing_the_transformer_of_the_childs_work(
         (row,) = works.claim_ready(conn_t, "review-t2", now, 30.0, 1)  # transformer takes b
         # the trigger passes a/j1 on while the transformer holds work b: it must wait for
         # the transformer's commit (and then see b running) rather than miss its write
-        result: list[jobs.Propagation] = []
-        trigger = threading.Thread(target=lambda: result.append(jobs.propagate(conn_g, now, 100)))
+        result: list[release.Propagation] = []
+        trigger = threading.Thread(
+            target=lambda: result.append(release.propagate(conn_g, now, 100))
+        )
         trigger.start()
         trigger.join(0.5)
         assert trigger.is_alive(), "the trigger did not wait for the transformer's work lock"

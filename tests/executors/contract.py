@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Any
 import pytest
 
 from orchid.executors.base import Executor, JobSpec, JobUpdate, Payload, Resources
+from tests import waiting
 
 FINAL_STATES = ("succeeded", "failed")
 DEADLINE_S = 60.0
@@ -119,12 +119,14 @@ def wait_for(
 ) -> list[JobUpdate]:
     """Poll until ``n_final`` final updates arrived (counting those already in ``into``)."""
     updates = into if into is not None else []
-    deadline = time.monotonic() + timeout
-    while sum(u.state in FINAL_STATES for u in updates) < n_final:
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {n_final} final updates; got {updates}")
+
+    def enough() -> bool:
+        if sum(u.state in FINAL_STATES for u in updates) >= n_final:
+            return True
         updates.extend(executor.poll())
-        time.sleep(0.005)
+        return False
+
+    waiting.wait_for(lambda: f"{n_final} final updates (got {updates})", enough, timeout, 0.005)
     return updates
 
 
@@ -132,15 +134,15 @@ def wait_for_state(
     executor: Executor, key: str, state: str, into: list[JobUpdate], timeout: float = DEADLINE_S
 ) -> JobUpdate:
     """Poll until ``key`` reports ``state``; every update seen is appended to ``into``."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def seen() -> JobUpdate | None:
         for update in into:
             if update.key == key and update.state == state:
                 return update
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {key} to be {state}; got {into}")
         into.extend(executor.poll())
-        time.sleep(0.005)
+        return None
+
+    return waiting.wait_for(lambda: f"{key} to be {state} (got {into})", seen, timeout, 0.005)
 
 
 def commands(test: Callable[..., None]) -> Callable[..., None]:

@@ -12,17 +12,17 @@ import signal
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from orchid.core.placeholders import render_command
 from orchid.errors import ConfigError, ExecutorError
-from orchid.executors._process import render_argv
 from orchid.executors.base import JobUpdate, Payload, Resources
 from orchid.executors.local import LocalExecutor
+from tests import waiting
 from tests.executors.contract import (
     DEADLINE_S,
     NOOP,
@@ -73,18 +73,10 @@ def run_one(
     return finals(wait_for(ex, 1))[job.key]
 
 
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
 # --- argv templates -------------------------------------------------------------------
 
 
-def test_render_argv_substitutes_args_and_leaves_other_braces() -> None:
+def test_render_command_substitutes_args_and_leaves_other_braces() -> None:
     args = {"name": "x y", "n": 3, "cfg": {"a": 1}, "items": [1, 2], "odd-key": "ok"}
     template = [
         "{name}",
@@ -99,7 +91,7 @@ def test_render_argv_substitutes_args_and_leaves_other_braces() -> None:
         "{}",
         "a}}b",
     ]
-    assert render_argv(template, args) == [
+    assert render_command(template, args) == [
         "x y",
         "--n=3",
         "{literal}",
@@ -461,7 +453,7 @@ def test_cancel_escalates_to_sigkill(make: MakeExecutor, tmp_path: Path) -> None
     ex = make(kill_grace_s=0.2)
     job = spec(1, python(code, str(ready)))
     ex.submit([job])
-    wait_until(ready.exists, "the job to ignore SIGTERM")
+    waiting.wait_for("the job to ignore SIGTERM", ready.exists, DEADLINE_S, 0.01)
     ex.cancel([job.key])
     update = finals(wait_for(ex, 1))[job.key]
     assert (update.state, update.error, update.exit_code) == ("failed", "cancelled", -9)
@@ -488,12 +480,14 @@ def test_cancel_stops_the_whole_process_group(make: MakeExecutor, tmp_path: Path
     ex = make()
     job = spec(1, python(code, str(pid_file)))
     ex.submit([job])
-    wait_until(lambda: pid_file.exists() and pid_file.read_text() != "", "the grandchild")
+    waiting.wait_for(
+        "the grandchild", lambda: pid_file.exists() and pid_file.read_text() != "", DEADLINE_S, 0.01
+    )
     grandchild = int(pid_file.read_text())
     assert _alive(grandchild)
     ex.cancel([job.key])
     assert finals(wait_for(ex, 1))[job.key].error == "cancelled"
-    wait_until(lambda: not _alive(grandchild), "the grandchild to die")
+    waiting.wait_for("the grandchild to die", lambda: not _alive(grandchild), DEADLINE_S, 0.01)
 
 
 def test_walltime_is_enforced(make: MakeExecutor) -> None:

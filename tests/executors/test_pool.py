@@ -17,9 +17,17 @@ from orchid.executors import local, registry
 from orchid.executors.base import Payload, Resources
 from orchid.executors.local import LocalExecutor
 from orchid.settings import Settings
+from tests import waiting
 from tests.executors import test_local
-from tests.executors.contract import ExecutorContract, finals, spec, wait_for, wait_for_state
-from tests.executors.test_local import MakeExecutor, function, run_one, user_module, wait_until
+from tests.executors.contract import (
+    DEADLINE_S,
+    ExecutorContract,
+    finals,
+    spec,
+    wait_for,
+    wait_for_state,
+)
+from tests.executors.test_local import MakeExecutor, function, run_one, user_module
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
 
@@ -174,7 +182,7 @@ def test_cancel_stops_the_job_and_the_next_one_runs(
     marker = tmp_path / "started"
     job = spec(1, fn(code, "nap"), {"seconds": 60, "marker": str(marker)})
     ex.submit([job])
-    wait_until(marker.exists, "the job to start")
+    waiting.wait_for("the job to start", marker.exists, DEADLINE_S, 0.01)
     ex.cancel([job.key])
     assert finals(wait_for(ex, 1))[job.key].error == "cancelled"
     nxt = run_one(ex, fn(code, "count"), {"i": 2})
@@ -314,7 +322,9 @@ def test_a_free_slot_takes_a_job_before_a_busy_worker_queues_it(
             )
         ]
     )
-    wait_until(lambda: all(m.exists() for m in markers), "both jobs to run at once")
+    waiting.wait_for(
+        "both jobs to run at once", lambda: all(m.exists() for m in markers), DEADLINE_S, 0.01
+    )
     ex.cancel(["1-1-1", "1-2-1"])
     assert {u.error for u in finals(wait_for(ex, 2)).values()} == {"cancelled"}
 
@@ -333,13 +343,13 @@ def test_a_job_cancelled_while_it_waits_in_the_pipe(
     ex = make(workers=1)
     marker = tmp_path / "first"
     first = spec(1, fn(code, "nap"), {"seconds": 0.5, "marker": str(marker)})
-    waiting, last = spec(2, fn(code, "count"), {"i": 2}), spec(3, fn(code, "count"), {"i": 3})
-    ex.submit([first, waiting, last])
-    wait_until(marker.exists, "the first job to start")
-    ex.cancel([waiting.key])
+    queued, last = spec(2, fn(code, "count"), {"i": 2}), spec(3, fn(code, "count"), {"i": 3})
+    ex.submit([first, queued, last])
+    waiting.wait_for("the first job to start", marker.exists, DEADLINE_S, 0.01)
+    ex.cancel([queued.key])
     done = finals(wait_for(ex, 3))
     assert done[first.key].state == "succeeded"
-    assert (done[waiting.key].state, done[waiting.key].error) == ("failed", "cancelled")
+    assert (done[queued.key].state, done[queued.key].error) == ("failed", "cancelled")
     assert done[last.key].state == "succeeded"
 
 

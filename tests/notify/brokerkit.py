@@ -11,13 +11,14 @@ import os
 import socket
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
 import pytest
+
+from tests.waiting import wait_for
 
 HOST, PORT = "127.0.0.1", 61613
 BROKER = {"type": "stomp", "host": HOST, "port": PORT, "user": "guest", "password": "guest"}
@@ -62,20 +63,12 @@ def broker_restarts() -> Iterator[Any]:
     finally:
         if stopped or not stomp_up():
             rabbitmqctl("start_app")
-            wait_until(stomp_up, "RabbitMQ STOMP to come back")
+            wait_for("RabbitMQ STOMP to come back", stomp_up, DEADLINE_S, 0.1)
 
 
 def start_app() -> None:
     rabbitmqctl("start_app")
-    wait_until(stomp_up, "RabbitMQ STOMP to come back")
-
-
-def wait_until(condition: Any, what: str, timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    wait_for("RabbitMQ STOMP to come back", stomp_up, DEADLINE_S, 0.1)
 
 
 class Consumer:
@@ -99,7 +92,7 @@ class Consumer:
         self.conn.ack(frame.headers["message-id"], frame.headers["subscription"])
 
     def wait_for(self, ids: set[str], timeout: float = DEADLINE_S) -> None:
-        wait_until(lambda: ids <= set(self.ids), f"{len(ids)} messages", timeout)
+        wait_for(f"{len(ids)} messages", lambda: ids <= set(self.ids), timeout, 0.1)
 
     def close(self) -> None:
         with suppress(Exception):

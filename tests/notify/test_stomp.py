@@ -20,7 +20,8 @@ from orchid.notify.stomp import StompSender
 from orchid.store import deliveries, events
 from orchid.store.db import Database
 from tests.notify import brokerkit
-from tests.notify.brokerkit import BROKER, Consumer, broker_restarts, queue_name, wait_until
+from tests.notify.brokerkit import BROKER, DEADLINE_S, Consumer, broker_restarts, queue_name
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.xdist_group("rabbitmq")  # one process restarts the broker
 
@@ -112,7 +113,7 @@ def test_every_notification_arrives_across_a_broker_restart(db: Database, destin
             conductor.run_once()
             return bool(until())  # type: ignore[operator]
 
-        wait_until(step, what)
+        wait_for(what, step, DEADLINE_S, 0.1)
 
     total = 0
     total += len(emit(db, 60, 0))

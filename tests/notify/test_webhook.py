@@ -20,7 +20,8 @@ from orchid.notify.config import WebhookSubscriber
 from orchid.notify.webhook import SIGNATURE_HEADER, WebhookSender, signature, verify
 from orchid.store import deliveries, events
 from orchid.store.db import Database
-from tests.notify.brokerkit import wait_until
+from tests.notify.brokerkit import DEADLINE_S
+from tests.waiting import wait_for
 
 SECRET = "correct horse battery staple"
 
@@ -113,7 +114,7 @@ def test_batches_arrive_signed_after_the_receiver_comes_back(
             return int(deliveries.state(conn)[0]["sent"]) >= 35
 
     try:
-        wait_until(all_sent, "35 notifications")
+        wait_for("35 notifications", all_sent, DEADLINE_S, 0.1)
     finally:
         conductor.close()
     assert receiver.ids == [f"lab-{i}" for i in range(1, 36)]  # in order, once each
@@ -159,7 +160,12 @@ def test_a_workflow_run_notifies_its_ends(sqlite: Database, tmp_path: Path) -> N
         wf = submit(sqlite, template, base_dir=tmp_path, now=time.time())
         assert drain(runner, sqlite, wf).status == "succeeded"
         kinds = lambda: [n["kind"] for b in receiver.bodies for n in b["notifications"]]  # noqa: E731
-        wait_until(lambda: runner.run_once() >= 0 and "workflow.succeeded" in kinds(), "the end")
+        wait_for(
+            "the end",
+            lambda: runner.run_once() >= 0 and "workflow.succeeded" in kinds(),
+            DEADLINE_S,
+            0.1,
+        )
     finally:
         ex.close()
         runner.close()

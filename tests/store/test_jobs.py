@@ -22,7 +22,7 @@ from orchid.core.retry import RetryPolicy
 from orchid.core.states import WorkflowStatus
 from orchid.engine.submit import submit
 from orchid.executors.base import JobSpec, JobUpdate
-from orchid.store import graph, jobs, workflows, works
+from orchid.store import dispatch, graph, jobs, release, workflows, works
 from orchid.store.db import Database
 from orchid.store.tables import jobs as jobs_table
 
@@ -96,7 +96,7 @@ def with_status(db: Database, wf_id: int, *status: str) -> set[int]:
 
 def claim(db: Database, owner: str = "carrier-a", now: float = T0, limit: int = 100_000) -> list:
     with db.begin() as conn:
-        return jobs.claim_ready(conn, owner, now, LEASE, limit)
+        return dispatch.claim_ready(conn, owner, now, LEASE, limit)
 
 
 def update(job_id: int, attempt: int, state: Any, at: float = T0, **kw: Any) -> JobUpdate:
@@ -110,15 +110,16 @@ def record(
     delays: Mapping[int, RetryPolicy] | None = None,
 ) -> tuple[int, int]:
     with db.begin() as conn:
-        return jobs.record_updates(conn, updates, delays or {}, now)
+        done = dispatch.record(conn, updates, delays or {}, now)
+        return done.finished, done.retried
 
 
-def propagate_all(db: Database, now: float = T0, limit: int = 1000) -> jobs.Propagation:
+def propagate_all(db: Database, now: float = T0, limit: int = 1000) -> release.Propagation:
     """Run the trigger's propagation until nothing is left; the sum of what it did."""
-    total = jobs.Propagation()
+    total = release.Propagation()
     for _ in range(10_000):
         with db.begin() as conn:
-            p = jobs.propagate(conn, now, limit)
+            p = release.propagate(conn, now, limit)
         if not p.jobs:
             return total
         total.jobs += p.jobs
@@ -397,9 +398,9 @@ def test_expired_leases_are_reclaimed_with_an_extra_attempt(db: Database) -> Non
     first = claim(db, "carrier-dead", now=T0)
     assert len(first) == 3
     with db.begin() as conn:
-        jobs.renew(conn, "carrier-dead", T0 + 20, LEASE)  # it was alive until T0 + 20
-        assert jobs.reclaim_lost(conn, T0 + 20 + LEASE - 1) == 0
-        assert jobs.reclaim_lost(conn, T0 + 20 + LEASE + 1) == 3
+        dispatch.renew(conn, "carrier-dead", T0 + 20, LEASE)  # it was alive until T0 + 20
+        assert dispatch.reclaim_lost(conn, T0 + 20 + LEASE - 1) == 0
+        assert dispatch.reclaim_lost(conn, T0 + 20 + LEASE + 1) == 3
     state = rows(db, wf_id)
     assert all(
         (r.status, r.owner, r.lease_until, r.attempt, r.max_attempts) == ("ready", None, None, 1, 2)
@@ -425,7 +426,7 @@ def test_lost_job_whose_cancel_was_asked_is_cancelled_not_rerun(db: Database) ->
     claimed = claim(db, "carrier-dead")
     with db.begin() as conn:
         jobs.cancel_workflow(conn, wf_id, T0)
-        assert jobs.reclaim_lost(conn, T0 + LEASE + 1) == 0
+        assert dispatch.reclaim_lost(conn, T0 + LEASE + 1) == 0
     state = rows(db, wf_id)
     assert {(state[r.id].status, state[r.id].error) for r in claimed} == {
         ("cancelled", "cancelled")
@@ -437,11 +438,11 @@ def test_updates_for_cancelled_jobs_are_ignored(db: Database) -> None:
     claimed = claim(db)
     with db.begin() as conn:
         jobs.cancel_workflow(conn, wf_id, T0)
-        assert sorted(j for j, _, _ in jobs.to_cancel(conn, "carrier-a")) == sorted(
+        assert sorted(j for j, _, _ in dispatch.to_cancel(conn, "carrier-a")) == sorted(
             r.id for r in claimed
         )
-        jobs.mark_cancelled(conn, [r.id for r in claimed], T0 + 1)
-        assert jobs.to_cancel(conn, "carrier-a") == []
+        dispatch.mark_cancelled(conn, [r.id for r in claimed], T0 + 1)
+        assert dispatch.to_cancel(conn, "carrier-a") == []
     record(db, [update(r.id, r.attempt, "succeeded", T0 + 2) for r in claimed], T0 + 2)
     record(db, [update(r.id, r.attempt, "running", T0 + 2) for r in claimed], T0 + 2)
     state = rows(db, wf_id)
@@ -452,7 +453,7 @@ def test_ignored_updates_are_not_counted(db: Database) -> None:
     wf_id = submit_and_start(db, static_template(wide(2), retries=3))
     claimed = claim(db)
     with db.begin() as conn:
-        jobs.mark_cancelled(conn, [claimed[0].id], T0)
+        dispatch.mark_cancelled(conn, [claimed[0].id], T0)
     # attempt 1 of job 0 was cancelled, attempt 7 of job 1 never existed
     got = record(
         db,

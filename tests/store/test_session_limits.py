@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from orchid.store import jobs, works
+from orchid.store import dispatch, release, works
 from orchid.store.db import Database, SessionLimits, lost_connection, passing_failure
 from tests.conftest import _truncate
 from tests.store.test_jobs import (
@@ -112,12 +112,12 @@ def test_successes_are_recorded_while_their_works_are_locked_and_passed_on_later
     holder = _hold_works(pg)
     try:
         with pg.begin() as conn:
-            done = jobs.record(
+            done = dispatch.record(
                 conn, [update(r.id, 1, "succeeded", T0 + 1, exit_code=0)], {}, T0 + 1, pass_on=True
             )
         assert (done.finished, done.passed.jobs, done.passed.deferred) == (1, 0, [ids["a"]])
         with pg.begin() as conn:  # the trigger, while the works are still locked
-            p = jobs.propagate(conn, T0 + 2, 100)
+            p = release.propagate(conn, T0 + 2, 100)
         assert (p.jobs, p.deferred) == (0, [ids["a"]])
         got = rows(pg, wf_id)
         assert (got[ids["a"]].status, got[ids["a"]].propagated) == ("succeeded", False)

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import Api, agents, api, executor_name, noop_template, wait_for
+from tests.api.conftest import Api, agents, api, executor_name, noop_template
 
 
 class Browser:
@@ -58,4 +58,4 @@ def browse(api: Api) -> Any:
         b.close()
 
 
-__all__ = ["Api", "Browser", "agents", "api", "executor_name", "noop_template", "wait_for"]
+__all__ = ["Api", "Browser", "agents", "api", "executor_name", "noop_template"]

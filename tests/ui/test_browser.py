@@ -24,6 +24,7 @@ from orchid.engine.runner import make_runner
 from orchid.server import create_app
 from orchid.store.db import Database
 from tests.api.conftest import api_settings, make_tokens, serve
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
@@ -176,10 +177,9 @@ def log_in(page: Any, site: Site, user: str, start: str = "/ui/") -> None:
 
 
 def wait_status(site: Site, wf: int, *wanted: str) -> None:
-    deadline = time.monotonic() + WAIT_MS / 1000
-    while site.status(wf) not in wanted:
-        assert time.monotonic() < deadline, f"workflow {wf} never reached {wanted}"
-        time.sleep(0.1)
+    wait_for(
+        f"workflow {wf} to reach {wanted}", lambda: site.status(wf) in wanted, WAIT_MS / 1000, 0.1
+    )
 
 
 def test_log_in_watch_abort_live_and_page_through_jobs(site: Site, page: Any) -> None:

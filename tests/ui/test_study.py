@@ -12,7 +12,8 @@ from orchid.store import trials as trial_rows
 from orchid.ui import plots
 from orchid.ui.study import choose_lines
 from tests.api.conftest import Agents
-from tests.ui.conftest import Api, Browser, wait_for
+from tests.ui.conftest import Api, Browser
+from tests.waiting import wait_for
 
 SPACE = {
     "x": {"type": "float", "low": -2.0, "high": 2.0},

@@ -2,9 +2,9 @@
 (LISTEN/NOTIFY) and ``db`` (an events table, for any database).
 
 A bus only wakes agents: a lost notification delays work until the next poll, it never
-loses it (DESIGN.md §4). Notifications name a *topic* (what kind of rows changed: ready
-jobs, ended jobs, workflows to look at...); the agent loop's coordinator merges the
-topics that arrive while it works and decides what to run first.
+loses it (docs/architecture.md, "The way of a job"). Notifications name a *topic* (what
+kind of rows changed: ready jobs, ended jobs, workflows to look at...); the agent loop's
+coordinator merges the topics that arrive while it works and decides what to run first.
 """
 
 from __future__ import annotations

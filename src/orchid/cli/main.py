@@ -30,7 +30,7 @@ from orchid.cli.progress import (
     status_text,
 )
 from orchid.core.model import ALIVE_S, Work, Workflow
-from orchid.core.states import Action, WorkflowStatus
+from orchid.core.states import TERMINAL_WORKFLOW, Action, WorkflowStatus
 from orchid.core.template import json_schema
 from orchid.errors import InvalidInput, NotFound, OrchidError
 from orchid.safefiles import open_log
@@ -102,12 +102,7 @@ def run(
     done = threading.Event()
 
     def finished() -> bool:
-        return snapshot(database, wf_id)[0].status in (
-            WorkflowStatus.SUCCEEDED,
-            WorkflowStatus.FAILED,
-            WorkflowStatus.PARTIAL,
-            WorkflowStatus.CANCELLED,
-        )
+        return snapshot(database, wf_id)[0].status in TERMINAL_WORKFLOW
 
     failure: list[BaseException] = []
 

@@ -78,6 +78,26 @@ class File:
 
 
 @dataclass(frozen=True)
+class FileInfo:
+    """A file as the data system sees it (what a data manager lists and reports,
+    ``orchid.datamgr.base``, and the store records).
+
+    ``status`` is one of ``new`` (not on disk: on tape, or not requested), ``staging``,
+    ``available`` (on disk at ``url``), ``failed`` (this staging attempt failed: ``error``
+    says why) or ``deleted`` (gone from disk).
+    """
+
+    name: str
+    size: int
+    status: FileStatus
+    url: str | None = None
+    error: str | None = None
+    # which staging attempt (1, 2, ...) a failure is about, when the manager knows: a
+    # failure reported again (a poll replayed after a crash) is then not counted twice
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
 class Condition:
     """A predicate over run-time facts, written in Orchid's safe expression language."""
 

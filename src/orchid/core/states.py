@@ -5,7 +5,8 @@ calls these functions for single changes it decides (a workflow's status);
 the store moves rows in bulk with set-based updates whose ``WHERE status ...``
 guards allow only moves these tables list. The test suite enforces that: it
 installs database triggers generated from these tables that abort any other
-move (``tests/conftest.py``), on SQLite and PostgreSQL.
+move (``tests/conftest.py``), on SQLite and PostgreSQL. See docs/architecture.md,
+"State machines".
 """
 
 from __future__ import annotations

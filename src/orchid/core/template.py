@@ -327,6 +327,8 @@ class Template(_Model):
         return [w for w in self.works if w.jobs is not None]
 
 
+# A work's own keys win over the template's ``defaults`` (retries, their delays, the
+# executor): a domain rule, merged here once for the engine, the API and the CLI.
 def retry_policy(t: Template, work: str) -> RetryPolicy:
     """A work's retry policy: its own ``retries``/``retry_*`` keys, else ``defaults``."""
     spec, d = t.work(work), t.defaults
@@ -340,6 +342,11 @@ def retry_policy(t: Template, work: str) -> RetryPolicy:
         maximum_interval=pick(spec.retry_max_delay, d.retry_max_delay),
         maximum_attempts=1 + pick(spec.retries, d.retries),
     )
+
+
+def executor_of(t: Template, work: str) -> str | None:
+    """The executor a work names, else ``defaults.executor``; None: the agents' default."""
+    return t.work(work).executor or t.defaults.executor
 
 
 def json_schema() -> dict[str, Any]:

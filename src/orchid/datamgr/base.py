@@ -17,28 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from orchid.core.states import FileStatus
+from orchid.core.model import FileInfo
 
 __all__ = ["Changes", "DataManager", "FileInfo", "split_collection"]
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """A file as the data system sees it.
-
-    ``status`` is one of ``new`` (not on disk: on tape, or not requested), ``staging``,
-    ``available`` (on disk at ``url``), ``failed`` (this staging attempt failed: ``error``
-    says why) or ``deleted`` (gone from disk).
-    """
-
-    name: str
-    size: int
-    status: FileStatus
-    url: str | None = None
-    error: str | None = None
-    # which staging attempt (1, 2, ...) a failure is about, when the manager knows: a
-    # failure reported again (a poll replayed after a crash) is then not counted twice
-    attempt: int = 0
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,3 @@ class Agent(Protocol):
     name: str
 
     def run_once(self) -> int: ...
-
-
-class Stepped(Agent, Protocol):
-    def steps(self) -> Mapping[str, Step]: ...

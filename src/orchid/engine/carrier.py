@@ -26,7 +26,7 @@ from orchid.core.retry import RetryPolicy
 from orchid.engine.agent import CANCEL, ENDED, JOBS, TICK, UPDATES, AgentEnv, Step, agent_id
 from orchid.engine.trigger import announce, settle
 from orchid.executors.base import Executor, JobSpec, JobUpdate, Payload, Resources
-from orchid.store import jobs, routes, secrets
+from orchid.store import dispatch, routes, secrets
 
 log = logging.getLogger(__name__)
 WORK_CACHE = 10_000
@@ -73,7 +73,6 @@ class Carrier:
         self.executor = executor
         self.owner = owner or agent_id("carrier")
         self.route = route
-        self._where = route.jobs_filter() if route is not None else None
         self._durable = bool(getattr(executor, "durable", False))
         # release the children of jobs that succeeded in the transaction that records them,
         # rather than leaving it to the trigger (which still handles every other end)
@@ -113,7 +112,7 @@ class Carrier:
         self._unrecorded = updates
         with env.db.begin() as conn:
             now = env.clock()
-            done = jobs.record(
+            done = dispatch.record(
                 conn,
                 updates,
                 self._policies,
@@ -158,11 +157,11 @@ class Carrier:
         """Stop this carrier's jobs whose cancellation was asked (an abort)."""
         env = self.env
         with env.db.begin() as conn:
-            wanted = jobs.to_cancel(conn, self.owner)
+            wanted = dispatch.to_cancel(conn, self.owner)
             if not wanted:
                 return 0
             self.executor.cancel([JobSpec.make_key(wf, jid, att) for jid, att, wf in wanted])
-            jobs.mark_cancelled(conn, [jid for jid, _, _ in wanted], env.clock())
+            dispatch.mark_cancelled(conn, [jid for jid, _, _ in wanted], env.clock())
         env.bus.notify(ENDED)
         return len(wanted)
 
@@ -184,7 +183,7 @@ class Carrier:
             return []
         env = self.env
         t0 = time.perf_counter()
-        rows = jobs.claim_ready(conn, self.owner, env.clock(), env.lease, room, self._where)
+        rows = dispatch.claim_ready(conn, self.owner, env.clock(), env.lease, room, self.route)
         env.metrics.claim(self.name, time.perf_counter() - t0, len(rows))
         return self._specs(conn, rows) if rows else []
 
@@ -199,7 +198,7 @@ class Carrier:
                 "%s refused %d jobs; they are ready again", self.executor.name, len(specs)
             )
             with env.db.begin() as conn:
-                jobs.unsubmit(conn, [s.job_id for s in specs], self.owner, env.clock())
+                dispatch.unsubmit(conn, [s.job_id for s in specs], self.owner, env.clock())
             raise
         log.debug("submitted %d jobs to %s", len(specs), self.executor.name)
         env.bus.wake(UPDATES)  # an executor that finishes jobs at once may not call back
@@ -244,8 +243,8 @@ class Carrier:
         """Remember what the jobs of these works (id → workflow id) share."""
         if len(self._works) > WORK_CACHE:
             self._works.clear()
-        owners = jobs.workflow_owners(conn, set(works.values()))
-        for work_id, name in jobs.work_names(conn, works).items():
+        owners = dispatch.workflow_owners(conn, set(works.values()))
+        for work_id, name in dispatch.work_names(conn, works).items():
             wf = works[work_id]
             owner, share_group = owners.get(wf, ("", None))
             compiled = self.env.templates.get(conn, wf, (name,))  # an open workflow grows
@@ -266,7 +265,7 @@ class Carrier:
         """Take over the jobs of a dead carrier of this executor, attempts unchanged."""
         env = self.env
         with env.db.begin() as conn:
-            rows = routes.adopt_lost(conn, self.owner, now, env.lease, self.route, env.batch)
+            rows = dispatch.adopt_lost(conn, self.owner, now, env.lease, self.route, env.batch)
             if not rows:
                 return 0
             specs = self._specs(conn, rows, adopted=True)
@@ -281,7 +280,7 @@ class Carrier:
         env = self.env
         try:
             with env.db.begin() as conn:
-                n = jobs.give_back(conn, self.owner, env.clock(), keep_attempt=self._durable)
+                n = dispatch.give_back(conn, self.owner, env.clock(), keep_attempt=self._durable)
         except Exception:  # the database is away: the leases run out as after a crash
             log.warning("could not give back the jobs in flight here", exc_info=True)
             return
@@ -303,10 +302,10 @@ class Carrier:
             return 0
         self._next_renewal = now + env.lease / 3
         with env.db.begin() as conn:
-            jobs.renew(conn, self.owner, now, env.lease)
+            dispatch.renew(conn, self.owner, now, env.lease)
         adopted = self._adopt(now) if self._durable else 0
         with env.db.begin() as conn:
-            lost = jobs.reclaim_lost(conn, now, self._where)
+            lost = dispatch.reclaim_lost(conn, now, self.route)
         if lost:
             log.warning("%d jobs had lost their agent; they are ready to run again", lost)
             env.bus.notify(JOBS)

@@ -21,7 +21,7 @@ from orchid.datamgr.registry import ManagerSpec
 from orchid.engine.submit import check_data_inputs, check_size, executor_routes
 from orchid.engine.templates import compile_template
 from orchid.errors import InvalidTransition, TemplateError
-from orchid.store import events, jobs, routes, workflows, works
+from orchid.store import events, graph, routes, workflows, works
 from orchid.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def add_work(
             routes.add(conn, workflow_id, {name: route})
         n_jobs = 0
         if drafts:
-            counts = jobs.insert_static(
+            counts = graph.insert_static(
                 conn, workflow_id, {name: work_id}, drafts, {name: compiled.max_attempts(name)}
             )
             works.add_remaining(conn, dict(counts))

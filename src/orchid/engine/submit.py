@@ -21,7 +21,7 @@ from orchid.core.template import NUL, Template, check_values, decode, nul_path
 from orchid.datamgr.registry import ManagerSpec
 from orchid.engine.templates import Compiled, compile_template
 from orchid.errors import InvalidInput, TemplateError
-from orchid.store import events, jobs, routes, workflows, works
+from orchid.store import events, graph, routes, workflows, works
 from orchid.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -391,7 +391,7 @@ def submit(
         by_name = {name: wid for (name, _), wid in ids.items()}
         attempts = {w.name: compiled.max_attempts(w.name) for w in t.works}
         links: set[tuple[str, str]] = set()  # work → work, from job-level parents
-        counts = jobs.insert_static(
+        counts = graph.insert_static(
             conn, wf, by_name, work_links(inline_jobs(t, limits), links), attempts
         )
         if t.jobs_file:
@@ -407,7 +407,7 @@ def submit(
                         ]
                     )
                 job_lines = _job_lines((base_dir or Path.cwd()) / t.jobs_file)
-            counts += jobs.insert_static(
+            counts += graph.insert_static(
                 conn,
                 wf,
                 by_name,

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from orchid.core.limits import DEFAULT, Limits
 from orchid.core.plan import Planner
 from orchid.core.retry import RetryPolicy
-from orchid.core.template import Template, parse_template, retry_policy
+from orchid.core.template import Template, executor_of, parse_template, retry_policy
 from orchid.core.validate import Analysis, analyse
 from orchid.executors.base import Payload, Resources
 from orchid.store import workflows
@@ -49,7 +49,7 @@ class Compiled:
 
     def executor(self, work: str) -> str | None:
         """The executor a work names (or the template's default); None: the agents' default."""
-        return self.template.work(work).executor or self.template.defaults.executor
+        return executor_of(self.template, work)
 
     def payload(self, work: str, job: str = "") -> Payload:
         """What the jobs of a work run; a custom HPO generator's jobs (``gen:...``) run the

@@ -21,7 +21,7 @@ from orchid.engine.agent import (
     Step,
     agent_id,
 )
-from orchid.store import events, feeds, filejobs, jobs, studies, workflows, works
+from orchid.store import events, feeds, filejobs, release, studies, workflows, works
 
 log = logging.getLogger(__name__)
 FILES_IDLE_S = 0.5  # while no collection is followed, look for one this often
@@ -46,7 +46,7 @@ class Trigger:
         with env.db.begin() as conn:
             now = env.clock()
             t0 = time.perf_counter()
-            p = jobs.propagate(conn, now, env.batch, env.clock, ended=env.job_events)
+            p = release.propagate(conn, now, env.batch, env.clock, ended=env.job_events)
             env.metrics.claim(self.name, time.perf_counter() - t0, p.jobs)
             if not p.jobs:
                 if p.deferred:  # their works are held by another session: next round
@@ -75,7 +75,7 @@ class Trigger:
         return ended + made
 
 
-def settle(conn: Connection, p: jobs.Propagation, now: float, env: AgentEnv) -> list[int]:
+def settle(conn: Connection, p: release.Propagation, now: float, env: AgentEnv) -> list[int]:
     """After jobs were passed on: count them off their works, end the works that have no
     job left, wake their workflows' clerk and their studies, write job notifications.
     Returns the works that ended."""
@@ -94,7 +94,7 @@ def settle(conn: Connection, p: jobs.Propagation, now: float, env: AgentEnv) -> 
     return finished
 
 
-def announce(env: AgentEnv, p: jobs.Propagation, finished: list[int]) -> None:
+def announce(env: AgentEnv, p: release.Propagation, finished: list[int]) -> None:
     """Tell the agents what passing jobs on did (after the commit)."""
     if p.released:
         env.bus.notify(JOBS)

@@ -65,23 +65,6 @@ def render_item(template: str, args: Mapping[str, Any]) -> str:
 PYTHON_NAMES = frozenset({"python", "python3"})
 
 
-def render_argv(template: Sequence[str], args: Mapping[str, Any]) -> list[str]:
-    """Render every argv item (:func:`orchid.core.placeholders.render_command`).
-
-    A bare ``python``/``python3`` program runs with the interpreter Orchid runs
-    under: jobs see the same virtualenv, and skip slow launcher shims. So does
-    ``orchid-job`` (Function-as-a-Task): the one installed beside that interpreter.
-    """
-    argv = placeholders.render_command(template, args)
-    if argv and argv[0] in PYTHON_NAMES:
-        argv[0] = sys.executable
-    elif argv and argv[0] == "orchid-job":
-        beside = Path(sys.executable).parent / "orchid-job"
-        if beside.exists():
-            argv[0] = str(beside)
-    return argv
-
-
 ARGS_IN_ENV_MAX = 64 * 1024
 """Longest ``ORCHID_ARGS`` put in the environment (Linux refuses a variable over 128 KiB);
 larger arguments are in ``ORCHID_ARGS_FILE`` only."""

@@ -4,3 +4,13 @@ The conductor (:mod:`orchid.engine.conductor`) reads the outbox and hands batche
 :class:`~orchid.notify.base.Notification` to a :class:`~orchid.notify.base.Sender` per
 subscriber; :mod:`orchid.notify.receiver` consumes job status messages from a broker.
 """
+
+# The public surface: these modules (``from orchid.notify import base``). Listing them
+# imports none of them.
+__all__ = [
+    "base",
+    "config",
+    "receiver",
+    "stomp",
+    "webhook",
+]

@@ -1,4 +1,6 @@
-"""Leases: how agents take rows without stepping on each other (DESIGN.md §4).
+"""Leases: how agents take rows without stepping on each other.
+
+See docs/architecture.md, "Leases".
 
 PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` inside the UPDATE, so many
 agents claim disjoint batches at once. SQLite: one writer at a time (every

@@ -133,10 +133,6 @@ def lost_connection(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
 
 
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path}"
-
-
 class Database:
     """One engine and the transactions on it. Holds no other state."""
 

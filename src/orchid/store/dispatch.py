@@ -1,15 +1,20 @@
 """The carrier's rows: claiming ready jobs, recording what executors saw, leases of jobs in flight.
 
 These run for every job, so they are written for batches: one statement of fixed text per
-claim, one ``executemany`` on the driver's cursor per kind of update (see ``store.bulk``).
+rule (claim, adopt, run again, cancel; one per kind of update), run on the driver's cursor
+where it returns rows (see ``store.bulk``). A carrier that serves one executor of several
+narrows claim, adopt and reclaim with its :class:`~orchid.store.routes.Route`, a clause of
+the same statement (docs/architecture.md, "The store's set-based rules").
 """
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NewType
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -17,64 +22,73 @@ from sqlalchemy.engine import Connection
 from orchid.core.model import NO_USAGE, JobUpdate, Usage
 from orchid.core.retry import NO_RETRY, RetryPolicy
 from orchid.core.states import TERMINAL_JOB, JobStatus, after_failure
-from orchid.store import bulk, claims, release
+from orchid.store import bulk, release
 from orchid.store.release import Propagation
-from orchid.store.tables import IN_FLIGHT, READY, jobs, workflows, works
+from orchid.store.routes import Route
+from orchid.store.tables import IN_FLIGHT, READY, workflows, works
 
 J = JobStatus
 
-_CLAIM = """
+# PostgreSQL: rows another agent is taking are skipped, not waited for. `FOR NO KEY
+# UPDATE`: a transaction holding only the key-share lock of a foreign key (a transformer
+# writing a work's jobs) does not hide the row (see ``store.claims.pick``).
+_SKIP_LOCKED = "FOR NO KEY UPDATE SKIP LOCKED"
+_TAKEN = "RETURNING id, workflow_id, work_id, name, args, attempt"
+
+# Claim: ready jobs of running workflows → submitted, attempt + 1. `+workflow_id`: no index
+# on that term, so the ready index gives the order (never sort all the ready jobs of a
+# workflow to take a batch).
+_CLAIM = f"""
 UPDATE jobs SET status = 'submitted', owner = :owner, lease_until = :until,
     attempt = attempt + 1, submitted_at = :now
 WHERE id IN (
     SELECT id FROM jobs
-    WHERE {ready} AND not_before <= :now
+    WHERE {READY} AND not_before <= :now{{route}}
       AND +workflow_id IN (SELECT id FROM workflows WHERE status = 'running')
-    ORDER BY not_before, id LIMIT :n {lock})
-RETURNING id, workflow_id, work_id, name, args, attempt
+    ORDER BY not_before, id LIMIT :n {{lock}})
+{_TAKEN}
 """
+# Jobs in flight whose carrier's lease ran out (its agent died).
+_LOST = f"{IN_FLIGHT} AND lease_until < :now{{route}}"
+# Adopt: lost jobs of an executor whose jobs outlive their agent get a new carrier, their
+# attempt unchanged (those whose cancellation was asked are cancelled by the reclaim).
+_ADOPT = f"""
+UPDATE jobs SET owner = :owner, lease_until = :until
+WHERE id IN (
+    SELECT id FROM jobs WHERE {_LOST} AND NOT cancel_requested ORDER BY id LIMIT :n {{lock}})
+{_TAKEN}
+"""
+# Run again: jobs whose attempt was stopped before it could end (its agent died or stopped,
+# the executor refused it) are ready again, and the lost attempt costs no retry.
+_RUN_AGAIN = (
+    "UPDATE jobs SET status = 'ready', ready_at = :now, owner = NULL, lease_until = NULL, "
+    "max_attempts = max_attempts + 1, error = :why WHERE {which}"
+)
+# Cancel: jobs whose cancellation was asked end cancelled.
+_CANCEL = (
+    "UPDATE jobs SET status = 'cancelled', finished_at = :now, owner = NULL, "
+    "lease_until = NULL, error = 'cancelled' WHERE {which}"
+)
+_AGENT_STOPPED = "its agent stopped; run again"
+_REFUSED = "the executor refused it; run again"
 _CURRENT = "SELECT id, attempt, status, max_attempts FROM jobs WHERE {ids}"
-# What executors saw, applied with one statement per kind of update: the rows travel as
-# one JSON array (``json_each`` / ``json_array_elements``), which is twice as fast as a
-# statement per row. ``{i}``/``{f}``/``{t}``/``{j}`` read element N as an integer, a
-# float, text or JSON; the WHERE guards make a stale report (an older attempt, a job no
-# longer in flight) change nothing.
-_STARTED = """
-UPDATE jobs SET status = 'running', started_at = {f2}, log_uri = coalesce({t3}, jobs.log_uri)
-FROM {rows} WHERE jobs.id = {i0} AND jobs.attempt = {i1} AND jobs.status = 'submitted'
-"""
-_SUCCEEDED = """
-UPDATE jobs SET status = 'succeeded', exit_code = {i2}, result = {j3}, usage = {j4},
-    log_uri = coalesce({t5}, jobs.log_uri), started_at = coalesce({f6}, jobs.started_at),
-    finished_at = {f7}, owner = NULL, lease_until = NULL, error = NULL{passed}
-FROM {rows} WHERE jobs.id = {i0} AND jobs.attempt = {i1} AND jobs.status IN ('submitted', 'running')
-RETURNING jobs.id, jobs.work_id, jobs.workflow_id, jobs.status, jobs.finished_at
-"""
 _UNPASSED = "UPDATE jobs SET propagated = FALSE WHERE {ids}"
-_FAILED = """
-UPDATE jobs SET status = {t2}, exit_code = {i3}, result = {j4}, usage = {j5},
-    log_uri = coalesce({t6}, jobs.log_uri), started_at = coalesce({f7}, jobs.started_at),
-    error = {t8}, not_before = {f9}, finished_at = {f10}, ready_at = {f11},
-    owner = NULL, lease_until = NULL
-FROM {rows} WHERE jobs.id = {i0} AND jobs.attempt = {i1} AND jobs.status IN ('submitted', 'running')
-"""
 
 
-@lru_cache(maxsize=8)
-def _rows_sql(template: str, pg: bool, passed: bool = False) -> str:
-    rows = "json_array_elements(CAST(:rows AS JSON)) AS u(value)" if pg else "json_each(:rows) AS u"
-    names = {"rows": rows, "passed": ", propagated = TRUE" if passed else ""}
-    for i in range(12):
-        value = f"(u.value ->> {i})"
-        names[f"i{i}"] = f"CAST(u.value ->> {i} AS INTEGER)"
-        names[f"f{i}"] = f"CAST(u.value ->> {i} AS DOUBLE PRECISION)"
-        names[f"t{i}"] = value
-        names[f"j{i}"] = f"CAST(u.value ->> {i} AS JSON)" if pg else value
-    return template.format(**names)
+def _route(route: Route | None) -> tuple[str, dict[str, Any]]:
+    """The clause narrowing a statement to a carrier's jobs, and its parameters."""
+    if route is None:
+        return "", {}
+    return f" AND {route.where()}", {"executor": route.executor}
+
+
+@lru_cache(maxsize=16)
+def _taking(template: str, pg: bool, routed: str) -> str:
+    return template.format(route=routed, lock=_SKIP_LOCKED if pg else "")
 
 
 class Claimed(NamedTuple):
-    """A job the carrier took, to hand to its executor."""
+    """A job the carrier took (claimed or adopted), to hand to its executor."""
 
     id: int
     workflow_id: int
@@ -84,65 +98,122 @@ class Claimed(NamedTuple):
     attempt: int
 
 
-def claim_ready(
-    conn: Connection,
-    owner: str,
-    now: float,
-    lease: float,
-    limit: int,
-    where: sa.ColumnElement[bool] | None = None,
+def _take(
+    conn: Connection, template: str, route: Route | None, params: dict[str, Any]
 ) -> list[Claimed]:
-    """Take ready jobs of running workflows: status → submitted, attempt + 1.
-
-    In id order. On PostgreSQL, rows another agent is claiming are skipped, not waited for.
-    ``where`` narrows the jobs further (a carrier's executor route, see ``store.routes``):
-    only agents with several executors pass one, and take the slower general statement.
-    """
-    if where is not None:
-        return _claim_where(conn, owner, now, lease, limit, where)
-    sql = _claim_sql(bulk.is_pg(conn))
-    rows = bulk.fetch(conn, sql, {"owner": owner, "until": now + lease, "now": now, "n": limit})
+    routed, more = _route(route)
+    rows = bulk.fetch(conn, _taking(template, bulk.is_pg(conn), routed), {**params, **more})
     value = bulk.json_value
     out = [Claimed(r[0], r[1], r[2], r[3], value(r[4]), r[5]) for r in rows]
     out.sort()
     return out
 
 
-def _claim_where(
+def claim_ready(
     conn: Connection,
     owner: str,
     now: float,
     lease: float,
     limit: int,
-    where: sa.ColumnElement[bool],
+    route: Route | None = None,
 ) -> list[Claimed]:
-    running = sa.select(workflows.c.id).where(workflows.c.status == "running")
-    select = sa.select(jobs.c.id).where(
-        sa.text(READY), jobs.c.not_before <= now, jobs.c.workflow_id.in_(running), where
-    )
-    ids = claims.pick(conn, select.order_by(jobs.c.not_before, jobs.c.id).limit(limit))
-    stmt = (
-        sa.update(jobs)
-        .where(jobs.c.id.in_(ids.scalar_subquery()))
-        .values(
-            status=J.SUBMITTED,
-            owner=owner,
-            lease_until=now + lease,
-            attempt=jobs.c.attempt + 1,
-            submitted_at=now,
-        )
-        .returning(
-            jobs.c.id, jobs.c.workflow_id, jobs.c.work_id, jobs.c.name, jobs.c.args, jobs.c.attempt
-        )
-    )
-    return sorted(Claimed(*r) for r in conn.execute(stmt))
+    """Take ready jobs of running workflows: status → submitted, attempt + 1.
+
+    In id order. On PostgreSQL, rows another agent is claiming are skipped, not waited for.
+    ``route`` narrows the jobs to a carrier's executor (see ``store.routes``): only agents
+    with several executors pass one.
+    """
+    params = {"owner": owner, "until": now + lease, "now": now, "n": limit}
+    return _take(conn, _CLAIM, route, params)
 
 
-@lru_cache(maxsize=2)
-def _claim_sql(pg: bool) -> str:
-    # `+workflow_id`: no index on that term, so the ready index gives the order (never sort
-    # all the ready jobs of a workflow to take a batch)
-    return _CLAIM.format(lock="FOR NO KEY UPDATE SKIP LOCKED" if pg else "", ready=READY)
+def adopt_lost(
+    conn: Connection, owner: str, now: float, lease: float, route: Route | None, limit: int
+) -> list[Claimed]:
+    """Take over in-flight jobs whose carrier's lease ran out, keeping their attempt.
+
+    For executors whose jobs outlive their agent: the new carrier hands the same attempt
+    (the same key) to its executor, which re-attaches to the job instead of running it
+    again. Jobs whose cancellation was asked are left to :func:`reclaim_lost`.
+    """
+    params = {"owner": owner, "until": now + lease, "now": now, "n": limit}
+    return _take(conn, _ADOPT, route, params)
+
+
+def reclaim_lost(conn: Connection, now: float, route: Route | None = None) -> int:
+    """Jobs whose carrier died (lease expired) run again; the lost attempt costs no retry.
+
+    Those whose cancellation was asked are cancelled instead. ``route`` narrows it to a
+    carrier's own executor (see ``store.routes``). Returns the jobs made ready.
+    """
+    routed, more = _route(route)
+    lost = _LOST.format(route=routed)
+    params = {"now": now, **more}
+    conn.execute(_statement(conn, _CANCEL, f"{lost} AND cancel_requested"), params)
+    res = conn.execute(_statement(conn, _RUN_AGAIN, lost), {**params, "why": _AGENT_STOPPED})
+    return int(res.rowcount)
+
+
+def give_back(conn: Connection, owner: str, now: float, *, keep_attempt: bool) -> int:
+    """A carrier that stops cleanly hands its jobs in flight back at once, instead of
+    holding them until their leases run out (how many it gave back).
+
+    ``keep_attempt`` (an executor whose jobs outlive their agent): the leases just end, so
+    the next carrier adopts the attempts where they run. Otherwise their processes were
+    stopped with the executor: they are ready again, and the stopped attempt costs no retry
+    (as after :func:`reclaim_lost`); those whose cancellation was asked are cancelled.
+    """
+    mine = f"{IN_FLIGHT} AND owner = :owner"
+    params = {"now": now, "owner": owner}
+    if keep_attempt:
+        sql = f"UPDATE jobs SET lease_until = :now WHERE {mine}"
+        return int(conn.execute(bulk.text(conn, sql), params).rowcount)
+    cancelled = conn.execute(_statement(conn, _CANCEL, f"{mine} AND cancel_requested"), params)
+    res = conn.execute(_statement(conn, _RUN_AGAIN, mine), {**params, "why": _AGENT_STOPPED})
+    return int(cancelled.rowcount) + int(res.rowcount)
+
+
+def unsubmit(conn: Connection, ids: Sequence[int], owner: str, now: float) -> None:
+    """The executor refused these jobs: ready again, and the refused attempt costs nothing."""
+    if not ids:
+        return
+    which = f"{bulk.in_ids(conn, 'id')} AND owner = :owner AND status = 'submitted'"
+    params = {"ids": bulk.ids(conn, ids), "now": now, "owner": owner, "why": _REFUSED}
+    conn.execute(_statement(conn, _RUN_AGAIN, which), params)
+
+
+def to_cancel(conn: Connection, owner: str) -> list[tuple[int, int, int]]:
+    """(job id, attempt, workflow id) of this carrier's jobs whose cancellation was asked."""
+    rows = conn.execute(
+        bulk.text(
+            conn,
+            "SELECT id, attempt, workflow_id FROM jobs "
+            f"WHERE {IN_FLIGHT} AND owner = :o AND cancel_requested",
+        ),
+        {"o": owner},
+    )
+    return [(int(r.id), int(r.attempt), int(r.workflow_id)) for r in rows]
+
+
+def mark_cancelled(conn: Connection, ids: Sequence[int], now: float) -> None:
+    """These jobs (their executor was told to stop them) end cancelled, unless they ended."""
+    if not ids:
+        return
+    final = ", ".join(f"'{s}'" for s in sorted(TERMINAL_JOB))
+    which = f"{bulk.in_ids(conn, 'id')} AND status NOT IN ({final})"
+    conn.execute(_statement(conn, _CANCEL, which), {"ids": bulk.ids(conn, ids), "now": now})
+
+
+def _statement(conn: Connection, template: str, which: str) -> sa.TextClause:
+    return bulk.text(conn, template.format(which=which))
+
+
+def renew(conn: Connection, owner: str, now: float, lease: float) -> None:
+    """Keep the leases of the jobs this carrier is running."""
+    conn.execute(
+        bulk.text(conn, f"UPDATE jobs SET lease_until = :until WHERE {IN_FLIGHT} AND owner = :o"),
+        {"until": now + lease, "o": owner},
+    )
 
 
 def work_names(conn: Connection, work_ids: Iterable[int]) -> dict[int, str]:
@@ -160,19 +231,124 @@ def workflow_owners(
     return {int(r.id): (str(r.owner), r.share_group) for r in conn.execute(q)}
 
 
-def record_updates(
-    conn: Connection,
-    updates: Sequence[JobUpdate],
-    policies: Mapping[int, RetryPolicy],
-    now: float,
-) -> tuple[int, int]:
-    """Apply what executors saw. Stale updates (an older attempt, a cancelled job) are ignored.
+# --- what executors saw -------------------------------------------------------------------
+#
+# Applied with one statement per kind of update: the rows travel as one JSON array
+# (``json_each`` / ``json_array_elements``), which is twice as fast as a statement per
+# row. Each kind is a named tuple whose fields are the elements of its rows; its statement
+# names them (``{exit_code}``) and reads each as its field's type. The WHERE guards make a
+# stale report (an older attempt, a job no longer in flight) change nothing.
 
-    ``policies`` gives each failed job's retry policy (job id → its work's; the delay
-    before it runs again; the attempts come from the job's row). Returns (finished, retried).
-    """
-    recorded = record(conn, updates, policies, now)
-    return recorded.finished, recorded.retried
+JsonText = NewType("JsonText", str)  # a JSON document, as text
+
+_STARTED = """
+UPDATE jobs SET status = 'running', started_at = {at}, log_uri = coalesce({log_uri}, jobs.log_uri)
+FROM {rows} WHERE jobs.id = {job_id} AND jobs.attempt = {attempt} AND jobs.status = 'submitted'
+"""
+_SUCCEEDED = """
+UPDATE jobs SET status = 'succeeded', exit_code = {exit_code}, result = {result},
+    usage = {usage}, log_uri = coalesce({log_uri}, jobs.log_uri),
+    started_at = coalesce({started_at}, jobs.started_at), finished_at = {at},
+    owner = NULL, lease_until = NULL, error = NULL{passed}
+FROM {rows}
+WHERE jobs.id = {job_id} AND jobs.attempt = {attempt} AND jobs.status IN ('submitted', 'running')
+RETURNING jobs.id, jobs.work_id, jobs.workflow_id, jobs.status, jobs.finished_at
+"""
+_FAILED = """
+UPDATE jobs SET status = {status}, exit_code = {exit_code}, result = {result},
+    usage = {usage}, log_uri = coalesce({log_uri}, jobs.log_uri),
+    started_at = coalesce({started_at}, jobs.started_at), error = {error},
+    not_before = {not_before}, finished_at = {finished_at}, ready_at = {ready_at},
+    owner = NULL, lease_until = NULL
+FROM {rows}
+WHERE jobs.id = {job_id} AND jobs.attempt = {attempt} AND jobs.status IN ('submitted', 'running')
+"""
+
+
+_RENDERED: dict[tuple[type, bool, bool], str] = {}
+
+
+def _render(kind: type[tuple[Any, ...]], template: str, pg: bool, passed: bool = False) -> str:
+    """``template`` with ``{rows}`` the JSON array of ``kind`` rows and each ``{field}``
+    its element, read as the field's type (integer, float, text or JSON). Rendered once
+    per kind and database."""
+    sql = _RENDERED.get((kind, pg, passed))
+    if sql is None:
+        sql = _RENDERED[kind, pg, passed] = _placeholders(kind, template, pg, passed)
+    return sql
+
+
+def _placeholders(kind: type[tuple[Any, ...]], template: str, pg: bool, passed: bool) -> str:
+    rows = "json_array_elements(CAST(:rows AS JSON)) AS u(value)" if pg else "json_each(:rows) AS u"
+    names = {"rows": rows, "passed": ", propagated = TRUE" if passed else ""}
+    hints = typing.get_type_hints(kind)
+    for i, name in enumerate(kind._fields):  # type: ignore[attr-defined]
+        value = f"u.value ->> {i}"
+        hint = hints[name]
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):  # `X | None`
+            (hint,) = (a for a in typing.get_args(hint) if a is not type(None))
+        if hint is int:
+            names[name] = f"CAST({value} AS INTEGER)"
+        elif hint is float:
+            names[name] = f"CAST({value} AS DOUBLE PRECISION)"
+        elif hint is JsonText:
+            names[name] = f"CAST({value} AS JSON)" if pg else f"({value})"
+        elif hint is str:
+            names[name] = f"({value})"
+        else:
+            raise TypeError(f"{kind.__name__}.{name}: no SQL reading of {hint!r}")
+    return template.format(**names)
+
+
+class Started(NamedTuple):
+    """The executor saw the job start: submitted → running."""
+
+    job_id: int
+    attempt: int
+    at: float
+    log_uri: str | None
+
+    @classmethod
+    def statement(cls, pg: bool) -> str:
+        return _render(cls, _STARTED, pg)
+
+
+class Succeeded(NamedTuple):
+    """The job succeeded; with ``passed``, its children are released in this transaction."""
+
+    job_id: int
+    attempt: int
+    exit_code: int | None
+    result: JsonText | None
+    usage: JsonText | None
+    log_uri: str | None
+    started_at: float | None
+    at: float
+
+    @classmethod
+    def statement(cls, pg: bool, passed: bool = False) -> str:
+        return _render(cls, _SUCCEEDED, pg, passed)
+
+
+class Failed(NamedTuple):
+    """The job failed: ``status`` failed, or ready again after ``not_before`` (a retry)."""
+
+    job_id: int
+    attempt: int
+    status: str
+    exit_code: int | None
+    result: JsonText | None
+    usage: JsonText | None
+    log_uri: str | None
+    started_at: float | None
+    error: str | None
+    not_before: float
+    finished_at: float | None  # a retry has not finished
+    ready_at: float | None  # only a retry is ready
+
+    @classmethod
+    def statement(cls, pg: bool) -> str:
+        return _render(cls, _FAILED, pg)
 
 
 @dataclass
@@ -194,10 +370,14 @@ def record(
     clock: Callable[[], float] | None = None,
     ended: bool = False,
 ) -> Recorded:
-    """:func:`record_updates`; with ``pass_on``, also release the children of the jobs that
-    succeeded, in this transaction (the trigger's work, without a second write of each
-    job and a second transaction); ``clock`` stamps the children (see release.pass_on).
-    Failures are always left to the trigger."""
+    """Apply what executors saw. Stale updates (an older attempt, a cancelled job) are ignored.
+
+    ``policies`` gives each failed job's retry policy (job id → its work's; the delay
+    before it runs again; the attempts come from the job's row). With ``pass_on``, also
+    release the children of the jobs that succeeded, in this transaction (the trigger's
+    work, without a second write of each job and a second transaction); ``clock`` stamps
+    the children (see release.pass_on). Failures are always left to the trigger.
+    """
     if not updates:
         return Recorded()
     current: dict[int, tuple[int, str, int]] = {}
@@ -209,9 +389,9 @@ def record(
         ):
             current[jid] = (attempt, status, max_attempts)
 
-    started: list[tuple[Any, ...]] = []
-    ok: list[tuple[Any, ...]] = []
-    bad: list[tuple[Any, ...]] = []  # each row: its values in the order the statement reads
+    started: list[Started] = []
+    ok: list[Succeeded] = []
+    bad: list[Failed] = []
     retried = 0
     active = (J.SUBMITTED.value, J.RUNNING.value)
     for u in updates:
@@ -220,13 +400,15 @@ def record(
         if row is None or row[0] != u.attempt or row[1] not in active:
             continue
         if u.state == "running":
-            started.append((u.job_id, u.attempt, u.at, u.log_uri))
+            started.append(Started(u.job_id, u.attempt, u.at, u.log_uri))
             continue
-        result = None if u.result is None else bulk.json_text(u.result)
+        result = None if u.result is None else JsonText(bulk.json_text(u.result))
         usage = _usage_json(u.usage)
         if u.state == "succeeded":
             ok.append(
-                (u.job_id, u.attempt, u.exit_code, result, usage, u.log_uri, u.started_at, u.at)
+                Succeeded(
+                    u.job_id, u.attempt, u.exit_code, result, usage, u.log_uri, u.started_at, u.at
+                )
             )
             continue
         policy = policies.get(u.job_id, NO_RETRY)
@@ -234,7 +416,7 @@ def record(
         again = status == J.READY
         retried += again
         bad.append(
-            (
+            Failed(
                 u.job_id,
                 u.attempt,
                 status.value,
@@ -245,18 +427,19 @@ def record(
                 u.started_at,
                 u.error,
                 not_before,
-                None if again else u.at,
-                not_before if again else None,
+                finished_at=None if again else u.at,
+                ready_at=not_before if again else None,
             )
         )
     pg = bulk.is_pg(conn)
     out = Recorded(finished=len(bad) - retried, retried=retried)
     if started:
-        stmt = bulk.text(conn, _rows_sql(_STARTED, pg), arrays=())
+        stmt = bulk.text(conn, Started.statement(pg), arrays=())
         conn.execute(stmt, {"rows": bulk.json_text(started)})
     if ok:
         # RETURNING: exactly the jobs this statement moved (a stale one is not among them)
-        done = bulk.fetch(conn, _rows_sql(_SUCCEEDED, pg, pass_on), {"rows": bulk.json_text(ok)})
+        sql = Succeeded.statement(pg, pass_on)
+        done = bulk.fetch(conn, sql, {"rows": bulk.json_text(ok)})
         out.finished += len(done)
         if pass_on:
             out.passed = release.pass_on(conn, done, now, clock, ended=ended)
@@ -264,155 +447,22 @@ def record(
                 sql = _UNPASSED.format(ids=bulk.in_ids(conn, "id"))
                 conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, out.passed.deferred)})
     if bad:
-        stmt = bulk.text(conn, _rows_sql(_FAILED, pg), arrays=())
+        stmt = bulk.text(conn, Failed.statement(pg), arrays=())
         conn.execute(stmt, {"rows": bulk.json_text(bad)})
     return out
 
 
-def _usage_json(usage: Usage | None) -> str | None:
+def _usage_json(usage: Usage | None) -> JsonText | None:
     """The usage column: NULL when the executor measured nothing (all zeros)."""
     if usage is None or usage is NO_USAGE or usage == NO_USAGE:
         return None
-    return bulk.json_text(
-        {
-            "wall_s": usage.wall_s,
-            "cpu_user_s": usage.cpu_user_s,
-            "cpu_system_s": usage.cpu_system_s,
-            "max_rss_kb": usage.max_rss_kb,
-        }
-    )
-
-
-def renew(conn: Connection, owner: str, now: float, lease: float) -> None:
-    """Keep the leases of the jobs this carrier is running."""
-    conn.execute(
-        bulk.text(conn, f"UPDATE jobs SET lease_until = :until WHERE {IN_FLIGHT} AND owner = :o"),
-        {"until": now + lease, "o": owner},
-    )
-
-
-def reclaim_lost(conn: Connection, now: float, where: sa.ColumnElement[bool] | None = None) -> int:
-    """Jobs whose carrier died (lease expired) run again; the lost attempt costs no retry.
-
-    ``where`` narrows it to a carrier's own executor (see ``store.routes``).
-    """
-    if where is not None:
-        return _reclaim_where(conn, now, where)
-    lost = f"{IN_FLIGHT} AND lease_until < :now"
-    conn.execute(
-        bulk.text(
-            conn,
-            "UPDATE jobs SET status = 'cancelled', finished_at = :now, owner = NULL, "
-            f"lease_until = NULL, error = 'cancelled' WHERE {lost} AND cancel_requested",
-        ),
-        {"now": now},
-    )
-    res = conn.execute(
-        bulk.text(
-            conn,
-            "UPDATE jobs SET status = 'ready', ready_at = :now, owner = NULL, lease_until = NULL, "
-            "max_attempts = max_attempts + 1, error = 'its agent stopped; run again' "
-            f"WHERE {lost}",
-        ),
-        {"now": now},
-    )
-    return int(res.rowcount)
-
-
-def _reclaim_where(conn: Connection, now: float, where: sa.ColumnElement[bool]) -> int:
-    lost = sa.and_(sa.text(IN_FLIGHT), jobs.c.lease_until < now, where)
-    conn.execute(
-        sa.update(jobs)
-        .where(lost, jobs.c.cancel_requested)
-        .values(
-            status=J.CANCELLED, finished_at=now, owner=None, lease_until=None, error="cancelled"
+    return JsonText(
+        bulk.json_text(
+            {
+                "wall_s": usage.wall_s,
+                "cpu_user_s": usage.cpu_user_s,
+                "cpu_system_s": usage.cpu_system_s,
+                "max_rss_kb": usage.max_rss_kb,
+            }
         )
     )
-    res = conn.execute(
-        sa.update(jobs)
-        .where(lost)
-        .values(
-            status=J.READY,
-            ready_at=now,
-            owner=None,
-            lease_until=None,
-            max_attempts=jobs.c.max_attempts + 1,
-            error="its agent stopped; run again",
-        )
-    )
-    return int(res.rowcount)
-
-
-def unsubmit(conn: Connection, ids: Sequence[int], owner: str, now: float) -> None:
-    """The executor refused these jobs: ready again, and the refused attempt costs nothing."""
-    if not ids:
-        return
-    stmt = bulk.text(
-        conn,
-        "UPDATE jobs SET status = 'ready', ready_at = :now, owner = NULL, lease_until = NULL, "
-        "max_attempts = max_attempts + 1, error = 'the executor refused it; run again' "
-        f"WHERE {bulk.in_ids(conn, 'id')} AND owner = :owner AND status = 'submitted'",
-    )
-    conn.execute(stmt, {"ids": bulk.ids(conn, ids), "now": now, "owner": owner})
-
-
-def to_cancel(conn: Connection, owner: str) -> list[tuple[int, int, int]]:
-    """(job id, attempt, workflow id) of this carrier's jobs whose cancellation was asked."""
-    rows = conn.execute(
-        bulk.text(
-            conn,
-            "SELECT id, attempt, workflow_id FROM jobs "
-            f"WHERE {IN_FLIGHT} AND owner = :o AND cancel_requested",
-        ),
-        {"o": owner},
-    )
-    return [(int(r.id), int(r.attempt), int(r.workflow_id)) for r in rows]
-
-
-def mark_cancelled(conn: Connection, ids: Sequence[int], now: float) -> None:
-    if not ids:
-        return
-    final = ", ".join(f"'{s}'" for s in sorted(TERMINAL_JOB))
-    stmt = bulk.text(
-        conn,
-        "UPDATE jobs SET status = 'cancelled', finished_at = :now, owner = NULL, "
-        f"lease_until = NULL, error = 'cancelled' WHERE {bulk.in_ids(conn, 'id')} "
-        f"AND status NOT IN ({final})",
-    )
-    conn.execute(stmt, {"ids": bulk.ids(conn, ids), "now": now})
-
-
-def give_back(conn: Connection, owner: str, now: float, *, keep_attempt: bool) -> int:
-    """A carrier that stops cleanly hands its jobs in flight back at once, instead of
-    holding them until their leases run out (how many it gave back).
-
-    ``keep_attempt`` (an executor whose jobs outlive their agent): the leases just end, so
-    the next carrier adopts the attempts where they run. Otherwise their processes were
-    stopped with the executor: they are ready again, and the stopped attempt costs no retry
-    (as after ``reclaim_lost``); those whose cancellation was asked are cancelled.
-    """
-    mine = f"{IN_FLIGHT} AND owner = :o"
-    if keep_attempt:
-        res = conn.execute(
-            bulk.text(conn, f"UPDATE jobs SET lease_until = :now WHERE {mine}"),
-            {"now": now, "o": owner},
-        )
-        return int(res.rowcount)
-    cancelled = conn.execute(
-        bulk.text(
-            conn,
-            "UPDATE jobs SET status = 'cancelled', finished_at = :now, owner = NULL, "
-            f"lease_until = NULL, error = 'cancelled' WHERE {mine} AND cancel_requested",
-        ),
-        {"now": now, "o": owner},
-    )
-    res = conn.execute(
-        bulk.text(
-            conn,
-            "UPDATE jobs SET status = 'ready', ready_at = :now, owner = NULL, lease_until = NULL, "
-            "max_attempts = max_attempts + 1, error = 'its agent stopped; run again' "
-            f"WHERE {mine}",
-        ),
-        {"now": now, "o": owner},
-    )
-    return int(cancelled.rowcount) + int(res.rowcount)

@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from orchid.core.carousel import Feed, after_stage_failure
+from orchid.core.model import FileInfo
 from orchid.core.states import FileStatus
-from orchid.datamgr.base import FileInfo
 from orchid.store import catalog, claims
 from orchid.store.catalog import NewFile
 from orchid.store.tables import collections, files

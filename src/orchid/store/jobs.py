@@ -1,9 +1,8 @@
-"""Job rows: insertion of large graphs, the carrier's claims, results, and set-based release.
+"""Job rows: the jobs of works expanded at run time, abort and retry, reading.
 
-Release is the hot path of a million-job DAG: the trigger takes a batch of jobs
-that ended, and one statement decrements the unfinished-parent counts of all
-their children, one more marks those at zero ``ready``. The cost is the edges
-leaving the batch, never the size of the graph.
+The hot paths have modules of their own: ``store.graph`` inserts large graphs,
+``store.dispatch`` claims jobs and records what executors saw, ``store.release`` passes
+ended jobs on to their children.
 """
 
 from __future__ import annotations
@@ -18,54 +17,20 @@ from sqlalchemy.engine import Connection
 from orchid.core.model import Job
 from orchid.core.states import ACTIVE_JOB, TERMINAL_JOB, JobStatus
 from orchid.errors import NotFound
-
-# the carrier's and the trigger's hot paths live in modules of their own; their names stay
-# importable from here
 from orchid.store import bulk
-from orchid.store.dispatch import (
-    Recorded,
-    claim_ready,
-    give_back,
-    mark_cancelled,
-    reclaim_lost,
-    record,
-    record_updates,
-    renew,
-    to_cancel,
-    unsubmit,
-    work_names,
-    workflow_owners,
-)
-from orchid.store.graph import insert_static
-from orchid.store.release import Propagation, propagate
 from orchid.store.tables import job_edges, jobs, works
 
 __all__ = [
-    "Propagation",
-    "Recorded",
     "cancel_workflow",
-    "claim_ready",
     "ended_ids",
     "get",
     "get_many",
-    "give_back",
     "insert_ready",
-    "insert_static",
     "list_for",
-    "mark_cancelled",
     "merge_args",
-    "propagate",
-    "reclaim_lost",
-    "record",
-    "record_updates",
     "release_roots",
-    "renew",
     "reopen_failed",
-    "to_cancel",
     "unpropagated",
-    "unsubmit",
-    "work_names",
-    "workflow_owners",
 ]
 
 J = JobStatus

@@ -1,4 +1,4 @@
-"""Which executor runs which work: the rows a carrier may claim, and adopting lost jobs.
+"""Which executor runs which work: the rows a carrier may claim.
 
 A work whose template names an executor gets a ``work_routes`` row at submission; works
 without one run on the agents' default executor. Each carrier serves one executor and
@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
-from orchid.core.states import ACTIVE_JOB
-from orchid.store import claims
-from orchid.store.tables import jobs, work_routes, works
+from orchid.store.tables import work_routes
+
+# The works routed to an executor (``:executor``); a work without a route runs on the default.
+_ROUTED = (
+    "SELECT works.id FROM works JOIN work_routes ON work_routes.workflow_id = works.workflow_id"
+    " AND work_routes.work = works.name WHERE work_routes.executor {op} :executor"
+)
 
 
 @dataclass(frozen=True)
@@ -27,19 +30,12 @@ class Route:
     executor: str
     default: bool
 
-    def jobs_filter(self) -> sa.ColumnElement[bool]:
-        routed = sa.select(works.c.id).join(
-            work_routes,
-            sa.and_(
-                work_routes.c.workflow_id == works.c.workflow_id,
-                work_routes.c.work == works.c.name,
-            ),
-        )
+    def where(self) -> str:
+        """SQL on a ``jobs`` row: it is this carrier's (binds ``:executor``). A clause of
+        the claim, adopt and reclaim statements (``store.dispatch``)."""
         if self.default:
-            elsewhere = routed.where(work_routes.c.executor != self.executor)
-            return jobs.c.work_id.not_in(elsewhere.scalar_subquery())
-        mine = routed.where(work_routes.c.executor == self.executor)
-        return jobs.c.work_id.in_(mine.scalar_subquery())
+            return f"work_id NOT IN ({_ROUTED.format(op='<>')})"
+        return f"work_id IN ({_ROUTED.format(op='=')})"
 
 
 def add(conn: Connection, workflow_id: int, routes: Mapping[str, str]) -> None:
@@ -58,31 +54,3 @@ def of_workflow(conn: Connection, workflow_id: int) -> dict[str, str]:
         )
     )
     return {str(r.work): str(r.executor) for r in rows}
-
-
-def adopt_lost(
-    conn: Connection, owner: str, now: float, lease: float, route: Route | None, limit: int
-) -> list[Row[Any]]:
-    """Take over in-flight jobs whose carrier's lease ran out, keeping their attempt.
-
-    For executors whose jobs outlive their agent: the new carrier hands the same attempt
-    (the same key) to its executor, which re-attaches to the job instead of running it
-    again. Jobs whose cancellation was asked are left to ``reclaim_lost``.
-    """
-    where = [
-        jobs.c.status.in_(list(ACTIVE_JOB)),
-        jobs.c.lease_until < now,
-        sa.not_(jobs.c.cancel_requested),
-    ]
-    if route is not None:
-        where.append(route.jobs_filter())
-    ids = claims.pick(conn, sa.select(jobs.c.id).where(*where).order_by(jobs.c.id).limit(limit))
-    stmt = (
-        sa.update(jobs)
-        .where(jobs.c.id.in_(ids.scalar_subquery()))
-        .values(owner=owner, lease_until=now + lease)
-        .returning(
-            jobs.c.id, jobs.c.workflow_id, jobs.c.work_id, jobs.c.name, jobs.c.args, jobs.c.attempt
-        )
-    )
-    return sorted(conn.execute(stmt), key=lambda r: r.id)

@@ -246,13 +246,6 @@ def lock_status(conn: Connection, workflow_id: int) -> WorkflowStatus:
     return WorkflowStatus(row.status)
 
 
-def is_open(conn: Connection, workflow_id: int) -> bool:
-    row = conn.execute(sa.select(workflows.c.open).where(workflows.c.id == workflow_id)).first()
-    if row is None:
-        raise NotFound(f"no workflow {workflow_id}; `orchid status` lists the workflows")
-    return bool(row.open)
-
-
 def set_template(
     conn: Connection, workflow_id: int, template: Mapping[str, Any], now: float
 ) -> None:

@@ -23,6 +23,8 @@ from orchid.settings import Settings
 from orchid.store import jobs, workflows, works
 from orchid.store.db import Database
 
+__all__ = ["RunResult", "run_workflow"]
+
 
 @dataclass(frozen=True)
 class RunResult:
