@@ -22,7 +22,7 @@ from orchid.store.db import Database
 from orchid.store.tables import studies as studies_table
 from tests.engine.enginekit import Engine, EngineFactory, jobs_of, works_of
 
-HERE = Path(__file__).resolve().parents[1] / "hpo"
+HERE = Path(__file__).resolve().parents[1] / "generators"
 
 
 class FunctionExecutor:

@@ -53,8 +53,8 @@ from orchid.core.study import (
 from orchid.engine.agent import JOBS, STUDIES, TICK, WORKFLOWS, AgentEnv, Step, agent_id
 from orchid.engine.templates import Compiled
 from orchid.executors._process import AttemptFiles
-from orchid.hpo.base import GeneratorError, Proposal, make_generator
-from orchid.hpo.custom import parse_points, request
+from orchid.generators.base import GeneratorError, Proposal, make_generator
+from orchid.generators.custom import parse_points, request
 from orchid.store import events, studies, workflows, works
 from orchid.store import trials as trial_rows
 from orchid.store.tables import workflows as workflows_table
@@ -238,7 +238,7 @@ class _Reconcile:
         return trial_rows.trials_of(self.conn, self.sid, seg)
 
     def _prune(self) -> None:
-        from orchid.hpo import pruning
+        from orchid.generators import pruning
 
         for seg, open_rows in self._open().items():
             running = [r for r in open_rows if r.status == "running"]

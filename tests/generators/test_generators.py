@@ -14,8 +14,8 @@ import pytest
 
 from orchid.core.hpo import HpoSpec, active, check_point, grid_size
 from orchid.core.study import Trial, seed_for
-from orchid.hpo.base import Generator, GeneratorError, make_generator
-from orchid.hpo.custom import CommandGenerator
+from orchid.generators.base import Generator, GeneratorError, make_generator
+from orchid.generators.custom import CommandGenerator
 
 HERE = Path(__file__).parent
 SPACE: dict[str, Any] = {

@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from orchid.core.hpo import CategoricalParam, FloatParam, HpoSpec, active, grid_size, grid_values
 from orchid.core.study import Trial
-from orchid.hpo.base import GeneratorError, Proposal
+from orchid.generators.base import GeneratorError, Proposal
 
 # every decision builds a throw-away in-memory study; do not announce each one
 logging.getLogger("optuna.storages._in_memory").setLevel(logging.WARNING)

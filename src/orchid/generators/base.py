@@ -50,11 +50,11 @@ Factory = Callable[[HpoSpec, "int | None"], Generator]
 def make_generator(spec: HpoSpec, seed: int | None) -> Generator:
     """The in-process generator of a strategy (``custom`` runs as a job: see custom.py)."""
     if spec.strategy == "nevergrad":
-        from orchid.hpo.ngopt import NevergradGenerator
+        from orchid.generators.ngopt import NevergradGenerator
 
         return NevergradGenerator(spec, seed)
     if spec.strategy == "custom":
         raise GeneratorError("strategy custom runs its generator command as a job")
-    from orchid.hpo.samplers import OptunaGenerator
+    from orchid.generators.samplers import OptunaGenerator
 
     return OptunaGenerator(spec, seed)
