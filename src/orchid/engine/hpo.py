@@ -33,7 +33,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from orchid.core.hpo import HpoSpec, check_point
@@ -57,8 +56,6 @@ from orchid.generators.base import GeneratorError, Proposal, make_generator
 from orchid.generators.custom import parse_points, request
 from orchid.store import events, studies, workflows, works
 from orchid.store import trials as trial_rows
-from orchid.store.tables import workflows as workflows_table
-from orchid.store.tables import works as works_table
 from orchid.store.trials import TrialRow
 
 log = logging.getLogger(__name__)
@@ -133,9 +130,7 @@ class _Reconcile:
         self.agent, self.conn, self.sid = agent, conn, study_id
         self.now = agent.env.clock()
         self.study = studies.get(conn, study_id)
-        self.work = conn.execute(
-            sa.select(works_table).where(works_table.c.id == self.study.work_id)
-        ).one()
+        self.work = studies.work_of(conn, self.study.work_id)
         self.compiled: Compiled = agent.env.templates.get(
             conn, self.study.workflow_id, (self.work.name,)
         )
@@ -160,11 +155,7 @@ class _Reconcile:
             self._abandon(f"the work is {self.work.status}")
             return None, 0
         wf = workflows.get(self.conn, self.study.workflow_id)
-        finishing = bool(
-            self.conn.execute(
-                sa.select(workflows_table.c.finishing).where(workflows_table.c.id == wf.id)
-            ).scalar()
-        )
+        finishing = studies.finishing(self.conn, wf.id)
         job_ids = [r.job_id for r in self.rows.values() if r.status == "running" and r.job_id]
         gen_ids = [g["job"] for s in self.segments.values() if (g := s.get("generator"))]
         self.jobs = trial_rows.job_states(self.conn, job_ids + gen_ids)
@@ -428,10 +419,7 @@ class _Reconcile:
         open_rows = self._open()
         if not all(self._segment_done(s, open_rows.get(s, [])) for s in self.spec.segment_names()):
             return
-        remaining = self.conn.execute(
-            sa.select(works_table.c.remaining).where(works_table.c.id == self.study.work_id)
-        ).scalar_one()
-        if remaining > 1:
+        if studies.remaining(self.conn, self.study.work_id) > 1:
             return  # the trigger has still to count some jobs off; it wakes us when it has
         trials = self._all()
         status, message = outcome(self.spec, trials)
