@@ -31,7 +31,9 @@ SRC = Path(orchid.__file__).parent.parent
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"orchid", "orchid.errors", "orchid.config", "orchid.safefiles", "orchid.extras"}),
     frozenset({"orchid.core"}),
-    frozenset({"orchid.store", "orchid.notify", "orchid.wire", "orchid.logserve"}),
+    frozenset(
+        {"orchid.store", "orchid.notify", "orchid.wire", "orchid.logserve", "orchid.generators"}
+    ),
     frozenset(
         {"orchid.bus", "orchid.datamgr", "orchid.executors", "orchid.telemetry", "orchid.auth"}
     ),
@@ -49,8 +51,6 @@ ALLOWED: Mapping[tuple[str, str], str] = {
     # --- between units ---
     ("orchid", "orchid.fat"): "`orchid.task` & co.: a lazy re-export on first attribute "
     "access (PEP 562 __getattr__), so that `import orchid` stays light",
-    ("orchid.engine", "orchid.hpo"): "being removed by issue 17 item 6 (the generator "
-    "library goes below the engine)",
     ("orchid.settings", "orchid.executors"): "being removed by issue 17 items 3 and 4 (the "
     "executor registry as a table of import paths)",
     # --- inside a package ---
@@ -64,9 +64,13 @@ ALLOWED: Mapping[tuple[str, str], str] = {
     ("orchid.fat.backend", "orchid.fat.remote"): "lazy: see backend -> embedded",
     ("orchid.fat.definitions", "orchid.fat.decorators"): "lazy: a function decorated twice "
     "is found by the decorators' own types, which are built on the definitions",
-    ("orchid.hpo.base", "orchid.hpo.samplers"): "lazy: a sampler by name, its library "
+    (
+        "orchid.generators.base",
+        "orchid.generators.samplers",
+    ): "lazy: a sampler by name, its library "
     "(optuna, nevergrad) imported only when chosen; being reworked by issue 17 item 6",
-    ("orchid.hpo.base", "orchid.hpo.ngopt"): "lazy: see hpo.base -> hpo.samplers",
+    ("orchid.generators.base", "orchid.generators.ngopt"): "lazy: see generators.base -> "
+    "generators.samplers",
     ("orchid.ui.app", "orchid.ui.live"): "being removed by issue 17 item 2",
     ("orchid.ui.app", "orchid.ui.login"): "being removed by issue 17 item 2",
     ("orchid.ui.app", "orchid.ui.pages"): "being removed by issue 17 item 2",

@@ -4,6 +4,7 @@ failures, pruning, segments, custom generators, abort."""
 from __future__ import annotations
 
 import math
+import random
 import sys
 import time
 from collections import Counter
@@ -11,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from orchid.executors.base import JobSpec, JobUpdate
@@ -18,9 +20,9 @@ from orchid.store import studies
 from orchid.store import trials as trial_rows
 from orchid.store.db import Database
 from orchid.store.tables import studies as studies_table
-from tests.engine.enginekit import EngineFactory, jobs_of, works_of
+from tests.engine.enginekit import Engine, EngineFactory, jobs_of, works_of
 
-HERE = Path(__file__).resolve().parents[1] / "hpo"
+HERE = Path(__file__).resolve().parents[1] / "generators"
 
 
 class FunctionExecutor:
@@ -221,6 +223,78 @@ def test_the_same_seed_gives_the_same_trials(make_engine: EngineFactory, db: Dat
         runs.append([dict(t.params) for t in trials(db, wf_id)])
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
+
+
+def settle(eng: Engine) -> None:
+    """Run rounds until the agents have nothing left to do (bounded)."""
+    idle = 0
+    for _ in range(2_000):
+        idle = idle + 1 if not eng.runner.run_once() else 0
+        if idle == 3:
+            return
+    pytest.fail("the agents never went idle")
+
+
+def run_in_order(eng: Engine, ex: FunctionExecutor, raw: dict[str, Any], order: str) -> int:
+    """Run a study ending its trials in the given order: ``oldest`` first one at a time,
+    ``newest`` first one at a time, or ``shuffled`` (random sets of the running ones)."""
+    pick = random.Random(42)
+    wf_id = eng.submit(raw)
+    while True:
+        settle(eng)
+        if not ex.running:
+            break
+        if order == "oldest":
+            ex.step(1)
+        else:
+            if order == "newest":
+                ex.running.reverse()
+            else:
+                pick.shuffle(ex.running)
+            ex.step(1 if order == "newest" else pick.randint(1, len(ex.running)))
+    assert eng.drain(wf_id).status == "succeeded"
+    return wf_id
+
+
+@pytest.mark.parametrize("strategy", ["tpe", "random", "nevergrad", "cmaes"])
+def test_a_seeded_study_repeats_whatever_order_its_trials_end_in(
+    make_engine: EngineFactory, db: Database, strategy: str
+) -> None:
+    """Trial n is proposed from trials up to n - parallel with their results and the
+    ones after as running, once those have ended: the same points in every run."""
+    raw = template(parallel=3, max_trials=10, seed=11, strategy=strategy)
+    if strategy == "tpe":
+        raw["works"][0]["hpo"]["options"] = {"n_startup_trials": 3}
+    runs = []
+    for order in ("oldest", "newest", "shuffled"):
+        ex = FunctionExecutor(quadratic, per_step=1)
+        wf_id = run_in_order(make_engine(ex), ex, raw, order)
+        ts = trials(db, wf_id)
+        (study,) = study_rows(db, wf_id)
+        assert study.summary is not None
+        runs.append(([(t.number, dict(t.params)) for t in ts], study.summary["best"]))
+        assert len(ts) == 10 and ex.max_running <= 3
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_a_seeded_study_waits_for_its_oldest_trial(
+    make_engine: EngineFactory, db: Database
+) -> None:
+    """The price of repeating: a trial still running holds back the one `parallel` after
+    it, while an unseeded study fills a freed slot at once."""
+    for seed, expected in ((3, 3), (None, 5)):
+        ex = FunctionExecutor(quadratic, per_step=1)
+        eng = make_engine(ex)
+        wf_id = eng.submit(template(parallel=3, max_trials=8, seed=seed))
+        settle(eng)
+        assert len(ex.submitted) == 3
+        ex.running = ex.running[::-1]
+        ex.step(2)  # trials 2 and 1 end; trial 0 still runs
+        settle(eng)
+        assert len(ex.submitted) == expected, seed
+        ex.per_step = None
+        ex.step(100)
+        assert eng.drain(wf_id).status == "succeeded"
 
 
 def test_segments_share_the_slots_fairly(make_engine: EngineFactory, db: Database) -> None:

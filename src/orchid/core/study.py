@@ -73,6 +73,28 @@ def seed_for(seed: int | None, segment_index: int, n_trials: int) -> int | None:
     return (seed * 1_000_003 + segment_index * 7_919 + n_trials) % 2**32
 
 
+def startable(parallel: int, created: int, oldest_open: int) -> int:
+    """How many new trials a seeded segment may start: trial ``n`` is proposed only once
+    every trial numbered ``n - parallel`` or lower has ended, so with the oldest open trial
+    numbered ``oldest_open`` (``created`` when none is open) the next ones up to
+    ``oldest_open + parallel - 1``."""
+    return max(oldest_open + parallel - created, 0)
+
+
+def seen_by(trials: Sequence[Trial], number: int, parallel: int) -> list[Trial]:
+    """What the generator proposing trial ``number`` of a seeded segment is told, whatever
+    the timing: every trial before it in number order, the last ``parallel - 1`` of them as
+    running (parameters and the generator's notes, no values) however far they have got,
+    the others as they ended (they all have, by :func:`startable`). So a proposal is a
+    function of the seed and of results that are the same in every run: the asynchrony of
+    ``parallel`` trials in flight where the oldest ends first."""
+    return [
+        Trial(t.number, t.params, "running", system=t.system) if t.number > number - parallel else t
+        for t in sorted(trials, key=lambda t: t.number)
+        if t.number < number
+    ]
+
+
 @dataclass(frozen=True)
 class Load:
     """A segment as the slot allocation sees it."""

@@ -12,11 +12,14 @@ The work stays ``running`` while its study runs: the study holds one unit of the
 work's ``remaining`` count (a sentinel), so the trigger never ends the work when its
 jobs happen to be all done; this agent ends it, with the study's outcome.
 
-Reproducibility: each proposal comes from a generator seeded with a function of the
-study's seed and the number of trials before it, told exactly the stored trials. With
-``parallel: 1`` the whole run repeats; with more, which trials have ended when a slot
-frees depends on timing, so proposals repeat for the same history but the histories
-of two runs may differ.
+Reproducibility: with a ``seed``, trial ``n`` of a segment is proposed by a generator
+seeded from the seed and ``n``, told the trials before it as they would stand with
+``parallel`` trials in flight and the oldest ending first: those numbered ``n - parallel``
+or lower with their results (the trial waits until they have ended), the others as
+running. So a seeded study proposes the same points whatever order its trials end in
+(given the same results; a pruner's decisions and a custom generator's requests still
+depend on timing). Without a seed, a free slot is filled at once from every trial as it
+stands.
 """
 
 from __future__ import annotations
@@ -30,21 +33,29 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from orchid.core.hpo import HpoSpec, check_point
 from orchid.core.states import TERMINAL_JOB, JobStatus, WorkflowStatus, WorkStatus
-from orchid.core.study import ACTIVE, Load, allocate, outcome, seed_for, summary, values_of
+from orchid.core.study import (
+    ACTIVE,
+    Load,
+    Trial,
+    allocate,
+    outcome,
+    seed_for,
+    seen_by,
+    startable,
+    summary,
+    values_of,
+)
 from orchid.engine.agent import JOBS, STUDIES, TICK, WORKFLOWS, AgentEnv, Step, agent_id
 from orchid.engine.templates import Compiled
 from orchid.executors._process import AttemptFiles
-from orchid.hpo.base import GeneratorError, Proposal, make_generator
-from orchid.hpo.custom import parse_points, request
+from orchid.generators.base import GeneratorError, Proposal, make_generator
+from orchid.generators.custom import parse_points, request
 from orchid.store import events, studies, workflows, works
 from orchid.store import trials as trial_rows
-from orchid.store.tables import workflows as workflows_table
-from orchid.store.tables import works as works_table
 from orchid.store.trials import TrialRow
 
 log = logging.getLogger(__name__)
@@ -119,9 +130,7 @@ class _Reconcile:
         self.agent, self.conn, self.sid = agent, conn, study_id
         self.now = agent.env.clock()
         self.study = studies.get(conn, study_id)
-        self.work = conn.execute(
-            sa.select(works_table).where(works_table.c.id == self.study.work_id)
-        ).one()
+        self.work = studies.work_of(conn, self.study.work_id)
         self.compiled: Compiled = agent.env.templates.get(
             conn, self.study.workflow_id, (self.work.name,)
         )
@@ -146,11 +155,7 @@ class _Reconcile:
             self._abandon(f"the work is {self.work.status}")
             return None, 0
         wf = workflows.get(self.conn, self.study.workflow_id)
-        finishing = bool(
-            self.conn.execute(
-                sa.select(workflows_table.c.finishing).where(workflows_table.c.id == wf.id)
-            ).scalar()
-        )
+        finishing = studies.finishing(self.conn, wf.id)
         job_ids = [r.job_id for r in self.rows.values() if r.status == "running" and r.job_id]
         gen_ids = [g["job"] for s in self.segments.values() if (g := s.get("generator"))]
         self.jobs = trial_rows.job_states(self.conn, job_ids + gen_ids)
@@ -224,7 +229,7 @@ class _Reconcile:
         return trial_rows.trials_of(self.conn, self.sid, seg)
 
     def _prune(self) -> None:
-        from orchid.hpo import pruning
+        from orchid.generators import pruning
 
         for seg, open_rows in self._open().items():
             running = [r for r in open_rows if r.status == "running"]
@@ -301,16 +306,12 @@ class _Reconcile:
         for index, (seg, k) in enumerate(allocate(self.spec.parallel, loads).items()):
             if k <= 0:
                 continue
-            seed = seed_for(self.spec.seed, index, self.created.get(seg, 0))
-            # a random sampler learns nothing from the history: do not read it
-            rows = [] if self.spec.strategy == "random" else self._history(seg)
             if self.spec.strategy == "custom":
-                self._ask_command(seg, rows, k, seed)
+                seed = seed_for(self.spec.seed, index, self.created.get(seg, 0))
+                self._ask_command(seg, self._history(seg), k, seed)
                 continue
             try:
-                generator = make_generator(self.spec, seed)
-                generator.tell([r.as_trial() for r in rows])
-                points = generator.ask(k)
+                asked, points = self._ask(seg, index, k, open_rows.get(seg, []))
                 for p in points:
                     problem = check_point(self.spec, dict(p.params))
                     if problem:
@@ -322,9 +323,43 @@ class _Reconcile:
                 log.exception("study %s segment %r: the generator failed", self.sid, seg)
                 self.segments[seg]["stopped"] = f"the {self.spec.strategy} generator failed: {exc}"
                 continue
-            if len(points) < k:
+            if len(points) < asked:
                 self.segments[seg]["stopped"] = "the search space is used up"
             self._add(seg, points)
+
+    def _ask(
+        self, seg: str, index: int, k: int, open_rows: list[TrialRow]
+    ) -> tuple[int, list[Proposal]]:
+        """Up to ``k`` new points of a segment: (how many were asked for, the points).
+
+        Without a seed, one generator told every trial as it stands fills the free slots.
+        With one, each trial is proposed by its own generator, seeded from the seed and its
+        number and told what :func:`seen_by` shows it, once :func:`startable` allows: the
+        same points whatever order trials end in. Random and grid learn nothing from
+        results, so they need not wait for any.
+        """
+        spec, first = self.spec, self.created.get(seg, 0)
+        learns = spec.strategy not in ("random", "grid")
+        # a random sampler learns nothing from the history: do not read it
+        trials = [r.as_trial() for r in self._history(seg)] if spec.strategy != "random" else []
+        if spec.seed is None:
+            generator = make_generator(spec, None)
+            generator.tell(trials)
+            return k, generator.ask(k)
+        if learns:
+            oldest = open_rows[0].number if open_rows else first
+            k = min(k, startable(spec.parallel, first, oldest))
+        lag = spec.parallel if learns else first + k + 1  # grid: every trial before it running
+        out: list[Proposal] = []
+        for n in range(first, first + k):
+            generator = make_generator(spec, seed_for(spec.seed, index, n))
+            generator.tell(seen_by(trials, n, lag))
+            got = generator.ask(1)
+            if not got:
+                break
+            out += got
+            trials.append(Trial(n, got[0].params, "running", system=got[0].system))
+        return k, out
 
     def _ask_command(self, seg: str, rows: list[TrialRow], k: int, seed: int | None) -> None:
         batch = self.spec.options.get("batch")
@@ -384,10 +419,7 @@ class _Reconcile:
         open_rows = self._open()
         if not all(self._segment_done(s, open_rows.get(s, [])) for s in self.spec.segment_names()):
             return
-        remaining = self.conn.execute(
-            sa.select(works_table.c.remaining).where(works_table.c.id == self.study.work_id)
-        ).scalar_one()
-        if remaining > 1:
+        if studies.remaining(self.conn, self.study.work_id) > 1:
             return  # the trigger has still to count some jobs off; it wakes us when it has
         trials = self._all()
         status, message = outcome(self.spec, trials)

@@ -1,12 +1,12 @@
-"""Hyperparameter optimisation: build studies in Python, and the pieces the engine uses.
+"""Hyperparameter optimisation for users: build studies in Python, report from trials.
 
 - :class:`Study` (with :func:`real`, :func:`integer`, :func:`choice`): a workflow with one
   hpo work, run here or submitted to a server;
-- :mod:`orchid.hpo.trial`: what a trial's code calls (its parameters, intermediate values);
-- :mod:`orchid.hpo.base`: the generator Protocol; ``samplers`` (Optuna), ``ngopt``
-  (nevergrad) and ``custom`` (a user command) implement it; ``pruning``: early stopping.
+- :mod:`orchid.hpo.trial`: what a trial's code calls (its parameters, intermediate values).
 
-The ``hpo`` block of a template is :mod:`orchid.core.hpo`; the agent that runs studies is
+This is the user-facing layer, above the engine. The ``hpo`` block of a template is
+:mod:`orchid.core.hpo`; the generators and pruners (Optuna, nevergrad, a custom command)
+are :mod:`orchid.generators`, below the engine; the agent that runs studies is
 :mod:`orchid.engine.hpo`.
 """
 

@@ -14,10 +14,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from orchid.core.states import JobStatus
+from orchid.core.states import JobStatus, WorkStatus
 from orchid.errors import NotFound
 from orchid.store import bulk, claims
-from orchid.store.tables import studies, works
+from orchid.store.tables import studies, workflows, works
 
 J = JobStatus
 
@@ -49,6 +49,15 @@ def _study(r: Any) -> StudyRow:
         r.created_at,
         r.finished_at,
     )
+
+
+@dataclass(frozen=True)
+class StudyWork:
+    """What the HPO agent reads of a study's work."""
+
+    id: int
+    name: str
+    status: WorkStatus
 
 
 # --- studies ----------------------------------------------------------------------------
@@ -217,4 +226,26 @@ def finish(
             updated_at=now,
             due_at=None,
         )
+    )
+
+
+# --- the work and workflow of a study, as the HPO agent reads them ----------------------
+
+
+def work_of(conn: Connection, work_id: int) -> StudyWork:
+    r = conn.execute(
+        sa.select(works.c.id, works.c.name, works.c.status).where(works.c.id == work_id)
+    ).one()
+    return StudyWork(int(r.id), str(r.name), WorkStatus(r.status))
+
+
+def remaining(conn: Connection, work_id: int) -> int:
+    """The work's count of jobs (and the study's sentinel) still to end."""
+    return int(conn.execute(sa.select(works.c.remaining).where(works.c.id == work_id)).scalar_one())
+
+
+def finishing(conn: Connection, workflow_id: int) -> bool:
+    """The user asked the workflow to finish: start nothing new, let the running end."""
+    return bool(
+        conn.execute(sa.select(workflows.c.finishing).where(workflows.c.id == workflow_id)).scalar()
     )

@@ -20,7 +20,7 @@ except ModuleNotFoundError as exc:
 
 from orchid.core.hpo import HpoSpec, PrunerSpec
 from orchid.core.study import Trial
-from orchid.hpo.samplers import distributions, frozen, study_of
+from orchid.generators.samplers import distributions, frozen, study_of
 
 
 def make_pruner(p: PrunerSpec) -> optuna.pruners.BasePruner:

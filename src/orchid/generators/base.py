@@ -51,13 +51,13 @@ Factory = Callable[[HpoSpec, "int | None"], Generator]
 def make_generator(spec: HpoSpec, seed: int | None) -> Generator:
     """The in-process generator of a strategy (``custom`` runs as a job: see custom.py)."""
     if spec.strategy == "nevergrad":
-        from orchid.hpo.ngopt import NevergradGenerator
+        from orchid.generators.ngopt import NevergradGenerator
 
         return NevergradGenerator(spec, seed)
     if spec.strategy == "custom":
         raise GeneratorError("strategy custom runs its generator command as a job")
     try:
-        from orchid.hpo.samplers import OptunaGenerator
+        from orchid.generators.samplers import OptunaGenerator
     except MissingExtra as exc:  # the study fails, saying which extra to install
         raise GeneratorError(str(exc)) from None
 

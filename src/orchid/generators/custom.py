@@ -28,7 +28,7 @@ from typing import Any
 from orchid.core import jsonvalues
 from orchid.core.hpo import HpoSpec, check_point
 from orchid.core.study import Trial
-from orchid.hpo.base import GeneratorError, Proposal
+from orchid.generators.base import GeneratorError, Proposal
 
 MAX_POINTS = 10_000
 

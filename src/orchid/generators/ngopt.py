@@ -17,7 +17,7 @@ from typing import Any
 from orchid.core.hpo import CategoricalParam, FloatParam, HpoSpec, IntParam, active
 from orchid.core.study import Trial
 from orchid.extras import missing
-from orchid.hpo.base import GeneratorError, Proposal
+from orchid.generators.base import GeneratorError, Proposal
 
 DEFAULT_OPTIMIZER = "NGOpt"
 

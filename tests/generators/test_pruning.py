@@ -6,7 +6,7 @@ from typing import Any
 
 from orchid.core.hpo import HpoSpec
 from orchid.core.study import Trial
-from orchid.hpo.pruning import decide
+from orchid.generators.pruning import decide
 
 
 def spec(**pruner: Any) -> HpoSpec:

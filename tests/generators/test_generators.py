@@ -14,8 +14,8 @@ import pytest
 
 from orchid.core.hpo import HpoSpec, active, check_point, grid_size
 from orchid.core.study import Trial, seed_for
-from orchid.hpo.base import Generator, GeneratorError, make_generator
-from orchid.hpo.custom import CommandGenerator
+from orchid.generators.base import Generator, GeneratorError, make_generator
+from orchid.generators.custom import CommandGenerator
 
 HERE = Path(__file__).parent
 SPACE: dict[str, Any] = {
@@ -194,3 +194,17 @@ def test_conditional_parameters_follow_their_condition() -> None:
     assert "missing" in str(
         check_point(spec, {"lr": 0.01, "units": 8, "depth": 1, "optimizer": "sgd"})
     )
+
+
+def test_tpe_is_multivariate_for_one_objective_as_optuna_alone_is() -> None:
+    """Optuna 5's default; the independent TPE (Optuna 4's) trailed Optuna alone."""
+    from orchid.generators.samplers import make_sampler
+
+    def multivariate(**kw: Any) -> Any:
+        sampler = make_sampler(spec_for("tpe", **kw), 0)
+        return sampler._multivariate  # type: ignore[attr-defined]
+
+    assert multivariate() is True
+    two = [{"name": "a", "direction": "minimize"}, {"name": "b", "direction": "maximize"}]
+    assert multivariate(objectives=two) is False
+    assert multivariate(options={"multivariate": False}) is False
