@@ -1,7 +1,10 @@
-"""Function-as-a-Task on the embedded engine: this process's database, cache and agents.
+"""The embedded engine as a :class:`~orchid.backend.base.Backend`: this process's
+database, cache and, if asked, agents.
 
-In the caller, the agents (clerk, transformer, carrier, trigger and the local executor) run
-in a thread while a workflow function runs, as ``orchid run`` does. In a job (a server-side
+The CLI reads and writes the database (agents run elsewhere: ``orchid agents``, or those of
+``orchid run``). For Function-as-a-Task in the caller, the agents (clerk, transformer,
+carrier, trigger and the local executor) run in a thread while a workflow function runs
+(``run_agents``: an :class:`~orchid.engine.inprocess.Engine`); in a job (a server-side
 workflow function), the caller's agents run everything: the job only reads and writes the
 database. Blobs are the store's cache, ``$ORCHID_HOME/cache``.
 """
@@ -9,76 +12,130 @@ database. Blobs are the store's cache, ``$ORCHID_HOME/cache``.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-from orchid.core.states import TERMINAL_JOB
+from orchid.backend.base import FailedJob, JobRow, WorkflowLine, WorkRow, extract_traceback
+from orchid.core.model import Work, Workflow
+from orchid.core.states import TERMINAL_JOB, JobStatus
 from orchid.engine import extend
-from orchid.engine.runner import Runner, make_runner
-from orchid.engine.submit import submit
-from orchid.executors.base import Executor
-from orchid.fat.backend import JobRow, WorkRow, extract_traceback
+from orchid.engine.inprocess import Engine
+from orchid.engine.submit import load_template, submit
+from orchid.errors import InvalidInput
+from orchid.safefiles import open_log
 from orchid.settings import Settings
-from orchid.store import cache, jobs, workflows, works
+from orchid.store import agents, cache, commands, jobs, workflows, works
 from orchid.store.cache import Blobs
 from orchid.store.db import Database
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1  # agents' poll interval: a job's additions wake no bus in this process
+FOLLOW_S = 0.3  # how often a view re-reads a workflow it follows
 
 
 class EmbeddedBackend:
+    """Over ``db`` (default: that of the settings, opened here); agents only with
+    ``run_agents`` (Function-as-a-Task in the caller)."""
+
     remote = False
 
-    def __init__(self, settings: Settings, *, run_agents: bool = True) -> None:
-        if settings.poll_interval > POLL_S:
+    def __init__(
+        self, settings: Settings, *, db: Database | None = None, run_agents: bool = False
+    ) -> None:
+        if run_agents and settings.poll_interval > POLL_S:
             settings = replace(settings, poll_interval=POLL_S)
         self.settings = settings
+        self.location = settings.db_url
         self.run_agents = run_agents
-        self.db = Database(settings.db_url, lease_seconds=settings.lease_seconds)
+        self.db = db or Database(settings.db_url, lease_seconds=settings.lease_seconds)
         self.blobs = Blobs(settings.home / "cache")
-        self._runner: Runner | None = None
-        self._executor: Executor | None = None
-        self._thread: threading.Thread | None = None
-        self._failure: list[BaseException] = []
+        self._engine: Engine | None = None
 
     # --- life -----------------------------------------------------------------------------
 
     def start(self) -> None:
         self.db.ensure_schema()
-        if not self.run_agents or self._runner is not None:
+        if not self.run_agents or self._engine is not None:
             return
-        self._runner, self._executor = make_runner(self.settings, self.db)
-        runner = self._runner
-
-        def loop() -> None:
-            try:
-                runner.run()
-            except BaseException as exc:  # raised in the caller's thread by wait()
-                log.exception("the embedded agents stopped")
-                self._failure.append(exc)
-
-        self._thread = threading.Thread(target=loop, name="orchid-fat-agents", daemon=True)
-        self._thread.start()
+        self._engine = Engine(self.settings, self.db, name="orchid-fat-agents")
+        self._engine.start(on_failure=lambda _: log.exception("the embedded agents stopped"))
 
     def stop(self) -> None:
-        if self._runner is not None:
-            self._runner.stop()
-            if self._thread is not None:
-                self._thread.join(30)
-            if self._executor is not None:
-                self._executor.close()
-            self._runner.close()
-            self._runner = None
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
         self.db.dispose()
 
+    def __enter__(self) -> EmbeddedBackend:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
     def _wake(self) -> None:
-        if self._runner is not None:
-            self._runner.bus.notify("workflows")
+        if self._engine is not None:
+            self._engine.wake()
+
+    # --- views ----------------------------------------------------------------------------
+
+    def snapshot(self, workflow_id: int) -> tuple[Workflow, list[Work]]:
+        with self.db.engine.connect() as conn:
+            return workflows.get(conn, workflow_id), works.list_for(conn, workflow_id)
+
+    def recent(self, limit: int) -> list[WorkflowLine]:
+        with self.db.engine.connect() as conn:
+            return list(workflows.list_recent(conn, limit=limit))
+
+    def failed_jobs(self, workflow_id: int, limit: int) -> list[FailedJob]:
+        with self.db.engine.connect() as conn:
+            bad = jobs.list_for(conn, workflow_id, status=[JobStatus.FAILED], limit=limit)
+        return [FailedJob(j.id, j.work_name, j.name, j.attempt, j.error) for j in bad]
+
+    def watcher(self, workflow_id: int) -> Callable[[], None]:
+        return lambda: time.sleep(FOLLOW_S)
+
+    def submit_file(
+        self, path: Path, params: Mapping[str, Any], share_group: str | None = None
+    ) -> int:
+        raw, base = load_template(path)
+        return submit(
+            self.db,
+            raw,
+            base_dir=base,
+            params=dict(params),
+            owner=self.settings.owner,
+            now=time.time(),
+            share_group=share_group,
+            executors=self.settings.executor_names,
+            limits=self.settings.limits,
+        )
+
+    def act(self, workflow_id: int, action: commands.CommandKind) -> None:
+        with self.db.begin() as conn:
+            workflows.get(conn, workflow_id)
+            commands.add(conn, workflow_id, action, time.time())
+
+    def agents_alive(self) -> bool:
+        with self.db.engine.connect() as conn:
+            return bool(agents.alive(conn, since=time.time() - agents.ALIVE_S))
+
+    def logs(self, job_id: int, stream: str) -> Iterator[bytes]:
+        with self.db.engine.connect() as conn:
+            job = jobs.get(conn, job_id)
+        if not job.log_uri:
+            raise InvalidInput(f"job {job_id} ({job.status}) has no log yet")
+        with open_log(self.settings.log_dir, job_id, job.log_uri, stream) as fh:
+            while chunk := fh.read(65536):
+                yield chunk
 
     # --- blobs ----------------------------------------------------------------------------
 
@@ -170,8 +227,8 @@ class EmbeddedBackend:
         return extract_traceback(text[-256 * 1024 :])
 
     def wait(self, workflow_id: int, seconds: float) -> None:
-        if self._failure:
-            raise self._failure[0]
+        if self._engine is not None:
+            self._engine.raise_failure()
         time.sleep(seconds)
 
     def job_env(self) -> dict[str, str]:

@@ -1,0 +1,218 @@
+"""The one interface between the callers of Orchid and an Orchid: here, or a server.
+
+:class:`Backend` is what the CLI (``status``, ``watch``, ``submit``, the commands, ``logs``),
+Function-as-a-Task and :class:`orchid.hpo.Study` need from an Orchid, written once for each
+kind: :class:`~orchid.backend.embedded.EmbeddedBackend` over this process's database (and,
+if asked, agents in a thread: :class:`~orchid.engine.inprocess.Engine`), and
+:class:`~orchid.backend.remote.RemoteBackend` over the REST API
+(:class:`orchid.client.Client`). Each view (a progress table, the failures, a log) is
+written once against it.
+
+Why a package of its own: it sits above ``engine``/``store`` (the embedded kind) and
+``client`` (the remote kind) and below the three that use it (``cli``, ``fat``, ``hpo``'s
+``Study``), none of which is below the others. This module imports neither kind: a caller
+that only talks to a server loads no store code through it (:func:`from_env` and the
+kinds' modules import what they need).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from orchid.core.model import Work, Workflow
+    from orchid.store.commands import CommandKind
+
+REPORT_KIND = "fat.report"  # the message kind orchid-job reports with over REST
+TB_BEGIN = "----- orchid task traceback -----"
+TB_END = "----- end of orchid task traceback -----"
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """A job that ended, as a future needs it."""
+
+    id: int
+    name: str  # the index of the call in its work
+    status: str
+    result: Any
+    error: str | None
+    log_uri: str | None
+
+
+@dataclass(frozen=True)
+class WorkRow:
+    id: int
+    name: str
+    status: str
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    """A failed job, as ``orchid status`` names it."""
+
+    id: int
+    work: str
+    name: str
+    attempt: int
+    error: str | None
+
+
+class WorkflowLine(Protocol):
+    """A workflow as the list of ``orchid status`` shows it."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def owner(self) -> str: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def message(self) -> str: ...
+
+
+class Backend(Protocol):
+    """An Orchid (see the module docstring). ``with backend:`` stops it at the end."""
+
+    remote: bool
+    location: str  # the server's url, or the database's
+
+    def start(self) -> None:
+        """Get ready (the embedded engine starts its agents, if it runs any)."""
+        ...
+
+    def stop(self) -> None:
+        """Release what it holds (the agents, the connections)."""
+        ...
+
+    def __enter__(self) -> Backend: ...
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    # --- what people look at (the CLI) ---------------------------------------------------
+
+    def snapshot(self, workflow_id: int) -> tuple[Workflow, list[Work]]:
+        """The workflow and all its works, with their job counts."""
+        ...
+
+    def recent(self, limit: int) -> list[WorkflowLine]:
+        """The newest workflows (those the caller may see), newest first."""
+        ...
+
+    def failed_jobs(self, workflow_id: int, limit: int) -> list[FailedJob]:
+        """The first failed jobs of the workflow."""
+        ...
+
+    def watcher(self, workflow_id: int) -> Callable[[], None]:
+        """A function that returns when it is time to look at the workflow again (and
+        raises what stopped the watching)."""
+        ...
+
+    def submit_file(
+        self, path: Path, params: Mapping[str, Any], share_group: str | None = None
+    ) -> int:
+        """Submit the template of a file (its folder is the base of relative paths)."""
+        ...
+
+    def act(self, workflow_id: int, action: CommandKind) -> None:
+        """Queue a command for the agents."""
+        ...
+
+    def agents_alive(self) -> bool:
+        """Whether an agent was seen lately (one that will apply commands)."""
+        ...
+
+    def logs(self, job_id: int, stream: str) -> Iterator[bytes]:
+        """A job's stdout or stderr (its latest attempt), in chunks."""
+        ...
+
+    # --- what a running workflow function needs (Function-as-a-Task) -------------------
+
+    def put_blob(self, data: bytes) -> str:
+        """Store bytes in the cache; their sha256."""
+        ...
+
+    def get_blob(self, sha256: str) -> bytes: ...
+
+    def find_workflow(self, name: str, key: str) -> tuple[int, str] | None:
+        """(id, status) of the newest workflow called ``name`` with this identity key."""
+        ...
+
+    def submit(self, template: Mapping[str, Any]) -> int: ...
+
+    def add_work(self, workflow_id: int, spec: Mapping[str, Any]) -> tuple[int, bool]:
+        """(work id, whether it was there already with another definition)."""
+        ...
+
+    def close(self, workflow_id: int, error: str | None) -> None: ...
+
+    def workflow_status(self, workflow_id: int) -> tuple[str, str]:
+        """(status, message)."""
+        ...
+
+    def works(self, workflow_id: int) -> list[WorkRow]: ...
+
+    def finished_jobs(self, workflow_id: int, work_id: int, skip: Collection[int]) -> list[JobRow]:
+        """The work's jobs that ended, but those whose ids are in ``skip``."""
+        ...
+
+    def reports(self, workflow_id: int, after: int) -> tuple[list[dict[str, Any]], int]:
+        """Job reports posted since message ``after``, and the new cursor."""
+        ...
+
+    def traceback(self, job: JobRow) -> str:
+        """The remote traceback a failed job printed, or ''."""
+        ...
+
+    def wait(self, workflow_id: int, seconds: float) -> None:
+        """Return after ``seconds``, or sooner if the workflow may have changed."""
+        ...
+
+    def job_env(self) -> dict[str, str]:
+        """What a job needs in its environment to reach this Orchid."""
+        ...
+
+
+def extract_traceback(text: str) -> str:
+    """The last traceback orchid-job framed in a job's stderr, or ''."""
+    end = text.rfind(TB_END)
+    begin = text.rfind(TB_BEGIN, 0, end if end >= 0 else None)
+    if begin < 0:
+        return ""
+    return text[begin + len(TB_BEGIN) : end if end > begin else None].strip("\n")
+
+
+def from_env(*, in_job: bool = False) -> Backend:
+    """The server of ``ORCHID_URL`` (with ``ORCHID_TOKEN``, or the token the client config
+    file holds for that url), else the embedded engine (``ORCHID_HOME``, ``ORCHID_DB_URL``).
+
+    ``in_job``: for orchid-job, whose embedded engine runs no agents of its own (the
+    caller's agents run the job) and which reads no config file.
+    """
+    url = os.environ.get("ORCHID_URL", "").strip()
+    if url:
+        from orchid.backend.remote import RemoteBackend
+        from orchid.client import Client
+        from orchid.client.config import ClientConfig
+
+        token = os.environ.get("ORCHID_TOKEN", "").strip() or None
+        config = ClientConfig(url, token) if in_job else ClientConfig.load()
+        return RemoteBackend(Client.from_config(config))
+    from orchid.backend.embedded import EmbeddedBackend
+    from orchid.settings import Settings
+
+    return EmbeddedBackend(Settings.load(), run_agents=not in_job)
