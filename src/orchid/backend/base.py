@@ -18,14 +18,16 @@ kinds' modules import what they need).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from orchid.core.model import Work, Workflow
+    from orchid.api.schemas import JobOut
+    from orchid.core.model import Job, Work, Workflow
+    from orchid.graph import TaskGraph
     from orchid.store.commands import CommandKind
 
 REPORT_KIND = "fat.report"  # the message kind orchid-job reports with over REST
@@ -61,6 +63,42 @@ class FailedJob:
     name: str
     attempt: int
     error: str | None
+
+
+@dataclass(frozen=True)
+class JobLine:
+    """One job as `orchid jobs` shows it (`--json` prints these fields)."""
+
+    id: int
+    work: str
+    iteration: int  # of the work's loop (`loop.iteration`); 0 outside loops
+    name: str
+    status: str
+    attempt: int
+    max_attempts: int
+    exit_code: int | None
+    ready_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+
+    @classmethod
+    def of(cls, job: Job | JobOut, work: str, iteration: int) -> JobLine:
+        """The row of a job read from the database or through the API (same field names)."""
+        return cls(
+            job.id,
+            work,
+            iteration,
+            job.name,
+            str(job.status),
+            job.attempt,
+            job.max_attempts,
+            job.exit_code,
+            job.ready_at,
+            job.started_at,
+            job.finished_at,
+            job.error,
+        )
 
 
 class WorkflowLine(Protocol):
@@ -117,6 +155,50 @@ class Backend(Protocol):
         """The first failed jobs of the workflow."""
         ...
 
+    def work_list(self, workflow_id: int) -> list[tuple[int, str, int]]:
+        """(id, name, iteration) of each of the workflow's works (NotFound: no workflow)."""
+        ...
+
+    def job_lines(
+        self, workflow_id: int, *, status: Sequence[str], work_id: int | None, page: int
+    ) -> Iterator[tuple[int | None, JobLine]]:
+        """The workflow's jobs (of one work, of some statuses) in id order, each with its
+        work's id, read ``page`` at a time."""
+        ...
+
+    def graph(self, workflow_id: int) -> TaskGraph:
+        """The workflow's works, their dependencies and their progress."""
+        ...
+
+    def studies(self, workflow_id: int) -> list[dict[str, Any]]:
+        """The workflow's studies as the API shows them (``orchid hpo studies``)."""
+        ...
+
+    def study_view(self, workflow_id: int, work: str | None) -> dict[str, Any]:
+        """The study of the workflow's hpo work ``work`` (may be left out when there is one
+        hpo work), its latest iteration, as the API shows it."""
+        ...
+
+    def next_points(
+        self, workflow_id: int, work: str | None, *, n: int, segment: str | None
+    ) -> tuple[str, list[tuple[int, str, Any]]]:
+        """Lease up to ``n`` points of a pull-mode study: its status, and (trial id,
+        segment, params) of each point."""
+        ...
+
+    def report(
+        self,
+        trial: int,
+        *,
+        value: float | None,
+        values: list[float] | None,
+        step: int | None,
+        failed: str | None,
+    ) -> tuple[str, bool]:
+        """Report a trial's value (or an intermediate one at ``step``): its status, and
+        whether the pruner stopped it."""
+        ...
+
     def watcher(self, workflow_id: int) -> Callable[[], None]:
         """A function that returns when it is time to look at the workflow again (and
         raises what stopped the watching)."""
@@ -140,7 +222,7 @@ class Backend(Protocol):
         """A job's stdout or stderr (its latest attempt), in chunks."""
         ...
 
-    # --- what a running workflow function needs (Function-as-a-Task) -------------------
+    # --- what a running workflow function (Function-as-a-Task) or a study needs ---------
 
     def put_blob(self, data: bytes) -> str:
         """Store bytes in the cache; their sha256."""
@@ -152,7 +234,15 @@ class Backend(Protocol):
         """(id, status) of the newest workflow called ``name`` with this identity key."""
         ...
 
-    def submit(self, template: Mapping[str, Any]) -> int: ...
+    def submit(self, template: Mapping[str, Any], *, base_dir: Path | None = None) -> int:
+        """Submit a decoded template; ``base_dir``: where its relative paths start (the
+        embedded engine; a server resolves them in its own way)."""
+        ...
+
+    def study(self, workflow_id: int) -> tuple[Mapping[str, Any], list[dict[str, Any]]]:
+        """The summary and the trials (number, segment, status, params, values, result) of
+        the workflow's first study (``hpo.Study``)."""
+        ...
 
     def add_work(self, workflow_id: int, spec: Mapping[str, Any]) -> tuple[int, bool]:
         """(work id, whether it was there already with another definition)."""

@@ -13,24 +13,36 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchid.backend.base import FailedJob, JobRow, WorkflowLine, WorkRow, extract_traceback
+from orchid.backend.base import (
+    FailedJob,
+    JobLine,
+    JobRow,
+    WorkflowLine,
+    WorkRow,
+    extract_traceback,
+)
 from orchid.core.model import Work, Workflow
 from orchid.core.states import TERMINAL_JOB, JobStatus
 from orchid.engine import extend
+from orchid.engine.hpo_ops import Report, Studies
 from orchid.engine.inprocess import Engine
 from orchid.engine.submit import load_template, submit
 from orchid.errors import InvalidInput
 from orchid.safefiles import open_log
 from orchid.settings import Settings
-from orchid.store import agents, cache, commands, jobs, workflows, works
+from orchid.store import agents, cache, commands, jobs, studies, workflows, works
+from orchid.store import trials as trial_rows
 from orchid.store.cache import Blobs
 from orchid.store.db import Database
+
+if TYPE_CHECKING:
+    from orchid.graph import TaskGraph
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1  # agents' poll interval: a job's additions wake no bus in this process
@@ -99,6 +111,70 @@ class EmbeddedBackend:
         with self.db.engine.connect() as conn:
             bad = jobs.list_for(conn, workflow_id, status=[JobStatus.FAILED], limit=limit)
         return [FailedJob(j.id, j.work_name, j.name, j.attempt, j.error) for j in bad]
+
+    def work_list(self, workflow_id: int) -> list[tuple[int, str, int]]:
+        with self.db.engine.connect() as conn:
+            workflows.get(conn, workflow_id)  # NotFound: says which workflows exist
+            return [(w.id, w.name, w.iteration) for w in works.list_for(conn, workflow_id, False)]
+
+    def job_lines(
+        self, workflow_id: int, *, status: Sequence[str], work_id: int | None, page: int
+    ) -> Iterator[tuple[int | None, JobLine]]:
+        after = 0
+        while True:
+            with self.db.engine.connect() as conn:
+                rows = jobs.list_for(
+                    conn, workflow_id, status=status, work_id=work_id, after_id=after, limit=page
+                )
+            for j in rows:
+                yield j.work_id, JobLine.of(j, j.work_name, 0)
+            if len(rows) < page:
+                return
+            after = rows[-1].id
+
+    def graph(self, workflow_id: int) -> TaskGraph:
+        from orchid.graph.load import load
+
+        with self.db.engine.connect() as conn:
+            return load(conn, workflow_id)
+
+    def studies(self, workflow_id: int) -> list[dict[str, Any]]:
+        ops = Studies()
+        with self.db.engine.connect() as conn:
+            return [ops.view(conn, s) for s, _, _ in studies.of_workflow(conn, workflow_id)]
+
+    def study_view(self, workflow_id: int, work: str | None) -> dict[str, Any]:
+        found = [v for v in self.studies(workflow_id) if work is None or v["work"] == work]
+        if not found or len({v["work"] for v in found}) > 1:
+            raise InvalidInput(
+                f"workflow {workflow_id} has {'no' if not found else 'several'} hpo works"
+                + ("" if not found else "; name one with --work")
+            )
+        return max(found, key=lambda v: v["iteration"])
+
+    def next_points(
+        self, workflow_id: int, work: str | None, *, n: int, segment: str | None
+    ) -> tuple[str, list[tuple[int, str, Any]]]:
+        view = self.study_view(workflow_id, work)
+        with self.db.begin() as conn:
+            status, rows = Studies().next_points(
+                conn, view["id"], n=n, segment=segment, worker=self.settings.owner, now=time.time()
+            )
+        return status, [(t.id, t.segment, t.params) for t in rows]
+
+    def report(
+        self,
+        trial: int,
+        *,
+        value: float | None,
+        values: list[float] | None,
+        step: int | None,
+        failed: str | None,
+    ) -> tuple[str, bool]:
+        with self.db.begin() as conn:
+            return Studies().report(
+                conn, trial, Report(step, value, values, None, failed), time.time()
+            )
 
     def watcher(self, workflow_id: int) -> Callable[[], None]:
         return lambda: time.sleep(FOLLOW_S)
@@ -169,17 +245,33 @@ class EmbeddedBackend:
                 return wf.id, str(wf.status)
         return None
 
-    def submit(self, template: Mapping[str, Any]) -> int:
+    def submit(self, template: Mapping[str, Any], *, base_dir: Path | None = None) -> int:
         wf = submit(
             self.db,
             dict(template),
-            base_dir=None,
+            base_dir=base_dir,
             owner=self.settings.owner,
             now=time.time(),
             limits=self.settings.limits,
         )
         self._wake()
         return wf
+
+    def study(self, workflow_id: int) -> tuple[Mapping[str, Any], list[dict[str, Any]]]:
+        with self.db.engine.connect() as conn:
+            (study, _, _), *_ = studies.of_workflow(conn, workflow_id)
+            trials = [
+                {
+                    "number": t.number,
+                    "segment": t.segment,
+                    "status": t.status,
+                    "params": dict(t.params),
+                    "values": t.values,
+                    "result": t.result,
+                }
+                for t in trial_rows.trials_of(conn, study.id)
+            ]
+        return study.summary or {}, trials
 
     def add_work(self, workflow_id: int, spec: Mapping[str, Any]) -> tuple[int, bool]:
         added = extend.add_work(

@@ -14,7 +14,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from orchid.backend.base import (
     REPORT_KIND,
     FailedJob,
+    JobLine,
     JobRow,
     WorkflowLine,
     WorkRow,
@@ -34,6 +35,7 @@ from orchid.core.states import JobStatus, WorkflowStatus, WorkStatus
 
 if TYPE_CHECKING:
     from orchid.api.schemas import WorkflowDetail
+    from orchid.graph import TaskGraph
     from orchid.store.commands import CommandKind
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,46 @@ class RemoteBackend:
     def failed_jobs(self, workflow_id: int, limit: int) -> list[FailedJob]:
         page = self.client.jobs(workflow_id, status=[JobStatus.FAILED], limit=limit)
         return [FailedJob(j.id, j.work, j.name, j.attempt, j.error) for j in page.items]
+
+    def work_list(self, workflow_id: int) -> list[tuple[int, str, int]]:
+        return [(w.id, w.name, w.iteration) for w in self.client.works(workflow_id)]
+
+    def job_lines(
+        self, workflow_id: int, *, status: Sequence[str], work_id: int | None, page: int
+    ) -> Iterator[tuple[int | None, JobLine]]:
+        pages = self.client.iter_jobs(workflow_id, status=status, work_id=work_id, page_size=page)
+        for j in pages:
+            yield j.work_id or 0, JobLine.of(j, j.work, 0)
+
+    def graph(self, workflow_id: int) -> TaskGraph:
+        from orchid.graph import TaskGraph
+
+        return TaskGraph.from_json(self.client.graph(workflow_id))
+
+    def studies(self, workflow_id: int) -> list[dict[str, Any]]:
+        return [s.model_dump() for s in self.client.hpo.studies(workflow_id)]
+
+    def study_view(self, workflow_id: int, work: str | None) -> dict[str, Any]:
+        return self.client.hpo.study_of(workflow_id, work).model_dump()
+
+    def next_points(
+        self, workflow_id: int, work: str | None, *, n: int, segment: str | None
+    ) -> tuple[str, list[tuple[int, str, Any]]]:
+        sid = self.client.hpo.study_of(workflow_id, work).id
+        got = self.client.hpo.next(sid, n=n, segment=segment)
+        return got.study_status, [(t.id, t.segment, t.params) for t in got.trials]
+
+    def report(
+        self,
+        trial: int,
+        *,
+        value: float | None,
+        values: list[float] | None,
+        step: int | None,
+        failed: str | None,
+    ) -> tuple[str, bool]:
+        out = self.client.hpo.report(trial, value=value, values=values, step=step, failed=failed)
+        return out.status, out.prune
 
     def watcher(self, workflow_id: int) -> Callable[[], None]:
         """Listens to the workflow's event stream from now on; what stops the stream
@@ -138,8 +180,23 @@ class RemoteBackend:
                 return wf.id, wf.status
         return None
 
-    def submit(self, template: Mapping[str, Any]) -> int:
+    def submit(self, template: Mapping[str, Any], *, base_dir: Path | None = None) -> int:
         return self.client.submit(template).id
+
+    def study(self, workflow_id: int) -> tuple[Mapping[str, Any], list[dict[str, Any]]]:
+        first, *_ = self.client.hpo.studies(workflow_id)
+        trials = [
+            {
+                "number": t.number,
+                "segment": t.segment,
+                "status": t.status,
+                "params": dict(t.params),
+                "values": t.values,
+                "result": t.result,
+            }
+            for t in self.client.hpo.iter_trials(first.id)
+        ]
+        return first.summary, trials
 
     def add_work(self, workflow_id: int, spec: Mapping[str, Any]) -> tuple[int, bool]:
         added = self.client.add_work(workflow_id, spec)
