@@ -150,7 +150,8 @@ def run_mode(args: argparse.Namespace, specs: list[DatasetSpec], release: str) -
         executor: Executor | None = None
         if args.executor == "sleep":
             executor = SleepExecutor(args.process_s / args.speed, slots=args.slots)
-        runner, exe = make_runner(settings, db, executor=executor, data_managers={"tape": sim})
+        runner = make_runner(settings, db, executor=executor, data_managers={"tape": sim})
+        exe = runner.executor
         if isinstance(exe, NullExecutor | SleepExecutor):
             exe._wake = lambda: runner.bus.notify("ended")
         wf = submit(db, template(list(lib.datasets), release), base_dir=None, now=time.time())

@@ -188,7 +188,8 @@ def run_orchid(
     db.upgrade()
     start = time.perf_counter()
     wf = submit(db, raw, base_dir=home, now=time.time())
-    runner, exe = make_runner(settings, db, executor=executor)
+    runner = make_runner(settings, db, executor=executor)
+    exe = runner.executor
 
     def ended() -> bool:
         with db.engine.connect() as conn:

@@ -59,7 +59,7 @@ def test_orchid_server_without_the_server_extra_says_which_to_install(tmp_path: 
 @pytest.mark.parametrize(
     ("hidden", "code", "extra"),
     [
-        ("optuna", "import orchid.hpo.samplers", "hpo"),
+        ("optuna", "import orchid.generators.samplers", "hpo"),
         (
             "psycopg",
             "from orchid.store.db import Database\nDatabase('postgresql+psycopg://u@127.0.0.1:1/x')",

@@ -32,16 +32,23 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"orchid", "orchid.errors", "orchid.config", "orchid.safefiles", "orchid.extras"}),
     frozenset({"orchid.core"}),
     frozenset(
-        {"orchid.store", "orchid.notify", "orchid.wire", "orchid.logserve", "orchid.generators"}
+        {
+            "orchid.store",
+            "orchid.notify",
+            "orchid.wire",
+            "orchid.client",
+            "orchid.logserve",
+            "orchid.generators",
+        }
     ),
     frozenset(
         {"orchid.bus", "orchid.datamgr", "orchid.executors", "orchid.telemetry", "orchid.auth"}
     ),
     frozenset({"orchid.settings"}),
     frozenset({"orchid.engine"}),
-    frozenset({"orchid.hpo", "orchid.graph", "orchid.testing"}),
+    frozenset({"orchid.hpo", "orchid.graph", "orchid.testing", "orchid.backend"}),
     frozenset({"orchid.api", "orchid.ui"}),
-    frozenset({"orchid.client", "orchid.fat", "orchid.server"}),
+    frozenset({"orchid.fat", "orchid.server"}),
     frozenset({"orchid.cli"}),
 )
 
@@ -59,9 +66,6 @@ ALLOWED: Mapping[tuple[str, str], str] = {
     ("orchid.executors.registry", "orchid.executors.htcondor"): "being removed by issue 17 "
     "item 4 (the registry names import paths)",
     ("orchid.executors.registry", "orchid.executors.panda"): "being removed by issue 17 item 4",
-    ("orchid.fat.backend", "orchid.fat.embedded"): "lazy: the backend chosen at run time "
-    "(embedded or remote) loads only its own dependencies",
-    ("orchid.fat.backend", "orchid.fat.remote"): "lazy: see backend -> embedded",
     ("orchid.fat.definitions", "orchid.fat.decorators"): "lazy: a function decorated twice "
     "is found by the decorators' own types, which are built on the definitions",
     (

@@ -272,7 +272,8 @@ class Agents:
 @pytest.fixture
 def agents(api: Api) -> Iterator[Agents]:
     """The four agents in-process (one runner in a thread) on the API's database; opt-in."""
-    runner, executor = make_runner(api.settings, api.db)
+    runner = make_runner(api.settings, api.db)
+    executor = runner.executor
     errors: list[BaseException] = []
     stop = threading.Event()
 

@@ -74,7 +74,8 @@ class Setup:
 def run_agents_until(api: Api, done: Any) -> None:
     """The agents in a thread until ``done()`` (bounded), then stopped: what follows sees
     workflows that stand still."""
-    runner, executor = make_runner(api.settings, api.db)
+    runner = make_runner(api.settings, api.db)
+    executor = runner.executor
     stop = threading.Event()
     thread = threading.Thread(target=lambda: runner.run(until=stop.is_set, check_every=0.05))
     thread.start()

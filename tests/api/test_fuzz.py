@@ -68,7 +68,8 @@ def finished_workflow(api: Api) -> tuple[int, int]:
     """A workflow run to its end (so that its event stream ends) and one of its jobs."""
     template = {"name": "seed", "works": [{"name": "a", "noop": True, "jobs": [{"name": "j"}]}]}
     wf_id = api.submit("alice", template, share_group="physics")["id"]
-    runner, executor = make_runner(api.settings, api.db)
+    runner = make_runner(api.settings, api.db)
+    executor = runner.executor
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

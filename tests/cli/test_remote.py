@@ -27,7 +27,8 @@ import pytest
 import yaml
 from rich.console import Console
 
-from orchid.cli.progress import follow_remote, remote_failures
+from orchid.backend.remote import RemoteBackend
+from orchid.cli.progress import failures, follow
 from orchid.client import NotFound
 from tests.client.serverkit import serve
 
@@ -244,11 +245,11 @@ def test_watch_redraws_the_table_from_the_event_stream(tmp_path: Path) -> None:
         wf = alice.submit(template)
         out = io.StringIO()
         console = Console(file=out, force_terminal=True, width=120, color_system=None)
-        final = follow_remote(alice, wf.id, console)
+        final = follow(RemoteBackend(alice), wf.id, console)
         assert final.status == "succeeded"
         text = out.getvalue()
         assert f"workflow {wf.id} live" in text and "jobs 5/5 finished" in text
         assert "step" in text and "4/4" in text and "succeeded" in text
-        assert remote_failures(alice, wf.id) == []
+        assert failures(RemoteBackend(alice), wf.id) == []
         with server.client("bob") as bob, pytest.raises(NotFound):
-            follow_remote(bob, wf.id, console)  # as if it did not exist
+            follow(RemoteBackend(bob), wf.id, console)  # as if it did not exist

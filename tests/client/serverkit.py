@@ -66,7 +66,8 @@ def serve(home: Path) -> Iterator[Server]:
     )
     serving = threading.Thread(target=http.run, kwargs={"sockets": [sock]}, daemon=True)
     serving.start()
-    runner, executor = make_runner(settings, db)
+    runner = make_runner(settings, db)
+    executor = runner.executor
     agents = threading.Thread(target=runner.run, name="agents", daemon=True)
     agents.start()
     deadline = time.monotonic() + 20

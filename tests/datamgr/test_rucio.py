@@ -133,9 +133,10 @@ def test_a_workflow_fed_by_rucio_processes_the_dataset_and_removes_its_rule(
     collection, sizes = fresh_dataset(server, 5)
     db = Database(f"sqlite:///{tmp_path / 'o.db'}")
     db.upgrade()
-    runner, exe = make_runner(
+    runner = make_runner(
         settings_for(db, tmp_path / "home"), db, data_managers={"atlas": manager(server)}
     )
+    exe = runner.executor
     template = {
         "name": "from-rucio",
         "works": [

@@ -56,7 +56,8 @@ def sim_engine(
 ) -> SimEngine:
     settings = settings_for(db, home)
     runner: Runner
-    runner, ex = make_runner(settings, db, executor=executor, data_managers=managers)
+    runner = make_runner(settings, db, executor=executor, data_managers=managers)
+    ex = runner.executor
     home.mkdir(parents=True, exist_ok=True)
     sim = sim or next(m for m in managers.values() if isinstance(m, TapeSim))
     return SimEngine(db, runner, ex, home, sim, step)

@@ -211,12 +211,13 @@ def engine_factory(db: Database, home: Path, closers: list[Callable[[], None]]) 
         database = database or db
         name = executor if isinstance(executor, str) else "null"  # settings need a known one
         settings = settings_for(database, home, name, **kw)
-        runner, ex = make_runner(
+        runner = make_runner(
             settings,
             database,
             executor=None if isinstance(executor, str) else executor,
             clock=clock,
         )
+        ex = runner.executor
         closers.append(ex.close)
         closers.append(runner.bus.close)
         home.mkdir(parents=True, exist_ok=True)

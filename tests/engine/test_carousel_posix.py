@@ -32,7 +32,8 @@ def test_files_arriving_while_the_workflow_runs_are_processed(db: Database, tmp_
     (inbox / "early.txt").write_text("early\n")
     mgr = PosixManager(tmp_path, settle_s=0.3, poll_interval=0.1)
     settings = settings_for(db, tmp_path / "home", "local", workers=2)
-    runner, exe = make_runner(settings, db, data_managers={"spool": mgr})
+    runner = make_runner(settings, db, data_managers={"spool": mgr})
+    exe = runner.executor
     template = {
         "name": "spool",
         "works": [

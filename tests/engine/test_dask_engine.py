@@ -44,7 +44,8 @@ def test_a_workflow_runs_its_named_work_on_the_cluster(
         ],
     }
     wf = submit(db, template, base_dir=tmp_path, now=time.time(), executors=s.executor_names)
-    runner, ex = make_runner(s, db)
+    runner = make_runner(s, db)
+    ex = runner.executor
     try:
         assert drain(runner, db, wf, idle_sleep=0.02).status == "succeeded"
     finally:
@@ -80,7 +81,8 @@ def test_jobs_of_a_dead_agent_are_adopted_not_run_again(
     }
     s = settings(db, tmp_path / "home", cluster.address, lease_seconds=2.0)
     wf = submit(db, template, base_dir=tmp_path, now=time.time(), executors=s.executor_names)
-    first, ex1 = make_runner(s, db)
+    first = make_runner(s, db)
+    ex1 = first.executor
     run_until(
         first,
         db,
@@ -93,7 +95,8 @@ def test_jobs_of_a_dead_agent_are_adopted_not_run_again(
     for runner_ex in first.executors:
         runner_ex.close()
     gate.touch()
-    second, ex2 = make_runner(s, db)
+    second = make_runner(s, db)
+    ex2 = second.executor
     try:
         assert drain(second, db, wf, idle_sleep=0.05).status == "succeeded"
     finally:

@@ -48,7 +48,8 @@ def test_each_work_runs_on_its_executor(db: Database, tmp_path: Path) -> None:
         ],
     }
     wf = submit(db, template, base_dir=tmp_path, now=time.time(), executors=s.executor_names)
-    runner, ex = make_runner(s, db)
+    runner = make_runner(s, db)
+    ex = runner.executor
     try:
         assert {a.name for a in runner.agents}.issuperset({"carrier"})
         carriers = [a for a in runner.agents if a.name == "carrier"]

@@ -11,8 +11,8 @@ from pathlib import Path
 import fat_tasks
 import pytest
 
+from orchid.backend.base import extract_traceback
 from orchid.fat import codec, packaging
-from orchid.fat.backend import extract_traceback
 from orchid.fat.decorators import bind, task, workflow
 from orchid.fat.errors import SerializationError, UsageError
 from orchid.fat.job import main as job_main

@@ -153,7 +153,8 @@ def test_a_workflow_run_notifies_its_ends(sqlite: Database, tmp_path: Path) -> N
         'events = ["workflow.*", "work.succeeded", "jobs.ended"]\n'
     )
     s = Settings.load(env={}, db=sqlite.url, home=home, executor="null", poll_interval=0.05)
-    runner, ex = make_runner(s, sqlite)
+    runner = make_runner(s, sqlite)
+    ex = runner.executor
     template = {"name": "told", "works": [{"name": "a", "noop": True, "map": {"items": [{}] * 3}}]}
     try:
         runner.run_once()  # the conductor starts its ledger: events from now on are sent

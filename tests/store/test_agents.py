@@ -27,7 +27,8 @@ def test_a_runner_beats_and_says_goodbye(db: Database, tmp_path) -> None:  # typ
     from orchid.settings import Settings
 
     settings = Settings.load(env={}, home=tmp_path, db=db.url, executor="null")
-    runner, exe = make_runner(settings, db, clock=lambda: 1000.0)
+    runner = make_runner(settings, db, clock=lambda: 1000.0)
+    exe = runner.executor
     runner.run_once()
     with db.engine.connect() as conn:
         (me,) = agents.alive(conn, since=999.0)

@@ -89,7 +89,7 @@ def test_agents_run_a_workflow_as_a_role_that_cannot_change_the_schema(
                 {"name": "b", "noop": True, "after": ["a"]},
             ],
         }
-        runner, _ = make_runner(settings_for(db, tmp_path, executor="null"), db)
+        runner = make_runner(settings_for(db, tmp_path, executor="null"), db)
         try:
             wf_id = submit(db, template, base_dir=tmp_path, now=time.time())
             assert drain(runner, db, wf_id).status == "succeeded"

@@ -43,7 +43,8 @@ def test_an_instrumented_run_reports_agents_database_and_release(
     metrics = Metrics()
     metrics.watch_database(db)
     settings = Settings.load(env={}, home=tmp_path, db=db.url, executor="null", poll_interval=0.05)
-    runner, executor = make_runner(settings, db, bus=metrics.wrap_bus(MemoryBus()), metrics=metrics)
+    runner = make_runner(settings, db, bus=metrics.wrap_bus(MemoryBus()), metrics=metrics)
+    executor = runner.executor
     metrics.watch_agents(runner.agents)
     template = {
         "name": "m",

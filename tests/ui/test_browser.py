@@ -114,7 +114,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     db.upgrade()
     settings = api_settings(db, home, "local")
     server, thread, port = serve(create_app(settings, AuthConfig(), db=db))
-    runner, executor = make_runner(settings, db)
+    runner = make_runner(settings, db)
+    executor = runner.executor
     agents = threading.Thread(target=runner.run, name="agents", daemon=True)
     agents.start()
     toks, _ = make_tokens(db)

@@ -61,7 +61,8 @@ def test_a_running_workflow_feed_shows_an_abort(api: Api, browse) -> None:  # ty
     assert kind == "summary" and first["status"] == "pending" and first["actions"] == ["abort"]
     r = b.post(f"/ui/workflows/{wf}/actions/abort", {"csrf": b.csrf(f"/ui/workflows/{wf}")})
     assert r.status_code == 303
-    runner, executor = make_runner(api.settings, api.db)
+    runner = make_runner(api.settings, api.db)
+    executor = runner.executor
     try:
         runner.run_once()
     finally:

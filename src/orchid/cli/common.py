@@ -20,6 +20,7 @@ from orchid.settings import Settings
 # SQLAlchemy, the store and the engine are imported where a database is used: a command
 # sent to a server loads none of them
 if TYPE_CHECKING:
+    from orchid.backend.base import Backend
     from orchid.client import Client
     from orchid.store.db import Database
 
@@ -213,6 +214,20 @@ def _remote(url: str | None, db: str | None) -> Client | None:
 
     config = ClientConfig.load(url=url)
     return Client.from_config(config) if config is not None else None
+
+
+def _backend(url: str | None, db: str | None, *, create: bool = False) -> Backend:
+    """The Orchid this command goes to: the server :func:`_remote` names, else the database
+    here (created or migrated with ``create``; else as :func:`_open_existing` opens it)."""
+    client = _remote(url, db)
+    if client is not None:
+        from orchid.backend.remote import RemoteBackend
+
+        return RemoteBackend(client)
+    from orchid.backend.embedded import EmbeddedBackend
+
+    settings = _settings(db=db)
+    return EmbeddedBackend(settings, db=_open(settings) if create else _open_existing(settings))
 
 
 def _age(seconds: float) -> str:

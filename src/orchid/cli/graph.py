@@ -12,9 +12,7 @@ from orchid.cli.common import (
     DbOpt,
     UrlOpt,
     WorkflowId,
-    _open_existing,
-    _remote,
-    _settings,
+    _backend,
     app,
     err,
 )
@@ -35,19 +33,10 @@ def graph(
     url: UrlOpt = None,
 ) -> None:
     """Draw a workflow's works, their dependencies and their progress, for reports."""
-    from orchid.graph import TaskGraph
     from orchid.graph.render import to_dot, to_mermaid, to_svg
 
-    client = _remote(url, db)
-    if client is not None:
-        with client:
-            g = TaskGraph.from_json(client.graph(workflow_id))
-    else:
-        from orchid.graph.load import load
-
-        database = _open_existing(_settings(db=db))
-        with database.engine.connect() as conn:
-            g = load(conn, workflow_id)
+    with _backend(url, db) as backend:
+        g = backend.graph(workflow_id)
     if fmt == "png":
         from orchid.graph.png import to_png
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -18,17 +18,11 @@ from orchid.cli.common import (
     DbOpt,
     UrlOpt,
     WorkflowId,
-    _open,
-    _open_existing,
-    _remote,
-    _settings,
+    _backend,
     app,
     console,
 )
 from orchid.errors import InvalidInput
-
-if TYPE_CHECKING:  # the engine and the store: imported where a database is used
-    from orchid.engine.hpo_ops import Studies
 
 hpo_app = typer.Typer(
     help="Hyperparameter optimisation: studies, points, losses.", no_args_is_help=True
@@ -44,41 +38,11 @@ TrialId = Annotated[
 ]
 
 
-def _local_study(
-    workflow_id: int, work: str | None, db: str | None, *, read_only: bool = False
-) -> tuple[Any, Studies, dict[str, Any]]:
-    from orchid.engine.hpo_ops import Studies
-    from orchid.store import studies
-
-    settings = _settings(db=db)
-    database = _open_existing(settings) if read_only else _open(settings)
-    ops = Studies()
-    with database.engine.connect() as conn:
-        views = [ops.view(conn, s) for s, _, _ in studies.of_workflow(conn, workflow_id)]
-    found = [v for v in views if work is None or v["work"] == work]
-    if not found or len({v["work"] for v in found}) > 1:
-        raise InvalidInput(
-            f"workflow {workflow_id} has {'no' if not found else 'several'} hpo works"
-            + ("" if not found else "; name one with --work")
-        )
-    return database, ops, max(found, key=lambda v: v["iteration"])
-
-
 @hpo_app.command("studies")
 def list_studies(workflow_id: WorkflowId, db: DbOpt = None, url: UrlOpt = None) -> None:
     """The studies of a workflow, as JSON."""
-    client = _remote(url, db)
-    if client is not None:
-        with client:
-            data = [s.model_dump() for s in client.hpo.studies(workflow_id)]
-    else:
-        from orchid.engine.hpo_ops import Studies
-        from orchid.store import studies
-
-        database = _open_existing(_settings(db=db))
-        ops = Studies()
-        with database.engine.connect() as conn:
-            data = [ops.view(conn, s) for s, _, _ in studies.of_workflow(conn, workflow_id)]
+    with _backend(url, db) as backend:
+        data = backend.studies(workflow_id)
     console.print_json(data=data)
 
 
@@ -87,12 +51,8 @@ def best(
     workflow_id: WorkflowId, work: WorkOpt = None, db: DbOpt = None, url: UrlOpt = None
 ) -> None:
     """The best trial so far (the Pareto front for several objectives), per segment."""
-    client = _remote(url, db)
-    if client is not None:
-        with client:
-            view: dict[str, Any] = client.hpo.study_of(workflow_id, work).model_dump()
-    else:
-        view = _local_study(workflow_id, work, db, read_only=True)[2]
+    with _backend(url, db) as backend:
+        view = backend.study_view(workflow_id, work)
     shown = _without_history(view["summary"])
     console.print_json(data={"study": view["id"], "status": view["status"], **shown})
 
@@ -118,29 +78,12 @@ def next_points(
     """Lease unevaluated points of a pull-mode study: one JSON line per point. Exits 3 when
     the study has ended (nothing more to evaluate)."""
     deadline = time.monotonic() + wait
-    client = _remote(url, db)
-    while True:
-        if client is not None:
-            with client:
-                sid = client.hpo.study_of(workflow_id, work).id
-                got = client.hpo.next(sid, n=n, segment=segment)
-            status = got.study_status
-            items: list[tuple[int, str, Any]] = [(t.id, t.segment, t.params) for t in got.trials]
-        else:
-            database, ops, view = _local_study(workflow_id, work, db)
-            with database.begin() as conn:
-                status, rows = ops.next_points(
-                    conn,
-                    view["id"],
-                    n=n,
-                    segment=segment,
-                    worker=_settings().owner,
-                    now=time.time(),
-                )
-            items = [(t.id, t.segment, t.params) for t in rows]
-        if items or status != "running" or time.monotonic() >= deadline:
-            break
-        time.sleep(0.5)
+    with _backend(url, db, create=True) as backend:
+        while True:
+            status, items = backend.next_points(workflow_id, work, n=n, segment=segment)
+            if items or status != "running" or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
     for trial, seg, params in items:
         line = {"trial": trial, "params": params, **({"segment": seg} if seg else {})}
         typer.echo(json.dumps(line))
@@ -172,20 +115,8 @@ def report(
             raise InvalidInput(f"--values must be a JSON list of numbers; got {values!r}") from None
         if not isinstance(parsed, list):
             raise InvalidInput("--values must be a JSON list of numbers")
-    client = _remote(url, db)
-    if client is not None:
-        with client:
-            out = client.hpo.report(trial, value=loss, values=parsed, step=step, failed=failed)
-        status: str = out.status
-        prune = out.prune
-    else:
-        from orchid.engine.hpo_ops import Report, Studies
-
-        database = _open(_settings(db=db))
-        with database.begin() as conn:
-            status, prune = Studies().report(
-                conn, trial, Report(step, loss, parsed, None, failed), time.time()
-            )
+    with _backend(url, db, create=True) as backend:
+        status, prune = backend.report(trial, value=loss, values=parsed, step=step, failed=failed)
     console.print(f"trial {trial}: {status}" + (" (pruned: stop evaluating it)" if prune else ""))
     if prune:
         raise typer.Exit(4)

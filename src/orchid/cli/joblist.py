@@ -7,20 +7,19 @@ import heapq
 import itertools
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
+from orchid.backend.base import JobLine
 from orchid.cli.common import (
     DbOpt,
     UrlOpt,
     WorkflowId,
     _age,
-    _open_existing,
-    _remote,
-    _settings,
+    _backend,
     app,
     console,
     err,
@@ -30,48 +29,9 @@ from orchid.core.states import JobStatus
 from orchid.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from orchid.client import Client
-    from orchid.core.model import Job
-    from orchid.store.db import Database
-    from orchid.wire import JobOut
+    from orchid.backend.base import Backend
 
 PAGE = 1000  # rows read at once (the API's largest page)
-
-
-@dataclass(frozen=True)
-class JobRow:
-    """One job as `orchid jobs` shows it (`--json` prints these fields)."""
-
-    id: int
-    work: str
-    iteration: int  # of the work's loop (`loop.iteration`); 0 outside loops
-    name: str
-    status: str
-    attempt: int
-    max_attempts: int
-    exit_code: int | None
-    ready_at: float | None
-    started_at: float | None
-    finished_at: float | None
-    error: str | None
-
-    @classmethod
-    def of(cls, job: Job | JobOut, work: str, iteration: int) -> JobRow:
-        """The row of a job read from the database or through the API (same field names)."""
-        return cls(
-            job.id,
-            work,
-            iteration,
-            job.name,
-            str(job.status),
-            job.attempt,
-            job.max_attempts,
-            job.exit_code,
-            job.ready_at,
-            job.started_at,
-            job.finished_at,
-            job.error,
-        )
 
 
 @app.command("jobs")
@@ -91,15 +51,8 @@ def jobs_cmd(
     """A workflow's jobs in id order: ids (for `orchid logs ID`), status, attempts, times,
     exit codes and errors."""
     wanted = [str(s) for s in status or []]
-    client = _remote(url, db)
-    if client is not None:
-        with client:
-            rows = list(
-                itertools.islice(_remote_rows(client, workflow_id, work, wanted), limit + 1)
-            )
-    else:
-        database = _open_existing(_settings(db=db))
-        rows = list(itertools.islice(_local_rows(database, workflow_id, work, wanted), limit + 1))
+    with _backend(url, db) as backend:
+        rows = list(itertools.islice(_rows(backend, workflow_id, work, wanted), limit + 1))
     more = len(rows) > limit
     rows = rows[:limit]
     if as_json:
@@ -128,55 +81,22 @@ def _work_ids(
     return chosen
 
 
-def _local_rows(
-    database: Database, workflow_id: int, work: str | None, status: Sequence[str]
-) -> Iterator[JobRow]:
-    from orchid.store import jobs, workflows, works  # the store: only for a local database
-
-    with database.engine.connect() as conn:
-        workflows.get(conn, workflow_id)  # NotFound: says which workflows exist
-        chosen = _work_ids(
-            workflow_id,
-            ((w.id, w.name, w.iteration) for w in works.list_for(conn, workflow_id, False)),
-            work,
-        )
+def _rows(
+    backend: Backend, workflow_id: int, work: str | None, status: Sequence[str]
+) -> Iterator[JobLine]:
+    chosen = _work_ids(workflow_id, backend.work_list(workflow_id), work)
     ids: list[int | None] = list(chosen) if work is not None else [None]
 
-    def pages(work_id: int | None) -> Iterator[JobRow]:
-        after = 0
-        while True:
-            with database.engine.connect() as conn:
-                page = jobs.list_for(
-                    conn, workflow_id, status=status, work_id=work_id, after_id=after, limit=PAGE
-                )
-            for j in page:
-                name, iteration = chosen.get(j.work_id, (j.work_name, 0))
-                yield JobRow.of(j, name, iteration)
-            if len(page) < PAGE:
-                return
-            after = page[-1].id
+    def pages(work_id: int | None) -> Iterator[JobLine]:
+        for wid, row in backend.job_lines(workflow_id, status=status, work_id=work_id, page=PAGE):
+            name, iteration = chosen.get(wid or 0, (row.work, 0))
+            yield replace(row, work=name, iteration=iteration)
 
     # the jobs of each iteration of a work, merged into one id order
     yield from heapq.merge(*(pages(w) for w in ids), key=lambda r: r.id)
 
 
-def _remote_rows(
-    client: Client, workflow_id: int, work: str | None, status: Sequence[str]
-) -> Iterator[JobRow]:
-    chosen = _work_ids(
-        workflow_id, ((w.id, w.name, w.iteration) for w in client.works(workflow_id)), work
-    )
-    ids: list[int | None] = list(chosen) if work is not None else [None]
-
-    def pages(work_id: int | None) -> Iterator[JobRow]:
-        for j in client.iter_jobs(workflow_id, status=status, work_id=work_id, page_size=PAGE):
-            name, iteration = chosen.get(j.work_id or 0, (j.work, 0))
-            yield JobRow.of(j, name, iteration)
-
-    yield from heapq.merge(*(pages(w) for w in ids), key=lambda r: r.id)
-
-
-def _table(workflow_id: int, rows: Sequence[JobRow], work: str | None, status: list[str]) -> None:
+def _table(workflow_id: int, rows: Sequence[JobLine], work: str | None, status: list[str]) -> None:
     if not rows:
         which = " ".join(
             [*(f"--status {s}" for s in status), *([f"--work {work}"] if work else [])]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shlex
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,25 +18,20 @@ from rich.table import Table
 from orchid.cli.progress import (
     failures,
     follow,
-    follow_remote,
-    from_api,
     latest_works,
-    remote_failures,
     render,
-    snapshot,
     state_json,
     status_text,
 )
 from orchid.core.model import ALIVE_S, Work, Workflow
-from orchid.core.states import TERMINAL_WORKFLOW, Action, WorkflowStatus
+from orchid.core.states import Action, WorkflowStatus
 from orchid.core.template import json_schema
 from orchid.errors import InvalidInput, NotFound, OrchidError
-from orchid.safefiles import open_log
 
 # the engine and the store (SQLAlchemy) are imported by the commands that use a database,
 # so that a command sent to a server loads neither (tests/cli/test_light_imports.py)
 if TYPE_CHECKING:
-    from orchid.wire import WorkflowOut
+    from orchid.backend.base import WorkflowLine
 
 from orchid.cli.common import (
     MAX_ID,
@@ -52,12 +45,11 @@ from orchid.cli.common import (
     WorkersOpt,
     WorkflowId,
     _age,
+    _backend,
     _logging,
     _open,
-    _open_existing,
     _params,
     _personal,
-    _remote,
     _settings,
     _tune_gc,
     app,
@@ -78,8 +70,9 @@ def run(
     as_json: JsonLinesOpt = False,
 ) -> None:
     """Run a workflow here, to the end, with live progress. Exits 1 unless it succeeds."""
+    from orchid.backend.embedded import EmbeddedBackend
     from orchid.datamgr import registry as datamgr_registry
-    from orchid.engine.runner import make_runner
+    from orchid.engine.inprocess import Engine
     from orchid.engine.submit import load_template, submit
 
     _logging(verbose)
@@ -97,50 +90,28 @@ def run(
         data_managers=datamgr_registry.specs(settings),
         limits=settings.limits,
     )
-    runner, exe = make_runner(settings, database)
+    here = EmbeddedBackend(settings, db=database)  # the views of this run
+    engine = Engine(settings, database)
     _tune_gc()
-    done = threading.Event()
-
-    def finished() -> bool:
-        return snapshot(database, wf_id)[0].status in TERMINAL_WORKFLOW
-
-    failure: list[BaseException] = []
-
-    def loop() -> None:
-        try:
-            runner.run(until=finished)
-        except BaseException as exc:  # reported by the main thread
-            failure.append(exc)
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=loop, name="orchid-agents", daemon=True)
-    thread.start()
+    engine.start(until=lambda: engine.ended(wf_id))
     try:
-        wf = follow(database, wf_id, console, finished=done.is_set, as_json=as_json)
+        wf = follow(here, wf_id, console, finished=engine.stopped.is_set, as_json=as_json)
     except KeyboardInterrupt:
         # a clean stop: the agents end their round, the executor stops and reaps the jobs it
         # runs, and the carriers hand those back, so that other agents take them at once
         err.print("interrupted: stopping the running jobs…")
-        runner.stop()
-        thread.join(30)
-        exe.close()
-        runner.close()
+        engine.close()
         err.print(
             f"workflow {wf_id} is saved and its running jobs are ready to run again: "
             f"`orchid agents` carries it on, `orchid abort {wf_id}` stops it"
         )
         raise typer.Exit(130) from None
-    runner.stop()
-    thread.join(30)
-    exe.close()
-    runner.close()
-    if failure:
-        raise failure[0]
-    wf, ws = snapshot(database, wf_id)
+    engine.close()
+    engine.raise_failure()
+    wf, ws = here.snapshot(wf_id)
     if not as_json:
         _work_notes(wf, ws)  # which works were skipped, and why
-    _explain(wf.status, lambda: failures(database, wf_id))
+    _explain(wf.status, lambda: failures(here, wf_id))
     _exit_for(wf.status)
 
 
@@ -166,27 +137,8 @@ def submit_cmd(
 ) -> None:
     """Queue a workflow for the agents (`orchid agents`, or a server's) and print its id."""
     params = _params(param)
-    client = _remote(url, db)
-    if client is not None:
-        with client:
-            console.print(client.submit_file(template, params, share_group=share_group).id)
-        return
-    from orchid.engine.submit import load_template, submit
-
-    settings = _settings(db=db)
-    raw, base = load_template(template)
-    wf_id = submit(
-        _open(settings),
-        raw,
-        base_dir=base,
-        params=params,
-        owner=settings.owner,
-        now=time.time(),
-        share_group=share_group,
-        executors=settings.executor_names,
-        limits=settings.limits,
-    )
-    console.print(wf_id)
+    with _backend(url, db, create=True) as backend:
+        console.print(backend.submit_file(template, params, share_group=share_group))
 
 
 @app.command()
@@ -226,26 +178,12 @@ def status(
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="how many workflows to list")] = 20,
 ) -> None:
     """A table of workflows, or of one workflow's works and their jobs."""
-    client = _remote(url, db)
-    if client is not None:
-        with client:
-            if workflow_id is not None:
-                wf, ws = from_api(client.workflow(workflow_id))
-                _show_one(wf, ws, as_json, lambda: remote_failures(client, wf.id))
-            else:
-                pages = client.iter_workflows(page_size=min(limit, 500))
-                _show_list(list(itertools.islice(pages, limit)), as_json)
-        return
-    from orchid.store import workflows
-
-    database = _open_existing(_settings(db=db))
-    if workflow_id is not None:
-        wf, ws = snapshot(database, workflow_id)
-        _show_one(wf, ws, as_json, lambda: failures(database, wf.id))
-        return
-    with database.engine.connect() as conn:
-        rows = workflows.list_recent(conn, limit=limit)
-    _show_list(rows, as_json)
+    with _backend(url, db) as backend:
+        if workflow_id is None:
+            _show_list(backend.recent(limit), as_json)
+            return
+        wf, ws = backend.snapshot(workflow_id)
+        _show_one(wf, ws, as_json, lambda: failures(backend, wf.id))
 
 
 def _show_one(wf: Workflow, ws: list[Work], as_json: bool, failed: Callable[[], list[str]]) -> None:
@@ -270,7 +208,7 @@ def _work_notes(wf: Workflow, ws: list[Work]) -> None:
             )
 
 
-def _show_list(rows: Sequence[Workflow | WorkflowOut], as_json: bool) -> None:
+def _show_list(rows: Sequence[WorkflowLine], as_json: bool) -> None:
     if as_json:
         console.print_json(
             data=[
@@ -304,38 +242,21 @@ def watch(
 ) -> None:
     """Follow a workflow's progress until it ends (agents run elsewhere). Exits 1 unless it
     succeeds."""
-    client = _remote(url, db)
-    if client is not None:
-        with client:
-            wf = follow_remote(client, workflow_id, console, as_json=as_json)
-            _explain(wf.status, lambda: remote_failures(client, workflow_id))
-        _exit_for(wf.status)
-        return
-    database = _open_existing(_settings(db=db))
-    wf = follow(database, workflow_id, console, as_json=as_json)
-    _explain(wf.status, lambda: failures(database, workflow_id))
+    with _backend(url, db) as backend:
+        wf = follow(backend, workflow_id, console, as_json=as_json)
+        _explain(wf.status, lambda: failures(backend, workflow_id))
     _exit_for(wf.status)
 
 
 def _command(kind: Action, workflow_id: int, db: str | None, url: str | None) -> None:
     """Queue a command; say whether an agent is alive to apply it (and how to start one)."""
-    client = _remote(url, db)
-    if client is not None:
-        with client:
-            client.act(workflow_id, kind)
-            alive = bool(client.health().agents)
+    with _backend(url, db) as backend:
+        backend.act(workflow_id, kind)
+        alive = backend.agents_alive()
+    if backend.remote:
         start = "`orchid agents` on the server's database (or `orchid up`)"
     else:
-        from orchid.store import agents, commands, workflows
-
-        settings = _settings(db=db)
-        database = _open_existing(settings)
-        with database.begin() as conn:
-            workflows.get(conn, workflow_id)
-            commands.add(conn, workflow_id, kind, time.time())
-        with database.engine.connect() as conn:
-            alive = bool(agents.alive(conn, since=time.time() - ALIVE_S))
-        start = f"`orchid agents --db {shlex.quote(database_name(settings.db_url))}`"
+        start = f"`orchid agents --db {shlex.quote(database_name(backend.location))}`"
     if alive:
         console.print(f"{kind} of workflow {workflow_id} queued; the agents apply it")
         return
@@ -385,24 +306,8 @@ def logs(
     stderr: Annotated[bool, typer.Option("--err", help="show stderr instead of stdout")] = False,
 ) -> None:
     """Print a job's stdout (or stderr) from its latest attempt."""
-    client = _remote(url, db)
-    if client is not None:
-        with client:
-            for chunk in client.iter_logs(job_id, stream="stderr" if stderr else "stdout"):
-                sys.stdout.buffer.write(chunk)
-        sys.stdout.flush()
-        return
-    from orchid.store import jobs
-
-    settings = _settings(db=db)
-    database = _open_existing(settings)
-    with database.engine.connect() as conn:
-        job = jobs.get(conn, job_id)
-    if not job.log_uri:
-        raise InvalidInput(f"job {job_id} ({job.status}) has no log yet")
-    stream = "stderr" if stderr else "stdout"
-    with open_log(settings.log_dir, job_id, job.log_uri, stream) as fh:
-        while chunk := fh.read(65536):
+    with _backend(url, db) as backend:
+        for chunk in backend.logs(job_id, "stderr" if stderr else "stdout"):
             sys.stdout.buffer.write(chunk)
     sys.stdout.flush()
 

@@ -1,13 +1,12 @@
-"""Live progress of a workflow: one bar per work, counts by status, refreshed from the store."""
+"""Live progress of a workflow: one bar per work, counts by status, refreshed through a
+:class:`~orchid.backend.base.Backend` (the database here, or a server)."""
 
 from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -15,13 +14,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from orchid.backend.base import Backend
 from orchid.core.model import Work, Workflow
-from orchid.core.states import TERMINAL_WORKFLOW, JobStatus, WorkflowStatus, WorkStatus
-
-if TYPE_CHECKING:
-    from orchid.client import Client
-    from orchid.store.db import Database
-    from orchid.wire import WorkflowDetail
+from orchid.core.states import TERMINAL_WORKFLOW, JobStatus
 
 COLOURS = {
     "pending": "white",
@@ -109,23 +104,15 @@ def latest_works(ws: list[Work]) -> list[Work]:
     return list(latest.values())
 
 
-def snapshot(db: Database, workflow_id: int) -> tuple[Workflow, list[Work]]:
-    from orchid.store import workflows, works  # not loaded by the remote views
-
-    with db.engine.connect() as conn:
-        return workflows.get(conn, workflow_id), works.list_for(conn, workflow_id)
-
-
 Snapshot = Callable[[], tuple[Workflow, list[Work]]]
 
 
 def follow(
-    db: Database,
+    backend: Backend,
     workflow_id: int,
     console: Console,
     *,
     finished: Callable[[], bool] | None = None,
-    interval: float = 0.3,
     as_json: bool = False,
 ) -> Workflow:
     """Redraw until the workflow ends (or ``finished()``); return its final state.
@@ -133,12 +120,13 @@ def follow(
     On a terminal the table redraws in place; elsewhere (a log file, CI) a
     one-line summary is printed when something changed, at most every 5 s; with
     ``as_json``, a line of JSON (:func:`state_json`) whenever something changed.
+    The backend says when to look again (:meth:`~orchid.backend.base.Backend.watcher`).
     """
     return follow_with(
-        lambda: snapshot(db, workflow_id),
+        lambda: backend.snapshot(workflow_id),
         console,
         finished=finished,
-        wait=lambda: time.sleep(interval),
+        wait=backend.watcher(workflow_id),
         as_json=as_json,
     )
 
@@ -251,13 +239,10 @@ def _follow_json(
         wait()
 
 
-def failures(db: Database, workflow_id: int, limit: int = 5) -> list[str]:
+def failures(backend: Backend, workflow_id: int, limit: int = 5) -> list[str]:
     """Lines naming the first failed jobs, their error, and how to see their logs."""
-    from orchid.store import jobs
-
-    with db.engine.connect() as conn:
-        bad = jobs.list_for(conn, workflow_id, status=[JobStatus.FAILED], limit=limit)
-    return [failure_line(j.id, j.work_name, j.name, j.attempt, j.error) for j in bad]
+    bad = backend.failed_jobs(workflow_id, limit)
+    return [failure_line(j.id, j.work, j.name, j.attempt, j.error) for j in bad]
 
 
 def failure_line(job_id: int, work: str, name: str, attempt: int, error: str | None) -> str:
@@ -265,92 +250,3 @@ def failure_line(job_id: int, work: str, name: str, attempt: int, error: str | N
     return (
         f"job {job_id} ({work}/{name}, attempt {attempt}): {first} — `orchid logs {job_id} --err`"
     )
-
-
-# --- the same views over the REST API (``orchid watch`` with ORCHID_URL) ----------------------
-
-
-def from_api(detail: WorkflowDetail) -> tuple[Workflow, list[Work]]:
-    """The read models :func:`render` draws, from the API's description of a workflow."""
-    wf = Workflow(
-        id=detail.id,
-        name=detail.name,
-        owner=detail.owner,
-        status=_known(WorkflowStatus, detail.status),
-        message=detail.message,
-        params=detail.params,
-        created_at=detail.created_at,
-        updated_at=detail.updated_at,
-        finished_at=detail.finished_at,
-        share_group=detail.share_group,
-    )
-    ws = [
-        Work(
-            id=w.id,
-            workflow_id=detail.id,
-            name=w.name,
-            iteration=w.iteration,
-            status=_known(WorkStatus, w.status),
-            message=w.message,
-            n_jobs=w.jobs,
-            counts={_known(JobStatus, k): n for k, n in w.counts.items()},
-            started_at=w.started_at,
-            finished_at=w.finished_at,
-        )
-        for w in detail.works
-    ]
-    return wf, ws
-
-
-S = TypeVar("S", WorkflowStatus, WorkStatus, JobStatus)
-
-
-def _known(kind: type[S], value: str) -> S:
-    try:
-        return kind(value)
-    except ValueError:
-        from orchid.client.errors import ServerError
-
-        raise ServerError(
-            f"the server sent a {kind.__name__} {value!r} this client does not know: "
-            "is the client older than the server?"
-        ) from None
-
-
-REMOTE_MIN_INTERVAL = 0.25  # seconds between reads of a busy workflow
-REMOTE_MAX_INTERVAL = 5.0  # and of a quiet one (the elapsed time still moves)
-
-
-def follow_remote(
-    client: Client, workflow_id: int, console: Console, *, as_json: bool = False
-) -> Workflow:
-    """:func:`follow` over the API: the event stream says when something changed, then
-    one request reads the workflow (many events in a burst cost one read)."""
-    changed = threading.Event()
-    failure: list[BaseException] = []
-
-    def listen() -> None:
-        try:
-            for _ in client.events(workflow_id):
-                changed.set()
-        except BaseException as exc:  # handed to the main thread
-            failure.append(exc)
-        finally:
-            changed.set()
-
-    def wait() -> None:
-        time.sleep(REMOTE_MIN_INTERVAL)  # let a burst of events collect
-        changed.wait(REMOTE_MAX_INTERVAL)
-        changed.clear()
-        if failure:
-            raise failure[0]
-
-    fetch: Snapshot = lambda: from_api(client.workflow(workflow_id))  # noqa: E731
-    threading.Thread(target=listen, name=f"events-{workflow_id}", daemon=True).start()
-    return follow_with(fetch, console, wait=wait, as_json=as_json)
-
-
-def remote_failures(client: Client, workflow_id: int, limit: int = 5) -> list[str]:
-    """:func:`failures` over the API."""
-    page = client.jobs(workflow_id, status=[JobStatus.FAILED], limit=limit)
-    return [failure_line(j.id, j.work, j.name, j.attempt, j.error) for j in page.items]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,8 +16,7 @@ from orchid.errors import InvalidInput, OrchidError
 from orchid.settings import Settings
 
 if TYPE_CHECKING:  # the engine and the store: imported by the commands that run them
-    from orchid.engine.runner import Runner
-    from orchid.executors.base import Executor
+    from orchid.engine.inprocess import Engine
     from orchid.store.db import Database
     from orchid.telemetry.metrics import Metrics
 
@@ -60,17 +59,17 @@ def agents(
     work through leases. A killed agent loses nothing; its jobs run again when their
     leases expire.
     """
-    from orchid.engine.runner import make_runner
+    from orchid.engine.inprocess import Engine
 
     _logging(verbose)
     settings = _settings(db=db, workers=workers, executor=executor)
     database = _open(settings, wait=wait_db)
     if metrics_port is None:
-        runner, exe = make_runner(settings, database)
+        engine = Engine(settings, database)
     else:
         from prometheus_client import start_http_server
 
-        runner, exe, metrics = _instrumented_runner(settings, database, watch_db=False)
+        engine, metrics = _instrumented_engine(settings, database, watch_db=False)
         start_http_server(metrics_port, addr=metrics_host, registry=metrics.registry)
         err.print(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
     others = sorted(set(settings.executors) - {settings.executor})
@@ -79,14 +78,9 @@ def agents(
     _tune_gc()
     _warn_shared_identity(settings, database)
     err.print(f"agents running on {settings.db_url} with executors {served}{notify}")
-    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
-    try:
-        runner.run(idle_exit=max(2.0, settings.poll_interval * 2) if burst else None)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        exe.close()
-        runner.close()
+    signal.signal(signal.SIGTERM, lambda *_: engine.stop())
+    with engine, contextlib.suppress(KeyboardInterrupt):
+        engine.run(idle_exit=max(2.0, settings.poll_interval * 2) if burst else None)
 
 
 SHUTDOWN_GRACE_S = 3
@@ -171,7 +165,7 @@ def up(
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     path = config_path()
     note = _local_token(database, path, url, settings.owner)
-    runner, exe, metrics = _instrumented_runner(settings, database, watch_db=True)
+    engine, metrics = _instrumented_engine(settings, database, watch_db=True)
     _tune_gc()
     # local tokens only: ORCHID_OIDC_* and proxies are for `orchid server`
     http = uvicorn.Server(
@@ -189,25 +183,16 @@ def up(
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )
     )
-    failure: list[BaseException] = []
-
-    def agents_loop() -> None:
-        try:
-            runner.run()
-        except BaseException as exc:  # reported by the main thread
-            failure.append(exc)
-            http.should_exit = True
 
     def stop(*_: object) -> None:
-        runner.stop()
+        engine.stop()
         http.should_exit = True
 
     # uvicorn takes the signals while it serves and raises them again when it is done:
     # these handlers make that second delivery a no-op instead of killing the process
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    thread = threading.Thread(target=agents_loop, name="orchid-agents", daemon=True)
-    thread.start()
+    engine.start(on_failure=lambda _: setattr(http, "should_exit", True))  # raised below
     err.print(
         f"[bold]Orchid is up[/]: monitor {url}/ui/, API {url}/api/v1 (docs {url}/api/v1/docs)\n"
         f"  database {settings.db_url}, {settings.executor} executor, "
@@ -222,14 +207,10 @@ def up(
     try:
         http.run(sockets=[sock])
     finally:
-        runner.stop()
-        thread.join(30)
-        exe.close()
-        runner.close()
+        engine.close()
         sock.close()
         database.dispose()
-    if failure:
-        raise failure[0]
+    engine.raise_failure()
     err.print("Orchid stopped; `orchid up` carries on where it left off")
 
 
@@ -288,12 +269,12 @@ def _warn_shared_identity(settings: Settings, database: Database) -> None:
             err.print(f"[bold yellow]{warning}[/]", highlight=False, soft_wrap=True)
 
 
-def _instrumented_runner(
+def _instrumented_engine(
     settings: Settings, database: Database, *, watch_db: bool
-) -> tuple[Runner, Executor, Metrics]:
+) -> tuple[Engine, Metrics]:
     """Agents that report to a Prometheus registry of their own."""
     from orchid.bus.memory import MemoryBus
-    from orchid.engine.runner import make_runner
+    from orchid.engine.inprocess import Engine
     from orchid.telemetry.metrics import Metrics
 
     metrics = Metrics()
@@ -301,11 +282,9 @@ def _instrumented_runner(
         metrics.watch_database(database)  # status gauges and statement timings
     else:
         metrics.instrument(database.engine)
-    runner, exe = make_runner(
-        settings, database, bus=metrics.wrap_bus(MemoryBus()), metrics=metrics
-    )
-    metrics.watch_agents(runner.agents)
-    return runner, exe, metrics
+    engine = Engine(settings, database, bus=metrics.wrap_bus(MemoryBus()), metrics=metrics)
+    metrics.watch_agents(engine.runner.agents)
+    return engine, metrics
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -74,7 +74,8 @@ class Runner:
         self.name = agent_id("+".join(self.roles))
         self._next_beat = 0.0
         self._failing_since: dict[str, float] = {}
-        self.executors: list[Executor] = []  # closed with the runner (see make_runner)
+        self.default_executor: Executor | None = None  # set by make_runner
+        self.executors: list[Executor] = []  # those it owns: closed with the runner
         self.coordinator = Coordinator(PRIORITY)
         self._steps: dict[str, list[tuple[Agent, Step]]] = {}
         self._every_round: list[tuple[Agent, Step]] = []
@@ -85,6 +86,13 @@ class Runner:
                 continue
             for topic, step in steps().items():
                 self._steps.setdefault(topic, []).append((agent, step))
+
+    @property
+    def executor(self) -> Executor:
+        """The default executor (that of the carrier of the works routed nowhere else)."""
+        if self.default_executor is None:
+            raise RuntimeError("this runner was not made by make_runner: it has no executor")
+        return self.default_executor
 
     def run_once(self) -> int:
         """One round: each agent once, whole. Returns how much they did together.
@@ -169,10 +177,10 @@ class Runner:
             self._next_beat = now + 1.0
 
     def close(self) -> None:
-        """Close the executors it owns and the agents' own resources; say goodbye: the
-        process no longer counts as a live agent. Call it once the default executor (that
-        of :func:`make_runner`'s caller) is closed: the carriers then hand their jobs in
-        flight back, for other agents to take at once."""
+        """Close the executors it owns, then the agents' own resources (the carriers then
+        hand their jobs in flight back, for other agents to take at once); say goodbye:
+        the process no longer counts as a live agent. An executor given to
+        :func:`make_runner` is its caller's: close it before this."""
         for executor in self.executors:
             try:
                 executor.close()
@@ -305,12 +313,14 @@ def make_runner(
     data_managers: Mapping[str, DataManager] | None = None,
     metrics: EngineMetrics = NO_METRICS,
     data_access: Mapping[str, Access] | None = None,
-) -> tuple[Runner, Executor]:
+) -> Runner:
     """Every agent in one loop, sharing one bus and one template cache.
 
-    Returns the runner and the default executor. Without an ``executor`` given, there is a
+    ``runner.executor`` is the default executor. Without an ``executor`` given, there is a
     carrier for the default executor and one for each executor of the settings file, each
-    claiming the jobs of the works routed to it; ``runner.close()`` closes the extra ones.
+    claiming the jobs of the works routed to it; the runner owns them all and
+    ``runner.close()`` closes them (an ``executor`` given stays its caller's to close).
+    :class:`~orchid.engine.inprocess.Engine` runs and closes a runner.
     ``data_managers`` by name (default: those of ``settings.data_managers``), and who may
     use each (``data_access``; default: as the settings say, or everyone for managers given).
     """
@@ -334,9 +344,11 @@ def make_runner(
     )
     carriers: list[Agent] = []
     extra: list[Executor] = []
+    owned: list[Executor] = []
     log_dir = log_folder(settings, db, clock())
     if executor is None:
         executor = make_executor(settings, bus, log_dir=log_dir)
+        owned.append(executor)
         others = sorted(set(settings.executors) - {settings.executor})
         try:
             for name in others:
@@ -366,5 +378,6 @@ def make_runner(
 
         agents.append(Conductor(env, subscriptions_from(settings)))
     runner = Runner(agents, bus, settings.poll_interval, db=db, clock=clock, metrics=metrics)
-    runner.executors = extra
-    return runner, executor
+    runner.default_executor = executor
+    runner.executors = owned + extra
+    return runner

@@ -26,8 +26,8 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from orchid.backend.base import Backend
 from orchid.fat import runtime
-from orchid.fat.backend import Backend
 from orchid.fat.definitions import (
     Side,
     TaskDefinition,

@@ -119,7 +119,7 @@ def put_blob(data: bytes) -> str:
     if _api() is not None:
         _request("PUT", f"/cache/{sha}", data, "application/octet-stream")
         return sha
-    from orchid.fat.backend import from_env
+    from orchid.backend.choose import from_env
 
     backend = from_env(in_job=True)
     try:
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         import traceback
 
-        from orchid.fat.backend import TB_BEGIN, TB_END
+        from orchid.backend.base import TB_BEGIN, TB_END
 
         text = traceback.format_exc()
         sys.stderr.write(f"{TB_BEGIN}\n{text}{TB_END}\n")

@@ -14,8 +14,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from orchid.backend.base import Backend
+from orchid.backend.choose import from_env
 from orchid.fat import codec, runtime
-from orchid.fat.backend import Backend, from_env
 from orchid.fat.errors import TaskFailed, UsageError, WorkflowFailed
 from orchid.fat.futures import MapFuture, TaskFuture
 

@@ -19,8 +19,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from orchid.backend.base import Backend, JobRow
 from orchid.fat import codec
-from orchid.fat.backend import Backend, JobRow
 from orchid.fat.definitions import Policy
 from orchid.fat.errors import TaskFailed
 

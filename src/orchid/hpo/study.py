@@ -16,7 +16,8 @@
     )
     result = study.run(home=Path(".orchid"))         # here, in-process (SQLite, local jobs)
     print(result.best)
-    # or: study.submit(Client.from_config())         # to a server
+    # or through any orchid.backend.Backend: study.run(RemoteBackend(Client.from_config()))
+    # or submit and return at once: study.submit(backend) (a workflow id), study.submit(client)
 """
 
 from __future__ import annotations
@@ -24,14 +25,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from orchid.core.hpo import Direction, Scalar
 from orchid.engine.templates import compile_template
 
 if TYPE_CHECKING:
+    from orchid.backend.base import Backend
     from orchid.client import Client
     from orchid.wire import WorkflowOut
+
+POLL_S = 0.05  # how often run() looks whether the study's workflow ended
 
 
 def real(
@@ -137,36 +141,64 @@ class Study:
         compile_template(raw)
         return raw
 
-    def submit(self, client: Client) -> WorkflowOut:
-        """Submit to a server; follow it with ``client.hpo.study_of(wf.id)``."""
-        return client.submit(self.template())
+    @overload
+    def submit(self, to: Client) -> WorkflowOut: ...
+    @overload
+    def submit(self, to: Backend, *, base_dir: Path | None = None) -> int: ...
 
-    def run(self, *, home: Path, workers: int = 4, base_dir: Path | None = None) -> StudyResult:
-        """Run here to the end (SQLite in ``home``, jobs on this machine); ``base_dir`` is
-        where ``function``'s module is imported from (default: the current folder)."""
-        from orchid.store import studies
-        from orchid.store import trials as trial_rows
-        from orchid.store.db import Database
-        from orchid.testing import run_workflow
+    def submit(self, to: Backend | Client, *, base_dir: Path | None = None) -> WorkflowOut | int:
+        """Submit and return at once: through a :class:`~orchid.backend.base.Backend`, the
+        workflow id (``base_dir``: where ``function``'s module is imported from, for the
+        embedded engine); to a server's client, the workflow (follow it with
+        ``client.hpo.study_of(wf.id)``)."""
+        from orchid.client import Client
 
-        done = run_workflow(
-            self.template(), home=home, workers=workers, base_dir=base_dir or Path.cwd()
-        )
-        db = Database(f"sqlite:///{home / 'orchid.db'}")
+        if isinstance(to, Client):
+            return to.submit(self.template())
+        return to.submit(self.template(), base_dir=base_dir)
+
+    def run(
+        self,
+        backend: Backend | None = None,
+        *,
+        home: Path | None = None,
+        workers: int = 4,
+        base_dir: Path | None = None,
+    ) -> StudyResult:
+        """Run to the end through ``backend`` and return what happened. Without one: here,
+        in-process (SQLite in ``home``, ``workers`` jobs at a time on this machine);
+        ``base_dir`` is where ``function``'s module is imported from (default: the current
+        folder)."""
+        from orchid.core.states import TERMINAL_WORKFLOW
+
+        own = backend is None
+        if backend is None:
+            if home is None:
+                raise TypeError("Study.run() needs a backend, or a home to run in")
+            backend = _here(home, workers)
+            backend.start()
         try:
-            with db.engine.connect() as conn:
-                (study, _, _), *_ = studies.of_workflow(conn, done.workflow.id)
-                trials = [
-                    {
-                        "number": t.number,
-                        "segment": t.segment,
-                        "status": t.status,
-                        "params": dict(t.params),
-                        "values": t.values,
-                        "result": t.result,
-                    }
-                    for t in trial_rows.trials_of(conn, study.id)
-                ]
+            wf = self.submit(backend, base_dir=base_dir or Path.cwd())
+            while (status := backend.workflow_status(wf)[0]) not in TERMINAL_WORKFLOW:
+                backend.wait(wf, POLL_S)
+            summary, trials = backend.study(wf)
         finally:
-            db.dispose()
-        return StudyResult(done.workflow.id, done.status, study.summary or {}, trials)
+            if own:
+                backend.stop()
+        return StudyResult(wf, status, summary, trials)
+
+
+def _here(home: Path, workers: int) -> Backend:
+    """The embedded engine in ``home`` with agents of its own, as ``orchid.testing`` runs."""
+    from orchid.backend.embedded import EmbeddedBackend
+    from orchid.settings import Settings
+
+    settings = Settings.load(
+        env={},
+        home=home,
+        db=str(home / "orchid.db"),
+        executor="local",
+        workers=workers,
+        poll_interval=POLL_S,
+    )
+    return EmbeddedBackend(settings, run_agents=True)

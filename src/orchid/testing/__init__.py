@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchid.core.model import Job, Work, Workflow
-from orchid.core.states import TERMINAL_WORKFLOW
-from orchid.engine.runner import make_runner
+from orchid.engine.inprocess import Engine
 from orchid.engine.submit import load_template, submit
 from orchid.settings import Settings
 from orchid.store import jobs, workflows, works
@@ -85,20 +84,9 @@ def run_workflow(
     wf_id = submit(
         db, raw, base_dir=base, params=params or {}, now=time.time(), limits=settings.limits
     )
-    runner, exe = make_runner(settings, db)
-    deadline = time.monotonic() + timeout
-
-    def ended() -> bool:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"workflow {wf_id} did not end within {timeout}s")
-        with db.engine.connect() as conn:
-            return workflows.get(conn, wf_id).status in TERMINAL_WORKFLOW
-
-    try:
-        runner.run(until=ended, check_every=0.05)
-    finally:
-        exe.close()
-        runner.close()
+    with Engine(settings, db) as engine:
+        engine.start()
+        engine.wait(wf_id, timeout)
     with db.engine.connect() as conn:
         result = RunResult(
             workflow=workflows.get(conn, wf_id),
