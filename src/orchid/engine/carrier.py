@@ -74,7 +74,7 @@ class Carrier:
         self.owner = owner or agent_id("carrier")
         self.route = route
         self._where = route.jobs_filter() if route is not None else None
-        self._durable = bool(getattr(executor, "durable", False))
+        self._durable = executor.durable
         # release the children of jobs that succeeded in the transaction that records them,
         # rather than leaving it to the trigger (which still handles every other end)
         self.pass_on = pass_on

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from orchid.errors import ConfigError, ExecutorError
 from orchid.executors import _process as proc
@@ -45,6 +45,7 @@ from orchid.executors._condor_submit import (
     PROJECTION,
     REMOVED,
     RUNNING,
+    HTCondorOptions,
     condor_arguments,
     condor_environment,
     description,
@@ -52,9 +53,15 @@ from orchid.executors._condor_submit import (
     usage_of,
 )
 from orchid.executors._updates import Updates
-from orchid.executors.base import JobSpec, JobUpdate, UpdateState, WakeUp
+from orchid.executors.base import (
+    BuildContext,
+    ExecutorOptions,
+    JobSpec,
+    JobUpdate,
+    UpdateState,
+    WakeUp,
+)
 from orchid.executors.jobcommand import job_command
-from orchid.executors.registry import HTCondorOptions
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +78,17 @@ class HTCondorExecutor:
     """Jobs on an HTCondor schedd; see the module docstring."""
 
     durable = True
+    options_model: ClassVar[type[ExecutorOptions]] = HTCondorOptions
+
+    @classmethod
+    def from_config(cls, options: HTCondorOptions, context: BuildContext) -> HTCondorExecutor:
+        return cls(
+            context.log_dir,
+            options,
+            name=context.name,
+            wake=context.wake,
+            namespace=options.namespace or context.namespace,
+        )
 
     def __init__(
         self,

@@ -40,14 +40,24 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import Field
 
 from orchid.core.limits import DEFAULT as DEFAULT_LIMITS
 from orchid.core.limits import Limits
 from orchid.errors import ConfigError, ExecutorError
 from orchid.executors import _process as proc
 from orchid.executors import runas
-from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage, WakeUp
+from orchid.executors.base import (
+    BuildContext,
+    ExecutorOptions,
+    JobSpec,
+    JobUpdate,
+    UpdateState,
+    Usage,
+    WakeUp,
+)
 from orchid.executors.jobcommand import job_command
 from orchid.executors.pool import RECALL_S, PooledSlots, PoolWorker, Sent
 from orchid.executors.runas import OsUser, RunAs
@@ -56,6 +66,20 @@ logger = logging.getLogger(__name__)
 
 # Where `orchid` itself is importable from, so the wrapper starts even if orchid is not installed.
 _ORCHID_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+class LocalOptions(ExecutorOptions):
+    workers: int | None = Field(None, ge=1, description="process slots (default: ORCHID_WORKERS)")
+    run_as: str | dict[str, str] | None = Field(
+        None,
+        description="the OS user jobs run as: one name, or a table of Orchid user (or "
+        "group:NAME, or *) = OS user (default: the top-level run_as; none: the agent's own)",
+    )
+    env_passthrough: list[str] | None = Field(
+        None,
+        description="more of the agent's variables jobs get: NAME or PREFIX* (default: the "
+        "top-level env_passthrough)",
+    )
 
 
 @dataclass(eq=False)
@@ -85,6 +109,29 @@ class LocalExecutor(PooledSlots):
     """
 
     name = "local"
+    durable = False
+    options_model: ClassVar[type[ExecutorOptions]] = LocalOptions
+
+    @classmethod
+    def from_config(cls, options: LocalOptions, context: BuildContext) -> LocalExecutor:
+        """A local executor as its section says, the settings' defaults for the rest."""
+        passthrough = options.env_passthrough
+        if passthrough is None:
+            passthrough = [n.strip() for n in context.env_passthrough.split(",") if n.strip()]
+        run_as = options.run_as if options.run_as is not None else (context.run_as or None)
+        executor = cls(
+            workers=options.workers or context.workers,
+            log_dir=context.log_dir,
+            wake=context.wake,
+            prefetch=context.prefetch,
+            reuse_workers=context.reuse_workers,
+            limits=context.limits,
+            run_as=RunAs.parse(run_as, context.where),
+            env_passthrough=passthrough,
+            home=context.home,
+        )
+        executor.name = context.name
+        return executor
 
     def __init__(
         self,
