@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -55,7 +54,7 @@ def create_app(
     limit = settings.max_request_bytes if max_body_bytes is None else max_body_bytes
     db = db or Database(settings.db_url, lease_seconds=settings.lease_seconds)
     db.ensure_schema()
-    auth = auth or AuthConfig.from_env()
+    auth = auth or AuthConfig.from_settings(settings)
     verifier = OidcVerifier(auth, httpx.Client(timeout=10)) if auth.oidc_issuer else None
 
     job_key: list[bytes] = []  # read once, when the first job token comes
@@ -130,7 +129,7 @@ def _serve_metrics(app: FastAPI, metrics: Metrics) -> None:
         """Prometheus metrics, for admins and members of ORCHID_METRICS_GROUP (default
         ``metrics``: give the scraper a token of that group, not an admin one)."""
         who = caller(request, app.state.orchid)
-        group = os.environ.get("ORCHID_METRICS_GROUP", "").strip() or "metrics"
+        group = app.state.orchid.settings.metrics_group.strip() or "metrics"
         if not (who.admin or group in who.groups):
             raise errors.Denied(
                 f"metrics are for admins and members of group {group!r} "

@@ -6,7 +6,6 @@ import gc
 import logging
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -90,7 +89,7 @@ def _personal(settings: Settings) -> Settings:
         return settings
     root = settings.home / "data"
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return replace(settings, data_root=root)
+    return settings.replace(data_root=root)
 
 
 def _open(settings: Settings, wait: float = 0.0) -> Database:

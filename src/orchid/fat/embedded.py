@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ class EmbeddedBackend:
 
     def __init__(self, settings: Settings, *, run_agents: bool = True) -> None:
         if settings.poll_interval > POLL_S:
-            settings = replace(settings, poll_interval=POLL_S)
+            settings = settings.replace(poll_interval=POLL_S)
         self.settings = settings
         self.run_agents = run_agents
         self.db = Database(settings.db_url, lease_seconds=settings.lease_seconds)
