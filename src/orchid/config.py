@@ -33,6 +33,7 @@ section and the key named, not at the first job. Plugins check their own options
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -101,6 +102,14 @@ def read(path: Path, *, required: bool) -> SettingsFile:
                 raise ConfigError(f"{where}: `type` is required (a name such as dask or stomp)")
             sections[section][name] = PluginConfig(name, kind, options)
     return SettingsFile(path, top, sections["executors"], sections["brokers"], sections["notify"])
+
+
+def environment(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The variable ``name`` (None: unset or empty): for the variables a setting names (a
+    password's ``password_env``, a token's ``token_env``) and the few read before settings
+    are (``ORCHID_LOG_FORMAT``, the CLI's choice of ``ORCHID_URL`` or ``ORCHID_DB_URL``)."""
+    value = (os.environ if env is None else env).get(name, "").strip()
+    return value or None
 
 
 def _default_type(section: str, name: str, options: Mapping[str, Any]) -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -14,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from orchid.config import environment
 from orchid.engine.submit import parse_param
 from orchid.errors import InvalidInput, NotFound
 from orchid.settings import Settings
@@ -159,7 +159,7 @@ def _tune_gc() -> None:
 def _logging(verbose: bool) -> None:
     """Log to stderr: readable by default, one JSON object a line with ORCHID_LOG_FORMAT=json
     (for log collectors)."""
-    fmt = os.environ.get("ORCHID_LOG_FORMAT", "text").strip().lower() or "text"
+    fmt = (environment("ORCHID_LOG_FORMAT") or "text").lower()
     if fmt not in ("text", "json"):
         raise InvalidInput(f"ORCHID_LOG_FORMAT={fmt!r}: use text or json")
     if fmt == "json":
@@ -189,12 +189,7 @@ def _remote(url: str | None, db: str | None) -> Client | None:
         raise InvalidInput("--url (a server) and --db (a database here) exclude each other")
     if db is not None:
         return None
-    env = os.environ
-    if (
-        url is None
-        and not env.get("ORCHID_URL", "").strip()
-        and env.get("ORCHID_DB_URL", "").strip()
-    ):
+    if url is None and not environment("ORCHID_URL") and environment("ORCHID_DB_URL"):
         return None
     from orchid.client import Client, ClientConfig
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shlex
 import sys
 import threading
@@ -30,6 +29,7 @@ from orchid.cli.progress import (
     state_json,
     status_text,
 )
+from orchid.config import environment
 from orchid.core.model import Work, Workflow
 from orchid.core.states import WorkflowStatus
 from orchid.core.template import json_schema
@@ -448,7 +448,7 @@ def _hint(exc: OrchidError, status: object) -> str:
             "; set ORCHID_TOKEN to a token of yours "
             "(`orchid token create --user NAME` on the server makes one)"
         )
-    if isinstance(exc, client_errors.Unreachable) and not os.environ.get("ORCHID_URL"):
+    if isinstance(exc, client_errors.Unreachable) and not environment("ORCHID_URL"):
         from orchid.client.config import config_path
 
         return (

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from orchid import jobvars
 from orchid.core import jobtoken, jsonvalues
 from orchid.core.limits import Limits
 from orchid.core.retry import RetryPolicy
@@ -220,7 +221,7 @@ class Carrier:
                 payload = compiled.payload(info.name, r.name)
             job_env: dict[str, str] = {}
             if info.api_token:
-                job_env["ORCHID_TOKEN"] = self._token(conn, r.workflow_id, r.id, r.attempt)
+                job_env[jobvars.TOKEN] = self._token(conn, r.workflow_id, r.id, r.attempt)
             specs.append(
                 JobSpec(
                     f"{r.workflow_id}-{r.id}-{r.attempt}",  # JobSpec.make_key

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from orchid.config import environment
 from orchid.errors import ConfigError
 from orchid.executors import _process as proc
 from orchid.executors.base import ExecutorOptions, JobSpec, Usage
@@ -61,7 +62,7 @@ def panda_client(options: PandaOptions) -> Any:
     if options.auth == "oidc":
         env["PANDA_AUTH"] = "oidc"
         env["PANDA_AUTH_VO"] = options.auth_vo or options.vo
-        token = os.environ.get(options.token_env) if options.token_env else None
+        token = environment(options.token_env) if options.token_env else None
         if options.token_env and not token:
             raise ConfigError(
                 f"the panda executor's token_env names {options.token_env}, which is not set"

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from orchid import jobvars
 from orchid.errors import ConfigError, ExecutorError
 from orchid.executors import _process as proc
 from orchid.executors._condor_submit import (
@@ -214,7 +215,7 @@ class HTCondorExecutor:
         env = proc.job_env(spec)
         env.update(command.env)
         if spec.payload.workdir:
-            env["ORCHID_WORKDIR"] = spec.payload.workdir
+            env[jobvars.WORKDIR] = spec.payload.workdir
         res = spec.resources
         return {
             "orchid_args": condor_arguments(["-c", PRELUDE, *command.argv]),

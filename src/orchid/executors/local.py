@@ -81,6 +81,12 @@ class LocalOptions(ExecutorOptions):
         description="more of the agent's variables jobs get: NAME or PREFIX* (default: the "
         "top-level env_passthrough)",
     )
+    prefetch: int | None = Field(
+        None, ge=0, description="jobs taken ahead of free slots (default: ORCHID_PREFETCH)"
+    )
+    reuse_workers: bool | None = Field(
+        None, description="function jobs in long-lived workers (default: ORCHID_REUSE_WORKERS)"
+    )
 
 
 class LocalExecutor:
@@ -108,8 +114,10 @@ class LocalExecutor:
             workers=options.workers or context.workers,
             log_dir=context.log_dir,
             wake=context.wake,
-            prefetch=context.prefetch,
-            reuse_workers=context.reuse_workers,
+            prefetch=context.prefetch if options.prefetch is None else options.prefetch,
+            reuse_workers=(
+                context.reuse_workers if options.reuse_workers is None else options.reuse_workers
+            ),
             limits=context.limits,
             run_as=RunAs.parse(run_as, context.where),
             env_passthrough=passthrough,

@@ -76,7 +76,7 @@ class PoolWorker:
             own_folder(self.spare, user)
         python_path, workdir, _ = signature
         env = dict(base_env)
-        current = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        current = [p for p in proc.our_python_path().split(os.pathsep) if p]
         path = [*python_path, *current]
         path += [p for p in (_ORCHID_ROOT,) if p not in path]
         env["PYTHONPATH"] = os.pathsep.join(path)

@@ -8,7 +8,6 @@ the cache. :func:`from_env` picks the server named by ``ORCHID_URL`` (or the cli
 
 from __future__ import annotations
 
-import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -109,13 +108,14 @@ def from_env(*, in_job: bool = False) -> Backend:
     ``in_job``: for orchid-job, whose embedded engine runs no agents of its own (the
     caller's agents run the job) and which reads no config file.
     """
-    url = os.environ.get("ORCHID_URL", "").strip()
+    from orchid.client.config import from_environment
+
+    url, token = from_environment()
     if url:
         from orchid.client import Client
         from orchid.client.config import ClientConfig
         from orchid.fat.remote import RemoteBackend
 
-        token = os.environ.get("ORCHID_TOKEN", "").strip() or None
         config = ClientConfig(url, token) if in_job else ClientConfig.load()
         return RemoteBackend(Client.from_config(config))
     from orchid.fat.embedded import EmbeddedBackend
