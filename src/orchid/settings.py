@@ -9,9 +9,9 @@ before, and named executors, brokers and subscribers), ``ORCHID_<SECTION>_<KEY>`
 environment variables (or ``ORCHID_<FIELD>``, their older names), command-line flags.
 ``orchid config show`` prints the result and where each value came from.
 
-This is the one module of the service that reads environment variables
-(tests/test_environment.py checks it); the job's side reads those Orchid sets for jobs
-through :mod:`orchid.jobvars`.
+With :mod:`orchid.config` (the file, and variables a setting names), this is where the
+service reads environment variables (tests/test_environment.py checks it); the job's side
+reads those Orchid sets for jobs through :mod:`orchid.jobvars`.
 """
 
 from __future__ import annotations
