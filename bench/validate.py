@@ -33,7 +33,6 @@ temporary SQLite files, and stops by itself.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import json
 import math
@@ -210,7 +209,7 @@ def post(body: bytes, n: int, path: Path) -> tuple[float, int]:
 
     settings = Settings.load(env={}, home=path.parent, db=str(path))
     if hasattr(settings, "max_works"):  # the limits of issue 15, where this code has them
-        settings = dataclasses.replace(settings, max_works=n + 2)
+        settings = settings.replace(max_works=n + 2)
     db = Database(settings.db_url)
     db.ensure_schema()
     with db.begin() as conn:

@@ -29,7 +29,16 @@ SRC = Path(orchid.__file__).parent.parent
 # Lowest first. A unit imports only units of its own layer or below (and, inside a layer,
 # without a cycle); docs/architecture.md describes each.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"orchid", "orchid.errors", "orchid.config", "orchid.safefiles", "orchid.extras"}),
+    frozenset(
+        {
+            "orchid",
+            "orchid.errors",
+            "orchid.config",
+            "orchid.safefiles",
+            "orchid.extras",
+            "orchid.jobvars",
+        }
+    ),
     frozenset({"orchid.core"}),
     frozenset(
         {
@@ -41,10 +50,8 @@ LAYERS: tuple[frozenset[str], ...] = (
             "orchid.generators",
         }
     ),
-    frozenset(
-        {"orchid.bus", "orchid.datamgr", "orchid.executors", "orchid.telemetry", "orchid.auth"}
-    ),
-    frozenset({"orchid.settings"}),
+    frozenset({"orchid.bus", "orchid.datamgr", "orchid.executors", "orchid.telemetry"}),
+    frozenset({"orchid.settings", "orchid.auth"}),
     frozenset({"orchid.engine"}),
     frozenset({"orchid.hpo", "orchid.graph", "orchid.testing", "orchid.backend"}),
     frozenset({"orchid.api", "orchid.ui"}),
@@ -58,14 +65,13 @@ ALLOWED: Mapping[tuple[str, str], str] = {
     # --- between units ---
     ("orchid", "orchid.fat"): "`orchid.task` & co.: a lazy re-export on first attribute "
     "access (PEP 562 __getattr__), so that `import orchid` stays light",
-    ("orchid.settings", "orchid.executors"): "being removed by issue 17 items 3 and 4 (the "
-    "executor registry as a table of import paths)",
+    ("orchid.settings", "orchid.executors"): "lazy: loading the settings checks each "
+    "[executors.NAME] section against its executor's options model, so a typo fails at "
+    "start; the registry names executors by import path and imports Settings only for "
+    "type hints",
     # --- inside a package ---
     ("orchid.core.template", "orchid.core.rawcheck"): "lazy: the checks of a template as "
     "written (which use the model and its analysis) run only once the model refused it",
-    ("orchid.executors.registry", "orchid.executors.htcondor"): "being removed by issue 17 "
-    "item 4 (the registry names import paths)",
-    ("orchid.executors.registry", "orchid.executors.panda"): "being removed by issue 17 item 4",
     ("orchid.fat.definitions", "orchid.fat.decorators"): "lazy: a function decorated twice "
     "is found by the decorators' own types, which are built on the definitions",
     (

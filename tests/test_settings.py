@@ -117,3 +117,73 @@ def test_request_limits_have_defaults_and_are_set_like_any_setting(tmp_path: Pat
         load(tmp_path, "", ORCHID_MAX_WORKS="0")
     with pytest.raises(ConfigError, match="max_request_bytes"):
         load(tmp_path, 'max_request_bytes = "big"\n')
+
+
+SECTIONED = """
+[engine]
+batch = 70
+
+[executors]
+workers = 3
+prefetch = 8
+
+[executors.cluster]
+type = "dask"
+
+[auth]
+oidc_issuer = "https://idp.example.org"
+oidc_audience = "orchid"
+admin_groups = ["ops", "admins"]
+
+[ui]
+secret = "s3cret"
+
+[data]
+root = "/srv/data"
+"""
+
+
+def test_sections_of_the_file_set_the_same_fields_as_top_level_keys(tmp_path: Path) -> None:
+    s = load(tmp_path, SECTIONED)
+    assert (s.batch, s.workers, s.prefetch) == (70, 3, 8)
+    assert s.executors["cluster"].type == "dask"  # named executors beside the settings
+    assert (s.oidc_issuer, s.admin_groups) == ("https://idp.example.org", "ops,admins")
+    assert s.ui_secret == "s3cret"
+    assert s.data_root == Path("/srv/data")
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) engine.wrokers"):
+        load(tmp_path, "[engine]\nwrokers = 2\n")
+    with pytest.raises(ConfigError, match="`batch` must be a whole number"):
+        load(tmp_path, '[engine]\nbatch = "many"\n')
+
+
+def test_sectioned_variables_win_over_their_older_names(tmp_path: Path) -> None:
+    s = load(tmp_path, "", ORCHID_PREFETCH="4", ORCHID_EXECUTORS_PREFETCH="9")
+    assert s.prefetch == 9
+    s = load(tmp_path, "", ORCHID_REUSE_WORKERS="1", ORCHID_ENGINE_BATCH="12")
+    assert (s.reuse_workers, s.batch) == (True, 12)
+    s = load(tmp_path, "", ORCHID_DATA_ROOT="/d", ORCHID_UI_SECRET="x", ORCHID_OIDC_ISSUER="i")
+    assert (s.data_root, s.ui_secret, s.oidc_issuer) == (Path("/d"), "x", "i")
+    with pytest.raises(ConfigError, match="ORCHID_EXECUTORS_WORKERS='many' is not a valid int"):
+        load(tmp_path, "", ORCHID_EXECUTORS_WORKERS="many")
+
+
+def test_each_value_says_where_it_came_from_and_secrets_are_masked(tmp_path: Path) -> None:
+    (tmp_path / "settings.toml").write_text(SECTIONED)
+    s = Settings.load(env={"ORCHID_HOME": str(tmp_path), "ORCHID_BATCH": "5"}, poll_interval=0.5)
+    shown = {(section, key): (value, source) for section, key, value, source in s.shown()}
+    assert shown["engine", "batch"] == ("5", "$ORCHID_BATCH")
+    assert shown["engine", "poll_interval"] == ("0.5", "flag")
+    assert shown["executors", "prefetch"] == ("8", str(tmp_path / "settings.toml"))
+    assert shown["engine", "lease_seconds"] == ("30.0", "default")
+    assert shown["ui", "secret"] == ("********", str(tmp_path / "settings.toml"))
+    assert "s3cret" not in repr(list(s.shown()))
+
+
+def test_authentication_is_set_in_the_settings_file(tmp_path: Path) -> None:
+    from orchid.auth import AuthConfig
+
+    auth = AuthConfig.from_settings(load(tmp_path, SECTIONED))
+    assert (auth.oidc_issuer, auth.oidc_audience) == ("https://idp.example.org", "orchid")
+    assert auth.admin_groups == frozenset({"ops", "admins"})
+    with pytest.raises(ConfigError, match="ORCHID_OIDC_AUDIENCE must be set"):
+        AuthConfig.from_settings(load(tmp_path, '[auth]\noidc_issuer = "https://i.org"\n'))

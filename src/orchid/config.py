@@ -22,8 +22,10 @@
     url = "https://portal.example.org/orchid-hook"
     secret_env = "PORTAL_HOOK_SECRET"
 
-Top-level keys are the fields of :class:`orchid.settings.Settings` (``workers``,
-``poll_interval``, ...); ``ORCHID_*`` environment variables override them. Each section is
+Settings are keys of their section's table (``[engine] poll_interval = 2``; the keys of
+``[executors]`` that are not tables, such as ``workers``, are settings too) or, as in older
+files, top-level keys (``poll_interval = 2``): see :mod:`orchid.settings`;
+``ORCHID_*`` environment variables override them. Each section is
 checked when the file is read, so a typo stops the agents at start with the file, the
 section and the key named, not at the first job. Plugins check their own options
 (:mod:`orchid.executors.registry`, :mod:`orchid.notify.config`).
@@ -31,6 +33,7 @@ section and the key named, not at the first job. Plugins check their own options
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -88,6 +91,9 @@ def read(path: Path, *, required: bool) -> SettingsFile:
         sections[section] = {}
         for name, body in raw.items():
             where = f"{path}: [{section}.{name}]"
+            if section == "executors" and not isinstance(body, dict):
+                top.setdefault(section, {})[name] = body  # a setting of [executors]
+                continue
             if not isinstance(body, dict):
                 raise ConfigError(f"{where} must be a table of keys, not a {type(body).__name__}")
             options = dict(body)
@@ -96,6 +102,14 @@ def read(path: Path, *, required: bool) -> SettingsFile:
                 raise ConfigError(f"{where}: `type` is required (a name such as dask or stomp)")
             sections[section][name] = PluginConfig(name, kind, options)
     return SettingsFile(path, top, sections["executors"], sections["brokers"], sections["notify"])
+
+
+def environment(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The variable ``name`` (None: unset or empty): for the variables a setting names (a
+    password's ``password_env``, a token's ``token_env``) and the few read before settings
+    are (``ORCHID_LOG_FORMAT``, the CLI's choice of ``ORCHID_URL`` or ``ORCHID_DB_URL``)."""
+    value = (os.environ if env is None else env).get(name, "").strip()
+    return value or None
 
 
 def _default_type(section: str, name: str, options: Mapping[str, Any]) -> str | None:

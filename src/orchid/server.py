@@ -37,8 +37,8 @@ def create_app(
 ) -> FastAPI:
     """An Orchid server over ``settings.db_url``: the API under ``/api/v1``, the monitor
     under ``/ui``, metrics at ``/metrics`` (see :func:`orchid.api.app.create_api`).
-    ``auth`` None: from the environment (``ORCHID_OIDC_*``, ...)."""
-    auth = auth or AuthConfig.from_env()
+    ``auth`` None: from the settings' ``[auth]`` section (file, ``ORCHID_OIDC_*``, ...)."""
+    auth = auth or AuthConfig.from_settings(settings)
     app = create_api(
         settings,
         auth,

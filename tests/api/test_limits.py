@@ -66,7 +66,7 @@ def live_server(
     of the settings, as `orchid server` has it)."""
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
-    s = dataclasses.replace(api_settings(db, home), **settings)
+    s = api_settings(db, home).replace(**settings)
     app = create_app(s, AuthConfig(), db=db, max_body_bytes=max_body_bytes)
     toks, _ = make_tokens(db)
     recorder = ErrorRecorder(app)

@@ -127,12 +127,14 @@ def test_a_local_section_without_run_as_is_named(home: Path) -> None:
     assert warning is not None and "executor(s) gpu run" in warning
 
 
-def test_oidc_alone_is_reason_enough(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_oidc_alone_is_reason_enough(home: Path) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "settings.toml").write_text(
+        '[auth]\noidc_issuer = "https://idp.example.org"\noidc_audience = "orchid"\n'
+    )
     settings = Settings.load({"ORCHID_HOME": str(home)})
     db = Database(settings.db_url)
     db.upgrade()
-    monkeypatch.setenv("ORCHID_OIDC_ISSUER", "https://idp.example.org")
-    monkeypatch.setenv("ORCHID_OIDC_AUDIENCE", "orchid")
     warning = shared_identity(settings, db)
     assert warning is not None and "OIDC authentication is configured" in warning
 

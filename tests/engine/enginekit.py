@@ -231,6 +231,7 @@ class ScriptedExecutor:
     attempts (exit code 1), and one with ``hold: true`` stays running until ``release()``."""
 
     name = "scripted"
+    durable = False
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock

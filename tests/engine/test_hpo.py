@@ -31,6 +31,7 @@ class FunctionExecutor:
     (None: at once), so tests can watch slots free one at a time."""
 
     name = "function"
+    durable = False
 
     def __init__(self, f: Callable[[dict[str, Any]], Any], per_step: int | None = None) -> None:
         self.f = f

@@ -16,8 +16,7 @@ import pytest
 from orchid.errors import ConfigError
 from orchid.executors._condor_submit import condor_arguments, condor_environment
 from orchid.executors.base import Executor, Resources
-from orchid.executors.htcondor import HTCondorExecutor
-from orchid.executors.registry import HTCondorOptions
+from orchid.executors.htcondor import HTCondorExecutor, HTCondorOptions
 from tests.executors.contract import ExecutorContract, Reopen, finals, python, spec, wait_for
 from tests.executors.fake_htcondor import FakeHTCondor, expand, parse_new_syntax
 

@@ -15,8 +15,7 @@ import pytest
 
 from orchid.executors._process import base_env
 from orchid.executors.base import Payload
-from orchid.executors.local import LocalExecutor
-from orchid.executors.registry import LocalOptions
+from orchid.executors.local import LocalExecutor, LocalOptions
 from orchid.settings import Settings
 from tests.executors.contract import finals, python, spec, wait_for
 

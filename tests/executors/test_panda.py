@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from orchid.executors.base import Executor, Resources
-from orchid.executors.panda import PandaExecutor
-from orchid.executors.registry import PandaOptions
+from orchid.executors.panda import PandaExecutor, PandaOptions
 from tests.executors.contract import (
     NOOP,
     ExecutorContract,

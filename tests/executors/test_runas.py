@@ -239,7 +239,8 @@ def test_run_as_is_checked_at_start(
 
 
 def test_run_as_from_the_settings(tmp_path: Path, alice: OsUser) -> None:
-    from orchid.executors.registry import LocalOptions, local_run_as
+    from orchid.executors.local import LocalOptions
+    from orchid.executors.registry import local_run_as
 
     (tmp_path / "settings.toml").write_text(
         f'run_as = "{alice.name}"\n'

@@ -18,8 +18,7 @@ from typing import Any
 import pytest
 
 from orchid.config import PluginConfig
-from orchid.executors.panda import PandaExecutor
-from orchid.executors.registry import PandaOptions
+from orchid.executors.panda import PandaExecutor, PandaOptions
 from orchid.notify import config
 from orchid.notify.receiver import StatusReceiver
 from tests.executors.contract import finals, python, spec, wait_for

@@ -130,11 +130,12 @@ class Idp:
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Idp]]:
     idp = Idp()
-    monkeypatch.setenv("ORCHID_OIDC_CLIENT_ID", CLIENT)
     db = Database(f"sqlite:///{tmp_path / 'o.db'}")
     db.upgrade()
     app = create_app(
-        api_settings(db, tmp_path), AuthConfig(oidc_issuer=idp.url, oidc_audience=AUD), db=db
+        api_settings(db, tmp_path).replace(oidc_client_id=CLIENT),
+        AuthConfig(oidc_issuer=idp.url, oidc_audience=AUD),
+        db=db,
     )
     server, thread, port = serve(app)
     try:

@@ -3,7 +3,6 @@ with the monitor."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -129,7 +128,7 @@ def _serve_metrics(app: FastAPI, metrics: Metrics) -> None:
         """Prometheus metrics, for admins and members of ORCHID_METRICS_GROUP (default
         ``metrics``: give the scraper a token of that group, not an admin one)."""
         who = caller(request, app.state.orchid)
-        group = os.environ.get("ORCHID_METRICS_GROUP", "").strip() or "metrics"
+        group = app.state.orchid.settings.metrics_group.strip() or "metrics"
         if not (who.admin or group in who.groups):
             raise errors.Denied(
                 f"metrics are for admins and members of group {group!r} "

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -15,6 +14,7 @@ from typing import TypeVar
 
 from orchid.auth.names import DnKey, UserMap, check_mapped_name, load_user_map, parse_dn
 from orchid.errors import ConfigError
+from orchid.settings import AuthSettings, section_from_env
 
 MAX_USER_CHARS = 200  # the width of the owner and user columns
 ASYMMETRIC_ALGORITHMS = frozenset(
@@ -91,34 +91,31 @@ class AuthConfig:
         object.__setattr__(self, "dn_group_keys", _by_dn(groups, "x509_groups"))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> AuthConfig:
-        """Read ``ORCHID_OIDC_*``, ``ORCHID_ADMIN_GROUPS``, ``ORCHID_TRUSTED_PROXIES`` (both
-        comma-separated), ``ORCHID_DN_HEADER``, ``ORCHID_X509_CN_NAMES`` and the file of
-        ``ORCHID_USER_MAP`` (see :mod:`orchid.auth.names`); unset or empty means the default."""
-        env = os.environ if env is None else env
-
-        def get(name: str) -> str | None:
-            return env.get(name, "").strip() or None
-
-        path = get("ORCHID_USER_MAP")
+    def from_settings(cls, settings: AuthSettings) -> AuthConfig:
+        """From the ``[auth]`` settings (the settings file, ``ORCHID_OIDC_*``,
+        ``ORCHID_ADMIN_GROUPS``, ...: see :class:`orchid.settings.AuthSettings`) and the
+        file of ``user_map`` (see :mod:`orchid.auth.names`)."""
+        path = settings.user_map
         users = load_user_map(Path(path).expanduser()) if path else UserMap()
-        cn = get("ORCHID_X509_CN_NAMES") or "false"
-        if cn.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            raise ConfigError(f"ORCHID_X509_CN_NAMES={cn!r}: use true or false")
         return cls(
             oidc_users=users.oidc,
             dn_users=users.x509,
             x509_groups=users.x509_groups,
-            x509_cn_names=cn.lower() in ("1", "true", "yes", "on"),
-            oidc_issuer=get("ORCHID_OIDC_ISSUER"),
-            oidc_audience=get("ORCHID_OIDC_AUDIENCE"),
-            oidc_jwks_url=get("ORCHID_OIDC_JWKS_URL"),
-            user_claim=get("ORCHID_OIDC_USER_CLAIM") or cls.user_claim,
-            groups_claim=get("ORCHID_OIDC_GROUPS_CLAIM") or cls.groups_claim,
-            admin_groups=frozenset(_csv(env.get("ORCHID_ADMIN_GROUPS"))),
-            trusted_proxies=tuple(_csv(env.get("ORCHID_TRUSTED_PROXIES"))),
-            dn_header=get("ORCHID_DN_HEADER") or cls.dn_header,
+            x509_cn_names=settings.x509_cn_names,
+            oidc_issuer=settings.oidc_issuer or None,
+            oidc_audience=settings.oidc_audience or None,
+            oidc_jwks_url=settings.oidc_jwks_url or None,
+            user_claim=settings.oidc_user_claim or cls.user_claim,
+            groups_claim=settings.oidc_groups_claim or cls.groups_claim,
+            admin_groups=frozenset(_csv(settings.admin_groups)),
+            trusted_proxies=tuple(_csv(settings.trusted_proxies)),
+            dn_header=settings.dn_header or cls.dn_header,
         )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AuthConfig:
+        """From the environment alone (no settings file): see :meth:`from_settings`."""
+        return cls.from_settings(section_from_env(AuthSettings, env))
 
 
 def _csv(raw: str | None) -> list[str]:

@@ -5,8 +5,6 @@ imported only here, and only the one chosen."""
 
 from __future__ import annotations
 
-import os
-
 from orchid.backend.base import Backend
 
 
@@ -17,13 +15,14 @@ def from_env(*, in_job: bool = False) -> Backend:
     ``in_job``: for orchid-job, whose embedded engine runs no agents of its own (the
     caller's agents run the job) and which reads no config file.
     """
-    url = os.environ.get("ORCHID_URL", "").strip()
+    from orchid.client.config import from_environment
+
+    url, token = from_environment()
     if url:
         from orchid.backend.remote import RemoteBackend
         from orchid.client import Client
         from orchid.client.config import ClientConfig
 
-        token = os.environ.get("ORCHID_TOKEN", "").strip() or None
         config = ClientConfig(url, token) if in_job else ClientConfig.load()
         return RemoteBackend(Client.from_config(config))
     from orchid.backend.embedded import EmbeddedBackend

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -59,7 +58,7 @@ class EmbeddedBackend:
         self, settings: Settings, *, db: Database | None = None, run_agents: bool = False
     ) -> None:
         if run_agents and settings.poll_interval > POLL_S:
-            settings = replace(settings, poll_interval=POLL_S)
+            settings = settings.replace(poll_interval=POLL_S)
         self.settings = settings
         self.location = settings.db_url
         self.run_agents = run_agents

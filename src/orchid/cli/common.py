@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from orchid.config import environment
 from orchid.errors import InvalidInput, NotFound
 from orchid.settings import Settings
 
@@ -91,7 +90,7 @@ def _personal(settings: Settings) -> Settings:
         return settings
     root = settings.home / "data"
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return replace(settings, data_root=root)
+    return settings.replace(data_root=root)
 
 
 def _open(settings: Settings, wait: float = 0.0) -> Database:
@@ -171,7 +170,7 @@ def _tune_gc() -> None:
 def _logging(verbose: bool) -> None:
     """Log to stderr: readable by default, one JSON object a line with ORCHID_LOG_FORMAT=json
     (for log collectors)."""
-    fmt = os.environ.get("ORCHID_LOG_FORMAT", "text").strip().lower() or "text"
+    fmt = (environment("ORCHID_LOG_FORMAT") or "text").lower()
     if fmt not in ("text", "json"):
         raise InvalidInput(f"ORCHID_LOG_FORMAT={fmt!r}: use text or json")
     if fmt == "json":
@@ -203,12 +202,7 @@ def _remote(url: str | None, db: str | None) -> Client | None:
         raise InvalidInput("--url (a server) and --db (a database here) exclude each other")
     if db is not None:
         return None
-    env = os.environ
-    if (
-        url is None
-        and not env.get("ORCHID_URL", "").strip()
-        and env.get("ORCHID_DB_URL", "").strip()
-    ):
+    if url is None and not environment("ORCHID_URL") and environment("ORCHID_DB_URL"):
         return None
     from orchid.client import Client, ClientConfig
 

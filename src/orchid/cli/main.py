@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 import time
@@ -23,6 +22,7 @@ from orchid.cli.progress import (
     state_json,
     status_text,
 )
+from orchid.config import environment
 from orchid.core.model import ALIVE_S, Work, Workflow
 from orchid.core.states import Action, WorkflowStatus
 from orchid.core.template import json_schema
@@ -319,7 +319,7 @@ def schema() -> None:
 
 
 # commands of their own modules, listed after the ones above in `orchid --help`
-from orchid.cli import graph, hpo, joblist, service, tokens  # noqa: E402, F401
+from orchid.cli import config, graph, hpo, joblist, service, tokens  # noqa: E402, F401
 
 
 def main() -> None:
@@ -363,7 +363,7 @@ def _hint(exc: OrchidError, status: object) -> str:
             "; set ORCHID_TOKEN to a token of yours "
             "(`orchid token create --user NAME` on the server makes one)"
         )
-    if isinstance(exc, client_errors.Unreachable) and not os.environ.get("ORCHID_URL"):
+    if isinstance(exc, client_errors.Unreachable) and not environment("ORCHID_URL"):
         from orchid.client.config import config_path
 
         return (

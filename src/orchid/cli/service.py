@@ -234,7 +234,7 @@ def shared_identity(settings: Settings, database: Database) -> str | None:
     if not exposed:
         return None
     try:
-        auth = AuthConfig.from_env()
+        auth = AuthConfig.from_settings(settings)
         methods = [m for m, on in (("OIDC", auth.oidc_issuer), ("X.509", auth.networks)) if on]
     except ConfigError:  # the server says what is wrong
         methods = []

@@ -25,6 +25,12 @@ URL_ENV = "ORCHID_URL"
 TOKEN_ENV = "ORCHID_TOKEN"
 
 
+def from_environment(env: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
+    """``ORCHID_URL`` and ``ORCHID_TOKEN`` (None: unset or empty)."""
+    env = os.environ if env is None else env
+    return env.get(URL_ENV, "").strip() or None, env.get(TOKEN_ENV, "").strip() or None
+
+
 def config_path(env: Mapping[str, str] | None = None) -> Path:
     """The client config file (it need not exist)."""
     env = os.environ if env is None else env

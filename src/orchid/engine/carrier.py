@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from orchid import jobvars
 from orchid.core import jobtoken, jsonvalues
 from orchid.core.limits import Limits
 from orchid.core.retry import RetryPolicy
@@ -73,7 +74,7 @@ class Carrier:
         self.executor = executor
         self.owner = owner or agent_id("carrier")
         self.route = route
-        self._durable = bool(getattr(executor, "durable", False))
+        self._durable = executor.durable
         # release the children of jobs that succeeded in the transaction that records them,
         # rather than leaving it to the trigger (which still handles every other end)
         self.pass_on = pass_on
@@ -219,7 +220,7 @@ class Carrier:
                 payload = compiled.payload(info.name, r.name)
             job_env: dict[str, str] = {}
             if info.api_token:
-                job_env["ORCHID_TOKEN"] = self._token(conn, r.workflow_id, r.id, r.attempt)
+                job_env[jobvars.TOKEN] = self._token(conn, r.workflow_id, r.id, r.attempt)
             specs.append(
                 JobSpec(
                     f"{r.workflow_id}-{r.id}-{r.attempt}",  # JobSpec.make_key

@@ -9,8 +9,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from orchid.executors.base import Usage
-from orchid.executors.registry import HTCondorOptions
+from pydantic import Field
+
+from orchid.executors.base import ExecutorOptions, Usage
+
+
+class HTCondorOptions(ExecutorOptions):
+    schedd: str | None = Field(None, description="the schedd's name (default: the local one)")
+    collector: str | None = Field(None, description="the pool's collector host:port")
+    python: str = "python3"
+    namespace: str | None = None
+    queue_attribute: str = Field("JobFlavour", description="the job attribute a `queue` sets")
+    poll_interval: float = Field(10.0, gt=0, description="seconds between schedd queries")
+    slots: int = Field(10_000, ge=1, description="jobs in flight")
+    extra: dict[str, str] = Field(default_factory=dict, description="more submit commands")
+
 
 RESULT_NAME = "orchid-result.json"
 # the job's shell: an empty result file (transferred back even if the job writes none),

@@ -9,13 +9,37 @@ import importlib
 import json
 import os
 import re
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field
+
+from orchid.config import environment
 from orchid.errors import ConfigError
 from orchid.executors import _process as proc
-from orchid.executors.base import JobSpec, Usage
-from orchid.executors.registry import PandaOptions
+from orchid.executors.base import ExecutorOptions, JobSpec, Usage
 from orchid.extras import missing
+
+
+class PandaOptions(ExecutorOptions):
+    url: str = Field(description="the PanDA server, https://HOST:25443/server/panda")
+    site: str | None = Field(None, description="the PanDA queue jobs go to unless a work says")
+    vo: str = "wlcg"
+    working_group: str | None = None
+    prod_source_label: str = "managed"
+    processing_type: str = "orchid"
+    user_name: str | None = Field(None, description="the task owner (default: the token's)")
+    auth: Literal["oidc", "x509"] = "oidc"
+    token_env: str | None = Field(None, description="variable holding the OIDC token")
+    auth_vo: str | None = Field(None, description="PANDA_AUTH_VO (default: vo)")
+    verify_host: bool = True
+    monitor_url: str | None = Field(None, description="log links: {monitor_url}/job?pandaid=N")
+    python: str = "python3"
+    namespace: str | None = None
+    poll_interval: float = Field(30.0, gt=0, description="seconds between status queries")
+    slots: int = Field(10_000, ge=1, description="jobs in flight")
+    status_broker: str | None = Field(None, description="a [brokers.NAME] PanDA publishes to")
+    status_destination: str | None = Field(None, description="its job status queue")
+
 
 RUNNING = frozenset({"starting", "running", "holding", "transferring", "merging"})
 FAILED = frozenset({"failed", "cancelled", "closed", "broken", "lost"})
@@ -39,7 +63,7 @@ def panda_client(options: PandaOptions) -> Any:
     if options.auth == "oidc":
         env["PANDA_AUTH"] = "oidc"
         env["PANDA_AUTH_VO"] = options.auth_vo or options.vo
-        token = os.environ.get(options.token_env) if options.token_env else None
+        token = environment(options.token_env) if options.token_env else None
         if options.token_env and not token:
             raise ConfigError(
                 f"the panda executor's token_env names {options.token_env}, which is not set"

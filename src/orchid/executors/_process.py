@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from orchid import jobvars
 from orchid.core import jsonvalues, placeholders
 from orchid.core.limits import DEFAULT, Limits
 from orchid.executors.base import JobSpec, Usage
@@ -141,12 +142,12 @@ class AttemptFiles:
 def job_identity(spec: JobSpec) -> dict[str, str]:
     """The variables that tell a job which attempt of which job it is."""
     return {
-        "ORCHID_JOB_KEY": spec.key,
-        "ORCHID_WORKFLOW_ID": str(spec.workflow_id),
-        "ORCHID_JOB_ID": str(spec.job_id),
-        "ORCHID_JOB_NAME": spec.job_name,
-        "ORCHID_ATTEMPT": str(spec.attempt),
-        "ORCHID_WORK": spec.work_name,
+        jobvars.JOB_KEY: spec.key,
+        jobvars.WORKFLOW_ID: str(spec.workflow_id),
+        jobvars.JOB_ID: str(spec.job_id),
+        jobvars.JOB_NAME: spec.job_name,
+        jobvars.ATTEMPT: str(spec.attempt),
+        jobvars.WORK: spec.work_name,
     }
 
 
@@ -163,7 +164,8 @@ def job_env(spec: JobSpec) -> dict[str, str]:
     ``ORCHID_ARGS``; ``payload.python_path`` as ``PYTHONPATH`` when it has one."""
     env = {k: render_item(v, spec.args) for k, v in spec.payload.env.items()}
     env.update(spec.env)
-    env.update(job_identity(spec), ORCHID_ARGS=_args_json(spec))
+    env.update(job_identity(spec))
+    env[jobvars.ARGS] = _args_json(spec)
     if spec.payload.python_path:
         env["PYTHONPATH"] = os.pathsep.join(spec.payload.python_path)
     return env
@@ -190,10 +192,15 @@ def base_env(
         for k, v in source.items()
         if k in ENV_ALLOWED or k in exact or k.startswith(("LC_", *prefixes))
     }
-    env.pop("ORCHID_ARGS", None)
+    env.pop(jobvars.ARGS, None)
     if user is not None:
         env.update(HOME=user.home, USER=user.name, LOGNAME=user.name)
     return env
+
+
+def our_python_path() -> str:
+    """The agent's PYTHONPATH, which jobs and pool workers extend."""
+    return os.environ.get("PYTHONPATH", "")
 
 
 def build_env(
@@ -220,17 +227,15 @@ def job_variables(
     args_json = _args_json(spec)
     env = {k: render_item(v, spec.args) for k, v in spec.payload.env.items()}
     env.update(spec.env)
-    env.pop("ORCHID_ARGS", None)
-    env.update(
-        job_identity(spec),
-        ORCHID_ARGS_FILE=str(files.args),
-        ORCHID_RESULT_FILE=str(files.result),
-        ORCHID_PROGRESS_FILE=str(files.progress),
-    )
+    env.pop(jobvars.ARGS, None)
+    env.update(job_identity(spec))
+    env[jobvars.ARGS_FILE] = str(files.args)
+    env[jobvars.RESULT_FILE] = str(files.result)
+    env[jobvars.PROGRESS_FILE] = str(files.progress)
     if len(args_json) <= ARGS_IN_ENV_MAX:
-        env["ORCHID_ARGS"] = args_json  # JSON escapes a NUL: never one here
+        env[jobvars.ARGS] = args_json  # JSON escapes a NUL: never one here
     check_no_nul((), env)
-    base = env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    base = env.get("PYTHONPATH", our_python_path())
     current = [p for p in base.split(os.pathsep) if p]
     path = [*spec.payload.python_path, *current]
     path += [p for p in extra_path if p not in path]

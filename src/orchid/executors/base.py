@@ -12,14 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, Self, runtime_checkable
 
+from pydantic import BaseModel, ConfigDict
+
+from orchid.core.limits import DEFAULT as DEFAULT_LIMITS
+from orchid.core.limits import Limits
 from orchid.core.model import JobUpdate, UpdateState, Usage
 
 PayloadKind = Literal["command", "function", "noop"]
 
 __all__ = [
+    "BuildContext",
+    "Buildable",
     "Executor",
+    "ExecutorOptions",
     "JobSpec",
     "JobUpdate",
     "Payload",
@@ -96,6 +104,9 @@ class Executor(Protocol):
     """
 
     name: str
+    durable: bool
+    """Its jobs outlive it: ``close`` leaves them running, and the carrier adopts the jobs
+    of a carrier that stopped (see :mod:`orchid.engine.carrier`)."""
 
     def capacity(self) -> int:
         """How many more jobs it would start now; the carrier claims no more than this."""
@@ -120,3 +131,44 @@ class Executor(Protocol):
 
 WakeUp = Callable[[], None]
 """Called by an executor (from any thread) when it has updates, to wake the carrier."""
+
+
+class ExecutorOptions(BaseModel):
+    """The keys of one ``[executors.NAME]`` section: each executor type has its model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What an executor built from a settings section gets besides its options: where it
+    writes, whom it wakes, and the settings' defaults for local executors (so executors
+    never import the settings)."""
+
+    name: str  # the section's NAME
+    log_dir: Path
+    wake: WakeUp | None = None
+    namespace: str = "orchid"  # the default prefix of task names on a shared backend
+    home: Path | None = None
+    limits: Limits = DEFAULT_LIMITS
+    workers: int = 1  # local executors: slots, unless their section says
+    prefetch: int = 0  # local executors: jobs taken ahead of free slots
+    reuse_workers: bool = False  # local executors: function jobs in long-lived workers
+    run_as: str = ""  # local executors: the OS user jobs run as, unless their section says
+    env_passthrough: str = ""  # local executors: more variables jobs get (comma-separated)
+    brokers: Mapping[str, Any] = field(default_factory=dict)  # [brokers.NAME] sections
+
+    @property
+    def where(self) -> str:
+        return f"[executors.{self.name}]"
+
+
+class Buildable(Protocol):
+    """An executor type the registry can make from a settings section."""
+
+    options_model: ClassVar[type[ExecutorOptions]]
+
+    @classmethod
+    def from_config(cls, options: Any, context: BuildContext) -> Self:
+        """The executor an ``options_model`` instance and the context describe."""
+        ...

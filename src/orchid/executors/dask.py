@@ -31,12 +31,22 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import Field
 
 from orchid.errors import ConfigError, ExecutorError
 from orchid.executors import _process as proc
 from orchid.executors._updates import Updates
-from orchid.executors.base import JobSpec, JobUpdate, Resources, UpdateState, WakeUp
+from orchid.executors.base import (
+    BuildContext,
+    ExecutorOptions,
+    JobSpec,
+    JobUpdate,
+    Resources,
+    UpdateState,
+    WakeUp,
+)
 from orchid.executors.remote import Outcome
 from orchid.extras import missing
 
@@ -101,6 +111,19 @@ def run_on_worker(spec: JobSpec, python: str | None = None) -> Outcome:
     )
 
 
+class DaskOptions(ExecutorOptions):
+    address: str | None = Field(
+        None, description="the scheduler, tcp://HOST:8786; none: a LocalCluster"
+    )
+    local_workers: int = Field(2, ge=1, description="workers of the LocalCluster")
+    slots: int | None = Field(
+        None, ge=1, description="jobs in flight (default: the cluster's threads)"
+    )
+    python: str | None = Field(None, description="what `python` means on the workers")
+    namespace: str | None = Field(None, description="prefix of task names (default: per database)")
+    connect_timeout: float = Field(30.0, gt=0)
+
+
 class DaskExecutor:
     """Jobs as tasks on a Dask cluster at ``address``, or on a LocalCluster it starts.
 
@@ -111,6 +134,21 @@ class DaskExecutor:
     """
 
     durable = True
+    options_model: ClassVar[type[ExecutorOptions]] = DaskOptions
+
+    @classmethod
+    def from_config(cls, options: DaskOptions, context: BuildContext) -> DaskExecutor:
+        return cls(
+            context.log_dir,
+            address=options.address,
+            name=context.name,
+            wake=context.wake,
+            local_workers=options.local_workers,
+            slots=options.slots,
+            python=options.python,
+            connect_timeout_s=options.connect_timeout,
+            namespace=options.namespace or context.namespace,
+        )
 
     def __init__(
         self,

@@ -32,8 +32,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from orchid import jobvars
 from orchid.errors import ConfigError, ExecutorError
 from orchid.executors import _process as proc
 from orchid.executors._condor_submit import (
@@ -45,6 +46,7 @@ from orchid.executors._condor_submit import (
     PROJECTION,
     REMOVED,
     RUNNING,
+    HTCondorOptions,
     condor_arguments,
     condor_environment,
     description,
@@ -52,9 +54,15 @@ from orchid.executors._condor_submit import (
     usage_of,
 )
 from orchid.executors._updates import Updates
-from orchid.executors.base import JobSpec, JobUpdate, UpdateState, WakeUp
+from orchid.executors.base import (
+    BuildContext,
+    ExecutorOptions,
+    JobSpec,
+    JobUpdate,
+    UpdateState,
+    WakeUp,
+)
 from orchid.executors.jobcommand import job_command
-from orchid.executors.registry import HTCondorOptions
 from orchid.extras import missing
 
 logger = logging.getLogger(__name__)
@@ -79,6 +87,17 @@ class HTCondorExecutor:
     """Jobs on an HTCondor schedd; see the module docstring."""
 
     durable = True
+    options_model: ClassVar[type[ExecutorOptions]] = HTCondorOptions
+
+    @classmethod
+    def from_config(cls, options: HTCondorOptions, context: BuildContext) -> HTCondorExecutor:
+        return cls(
+            context.log_dir,
+            options,
+            name=context.name,
+            wake=context.wake,
+            namespace=options.namespace or context.namespace,
+        )
 
     def __init__(
         self,
@@ -204,7 +223,7 @@ class HTCondorExecutor:
         env = proc.job_env(spec)
         env.update(command.env)
         if spec.payload.workdir:
-            env["ORCHID_WORKDIR"] = spec.payload.workdir
+            env[jobvars.WORKDIR] = spec.payload.workdir
         res = spec.resources
         return {
             "orchid_args": condor_arguments(["-c", PRELUDE, *command.argv]),

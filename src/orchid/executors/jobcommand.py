@@ -25,6 +25,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchid import jobvars
 from orchid.core.placeholders import UnsafePlaceholder, render_command
 from orchid.executors._process import PYTHON_NAMES, StartError
 from orchid.executors.base import JobSpec
@@ -62,5 +63,5 @@ def job_command(spec: JobSpec, *, python: str = sys.executable) -> JobCommand:
     if payload.kind == "function":
         if not payload.function:
             raise StartError("function payload without a function")
-        return JobCommand([python, "-m", WRAPPER_MODULE], {"ORCHID_FUNCTION": payload.function})
+        return JobCommand([python, "-m", WRAPPER_MODULE], {jobvars.FUNCTION: payload.function})
     raise StartError(f"a {payload.kind!r} payload runs no command")

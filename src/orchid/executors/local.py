@@ -39,18 +39,29 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import Field
 
 from orchid.core.limits import DEFAULT as DEFAULT_LIMITS
 from orchid.core.limits import Limits
 from orchid.errors import ConfigError, ExecutorError
 from orchid.executors import _process as proc
 from orchid.executors import runas
-from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage, WakeUp
+from orchid.executors._attempt import Attempt
+from orchid.executors.base import (
+    BuildContext,
+    ExecutorOptions,
+    JobSpec,
+    JobUpdate,
+    UpdateState,
+    Usage,
+    WakeUp,
+)
 from orchid.executors.jobcommand import job_command
-from orchid.executors.pool import RECALL_S, PooledSlots, PoolWorker, Sent
+from orchid.executors.pool import RECALL_S, PoolWorker, WorkerPool
 from orchid.executors.runas import OsUser, RunAs
 
 logger = logging.getLogger(__name__)
@@ -64,23 +75,27 @@ PREFETCH_QUICK_S = 1.0
 _RECENT_WEIGHT = 0.2  # of the newest job in the running mean of job durations
 
 
-@dataclass(eq=False)
-class _Attempt:
-    """A job a worker thread has taken. Mutable fields are guarded by the executor's lock."""
+class LocalOptions(ExecutorOptions):
+    workers: int | None = Field(None, ge=1, description="process slots (default: ORCHID_WORKERS)")
+    run_as: str | dict[str, str] | None = Field(
+        None,
+        description="the OS user jobs run as: one name, or a table of Orchid user (or "
+        "group:NAME, or *) = OS user (default: the top-level run_as; none: the agent's own)",
+    )
+    env_passthrough: list[str] | None = Field(
+        None,
+        description="more of the agent's variables jobs get: NAME or PREFIX* (default: the "
+        "top-level env_passthrough)",
+    )
+    prefetch: int | None = Field(
+        None, ge=0, description="jobs taken ahead of free slots (default: ORCHID_PREFETCH)"
+    )
+    reuse_workers: bool | None = Field(
+        None, description="function jobs in long-lived workers (default: ORCHID_REUSE_WORKERS)"
+    )
 
-    spec: JobSpec
-    process: subprocess.Popen[bytes] | None = None
-    exited: bool = False  # the child has exited; its group must not be signalled any more
-    cancelled: bool = False
-    timed_out: bool = False
-    signalled: bool = False  # a signal was sent to its process group
-    started: float | None = None  # monotonic time its process (or pool worker) began it
-    recalled: bool = False  # asked back from a worker's pipe for a free slot
-    size: int = 0  # bytes of its message to a pool worker
-    timers: list[threading.Timer] = field(default_factory=list)
 
-
-class LocalExecutor(PooledSlots):
+class LocalExecutor:
     """Runs jobs as child processes of this agent; see the module docstring.
 
     ``wake`` is called (from worker threads) after each update is queued; ``clock`` stamps
@@ -92,6 +107,31 @@ class LocalExecutor(PooledSlots):
     """
 
     name = "local"
+    durable = False
+    options_model: ClassVar[type[ExecutorOptions]] = LocalOptions
+
+    @classmethod
+    def from_config(cls, options: LocalOptions, context: BuildContext) -> LocalExecutor:
+        """A local executor as its section says, the settings' defaults for the rest."""
+        passthrough = options.env_passthrough
+        if passthrough is None:
+            passthrough = [n.strip() for n in context.env_passthrough.split(",") if n.strip()]
+        run_as = options.run_as if options.run_as is not None else (context.run_as or None)
+        executor = cls(
+            workers=options.workers or context.workers,
+            log_dir=context.log_dir,
+            wake=context.wake,
+            prefetch=context.prefetch if options.prefetch is None else options.prefetch,
+            reuse_workers=(
+                context.reuse_workers if options.reuse_workers is None else options.reuse_workers
+            ),
+            limits=context.limits,
+            run_as=RunAs.parse(run_as, context.where),
+            env_passthrough=passthrough,
+            home=context.home,
+        )
+        executor.name = context.name
+        return executor
 
     def __init__(
         self,
@@ -114,14 +154,10 @@ class LocalExecutor(PooledSlots):
             raise ConfigError(f"prefetch cannot be negative; got {prefetch}")
         self._workers = workers
         self._prefetch = prefetch
-        self._reuse = reuse_workers
         self._limits = limits  # result_max_bytes: a bigger result fails its job
-        self._pool: list[PoolWorker | None] = [None] * workers
-        self._piped: list[tuple[PoolWorker, Sent] | None] = [None] * workers  # see pool
         self._log_dir = Path(log_dir)
         self._run_as = run_as
         self._passthrough = tuple(env_passthrough)
-        self._folders: dict[Path, int] = {}  # job folders made for run_as users: their uid
         if run_as is not None:
             run_as.check(f"executor {self.name}")
             try:
@@ -132,10 +168,13 @@ class LocalExecutor(PooledSlots):
         self._clock = clock
         self._kill_grace_s = kill_grace_s
         self._lock = threading.Lock()
+        self._pool = (
+            WorkerPool(workers, self._log_dir, limits, self, self._lock) if reuse_workers else None
+        )
         self._work_ready = threading.Condition(self._lock)
         self._pending: deque[JobSpec] = deque()  # may hold cancelled specs; _queued decides
         self._queued: dict[str, JobSpec] = {}
-        self._running: dict[str, _Attempt] = {}
+        self._running: dict[str, Attempt] = {}
         self._updates: list[JobUpdate] = []
         self._closed = False
         self._idle = 0  # slot threads waiting for a job
@@ -206,7 +245,7 @@ class LocalExecutor(PooledSlots):
 
         A cancelled running attempt reports ``failed`` with error ``"cancelled"``.
         """
-        to_stop: list[_Attempt] = []
+        to_stop: list[Attempt] = []
         with self._lock:
             for key in keys:
                 if self._queued.pop(key, None) is not None:
@@ -240,10 +279,8 @@ class LocalExecutor(PooledSlots):
         alive = sum(thread.is_alive() for thread in self._threads)
         if alive:
             logger.warning("local executor closed with %d worker(s) still busy", alive)
-        for i, worker in enumerate(self._pool):
-            if worker is not None:
-                worker.close()
-                self._pool[i] = None
+        if self._pool is not None:
+            self._pool.close()
 
     # --- worker threads ----------------------------------------------------------------
 
@@ -267,21 +304,27 @@ class LocalExecutor(PooledSlots):
             if attempt is None:
                 continue  # what was queued had been cancelled (or recalls were sent)
             try:
-                if self._reuse and self._signature(attempt.spec) is not None:
-                    self._run_pooled(attempt, slot)
+                if self._pool is not None and self._pool.accepts(attempt.spec):
+                    self._pool.run(attempt, slot)
                 else:
                     self._run(attempt)
             except Exception as exc:  # a bug here must not kill the worker or lose the job
                 logger.exception("job %s: executor error", attempt.spec.key)
-                self._finish(attempt, "failed", error=f"executor error: {exc}")
+                self.finish(attempt, "failed", error=f"executor error: {exc}")
 
-    def _take(self, wanted: Callable[[JobSpec], bool]) -> _Attempt | None:
+    def _recalls(self) -> tuple[list[tuple[PoolWorker, list[str]]], bool]:
+        """See :meth:`WorkerPool.recalls` (the lock held)."""
+        return self._pool.recalls() if self._pool is not None else ([], False)
+
+    # --- for the worker pool (orchid.executors.pool.Slots) -----------------------------
+
+    def take(self, wanted: Callable[[JobSpec], bool]) -> Attempt | None:
         """The oldest queued job, now running, if it is ``wanted`` and no slot is free to
         start it at once; else None."""
         with self._lock:
             return None if self._idle else self._take_locked(wanted)
 
-    def _take_locked(self, wanted: Callable[[JobSpec], bool] | None) -> _Attempt | None:
+    def _take_locked(self, wanted: Callable[[JobSpec], bool] | None) -> Attempt | None:
         while self._pending and not self._closed:
             spec = self._pending[0]
             if self._queued.get(spec.key) is not spec:
@@ -291,11 +334,36 @@ class LocalExecutor(PooledSlots):
                 return None
             self._pending.popleft()
             del self._queued[spec.key]
-            attempt = self._running[spec.key] = _Attempt(spec)
+            attempt = self._running[spec.key] = Attempt(spec)
             return attempt
         return None
 
-    def _requeue(self, attempts: Sequence[_Attempt]) -> None:
+    def withdrawn(self, attempt: Attempt) -> bool:
+        """True (and the attempt forgotten) if it was cancelled before it started."""
+        with self._lock:
+            if not attempt.cancelled:
+                return False
+            del self._running[attempt.spec.key]
+            return True
+
+    def began(
+        self, attempt: Attempt, process: subprocess.Popen[bytes], log_uri: str, *, wake: bool
+    ) -> None:
+        """The attempt's process started: report it (``wake``: tell the agent now), signal
+        it if it was cancelled meanwhile, and start its walltime."""
+        with self._lock:
+            attempt.process = process
+            if attempt.started is None:  # (a pool worker's job: when the worker began it)
+                attempt.started = time.monotonic()
+            cancelled = attempt.cancelled
+        self._push(self._update(attempt.spec, "running", log_uri=log_uri), wake=wake)
+        if cancelled:
+            self._terminate(attempt)
+        walltime = attempt.spec.resources.walltime_s
+        if walltime is not None:
+            self._start_timer(attempt, walltime, self._walltime_expired)
+
+    def requeue(self, attempts: Sequence[Attempt]) -> None:
         """Put attempts that never started back at the front of the queue, in order."""
         with self._lock:
             for attempt in reversed(attempts):
@@ -306,41 +374,31 @@ class LocalExecutor(PooledSlots):
                 self._pending.appendleft(attempt.spec)
                 self._work_ready.notify()
 
-    def _run(self, attempt: _Attempt) -> None:
+    def _run(self, attempt: Attempt) -> None:
         """Start the attempt's process, wait for it, and report how it ended."""
         spec = attempt.spec
         files = proc.AttemptFiles.for_job(self._log_dir, spec)
         log_uri = str(files.out)
         try:
-            user = self._user(spec)
+            user = self.user(spec)
             argv, env = self._command(spec, files, user)
             files.prepare(spec.args, user)
-            with self._lock:
-                if attempt.cancelled:  # cancelled before it started: as if still queued
-                    del self._running[spec.key]
-                    return
+            if self.withdrawn(attempt):  # cancelled before it started: as if still queued
+                return
             cwd = spec.payload.workdir
             if cwd is None and user is not None:  # ours may be closed to it: its own folder
                 cwd = str(files.out.parent)
             process = proc.spawn(argv, cwd, env, files, user)
         except proc.StartError as exc:
             logger.info("job %s: cannot start: %s", spec.key, exc)
-            self._finish(attempt, "failed", error=str(exc), log_uri=log_uri)
+            self.finish(attempt, "failed", error=str(exc), log_uri=log_uri)
             return
         started = time.monotonic()
-        with self._lock:
-            attempt.process = process
-            attempt.started = started
-            cancelled = attempt.cancelled
         logger.debug("job %s: started pid %d: %s", spec.key, process.pid, argv)
-        self._push(self._update(spec, "running", log_uri=log_uri))
-        if cancelled:
-            self._terminate(attempt)
+        self.began(attempt, process, log_uri, wake=True)
         walltime = spec.resources.walltime_s
-        if walltime is not None:
-            self._start_timer(attempt, walltime, self._walltime_expired)
 
-        status, usage = proc.wait(process.pid, started, lambda: self._exited(attempt))
+        status, usage = proc.wait(process.pid, started, lambda: self.exited(attempt))
         exit_code, error = proc.exit_reason(status, files.err)
         process.returncode = exit_code if exit_code is not None else -1  # Popen must not reap
 
@@ -354,7 +412,7 @@ class LocalExecutor(PooledSlots):
         state: UpdateState = "failed" if error else "succeeded"
         log = logger.debug if state == "succeeded" else logger.info
         log("job %s: %s (exit code %s) %s", spec.key, state, exit_code, error or "")
-        self._finish(
+        self.finish(
             attempt,
             state,
             exit_code=exit_code,
@@ -371,15 +429,15 @@ class LocalExecutor(PooledSlots):
         command = job_command(spec)
         # a function runs in the wrapper, which must find orchid even where it is not installed
         extra = [_ORCHID_ROOT] if spec.payload.kind == "function" else []
-        env = proc.build_env(spec, files, extra, self._base_env(user))
+        env = proc.build_env(spec, files, extra, self.base_env(user))
         env.update(command.env)
         return command.argv, env
 
-    def _base_env(self, user: OsUser | None) -> dict[str, str]:
+    def base_env(self, user: OsUser | None) -> dict[str, str]:
         """What jobs (of ``user``) inherit of our environment now: see :func:`proc.base_env`."""
         return proc.base_env(self._passthrough, user)
 
-    def _user(self, spec: JobSpec) -> OsUser | None:
+    def user(self, spec: JobSpec) -> OsUser | None:
         """The OS user the job runs as (None: as we do); StartError if run_as has none."""
         if self._run_as is None:
             return None
@@ -390,7 +448,7 @@ class LocalExecutor(PooledSlots):
 
     # --- stopping processes ------------------------------------------------------------
 
-    def _exited(self, attempt: _Attempt) -> None:
+    def exited(self, attempt: Attempt) -> None:
         """The process is gone: no more signals to its group, no more timers."""
         with self._lock:
             attempt.exited = True
@@ -398,7 +456,7 @@ class LocalExecutor(PooledSlots):
         for timer in timers:
             timer.cancel()
 
-    def _signal(self, attempt: _Attempt, signum: int) -> None:
+    def _signal(self, attempt: Attempt, signum: int) -> None:
         """Signal the attempt's process group unless it has exited (its pgid may be reused)."""
         with self._lock:
             if attempt.process is None or attempt.exited:
@@ -407,15 +465,15 @@ class LocalExecutor(PooledSlots):
             attempt.signalled = True
             proc.kill_group(attempt.process.pid, signum)
 
-    def _terminate(self, attempt: _Attempt) -> None:
+    def _terminate(self, attempt: Attempt) -> None:
         """SIGTERM now, SIGKILL after the grace period if it is still there."""
         self._signal(attempt, signal.SIGTERM)
         self._start_timer(attempt, self._kill_grace_s, self._kill)
 
-    def _kill(self, attempt: _Attempt) -> None:
+    def _kill(self, attempt: Attempt) -> None:
         self._signal(attempt, signal.SIGKILL)
 
-    def _walltime_expired(self, attempt: _Attempt) -> None:
+    def _walltime_expired(self, attempt: Attempt) -> None:
         with self._lock:
             if attempt.exited or attempt.cancelled:
                 return
@@ -424,7 +482,7 @@ class LocalExecutor(PooledSlots):
         self._terminate(attempt)
 
     def _start_timer(
-        self, attempt: _Attempt, delay: float, action: Callable[[_Attempt], None]
+        self, attempt: Attempt, delay: float, action: Callable[[Attempt], None]
     ) -> None:
         """Run ``action(attempt)`` after ``delay`` seconds unless the process exits first."""
         with self._lock:
@@ -449,7 +507,7 @@ class LocalExecutor(PooledSlots):
         if wake:
             self._notify()
 
-    def _finish(self, attempt: _Attempt, state: UpdateState, **fields: Any) -> None:
+    def finish(self, attempt: Attempt, state: UpdateState, **fields: Any) -> None:
         """Queue the final update and free the worker slot in one step."""
         update = self._update(attempt.spec, state, **fields)
         took = None if attempt.started is None else time.monotonic() - attempt.started

@@ -9,15 +9,28 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 from orchid.core.model import NO_USAGE
-from orchid.executors.base import JobSpec, JobUpdate, WakeUp
+from orchid.executors.base import BuildContext, ExecutorOptions, JobSpec, JobUpdate, WakeUp
+
+
+class NullOptions(ExecutorOptions):
+    pass
 
 
 class NullExecutor:
     """Completes every submitted job instantly with exit code 0 and result None."""
 
     name = "null"
+    durable = False
+    options_model: ClassVar[type[ExecutorOptions]] = NullOptions
+
+    @classmethod
+    def from_config(cls, options: Any, context: BuildContext) -> NullExecutor:
+        executor = cls(wake=context.wake)
+        executor.name = context.name
+        return executor
 
     def __init__(self, wake: WakeUp | None = None, clock: Callable[[], float] = time.time) -> None:
         self._wake = wake

@@ -38,15 +38,16 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from orchid.errors import ExecutorError
+from orchid.errors import ConfigError, ExecutorError
 from orchid.executors import _process as proc
 from orchid.executors._panda_api import (
     DEAD_TASK,
     FAILED,
     RUNNING,
     TASK_ID,
+    PandaOptions,
     as_int,
     failure,
     panda_client,
@@ -56,9 +57,15 @@ from orchid.executors._panda_api import (
     usage_of,
 )
 from orchid.executors._updates import Updates
-from orchid.executors.base import JobSpec, JobUpdate, UpdateState, WakeUp
+from orchid.executors.base import (
+    BuildContext,
+    ExecutorOptions,
+    JobSpec,
+    JobUpdate,
+    UpdateState,
+    WakeUp,
+)
 from orchid.executors.jobcommand import job_command
-from orchid.executors.registry import PandaOptions
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +84,18 @@ class PandaExecutor:
     """Jobs as PanDA jobs of one task per work; see the module docstring."""
 
     durable = True
+    options_model: ClassVar[type[ExecutorOptions]] = PandaOptions
+
+    @classmethod
+    def from_config(cls, options: PandaOptions, context: BuildContext) -> PandaExecutor:
+        return cls(
+            context.log_dir,
+            options,
+            name=context.name,
+            wake=context.wake,
+            namespace=options.namespace or context.namespace,
+            status_messages=status_receiver(options, context),
+        )
 
     def __init__(
         self,
@@ -387,3 +406,22 @@ class PandaExecutor:
             return None
         base = (self._opts.monitor_url or self._opts.url).rstrip("/")
         return f"{base}/job?pandaid={job.panda_id}"
+
+
+def status_receiver(options: PandaOptions, context: BuildContext) -> Any:
+    """The receiver of job status messages, if the section names a broker."""
+    if options.status_broker is None:
+        return None
+    from orchid.notify import config as notify_config
+    from orchid.notify.receiver import StatusReceiver
+
+    cfg = context.brokers.get(options.status_broker)
+    if cfg is None or not options.status_destination:
+        raise ConfigError(
+            f"{context.where}: status_broker must name a [brokers.NAME] section and "
+            "status_destination the queue PanDA sends job status messages to"
+        )
+    broker = notify_config.broker(cfg, f"[brokers.{options.status_broker}]")
+    return StatusReceiver(
+        broker, options.status_destination, name=f"orchid-{options.status_broker}"
+    )

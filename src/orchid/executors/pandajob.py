@@ -26,6 +26,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from orchid import jobvars
+
 RESULT_NAME = "orchid-result.json"
 EXIT_BAD_INPUT = 2
 
@@ -39,7 +41,7 @@ def sandbox_name(lfn: str) -> tuple[str, str]:
 
 
 def fetch(cache: str, sandbox: str) -> dict[str, Any]:
-    folder = Path(os.environ.get("ORCHID_PANDA_CACHE") or tempfile.gettempdir()) / "orchid-panda"
+    folder = Path(jobvars.find(jobvars.PANDA_CACHE) or tempfile.gettempdir()) / "orchid-panda"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / sandbox
     if not path.exists():
@@ -66,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     env = dict(os.environ)
     env.update(entry["env"])
-    env["ORCHID_RESULT_FILE"] = str(Path.cwd() / RESULT_NAME)
+    env[jobvars.RESULT_FILE] = str(Path.cwd() / RESULT_NAME)
     workdir = entry.get("workdir")
     cwd = workdir if workdir and os.path.isdir(workdir) else None
-    result = Path(env["ORCHID_RESULT_FILE"])
+    result = Path(env[jobvars.RESULT_FILE])
     result.unlink(missing_ok=True)
     try:
         process = subprocess.Popen(entry["argv"], env=env, cwd=cwd, stdout=subprocess.PIPE)

@@ -31,7 +31,8 @@ from orchid.core import jsonvalues
 from orchid.core.limits import DEFAULT as DEFAULT_LIMITS
 from orchid.core.limits import Limits
 from orchid.executors import _process as proc
-from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage
+from orchid.executors._attempt import Attempt
+from orchid.executors.base import JobSpec, UpdateState, Usage
 from orchid.executors.runas import OsUser, as_user, own_folder
 from orchid.store.db import private_folder
 
@@ -77,7 +78,7 @@ class PoolWorker:
             own_folder(self.spare, user)
         python_path, workdir, _, _ = signature
         env = dict(base_env)
-        current = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        current = [p for p in proc.our_python_path().split(os.pathsep) if p]
         path = [*python_path, *current]
         path += [p for p in (_ORCHID_ROOT,) if p not in path]
         env["PYTHONPATH"] = os.pathsep.join(path)
@@ -230,75 +231,89 @@ def pooled_signature(spec: JobSpec, user: OsUser | None = None) -> Signature | N
     return signature_of(payload.python_path, payload.workdir, uid, spec.workflow_id)
 
 
-Sent = dict[str, tuple[Any, proc.AttemptFiles]]  # jobs written to a worker by key, oldest first
+Sent = dict[str, tuple[Attempt, proc.AttemptFiles]]  # jobs written to a worker by key, oldest first
 
 
-class _Host(Protocol):
-    """What :class:`PooledSlots` uses of the executor it is mixed into."""
+class Slots(Protocol):
+    """What a :class:`WorkerPool` needs of the executor whose slots it serves: its queue,
+    the OS user and environment of a job, and how attempts are reported."""
 
-    _lock: threading.Lock
-    _limits: Limits
-    _log_dir: Path
-    _pool: list[PoolWorker | None]
-    _piped: list[tuple[PoolWorker, Sent] | None]
-    _running: dict[str, Any]
-    _folders: dict[Path, int]
+    def user(self, spec: JobSpec) -> OsUser | None:
+        """The OS user the job runs as (None: as we do); StartError if there is none."""
+        ...
 
-    def _base_env(self, user: OsUser | None) -> dict[str, str]: ...
-    def _user(self, spec: JobSpec) -> OsUser | None: ...
-    def _signature(self: _Host, spec: JobSpec) -> Signature | None: ...
-    def _push(self, update: JobUpdate, *, wake: bool = True) -> None: ...
-    def _update(self, spec: JobSpec, state: UpdateState, **fields: Any) -> JobUpdate: ...
-    def _finish(self, attempt: Any, state: UpdateState, **fields: Any) -> None: ...
-    def _exited(self, attempt: Any) -> None: ...
-    def _terminate(self, attempt: Any) -> None: ...
-    def _walltime_expired(self, attempt: Any) -> None: ...
-    def _start_timer(self, attempt: Any, delay: float, action: Callable[[Any], None]) -> None: ...
-    def _take(self, wanted: Callable[[JobSpec], bool]) -> Any | None: ...
-    def _requeue(self, attempts: Sequence[Any]) -> None: ...
-    def _worker(
-        self: _Host, slot: int, signature: Signature, user: OsUser | None
-    ) -> PoolWorker: ...
-    def _serve(
-        self: _Host, slot: int, worker: PoolWorker, signature: Signature, sent: Sent
-    ) -> None: ...
-    def _hand_over(self: _Host, worker: PoolWorker, attempt: Any, sent: Sent) -> bool: ...
-    def _returned(self: _Host, sent: Sent, reply: Mapping[str, Any]) -> None: ...
-    def _started(
-        self: _Host, worker: PoolWorker, attempt: Any, files: proc.AttemptFiles
-    ) -> None: ...
-    def _drop_worker(self: _Host, slot: int, worker: PoolWorker, sent: Sent) -> None: ...
-    def _finish_pooled(
-        self: _Host,
-        attempt: Any,
-        code: int,
-        result_text: str | None,
-        error: str | None,
-        usage: Usage | None,
-        files: proc.AttemptFiles,
-    ) -> None: ...
+    def base_env(self, user: OsUser | None) -> dict[str, str]:
+        """What jobs (of ``user``) inherit of our environment."""
+        ...
+
+    def take(self, wanted: Callable[[JobSpec], bool]) -> Attempt | None:
+        """The oldest queued job, now running, if it is ``wanted`` and no slot is free."""
+        ...
+
+    def requeue(self, attempts: Sequence[Attempt]) -> None:
+        """Attempts that never started go back to the front of the queue, in order."""
+        ...
+
+    def withdrawn(self, attempt: Attempt) -> bool:
+        """True (and the attempt forgotten) if it was cancelled before it started."""
+        ...
+
+    def began(self, attempt: Attempt, process: Any, log_uri: str, *, wake: bool) -> None:
+        """The attempt's process started: report it, and arm its cancel and walltime."""
+        ...
+
+    def exited(self, attempt: Attempt) -> None:
+        """The attempt's process is gone: no more signals to it."""
+        ...
+
+    def finish(self, attempt: Attempt, state: UpdateState, **fields: Any) -> None:
+        """Report the attempt's end and free its slot."""
+        ...
 
 
-class PooledSlots:
-    """The local executor's part that runs ``function`` jobs in its slots' workers.
+class WorkerPool:
+    """Long-lived workers for ``function`` jobs, one per slot of a local executor.
 
-    A mixin of :class:`~orchid.executors.local.LocalExecutor`, whose attempt bookkeeping
-    (lock, queue, running jobs, timers, updates) it uses; kept here so each file stays
-    readable.
+    The executor asks :meth:`accepts` of a job its slot took, and hands it to :meth:`run`
+    on that slot's thread; a free slot asks :meth:`recalls` (holding ``lock``) for jobs
+    waiting behind a long one. ``lock`` is the executor's: it guards the attempts'
+    mutable fields, which both sides touch.
     """
 
-    def _run_pooled(self: _Host, attempt: Any, slot: int) -> None:
+    def __init__(
+        self, slots: int, log_dir: Path, limits: Limits, host: Slots, lock: threading.Lock
+    ) -> None:
+        self._host = host
+        self._lock = lock
+        self._log_dir = log_dir
+        self._limits = limits  # result_max_bytes: a bigger result fails its job
+        self._pool: list[PoolWorker | None] = [None] * slots
+        self._piped: list[tuple[PoolWorker, Sent] | None] = [None] * slots
+        self._folders: dict[Path, int] = {}  # job folders made for run_as users: their uid
+
+    def accepts(self, spec: JobSpec) -> bool:
+        """Whether the job runs in a worker (else: in a process of its own)."""
+        return self._signature(spec) is not None
+
+    def close(self) -> None:
+        """Stop every worker (their slots' threads have ended)."""
+        for i, worker in enumerate(self._pool):
+            if worker is not None:
+                worker.close()
+                self._pool[i] = None
+
+    def run(self, attempt: Attempt, slot: int) -> None:
         """Run function jobs in this slot's long-lived worker and report how they went.
 
         While a job runs, the next queued jobs for the same code are already written to the
         worker's pipe (one, or up to ``DEEP - 1`` while jobs are quick), so the worker goes
         from one job to the next without waiting for this thread; the slot keeps its
         worker while such jobs come. Returns when none is left in the pipe. A slot that
-        is free meanwhile recalls the jobs waiting behind a long one (:meth:`_recalls`).
+        is free meanwhile recalls the jobs waiting behind a long one (:meth:`recalls`).
         """
         signature = self._signature(attempt.spec)
         assert signature is not None  # the executor sends only function jobs here
-        worker = self._worker(slot, signature, self._user(attempt.spec))
+        worker = self._worker(slot, signature, self._host.user(attempt.spec))
         sent: Sent = {}
         with self._lock:
             self._piped[slot] = (worker, sent)
@@ -308,19 +323,17 @@ class PooledSlots:
         except Exception as exc:  # a bug here must not kill the slot or lose the jobs
             logger.exception("local executor: slot %d failed", slot)
             for lost, _ in list(sent.values()):
-                self._finish(lost, "failed", error=f"executor error: {exc}")
+                self._host.finish(lost, "failed", error=f"executor error: {exc}")
             worker.close()
             self._pool[slot] = None
         finally:
             with self._lock:
                 self._piped[slot] = None
 
-    def _serve(
-        self: _Host, slot: int, worker: PoolWorker, signature: Signature, sent: Sent
-    ) -> None:
-        """Read the worker's replies until no job is left in its pipe (see _run_pooled)."""
+    def _serve(self, slot: int, worker: PoolWorker, signature: Signature, sent: Sent) -> None:
+        """Read the worker's replies until no job is left in its pipe (see run)."""
         depth = 2
-        running: Any = None  # the job the worker said it started
+        running: Attempt | None = None  # the job the worker said it started
         draining = False  # the jobs pipe is closed: the worker ends what it has, then exits
         while sent:
             reply = worker.read() or {}  # {}: the worker is gone
@@ -331,9 +344,13 @@ class PooledSlots:
             entry = sent.get(reply.get("key", ""))
             if entry is not None and event == "start":
                 running = entry[0]
-                self._started(worker, running, entry[1])
+                with self._lock:
+                    running.started = time.monotonic()
+                # its ``running`` report waits for the next wake-up (an end, a poll), so a
+                # short job is reported once, with its start
+                self._host.began(running, worker.process, str(entry[1].out), wake=False)
                 while not draining and len(sent) < depth:
-                    nxt = self._take(lambda spec: self._signature(spec) == signature)
+                    nxt = self._host.take(lambda spec: self._signature(spec) == signature)
                     if nxt is None or not self._hand_over(worker, nxt, sent):
                         break
                 continue
@@ -346,14 +363,14 @@ class PooledSlots:
                     return
                 key = running.spec.key if running is not None else next(iter(sent))
                 attempt, files = sent.pop(key)
-                self._exited(attempt)
+                self._host.exited(attempt)
                 self._drop_worker(slot, worker, sent)
                 died = proc.exit_message(code, files.err) or "the worker process stopped"
                 self._finish_pooled(attempt, code, None, died, None, files)
                 return
             attempt, files = sent.pop(reply["key"])
             running = None
-            self._exited(attempt)  # no signal meant for this job may reach the next one
+            self._host.exited(attempt)  # no signal meant for this job may reach the next one
             usage = Usage(
                 wall_s=float(reply.get("wall", 0.0)),
                 cpu_user_s=float(reply.get("user", 0.0)),
@@ -374,18 +391,18 @@ class PooledSlots:
         if draining:
             self._drop_worker(slot, worker, sent)
 
-    def _returned(self: _Host, sent: Sent, reply: Mapping[str, Any]) -> None:
+    def _returned(self, sent: Sent, reply: Mapping[str, Any]) -> None:
         """The worker gave back recalled jobs: they queue again. Those it did not have
         yet (still on their way down the pipe) may be asked for again."""
         back = set(reply.get("keys", ()))
-        self._requeue([sent.pop(k)[0] for k in back if k in sent])
+        self._host.requeue([sent.pop(k)[0] for k in back if k in sent])
         with self._lock:
             for key in reply.get("asked", ()):
                 entry = sent.get(key)
                 if entry is not None and key not in back and entry[0].started is None:
                     entry[0].recalled = False
 
-    def _recalls(self: _Host) -> tuple[list[tuple[PoolWorker, list[str]]], bool]:
+    def recalls(self) -> tuple[list[tuple[PoolWorker, list[str]]], bool]:
         """For a free slot (the lock held): the jobs waiting in a worker's pipe behind one
         that has run for ``RECALL_S``, each asked for once (the worker gives back those it
         has not started, ``returned``, and they queue again); and whether any job still
@@ -407,7 +424,7 @@ class PooledSlots:
                 asks.append((worker, [a.spec.key for a in waiting]))
         return asks, left
 
-    def _hand_over(self: _Host, worker: PoolWorker, attempt: Any, sent: Sent) -> bool:
+    def _hand_over(self, worker: PoolWorker, attempt: Attempt, sent: Sent) -> bool:
         """Write the job to the worker's pipe: it starts when the worker is free.
 
         A job written ahead (others are in the pipe) must fit in ``AHEAD_BYTES`` with
@@ -419,7 +436,7 @@ class PooledSlots:
         workdir = None
         try:
             env = proc.job_variables(spec, files)
-            user = self._user(spec)
+            user = self._host.user(spec)
             if user is not None:  # its folder, made here: the log folder is closed to it
                 workdir = str(files.out.parent)
                 if self._folders.get(files.out.parent) != user.uid:
@@ -428,11 +445,11 @@ class PooledSlots:
                         self._folders.clear()
                     self._folders[files.out.parent] = user.uid
         except proc.StartError as exc:
-            self._finish(attempt, "failed", error=str(exc), log_uri=str(files.out))
+            self._host.finish(attempt, "failed", error=str(exc), log_uri=str(files.out))
             return True
         except OSError as exc:
             error = f"cannot write logs in {files.out.parent}: {exc.strerror or exc}"
-            self._finish(attempt, "failed", error=error, log_uri=str(files.out))
+            self._host.finish(attempt, "failed", error=error, log_uri=str(files.out))
             return True
         line = encode(
             job_message(spec, env, files, worker.spare, self._limits.result_max_bytes, workdir)
@@ -440,42 +457,25 @@ class PooledSlots:
         if sent:
             ahead = sum(a.size for a, _ in sent.values() if a.started is None)
             if ahead + len(line) > AHEAD_BYTES:
-                self._requeue([attempt])
+                self._host.requeue([attempt])
                 return False
-        with self._lock:
-            if attempt.cancelled:  # cancelled before it started: as if still queued
-                del self._running[spec.key]
-                return True
+        if self._host.withdrawn(attempt):  # cancelled before it started: as if still queued
+            return True
         attempt.size = len(line)
         sent[spec.key] = (attempt, files)
         worker.send(line)  # a worker that is gone shows when its reply is read
         return True
 
-    def _started(self: _Host, worker: PoolWorker, attempt: Any, files: proc.AttemptFiles) -> None:
-        """The worker began the job: from now on it can be signalled and its walltime runs.
-        Its ``running`` report waits for the next wake-up (an end, a poll), so a short
-        job is reported once, with its start."""
-        with self._lock:
-            attempt.process = worker.process
-            attempt.started = time.monotonic()
-            cancelled = attempt.cancelled
-        self._push(self._update(attempt.spec, "running", log_uri=str(files.out)), wake=False)
-        if cancelled:  # while it waited in the pipe
-            self._terminate(attempt)
-        walltime = attempt.spec.resources.walltime_s
-        if walltime is not None:
-            self._start_timer(attempt, walltime, self._walltime_expired)
-
-    def _drop_worker(self: _Host, slot: int, worker: PoolWorker, sent: Sent) -> None:
+    def _drop_worker(self, slot: int, worker: PoolWorker, sent: Sent) -> None:
         """Stop the slot's worker; the jobs that waited in its pipe go back to the queue."""
         worker.close()
         self._pool[slot] = None
-        self._requeue([attempt for attempt, _ in list(sent.values())])
+        self._host.requeue([attempt for attempt, _ in list(sent.values())])
         sent.clear()
 
     def _finish_pooled(
-        self: _Host,
-        attempt: Any,
+        self,
+        attempt: Attempt,
         code: int,
         result_text: str | None,
         error: str | None,
@@ -496,7 +496,7 @@ class PooledSlots:
                 except ValueError as exc:
                     error = proc.truncate(f"the result is not valid JSON: {exc}")
         state: UpdateState = "failed" if error else "succeeded"
-        self._finish(
+        self._host.finish(
             attempt,
             state,
             exit_code=code,
@@ -506,14 +506,14 @@ class PooledSlots:
             log_uri=str(files.out),
         )
 
-    def _signature(self: _Host, spec: JobSpec) -> Signature | None:
+    def _signature(self, spec: JobSpec) -> Signature | None:
         """The worker a job can run in (None: a process of its own, or it cannot start)."""
         try:
-            return pooled_signature(spec, self._user(spec))
+            return pooled_signature(spec, self._host.user(spec))
         except proc.StartError:
             return None
 
-    def _worker(self: _Host, slot: int, signature: Signature, user: OsUser | None) -> PoolWorker:
+    def _worker(self, slot: int, signature: Signature, user: OsUser | None) -> PoolWorker:
         """This slot's worker for jobs with this python_path and workdir, run as ``user``
         (a new one if the last served others, or died)."""
         worker = self._pool[slot]
@@ -521,6 +521,6 @@ class PooledSlots:
             worker.close()
             worker = None
         if worker is None:
-            worker = PoolWorker(signature, self._log_dir, self._base_env(user), user)
+            worker = PoolWorker(signature, self._log_dir, self._host.base_env(user), user)
             self._pool[slot] = worker
         return worker

@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
+from orchid import jobvars
 from orchid.executors.wrapper import (
     EXIT_BAD_INPUT,
     EXIT_NOT_JSON,
@@ -214,7 +215,7 @@ class Files:
     def _write_args(self, job: Mapping[str, Any]) -> None:
         """The job's arguments in the worker's own args file, rewritten for every job
         (``ORCHID_ARGS_FILE`` names it); the attempt's path if that file cannot be."""
-        text = (job["env"].get("ORCHID_ARGS") or json.dumps(job["args"])).encode()
+        text = (job["env"].get(jobvars.ARGS) or json.dumps(job["args"])).encode()
         if self._args is None and self._dir is not None:
             with contextlib.suppress(OSError):
                 self._make_dir()
@@ -225,7 +226,7 @@ class Files:
             return
         os.ftruncate(self._args, 0)
         os.pwrite(self._args, text, 0)
-        job["env"]["ORCHID_ARGS_FILE"] = self.spare_path("args")
+        job["env"][jobvars.ARGS_FILE] = self.spare_path("args")
 
     def _make_dir(self) -> None:
         if not self._dir_made:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchid import jobvars
 from orchid.executors import _process as proc
 from orchid.executors.base import JobSpec, Usage
 from orchid.executors.jobcommand import job_command
@@ -68,7 +69,7 @@ def run_attempt(
             command = job_command(spec, python=python)
             env = proc.build_env(spec, files)
             env.update(command.env)
-            env["ORCHID_NODE"] = node
+            env[jobvars.NODE] = node
             workdir = spec.payload.workdir
             cwd = workdir if workdir and os.path.isdir(workdir) else str(root)
             process = proc.spawn(command.argv, cwd, env, files)

@@ -19,6 +19,7 @@ class SleepExecutor:
     """Jobs that succeed ``seconds`` (of ``clock``) after they start, ``slots`` at a time."""
 
     name = "sleep"
+    durable = False
 
     def __init__(
         self,

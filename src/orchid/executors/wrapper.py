@@ -29,6 +29,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from orchid import jobvars
+
 EXIT_RAISED = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOT_JSON = 3
@@ -76,7 +78,7 @@ def load_function(target: str) -> Callable[..., Any]:
 
 
 def _write_result(text: str) -> None:
-    path = os.environ.get("ORCHID_RESULT_FILE")
+    path = jobvars.find(jobvars.RESULT_FILE)
     if not path:
         sys.stdout.write("\n" + text + "\n")
         return
@@ -91,10 +93,10 @@ def main() -> int:
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
-    target = os.environ.get("ORCHID_FUNCTION", "")
+    target = jobvars.get(jobvars.FUNCTION)
     try:
-        text = os.environ.get("ORCHID_ARGS")
-        path = os.environ.get("ORCHID_ARGS_FILE")
+        text = jobvars.find(jobvars.ARGS)
+        path = jobvars.find(jobvars.ARGS_FILE)
         if text is None and path:
             with open(path, encoding="utf-8") as f:
                 text = f.read()

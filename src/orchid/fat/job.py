@@ -42,6 +42,8 @@ import sys
 import time
 from typing import Any
 
+from orchid import jobvars
+
 EXIT_RAISED = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOT_SERIALISABLE = 3
@@ -55,12 +57,12 @@ class JobError(Exception):
 
 
 def _api() -> tuple[str, str] | None:
-    url = os.environ.get("ORCHID_URL", "").strip().rstrip("/")
+    url = jobvars.get(jobvars.URL).strip().rstrip("/")
     if not url:
         return None
     if not url.endswith("/api/v1"):
         url += "/api/v1"
-    return url, os.environ.get("ORCHID_TOKEN", "")
+    return url, jobvars.get(jobvars.TOKEN)
 
 
 def _request(method: str, path: str, data: bytes | None = None, kind: str = "") -> bytes:
@@ -97,7 +99,7 @@ def get_blob(sha256: str) -> bytes:
     if _api() is not None:
         data = _request("GET", f"/cache/{sha256}")
     else:
-        home = os.environ.get("ORCHID_HOME", "")
+        home = jobvars.get(jobvars.HOME)
         if not home:
             raise JobError("neither ORCHID_URL nor ORCHID_HOME says where the cache is")
         path = os.path.join(home, "cache", sha256[:2], sha256[2:])
@@ -129,7 +131,7 @@ def put_blob(data: bytes) -> str:
 
 
 def _report(body: dict[str, Any]) -> None:
-    workflow = os.environ.get("ORCHID_WORKFLOW_ID", "")
+    workflow = jobvars.get(jobvars.WORKFLOW_ID)
     if _api() is None or not workflow:
         return
     data = json.dumps({"kind": "fat.report", "body": body}, allow_nan=False).encode()
@@ -143,7 +145,7 @@ def _report(body: dict[str, Any]) -> None:
 
 
 def node_cache() -> str:
-    folder = os.environ.get("ORCHID_FAT_CACHE", "")
+    folder = jobvars.get(jobvars.FAT_CACHE)
     if not folder:
         from platformdirs import user_cache_dir
 
@@ -230,7 +232,7 @@ def _metrics(started: float) -> dict[str, float]:
 
 def _write_result(envelope: dict[str, Any]) -> None:
     text = json.dumps(envelope, allow_nan=False)
-    path = os.environ.get("ORCHID_RESULT_FILE")
+    path = jobvars.find(jobvars.RESULT_FILE)
     if not path:
         sys.stdout.write("\n" + text + "\n")
         return
@@ -249,10 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--call", required=True)
     args = parser.parse_args(argv)
     ident = {
-        "work": os.environ.get("ORCHID_WORK", ""),
-        "job": os.environ.get("ORCHID_JOB_NAME", ""),
-        "job_id": int(os.environ.get("ORCHID_JOB_ID") or 0),
-        "attempt": int(os.environ.get("ORCHID_ATTEMPT") or 0),
+        "work": jobvars.get(jobvars.WORK),
+        "job": jobvars.get(jobvars.JOB_NAME),
+        "job_id": int(jobvars.find(jobvars.JOB_ID) or 0),
+        "attempt": int(jobvars.find(jobvars.ATTEMPT) or 0),
     }
     from orchid.fat import codec
 
@@ -270,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.workflow:
             from orchid.fat.launch import run_in_job
 
-            workflow_id = int(os.environ.get("ORCHID_WORKFLOW_ID") or 0)
+            workflow_id = int(jobvars.find(jobvars.WORKFLOW_ID) or 0)
             value = run_in_job(fn, call, workflow_id, getattr(fn, "__name__", "workflow"))
         else:
             value = fn(*call.get("args", []), **call.get("kwargs", {}))

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from orchid import jobvars
 from orchid.core import jsonvalues
 from orchid.core.hpo import HpoSpec, check_point
 from orchid.core.study import Trial
@@ -111,8 +112,8 @@ class CommandGenerator:
             env = {
                 **os.environ,
                 **self.env,
-                "ORCHID_ARGS_FILE": str(args_file),
-                "ORCHID_RESULT_FILE": str(result_file),
+                jobvars.ARGS_FILE: str(args_file),
+                jobvars.RESULT_FILE: str(result_file),
             }
             try:
                 done = subprocess.run(

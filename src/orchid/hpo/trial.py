@@ -24,14 +24,16 @@ import math
 import os
 from typing import Any
 
+from orchid import jobvars
+
 
 def params() -> dict[str, Any]:
     """This job's arguments: the trial's parameters (and the work's fixed ones)."""
-    path = os.environ.get("ORCHID_ARGS_FILE")
+    path = jobvars.find(jobvars.ARGS_FILE)
     if path and os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             return dict(json.load(f))
-    return dict(json.loads(os.environ.get("ORCHID_ARGS") or "{}"))
+    return dict(json.loads(jobvars.find(jobvars.ARGS) or "{}"))
 
 
 def report(value: float, step: int) -> None:
@@ -40,7 +42,7 @@ def report(value: float, step: int) -> None:
         raise ValueError(f"step must be a whole number >= 0; got {step!r}")
     if not math.isfinite(value):
         raise ValueError(f"the value must be a finite number; got {value!r}")
-    path = os.environ.get("ORCHID_PROGRESS_FILE")
+    path = jobvars.find(jobvars.PROGRESS_FILE)
     if not path:
         return
     with open(path, "a", encoding="utf-8") as f:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import fnmatch
-import os
 from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchid.config import PluginConfig, validate
+from orchid.config import PluginConfig, environment, validate
 from orchid.errors import ConfigError
 
 
@@ -32,7 +31,7 @@ class StompBroker(_Options):
 
     def secret(self) -> str | None:
         if self.password_env:
-            return os.environ.get(self.password_env)
+            return environment(self.password_env)
         return self.password
 
 
@@ -74,7 +73,7 @@ class WebhookSubscriber(_Subscriber):
 
     def key(self) -> str | None:
         if self.secret_env:
-            return os.environ.get(self.secret_env)
+            return environment(self.secret_env)
         return self.secret
 
 

@@ -66,7 +66,7 @@ def create_ui(api: ApiState, auth: AuthConfig, http: httpx.Client | None = None)
     """The ``/ui`` application over the API's state (same database, same authenticator)."""
     from orchid.ui import live, login, pages, study
 
-    login_config = OidcLogin.from_env(auth)
+    login_config = OidcLogin.from_settings(auth, api.settings)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=jinja2.select_autoescape(("html",)),
@@ -78,7 +78,7 @@ def create_ui(api: ApiState, auth: AuthConfig, http: httpx.Client | None = None)
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.ui = Ui(
         api=api,
-        sessions=Sessions(api.authenticator),
+        sessions=Sessions(api.authenticator, api.settings.ui_secret),
         oidc=OidcClient(login_config, http or httpx.Client(timeout=10)) if login_config else None,
         pages=env,
         templates=TemplateCache(),

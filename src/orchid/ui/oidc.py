@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import secrets
 import threading
 import urllib.parse
@@ -25,6 +24,7 @@ import httpx
 
 from orchid.auth import AuthConfig
 from orchid.errors import ConfigError, OrchidError
+from orchid.settings import UiSettings, section_from_env
 
 STATE_MAX_AGE_S = 600
 
@@ -41,17 +41,21 @@ class OidcLogin:
     scopes: str = "openid profile"
 
     @staticmethod
-    def from_env(auth: AuthConfig, env: Mapping[str, str] | None = None) -> OidcLogin | None:
+    def from_settings(auth: AuthConfig, ui: UiSettings) -> OidcLogin | None:
         """The login settings, or None when OIDC or a client id is not configured."""
-        env = os.environ if env is None else env
-        client_id = env.get("ORCHID_OIDC_CLIENT_ID", "").strip()
+        client_id = (ui.oidc_client_id or "").strip()
         if not auth.oidc_issuer or not client_id:
             return None
-        scopes = env.get("ORCHID_OIDC_SCOPES", "").strip() or "openid profile"
+        scopes = ui.oidc_scopes.strip() or "openid profile"
         if "openid" not in scopes.split():
             raise ConfigError(f"ORCHID_OIDC_SCOPES={scopes!r} must include openid")
-        secret = env.get("ORCHID_OIDC_CLIENT_SECRET", "").strip() or None
+        secret = (ui.oidc_client_secret or "").strip() or None
         return OidcLogin(auth.oidc_issuer, client_id, secret, scopes)
+
+    @staticmethod
+    def from_env(auth: AuthConfig, env: Mapping[str, str] | None = None) -> OidcLogin | None:
+        """From the environment alone: see :meth:`from_settings`."""
+        return OidcLogin.from_settings(auth, section_from_env(UiSettings, env))
 
 
 def _b64(data: bytes) -> str:

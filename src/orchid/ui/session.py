@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import urllib.parse
 from dataclasses import dataclass
@@ -74,9 +73,7 @@ class Sessions:
 
     def __init__(self, authenticator: Authenticator, server_secret: str | None = None) -> None:
         self.authenticator = authenticator
-        self.server_secret = (
-            server_secret or os.environ.get("ORCHID_UI_SECRET") or secrets.token_hex(32)
-        )
+        self.server_secret = server_secret or secrets.token_hex(32)
 
     def viewer(self, request: Request) -> Viewer:
         headers = dict(request.headers)
