@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 if TYPE_CHECKING:
     from orchid.core.model import Job, Work, Workflow
@@ -115,6 +115,24 @@ class WorkflowLine(Protocol):
     def created_at(self) -> float: ...
     @property
     def message(self) -> str: ...
+
+
+class StopsOnExit:
+    """``with backend:`` stops it at the end (a base of both kinds of backend)."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 class Backend(Protocol):

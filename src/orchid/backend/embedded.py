@@ -15,13 +15,13 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from orchid.backend.base import (
     FailedJob,
     JobLine,
     JobRow,
+    StopsOnExit,
     WorkflowLine,
     WorkRow,
     extract_traceback,
@@ -48,7 +48,7 @@ POLL_S = 0.1  # agents' poll interval: a job's additions wake no bus in this pro
 FOLLOW_S = 0.3  # how often a view re-reads a workflow it follows
 
 
-class EmbeddedBackend:
+class EmbeddedBackend(StopsOnExit):
     """Over ``db`` (default: that of the settings, opened here); agents only with
     ``run_agents`` (Function-as-a-Task in the caller)."""
 
@@ -80,17 +80,6 @@ class EmbeddedBackend:
             self._engine.close()
             self._engine = None
         self.db.dispose()
-
-    def __enter__(self) -> EmbeddedBackend:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _wake(self) -> None:
         if self._engine is not None:

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchid.backend.base import (
@@ -24,6 +23,7 @@ from orchid.backend.base import (
     FailedJob,
     JobLine,
     JobRow,
+    StopsOnExit,
     WorkflowLine,
     WorkRow,
     extract_traceback,
@@ -44,7 +44,7 @@ MIN_INTERVAL = 0.25  # seconds between reads of a busy workflow a view follows
 MAX_INTERVAL = 5.0  # and of a quiet one (the elapsed time still moves)
 
 
-class RemoteBackend:
+class RemoteBackend(StopsOnExit):
     remote = True
 
     def __init__(self, client: Client) -> None:
@@ -58,17 +58,6 @@ class RemoteBackend:
 
     def stop(self) -> None:
         self.client.close()
-
-    def __enter__(self) -> RemoteBackend:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- views ----------------------------------------------------------------------------
 
