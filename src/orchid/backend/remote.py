@@ -31,7 +31,7 @@ from orchid.backend.base import (
 from orchid.client import Client
 from orchid.client.errors import ClientError
 from orchid.core.model import Work, Workflow
-from orchid.core.states import JobStatus, WorkflowStatus, WorkStatus
+from orchid.core.states import TERMINAL_JOB, JobStatus, WorkflowStatus, WorkStatus
 
 if TYPE_CHECKING:
     from orchid.core.states import Action
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from orchid.wire import WorkflowDetail
 
 log = logging.getLogger(__name__)
-ENDED = ["succeeded", "failed", "cancelled", "skipped"]
+ENDED = sorted(TERMINAL_JOB)  # the statuses of ended jobs, as the API names them
 MIN_INTERVAL = 0.25  # seconds between reads of a busy workflow a view follows
 MAX_INTERVAL = 5.0  # and of a quiet one (the elapsed time still moves)
 
