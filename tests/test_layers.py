@@ -53,7 +53,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"orchid.bus", "orchid.datamgr", "orchid.executors", "orchid.telemetry"}),
     frozenset({"orchid.settings", "orchid.auth"}),
     frozenset({"orchid.engine"}),
-    frozenset({"orchid.hpo", "orchid.graph", "orchid.testing", "orchid.backend"}),
+    frozenset({"orchid.hpo", "orchid.graph", "orchid.testing", "orchid.backend", "orchid.web"}),
     frozenset({"orchid.api", "orchid.ui"}),
     frozenset({"orchid.fat", "orchid.server"}),
     frozenset({"orchid.cli"}),
@@ -81,10 +81,6 @@ ALLOWED: Mapping[tuple[str, str], str] = {
     "(optuna, nevergrad) imported only when chosen; being reworked by issue 17 item 6",
     ("orchid.generators.base", "orchid.generators.ngopt"): "lazy: see generators.base -> "
     "generators.samplers",
-    ("orchid.ui.app", "orchid.ui.live"): "being removed by issue 17 item 2",
-    ("orchid.ui.app", "orchid.ui.login"): "being removed by issue 17 item 2",
-    ("orchid.ui.app", "orchid.ui.pages"): "being removed by issue 17 item 2",
-    ("orchid.ui.app", "orchid.ui.study"): "being removed by issue 17 item 2",
 }
 
 
