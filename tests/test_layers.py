@@ -331,3 +331,10 @@ def test_every_package_names_its_public_surface(package: str) -> None:
     }
     missing = [n for n in listed[0] if n not in bound and f"{package}.{n}" not in modules()]
     assert missing == [], f"{package}.__all__ names what it neither defines nor holds"
+
+
+@pytest.mark.parametrize(("a", "b"), [("orchid.api", "orchid.ui"), ("orchid.ui", "orchid.api")])
+def test_the_api_and_the_monitor_do_not_import_each_other(a: str, b: str) -> None:
+    """Both stand on orchid.web; orchid.server mounts them side by side."""
+    found = [str(i) for i in all_imports() if unit(i.source) == a and unit(i.target) == b]
+    assert not found, "move what they share into orchid.web:\n" + "\n".join(found)
