@@ -58,6 +58,11 @@ class NotFound(StoreError):
     """No such workflow, work or job."""
 
 
+class Archived(StoreError):
+    """The workflow's rows are in its archive file (retention): only its summary is live.
+    The message says how to restore it (HTTP 410)."""
+
+
 # --- executors / data managers -----------------------------------------------------------
 
 

@@ -22,6 +22,8 @@ class Workflow:
     updated_at: float
     finished_at: float | None = None
     share_group: str | None = None
+    # retention: its rows are in an archive file since then (only a summary stays live)
+    archived_at: float | None = None
 
 
 @dataclass(frozen=True)

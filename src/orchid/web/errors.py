@@ -7,7 +7,14 @@ both ask :func:`status_of`, so a refusal is the same status in both.
 from __future__ import annotations
 
 from orchid.auth import AuthError, Forbidden
-from orchid.errors import ConfigError, InvalidInput, InvalidTransition, NotFound, OrchidError
+from orchid.errors import (
+    Archived,
+    ConfigError,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    OrchidError,
+)
 
 __all__ = ["Denied", "Malformed", "TooLarge", "status_of", "too_large"]
 
@@ -42,6 +49,8 @@ def status_of(exc: OrchidError) -> int:
         return 403
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, Archived):
+        return 410
     if isinstance(exc, TooLarge):
         return 413
     if isinstance(exc, Malformed):
