@@ -23,7 +23,7 @@ from orchid.store import workflows as workflow_store
 from orchid.ui import charts, views
 from orchid.ui.context import Ui, ui_of
 from orchid.ui.session import CSRF_FIELD, Viewer, read_form
-from orchid.web.access import check_id, visible_job, visible_workflow
+from orchid.web.access import check_id, refuse_archived, visible_job, visible_workflow
 
 router = APIRouter()
 PAGE = 50
@@ -138,7 +138,9 @@ def summary(state: dict[str, Any]) -> dict[str, Any]:
 @router.get("/workflows/{workflow_id}", name="workflow")
 def workflow_page(request: Request, workflow_id: int, queued: str | None = None) -> Response:
     ui, viewer = _viewer(request)
-    _workflow(ui, viewer, workflow_id)
+    wf = _workflow(ui, viewer, workflow_id)
+    if wf.archived_at is not None:
+        return _archived_page(request, ui, viewer, wf)
     state = workflow_state(ui, workflow_id)
     now = time.time()
     with ui.api.db.engine.connect() as conn:
@@ -183,6 +185,26 @@ def workflow_page(request: Request, workflow_id: int, queued: str | None = None)
     )
 
 
+def _archived_page(request: Request, ui: Ui, viewer: Viewer, wf: Workflow) -> Response:
+    """An archived workflow: its summary (works and job counts as they were), no graph,
+    jobs or events (they are in its archive file)."""
+    with ui.api.db.engine.connect() as conn:
+        rows = works.list_for(conn, wf.id)
+    totals: dict[str, int] = {}
+    for w in rows:
+        for st, n in w.counts.items():
+            totals[str(st)] = totals.get(str(st), 0) + n
+    return ui.render(
+        request,
+        "archived.html",
+        viewer=viewer,
+        wf=wf,
+        works=rows,
+        totals=totals,
+        now=time.time(),
+    )
+
+
 @router.post("/workflows/{workflow_id}/actions/{action}")
 async def act(request: Request, workflow_id: int, action: Action) -> Response:
     """An action button: the same command rows as ``POST /api/v1/workflows/{id}/{action}``."""
@@ -217,7 +239,7 @@ def jobs_page(
 ) -> Response:
     """A page of jobs, of one work or all, of one status or all; keyset pages by id."""
     ui, viewer = _viewer(request)
-    _workflow(ui, viewer, workflow_id)
+    refuse_archived(_workflow(ui, viewer, workflow_id))
     work = int(work_text) if work_text else None  # the form sends work= for all works
     if status and status not in views.JOB_STATUSES:
         raise InvalidInput(

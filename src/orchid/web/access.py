@@ -18,7 +18,7 @@ from starlette.requests import HTTPConnection
 
 from orchid.auth import Unauthenticated, can_act, can_see
 from orchid.core.model import Job, Principal, Workflow
-from orchid.errors import InvalidInput, NotFound, OrchidError
+from orchid.errors import Archived, InvalidInput, NotFound, OrchidError
 from orchid.store import jobs, workflows
 from orchid.web.errors import Denied
 from orchid.web.peers import peer
@@ -30,6 +30,7 @@ __all__ = [
     "Recheck",
     "authenticate",
     "check_id",
+    "refuse_archived",
     "refuse_job_token",
     "visible_job",
     "visible_workflow",
@@ -89,6 +90,16 @@ def visible_workflow(
     if act and not can_act(who, wf.owner, wf.share_group):
         raise Denied(f"you may not change workflow {workflow_id}: it is not yours or your group's")
     return wf
+
+
+def refuse_archived(wf: Workflow) -> None:
+    """410 for what an archived workflow no longer has live (its jobs, their logs)."""
+    if wf.archived_at is not None:
+        raise Archived(
+            f"workflow {wf.id} is archived (retention): its works and job counts are "
+            f"summarised, its jobs are in the archive; an admin restores it with "
+            f"`orchid restore {wf.id}`"
+        )
 
 
 def visible_job(st: ApiState, who: Principal, job_id: int) -> Job:
