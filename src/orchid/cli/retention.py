@@ -33,9 +33,18 @@ def archive_cmd(
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="list them, change nothing")] = False,
     limit: Annotated[int, typer.Option(min=1, help="at most this many workflows")] = 1000,
+    share: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01, max=1.0, help="of the time, at most this much archiving (default: share)"
+        ),
+    ] = None,
     db: DbOpt = None,
 ) -> None:
-    """Archive ended workflows into the archive folder now (their summary stays)."""
+    """Archive ended workflows into the archive folder now (their summary stays).
+
+    It works in short batches and pauses between them so that it takes at most ``share``
+    of the time (``[retention] share``, 0.05; ``--share 1``: as fast as it can)."""
     from orchid.engine.archivist import Archiver, Policy
     from orchid.store import archive as rows_store
 
@@ -58,25 +67,32 @@ def archive_cmd(
         return
     done = 0
     for entry in entries:
-        out = _run(archiver, entry.id)
+        out = _run(archiver, entry.id, settings.retention_share if share is None else share)
         done += 1
         kept = sum(out.rows.values())
         console.print(f"workflow {entry.id} archived: {kept:,} rows into {out.uri}")
     console.print(f"{done} workflow(s) archived" if done else "nothing to archive")
 
 
-def _run(archiver: Archiver, workflow_id: int) -> Outcome:
-    """Archive one workflow, pausing after each batch as long as it took: agents that run
-    meanwhile get at least half of the database's time."""
+def _run(archiver: Archiver, workflow_id: int, share: float) -> Outcome:
+    """Archive one workflow, pausing after each batch so that it takes at most ``share``
+    of the time: agents that run meanwhile get the database (and the CPU) back."""
     from orchid.engine.archivist import Outcome
+    from orchid.store import archive as rows_store
 
     out = Outcome(workflow_id)
     steps = archiver.steps(workflow_id, out)
-    while True:
-        t0 = time.monotonic()
-        if next(steps, StopIteration) is StopIteration:
-            return out
-        time.sleep(time.monotonic() - t0)
+    try:
+        while True:
+            t0 = time.monotonic()
+            if next(steps, StopIteration) is StopIteration:
+                return out
+            time.sleep((time.monotonic() - t0) * (1 / share - 1))
+    except BaseException:  # interrupted: the next run goes on at once, not after the lease
+        steps.close()
+        with archiver.db.begin() as conn:
+            rows_store.release(conn, archiver.owner)
+        raise
 
 
 def _show(entries: list[Entry], what: str) -> None:

@@ -179,6 +179,16 @@ def hold(conn: Connection, workflow_id: int, owner: str, now: float, lease: floa
     return res.rowcount == 1
 
 
+def release(conn: Connection, owner: str) -> None:
+    """Give back the leases of files this owner was writing (an agent that stops): another
+    takes them over at once instead of after the lease."""
+    conn.execute(
+        sa.update(workflows)
+        .where(workflows.c.lease_owner == owner, workflows.c.archive_state == WRITING)
+        .values(lease_owner=None, lease_until=None)
+    )
+
+
 def written(conn: Connection, workflow_id: int, owner: str, now: float) -> bool:
     """The file is safely written: keep the summary, drop the bulky documents, and go on
     to deleting (False if this owner was not writing it)."""
