@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,7 +132,7 @@ class Archiver:
             pass
         return out
 
-    def steps(self, workflow_id: int, out: Outcome | None = None) -> Iterator[None]:
+    def steps(self, workflow_id: int, out: Outcome | None = None) -> Generator[None]:
         """Archive one workflow, yielding after each batch (see the module's docstring)."""
         out = out or Outcome(workflow_id)
         with self.db.engine.connect() as conn:
@@ -479,7 +479,7 @@ class Archivist:
         self._check_every = check_every_s
         self._next_check = 0.0
         self._queue: list[int] = []
-        self._current: Iterator[None] | None = None
+        self._current: Generator[None] | None = None
         self._last = time.monotonic()
         self._credit = 0.0
         self.archived = 0
