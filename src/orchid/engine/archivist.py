@@ -194,7 +194,7 @@ class Archiver:
                     ):
                         _line(gz, {"table": table.name, "row": row})
                         n += 1
-                        if n % SLICE == 0:  # about 50 ms of reading and packing
+                        if n % min(SLICE, p.batch) == 0:  # ~50 ms of reading, packing
                             yield
                         if n % p.batch == 0:
                             self._hold(workflow_id)
