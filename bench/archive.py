@@ -46,7 +46,18 @@ from orchid.engine.submit import submit
 from orchid.store.db import Database
 
 DAY = 86400.0
-FIELDS = ("round", "mode", "db", "jobs", "dags", "run_s", "jobs_per_s", "archived_rows", "status")
+FIELDS = (
+    "round",
+    "mode",
+    "db",
+    "jobs",
+    "dags",
+    "run_s",
+    "jobs_per_s",
+    "archived_rows",
+    "filler_states",
+    "status",
+)
 
 
 def environment(a: argparse.Namespace, home: Path, retention: bool) -> dict[str, str]:
@@ -119,6 +130,19 @@ def live_rows(db: Database, ids: list[int]) -> int:
     )
 
 
+def progress(db: Database, ids: list[int]) -> str:
+    """The fillers' archive states: how far archiving got (live, writing, deleting, archived)."""
+    inside = ",".join(str(i) for i in ids)
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT coalesce(archive_state, 'live'), count(*) FROM workflows "
+                f"WHERE id IN ({inside}) GROUP BY 1 ORDER BY 1"
+            )
+        )
+        return " ".join(f"{state}:{n}" for state, n in rows)
+
+
 def make_fillers(a: argparse.Namespace, url: str, home: Path, db: Database) -> list[int]:
     proc = agents(url, environment(a, home, retention=False), home, db)
     try:
@@ -172,6 +196,7 @@ def one_round(
                 break
         end = scalar(db, "SELECT finished_at FROM workflows WHERE id = :i", i=wf) or time.time()
         archived = before - live_rows(db, fillers)
+        states = progress(db, fillers)
     finally:
         stop(procs)
     status = scalar(db, "SELECT status FROM workflows WHERE id = :i", i=wf) if ended else "timeout"
@@ -185,6 +210,7 @@ def one_round(
         "run_s": round(end - t0, 3),
         "jobs_per_s": round(a.dags * a.jobs / (end - t0), 1),
         "archived_rows": archived,
+        "filler_states": states,
         "fillers": a.fillers,
         "filler_jobs": a.filler_jobs,
         "share": a.share if a.mode == "agent" else None,
