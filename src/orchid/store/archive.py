@@ -296,7 +296,8 @@ def workflow_row(conn: Connection, workflow_id: int) -> dict[str, Any]:
 def rows(
     conn: Connection, table: sa.Table, workflow_id: int, after: Sequence[Any] | None, limit: int
 ) -> list[dict[str, Any]]:
-    """Up to ``limit`` rows of the workflow in ``table``, in key order after ``after``."""
+    """Up to ``limit`` rows of the workflow in ``table``, in key order after ``after``
+    (for the tables a workflow has few rows in; :func:`all_rows` reads the big ones)."""
     key = _key(table)
     q = sa.select(table).where(_scope(table, workflow_id)).order_by(*key).limit(limit)
     if after is not None:
@@ -308,11 +309,64 @@ def key_of(table: sa.Table, row: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(row[c.name] for c in _key(table))
 
 
+# the big tables are read by parent, in the order of a unique index that starts with the
+# parent's id: each batch is one index range, whatever the size of the table
+_BY_PARENT: dict[str, tuple[sa.Table, sa.Column[Any], tuple[str, ...]]] = {
+    "jobs": (works, jobs.c.work_id, ("name",)),
+    "files": (collections, files.c.collection_id, ("name",)),
+    "trials": (studies, trials.c.study_id, ("segment", "number")),
+}
+
+
+def _parents(connect: Any, parent: sa.Table, workflow_id: int) -> list[int]:
+    with connect() as conn:
+        q = sa.select(parent.c.id).where(parent.c.workflow_id == workflow_id).order_by(parent.c.id)
+        return [int(i) for i in conn.execute(q).scalars()]
+
+
+def _children(
+    connect: Any, table: sa.Table, workflow_id: int, batch: int, columns: Sequence[Any] = ()
+) -> Iterator[list[Any]]:
+    """Batches of the rows of a big table (``columns`` of them, or whole rows as dicts)."""
+    parent, fk, names = _BY_PARENT[table.name]
+    key = [table.c[n] for n in names]
+    for parent_id in _parents(connect, parent, workflow_id):
+        after: tuple[Any, ...] | None = None
+        while True:
+            q = sa.select(*(columns or [table])).where(fk == parent_id).order_by(*key).limit(batch)
+            if columns:
+                q = q.add_columns(*key)
+            if after is not None:
+                q = q.where(sa.tuple_(*key) > sa.tuple_(*after))
+            with connect() as conn:
+                chunk = list(conn.execute(q))
+            if chunk:
+                yield chunk
+            if len(chunk) < batch:
+                break
+            after = tuple(chunk[-1]._mapping[n] for n in names)
+
+
 def all_rows(
     connect: Any, table: sa.Table, workflow_id: int, batch: int
 ) -> Iterator[dict[str, Any]]:
     """Every row of the workflow in ``table``, read ``batch`` at a time, each batch on a
     connection of its own from ``connect()`` (no transaction stays open between them)."""
+    if table.name in _BY_PARENT:
+        for chunk in _children(connect, table, workflow_id, batch):
+            yield from (dict(r._mapping) for r in chunk)
+        return
+    if table is job_edges:  # those leaving each batch of the workflow's jobs
+        for chunk in _children(connect, jobs, workflow_id, batch, [jobs.c.id]):
+            ids = [int(r.id) for r in chunk]
+            q = (
+                sa.select(job_edges)
+                .where(job_edges.c.parent_id.in_(ids))
+                .order_by(job_edges.c.parent_id, job_edges.c.child_id)
+            )
+            with connect() as conn:
+                yield from (dict(r._mapping) for r in conn.execute(q))
+        return
     after: tuple[Any, ...] | None = None
     while True:
         with connect() as conn:
@@ -325,10 +379,23 @@ def all_rows(
 
 def delete_batch(conn: Connection, workflow_id: int, limit: int) -> tuple[str, int]:
     """Delete up to ``limit`` rows of the workflow from the first table (children first)
-    that still has some: (its name, rows deleted); ("", 0) once none is left."""
+    that still has some: (its name, rows deleted); ("", 0) once none is left.
+
+    No ORDER BY: each batch takes any ``limit`` rows the workflow's index finds. Jobs go
+    with their edges (both ends), so no batch ever looks for edges of deleted jobs."""
     for table in reversed(TABLES):
+        if table is job_edges:
+            continue
         key = _key(table)
-        picked = sa.select(*key).where(_scope(table, workflow_id)).order_by(*key).limit(limit)
+        picked = sa.select(*key).where(_scope(table, workflow_id)).limit(limit)
+        if table is jobs:
+            ids = [int(i) for i in conn.execute(picked).scalars()]
+            if not ids:
+                continue
+            conn.execute(sa.delete(job_edges).where(job_edges.c.parent_id.in_(ids)))
+            conn.execute(sa.delete(job_edges).where(job_edges.c.child_id.in_(ids)))
+            n = conn.execute(sa.delete(jobs).where(jobs.c.id.in_(ids))).rowcount
+            return table.name, int(n)
         if len(key) == 1:
             where = key[0].in_(picked.scalar_subquery())
         else:
