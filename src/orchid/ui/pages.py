@@ -330,6 +330,7 @@ def data_page(request: Request, workflow_id: int) -> Response:
     """The data carousel: collections, files by status over time, bytes on disk."""
     ui, viewer = _viewer(request)
     wf = _workflow(ui, viewer, workflow_id)
+    refuse_archived(wf)
     now = time.time()
     end = wf.finished_at or max(now, wf.updated_at)
     with ui.api.db.engine.connect() as conn:
@@ -373,7 +374,7 @@ def data_page(request: Request, workflow_id: int) -> Response:
 def graph_svg(request: Request, workflow_id: int) -> Response:
     """The task graph alone, for saving (``orchid graph`` makes PNG, DOT and Mermaid too)."""
     ui, viewer = _viewer(request)
-    _workflow(ui, viewer, workflow_id)
+    refuse_archived(_workflow(ui, viewer, workflow_id))
     with ui.api.db.engine.connect() as conn:
         graph = load(conn, workflow_id, ui.templates)
     return Response(to_svg(graph), media_type="image/svg+xml")
