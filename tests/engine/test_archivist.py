@@ -127,7 +127,7 @@ def test_archive_then_restore_reads_the_same(
 
 
 def test_a_crash_between_steps_is_resumed(
-    make_engine: EngineFactory, db: Database, tmp_path: Path
+    make_engine: EngineFactory, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     eng = make_engine()
     wf_id, _ = eng.run(
@@ -173,12 +173,10 @@ def test_a_crash_between_steps_is_resumed(
             raise RuntimeError("crash")
         real_insert(conn, table, batch)
 
-    rows_store.insert = failing  # type: ignore[assignment]
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(rows_store, "insert", failing)
         with pytest.raises(RuntimeError):
             archiver.restore(wf_id)
-    finally:
-        rows_store.insert = real_insert  # type: ignore[assignment]
     with db.engine.connect() as conn:
         assert rows_store.entry(conn, wf_id).archive_state == rows_store.RESTORING
     archiver.restore(wf_id)
@@ -262,3 +260,20 @@ def test_the_archivist_archives_due_workflows_in_slices(
         assert all(workflows.get(conn, i).archived_at for i in ids)
     agent_off = Archivist(eng.runner.agents[0].env, policy(eng.base_dir))  # type: ignore[attr-defined]
     assert agent_off.archiver.due() == []  # archive_after unset: nothing is due
+
+
+@pytest.mark.parametrize("logs", ["delete", "keep"])
+def test_logs_follow_the_policy(make_engine: EngineFactory, db: Database, logs: str) -> None:
+    eng = make_engine("local", workers=1)
+    wf_id, wf = eng.run(
+        {"name": "echo", "works": [{"name": "a", "command": ECHO, "map": {"product": {"x": [1]}}}]}
+    )
+    assert wf.status == "succeeded", wf.message
+    files = [p for p in (eng.base_dir / "logs").rglob("*") if p.is_file()]
+    assert files
+    archiver = Archiver(db, policy(eng.base_dir, logs=logs))
+    archiver.archive(wf_id)
+    assert all(p.exists() for p in files) == (logs == "keep")
+    out = archiver.restore(wf_id)
+    assert out.logs == 0  # none were in the file
+    assert all(p.exists() for p in files) == (logs == "keep")
