@@ -277,3 +277,26 @@ def test_logs_follow_the_policy(make_engine: EngineFactory, db: Database, logs: 
     out = archiver.restore(wf_id)
     assert out.logs == 0  # none were in the file
     assert all(p.exists() for p in files) == (logs == "keep")
+
+
+def test_ids_taken_meanwhile_stop_a_restore_clearly(
+    make_engine: EngineFactory, db: Database
+) -> None:
+    """SQLite gives the ids of the newest deleted rows again: the restore says so, and the
+    workflow can be archived again as it was (PostgreSQL never gives an id twice)."""
+    eng = make_engine()
+    one = {"name": "x", "works": [{"name": "a", "noop": True}]}
+    old, _ = eng.run(one)
+    archiver = Archiver(db, policy(eng.base_dir))
+    archiver.archive(old)
+    new, _ = eng.run(one)
+    if not db.is_sqlite:
+        archiver.restore(old)
+        return
+    with pytest.raises(ArchiveError, match="taken by newer rows"):
+        archiver.restore(old)
+    archiver.archive(old)
+    with db.engine.connect() as conn:
+        assert rows_store.entry(conn, old).archive_state == rows_store.ARCHIVED
+        assert workflows.get(conn, new).status == "succeeded"
+        assert [w.name for w in works.list_for(conn, new)] == ["a"]
