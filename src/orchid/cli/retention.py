@@ -67,7 +67,13 @@ def archive_cmd(
         return
     done = 0
     for entry in entries:
-        out = _run(archiver, entry.id, settings.retention_share if share is None else share)
+        try:
+            out = _run(archiver, entry.id, settings.retention_share if share is None else share)
+        except InvalidInput as exc:
+            if workflow_ids:
+                raise
+            console.print(f"workflow {entry.id} skipped: {exc}")  # it changed meanwhile
+            continue
         done += 1
         kept = sum(out.rows.values())
         console.print(f"workflow {entry.id} archived: {kept:,} rows into {out.uri}")
