@@ -1,0 +1,262 @@
+"""iDDS requests read as data: the allow-list, and the translation into Orchid templates.
+
+The descriptions are built here in the shape the iDDS 2.6 client sends (the DictClass
+encoding: class, module, attributes); tests/idds checks the same against the real client.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from typing import Any
+
+import pytest
+
+from orchid.core.idds import IddsError, check_classes, job_name, translate_request, work_name
+from orchid.core.template import parse_template
+from orchid.core.validate import analyse
+
+
+def obj(module: str, cls: str, **attributes: Any) -> dict[str, Any]:
+    return {"class": cls, "module": module, "attributes": attributes}
+
+
+def enum(cls: str, name: str, value: int) -> dict[str, Any]:
+    return obj("idds.common.constants", cls, _value_=value, _name_=name, _sort_order_=value)
+
+
+def packed(value: Any) -> str:
+    return "idds_zip:" + base64.b64encode(zlib.compress(json.dumps(value).encode())).decode()
+
+
+def doma(task: str, deps: list[dict[str, Any]], **more: Any) -> dict[str, Any]:
+    return obj(
+        "idds.doma.workflowv2.domapandawork",
+        "DomaPanDAWork",
+        task_name=task,
+        executable="echo",
+        arguments="run ${IN/L}",
+        _dependency_map=packed(deps),
+        core_count=1,
+        num_retries=0,
+        **more,
+    )
+
+
+def request(works: dict[str, Any], conditions: dict[str, Any] | None = None) -> dict[str, Any]:
+    base = obj(
+        "idds.workflowv2.workflow",
+        "WorkflowBase",
+        _works=works,
+        _conditions=conditions or {},
+        _name="rubin_run",
+        _metadata=obj("idds.common.dict_class", "DictMetadata", works={}),
+    )
+    wf = obj("idds.workflowv2.workflow", "Workflow", template=base)
+    return {
+        "request_type": enum("RequestType", "Workflow", 0),
+        "scope": "workflow",
+        "name": "rubin_run",
+        "request_metadata": {"version": "2.6.21", "workflow": wf},
+    }
+
+
+def job(name: str, *parents: tuple[str, str]) -> dict[str, Any]:
+    deps = [{"task": t, "inputname": n, "available": False} for t, n in parents]
+    return {"name": name, "order_id": 0, "dependencies": deps, "submitted": False}
+
+
+def three_steps() -> dict[str, Any]:
+    return request(
+        {
+            "a1": doma("step1", [job("j1"), job("j2")]),
+            "a2": doma("step2", [job("k1", ("step1", "j1"), ("step1", "j2"))]),
+            "a3": doma("step3", [job("m1", ("step2", "k1")), job("m2", ("step3", "m1"))]),
+        }
+    )
+
+
+def test_a_doma_workflow_becomes_a_job_level_dag_across_works() -> None:
+    t = translate_request(three_steps())
+    analyse(parse_template(t))  # an ordinary, valid template
+    works = {w["name"]: w for w in t["works"]}
+    assert list(works) == ["step1", "step2", "step3"]
+    assert works["step1"]["command"] == ["echo", "run", "{input}"]
+    assert works["step2"]["jobs"] == [
+        {"name": "k1", "args": {"input": "k1"}, "parents": ["step1/j1", "step1/j2"]}
+    ]
+    # a parent in the same task is named without its work
+    assert works["step3"]["jobs"][1]["parents"] == ["m1"]
+    assert works["step3"]["retries"] == 0
+
+
+@pytest.mark.parametrize(
+    ("module", "cls"),
+    [("os", "system"), ("subprocess", "Popen"), ("builtins", "eval"), ("pickle", "loads")],
+)
+def test_a_class_off_the_allow_list_is_refused_by_name_wherever_it_is(
+    module: str, cls: str
+) -> None:
+    body = three_steps()
+    evil = obj(module, cls, args=["touch /tmp/pwned"])
+    body["request_metadata"]["workflow"]["attributes"]["template"]["attributes"]["x"] = evil
+    with pytest.raises(IddsError, match=rf"class {module}\.{cls} is not supported"):
+        translate_request(body)
+    # as a work, too, and as a request's own field
+    with pytest.raises(IddsError, match=rf"{module}\.{cls}"):
+        translate_request(request({"w": evil}))
+    with pytest.raises(IddsError, match=rf"{module}\.{cls}"):
+        check_classes({"status": evil})
+
+
+def test_an_unknown_iDDS_class_is_named_with_why() -> None:
+    nested = obj("idds.workflowv2.workflow", "SubWorkflow")
+    with pytest.raises(IddsError, match=r"SubWorkflow is not supported.*nested"):
+        translate_request(request({"w": nested}))
+
+
+def test_a_half_named_class_is_refused() -> None:
+    with pytest.raises(IddsError, match="without module"):
+        check_classes({"x": {"class": "Popen", "attributes": {}}})
+
+
+def test_a_workflow_nested_as_a_work_is_refused_clearly() -> None:
+    inner = request({"a": doma("s", [job("j")])})["request_metadata"]["workflow"]
+    with pytest.raises(IddsError, match="Workflow nested as a work"):
+        translate_request(request({"w": inner}))
+
+
+def test_a_dependency_on_an_unknown_task_is_refused() -> None:
+    with pytest.raises(IddsError, match="task 'nope' is not a work"):
+        translate_request(request({"a": doma("s", [job("j", ("nope", "x"))])}))
+
+
+def test_a_packed_value_that_inflates_too_far_is_refused(monkeypatch: Any) -> None:
+    monkeypatch.setattr("orchid.core.idds.MAX_UNZIPPED", 100)
+    big = [job(f"j{i}") for i in range(50)]
+    with pytest.raises(IddsError, match="unpacks to more than"):
+        translate_request(request({"a": doma("s", big)}))
+    bad = obj("idds.doma.workflowv2.domapandawork", "DomaPanDAWork", task_name="s",
+              executable="echo", _dependency_map="idds_zip:!!!")  # fmt: skip
+    with pytest.raises(IddsError, match="does not unpack"):
+        translate_request(request({"a": bad}))
+
+
+def test_names_outside_orchid_patterns_are_made_to_fit_and_stay_unique() -> None:
+    assert work_name("step1") == "step1"
+    assert job_name("isr:+903342/10") != job_name("isr:+903342_10")
+    assert "/" not in job_name("isr:+903342/10")
+    assert len(job_name("x" * 400)) <= 200
+    t = translate_request(
+        request({"a": doma("my task/1", [job("a/b"), job("c", ("my task/1", "a/b"))])})
+    )
+    analyse(parse_template(t))
+    (w,) = t["works"]
+    assert w["jobs"][0]["args"] == {"input": "a/b"}  # the job still gets its iDDS name
+    assert w["jobs"][1]["parents"] == [w["jobs"][0]["name"]]
+
+
+def test_braces_in_commands_stay_literal() -> None:
+    w = doma("s", [job("j")])
+    w["attributes"]["arguments"] = "awk '{print $1}' ${IN/L}"
+    (out,) = translate_request(request({"a": w}))["works"]
+    assert out["command"] == ["echo", "awk", "{{print $1}}", "{input}"]
+
+
+def test_a_generic_work_becomes_a_command_work() -> None:
+    w = obj("idds.workflowv2.work", "Work", executable="echo", arguments="hi", parameters={"x": 1})
+    (out,) = translate_request(request({"a": w}))["works"]
+    assert out["command"] == ["echo", "hi"] and out["parameters"] == {"x": 1}
+
+
+def cond(method: str, src: str, true: list[str], false: tuple[str, ...] = (), op: int = 0) -> Any:
+    return obj(
+        "idds.workflowv2.workflow",
+        "Condition",
+        _conditions=[{"idds_method": method, "idds_method_internal_id": src}],
+        _true_works=true,
+        _false_works=list(false),
+        operator=obj("idds.workflowv2.workflow", "ConditionOperator", _value_=op, _name_="And"),
+    )
+
+
+def test_conditions_become_after_and_trigger() -> None:
+    works = {
+        "a": doma("first", [job("j")]),
+        "b": doma("then", [job("k")]),
+        "c": doma("else", [job("l")]),
+    }
+    t = translate_request(request(works, {"c1": cond("is_finished", "a", ["b"], ("c",))}))
+    analyse(parse_template(t))
+    by = {w["name"]: w for w in t["works"]}
+    assert (by["then"]["after"], by["then"]["trigger"]) == (["first"], "all_success")
+    assert (by["else"]["after"], by["else"]["trigger"]) == (["first"], "one_failed")
+
+
+def test_a_condition_orchid_cannot_say_is_refused() -> None:
+    works = {"a": doma("first", [job("j")]), "b": doma("then", [job("k")])}
+    with pytest.raises(IddsError, match="is_started is not supported"):
+        translate_request(request(works, {"c1": cond("is_started", "a", ["b"])}))
+
+
+def test_loops_and_parameter_links_are_refused_until_templates_can_say_them() -> None:
+    body = three_steps()
+    body["request_metadata"]["workflow"]["attributes"]["_loop_condition"] = {"x": 1}
+    with pytest.raises(IddsError, match="loops"):
+        translate_request(body)
+    body = three_steps()
+    base = body["request_metadata"]["workflow"]["attributes"]["template"]["attributes"]
+    base["parameter_links"] = {"l": 1}
+    with pytest.raises(IddsError, match="parameter links"):
+        translate_request(body)
+
+
+def test_an_hpo_request_becomes_a_pull_mode_hpo_work() -> None:
+    meta = {
+        "workload_id": "20525135",
+        "method": "nevergrad",
+        "opt_space": {
+            "A": {"type": "Choice", "params": {"choices": [1, 4]}},
+            "B": {"type": "Scalar", "bounds": [0, 5]},
+            "C": [1, 10],
+        },
+        "max_points": 20,
+        "num_points_per_generation": 10,
+    }
+    body = {"request_type": enum("RequestType", "HyperParameterOpt", 4), "request_metadata": meta}
+    t = translate_request(body)
+    analyse(parse_template(t))
+    (w,) = t["works"]
+    assert w["hpo"]["mode"] == "pull" and w["hpo"]["max_trials"] == 20
+    assert w["hpo"]["space"] == {
+        "A": {"type": "categorical", "choices": [1, 4]},
+        "B": {"type": "float", "low": 0, "high": 5},
+        "C": {"type": "int", "low": 1, "high": 10},
+    }
+    with pytest.raises(IddsError, match="method 'magic'"):
+        translate_request({**body, "request_metadata": {**meta, "method": "magic"}})
+
+
+def test_a_stagein_request_becomes_a_work_fed_by_the_rucio_manager() -> None:
+    body = {
+        "request_type": 2,
+        "scope": "data18",
+        "name": "data18.RAW",
+        "request_metadata": {"src_rse": "TAPE", "dest_rse": "DISK", "rule_id": "abc"},
+    }
+    t = translate_request(body, rucio_manager="cern-rucio")
+    analyse(parse_template(t))
+    (w,) = t["works"]
+    assert w["input"] == {"manager": "cern-rucio", "collections": ["data18:data18.RAW"]}
+
+
+@pytest.mark.parametrize("kind", [1, 3, 6, enum("RequestType", "iWorkflow", 6), 42])
+def test_other_request_types_are_refused_by_name(kind: Any) -> None:
+    with pytest.raises(IddsError, match=r"request_type .* is not supported"):
+        translate_request({"request_type": kind, "request_metadata": {}})
+
+
+def test_build_requests_are_refused() -> None:
+    with pytest.raises(IddsError, match="build requests"):
+        translate_request({"request_type": 0, "request_metadata": {"build_workflow": {}}})
