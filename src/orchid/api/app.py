@@ -20,6 +20,7 @@ from orchid.api.routes import (
     graph,
     growth,
     hpo,
+    idds,
     jobs,
     messages,
     system,
@@ -102,6 +103,8 @@ def create_api(
         app.include_router(
             router, prefix=PREFIX, responses=ERROR_RESPONSES, dependencies=[Depends(known_query)]
         )
+    # the iDDS client's paths, at the root where its host setting points (docs/from-idds.md)
+    app.include_router(idds.router, include_in_schema=False)
     if metrics is None:
         metrics = Metrics()
         metrics.watch_database(db)

@@ -101,6 +101,26 @@ REQUEST_TYPES = {
     9: "WorkData",
     99: "Other",
 }
+# Orchid's statuses as iDDS's (RequestStatus, TransformStatus): (name, value)
+REQUEST_STATUS: Mapping[str, tuple[str, int]] = {
+    "pending": ("New", 0),
+    "running": ("Transforming", 2),
+    "suspended": ("Suspended", 12),
+    "succeeded": ("Finished", 3),
+    "partial": ("SubFinished", 4),
+    "failed": ("Failed", 5),
+    "cancelled": ("Cancelled", 9),
+}
+TRANSFORM_STATUS: Mapping[str, tuple[str, int]] = {
+    "waiting": ("New", 0),
+    "ready": ("Ready", 1),
+    "running": ("Transforming", 2),
+    "succeeded": ("Finished", 3),
+    "partial": ("SubFinished", 4),
+    "failed": ("Failed", 5),
+    "cancelled": ("Cancelled", 9),
+    "skipped": ("Cancelled", 9),  # iDDS has no skipped transform
+}
 # how a Condition's method on a work becomes Orchid's trigger on that work (true branch,
 # false branch); None: the branch cannot be said with a trigger
 TRIGGERS: Mapping[str, tuple[str | None, str | None]] = {
@@ -229,6 +249,27 @@ def translate_request(body: Mapping[str, Any], *, rucio_manager: str = "rucio") 
     metadata = body.get("request_metadata") or {}
     if not isinstance(metadata, dict):
         raise IddsError("request_metadata: expected a mapping")
+    template = _translate(kind, metadata, body, rucio_manager)
+    # what iDDS calls show of the request, kept as a workflow parameter
+    workload_id = body.get("workload_id") or metadata.get("workload_id")
+    template["parameters"] = {
+        "idds": {
+            "request_type": kind if isinstance(kind, int) else WORKFLOW_REQUEST,
+            "scope": _text(body.get("scope")),
+            "name": _text(body.get("name")),
+            "workload_id": _text(workload_id),
+        }
+    }
+    return template
+
+
+def _text(value: Any) -> str | None:
+    return str(value)[:1000] if isinstance(value, str | int) and value != "" else None
+
+
+def _translate(
+    kind: Any, metadata: dict[str, Any], body: Mapping[str, Any], rucio_manager: str
+) -> dict[str, Any]:
     if kind == WORKFLOW_REQUEST:
         if "build_workflow" in metadata:
             raise IddsError(

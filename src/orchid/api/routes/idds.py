@@ -1,0 +1,495 @@
+"""The iDDS REST surface (what the idds-client 2.6 ``ClientManager`` calls), served by Orchid.
+
+Mounted at ``/idds``: point a client's host setting there (``IDDS_HOST=https://orchid:8443/idds``
+or ``[rest] host`` in its ``idds.cfg``). Paths, parameters and JSON shapes are those of the
+iDDS server (``main/lib/idds/rest/v1``), positional ``null``s included; errors carry the
+``ExceptionClass``/``ExceptionMessage`` headers the client turns into its own exceptions,
+so ``ClientManager`` shows Orchid's message. Authentication and authorization are
+Orchid's: the client's OIDC token (``X-IDDS-Auth-Token``) is read as a bearer token (a
+local Orchid token works as well), an X.509 DN comes through the trusted proxy, and a
+caller reaches exactly the workflows it may reach through ``/api/v1``. Job tokens are
+refused here. A request is a workflow, a transform a work: docs/from-idds.md.
+
+What a request describes is read as data by :mod:`orchid.core.idds`; nothing a client
+names is ever imported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+
+from orchid.api.routes.messages import read_body
+from orchid.api.threads import in_thread
+from orchid.auth import Unauthenticated
+from orchid.core import idds as idds_core
+from orchid.core import jsonvalues
+from orchid.core.model import Principal, Workflow
+from orchid.engine.hpo_ops import Report, Studies
+from orchid.engine.submit import submit
+from orchid.errors import InvalidInput, NotFound, OrchidError
+from orchid.store import commands, studies, workflows, works
+from orchid.store import trials as trial_rows
+from orchid.web.access import MAX_ID, refuse_job_token, visible_workflow
+from orchid.web.errors import status_of
+from orchid.web.peers import peer
+from orchid.web.state import ApiState
+
+__all__ = ["PREFIX", "router"]
+
+logger = logging.getLogger(__name__)
+PREFIX = "/idds"
+MAX_REQUEST_BYTES = 256 * 1024 * 1024  # the server's own max_request_bytes applies first
+# iDDS exception classes (idds.common.exceptions) by HTTP status: the client raises them
+EXCEPTION_CLASS = {
+    400: "BadRequest",
+    401: "AuthenticationException",
+    403: "AuthenticationNoPermission",
+    404: "NoObject",
+    409: "ConflictRequestException",
+    413: "BadRequest",
+    422: "BadRequest",
+}
+
+
+def _answer(status: int, data: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(data, sort_keys=True), status, headers, media_type="application/json"
+    )
+
+
+def _error(exc: Exception) -> Response:
+    status = status_of(exc) if isinstance(exc, OrchidError) else 400
+    if isinstance(exc, idds_core.IddsError | RequestValidationError) or status in (413, 422):
+        status = 400
+    message = str(exc)
+    if isinstance(exc, RequestValidationError):
+        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    # one header line, in latin-1: what HTTP headers may carry
+    header = " | ".join(message.splitlines()).encode("latin-1", "replace").decode("latin-1")
+    headers = {"ExceptionClass": EXCEPTION_CLASS.get(status, "CoreException")}
+    headers["ExceptionMessage"] = header[:4000]
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return _answer(status, {"error": message}, headers)
+
+
+class IddsRoute(APIRoute):
+    """Errors as the iDDS client reads them (headers), not as ``/api/v1`` writes them."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (OrchidError, RequestValidationError) as exc:
+                return _error(exc)
+
+        return answer
+
+
+router = APIRouter(prefix=PREFIX, tags=["idds"], route_class=IddsRoute)
+
+
+# --- who, and which workflow -----------------------------------------------------------------
+
+
+def _who(request: Request) -> Principal:
+    """The caller, from Orchid's headers or the iDDS client's (its OIDC token in
+    X-IDDS-Auth-Token); job tokens are refused on this surface."""
+    st: ApiState = request.app.state.orchid
+    headers = dict(request.headers)
+    token = headers.get("x-idds-auth-token")
+    if token and "authorization" not in headers:
+        headers["authorization"] = f"Bearer {token}"
+    who = st.authenticator.authenticate(headers, peer(request))
+    if who is None:
+        raise Unauthenticated(
+            "authentication required",
+            "give the iDDS client an Orchid token or an OIDC token of this server's issuer "
+            "(IDDS_AUTH_TYPE=oidc, IDDS_OIDC_TOKEN, IDDS_VO: docs/from-idds.md)",
+        )
+    refuse_job_token(who, f"{request.method} {request.url.path}")
+    return who
+
+
+def _id(value: str, what: str) -> int | None:
+    if value in ("null", "None", ""):
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= MAX_ID:
+        raise InvalidInput(f"{what} must be a whole number (or null); got {value!r}")
+    return int(value)
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("true", "1", "yes")
+
+
+def _requests(
+    st: ApiState, who: Principal, request_id: str, workload_id: str, *, act: bool = False
+) -> list[Workflow]:
+    """The workflows a request id or a workload id names that the caller may see."""
+    rid, wid = _id(request_id, "request_id"), None
+    if rid is not None:
+        return [visible_workflow(st, who, rid, act=act, missing=f"no request {rid}")]
+    if workload_id in ("null", "None", ""):
+        raise InvalidInput("give a request_id or a workload_id")
+    wid = workload_id
+    with st.db.engine.connect() as conn:
+        rows = workflows.list_recent(
+            conn, visible_to=None if who.admin else (who.user, who.groups), limit=500
+        )
+    found = [
+        w
+        for w in rows
+        if str(w.id) == wid or str((w.params.get("idds") or {}).get("workload_id")) == wid
+    ]
+    if not found:
+        raise NotFound(f"no request with workload_id {wid}")
+    for wf in found:
+        visible_workflow(st, who, wf.id, act=act)
+    return found
+
+
+# --- the iDDS wire shapes -----------------------------------------------------------------
+
+
+def _enum(cls: str, name: str, value: int) -> dict[str, Any]:
+    """An iDDS enum as its client decodes it (``req['status'].name``)."""
+    attributes = {"_value_": value, "_name_": name, "_sort_order_": value}
+    return {"class": cls, "module": "idds.common.constants", "attributes": attributes}
+
+
+def _date(t: float | None) -> str | None:
+    return time.strftime("%a, %d %b %Y %H:%M:%S UTC", time.gmtime(t)) if t else None
+
+
+def _request(wf: Workflow) -> dict[str, Any]:
+    meta = wf.params.get("idds") or {}
+    name, value = idds_core.REQUEST_STATUS[str(wf.status)]
+    kind = int(meta.get("request_type", 0))
+    return {
+        "request_id": wf.id,
+        "scope": meta.get("scope") or "workflow",
+        "name": meta.get("name") or wf.name,
+        "requester": "panda",
+        "request_type": _enum("RequestType", idds_core.REQUEST_TYPES.get(kind, "Workflow"), kind),
+        "username": wf.owner,
+        "userdn": None,
+        "transform_tag": "workflow",
+        "workload_id": meta.get("workload_id") or wf.id,
+        "priority": 0,
+        "status": _enum("RequestStatus", name, value),
+        "substatus": _enum("RequestStatus", name, value),
+        "locking": _enum("RequestLocking", "Idle", 0),
+        "created_at": _date(wf.created_at),
+        "updated_at": _date(wf.updated_at),
+        "accessed_at": _date(wf.updated_at),
+        "expired_at": None,
+        "errors": {"msg": wf.message} if wf.message else None,
+        "campaign": None,
+        "campaign_group": None,
+        "campaign_tag": None,
+    }
+
+
+def _transform(wf: Workflow, work: Any, request: dict[str, Any]) -> dict[str, Any]:
+    name, value = idds_core.TRANSFORM_STATUS[str(work.status)]
+    counts = {str(k): v for k, v in work.counts.items()}
+    total = sum(counts.values())
+    done = counts.get("succeeded", 0)
+    failed = counts.get("failed", 0) + counts.get("cancelled", 0) + counts.get("skipped", 0)
+    return {
+        **request,
+        "transform_id": work.id,
+        "transform_workload_id": work.id,
+        "transform_name": work.name,
+        "transform_type": _enum("TransformType", "Processing", 6),
+        "transform_status": _enum("TransformStatus", name, value),
+        "transform_created_at": _date(work.started_at),
+        "input_coll_scope": "pseudo_dataset",
+        "input_coll_name": f"{wf.name}.{work.name}.input",
+        "input_total_files": total,
+        "input_processed_files": done,
+        "output_coll_scope": "pseudo_dataset",
+        "output_coll_name": f"{wf.name}.{work.name}",
+        "output_total_files": total,
+        "output_processed_files": done,
+        "output_processing_files": counts.get("running", 0) + counts.get("submitted", 0),
+        "output_failed_files": failed,
+        "errors": {"msg": work.message} if work.message else None,
+    }
+
+
+def _done(message: str = "Command registered successfully") -> list[Any]:
+    return [[0, {"status": 0, "message": message}]]
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+
+@router.get("/ping")
+def ping() -> dict[str, str]:
+    """Is the service up (no credentials needed, as Orchid's own ping)."""
+    return {"Status": "OK"}
+
+
+def _submit(st: ApiState, who: Principal, raw: bytes) -> int:
+    try:
+        body = jsonvalues.loads(raw)
+    except RecursionError:
+        raise InvalidInput("the request body is nested too deeply") from None
+    except ValueError as exc:
+        raise InvalidInput(f"the request body is not standard JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("an iDDS request is a JSON object (what ClientManager.submit sends)")
+    template = idds_core.translate_request(body, rucio_manager=_rucio(st))
+    logger.info("iDDS request from %s: workflow %s", who.user, template["name"])
+    return submit(
+        st.db,
+        template,
+        base_dir=None,
+        params=None,
+        owner=who.user,
+        now=time.time(),
+        executors=st.settings.executor_names,
+        owner_groups=who.groups,
+        data_managers=st.data_managers,
+        limits=st.settings.limits,
+        max_works=st.settings.max_works,
+        read_files=False,
+    )
+
+
+def _rucio(st: ApiState) -> str:
+    """The data manager of stage-in requests: the first of kind rucio (else one named so,
+    which submission then reports as missing)."""
+    for name, spec in (st.data_managers or {}).items():
+        if spec.kind == "rucio":
+            return name
+    return "rucio"
+
+
+@router.post("/request")
+async def add_request(request: Request) -> Response:
+    """Submit a request (``ClientManager.submit``, ``Client.add_request``): its workflow is
+    translated into an Orchid template and submitted; answers ``{"request_id": id}``."""
+    st: ApiState = request.app.state.orchid
+    who = _who(request)
+    raw = await read_body(request, min(st.max_body_bytes, MAX_REQUEST_BYTES))
+    wf_id = await in_thread(_submit, st, who, raw)
+    return _answer(200, {"request_id": wf_id})
+
+
+def _list(st: ApiState, who: Principal, request_id: str, workload_id: str, detail: bool) -> Any:
+    found = _requests(st, who, request_id, workload_id)
+    out: list[dict[str, Any]] = []
+    with st.db.engine.connect() as conn:
+        for wf in found:
+            req = _request(wf)
+            if not detail:
+                out.append(req)
+                continue
+            out.extend(_transform(wf, w, req) for w in works.list_for(conn, wf.id))
+    return out
+
+
+@router.get("/request/{request_id}/{workload_id}/{with_detail}")
+@router.get("/request/{request_id}/{workload_id}/{with_detail}/{with_metadata}")
+@router.get("/request/{request_id}/{workload_id}/{with_detail}/{with_metadata}/{with_transform}")
+@router.get(
+    "/request/{request_id}/{workload_id}/{with_detail}/{with_metadata}/{with_transform}"
+    "/{with_processing}"
+)
+def get_requests(
+    request_id: str,
+    workload_id: str,
+    with_detail: str,
+    request: Request,
+    with_metadata: str = "False",
+    with_transform: str = "False",
+    with_processing: str = "False",
+) -> Response:
+    """Requests (``get_requests``, ``get_status``): one row each, or with_detail one row per
+    transform (work) with its file (job) counts."""
+    st: ApiState = request.app.state.orchid
+    who = _who(request)
+    detail = _flag(with_detail) or _flag(with_transform)
+    return _answer(200, _list(st, who, request_id, workload_id, detail))
+
+
+def _command(
+    st: ApiState, who: Principal, request_id: str, workload_id: str, action: str
+) -> list[Any]:
+    for wf in _requests(st, who, request_id, workload_id, act=True):
+        with st.db.begin() as conn:
+            commands.add(conn, wf.id, action, time.time())  # type: ignore[arg-type]
+    return _done()
+
+
+@router.put("/request/abort/{request_id}/{workload_id}")
+def abort(request_id: str, workload_id: str, request: Request) -> Response:
+    """Abort a request: its jobs are cancelled, it ends cancelled."""
+    st: ApiState = request.app.state.orchid
+    return _answer(200, _command(st, _who(request), request_id, workload_id, "abort"))
+
+
+@router.put("/request/abort/{request_id}/{workload_id}/{task_id}")
+def abort_task(request_id: str, workload_id: str, task_id: str, request: Request) -> Response:
+    """Abort one task of a request: not something Orchid does (yet)."""
+    st: ApiState = request.app.state.orchid
+    _requests(st, _who(request), request_id, workload_id, act=True)
+    raise idds_core.IddsError(
+        "aborting one task of a request is not supported by Orchid: abort the whole "
+        "request (ClientManager.abort), or retry it later"
+    )
+
+
+@router.put("/request/retry/{request_id}/{workload_id}")
+def retry(request_id: str, workload_id: str, request: Request) -> Response:
+    """Retry a request: its failed jobs run again (it reopens if it had ended)."""
+    st: ApiState = request.app.state.orchid
+    return _answer(200, _command(st, _who(request), request_id, workload_id, "retry"))
+
+
+@router.put("/request/close/{request_id}/{workload_id}")
+def close(request_id: str, workload_id: str, request: Request) -> Response:
+    """Close a request: nothing new starts; it ends once what runs has (Orchid's finish)."""
+    st: ApiState = request.app.state.orchid
+    return _answer(200, _command(st, _who(request), request_id, workload_id, "finish"))
+
+
+@router.get("/transform/{request_id}")
+def get_transforms(request_id: str, request: Request) -> Response:
+    """The transforms (works) of a request."""
+    st: ApiState = request.app.state.orchid
+    return _answer(200, _list(st, _who(request), request_id, "null", True))
+
+
+@router.get("/transform/{request_id}/{transform_id}")
+def get_transform(request_id: str, transform_id: str, request: Request) -> Response:
+    """One transform (work) of a request."""
+    st: ApiState = request.app.state.orchid
+    tid = _id(transform_id, "transform_id")
+    rows = _list(st, _who(request), request_id, "null", True)
+    found = [r for r in rows if r["transform_id"] == tid]
+    if not found:
+        raise NotFound(f"no transform {transform_id} in request {request_id}")
+    return _answer(200, found[0])
+
+
+# --- hyperparameter optimisation (pull mode) ----------------------------------------------
+
+
+def _studies(request: Request) -> Studies:
+    ops: Studies | None = getattr(request.app.state, "hpo_studies", None)
+    if ops is None:
+        ops = request.app.state.hpo_studies = Studies()
+    return ops
+
+
+def _study(st: ApiState, who: Principal, workload_id: str, request_id: str, act: bool) -> Any:
+    wf = _requests(st, who, request_id, workload_id, act=act)[0]
+    with st.db.engine.connect() as conn:
+        found = studies.of_workflow(conn, wf.id)
+    if not found:
+        raise NotFound(f"request {wf.id} has no hyperparameter optimisation")
+    return found[-1][0]
+
+
+EVALUATED = {"2", "available", "finished", "3"}
+UNEVALUATED = {"0", "new", "1", "processing"}
+
+
+def _points(rows: Iterable[Any], id_: str, status: str) -> list[dict[str, Any]]:
+    out = []
+    wanted = status.strip().lower()
+    for t in rows:
+        loss = t.values[0] if t.values else None
+        if id_ not in ("null", "None") and str(t.id) != id_:
+            continue
+        if wanted in EVALUATED and loss is None:
+            continue
+        if wanted in UNEVALUATED and loss is not None:
+            continue
+        out.append({"id": t.id, "parameters": dict(t.params), "loss": loss})
+    return out
+
+
+@router.get("/hpo/{workload_id}/{request_id}/{id}/{status}/{limit}")
+def get_hyperparameters(
+    workload_id: str, request_id: str, id: str, status: str, limit: str, request: Request
+) -> Response:
+    """The points of an HPO request: ``[{id, parameters, loss}]``; a point with loss null
+    awaits its evaluation (it is leased to the caller, as Orchid's pull mode does)."""
+    st: ApiState = request.app.state.orchid
+    who = _who(request)
+    study = _study(st, who, workload_id, request_id, act=True)
+    n = _id(limit, "limit")
+    ops = _studies(request)
+    with st.db.begin() as conn:
+        if study.status == "running":
+            spec, _, _ = ops.spec(conn, study)
+            ops.next_points(
+                conn, study.id, n=spec.parallel, segment=None, worker=who.user, now=time.time()
+            )
+        rows = trial_rows.trials_of(conn, study.id)
+    points = _points(rows, id, status)
+    return _answer(200, points[:n] if n else points)
+
+
+@router.put("/hpo/{workload_id}/{request_id}/{id}/{loss}")
+def update_hyperparameter(
+    workload_id: str, request_id: str, id: str, loss: str, request: Request
+) -> Response:
+    """Report the loss of a point."""
+    st: ApiState = request.app.state.orchid
+    study = _study(st, _who(request), workload_id, request_id, act=True)
+    trial = _id(id, "id")
+    try:
+        value = float(loss)
+    except ValueError:
+        raise InvalidInput(f"loss must be a number; got {loss!r}") from None
+    with st.db.engine.connect() as conn:
+        if trial is None or trial_rows.get_trial(conn, trial).study_id != study.id:
+            raise NotFound(f"no hyperparameter {id} in this request")
+    with st.db.begin() as conn:
+        _studies(request).report(conn, trial, Report(value=value), time.time())
+    return _answer(200, {"status": 0, "message": "update successfully"})
+
+
+# --- what Orchid does not serve (yet): one clear answer -------------------------------------
+
+NOT_SERVED = {
+    "request/build": "build requests (submit_build)",
+    "request/name": "looking a request up by name",
+    "transform": "adding a work to a submitted request (submit_work)",
+    "catalog": "collections and contents (get_collections, get_contents)",
+    "message": "messages (get_messages, send_messages)",
+    "logs": "downloading logs (use `orchid logs` or GET /api/v1/jobs/{id}/logs)",
+    "cacher": "the file cacher (upload_to_cacher, download_from_cacher; Orchid's cache is "
+    "PUT /api/v1/cache/{sha256})",
+    "request": "updating a request",
+    "hpo": "this HPO call",
+}
+
+
+@router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])
+def not_served(rest: str, request: Request) -> Response:
+    """Every other iDDS path: a 400 that names what is not supported, for signed-in callers."""
+    _who(request)
+    parts = rest.split("/")
+    what = NOT_SERVED.get("/".join(parts[:2])) or NOT_SERVED.get(parts[0])
+    if what is None:
+        raise NotFound(f"no iDDS route {request.method} {PREFIX}/{rest}")
+    raise idds_core.IddsError(
+        f"{what} is not supported by Orchid's iDDS interface (docs/from-idds.md)"
+    )
