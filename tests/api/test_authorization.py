@@ -140,6 +140,12 @@ def ok(*codes: int) -> frozenset[int]:
 
 
 A = "/api/v1"
+IDDS_HPO = {
+    "request_type": 4,
+    "request_metadata": {"opt_space": {"x": [0.0, 1.0]}, "max_points": 2},
+}
+IDDS_GET = ("request_id", "workload_id", "with_detail", "with_metadata", "with_transform",
+            "with_processing")  # fmt: skip
 # every route of the application: (method, path template) → its row, in the order called
 ROUTES: dict[tuple[str, str], Row] = {
     ("GET", f"{A}/openapi.json"): Row(f"{A}/openapi.json", ok(200), "public"),
@@ -221,6 +227,42 @@ ROUTES: dict[tuple[str, str], Row] = {
         job=True,
         json={"step": 1, "value": 0.5},
     ),
+    # the iDDS client's surface (src/orchid/api/routes/idds.py): job tokens are refused
+    ("GET", "/idds/ping"): Row("/idds/ping", ok(200), "public"),
+    ("POST", "/idds/request"): Row("/idds/request", ok(200), "user", json=IDDS_HPO),
+    **{
+        ("GET", "/idds/request/" + "/".join(f"{{{p}}}" for p in IDDS_GET[:n])): Row(
+            "/idds/request/{wf}/null/" + "/".join(["True"] * (n - 2)), ok(200)
+        )
+        for n in range(3, 7)
+    },
+    ("GET", "/idds/transform/{request_id}"): Row("/idds/transform/{wf}", ok(200)),
+    ("GET", "/idds/transform/{request_id}/{transform_id}"): Row(
+        f"/idds/transform/{{wf}}/{MISSING}", ok(404)
+    ),
+    ("GET", "/idds/hpo/{workload_id}/{request_id}/{id}/{status}/{limit}"): Row(
+        "/idds/hpo/null/{wf}/null/null/null", ok(200)
+    ),
+    ("PUT", "/idds/hpo/{workload_id}/{request_id}/{id}/{loss}"): Row(
+        "/idds/hpo/null/{wf}/{trial}/0.25", ok(200)
+    ),
+    ("PUT", "/idds/request/abort/{request_id}/{workload_id}/{task_id}"): Row(
+        "/idds/request/abort/{wf}/null/1",
+        ok(400),  # not supported: a clear 400
+    ),
+    ("PUT", "/idds/request/retry/{request_id}/{workload_id}"): Row(
+        "/idds/request/retry/{wf}/null", ok(200)
+    ),
+    ("PUT", "/idds/request/close/{request_id}/{workload_id}"): Row(
+        "/idds/request/close/{wf}/null", ok(200)
+    ),
+    ("PUT", "/idds/request/abort/{request_id}/{workload_id}"): Row(
+        "/idds/request/abort/{wf}/null", ok(200)
+    ),
+    **{
+        (method, "/idds/{rest:path}"): Row("/idds/cacher/notes.txt", ok(400), "user")
+        for method in ("GET", "POST", "PUT", "DELETE")
+    },
     ("POST", f"{A}/workflows/{{workflow_id}}/{{action}}"): Row(
         f"{A}/workflows/{{wf}}/{{action}}", ok(202), job=True
     ),
