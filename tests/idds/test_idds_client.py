@@ -9,6 +9,7 @@ difference is in docs/from-idds.md.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +155,143 @@ def test_ping_and_another_users_request(server: Server, tmp_path: Path) -> None:
     )
     for answer in theirs:
         assert answer[0] is False and f"no request {mine['rid']}" in answer[1]
+
+
+STEERED = """
+import os
+from idds.workflowv2.workflow import Workflow
+from idds.doma.workflowv2.domapandawork import DomaPanDAWork
+
+def work(task, executable, arguments, deps):
+    return DomaPanDAWork(
+        executable=executable, arguments=arguments,
+        primary_input_collection={"scope": "pseudo_dataset", "name": "in_" + task},
+        output_collections=[{"scope": "pseudo_dataset", "name": "out_" + task}],
+        log_collections=[], dependency_map=deps, task_name=task, num_retries=0)
+
+def job(name, *parents):
+    return {"name": name, "order_id": 0, "submitted": False,
+            "dependencies": [{"task": t, "inputname": n, "available": False} for t, n in parents]}
+
+def submit(*works, name):
+    wf = Workflow()
+    for w in works:
+        wf.add_work(w)
+    wf.name = name
+    return cm.submit(wf)
+
+def wait(rid, *statuses):
+    for _ in range(900):
+        status = cm.get_requests(request_id=rid)[0]["status"].name
+        if status in statuses:
+            return status
+        time.sleep(0.1)
+    return status
+"""
+
+
+def test_abort_retry_and_close_through_the_client(server: Server, tmp_path: Path) -> None:
+    marker = tmp_path / "fixed"
+    got = run(
+        server.url,
+        server.tokens["alice"],
+        STEERED
+        + f"""
+slow = submit(work("slow", "sleep", "60", [job("s1"), job("s2")]), name="slow")
+running = wait(slow, "Transforming")
+aborted = cm.abort(request_id=slow)
+after_abort = wait(slow, "Cancelled")
+
+broken = submit(work("fragile", "ls", {str(marker)!r}, [job("f1")]), name="fragile")
+failed = wait(broken, "Failed", "SubFinished")
+open({str(marker)!r}, "w").close()
+retried = cm.retry(request_id=broken)
+after_retry = wait(broken, "Finished")
+
+two = submit(work("first", "sleep", "3", [job("a")]),
+             work("second", "echo", "${{IN/L}}", [job("b", ("first", "a"))]), name="two")
+wait(two, "Transforming")
+closed = cm.close(request_id=two)
+after_close = wait(two, "Finished", "SubFinished", "Failed", "Cancelled")
+detail = [(d["transform_name"], d["transform_status"].name)
+          for d in cm.get_requests(request_id=two, with_detail=True)]
+out(dict(running=running, aborted=aborted, after_abort=after_abort, failed=failed,
+         retried=retried, after_retry=after_retry, closed=closed, after_close=after_close,
+         detail=detail, no_task=cm.abort_task(request_id=two, task_id=1),
+         neither=cm.abort()))
+""",
+        tmp_path / "client",
+        timeout=300,
+    )
+    registered = [[0, {"status": 0, "message": "Command registered successfully"}]]
+    assert got["running"] == "Transforming"
+    assert got["aborted"] == registered and got["after_abort"] == "Cancelled"
+    assert got["failed"] in ("Failed", "SubFinished")
+    assert got["retried"] == registered and got["after_retry"] == "Finished"
+    # close is Orchid's finish: nothing new starts, what was made runs to its end
+    assert got["closed"] == registered and got["after_close"] == "Finished"
+    assert got["detail"] == [["first", "Finished"], ["second", "Finished"]]
+    assert got["no_task"][0] is False and "aborting one task" in got["no_task"][1]
+    assert got["neither"][0] == -1  # the client's own check, before any call
+
+
+REFUSED = """
+from idds.common.dict_class import DictClass
+
+def named(module, name):
+    # a DictClass the client encodes as {"class": name, "module": module, ...}
+    return type(name, (DictClass,), {"__module__": module})()
+
+def attempt(extra):
+    wf = Workflow()
+    w = work("victim", "echo", "hi", [job("v")])
+    w.extra = extra
+    wf.add_work(w)
+    wf.name = "refused"
+    return cm.submit(wf)
+
+outer = Workflow()
+outer.add_work(work("inner", "echo", "x", [job("i")]))
+nested = Workflow()
+nested.add_work(outer)
+nested.name = "nested"
+rid = submit(work("fine", "echo", "x", [job("ok")]), name="fine")
+try:
+    contents = cm.get_contents(request_id=rid)
+except Exception as exc:  # get_contents has no error handler in the client
+    contents = str(exc)
+out(dict(system=attempt(named("os", "system")), popen=attempt(named("subprocess", "Popen")),
+         canary=attempt(named("orchid_idds_canary", "Boom")), nested=cm.submit(nested),
+         logs=cm.download_logs(request_id=rid, dest_dir=sys.argv[0] + ".d"),
+         collections=cm.get_collections(request_id=rid), contents=contents,
+         cacher=cm.download_from_cacher("notes.txt"),
+         messages=cm.get_messages(request_id=rid),
+         build=cm.submit_build(nested)))
+"""
+
+
+def test_unsupported_classes_and_calls_get_errors_the_client_shows(
+    server: Server, tmp_path: Path
+) -> None:
+    got = run(server.url, server.tokens["alice"], STEERED + REFUSED, tmp_path)
+    for key, named in (
+        ("system", "os.system"),
+        ("popen", "subprocess.Popen"),
+        ("canary", "orchid_idds_canary.Boom"),
+    ):
+        ok, message = got[key]
+        assert ok is False and f"class {named} is not supported by Orchid" in message
+    assert "orchid_idds_canary" not in sys.modules  # never imported by the server
+    assert got["nested"][0] is False and "Workflow nested as a work" in got["nested"][1]
+    # download_logs shows its own words, whatever the server says (iDDS's client does so too)
+    assert got["logs"][0] is False and "Failed to download logs" in got["logs"][1]
+    for key, what in (
+        ("collections", "collections and contents"),
+        ("messages", "messages"),
+        ("build", "build requests"),
+    ):
+        ok, message = got[key]
+        assert ok is False and what in message and "not supported" in message, (key, message)
+    assert "collections and contents" in got["contents"]
+    # the client's cacher download sends no credentials and reads no error: it shows None
+    assert got["cacher"] is None
