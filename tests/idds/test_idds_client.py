@@ -295,3 +295,60 @@ def test_unsupported_classes_and_calls_get_errors_the_client_shows(
     assert "collections and contents" in got["contents"]
     # the client's cacher download sends no credentials and reads no error: it shows None
     assert got["cacher"] is None
+
+
+HPO = """
+from idds.common.constants import RequestType, RequestStatus
+cm.setup_client()
+# what ATLAS's HPO tools send: a request whose metadata is the search (no Workflow object)
+rid = cm.client.add_request(
+    requester="panda", request_type=RequestType.HyperParameterOpt, transform_tag="prodsys2",
+    status=RequestStatus.New, priority=0, lifetime=30,
+    request_metadata={"workload_id": "20525135", "sandbox": None, "method": "bayesian",
+                      "opt_space": {"A": {"type": "Choice", "params": {"choices": [1, 4]}},
+                                    "B": {"type": "Scalar", "bounds": [0, 5]}},
+                      "max_points": 6, "num_points_per_generation": 2})
+updates, seen = [], []
+for _ in range(600):
+    points = cm.get_hyperparameters(workload_id="20525135", request_id=None)
+    seen.append(len(points))
+    for p in points:
+        if p["loss"] is None:
+            loss = (p["parameters"]["B"] - 2) ** 2 + p["parameters"]["A"]
+            updates.append(cm.update_hyperparameter(workload_id=None, request_id=rid,
+                                                    id=p["id"], loss=loss))
+    if sum(p["loss"] is not None for p in points) >= 6:
+        break
+    time.sleep(0.1)
+for _ in range(300):
+    status = cm.get_requests(request_id=rid)[0]["status"].name
+    if status != "Transforming":
+        break
+    time.sleep(0.1)
+out(dict(rid=rid, points=cm.get_hyperparameters(workload_id=None, request_id=rid),
+         evaluated=cm.get_hyperparameters(workload_id=None, request_id=rid, status=2),
+         one=cm.get_hyperparameters(workload_id=None, request_id=rid, id=points[0]["id"]),
+         updates=updates, status=status, workload=cm.get_requests(request_id=rid)[0]["workload_id"],
+         bad=cm.update_hyperparameter(workload_id=None, request_id=rid, id=points[0]["id"],
+                                      loss="nan-ish")))
+"""
+
+
+def test_an_hpo_request_driven_by_get_and_update_hyperparameter(
+    server: Server, tmp_path: Path
+) -> None:
+    got = run(server.url, server.tokens["alice"], HPO, tmp_path, timeout=300)
+    points = got["points"]
+    assert len(points) == 6 and all(p["loss"] is not None for p in points)
+    for p in points:
+        assert set(p) == {"id", "parameters", "loss"}
+        assert p["parameters"]["A"] in (1, 4) and 0 <= p["parameters"]["B"] <= 5
+        assert p["loss"] == pytest.approx((p["parameters"]["B"] - 2) ** 2 + p["parameters"]["A"])
+    assert got["evaluated"] == points and got["one"] == [points[0]]
+    assert all(u == {"message": "update successfully", "status": 0} for u in got["updates"])
+    assert got["status"] == "Finished" and got["workload"] == "20525135"
+    assert got["bad"][0] is False and "loss must be a number" in got["bad"][1]
+    # an ordinary Orchid study: its trials are those points
+    study = api(server, f"/workflows/{got['rid']}/studies")[0]
+    trials = api(server, f"/studies/{study['id']}/trials")["items"]
+    assert sorted(t["id"] for t in trials) == sorted(p["id"] for p in points)

@@ -397,12 +397,11 @@ def _studies(request: Request) -> Studies:
 
 
 def _study(st: ApiState, who: Principal, workload_id: str, request_id: str, act: bool) -> Any:
+    """The request's study; None while the agents have not made it yet (no points yet)."""
     wf = _requests(st, who, request_id, workload_id, act=act)[0]
     with st.db.engine.connect() as conn:
         found = studies.of_workflow(conn, wf.id)
-    if not found:
-        raise NotFound(f"request {wf.id} has no hyperparameter optimisation")
-    return found[-1][0]
+    return found[-1][0] if found else None
 
 
 EVALUATED = {"2", "available", "finished", "3"}
@@ -434,6 +433,8 @@ def get_hyperparameters(
     who = _who(request)
     study = _study(st, who, workload_id, request_id, act=True)
     n = _id(limit, "limit")
+    if study is None:
+        return _answer(200, [])  # as iDDS before its first points are generated
     ops = _studies(request)
     with st.db.begin() as conn:
         if study.status == "running":
@@ -459,7 +460,7 @@ def update_hyperparameter(
     except ValueError:
         raise InvalidInput(f"loss must be a number; got {loss!r}") from None
     with st.db.engine.connect() as conn:
-        if trial is None or trial_rows.get_trial(conn, trial).study_id != study.id:
+        if study is None or trial is None or trial_rows.get_trial(conn, trial).study_id != study.id:
             raise NotFound(f"no hyperparameter {id} in this request")
     with st.db.begin() as conn:
         _studies(request).report(conn, trial, Report(value=value), time.time())
