@@ -39,8 +39,9 @@ class Server:
 
 
 @contextmanager
-def serve(home: Path) -> Iterator[Server]:
-    """Serve the API over SQLite in ``home`` with the agents running, until the block ends."""
+def serve(home: Path, **settings: object) -> Iterator[Server]:
+    """Serve the API over SQLite in ``home`` with the agents running, until the block ends
+    (``settings``: more settings, e.g. ``data_managers``)."""
     settings = Settings.load(
         env={},
         home=home,
@@ -48,6 +49,7 @@ def serve(home: Path) -> Iterator[Server]:
         poll_interval=0.05,
         workers=4,
         env_passthrough="FAT_*,ORCHID_FAT_CACHE",  # what the tests' jobs are told
+        **settings,
     )
     db = Database(settings.db_url)
     db.ensure_schema()
