@@ -207,6 +207,7 @@ def _transform(wf: Workflow, work: Any, request: dict[str, Any]) -> dict[str, An
     total = sum(counts.values())
     done = counts.get("succeeded", 0)
     failed = counts.get("failed", 0) + counts.get("cancelled", 0) + counts.get("skipped", 0)
+    ended = counts.get("succeeded", 0) + failed
     return {
         **request,
         "transform_id": work.id,
@@ -215,16 +216,23 @@ def _transform(wf: Workflow, work: Any, request: dict[str, Any]) -> dict[str, An
         "transform_type": _enum("TransformType", "Processing", 6),
         "transform_status": _enum("TransformStatus", name, value),
         "transform_created_at": _date(work.started_at),
+        "transform_updated_at": _date(work.finished_at or work.started_at),
+        "transform_finished_at": _date(work.finished_at),
+        "input_coll_id": work.id,
         "input_coll_scope": "pseudo_dataset",
         "input_coll_name": f"{wf.name}.{work.name}.input",
         "input_total_files": total,
-        "input_processed_files": done,
+        "input_processed_files": ended,
+        "input_new_files": total - ended,
+        "output_coll_id": work.id,
         "output_coll_scope": "pseudo_dataset",
         "output_coll_name": f"{wf.name}.{work.name}",
         "output_total_files": total,
         "output_processed_files": done,
         "output_processing_files": counts.get("running", 0) + counts.get("submitted", 0),
+        "output_new_files": counts.get("waiting", 0) + counts.get("ready", 0),
         "output_failed_files": failed,
+        "output_missing_files": 0,
         "errors": {"msg": work.message} if work.message else None,
     }
 
