@@ -192,6 +192,7 @@ def test_conditions_become_after_and_trigger() -> None:
     by = {w["name"]: w for w in t["works"]}
     assert (by["then"]["after"], by["then"]["trigger"]) == (["first"], "all_success")
     assert (by["else"]["after"], by["else"]["trigger"]) == (["first"], "one_failed")
+    assert by["first"]["on_failure"] == "continue"  # else its failure ends the workflow
 
 
 def test_a_condition_orchid_cannot_say_is_refused() -> None:

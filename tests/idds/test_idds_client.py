@@ -352,3 +352,38 @@ def test_an_hpo_request_driven_by_get_and_update_hyperparameter(
     study = api(server, f"/workflows/{got['rid']}/studies")[0]
     trials = api(server, f"/studies/{study['id']}/trials")["items"]
     assert sorted(t["id"] for t in trials) == sorted(p["id"] for p in points)
+
+
+CONDITIONAL = """
+from idds.workflowv2.workflow import Workflow, Condition
+from idds.workflowv2.work import Work
+
+def branching(first):
+    check = Work(executable=first)
+    then, otherwise = Work(executable="echo", arguments="then"), Work(executable="echo")
+    wf = Workflow()
+    for w in (check, then, otherwise):
+        wf.add_work(w)
+    wf.add_condition(Condition(cond=check.is_finished, true_work=then, false_work=otherwise))
+    wf.name = "branch_on_" + first
+    rid = cm.submit(wf)
+    for _ in range(600):
+        if cm.get_requests(request_id=rid)[0]["status"].name not in ("New", "Transforming"):
+            break
+        time.sleep(0.1)
+    return [d["transform_status"].name for d in cm.get_requests(request_id=rid, with_detail=True)]
+
+out(dict(passed=branching("true"), failed=branching("false")))
+"""
+
+
+def test_a_condition_between_works_picks_the_branch(server: Server, tmp_path: Path) -> None:
+    got = run(server.url, server.tokens["alice"], CONDITIONAL, tmp_path)
+    # skipped shows as Cancelled: iDDS has no skipped transform
+    assert got["passed"] == ["Finished", "Finished", "Cancelled"]
+    assert got["failed"] == ["Failed", "Cancelled", "Finished"]
+
+
+def test_a_bad_token_is_an_error_the_client_shows(server: Server, tmp_path: Path) -> None:
+    got = run(server.url, "orc_not-a-token", "out(cm.get_requests(request_id=1))", tmp_path)
+    assert got[0] is False and "unknown or revoked token" in got[1]

@@ -496,6 +496,10 @@ def _conditions(
                     raise IddsError(f"{what}: work {spec['name']} is started by two conditions")
                 spec["after"] = sources
                 spec["trigger"] = trigger
+                if branch or trigger != "all_success":
+                    # a branch taken when a work failed: its failure must not end the workflow
+                    for source in sources:
+                        works[source]["on_failure"] = "continue"
 
 
 # --- HPO and stage-in requests (no Workflow object: their metadata describes them) -------
