@@ -246,6 +246,22 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("PUT", "/idds/hpo/{workload_id}/{request_id}/{id}/{loss}"): Row(
         "/idds/hpo/null/{wf}/{trial}/0.25", ok(200)
     ),
+    (
+        "GET",
+        "/idds/catalog/collections/{request_id}/{transform_id}/{workload_id}/{scope}/{name}"
+        "/{relation_type}",
+    ): Row("/idds/catalog/collections/{wf}/null/null/null/null/null", ok(200)),
+    (
+        "GET",
+        "/idds/catalog/contents/{request_id}/{transform_id}/{workload_id}/{coll_scope}"
+        "/{coll_name}/{relation_type}/{status}",
+    ): Row("/idds/catalog/contents/{wf}/null/null/null/null/null/null", ok(200)),
+    ("POST", "/idds/message/{request_id}/{workload_id}/{transform_id}/{internal_id}"): Row(
+        "/idds/message/{wf}/null/null/null", ok(200), json=[{"n": 1}]
+    ),
+    ("GET", "/idds/message/{request_id}/{workload_id}/{transform_id}/{internal_id}"): Row(
+        "/idds/message/{wf}/null/null/null", ok(200)
+    ),
     ("PUT", "/idds/request/abort/{request_id}/{workload_id}/{task_id}"): Row(
         "/idds/request/abort/{wf}/null/1",
         ok(400),  # not supported: a clear 400

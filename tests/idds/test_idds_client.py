@@ -256,16 +256,13 @@ nested = Workflow()
 nested.add_work(outer)
 nested.name = "nested"
 rid = submit(work("fine", "echo", "x", [job("ok")]), name="fine")
-try:
-    contents = cm.get_contents(request_id=rid)
-except Exception as exc:  # get_contents has no error handler in the client
-    contents = str(exc)
 out(dict(system=attempt(named("os", "system")), popen=attempt(named("subprocess", "Popen")),
          canary=attempt(named("orchid_idds_canary", "Boom")), nested=cm.submit(nested),
          logs=cm.download_logs(request_id=rid, dest_dir=sys.argv[0] + ".d"),
-         collections=cm.get_collections(request_id=rid), contents=contents,
+         output_ext=cm.get_contents_output_ext(request_id=rid),
+         worker=cm.adjust_worker(request_id=rid, transform_id=1, workload_id=None,
+                                  parameters={"core_count": 2}),
          cacher=cm.download_from_cacher("notes.txt"),
-         messages=cm.get_messages(request_id=rid),
          build=cm.submit_build(nested)))
 """
 
@@ -286,13 +283,12 @@ def test_unsupported_classes_and_calls_get_errors_the_client_shows(
     # download_logs shows its own words, whatever the server says (iDDS's client does so too)
     assert got["logs"][0] is False and "Failed to download logs" in got["logs"][1]
     for key, what in (
-        ("collections", "collections and contents"),
-        ("messages", "messages"),
         ("build", "build requests"),
+        ("output_ext", "this catalog call"),
+        ("worker", "workflow tasks"),
     ):
         ok, message = got[key]
         assert ok is False and what in message and "not supported" in message, (key, message)
-    assert "collections and contents" in got["contents"]
     # the client's cacher download sends no credentials and reads no error: it shows None
     assert got["cacher"] is None
 
@@ -387,3 +383,40 @@ def test_a_condition_between_works_picks_the_branch(server: Server, tmp_path: Pa
 def test_a_bad_token_is_an_error_the_client_shows(server: Server, tmp_path: Path) -> None:
     got = run(server.url, "orc_not-a-token", "out(cm.get_requests(request_id=1))", tmp_path)
     assert got[0] is False and "unknown or revoked token" in got[1]
+
+
+def test_collections_contents_and_messages(server: Server, tmp_path: Path) -> None:
+    got = run(
+        server.url,
+        server.tokens["alice"],
+        STEERED
+        + """
+from idds.common.constants import CollectionRelationType, ContentStatus
+rid = submit(work("first", "echo", "${IN/L}", [job("a1"), job("a2")]),
+             work("second", "false", "", [job("b1", ("first", "a1"))]), name="data")
+wait(rid, "Finished", "SubFinished", "Failed")
+colls = cm.get_collections(request_id=rid)
+outputs = cm.get_collections(request_id=rid, relation_type=CollectionRelationType.Output)
+contents = cm.get_contents(request_id=rid)
+available = cm.get_contents(request_id=rid, status=ContentStatus.Available)
+sent = cm.send_messages(request_id=rid, msgs=[{"command": "note", "n": 1}, {"n": 2}])
+out(dict(colls=[(c["name"], c["relation_type"].name, c["total_files"], c["processed_files"])
+                for c in colls],
+         outputs=len(outputs),
+         contents=sorted((c["name"], c["status"].name) for c in contents),
+         available=sorted(c["name"] for c in available),
+         sent=sent, messages=cm.get_messages(request_id=rid)))
+""",
+        tmp_path,
+    )
+    assert got["colls"] == [
+        ["data.first.input", "Input", 2, 2],
+        ["data.first", "Output", 2, 2],
+        ["data.second.input", "Input", 1, 1],
+        ["data.second", "Output", 1, 0],
+    ]
+    assert got["outputs"] == 2
+    assert got["contents"] == [["a1", "Available"], ["a2", "Available"], ["b1", "FinalFailed"]]
+    assert got["available"] == ["a1", "a2"]
+    assert got["sent"] == [True, None]
+    assert got["messages"] == [True, [{"command": "note", "n": 1}, {"n": 2}]]

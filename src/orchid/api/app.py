@@ -21,6 +21,7 @@ from orchid.api.routes import (
     growth,
     hpo,
     idds,
+    idds_data,
     jobs,
     messages,
     system,
@@ -104,7 +105,8 @@ def create_api(
             router, prefix=PREFIX, responses=ERROR_RESPONSES, dependencies=[Depends(known_query)]
         )
     # the iDDS client's paths, at the root where its host setting points (docs/from-idds.md)
-    app.include_router(idds.router, include_in_schema=False)
+    app.include_router(idds_data.router, include_in_schema=False)
+    app.include_router(idds.router, include_in_schema=False)  # its catch-all comes last
     if metrics is None:
         metrics = Metrics()
         metrics.watch_database(db)

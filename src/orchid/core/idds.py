@@ -121,6 +121,17 @@ TRANSFORM_STATUS: Mapping[str, tuple[str, int]] = {
     "cancelled": ("Cancelled", 9),
     "skipped": ("Cancelled", 9),  # iDDS has no skipped transform
 }
+# a job's status as its iDDS content's (ContentStatus)
+CONTENT_STATUS: Mapping[str, tuple[str, int]] = {
+    "waiting": ("New", 0),
+    "ready": ("New", 0),
+    "submitted": ("Processing", 1),
+    "running": ("Processing", 1),
+    "succeeded": ("Available", 2),
+    "failed": ("FinalFailed", 4),
+    "cancelled": ("Cancelled", 10),
+    "skipped": ("Missing", 9),
+}
 # how a Condition's method on a work becomes Orchid's trigger on that work (true branch,
 # false branch); None: the branch cannot be said with a trigger
 TRIGGERS: Mapping[str, tuple[str | None, str | None]] = {

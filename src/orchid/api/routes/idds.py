@@ -42,7 +42,17 @@ from orchid.web.errors import status_of
 from orchid.web.peers import peer
 from orchid.web.state import ApiState
 
-__all__ = ["PREFIX", "router"]
+__all__ = [
+    "PREFIX",
+    "IddsRoute",
+    "answer",
+    "caller_of",
+    "date_text",
+    "enum_of",
+    "parse_id",
+    "requests_of",
+    "router",
+]
 
 logger = logging.getLogger(__name__)
 PREFIX = "/idds"
@@ -59,7 +69,7 @@ EXCEPTION_CLASS = {
 }
 
 
-def _answer(status: int, data: Any, headers: dict[str, str] | None = None) -> Response:
+def answer(status: int, data: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(
         json.dumps(data, sort_keys=True), status, headers, media_type="application/json"
     )
@@ -78,7 +88,7 @@ def _error(exc: Exception) -> Response:
     headers["ExceptionMessage"] = header[:4000]
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    return _answer(status, {"error": message}, headers)
+    return answer(status, {"error": message}, headers)
 
 
 class IddsRoute(APIRoute):
@@ -102,7 +112,7 @@ router = APIRouter(prefix=PREFIX, tags=["idds"], route_class=IddsRoute)
 # --- who, and which workflow -----------------------------------------------------------------
 
 
-def _who(request: Request) -> Principal:
+def caller_of(request: Request) -> Principal:
     """The caller, from Orchid's headers or the iDDS client's (its OIDC token in
     X-IDDS-Auth-Token); job tokens are refused on this surface."""
     st: ApiState = request.app.state.orchid
@@ -121,7 +131,7 @@ def _who(request: Request) -> Principal:
     return who
 
 
-def _id(value: str, what: str) -> int | None:
+def parse_id(value: str, what: str) -> int | None:
     if value in ("null", "None", ""):
         return None
     if not value.isdigit() or not 1 <= int(value) <= MAX_ID:
@@ -133,11 +143,11 @@ def _flag(value: str) -> bool:
     return value.strip().lower() in ("true", "1", "yes")
 
 
-def _requests(
+def requests_of(
     st: ApiState, who: Principal, request_id: str, workload_id: str, *, act: bool = False
 ) -> list[Workflow]:
     """The workflows a request id or a workload id names that the caller may see."""
-    rid, wid = _id(request_id, "request_id"), None
+    rid, wid = parse_id(request_id, "request_id"), None
     if rid is not None:
         return [visible_workflow(st, who, rid, act=act, missing=f"no request {rid}")]
     if workload_id in ("null", "None", ""):
@@ -162,13 +172,13 @@ def _requests(
 # --- the iDDS wire shapes -----------------------------------------------------------------
 
 
-def _enum(cls: str, name: str, value: int) -> dict[str, Any]:
+def enum_of(cls: str, name: str, value: int) -> dict[str, Any]:
     """An iDDS enum as its client decodes it (``req['status'].name``)."""
     attributes = {"_value_": value, "_name_": name, "_sort_order_": value}
     return {"class": cls, "module": "idds.common.constants", "attributes": attributes}
 
 
-def _date(t: float | None) -> str | None:
+def date_text(t: float | None) -> str | None:
     return time.strftime("%a, %d %b %Y %H:%M:%S UTC", time.gmtime(t)) if t else None
 
 
@@ -181,18 +191,18 @@ def _request(wf: Workflow) -> dict[str, Any]:
         "scope": meta.get("scope") or "workflow",
         "name": meta.get("name") or wf.name,
         "requester": "panda",
-        "request_type": _enum("RequestType", idds_core.REQUEST_TYPES.get(kind, "Workflow"), kind),
+        "request_type": enum_of("RequestType", idds_core.REQUEST_TYPES.get(kind, "Workflow"), kind),
         "username": wf.owner,
         "userdn": None,
         "transform_tag": "workflow",
         "workload_id": meta.get("workload_id") or wf.id,
         "priority": 0,
-        "status": _enum("RequestStatus", name, value),
-        "substatus": _enum("RequestStatus", name, value),
-        "locking": _enum("RequestLocking", "Idle", 0),
-        "created_at": _date(wf.created_at),
-        "updated_at": _date(wf.updated_at),
-        "accessed_at": _date(wf.updated_at),
+        "status": enum_of("RequestStatus", name, value),
+        "substatus": enum_of("RequestStatus", name, value),
+        "locking": enum_of("RequestLocking", "Idle", 0),
+        "created_at": date_text(wf.created_at),
+        "updated_at": date_text(wf.updated_at),
+        "accessed_at": date_text(wf.updated_at),
         "expired_at": None,
         "errors": {"msg": wf.message} if wf.message else None,
         "campaign": None,
@@ -213,11 +223,11 @@ def _transform(wf: Workflow, work: Any, request: dict[str, Any]) -> dict[str, An
         "transform_id": work.id,
         "transform_workload_id": work.id,
         "transform_name": work.name,
-        "transform_type": _enum("TransformType", "Processing", 6),
-        "transform_status": _enum("TransformStatus", name, value),
-        "transform_created_at": _date(work.started_at),
-        "transform_updated_at": _date(work.finished_at or work.started_at),
-        "transform_finished_at": _date(work.finished_at),
+        "transform_type": enum_of("TransformType", "Processing", 6),
+        "transform_status": enum_of("TransformStatus", name, value),
+        "transform_created_at": date_text(work.started_at),
+        "transform_updated_at": date_text(work.finished_at or work.started_at),
+        "transform_finished_at": date_text(work.finished_at),
         "input_coll_id": work.id,
         "input_coll_scope": "pseudo_dataset",
         "input_coll_name": f"{wf.name}.{work.name}.input",
@@ -291,14 +301,14 @@ async def add_request(request: Request) -> Response:
     """Submit a request (``ClientManager.submit``, ``Client.add_request``): its workflow is
     translated into an Orchid template and submitted; answers ``{"request_id": id}``."""
     st: ApiState = request.app.state.orchid
-    who = _who(request)
+    who = caller_of(request)
     raw = await read_body(request, min(st.max_body_bytes, MAX_REQUEST_BYTES))
     wf_id = await in_thread(_submit, st, who, raw)
-    return _answer(200, {"request_id": wf_id})
+    return answer(200, {"request_id": wf_id})
 
 
 def _list(st: ApiState, who: Principal, request_id: str, workload_id: str, detail: bool) -> Any:
-    found = _requests(st, who, request_id, workload_id)
+    found = requests_of(st, who, request_id, workload_id)
     out: list[dict[str, Any]] = []
     with st.db.engine.connect() as conn:
         for wf in found:
@@ -329,15 +339,15 @@ def get_requests(
     """Requests (``get_requests``, ``get_status``): one row each, or with_detail one row per
     transform (work) with its file (job) counts."""
     st: ApiState = request.app.state.orchid
-    who = _who(request)
+    who = caller_of(request)
     detail = _flag(with_detail) or _flag(with_transform)
-    return _answer(200, _list(st, who, request_id, workload_id, detail))
+    return answer(200, _list(st, who, request_id, workload_id, detail))
 
 
 def _command(
     st: ApiState, who: Principal, request_id: str, workload_id: str, action: str
 ) -> list[Any]:
-    for wf in _requests(st, who, request_id, workload_id, act=True):
+    for wf in requests_of(st, who, request_id, workload_id, act=True):
         with st.db.begin() as conn:
             commands.add(conn, wf.id, action, time.time())  # type: ignore[arg-type]
     return _done()
@@ -347,14 +357,14 @@ def _command(
 def abort(request_id: str, workload_id: str, request: Request) -> Response:
     """Abort a request: its jobs are cancelled, it ends cancelled."""
     st: ApiState = request.app.state.orchid
-    return _answer(200, _command(st, _who(request), request_id, workload_id, "abort"))
+    return answer(200, _command(st, caller_of(request), request_id, workload_id, "abort"))
 
 
 @router.put("/request/abort/{request_id}/{workload_id}/{task_id}")
 def abort_task(request_id: str, workload_id: str, task_id: str, request: Request) -> Response:
     """Abort one task of a request: not something Orchid does (yet)."""
     st: ApiState = request.app.state.orchid
-    _requests(st, _who(request), request_id, workload_id, act=True)
+    requests_of(st, caller_of(request), request_id, workload_id, act=True)
     raise idds_core.IddsError(
         "aborting one task of a request is not supported by Orchid: abort the whole "
         "request (ClientManager.abort), or retry it later"
@@ -365,33 +375,33 @@ def abort_task(request_id: str, workload_id: str, task_id: str, request: Request
 def retry(request_id: str, workload_id: str, request: Request) -> Response:
     """Retry a request: its failed jobs run again (it reopens if it had ended)."""
     st: ApiState = request.app.state.orchid
-    return _answer(200, _command(st, _who(request), request_id, workload_id, "retry"))
+    return answer(200, _command(st, caller_of(request), request_id, workload_id, "retry"))
 
 
 @router.put("/request/close/{request_id}/{workload_id}")
 def close(request_id: str, workload_id: str, request: Request) -> Response:
     """Close a request: nothing new starts; it ends once what runs has (Orchid's finish)."""
     st: ApiState = request.app.state.orchid
-    return _answer(200, _command(st, _who(request), request_id, workload_id, "finish"))
+    return answer(200, _command(st, caller_of(request), request_id, workload_id, "finish"))
 
 
 @router.get("/transform/{request_id}")
 def get_transforms(request_id: str, request: Request) -> Response:
     """The transforms (works) of a request."""
     st: ApiState = request.app.state.orchid
-    return _answer(200, _list(st, _who(request), request_id, "null", True))
+    return answer(200, _list(st, caller_of(request), request_id, "null", True))
 
 
 @router.get("/transform/{request_id}/{transform_id}")
 def get_transform(request_id: str, transform_id: str, request: Request) -> Response:
     """One transform (work) of a request."""
     st: ApiState = request.app.state.orchid
-    tid = _id(transform_id, "transform_id")
-    rows = _list(st, _who(request), request_id, "null", True)
+    tid = parse_id(transform_id, "transform_id")
+    rows = _list(st, caller_of(request), request_id, "null", True)
     found = [r for r in rows if r["transform_id"] == tid]
     if not found:
         raise NotFound(f"no transform {transform_id} in request {request_id}")
-    return _answer(200, found[0])
+    return answer(200, found[0])
 
 
 # --- hyperparameter optimisation (pull mode) ----------------------------------------------
@@ -406,7 +416,7 @@ def _studies(request: Request) -> Studies:
 
 def _study(st: ApiState, who: Principal, workload_id: str, request_id: str, act: bool) -> Any:
     """The request's study; None while the agents have not made it yet (no points yet)."""
-    wf = _requests(st, who, request_id, workload_id, act=act)[0]
+    wf = requests_of(st, who, request_id, workload_id, act=act)[0]
     with st.db.engine.connect() as conn:
         found = studies.of_workflow(conn, wf.id)
     return found[-1][0] if found else None
@@ -438,11 +448,11 @@ def get_hyperparameters(
     """The points of an HPO request: ``[{id, parameters, loss}]``; a point with loss null
     awaits its evaluation (it is leased to the caller, as Orchid's pull mode does)."""
     st: ApiState = request.app.state.orchid
-    who = _who(request)
+    who = caller_of(request)
     study = _study(st, who, workload_id, request_id, act=True)
-    n = _id(limit, "limit")
+    n = parse_id(limit, "limit")
     if study is None:
-        return _answer(200, [])  # as iDDS before its first points are generated
+        return answer(200, [])  # as iDDS before its first points are generated
     ops = _studies(request)
     with st.db.begin() as conn:
         if study.status == "running":
@@ -452,7 +462,7 @@ def get_hyperparameters(
             )
         rows = trial_rows.trials_of(conn, study.id)
     points = _points(rows, id, status)
-    return _answer(200, points[:n] if n else points)
+    return answer(200, points[:n] if n else points)
 
 
 @router.put("/hpo/{workload_id}/{request_id}/{id}/{loss}")
@@ -461,8 +471,8 @@ def update_hyperparameter(
 ) -> Response:
     """Report the loss of a point."""
     st: ApiState = request.app.state.orchid
-    study = _study(st, _who(request), workload_id, request_id, act=True)
-    trial = _id(id, "id")
+    study = _study(st, caller_of(request), workload_id, request_id, act=True)
+    trial = parse_id(id, "id")
     try:
         value = float(loss)
     except ValueError:
@@ -472,7 +482,7 @@ def update_hyperparameter(
             raise NotFound(f"no hyperparameter {id} in this request")
     with st.db.begin() as conn:
         _studies(request).report(conn, trial, Report(value=value), time.time())
-    return _answer(200, {"status": 0, "message": "update successfully"})
+    return answer(200, {"status": 0, "message": "update successfully"})
 
 
 # --- what Orchid does not serve (yet): one clear answer -------------------------------------
@@ -481,11 +491,14 @@ NOT_SERVED = {
     "request/build": "build requests (submit_build)",
     "request/name": "looking a request up by name",
     "transform": "adding a work to a submitted request (submit_work)",
-    "catalog": "collections and contents (get_collections, get_contents)",
-    "message": "messages (get_messages, send_messages)",
+    "catalog": "this catalog call (get_match_contents, register_contents, get_contents_output_ext)",
     "logs": "downloading logs (use `orchid logs` or GET /api/v1/jobs/{id}/logs)",
     "cacher": "the file cacher (upload_to_cacher, download_from_cacher; Orchid's cache is "
     "PUT /api/v1/cache/{sha256})",
+    "workflow_task": "workflow tasks (create_workflow_task, adjust_worker, close_workflow_task)",
+    "metainfo": "meta info (get_metainfo)",
+    "auth": "iDDS's own OIDC login (setup_oidc_token): get a token from your identity "
+    "provider, or `orchid token create`",
     "request": "updating a request",
     "hpo": "this HPO call",
 }
@@ -494,7 +507,7 @@ NOT_SERVED = {
 @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])
 def not_served(rest: str, request: Request) -> Response:
     """Every other iDDS path: a 400 that names what is not supported, for signed-in callers."""
-    _who(request)
+    caller_of(request)
     parts = rest.split("/")
     what = NOT_SERVED.get("/".join(parts[:2])) or NOT_SERVED.get(parts[0])
     if what is None:
