@@ -262,6 +262,10 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("GET", "/idds/message/{request_id}/{workload_id}/{transform_id}/{internal_id}"): Row(
         "/idds/message/{wf}/null/null/null", ok(200)
     ),
+    ("GET", "/idds/logs/{workload_id}/{request_id}"): Row(
+        "/idds/logs/null/{wf}",
+        ok(404),  # allowed, but the null executor logs nothing
+    ),
     ("PUT", "/idds/request/abort/{request_id}/{workload_id}/{task_id}"): Row(
         "/idds/request/abort/{wf}/null/1",
         ok(400),  # not supported: a clear 400

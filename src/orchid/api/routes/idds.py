@@ -492,7 +492,6 @@ NOT_SERVED = {
     "request/name": "looking a request up by name",
     "transform": "adding a work to a submitted request (submit_work)",
     "catalog": "this catalog call (get_match_contents, register_contents, get_contents_output_ext)",
-    "logs": "downloading logs (use `orchid logs` or GET /api/v1/jobs/{id}/logs)",
     "cacher": "the file cacher (upload_to_cacher, download_from_cacher; Orchid's cache is "
     "PUT /api/v1/cache/{sha256})",
     "workflow_task": "workflow tasks (create_workflow_task, adjust_worker, close_workflow_task)",

@@ -1,4 +1,4 @@
-"""The iDDS client's data calls on Orchid: collections, contents and messages.
+"""The iDDS client's data calls on Orchid: collections, contents, messages and logs.
 
 A transform's (work's) pseudo collections are its input and output, and its contents are
 its jobs (a DOMA job is a pseudo content in iDDS too); messages are the workflow's
@@ -8,6 +8,8 @@ messages of kind ``idds``. Shapes and positional ``null``s as the iDDS server's
 
 from __future__ import annotations
 
+import io
+import tarfile
 import time
 from typing import Any
 
@@ -26,7 +28,8 @@ from orchid.api.routes.messages import read_body
 from orchid.core import idds as idds_core
 from orchid.core import jsonvalues
 from orchid.core.model import Workflow
-from orchid.errors import InvalidInput
+from orchid.errors import InvalidInput, NotFound, OrchidError
+from orchid.safefiles import open_log
 from orchid.store import jobs, messages, works
 from orchid.web.state import ApiState
 
@@ -35,6 +38,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/idds", tags=["idds"], route_class=IddsRoute)
 KIND = "idds"  # the kind of the workflow messages iDDS calls read and write
 MAX_CONTENTS = 100_000  # rows one contents call returns at most
+MAX_LOG_BYTES = 64 * 1024 * 1024  # log bytes one download_logs archive holds at most
 INPUT, OUTPUT = 0, 1  # CollectionRelationType
 
 
@@ -219,3 +223,53 @@ async def send_messages(
     raw = await read_body(request, messages.MAX_BODY_BYTES * 4)
     _post(st, who.user, wf, raw)
     return answer(200, {"request_id": wf.id})
+
+
+def _archive(st: ApiState, wfs: list[Workflow]) -> tuple[bytes, int, int]:
+    """A tar.gz of the jobs' stdout and stderr (``<request>/<work>/<job>.out|.err``), up to
+    MAX_LOG_BYTES of logs; the number of logs in it, and of those left out for that bound."""
+    buffer = io.BytesIO()
+    size = left_out = count = 0
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for wf in wfs:
+            after = 0
+            while True:
+                with st.db.engine.connect() as conn:
+                    page = jobs.list_for(conn, wf.id, after_id=after, limit=1000)
+                for job in page:
+                    if not job.log_uri:
+                        continue
+                    for stream, suffix in (("stdout", "out"), ("stderr", "err")):
+                        try:
+                            with open_log(st.settings.log_dir, job.id, job.log_uri, stream) as f:
+                                data = f.read(MAX_LOG_BYTES - size + 1)
+                        except OrchidError:
+                            continue
+                        if size + len(data) > MAX_LOG_BYTES:
+                            left_out += 1
+                            continue
+                        size += len(data)
+                        info = tarfile.TarInfo(f"{wf.id}/{job.work_name}/{job.name}.{suffix}")
+                        info.size, info.mtime = len(data), int(job.finished_at or time.time())
+                        tar.addfile(info, io.BytesIO(data))
+                        count += 1
+                if len(page) < 1000:
+                    break
+                after = page[-1].id
+    return buffer.getvalue(), count, left_out
+
+
+@router.get("/logs/{workload_id}/{request_id}")
+def download_logs(workload_id: str, request_id: str, request: Request) -> Response:
+    """The request's job logs as one tar.gz (at most 64 MiB of logs; use `orchid logs` or
+    ``GET /api/v1/jobs/{id}/logs`` for more)."""
+    st: ApiState = request.app.state.orchid
+    found = requests_of(st, caller_of(request), request_id, workload_id)
+    data, count, left_out = _archive(st, found)
+    if not count:
+        raise NotFound("no logs yet")
+    name = f"logs_{workload_id if workload_id != 'null' else found[0].id}_{found[0].id}.tar.gz"
+    headers = {"Content-Disposition": f"attachment; filename={name}"}
+    if left_out:
+        headers["X-Orchid-Logs-Left-Out"] = str(left_out)
+    return Response(data, 200, headers, media_type="application/gzip")
