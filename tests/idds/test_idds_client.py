@@ -9,6 +9,9 @@ difference is in docs/from-idds.md.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -63,6 +66,19 @@ def api(server: Server, path: str, user: str = "alice") -> Any:
     )
     r.raise_for_status()
     return r.json()
+
+
+def cli(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "orchid.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def jobs_of(server: Server, wf: int) -> list[dict[str, Any]]:
@@ -120,8 +136,26 @@ out({"request_id": rid, "seen": seen, "table": cm.get_status(request_id=rid),
     ]
     jobs = {(j["work"], j["name"]): j for j in jobs_of(server, rid)}
     assert len(jobs) == 240
-    graph = api(server, f"/workflows/{rid}/graph")
-    assert graph  # the graph of the translated template draws like any other
+    # seen by `orchid status`, `orchid graph` and the monitor like any workflow
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "ORCHID_HOME": str(tmp_path / "orchid"),
+        "ORCHID_URL": server.url,
+        "ORCHID_TOKEN": server.tokens["alice"],
+    }
+    status = cli(env, "status", str(rid), "--json")
+    assert json.loads(status)["status"] == "succeeded"
+    mermaid = cli(env, "graph", str(rid), "--format", "mermaid")
+    assert "isr" in mermaid and "calibrate" in mermaid and "coadd" in mermaid
+    page = httpx.get(
+        f"{server.url}/ui/workflows/{rid}",
+        headers={"Authorization": f"Bearer {server.tokens['alice']}"},
+        timeout=20,
+    )
+    assert page.status_code == 200 and "rubin_bps_test" in page.text and "coadd" in page.text
 
     def after(child: tuple[str, str], parent: tuple[str, str]) -> None:
         assert jobs[child]["started_at"] >= jobs[parent]["finished_at"], (child, parent)
