@@ -460,3 +460,19 @@ out(dict(colls=[(c["name"], c["relation_type"].name, c["total_files"], c["proces
         assert {f"{rid}/first/a1.out", f"{rid}/first/a2.err", f"{rid}/second/b1.out"} <= names
         out = tar.extractfile(f"{rid}/first/a1.out")
         assert out is not None and out.read() == b"a1\n"
+
+
+def test_json_outputs_wrap_answers_as_idds_does(server: Server, tmp_path: Path) -> None:
+    got = run(
+        server.url,
+        server.tokens["alice"],
+        """
+cm.setup_json_outputs()
+out([cm.ping(), cm.get_requests(request_id=987654)])
+""",
+        tmp_path,
+    )
+    assert got[0] == {"status": 0, "data": {"Status": "OK"}, "error": None}
+    assert got[1]["status"] == 404 and got[1]["data"] is None
+    assert got[1]["error"]["ExceptionClass"] == "NoObject"
+    assert "no request 987654" in got[1]["error"]["ExceptionMessage"]

@@ -97,13 +97,33 @@ class IddsRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
-        async def answer(request: Request) -> Response:
+        async def respond(request: Request) -> Response:
             try:
-                return await handler(request)
+                response = await handler(request)
             except (OrchidError, RequestValidationError) as exc:
-                return _error(exc)
+                response = _error(exc)
+            if request.query_params.get("json_outputs", "").upper() == "TRUE":
+                return _enveloped(response)
+            return response
 
-        return answer
+        return respond
+
+
+def _enveloped(response: Response) -> Response:
+    """The answer as iDDS gives it to clients with json_outputs: always 200, the status,
+    data and error in the body."""
+    if response.media_type != "application/json":
+        return response
+    data = json.loads(bytes(response.body)) if response.body else None
+    error = None
+    if "ExceptionClass" in response.headers:
+        error = {
+            "ExceptionClass": response.headers["ExceptionClass"],
+            "ExceptionMessage": response.headers["ExceptionMessage"],
+        }
+        data = None
+    status = 0 if response.status_code == 200 else response.status_code
+    return answer(200, {"status": status, "data": data, "error": error})
 
 
 router = APIRouter(prefix=PREFIX, tags=["idds"], route_class=IddsRoute)
