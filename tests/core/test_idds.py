@@ -201,11 +201,25 @@ def test_a_condition_orchid_cannot_say_is_refused() -> None:
         translate_request(request(works, {"c1": cond("is_started", "a", ["b"])}))
 
 
-def test_loops_and_parameter_links_are_refused_until_templates_can_say_them() -> None:
-    body = three_steps()
-    body["request_metadata"]["workflow"]["attributes"]["_loop_condition"] = {"x": 1}
-    with pytest.raises(IddsError, match="loops"):
+def test_a_loop_condition_becomes_a_loop_over_every_work() -> None:
+    w = obj("idds.workflowv2.work", "Work", executable="echo", arguments="again")
+    body = request({"a": w})
+    base = body["request_metadata"]["workflow"]["attributes"]["template"]["attributes"]
+    base["_loop_condition"] = cond("is_finished", "a", [])
+    t = translate_request(body)
+    analyse(parse_template(t))
+    (loop,) = t["loops"]
+    assert loop["works"] == ["work_a"]
+    assert loop["until"] == "not (works['work_a'].status == 'succeeded')"
+    base["_loop_condition"] = cond("is_started", "a", [])
+    with pytest.raises(IddsError, match="loop_condition: the condition is_started"):
         translate_request(body)
+    base["_loop_condition_position"] = "begin"
+    with pytest.raises(IddsError, match="checked at the end"):
+        translate_request(body)
+
+
+def test_parameter_links_are_refused_until_templates_can_say_them() -> None:
     body = three_steps()
     base = body["request_metadata"]["workflow"]["attributes"]["template"]["attributes"]
     base["parameter_links"] = {"l": 1}

@@ -476,3 +476,34 @@ out([cm.ping(), cm.get_requests(request_id=987654)])
     assert got[1]["status"] == 404 and got[1]["data"] is None
     assert got[1]["error"]["ExceptionClass"] == "NoObject"
     assert "no request 987654" in got[1]["error"]["ExceptionMessage"]
+
+
+LOOP = """
+from idds.workflowv2.workflow import Workflow, Condition
+from idds.workflowv2.work import Work
+
+count = {count!r}
+step = Work(executable="sh", arguments=(
+    "-c 'n=$(cat %s 2>/dev/null || echo 0); n=$((n + 1)); echo $n > %s; test $n -lt 3'"
+    % (count, count)))
+wf = Workflow()
+wf.add_work(step)
+wf.add_loop_condition(Condition(cond=step.is_finished))  # again while it succeeds
+wf.name = "loop_while_finished"
+rid = cm.submit(wf)
+for _ in range(600):
+    status = cm.get_requests(request_id=rid)[0]["status"].name
+    if status not in ("New", "Transforming"):
+        break
+    time.sleep(0.1)
+out(dict(status=status, runs=[d["transform_status"].name
+                              for d in cm.get_requests(request_id=rid, with_detail=True)]))
+"""
+
+
+def test_a_loop_workflow_repeats_while_its_condition_holds(server: Server, tmp_path: Path) -> None:
+    count = tmp_path / "count"
+    got = run(server.url, server.tokens["alice"], LOOP.format(count=str(count)), tmp_path)
+    assert count.read_text().strip() == "3"
+    # two runs that succeeded, and the third, which failed and so ended the loop
+    assert got == {"status": "SubFinished", "runs": ["Finished", "Finished", "Failed"]}

@@ -312,11 +312,8 @@ def _workflow(node: Any, body: Mapping[str, Any]) -> dict[str, Any]:
         raise IddsError(f"request_metadata.workflow: expected a Workflow, got {got}")
     top = _attrs(node, "workflow")
     base = _attrs(top.get("template"), "workflow.template")
-    if top.get("_loop_condition") or base.get("_loop_condition"):
-        raise IddsError(
-            "workflow loops (a Workflow with a loop condition) are not supported by the "
-            "translation yet; see docs/from-idds.md for what is"
-        )
+    if top.get("_loop_condition"):
+        raise IddsError("workflow: a loop condition outside the workflow's template")
     for key in ("parameter_links", "parameter_links_source", "parameter_links_destination"):
         if base.get(key):
             raise IddsError(
@@ -364,10 +361,58 @@ def _workflow(node: Any, body: Mapping[str, Any]) -> dict[str, Any]:
     ]
     _conditions(base, names, {w["name"]: w for w in works})
     wf_name = base.get("_name") or top.get("_name") or body.get("name") or "idds-request"
-    return {
+    out: dict[str, Any] = {
         "name": work_name(wf_name),
         "description": f"{_description(body)}, translated from iDDS",
         "works": works,
+    }
+    if base.get("_loop_condition"):
+        loop = _loop(base, names, [w["name"] for w in works])
+        out["loops"] = [loop]
+        for w in works:  # the iteration that ends the loop may be one that failed
+            if f"works['{w['name']}']" in loop["until"]:
+                w["on_failure"] = "continue"
+    return out
+
+
+# an iDDS condition method as an Orchid expression over the work's status
+STATUS_TESTS: Mapping[str, str] = {
+    "is_finished": "works['{w}'].status == 'succeeded'",
+    "is_failed": "works['{w}'].status == 'failed'",
+    "is_terminated": "works['{w}'].status in ['succeeded', 'failed', 'partial', 'cancelled', "
+    "'skipped']",
+}
+MAX_LOOP_ITERATIONS = 1000  # iDDS bounds no loop; an Orchid loop must be
+
+
+def _loop(base: Mapping[str, Any], names: Mapping[str, str], works: list[str]) -> dict[str, Any]:
+    """A workflow with a loop condition (checked at its end) repeats all its works while
+    the condition holds: an Orchid loop over every work, until it no longer does."""
+    what = "workflow.loop_condition"
+    if base.get("_loop_condition_position", "end") != "end":
+        raise IddsError(f"{what}: only loop conditions checked at the end are supported")
+    a = _attrs(base["_loop_condition"], what)
+    tests = []
+    for item in a.get("_conditions") or []:
+        if not isinstance(item, dict) or "idds_method" not in item:
+            raise IddsError(f"{what}: nested conditions are not supported by Orchid yet")
+        src = str(item.get("idds_method_internal_id", item.get("idds_method_class_id")))
+        if src not in names:
+            raise IddsError(f"{what}: it names a work ({src}) this workflow does not hold")
+        if item["idds_method"] not in STATUS_TESTS:
+            raise IddsError(
+                f"{what}: the condition {item['idds_method']} is not supported; Orchid "
+                f"takes {', '.join(sorted(STATUS_TESTS))}"
+            )
+        tests.append(STATUS_TESTS[item["idds_method"]].format(w=names[src]))
+    if not tests:
+        raise IddsError(f"{what}: it tests nothing")
+    joined = (" or " if _enum_value(a.get("operator")) == 1 else " and ").join(tests)
+    return {
+        "name": "idds_loop",
+        "works": works,
+        "until": f"not ({joined})",
+        "max_iterations": MAX_LOOP_ITERATIONS,
     }
 
 
