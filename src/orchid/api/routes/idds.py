@@ -177,10 +177,10 @@ def requests_of(
         rows = workflows.list_recent(
             conn, visible_to=None if who.admin else (who.user, who.groups), limit=500
         )
-    found = [
-        w
-        for w in rows
-        if str(w.id) == wid or str((w.params.get("idds") or {}).get("workload_id")) == wid
+    # the workload id a client gave its request, else (none given) the request id itself
+    found = [w for w in rows if str((w.params.get("idds") or {}).get("workload_id")) == wid]
+    found = found or [
+        w for w in rows if str(w.id) == wid and not (w.params.get("idds") or {}).get("workload_id")
     ]
     if not found:
         raise NotFound(f"no request with workload_id {wid}")
