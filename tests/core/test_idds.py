@@ -133,7 +133,7 @@ def test_a_dependency_on_an_unknown_task_is_refused() -> None:
 
 
 def test_a_packed_value_that_inflates_too_far_is_refused(monkeypatch: Any) -> None:
-    monkeypatch.setattr("orchid.core.idds.MAX_UNZIPPED", 100)
+    monkeypatch.setattr("orchid.core.idds._data.MAX_UNZIPPED", 100)
     big = [job(f"j{i}") for i in range(50)]
     with pytest.raises(IddsError, match="unpacks to more than"):
         translate_request(request({"a": doma("s", big)}))

@@ -22,6 +22,7 @@ from orchid.api.routes import (
     hpo,
     idds,
     idds_data,
+    idds_hpo,
     jobs,
     messages,
     system,
@@ -106,6 +107,7 @@ def create_api(
         )
     # the iDDS client's paths, at the root where its host setting points (docs/from-idds.md)
     app.include_router(idds_data.router, include_in_schema=False)
+    app.include_router(idds_hpo.router, include_in_schema=False)
     app.include_router(idds.router, include_in_schema=False)  # its catch-all comes last
     if metrics is None:
         metrics = Metrics()
