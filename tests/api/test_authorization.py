@@ -236,6 +236,9 @@ ROUTES: dict[tuple[str, str], Row] = {
         )
         for n in range(3, 7)
     },
+    ("GET", "/idds/request/name/{name}"): Row(
+        "/idds/request/name/owned", ok(200), "user", by_role={"carol": ok(404)}
+    ),
     ("GET", "/idds/transform/{request_id}"): Row("/idds/transform/{wf}", ok(200)),
     ("GET", "/idds/transform/{request_id}/{transform_id}"): Row(
         f"/idds/transform/{{wf}}/{MISSING}", ok(404)

@@ -116,7 +116,8 @@ out({"request_id": rid, "seen": seen, "table": cm.get_status(request_id=rid),
      "detail_table": cm.get_status(request_id=rid, with_detail=True),
      "transforms": [(d["transform_status"].name, d["output_total_files"],
                      d["output_processed_files"]) for d in detail],
-     "by_workload": cm.get_requests(workload_id=rid)[0]["request_id"]})
+     "by_workload": cm.get_requests(workload_id=rid)[0]["request_id"],
+     "by_name": cm.get_request_id_by_name("rubin_bps")})
 """,
         tmp_path,
         timeout=300,
@@ -127,6 +128,7 @@ out({"request_id": rid, "seen": seen, "table": cm.get_status(request_id=rid),
     assert "rubin_bps_test" in got["table"] and "Finished" in got["table"]
     assert "Finished[120/120/0]" in got["detail_table"]
     assert got["by_workload"] == rid
+    assert got["by_name"] == {"rubin_bps_test": rid}
     # an ordinary Orchid workflow: every job after its parents
     wf = api(server, f"/workflows/{rid}")
     assert wf["status"] == "succeeded" and [w["name"] for w in wf["works"]] == [

@@ -338,6 +338,26 @@ def _list(st: ApiState, who: Principal, request_id: str, workload_id: str, detai
     return out
 
 
+@router.get("/request/name/{name}")
+def get_request_id_by_name(name: str, request: Request) -> Response:
+    """``{name: request_id}`` of the caller's requests whose name holds ``name`` (as iDDS,
+    which matches part of the name), among its 500 newest."""
+    st: ApiState = request.app.state.orchid
+    who = caller_of(request)
+    with st.db.engine.connect() as conn:
+        rows = workflows.list_recent(
+            conn, visible_to=None if who.admin else (who.user, who.groups), limit=500
+        )
+    found = {}
+    for wf in reversed(rows):  # the newest wins a name given twice
+        full = (wf.params.get("idds") or {}).get("name") or wf.name
+        if name in str(full):
+            found[str(full)] = wf.id
+    if not found:
+        raise NotFound(f"no request named like {name!r}")
+    return answer(200, found)
+
+
 @router.get("/request/{request_id}/{workload_id}/{with_detail}")
 @router.get("/request/{request_id}/{workload_id}/{with_detail}/{with_metadata}")
 @router.get("/request/{request_id}/{workload_id}/{with_detail}/{with_metadata}/{with_transform}")
@@ -426,7 +446,6 @@ def get_transform(request_id: str, transform_id: str, request: Request) -> Respo
 
 NOT_SERVED = {
     "request/build": "build requests (submit_build)",
-    "request/name": "looking a request up by name",
     "transform": "adding a work to a submitted request (submit_work)",
     "catalog": "this catalog call (get_match_contents, register_contents, get_contents_output_ext)",
     "cacher": "the file cacher (upload_to_cacher, download_from_cacher; Orchid's cache is "
