@@ -26,6 +26,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
+from orchid.api.routes.idds_shapes import registered, request_row, transform_row
 from orchid.api.routes.messages import read_body
 from orchid.api.threads import in_thread
 from orchid.auth import Unauthenticated
@@ -45,8 +46,6 @@ __all__ = [
     "IddsRoute",
     "answer",
     "caller_of",
-    "date_text",
-    "enum_of",
     "parse_id",
     "requests_of",
     "router",
@@ -187,88 +186,6 @@ def requests_of(
     return found
 
 
-# --- the iDDS wire shapes -----------------------------------------------------------------
-
-
-def enum_of(cls: str, name: str, value: int) -> dict[str, Any]:
-    """An iDDS enum as its client decodes it (``req['status'].name``)."""
-    attributes = {"_value_": value, "_name_": name, "_sort_order_": value}
-    return {"class": cls, "module": "idds.common.constants", "attributes": attributes}
-
-
-def date_text(t: float | None) -> str | None:
-    return time.strftime("%a, %d %b %Y %H:%M:%S UTC", time.gmtime(t)) if t else None
-
-
-def _request(wf: Workflow) -> dict[str, Any]:
-    meta = wf.params.get("idds") or {}
-    name, value = idds_core.REQUEST_STATUS[str(wf.status)]
-    kind = int(meta.get("request_type", 0))
-    return {
-        "request_id": wf.id,
-        "scope": meta.get("scope") or "workflow",
-        "name": meta.get("name") or wf.name,
-        "requester": "panda",
-        "request_type": enum_of("RequestType", idds_core.REQUEST_TYPES.get(kind, "Workflow"), kind),
-        "username": wf.owner,
-        "userdn": None,
-        "transform_tag": "workflow",
-        "workload_id": meta.get("workload_id") or wf.id,
-        "priority": 0,
-        "status": enum_of("RequestStatus", name, value),
-        "substatus": enum_of("RequestStatus", name, value),
-        "locking": enum_of("RequestLocking", "Idle", 0),
-        "created_at": date_text(wf.created_at),
-        "updated_at": date_text(wf.updated_at),
-        "accessed_at": date_text(wf.updated_at),
-        "expired_at": None,
-        "errors": {"msg": wf.message} if wf.message else None,
-        "campaign": None,
-        "campaign_group": None,
-        "campaign_tag": None,
-    }
-
-
-def _transform(wf: Workflow, work: Any, request: dict[str, Any]) -> dict[str, Any]:
-    name, value = idds_core.TRANSFORM_STATUS[str(work.status)]
-    counts = {str(k): v for k, v in work.counts.items()}
-    total = sum(counts.values())
-    done = counts.get("succeeded", 0)
-    failed = counts.get("failed", 0) + counts.get("cancelled", 0) + counts.get("skipped", 0)
-    ended = counts.get("succeeded", 0) + failed
-    return {
-        **request,
-        "transform_id": work.id,
-        "transform_workload_id": work.id,
-        "transform_name": work.name,
-        "transform_type": enum_of("TransformType", "Processing", 6),
-        "transform_status": enum_of("TransformStatus", name, value),
-        "transform_created_at": date_text(work.started_at),
-        "transform_updated_at": date_text(work.finished_at or work.started_at),
-        "transform_finished_at": date_text(work.finished_at),
-        "input_coll_id": work.id,
-        "input_coll_scope": "pseudo_dataset",
-        "input_coll_name": f"{wf.name}.{work.name}.input",
-        "input_total_files": total,
-        "input_processed_files": ended,
-        "input_new_files": total - ended,
-        "output_coll_id": work.id,
-        "output_coll_scope": "pseudo_dataset",
-        "output_coll_name": f"{wf.name}.{work.name}",
-        "output_total_files": total,
-        "output_processed_files": done,
-        "output_processing_files": counts.get("running", 0) + counts.get("submitted", 0),
-        "output_new_files": counts.get("waiting", 0) + counts.get("ready", 0),
-        "output_failed_files": failed,
-        "output_missing_files": 0,
-        "errors": {"msg": work.message} if work.message else None,
-    }
-
-
-def _done(message: str = "Command registered successfully") -> list[Any]:
-    return [[0, {"status": 0, "message": message}]]
-
-
 # --- routes ---------------------------------------------------------------------------------
 
 
@@ -330,11 +247,11 @@ def _list(st: ApiState, who: Principal, request_id: str, workload_id: str, detai
     out: list[dict[str, Any]] = []
     with st.db.engine.connect() as conn:
         for wf in found:
-            req = _request(wf)
+            req = request_row(wf)
             if not detail:
                 out.append(req)
                 continue
-            out.extend(_transform(wf, w, req) for w in works.list_for(conn, wf.id))
+            out.extend(transform_row(wf, w, req) for w in works.list_for(conn, wf.id))
     return out
 
 
@@ -388,7 +305,7 @@ def _command(
     for wf in requests_of(st, who, request_id, workload_id, act=True):
         with st.db.begin() as conn:
             commands.add(conn, wf.id, action, time.time())  # type: ignore[arg-type]
-    return _done()
+    return registered()
 
 
 @router.put("/request/abort/{request_id}/{workload_id}")

@@ -19,11 +19,10 @@ from orchid.api.routes.idds import (
     IddsRoute,
     answer,
     caller_of,
-    date_text,
-    enum_of,
     parse_id,
     requests_of,
 )
+from orchid.api.routes.idds_shapes import date_text, enum_of
 from orchid.api.routes.messages import read_body
 from orchid.core import idds as idds_core
 from orchid.core import jsonvalues
