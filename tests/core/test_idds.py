@@ -275,3 +275,28 @@ def test_other_request_types_are_refused_by_name(kind: Any) -> None:
 def test_build_requests_are_refused() -> None:
     with pytest.raises(IddsError, match="build requests"):
         translate_request({"request_type": 0, "request_metadata": {"build_workflow": {}}})
+
+
+def test_conditions_over_several_works_only_where_a_trigger_says_exactly_that() -> None:
+    works = {
+        "a": doma("first", [job("j")]),
+        "b": doma("second", [job("k")]),
+        "c": doma("then", [job("l")]),
+    }
+    both = obj(
+        "idds.workflowv2.workflow",
+        "Condition",
+        _conditions=[
+            {"idds_method": "is_finished", "idds_method_internal_id": "a"},
+            {"idds_method": "is_finished", "idds_method_internal_id": "b"},
+        ],
+        _true_works=["c"],
+        _false_works=[],
+        operator=obj("idds.workflowv2.workflow", "ConditionOperator", _value_=1, _name_="Or"),
+    )
+    t = translate_request(request(works, {"c1": both}))
+    then = next(w for w in t["works"] if w["name"] == "then")
+    assert (then["after"], then["trigger"]) == (["first", "second"], "one_success")
+    both["attributes"]["_false_works"], both["attributes"]["_true_works"] = ["c"], []
+    with pytest.raises(IddsError, match="false branch of is_finished over 2"):
+        translate_request(request(works, {"c1": both}))

@@ -30,6 +30,15 @@ TRIGGERS: Mapping[str, tuple[str | None, str | None]] = {
     "is_terminated": ("all_done", None),
     "is_failed": ("one_failed", "all_success"),
 }
+# the same over several works, joined by And or Or: only where a trigger means exactly that
+SEVERAL: Mapping[tuple[str, str], tuple[str | None, str | None]] = {
+    ("is_finished", "and"): ("all_success", "one_failed"),  # not all succeeded: one failed
+    ("is_finished", "or"): ("one_success", None),
+    ("is_failed", "and"): (None, None),
+    ("is_failed", "or"): ("one_failed", "all_success"),
+    ("is_terminated", "and"): ("all_done", None),
+    ("is_terminated", "or"): (None, None),
+}
 MAX_JOBS = 2_000_000
 IN_PLACEHOLDER = "${IN/L}"  # where a DOMA job's pseudo input name goes in its command
 
@@ -266,11 +275,10 @@ def _conditions(
         method = methods[0][0]
         sources = [w for _, w in methods]
         for branch, targets in ((0, a.get("_true_works")), (1, a.get("_false_works"))):
-            trigger = TRIGGERS[method][branch]
-            if len(sources) > 1 and operator == 1:  # Or
-                trigger = {"all_success": "one_success", "one_failed": "one_failed"}.get(
-                    trigger or ""
-                )
+            if len(sources) == 1:
+                trigger = TRIGGERS[method][branch]
+            else:
+                trigger = SEVERAL[(method, "or" if operator == 1 else "and")][branch]
             for target in targets or []:
                 if target not in names:
                     raise IddsError(f"{what}: it starts a work ({target}) not in this workflow")
