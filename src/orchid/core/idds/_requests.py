@@ -124,9 +124,14 @@ def _hpo(meta: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
             "report losses with update_hyperparameter (pull mode)"
         )
     max_points = meta.get("max_points") or 20
+    if not isinstance(max_points, int) or isinstance(max_points, bool):
+        raise IddsError(f"request_metadata.max_points must be a whole number; got {max_points!r}")
     per_generation = meta.get("num_points_per_generation") or min(max_points, 10)
-    if not isinstance(max_points, int) or not isinstance(per_generation, int):
-        raise IddsError("request_metadata.max_points and num_points_per_generation are numbers")
+    if not isinstance(per_generation, int) or isinstance(per_generation, bool):
+        raise IddsError(
+            "request_metadata.num_points_per_generation must be a whole number; "
+            f"got {per_generation!r}"
+        )
     hpo = {
         "space": {str(k): _hpo_param(str(k), v) for k, v in space.items()},
         "max_trials": max_points,
