@@ -17,6 +17,8 @@ from orchid.store import tokens
 from orchid.store.db import Database
 
 HPO = {"request_type": 4, "request_metadata": {"opt_space": {"x": [0.0, 1.0]}}}
+COND = {"class": "Condition", "module": "idds.workflowv2.workflow"}
+IS_A = {"idds_method": "is_finished", "idds_method_internal_id": "a"}
 WF = {"class": "Workflow", "module": "idds.workflowv2.workflow"}
 
 
@@ -63,6 +65,37 @@ BODIES: list[Any] = [
     workflow({"_works": {"a": doma(_dependency_map=[{"name": "j"}])}, "_conditions": {"c": "x"}}),
     workflow({"_works": {"a": doma(_dependency_map=[{"name": "j"}])}, "_conditions": ["x"]}),
     {"request_type": 4, "request_metadata": {"opt_space": {"x": [0, 1]}, "max_points": True}},
+    workflow({"_works": {"a": doma(_dependency_map=[{"name": "j", "dependencies": 5}])}}),
+    workflow(
+        {
+            "_works": {"a": doma(_dependency_map=[{"name": "j"}])},
+            "_conditions": {"c": {**COND, "attributes": {"_conditions": 5}}},
+        }
+    ),
+    workflow(
+        {
+            "_works": {"a": doma(_dependency_map=[{"name": "j"}])},
+            "_conditions": {"c": {**COND, "attributes": {"_conditions": [IS_A], "_true_works": 5}}},
+        }
+    ),
+    workflow(
+        {
+            "_works": {"a": doma(_dependency_map=[{"name": "j"}])},
+            "_loop_condition": {**COND, "attributes": {"_conditions": {"x": 1}}},
+        }
+    ),
+    {
+        "request_type": 4,
+        "request_metadata": {"opt_space": {"x": {"type": "Choice", "params": [1]}}},
+    },
+    {
+        "request_type": 4,
+        "request_metadata": {
+            "opt_space": {
+                "x": {"type": "Scalar", "bounds": ["a", "b"], "params": {"integer": True}}
+            }
+        },
+    },
     {"request_type": 4, "request_metadata": {"opt_space": {"x": "wide"}}},
     {"request_type": 4, "request_metadata": {"opt_space": {"x": [0, 1]}, "max_points": "9"}},
     {"request_type": 4, "request_metadata": {"opt_space": {"bad name": [0, 1]}}},

@@ -187,6 +187,15 @@ def unzip(value: Any, what: str) -> Any:
         raise IddsError(f"{what}: the packed value is not JSON: {exc}") from None
 
 
+def listed(value: Any, what: str) -> list[Any]:
+    """A list attribute (None: empty), or an IddsError naming where it is not one."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise IddsError(f"{what}: expected a list, got {type(value).__name__}")
+    return value
+
+
 def enum_value(value: Any) -> Any:
     """An iDDS enum's number (they travel as objects or as plain numbers)."""
     if is_object(value):

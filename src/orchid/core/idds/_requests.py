@@ -88,14 +88,20 @@ def _hpo_param(name: str, spec: Any) -> dict[str, Any]:
         return {"type": "categorical", "choices": spec}
     if isinstance(spec, dict):
         dimension = spec.get("type")
+        params = spec.get("params")
+        options: dict[str, Any] = params if isinstance(params, dict) else {}
         if dimension == "Choice":
-            choices = (spec.get("params") or {}).get("choices")
+            choices = options.get("choices")
             if isinstance(choices, list) and choices:
                 return {"type": "categorical", "choices": choices}
         if dimension == "Scalar":
             bounds = spec.get("bounds")
-            if isinstance(bounds, list) and len(bounds) == 2:
-                integer = bool((spec.get("params") or {}).get("integer"))
+            if (
+                isinstance(bounds, list)
+                and len(bounds) == 2
+                and all(isinstance(b, int | float) for b in bounds)
+            ):
+                integer = bool(options.get("integer"))
                 return {
                     "type": "int" if integer else "float",
                     "low": int(bounds[0]) if integer else bounds[0],

@@ -19,6 +19,7 @@ from orchid.core.idds._data import (
     is_object,
     job_name,
     kind_of,
+    listed,
     unzip,
     work_name,
 )
@@ -130,7 +131,7 @@ def _loop(base: Mapping[str, Any], names: Mapping[str, str], works: list[str]) -
         raise IddsError(f"{what}: only loop conditions checked at the end are supported")
     a = attrs(base["_loop_condition"], what)
     tests = []
-    for item in a.get("_conditions") or []:
+    for item in listed(a.get("_conditions"), f"{what}.conditions"):
         if not isinstance(item, dict) or "idds_method" not in item:
             raise IddsError(f"{what}: nested conditions are not supported by Orchid yet")
         src = str(item.get("idds_method_internal_id", item.get("idds_method_class_id")))
@@ -203,7 +204,8 @@ def _doma(work: Mapping[str, Any], name: str, by_task: Mapping[str, str]) -> dic
             raise IddsError(f"{what}.dependency_map[{k}]: job {entry['name']!r} is listed twice")
         seen[job] = entry["name"]
         parents = []
-        for d, dep in enumerate(entry.get("dependencies") or []):
+        deps = listed(entry.get("dependencies"), f"{what}.dependency_map[{k}].dependencies")
+        for d, dep in enumerate(deps):
             if not isinstance(dep, dict) or "task" not in dep or "inputname" not in dep:
                 raise IddsError(
                     f"{what}.dependency_map[{k}].dependencies[{d}]: expected {{task, inputname}}"
@@ -256,7 +258,7 @@ def _conditions(
         a = attrs(cond, what)
         operator = enum_value(a.get("operator"))
         methods = []
-        for item in a.get("_conditions") or []:
+        for item in listed(a.get("_conditions"), f"{what}.conditions"):
             if not isinstance(item, dict) or "idds_method" not in item:
                 raise IddsError(f"{what}: nested conditions are not supported by Orchid yet")
             src = str(item.get("idds_method_internal_id", item.get("idds_method_class_id")))
@@ -274,7 +276,8 @@ def _conditions(
             raise IddsError(f"{what}: conditions mixing several tests are not supported yet")
         method = methods[0][0]
         sources = [w for _, w in methods]
-        for branch, targets in ((0, a.get("_true_works")), (1, a.get("_false_works"))):
+        for branch, key in ((0, "_true_works"), (1, "_false_works")):
+            targets = listed(a.get(key), f"{what}.{key}")
             if len(sources) == 1:
                 trigger = TRIGGERS[method][branch]
             else:
