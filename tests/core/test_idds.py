@@ -7,15 +7,19 @@ encoding: class, module, attributes); tests/idds checks the same against the rea
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import zlib
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchid.core.idds import IddsError, check_classes, job_name, translate_request, work_name
 from orchid.core.template import parse_template
 from orchid.core.validate import analyse
+from orchid.errors import InvalidInput
 
 
 def obj(module: str, cls: str, **attributes: Any) -> dict[str, Any]:
@@ -300,3 +304,44 @@ def test_conditions_over_several_works_only_where_a_trigger_says_exactly_that() 
     both["attributes"]["_false_works"], both["attributes"]["_true_works"] = ["c"], []
     with pytest.raises(IddsError, match="false branch of is_finished over 2"):
         translate_request(request(works, {"c1": both}))
+
+
+# --- whatever the shape, an IddsError or a template: never another exception ---------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_mutation_of_a_request_is_a_template_or_an_idds_error(data: st.DataObject) -> None:
+    body = three_steps()
+    works = body["request_metadata"]["workflow"]["attributes"]["template"]["attributes"]
+    for work in works["_works"].values():  # unpacked, so that the jobs are mutated too
+        packed_map = work["attributes"]["_dependency_map"]
+        work["attributes"]["_dependency_map"] = json.loads(
+            zlib.decompress(base64.b64decode(packed_map[len("idds_zip:") :]))
+        )
+    node: Any = body
+    for _ in range(data.draw(st.integers(0, 16))):
+        if isinstance(node, dict) and node:
+            key = data.draw(st.sampled_from(sorted(node)))
+        elif isinstance(node, list) and node:
+            key = data.draw(st.integers(0, len(node) - 1))
+        else:
+            break
+        if not isinstance(node[key], dict | list) or data.draw(st.booleans()):
+            node[key] = data.draw(JSON)
+            break
+        node = node[key]
+    try:
+        t = translate_request(body)
+    except IddsError:
+        return
+    with contextlib.suppress(InvalidInput):  # what the template checks refuse is refused
+        analyse(parse_template(t))
