@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # a real Rucio server (and its daemons) for the rucio data manager's tests, in a venv of its own
 RUCIO_VENV  ?= .venv-rucio
 RUCIO_STAMP := $(RUCIO_VENV)/.installed
-# PyPI's iDDS client packages, which the iDDS compatibility tests run as real clients
+# PyPI's iDDS client packages (and ATLAS's works), which the iDDS compatibility tests run
 IDDS_VENV  ?= .venv-idds
 IDDS_STAMP := $(IDDS_VENV)/.installed
 IDDS_VERSION := 2.6.21
@@ -32,7 +32,8 @@ $(RUCIO_STAMP):
 $(IDDS_STAMP):
 	python3 -m venv $(IDDS_VENV)
 	$(IDDS_VENV)/bin/python -m pip install --quiet 'idds-client==$(IDDS_VERSION)' \
-	  'idds-common==$(IDDS_VERSION)' 'idds-workflow==$(IDDS_VERSION)' 'idds-doma==$(IDDS_VERSION)'
+	  'idds-common==$(IDDS_VERSION)' 'idds-workflow==$(IDDS_VERSION)' 'idds-doma==$(IDDS_VERSION)' \
+	  'idds-atlas==$(IDDS_VERSION)'
 	touch $(IDDS_STAMP)
 
 ## demo: install, then run the Rubin-like example DAG on the embedded default (SQLite + local executor)

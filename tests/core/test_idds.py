@@ -270,6 +270,33 @@ def test_a_stagein_request_becomes_a_work_fed_by_the_rucio_manager() -> None:
     assert w["input"] == {"manager": "cern-rucio", "collections": ["data18:data18.RAW"]}
 
 
+def test_atlas_stagein_and_hpo_works_inside_a_workflow() -> None:
+    coll = obj("idds.workflowv2.work", "Collection", scope="data18", name="ds")
+    stagein = obj(
+        "idds.atlas.workflowv2.atlasstageinwork",
+        "ATLASStageinWork",
+        _collections={"c1": coll},
+        _primary_input_collection="c1",
+        src_rse="TAPE",
+    )
+    hpo = obj(
+        "idds.atlas.workflowv2.atlashpowork",
+        "ATLASHPOWork",
+        method="random",
+        opt_space={"x": [0.0, 1.0]},
+        max_points=4,
+        num_points_per_iteration=2,
+    )
+    t = translate_request(request({"s": stagein, "h": hpo}), rucio_manager="atlas")
+    analyse(parse_template(t))
+    by = {w["name"]: w for w in t["works"]}
+    assert by["stagein_s"]["input"] == {"manager": "atlas", "collections": ["data18:ds"]}
+    assert by["hpo_h"]["hpo"]["parallel"] == 2 and by["hpo_h"]["hpo"]["strategy"] == "random"
+    stagein["attributes"]["_primary_input_collection"] = "nope"
+    with pytest.raises(IddsError, match="names its dataset as its primary input"):
+        translate_request(request({"s": stagein}))
+
+
 @pytest.mark.parametrize("kind", [1, 3, 6, enum("RequestType", "iWorkflow", 6), 42])
 def test_other_request_types_are_refused_by_name(kind: Any) -> None:
     with pytest.raises(IddsError, match=r"request_type .* is not supported"):

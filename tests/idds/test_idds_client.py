@@ -509,3 +509,39 @@ def test_a_loop_workflow_repeats_while_its_condition_holds(server: Server, tmp_p
     assert count.read_text().strip() == "3"
     # two runs that succeeded, and the third, which failed and so ended the loop
     assert got == {"status": "SubFinished", "runs": ["Finished", "Finished", "Failed"]}
+
+
+ATLAS_HPO = """
+from idds.workflowv2.workflow import Workflow
+from idds.atlas.workflowv2.atlashpowork import ATLASHPOWork
+
+work = ATLASHPOWork(method="random", opt_space={"A": [1, 4], "B": [0.0, 5.0]}, max_points=4,
+                    num_points_per_iteration=2)
+wf = Workflow()
+wf.add_work(work)
+wf.name = "atlas_hpo"
+rid = cm.submit(wf)
+done = []
+for _ in range(600):
+    for p in cm.get_hyperparameters(workload_id=None, request_id=rid):
+        if p["loss"] is None:
+            cm.update_hyperparameter(workload_id=None, request_id=rid, id=p["id"],
+                                     loss=p["parameters"]["B"])
+            done.append(p["id"])
+    if cm.get_requests(request_id=rid)[0]["status"].name != "Transforming" and len(done) >= 4:
+        break
+    time.sleep(0.1)
+out(dict(done=len(done), status=cm.get_requests(request_id=rid)[0]["status"].name,
+         points=cm.get_hyperparameters(workload_id=None, request_id=rid)))
+"""
+
+
+def test_a_workflow_with_an_atlas_hpo_work_runs_in_pull_mode(
+    server: Server, tmp_path: Path
+) -> None:
+    got = run(server.url, server.tokens["alice"], ATLAS_HPO, tmp_path)
+    assert got["done"] == 4 and got["status"] == "Finished"
+    assert sorted(p["loss"] for p in got["points"]) == sorted(
+        p["parameters"]["B"] for p in got["points"]
+    )
+    assert all(p["parameters"]["A"] in range(1, 5) for p in got["points"])

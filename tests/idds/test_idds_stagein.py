@@ -91,3 +91,37 @@ out(dict(rid=rid, status=status, name=cm.get_requests(request_id=rid)[0]["name"]
     assert got["files"] == [4, 4]  # a job per file, each once its file was on disk
     (rule,) = rucio.client().list_did_rules("data18", f"ds_{tag}")
     assert rule["rse_expression"] == "DISK" and rule["state"] == "OK"
+
+
+def test_a_workflow_with_an_atlas_stagein_work_stages_through_rucio(
+    rucio: rucio_server.RucioServer, orchid: Server, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    sizes = {f"raw_{tag}_{k}.dat": 2000 + k for k in range(3)}
+    rucio_server.add_tape_dataset(rucio.client(), "data18", f"ds_{tag}", sizes)
+    got = run(
+        orchid.url,
+        orchid.tokens["alice"],
+        f"""
+from idds.workflowv2.workflow import Workflow
+from idds.atlas.workflowv2.atlasstageinwork import ATLASStageinWork
+
+work = ATLASStageinWork(primary_input_collection={{"scope": "data18", "name": "ds_{tag}"}},
+                        output_collections=[{{"scope": "data18", "name": "ds_{tag}"}}],
+                        src_rse="TAPE", dest_rse="DISK")
+wf = Workflow()
+wf.add_work(work)
+wf.name = "carousel_{tag}"
+rid = cm.submit(wf)
+for _ in range(1200):
+    status = cm.get_requests(request_id=rid)[0]["status"].name
+    if status not in ("New", "Transforming"):
+        break
+    time.sleep(0.1)
+(d,) = cm.get_requests(request_id=rid, with_detail=True)
+out(dict(status=status, files=[d["output_total_files"], d["output_processed_files"]]))
+""",
+        tmp_path,
+        timeout=300,
+    )
+    assert got == {"status": "Finished", "files": [3, 3]}

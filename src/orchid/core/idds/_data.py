@@ -24,6 +24,8 @@ class IddsError(InvalidInput):
 WORKFLOW = ("idds.workflowv2.workflow", "Workflow")
 WORKFLOW_BASE = ("idds.workflowv2.workflow", "WorkflowBase")
 DOMA_WORK = ("idds.doma.workflowv2.domapandawork", "DomaPanDAWork")
+STAGEIN_WORK = ("idds.atlas.workflowv2.atlasstageinwork", "ATLASStageinWork")
+HPO_WORK = ("idds.atlas.workflowv2.atlashpowork", "ATLASHPOWork")
 GENERIC_WORKS = frozenset(
     {("idds.workflowv2.work", "Work"), ("idds.workflowv2.processingwork", "ProcessingWork")}
 )
@@ -40,6 +42,8 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset(
         WORKFLOW,
         WORKFLOW_BASE,
         DOMA_WORK,
+        STAGEIN_WORK,
+        HPO_WORK,
         *GENERIC_WORKS,
         *CONDITIONS,
         ("idds.workflowv2.workflow", "ConditionOperator"),

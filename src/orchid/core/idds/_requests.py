@@ -17,6 +17,7 @@ from orchid.core.idds._data import (
     enum_value,
     work_name,
 )
+from orchid.core.idds._hpo import hpo_block
 from orchid.core.idds._workflow import translate_workflow
 
 
@@ -57,7 +58,7 @@ def _translate(
             )
         if "workflow" not in metadata:
             raise IddsError("request_metadata.workflow is missing: nothing to run")
-        return translate_workflow(metadata["workflow"], body)
+        return translate_workflow(metadata["workflow"], body, rucio_manager)
     if kind == HPO_REQUEST:
         return _hpo(metadata, body)
     if kind == STAGEIN_REQUEST:
@@ -71,82 +72,9 @@ def _translate(
 
 # --- HPO and stage-in requests (no Workflow object: their metadata describes them) -------
 
-HPO_METHODS = {"bayesian": "tpe", "nevergrad": "nevergrad", "random": "random", "grid": "grid"}
-
-
-def _hpo_param(name: str, spec: Any) -> dict[str, Any]:
-    what = f"request_metadata.opt_space.{name}"
-    if (
-        isinstance(spec, list | tuple)
-        and len(spec) == 2
-        and all(isinstance(x, int | float) for x in spec)
-    ):
-        low, high = spec
-        kind = "int" if all(isinstance(x, int) for x in spec) else "float"
-        return {"type": kind, "low": low, "high": high}
-    if isinstance(spec, list) and spec:
-        return {"type": "categorical", "choices": spec}
-    if isinstance(spec, dict):
-        dimension = spec.get("type")
-        params = spec.get("params")
-        options: dict[str, Any] = params if isinstance(params, dict) else {}
-        if dimension == "Choice":
-            choices = options.get("choices")
-            if isinstance(choices, list) and choices:
-                return {"type": "categorical", "choices": choices}
-        if dimension == "Scalar":
-            bounds = spec.get("bounds")
-            if (
-                isinstance(bounds, list)
-                and len(bounds) == 2
-                and all(isinstance(b, int | float) for b in bounds)
-            ):
-                integer = bool(options.get("integer"))
-                return {
-                    "type": "int" if integer else "float",
-                    "low": int(bounds[0]) if integer else bounds[0],
-                    "high": int(bounds[1]) if integer else bounds[1],
-                }
-    raise IddsError(
-        f"{what}: not a search dimension Orchid reads: use [low, high], a list of choices, "
-        '{"type": "Choice", "params": {"choices": [...]}} or {"type": "Scalar", "bounds": [l, h]}'
-    )
-
 
 def _hpo(meta: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
-    space = meta.get("opt_space")
-    if not isinstance(space, dict) or not space:
-        raise IddsError("request_metadata.opt_space: an HPO request needs its search space")
-    method = meta.get("method") or "bayesian"
-    if method not in HPO_METHODS:
-        raise IddsError(
-            f"request_metadata.method {method!r} is not supported; Orchid takes "
-            + ", ".join(sorted(HPO_METHODS))
-        )
-    if meta.get("executable") or meta.get("sandbox"):
-        raise IddsError(
-            "request_metadata.executable/sandbox: HPO requests whose points the server "
-            "evaluates itself are not supported; fetch points with get_hyperparameters and "
-            "report losses with update_hyperparameter (pull mode)"
-        )
-    max_points = meta.get("max_points") or 20
-    if not isinstance(max_points, int) or isinstance(max_points, bool):
-        raise IddsError(f"request_metadata.max_points must be a whole number; got {max_points!r}")
-    per_generation = meta.get("num_points_per_generation") or min(max_points, 10)
-    if not isinstance(per_generation, int) or isinstance(per_generation, bool):
-        raise IddsError(
-            "request_metadata.num_points_per_generation must be a whole number; "
-            f"got {per_generation!r}"
-        )
-    hpo = {
-        "space": {str(k): _hpo_param(str(k), v) for k, v in space.items()},
-        "max_trials": max_points,
-        "parallel": max(1, min(per_generation, max_points)),
-        "strategy": HPO_METHODS[method],
-        "mode": "pull",
-        "objective": "loss",
-        "direction": "minimize",
-    }
+    hpo = hpo_block(meta, "request_metadata")
     wid = meta.get("workload_id") or body.get("workload_id")
     return {
         "name": work_name(f"hpo-{wid}" if wid else "hpo"),

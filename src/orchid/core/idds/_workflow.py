@@ -10,6 +10,8 @@ from typing import Any
 from orchid.core.idds._data import (
     DOMA_WORK,
     GENERIC_WORKS,
+    HPO_WORK,
+    STAGEIN_WORK,
     WORKFLOW,
     IddsError,
     attrs,
@@ -23,6 +25,7 @@ from orchid.core.idds._data import (
     unzip,
     work_name,
 )
+from orchid.core.idds._hpo import hpo_block
 
 # how a Condition's method on a work becomes Orchid's trigger on that work (true branch,
 # false branch); None: the branch cannot be said with a trigger
@@ -44,7 +47,9 @@ MAX_JOBS = 2_000_000
 IN_PLACEHOLDER = "${IN/L}"  # where a DOMA job's pseudo input name goes in its command
 
 
-def translate_workflow(node: Any, body: Mapping[str, Any]) -> dict[str, Any]:
+def translate_workflow(node: Any, body: Mapping[str, Any], rucio_manager: str) -> dict[str, Any]:
+    """The template of a ``Workflow`` (``rucio_manager``: the data manager of stage-in
+    works)."""
     if not is_object(node) or kind_of(node) != WORKFLOW:
         got = dotted(kind_of(node)) if is_object(node) else type(node).__name__
         raise IddsError(f"request_metadata.workflow: expected a Workflow, got {got}")
@@ -73,7 +78,7 @@ def translate_workflow(node: Any, body: Mapping[str, Any]) -> dict[str, Any]:
                 f"workflow.works.{internal_id}: a Workflow nested as a work of another is "
                 "not supported by Orchid yet (docs/from-idds.md)"
             )
-        if kind != DOMA_WORK and kind not in GENERIC_WORKS:
+        if kind not in (DOMA_WORK, STAGEIN_WORK, HPO_WORK) and kind not in GENERIC_WORKS:
             raise IddsError(
                 f"workflow.works.{internal_id}: class {dotted(kind)} is not a work Orchid runs"
             )
@@ -83,7 +88,11 @@ def translate_workflow(node: Any, body: Mapping[str, Any]) -> dict[str, Any]:
             if a.get("_metadata")
             else {}
         )
-        task = a.get("task_name") or meta.get("work_name") or f"work_{internal_id}"
+        given = meta.get("work_name")
+        if given == internal_id:  # iDDS names an unnamed work by its id
+            given = None
+        label = {DOMA_WORK: "task", STAGEIN_WORK: "stagein", HPO_WORK: "hpo"}.get(kind, "work")
+        task = a.get("task_name") or given or f"{label}_{internal_id}"
         name = work_name(task)
         if name in names.values():
             name = work_name(f"{task}_{internal_id}")
@@ -91,12 +100,19 @@ def translate_workflow(node: Any, body: Mapping[str, Any]) -> dict[str, Any]:
         by_task[str(task)] = name
         if a.get("orig_task_name"):
             by_task.setdefault(str(a["orig_task_name"]), name)
-    works = [
-        _doma(works_in[i], names[i], by_task)
-        if kind_of(works_in[i]) == DOMA_WORK
-        else _command(works_in[i], names[i])
-        for i in works_in
-    ]
+    works = []
+    for i, work in works_in.items():
+        kind = kind_of(work)
+        if kind == DOMA_WORK:
+            works.append(_doma(work, names[i], by_task))
+        elif kind == STAGEIN_WORK:
+            works.append(_stagein(work, names[i], rucio_manager))
+        elif kind == HPO_WORK:
+            what = f"work {names[i]}"
+            hpo = hpo_block(work["attributes"], what)
+            works.append({"name": names[i], "description": "ATLASHPOWork", "hpo": hpo})
+        else:
+            works.append(_command(work, names[i]))
     _conditions(base, names, {w["name"]: w for w in works})
     wf_name = base.get("_name") or top.get("_name") or body.get("name") or "idds-request"
     out: dict[str, Any] = {
@@ -231,6 +247,28 @@ def _doma(work: Mapping[str, Any], name: str, by_task: Mapping[str, str]) -> dic
     if isinstance(retries, int) and 0 <= retries <= 100:
         out["retries"] = retries
     return out
+
+
+def _stagein(work: Mapping[str, Any], name: str, manager: str) -> dict[str, Any]:
+    """An ATLASStageinWork: its primary input collection, staged by the rucio manager."""
+    a = work["attributes"]
+    what = f"work {name}"
+    collections = a.get("_collections")
+    primary = a.get("_primary_input_collection")
+    if not isinstance(collections, dict) or primary not in collections:
+        raise IddsError(f"{what}: a stage-in work names its dataset as its primary input")
+    coll = attrs(collections[primary], f"{what}.collections.{primary}")
+    scope, dataset = coll.get("scope"), coll.get("name")
+    if not isinstance(scope, str) or not isinstance(dataset, str) or not scope or not dataset:
+        raise IddsError(f"{what}: its primary input collection needs a scope and a name")
+    return {
+        "name": name,
+        "description": "ATLASStageinWork"
+        + (f" from {a['src_rse']}" if isinstance(a.get("src_rse"), str) else "")
+        + (f" to {a['dest_rse']}" if isinstance(a.get("dest_rse"), str) else ""),
+        "noop": True,
+        "input": {"manager": manager, "collections": [f"{scope}:{dataset}"]},
+    }
 
 
 def _command(work: Mapping[str, Any], name: str) -> dict[str, Any]:
