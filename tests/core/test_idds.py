@@ -377,3 +377,16 @@ def test_any_mutation_of_a_request_is_a_template_or_an_idds_error(data: st.DataO
         return
     with contextlib.suppress(InvalidInput):  # what the template checks refuse is refused
         analyse(parse_template(t))
+
+
+def test_every_status_orchid_shows_is_an_idds_enum_member_it_knows() -> None:
+    from orchid.core.idds import CONTENT_STATUS, ENUMS, REQUEST_STATUS, TRANSFORM_STATUS
+    from orchid.core.states import JobStatus, WorkflowStatus, WorkStatus
+
+    for cls, table, statuses in (
+        ("RequestStatus", REQUEST_STATUS, WorkflowStatus),
+        ("TransformStatus", TRANSFORM_STATUS, WorkStatus),
+        ("ContentStatus", CONTENT_STATUS, JobStatus),
+    ):
+        assert set(table) == {str(s) for s in statuses}, cls  # every Orchid status shown
+        assert set(table.values()) <= set(ENUMS[cls]), cls

@@ -57,22 +57,22 @@ def _collection(wf: Workflow, work: Any, relation: int) -> dict[str, Any]:
     done = counts.get("succeeded", 0)
     failed = counts.get("failed", 0) + counts.get("cancelled", 0) + counts.get("skipped", 0)
     ended = str(work.status) in ("succeeded", "failed", "partial", "cancelled", "skipped")
-    status = ("Closed", 4) if ended else ("Open", 3)
+    status = "Closed" if ended else "Open"
     suffix = ".input" if relation == INPUT else ""
     return {
         "coll_id": work.id,
         "request_id": wf.id,
         "workload_id": (wf.params.get("idds") or {}).get("workload_id") or wf.id,
         "transform_id": work.id,
-        "coll_type": enum_of("CollectionType", "PseudoDataset", 2),
+        "coll_type": enum_of("CollectionType", "PseudoDataset"),
         "relation_type": enum_of(
-            "CollectionRelationType", "Input" if relation == INPUT else "Output", relation
+            "CollectionRelationType", "Input" if relation == INPUT else "Output"
         ),
         "scope": "pseudo_dataset",
         "name": f"{wf.name}.{work.name}{suffix}",
         "bytes": 0,
-        "status": enum_of("CollectionStatus", *status),
-        "substatus": enum_of("CollectionStatus", *status),
+        "status": enum_of("CollectionStatus", status),
+        "substatus": enum_of("CollectionStatus", status),
         "total_files": total,
         "processed_files": done if relation == OUTPUT else done + failed,
         "processing_files": counts.get("running", 0) + counts.get("submitted", 0),
@@ -122,7 +122,7 @@ def get_collections(
 
 
 def _content(wf: Workflow, job: Any) -> dict[str, Any]:
-    name, value = idds_core.CONTENT_STATUS[str(job.status)]
+    status = idds_core.CONTENT_STATUS[str(job.status)]
     return {
         "content_id": job.id,
         "transform_id": job.work_id,
@@ -134,10 +134,10 @@ def _content(wf: Workflow, job: Any) -> dict[str, Any]:
         "name": str(job.args.get("input") or job.name),
         "min_id": 0,
         "max_id": 0,
-        "content_type": enum_of("ContentType", "PseudoContent", 2),
-        "content_relation_type": enum_of("ContentRelationType", "Output", 1),
-        "status": enum_of("ContentStatus", name, value),
-        "substatus": enum_of("ContentStatus", name, value),
+        "content_type": enum_of("ContentType", "PseudoContent"),
+        "content_relation_type": enum_of("ContentRelationType", "Output"),
+        "status": enum_of("ContentStatus", status),
+        "substatus": enum_of("ContentStatus", status),
         "retries": max(job.attempt - 1, 0),
         "path": None,
         "created_at": date_text(job.ready_at),

@@ -12,8 +12,10 @@ from orchid.core.model import Workflow
 __all__ = ["date_text", "enum_of", "registered", "request_row", "transform_row"]
 
 
-def enum_of(cls: str, name: str, value: int) -> dict[str, Any]:
-    """An iDDS enum as its client decodes it (``req['status'].name``)."""
+def enum_of(cls: str, name: str) -> dict[str, Any]:
+    """An iDDS enum member as its client decodes it (``req['status'].name``): by class and
+    number, which :data:`orchid.core.idds.ENUMS` holds."""
+    value = idds_core.ENUMS[cls][name]
     attributes = {"_value_": value, "_name_": name, "_sort_order_": value}
     return {"class": cls, "module": "idds.common.constants", "attributes": attributes}
 
@@ -24,22 +26,22 @@ def date_text(t: float | None) -> str | None:
 
 def request_row(wf: Workflow) -> dict[str, Any]:
     meta = wf.params.get("idds") or {}
-    name, value = idds_core.REQUEST_STATUS[str(wf.status)]
+    status = idds_core.REQUEST_STATUS[str(wf.status)]
     kind = int(meta.get("request_type", 0))
     return {
         "request_id": wf.id,
         "scope": meta.get("scope") or "workflow",
         "name": meta.get("name") or wf.name,
         "requester": "panda",
-        "request_type": enum_of("RequestType", idds_core.REQUEST_TYPES.get(kind, "Workflow"), kind),
+        "request_type": enum_of("RequestType", idds_core.REQUEST_TYPES.get(kind, "Workflow")),
         "username": wf.owner,
         "userdn": None,
         "transform_tag": "workflow",
         "workload_id": meta.get("workload_id") or wf.id,
         "priority": 0,
-        "status": enum_of("RequestStatus", name, value),
-        "substatus": enum_of("RequestStatus", name, value),
-        "locking": enum_of("RequestLocking", "Idle", 0),
+        "status": enum_of("RequestStatus", status),
+        "substatus": enum_of("RequestStatus", status),
+        "locking": enum_of("RequestLocking", "Idle"),
         "created_at": date_text(wf.created_at),
         "updated_at": date_text(wf.updated_at),
         "accessed_at": date_text(wf.updated_at),
@@ -52,7 +54,7 @@ def request_row(wf: Workflow) -> dict[str, Any]:
 
 
 def transform_row(wf: Workflow, work: Any, request: dict[str, Any]) -> dict[str, Any]:
-    name, value = idds_core.TRANSFORM_STATUS[str(work.status)]
+    status = idds_core.TRANSFORM_STATUS[str(work.status)]
     counts = {str(k): v for k, v in work.counts.items()}
     total = sum(counts.values())
     done = counts.get("succeeded", 0)
@@ -63,8 +65,8 @@ def transform_row(wf: Workflow, work: Any, request: dict[str, Any]) -> dict[str,
         "transform_id": work.id,
         "transform_workload_id": work.id,
         "transform_name": work.name,
-        "transform_type": enum_of("TransformType", "Processing", 6),
-        "transform_status": enum_of("TransformStatus", name, value),
+        "transform_type": enum_of("TransformType", "Processing"),
+        "transform_status": enum_of("TransformStatus", status),
         "transform_created_at": date_text(work.started_at),
         "transform_updated_at": date_text(work.finished_at or work.started_at),
         "transform_finished_at": date_text(work.finished_at),

@@ -19,6 +19,7 @@ from __future__ import annotations
 from orchid.core.idds._data import (
     ALLOWED,
     CONTENT_STATUS,
+    ENUMS,
     REQUEST_STATUS,
     REQUEST_TYPES,
     TRANSFORM_STATUS,
@@ -32,6 +33,7 @@ from orchid.core.idds._requests import translate_request
 __all__ = [
     "ALLOWED",
     "CONTENT_STATUS",
+    "ENUMS",
     "REQUEST_STATUS",
     "REQUEST_TYPES",
     "TRANSFORM_STATUS",

@@ -82,36 +82,75 @@ REQUEST_TYPES = {
     9: "WorkData",
     99: "Other",
 }
-# Orchid's statuses as iDDS's (RequestStatus, TransformStatus): (name, value)
-REQUEST_STATUS: Mapping[str, tuple[str, int]] = {
-    "pending": ("New", 0),
-    "running": ("Transforming", 2),
-    "suspended": ("Suspended", 12),
-    "succeeded": ("Finished", 3),
-    "partial": ("SubFinished", 4),
-    "failed": ("Failed", 5),
-    "cancelled": ("Cancelled", 9),
+# The members of iDDS's enums (idds.common.constants) that Orchid's answers use, with their
+# numbers: the client decodes an enum by class and number (tests/idds checks this table
+# against the real package)
+ENUMS: Mapping[str, Mapping[str, int]] = {
+    "RequestType": {name: value for value, name in REQUEST_TYPES.items()},
+    "RequestStatus": {
+        "New": 0,
+        "Transforming": 2,
+        "Finished": 3,
+        "SubFinished": 4,
+        "Failed": 5,
+        "Cancelled": 9,
+        "Suspended": 12,
+    },
+    "RequestLocking": {"Idle": 0},
+    "TransformType": {"Processing": 6},
+    "TransformStatus": {
+        "New": 0,
+        "Ready": 1,
+        "Transforming": 2,
+        "Finished": 3,
+        "SubFinished": 4,
+        "Failed": 5,
+        "Cancelled": 9,
+    },
+    "CollectionType": {"PseudoDataset": 3},
+    "CollectionRelationType": {"Input": 0, "Output": 1},
+    "CollectionStatus": {"Open": 3, "Closed": 4},
+    "ContentType": {"PseudoContent": 2},
+    "ContentRelationType": {"Output": 1},
+    "ContentStatus": {
+        "New": 0,
+        "Processing": 1,
+        "Available": 2,
+        "FinalFailed": 4,
+        "Missing": 9,
+        "Cancelled": 10,
+    },
 }
-TRANSFORM_STATUS: Mapping[str, tuple[str, int]] = {
-    "waiting": ("New", 0),
-    "ready": ("Ready", 1),
-    "running": ("Transforming", 2),
-    "succeeded": ("Finished", 3),
-    "partial": ("SubFinished", 4),
-    "failed": ("Failed", 5),
-    "cancelled": ("Cancelled", 9),
-    "skipped": ("Cancelled", 9),  # iDDS has no skipped transform
+# Orchid's statuses as iDDS's
+REQUEST_STATUS: Mapping[str, str] = {
+    "pending": "New",
+    "running": "Transforming",
+    "suspended": "Suspended",
+    "succeeded": "Finished",
+    "partial": "SubFinished",
+    "failed": "Failed",
+    "cancelled": "Cancelled",
 }
-# a job's status as its iDDS content's (ContentStatus)
-CONTENT_STATUS: Mapping[str, tuple[str, int]] = {
-    "waiting": ("New", 0),
-    "ready": ("New", 0),
-    "submitted": ("Processing", 1),
-    "running": ("Processing", 1),
-    "succeeded": ("Available", 2),
-    "failed": ("FinalFailed", 4),
-    "cancelled": ("Cancelled", 10),
-    "skipped": ("Missing", 9),
+TRANSFORM_STATUS: Mapping[str, str] = {
+    "waiting": "New",
+    "ready": "Ready",
+    "running": "Transforming",
+    "succeeded": "Finished",
+    "partial": "SubFinished",
+    "failed": "Failed",
+    "cancelled": "Cancelled",
+    "skipped": "Cancelled",  # iDDS has no skipped transform
+}
+# a job's status as its iDDS content's
+CONTENT_STATUS: Mapping[str, str] = {
+    "waiting": "New",
+    "ready": "New",
+    "submitted": "Processing",
+    "running": "Processing",
+    "succeeded": "Available",
+    "failed": "FinalFailed",
+    "cancelled": "Cancelled",
+    "skipped": "Missing",
 }
 MAX_UNZIPPED = 256 * 1024 * 1024  # bytes one packed attribute may inflate to
 
