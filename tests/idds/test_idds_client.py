@@ -296,6 +296,7 @@ rid = submit(work("fine", "echo", "x", [job("ok")]), name="fine")
 out(dict(system=attempt(named("os", "system")), popen=attempt(named("subprocess", "Popen")),
          canary=attempt(named("orchid_idds_canary", "Boom")), nested=cm.submit(nested),
          output_ext=cm.get_contents_output_ext(request_id=rid),
+         added=cm.submit_work(rid, work("late", "echo", "x", [job("l")])),
          worker=cm.adjust_worker(request_id=rid, transform_id=1, workload_id=None,
                                   parameters={"core_count": 2}),
          cacher=cm.download_from_cacher("notes.txt"),
@@ -319,6 +320,7 @@ def test_unsupported_classes_and_calls_get_errors_the_client_shows(
     for key, what in (
         ("build", "build requests"),
         ("output_ext", "this catalog call"),
+        ("added", "adding a work to a submitted request"),
         ("worker", "workflow tasks"),
     ):
         ok, message = got[key]
