@@ -4,7 +4,9 @@ Job tokens (``orc_job.…``, what a job of a work with ``api_token: true`` gets)
 out in one place: :data:`Caller` refuses them, so a route is closed to them unless it takes
 :data:`JobCaller` instead; and every route that takes :data:`JobCaller` reaches a workflow
 only through :func:`visible_workflow` (or :func:`visible_job`), which confines a job's token
-to its own workflow. A workflow a caller may not see is a 404, exactly like one that does
+to its own workflow. Worker tokens (``--worker QUEUE``) are closed out the same way: both
+:data:`Caller` and :data:`JobCaller` refuse them, and only :data:`WorkerCaller` (the worker
+routes) takes them. A workflow a caller may not see is a 404, exactly like one that does
 not exist, so that probing ids tells nothing.
 """
 
@@ -24,6 +26,7 @@ from orchid.api.peers import peer
 from orchid.auth import Authenticator, Unauthenticated, can_act, can_see
 from orchid.core.model import Job, Principal, Workflow
 from orchid.datamgr.registry import ManagerSpec
+from orchid.engine.workers import WorkerDesk
 from orchid.errors import InvalidInput, NotFound, OrchidError
 from orchid.settings import Settings
 from orchid.store import jobs, workflows
@@ -44,6 +47,7 @@ class ApiState:
     # the configured data managers (not built: templates are checked against them; None:
     # not checked here, the agents still check)
     data_managers: Mapping[str, ManagerSpec] | None = None
+    workers: WorkerDesk | None = None  # the worker routes' (None: not served)
 
 
 def state(request: Request) -> ApiState:
@@ -74,12 +78,23 @@ def authenticate(request: Request, st: ApiState) -> Principal:
 
 
 def refuse_job_token(who: Principal, what: str) -> None:
-    """403 for a job's token: ``what`` (a route, a page) is not among what it may do."""
+    """403 for a job's token, or a worker's: ``what`` (a route, a page) is not among what
+    it may do."""
+    refuse_worker_token(who, what)
     if who.workflow_id is not None:
         raise Denied(
             f"a job's token may not use {what}: it acts on its own workflow "
             f"({who.workflow_id}) only: its works, jobs, logs, messages and studies, and "
             "the cache objects its jobs name"
+        )
+
+
+def refuse_worker_token(who: Principal, what: str) -> None:
+    """403 for a worker's token: it leases, renews and reports its queue's jobs, nothing else."""
+    if who.worker_queue is not None:
+        raise Denied(
+            f"a worker's token may not use {what}: it leases, renews and reports the jobs of "
+            f"queue {who.worker_queue!r} (/api/v1/workers/...) and does nothing else"
         )
 
 
@@ -100,14 +115,35 @@ def job_caller(
     st: State,
     _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
 ) -> Principal:
-    """The authenticated caller, a job's token included (see :data:`JobCaller`)."""
-    return authenticate(request, st)
+    """The authenticated caller, a job's token included (see :data:`JobCaller`); a worker's
+    token is a 403."""
+    who = authenticate(request, st)
+    refuse_worker_token(who, f"{request.method} {request.url.path}")
+    return who
+
+
+def worker_caller(
+    request: Request,
+    st: State,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
+) -> Principal:
+    """A worker's token (see :data:`WorkerCaller`); any other caller is a 403."""
+    who = authenticate(request, st)
+    if who.worker_queue is None:
+        raise Denied(
+            f"{request.method} {request.url.path} is for Orchid workers: send a worker's "
+            "token (`orchid token create --user NAME --worker QUEUE`)"
+        )
+    return who
 
 
 Caller = Annotated[Principal, Depends(caller)]
 # for the routes a job needs: those of its own workflow, which visible_workflow enforces,
 # and the cache by digest (a digest is only known from the bytes or from the workflow)
 JobCaller = Annotated[Principal, Depends(job_caller)]
+# for the worker routes only (/workers/...): a worker's token, scoped to its queue, which
+# every other route refuses (Caller and JobCaller)
+WorkerCaller = Annotated[Principal, Depends(worker_caller)]
 
 
 def visible_workflow(

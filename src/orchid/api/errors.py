@@ -16,6 +16,7 @@ from orchid.errors import (
     ConfigError,
     InvalidInput,
     InvalidTransition,
+    LeaseLost,
     NotFound,
     OrchidError,
     TemplateError,
@@ -108,6 +109,9 @@ def install(app: FastAPI) -> None:
         if status >= 500:
             log.error("internal error: %s", exc, exc_info=exc)
             return JSONResponse(body("internal error; the server log has details"), 500)
+        if isinstance(exc, LeaseLost):  # the worker drops these and sends the rest again
+            refused = [{"job_id": j, "attempt": a} for j, a in exc.attempts]
+            return JSONResponse(body(str(exc), refused=refused), status_code=status)
         field = exc.field if isinstance(exc, InvalidInput) else None
         return JSONResponse(body(str(exc), field), status_code=status, headers=headers)
 
