@@ -145,7 +145,7 @@ class WorkerDesk:
             policies = {}
             for u, (out, err) in zip(body.updates, tails, strict=True):
                 held = mine[u.job_id]
-                uri = None if u.state == "running" else _write_logs(log_dir, u, held, out, err)
+                uri = None if u.state == "running" else write_logs(log_dir, u, held, out, err)
                 updates.append(capped(u.update(held.workflow_id, uri), self._limits))
                 policies[u.job_id] = self._specs.work(conn, held.work_id, held.workflow_id).retry
             dispatch.record(conn, updates, policies, now)
@@ -167,7 +167,7 @@ class WorkerDesk:
         return self._log_dir
 
 
-def _write_logs(
+def write_logs(
     log_dir: Path, u: WorkerUpdate, held: workerleases.Held, out: bytes, err: bytes
 ) -> str | None:
     """Write an attempt's log tails where the agents' executors write theirs, so that
