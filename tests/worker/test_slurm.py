@@ -114,3 +114,16 @@ def test_a_refusing_sbatch_is_an_error(tmp_path: Path) -> None:
         submit(Pilot(url="http://h"), 1, TOKEN, sbatch=str(sbatch), env={})
     with pytest.raises(ExecutorError, match="not found"):
         submit(Pilot(url="http://h"), 1, TOKEN, sbatch=str(tmp_path / "none"), env={})
+
+
+def test_the_readme_shows_the_script_it_submits() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("#!/bin/bash\n#SBATCH --job-name=orchid-worker")
+    shown = readme[start : readme.index("\n```", start)] + "\n"
+    pilot = Pilot(
+        url="https://orchid.example.org",
+        queue="gpu",
+        workers=8,
+        sbatch_options=("--partition=gpu", "--time=08:00:00"),
+    )
+    assert shown == pilot_script(pilot)
