@@ -246,3 +246,53 @@ def test_a_worker_token_leases_its_queue_s_jobs_and_nothing_else(site: Site) -> 
     released = c.post("/workers/release", json={"worker": "x"})
     assert released.json() == {"released": 1}
     assert site.row(leased[0]["job_id"]).status in ("ready", "submitted")
+
+
+def test_an_abort_stops_the_worker_s_job(site: Site, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    code = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(60)"
+    wf = site.api.submit("alice", template(["python", "-c", code, str(pid_file)]))["id"]
+    worker, thread = site.worker(tmp_path, "w1")
+    try:
+        wait_for("the job to run", lambda: pid_file.exists() and pid_file.read_text())
+        r = site.api.client("alice").post(f"/workflows/{wf}/abort")
+        assert r.status_code == 202, r.text
+        assert site.api.wait_status(wf) == "cancelled"
+
+        def stopped() -> bool:
+            try:
+                os.kill(int(pid_file.read_text()), 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        wait_for("the worker to stop the job", stopped)
+        wait_for("the worker to let it go", lambda: worker.held == 0)
+    finally:
+        worker.stop()
+        thread.join(30)
+    assert worker.ended == 0  # its end was the server's to record: cancelled
+    assert site.job(wf, "there")["status"] == "cancelled"
+
+
+def test_bad_reports_are_refused_with_4xx_and_record_nothing(site: Site) -> None:
+    site.api.submit("alice", template(["python", "-c", "print(1)"]))
+    c = site.workers()
+    (job,) = wait_for(
+        "a job", lambda: c.post("/workers/lease", json={"worker": "x"}).json()["jobs"]
+    )
+    ok = {"job_id": job["job_id"], "attempt": 1, "state": "succeeded", "at": time.time()}
+    bad = [
+        {**ok, "stdout": "not base64!"},
+        {**ok, "job_id": 2**63},
+        {**ok, "state": "exploded"},
+        {**ok, "extra": 1},
+    ]
+    for update in bad:
+        r = c.post("/workers/report", json={"worker": "x", "updates": [update]})
+        assert r.status_code == 422, (update, r.text)
+    update = f'{{"job_id": {job["job_id"]}, "attempt": 1, "state": "succeeded", "at": 1.0'
+    nan = f'{{"worker": "x", "updates": [{update}, "result": NaN}}]}}'  # JSON has no NaN
+    r = c.post("/workers/report", content=nan, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "NaN" in r.text, r.text
+    assert site.row(job["job_id"]).status == "submitted"

@@ -9,9 +9,10 @@ ever unpickled or run by the server. The server owns the policy; these are only 
 from __future__ import annotations
 
 import base64
+import json
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator
 
 from orchid.core.model import JobUpdate, Usage
 from orchid.executors.base import JobSpec, Payload, Resources
@@ -22,6 +23,9 @@ LOG_TAIL_BYTES = 1024 * 1024
 MAX_BATCH = 1000
 """The most jobs one lease, renewal or report names."""
 _TAIL_CHARS = 4 * ((LOG_TAIL_BYTES + 2) // 3)  # base64 of LOG_TAIL_BYTES
+MAX_ID = 2**62  # ids and attempts are 64-bit in the database
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 WorkerId = Annotated[
     str,
@@ -140,8 +144,8 @@ class LeaseOut(BaseModel):
 
 
 class Attempt(_In):
-    job_id: int = Field(ge=1)
-    attempt: int = Field(ge=1)
+    job_id: Id
+    attempt: Id
 
 
 class RenewIn(_In):
@@ -156,26 +160,36 @@ class RenewOut(BaseModel):
 
 
 class WorkerUsage(_In):
-    wall_s: float = 0.0
-    cpu_user_s: float = 0.0
-    cpu_system_s: float = 0.0
-    max_rss_kb: int = 0
+    wall_s: FiniteFloat = 0.0
+    cpu_user_s: FiniteFloat = 0.0
+    cpu_system_s: FiniteFloat = 0.0
+    max_rss_kb: int = Field(0, ge=0, le=MAX_ID)
 
 
 class WorkerUpdate(_In):
     """An attempt started or ended on the worker; an end carries the tails of its logs."""
 
-    job_id: int = Field(ge=1)
-    attempt: int = Field(ge=1)
+    job_id: Id
+    attempt: Id
     state: Literal["running", "succeeded", "failed"]
-    at: float
-    exit_code: int | None = None
+    at: FiniteFloat
+    exit_code: int | None = Field(None, ge=-(2**31), lt=2**31)
     result: Any = None
     error: str | None = Field(None, max_length=10_000)
     usage: WorkerUsage | None = None
-    started_at: float | None = None
+    started_at: FiniteFloat | None = None
     stdout: str = Field("", max_length=_TAIL_CHARS, description="base64 of its stdout's tail")
     stderr: str = Field("", max_length=_TAIL_CHARS, description="base64 of its stderr's tail")
+
+    @field_validator("result")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        """A result is a JSON value with finite numbers (as the database stores it)."""
+        try:
+            json.dumps(value, allow_nan=False)
+        except ValueError:
+            raise ValueError("the result has a number JSON cannot hold (NaN or infinity)") from None
+        return value
 
     @classmethod
     def of(cls, u: JobUpdate, stdout: bytes = b"", stderr: bytes = b"") -> Self:
