@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +69,8 @@ class WorkerDesk:
         self._lease = settings.lease_seconds
         self._limits: Limits = settings.limits
         self._specs = JobSpecs(TemplateCache(limits=settings.limits), clock)
+        # requests run in the server's thread pool; the agents' caches are one thread's
+        self._specs_lock = threading.Lock()
         self._queues = frozenset(
             name for name, cfg in settings.executors.items() if cfg.type == WORKER_TYPE
         )
@@ -91,7 +94,8 @@ class WorkerDesk:
         owner = owner_of(queue, body.worker)
         with self._db.begin() as conn:
             rows = dispatch.claim_ready(conn, owner, self._clock(), self._lease, body.max, route)
-            specs = self._specs.make(conn, rows) if rows else []
+            with self._specs_lock:
+                specs = self._specs.make(conn, rows) if rows else []
         if specs:
             log.info("worker %s of queue %s leased %d jobs", body.worker, queue, len(specs))
         return LeaseOut(jobs=[WorkerJob.of(s) for s in specs], lease_s=self._lease)
@@ -147,7 +151,9 @@ class WorkerDesk:
                 held = mine[u.job_id]
                 uri = None if u.state == "running" else write_logs(log_dir, u, held, out, err)
                 updates.append(capped(u.update(held.workflow_id, uri), self._limits))
-                policies[u.job_id] = self._specs.work(conn, held.work_id, held.workflow_id).retry
+                with self._specs_lock:
+                    work = self._specs.work(conn, held.work_id, held.workflow_id)
+                policies[u.job_id] = work.retry
             dispatch.record(conn, updates, policies, now)
         return ReportOut(recorded=len(updates))
 
