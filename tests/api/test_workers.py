@@ -296,3 +296,36 @@ def test_bad_reports_are_refused_with_4xx_and_record_nothing(site: Site) -> None
     r = c.post("/workers/report", content=nan, headers={"Content-Type": "application/json"})
     assert r.status_code == 422 and "NaN" in r.text, r.text
     assert site.row(job["job_id"]).status == "submitted"
+
+
+def test_a_revoked_worker_token_stops_the_worker_and_its_jobs(site: Site, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    code = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(60)"
+    site.api.submit("alice", template(["python", "-c", code, str(pid_file)]))
+    woken = threading.Event()
+    local = LocalExecutor(1, tmp_path / "w", wake=woken.set, kill_grace_s=1.0)
+    opts = WorkerOptions(name="w", queue="gpu", poll_s=0.1)
+    worker = Worker(HttpLessor(site.root, site.token), local, tmp_path / "w", opts, woken=woken)
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    wait_for("the job to run", lambda: pid_file.exists() and pid_file.read_text())
+    with site.api.db.begin() as conn:
+        (token_id,) = [t.id for t in tokens.list_tokens(conn) if t.worker_queue == "gpu"]
+        assert tokens.revoke(conn, token_id, time.time())
+    thread.join(30)
+    assert not thread.is_alive()
+    assert failed and "revoked" in str(failed[0])
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except ProcessLookupError:
+        pass
+    else:
+        pytest.fail("the job still runs after its worker stopped")

@@ -303,12 +303,16 @@ class Worker:
 
     def _finish(self) -> None:
         """Report what ended, stop the rest and give it back."""
-        self._collect()
-        self._report()
-        held = list(self._held)
-        self._dropped.update(held)
-        self.executor.close()
-        self.executor.poll()  # the stopped jobs' ends: never reported
+        try:
+            self._collect()
+            self._report()
+        except OrchidError as exc:  # (a revoked token): the jobs are still stopped below
+            log.warning("worker %s: cannot report its last ends: %s", self.options.name, exc)
+        finally:
+            held = list(self._held)
+            self._dropped.update(held)
+            self.executor.close()
+            self.executor.poll()  # the stopped jobs' ends: never reported
         if not held:
             return
         try:
