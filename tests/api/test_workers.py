@@ -205,7 +205,14 @@ def test_a_late_report_of_a_lapsed_lease_is_refused_and_changes_nothing(site: Si
 
     r = c.post("/workers/report", json={"worker": "b", "updates": [end(2, 2)]})
     assert r.status_code == 200 and r.json() == {"recorded": 1}, r.text
-    before = site.row(job_id)
+
+    # the agents pass the end on (the row's propagated flag) at their own pace: wait for it,
+    # so that what follows compares rows only the refused reports could have changed
+    def passed_on() -> Any:
+        row = site.row(job_id)
+        return row if row.propagated else None
+
+    before = wait_for("the end to be passed on", passed_on)
     late = c.post("/workers/report", json={"worker": "a", "updates": [end(1, 1)]})
     assert late.status_code == 409, late.text
     assert late.json()["refused"] == [{"job_id": job_id, "attempt": 1}]

@@ -12,9 +12,8 @@ from fastapi.responses import JSONResponse
 
 from orchid import __version__
 from orchid.api import errors
-from orchid.api.deps import ApiState, caller, known_query
+from orchid.api.deps import caller, known_query
 from orchid.api.errors import ERROR_RESPONSES
-from orchid.api.peers import RealPeer
 from orchid.api.routes import (
     cache,
     catalog,
@@ -36,6 +35,9 @@ from orchid.settings import Settings
 from orchid.store import jobtokens, secrets, tokens
 from orchid.store.db import Database
 from orchid.telemetry.metrics import CONTENT_TYPE, Metrics
+from orchid.web.errors import Denied, too_large
+from orchid.web.peers import RealPeer
+from orchid.web.state import ApiState
 
 PREFIX = "/api/v1"
 
@@ -120,7 +122,7 @@ def create_api(
             if not declared.isdigit():
                 return JSONResponse(errors.body("Content-Length must be a number"), 400)
             if int(declared) > limit:
-                return JSONResponse(errors.body(errors.too_large(limit)), 413)
+                return JSONResponse(errors.body(too_large(limit)), 413)
         return await call_next(request)
 
     return app
@@ -134,7 +136,7 @@ def _serve_metrics(app: FastAPI, metrics: Metrics) -> None:
         who = caller(request, app.state.orchid)
         group = app.state.orchid.settings.metrics_group.strip() or "metrics"
         if not (who.admin or group in who.groups):
-            raise errors.Denied(
+            raise Denied(
                 f"metrics are for admins and members of group {group!r} "
                 f"(`orchid token create --user prometheus --group {group}`)"
             )

@@ -18,6 +18,7 @@ from orchid.cli.common import (
     DbOpt,
     _age,
     _open,
+    _open_existing,
     _settings,
     console,
     err,
@@ -79,7 +80,7 @@ def token_list(
     """The tokens (their first characters, never the tokens themselves), revoked ones too."""
     from orchid.store import tokens
 
-    database = _open(_settings(db=db))
+    database = _open_existing(_settings(db=db))
     with database.engine.connect() as conn:
         rows = tokens.list_tokens(conn)
     if as_json:
@@ -127,7 +128,7 @@ def token_revoke(
     """Stop a token working, at once."""
     from orchid.store import tokens
 
-    database = _open(_settings(db=db))
+    database = _open_existing(_settings(db=db))
     with database.begin() as conn:
         if not tokens.revoke(conn, token_id, time.time()):
             raise NotFound(f"no active token {token_id}: `orchid token list` shows the tokens")

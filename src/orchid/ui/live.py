@@ -19,12 +19,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.deps import Recheck, check_id, visible_workflow
 from orchid.core.states import TERMINAL_WORKFLOW
 from orchid.store import monitor
 from orchid.ui import views
-from orchid.ui.app import Ui, ui_of
+from orchid.ui.context import Ui, ui_of
 from orchid.ui.pages import summary, workflow_state
+from orchid.web.access import Recheck, check_id, visible_workflow
 
 router = APIRouter()
 TICK_S = 0.5

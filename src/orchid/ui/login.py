@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from orchid.auth import AuthError
-from orchid.ui.app import ui_of
+from orchid.ui.context import ui_of
 from orchid.ui.oidc import STATE_MAX_AGE_S, LoginFailed, Pending
 from orchid.ui.session import (
     CSRF_FIELD,

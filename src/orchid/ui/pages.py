@@ -10,7 +10,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.deps import check_id, visible_job, visible_workflow
 from orchid.core.model import Workflow
 from orchid.core.states import Action
 from orchid.errors import InvalidInput, NotFound
@@ -22,8 +21,9 @@ from orchid.safefiles import LogUnavailable, open_log
 from orchid.store import commands, monitor, studies, works
 from orchid.store import workflows as workflow_store
 from orchid.ui import charts, views
-from orchid.ui.app import Ui, ui_of
+from orchid.ui.context import Ui, ui_of
 from orchid.ui.session import CSRF_FIELD, Viewer, read_form
+from orchid.web.access import check_id, visible_job, visible_workflow
 
 router = APIRouter()
 PAGE = 50

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from fastapi import Request
 from starlette.responses import Response
 
-from orchid.api.deps import refuse_job_token
-from orchid.api.peers import peer
 from orchid.auth import Authenticator, AuthError
 from orchid.core.model import Principal
 from orchid.errors import OrchidError
+from orchid.web.access import refuse_job_token
+from orchid.web.peers import peer
 
 COOKIE = "orchid_session"
 OIDC_COOKIE = "orchid_oidc"  # state, PKCE verifier and the page asked for, during a login

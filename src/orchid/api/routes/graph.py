@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from orchid.api.deps import JobCaller, State, check_id, visible_workflow
+from orchid.api.deps import JobCaller, State
 from orchid.graph.load import load
+from orchid.web.access import check_id, visible_workflow
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 

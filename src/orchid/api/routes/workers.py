@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from orchid.api.deps import ApiState, State, WorkerCaller
+from orchid.api.deps import State, WorkerCaller
 from orchid.core.model import Principal
 from orchid.engine.workers import WorkerDesk
 from orchid.executors.workerwire import (
@@ -20,6 +20,7 @@ from orchid.executors.workerwire import (
     ReportIn,
     ReportOut,
 )
+from orchid.web.state import ApiState
 
 router = APIRouter(prefix="/workers", tags=["workers"])
 

@@ -15,19 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.deps import (
-    ApiState,
-    Caller,
-    Cursor,
-    JobCaller,
-    Recheck,
-    State,
-    authenticate,
-    check_id,
-    now,
-    visible_workflow,
-)
-from orchid.api.errors import Denied, Malformed, TooLarge, too_large
+from orchid.api.deps import Caller, Cursor, JobCaller, State, now
 from orchid.api.threads import in_thread
 from orchid.core import jsonvalues
 from orchid.core.model import Principal
@@ -36,6 +24,9 @@ from orchid.core.template import check_values, decode, error_field
 from orchid.engine.submit import submit
 from orchid.errors import InvalidInput
 from orchid.store import commands, events, jobs, workflows, works
+from orchid.web.access import Recheck, authenticate, check_id, visible_workflow
+from orchid.web.errors import Denied, Malformed, TooLarge, too_large
+from orchid.web.state import ApiState
 from orchid.wire import (
     CommandOut,
     JobOut,
