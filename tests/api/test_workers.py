@@ -336,3 +336,45 @@ def test_a_revoked_worker_token_stops_the_worker_and_its_jobs(site: Site, tmp_pa
         pass
     else:
         pytest.fail("the job still runs after its worker stopped")
+
+
+def test_on_postgresql_a_workers_reports_wake_the_agents(db: Database, tmp_path: Path) -> None:
+    """Agents that poll only every 30 s still run a two-work chain of worker jobs at once:
+    each report notifies them (LISTEN/NOTIFY), as an end from their own executor would."""
+    if db.is_sqlite:
+        pytest.skip("the default bus of SQLite reaches one process: agents poll for the ends")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "settings.toml").write_text(SETTINGS)
+    settings = Settings.load(env={}, home=home, db=db.url, poll_interval=30.0)
+    chain = {
+        "name": "chain",
+        "works": [
+            {"name": "a", "executor": "gpu", "command": ["python", "-c", "print('a')"]},
+            {"name": "b", "executor": "gpu", "after": ["a"], "command": ["python", "-c", "1"]},
+        ],
+    }
+    with serve_api(settings, db) as api:
+        with db.begin() as conn:
+            _, token = tokens.create(
+                conn, user="pilot", admin=False, groups=[], now=time.time(), worker_queue="gpu"
+            )
+        wf = api.submit("alice", chain)["id"]
+        runner = make_runner(settings, db)  # its first round starts the workflow at once
+        stop = threading.Event()
+        agents = threading.Thread(
+            target=runner.run, kwargs={"until": stop.is_set}, name="orchid-agents", daemon=True
+        )
+        agents.start()
+        site = Site(api, token, api.base_url.removesuffix("/api/v1"))
+        worker, thread = site.worker(tmp_path, "w1")
+        try:
+            # well before the agents' next poll: only a notification can have woken them
+            assert api.wait_status(wf, timeout=15.0) == "succeeded"
+        finally:
+            worker.stop()
+            thread.join(30)
+            stop.set()
+            runner.stop()
+            agents.join(15)
+            runner.close()

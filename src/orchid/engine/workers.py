@@ -22,7 +22,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from orchid.bus import announce
 from orchid.core.limits import Limits
+from orchid.engine.agent import ENDED, JOBS
 from orchid.engine.jobspecs import JobSpecs, capped
 from orchid.engine.runner import log_folder
 from orchid.engine.templates import TemplateCache
@@ -110,6 +112,8 @@ class WorkerDesk:
             renewed = workerleases.renew(conn, owner, asked, now, self._lease)
             wanted = dispatch.to_cancel(conn, owner)
             dispatch.mark_cancelled(conn, [jid for jid, _, _ in wanted], now)
+            if wanted:
+                announce(conn, self._settings.bus, [ENDED], now)
         cancelled = {(jid, att) for jid, att, _ in wanted}
         lost = [p for p in asked if p not in renewed and p not in cancelled]
         return RenewOut(
@@ -155,6 +159,8 @@ class WorkerDesk:
                     work = self._specs.work(conn, held.work_id, held.workflow_id)
                 policies[u.job_id] = work.retry
             dispatch.record(conn, updates, policies, now)
+            if any(u.state != "running" for u in updates):  # the trigger passes them on
+                announce(conn, self._settings.bus, [ENDED], now)
         return ReportOut(recorded=len(updates))
 
     def release(self, queue: str, body: ReleaseIn) -> ReleaseOut:
@@ -162,7 +168,10 @@ class WorkerDesk:
         self._route(queue, None)
         owner = owner_of(queue, body.worker)
         with self._db.begin() as conn:
-            n = dispatch.give_back(conn, owner, self._clock(), keep_attempt=False)
+            now = self._clock()
+            n = dispatch.give_back(conn, owner, now, keep_attempt=False)
+            if n:
+                announce(conn, self._settings.bus, [JOBS], now)
         if n:
             log.info("worker %s of queue %s gave back %d jobs", body.worker, queue, n)
         return ReleaseOut(released=n)
