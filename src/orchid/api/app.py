@@ -26,12 +26,14 @@ from orchid.api.routes import (
     jobs,
     messages,
     system,
+    workers,
     workflows,
 )
 from orchid.auth import AuthConfig, Authenticator, OidcVerifier
 from orchid.core.jobtoken import JOB_TOKEN_PREFIX
 from orchid.core.model import Principal
 from orchid.datamgr import registry as datamgr_registry
+from orchid.engine.workers import WorkerDesk
 from orchid.settings import Settings
 from orchid.store import jobtokens, secrets, tokens
 from orchid.store.db import Database
@@ -97,11 +99,13 @@ def create_api(
         max_body_bytes=limit,
         trust_client_paths=trust_client_paths,
         data_managers=datamgr_registry.specs(settings),
+        workers=WorkerDesk(settings, db),
     )
     errors.install(app)
     # messages before workflows: POST /workflows/{id}/{action} would take /messages
     routers = (system.router, messages.router, growth.router, cache.router, catalog.router)
-    for router in (*routers, workflows.router, graph.router, jobs.router, hpo.router):
+    later = (workflows.router, graph.router, jobs.router, hpo.router, workers.router)
+    for router in (*routers, *later):
         app.include_router(
             router, prefix=PREFIX, responses=ERROR_RESPONSES, dependencies=[Depends(known_query)]
         )

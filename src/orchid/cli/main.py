@@ -319,7 +319,7 @@ def schema() -> None:
 
 
 # commands of their own modules, listed after the ones above in `orchid --help`
-from orchid.cli import config, graph, hpo, joblist, service, tokens  # noqa: E402, F401
+from orchid.cli import config, graph, hpo, joblist, service, tokens, worker  # noqa: E402, F401
 
 
 def main() -> None:
