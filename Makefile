@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed
 # a real Rucio server (and its daemons) for the rucio data manager's tests, in a venv of its own
 RUCIO_VENV  ?= .venv-rucio
 RUCIO_STAMP := $(RUCIO_VENV)/.installed
+# PyPI's iDDS client packages (and ATLAS's works), which the iDDS compatibility tests run
+IDDS_VENV  ?= .venv-idds
+IDDS_STAMP := $(IDDS_VENV)/.installed
+IDDS_VERSION := 2.6.21
 
 .PHONY: demo test lint typecheck unit services chromium clean
 
@@ -25,13 +29,20 @@ $(RUCIO_STAMP):
 	$(RUCIO_VENV)/bin/python -m pip install --quiet 'rucio==41.5.1' 'psycopg[binary]>=3.1'
 	touch $(RUCIO_STAMP)
 
+$(IDDS_STAMP):
+	python3 -m venv $(IDDS_VENV)
+	$(IDDS_VENV)/bin/python -m pip install --quiet 'idds-client==$(IDDS_VERSION)' \
+	  'idds-common==$(IDDS_VERSION)' 'idds-workflow==$(IDDS_VERSION)' 'idds-doma==$(IDDS_VERSION)' \
+	  'idds-atlas==$(IDDS_VERSION)'
+	touch $(IDDS_STAMP)
+
 ## demo: install, then run the Rubin-like example DAG on the embedded default (SQLite + local executor)
 demo: $(STAMP)
 	$(PY) examples/rubin_dag/generate.py --visits 40 --detectors 20
 	$(VENV)/bin/orchid run examples/rubin_dag/workflow.yaml --db .orchid/demo.db
 
 ## test: lint, type-check, then every test on SQLite and on the machine's PostgreSQL
-test: $(STAMP) $(RUCIO_STAMP) services chromium lint typecheck
+test: $(STAMP) $(RUCIO_STAMP) $(IDDS_STAMP) services chromium lint typecheck
 	$(VENV)/bin/pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)
@@ -50,4 +61,4 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 clean:
-	rm -rf $(VENV) $(RUCIO_VENV) .orchid .mypy_cache .ruff_cache .pytest_cache test-artifacts
+	rm -rf $(VENV) $(RUCIO_VENV) $(IDDS_VENV) .orchid .mypy_cache .ruff_cache .pytest_cache test-artifacts

@@ -53,7 +53,16 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"orchid.bus", "orchid.datamgr", "orchid.executors", "orchid.telemetry"}),
     frozenset({"orchid.settings", "orchid.auth"}),
     frozenset({"orchid.engine"}),
-    frozenset({"orchid.hpo", "orchid.graph", "orchid.testing", "orchid.backend", "orchid.web"}),
+    frozenset(
+        {
+            "orchid.hpo",
+            "orchid.graph",
+            "orchid.testing",
+            "orchid.backend",
+            "orchid.web",
+            "orchid.worker",
+        }
+    ),
     frozenset({"orchid.api", "orchid.ui"}),
     frozenset({"orchid.fat", "orchid.server"}),
     frozenset({"orchid.cli"}),

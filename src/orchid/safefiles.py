@@ -28,6 +28,7 @@ __all__ = [
     "open_dir_beneath",
     "open_file_beneath",
     "open_log",
+    "private_folder",
     "relative_parts",
 ]
 
@@ -144,3 +145,15 @@ def open_log(log_root: Path, job_id: int, log_uri: str, stream: str) -> BinaryIO
         raise LogUnavailable(
             f"the {stream} of job {job_id} cannot be read: {exc.strerror}"
         ) from None
+
+
+def private_folder(path: Path) -> None:
+    """Make ``path`` and its missing parents, each 0700 (the service's files are its own)."""
+    if path.is_dir():
+        return
+    private_folder(path.parent)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        if not path.is_dir():
+            raise

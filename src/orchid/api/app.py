@@ -20,15 +20,20 @@ from orchid.api.routes import (
     graph,
     growth,
     hpo,
+    idds,
+    idds_data,
+    idds_hpo,
     jobs,
     messages,
     system,
+    workers,
     workflows,
 )
 from orchid.auth import AuthConfig, Authenticator, OidcVerifier
 from orchid.core.jobtoken import JOB_TOKEN_PREFIX
 from orchid.core.model import Principal
 from orchid.datamgr import registry as datamgr_registry
+from orchid.engine.workers import WorkerDesk
 from orchid.settings import Settings
 from orchid.store import jobtokens, secrets, tokens
 from orchid.store.db import Database
@@ -94,14 +99,20 @@ def create_api(
         max_body_bytes=limit,
         trust_client_paths=trust_client_paths,
         data_managers=datamgr_registry.specs(settings),
+        workers=WorkerDesk(settings, db),
     )
     errors.install(app)
     # messages before workflows: POST /workflows/{id}/{action} would take /messages
     routers = (system.router, messages.router, growth.router, cache.router, catalog.router)
-    for router in (*routers, workflows.router, graph.router, jobs.router, hpo.router):
+    later = (workflows.router, graph.router, jobs.router, hpo.router, workers.router)
+    for router in (*routers, *later):
         app.include_router(
             router, prefix=PREFIX, responses=ERROR_RESPONSES, dependencies=[Depends(known_query)]
         )
+    # the iDDS client's paths, at the root where its host setting points (docs/from-idds.md)
+    app.include_router(idds_data.router, include_in_schema=False)
+    app.include_router(idds_hpo.router, include_in_schema=False)
+    app.include_router(idds.router, include_in_schema=False)  # its catch-all comes last
     if metrics is None:
         metrics = Metrics()
         metrics.watch_database(db)

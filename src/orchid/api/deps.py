@@ -4,7 +4,9 @@ query checks. The access rules themselves are :mod:`orchid.web.access`, shared w
 Job tokens are closed out in one place: :data:`Caller` refuses them, so a route is closed to
 them unless it takes :data:`JobCaller` instead; and every route that takes :data:`JobCaller`
 reaches a workflow only through :func:`~orchid.web.access.visible_workflow` (or
-``visible_job``), which confines a job's token to its own workflow.
+``visible_job``), which confines a job's token to its own workflow. Worker tokens
+(``--worker QUEUE``) are closed out the same way: both :data:`Caller` and :data:`JobCaller`
+refuse them, and only :data:`WorkerCaller` (the worker routes) takes them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from orchid.core.model import Principal
 from orchid.errors import InvalidInput
-from orchid.web.access import MAX_ID, authenticate, refuse_job_token
+from orchid.web.access import MAX_ID, authenticate, refuse_job_token, refuse_worker_token
+from orchid.web.errors import Denied
 from orchid.web.state import ApiState
 
 
@@ -54,14 +57,35 @@ def job_caller(
     st: State,
     _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
 ) -> Principal:
-    """The authenticated caller, a job's token included (see :data:`JobCaller`)."""
-    return authenticate(request, st)
+    """The authenticated caller, a job's token included (see :data:`JobCaller`); a worker's
+    token is a 403."""
+    who = authenticate(request, st)
+    refuse_worker_token(who, f"{request.method} {request.url.path}")
+    return who
+
+
+def worker_caller(
+    request: Request,
+    st: State,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
+) -> Principal:
+    """A worker's token (see :data:`WorkerCaller`); any other caller is a 403."""
+    who = authenticate(request, st)
+    if who.worker_queue is None:
+        raise Denied(
+            f"{request.method} {request.url.path} is for Orchid workers: send a worker's "
+            "token (`orchid token create --user NAME --worker QUEUE`)"
+        )
+    return who
 
 
 Caller = Annotated[Principal, Depends(caller)]
 # for the routes a job needs: those of its own workflow, which visible_workflow enforces,
 # and the cache by digest (a digest is only known from the bytes or from the workflow)
 JobCaller = Annotated[Principal, Depends(job_caller)]
+# for the worker routes only (/workers/...): a worker's token, scoped to its queue, which
+# every other route refuses (Caller and JobCaller)
+WorkerCaller = Annotated[Principal, Depends(worker_caller)]
 
 
 _QUERY_NAMES: dict[int, frozenset[str]] = {}

@@ -325,7 +325,16 @@ def schema() -> None:
 
 
 # commands of their own modules, listed after the ones above in `orchid --help`
-from orchid.cli import config, graph, hpo, joblist, retention, service, tokens  # noqa: E402, F401
+from orchid.cli import (  # noqa: E402, F401
+    config,
+    graph,
+    hpo,
+    joblist,
+    retention,
+    service,
+    tokens,
+    worker,
+)
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ from orchid.executors import _process as proc
 from orchid.executors._attempt import Attempt
 from orchid.executors.base import JobSpec, UpdateState, Usage
 from orchid.executors.runas import OsUser, as_user, own_folder
-from orchid.store.db import private_folder
+from orchid.safefiles import private_folder
 
 WORKER_MODULE = "orchid.executors.poolworker"
 _ORCHID_ROOT = str(Path(__file__).resolve().parents[2])

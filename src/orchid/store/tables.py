@@ -240,6 +240,9 @@ tokens = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("last_used_at", sa.Float, nullable=True),
     sa.Column("revoked_at", sa.Float, nullable=True),
+    # a worker's token (`orchid token create --worker QUEUE`): it leases that queue's jobs
+    # and may do nothing else (docs/architecture.md, "Orchid workers")
+    sa.Column("worker_queue", sa.String(100), nullable=True),
 )
 
 # messages posted to a workflow (results, control messages) by users or jobs

@@ -32,6 +32,7 @@ __all__ = [
     "check_id",
     "refuse_archived",
     "refuse_job_token",
+    "refuse_worker_token",
     "visible_job",
     "visible_workflow",
 ]
@@ -52,12 +53,23 @@ def authenticate(request: HTTPConnection, st: ApiState) -> Principal:
 
 
 def refuse_job_token(who: Principal, what: str) -> None:
-    """403 for a job's token: ``what`` (a route, a page) is not among what it may do."""
+    """403 for a job's token, or a worker's: ``what`` (a route, a page) is not among what
+    it may do."""
+    refuse_worker_token(who, what)
     if who.workflow_id is not None:
         raise Denied(
             f"a job's token may not use {what}: it acts on its own workflow "
             f"({who.workflow_id}) only: its works, jobs, logs, messages and studies, and "
             "the cache objects its jobs name"
+        )
+
+
+def refuse_worker_token(who: Principal, what: str) -> None:
+    """403 for a worker's token: it leases, renews and reports its queue's jobs, nothing else."""
+    if who.worker_queue is not None:
+        raise Denied(
+            f"a worker's token may not use {what}: it leases, renews and reports the jobs of "
+            f"queue {who.worker_queue!r} (/api/v1/workers/...) and does nothing else"
         )
 
 

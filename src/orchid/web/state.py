@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from orchid.auth import Authenticator
 from orchid.datamgr.registry import ManagerSpec
+from orchid.engine.workers import WorkerDesk
 from orchid.settings import Settings
 from orchid.store.db import Database
 
@@ -25,3 +26,4 @@ class ApiState:
     # the configured data managers (not built: templates are checked against them; None:
     # not checked here, the agents still check)
     data_managers: Mapping[str, ManagerSpec] | None = None
+    workers: WorkerDesk | None = None  # the worker routes' (None: not served)
