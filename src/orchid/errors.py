@@ -43,6 +43,29 @@ class ExpressionError(InvalidInput):
     """A condition or binding expression does not parse or cannot be evaluated."""
 
 
+class QuotaExceeded(InvalidInput):
+    """A request would pass a limit (``orchid quota``): which, its value, how much is used.
+
+    ``rate``: a limit on what accumulates over time (workflows a day, jobs queued, cache
+    bytes), HTTP 429 (try later); otherwise the request itself is too big, 422."""
+
+    def __init__(self, quota: str, subject: str, value: int, used: int, *, rate: bool) -> None:
+        super().__init__(
+            f"limit {quota} of {subject} is {value}, {used} used: "
+            + (
+                "wait for some to end, or ask an admin to raise it (`orchid quota set`)"
+                if rate
+                else "make the request smaller, or ask an admin to raise it"
+            ),
+            field=f"quota.{quota}",
+        )
+        self.quota = quota
+        self.subject = subject
+        self.value = value
+        self.used = used
+        self.rate = rate
+
+
 class InvalidTransition(OrchidError):
     """A status change that the entity's transition table does not allow (a bug or a race)."""
 

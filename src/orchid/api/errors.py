@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from orchid.auth import AuthError, www_authenticate
-from orchid.errors import InvalidInput, LeaseLost, OrchidError, TemplateError
+from orchid.errors import InvalidInput, LeaseLost, OrchidError, QuotaExceeded, TemplateError
 from orchid.store.db import lost_connection, passing_failure, timed_out
 from orchid.web.errors import status_of
 from orchid.wire import ErrorOut
@@ -65,6 +65,14 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, LeaseLost):  # the worker drops these and sends the rest again
             refused = [{"job_id": j, "attempt": a} for j, a in exc.attempts]
             return JSONResponse(body(str(exc), refused=refused), status_code=status)
+        if isinstance(exc, QuotaExceeded):
+            what = {
+                "limit": exc.quota,
+                "subject": exc.subject,
+                "value": exc.value,
+                "used": exc.used,
+            }
+            return JSONResponse(body(str(exc), exc.field, quota=what), status_code=status)
         field = exc.field if isinstance(exc, InvalidInput) else None
         return JSONResponse(body(str(exc), field), status_code=status, headers=headers)
 

@@ -258,6 +258,13 @@ class Template(_Model):
         description="works are added while it runs (Function-as-a-Task: POST "
         "/workflows/{id}/works); it does not end before it is closed (POST .../close)",
     )
+    priority: int = Field(
+        0,
+        ge=-1000,
+        le=1000,
+        description="among one user's workflows waiting for slots, higher goes first "
+        "(fair share orders users; `orchid submit --priority` overrides it)",
+    )
     defaults: Defaults = Defaults()
     works: list[WorkSpec] = Field(description="at least one, unless the workflow is `open`")
     loops: list[LoopSpec] = Field(default_factory=list)

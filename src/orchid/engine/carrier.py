@@ -154,7 +154,9 @@ class Carrier:
             return []
         env = self.env
         t0 = time.perf_counter()
-        rows = dispatch.claim_ready(conn, self.owner, env.clock(), env.lease, room, self.route)
+        rows = dispatch.claim_ready(
+            conn, self.owner, env.clock(), env.lease, room, self.route, self.executor.name
+        )
         env.metrics.claim(self.name, time.perf_counter() - t0, len(rows))
         return self._specs(conn, rows) if rows else []
 

@@ -21,7 +21,7 @@ from orchid.core.template import NUL, Template, check_values, decode, nul_path
 from orchid.datamgr.registry import ManagerSpec
 from orchid.engine.templates import Compiled, compile_template
 from orchid.errors import InvalidInput, TemplateError
-from orchid.store import events, graph, routes, workflows, works
+from orchid.store import events, graph, quotas, routes, workflows, works
 from orchid.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -351,6 +351,7 @@ def submit(
     data_managers: Mapping[str, ManagerSpec] | None = None,
     limits: Limits = DEFAULT,
     max_works: int | None = None,
+    priority: int | None = None,
 ) -> int:
     """Check everything, then write the workflow, its works and listed jobs; return its id.
 
@@ -361,6 +362,8 @@ def submit(
     ``owner_groups`` must be allowed to use (the groups are recorded for the agents).
     ``limits`` bound the listed jobs' arguments (and what the agents build later: they
     have their own); ``max_works`` the most works and loops it may hold (None: no limit).
+    ``priority`` overrides the template's (fair share: among one user's workflows). The
+    owner's limits on submissions (``store.quotas``) are checked in the same transaction.
     """
     check_size(raw, max_works)
     check_values(raw, "template")  # also when no front end checked it (Python callers)
@@ -385,6 +388,7 @@ def submit(
             share_group=share_group,
             open=t.open,
             owner_groups=owner_groups,
+            priority=t.priority if priority is None else priority,
         )
         ids = works.create(conn, wf, initial_works(t), static, now)
         routes.add(conn, wf, chosen)
@@ -418,6 +422,7 @@ def submit(
             if counts[by_name[name]] == 0:
                 raise TemplateError([(f"works.{name}.jobs", "lists no jobs")])
         works.add_remaining(conn, dict(counts))
+        quotas.check_submission(conn, owner, share_group, sum(counts.values()), now)
         if links:
             workflows.set_links(conn, wf, sorted(links))
         events.emit(

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from orchid.core.model import NO_USAGE, JobUpdate, Usage
 from orchid.core.retry import NO_RETRY, RetryPolicy
 from orchid.core.states import TERMINAL_JOB, JobStatus, after_failure
-from orchid.store import bulk, release
+from orchid.store import bulk, quotas, release
 from orchid.store.release import Propagation
 from orchid.store.routes import Route
 from orchid.store.tables import IN_FLIGHT, READY, workflows, works
@@ -46,6 +46,13 @@ WHERE id IN (
     WHERE {READY} AND not_before <= :now{{route}}
       AND +workflow_id IN (SELECT id FROM workflows WHERE status = 'running')
     ORDER BY not_before, id LIMIT :n {{lock}})
+{_TAKEN}
+"""
+# Claim under limits and fair share: ``k`` ready jobs of workflow ``wf`` (store.quotas).
+_CLAIM_FAIR = f"""
+UPDATE jobs SET status = 'submitted', owner = :owner, lease_until = :until,
+    attempt = attempt + 1, submitted_at = :now
+WHERE id IN ({quotas.PICK})
 {_TAKEN}
 """
 # Jobs in flight whose carrier's lease ran out (its agent died).
@@ -116,15 +123,30 @@ def claim_ready(
     lease: float,
     limit: int,
     route: Route | None = None,
+    executor: str = "",
 ) -> list[Claimed]:
     """Take ready jobs of running workflows: status → submitted, attempt + 1.
 
     In id order. On PostgreSQL, rows another agent is claiming are skipped, not waited for.
     ``route`` narrows the jobs to a carrier's executor (see ``store.routes``): only agents
-    with several executors pass one.
+    with several executors pass one; ``executor`` names it when there is no route (for
+    the limits of an executor).
+
+    When running limits or fair-share weights are set (``store.quotas``), the slots are
+    shared among the users waiting (fair share, limits) and each workflow's share is taken
+    with one statement; otherwise one statement takes the oldest ready jobs.
     """
     params = {"owner": owner, "until": now + lease, "now": now, "n": limit}
-    return _take(conn, _CLAIM, route, params)
+    rows = quotas.claim_quotas(conn)
+    if not rows:
+        return _take(conn, _CLAIM, route, params)
+    name = route.executor if route is not None else executor
+    plan = quotas.plan_claim(conn, rows, now, limit, route, name)
+    out: list[Claimed] = []
+    for wf, k in plan.take:
+        out += _take(conn, _CLAIM_FAIR, route, {**params, "wf": wf, "k": k})
+    out.sort()
+    return out
 
 
 def adopt_lost(

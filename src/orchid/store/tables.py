@@ -70,6 +70,8 @@ workflows = sa.Table(
     sa.Column("archived_at", sa.Float, nullable=True),
     # what stays readable of an archived workflow: its works with their job counts
     sa.Column("archive_summary", Json, nullable=True),
+    # fair share: within one user, jobs of higher-priority workflows are claimed first
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
 )
 
 works = sa.Table(
@@ -369,4 +371,27 @@ bus_events = sa.Table(
     sa.Column("topic", sa.String(40), nullable=False),
     sa.Column("origin", sa.String(32), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# limits and fair-share weights (store/quotas.py): one row per subject, executor and limit;
+# ``executor`` '' means on every executor
+quotas = sa.Table(
+    "quotas",
+    metadata,
+    sa.Column("kind", sa.String(12), primary_key=True),  # user, group, executor
+    sa.Column("subject", sa.String(200), primary_key=True),
+    sa.Column("executor", sa.String(100), primary_key=True, server_default=""),
+    sa.Column("quota", sa.String(40), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# fair share: each user's decayed usage of slots (an average of its jobs in flight, in slots)
+share_usage = sa.Table(
+    "share_usage",
+    metadata,
+    sa.Column("owner", sa.String(200), primary_key=True),
+    sa.Column("usage", sa.Float, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("running", sa.Integer, nullable=False),  # its jobs in flight since ``at``
 )

@@ -28,6 +28,7 @@ def create(
     share_group: str | None = None,
     open: bool = False,
     owner_groups: Iterable[str] = (),
+    priority: int = 0,
 ) -> int:
     return int(
         conn.execute(
@@ -43,6 +44,7 @@ def create(
                 share_group=share_group,
                 owner_groups=sorted(owner_groups),
                 open=open,
+                priority=priority,
                 created_at=now,
                 updated_at=now,
             )

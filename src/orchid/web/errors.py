@@ -14,6 +14,7 @@ from orchid.errors import (
     InvalidTransition,
     NotFound,
     OrchidError,
+    QuotaExceeded,
 )
 
 __all__ = ["Denied", "Malformed", "TooLarge", "status_of", "too_large"]
@@ -57,6 +58,8 @@ def status_of(exc: OrchidError) -> int:
         return 400
     if isinstance(exc, InvalidTransition):
         return 409
+    if isinstance(exc, QuotaExceeded) and exc.rate:
+        return 429
     if isinstance(exc, InvalidInput | ConfigError):
         return 422
     return 500
