@@ -130,6 +130,9 @@ class SubmitRequest(BaseModel):
     share_group: str | None = Field(
         None, max_length=200, description="a group of yours whose members may see and steer it"
     )
+    priority: int | None = Field(
+        None, ge=-1000, le=1000, description="overrides the template's `priority:`"
+    )
     base_dir: str | None = Field(
         None,
         max_length=4096,
@@ -331,3 +334,31 @@ class ReportOut(_Out):
     trial_id: int
     status: TrialStatus
     prune: bool = Field(description="the pruner stopped this trial: stop evaluating it")
+
+
+# --- limits and fair share (admins) ------------------------------------------------------
+
+
+class QuotaIn(BaseModel):
+    """A limit or a fair-share weight to set (``orchid quota set``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(description="user, group or executor")
+    subject: str = Field(min_length=1, max_length=200, description="its name")
+    quota: str = Field(
+        description="running, queued, jobs_per_workflow, workflows_per_day, cache_bytes, weight"
+    )
+    value: int = Field(ge=0, le=2**62)
+    executor: str = Field("", max_length=100, description="running limits: on this executor only")
+
+
+class QuotaOut(_Out):
+    """A quota and what its subject uses now (weights: the decayed usage, in slots)."""
+
+    kind: str
+    subject: str
+    quota: str
+    value: int
+    executor: str
+    used: float

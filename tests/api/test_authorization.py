@@ -136,7 +136,8 @@ class Row:
 
     ``scope``: ``public`` (no credentials needed), ``user`` (anyone signed in),
     ``workflow`` (those who may see the workflow in the path, or the one it belongs to),
-    ``metrics`` (admins and the metrics group), ``worker`` (workers' tokens only). ``job``: open to a job's token (on its own
+    ``metrics`` (admins and the metrics group), ``worker`` (workers' tokens only), ``admin``
+    (admins only). ``job``: open to a job's token (on its own
     workflow only, for ``workflow`` rows). ``ui``: a monitor page (anonymous visitors are
     sent to the login form; job tokens are refused).
     """
@@ -353,6 +354,17 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("POST", f"{A}/workers/release"): Row(
         f"{A}/workers/release", ok(200), "worker", json={"worker": "m"}
     ),
+    # limits and fair share: admins only
+    ("GET", f"{A}/quotas"): Row(f"{A}/quotas", ok(200), "admin"),
+    ("PUT", f"{A}/quotas"): Row(
+        f"{A}/quotas",
+        ok(200),
+        "admin",
+        json={"kind": "user", "subject": "zed", "quota": "running", "value": 5},
+    ),
+    ("DELETE", f"{A}/quotas"): Row(
+        f"{A}/quotas?kind=user&subject=zed&quota=running", ok(204), "admin"
+    ),
 }
 
 # which of alice's workflows each role may see and act on
@@ -378,7 +390,7 @@ def expected(row: Row, role: str, visible: bool) -> frozenset[int]:
         return ok(403)
     if role == JOB and (row.ui or not row.job):
         return ok(403)
-    if row.scope == "metrics":
+    if row.scope in ("metrics", "admin"):
         return row.ok if role == "root" else ok(403)
     if row.scope == "workflow" and not visible:
         return ok(404)

@@ -25,6 +25,7 @@ from orchid.api.routes import (
     idds_hpo,
     jobs,
     messages,
+    quotas,
     system,
     workers,
     workflows,
@@ -104,7 +105,7 @@ def create_api(
     errors.install(app)
     # messages before workflows: POST /workflows/{id}/{action} would take /messages
     routers = (system.router, messages.router, growth.router, cache.router, catalog.router)
-    later = (workflows.router, graph.router, jobs.router, hpo.router, workers.router)
+    later = (workflows.router, graph.router, jobs.router, hpo.router, workers.router, quotas.router)
     for router in (*routers, *later):
         app.include_router(
             router, prefix=PREFIX, responses=ERROR_RESPONSES, dependencies=[Depends(known_query)]

@@ -35,6 +35,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 token_app = typer.Typer(help="Local API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+quota_app = typer.Typer(help="Limits and fair-share weights (admins).", no_args_is_help=True)
+app.add_typer(quota_app, name="quota")
 console = Console()
 err = Console(stderr=True)
 

@@ -330,6 +330,7 @@ from orchid.cli import (  # noqa: E402, F401
     graph,
     hpo,
     joblist,
+    quota,
     retention,
     service,
     tokens,

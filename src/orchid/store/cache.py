@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from orchid.errors import InvalidInput, NotFound
+from orchid.store import quotas
 from orchid.store.tables import cache_objects
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -169,6 +170,7 @@ def add(
             "as named; name the digest of exactly the bytes you send"
         )
     _lock(conn, sha256)
+    quotas.check_cache(conn, owner, upload.size, sha256)
     blobs.place(upload, sha256)
     mine = sa.and_(cache_objects.c.sha256 == sha256, cache_objects.c.owner == owner)
     row = conn.execute(sa.select(cache_objects).where(mine)).first()

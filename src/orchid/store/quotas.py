@@ -242,10 +242,14 @@ def check_submission(
                 raise QuotaExceeded(q.quota, label, q.value, int(n) - jobs, rate=True)
 
 
-def check_cache(conn: Connection, owner: str, adding: int) -> None:
-    """Refuse a cache upload that would pass the owner's cache_bytes (429)."""
+def check_cache(conn: Connection, owner: str, adding: int, sha256: str) -> None:
+    """Refuse a cache upload that would pass the owner's cache_bytes (429); uploading what
+    one holds already adds nothing."""
     for q in all_quotas(conn, ("cache_bytes",)):
         if q.kind == "user" and q.subject == owner:
+            mine = sa.and_(cache_objects.c.sha256 == sha256, cache_objects.c.owner == owner)
+            if conn.execute(sa.select(cache_objects.c.size).where(mine)).first() is not None:
+                return
             held = conn.execute(
                 sa.select(sa.func.coalesce(sa.func.sum(cache_objects.c.size), 0)).where(
                     cache_objects.c.owner == owner

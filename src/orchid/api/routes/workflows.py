@@ -197,6 +197,7 @@ def _submit(
         owner=who.user,
         now=now(),
         share_group=group,
+        priority=request.priority,
         job_lines=lines,
         read_files=False,
         executors=st.settings.executor_names,
