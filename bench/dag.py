@@ -187,6 +187,15 @@ def latencies(db: Database, wf: int) -> tuple[array[float], array[float]]:
     return array("d", sorted(release)), array("d", sorted(step))
 
 
+def set_quotas(db: Database, specs: list[str]) -> None:
+    from orchid.store import quotas
+
+    with db.begin() as conn:
+        for spec in specs:
+            kind, subject, quota, value = spec.split(":")
+            quotas.set_quota(conn, quotas.Quota(kind, subject, quota, int(value)), time.time())
+
+
 def run(a: argparse.Namespace) -> dict[str, Any]:
     Path(a.tmp).mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="orchid-bench-", dir=a.tmp))
@@ -196,6 +205,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         "jobs": a.jobs,
         "db": a.db,
         "agents": a.agents,
+        "quotas": a.quota,
         "executor": a.executor,
         "workers": a.workers if a.executor == "local" else None,
         "prefetch": (a.prefetch if a.prefetch is not None else "default")
@@ -208,6 +218,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         with database(a.db, home, a.keep) as url, benchkit.PeakRss() as rss:
             db = Database(url)
             db.upgrade()
+            set_quotas(db, a.quota)
             procs = start_agents(a, url, home)
             if not benchkit.wait_until(
                 lambda: (scalar(db, "SELECT count(*) FROM agents") or 0) >= a.agents, 60
@@ -291,6 +302,14 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="local: a new interpreter per job instead of long-lived workers (Orchid's "
         "default is long-lived workers)",
+    )
+    ap.add_argument(
+        "--quota",
+        action="append",
+        default=[],
+        metavar="KIND:SUBJECT:QUOTA:VALUE",
+        help="set a limit or weight before the run (repeatable; e.g. user:local:running:100000): "
+        "the claim then takes its limits and fair-share path (store.quotas)",
     )
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--repeat", type=int, default=1, help="runs, one JSON line each")

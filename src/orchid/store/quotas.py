@@ -335,6 +335,16 @@ def plan_claim(
     return Plan(take)
 
 
+# Within one claim, each slot given counts this much (in slots) until the usage sees it:
+# the decayed usage decides who goes first, and a batch of several slots is still spread
+# in proportion to the weights when the usages are close.
+IN_FLIGHT_WEIGHT = 0.05
+
+
+def _order(usage: float, in_flight: int, weight: int) -> float:
+    return (usage + IN_FLIGHT_WEIGHT * in_flight) / weight
+
+
 def _share(
     rows: list[Quota],
     waiting: Mapping[Account, list[tuple[int, int, int]]],
@@ -372,7 +382,7 @@ def _share(
 
     left = {a: sum(m for _, _, m in wfs) for a, wfs in waiting.items()}
     given: dict[Account, int] = {}
-    heap = [((decayed.get(a[0], 0.0) + flying_here.get(a, 0)) / w(a), a[0], a[1]) for a in waiting]
+    heap = [(_order(decayed.get(a[0], 0.0), flying_here.get(a, 0), w(a)), *a) for a in waiting]
     heapq.heapify(heap)
     while heap and n > 0:
         _, o, g = heapq.heappop(heap)
@@ -385,8 +395,8 @@ def _share(
         left[a] -= 1
         given[a] = given.get(a, 0) + 1
         n -= 1
-        load = decayed.get(o, 0.0) + flying_here.get(a, 0) + given[a]
-        heapq.heappush(heap, (load / w(a), o, g))
+        key = _order(decayed.get(o, 0.0), flying_here.get(a, 0) + given[a], w(a))
+        heapq.heappush(heap, (key, o, g))
     return given
 
 
