@@ -166,3 +166,19 @@ def test_orchid_agents_serves_its_own_metrics(db: Database, tmp_path: Path) -> N
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
+
+
+def test_quotas_are_gauges_of_limit_and_usage(db: Database) -> None:
+    from orchid.store import quotas
+
+    metrics = Metrics()
+    metrics.watch_database(db)
+    assert b"orchid_quota_limit" not in metrics.render()  # none set: no series
+    with db.begin() as conn:
+        quotas.set_quota(conn, quotas.Quota("user", "alice", "workflows_per_day", 5), time.time())
+    submit(db, {"name": "m", "works": [{"name": "a", "noop": True}]}, base_dir=None,
+           now=time.time(), owner="alice")  # fmt: skip
+    text = metrics.render().decode()
+    key = 'kind="user",quota="workflows_per_day",subject="alice"'
+    assert f'orchid_quota_limit{{executor="*",{key}}} 5.0' in text
+    assert f'orchid_quota_used{{executor="*",{key}}} 1.0' in text

@@ -254,3 +254,14 @@ def test_a_job_page_shows_no_log_swapped_for_a_link(api: Api, browse, agents, tm
         for stream in ("stdout", "stderr"):
             whole = b.get(f"/ui/jobs/{job.group(1)}/log?stream={stream}")
             assert whole.status_code == 404 and "TOP SECRET" not in whole.text
+
+
+def test_admins_see_limits_and_their_usage(api: Api, browse) -> None:  # type: ignore[no-untyped-def]
+    root = api.client("root")
+    body = {"kind": "user", "subject": "alice", "quota": "workflows_per_day", "value": 7}
+    assert root.put("/quotas", json=body).status_code == 200
+    api.submit("alice", sweep(1))
+    text = browse("root").get("/ui/").text
+    assert "Limits and shares" in text
+    assert "<td>workflows_per_day</td><td>7</td><td>1</td>" in text
+    assert "Limits and shares" not in browse("alice").get("/ui/").text

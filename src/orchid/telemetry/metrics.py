@@ -25,7 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from orchid.bus.base import EventBus
-from orchid.store import monitor
+from orchid.store import monitor, quotas
 from orchid.store.db import Database
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -73,6 +73,7 @@ class _DatabaseGauges(Collector):
         t0 = time.perf_counter()
         with self.db.engine.connect() as conn:
             totals = monitor.totals(conn)
+            used = quotas.usage(conn, time.time())
         for kind, counts in totals.items():
             family = GaugeMetricFamily(
                 f"orchid_{kind}",
@@ -82,6 +83,23 @@ class _DatabaseGauges(Collector):
             for status, n in sorted(counts.items()):
                 family.add_metric([status], n)
             yield family
+        if used:
+            labels = ["kind", "subject", "executor", "quota"]
+            limit = GaugeMetricFamily(
+                "orchid_quota_limit", "Each limit (orchid quota) and weight", labels=labels
+            )
+            usage = GaugeMetricFamily(
+                "orchid_quota_used",
+                "What each limit's subject uses now (weights: the decayed usage, in slots)",
+                labels=labels,
+            )
+            for u in used:
+                q = u.quota
+                key = [q.kind, q.subject, q.executor or "*", q.quota]
+                limit.add_metric(key, q.value)
+                usage.add_metric(key, u.used)
+            yield limit
+            yield usage
         yield GaugeMetricFamily(
             "orchid_metrics_scrape_query_seconds",
             "Time the status counts of this scrape took",

@@ -18,7 +18,7 @@ from orchid.graph.load import load
 from orchid.graph.render import to_svg
 from orchid.logserve import log_response
 from orchid.safefiles import LogUnavailable, open_log
-from orchid.store import commands, monitor, studies, works
+from orchid.store import commands, monitor, quotas, studies, works
 from orchid.store import workflows as workflow_store
 from orchid.ui import charts, views
 from orchid.ui.context import Ui, ui_of
@@ -67,6 +67,7 @@ def workflows_page(
             offset=offset,
             limit=PAGE,
         )
+        used = quotas.usage(conn, now) if who.admin else []
     query = {"owner": owner or "", "name": name or "", "age": age, "sort": sort, "order": order}
     return ui.render(
         request,
@@ -77,6 +78,7 @@ def workflows_page(
         wanted=wanted,
         query=query,
         page=views.page_numbers(offset, PAGE, total),
+        quotas=used,
     )
 
 
