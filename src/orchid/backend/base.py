@@ -224,7 +224,11 @@ class Backend(Protocol):
         ...
 
     def submit_file(
-        self, path: Path, params: Mapping[str, Any], share_group: str | None = None
+        self,
+        path: Path,
+        params: Mapping[str, Any],
+        share_group: str | None = None,
+        priority: int | None = None,
     ) -> int:
         """Submit the template of a file (its folder is the base of relative paths)."""
         ...

@@ -173,7 +173,11 @@ class EmbeddedBackend(StopsOnExit):
         return lambda: time.sleep(FOLLOW_S)
 
     def submit_file(
-        self, path: Path, params: Mapping[str, Any], share_group: str | None = None
+        self,
+        path: Path,
+        params: Mapping[str, Any],
+        share_group: str | None = None,
+        priority: int | None = None,
     ) -> int:
         raw, base = load_template(path)
         return submit(
@@ -184,6 +188,7 @@ class EmbeddedBackend(StopsOnExit):
             owner=self.settings.owner,
             now=time.time(),
             share_group=share_group,
+            priority=priority,
             executors=self.settings.executor_names,
             limits=self.settings.limits,
         )

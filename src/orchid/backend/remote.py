@@ -141,9 +141,13 @@ class RemoteBackend(StopsOnExit):
         return wait
 
     def submit_file(
-        self, path: Path, params: Mapping[str, Any], share_group: str | None = None
+        self,
+        path: Path,
+        params: Mapping[str, Any],
+        share_group: str | None = None,
+        priority: int | None = None,
     ) -> int:
-        return self.client.submit_file(path, params, share_group=share_group).id
+        return self.client.submit_file(path, params, share_group=share_group, priority=priority).id
 
     def act(self, workflow_id: int, action: Action) -> None:
         self.client.act(workflow_id, action)

@@ -134,11 +134,22 @@ def submit_cmd(
     db: DbOpt = None,
     url: UrlOpt = None,
     share_group: GroupOpt = None,
+    priority: Annotated[
+        int | None,
+        typer.Option(
+            min=-1000,
+            max=1000,
+            help="among your workflows waiting for slots, higher goes first (overrides the "
+            "template's `priority:`)",
+        ),
+    ] = None,
 ) -> None:
     """Queue a workflow for the agents (`orchid agents`, or a server's) and print its id."""
     params = _params(param)
     with _backend(url, db, create=True) as backend:
-        console.print(backend.submit_file(template, params, share_group=share_group))
+        console.print(
+            backend.submit_file(template, params, share_group=share_group, priority=priority)
+        )
 
 
 @app.command()

@@ -164,9 +164,14 @@ class Client:
         params: Mapping[str, Any] | None = None,
         *,
         share_group: str | None = None,
+        priority: int | None = None,
     ) -> WorkflowOut:
-        """Submit a template file, with the lines of its ``jobs_file`` if it names one."""
-        return self._submit(submission.from_file(path, params, share_group))
+        """Submit a template file, with the lines of its ``jobs_file`` if it names one;
+        ``priority`` overrides the template's (among your workflows waiting for slots)."""
+        sub = submission.from_file(path, params, share_group)
+        if priority is not None:
+            sub = submission.Submission({**sub.header, "priority": priority}, sub.job_lines)
+        return self._submit(sub)
 
     def _submit(self, sub: submission.Submission) -> WorkflowOut:
         head = sub.header_json()
