@@ -77,6 +77,7 @@ def simulate(db: Database, slots: int, horizon: float, seed: int) -> dict[str, A
     spans: list[tuple[str, float, float]] = []
     claim_s: list[float] = []
     t = 0.0
+    w0 = time.perf_counter()
     while t < horizon:
         free = slots - len(running)
         if free > 0:
@@ -95,7 +96,7 @@ def simulate(db: Database, slots: int, horizon: float, seed: int) -> dict[str, A
         with db.begin() as conn:
             conn.execute(sa.text(_END), {"t": t, "i": job})
         spans.append((user, start, end))
-    return {"spans": spans, "claim_s": claim_s, "t": t}
+    return {"spans": spans, "claim_s": claim_s, "t": t, "wall_s": time.perf_counter() - w0}
 
 
 def slot_seconds(spans: list[tuple[str, float, float]], a: float, b: float) -> dict[str, float]:
@@ -141,6 +142,7 @@ def analyse(
                 "jobs_done": sum(1 for u, _, _ in spans if u == name),
                 "jobs_per_s": round(len(spans) / end, 3),
                 "utilisation": round(busy / ((end - WINDOW) * a.slots), 4),
+                "sim_wall_s": round(sim["wall_s"], 1),
                 "claim_ms_p50": round(1000 * benchkit.percentile(claims, 0.5), 2)
                 if claims
                 else None,
@@ -207,7 +209,7 @@ def main() -> None:
             benchkit.emit(row)
             rows.append(row)
     fields = ("mode", "user", "weight", "target", "share", "dev", "worst_window_dev", "jobs_done",
-              "jobs_per_s", "utilisation", "claim_ms_p50", "claim_ms_p95")  # fmt: skip
+              "jobs_per_s", "utilisation", "sim_wall_s", "claim_ms_p50", "claim_ms_p95")  # fmt: skip
     print(benchkit.table(rows, fields), file=sys.stderr)
     plot(sims, names, a, a.plot)
 
