@@ -184,6 +184,52 @@ def plot(results: dict[str, dict[str, Any]], names: list[str], a: Any, path: Pat
     fig.savefig(path, dpi=90)
 
 
+def claim_cost(a: Any) -> None:
+    """The claim alone: take every ready job of ``--users`` workflows of ``--jobs`` jobs in
+    batches of ``--batch``, with no quotas, with a running limit, with weights."""
+    rows = []
+    for mode in ("none", "limit", "weights"):
+        home = Path(tempfile.mkdtemp(prefix="orchid-claimcost-"))
+        with database(a.db, home) as url:
+            db = Database(url)
+            db.upgrade()
+            names = setup(db, a.users, a.jobs, mode == "weights")
+            if mode == "limit":
+                with db.begin() as conn:
+                    for name in names:
+                        quotas.set_quota(conn, quotas.Quota("user", name, "running", 10**9), 0.0)
+            took: list[float] = []
+            n = 0
+            while True:
+                c0 = time.perf_counter()
+                with db.begin() as conn:
+                    got = dispatch.claim_ready(conn, "bench", 1.0, 3600.0, a.batch, None, "sim")
+                took.append(time.perf_counter() - c0)
+                n += len(got)
+                if not got:
+                    break
+                if not a.keep_in_flight:  # the executor ran them: in flight stays one batch
+                    with db.begin() as conn:
+                        ids = ",".join(str(c.id) for c in got)
+                        conn.execute(
+                            sa.text(
+                                f"UPDATE jobs SET status = 'succeeded', owner = NULL, lease_until = NULL WHERE id IN ({ids})"
+                            )
+                        )
+            wall = sum(took)
+            db.dispose()
+        took.sort()
+        row = {
+            "bench": "claim_cost", "db": a.db, "quotas": mode, "users": a.users,
+            "jobs": n, "batch": a.batch, "in_flight": "kept" if a.keep_in_flight else "one batch", "claims": len(took), "claim_s": round(wall, 2),
+            "jobs_per_s": round(n / wall), "claim_ms_p50": round(1000 * took[len(took) // 2], 2),
+            "claim_ms_p95": round(1000 * took[int(len(took) * 0.95)], 2),
+        }  # fmt: skip
+        benchkit.emit(row)
+        rows.append(row)
+    print(benchkit.table(rows, list(rows[0])), file=sys.stderr)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--users", type=int, default=10)
@@ -193,7 +239,21 @@ def main() -> None:
     p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--plot", type=Path, default=Path(__file__).with_name("fairshare.png"))
+    p.add_argument("--batch", type=int, default=500, help="--claim-cost: rows per claim")
+    p.add_argument(
+        "--claim-cost",
+        action="store_true",
+        help="measure the claim alone (no quotas, a running limit, weights) instead",
+    )
+    p.add_argument(
+        "--keep-in-flight",
+        action="store_true",
+        help="--claim-cost: leave claimed jobs in flight (the fair claim counts them all)",
+    )
     a = p.parse_args()
+    if a.claim_cost:
+        claim_cost(a)
+        return
     rows: list[dict[str, Any]] = []
     sims: dict[str, dict[str, Any]] = {}
     names: list[str] = []
