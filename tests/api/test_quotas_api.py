@@ -3,6 +3,7 @@ limit is a 429 or 422 that names the limit, its value and how much is used."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from tests.api.conftest import Api
@@ -45,3 +46,20 @@ def test_admins_manage_quotas_and_submissions_are_refused_over_them(api: Api) ->
     assert (
         alice.post("/workflows", json={"template": template(1), "priority": 7}).status_code == 201
     )
+
+
+def test_cache_bytes_is_checked_at_upload(api: Api) -> None:
+    root, alice = api.client("root"), api.client("alice")
+    body = {"kind": "user", "subject": "alice", "quota": "cache_bytes", "value": 10}
+    assert root.put("/quotas", json=body).status_code == 200
+    small, big = b"0123456789", b"more than ten bytes"
+    assert (
+        alice.put(f"/cache/{hashlib.sha256(small).hexdigest()}", content=small).status_code == 201
+    )
+    assert alice.put(f"/cache/{hashlib.sha256(small).hexdigest()}", content=small).status_code < 300
+    r = alice.put(f"/cache/{hashlib.sha256(big).hexdigest()}", content=big)
+    assert r.status_code == 429, r.text
+    assert r.json()["quota"] == {"limit": "cache_bytes", "subject": "user alice", "value": 10,
+                                 "used": 10}  # fmt: skip
+    bob = api.client("bob")  # others are not bound by alice's limit
+    assert bob.put(f"/cache/{hashlib.sha256(big).hexdigest()}", content=big).status_code == 201
