@@ -19,6 +19,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -29,6 +30,7 @@ from orchid.store.routes import Route
 from orchid.store.tables import IN_FLIGHT, READY, cache_objects, quotas, share_usage, workflows
 
 KINDS = ("user", "group", "executor")
+Account = tuple[str, str]  # whose jobs: (owner, the group its workflow was shared with or '')
 
 # quota name → (the kinds it applies to, what it bounds)
 LIMITS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -145,13 +147,15 @@ def usage(conn: Connection, now: float) -> list[Used]:
     rows = all_quotas(conn)
     if not rows:
         return []
-    flying = conn.execute(sa.text(_IN_FLIGHT_BY.format(here="1 = 1"))).all()
-    queued = conn.execute(sa.text(_QUEUED_BY.format(only=""))).all()
-    day = conn.execute(
-        sa.select(workflows.c.owner, workflows.c.share_group, sa.func.count())
-        .where(workflows.c.created_at > now - DAY_S)
-        .group_by(workflows.c.owner, workflows.c.share_group)
-    ).all()
+    flying = _counts(conn.execute(sa.text(_IN_FLIGHT_BY.format(here="1 = 1"))))
+    queued = _counts(conn.execute(sa.text(_QUEUED_BY.format(only=""))))
+    day = _counts(
+        conn.execute(
+            sa.select(workflows.c.owner, workflows.c.share_group, sa.func.count())
+            .where(workflows.c.created_at > now - DAY_S)
+            .group_by(workflows.c.owner, workflows.c.share_group)
+        )
+    )
     cache = dict(
         conn.execute(
             sa.select(cache_objects.c.owner, sa.func.sum(cache_objects.c.size)).group_by(
@@ -162,9 +166,9 @@ def usage(conn: Connection, now: float) -> list[Used]:
     decayed, _ = _decay(conn, now)
     by_exec = _in_flight_by_executor(conn)
 
-    def of(rows_: Iterable[Iterable[object]], kind: str, subject: str) -> float:
+    def of(counts: Mapping[Account, int], kind: str, subject: str) -> float:
         i = 0 if kind == "user" else 1
-        return float(sum(int(r[2]) for r in map(tuple, rows_) if r[i] == subject))  # type: ignore[call-overload]
+        return float(sum(n for a, n in counts.items() if a[i] == subject))
 
     out = []
     for q in rows:
@@ -181,7 +185,7 @@ def usage(conn: Connection, now: float) -> list[Used]:
         elif q.quota == "queued":
             used = of(queued, q.kind, q.subject)
         elif q.quota == "workflows_per_day":
-            used = of([(o, g or "", n) for o, g, n in day], q.kind, q.subject)
+            used = of(day, q.kind, q.subject)
         elif q.quota == "cache_bytes":
             used = float(cache.get(q.subject) or 0)
         elif q.quota == "weight":
@@ -189,6 +193,14 @@ def usage(conn: Connection, now: float) -> list[Used]:
         else:  # jobs_per_workflow: a bound on each submission, nothing accumulates
             used = 0.0
         out.append(Used(q, used))
+    return out
+
+
+def _counts(rows: Iterable[Any]) -> dict[Account, int]:
+    """(owner, group, count) rows → (owner, group or '') → count."""
+    out: dict[Account, int] = defaultdict(int)
+    for o, g, n, *_ in rows:
+        out[str(o), str(g or "")] += int(n)
     return out
 
 
@@ -281,9 +293,6 @@ class Plan:
     """How many jobs to claim of each workflow, in the order they were given."""
 
     take: list[tuple[int, int]]  # (workflow id, jobs)
-
-
-Account = tuple[str, str]  # (owner, group or '')
 
 
 def claim_quotas(conn: Connection) -> list[Quota]:
