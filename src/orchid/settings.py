@@ -66,6 +66,9 @@ class EngineSettings(_Section):
     """How long a claim holds before another agent may take it (at least 2)."""
     batch: int = 5000
     """Rows an agent claims (and records) at once."""
+    share_decay: float = 300.0
+    """Fair share: seconds a user's past use of slots keeps counting (the time constant of
+    its decayed usage; docs/operations.md, Limits and fair share)."""
     owner: str = "local"
     """The user `orchid run` submits as (default: $USER)."""
     job_events: bool = False
@@ -355,6 +358,8 @@ class Settings(
         for name in ("max_works", "max_request_bytes"):
             if getattr(s, name) < 1:
                 raise ConfigError(f"{name} must be at least 1; got {getattr(s, name)}")
+        if not s.share_decay > 0:
+            raise ConfigError(f"share_decay must be more than 0 seconds; got {s.share_decay}")
         if s.batch < 1:
             raise ConfigError(f"batch must be at least 1; got {s.batch}")
         for name in ("poll_interval", "lease_seconds"):

@@ -190,3 +190,22 @@ def test_usage_and_bad_quotas(db: Database) -> None:
     ):
         with pytest.raises(InvalidInput):
             bad.check()
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_share_decay_is_a_setting(db: Database, tmp_path: Any) -> None:
+    from orchid.errors import ConfigError
+    from orchid.settings import Settings
+
+    settings = Settings.load(env={"ORCHID_SHARE_DECAY": "60"}, home=tmp_path, db=db.url)
+    assert settings.share_decay == 60.0
+    with pytest.raises(ConfigError, match="share_decay"):
+        Settings.load(env={"ORCHID_SHARE_DECAY": "0"}, home=tmp_path, db=db.url)
+    # a shorter memory forgets sooner: alice's 4 slots of 300 s ago weigh less with 60 s
+    run(db, "alice", 100)
+    set_(db, Quota("user", "alice", "weight", 1))
+    claim(db, 4)
+    with db.begin() as conn:
+        decayed, _ = quotas._decay(conn, T0 + 300, 60.0)
+        slow, _ = quotas._decay(conn, T0 + 300, 300.0)
+    assert decayed["alice"] > slow["alice"]  # in flight all along: the short one caught up

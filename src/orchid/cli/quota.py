@@ -30,9 +30,10 @@ def quota_show(db: DbOpt = None) -> None:
     """Every limit and weight, with what its subject uses now."""
     from orchid.store import quotas
 
-    database = _open_existing(_settings(db=db))
+    settings = _settings(db=db)
+    database = _open_existing(settings)
     with database.engine.connect() as conn:
-        used = quotas.usage(conn, time.time())
+        used = quotas.usage(conn, time.time(), settings.share_decay)
     if not used:
         console.print("no limits or weights: jobs are claimed oldest first, whoever owns them")
         return

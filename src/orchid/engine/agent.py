@@ -51,6 +51,7 @@ class AgentEnv:
     templates: TemplateCache = field(default_factory=TemplateCache)
     lease: float = 30.0
     batch: int = 500
+    share_decay: float = 300.0  # fair share: the time constant of users' decayed usage
     data_managers: Mapping[str, DataManager] = field(default_factory=dict)  # by name
     # who may use each data manager (datamgr/registry.py); one not named here: everyone
     data_access: Mapping[str, Access] = field(default_factory=dict)

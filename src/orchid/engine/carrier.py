@@ -155,7 +155,14 @@ class Carrier:
         env = self.env
         t0 = time.perf_counter()
         rows = dispatch.claim_ready(
-            conn, self.owner, env.clock(), env.lease, room, self.route, self.executor.name
+            conn,
+            self.owner,
+            env.clock(),
+            env.lease,
+            room,
+            self.route,
+            self.executor.name,
+            decay=env.share_decay,
         )
         env.metrics.claim(self.name, time.perf_counter() - t0, len(rows))
         return self._specs(conn, rows) if rows else []

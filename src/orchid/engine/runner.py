@@ -337,6 +337,7 @@ def make_runner(
         limits=settings.limits,
         lease=settings.lease_seconds,
         batch=settings.batch,
+        share_decay=settings.share_decay,
         data_managers=data_managers,
         data_access=data_access or {},
         job_events=settings.job_events,

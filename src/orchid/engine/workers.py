@@ -95,7 +95,15 @@ class WorkerDesk:
         route = self._route(queue, body.queue)
         owner = owner_of(queue, body.worker)
         with self._db.begin() as conn:
-            rows = dispatch.claim_ready(conn, owner, self._clock(), self._lease, body.max, route)
+            rows = dispatch.claim_ready(
+                conn,
+                owner,
+                self._clock(),
+                self._lease,
+                body.max,
+                route,
+                decay=self._settings.share_decay,
+            )
             with self._specs_lock:
                 specs = self._specs.make(conn, rows) if rows else []
         if specs:

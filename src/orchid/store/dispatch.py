@@ -124,6 +124,8 @@ def claim_ready(
     limit: int,
     route: Route | None = None,
     executor: str = "",
+    *,
+    decay: float = quotas.DECAY_S,
 ) -> list[Claimed]:
     """Take ready jobs of running workflows: status → submitted, attempt + 1.
 
@@ -141,7 +143,7 @@ def claim_ready(
     if not rows:
         return _take(conn, _CLAIM, route, params)
     name = route.executor if route is not None else executor
-    plan = quotas.plan_claim(conn, rows, now, limit, route, name)
+    plan = quotas.plan_claim(conn, rows, now, limit, route, name, decay)
     out: list[Claimed] = []
     for wf, k in plan.take:
         out += _take(conn, _CLAIM_FAIR, route, {**params, "wf": wf, "k": k})

@@ -47,7 +47,7 @@ LIMITS: dict[str, tuple[tuple[str, ...], str]] = {
 CLAIM_QUOTAS = ("running", "weight")
 DAY_S = 86_400.0
 # fair share: the time constant of the decayed usage (an exponential average of a user's
-# jobs in flight); a user's recent past counts for about this long
+# jobs in flight); a user's recent past counts for about this long (``share_decay``)
 DECAY_S = 300.0
 _LOCK_KEY = 0x0C41D_0021  # pg_advisory_xact_lock: one fair claim at a time
 
@@ -142,7 +142,7 @@ class Used:
     used: float
 
 
-def usage(conn: Connection, now: float) -> list[Used]:
+def usage(conn: Connection, now: float, decay: float = DECAY_S) -> list[Used]:
     """Every quota with what its subject uses now (``orchid quota show``, ``/metrics``)."""
     rows = all_quotas(conn)
     if not rows:
@@ -163,7 +163,7 @@ def usage(conn: Connection, now: float) -> list[Used]:
             )
         ).all()
     )
-    decayed, _ = _decay(conn, now)
+    decayed, _ = _decay(conn, now, decay)
     by_exec = _in_flight_by_executor(conn)
 
     def of(counts: Mapping[Account, int], kind: str, subject: str) -> float:
@@ -307,6 +307,7 @@ def plan_claim(
     n: int,
     route: Route | None,
     executor: str,
+    decay: float = DECAY_S,
 ) -> Plan:
     """Share ``n`` slots of ``executor`` among the accounts waiting for it (see the module)."""
     pg = bulk.is_pg(conn)
@@ -323,7 +324,7 @@ def plan_claim(
     ready = conn.execute(
         sa.text(_READY_BY.format(route=routed)), {"now": now, "n": n, **more}
     ).all()
-    decayed, stored = _decay(conn, now)
+    decayed, stored = _decay(conn, now, decay)
     waiting: dict[Account, list[tuple[int, int, int]]] = defaultdict(list)  # (-prio, wf, ready)
     for wf, o, g, prio, m in ready:
         if m:
@@ -409,12 +410,12 @@ def _share(
     return given
 
 
-def _decay(conn: Connection, now: float) -> tuple[dict[str, float], set[str]]:
+def _decay(conn: Connection, now: float, decay: float) -> tuple[dict[str, float], set[str]]:
     """Each owner's decayed usage now: an exponential average (time constant DECAY_S) of its
     jobs in flight, each interval counted with what it had in flight since the last claim."""
     out: dict[str, float] = {}
     for r in conn.execute(sa.select(share_usage)):
-        keep = math.exp(-max(now - float(r.at), 0.0) / DECAY_S)
+        keep = math.exp(-max(now - float(r.at), 0.0) / decay)
         out[str(r.owner)] = float(r.usage) * keep + int(r.running) * (1.0 - keep)
     return out, set(out)
 

@@ -67,7 +67,7 @@ def workflows_page(
             offset=offset,
             limit=PAGE,
         )
-        used = quotas.usage(conn, now) if who.admin else []
+        used = quotas.usage(conn, now, ui.api.settings.share_decay) if who.admin else []
     query = {"owner": owner or "", "name": name or "", "age": age, "sort": sort, "order": order}
     return ui.render(
         request,

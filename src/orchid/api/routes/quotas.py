@@ -35,7 +35,7 @@ def list_quotas(st: State, who: Caller) -> list[QuotaOut]:
     """Every limit and weight, with what its subject uses now."""
     _admin(who, "the list of quotas")
     with st.db.engine.connect() as conn:
-        return [_out(u) for u in quotas.usage(conn, now())]
+        return [_out(u) for u in quotas.usage(conn, now(), st.settings.share_decay)]
 
 
 @router.put("/quotas", response_model=QuotaOut)
@@ -45,7 +45,7 @@ def set_quota(body: QuotaIn, st: State, who: Caller) -> QuotaOut:
     q = quotas.Quota(body.kind, body.subject, body.quota, body.value, body.executor).check()
     with st.db.begin() as conn:
         quotas.set_quota(conn, q, now())
-        used = next(u for u in quotas.usage(conn, now()) if u.quota == q)
+        used = next(u for u in quotas.usage(conn, now(), st.settings.share_decay) if u.quota == q)
     return _out(used)
 
 
