@@ -1,0 +1,494 @@
+"""Run jobs as Slurm batch jobs, through ``sbatch``, ``squeue``, ``sacct`` and ``scancel``.
+
+- **Submission**: the attempts of one batch that ask for the same resources (and belong to
+  one work) become one job array, one ``sbatch --parsable`` call (more than ``array_max``:
+  several). Each attempt has a script of its own on the shared folder
+  (``<log folder>/<workflow>/<job>.<attempt>.sh``); array task ``i`` runs the ``i``-th.
+  Jobs are submitted with ``--export=NONE``: the script sets exactly the variables the
+  local executor would give the job (the allow-list of :func:`~orchid.executors._process.
+  base_env` and the job's own), never the agent's database URL or secrets.
+- **Durable**: every job is named ``--job-name=<namespace>`` and carries
+  ``--comment="orchid <batch>"``; the batch's attempt keys are written to
+  ``<log folder>/slurm/<batch>.keys`` before sbatch runs, and each attempt's Slurm id to
+  ``<job>.<attempt>.slurm`` after. A new agent handed the same attempts finds them by those
+  files (or, if it died between sbatch and writing the ids, by the comment in squeue).
+- **Status**: one ``squeue -r -t all --name=<namespace>`` call per ``poll_interval`` for
+  every job of this executor. A job squeue no longer shows is looked up in ``sacct`` when
+  the cluster keeps accounting, else in the ``jobcomp/filetxt`` file when the agent can
+  read it (both found once, from ``scontrol show config``), else in the exit status its
+  script wrote to ``<job>.<attempt>.exit``.
+- **End states**: COMPLETED and FAILED go by the exit code (and the result file, as
+  everywhere); TIMEOUT (or the script's own walltime check), CANCELLED, OUT_OF_MEMORY,
+  NODE_FAIL, PREEMPTED, BOOT_FAIL and DEADLINE fail the attempt with a reason that names
+  them, and Orchid's retries take over (jobs are ``--no-requeue`` unless ``requeue``).
+- **Cancel**: one ``scancel`` for every attempt cancelled together.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from orchid.errors import ConfigError, ExecutorError
+from orchid.executors import _process as proc
+from orchid.executors._sbatch import (
+    ENDED,
+    GOING,
+    SACCT_FORMAT,
+    TRANSIENT,
+    SlurmOptions,
+    SlurmRecord,
+    batch_script,
+    end_reason,
+    parse_config,
+    parse_jobcomp,
+    parse_sacct,
+    parse_squeue,
+    resource_options,
+    squeue_format,
+    task_script,
+)
+from orchid.executors._updates import Updates
+from orchid.executors.base import (
+    BuildContext,
+    ExecutorOptions,
+    JobSpec,
+    JobUpdate,
+    UpdateState,
+    WakeUp,
+)
+from orchid.executors.jobcommand import job_command
+
+logger = logging.getLogger(__name__)
+
+MISSES_BEFORE_LOST = 3
+"""Polls a job may be absent from every record before it is reported lost."""
+
+
+@dataclass
+class _Job:
+    spec: JobSpec
+    id: str  # "123" or "123_4"
+    started: bool = False
+    misses: int = 0  # polls in a row that found no record of it
+
+
+class SlurmError(ExecutorError):
+    """A Slurm command failed; ``transient`` when trying again later may help."""
+
+    def __init__(self, message: str, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class SlurmExecutor:
+    """Jobs as Slurm batch jobs; see the module docstring."""
+
+    durable = True
+    options_model: ClassVar[type[ExecutorOptions]] = SlurmOptions
+
+    @classmethod
+    def from_config(cls, options: SlurmOptions, context: BuildContext) -> SlurmExecutor:
+        passthrough = [n.strip() for n in context.env_passthrough.split(",") if n.strip()]
+        return cls(
+            options.shared_dir or context.log_dir,
+            options,
+            name=context.name,
+            wake=context.wake,
+            namespace=options.namespace or context.namespace,
+            env_passthrough=passthrough,
+        )
+
+    def __init__(
+        self,
+        log_dir: Path,
+        options: SlurmOptions,
+        *,
+        name: str = "slurm",
+        wake: WakeUp | None = None,
+        namespace: str = "orchid",
+        env_passthrough: Sequence[str] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self._log_dir = Path(log_dir)
+        self._opts = options
+        self._ns = namespace
+        self._passthrough = tuple(env_passthrough)
+        self._clock = clock
+        self._user = pwd.getpwuid(os.getuid()).pw_name
+        self._config = self._detect()
+        self._accounting = self._config.get("AccountingStorageType", "").split("/")[-1] not in (
+            "",
+            "none",
+        )
+        self._jobcomp = self._jobcomp_file()
+        self._jobcomp_seen: dict[str, SlurmRecord] = {}
+        self._jobcomp_offset = 0
+        self._lock = threading.Lock()
+        self._jobs: dict[str, _Job] = {}  # attempt key → job, until it has ended
+        self._out = Updates(name, wake, clock)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"orchid-{name}", daemon=True)
+        self._thread.start()
+
+    # --- the Executor protocol ---------------------------------------------------------
+
+    def capacity(self) -> int:
+        with self._lock:
+            return max(0, self._opts.slots - len(self._jobs))
+
+    def submit(self, jobs: Sequence[JobSpec]) -> None:
+        """Submit the batch as job arrays; adopted attempts already in Slurm are found."""
+        fresh: list[JobSpec] = []
+        ended: list[JobUpdate] = []  # noops and jobs that cannot start: ended here
+        with self._lock:
+            if self._closed.is_set():
+                raise ExecutorError(f"executor {self.name} is closed")
+            for spec in jobs:
+                if spec.key in self._jobs:
+                    logger.warning("job %s: already submitted; ignored", spec.key)
+                elif spec.payload.kind == "noop":
+                    ended.append(self._out.make(spec, "succeeded", exit_code=0))
+                else:
+                    fresh.append(spec)
+        found = self._find([s for s in fresh if s.adopted])
+        groups: dict[tuple[str, ...], list[tuple[JobSpec, Path]]] = {}
+        for spec in fresh:
+            if spec.key in found:
+                continue
+            try:
+                script = self._write_task(spec)
+            except proc.StartError as exc:
+                ended.append(self._out.make(spec, "failed", error=str(exc)))
+                continue
+            options = (spec.work_name, *resource_options(spec.resources, self._opts))
+            groups.setdefault(options, []).append((spec, script))
+        submitted: list[_Job] = []
+        try:
+            for options, members in groups.items():
+                for start in range(0, len(members), self._opts.array_max):
+                    chunk = members[start : start + self._opts.array_max]
+                    try:
+                        ids = self._sbatch(list(options[1:]), chunk)
+                    except SlurmError as exc:
+                        if exc.transient:
+                            raise
+                        ended += [self._out.make(s, "failed", error=str(exc)) for s, _ in chunk]
+                        continue
+                    submitted += [_Job(s, i) for (s, _), i in zip(chunk, ids, strict=True)]
+        finally:
+            with self._lock:
+                for job_id, spec in ((found[s.key], s) for s in fresh if s.key in found):
+                    self._jobs[spec.key] = _Job(spec, job_id)
+                for job in submitted:
+                    self._jobs[job.spec.key] = job
+            self._out.push(*ended)
+        logger.debug("%s: submitted %d jobs, found %d", self.name, len(submitted), len(found))
+
+    def poll(self) -> list[JobUpdate]:
+        return self._out.drain()
+
+    def cancel(self, keys: Sequence[str]) -> None:
+        """scancel these jobs; each reports failed, ``cancelled``."""
+        stopped: list[_Job] = []
+        with self._lock:
+            for key in keys:
+                job = self._jobs.pop(key, None)
+                if job is not None:
+                    stopped.append(job)
+        if stopped:
+            try:
+                self._run("scancel", *(j.id for j in stopped))
+            except SlurmError:
+                logger.warning("%s: cannot cancel %s", self.name, [j.id for j in stopped])
+        for job in stopped:
+            self._out.push(self._out.make(job.spec, "failed", error="cancelled"))
+
+    def close(self) -> None:
+        """Stop watching; the jobs stay in Slurm for the next agent to adopt."""
+        self._closed.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=self._opts.command_timeout + self._opts.poll_interval)
+
+    # --- talking to Slurm --------------------------------------------------------------
+
+    def _run(self, command: str, *args: str, stdin: str | None = None) -> str:
+        program = str(self._opts.bin_dir / command) if self._opts.bin_dir else command
+        try:
+            done = subprocess.run(
+                [program, *args],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=self._opts.command_timeout,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise SlurmError(
+                f"executor {self.name}: {program} not found; install the Slurm client "
+                "commands or set bin_dir",
+                transient=False,
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise SlurmError(
+                f"executor {self.name}: {command} took over {self._opts.command_timeout:g}s",
+                transient=True,
+            ) from None
+        if done.returncode != 0:
+            message = done.stderr.strip() or done.stdout.strip() or f"exit {done.returncode}"
+            raise SlurmError(
+                f"Slurm refused it: {proc.truncate(message)}",
+                transient=bool(TRANSIENT.search(message)),
+            )
+        return done.stdout
+
+    def _detect(self) -> dict[str, str]:
+        """``scontrol show config``: proves the controller answers, and says what keeps
+        records of ended jobs."""
+        try:
+            return parse_config(self._run("scontrol", "show", "config"))
+        except SlurmError as exc:
+            raise ConfigError(
+                f"executor {self.name}: cannot reach the Slurm controller ({exc}); check that "
+                "slurmctld runs and that this host has its slurm.conf (or SLURM_CONF)"
+            ) from None
+
+    def _jobcomp_file(self) -> Path | None:
+        if self._config.get("JobCompType", "").split("/")[-1] != "filetxt":
+            return None
+        path = Path(self._config.get("JobCompLoc", ""))
+        return path if path.is_absolute() and os.access(path, os.R_OK) else None
+
+    def _sbatch(self, options: list[str], chunk: Sequence[tuple[JobSpec, Path]]) -> list[str]:
+        """Submit one array (or one job); the Slurm ids of its attempts, in order."""
+        batch = uuid.uuid4().hex[:12]
+        folder = self._log_dir / "slurm"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{batch}.keys").write_text("".join(s.key + "\n" for s, _ in chunk))
+        argv = [
+            "--parsable",
+            f"--job-name={self._ns}",
+            f"--comment=orchid {batch}",
+            "--export=NONE",
+            f"--output={folder / batch}.out",
+            "--open-mode=append",
+            f"--chdir={folder}",
+            *options,
+        ]
+        if len(chunk) > 1:
+            argv.append(f"--array=0-{len(chunk) - 1}")
+        out = self._run("sbatch", *argv, stdin=batch_script([p for _, p in chunk]))
+        array_job = out.strip().split(";")[0]
+        if not array_job.isdigit():
+            raise SlurmError(f"sbatch answered {out.strip()!r}, not a job id", transient=False)
+        ids = [array_job] if len(chunk) == 1 else [f"{array_job}_{i}" for i in range(len(chunk))]
+        for (spec, _), job_id in zip(chunk, ids, strict=True):
+            self._files(spec).out.with_suffix(".slurm").write_text(job_id)
+        return ids
+
+    def _write_task(self, spec: JobSpec) -> Path:
+        """The attempt's script on the shared folder (its files made afresh)."""
+        command = job_command(spec, python=self._opts.python)
+        files = self._files(spec)
+        files.prepare(spec.args)
+        env = {
+            **proc.base_env(self._passthrough),
+            **proc.job_variables(spec, files),
+            **command.env,
+        }
+        proc.check_no_nul(command.argv, env)
+        for path in (_exit_file(files), files.out.with_suffix(".slurm")):
+            path.unlink(missing_ok=True)
+        script = files.out.with_suffix(".sh")
+        text = task_script(
+            command.argv,
+            env,
+            out=files.out,
+            err=files.err,
+            exit_file=_exit_file(files),
+            cwd=files.out.parent,
+            workdir=spec.payload.workdir,
+            walltime_s=spec.resources.walltime_s,
+        )
+        try:
+            script.write_text(text)
+        except OSError as exc:
+            raise proc.StartError(f"cannot write {script}: {exc.strerror}") from exc
+        return script
+
+    def _squeue(self) -> dict[str, SlurmRecord]:
+        out = self._run(
+            "squeue",
+            "--noheader",
+            "--array",
+            "--states=all",
+            f"--name={self._ns}",
+            f"--user={self._user}",
+            f"--Format={squeue_format()}",
+        )
+        return parse_squeue(out)
+
+    def _find(self, specs: Sequence[JobSpec]) -> dict[str, str]:
+        """Adopted attempts already submitted: key → Slurm id."""
+        found: dict[str, str] = {}
+        lost: list[JobSpec] = []
+        for spec in specs:
+            try:
+                found[spec.key] = self._files(spec).out.with_suffix(".slurm").read_text().strip()
+            except OSError:
+                lost.append(spec)
+        if lost:  # an agent that died between sbatch and writing the ids: by the comment
+            wanted = {s.key for s in lost}
+            for record in self._squeue().values():
+                batch = record.comment.removeprefix("orchid ").strip()
+                keys = self._batch_keys(batch)
+                array_job = record.id.split("_")[0]
+                for i, key in enumerate(keys):
+                    if key in wanted:
+                        found[key] = array_job if len(keys) == 1 else f"{array_job}_{i}"
+        if found and self._jobcomp is not None:
+            self._jobcomp_offset = 0  # their ends may be in what was read already
+        return found
+
+    def _batch_keys(self, batch: str) -> list[str]:
+        if not batch or "/" in batch:
+            return []
+        try:
+            return (self._log_dir / "slurm" / f"{batch}.keys").read_text().split()
+        except OSError:
+            return []
+
+    # --- following the jobs ------------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._closed.wait(self._opts.poll_interval):
+            try:
+                self._sync()
+            except Exception:
+                logger.warning("%s: cannot query Slurm; trying again", self.name, exc_info=True)
+
+    def _sync(self) -> None:
+        with self._lock:
+            watched = {j.id: j for j in self._jobs.values()}
+        if not watched:
+            return
+        records = self._squeue()
+        gone = [i for i in watched if i not in records]
+        if gone:
+            records.update(self._ended_records(gone))
+        for job_id, job in watched.items():
+            record = records.get(job_id)
+            if record is None:
+                self._missing(job)
+            elif record.state in GOING and not job.started:
+                job.started = True
+                log_uri = str(self._files(job.spec).out)
+                self._out.push(self._out.make(job.spec, "running", log_uri=log_uri))
+            elif record.state in ENDED:
+                self._finish(job, self._ended(job.spec, record))
+
+    def _ended_records(self, ids: Sequence[str]) -> dict[str, SlurmRecord]:
+        """What sacct or the jobcomp file says of jobs squeue no longer shows."""
+        if self._accounting:
+            try:
+                out = self._run(
+                    "sacct", "-X", "-n", "-P", f"--format={SACCT_FORMAT}", "-j", ",".join(ids)
+                )
+                return parse_sacct(out)
+            except SlurmError:
+                logger.warning("%s: sacct failed", self.name, exc_info=True)
+        if self._jobcomp is not None:
+            try:
+                with self._jobcomp.open("rb") as f:
+                    f.seek(self._jobcomp_offset)
+                    data = f.read()
+            except OSError:
+                data = b""
+            end = data.rfind(b"\n") + 1
+            self._jobcomp_offset += end
+            wanted = set(ids)
+            with self._lock:
+                wanted |= {j.id for j in self._jobs.values()}
+            lines = data[:end].decode(errors="replace").splitlines()
+            new = parse_jobcomp(line for line in lines if "JobId=" in line)
+            self._jobcomp_seen.update({k: v for k, v in new.items() if k in wanted})
+            return {i: self._jobcomp_seen[i] for i in ids if i in self._jobcomp_seen}
+        return {}
+
+    def _missing(self, job: _Job) -> None:
+        """A job no record shows: its script's exit file says how it ended, or after a few
+        polls it is lost."""
+        status = _read_exit(_exit_file(self._files(job.spec)))
+        if status is not None:
+            code, walltime = status
+            state = "FAILED" if code else "COMPLETED"
+            record = SlurmRecord(job.id, "TIMEOUT" if walltime else state, code)
+            self._finish(job, self._ended(job.spec, record))
+            return
+        job.misses += 1
+        if job.misses >= MISSES_BEFORE_LOST:
+            self._finish(
+                job,
+                self._out.make(
+                    job.spec,
+                    "failed",
+                    error=f"Slurm job {job.id} is gone and left no exit status (ended while "
+                    "no agent watched it, and the cluster keeps no accounting)",
+                ),
+            )
+
+    def _ended(self, spec: JobSpec, record: SlurmRecord) -> JobUpdate:
+        files = self._files(spec)
+        status = _read_exit(_exit_file(files))
+        walltime = status is not None and status[1]
+        reason = end_reason(record, spec.resources.walltime_s, walltime)
+        code = record.exit_code
+        if code is None and status is not None:
+            code = status[0]
+        result = None
+        if reason is not None:
+            error: str | None = reason
+        elif record.signal:
+            code, error = -record.signal, f"killed by signal {proc.signal_name(record.signal)}"
+        else:
+            error = proc.exit_message(code or 0, files.err)
+            if error is None:
+                result, error = proc.read_result(files)
+        state: UpdateState = "failed" if error else "succeeded"
+        log_uri = str(files.out) if files.out.exists() else None
+        return self._out.make(
+            spec, state, exit_code=code, result=result, error=error, log_uri=log_uri
+        )
+
+    def _finish(self, job: _Job, update: JobUpdate) -> None:
+        with self._lock:
+            if self._jobs.get(job.spec.key) is not job:
+                return  # cancelled meanwhile
+            del self._jobs[job.spec.key]
+        self._out.push(update)
+
+    def _files(self, spec: JobSpec) -> proc.AttemptFiles:
+        return proc.AttemptFiles.for_job(self._log_dir, spec)
+
+
+def _exit_file(files: proc.AttemptFiles) -> Path:
+    return files.out.with_suffix(".exit")
+
+
+def _read_exit(path: Path) -> tuple[int, bool] | None:
+    """What the job's script wrote when its command ended: (status, walltime passed)."""
+    try:
+        words = path.read_text().split()
+        return int(words[0]), words[1:2] == ["walltime"]
+    except (OSError, ValueError, IndexError):
+        return None

@@ -1,0 +1,241 @@
+"""The Slurm executor against a real single-node Slurm (tests/executors/slurm_cluster.py).
+
+The cluster runs for the whole test process; these tests share the xdist group "slurm" so
+one process owns it. Each test has a namespace (job name) of its own, since tests reuse
+attempt keys and the cluster outlives them.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchid.errors import ConfigError
+from orchid.executors.base import Executor, JobUpdate, Resources
+from orchid.executors.slurm import SlurmExecutor, SlurmOptions
+from tests.executors.contract import (
+    SLEEP_LONG,
+    ExecutorContract,
+    Reopen,
+    finals,
+    python,
+    spec,
+    wait_for,
+    wait_for_state,
+)
+from tests.executors.slurm_cluster import SlurmCluster, slurm_fixture  # noqa: F401 - `slurm`
+
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="Debian's Slurm"),
+    pytest.mark.xdist_group("slurm"),
+]
+
+OPTIONS = SlurmOptions(poll_interval=0.2)
+
+
+def make(log_dir: Path, namespace: str, **kw: object) -> SlurmExecutor:
+    return SlurmExecutor(log_dir, OPTIONS.model_copy(update=kw), namespace=namespace)
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+def job_fields(job_id: str) -> dict[str, str]:
+    """``scontrol show job -o``'s fields of one job (still known within MinJobAge)."""
+    line = subprocess.run(
+        ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, check=True
+    ).stdout
+    return dict(re.findall(r"(\S+?)=(\S*)", line))
+
+
+class TestSlurmContract(ExecutorContract):
+    requested = Resources(cores=2, memory_mb=1500, gpus=1, walltime_s=600.0, queue="long")
+
+    @pytest.fixture
+    def executor(
+        self, slurm: SlurmCluster, tmp_path: Path, namespace: str
+    ) -> Iterator[SlurmExecutor]:
+        ex = make(tmp_path / "logs", namespace)
+        yield ex
+        ex.close()
+
+    @pytest.fixture
+    def reopen(self, slurm: SlurmCluster, tmp_path: Path, namespace: str) -> Iterator[Reopen]:
+        made: list[SlurmExecutor] = []
+
+        def again(old: Executor) -> Executor:
+            old.close()  # as a crash: nothing cancelled, the jobs stay in Slurm
+            made.append(make(tmp_path / "logs", namespace))
+            return made[-1]
+
+        yield again
+        for ex in made:
+            ex.close()
+
+    def observed_resources(self, executor: Executor, key: str) -> Resources | None:
+        assert isinstance(executor, SlurmExecutor)
+        workflow, job, attempt = key.split("-")
+        ids = executor._log_dir / workflow / f"{job}.{attempt}.slurm"
+        fields = job_fields(ids.read_text().strip())
+        hours, minutes, seconds = (int(x) for x in fields["TimeLimit"].split(":"))
+        return Resources(
+            cores=int(fields["NumCPUs"]),
+            memory_mb=int(fields["MinMemoryNode"].rstrip("M")),
+            gpus=int(fields["TresPerNode"].rsplit(":", 1)[1]),
+            walltime_s=float(hours * 3600 + minutes * 60 + seconds),
+            queue=fields["Partition"],
+        )
+
+
+# --- Slurm's end states, for real ------------------------------------------------------------
+
+
+def test_a_batch_of_one_work_is_one_job_array(
+    slurm: SlurmCluster, tmp_path: Path, namespace: str
+) -> None:
+    ex = make(tmp_path / "logs", namespace)
+    try:
+        jobs = [
+            spec(i, python("import sys; print(int(sys.argv[1]) * 2)", "{n}"), {"n": i})
+            for i in range(1, 13)
+        ]
+        jobs.append(spec(20, python("print(-1)"), resources=Resources(cores=2)))
+        ex.submit(jobs)
+        done = finals(wait_for(ex, len(jobs)))
+        assert {done[j.key].result for j in jobs[:-1]} == {2 * i for i in range(1, 13)}
+        assert done[jobs[-1].key].result == -1
+        ids = [(tmp_path / "logs/1" / f"{j.job_id}.1.slurm").read_text() for j in jobs]
+        arrays = {i.split("_")[0] for i in ids}
+        assert len(arrays) == 2, ids  # twelve alike in one array, the one of 2 cores apart
+        assert ids[-1].isdigit()  # a single job, not an array of one
+    finally:
+        ex.close()
+
+
+def test_failed_with_exit_code_and_cancelled_by_abort(
+    slurm: SlurmCluster, tmp_path: Path, namespace: str
+) -> None:
+    ex = make(tmp_path / "logs", namespace)
+    try:
+        failing = spec(1, python("import sys; print('bad input', file=sys.stderr); sys.exit(5)"))
+        sleeping = spec(2, SLEEP_LONG)
+        ex.submit([failing, sleeping])
+        updates: list[JobUpdate] = []
+        wait_for_state(ex, sleeping.key, "running", updates)
+        ex.cancel([sleeping.key])
+        done = finals(wait_for(ex, 2, into=updates))
+        assert done[failing.key].exit_code == 5
+        assert done[failing.key].error == "exit code 5: bad input"
+        assert done[sleeping.key].error == "cancelled"
+        states = {f["JobId"]: f["JobState"] for f in _slurm_jobs(slurm, namespace)}
+        assert sorted(states.values()) == ["CANCELLED", "FAILED"], states
+    finally:
+        ex.close()
+
+
+def test_cancelled_outside_orchid_is_a_failure_that_says_so(
+    slurm: SlurmCluster, tmp_path: Path, namespace: str
+) -> None:
+    ex = make(tmp_path / "logs", namespace)
+    try:
+        job = spec(1, SLEEP_LONG)
+        ex.submit([job])
+        updates: list[JobUpdate] = []
+        wait_for_state(ex, job.key, "running", updates)
+        slurm.run("scancel", f"--name={namespace}")
+        (update,) = finals(wait_for(ex, 1, into=updates)).values()
+        assert update.state == "failed"
+        assert update.error is not None and "cancelled in Slurm" in update.error
+    finally:
+        ex.close()
+
+
+def test_end_states_are_found_after_the_agent_was_away(
+    slurm: SlurmCluster, tmp_path: Path, namespace: str
+) -> None:
+    """Jobs that ended while no executor watched: one by its exit, one cancelled in Slurm."""
+    gate = tmp_path / "gate"
+    ex = make(tmp_path / "logs", namespace)
+    wait_gate = python(
+        "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.05)\nprint(7)",
+        str(gate),
+    )
+    jobs = [spec(1, wait_gate), spec(2, SLEEP_LONG)]
+    ex.submit(jobs)
+    updates: list[JobUpdate] = []
+    for job in jobs:
+        wait_for_state(ex, job.key, "running", updates)
+    ex.close()
+    gate.touch()
+    slurm.run("scancel", (tmp_path / "logs/1/2.1.slurm").read_text())
+    again = make(tmp_path / "logs", namespace)
+    try:
+        import dataclasses
+
+        again.submit([dataclasses.replace(j, adopted=True) for j in jobs])
+        done = finals(wait_for(again, 2))
+        assert done["1-1-1"].result == 7
+        assert "cancelled in Slurm" in (done["1-2-1"].error or "")
+    finally:
+        again.close()
+
+
+def test_a_refused_job_fails_with_slurms_message(
+    slurm: SlurmCluster, tmp_path: Path, namespace: str
+) -> None:
+    ex = make(tmp_path / "logs", namespace)
+    try:
+        bad = spec(1, python("print(1)"), resources=Resources(queue="nosuchpartition"))
+        good = spec(2, python("print(2)"))
+        ex.submit([bad, good])
+        done = finals(wait_for(ex, 2))
+        assert "Invalid partition" in (done[bad.key].error or ""), done[bad.key]
+        assert done[good.key].result == 2
+    finally:
+        ex.close()
+
+
+def test_jobs_get_no_agent_environment(
+    slurm: SlurmCluster, tmp_path: Path, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCHID_DB_URL", "postgresql://secret@db/orchid")
+    monkeypatch.setenv("SOME_TOKEN", "hush")
+    ex = make(tmp_path / "logs", namespace)
+    try:
+        code = "import json, os; print(json.dumps(sorted(os.environ)))"
+        ex.submit([spec(1, python(code, env={"MINE": "x{n}"}), {"n": 3})])
+        (update,) = finals(wait_for(ex, 1)).values()
+        names = set(update.result)
+        assert "ORCHID_DB_URL" not in names and "SOME_TOKEN" not in names
+        assert {"MINE", "ORCHID_JOB_KEY", "ORCHID_RESULT_FILE", "PATH"} <= names
+    finally:
+        ex.close()
+
+
+def test_an_unreachable_controller_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("ClusterName=x\nSlurmctldHost=nowhere(127.0.0.1)\nSlurmctldPort=9\n")
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    with pytest.raises(ConfigError, match="cannot reach the Slurm controller"):
+        make(tmp_path, "x", command_timeout=20)
+
+
+def test_missing_slurm_commands_are_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="scontrol not found"):
+        make(tmp_path, "x", bin_dir=tmp_path)
+
+
+def _slurm_jobs(slurm: SlurmCluster, namespace: str) -> list[dict[str, str]]:
+    out = slurm.run("scontrol", "show", "job", "-o")
+    jobs = [dict(re.findall(r"(\S+?)=(\S*)", line)) for line in out.splitlines()]
+    return [j for j in jobs if j.get("JobName") == namespace]
