@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from orchid.errors import ConfigError
-from orchid.executors.base import Executor, JobUpdate, Resources
+from orchid.executors.base import Executor, JobUpdate, Payload, Resources
 from orchid.executors.slurm import SlurmExecutor, SlurmOptions
 from tests.executors.contract import (
     SLEEP_LONG,
@@ -188,6 +188,24 @@ def test_end_states_are_found_after_the_agent_was_away(
         again.close()
 
 
+def test_slurms_own_time_limit_is_a_walltime_failure(
+    slurm: SlurmCluster, tmp_path: Path, namespace: str
+) -> None:
+    """A real TIMEOUT: Slurm counts in minutes and checks every 30 s, so this takes 60-90 s
+    (jobs with a walltime are ended by their script at the second, before Slurm does)."""
+    ex = make(tmp_path / "logs", namespace, extra=["--time=1"])
+    try:
+        job = spec(1, Payload(kind="command", command=("sleep", "600")))
+        ex.submit([job])
+        (update,) = finals(wait_for(ex, 1, timeout=240)).values()
+        assert update.state == "failed"
+        assert update.error is not None and "(Slurm TIMEOUT)" in update.error, update.error
+        (fields,) = _slurm_jobs(slurm, namespace)
+        assert fields["JobState"] == "TIMEOUT"
+    finally:
+        ex.close()
+
+
 def test_a_refused_job_fails_with_slurms_message(
     slurm: SlurmCluster, tmp_path: Path, namespace: str
 ) -> None:
@@ -227,7 +245,7 @@ def test_an_unreachable_controller_is_a_clear_error(
     conf.write_text("ClusterName=x\nSlurmctldHost=nowhere(127.0.0.1)\nSlurmctldPort=9\n")
     monkeypatch.setenv("SLURM_CONF", str(conf))
     with pytest.raises(ConfigError, match="cannot reach the Slurm controller"):
-        make(tmp_path, "x", command_timeout=20)
+        make(tmp_path, "x", command_timeout=3)
 
 
 def test_missing_slurm_commands_are_a_clear_error(tmp_path: Path) -> None:

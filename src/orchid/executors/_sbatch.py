@@ -333,9 +333,10 @@ def end_reason(record: SlurmRecord, walltime_s: float | None, script_walltime: b
     """Why an ended job failed, for people (None: it did not fail because of Slurm, and
     its exit code says the rest). ``script_walltime``: its script saw the walltime pass."""
     if script_walltime or record.state == "TIMEOUT":
-        limit = f"{walltime_s:g}s" if walltime_s else "time limit"
         how = " (Slurm TIMEOUT)" if record.state == "TIMEOUT" else ""
-        return f"walltime of {limit} exceeded{how}"
+        if walltime_s:
+            return f"walltime of {walltime_s:g}s exceeded{how}"
+        return "walltime exceeded: Slurm's time limit (--time) passed (Slurm TIMEOUT)"
     if record.state in _REASONS:
         return _REASONS[record.state]
     if record.state in ("COMPLETED", "FAILED", "SPECIAL_EXIT"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Container, Sequence
 from typing import Any
 
 from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage, WakeUp
@@ -31,6 +31,23 @@ class Updates:
         if state == "succeeded" and fields.get("usage") is None:
             fields["usage"] = Usage()
         return JobUpdate(spec.key, spec.job_id, spec.attempt, state, at or self._clock(), **fields)
+
+    def sort_out(
+        self, jobs: Sequence[JobSpec], known: Container[str]
+    ) -> tuple[list[JobSpec], list[JobUpdate]]:
+        """What a batch executor does first with a batch: the attempts to start, and the
+        updates of those ended here (``noop`` payloads succeed at once). Keys in ``known``
+        (already submitted) are ignored, with a warning."""
+        fresh: list[JobSpec] = []
+        ended: list[JobUpdate] = []
+        for spec in jobs:
+            if spec.key in known:
+                logger.warning("job %s: already submitted; ignored", spec.key)
+            elif spec.payload.kind == "noop":
+                ended.append(self.make(spec, "succeeded", exit_code=0))
+            else:
+                fresh.append(spec)
+        return fresh, ended
 
     def push(self, *updates: JobUpdate) -> None:
         """Queue updates and wake the carrier."""

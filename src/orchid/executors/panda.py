@@ -136,27 +136,22 @@ class PandaExecutor:
 
     def submit(self, jobs: Sequence[JobSpec]) -> None:
         """Add the attempts to their works' tasks (one sandbox for the batch)."""
-        fresh: list[JobSpec] = []
-        ended: list[JobUpdate] = []  # noops and jobs that cannot start: ended here
         with self._lock:
             if self._closed.is_set():
                 raise ExecutorError(f"executor {self.name} is closed")
-            for spec in jobs:
-                if spec.key in self._jobs:
-                    logger.warning("job %s: already submitted; ignored", spec.key)
-                elif spec.payload.kind == "noop":
-                    ended.append(self._out.make(spec, "succeeded", exit_code=0))
-                elif spec.resources.gpus:
-                    ended.append(
-                        self._out.make(
-                            spec,
-                            "failed",
-                            error="the panda executor cannot ask for GPUs; send the work to a "
-                            "GPU queue with resources.queue",
-                        )
-                    )
-                else:
-                    fresh.append(spec)
+            # ended: noops, and below the jobs that cannot start
+            fresh, ended = self._out.sort_out(jobs, self._jobs)
+        ended += [
+            self._out.make(
+                spec,
+                "failed",
+                error="the panda executor cannot ask for GPUs; send the work to a "
+                "GPU queue with resources.queue",
+            )
+            for spec in fresh
+            if spec.resources.gpus
+        ]
+        fresh = [s for s in fresh if not s.resources.gpus]
         found = self._find([s for s in fresh if s.adopted])
         todo = [s for s in fresh if s.key not in found]
         entries: dict[str, dict[str, Any]] = {}

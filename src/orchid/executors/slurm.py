@@ -149,18 +149,11 @@ class SlurmExecutor:
 
     def submit(self, jobs: Sequence[JobSpec]) -> None:
         """Submit the batch as job arrays; adopted attempts already in Slurm are found."""
-        fresh: list[JobSpec] = []
-        ended: list[JobUpdate] = []  # noops and jobs that cannot start: ended here
         with self._lock:
             if self._closed.is_set():
                 raise ExecutorError(f"executor {self.name} is closed")
-            for spec in jobs:
-                if spec.key in self._jobs:
-                    logger.warning("job %s: already submitted; ignored", spec.key)
-                elif spec.payload.kind == "noop":
-                    ended.append(self._out.make(spec, "succeeded", exit_code=0))
-                else:
-                    fresh.append(spec)
+            # ended: noops, and below the jobs that cannot start
+            fresh, ended = self._out.sort_out(jobs, self._jobs)
         found = self._find([s for s in fresh if s.adopted])
         groups: dict[tuple[str, ...], list[tuple[JobSpec, Path]]] = {}
         for spec in fresh:
