@@ -8,6 +8,7 @@ attempt keys and the cluster outlives them.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from orchid.errors import ConfigError
+from orchid.errors import ConfigError, ExecutorError
 from orchid.executors.base import Executor, JobUpdate, Payload, Resources
 from orchid.executors.slurm import SlurmExecutor, SlurmOptions
 from tests.executors.contract import (
@@ -217,6 +218,55 @@ def test_a_refused_job_fails_with_slurms_message(
         done = finals(wait_for(ex, 2))
         assert "Invalid partition" in (done[bad.key].error or ""), done[bad.key]
         assert done[good.key].result == 2
+    finally:
+        ex.close()
+
+
+def _flaky_sbatch(folder: Path, works: int) -> Path:
+    """A bin_dir whose sbatch answers ``works`` calls, then fails as an unreachable
+    controller does while the file ``broken`` exists; the other commands are Slurm's."""
+    folder.mkdir()
+    for name in ("scontrol", "squeue", "scancel", "sacct"):
+        (folder / name).symlink_to(shutil.which(name) or name)
+    sbatch = folder / "sbatch"
+    sbatch.write_text(
+        f"""#!/bin/sh
+n=$(cat {folder}/count 2>/dev/null || echo 0); echo $((n + 1)) > {folder}/count
+if [ -e {folder}/broken ] && [ "$n" -ge {works} ]; then
+  echo "sbatch: error: Batch job submission failed: Unable to contact slurm controller" >&2
+  exit 1
+fi
+exec {shutil.which("sbatch")} "$@"
+"""
+    )
+    sbatch.chmod(0o755)
+    (folder / "broken").touch()
+    return folder
+
+
+def test_an_unreachable_controller_at_submission(
+    slurm: SlurmCluster, tmp_path: Path, namespace: str
+) -> None:
+    """Nothing submitted: the call fails (the carrier hands the jobs again). Part of the
+    batch submitted: the rest waits, and goes once the controller answers again."""
+    bin_dir = _flaky_sbatch(tmp_path / "bin", works=1)
+    ex = make(tmp_path / "logs", namespace, bin_dir=bin_dir)
+    try:
+        initial = ex.capacity()
+        small = [spec(i, python("print({i})".replace("{i}", str(i)))) for i in (1, 2)]
+        big = [
+            spec(i, python("print({i})".replace("{i}", str(i))), resources=Resources(cores=2))
+            for i in (3, 4)
+        ]
+        ex.submit(small + big)  # one array submitted, the other one waits
+        assert ex.capacity() == initial - 4
+        with pytest.raises(ExecutorError, match="Unable to contact slurm controller"):
+            ex.submit([spec(5, python("print(5)"))])
+        assert ex.capacity() == initial - 4  # job 5 is not the executor's
+        (bin_dir / "broken").unlink()
+        done = finals(wait_for(ex, 4))
+        assert {done[j.key].result for j in small + big} == {1, 2, 3, 4}
+        assert ex.capacity() == initial
     finally:
         ex.close()
 

@@ -74,10 +74,18 @@ MISSES_BEFORE_LOST = 3
 """Polls a job may be absent from every record before it is reported lost."""
 
 
+@dataclass(frozen=True)
+class _Chunk:
+    """One sbatch call: its options, and the attempts (with their scripts) of its array."""
+
+    options: list[str]
+    members: list[tuple[JobSpec, Path]]
+
+
 @dataclass
 class _Job:
     spec: JobSpec
-    id: str  # "123" or "123_4"
+    id: str  # "123" or "123_4"; "" until sbatch has answered
     started: bool = False
     misses: int = 0  # polls in a row that found no record of it
 
@@ -133,9 +141,11 @@ class SlurmExecutor:
         )
         self._jobcomp = self._jobcomp_file()
         self._jobcomp_seen: dict[str, SlurmRecord] = {}
-        self._jobcomp_offset = 0
+        self._jobcomp_offset = 0  # what the watcher has read of it
+        self._jobcomp_reread = threading.Event()  # adopted jobs: read it from the start
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}  # attempt key → job, until it has ended
+        self._backlog: list[_Chunk] = []  # submissions the controller did not answer yet
         self._out = Updates(name, wake, clock)
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._watch, name=f"orchid-{name}", daemon=True)
@@ -148,7 +158,12 @@ class SlurmExecutor:
             return max(0, self._opts.slots - len(self._jobs))
 
     def submit(self, jobs: Sequence[JobSpec]) -> None:
-        """Submit the batch as job arrays; adopted attempts already in Slurm are found."""
+        """Submit the batch as job arrays; adopted attempts already in Slurm are found.
+
+        A controller that cannot be reached fails the call when nothing was submitted yet
+        (the carrier hands the jobs again later); once part of the batch is in Slurm, the
+        rest waits here and the watcher submits it when the controller answers again.
+        """
         with self._lock:
             if self._closed.is_set():
                 raise ExecutorError(f"executor {self.name} is closed")
@@ -166,27 +181,66 @@ class SlurmExecutor:
                 continue
             options = (spec.work_name, *resource_options(spec.resources, self._opts))
             groups.setdefault(options, []).append((spec, script))
-        submitted: list[_Job] = []
+        chunks = [
+            _Chunk(list(options[1:]), members[i : i + self._opts.array_max])
+            for options, members in groups.items()
+            for i in range(0, len(members), self._opts.array_max)
+        ]
+        with self._lock:
+            for spec in (s for s in fresh if s.key in found):
+                self._jobs[spec.key] = _Job(spec, found[spec.key])
+            for chunk in chunks:  # in flight (capacity, cancel) before Slurm has them
+                for spec, _ in chunk.members:
+                    self._jobs[spec.key] = _Job(spec, "")
         try:
-            for options, members in groups.items():
-                for start in range(0, len(members), self._opts.array_max):
-                    chunk = members[start : start + self._opts.array_max]
-                    try:
-                        ids = self._sbatch(list(options[1:]), chunk)
-                    except SlurmError as exc:
-                        if exc.transient:
-                            raise
-                        ended += [self._out.make(s, "failed", error=str(exc)) for s, _ in chunk]
-                        continue
-                    submitted += [_Job(s, i) for (s, _), i in zip(chunk, ids, strict=True)]
+            for n, chunk in enumerate(chunks):
+                try:
+                    ended += self._submit_chunk(chunk)
+                except SlurmError:
+                    if n > 0:
+                        with self._lock:
+                            self._backlog += chunks[n:]
+                        break
+                    with self._lock:  # nothing in Slurm: the carrier hands them again
+                        for c in chunks:
+                            for spec, _ in c.members:
+                                self._jobs.pop(spec.key, None)
+                    raise
         finally:
-            with self._lock:
-                for job_id, spec in ((found[s.key], s) for s in fresh if s.key in found):
-                    self._jobs[spec.key] = _Job(spec, job_id)
-                for job in submitted:
-                    self._jobs[job.spec.key] = job
             self._out.push(*ended)
-        logger.debug("%s: submitted %d jobs, found %d", self.name, len(submitted), len(found))
+        logger.debug("%s: submitted %d chunks, found %d", self.name, len(chunks), len(found))
+
+    def _submit_chunk(self, chunk: _Chunk) -> list[JobUpdate]:
+        """sbatch one chunk (its attempts still wanted); the updates of those Slurm refused.
+        Raises a transient :class:`SlurmError` when the controller does not answer."""
+        with self._lock:
+            members = [
+                (s, p)
+                for s, p in chunk.members
+                if (job := self._jobs.get(s.key)) is not None and not job.id
+            ]
+        if not members:
+            return []
+        try:
+            ids = self._sbatch(chunk.options, members)
+        except SlurmError as exc:
+            if exc.transient:
+                raise
+            with self._lock:
+                for spec, _ in members:
+                    self._jobs.pop(spec.key, None)
+            return [self._out.make(s, "failed", error=str(exc)) for s, _ in members]
+        cancelled: list[str] = []
+        with self._lock:
+            for (spec, _), job_id in zip(members, ids, strict=True):
+                job = self._jobs.get(spec.key)
+                if job is None:
+                    cancelled.append(job_id)  # cancelled while sbatch ran
+                else:
+                    job.id = job_id
+        if cancelled:
+            self._scancel(cancelled)
+        return []
 
     def poll(self) -> list[JobUpdate]:
         return self._out.drain()
@@ -199,11 +253,7 @@ class SlurmExecutor:
                 job = self._jobs.pop(key, None)
                 if job is not None:
                     stopped.append(job)
-        if stopped:
-            try:
-                self._run("scancel", *(j.id for j in stopped))
-            except SlurmError:
-                logger.warning("%s: cannot cancel %s", self.name, [j.id for j in stopped])
+        self._scancel([j.id for j in stopped if j.id])
         for job in stopped:
             self._out.push(self._out.make(job.spec, "failed", error="cancelled"))
 
@@ -214,6 +264,14 @@ class SlurmExecutor:
             self._thread.join(timeout=self._opts.command_timeout + self._opts.poll_interval)
 
     # --- talking to Slurm --------------------------------------------------------------
+
+    def _scancel(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        try:
+            self._run("scancel", *ids)
+        except SlurmError:
+            logger.warning("%s: cannot cancel %s", self.name, list(ids))
 
     def _run(self, command: str, *args: str, stdin: str | None = None) -> str:
         program = str(self._opts.bin_dir / command) if self._opts.bin_dir else command
@@ -267,7 +325,7 @@ class SlurmExecutor:
         batch = uuid.uuid4().hex[:12]
         folder = self._log_dir / "slurm"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{batch}.keys").write_text("".join(s.key + "\n" for s, _ in chunk))
+        _write_new(folder / f"{batch}.keys", "".join(s.key + "\n" for s, _ in chunk))
         argv = [
             "--parsable",
             f"--job-name={self._ns}",
@@ -286,7 +344,7 @@ class SlurmExecutor:
             raise SlurmError(f"sbatch answered {out.strip()!r}, not a job id", transient=False)
         ids = [array_job] if len(chunk) == 1 else [f"{array_job}_{i}" for i in range(len(chunk))]
         for (spec, _), job_id in zip(chunk, ids, strict=True):
-            self._files(spec).out.with_suffix(".slurm").write_text(job_id)
+            _write_new(self._files(spec).out.with_suffix(".slurm"), job_id)
         return ids
 
     def _write_task(self, spec: JobSpec) -> Path:
@@ -300,8 +358,8 @@ class SlurmExecutor:
             **command.env,
         }
         proc.check_no_nul(command.argv, env)
-        for path in (_exit_file(files), files.out.with_suffix(".slurm")):
-            path.unlink(missing_ok=True)
+        _exit_file(files).unlink(missing_ok=True)
+        files.out.with_suffix(".slurm").unlink(missing_ok=True)
         script = files.out.with_suffix(".sh")
         text = task_script(
             command.argv,
@@ -314,7 +372,7 @@ class SlurmExecutor:
             walltime_s=spec.resources.walltime_s,
         )
         try:
-            script.write_text(text)
+            _write_new(script, text)
         except OSError as exc:
             raise proc.StartError(f"cannot write {script}: {exc.strerror}") from exc
         return script
@@ -336,9 +394,10 @@ class SlurmExecutor:
         found: dict[str, str] = {}
         lost: list[JobSpec] = []
         for spec in specs:
-            try:
-                found[spec.key] = self._files(spec).out.with_suffix(".slurm").read_text().strip()
-            except OSError:
+            job_id = _read_small(self._files(spec).out.with_suffix(".slurm")).strip()
+            if job_id:
+                found[spec.key] = job_id
+            else:
                 lost.append(spec)
         if lost:  # an agent that died between sbatch and writing the ids: by the comment
             wanted = {s.key for s in lost}
@@ -350,29 +409,38 @@ class SlurmExecutor:
                     if key in wanted:
                         found[key] = array_job if len(keys) == 1 else f"{array_job}_{i}"
         if found and self._jobcomp is not None:
-            self._jobcomp_offset = 0  # their ends may be in what was read already
+            self._jobcomp_reread.set()  # their ends may be in what was read already
         return found
 
     def _batch_keys(self, batch: str) -> list[str]:
         if not batch or "/" in batch:
             return []
-        try:
-            return (self._log_dir / "slurm" / f"{batch}.keys").read_text().split()
-        except OSError:
-            return []
+        return _read_small(self._log_dir / "slurm" / f"{batch}.keys", 1 << 20).split()
 
     # --- following the jobs ------------------------------------------------------------
 
     def _watch(self) -> None:
         while not self._closed.wait(self._opts.poll_interval):
             try:
+                self._flush()
                 self._sync()
             except Exception:
                 logger.warning("%s: cannot query Slurm; trying again", self.name, exc_info=True)
 
+    def _flush(self) -> None:
+        """Submit what the controller did not take earlier, oldest first."""
+        while True:
+            with self._lock:
+                if not self._backlog:
+                    return
+                chunk = self._backlog[0]
+            self._out.push(*self._submit_chunk(chunk))  # raises while it still cannot
+            with self._lock:
+                self._backlog.pop(0)
+
     def _sync(self) -> None:
         with self._lock:
-            watched = {j.id: j for j in self._jobs.values()}
+            watched = {j.id: j for j in self._jobs.values() if j.id}
         if not watched:
             return
         records = self._squeue()
@@ -388,6 +456,7 @@ class SlurmExecutor:
                 log_uri = str(self._files(job.spec).out)
                 self._out.push(self._out.make(job.spec, "running", log_uri=log_uri))
             elif record.state in ENDED:
+                self._jobcomp_seen.pop(job_id, None)
                 self._finish(job, self._ended(job.spec, record))
 
     def _ended_records(self, ids: Sequence[str]) -> dict[str, SlurmRecord]:
@@ -402,6 +471,9 @@ class SlurmExecutor:
                 logger.warning("%s: sacct failed", self.name, exc_info=True)
         if self._jobcomp is not None:
             try:
+                if self._jobcomp_reread.is_set():
+                    self._jobcomp_reread.clear()
+                    self._jobcomp_offset = 0
                 with self._jobcomp.open("rb") as f:
                     f.seek(self._jobcomp_offset)
                     data = f.read()
@@ -415,7 +487,7 @@ class SlurmExecutor:
             lines = data[:end].decode(errors="replace").splitlines()
             new = parse_jobcomp(line for line in lines if "JobId=" in line)
             self._jobcomp_seen.update({k: v for k, v in new.items() if k in wanted})
-            return {i: self._jobcomp_seen[i] for i in ids if i in self._jobcomp_seen}
+            return {i: self._jobcomp_seen.pop(i) for i in ids if i in self._jobcomp_seen}
         return {}
 
     def _missing(self, job: _Job) -> None:
@@ -480,8 +552,27 @@ def _exit_file(files: proc.AttemptFiles) -> Path:
 
 def _read_exit(path: Path) -> tuple[int, bool] | None:
     """What the job's script wrote when its command ended: (status, walltime passed)."""
+    words = _read_small(path).split()
     try:
-        words = path.read_text().split()
         return int(words[0]), words[1:2] == ["walltime"]
-    except (OSError, ValueError, IndexError):
+    except (ValueError, IndexError):
         return None
+
+
+def _read_small(path: Path, most: int = 4096) -> str:
+    """A small file of ours in a folder jobs write to ("" when it is missing): never
+    through a link a job left there, nor blocking on a pipe."""
+    try:
+        with proc.open_regular(path) as f:
+            return f.read(most).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Write a file of ours (mode 0600) in a folder jobs write to: a new file, never
+    through a link a job left in its place."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
