@@ -139,7 +139,7 @@ def task_script(
 ) -> str:
     """The shell script of one attempt, run by its Slurm job (or array task).
 
-    It sets exactly ``env`` (the job is submitted with ``--export=NONE``), sends stdout
+    It sets ``env`` on top of what sbatch's environment gave the job, sends stdout
     and stderr to the attempt's log files, enters ``workdir`` when the node has it, runs
     the command (under ``timeout`` when it has a walltime, so that it ends at the second
     and not at Slurm's next whole minute) and writes ``<status> [walltime]`` to

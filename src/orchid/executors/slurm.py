@@ -4,9 +4,10 @@
   one work) become one job array, one ``sbatch --parsable`` call (more than ``array_max``:
   several). Each attempt has a script of its own on the shared folder
   (``<log folder>/<workflow>/<job>.<attempt>.sh``); array task ``i`` runs the ``i``-th.
-  Jobs are submitted with ``--export=NONE``: the script sets exactly the variables the
-  local executor would give the job (the allow-list of :func:`~orchid.executors._process.
-  base_env` and the job's own), never the agent's database URL or secrets.
+  sbatch runs with the local executor's allow-list for an environment (:func:`~orchid.
+  executors._process.base_env`, plus ``SLURM_CONF`` and ``SBATCH_*``), which the job
+  inherits; the script adds the job's own variables. Never the agent's database URL or
+  secrets.
 - **Durable**: every job is named ``--job-name=<namespace>`` and carries
   ``--comment="orchid <batch>"``; the batch's attempt keys are written to
   ``<log folder>/slurm/<batch>.keys`` before sbatch runs, and each attempt's Slurm id to
@@ -33,7 +34,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -273,12 +274,19 @@ class SlurmExecutor:
         except SlurmError:
             logger.warning("%s: cannot cancel %s", self.name, list(ids))
 
-    def _run(self, command: str, *args: str, stdin: str | None = None) -> str:
+    def _run(
+        self,
+        command: str,
+        *args: str,
+        stdin: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
         program = str(self._opts.bin_dir / command) if self._opts.bin_dir else command
         try:
             done = subprocess.run(
                 [program, *args],
                 input=stdin,
+                env=None if env is None else dict(env),
                 capture_output=True,
                 text=True,
                 timeout=self._opts.command_timeout,
@@ -330,7 +338,7 @@ class SlurmExecutor:
             "--parsable",
             f"--job-name={self._ns}",
             f"--comment=orchid {batch}",
-            "--export=NONE",
+            "--export=ALL",  # of sbatch's environment, which is the allow-list
             f"--output={folder / batch}.out",
             "--open-mode=append",
             f"--chdir={folder}",
@@ -338,7 +346,8 @@ class SlurmExecutor:
         ]
         if len(chunk) > 1:
             argv.append(f"--array=0-{len(chunk) - 1}")
-        out = self._run("sbatch", *argv, stdin=batch_script([p for _, p in chunk]))
+        script = batch_script([p for _, p in chunk])
+        out = self._run("sbatch", *argv, stdin=script, env=self._sbatch_env())
         array_job = out.strip().split(";")[0]
         if not array_job.isdigit():
             raise SlurmError(f"sbatch answered {out.strip()!r}, not a job id", transient=False)
@@ -346,6 +355,17 @@ class SlurmExecutor:
         for (spec, _), job_id in zip(chunk, ids, strict=True):
             _write_new(self._files(spec).out.with_suffix(".slurm"), job_id)
         return ids
+
+    def _sbatch_env(self) -> dict[str, str]:
+        """sbatch's environment, which the job inherits (``--export=ALL``): the local
+        executor's allow-list, and what sbatch itself reads (``SLURM_CONF``, ``SBATCH_*``).
+        Not ``--export=NONE``: that makes slurmd load the user's login environment for every
+        job (seconds each), which is no allow-list either."""
+        env = proc.base_env(self._passthrough)
+        for name, value in os.environ.items():
+            if name == "SLURM_CONF" or name.startswith("SBATCH_"):
+                env[name] = value
+        return env
 
     def _write_task(self, spec: JobSpec) -> Path:
         """The attempt's script on the shared folder (its files made afresh)."""
