@@ -7,6 +7,7 @@ attempt keys and the cluster outlives them.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -162,7 +163,8 @@ def test_cancelled_outside_orchid_is_a_failure_that_says_so(
 def test_end_states_are_found_after_the_agent_was_away(
     slurm: SlurmCluster, tmp_path: Path, namespace: str
 ) -> None:
-    """Jobs that ended while no executor watched: one by its exit, one cancelled in Slurm."""
+    """Jobs that ended while no executor watched: one by its exit (and found by the comment
+    of its submission), one cancelled in Slurm."""
     gate = tmp_path / "gate"
     ex = make(tmp_path / "logs", namespace)
     wait_gate = python(
@@ -177,10 +179,10 @@ def test_end_states_are_found_after_the_agent_was_away(
     ex.close()
     gate.touch()
     slurm.run("scancel", (tmp_path / "logs/1/2.1.slurm").read_text())
+    # as if the agent had died before it wrote job 1's Slurm id: found by its batch's comment
+    (tmp_path / "logs/1/1.1.slurm").unlink()
     again = make(tmp_path / "logs", namespace)
     try:
-        import dataclasses
-
         again.submit([dataclasses.replace(j, adopted=True) for j in jobs])
         done = finals(wait_for(again, 2))
         assert done["1-1-1"].result == 7

@@ -421,9 +421,12 @@ class SlurmExecutor:
                 lost.append(spec)
         if lost:  # an agent that died between sbatch and writing the ids: by the comment
             wanted = {s.key for s in lost}
+            batches: dict[str, list[str]] = {}
             for record in self._squeue().values():
                 batch = record.comment.removeprefix("orchid ").strip()
-                keys = self._batch_keys(batch)
+                if batch not in batches:
+                    batches[batch] = self._batch_keys(batch)
+                keys = batches[batch]
                 array_job = record.id.split("_")[0]
                 for i, key in enumerate(keys):
                     if key in wanted:
