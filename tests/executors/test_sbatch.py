@@ -16,11 +16,13 @@ from orchid.config import PluginConfig
 from orchid.errors import ConfigError
 from orchid.executors import registry
 from orchid.executors._sbatch import (
+    ExitStatus,
     SlurmOptions,
     SlurmRecord,
     batch_script,
     end_reason,
     parse_config,
+    parse_exit,
     parse_jobcomp,
     parse_sacct,
     parse_squeue,
@@ -186,7 +188,10 @@ def test_the_task_script_runs_the_command_with_only_its_variables(tmp_path: Path
     done = subprocess.run(["/bin/sh", str(tmp_path / "batch.sh")], env={}, check=False)
     assert done.returncode == 3
     assert out.read_text() == "it's $HOME\n" and err.read_text() == "oops\n"
-    assert exit_file.read_text().split() == ["3"]
+    status = parse_exit(exit_file.read_text())
+    assert status is not None and (status.code, status.walltime) == (3, False)
+    assert status.began is not None and status.ended is not None
+    assert status.began <= status.ended
 
 
 def test_the_task_script_ends_a_job_at_its_walltime(tmp_path: Path) -> None:
@@ -203,7 +208,10 @@ def test_the_task_script_ends_a_job_at_its_walltime(tmp_path: Path) -> None:
     )
     (tmp_path / "s.sh").write_text(text)
     subprocess.run(["/bin/sh", str(tmp_path / "s.sh")], env={}, check=False, timeout=30)
-    assert exit_file.read_text().split() == ["124", "walltime"]
+    status = parse_exit(exit_file.read_text())
+    assert status is not None and (status.code, status.walltime) == (124, True)
+    assert parse_exit("") is None and parse_exit("x y") is None
+    assert parse_exit("0 -") == ExitStatus(0, False)
 
 
 def test_an_array_script_runs_the_task_of_its_index(tmp_path: Path) -> None:

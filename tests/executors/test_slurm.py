@@ -136,6 +136,9 @@ def test_failed_with_exit_code_and_cancelled_by_abort(
         done = finals(wait_for(ex, 2, into=updates))
         assert done[failing.key].exit_code == 5
         assert done[failing.key].error == "exit code 5: bad input"
+        started = done[failing.key].started_at  # the script's own times, from the node
+        assert started is not None and started <= done[failing.key].at
+        assert done[failing.key].usage is not None
         assert done[sleeping.key].error == "cancelled"
         states = {f["JobId"]: f["JobState"] for f in _slurm_jobs(slurm, namespace)}
         assert sorted(states.values()) == ["CANCELLED", "FAILED"], states

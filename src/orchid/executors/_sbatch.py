@@ -142,8 +142,9 @@ def task_script(
     It sets ``env`` on top of what sbatch's environment gave the job, sends stdout
     and stderr to the attempt's log files, enters ``workdir`` when the node has it, runs
     the command (under ``timeout`` when it has a walltime, so that it ends at the second
-    and not at Slurm's next whole minute) and writes ``<status> [walltime]`` to
-    ``exit_file``, where the agent reads how it ended when Slurm no longer knows.
+    and not at Slurm's next whole minute) and writes how it ended to ``exit_file``
+    (:func:`parse_exit`): the agent reads its times there, and how it ended when Slurm
+    no longer knows.
     """
     q = shlex.quote
     lines = ["#!/bin/sh", "# written by Orchid: one attempt of one job"]
@@ -156,12 +157,13 @@ def task_script(
     if workdir:
         lines.append(f"if [ -d {q(workdir)} ]; then cd {q(workdir)}; fi")
     command = " ".join(q(a) for a in argv)
+    lines.append("began=$(date +%s.%N)")
     if walltime_s:
         limit = f"{walltime_s:g}"
         lines += [
             "start=$(date +%s)",
             f"timeout -k {WALLTIME_GRACE_S} {limit} {command}",
-            "rc=$?; how=",
+            "rc=$?; how=-",
             # 124: timeout sent TERM; 137: it had to KILL. A command that exits 124 on its own
             # before its walltime is not mistaken for one that ran out of time.
             'if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then',
@@ -169,12 +171,36 @@ def task_script(
             "fi",
         ]
     else:
-        lines += [command, "rc=$?; how="]
+        lines += [command, "rc=$?; how=-"]
     lines += [
-        f'echo "$rc $how" > {q(str(exit_file))}',
+        f'echo "$rc $how $began $(date +%s.%N)" > {q(str(exit_file))}',
         'exit "$rc"',
     ]
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """What an attempt's script wrote when its command ended."""
+
+    code: int
+    walltime: bool  # ended by the script at its walltime
+    began: float | None = None  # epoch seconds, on the node's clock
+    ended: float | None = None
+
+
+def parse_exit(text: str) -> ExitStatus | None:
+    """``<status> <walltime|-> <began> <ended>`` (None: not written, or not by the script)."""
+    words = text.split()
+    try:
+        code = int(words[0])
+    except (ValueError, IndexError):
+        return None
+    walltime = words[1:2] == ["walltime"]
+    try:
+        return ExitStatus(code, walltime, float(words[2]), float(words[3]))
+    except (ValueError, IndexError):  # a node without GNU date: no times
+        return ExitStatus(code, walltime)
 
 
 def batch_script(task_scripts: Sequence[Path]) -> str:

@@ -51,6 +51,7 @@ from orchid.executors._sbatch import (
     batch_script,
     end_reason,
     parse_config,
+    parse_exit,
     parse_jobcomp,
     parse_sacct,
     parse_squeue,
@@ -65,6 +66,7 @@ from orchid.executors.base import (
     JobSpec,
     JobUpdate,
     UpdateState,
+    Usage,
     WakeUp,
 )
 from orchid.executors.jobcommand import job_command
@@ -516,11 +518,10 @@ class SlurmExecutor:
     def _missing(self, job: _Job) -> None:
         """A job no record shows: its script's exit file says how it ended, or after a few
         polls it is lost."""
-        status = _read_exit(_exit_file(self._files(job.spec)))
+        status = parse_exit(_read_small(_exit_file(self._files(job.spec))))
         if status is not None:
-            code, walltime = status
-            state = "FAILED" if code else "COMPLETED"
-            record = SlurmRecord(job.id, "TIMEOUT" if walltime else state, code)
+            state = "FAILED" if status.code else "COMPLETED"
+            record = SlurmRecord(job.id, "TIMEOUT" if status.walltime else state, status.code)
             self._finish(job, self._ended(job.spec, record))
             return
         job.misses += 1
@@ -537,12 +538,15 @@ class SlurmExecutor:
 
     def _ended(self, spec: JobSpec, record: SlurmRecord) -> JobUpdate:
         files = self._files(spec)
-        status = _read_exit(_exit_file(files))
-        walltime = status is not None and status[1]
+        status = parse_exit(_read_small(_exit_file(files)))
+        walltime = status is not None and status.walltime
         reason = end_reason(record, spec.resources.walltime_s, walltime)
         code = record.exit_code
         if code is None and status is not None:
-            code = status[0]
+            code = status.code
+        usage, began = Usage(), None
+        if status is not None and status.began is not None and status.ended is not None:
+            usage, began = Usage(wall_s=max(0.0, status.ended - status.began)), status.began
         result = None
         if reason is not None:
             error: str | None = reason
@@ -555,7 +559,14 @@ class SlurmExecutor:
         state: UpdateState = "failed" if error else "succeeded"
         log_uri = str(files.out) if files.out.exists() else None
         return self._out.make(
-            spec, state, exit_code=code, result=result, error=error, log_uri=log_uri
+            spec,
+            state,
+            exit_code=code,
+            result=result,
+            error=error,
+            log_uri=log_uri,
+            usage=usage,
+            started_at=began,
         )
 
     def _finish(self, job: _Job, update: JobUpdate) -> None:
@@ -571,15 +582,6 @@ class SlurmExecutor:
 
 def _exit_file(files: proc.AttemptFiles) -> Path:
     return files.out.with_suffix(".exit")
-
-
-def _read_exit(path: Path) -> tuple[int, bool] | None:
-    """What the job's script wrote when its command ended: (status, walltime passed)."""
-    words = _read_small(path).split()
-    try:
-        return int(words[0]), words[1:2] == ["walltime"]
-    except (ValueError, IndexError):
-        return None
 
 
 def _read_small(path: Path, most: int = 4096) -> str:
