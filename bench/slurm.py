@@ -56,6 +56,7 @@ FIELDS = (
     "shape",
     "jobs",
     "poll_s",
+    "sched",
     "wall_s",
     "jobs_per_s",
     "sbatch_calls",
@@ -226,6 +227,7 @@ bin_dir = "{bin_dir}"
         "shape": a.shape,
         "jobs": a.jobs,
         "poll_s": a.poll_interval,
+        "sched": a.sched or "default",
         "wall_s": round(end - t0, 2),
         "jobs_per_s": round(a.jobs / (end - t0), 2),
         "sbatch_calls": len(sb),
@@ -252,6 +254,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--shape", choices=shapes.SHAPES, default="layered")
     ap.add_argument("--poll-interval", type=float, default=0.5, help="the executor's squeue period")
     ap.add_argument("--slurm-conf", help="use this running cluster, not a sandbox of its own")
+    ap.add_argument(
+        "--sched",
+        default="",
+        help="the sandbox's SchedulerParameters (default: Slurm's), e.g. batch_sched_delay=0",
+    )
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=1800)
@@ -277,7 +284,8 @@ def main() -> None:
                     raise SystemExit(why)
                 sandbox = Path(tempfile.mkdtemp(prefix="slurm-", dir="/tmp"))
                 try:
-                    with SlurmCluster(sandbox):
+                    extra = f"SchedulerParameters={a.sched}\n" if a.sched else ""
+                    with SlurmCluster(sandbox, extra):
                         rows.append(run(a, home))
                 finally:
                     shutil.rmtree(sandbox, ignore_errors=True)

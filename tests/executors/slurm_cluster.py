@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.executors.daemons import Daemons
+
 START_DEADLINE_S = 60.0
 DAEMONS = ("/usr/sbin/munged", "/usr/sbin/slurmctld", "/usr/sbin/slurmd")
 CLIENTS = ("sbatch", "squeue", "scancel", "scontrol", "sinfo")
@@ -49,27 +51,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class SlurmCluster:
+class SlurmCluster(Daemons):
     """One controller and one node on 127.0.0.1; see the module docstring."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, extra_config: str = "") -> None:
         self.folder = folder
+        self.extra_config = extra_config  # more slurm.conf lines (the benchmark's tuning)
         self.conf = folder / "slurm.conf"
         self.jobcomp = folder / "log" / "jobcomp.txt"
         self.host = socket.gethostname().split(".")[0]
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._saved_conf: str | None = None
-
-    def __enter__(self) -> SlurmCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _write_config(self) -> None:
         f = self.folder
@@ -122,7 +114,7 @@ KillWait=5
 NodeName={self.host} NodeAddr=127.0.0.1 CPUs=8 RealMemory=16000 Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 PartitionName=long Nodes=ALL MaxTime=INFINITE State=UP
-"""
+{self.extra_config}"""
         )
 
     def _spawn(self, name: str, argv: list[str]) -> None:

@@ -1,19 +1,27 @@
 """The updates an executor has seen and not handed over yet, and the wake-up call.
 
 Shared by the executors that follow jobs from threads of their own (Dask, PanDA,
-HTCondor): they ``push`` updates from any thread; the carrier's ``poll`` ``drain``s them.
+HTCondor, Slurm): they ``push`` updates from any thread; the carrier's ``poll`` ``drain``s them.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Container, Sequence
-from typing import Any
+from collections.abc import Callable, Container, Iterable, Sequence
+from typing import Any, TypeVar
 
 from orchid.executors.base import JobSpec, JobUpdate, UpdateState, Usage, WakeUp
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def pop_each(table: dict[str, T], keys: Iterable[str]) -> list[T]:
+    """What ``table`` holds for ``keys``, removed from it (unknown keys are ignored): the
+    jobs a cancel stops. The caller holds the lock that guards ``table``."""
+    return [v for v in (table.pop(k, None) for k in keys) if v is not None]
 
 
 class Updates:

@@ -53,7 +53,7 @@ from orchid.executors._condor_submit import (
     drop_empty,
     usage_of,
 )
-from orchid.executors._updates import Updates
+from orchid.executors._updates import Updates, pop_each
 from orchid.executors.base import (
     BuildContext,
     ExecutorOptions,
@@ -184,12 +184,8 @@ class HTCondorExecutor:
 
     def cancel(self, keys: Sequence[str]) -> None:
         """Remove these jobs from the schedd; each reports failed, ``cancelled``."""
-        stopped: list[_Job] = []
         with self._lock:
-            for key in keys:
-                job = self._jobs.pop(key, None)
-                if job is not None:
-                    stopped.append(job)
+            stopped = pop_each(self._jobs, keys)
         ids = [j.id for j in stopped if j.id]
         if ids:
             try:

@@ -56,7 +56,7 @@ from orchid.executors._panda_api import (
     task_params,
     usage_of,
 )
-from orchid.executors._updates import Updates
+from orchid.executors._updates import Updates, pop_each
 from orchid.executors.base import (
     BuildContext,
     ExecutorOptions,
@@ -182,12 +182,8 @@ class PandaExecutor:
 
     def cancel(self, keys: Sequence[str]) -> None:
         """Kill these attempts' PanDA jobs (and a task left with nothing live)."""
-        stopped: list[_Job] = []
         with self._lock:
-            for key in keys:
-                job = self._jobs.pop(key, None)
-                if job is not None:
-                    stopped.append(job)
+            stopped = pop_each(self._jobs, keys)
             live_tasks = {j.task for j in self._jobs.values()}
         ids = [j.panda_id for j in stopped if j.panda_id is not None]
         if ids:

@@ -59,7 +59,7 @@ from orchid.executors._sbatch import (
     squeue_format,
     task_script,
 )
-from orchid.executors._updates import Updates
+from orchid.executors._updates import Updates, pop_each
 from orchid.executors.base import (
     BuildContext,
     ExecutorOptions,
@@ -250,12 +250,8 @@ class SlurmExecutor:
 
     def cancel(self, keys: Sequence[str]) -> None:
         """scancel these jobs; each reports failed, ``cancelled``."""
-        stopped: list[_Job] = []
         with self._lock:
-            for key in keys:
-                job = self._jobs.pop(key, None)
-                if job is not None:
-                    stopped.append(job)
+            stopped = pop_each(self._jobs, keys)
         self._scancel([j.id for j in stopped if j.id])
         for job in stopped:
             self._out.push(self._out.make(job.spec, "failed", error="cancelled"))
