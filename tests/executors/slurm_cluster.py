@@ -212,5 +212,6 @@ def slurm_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmClu
         pytest.skip(why)
     # a short folder: the munge socket's path must fit in a sockaddr_un
     folder = Path(tmp_path_factory.mktemp("slurm"))
-    with SlurmCluster(folder) as cluster:
+    # Slurm's default batch_sched_delay=3 starts a submitted job at the next 3 s tick
+    with SlurmCluster(folder, "SchedulerParameters=batch_sched_delay=0\n") as cluster:
         yield cluster
