@@ -227,26 +227,75 @@ def test_a_refused_job_fails_with_slurms_message(
         ex.close()
 
 
+def _bin_dir(folder: Path, **scripts: str) -> Path:
+    """A bin_dir of Slurm's commands where those named run the given shell script instead
+    (``$REAL`` is the real command)."""
+    folder.mkdir()
+    for name in ("sbatch", "scontrol", "squeue", "scancel", "sacct"):
+        real = shutil.which(name) or name
+        if name not in scripts:
+            (folder / name).symlink_to(real)
+            continue
+        (folder / name).write_text(f"#!/bin/sh\nREAL={real}\n{scripts[name]}\n")
+        (folder / name).chmod(0o755)
+    return folder
+
+
 def _flaky_sbatch(folder: Path, works: int) -> Path:
     """A bin_dir whose sbatch answers ``works`` calls, then fails as an unreachable
-    controller does while the file ``broken`` exists; the other commands are Slurm's."""
-    folder.mkdir()
-    for name in ("scontrol", "squeue", "scancel", "sacct"):
-        (folder / name).symlink_to(shutil.which(name) or name)
-    sbatch = folder / "sbatch"
-    sbatch.write_text(
-        f"""#!/bin/sh
-n=$(cat {folder}/count 2>/dev/null || echo 0); echo $((n + 1)) > {folder}/count
+    controller does while the file ``broken`` exists."""
+    bin_dir = _bin_dir(
+        folder,
+        sbatch=f"""n=$(cat {folder}/count 2>/dev/null || echo 0); echo $((n + 1)) > {folder}/count
 if [ -e {folder}/broken ] && [ "$n" -ge {works} ]; then
   echo "sbatch: error: Batch job submission failed: Unable to contact slurm controller" >&2
   exit 1
 fi
-exec {shutil.which("sbatch")} "$@"
 """
+        + 'exec $REAL "$@"',
     )
-    sbatch.chmod(0o755)
     (folder / "broken").touch()
-    return folder
+    return bin_dir
+
+
+def test_ends_slurm_forgot_come_from_jobcomp_then_the_exit_file(
+    slurm: SlurmCluster, tmp_path: Path, namespace: str
+) -> None:
+    """squeue shows a job only until MinJobAge after its end (300 s here); past that, the
+    end comes from the jobcomp file, or without one from the exit status the job's script
+    wrote; a job with neither (killed) is reported gone."""
+    # an squeue that shows no ended job: each one is past MinJobAge as soon as it ends
+    forgot = (
+        'for a in "$@"; do shift; [ "$a" = --states=all ] || set -- "$@" "$a"; done\n'
+        'exec $REAL "$@"'
+    )
+    killed = spec(3, python("import os, signal; os.kill(os.getppid(), signal.SIGKILL)"))
+    jobs = [spec(1, python("import sys; sys.exit(4)")), spec(2, python("print(7)")), killed]
+    with_jobcomp = make(
+        tmp_path / "a", namespace, bin_dir=_bin_dir(tmp_path / "bin-a", squeue=forgot)
+    )
+    try:
+        assert with_jobcomp._jobcomp == slurm.jobcomp
+        with_jobcomp.submit(jobs)
+        done = finals(wait_for(with_jobcomp, 3))
+        assert (done["1-1-1"].exit_code, done["1-1-1"].error) == (4, "exit code 4")
+        assert done["1-2-1"].result == 7
+        assert done["1-3-1"].error == "killed by signal SIGKILL"  # as jobcomp says
+    finally:
+        with_jobcomp.close()
+    no_jobcomp = _bin_dir(
+        tmp_path / "bin-b", squeue=forgot, scontrol='$REAL "$@" | grep -v "^JobComp"'
+    )
+    only_exit = make(tmp_path / "b", namespace, bin_dir=no_jobcomp)
+    try:
+        assert only_exit._jobcomp is None
+        only_exit.submit(jobs)
+        done = finals(wait_for(only_exit, 3))
+        assert (done["1-1-1"].exit_code, done["1-1-1"].error) == (4, "exit code 4")
+        assert done["1-2-1"].result == 7
+        assert "is gone and left no exit status" in (done["1-3-1"].error or "")
+    finally:
+        only_exit.close()
 
 
 def test_an_unreachable_controller_at_submission(

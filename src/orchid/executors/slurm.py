@@ -34,7 +34,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -491,25 +491,29 @@ class SlurmExecutor:
             except SlurmError:
                 logger.warning("%s: sacct failed", self.name, exc_info=True)
         if self._jobcomp is not None:
-            try:
-                if self._jobcomp_reread.is_set():
-                    self._jobcomp_reread.clear()
-                    self._jobcomp_offset = 0
-                with self._jobcomp.open("rb") as f:
-                    f.seek(self._jobcomp_offset)
-                    data = f.read()
-            except OSError:
-                data = b""
-            end = data.rfind(b"\n") + 1
-            self._jobcomp_offset += end
             wanted = set(ids)
             with self._lock:
                 wanted |= {j.id for j in self._jobs.values()}
-            lines = data[:end].decode(errors="replace").splitlines()
-            new = parse_jobcomp(line for line in lines if "JobId=" in line)
+            new = parse_jobcomp(self._jobcomp_lines(self._jobcomp))
             self._jobcomp_seen.update({k: v for k, v in new.items() if k in wanted})
             return {i: self._jobcomp_seen.pop(i) for i in ids if i in self._jobcomp_seen}
         return {}
+
+    def _jobcomp_lines(self, path: Path) -> Iterator[str]:
+        """The whole lines of the jobcomp file not read yet (streamed: it may be large)."""
+        if self._jobcomp_reread.is_set():
+            self._jobcomp_reread.clear()
+            self._jobcomp_offset = 0
+        try:
+            with path.open("rb") as f:
+                f.seek(self._jobcomp_offset)
+                for raw in f:
+                    if not raw.endswith(b"\n"):
+                        return  # being written: read next time
+                    self._jobcomp_offset += len(raw)
+                    yield raw.decode(errors="replace")
+        except OSError:
+            logger.warning("%s: cannot read %s", self.name, path, exc_info=True)
 
     def _missing(self, job: _Job) -> None:
         """A job no record shows: its script's exit file says how it ended, or after a few
