@@ -21,6 +21,7 @@ import pytest
 from orchid.errors import ConfigError, ExecutorError
 from orchid.executors.base import Executor, JobUpdate, Payload, Resources
 from orchid.executors.slurm import SlurmExecutor, SlurmOptions
+from tests import waiting
 from tests.executors.contract import (
     SLEEP_LONG,
     ExecutorContract,
@@ -140,8 +141,10 @@ def test_failed_with_exit_code_and_cancelled_by_abort(
         assert started is not None and started <= done[failing.key].at
         assert done[failing.key].usage is not None
         assert done[sleeping.key].error == "cancelled"
-        states = {f["JobId"]: f["JobState"] for f in _slurm_jobs(slurm, namespace)}
-        assert sorted(states.values()) == ["CANCELLED", "FAILED"], states
+        waiting.wait_for(  # COMPLETING a moment after scancel, then CANCELLED
+            lambda: f"CANCELLED and FAILED in Slurm (got {_states(slurm, namespace)})",
+            lambda: _states(slurm, namespace) == ["CANCELLED", "FAILED"],
+        )
     finally:
         ex.close()
 
@@ -355,6 +358,10 @@ def test_an_unreachable_controller_is_a_clear_error(
 def test_missing_slurm_commands_are_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="scontrol not found"):
         make(tmp_path, "x", bin_dir=tmp_path)
+
+
+def _states(slurm: SlurmCluster, namespace: str) -> list[str]:
+    return sorted(f["JobState"] for f in _slurm_jobs(slurm, namespace))
 
 
 def _slurm_jobs(slurm: SlurmCluster, namespace: str) -> list[dict[str, str]]:
