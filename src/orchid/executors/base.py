@@ -96,7 +96,8 @@ class JobSpec:
 
 @runtime_checkable
 class Executor(Protocol):
-    """A workload system. Implementations: ``local``, ``null``, ``dask``, ``panda``, ``htcondor``, ``slurm``.
+    """A workload system. Implementations: ``local``, ``null``, ``dask``, ``panda``,
+    ``htcondor``, ``slurm``.
 
     Executors whose jobs outlive the agent (a cluster, a grid, a batch system) also have
     ``durable = True``: ``close`` then leaves their jobs running, and a new executor handed

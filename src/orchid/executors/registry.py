@@ -1,8 +1,8 @@
 """Executors by type: a table from type name to the class that implements it.
 
 A ``[executors.NAME]`` section names its ``type`` (``local``, ``null``, ``dask``,
-``panda``, ``htcondor``, ``slurm``); the other keys are that type's options, which the executor
-class declares (``options_model``) and builds itself from (``from_config``). Classes are
+``panda``, ``htcondor``, ``slurm``); the other keys are that type's options, which the
+executor class declares (``options_model``) and builds itself from (``from_config``). Classes are
 named by import path, as rq names its pluggable classes, so this module imports none of
 them: an executor's module is imported when a section of its type is checked or made
 (their modules import their backends' libraries only when one is made, so settings can
