@@ -20,11 +20,11 @@ from tests.executors.slurm_cluster import SlurmCluster, slurm_fixture  # noqa: F
 pytestmark = pytest.mark.xdist_group("slurm")
 
 
-def settings(db: Database, home: Path, **kw: object) -> Settings:
+def settings(db: Database, home: Path, more: str = "", **kw: object) -> Settings:
     home.mkdir(parents=True, exist_ok=True)
     (home / "settings.toml").write_text(
         f'[executors.hpc]\ntype = "slurm"\npoll_interval = 0.2\npython = "{sys.executable}"\n'
-        'partition = "long"\n'
+        f'partition = "long"\n{more}'
     )
     return Settings.load(env={}, db=db.url, home=home, poll_interval=0.05, **kw)
 
@@ -32,7 +32,8 @@ def settings(db: Database, home: Path, **kw: object) -> Settings:
 def test_a_workflow_runs_its_named_work_on_slurm(
     db: Database, tmp_path: Path, slurm: SlurmCluster
 ) -> None:
-    s = settings(db, tmp_path / "home")
+    shared = tmp_path / "shared"
+    s = settings(db, tmp_path / "home", f'shared_dir = "{shared}"\n')
     code = (
         "import json, os, sys\n"
         "if os.environ['ORCHID_JOB_NAME'] == '2' and os.environ['ORCHID_ATTEMPT'] == '1':\n"
@@ -65,7 +66,7 @@ def test_a_workflow_runs_its_named_work_on_slurm(
     assert sorted(j.result[1] for j in square) == [i * i for i in range(6)]
     assert {j.result[0] for j in square} == {"long"}  # ran in Slurm, in the set partition
     assert sorted(j.attempt for j in square) == [1, 1, 1, 1, 1, 2]  # Orchid retried one
-    assert all(j.log_uri for j in jobs_of(db, wf))
+    assert all(j.log_uri and j.log_uri.startswith(f"{shared}/") for j in square)
 
 
 def test_jobs_of_a_dead_agent_are_adopted_not_run_again(

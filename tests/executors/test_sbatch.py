@@ -161,6 +161,7 @@ def test_resources_become_sbatch_options() -> None:
         ({"namespace": "a b"}, "letters, digits"),
         ({"poll_interval": 0}, "poll_interval"),
         ({"partiton": "x"}, "partiton"),
+        ({"shared_dir": "relative/logs"}, "not an absolute path"),
     ],
 )
 def test_a_bad_setting_is_a_clear_config_error(section: dict[str, object], message: str) -> None:

@@ -78,6 +78,13 @@ class SlurmOptions(ExecutorOptions):
                 raise ValueError(f"{name} is set by Orchid itself; remove it from extra")
         return extra
 
+    @field_validator("shared_dir", "bin_dir")
+    @classmethod
+    def _check_absolute(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.expanduser().is_absolute():
+            raise ValueError(f"{path} is not an absolute path; nodes and agents must agree")
+        return path.expanduser() if path is not None else None
+
     @field_validator("namespace")
     @classmethod
     def _check_namespace(cls, namespace: str | None) -> str | None:
