@@ -179,8 +179,22 @@ PartitionName=long Nodes=ALL MaxTime=INFINITE State=UP
             raise AssertionError(f"{argv} failed: {done.stderr}")
         return done.stdout
 
+    def _job_ids(self) -> list[str]:
+        return self.run("squeue", "-h", "-o", "%i", check=False).split()
+
+    def _running(self) -> bool:
+        states = self.run("squeue", "-h", "-o", "%T", check=False).split()
+        return any(s in ("RUNNING", "COMPLETING") for s in states)
+
     def stop(self) -> None:
         if "slurmctld" in self._procs and self._procs["slurmctld"].poll() is None:
+            # jobs' processes outlive slurmd: end every job of this cluster first
+            ids = self._job_ids()
+            if ids:
+                self.run("scancel", *ids, check=False)
+            deadline = time.monotonic() + 20
+            while self._running() and time.monotonic() < deadline:
+                time.sleep(0.1)
             self.run("scontrol", "shutdown", check=False)
         for name in ("slurmd", "slurmctld", "munged"):
             p = self._procs.get(name)
