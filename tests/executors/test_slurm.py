@@ -51,6 +51,14 @@ def namespace() -> str:
     return f"t{uuid.uuid4().hex[:8]}"
 
 
+@pytest.fixture
+def ex(slurm: SlurmCluster, tmp_path: Path, namespace: str) -> Iterator[SlurmExecutor]:
+    """An executor on the test cluster, its logs under ``tmp_path / "logs"``."""
+    executor = make(tmp_path / "logs", namespace)
+    yield executor
+    executor.close()
+
+
 def job_fields(job_id: str) -> dict[str, str]:
     """``scontrol show job -o``'s fields of one job (still known within MinJobAge)."""
     line = subprocess.run(
@@ -101,69 +109,55 @@ class TestSlurmContract(ExecutorContract):
 # --- Slurm's end states, for real ------------------------------------------------------------
 
 
-def test_a_batch_of_one_work_is_one_job_array(
-    slurm: SlurmCluster, tmp_path: Path, namespace: str
-) -> None:
-    ex = make(tmp_path / "logs", namespace)
-    try:
-        jobs = [
-            spec(i, python("import sys; print(int(sys.argv[1]) * 2)", "{n}"), {"n": i})
-            for i in range(1, 13)
-        ]
-        jobs.append(spec(20, python("print(-1)"), resources=Resources(cores=2)))
-        ex.submit(jobs)
-        done = finals(wait_for(ex, len(jobs)))
-        assert {done[j.key].result for j in jobs[:-1]} == {2 * i for i in range(1, 13)}
-        assert done[jobs[-1].key].result == -1
-        ids = [(tmp_path / "logs/1" / f"{j.job_id}.1.slurm").read_text() for j in jobs]
-        arrays = {i.split("_")[0] for i in ids}
-        assert len(arrays) == 2, ids  # twelve alike in one array, the one of 2 cores apart
-        assert ids[-1].isdigit()  # a single job, not an array of one
-    finally:
-        ex.close()
+def test_a_batch_of_one_work_is_one_job_array(tmp_path: Path, ex: SlurmExecutor) -> None:
+    jobs = [
+        spec(i, python("import sys; print(int(sys.argv[1]) * 2)", "{n}"), {"n": i})
+        for i in range(1, 13)
+    ]
+    jobs.append(spec(20, python("print(-1)"), resources=Resources(cores=2)))
+    ex.submit(jobs)
+    done = finals(wait_for(ex, len(jobs)))
+    assert {done[j.key].result for j in jobs[:-1]} == {2 * i for i in range(1, 13)}
+    assert done[jobs[-1].key].result == -1
+    ids = [(tmp_path / "logs/1" / f"{j.job_id}.1.slurm").read_text() for j in jobs]
+    arrays = {i.split("_")[0] for i in ids}
+    assert len(arrays) == 2, ids  # twelve alike in one array, the one of 2 cores apart
+    assert ids[-1].isdigit()  # a single job, not an array of one
 
 
 def test_failed_with_exit_code_and_cancelled_by_abort(
-    slurm: SlurmCluster, tmp_path: Path, namespace: str
+    slurm: SlurmCluster, ex: SlurmExecutor, namespace: str
 ) -> None:
-    ex = make(tmp_path / "logs", namespace)
-    try:
-        failing = spec(1, python("import sys; print('bad input', file=sys.stderr); sys.exit(5)"))
-        sleeping = spec(2, SLEEP_LONG)
-        ex.submit([failing, sleeping])
-        updates: list[JobUpdate] = []
-        wait_for_state(ex, sleeping.key, "running", updates)
-        ex.cancel([sleeping.key])
-        done = finals(wait_for(ex, 2, into=updates))
-        assert done[failing.key].exit_code == 5
-        assert done[failing.key].error == "exit code 5: bad input"
-        started = done[failing.key].started_at  # the script's own times, from the node
-        assert started is not None and started <= done[failing.key].at
-        assert done[failing.key].usage is not None
-        assert done[sleeping.key].error == "cancelled"
-        waiting.wait_for(  # COMPLETING a moment after scancel, then CANCELLED
-            lambda: f"CANCELLED and FAILED in Slurm (got {_states(slurm, namespace)})",
-            lambda: _states(slurm, namespace) == ["CANCELLED", "FAILED"],
-        )
-    finally:
-        ex.close()
+    failing = spec(1, python("import sys; print('bad input', file=sys.stderr); sys.exit(5)"))
+    sleeping = spec(2, SLEEP_LONG)
+    ex.submit([failing, sleeping])
+    updates: list[JobUpdate] = []
+    wait_for_state(ex, sleeping.key, "running", updates)
+    ex.cancel([sleeping.key])
+    done = finals(wait_for(ex, 2, into=updates))
+    assert done[failing.key].exit_code == 5
+    assert done[failing.key].error == "exit code 5: bad input"
+    started = done[failing.key].started_at  # the script's own times, from the node
+    assert started is not None and started <= done[failing.key].at
+    assert done[failing.key].usage is not None
+    assert done[sleeping.key].error == "cancelled"
+    waiting.wait_for(  # COMPLETING a moment after scancel, then CANCELLED
+        lambda: f"CANCELLED and FAILED in Slurm (got {_states(slurm, namespace)})",
+        lambda: _states(slurm, namespace) == ["CANCELLED", "FAILED"],
+    )
 
 
 def test_cancelled_outside_orchid_is_a_failure_that_says_so(
-    slurm: SlurmCluster, tmp_path: Path, namespace: str
+    slurm: SlurmCluster, ex: SlurmExecutor, namespace: str
 ) -> None:
-    ex = make(tmp_path / "logs", namespace)
-    try:
-        job = spec(1, SLEEP_LONG)
-        ex.submit([job])
-        updates: list[JobUpdate] = []
-        wait_for_state(ex, job.key, "running", updates)
-        slurm.run("scancel", f"--name={namespace}")
-        (update,) = finals(wait_for(ex, 1, into=updates)).values()
-        assert update.state == "failed"
-        assert update.error is not None and "cancelled in Slurm" in update.error
-    finally:
-        ex.close()
+    job = spec(1, SLEEP_LONG)
+    ex.submit([job])
+    updates: list[JobUpdate] = []
+    wait_for_state(ex, job.key, "running", updates)
+    slurm.run("scancel", f"--name={namespace}")
+    (update,) = finals(wait_for(ex, 1, into=updates)).values()
+    assert update.state == "failed"
+    assert update.error is not None and "cancelled in Slurm" in update.error
 
 
 def test_end_states_are_found_after_the_agent_was_away(
@@ -215,19 +209,13 @@ def test_slurms_own_time_limit_is_a_walltime_failure(
         ex.close()
 
 
-def test_a_refused_job_fails_with_slurms_message(
-    slurm: SlurmCluster, tmp_path: Path, namespace: str
-) -> None:
-    ex = make(tmp_path / "logs", namespace)
-    try:
-        bad = spec(1, python("print(1)"), resources=Resources(queue="nosuchpartition"))
-        good = spec(2, python("print(2)"))
-        ex.submit([bad, good])
-        done = finals(wait_for(ex, 2))
-        assert "Invalid partition" in (done[bad.key].error or ""), done[bad.key]
-        assert done[good.key].result == 2
-    finally:
-        ex.close()
+def test_a_refused_job_fails_with_slurms_message(ex: SlurmExecutor) -> None:
+    bad = spec(1, python("print(1)"), resources=Resources(queue="nosuchpartition"))
+    good = spec(2, python("print(2)"))
+    ex.submit([bad, good])
+    done = finals(wait_for(ex, 2))
+    assert "Invalid partition" in (done[bad.key].error or ""), done[bad.key]
+    assert done[good.key].result == 2
 
 
 def _bin_dir(folder: Path, **scripts: str) -> Path:
@@ -328,21 +316,15 @@ def test_an_unreachable_controller_at_submission(
         ex.close()
 
 
-def test_jobs_get_no_agent_environment(
-    slurm: SlurmCluster, tmp_path: Path, namespace: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_jobs_get_no_agent_environment(ex: SlurmExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCHID_DB_URL", "postgresql://secret@db/orchid")
     monkeypatch.setenv("SOME_TOKEN", "hush")
-    ex = make(tmp_path / "logs", namespace)
-    try:
-        code = "import json, os; print(json.dumps(sorted(os.environ)))"
-        ex.submit([spec(1, python(code, env={"MINE": "x{n}"}), {"n": 3})])
-        (update,) = finals(wait_for(ex, 1)).values()
-        names = set(update.result)
-        assert "ORCHID_DB_URL" not in names and "SOME_TOKEN" not in names
-        assert {"MINE", "ORCHID_JOB_KEY", "ORCHID_RESULT_FILE", "PATH"} <= names
-    finally:
-        ex.close()
+    code = "import json, os; print(json.dumps(sorted(os.environ)))"
+    ex.submit([spec(1, python(code, env={"MINE": "x{n}"}), {"n": 3})])
+    (update,) = finals(wait_for(ex, 1)).values()
+    names = set(update.result)
+    assert "ORCHID_DB_URL" not in names and "SOME_TOKEN" not in names
+    assert {"MINE", "ORCHID_JOB_KEY", "ORCHID_RESULT_FILE", "PATH"} <= names
 
 
 def test_an_unreachable_controller_is_a_clear_error(

@@ -57,6 +57,17 @@ class Updates:
                 fresh.append(spec)
         return fresh, ended
 
+    def push_end(
+        self, lock: threading.Lock, table: dict[str, Any], key: str, job: object, end: JobUpdate
+    ) -> None:
+        """Hand over the ``end`` of ``job``, and drop it from ``table`` (guarded by ``lock``),
+        unless it left the table meanwhile: it was cancelled, and that was reported."""
+        with lock:
+            if table.get(key) is not job:
+                return
+            del table[key]
+        self.push(end)
+
     def push(self, *updates: JobUpdate) -> None:
         """Queue updates and wake the carrier."""
         if not updates:

@@ -351,11 +351,7 @@ class HTCondorExecutor:
         )
 
     def _finish(self, job: _Job, update: JobUpdate) -> None:
-        with self._lock:
-            if self._jobs.get(job.spec.key) is not job:
-                return  # cancelled meanwhile
-            del self._jobs[job.spec.key]
-        self._out.push(update)
+        self._out.push_end(self._lock, self._jobs, job.spec.key, job, update)
 
     # --- helpers -----------------------------------------------------------------------
 

@@ -386,11 +386,7 @@ class PandaExecutor:
         )
 
     def _finish(self, job: _Job, update: JobUpdate) -> None:
-        with self._lock:
-            if self._jobs.get(job.spec.key) is not job:
-                return
-            del self._jobs[job.spec.key]
-        self._out.push(update)
+        self._out.push_end(self._lock, self._jobs, job.spec.key, job, update)
 
     def _log(self, job: _Job) -> str | None:
         if job.panda_id is None:

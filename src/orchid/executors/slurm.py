@@ -71,6 +71,8 @@ from orchid.executors.base import (
 )
 from orchid.executors.jobcommand import job_command
 
+__all__ = ["SlurmError", "SlurmExecutor", "SlurmOptions"]
+
 logger = logging.getLogger(__name__)
 
 MISSES_BEFORE_LOST = 3
@@ -570,11 +572,7 @@ class SlurmExecutor:
         )
 
     def _finish(self, job: _Job, update: JobUpdate) -> None:
-        with self._lock:
-            if self._jobs.get(job.spec.key) is not job:
-                return  # cancelled meanwhile
-            del self._jobs[job.spec.key]
-        self._out.push(update)
+        self._out.push_end(self._lock, self._jobs, job.spec.key, job, update)
 
     def _files(self, spec: JobSpec) -> proc.AttemptFiles:
         return proc.AttemptFiles.for_job(self._log_dir, spec)
