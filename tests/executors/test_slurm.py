@@ -71,12 +71,8 @@ class TestSlurmContract(ExecutorContract):
     requested = Resources(cores=2, memory_mb=1500, gpus=1, walltime_s=600.0, queue="long")
 
     @pytest.fixture
-    def executor(
-        self, slurm: SlurmCluster, tmp_path: Path, namespace: str
-    ) -> Iterator[SlurmExecutor]:
-        ex = make(tmp_path / "logs", namespace)
-        yield ex
-        ex.close()
+    def executor(self, ex: SlurmExecutor) -> SlurmExecutor:
+        return ex
 
     @pytest.fixture
     def reopen(self, slurm: SlurmCluster, tmp_path: Path, namespace: str) -> Iterator[Reopen]:
