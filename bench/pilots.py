@@ -107,7 +107,8 @@ def wait_workflow(db: Database, wf: int, timeout: float, procs: list[Any], home:
 def run(a: argparse.Namespace) -> dict[str, Any]:
     Path(a.tmp).mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="orchid-pilots-", dir=a.tmp))
-    (home / "settings.toml").write_text(f'[executors.{QUEUE}]\ntype = "worker"\n')
+    bus = f'[engine]\nbus = "{a.bus}"\n\n' if a.bus else ""
+    (home / "settings.toml").write_text(f'{bus}[executors.{QUEUE}]\ntype = "worker"\n')
     row: dict[str, Any] = {
         "system": "orchid-pilots",
         "shape": a.shape,
@@ -115,6 +116,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         "db": a.db,
         "agents": 1,
         "executor": "worker",
+        "bus": a.bus or "auto",
         "pilots": a.pilots,
         "workers": a.pilots * a.workers,
     }
@@ -199,6 +201,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument("--shape", choices=shapes.SHAPES, default="layered")
     ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    ap.add_argument(
+        "--bus",
+        choices=["auto", "db", "memory", "postgres"],
+        default="db",
+        help="the event bus of the server and the agents (default db: the server's records "
+        "of reported ends wake the agents of another process on SQLite too)",
+    )
     ap.add_argument("--pilots", type=int, default=1, help="Slurm pilot jobs (default 1)")
     ap.add_argument("--workers", type=int, default=2, help="job slots of each pilot")
     ap.add_argument("--idle-exit", type=float, default=60, help="the pilots' --idle-exit")

@@ -72,8 +72,10 @@ class WorkerOptions:
     idle_exit_s: float | None = None  # end after this long with nothing to do (None: never)
     poll_s: float = 2.0  # how often to ask for jobs while there is room and none came
     # right after activity (an end reported, jobs leased) the next jobs are likely near (a
-    # reported end releases its children): ask again after this, doubling up to poll_s
+    # reported end releases its children): ask again after eager_s, eager_rounds times,
+    # then doubling the pause up to poll_s
     eager_s: float = 0.02
+    eager_rounds: int = 5
     report_batch: int = 200  # the most updates one report carries
     url: str = ""  # the server; jobs with a job token get it as ORCHID_URL
 
@@ -165,7 +167,8 @@ class Worker:
         short right after activity, then doubling up to ``poll_s``, so a worker that just
         reported ends leases their children soon, and an idle one asks every ``poll_s``."""
         longest = min(self.options.poll_s, self._lease_s / 3)
-        return min(longest, self.options.eager_s * float(2 ** min(self._quiet, 30)))
+        doublings = min(max(0, self._quiet - self.options.eager_rounds), 30)
+        return min(longest, self.options.eager_s * float(2**doublings))
 
     # --- leasing and renewing -----------------------------------------------------------
 
