@@ -161,9 +161,12 @@ def _submit_pilots(
 
 
 def _orchid_command() -> str:
-    """This orchid command, by its full path when it has one (the nodes share it, often)."""
-    found = shutil.which("orchid")
-    return found or "orchid"
+    """This orchid command, by its full path when it has one (the nodes share it, often):
+    the one beside this python (its virtualenv's, even when not on PATH), else PATH's."""
+    beside = Path(sys.executable).parent / "orchid"
+    if os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("orchid") or "orchid"
 
 
 def _run(
