@@ -11,7 +11,7 @@ IDDS_VENV  ?= .venv-idds
 IDDS_STAMP := $(IDDS_VENV)/.installed
 IDDS_VERSION := 2.6.21
 
-.PHONY: demo test lint typecheck unit services chromium clean
+.PHONY: demo test lint typecheck unit services chromium slurm clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -42,7 +42,7 @@ demo: $(STAMP)
 	$(VENV)/bin/orchid run examples/rubin_dag/workflow.yaml --db .orchid/demo.db
 
 ## test: lint, type-check, then every test on SQLite and on the machine's PostgreSQL
-test: $(STAMP) $(RUCIO_STAMP) $(IDDS_STAMP) services chromium lint typecheck
+test: $(STAMP) $(RUCIO_STAMP) $(IDDS_STAMP) services chromium slurm lint typecheck
 	$(VENV)/bin/pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)
@@ -59,6 +59,13 @@ services:
 ## chromium: Debian's Chromium for the browser tests (Playwright drives it; it never downloads one)
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+## slurm: Debian's slurm-wlm and munge for the Slurm executor's tests (a fixture starts a
+## single-node cluster of its own under a temporary folder; nothing runs as a service)
+slurm:
+	@test -x /usr/sbin/slurmctld && test -x /usr/sbin/slurmd && test -x /usr/sbin/munged \
+	  && command -v sbatch >/dev/null || { apt-get update -qq && apt-get install -y -qq \
+	  --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null; }
 
 clean:
 	rm -rf $(VENV) $(RUCIO_VENV) $(IDDS_VENV) .orchid .mypy_cache .ruff_cache .pytest_cache test-artifacts
