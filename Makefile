@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 # a real Rucio server (and its daemons) for the rucio data manager's tests, in a venv of its own
 RUCIO_VENV  ?= .venv-rucio
 RUCIO_STAMP := $(RUCIO_VENV)/.installed
+# a real PanDA server (panda-server with JEDI, served by gunicorn) for the panda executor's tests
+PANDA_VENV  ?= .venv-panda
+PANDA_STAMP := $(PANDA_VENV)/.installed
 
 .PHONY: demo test lint typecheck unit services chromium clean
 
@@ -25,13 +28,29 @@ $(RUCIO_STAMP):
 	$(RUCIO_VENV)/bin/python -m pip install --quiet 'rucio==41.5.1' 'psycopg[binary]>=3.1'
 	touch $(RUCIO_STAMP)
 
+# PyPI has only panda-server's sdist; its build hook wants a user `atlpan` when it runs as gid 0,
+# so the wheel is built under another group. mod-wsgi (Apache) is left out: gunicorn serves it.
+$(PANDA_STAMP):
+	rm -rf $(PANDA_VENV) && python3 -m venv $(PANDA_VENV)
+	$(PANDA_VENV)/bin/python -m pip install --quiet --upgrade pip wheel
+	mkdir -p $(PANDA_VENV)/wheels && chmod 777 $(PANDA_VENV)/wheels
+	cd $(PANDA_VENV)/wheels && setpriv --regid=nogroup --clear-groups ../bin/python -m pip wheel \
+	  --quiet --no-deps --no-cache-dir 'panda-server==1.0.4'
+	$(PANDA_VENV)/bin/python -m pip install --quiet --no-deps $(PANDA_VENV)/wheels/panda_server-1.0.4-*.whl
+	$(PANDA_VENV)/bin/python -c "import importlib.metadata as m; \
+	  print('\n'.join(r for r in m.requires('panda-server') or [] if 'extra ==' not in r \
+	  and not r.lower().replace('_', '-').startswith('mod-wsgi')))" > $(PANDA_VENV)/requirements.txt
+	$(PANDA_VENV)/bin/python -m pip install --quiet -r $(PANDA_VENV)/requirements.txt \
+	  psycopg2-binary gunicorn panda-client
+	touch $(PANDA_STAMP)
+
 ## demo: install, then run the Rubin-like example DAG on the embedded default (SQLite + local executor)
 demo: $(STAMP)
 	$(PY) examples/rubin_dag/generate.py --visits 40 --detectors 20
 	$(VENV)/bin/orchid run examples/rubin_dag/workflow.yaml --db .orchid/demo.db
 
 ## test: lint, type-check, then every test on SQLite and on the machine's PostgreSQL
-test: $(STAMP) $(RUCIO_STAMP) services chromium lint typecheck
+test: $(STAMP) $(RUCIO_STAMP) $(PANDA_STAMP) services chromium lint typecheck
 	$(VENV)/bin/pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)
@@ -50,4 +69,4 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 clean:
-	rm -rf $(VENV) $(RUCIO_VENV) .orchid .mypy_cache .ruff_cache .pytest_cache test-artifacts
+	rm -rf $(VENV) $(RUCIO_VENV) $(PANDA_VENV) .orchid .mypy_cache .ruff_cache .pytest_cache test-artifacts
