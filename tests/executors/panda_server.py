@@ -24,6 +24,7 @@ by process group.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -187,10 +188,8 @@ class PandaServer:
 
 def _signal(groups: list[int], sig: int) -> None:
     for group in groups:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(group, sig)
-        except ProcessLookupError:
-            pass
 
 
 def _alive(groups: list[int]) -> bool:
@@ -243,7 +242,9 @@ def _make_database(dbname: str, dbuser: str, password: str) -> None:
         admin.dispose()
     values = {"DBUSER": dbuser, "SITE_NAME": SITE}
     for name in SCHEMA_FILES:
-        text = re.sub(r"(?i)OWNER TO panda;", f"OWNER TO {dbuser};", (FILES / "schema" / name).read_text())
+        text = re.sub(
+            r"(?i)OWNER TO panda;", f"OWNER TO {dbuser};", (FILES / "schema" / name).read_text()
+        )
         # the last statements of the scheduler file make a view of the monitor's over a
         # table this schema version lacks: harmless
         _psql(dbname, text, check=name != "pg_PANDA_SCHEDULER_JOBS.sql")

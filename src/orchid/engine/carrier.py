@@ -26,7 +26,15 @@ from orchid.core.limits import Limits
 from orchid.core.retry import RetryPolicy
 from orchid.engine.agent import CANCEL, ENDED, JOBS, TICK, UPDATES, AgentEnv, Step, agent_id
 from orchid.engine.trigger import announce, settle
-from orchid.executors.base import Executor, JobSpec, JobUpdate, Payload, Resources
+from orchid.executors.base import (
+    Executor,
+    JobSpec,
+    JobUpdate,
+    Payload,
+    Planning,
+    Resources,
+    WorkPlan,
+)
 from orchid.store import dispatch, routes, secrets
 
 log = logging.getLogger(__name__)
@@ -83,6 +91,11 @@ class Carrier:
         self._works: dict[int, _WorkInfo] = {}  # work id → what its jobs share
         self._next_renewal = 0.0
         self._job_key: bytes | None = None
+        # an executor that makes each work's jobs up front (PanDA): the works it was told
+        # about and not yet told ended, and the plans still to hand it
+        self._planning = executor if isinstance(executor, Planning) else None
+        self._planned: set[int] = set()
+        self._plans_due: list[WorkPlan] = []
 
     @property
     def in_flight(self) -> int:
@@ -193,6 +206,7 @@ class Carrier:
         dies now, their lease runs out and they run again."""
         env = self.env
         try:
+            self._hand_plans()
             self.executor.submit(specs)
         except Exception:
             log.exception(
@@ -209,6 +223,8 @@ class Carrier:
         missing = {r.work_id: r.workflow_id for r in rows if r.work_id not in self._works}
         if missing:
             self._learn(conn, missing)
+        if self._planning is not None:
+            self._plan(conn, {r.work_id for r in rows} - self._planned)
         policies, works = self._policies, self._works
         specs: list[JobSpec] = []
         for r in rows:
@@ -239,6 +255,47 @@ class Carrier:
                 )
             )
         return specs
+
+    def _plan(self, conn: Connection, work_ids: set[int]) -> None:
+        """The plans of works whose jobs this carrier hands over for the first time."""
+        if not work_ids:
+            return
+        for work_id, jobs in dispatch.work_jobs(conn, work_ids).items():
+            info = self._works[work_id]
+            self._plans_due.append(
+                WorkPlan(
+                    info.workflow_id,
+                    work_id,
+                    info.name,
+                    info.payload.kind,
+                    info.resources,
+                    tuple(jobs),
+                )
+            )
+            self._planned.add(work_id)
+
+    def _hand_plans(self) -> None:
+        """Tell a planning executor about the works of the jobs it is about to get."""
+        if self._planning is None or not self._plans_due:
+            return
+        due = self._plans_due
+        try:
+            self._planning.plan(due)
+        except Exception:
+            self._planned -= {p.work_id for p in due}  # planned again with their next jobs
+            self._plans_due = []
+            raise
+        self._plans_due = []
+
+    def _tell_ended(self) -> None:
+        """Tell a planning executor which of the works it was told about have ended."""
+        if self._planning is None or not self._planned:
+            return
+        with self.env.db.begin() as conn:
+            ended = dispatch.ended_works(conn, self._planned)
+        if ended:
+            self._planning.works_ended(ended)
+            self._planned -= set(ended)
 
     def _learn(self, conn: Connection, works: Mapping[int, int]) -> None:
         """Remember what the jobs of these works (id → workflow id) share."""
@@ -271,6 +328,7 @@ class Carrier:
                 return 0
             specs = self._specs(conn, rows, adopted=True)
         log.warning("adopting %d jobs of a carrier that stopped", len(specs))
+        self._hand_plans()
         self.executor.submit(specs)  # the executor finds them by key; a failure: next round
         return len(specs)
 
@@ -305,6 +363,7 @@ class Carrier:
         with env.db.begin() as conn:
             dispatch.renew(conn, self.owner, now, env.lease)
         adopted = self._adopt(now) if self._durable else 0
+        self._tell_ended()
         with env.db.begin() as conn:
             lost = dispatch.reclaim_lost(conn, now, self.route)
         if lost:

@@ -16,7 +16,6 @@ import sys
 import time
 
 import psycopg2
-
 from pandaserver.brokerage.SiteMapper import SiteMapper
 from pandaserver.config import panda_config
 from pandaserver.dataservice.adder_gen import AdderGen
@@ -31,11 +30,16 @@ def main():
     parser.add_argument("--interval", type=float, default=0.5)
     ns = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    taskBuffer.init(panda_config.dbhost, panda_config.dbpasswd, nDBConnection=1, useTimeout=True, requester=NAME)
+    taskBuffer.init(
+        panda_config.dbhost, panda_config.dbpasswd, nDBConnection=1, useTimeout=True, requester=NAME
+    )
     site_mapper = SiteMapper(taskBuffer)
     refresher = psycopg2.connect(
-        host=panda_config.dbhost, port=panda_config.dbport, dbname=panda_config.dbname,
-        user=panda_config.dbuser, password=panda_config.dbpasswd,
+        host=panda_config.dbhost,
+        port=panda_config.dbport,
+        dbname=panda_config.dbname,
+        user=panda_config.dbuser,
+        password=panda_config.dbpasswd,
     )
     refresher.autocommit = True
     next_refresh = 0.0
@@ -45,10 +49,26 @@ def main():
             next_refresh = now + ns.refresh
             with refresher.cursor() as cur:
                 cur.execute("CALL doma_panda.jedi_refr_mintaskids_bystatus()")
-        reports = taskBuffer.listJobOutputReport(only_unlocked=True, time_limit=10, limit=1000, grace_period=0) or []
+        reports = (
+            taskBuffer.listJobOutputReport(
+                only_unlocked=True, time_limit=10, limit=1000, grace_period=0
+            )
+            or []
+        )
         for panda_id, job_status, attempt_nr, _ in reports:
-            if taskBuffer.lockJobOutputReport(panda_id=panda_id, attempt_nr=attempt_nr, pid=NAME, time_limit=10):
-                AdderGen(taskBuffer, panda_id, job_status, attempt_nr, ignore_tmp_error=False, siteMapper=site_mapper, pid=NAME, prelock_pid=NAME).run()
+            if taskBuffer.lockJobOutputReport(
+                panda_id=panda_id, attempt_nr=attempt_nr, pid=NAME, time_limit=10
+            ):
+                AdderGen(
+                    taskBuffer,
+                    panda_id,
+                    job_status,
+                    attempt_nr,
+                    ignore_tmp_error=False,
+                    siteMapper=site_mapper,
+                    pid=NAME,
+                    prelock_pid=NAME,
+                ).run()
         if not reports:
             time.sleep(ns.interval)
 

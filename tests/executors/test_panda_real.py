@@ -1,0 +1,331 @@
+"""The PanDA executor against a real PanDA: panda-server 1.0.4 and JEDI, with a stand-in pilot.
+
+The server, JEDI (its message-driven agents on the local RabbitMQ) and the adder's work
+are the real thing (tests/executors/panda_server.py); only the pilot is a stand-in
+(tests/executors/panda_pilot.py) that runs each job's real ``transPath`` payload. The
+contract suite runs here, then Orchid workflows through the engine: a Rubin-shaped DAG
+with job-level parents (each payload checks that its parents' outputs exist), a map, a
+work whose jobs exist only once its upstream work ended, and a failed parent.
+
+One server for all of them (session fixture, one xdist group).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchid.executors.base import Executor, Resources
+from orchid.executors.panda import PandaExecutor, PandaOptions
+from orchid.notify.config import StompBroker
+from orchid.notify.stomp import StompSender
+from orchid.store.db import Database
+from tests.engine.enginekit import engine_factory, jobs_of, works_of
+from tests.executors import panda_server
+from tests.executors.contract import ExecutorContract, Reopen, finals, python, spec, wait_for
+from tests.executors.panda_pilot import StandInPilot
+
+pytestmark = [
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups"),
+    pytest.mark.xdist_group("panda"),  # panda-client keeps its server in process globals
+    pytest.mark.postgres,
+]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[panda_server.PandaServer]:
+    if not panda_server.available():
+        if os.environ.get("CI"):
+            pytest.fail("the PanDA venv is missing: `make .venv-panda/.installed`")
+        pytest.skip("no PanDA venv (.venv-panda); `make .venv-panda/.installed`")
+    try:
+        socket.create_connection(("127.0.0.1", panda_server.STOMP_PORT), timeout=3).close()
+    except OSError as exc:
+        pytest.skip(f"no STOMP broker on 127.0.0.1:61613 (`make services`): {exc}")
+    srv = panda_server.start(tmp_path_factory.mktemp("panda"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def pilot(
+    server: panda_server.PandaServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StandInPilot]:
+    with StandInPilot(
+        server.api,
+        panda_server.SITE,
+        tmp_path_factory.mktemp("pilot"),
+        prod_source_label=panda_server.PROD_SOURCE_LABEL,
+        slots=8,
+        heartbeat=0.5,
+    ) as p:
+        yield p
+
+
+def options(server: panda_server.PandaServer, **kw: object) -> PandaOptions:
+    base = {
+        "url": server.url,
+        "vo": panda_server.VO,
+        "site": panda_server.SITE,
+        "prod_source_label": panda_server.PROD_SOURCE_LABEL,
+        "auth": "oidc",
+        "token_env": "ORCHID_TEST_PANDA_TOKEN",
+        "python": sys.executable,
+        "poll_interval": 0.5,
+        "monitor_url": "https://bigpanda.example.org",
+        "release_destination": server.destination,
+    }
+    return PandaOptions.model_validate({**base, **kw})
+
+
+def make(
+    server: panda_server.PandaServer, logs: Path, namespace: str, **kw: object
+) -> PandaExecutor:
+    os.environ["ORCHID_TEST_PANDA_TOKEN"] = "no-auth-here"  # the server checks no token
+    sender = StompSender(StompBroker(user="guest", password="guest"), server.destination)
+    return PandaExecutor(logs, options(server, **kw), namespace=namespace, releases=sender)
+
+
+def fresh_namespace() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+class TestRealPandaContract(ExecutorContract):
+    local_logs = False  # logs stay in PanDA: log_uri links the monitor
+    requested = Resources(
+        cores=2, memory_mb=1500, gpus=0, walltime_s=600.0, queue=panda_server.SITE
+    )
+
+    @pytest.fixture
+    def executor(
+        self, server: panda_server.PandaServer, pilot: StandInPilot, tmp_path: Path
+    ) -> Iterator[PandaExecutor]:
+        self._server = server
+        self._ns = fresh_namespace()
+        ex = make(server, tmp_path / "logs", self._ns)
+        yield ex
+        ex.close()
+
+    @pytest.fixture
+    def reopen(self, server: panda_server.PandaServer, tmp_path: Path) -> Iterator[Reopen]:
+        made: list[PandaExecutor] = []
+
+        def again(old: Executor) -> Executor:
+            old.close()
+            made.append(make(server, tmp_path / "logs", self._ns))
+            return made[-1]
+
+        yield again
+        for ex in made:
+            ex.close()
+
+    def observed_resources(self, executor: Executor, key: str) -> Resources | None:
+        _, job_id, attempt = key.split("-")
+        name = f"{self._ns}.1.work.{job_id}.{attempt}"
+        (row,) = self._server.sql(
+            "SELECT corecount, ramcount, walltime, site FROM doma_panda.jedi_tasks "
+            "WHERE taskname = :name",
+            name=name,
+        )
+        return Resources(
+            cores=int(row.corecount),
+            memory_mb=int(row.ramcount),
+            gpus=0,
+            walltime_s=float(row.walltime),
+            queue=str(row.site),
+        )
+
+
+# --- Orchid workflows through the real PanDA -------------------------------------------
+
+CHECK_PARENTS = """\
+import json, os, sys
+out = sys.argv[1]
+me, parents = sys.argv[2], [p for p in sys.argv[3].split(",") if p]
+missing = [p for p in parents if not os.path.exists(os.path.join(out, p))]
+if missing:
+    print("missing parent outputs:", missing, file=sys.stderr)
+    sys.exit(5)
+with open(os.path.join(out, me), "w") as f:
+    f.write(me)
+print(json.dumps({"job": me, "parents": len(parents)}))
+"""
+
+
+def rubin_jobs(visits: int, detectors: int, patches: int) -> dict[str, list[dict[str, Any]]]:
+    """The jobs of examples/rubin_dag's first works and its coadd, with job-level parents."""
+    isr, calib, coadd = [], [], []
+    for v in range(visits):
+        for d in range(detectors):
+            key = f"v{v}d{d}"
+            isr.append({"name": key, "args": {"me": f"isr-{key}", "parents": ""}})
+            calib.append(
+                {
+                    "name": key,
+                    "args": {"me": f"calibrate-{key}", "parents": f"isr-{key}"},
+                    "parents": [f"isr/{key}"],
+                }
+            )
+    for p in range(patches):
+        overlap = [(p + k) % detectors for k in range(3)]
+        keys = [f"v{v}d{d}" for v in range(visits) for d in overlap]
+        coadd.append(
+            {
+                "name": f"p{p}",
+                "args": {"me": f"coadd-p{p}", "parents": ",".join(f"calibrate-{k}" for k in keys)},
+                "parents": [f"calibrate/{k}" for k in keys],
+            }
+        )
+    return {"isr": isr, "calibrate": calib, "coadd": coadd}
+
+
+@pytest.fixture
+def engine(
+    server: panda_server.PandaServer, pilot: StandInPilot, tmp_path: Path
+) -> Iterator[Callable[[], Any]]:
+    closers: list[Callable[[], None]] = []
+    db = Database(f"sqlite:///{tmp_path / 'orchid.db'}")
+    db.upgrade()
+    factory = engine_factory(db, tmp_path / "home", closers)
+    made: list[PandaExecutor] = []
+
+    def make_engine() -> Any:
+        ex = make(server, tmp_path / "logs", fresh_namespace(), poll_interval=0.3)
+        made.append(ex)
+        return factory(ex, poll_interval=0.05)
+
+    yield make_engine
+    for close in reversed(closers):
+        close()
+    db.dispose()
+
+
+def test_a_rubin_shaped_dag_runs_through_jedi(
+    engine: Callable[[], Any], server: panda_server.PandaServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "outputs"
+    out.mkdir()
+    jobs = rubin_jobs(visits=10, detectors=15, patches=12)  # 150 + 150 + 12 jobs
+    command = [sys.executable, "-c", CHECK_PARENTS, str(out), "{me}", "{parents}"]
+    template = {
+        "name": "rubin-on-panda",
+        "works": [{"name": w, "command": command, "jobs": js} for w, js in jobs.items()],
+    }
+    eng = engine()
+    wf_id, wf = eng.run(template, idle_sleep=0.02, deadline_s=600.0)
+    assert wf.status == "succeeded", [
+        (j.work_name, j.name, j.error) for j in jobs_of(eng.db, wf_id) if j.error
+    ][:5]
+    done = jobs_of(eng.db, wf_id)
+    assert len(done) == 312 and {j.status for j in done} == {"succeeded"}
+    assert len(list(out.iterdir())) == 312
+    coadds = [j.result for j in done if j.work_name == "coadd"]
+    assert {r["parents"] for r in coadds} == {30}
+    # one JEDI task per work, each job a PanDA job of it, every one held and released
+    rows = server.sql(
+        "SELECT t.taskname, t.status, count(j.pandaid) AS n FROM doma_panda.jedi_tasks t "
+        "JOIN doma_panda.jobsarchived4 j ON j.jeditaskid = t.jeditaskid "
+        "WHERE t.taskname LIKE :pattern AND j.jobstatus = 'finished' GROUP BY 1, 2",
+        pattern=f"%.{wf_id}.%",
+    )
+    by_work = {r.taskname.split(".")[2]: int(r.n) for r in rows if eng.executor._ns in r.taskname}
+    assert by_work == {"isr": 150, "calibrate": 150, "coadd": 12}
+
+
+def test_a_map_and_a_work_made_when_its_upstream_ends(engine: Callable[[], Any]) -> None:
+    items = "import json; print(json.dumps([{'x': i} for i in range({n})]))"
+    template = {
+        "name": "dynamic-on-panda",
+        "works": [
+            {
+                "name": "square",
+                "command": ["python", "-c", "print({x} * {x})"],
+                "map": {"items": [{"x": i} for i in range(5)]},
+            },
+            {"name": "plan", "command": ["python", "-c", items.replace("{n}", "4")]},
+            {
+                "name": "fan",
+                "after": ["plan"],
+                "command": ["python", "-c", "print({x} + 100)"],
+                "map": {"items": "${works.plan.outputs}"},
+            },
+        ],
+    }
+    eng = engine()
+    wf_id, wf = eng.run(template, idle_sleep=0.02, deadline_s=300.0)
+    assert wf.status == "succeeded", [j.error for j in jobs_of(eng.db, wf_id) if j.error]
+    results = {
+        w: sorted(j.result for j in jobs_of(eng.db, wf_id) if j.work_name == w)
+        for w in ("square", "fan")
+    }
+    assert results == {"square": [0, 1, 4, 9, 16], "fan": [100, 101, 102, 103]}
+
+
+def test_a_failed_parent_skips_its_children_and_the_task_ends(
+    engine: Callable[[], Any], server: panda_server.PandaServer
+) -> None:
+    fail_if = "import sys; sys.exit(7 if '{name}' == 'bad' else 0)"
+    template = {
+        "name": "failure-on-panda",
+        "defaults": {"on_failure": "continue"},
+        "works": [
+            {
+                "name": "a",
+                "command": ["python", "-c", fail_if],
+                "jobs": [{"name": "good", "args": {"name": "good"}}, {"name": "bad", "args": {"name": "bad"}}],
+                "retries": 1,
+                "retry_delay": 0.1,
+            },
+            {
+                "name": "b",
+                "command": ["python", "-c", "print(1)"],
+                "jobs": [
+                    {"name": "after-good", "parents": ["a/good"]},
+                    {"name": "after-bad", "parents": ["a/bad"]},
+                ],
+            },
+        ],
+    }
+    eng = engine()
+    wf_id, wf = eng.run(template, idle_sleep=0.02, deadline_s=300.0)
+    states = {(j.work_name, j.name): (j.status, j.attempt) for j in jobs_of(eng.db, wf_id)}
+    assert states[("a", "bad")] == ("failed", 2)  # Orchid retried it once: PanDA ran it twice
+    assert states[("b", "after-bad")][0] == "skipped"
+    assert states[("b", "after-good")][0] == "succeeded"
+    assert {w.name: w.status for w in works_of(eng.db, wf_id)}["b"] != "running"
+    bad = next(j for j in jobs_of(eng.db, wf_id) if j.name == "bad")
+    assert bad.error and "exit code 7" in bad.error
+    # in PanDA: attempt 1 and 2 of a/bad failed; b's task ended without running after-bad
+    ns = eng.executor._ns
+
+    def task_states() -> dict[str, str]:
+        rows = server.sql(
+            "SELECT taskname, status FROM doma_panda.jedi_tasks WHERE taskname LIKE :p",
+            p=f"{ns}.{wf_id}.%",
+        )
+        return {r.taskname.split(".")[2]: str(r.status) for r in rows}
+
+    end = time.monotonic() + 120
+    while time.monotonic() < end:  # JEDI ends the tasks once Orchid reported the rest missing
+        eng.runner.run_once()
+        states_now = task_states()
+        if all(s in ("done", "finished", "failed") for s in states_now.values()):
+            break
+        time.sleep(0.5)
+    assert set(task_states().values()) <= {"done", "finished", "failed"}, task_states()
+    files = server.sql(
+        "SELECT c.lfn, c.status FROM doma_panda.jedi_dataset_contents c "
+        "JOIN doma_panda.jedi_tasks t ON t.jeditaskid = c.jeditaskid "
+        "WHERE t.taskname LIKE :p AND c.type = 'pseudo_input'",
+        p=f"{ns}.{wf_id}.b.%",
+    )
+    assert json.dumps(sorted((r.lfn.split(":")[-1], r.status) for r in files))
