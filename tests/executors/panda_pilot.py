@@ -99,10 +99,18 @@ class StandInPilot:
     # --- the pilot API ------------------------------------------------------------------
 
     def _call(self, endpoint: str, **data: Any) -> dict[str, Any]:
-        response = self._client.post(endpoint, json=data)
-        response.raise_for_status()
-        answer: dict[str, Any] = response.json()
-        return answer
+        """POST to the pilot API; a connection error is tried again (as a pilot does)."""
+        for attempt in range(5):
+            try:
+                response = self._client.post(endpoint, json=data)
+                response.raise_for_status()
+                answer: dict[str, Any] = response.json()
+                return answer
+            except httpx.TransportError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def _update(self, job: dict[str, Any], status: str, **data: Any) -> dict[str, Any]:
         return self._call(
@@ -163,7 +171,9 @@ class StandInPilot:
         name = transformation.rstrip("/").rsplit("/", 1)[-1] or "payload"
         target = folder / name
         if transformation.startswith(("http://", "https://")):
-            response = httpx.get(transformation, timeout=60, follow_redirects=True)
+            transport = httpx.HTTPTransport(retries=3)
+            with httpx.Client(transport=transport, timeout=60, follow_redirects=True) as http:
+                response = http.get(transformation)
             response.raise_for_status()
             target.write_bytes(response.content)
         else:

@@ -47,6 +47,7 @@ PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 STOMP_PORT = int(os.environ.get("ORCHID_TEST_STOMP_PORT", "61613"))
 SITE = "ORCHID_TEST"
 VO = "wlcg"
+CLOUD = "US"  # the queue's (site.sql)
 PROD_SOURCE_LABEL = "test"
 # JEDI's own queues (its message-driven agents send each other task triggers)
 INTERNAL_QUEUES = ("jedi_contents_feeder", "jedi_job_generator", "jedi_jobtaskstatus")

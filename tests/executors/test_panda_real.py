@@ -31,7 +31,7 @@ from orchid.notify.stomp import StompSender
 from orchid.store.db import Database
 from tests.engine.enginekit import engine_factory, jobs_of, works_of
 from tests.executors import panda_server
-from tests.executors.contract import ExecutorContract, Reopen, finals, python, spec, wait_for
+from tests.executors.contract import ExecutorContract, Reopen
 from tests.executors.panda_pilot import StandInPilot
 
 pytestmark = [
@@ -66,7 +66,7 @@ def pilot(
         tmp_path_factory.mktemp("pilot"),
         prod_source_label=panda_server.PROD_SOURCE_LABEL,
         slots=8,
-        heartbeat=0.5,
+        heartbeat=1.0,
     ) as p:
         yield p
 
@@ -75,6 +75,7 @@ def options(server: panda_server.PandaServer, **kw: object) -> PandaOptions:
     base = {
         "url": server.url,
         "vo": panda_server.VO,
+        "cloud": panda_server.CLOUD,
         "site": panda_server.SITE,
         "prod_source_label": panda_server.PROD_SOURCE_LABEL,
         "auth": "oidc",
@@ -221,7 +222,7 @@ def test_a_rubin_shaped_dag_runs_through_jedi(
         "works": [{"name": w, "command": command, "jobs": js} for w, js in jobs.items()],
     }
     eng = engine()
-    wf_id, wf = eng.run(template, idle_sleep=0.02, deadline_s=600.0)
+    wf_id, wf = eng.run(template, idle_sleep=0.02, deadline_s=600.0, max_rounds=10**7)
     assert wf.status == "succeeded", [
         (j.work_name, j.name, j.error) for j in jobs_of(eng.db, wf_id) if j.error
     ][:5]
@@ -261,7 +262,7 @@ def test_a_map_and_a_work_made_when_its_upstream_ends(engine: Callable[[], Any])
         ],
     }
     eng = engine()
-    wf_id, wf = eng.run(template, idle_sleep=0.02, deadline_s=300.0)
+    wf_id, wf = eng.run(template, idle_sleep=0.02, deadline_s=300.0, max_rounds=10**7)
     assert wf.status == "succeeded", [j.error for j in jobs_of(eng.db, wf_id) if j.error]
     results = {
         w: sorted(j.result for j in jobs_of(eng.db, wf_id) if j.work_name == w)
@@ -281,7 +282,10 @@ def test_a_failed_parent_skips_its_children_and_the_task_ends(
             {
                 "name": "a",
                 "command": ["python", "-c", fail_if],
-                "jobs": [{"name": "good", "args": {"name": "good"}}, {"name": "bad", "args": {"name": "bad"}}],
+                "jobs": [
+                    {"name": "good", "args": {"name": "good"}},
+                    {"name": "bad", "args": {"name": "bad"}},
+                ],
                 "retries": 1,
                 "retry_delay": 0.1,
             },
@@ -296,7 +300,7 @@ def test_a_failed_parent_skips_its_children_and_the_task_ends(
         ],
     }
     eng = engine()
-    wf_id, wf = eng.run(template, idle_sleep=0.02, deadline_s=300.0)
+    wf_id, _wf = eng.run(template, idle_sleep=0.02, deadline_s=300.0, max_rounds=10**7)
     states = {(j.work_name, j.name): (j.status, j.attempt) for j in jobs_of(eng.db, wf_id)}
     assert states[("a", "bad")] == ("failed", 2)  # Orchid retried it once: PanDA ran it twice
     assert states[("b", "after-bad")][0] == "skipped"

@@ -24,6 +24,9 @@ class PandaOptions(ExecutorOptions):
     url: str = Field(description="the PanDA server, https://HOST:25443/server/panda")
     site: str | None = Field(None, description="the PanDA queue jobs go to unless a work says")
     vo: str = "wlcg"
+    cloud: str | None = Field(
+        None, description="the site's cloud: set, JEDI skips task brokerage (as iDDS does)"
+    )
     working_group: str | None = None
     prod_source_label: str = "managed"
     processing_type: str = "orchid"
@@ -101,6 +104,19 @@ def panda_client(options: PandaOptions) -> Any:
     return client
 
 
+def status_call(client: Any) -> Any:
+    """``job/get_status`` through panda-client's own request machinery (its auth): the
+    state of many jobs in one call, far lighter than their descriptions. panda-client
+    has no function for it; ``(status, [{"status", "command"}, ...])``."""
+
+    def payload(job_ids: list[int], verbose: bool = False) -> dict[str, Any]:
+        return {"job_ids": job_ids}
+
+    return client.http_request_decorator(endpoint="job/get_status", method="get", json_out=True)(
+        payload
+    )
+
+
 def task_params(
     task: str,
     files: list[str],
@@ -159,6 +175,8 @@ def task_params(
     site = resources.queue or opts.site
     if site:
         params["site"] = site
+    if opts.cloud:
+        params["cloud"] = opts.cloud
     if opts.working_group:
         params["workingGroup"] = opts.working_group
     if opts.user_name:

@@ -76,6 +76,7 @@ from orchid.executors._panda_api import (
     panda_client,
     pseudo_input,
     result_of,
+    status_call,
     task_params,
     usage_of,
 )
@@ -94,6 +95,7 @@ from orchid.executors.jobcommand import job_command
 
 logger = logging.getLogger(__name__)
 BATCH = 500  # job ids per getJobStatus call
+RESEND_S = 3.0  # a release JEDI has not acted on after this long is looked at and sent again
 
 
 class Releases(Protocol):
@@ -117,6 +119,7 @@ class _Task:
     task_id: int | None = None
     released: set[str] = field(default_factory=set)
     ids: dict[str, int] = field(default_factory=dict)  # file → PanDA job id, as found
+    sent: dict[str, float] = field(default_factory=dict)  # file → when its release was sent
     seen: set[int] = field(default_factory=set)  # PanDA job ids already described
 
 
@@ -166,6 +169,7 @@ class PandaExecutor:
         self._ns = namespace
         self._clock = clock
         self._client = panda_client(options)
+        self._job_status = status_call(self._client)
         self._lock = threading.Lock()
         self._tasks: dict[str, _Task] = {}  # by name
         self._planned: dict[int, _Task] = {}  # job id → its work's task
@@ -383,6 +387,37 @@ class PandaExecutor:
             raise ExecutorError(f"executor {self.name}: cannot release jobs of {task.name}")
         self._releases.send_json([(file_message(task.task_id, files), {})])
         task.released.update(files)
+        now = time.monotonic()
+        task.sent.update(dict.fromkeys(files, now))
+
+    def _release_again(self, waiting: list[_Job]) -> None:
+        """Releases JEDI did not act on: a message that came before JEDI had made the
+        task's files (a task just made) or that was lost. Files still ``staging`` after
+        ``RESEND_S`` are released again (a release is idempotent)."""
+        now = time.monotonic()
+        late = [
+            j
+            for j in waiting
+            if j.task.held and now - j.task.sent.get(j.lfn, now) > RESEND_S and not j.kill
+        ]
+        for task, group in _by_task(late).items():
+            if task.task_id is None:
+                continue
+            status, found = self._client.get_files_in_datasets(task.task_id, "pseudo_input")
+            if status != 0 or not isinstance(found, list):
+                continue
+            staging = {
+                str(f["lfn"]).rsplit(":", 1)[-1]
+                for ds in found
+                for f in ds.get("files") or []
+                if f.get("status") == "staging"
+            }
+            again = {j.lfn: "Available" for j in group if j.lfn in staging}
+            if again:
+                logger.info("%s: releasing %d jobs of %s again", self.name, len(again), task.name)
+                self._release(task, again)
+            for job in group:  # looked at: not again before RESEND_S
+                task.sent[job.lfn] = now
 
     def _lookup(self, name: str) -> int | None:
         """The newest task of that name, if any."""
@@ -421,6 +456,18 @@ class PandaExecutor:
             if lfn:
                 task.ids[lfn] = int(desc.PandaID)
             task.seen.add(int(desc.PandaID))
+
+    def _states(self, ids: list[int]) -> dict[int, str]:
+        """PanDA job id → its status, for many jobs a call (``unknown`` if not found)."""
+        out: dict[int, str] = {}
+        for i in range(0, len(ids), BATCH):
+            batch = ids[i : i + BATCH]
+            status, got = self._job_status(batch)
+            if status != 0 or not isinstance(got, list) or len(got) != len(batch):
+                raise ExecutorError(f"executor {self.name}: cannot get the status of PanDA jobs")
+            for panda_id, item in zip(batch, got, strict=True):
+                out[panda_id] = str((item or {}).get("status") or "unknown")
+        return out
 
     def _describe(self, ids: Iterable[int]) -> list[Any]:
         ids = sorted(set(ids))
@@ -486,11 +533,23 @@ class PandaExecutor:
         if not everything:
             known = [j for j in known if j.panda_id in flagged or j.task.task_id in flagged_tasks]
         by_id = {j.panda_id: j for j in known if j.panda_id is not None}
-        for desc in self._describe(by_id):
+        states = self._states(list(by_id))
+        ended: list[int] = []
+        for panda_id, job in by_id.items():
+            state = states[panda_id]
+            if state in RUNNING:
+                if not job.started:
+                    job.started = True
+                    self._out.push(self._out.make(job.spec, "running", log_uri=self._log(job)))
+            elif state == "finished" or state in FAILED or state == "unknown":
+                ended.append(panda_id)  # its details say how (unknown: look where it is)
+        for desc in self._describe(ended):
             seen = by_id.get(int(desc.PandaID))
             if seen is not None:
                 self._observe(seen, desc)
-        self._check_tasks([j for j in live if j.panda_id is None])
+        still = [j for j in live if j.panda_id is None]
+        self._release_again(still)
+        self._check_tasks(still)
 
     def _check_tasks(self, waiting: list[_Job]) -> None:
         """Attempts PanDA made no job for: fail them if their task died."""
