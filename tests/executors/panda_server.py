@@ -111,6 +111,12 @@ class PandaServer:
     dbname: str
     dbuser: str
     destination: str  # the STOMP queue JEDI's message processor listens on
+
+    @property
+    def status_destination(self) -> str:
+        """The STOMP queue of the server's job and JEDI's task status messages."""
+        return status_destination(self.destination)
+
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -282,6 +288,9 @@ def _configure(home: Path, values: dict[str, str], destination: str) -> None:
     # feeder, which triggers the job generator; each of these queues is on the broker
     queues = {"idds": destination}
     queues.update({name: f"{destination}.{name}" for name in INTERNAL_QUEUES})
+    # JEDI's task status messages go where the server's job status messages go (Orchid's
+    # status_destination), as they go to iDDS in production
+    queues["jedi_jobtaskstatus"] = status_destination(destination)
     plugins = {
         "idds": ("processing_msg_processor", "ProcessingMsgProcPlugin"),
         "jedi_contents_feeder": (
@@ -319,6 +328,17 @@ def _configure(home: Path, values: dict[str, str], destination: str) -> None:
         },
     }
     (etc / "jedi_msg_proc_config.json").write_text(json.dumps(config, indent=1))
+    server_queues = {
+        name: {"server": "local", "destination": status_destination(destination), "enable": True}
+        for name in ("panda_jobstatus", "panda_jedi")
+    }
+    server_config = {"mb_servers": config["mb_servers"], "queues": server_queues}
+    (etc / "panda_mq_config.json").write_text(json.dumps(server_config, indent=1))
+
+
+def status_destination(destination: str) -> str:
+    """Where the server and JEDI send job and task status messages."""
+    return f"{destination}.status"
 
 
 def environment(home: Path, port: int) -> dict[str, str]:

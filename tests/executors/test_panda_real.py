@@ -27,11 +27,12 @@ import pytest
 from orchid.executors.base import Executor, Resources
 from orchid.executors.panda import PandaExecutor, PandaOptions
 from orchid.notify.config import StompBroker
+from orchid.notify.receiver import StatusReceiver
 from orchid.notify.stomp import StompSender
 from orchid.store.db import Database
 from tests.engine.enginekit import engine_factory, jobs_of, works_of
 from tests.executors import panda_server
-from tests.executors.contract import ExecutorContract, Reopen
+from tests.executors.contract import ExecutorContract, Reopen, finals, python, spec, wait_for
 from tests.executors.panda_pilot import StandInPilot
 
 pytestmark = [
@@ -277,7 +278,6 @@ def test_a_failed_parent_skips_its_children_and_the_task_ends(
     fail_if = "import sys; sys.exit(7 if '{name}' == 'bad' else 0)"
     template = {
         "name": "failure-on-panda",
-        "defaults": {"on_failure": "continue"},
         "works": [
             {
                 "name": "a",
@@ -288,6 +288,7 @@ def test_a_failed_parent_skips_its_children_and_the_task_ends(
                 ],
                 "retries": 1,
                 "retry_delay": 0.1,
+                "on_failure": "continue",
             },
             {
                 "name": "b",
@@ -333,3 +334,31 @@ def test_a_failed_parent_skips_its_children_and_the_task_ends(
         p=f"{ns}.{wf_id}.b.%",
     )
     assert json.dumps(sorted((r.lfn.split(":")[-1], r.status) for r in files))
+
+
+def test_status_messages_replace_polling(
+    server: panda_server.PandaServer, pilot: StandInPilot, tmp_path: Path
+) -> None:
+    """The server's job status messages (and JEDI's task status messages) through the
+    local RabbitMQ: the executor polls only every 5 minutes, so the jobs can only end in
+    time because the messages told it which jobs to look at."""
+    broker = StompBroker(user="guest", password="guest")
+    receiver = StatusReceiver(broker, server.status_destination)
+    os.environ["ORCHID_TEST_PANDA_TOKEN"] = "no-auth-here"
+    sender = StompSender(broker, server.destination)
+    opts = options(server, poll_interval=300.0)  # the fallback only: beyond the deadline
+    ex = PandaExecutor(
+        tmp_path / "logs",
+        opts,
+        namespace=fresh_namespace(),
+        status_messages=receiver,
+        releases=sender,
+    )
+    try:
+        jobs = [spec(i, python(f"print({i} * 10)")) for i in range(1, 6)]
+        ex.submit(jobs)
+        done = finals(wait_for(ex, len(jobs), timeout=120))
+    finally:
+        ex.close()
+    assert {u.result for u in done.values()} == {10, 20, 30, 40, 50}
+    assert receiver.received >= len(jobs)  # at least the end of each job

@@ -145,6 +145,7 @@ def task_params(
         "maxFailure": 1,
         "skipScout": True,
         "noWaitParent": True,
+        "pushStatusChanges": True,  # job and task status messages, if the server sends any
         "coreCount": resources.cores,
         "architecture": "",
         "transUses": "",
