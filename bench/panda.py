@@ -41,6 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src"), str(Path(__file__).resolve().parent)]
 
 import shapes  # noqa: E402
+from tests.executors import panda_server  # noqa: E402
+from tests.executors.panda_pilot import StandInPilot  # noqa: E402
 
 from orchid.engine.runner import make_runner  # noqa: E402
 from orchid.engine.submit import submit  # noqa: E402
@@ -49,8 +51,6 @@ from orchid.notify.config import StompBroker  # noqa: E402
 from orchid.notify.stomp import StompSender  # noqa: E402
 from orchid.settings import Settings  # noqa: E402
 from orchid.store.db import Database  # noqa: E402
-from tests.executors import panda_server  # noqa: E402
-from tests.executors.panda_pilot import StandInPilot  # noqa: E402
 
 
 def stats(values: list[float]) -> dict[str, float]:
