@@ -12,6 +12,7 @@ One server for all of them (session fixture, one xdist group).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import sys
@@ -23,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from orchid.executors.base import Executor, Resources
+from orchid.executors.base import Executor, Resources, WorkPlan
 from orchid.executors.panda import PandaExecutor, PandaOptions
 from orchid.notify.config import StompBroker
 from orchid.notify.receiver import StatusReceiver
@@ -31,7 +32,16 @@ from orchid.notify.stomp import StompSender
 from orchid.store.db import Database
 from tests.engine.enginekit import engine_factory, jobs_of, works_of
 from tests.executors import panda_server
-from tests.executors.contract import ExecutorContract, Reopen, finals, python, spec, wait_for
+from tests.executors.contract import (
+    ExecutorContract,
+    Reopen,
+    finals,
+    marked_gate_job,
+    python,
+    spec,
+    wait_for,
+    wait_for_state,
+)
 from tests.executors.panda_pilot import StandInPilot
 
 pytestmark = [
@@ -379,3 +389,38 @@ def test_status_messages_replace_polling(
         ex.close()
     assert {u.result for u in done.values()} == {10, 20, 30, 40, 50}
     assert receiver.received >= len(jobs)  # at least the end of each job
+
+
+def test_a_planned_work_survives_a_restart_of_its_agent(
+    server: panda_server.PandaServer, pilot: StandInPilot, tmp_path: Path
+) -> None:
+    """The held model across a restart: the new executor finds the work's task by name
+    and each running attempt's job by its file; nothing runs twice, the rest is released."""
+    gate, marks = tmp_path / "gate", tmp_path / "marks"
+    ns = fresh_namespace()
+    plan = WorkPlan(1, 7, "work", "command", Resources(), ((1, 1), (2, 1), (3, 1)))
+    jobs = [spec(i, marked_gate_job(gate, marks)) for i in (1, 2)]
+    first = make(server, tmp_path / "logs", ns)
+    try:
+        first.plan([plan])
+        first.submit(jobs)
+        updates: list[Any] = []
+        for job in jobs:
+            wait_for_state(first, job.key, "running", updates, timeout=120)
+    finally:
+        first.close()  # the agent dies: its jobs go on in PanDA
+    gate.touch()
+    again = make(server, tmp_path / "logs", ns)
+    try:
+        again.plan([plan])  # the carrier of the next agent plans the work again
+        again.submit([dataclasses.replace(j, adopted=True) for j in jobs])
+        again.submit([spec(3, python("print(3)"))])  # and releases what was still held
+        done = finals(wait_for(again, 3, timeout=120))
+    finally:
+        again.close()
+    assert {u.state for u in done.values()} == {"succeeded"}
+    assert sorted(marks.read_text().split()) == sorted(j.key for j in jobs), "a job ran twice"
+    (task,) = server.sql(
+        "SELECT count(*) AS n FROM doma_panda.jedi_tasks WHERE taskname = :n", n=f"{ns}.1.work.7"
+    )
+    assert task.n == 1

@@ -222,7 +222,10 @@ class PandaExecutor:
             task = self._work_tasks.pop(work_id, None)
             if task is None or task.task_id is None:
                 continue
-            missing = sorted(task.files - task.released)
+            # those still held: JEDI's own record (after a restart this executor has not
+            # seen every release, and JEDI marks any file missing that it is told is)
+            staging = self._file_states(task)
+            missing = sorted(f for f, state in staging.items() if state == "staging")
             if status == "cancelled":
                 self._client.killTask(task.task_id)
             elif missing:
@@ -403,21 +406,27 @@ class PandaExecutor:
         for task, group in _by_task(late).items():
             if task.task_id is None:
                 continue
-            status, found = self._client.get_files_in_datasets(task.task_id, "pseudo_input")
-            if status != 0 or not isinstance(found, list):
-                continue
-            staging = {
-                str(f["lfn"]).rsplit(":", 1)[-1]
-                for ds in found
-                for f in ds.get("files") or []
-                if f.get("status") == "staging"
-            }
+            states = self._file_states(task)
+            staging = {f for f, state in states.items() if state == "staging"}
             again = {j.lfn: "Available" for j in group if j.lfn in staging}
             if again:
                 logger.info("%s: releasing %d jobs of %s again", self.name, len(again), task.name)
                 self._release(task, again)
             for job in group:  # looked at: not again before RESEND_S
                 task.sent[job.lfn] = now
+
+    def _file_states(self, task: _Task) -> dict[str, str]:
+        """The task's pseudo-input files and their JEDI status, in one call."""
+        if task.task_id is None:
+            return {}
+        status, found = self._client.get_files_in_datasets(task.task_id, "pseudo_input")
+        if status != 0 or not isinstance(found, list):
+            return {}
+        return {
+            str(f["lfn"]).rsplit(":", 1)[-1]: str(f.get("status"))
+            for ds in found
+            for f in ds.get("files") or []
+        }
 
     def _lookup(self, name: str) -> int | None:
         """The newest task of that name, if any."""
