@@ -76,6 +76,9 @@ class StandInPilot:
         )
         self._busy = threading.Semaphore(self.slots)
         self._lock = threading.Lock()
+        # no process is forked while a script is open for writing: a child forked then
+        # would hold it open, and running it would fail with "Text file busy"
+        self._spawn = threading.Lock()
 
     def __enter__(self) -> StandInPilot:
         self.start()
@@ -175,9 +178,11 @@ class StandInPilot:
             with httpx.Client(transport=transport, timeout=60, follow_redirects=True) as http:
                 response = http.get(transformation)
             response.raise_for_status()
-            target.write_bytes(response.content)
+            with self._spawn:
+                target.write_bytes(response.content)
         else:
-            shutil.copy(transformation, target)
+            with self._spawn:
+                shutil.copy(transformation, target)
         target.chmod(0o755)
         return target
 
@@ -200,15 +205,19 @@ class StandInPilot:
             open(folder / "payload.stdout", "wb") as out,
             open(folder / "payload.stderr", "wb") as err,
         ):
-            process = subprocess.Popen(
-                ["bash", "-c", command],
-                cwd=folder,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
+            self._spawn.acquire()
+            try:
+                process = subprocess.Popen(
+                    ["bash", "-c", command],
+                    cwd=folder,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                )
+            finally:
+                self._spawn.release()
         self._update(job, "running", start_time=start)
         walltime = int(job.get("maxWalltime") or 0)
         killed: tuple[int, str] | None = None

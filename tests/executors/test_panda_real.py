@@ -357,8 +357,11 @@ def test_a_failed_parent_skips_its_children_and_their_files_are_missing(
     # notices the missing files within confeeder.checkInterval; not waited for here
     assert "broken" not in tasks, tasks
     ran = server.sql(
-        "SELECT count(*) AS n FROM doma_panda.filestable4 f WHERE f.lfn LIKE :lfn",
-        lfn=f"%j{ids['after-bad']}.1",
+        "SELECT count(*) AS n FROM doma_panda.filestable4 f "
+        "JOIN doma_panda.jedi_tasks t ON t.jeditaskid = f.jeditaskid "
+        "WHERE t.taskname LIKE :p AND f.lfn LIKE :lfn",
+        p=f"{ns}.{wf_id}.%",
+        lfn=f"%:j{ids['after-bad']}.1",
     )
     assert ran[0].n == 0  # after-bad never became a PanDA job
 
