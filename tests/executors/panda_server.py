@@ -184,6 +184,7 @@ class PandaServer:
         for process in self.processes.values():
             process.wait(timeout=10)
         self.processes.clear()
+        self._delete_queues()
         admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
         try:
             with admin.connect() as conn:
@@ -191,6 +192,19 @@ class PandaServer:
                 conn.execute(sa.text(f'DROP ROLE IF EXISTS "{self.dbuser}"'))
         finally:
             admin.dispose()
+
+    def _delete_queues(self) -> None:
+        """The broker's queues of this installation (they outlive their consumers)."""
+        names = [self.destination, self.status_destination]
+        names += [f"{self.destination}.{name}" for name in INTERNAL_QUEUES]
+        for name in names:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(
+                    ["rabbitmqctl", "-q", "delete_queue", name.removeprefix("/queue/")],
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                )
 
 
 def _signal(groups: list[int], sig: int) -> None:
