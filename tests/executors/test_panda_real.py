@@ -29,6 +29,7 @@ from orchid.executors.panda import PandaExecutor, PandaOptions
 from orchid.notify.config import StompBroker
 from orchid.notify.receiver import StatusReceiver
 from orchid.notify.stomp import StompSender
+from orchid.store import commands
 from orchid.store.db import Database
 from tests.engine.enginekit import engine_factory, jobs_of, works_of
 from tests.executors import panda_server
@@ -427,3 +428,63 @@ def test_a_planned_work_survives_a_restart_of_its_agent(
         "SELECT count(*) AS n FROM doma_panda.jedi_tasks WHERE taskname = :n", n=f"{ns}.1.work.7"
     )
     assert task.n == 1
+
+
+def test_an_abort_kills_the_jobs_and_the_task_in_panda(
+    engine: Callable[[], Any], server: panda_server.PandaServer, tmp_path: Path
+) -> None:
+    """Orchid's abort, through the carrier: killJobs for the running attempts (the pilot
+    hears tobekilled), then killTask for the work's task once the work has ended."""
+    marks = tmp_path / "marks"
+    code = (
+        "import os, sys, time\n"
+        "open(sys.argv[1], 'a').write(os.environ['ORCHID_JOB_KEY'] + '\\n')\n"
+        "time.sleep(120)\n"
+    )
+    template = {
+        "name": "abort-on-panda",
+        "works": [
+            {
+                "name": "long",
+                "command": ["python", "-c", code, str(marks)],
+                "jobs": [{"name": str(i)} for i in range(3)],
+            }
+        ],
+    }
+    eng = engine()
+    wf_id = eng.submit(template)
+    eng.run_until(
+        wf_id,
+        lambda: marks.exists() and len(marks.read_text().split()) == 3,
+        idle_sleep=0.02,
+        deadline_s=120.0,
+        max_rounds=10**7,
+    )
+    with eng.db.begin() as conn:
+        commands.add(conn, wf_id, "abort", time.time())
+    wf = eng.drain(wf_id, idle_sleep=0.02, deadline_s=120.0, max_rounds=10**7)
+    assert wf.status == "cancelled"
+    ns = eng.executor._ns
+
+    def panda_states() -> tuple[set[str], set[str]]:
+        jobs = server.sql(
+            "SELECT j.jobstatus FROM doma_panda.jobsarchived4 j JOIN doma_panda.jedi_tasks t "
+            "ON t.jeditaskid = j.jeditaskid WHERE t.taskname LIKE :p "
+            "UNION ALL SELECT j.jobstatus FROM doma_panda.jobsactive4 j "
+            "JOIN doma_panda.jedi_tasks t ON t.jeditaskid = j.jeditaskid WHERE t.taskname LIKE :p",
+            p=f"{ns}.{wf_id}.%",
+        )
+        tasks = server.sql(
+            "SELECT status FROM doma_panda.jedi_tasks WHERE taskname LIKE :p", p=f"{ns}.{wf_id}.%"
+        )
+        return {str(r.jobstatus) for r in jobs}, {str(r.status) for r in tasks}
+
+    end = time.monotonic() + 90
+    while time.monotonic() < end:  # the pilot's next heartbeat, the carrier's next tick
+        eng.runner.run_once()
+        jobs, tasks = panda_states()
+        if jobs == {"cancelled"} and tasks & {"aborting", "aborted", "toabort"}:
+            break
+        time.sleep(0.2)
+    assert panda_states()[0] == {"cancelled"}
+    assert panda_states()[1] & {"aborting", "aborted", "toabort"}
