@@ -10,7 +10,12 @@ RUCIO_STAMP := $(RUCIO_VENV)/.installed
 PANDA_VENV  ?= .venv-panda
 PANDA_STAMP := $(PANDA_VENV)/.installed
 
-.PHONY: demo test lint typecheck unit services chromium clean
+# PyPI's iDDS client packages (and ATLAS's works), which the iDDS compatibility tests run
+IDDS_VENV  ?= .venv-idds
+IDDS_STAMP := $(IDDS_VENV)/.installed
+IDDS_VERSION := 2.6.21
+
+.PHONY: demo test lint typecheck unit services chromium slurm clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -44,13 +49,20 @@ $(PANDA_STAMP):
 	  psycopg2-binary gunicorn panda-client
 	touch $(PANDA_STAMP)
 
+$(IDDS_STAMP):
+	python3 -m venv $(IDDS_VENV)
+	$(IDDS_VENV)/bin/python -m pip install --quiet 'idds-client==$(IDDS_VERSION)' \
+	  'idds-common==$(IDDS_VERSION)' 'idds-workflow==$(IDDS_VERSION)' 'idds-doma==$(IDDS_VERSION)' \
+	  'idds-atlas==$(IDDS_VERSION)'
+	touch $(IDDS_STAMP)
+
 ## demo: install, then run the Rubin-like example DAG on the embedded default (SQLite + local executor)
 demo: $(STAMP)
 	$(PY) examples/rubin_dag/generate.py --visits 40 --detectors 20
 	$(VENV)/bin/orchid run examples/rubin_dag/workflow.yaml --db .orchid/demo.db
 
 ## test: lint, type-check, then every test on SQLite and on the machine's PostgreSQL
-test: $(STAMP) $(RUCIO_STAMP) $(PANDA_STAMP) services chromium lint typecheck
+test: $(STAMP) $(RUCIO_STAMP) $(PANDA_STAMP) $(IDDS_STAMP) services chromium slurm lint typecheck
 	$(VENV)/bin/pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)
@@ -68,5 +80,14 @@ services:
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
+## slurm: Debian's slurm-wlm and munge for the Slurm executor's tests (a fixture starts a
+## single-node cluster of its own under a temporary folder; nothing runs as a service)
+slurm:
+	@test -x /usr/sbin/slurmctld && test -x /usr/sbin/slurmd && test -x /usr/sbin/munged \
+	  && command -v sbatch >/dev/null || { apt-get update -qq && apt-get install -y -qq \
+	  --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null; }
+
 clean:
 	rm -rf $(VENV) $(RUCIO_VENV) $(PANDA_VENV) .orchid .mypy_cache .ruff_cache .pytest_cache test-artifacts
+
+	rm -rf $(VENV) $(RUCIO_VENV) $(IDDS_VENV) .orchid .mypy_cache .ruff_cache .pytest_cache test-artifacts

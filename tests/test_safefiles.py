@@ -45,6 +45,19 @@ def test_a_file_replaced_by_a_link_is_refused(root: Path) -> None:
         open_log(root, 3, str(root / "7" / "3.1.out"), "stderr")
 
 
+def test_a_file_replaced_by_a_hard_link_is_refused(root: Path) -> None:
+    """A job may replace its log by a hard link to a file elsewhere (the kernel allows it
+    for files its user owns, whatever folder they are in): the link is inside the root and
+    no symbolic link is followed, so only the link count tells."""
+    out = root / "7" / "3.1.out"
+    out.unlink()
+    os.link(root.parent / "secret", out)
+    with pytest.raises(UnsafePath, match="1 other hard link"):
+        open_file_beneath(root, out)
+    with pytest.raises(LogUnavailable, match=r"stdout of job 3 is not available.*hard link"):
+        open_log(root, 3, str(out), "stdout")
+
+
 def test_a_folder_replaced_by_a_link_is_refused(root: Path) -> None:
     (root / "7").rename(root / "7.old")
     (root / "7").symlink_to(root.parent / "elsewhere")

@@ -87,7 +87,7 @@ def test_no_file_is_fine(tmp_path: Path) -> None:
         ('workers = "two"', "`workers` must be a whole number"),
         ('executor = "nowhere"', "unknown executor 'nowhere'"),
         ("[executors.x]\naddress = 'y'", r"\[executors.x\]: `type` is required"),
-        ("[executors.x]\ntype = 'slurm'", "unknown executor type 'slurm'"),
+        ("[executors.x]\ntype = 'pbs'", "unknown executor type 'pbs'"),
         (
             "[executors.x]\ntype = 'dask'\nadress = 'y'",
             r"\[executors.x\]: adress is not a known key",
@@ -187,3 +187,30 @@ def test_authentication_is_set_in_the_settings_file(tmp_path: Path) -> None:
     assert auth.admin_groups == frozenset({"ops", "admins"})
     with pytest.raises(ConfigError, match="ORCHID_OIDC_AUDIENCE must be set"):
         AuthConfig.from_settings(load(tmp_path, '[auth]\noidc_issuer = "https://i.org"\n'))
+
+
+def test_retention_settings_read_durations_and_refuse_nonsense(tmp_path: Path) -> None:
+    from orchid.settings import duration
+
+    assert [duration(t) for t in ("", "3600", "90s", "15m", "12h", "30d", "2w")] == [
+        None,
+        3600.0,
+        90.0,
+        900.0,
+        43200.0,
+        2592000.0,
+        1209600.0,
+    ]
+    home = {"ORCHID_HOME": str(tmp_path)}
+    s = Settings.load(env={**home, "ORCHID_RETENTION_ARCHIVE_AFTER": "30d"})
+    assert s.archive_after == 30 * 86400 and s.archive_dir == tmp_path / "archive"
+    assert Settings.load(env=home).archive_after is None  # off unless set
+    for var, value, words in (
+        ("ORCHID_RETENTION_ARCHIVE_AFTER", "soon", "cannot read the duration"),
+        ("ORCHID_RETENTION_ARCHIVE_AFTER", "-1d", "cannot read the duration"),
+        ("ORCHID_RETENTION_LOGS", "shred", "logs must be one of"),
+        ("ORCHID_RETENTION_SHARE", "0", "share must be above 0"),
+        ("ORCHID_RETENTION_BATCH", "0", "batch must be at least 1"),
+    ):
+        with pytest.raises(ConfigError, match=words):
+            Settings.load(env={**home, var: value})

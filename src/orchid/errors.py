@@ -47,6 +47,15 @@ class InvalidTransition(OrchidError):
     """A status change that the entity's transition table does not allow (a bug or a race)."""
 
 
+class LeaseLost(InvalidTransition):
+    """A worker reported (or renewed) attempts its lease no longer holds: they ran out and
+    were run again, were cancelled, or ended. Nothing of the report was recorded."""
+
+    def __init__(self, message: str, attempts: list[tuple[int, int]]) -> None:
+        super().__init__(message)
+        self.attempts = attempts  # (job id, attempt) refused
+
+
 # --- store ------------------------------------------------------------------------------
 
 
@@ -56,6 +65,11 @@ class StoreError(OrchidError):
 
 class NotFound(StoreError):
     """No such workflow, work or job."""
+
+
+class Archived(StoreError):
+    """The workflow's rows are in its archive file (retention): only its summary is live.
+    The message says how to restore it (HTTP 410)."""
 
 
 # --- executors / data managers -----------------------------------------------------------

@@ -28,6 +28,7 @@ __all__ = [
     "open_dir_beneath",
     "open_file_beneath",
     "open_log",
+    "private_folder",
     "relative_parts",
 ]
 
@@ -87,7 +88,8 @@ def open_file_beneath(root: Path, path: PurePath) -> BinaryIO:
     any symbolic link below ``root``.
 
     Raises :class:`UnsafePath` when it is not (outside, through a link, a link itself, a
-    FIFO or a device), FileNotFoundError when it does not exist."""
+    file with other hard links, a FIFO or a device), FileNotFoundError when it does not
+    exist."""
     parts = relative_parts(root, path)
     if not parts:
         raise UnsafePath(f"{path} is the folder {root}, not a file in it")
@@ -105,8 +107,13 @@ def open_file_beneath(root: Path, path: PurePath) -> BinaryIO:
     finally:
         os.close(folder)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise UnsafePath(f"{path} is not a regular file")
+        if info.st_nlink != 1:
+            # a hard link made by whoever could write the folder (a job, to its own log)
+            # names a file that may live anywhere on the file system: the database, a key
+            raise UnsafePath(f"{path} has {info.st_nlink - 1} other hard link(s)")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -138,3 +145,15 @@ def open_log(log_root: Path, job_id: int, log_uri: str, stream: str) -> BinaryIO
         raise LogUnavailable(
             f"the {stream} of job {job_id} cannot be read: {exc.strerror}"
         ) from None
+
+
+def private_folder(path: Path) -> None:
+    """Make ``path`` and its missing parents, each 0700 (the service's files are its own)."""
+    if path.is_dir():
+        return
+    private_folder(path.parent)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        if not path.is_dir():
+            raise

@@ -2,7 +2,7 @@
 
 The settings come in sections (:class:`EngineSettings`, :class:`ServerSettings`,
 :class:`AuthSettings`, :class:`UiSettings`, :class:`ExecutorDefaults`,
-:class:`DataSettings`), each field with its default and docstring; :class:`Settings` has
+:class:`DataSettings`, :class:`RetentionSettings`), each field with its default and docstring; :class:`Settings` has
 every field of every section. Sources, each overriding the one before: defaults, the
 settings file (see :mod:`orchid.config`: ``[SECTION]`` tables, or top-level keys as
 before, and named executors, brokers and subscribers), ``ORCHID_<SECTION>_<KEY>``
@@ -184,6 +184,52 @@ class DataSettings(_Section):
     and `orchid up` use <home>/data). Never the service's own files."""
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+RETENTION_LOGS = ("archive", "delete", "keep")
+
+
+def duration(text: str) -> float | None:
+    """Seconds of a duration: ``3600``, ``90s``, ``15m``, ``12h``, ``30d``, ``2w``; None for
+    empty text (never). A ConfigError says what is accepted."""
+    text = text.strip().lower()
+    if not text:
+        return None
+    number, unit = (text[:-1], text[-1]) if text[-1] in _UNITS else (text, "s")
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ConfigError(
+            f"cannot read the duration {text!r}: use seconds (3600) or a number with "
+            "s, m, h, d or w (30d)"
+        )
+    return seconds
+
+
+class RetentionSettings(_Section):
+    """Archiving ended workflows (docs/operations.md, Retention)."""
+
+    section: ClassVar[str] = "retention"
+
+    retention_archive_after: str = ""
+    """Archive workflows this long after they ended: seconds, or 12h, 30d, 2w ("": never;
+    `orchid archive` still archives by hand)."""
+    retention_archive_dir: Path | None = None
+    """Where archive files go (default: <home>/archive)."""
+    retention_batch: int = 2000
+    """Rows deleted or restored per transaction."""
+    retention_logs: str = "archive"
+    """Job logs of an archived workflow: archive (into its file), delete, or keep."""
+    retention_share: float = 0.05
+    """At most this share of an agent loop's time goes to archiving (0 < share <= 1)."""
+
+    @property
+    def archive_after(self) -> float | None:
+        """Seconds after its end a workflow is archived (None: never by itself)."""
+        return duration(self.retention_archive_after)
+
+
 SECTIONS: tuple[type[_Section], ...] = (
     EngineSettings,
     ServerSettings,
@@ -191,13 +237,20 @@ SECTIONS: tuple[type[_Section], ...] = (
     UiSettings,
     ExecutorDefaults,
     DataSettings,
+    RetentionSettings,
 )
 SECRETS = frozenset({"ui_secret", "oidc_client_secret", "db_url"})
 """Fields `orchid config show` masks (db_url: a URL may hold a password)."""
 
 
 class Settings(
-    EngineSettings, ServerSettings, AuthSettings, UiSettings, ExecutorDefaults, DataSettings
+    EngineSettings,
+    ServerSettings,
+    AuthSettings,
+    UiSettings,
+    ExecutorDefaults,
+    DataSettings,
+    RetentionSettings,
 ):
     """Where state lives, and every field of every section."""
 
@@ -235,6 +288,11 @@ class Settings(
     @property
     def log_dir(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def archive_dir(self) -> Path:
+        """Where archive files go (``[retention] archive_dir``, else <home>/archive)."""
+        return self.retention_archive_dir or self.home / "archive"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with these fields changed (as command-line flags)."""
@@ -311,6 +369,18 @@ class Settings(
         s.check_plugins()
         if s.bus not in ("auto", "memory", "postgres", "db"):
             raise ConfigError(f"unknown event bus {s.bus!r}; use auto, memory, postgres or db")
+        s.archive_after  # noqa: B018 (a readable duration)
+        if s.retention_batch < 1:
+            raise ConfigError(f"[retention] batch must be at least 1; got {s.retention_batch}")
+        if s.retention_logs not in RETENTION_LOGS:
+            raise ConfigError(
+                f"[retention] logs must be one of {', '.join(RETENTION_LOGS)}; "
+                f"got {s.retention_logs!r}"
+            )
+        if not 0 < s.retention_share <= 1:
+            raise ConfigError(
+                f"[retention] share must be above 0 and at most 1; got {s.retention_share}"
+            )
         try:
             s.limits  # noqa: B018 (each limit is a whole number of at least 1)
         except ValueError as exc:
@@ -481,7 +551,7 @@ def unknown_executor(name: str, known: frozenset[str]) -> str:
     return (
         f"unknown executor {name!r}; the configured ones are {', '.join(sorted(known))} "
         "(name more in the settings file: [executors.NAME] with type = dask, panda, "
-        "htcondor, local or null)"
+        "htcondor, slurm, local or null)"
     )
 
 

@@ -59,6 +59,11 @@ class WorkflowOut(_Out):
     created_at: float
     updated_at: float
     finished_at: float | None
+    archived_at: float | None = Field(
+        None,
+        description="when its rows went into the archive (retention): its works and job "
+        "counts still read as they were, its jobs answer 410 until `orchid restore ID`",
+    )
 
 
 class WorkOut(_Out):

@@ -12,7 +12,8 @@ a route without one, so that a new route cannot skip this matrix.
 alice owns two workflows: ``shared`` (shared with group physics) and ``private``. bob is in
 physics, carol in no group, root is an admin. ``job`` is the token of a running job of
 alice's shared workflow: it acts on that workflow only, on the routes a job needs (and the
-cache by digest), and never on the monitor.
+cache by digest), and never on the monitor. ``worker`` is a worker's token of queue gpu: it
+may use the worker routes and nothing else (and no other caller may use those).
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ from orchid.auth import AuthConfig
 from orchid.engine.runner import make_runner
 from orchid.server import create_app
 from orchid.store import tokens
-from tests.api.conftest import Api, serve
+from tests.api.conftest import Api, api_settings, serve, serve_api
 from tests.waiting import wait_for
 
 ANONYMOUS = "anonymous"
 JOB = "job"  # a job token of alice's shared workflow
+WORKER = "worker"  # a worker's token of queue gpu: the worker routes only
 MISSING = 987_654  # no workflow, job, study or trial has this id
 ACTIONS = ("abort", "suspend", "resume", "retry", "finish")
 BLOB = b"the cached bytes"
@@ -69,6 +71,17 @@ class Setup:
     shared: Owned
     private: Owned
     job_token: str
+    worker_token: str
+
+
+@pytest.fixture
+def api(db: Any, tmp_path: Any) -> Iterator[Api]:
+    """The conftest's server, with a worker queue ``gpu`` in its settings file."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "settings.toml").write_text('[executors.gpu]\ntype = "worker"\n')
+    with serve_api(api_settings(db, home), db) as a:
+        yield a
 
 
 def run_agents_until(api: Api, done: Any) -> None:
@@ -110,7 +123,11 @@ def setup(api: Api) -> Setup:
         r = alice.post(f"/studies/{study}/next", json={"n": 1})
         assert r.status_code == 200 and r.json()["trials"], r.text
         owned[wf] = Owned(wf, job, study, r.json()["trials"][0]["id"])
-    return Setup(owned[shared], owned[private], job_token)
+    with api.db.begin() as conn:
+        _, worker_token = tokens.create(
+            conn, user="pilot", admin=False, groups=[], now=time.time(), worker_queue="gpu"
+        )
+    return Setup(owned[shared], owned[private], job_token, worker_token)
 
 
 @dataclass(frozen=True)
@@ -119,7 +136,7 @@ class Row:
 
     ``scope``: ``public`` (no credentials needed), ``user`` (anyone signed in),
     ``workflow`` (those who may see the workflow in the path, or the one it belongs to),
-    ``metrics`` (admins and the metrics group). ``job``: open to a job's token (on its own
+    ``metrics`` (admins and the metrics group), ``worker`` (workers' tokens only). ``job``: open to a job's token (on its own
     workflow only, for ``workflow`` rows). ``ui``: a monitor page (anonymous visitors are
     sent to the login form; job tokens are refused).
     """
@@ -140,6 +157,12 @@ def ok(*codes: int) -> frozenset[int]:
 
 
 A = "/api/v1"
+IDDS_HPO = {
+    "request_type": 4,
+    "request_metadata": {"opt_space": {"x": [0.0, 1.0]}, "max_points": 2},
+}
+IDDS_GET = ("request_id", "workload_id", "with_detail", "with_metadata", "with_transform",
+            "with_processing")  # fmt: skip
 # every route of the application: (method, path template) → its row, in the order called
 ROUTES: dict[tuple[str, str], Row] = {
     ("GET", f"{A}/openapi.json"): Row(f"{A}/openapi.json", ok(200), "public"),
@@ -221,6 +244,65 @@ ROUTES: dict[tuple[str, str], Row] = {
         job=True,
         json={"step": 1, "value": 0.5},
     ),
+    # the iDDS client's surface (src/orchid/api/routes/idds.py): job tokens are refused
+    ("GET", "/idds/ping"): Row("/idds/ping", ok(200), "public"),
+    ("POST", "/idds/request"): Row("/idds/request", ok(200), "user", json=IDDS_HPO),
+    **{
+        ("GET", "/idds/request/" + "/".join(f"{{{p}}}" for p in IDDS_GET[:n])): Row(
+            "/idds/request/{wf}/null/" + "/".join(["True"] * (n - 2)), ok(200)
+        )
+        for n in range(3, 7)
+    },
+    ("GET", "/idds/request/name/{name}"): Row(
+        "/idds/request/name/owned", ok(200), "user", by_role={"carol": ok(404)}
+    ),
+    ("GET", "/idds/transform/{request_id}"): Row("/idds/transform/{wf}", ok(200)),
+    ("GET", "/idds/transform/{request_id}/{transform_id}"): Row(
+        f"/idds/transform/{{wf}}/{MISSING}", ok(404)
+    ),
+    ("GET", "/idds/hpo/{workload_id}/{request_id}/{id}/{status}/{limit}"): Row(
+        "/idds/hpo/null/{wf}/null/null/null", ok(200)
+    ),
+    ("PUT", "/idds/hpo/{workload_id}/{request_id}/{id}/{loss}"): Row(
+        "/idds/hpo/null/{wf}/{trial}/0.25", ok(200)
+    ),
+    (
+        "GET",
+        "/idds/catalog/collections/{request_id}/{transform_id}/{workload_id}/{scope}/{name}"
+        "/{relation_type}",
+    ): Row("/idds/catalog/collections/{wf}/null/null/null/null/null", ok(200)),
+    (
+        "GET",
+        "/idds/catalog/contents/{request_id}/{transform_id}/{workload_id}/{coll_scope}"
+        "/{coll_name}/{relation_type}/{status}",
+    ): Row("/idds/catalog/contents/{wf}/null/null/null/null/null/null", ok(200)),
+    ("POST", "/idds/message/{request_id}/{workload_id}/{transform_id}/{internal_id}"): Row(
+        "/idds/message/{wf}/null/null/null", ok(200), json=[{"n": 1}]
+    ),
+    ("GET", "/idds/message/{request_id}/{workload_id}/{transform_id}/{internal_id}"): Row(
+        "/idds/message/{wf}/null/null/null", ok(200)
+    ),
+    ("GET", "/idds/logs/{workload_id}/{request_id}"): Row(
+        "/idds/logs/null/{wf}",
+        ok(404),  # allowed, but the null executor logs nothing
+    ),
+    ("PUT", "/idds/request/abort/{request_id}/{workload_id}/{task_id}"): Row(
+        "/idds/request/abort/{wf}/null/1",
+        ok(400),  # not supported: a clear 400
+    ),
+    ("PUT", "/idds/request/retry/{request_id}/{workload_id}"): Row(
+        "/idds/request/retry/{wf}/null", ok(200)
+    ),
+    ("PUT", "/idds/request/close/{request_id}/{workload_id}"): Row(
+        "/idds/request/close/{wf}/null", ok(200)
+    ),
+    ("PUT", "/idds/request/abort/{request_id}/{workload_id}"): Row(
+        "/idds/request/abort/{wf}/null", ok(200)
+    ),
+    **{
+        (method, "/idds/{rest:path}"): Row("/idds/cacher/notes.txt", ok(400), "user")
+        for method in ("GET", "POST", "PUT", "DELETE")
+    },
     ("POST", f"{A}/workflows/{{workflow_id}}/{{action}}"): Row(
         f"{A}/workflows/{{wf}}/{{action}}", ok(202), job=True
     ),
@@ -233,7 +315,8 @@ ROUTES: dict[tuple[str, str], Row] = {
         "/ui/login",
         ok(303),
         "public",
-        by_role={ANONYMOUS: ok(401), JOB: ok(401)},  # no token; a job's token is refused
+        # no token; a job's or a worker's token is refused
+        by_role={ANONYMOUS: ok(401), JOB: ok(401), WORKER: ok(401)},
     ),
     ("GET", "/ui/oidc/start"): Row("/ui/oidc/start", ok(502), "public"),  # OIDC is off
     ("GET", "/ui/oidc/callback"): Row("/ui/oidc/callback", ok(502), "public"),
@@ -257,6 +340,19 @@ ROUTES: dict[tuple[str, str], Row] = {
         "/ui/workflows/{wf}/actions/{action}", ok(303), ui=True
     ),
     ("POST", "/ui/logout"): Row("/ui/logout", ok(303), "user", ui=True),
+    # Orchid workers: a worker's token, and nothing else
+    ("POST", f"{A}/workers/lease"): Row(
+        f"{A}/workers/lease", ok(200), "worker", json={"worker": "m", "max": 1}
+    ),
+    ("POST", f"{A}/workers/renew"): Row(
+        f"{A}/workers/renew", ok(200), "worker", json={"worker": "m", "jobs": []}
+    ),
+    ("POST", f"{A}/workers/report"): Row(
+        f"{A}/workers/report", ok(200), "worker", json={"worker": "m", "updates": []}
+    ),
+    ("POST", f"{A}/workers/release"): Row(
+        f"{A}/workers/release", ok(200), "worker", json={"worker": "m"}
+    ),
 }
 
 # which of alice's workflows each role may see and act on
@@ -267,6 +363,7 @@ MAY: dict[str, set[str]] = {
     "carol": set(),
     "root": {"shared", "private"},
     JOB: {"shared"},
+    WORKER: set(),
 }
 
 
@@ -277,6 +374,8 @@ def expected(row: Row, role: str, visible: bool) -> frozenset[int]:
         return row.ok
     if role == ANONYMOUS:
         return ok(303) if row.ui else ok(401)
+    if (row.scope == "worker") != (role == WORKER):  # a worker's token: its routes only
+        return ok(403)
     if role == JOB and (row.ui or not row.job):
         return ok(403)
     if row.scope == "metrics":
@@ -326,6 +425,8 @@ def client_of(api: Api, role: str, s: Setup) -> httpx.Client:
     headers = {}
     if role == JOB:
         headers["Authorization"] = f"Bearer {s.job_token}"
+    elif role == WORKER:
+        headers["Authorization"] = f"Bearer {s.worker_token}"
     elif role != ANONYMOUS:
         headers["Authorization"] = f"Bearer {api.tokens[role]}"
     c = httpx.Client(base_url=root, headers=headers, timeout=30)
@@ -432,7 +533,7 @@ def test_every_route_has_a_row(api: Api) -> None:
 SIMPLE = {"name": "owned", "works": [{"name": "a", "noop": True, "jobs": [{"name": "j"}]}]}
 
 
-@pytest.mark.parametrize("role", [r for r in MAY if r != JOB])
+@pytest.mark.parametrize("role", [r for r in MAY if r not in (JOB, WORKER)])
 def test_lists_show_exactly_what_each_role_may_see(api: Api, role: str) -> None:
     shared = api.submit("alice", SIMPLE, share_group="physics")["id"]
     private = api.submit("alice", SIMPLE)["id"]

@@ -10,8 +10,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from orchid.api import deps
 from orchid.store import tokens
+from orchid.web import access
 from tests.api.conftest import Api
 
 RECHECK_S = 0.3
@@ -21,7 +21,7 @@ ONE_JOB = {"name": "one", "works": [{"name": "a", "noop": True, "jobs": [{"name"
 
 @pytest.fixture(autouse=True)
 def quick_recheck(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(deps, "STREAM_RECHECK_S", RECHECK_S)
+    monkeypatch.setattr(access, "STREAM_RECHECK_S", RECHECK_S)
 
 
 def read_until_closed(c: httpx.Client, path: str, then: Callable[[], None]) -> list[str]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from orchid.backend.embedded import EmbeddedBackend
 from orchid.backend.remote import RemoteBackend
 from orchid.core.states import TERMINAL_WORKFLOW
@@ -49,3 +51,23 @@ def test_here_and_through_the_server_the_views_agree(tmp_path: Path) -> None:
             job = failed[0].id
             assert b"".join(remote.logs(job, "stderr")) == b"".join(here.logs(job, "stderr"))
             assert b"".join(here.logs(job, "stderr")) == b"oops\n"
+
+
+def test_a_status_this_client_does_not_know_is_a_clear_error() -> None:
+    from orchid.backend.remote import from_api
+    from orchid.client.errors import ServerError
+    from orchid.wire import WorkflowDetail
+
+    work = {"id": 1, "name": "w", "iteration": 0, "status": "running", "message": ""}
+    detail = WorkflowDetail.model_validate(
+        {
+            **{"id": 3, "name": "x", "owner": "a", "share_group": None, "message": ""},
+            **{"params": {}, "created_at": 1.0, "updated_at": 2.0, "finished_at": None},
+            "status": "running",
+            "works": [
+                {**work, "counts": {"teleported": 1}, "started_at": 1.0, "finished_at": None}
+            ],
+        }
+    )
+    with pytest.raises(ServerError, match=r"works\.0\.counts.*older than the server"):
+        from_api(detail)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from orchid.bus import make_bus
+from orchid.bus import announce, make_bus
 from orchid.bus.base import EventBus
 from orchid.bus.db import DbBus
 from orchid.bus.memory import MemoryBus
@@ -105,3 +105,24 @@ def test_the_db_bus_forgets_old_signals(db: Database) -> None:
         signals.publish(conn, ["works"], "someone", now=200.0)
         assert signals.prune(conn, before=150.0) == 2
         assert [t for _, t, _ in signals.since(conn, 0)] == ["works"]
+
+
+@pytest.mark.parametrize("kind", ["auto", "db"])
+def test_an_announcement_reaches_other_processes_buses_when_it_commits(
+    db: Database, buses: list[EventBus], kind: str
+) -> None:
+    """What a process without a bus of its own sends (the API's worker desk): heard by the
+    agents' bus once the transaction commits, not before, and never at all if it is rolled
+    back; with ``auto`` on SQLite nothing is sent (that bus reaches one process)."""
+    if kind == "auto" and db.is_sqlite:
+        pytest.skip("auto is the memory bus on SQLite: nothing crosses processes")
+    listener = make_bus("auto" if kind == "auto" else kind, db)
+    buses.append(listener)
+    with pytest.raises(RuntimeError), db.begin() as conn:
+        announce(conn, kind, ["rolled-back"], 1.0)
+        raise RuntimeError("roll it back")
+    with db.begin() as conn:
+        announce(conn, kind, ["ended"], 1.0)
+        assert "ended" not in listener.wait(0.3)  # not before the commit
+    seen = collect(listener, "ended")
+    assert "ended" in seen and "rolled-back" not in seen

@@ -70,3 +70,13 @@ def test_the_same_command_on_a_database_loads_sqlalchemy(tmp_path: Path) -> None
     proc, loaded = run_cli(tmp_path, "status", "--db", str(tmp_path / "none.db"))
     assert proc.returncode == 2, proc.stderr  # there is no database there
     assert "sqlalchemy" in loaded
+
+
+def test_a_worker_loads_no_heavy_package(tmp_path: Path) -> None:
+    """`orchid worker` is the local executor and an HTTP client: no SQLAlchemy, no server."""
+    url = f"http://127.0.0.1:{closed_port()}"
+    args = ("worker", "--url", url, "--token", "orc_x", "--idle-exit", "0", "--workers", "1")
+    proc, loaded = run_cli(tmp_path, *args, "--scratch", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr  # it tried to lease, found no server, was idle
+    assert "cannot lease jobs" in " ".join(proc.stderr.split())
+    assert loaded == []

@@ -39,15 +39,17 @@ class Server:
 
 
 @contextmanager
-def serve(home: Path) -> Iterator[Server]:
-    """Serve the API over SQLite in ``home`` with the agents running, until the block ends."""
+def serve(home: Path, **settings: object) -> Iterator[Server]:
+    """Serve the API over SQLite in ``home`` with the agents running, until the block ends
+    (``settings``: more settings, e.g. ``data_managers``, or ``db``: another database)."""
     settings = Settings.load(
         env={},
         home=home,
-        db=str(home / "orchid.db"),
+        db=str(settings.pop("db", None) or home / "orchid.db"),
         poll_interval=0.05,
         workers=4,
         env_passthrough="FAT_*,ORCHID_FAT_CACHE",  # what the tests' jobs are told
+        **settings,
     )
     db = Database(settings.db_url)
     db.ensure_schema()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from orchid.core.carousel import (
     OnDisk,
     after_stage_failure,
     fed_work_outcome,
+    files_room,
     job_args,
     job_groups,
     parse_collection,
@@ -106,6 +108,24 @@ def test_per_file_release_makes_full_groups_then_the_rest_at_the_end() -> None:
     assert [len(g) for g in job_groups(feed, disk(7), pending=True)] == [3, 3]
     assert [len(g) for g in job_groups(feed, disk(7), pending=False)] == [3, 3, 1]
     assert job_groups(Feed(), disk(2), pending=True) == [[disk(2)[0]], [disk(2)[1]]]
+
+
+def test_no_job_gets_more_file_arguments_than_the_limit_leaves_room_for() -> None:
+    """Long urls split a group before files_per_job: every job's arguments fit the limit,
+    a group full by size is released at once, one file is always a job of its own."""
+    cap = 1000
+    feed = Feed(files_per_job=100)
+    files = [OnDisk(i, f"f{i:03d}", "root://site/" + "x" * 80 + str(i)) for i in range(30)]
+    room = files_room(feed, {"tag": "t"}, "data18:A", cap)
+    groups = job_groups(feed, files, pending=True, max_bytes=room)
+    assert len(groups) > 1 and sum(map(len, groups)) < len(files)  # the rest waits
+    for g in groups:
+        args = job_args(feed, {"tag": "t"}, "data18:A", g)
+        assert len(json.dumps(args, separators=(",", ":"))) <= cap
+    last = job_groups(feed, files, pending=False, max_bytes=room)
+    assert [f for g in last for f in g] == files
+    huge = [OnDisk(0, "f", "u" * 5000)]
+    assert job_groups(Feed(), huge, pending=True, max_bytes=room) == [huge]
 
 
 def test_per_collection_release_waits_for_the_whole_collection() -> None:

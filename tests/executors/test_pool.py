@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from orchid.core.limits import Limits
 from orchid.executors import local, registry
 from orchid.executors.base import Payload, Resources
 from orchid.executors.local import LocalExecutor
@@ -105,6 +106,13 @@ def say(text):
 def big(pad, size):
     return "y" * size
 
+def flood(size):
+    # the replies pipe is the worker's argv[2]: a job can write into it like any fd it has
+    fd = int(sys.argv[2])
+    for _ in range(size // 65536 + 1):
+        os.write(fd, b"x" * 65536)
+    os.write(fd, b"\\n")
+
 def replace_log():
     log = os.environ["ORCHID_RESULT_FILE"].replace(".result.json", ".out")
     os.unlink(log)
@@ -149,6 +157,21 @@ def test_each_job_has_its_own_environment_folder_and_logs(make: MakeExecutor, co
     assert Path(a.log_uri or "").read_text() == "out of a\n"
     assert Path(a.log_uri or "").with_suffix(".err").read_text() == "err of a\n"
     assert Path(b.log_uri or "").read_text() == "out of b\n"
+
+
+def test_a_job_flooding_the_replies_pipe_fails_and_the_worker_is_replaced(
+    make: MakeExecutor, code: Path
+) -> None:
+    """The agent reads no reply past the room a result may take: the job writing into its
+    worker's pipe fails with a message, and the next job runs in a fresh worker."""
+    ex = make(workers=1, limits=Limits(result_max_bytes=1000))
+    ex.submit([spec(1, fn(code, "count"), {"i": 1}), spec(2, fn(code, "flood"), {"size": 10**6})])
+    ex.submit([spec(3, fn(code, "count"), {"i": 3})])
+    done = finals(wait_for(ex, 3))
+    flooded = done["1-2-1"]
+    assert flooded.state == "failed" and "more than 67,536 bytes" in (flooded.error or "")
+    before, after = done["1-1-1"].result, done["1-3-1"].result
+    assert after["pid"] != before["pid"] and after["calls"] == 1
 
 
 def test_a_worker_that_dies_is_replaced(make: MakeExecutor, code: Path) -> None:

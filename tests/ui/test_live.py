@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from orchid.api import deps
 from orchid.store import tokens
+from orchid.web import access
 from tests.ui.conftest import Api, Browser
 
 pytestmark = pytest.mark.parametrize("db", ["sqlite"], indirect=True)
@@ -96,7 +96,7 @@ def test_a_revoked_token_closes_an_open_feed(  # type: ignore[no-untyped-def]
 ) -> None:
     """The feeds re-check the session every few seconds (STREAM_RECHECK_S, short here) and
     end once its token is revoked, instead of when the workflow ends."""
-    monkeypatch.setattr(deps, "STREAM_RECHECK_S", 0.3)
+    monkeypatch.setattr(access, "STREAM_RECHECK_S", 0.3)
     wf = api.submit("bob")["id"]  # no agents: it stays pending, its feeds stay open
     bob = browse("bob")
     for path in (f"/ui/workflows/{wf}/live", f"/ui/live/workflows?ids={wf}"):

@@ -135,10 +135,24 @@ def test_a_job_token_cannot_open_the_monitor(api: Api, browse) -> None:  # type:
     token = api.job_token(wf)
     b: Browser = browse()
     r = b.login(token)
-    assert r.status_code == 401 and "a job&#39;s token cannot open the monitor" in r.text
+    refused = "a job&#39;s or a worker&#39;s token cannot open the monitor"
+    assert r.status_code == 401 and refused in r.text
     assert "orchid_session" not in r.headers.get("set-cookie", "")
     b.http.cookies.set("orchid_session", token, path="/ui")
     r = b.get(f"/ui/workflows/{wf}")
-    assert r.status_code == 303 and "job%27s+token" in r.headers["location"]
+    assert r.status_code == 303 and "worker%27s+token" in r.headers["location"]
     r = browse().get(f"/ui/workflows/{wf}", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 403 and "monitor" in r.text
+
+
+def test_a_worker_token_cannot_open_the_monitor(api: Api, browse) -> None:  # type: ignore[no-untyped-def]
+    with api.db.begin() as conn:
+        _, token = tokens.create(
+            conn, user="pilot", admin=False, groups=[], now=time.time(), worker_queue="gpu"
+        )
+    b: Browser = browse()
+    r = b.login(token)
+    assert r.status_code == 401 and "worker&#39;s token cannot open the monitor" in r.text
+    assert "orchid_session" not in r.headers.get("set-cookie", "")
+    r = browse().get("/ui/", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 403 and "worker" in r.text

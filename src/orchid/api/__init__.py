@@ -6,7 +6,6 @@ __all__ = [
     "app",
     "deps",
     "errors",
-    "peers",
     "routes",
     "threads",
 ]

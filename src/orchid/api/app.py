@@ -12,28 +12,35 @@ from fastapi.responses import JSONResponse
 
 from orchid import __version__
 from orchid.api import errors
-from orchid.api.deps import ApiState, caller, known_query
+from orchid.api.deps import caller, known_query
 from orchid.api.errors import ERROR_RESPONSES
-from orchid.api.peers import RealPeer
 from orchid.api.routes import (
     cache,
     catalog,
     graph,
     growth,
     hpo,
+    idds,
+    idds_data,
+    idds_hpo,
     jobs,
     messages,
     system,
+    workers,
     workflows,
 )
 from orchid.auth import AuthConfig, Authenticator, OidcVerifier
 from orchid.core.jobtoken import JOB_TOKEN_PREFIX
 from orchid.core.model import Principal
 from orchid.datamgr import registry as datamgr_registry
+from orchid.engine.workers import WorkerDesk
 from orchid.settings import Settings
 from orchid.store import jobtokens, secrets, tokens
 from orchid.store.db import Database
 from orchid.telemetry.metrics import CONTENT_TYPE, Metrics
+from orchid.web.errors import Denied, too_large
+from orchid.web.peers import RealPeer
+from orchid.web.state import ApiState
 
 PREFIX = "/api/v1"
 
@@ -92,14 +99,20 @@ def create_api(
         max_body_bytes=limit,
         trust_client_paths=trust_client_paths,
         data_managers=datamgr_registry.specs(settings),
+        workers=WorkerDesk(settings, db),
     )
     errors.install(app)
     # messages before workflows: POST /workflows/{id}/{action} would take /messages
     routers = (system.router, messages.router, growth.router, cache.router, catalog.router)
-    for router in (*routers, workflows.router, graph.router, jobs.router, hpo.router):
+    later = (workflows.router, graph.router, jobs.router, hpo.router, workers.router)
+    for router in (*routers, *later):
         app.include_router(
             router, prefix=PREFIX, responses=ERROR_RESPONSES, dependencies=[Depends(known_query)]
         )
+    # the iDDS client's paths, at the root where its host setting points (docs/from-idds.md)
+    app.include_router(idds_data.router, include_in_schema=False)
+    app.include_router(idds_hpo.router, include_in_schema=False)
+    app.include_router(idds.router, include_in_schema=False)  # its catch-all comes last
     if metrics is None:
         metrics = Metrics()
         metrics.watch_database(db)
@@ -116,7 +129,7 @@ def create_api(
             if not declared.isdigit():
                 return JSONResponse(errors.body("Content-Length must be a number"), 400)
             if int(declared) > limit:
-                return JSONResponse(errors.body(errors.too_large(limit)), 413)
+                return JSONResponse(errors.body(too_large(limit)), 413)
         return await call_next(request)
 
     return app
@@ -130,7 +143,7 @@ def _serve_metrics(app: FastAPI, metrics: Metrics) -> None:
         who = caller(request, app.state.orchid)
         group = app.state.orchid.settings.metrics_group.strip() or "metrics"
         if not (who.admin or group in who.groups):
-            raise errors.Denied(
+            raise Denied(
                 f"metrics are for admins and members of group {group!r} "
                 f"(`orchid token create --user prometheus --group {group}`)"
             )

@@ -11,16 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from orchid.auth import AuthError, Forbidden, www_authenticate
-from orchid.errors import (
-    ConfigError,
-    InvalidInput,
-    InvalidTransition,
-    NotFound,
-    OrchidError,
-    TemplateError,
-)
+from orchid.auth import AuthError, www_authenticate
+from orchid.errors import InvalidInput, LeaseLost, OrchidError, TemplateError
 from orchid.store.db import lost_connection, passing_failure, timed_out
+from orchid.web.errors import status_of
 from orchid.wire import ErrorOut
 
 log = logging.getLogger(__name__)
@@ -42,52 +36,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-class Denied(OrchidError):
-    """Authenticated, but this caller may not see or change that resource (HTTP 403)."""
-
-
-class TooLarge(InvalidInput):
-    """A request body over the configured limit (HTTP 413)."""
-
-
-class Malformed(InvalidInput):
-    """A request body that cannot be read at all: a broken gzip stream (HTTP 400)."""
-
-
-def too_large(limit: int, unpacked: bool = False) -> str:
-    """The 413 message: the limit, and the setting that sets it."""
-    what = " once unpacked" if unpacked else ""
-    return (
-        f"the request body is larger than {limit:,} bytes{what} (the server's limit "
-        "max_request_bytes, ORCHID_MAX_REQUEST_BYTES); send large job graphs as a jobs_file "
-        "(JSON lines), or ask the operator to raise it"
-    )
-
-
 def body(message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"error": message}
     if field is not None:
         out["field"] = field
     out.update(extra)
     return out
-
-
-def status_of(exc: OrchidError) -> int:
-    if isinstance(exc, AuthError):
-        return 403 if isinstance(exc, Forbidden) else 401
-    if isinstance(exc, Denied):
-        return 403
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, TooLarge):
-        return 413
-    if isinstance(exc, Malformed):
-        return 400
-    if isinstance(exc, InvalidTransition):
-        return 409
-    if isinstance(exc, InvalidInput | ConfigError):
-        return 422
-    return 500
 
 
 def install(app: FastAPI) -> None:
@@ -108,6 +62,9 @@ def install(app: FastAPI) -> None:
         if status >= 500:
             log.error("internal error: %s", exc, exc_info=exc)
             return JSONResponse(body("internal error; the server log has details"), 500)
+        if isinstance(exc, LeaseLost):  # the worker drops these and sends the rest again
+            refused = [{"job_id": j, "attempt": a} for j, a in exc.attempts]
+            return JSONResponse(body(str(exc), refused=refused), status_code=status)
         field = exc.field if isinstance(exc, InvalidInput) else None
         return JSONResponse(body(str(exc), field), status_code=status, headers=headers)
 

@@ -21,7 +21,7 @@ class Authenticator:
     """Turns a request's headers and peer address into a :class:`Principal`.
 
     A client-DN header wins (and is refused unless the socket peer, see
-    :func:`orchid.api.peers.peer`, is a trusted proxy); then
+    :func:`orchid.web.peers.peer`, is a trusted proxy); then
     ``Authorization: Bearer``: local tokens (``orc_…``) go to ``token_lookup``, anything
     else to the OIDC verifier. No credentials at all gives ``None``: the caller decides
     whether anonymous access is allowed.

@@ -32,7 +32,7 @@ from orchid.engine import extend
 from orchid.engine.hpo_ops import Report, Studies
 from orchid.engine.inprocess import Engine
 from orchid.engine.submit import load_template, submit
-from orchid.errors import InvalidInput
+from orchid.errors import Archived, InvalidInput
 from orchid.safefiles import open_log
 from orchid.settings import Settings
 from orchid.store import agents, cache, commands, jobs, studies, workflows, works
@@ -124,6 +124,11 @@ class EmbeddedBackend(StopsOnExit):
         from orchid.graph.load import load
 
         with self.db.engine.connect() as conn:
+            if workflows.get(conn, workflow_id).archived_at is not None:
+                raise Archived(
+                    f"workflow {workflow_id} is archived: its graph is in the archive; "
+                    f"`orchid restore {workflow_id}` brings it back"
+                )
             return load(conn, workflow_id)
 
     def studies(self, workflow_id: int) -> list[dict[str, Any]]:

@@ -16,7 +16,9 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from orchid.backend.base import (
     REPORT_KIND,
@@ -31,7 +33,7 @@ from orchid.backend.base import (
 from orchid.client import Client
 from orchid.client.errors import ClientError
 from orchid.core.model import Work, Workflow
-from orchid.core.states import TERMINAL_JOB, JobStatus, WorkflowStatus, WorkStatus
+from orchid.core.states import TERMINAL_JOB, JobStatus
 
 if TYPE_CHECKING:
     from orchid.core.states import Action
@@ -255,47 +257,25 @@ class RemoteBackend(StopsOnExit):
 
 
 def from_api(detail: WorkflowDetail) -> tuple[Workflow, list[Work]]:
-    """The read models the views draw, from the API's description of a workflow."""
-    wf = Workflow(
-        id=detail.id,
-        name=detail.name,
-        owner=detail.owner,
-        status=_known(WorkflowStatus, detail.status),
-        message=detail.message,
-        params=detail.params,
-        created_at=detail.created_at,
-        updated_at=detail.updated_at,
-        finished_at=detail.finished_at,
-        share_group=detail.share_group,
-    )
-    ws = [
-        Work(
-            id=w.id,
-            workflow_id=detail.id,
-            name=w.name,
-            iteration=w.iteration,
-            status=_known(WorkStatus, w.status),
-            message=w.message,
-            n_jobs=w.jobs,
-            counts={_known(JobStatus, k): n for k, n in w.counts.items()},
-            started_at=w.started_at,
-            finished_at=w.finished_at,
-        )
-        for w in detail.works
-    ]
-    return wf, ws
+    """The read models the views draw, from the API's description of a workflow.
 
-
-S = TypeVar("S", WorkflowStatus, WorkStatus, JobStatus)
-
-
-def _known(kind: type[S], value: str) -> S:
+    pydantic validates the wire models into the core dataclasses by field name (statuses
+    into their enums), so a field both have needs nothing here; only the two names that
+    differ are given: a work's ``workflow_id`` and its job count.
+    """
+    works = [{**w.model_dump(), "workflow_id": detail.id, "n_jobs": w.jobs} for w in detail.works]
     try:
-        return kind(value)
-    except ValueError:
+        return _READ.validate_python((detail.model_dump(exclude={"works"}), works))
+    except ValidationError as exc:
         from orchid.client.errors import ServerError
 
+        problem = exc.errors()[0]
+        loc = problem["loc"]  # (0, field...) for the workflow, (1, index, field...) for works
+        where = ".".join(str(p) for p in (("works", *loc[1:]) if loc[0] == 1 else loc[1:]))
         raise ServerError(
-            f"the server sent a {kind.__name__} {value!r} this client does not know: "
+            f"the server sent a workflow this client cannot read ({where}: {problem['msg']}): "
             "is the client older than the server?"
         ) from None
+
+
+_READ = TypeAdapter(tuple[Workflow, list[Work]])

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+
+from sqlalchemy.engine import Connection
+
 from orchid.bus.base import EventBus
 from orchid.bus.memory import MemoryBus
 from orchid.errors import ConfigError
+from orchid.store import signals
 from orchid.store.db import Database
 
 KINDS = ("auto", "memory", "postgres", "db")
@@ -32,4 +38,18 @@ def make_bus(kind: str, db: Database) -> EventBus:
     raise ConfigError(f"unknown event bus {kind!r}; use one of {', '.join(KINDS)}")
 
 
-__all__ = ["KINDS", "EventBus", "MemoryBus", "make_bus"]
+def announce(conn: Connection, kind: str, topics: Sequence[str], now: float) -> None:
+    """Send ``topics`` to the agents of every process the ``kind`` of bus reaches, from
+    inside the transaction ``conn`` is in (they hear it once it commits), without a bus of
+    one's own: for a process that only announces (the API's worker desk). A bus that
+    reaches one process (``memory``) sends nothing: the agents find the rows at their poll."""
+    if kind == "auto":
+        kind = "memory" if conn.dialect.name == "sqlite" else "postgres"
+    origin = f"announce-{os.getpid()}"  # never a listening bus's own, so never skipped
+    if kind == "postgres":
+        signals.pg_notify_on_commit(conn, [f"{origin} {t}" for t in topics])
+    elif kind == "db":
+        signals.publish(conn, list(topics), origin, now)
+
+
+__all__ = ["KINDS", "EventBus", "MemoryBus", "announce", "make_bus"]

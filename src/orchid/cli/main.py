@@ -26,7 +26,7 @@ from orchid.config import environment
 from orchid.core.model import ALIVE_S, Work, Workflow
 from orchid.core.states import Action, WorkflowStatus
 from orchid.core.template import json_schema
-from orchid.errors import InvalidInput, NotFound, OrchidError
+from orchid.errors import Archived, InvalidInput, NotFound, OrchidError
 
 # the engine and the store (SQLAlchemy) are imported by the commands that use a database,
 # so that a command sent to a server loads neither (tests/cli/test_light_imports.py)
@@ -183,6 +183,11 @@ def status(
             _show_list(backend.recent(limit), as_json)
             return
         wf, ws = backend.snapshot(workflow_id)
+        if wf.archived_at is not None:  # its jobs are in the archive: counts only
+            _show_one(wf, ws, as_json, list)
+            if not as_json:
+                console.print(f"[dim]archived; `orchid restore {wf.id}` brings its jobs back[/]")
+            return
         _show_one(wf, ws, as_json, lambda: failures(backend, wf.id))
 
 
@@ -218,6 +223,7 @@ def _show_list(rows: Sequence[WorkflowLine], as_json: bool) -> None:
                     "status": r.status,
                     "owner": r.owner,
                     "created_at": r.created_at,
+                    "archived_at": r.archived_at,
                 }
                 for r in rows
             ]
@@ -228,7 +234,7 @@ def _show_list(rows: Sequence[WorkflowLine], as_json: bool) -> None:
         table.add_row(
             str(r.id),
             r.name,
-            status_text(r.status),
+            status_text(r.status) + (" (archived)" if r.archived_at is not None else ""),
             r.owner,
             _age(time.time() - r.created_at),
             r.message[:60],
@@ -319,7 +325,16 @@ def schema() -> None:
 
 
 # commands of their own modules, listed after the ones above in `orchid --help`
-from orchid.cli import config, graph, hpo, joblist, service, tokens  # noqa: E402, F401
+from orchid.cli import (  # noqa: E402, F401
+    config,
+    graph,
+    hpo,
+    joblist,
+    retention,
+    service,
+    tokens,
+    worker,
+)
 
 
 def main() -> None:
@@ -327,7 +342,7 @@ def main() -> None:
     server's 4xx answers are too; 1: anything else)."""
     try:
         app()
-    except (InvalidInput, NotFound) as exc:
+    except (InvalidInput, NotFound, Archived) as exc:
         _error(str(exc))
         sys.exit(2)
     except OrchidError as exc:

@@ -67,6 +67,7 @@ def render(wf: Workflow, ws: list[Work], now: float) -> Group:
         "  ",
         status_text(wf.status),
         f"  {elapsed:,.1f}s",
+        ("  archived" if wf.archived_at is not None else "", "magenta"),
     )
     table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
     for col in ("work", "status", "progress", "done", "jobs"):
@@ -138,6 +139,7 @@ def state_json(wf: Workflow, ws: list[Work]) -> dict[str, object]:
         "name": wf.name,
         "status": wf.status,
         "message": wf.message,
+        "archived_at": wf.archived_at,
         "works": [
             {
                 "name": w.name,

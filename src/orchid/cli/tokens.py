@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from orchid.errors import NotFound
+from orchid.errors import ConfigError, NotFound
 
 if TYPE_CHECKING:
     pass
@@ -18,6 +18,7 @@ from orchid.cli.common import (
     DbOpt,
     _age,
     _open,
+    _open_existing,
     _settings,
     console,
     err,
@@ -32,15 +33,34 @@ def token_create(
     group: Annotated[
         list[str] | None, typer.Option("--group", help="a group the user belongs to (repeatable)")
     ] = None,
+    worker: Annotated[
+        str | None,
+        typer.Option(
+            "--worker",
+            metavar="QUEUE",
+            help="a worker's token: it leases the jobs of this executor queue (a section "
+            "[executors.QUEUE] of type worker) and may do nothing else",
+        ),
+    ] = None,
     db: DbOpt = None,
 ) -> None:
     """Make an API token and print it (on stdout, alone); only its hash is kept."""
     from orchid.store import tokens
 
-    database = _open(_settings(db=db))
+    settings = _settings(db=db)
+    if worker is not None:
+        section = settings.executors.get(worker)
+        if section is None or section.type != "worker":
+            queues = sorted(n for n, c in settings.executors.items() if c.type == "worker")
+            raise ConfigError(
+                f"no worker queue {worker!r}: a worker's token serves a section "
+                f'[executors.{worker}] with type = "worker" of the settings file '
+                f"(the worker queues there: {', '.join(queues) or 'none'})"
+            )
+    database = _open(settings)
     with database.begin() as conn:
         token_id, token = tokens.create(
-            conn, user=user, admin=admin, groups=group or [], now=time.time()
+            conn, user=user, admin=admin, groups=group or [], now=time.time(), worker_queue=worker
         )
     sys.stdout.write(token + "\n")
     sys.stdout.flush()
@@ -60,7 +80,7 @@ def token_list(
     """The tokens (their first characters, never the tokens themselves), revoked ones too."""
     from orchid.store import tokens
 
-    database = _open(_settings(db=db))
+    database = _open_existing(_settings(db=db))
     with database.engine.connect() as conn:
         rows = tokens.list_tokens(conn)
     if as_json:
@@ -71,6 +91,7 @@ def token_list(
                     "user": t.user,
                     "groups": list(t.groups),
                     "admin": t.admin,
+                    "worker_queue": t.worker_queue,
                     "prefix": t.prefix,
                     "created_at": t.created_at,
                     "last_used_at": t.last_used_at,
@@ -80,7 +101,9 @@ def token_list(
             ]
         )
         return
-    table = Table("id", "user", "groups", "admin", "token", "created", "last used", "state")
+    table = Table(
+        "id", "user", "groups", "admin", "worker", "token", "created", "last used", "state"
+    )
     now = time.time()
     for t in rows:
         table.add_row(
@@ -88,6 +111,7 @@ def token_list(
             t.user,
             ", ".join(t.groups),
             "yes" if t.admin else "",
+            t.worker_queue or "",
             f"{t.prefix}…",
             f"{_age(now - t.created_at)} ago",
             f"{_age(now - t.last_used_at)} ago" if t.last_used_at is not None else "never",
@@ -104,7 +128,7 @@ def token_revoke(
     """Stop a token working, at once."""
     from orchid.store import tokens
 
-    database = _open(_settings(db=db))
+    database = _open_existing(_settings(db=db))
     with database.begin() as conn:
         if not tokens.revoke(conn, token_id, time.time()):
             raise NotFound(f"no active token {token_id}: `orchid token list` shows the tokens")

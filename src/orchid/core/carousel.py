@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from orchid.core import jsonvalues
 from orchid.core.states import FileStatus, JobStatus, WorkStatus, work_outcome
 
 Release = Literal["per-file", "per-collection"]
@@ -66,18 +67,58 @@ def parse_collection(text: str, manager: str) -> tuple[str, str]:
     return (scope, name) if sep else (manager, text)
 
 
-def job_groups(feed: Feed, ready: Sequence[OnDisk], pending: bool) -> list[list[OnDisk]]:
+def job_groups(
+    feed: Feed, ready: Sequence[OnDisk], pending: bool, max_bytes: int | None = None
+) -> list[list[OnDisk]]:
     """The jobs to make now from a collection's available files (oldest first).
 
     ``pending`` says whether files of the collection are still to come (new or staging).
+    A job takes up to ``files_per_job`` files, and fewer when their names and urls would
+    take its arguments past ``max_bytes`` (the room :func:`job_args` leaves for files
+    under the job_args_max_bytes limit): a long list of long urls makes more jobs instead
+    of arguments no job may have. One file is always a job of its own.
     """
     if feed.release == "per-collection" and pending:
         return []
     n = feed.files_per_job
-    groups = [list(ready[i : i + n]) for i in range(0, len(ready), n)]
-    if groups and len(groups[-1]) < n and pending:
+    groups: list[list[OnDisk]] = []
+    full: list[bool] = []
+    group: list[OnDisk] = []
+    used = 0
+    for f in ready:
+        cost = _file_bytes(f, n == 1)
+        if group and max_bytes is not None and used + cost > max_bytes:
+            groups.append(group)
+            full.append(True)  # by size: as full as it can be
+            group, used = [], 0
+        group.append(f)
+        used += cost
+        if len(group) == n:
+            groups.append(group)
+            full.append(True)
+            group, used = [], 0
+    if group:
+        groups.append(group)
+        full.append(False)
+    if groups and not full[-1] and pending:
         groups.pop()  # wait for more files to fill it
     return groups
+
+
+def _file_bytes(f: OnDisk, single: bool) -> int:
+    """What one file adds to a job's arguments as JSON: its name and url in the lists (and
+    as ``file`` and ``url`` too for one file per job)."""
+    one = jsonvalues.size(f.name, _HUGE) + jsonvalues.size(f.url, _HUGE) + 2  # two commas
+    return one * 2 if single else one
+
+
+def files_room(feed: Feed, parameters: Mapping[str, Any], collection: str, cap: int) -> int:
+    """How many bytes of a job's arguments are left for its files' names and urls."""
+    empty = job_args(feed, parameters, collection, [OnDisk(0, "", "")])
+    return cap - jsonvalues.size(empty, cap + 1)
+
+
+_HUGE = 1 << 40
 
 
 def job_args(

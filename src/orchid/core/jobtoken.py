@@ -5,7 +5,7 @@ A job of a work with ``api_token: true`` gets ``ORCHID_TOKEN`` in its environmen
 Orchid's services know, of the workflow, job and attempt. Nothing is stored: the API checks
 the mac and that the attempt is the job's current one and still submitted or running, so a
 token stops working when its attempt ends. It acts on its own workflow only: what it may
-do is decided in one place, :mod:`orchid.api.deps` (routes refuse it unless they are among
+do is decided in one place, :mod:`orchid.web.access` (routes refuse it unless they are among
 those a job needs, which confine it to its workflow; the monitor refuses it).
 """
 

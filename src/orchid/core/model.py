@@ -22,6 +22,8 @@ class Workflow:
     updated_at: float
     finished_at: float | None = None
     share_group: str | None = None
+    # retention: its rows are in an archive file since then (only a summary stays live)
+    archived_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ ALIVE_S = 30.0
 
 # --- who is calling (the API authenticates; the store looks up local tokens) --------------
 
-AuthMethod = Literal["oidc", "x509", "token", "job"]
+AuthMethod = Literal["oidc", "x509", "token", "job", "worker"]
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ class Principal:
     admin: bool
     method: AuthMethod
     workflow_id: int | None = None  # a job's token: it may act on this workflow only
+    worker_queue: str | None = None  # a worker's token: it may lease this queue's jobs only
 
 
 MAX_NAME_CHARS = 200  # user and group names: the width of the owner and user columns

@@ -4,6 +4,7 @@
 # imports none of them.
 __all__ = [
     "agent",
+    "archivist",
     "carrier",
     "clerk",
     "conductor",

@@ -15,55 +15,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from orchid import jobvars
-from orchid.core import jobtoken, jsonvalues
-from orchid.core.limits import Limits
 from orchid.core.retry import RetryPolicy
 from orchid.engine.agent import CANCEL, ENDED, JOBS, TICK, UPDATES, AgentEnv, Step, agent_id
+from orchid.engine.jobspecs import JobSpecs, capped
 from orchid.engine.trigger import announce, settle
-from orchid.executors.base import (
-    Executor,
-    JobSpec,
-    JobUpdate,
-    Payload,
-    Planning,
-    Resources,
-    WorkPlan,
-)
-from orchid.store import dispatch, routes, secrets
+from orchid.executors.base import Executor, JobSpec, JobUpdate, Planning, WorkPlan
+from orchid.store import dispatch, routes
 
 log = logging.getLogger(__name__)
-WORK_CACHE = 10_000
-
-
-@dataclass(frozen=True)
-class _WorkInfo:
-    """What every job of one work shares on its way to the executor."""
-
-    workflow_id: int
-    name: str
-    payload: Payload
-    resources: Resources
-    retry: RetryPolicy
-    api_token: bool  # each job gets a job token (ORCHID_TOKEN)
-    per_job_payload: bool  # a custom HPO generator: its `gen:` jobs run another command
-    owner: str = ""  # whose workflow it is
-    share_group: str | None = None
-
-
-def _capped(u: JobUpdate, limits: Limits) -> JobUpdate:
-    """The update, or a failure if its result is over ``result_max_bytes`` (whatever the
-    executor: the local one refuses such results before reading them, others may not)."""
-    if u.result is None or jsonvalues.size(u.result, limits.result_max_bytes) <= (
-        limits.result_max_bytes
-    ):
-        return u
-    return replace(u, state="failed", result=None, error=limits.result_too_large())
 
 
 class Carrier:
@@ -88,9 +51,8 @@ class Carrier:
         self.pass_on = pass_on
         self._policies: dict[int, RetryPolicy] = {}  # job id → its retry policy, in flight here
         self._unrecorded: list[JobUpdate] = []  # taken from the executor, not yet written
-        self._works: dict[int, _WorkInfo] = {}  # work id → what its jobs share
+        self._jobspecs = JobSpecs(env.templates, env.clock)  # what executors are handed
         self._next_renewal = 0.0
-        self._job_key: bytes | None = None
         # an executor that makes each work's jobs up front (PanDA): the works it was told
         # about and not yet told ended, and the plans still to hand it
         self._planning = executor if isinstance(executor, Planning) else None
@@ -119,7 +81,7 @@ class Carrier:
         if not updates:
             return 0
         env = self.env
-        updates = [_capped(u, env.limits) for u in updates]
+        updates = [capped(u, env.limits) for u in updates]
         ended: list[int] = []
         # what the executor handed over is kept until it is written: a transaction that
         # fails (a deadlock, a lost connection) is tried again with the same updates
@@ -220,48 +182,22 @@ class Carrier:
 
     def _specs(self, conn: Connection, rows: Sequence[Any], adopted: bool = False) -> list[JobSpec]:
         """What the executor is handed for claimed (or adopted) job rows."""
-        missing = {r.work_id: r.workflow_id for r in rows if r.work_id not in self._works}
-        if missing:
-            self._learn(conn, missing)
+        specs = self._jobspecs.make(conn, rows, adopted)
+        policies, works = self._policies, self._jobspecs
         if self._planning is not None:
-            self._plan(conn, {r.work_id for r in rows} - self._planned)
-        policies, works = self._policies, self._works
-        specs: list[JobSpec] = []
+            self._plan(conn, {r.work_id: r.workflow_id for r in rows})
         for r in rows:
-            info = works[r.work_id]
-            policies[r.id] = info.retry
-            payload = info.payload
-            if info.per_job_payload:
-                compiled = self.env.templates.get(conn, r.workflow_id, (info.name,))
-                payload = compiled.payload(info.name, r.name)
-            job_env: dict[str, str] = {}
-            if info.api_token:
-                job_env[jobvars.TOKEN] = self._token(conn, r.workflow_id, r.id, r.attempt)
-            specs.append(
-                JobSpec(
-                    f"{r.workflow_id}-{r.id}-{r.attempt}",  # JobSpec.make_key
-                    r.workflow_id,
-                    r.id,
-                    r.attempt,
-                    info.name,
-                    r.name,
-                    payload,
-                    r.args,
-                    info.resources,
-                    env=job_env,
-                    adopted=adopted,
-                    owner=info.owner,
-                    share_group=info.share_group,
-                )
-            )
+            policies[r.id] = works.work(conn, r.work_id, r.workflow_id).retry
         return specs
 
-    def _plan(self, conn: Connection, work_ids: set[int]) -> None:
-        """The plans of works whose jobs this carrier hands over for the first time."""
-        if not work_ids:
+    def _plan(self, conn: Connection, works: Mapping[int, int]) -> None:
+        """The plans of works (id → workflow id) whose jobs this carrier hands over for the
+        first time."""
+        new = {w: wf for w, wf in works.items() if w not in self._planned}
+        if not new:
             return
-        for work_id, jobs in dispatch.work_jobs(conn, work_ids).items():
-            info = self._works[work_id]
+        for work_id, jobs in dispatch.work_jobs(conn, set(new)).items():
+            info = self._jobspecs.work(conn, work_id, new[work_id])
             self._plans_due.append(
                 WorkPlan(
                     info.workflow_id,
@@ -297,28 +233,6 @@ class Carrier:
             self._planning.works_ended(ended)
             self._planned -= set(ended)
 
-    def _learn(self, conn: Connection, works: Mapping[int, int]) -> None:
-        """Remember what the jobs of these works (id → workflow id) share."""
-        if len(self._works) > WORK_CACHE:
-            self._works.clear()
-        owners = dispatch.workflow_owners(conn, set(works.values()))
-        for work_id, name in dispatch.work_names(conn, works).items():
-            wf = works[work_id]
-            owner, share_group = owners.get(wf, ("", None))
-            compiled = self.env.templates.get(conn, wf, (name,))  # an open workflow grows
-            spec = compiled.template.work(name)
-            self._works[work_id] = _WorkInfo(
-                wf,
-                name,
-                compiled.payload(name),
-                compiled.resources(name),
-                compiled.retry_policy(name),
-                spec.api_token,
-                bool(spec.hpo is not None and spec.hpo.generator),
-                owner,
-                share_group,
-            )
-
     def _adopt(self, now: float) -> int:
         """Take over the jobs of a dead carrier of this executor, attempts unchanged."""
         env = self.env
@@ -346,12 +260,6 @@ class Carrier:
         self._policies.clear()
         if n:
             log.info("gave back %d jobs in flight to %s", n, self.executor.name)
-
-    def _token(self, conn: Connection, workflow_id: int, job_id: int, attempt: int) -> str:
-        """A job token for this attempt (see :mod:`orchid.core.jobtoken`)."""
-        if self._job_key is None:
-            self._job_key = secrets.key(conn, secrets.JOB_TOKEN_KEY, self.env.clock())
-        return jobtoken.make(self._job_key, workflow_id, job_id, attempt)
 
     def housekeeping(self) -> int:
         """Renew the leases of the jobs in flight here; run again those whose agent died."""

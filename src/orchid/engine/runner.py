@@ -373,6 +373,10 @@ def make_runner(
         Optimizer(env, log_dir),
         Transporter(env, data_managers),
     ]
+    if settings.archive_after is not None:  # retention: [retention] archive_after
+        from orchid.engine.archivist import Archivist, Policy
+
+        agents.append(Archivist(env, Policy.from_settings(settings)))
     if settings.notify:
         from orchid.engine.conductor import Conductor, subscriptions_from
 

@@ -69,7 +69,7 @@ class Trigger:
                 self._files_idle_until = now + FILES_IDLE_S
                 return 0
             ended = filejobs.pass_on(conn, now, env.batch * 4)
-            made = filejobs.release(conn, now, env.batch * 4)
+            made = filejobs.release(conn, now, env.batch * 4, env.limits.job_args_max_bytes)
         if made:
             env.bus.notify(JOBS)
         return ended + made

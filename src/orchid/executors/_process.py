@@ -28,7 +28,7 @@ from orchid.core import jsonvalues, placeholders
 from orchid.core.limits import DEFAULT, Limits
 from orchid.executors.base import JobSpec, Usage
 from orchid.executors.runas import OsUser, as_user, own_folder
-from orchid.store.db import private_folder
+from orchid.safefiles import private_folder
 
 logger = logging.getLogger(__name__)
 

@@ -98,7 +98,9 @@ class JobSpec:
 
 @runtime_checkable
 class Executor(Protocol):
-    """A workload system. Implementations: ``local``, ``null``, ``dask``, ``panda``, ``htcondor``.
+    """A workload system. Implementations: ``local``, ``null``, ``dask``, ``panda``,
+    ``htcondor``, ``slurm`` (and ``worker``, a queue whose jobs ``orchid worker`` processes
+    lease through the API).
 
     Executors whose jobs outlive the agent (a cluster, a grid, a batch system) also have
     ``durable = True``: ``close`` then leaves their jobs running, and a new executor handed

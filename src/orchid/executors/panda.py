@@ -80,7 +80,7 @@ from orchid.executors._panda_api import (
     task_params,
     usage_of,
 )
-from orchid.executors._updates import Updates
+from orchid.executors._updates import Updates, pop_each
 from orchid.executors.base import (
     BuildContext,
     ExecutorOptions,
@@ -236,29 +236,23 @@ class PandaExecutor:
 
     def submit(self, jobs: Sequence[JobSpec]) -> None:
         """Release these attempts (their commands to the cache, then JEDI's message)."""
-        fresh: list[JobSpec] = []
-        ended: list[JobUpdate] = []  # noops and jobs that cannot start: ended here
         with self._lock:
             if self._closed.is_set():
                 raise ExecutorError(f"executor {self.name} is closed")
-            for spec in jobs:
-                if spec.key in self._jobs:
-                    logger.warning("job %s: already submitted; ignored", spec.key)
-                elif spec.payload.kind == "noop":
-                    ended.append(self._out.make(spec, "succeeded", exit_code=0))
-                elif spec.resources.gpus:
-                    ended.append(
-                        self._out.make(
-                            spec,
-                            "failed",
-                            error="the panda executor cannot ask for GPUs; send the work to a "
-                            "GPU queue with resources.queue",
-                        )
-                    )
-                else:
-                    fresh.append(spec)
+            # ended: noops, and below the jobs that cannot start
+            fresh, ended = self._out.sort_out(jobs, self._jobs)
+        ended += [
+            self._out.make(
+                spec,
+                "failed",
+                error="the panda executor cannot ask for GPUs; send the work to a "
+                "GPU queue with resources.queue",
+            )
+            for spec in fresh
+            if spec.resources.gpus
+        ]
         entries: dict[str, tuple[JobSpec, dict[str, Any]]] = {}
-        for spec in fresh:
+        for spec in (s for s in fresh if not s.resources.gpus):
             try:
                 entries[spec.key] = (spec, self._entry(spec))
             except proc.StartError as exc:
@@ -286,12 +280,8 @@ class PandaExecutor:
 
     def cancel(self, keys: Sequence[str]) -> None:
         """Kill these attempts' PanDA jobs (a task of their own: the task)."""
-        stopped: list[_Job] = []
         with self._lock:
-            for key in keys:
-                job = self._jobs.pop(key, None)
-                if job is not None:
-                    stopped.append(job)
+            stopped = pop_each(self._jobs, keys)
         ids = [j.panda_id for j in stopped if j.panda_id is not None]
         if ids:
             status, _ = self._client.killJobs(ids)
@@ -603,11 +593,7 @@ class PandaExecutor:
         )
 
     def _finish(self, job: _Job, update: JobUpdate) -> None:
-        with self._lock:
-            if self._jobs.get(job.spec.key) is not job:
-                return
-            del self._jobs[job.spec.key]
-        self._out.push(update)
+        self._out.push_end(self._lock, self._jobs, job.spec.key, job, update)
 
     def _log(self, job: _Job) -> str | None:
         if job.panda_id is None:

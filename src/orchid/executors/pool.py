@@ -34,7 +34,7 @@ from orchid.executors import _process as proc
 from orchid.executors._attempt import Attempt
 from orchid.executors.base import JobSpec, UpdateState, Usage
 from orchid.executors.runas import OsUser, as_user, own_folder
-from orchid.store.db import private_folder
+from orchid.safefiles import private_folder
 
 WORKER_MODULE = "orchid.executors.poolworker"
 _ORCHID_ROOT = str(Path(__file__).resolve().parents[2])
@@ -47,6 +47,9 @@ DEEP, QUICK_S = 16, 0.01
 RECALL_S = 0.05  # a job running this long gives up the jobs waiting behind it to a free slot
 AHEAD_BYTES = 32 * 1024  # written ahead at most: half a pipe's buffer, never a blocking write
 SPARE = ".spare"  # the log folder's folder of the workers' spare files
+# a reply's room besides its result (keys, usage, an error message); the result travels as
+# a JSON string, where escaping may double it
+REPLY_OVERHEAD = 64 * 1024
 FOLDERS_KNOWN = 10_000  # run_as: job folders remembered as made (one per workflow)
 # (python_path, workdir, uid of the run_as user or None, workflow id) a worker serves: one
 # workflow's jobs only, so no module state, no monkeypatch and no code edited since passes
@@ -64,10 +67,15 @@ class PoolWorker:
         log_dir: Path,
         base_env: Mapping[str, str],
         user: OsUser | None = None,
+        max_reply: int = REPLY_OVERHEAD,
     ) -> None:
         """A worker with ``base_env`` (what jobs inherit of ours; never all of it), run as
-        ``user`` (a run_as user: then its spare files are in a folder of its own)."""
+        ``user`` (a run_as user: then its spare files are in a folder of its own). A reply
+        longer than ``max_reply`` bytes (a result is checked against result_max_bytes in
+        the worker, so only a job writing into the replies pipe itself sends one) stops it."""
         self.signature = signature
+        self.max_reply = max_reply
+        self.broke: str | None = None  # why it was stopped for breaking the protocol
         # its spare files, <log_dir>/.spare/<name>.<role> (orchid.executors.poolworker.Files)
         self.spare = log_dir / SPARE
         if user is None:
@@ -142,8 +150,13 @@ class PoolWorker:
 
     def read(self) -> dict[str, Any] | None:
         """The worker's next message; None when it has exited (or broke the protocol)."""
-        line = self._replies.readline()
+        line = self._replies.readline(self.max_reply + 1)
         if not line:
+            return None
+        if len(line) > self.max_reply:
+            # its job's code wrote into the pipe: reading on would hold any amount of memory
+            self.broke = f"the job sent its worker's pipe more than {self.max_reply:,} bytes"
+            self.close()
             return None
         try:
             message = json.loads(line)
@@ -365,7 +378,11 @@ class WorkerPool:
                 attempt, files = sent.pop(key)
                 self._host.exited(attempt)
                 self._drop_worker(slot, worker, sent)
-                died = proc.exit_message(code, files.err) or "the worker process stopped"
+                died = (
+                    worker.broke
+                    or proc.exit_message(code, files.err)
+                    or "the worker process stopped"
+                )
                 self._finish_pooled(attempt, code, None, died, None, files)
                 return
             attempt, files = sent.pop(reply["key"])
@@ -521,6 +538,12 @@ class WorkerPool:
             worker.close()
             worker = None
         if worker is None:
-            worker = PoolWorker(signature, self._log_dir, self._host.base_env(user), user)
+            worker = PoolWorker(
+                signature,
+                self._log_dir,
+                self._host.base_env(user),
+                user,
+                max_reply=2 * self._limits.result_max_bytes + REPLY_OVERHEAD,
+            )
             self._pool[slot] = worker
         return worker

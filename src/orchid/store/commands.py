@@ -6,21 +6,31 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from orchid.core.states import Action
+from orchid.errors import Archived
 from orchid.store.tables import commands, workflows
 
 
 def add(conn: Connection, workflow_id: int, kind: Action, now: float) -> int:
-    """Queue a command and wake the clerk for its workflow."""
+    """Queue a command and wake the clerk for its workflow.
+
+    Refused (:class:`~orchid.errors.Archived`) for a workflow being archived or archived:
+    the wake-up is an update of the workflow's row guarded on its archive state, so of a
+    command and an archiving that meet, one loses (see store/archive.py, ``mark``)."""
+    woken = conn.execute(
+        sa.update(workflows)
+        .where(workflows.c.id == workflow_id, workflows.c.archive_state.is_(None))
+        .values(wake_seq=workflows.c.wake_seq + 1)
+    ).rowcount
+    if woken != 1:
+        raise Archived(
+            f"workflow {workflow_id} is archived (or being archived): its jobs are in the "
+            f"archive; `orchid restore {workflow_id}` brings it back first"
+        )
     cid = conn.execute(
         sa.insert(commands)
         .values(workflow_id=workflow_id, kind=kind, status="pending", created_at=now)
         .returning(commands.c.id)
     ).scalar_one()
-    conn.execute(
-        sa.update(workflows)
-        .where(workflows.c.id == workflow_id)
-        .values(wake_seq=workflows.c.wake_seq + 1)
-    )
     return int(cid)
 
 

@@ -17,10 +17,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from orchid.errors import ConfigError
 from orchid.extras import missing
+from orchid.safefiles import private_folder
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0011"  # the newest migration; tests check it matches the migration scripts
+HEAD = "0013"  # the newest migration; tests check it matches the migration scripts
 SQLITE_CACHE_KIB = 256 * 1024  # at most this much page cache per SQLite connection
 SQLITE_CHECKPOINT_PAGES = 16384
 _WRITE = "orchid_write"  # execution option of Database.begin(): take SQLite's write lock
@@ -242,18 +243,6 @@ class ChangeProbe:
 
     def close(self) -> None:
         self._conn.close()
-
-
-def private_folder(path: Path) -> None:
-    """Make ``path`` and its missing parents, each 0700 (the service's files are its own)."""
-    if path.is_dir():
-        return
-    private_folder(path.parent)
-    try:
-        path.mkdir(mode=0o700)
-    except FileExistsError:
-        if not path.is_dir():
-            raise
 
 
 def private_file(path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from orchid.core.carousel import OnDisk, job_args, job_groups
+from orchid.core.carousel import OnDisk, files_room, job_args, job_groups
 from orchid.core.states import TERMINAL_JOB, FileStatus, JobStatus, WorkStatus
 from orchid.store import works
 from orchid.store.feeds import FeedRow, chunks, open_feed_rows
@@ -38,8 +38,10 @@ def _pending(conn: Connection, row: FeedRow) -> bool:
     )
 
 
-def release(conn: Connection, now: float, limit: int) -> int:
-    """Make ready jobs from available files that no job has; return how many jobs."""
+def release(conn: Connection, now: float, limit: int, max_args_bytes: int) -> int:
+    """Make ready jobs from available files that no job has; return how many jobs. No job
+    gets arguments over ``max_args_bytes`` (job_args_max_bytes): a long list of long urls
+    is split over more jobs (:func:`orchid.core.carousel.job_groups`)."""
     feeds = {r.id: r for r in open_feed_rows(conn)}
     if not feeds:
         return 0
@@ -75,7 +77,8 @@ def release(conn: Connection, now: float, limit: int) -> int:
     members: list[list[OnDisk]] = []
     for cid, on_disk in ready.items():
         row = feeds[cid]
-        for group in job_groups(row.feed, on_disk, pending.get(cid, False)):
+        room = files_room(row.feed, params[row.work_id], _shown(row), max_args_bytes)
+        for group in job_groups(row.feed, on_disk, pending.get(cid, False), room):
             rows.append(_job(row, params[row.work_id], group, now))
             members.append(group)
             made[row.work_id] += 1
@@ -122,16 +125,20 @@ def _parameters(conn: Connection, work_ids: set[int]) -> dict[int, dict[str, Any
     }
 
 
+def _shown(row: FeedRow) -> str:
+    """The collection as its jobs see it: the name alone for the manager's own scope."""
+    return row.name if row.scope == row.manager else row.key
+
+
 def _job(
     row: FeedRow, params: dict[str, Any], group: Sequence[OnDisk], now: float
 ) -> dict[str, Any]:
-    shown = row.name if row.scope == row.manager else row.key
     return {
         "workflow_id": row.workflow_id,
         "work_id": row.work_id,
         "name": f"{row.id}-{group[0].id}",
         "status": J.READY,
-        "args": job_args(row.feed, params, shown, group),
+        "args": job_args(row.feed, params, _shown(row), group),
         "max_attempts": row.feed.job_attempts,
         "ready_at": now,
     }

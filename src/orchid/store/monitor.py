@@ -44,6 +44,7 @@ class WorkflowRow:
     finished_at: float | None
     finishing: bool
     counts: Mapping[str, int] = field(default_factory=dict)
+    archived_at: float | None = None  # retention: counts are its summary's
 
     @property
     def total(self) -> int:
@@ -61,10 +62,18 @@ _LIST_COLUMNS = (
     workflows.c.updated_at,
     workflows.c.finished_at,
     workflows.c.finishing,
+    workflows.c.archived_at,
+    workflows.c.archive_summary,
 )
 
 
 def _row(r: Any, counts: Mapping[str, int]) -> WorkflowRow:
+    if r.archive_summary is not None:  # archived (store/archive.py): its jobs are gone
+        summed: dict[str, int] = {}
+        for w in r.archive_summary:
+            for status, n in (w.get("counts") or {}).items():
+                summed[status] = summed.get(status, 0) + int(n)
+        counts = summed
     return WorkflowRow(
         id=r.id,
         name=r.name,
@@ -77,6 +86,7 @@ def _row(r: Any, counts: Mapping[str, int]) -> WorkflowRow:
         finished_at=r.finished_at,
         finishing=bool(r.finishing),
         counts=counts,
+        archived_at=r.archived_at if r.archive_summary is not None else None,
     )
 
 

@@ -30,6 +30,14 @@ def pg_notify(conn: Any, payloads: Sequence[str], channel: str = CHANNEL) -> Non
     )
 
 
+def pg_notify_on_commit(conn: Connection, payloads: Sequence[str], channel: str = CHANNEL) -> None:
+    """:func:`pg_notify` inside a transaction of ours: sent when it commits, not before."""
+    conn.execute(
+        sa.text("SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS TEXT[])) AS p"),
+        {"channel": channel, "payloads": list(payloads)},
+    )
+
+
 # --- the events table of the `db` bus ------------------------------------------------------------
 
 

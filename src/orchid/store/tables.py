@@ -63,6 +63,13 @@ workflows = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("finished_at", sa.Float, nullable=True),
+    # retention (store/archive.py): None while its rows are live; else writing, deleting,
+    # archived (its rows are in the archive file archive_uri) or restoring
+    sa.Column("archive_state", sa.String(12), nullable=True),
+    sa.Column("archive_uri", sa.Text, nullable=True),
+    sa.Column("archived_at", sa.Float, nullable=True),
+    # what stays readable of an archived workflow: its works with their job counts
+    sa.Column("archive_summary", Json, nullable=True),
 )
 
 works = sa.Table(
@@ -233,6 +240,9 @@ tokens = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("last_used_at", sa.Float, nullable=True),
     sa.Column("revoked_at", sa.Float, nullable=True),
+    # a worker's token (`orchid token create --worker QUEUE`): it leases that queue's jobs
+    # and may do nothing else (docs/architecture.md, "Orchid workers")
+    sa.Column("worker_queue", sa.String(100), nullable=True),
 )
 
 # messages posted to a workflow (results, control messages) by users or jobs

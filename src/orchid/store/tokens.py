@@ -38,6 +38,7 @@ class TokenInfo:
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
+    worker_queue: str | None = None  # a worker's token: the executor queue it serves
 
     @property
     def active(self) -> bool:
@@ -45,10 +46,24 @@ class TokenInfo:
 
 
 def create(
-    conn: Connection, *, user: str, admin: bool, groups: Iterable[str], now: float
+    conn: Connection,
+    *,
+    user: str,
+    admin: bool,
+    groups: Iterable[str],
+    now: float,
+    worker_queue: str | None = None,
 ) -> tuple[int, str]:
-    """A new token for ``user``: (its id, the token). The token cannot be recovered later."""
+    """A new token for ``user``: (its id, the token). The token cannot be recovered later.
+
+    ``worker_queue``: a worker's token, which leases the jobs of that executor queue and may
+    do nothing else (never an admin's, and in no group: it acts on no workflow).
+    """
     _check_name(user, "user name")
+    if worker_queue is not None:
+        _check_name(worker_queue, "queue name")
+        if admin or groups:
+            raise InvalidInput("a worker's token is for one queue only: no --admin, no --group")
     if isinstance(groups, str):
         raise TypeError("groups is a collection of names, not one string")
     names = sorted(set(groups))
@@ -64,6 +79,7 @@ def create(
             token_hash=_hash(token),
             prefix=token[:PREFIX_CHARS],
             created_at=now,
+            worker_queue=worker_queue,
         )
         .returning(tokens.c.id)
     ).scalar_one()
@@ -93,15 +109,29 @@ def find(conn: Connection, token: str, now: float) -> tuple[Principal, int | Non
         return None
     row = conn.execute(
         sa.select(
-            tokens.c.id, tokens.c.user, tokens.c.groups, tokens.c.admin, tokens.c.last_used_at
+            tokens.c.id,
+            tokens.c.user,
+            tokens.c.groups,
+            tokens.c.admin,
+            tokens.c.last_used_at,
+            tokens.c.worker_queue,
         ).where(tokens.c.token_hash == _hash(token), tokens.c.revoked_at.is_(None))
     ).first()
     if row is None:
         return None
     stale = row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION_S
-    principal = Principal(
-        user=row.user, groups=frozenset(row.groups), admin=bool(row.admin), method="token"
-    )
+    if row.worker_queue is not None:
+        principal = Principal(
+            user=row.user,
+            groups=frozenset(),
+            admin=False,
+            method="worker",
+            worker_queue=row.worker_queue,
+        )
+    else:
+        principal = Principal(
+            user=row.user, groups=frozenset(row.groups), admin=bool(row.admin), method="token"
+        )
     return principal, (int(row.id) if stale else None)
 
 
@@ -122,6 +152,7 @@ def list_tokens(conn: Connection) -> list[TokenInfo]:
             tokens.c.created_at,
             tokens.c.last_used_at,
             tokens.c.revoked_at,
+            tokens.c.worker_queue,
         ).order_by(tokens.c.id)
     )
     return [
@@ -134,6 +165,7 @@ def list_tokens(conn: Connection) -> list[TokenInfo]:
             created_at=r.created_at,
             last_used_at=r.last_used_at,
             revoked_at=r.revoked_at,
+            worker_queue=r.worker_queue,
         )
         for r in rows
     ]

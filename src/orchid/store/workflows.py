@@ -69,7 +69,8 @@ def claim_changed(
     rows = claims.claim(
         conn,
         workflows,
-        [workflows.c.wake_seq > workflows.c.seen_seq],
+        # an archived workflow's rows are gone: nothing to reconcile (store/archive.py)
+        [workflows.c.wake_seq > workflows.c.seen_seq, workflows.c.archive_state.is_(None)],
         owner=owner,
         now=now,
         lease=lease,
@@ -279,6 +280,8 @@ def _to_model(r: Any) -> Workflow:
         updated_at=r.updated_at,
         finished_at=r.finished_at,
         share_group=r.share_group,
+        # writing: still whole; deleting, archived, restoring: read from the summary
+        archived_at=r.archived_at if r.archive_state not in (None, "writing") else None,
     )
 
 
@@ -293,6 +296,8 @@ _COLUMNS = (
     workflows.c.updated_at,
     workflows.c.finished_at,
     workflows.c.share_group,
+    workflows.c.archive_state,
+    workflows.c.archived_at,
 )
 
 

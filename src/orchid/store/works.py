@@ -12,7 +12,7 @@ from orchid.core.model import Work
 from orchid.core.states import TERMINAL_WORK, JobStatus, WorkStatus
 from orchid.errors import NotFound
 from orchid.store import bulk, claims
-from orchid.store.tables import jobs, works
+from orchid.store.tables import jobs, workflows, works
 
 
 def create(
@@ -133,8 +133,10 @@ def list_for(conn: Connection, workflow_id: int, with_counts: bool = True) -> li
             sa.select(works).where(works.c.workflow_id == workflow_id).order_by(works.c.id)
         )
     )
+    if not rows:
+        return _archived(conn, workflow_id)
     by_work: dict[int, dict[JobStatus, int]] = {r.id: {} for r in rows}
-    if with_counts and rows:
+    if with_counts:
         for wid, status, n in conn.execute(
             sa.select(jobs.c.work_id, jobs.c.status, sa.func.count())
             .where(jobs.c.workflow_id == workflow_id)
@@ -155,6 +157,28 @@ def list_for(conn: Connection, workflow_id: int, with_counts: bool = True) -> li
             finished_at=r.finished_at,
         )
         for r in rows
+    ]
+
+
+def _archived(conn: Connection, workflow_id: int) -> list[Work]:
+    """The works of an archived workflow, as its summary keeps them (store/archive.py)."""
+    summary = conn.execute(
+        sa.select(workflows.c.archive_summary).where(workflows.c.id == workflow_id)
+    ).scalar()
+    return [
+        Work(
+            id=int(w["id"]),
+            workflow_id=workflow_id,
+            name=str(w["name"]),
+            iteration=int(w["iteration"]),
+            status=WorkStatus(w["status"]),
+            message=str(w.get("message") or ""),
+            n_jobs=int(w.get("n_jobs") or 0),
+            counts={JobStatus(k): int(v) for k, v in (w.get("counts") or {}).items()},
+            started_at=w.get("started_at"),
+            finished_at=w.get("finished_at"),
+        )
+        for w in summary or []
     ]
 
 

@@ -4,68 +4,32 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import httpx
 import jinja2
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from orchid.api.deps import ApiState
-from orchid.api.errors import status_of
 from orchid.auth import AuthConfig, AuthError
 from orchid.engine.templates import TemplateCache
 from orchid.errors import OrchidError
-from orchid.graph.render import PALETTE
-from orchid.ui import views
+from orchid.ui import live, login, pages, study
+from orchid.ui.context import HERE, Ui, ui_of
 from orchid.ui.oidc import LoginFailed, OidcClient, OidcLogin
-from orchid.ui.session import CsrfRejected, LoginRequired, Sessions
+from orchid.ui.session import CsrfRejected, LoginRequired, Sessions, clear_session
+from orchid.web.errors import status_of
+from orchid.web.state import ApiState
+
+__all__ = ["create_ui"]
 
 log = logging.getLogger(__name__)
-HERE = Path(__file__).parent
-# scripts only from /ui/static (no inline code), no framing (the action buttons), no caching
-SECURITY_HEADERS = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
-
-
-@dataclass
-class Ui:
-    """What every page handler needs; built once per application."""
-
-    api: ApiState
-    sessions: Sessions
-    oidc: OidcClient | None
-    pages: jinja2.Environment
-    templates: TemplateCache
-
-    def render(
-        self, request: Request, name: str, http_status: int = 200, /, **context: Any
-    ) -> HTMLResponse:
-        page = self.pages.get_template(name)
-        html = page.render(request=request, v=views, palette=PALETTE, **context)
-        return HTMLResponse(html, status_code=http_status, headers=SECURITY_HEADERS)
-
-
-def ui_of(request: Request) -> Ui:
-    ui: Ui = request.app.state.ui
-    return ui
 
 
 def create_ui(api: ApiState, auth: AuthConfig, http: httpx.Client | None = None) -> FastAPI:
     """The ``/ui`` application over the API's state (same database, same authenticator)."""
-    from orchid.ui import live, login, pages, study
-
     login_config = OidcLogin.from_settings(auth, api.settings)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -95,8 +59,6 @@ def create_ui(api: ApiState, auth: AuthConfig, http: httpx.Client | None = None)
             query["why"] = exc.reason
         response = RedirectResponse(f"/ui/login?{urllib.parse.urlencode(query)}", 303)
         if exc.reason:
-            from orchid.ui.session import clear_session
-
             clear_session(response)
         return response
 

@@ -19,12 +19,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.deps import Recheck, check_id, visible_workflow
 from orchid.core.states import TERMINAL_WORKFLOW
 from orchid.store import monitor
 from orchid.ui import views
-from orchid.ui.app import Ui, ui_of
+from orchid.ui.context import Ui, ui_of
 from orchid.ui.pages import summary, workflow_state
+from orchid.web.access import Recheck, check_id, refuse_archived, visible_workflow
 
 router = APIRouter()
 TICK_S = 0.5
@@ -56,7 +56,8 @@ async def workflow_feed(request: Request, workflow_id: int) -> StreamingResponse
     """``summary`` events for one workflow page; ``end`` once the workflow has ended."""
     ui = ui_of(request)
     viewer = await run_in_threadpool(ui.sessions.viewer, request)
-    await run_in_threadpool(visible_workflow, ui.api, viewer.principal, check_id(workflow_id))
+    wf = await run_in_threadpool(visible_workflow, ui.api, viewer.principal, check_id(workflow_id))
+    refuse_archived(wf)
     recheck = Recheck(
         lambda: visible_workflow(ui.api, ui.sessions.viewer(request).principal, workflow_id)
     )

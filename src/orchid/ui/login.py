@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from orchid.auth import AuthError
-from orchid.ui.app import ui_of
+from orchid.ui.context import ui_of
 from orchid.ui.oidc import STATE_MAX_AGE_S, LoginFailed, Pending
 from orchid.ui.session import (
     CSRF_FIELD,
@@ -64,7 +64,7 @@ async def login(request: Request) -> Response:
             who, error = None, f"this token does not work: {exc.reason}"
         if who is None and not error:
             error = "this token does not work"
-        elif who is not None and who.workflow_id is not None:
+        elif who is not None and (who.workflow_id is not None or who.worker_queue is not None):
             error = JOB_TOKEN_REFUSED
     if error:
         return ui.render(

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.deps import check_id, visible_job, visible_workflow
 from orchid.core.model import Workflow
 from orchid.core.states import Action
 from orchid.errors import InvalidInput, NotFound
@@ -22,8 +21,9 @@ from orchid.safefiles import LogUnavailable, open_log
 from orchid.store import commands, monitor, studies, works
 from orchid.store import workflows as workflow_store
 from orchid.ui import charts, views
-from orchid.ui.app import Ui, ui_of
+from orchid.ui.context import Ui, ui_of
 from orchid.ui.session import CSRF_FIELD, Viewer, read_form
+from orchid.web.access import check_id, refuse_archived, visible_job, visible_workflow
 
 router = APIRouter()
 PAGE = 50
@@ -138,7 +138,9 @@ def summary(state: dict[str, Any]) -> dict[str, Any]:
 @router.get("/workflows/{workflow_id}", name="workflow")
 def workflow_page(request: Request, workflow_id: int, queued: str | None = None) -> Response:
     ui, viewer = _viewer(request)
-    _workflow(ui, viewer, workflow_id)
+    wf = _workflow(ui, viewer, workflow_id)
+    if wf.archived_at is not None:
+        return _archived_page(request, ui, viewer, wf)
     state = workflow_state(ui, workflow_id)
     now = time.time()
     with ui.api.db.engine.connect() as conn:
@@ -183,6 +185,26 @@ def workflow_page(request: Request, workflow_id: int, queued: str | None = None)
     )
 
 
+def _archived_page(request: Request, ui: Ui, viewer: Viewer, wf: Workflow) -> Response:
+    """An archived workflow: its summary (works and job counts as they were), no graph,
+    jobs or events (they are in its archive file)."""
+    with ui.api.db.engine.connect() as conn:
+        rows = works.list_for(conn, wf.id)
+    totals: dict[str, int] = {}
+    for w in rows:
+        for st, n in w.counts.items():
+            totals[str(st)] = totals.get(str(st), 0) + n
+    return ui.render(
+        request,
+        "archived.html",
+        viewer=viewer,
+        wf=wf,
+        works=rows,
+        totals=totals,
+        now=time.time(),
+    )
+
+
 @router.post("/workflows/{workflow_id}/actions/{action}")
 async def act(request: Request, workflow_id: int, action: Action) -> Response:
     """An action button: the same command rows as ``POST /api/v1/workflows/{id}/{action}``."""
@@ -217,7 +239,7 @@ def jobs_page(
 ) -> Response:
     """A page of jobs, of one work or all, of one status or all; keyset pages by id."""
     ui, viewer = _viewer(request)
-    _workflow(ui, viewer, workflow_id)
+    refuse_archived(_workflow(ui, viewer, workflow_id))
     work = int(work_text) if work_text else None  # the form sends work= for all works
     if status and status not in views.JOB_STATUSES:
         raise InvalidInput(
@@ -308,6 +330,7 @@ def data_page(request: Request, workflow_id: int) -> Response:
     """The data carousel: collections, files by status over time, bytes on disk."""
     ui, viewer = _viewer(request)
     wf = _workflow(ui, viewer, workflow_id)
+    refuse_archived(wf)
     now = time.time()
     end = wf.finished_at or max(now, wf.updated_at)
     with ui.api.db.engine.connect() as conn:
@@ -351,7 +374,7 @@ def data_page(request: Request, workflow_id: int) -> Response:
 def graph_svg(request: Request, workflow_id: int) -> Response:
     """The task graph alone, for saving (``orchid graph`` makes PNG, DOT and Mermaid too)."""
     ui, viewer = _viewer(request)
-    _workflow(ui, viewer, workflow_id)
+    refuse_archived(_workflow(ui, viewer, workflow_id))
     with ui.api.db.engine.connect() as conn:
         graph = load(conn, workflow_id, ui.templates)
     return Response(to_svg(graph), media_type="image/svg+xml")

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from fastapi import Request
 from starlette.responses import Response
 
-from orchid.api.deps import refuse_job_token
-from orchid.api.peers import peer
 from orchid.auth import Authenticator, AuthError
 from orchid.core.model import Principal
 from orchid.errors import OrchidError
+from orchid.web.access import refuse_job_token
+from orchid.web.peers import peer
 
 COOKIE = "orchid_session"
 OIDC_COOKIE = "orchid_oidc"  # state, PKCE verifier and the page asked for, during a login
@@ -35,7 +35,9 @@ MAX_AGE_S = 12 * 3600
 MAX_FORM_BYTES = 64 * 1024  # the login and action forms are a few fields
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
-JOB_TOKEN_REFUSED = "a job's token cannot open the monitor; log in with a token of yours"
+JOB_TOKEN_REFUSED = (
+    "a job's or a worker's token cannot open the monitor; log in with a token of yours"
+)
 
 
 class LoginRequired(OrchidError):
@@ -89,7 +91,8 @@ class Sessions:
             raise LoginRequired(f"please log in again ({exc.reason})") from None
         if who is None:
             raise LoginRequired()
-        if who.workflow_id is not None:  # a job's token: its workflow through the API only
+        # a job's token: its workflow through the API only; a worker's: its queue's jobs
+        if who.workflow_id is not None or who.worker_queue is not None:
             if explicit:
                 refuse_job_token(who, "the monitor")
             raise LoginRequired(JOB_TOKEN_REFUSED)

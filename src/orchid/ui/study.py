@@ -13,14 +13,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from orchid.api.deps import check_id, visible_workflow
 from orchid.core.hpo import CategoricalParam, HpoSpec
 from orchid.engine.hpo_ops import Studies
 from orchid.errors import NotFound
 from orchid.store import studies
 from orchid.store import trials as trial_rows
 from orchid.ui import plots
-from orchid.ui.app import Ui, ui_of
+from orchid.ui.context import Ui, ui_of
+from orchid.web.access import check_id, visible_workflow
 
 router = APIRouter()
 MAX_LINES = 300  # parameter lines: the best half of them, and the rest spread over the study

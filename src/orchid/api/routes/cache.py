@@ -22,11 +22,12 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.deps import ApiState, Caller, JobCaller, State, now
-from orchid.api.errors import TooLarge
+from orchid.api.deps import Caller, JobCaller, State, now
 from orchid.errors import InvalidInput, NotFound
 from orchid.store import cache
 from orchid.store.cache import SHA256_PATTERN, Blobs, CacheObject, Incoming
+from orchid.web.errors import TooLarge
+from orchid.web.state import ApiState
 from orchid.wire import CacheObjectOut, CachePage
 
 router = APIRouter(prefix="/cache", tags=["cache"])

@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from orchid.api.deps import Cursor, JobCaller, State, check_id, visible_workflow
+from orchid.api.deps import Cursor, JobCaller, State
 from orchid.core.states import FileStatus
 from orchid.store import catalog
+from orchid.web.access import check_id, visible_workflow
 from orchid.wire import CollectionOut, FileOut, FilePage
 
 router = APIRouter(prefix="/workflows", tags=["catalog"])

@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from orchid.api.deps import JobCaller, State, check_id, visible_workflow
+from orchid.api.deps import JobCaller, State
 from orchid.graph.load import load
+from orchid.web.access import check_id, refuse_archived, visible_workflow
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 
@@ -51,5 +52,6 @@ class GraphOut(BaseModel):
 def get_graph(workflow_id: int, st: State, who: JobCaller) -> Any:
     """Works as nodes (status, job counts), their dependencies as edges, loops as groups."""
     wf = visible_workflow(st, who, check_id(workflow_id))
+    refuse_archived(wf)  # its template is in the archive
     with st.db.engine.connect() as conn:
         return load(conn, wf.id).to_json()

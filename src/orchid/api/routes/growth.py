@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.deps import ApiState, JobCaller, State, check_id, now, visible_workflow
+from orchid.api.deps import JobCaller, State, now
 from orchid.api.routes.messages import read_body
 from orchid.api.threads import in_thread
 from orchid.core import jsonvalues
@@ -22,6 +22,8 @@ from orchid.core.template import check_values
 from orchid.engine import extend
 from orchid.errors import InvalidInput
 from orchid.store import workflows
+from orchid.web.access import check_id, visible_workflow
+from orchid.web.state import ApiState
 from orchid.wire import AddedWorkOut, AddWorkIn, CloseIn, WorkflowOut
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])

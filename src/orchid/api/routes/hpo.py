@@ -13,13 +13,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from orchid.api.deps import ApiState, JobCaller, State, check_id, now, visible_workflow
+from orchid.api.deps import JobCaller, State, now
 from orchid.core.hpo import SEGMENT_PATTERN
 from orchid.core.model import Principal
 from orchid.engine.hpo_ops import Report, Studies
 from orchid.errors import InvalidInput
 from orchid.store import studies
 from orchid.store import trials as trial_rows
+from orchid.web.access import check_id, visible_workflow
+from orchid.web.state import ApiState
 from orchid.wire import (
     NextIn,
     NextOut,

@@ -7,8 +7,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
-from orchid.api.deps import JobCaller, State, visible_job
+from orchid.api.deps import JobCaller, State
 from orchid.logserve import SnapshotFileResponse, log_response
+from orchid.web.access import visible_job
 from orchid.wire import JobOut
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])

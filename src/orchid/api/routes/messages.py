@@ -8,12 +8,14 @@ from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.deps import ApiState, JobCaller, State, check_id, now, visible_workflow
-from orchid.api.errors import TooLarge
+from orchid.api.deps import JobCaller, State, now
 from orchid.core import jsonvalues
 from orchid.errors import InvalidInput
 from orchid.store import messages
 from orchid.store.messages import KIND_PATTERN, MAX_BODY_BYTES, Message
+from orchid.web.access import check_id, visible_workflow
+from orchid.web.errors import TooLarge
+from orchid.web.state import ApiState
 from orchid.wire import MessageIn, MessageOut, MessagePage
 
 router = APIRouter(prefix="/workflows", tags=["messages"])

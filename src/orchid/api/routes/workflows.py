@@ -15,19 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from orchid.api.deps import (
-    ApiState,
-    Caller,
-    Cursor,
-    JobCaller,
-    Recheck,
-    State,
-    authenticate,
-    check_id,
-    now,
-    visible_workflow,
-)
-from orchid.api.errors import Denied, Malformed, TooLarge, too_large
+from orchid.api.deps import Caller, Cursor, JobCaller, State, now
 from orchid.api.threads import in_thread
 from orchid.core import jsonvalues
 from orchid.core.model import Principal
@@ -36,6 +24,15 @@ from orchid.core.template import check_values, decode, error_field
 from orchid.engine.submit import submit
 from orchid.errors import InvalidInput
 from orchid.store import commands, events, jobs, workflows, works
+from orchid.web.access import (
+    Recheck,
+    authenticate,
+    check_id,
+    refuse_archived,
+    visible_workflow,
+)
+from orchid.web.errors import Denied, Malformed, TooLarge, too_large
+from orchid.web.state import ApiState
 from orchid.wire import (
     CommandOut,
     JobOut,
@@ -299,8 +296,9 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JobPage:
     """A page of jobs in id order, optionally of some statuses or one work (a workflow may
-    have 10^6)."""
+    have 10^6). An archived workflow's: 410, until it is restored."""
     wf = visible_workflow(st, who, check_id(workflow_id))
+    refuse_archived(wf)
     with st.db.engine.connect() as conn:
         rows = jobs.list_for(
             conn,

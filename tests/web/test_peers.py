@@ -1,5 +1,5 @@
 """The socket peer is kept before anything rewrites the client, and forwarded headers count
-from trusted proxies only (``orchid.api.peers``; the uvicorn end of it is in
+from trusted proxies only (``orchid.web.peers``; the uvicorn end of it is in
 ``tests/cli/test_service.py``)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from orchid.api.peers import RealPeer, peer
+from orchid.web.peers import RealPeer, peer
 
 TRUSTED = ("10.9.9.9", "192.168.7.0/24")
 

@@ -1,0 +1,207 @@
+"""`orchid worker`: run jobs of a worker queue here, leased from a server over HTTPS.
+
+Loads neither SQLAlchemy nor the server's packages (tests/cli/test_light_imports.py): the
+worker is the local executor and an HTTP client.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchid.cli.common import UrlOpt, WorkersOpt, _logging, app, err
+from orchid.client.config import from_environment, normalize_url
+from orchid.errors import InvalidInput
+
+
+@app.command("worker")
+def worker_command(
+    url: UrlOpt = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="a worker's token (`orchid token create --user NAME --worker QUEUE`); "
+            "better given as env ORCHID_TOKEN, which other users cannot see",
+            show_default=False,
+        ),
+    ] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option("--queue", help="the queue to serve (checked against the token's)"),
+    ] = None,
+    workers: WorkersOpt = None,
+    idle_exit: Annotated[
+        float | None,
+        typer.Option(
+            "--idle-exit",
+            min=0,
+            metavar="SECONDS",
+            help="exit after this long with nothing to do (default: run until stopped)",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="this worker's name (default: host-pid-random)"),
+    ] = None,
+    scratch: Annotated[
+        Path | None,
+        typer.Option(
+            "--scratch", help="where running jobs write their files (default: a new temp folder)"
+        ),
+    ] = None,
+    run_as: Annotated[
+        str | None, typer.Option("--run-as", help="the OS user jobs run as (default: this one)")
+    ] = None,
+    env_passthrough: Annotated[
+        str | None,
+        typer.Option(
+            "--env-passthrough",
+            help="more of this process's variables jobs get (comma-separated NAME or PREFIX*)",
+        ),
+    ] = None,
+    reuse_workers: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-workers/--no-reuse-workers",
+            help="run a workflow's function jobs in long-lived processes, one per slot",
+        ),
+    ] = True,
+    slurm: Annotated[
+        int | None,
+        typer.Option(
+            "--slurm",
+            min=1,
+            metavar="N",
+            help="submit N pilot jobs to Slurm that run `orchid worker` in their allocation "
+            "and exit when idle (default --idle-exit there: 300 s), then return",
+        ),
+    ] = None,
+    sbatch: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sbatch",
+            metavar="OPTION",
+            help="with --slurm: an sbatch option for the pilots, e.g. --sbatch=--partition=gpu "
+            "(repeatable)",
+        ),
+    ] = None,
+) -> None:
+    """Run jobs of a worker queue here: lease them from the server, run them as the local
+    executor does, report their ends; SIGTERM gives back what runs and exits."""
+    env_url, env_token = from_environment()
+    server = url or env_url
+    secret = token or env_token
+    if not server:
+        raise InvalidInput("which server? give --url or set ORCHID_URL")
+    if not secret:
+        raise InvalidInput(
+            "a worker needs a worker's token: set ORCHID_TOKEN (or --token); an admin makes "
+            "one with `orchid token create --user NAME --worker QUEUE`"
+        )
+    server = normalize_url(server)
+    slots = workers or os.cpu_count() or 1
+    if slurm is not None:
+        _submit_pilots(server, secret, queue, slots, idle_exit, slurm, sbatch or [])
+        return
+    _run(
+        server,
+        secret,
+        queue,
+        slots,
+        idle_exit,
+        name,
+        scratch,
+        run_as,
+        env_passthrough,
+        reuse_workers,
+    )
+
+
+def _submit_pilots(
+    url: str,
+    token: str,
+    queue: str | None,
+    slots: int,
+    idle_exit: float | None,
+    count: int,
+    sbatch: list[str],
+) -> None:
+    from orchid.worker import slurm
+
+    pilot = slurm.Pilot(
+        url=url,
+        queue=queue,
+        workers=slots,
+        idle_exit_s=idle_exit if idle_exit else 300.0,
+        sbatch_options=slurm.options(sbatch),
+        command=_orchid_command(),
+    )
+    job_id = slurm.submit(pilot, count, token)
+    err.print(f"submitted {count} pilot job(s) to Slurm: job {job_id}", highlight=False)
+    sys.stdout.write(job_id + "\n")
+
+
+def _orchid_command() -> str:
+    """This orchid command, by its full path when it has one (the nodes share it, often)."""
+    found = shutil.which("orchid")
+    return found or "orchid"
+
+
+def _run(
+    url: str,
+    token: str,
+    queue: str | None,
+    slots: int,
+    idle_exit: float | None,
+    name: str | None,
+    scratch: Path | None,
+    run_as: str | None,
+    env_passthrough: str | None,
+    reuse_workers: bool,
+) -> None:
+    from orchid.executors.local import LocalExecutor
+    from orchid.executors.runas import RunAs
+    from orchid.worker.http import HttpLessor
+    from orchid.worker.loop import Worker, WorkerOptions, default_name
+
+    _logging(True)
+    options = WorkerOptions(
+        name=name or default_name(), queue=queue, idle_exit_s=idle_exit, url=url
+    )
+    root = Path(tempfile.mkdtemp(prefix="orchid-worker-", dir=scratch))
+    lessor = HttpLessor(url, token)
+    passthrough = [n.strip() for n in (env_passthrough or "").split(",") if n.strip()]
+    woken = threading.Event()
+    try:
+        executor = LocalExecutor(
+            slots,
+            root / "logs",
+            wake=woken.set,
+            reuse_workers=reuse_workers,
+            run_as=RunAs.parse(run_as, "--run-as"),
+            env_passthrough=passthrough,
+            home=root,
+        )
+        worker = Worker(lessor, executor, root / "logs", options, woken=woken)
+        stop = worker.stop
+        signal.signal(signal.SIGTERM, lambda *_: stop())
+        signal.signal(signal.SIGINT, lambda *_: stop())
+        err.print(
+            f"worker {options.name}: {slots} slots, server {url}"
+            + (f", queue {queue}" if queue else ""),
+            highlight=False,
+        )
+        worker.run()
+    finally:
+        lessor.close()
+        shutil.rmtree(root, ignore_errors=True)
+    err.print(f"worker {options.name}: {worker.ended} jobs ended here; bye", highlight=False)

@@ -1,0 +1,339 @@
+"""An iDDS ``Workflow`` as an Orchid template: DOMA works as job-level DAGs, generic works
+as commands, conditions as ``after`` and ``trigger``, a loop condition as a loop. Pure."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+from orchid.core.idds._data import (
+    DOMA_WORK,
+    GENERIC_WORKS,
+    HPO_WORK,
+    STAGEIN_WORK,
+    WORKFLOW,
+    IddsError,
+    attrs,
+    describe,
+    dotted,
+    enum_value,
+    is_object,
+    job_name,
+    kind_of,
+    listed,
+    unzip,
+    work_name,
+)
+from orchid.core.idds._hpo import hpo_block
+
+# how a Condition's method on a work becomes Orchid's trigger on that work (true branch,
+# false branch); None: the branch cannot be said with a trigger
+TRIGGERS: Mapping[str, tuple[str | None, str | None]] = {
+    "is_finished": ("all_success", "one_failed"),
+    "is_terminated": ("all_done", None),
+    "is_failed": ("one_failed", "all_success"),
+}
+# the same over several works, joined by And or Or: only where a trigger means exactly that
+SEVERAL: Mapping[tuple[str, str], tuple[str | None, str | None]] = {
+    ("is_finished", "and"): ("all_success", "one_failed"),  # not all succeeded: one failed
+    ("is_finished", "or"): ("one_success", None),
+    ("is_failed", "and"): (None, None),
+    ("is_failed", "or"): ("one_failed", "all_success"),
+    ("is_terminated", "and"): ("all_done", None),
+    ("is_terminated", "or"): (None, None),
+}
+MAX_JOBS = 2_000_000
+IN_PLACEHOLDER = "${IN/L}"  # where a DOMA job's pseudo input name goes in its command
+
+
+def translate_workflow(node: Any, body: Mapping[str, Any], rucio_manager: str) -> dict[str, Any]:
+    """The template of a ``Workflow`` (``rucio_manager``: the data manager of stage-in
+    works)."""
+    if not is_object(node) or kind_of(node) != WORKFLOW:
+        got = dotted(kind_of(node)) if is_object(node) else type(node).__name__
+        raise IddsError(f"request_metadata.workflow: expected a Workflow, got {got}")
+    top = attrs(node, "workflow")
+    base = attrs(top.get("template"), "workflow.template")
+    if top.get("_loop_condition"):
+        raise IddsError("workflow: a loop condition outside the workflow's template")
+    for key in ("parameter_links", "parameter_links_source", "parameter_links_destination"):
+        if base.get(key):
+            raise IddsError(
+                f"workflow.{key}: parameter links between works are not supported by the "
+                "translation yet (docs/from-idds.md)"
+            )
+    works_in = base.get("_works") or {}
+    if not isinstance(works_in, dict) or not works_in:
+        raise IddsError("workflow: it has no works")
+    # first the names, so that dependency maps can name the tasks they depend on
+    names: dict[str, str] = {}  # internal id -> Orchid work name
+    by_task: dict[str, str] = {}  # iDDS task name -> Orchid work name
+    for internal_id, work in works_in.items():
+        if not is_object(work):
+            raise IddsError(f"workflow.works.{internal_id}: expected an iDDS work")
+        kind = kind_of(work)
+        if kind == WORKFLOW:
+            raise IddsError(
+                f"workflow.works.{internal_id}: a Workflow nested as a work of another is "
+                "not supported by Orchid yet (docs/from-idds.md)"
+            )
+        if kind not in (DOMA_WORK, STAGEIN_WORK, HPO_WORK) and kind not in GENERIC_WORKS:
+            raise IddsError(
+                f"workflow.works.{internal_id}: class {dotted(kind)} is not a work Orchid runs"
+            )
+        a = work["attributes"]
+        meta = (
+            attrs(a.get("_metadata"), f"works.{internal_id}._metadata")
+            if a.get("_metadata")
+            else {}
+        )
+        given = meta.get("work_name")
+        if given == internal_id:  # iDDS names an unnamed work by its id
+            given = None
+        label = {DOMA_WORK: "task", STAGEIN_WORK: "stagein", HPO_WORK: "hpo"}.get(kind, "work")
+        task = a.get("task_name") or given or f"{label}_{internal_id}"
+        name = work_name(task)
+        if name in names.values():
+            name = work_name(f"{task}_{internal_id}")
+        names[internal_id] = name
+        by_task[str(task)] = name
+        if a.get("orig_task_name"):
+            by_task.setdefault(str(a["orig_task_name"]), name)
+    works = []
+    for i, work in works_in.items():
+        kind = kind_of(work)
+        if kind == DOMA_WORK:
+            works.append(_doma(work, names[i], by_task))
+        elif kind == STAGEIN_WORK:
+            works.append(_stagein(work, names[i], rucio_manager))
+        elif kind == HPO_WORK:
+            what = f"work {names[i]}"
+            hpo = hpo_block(work["attributes"], what)
+            works.append({"name": names[i], "description": "ATLASHPOWork", "hpo": hpo})
+        else:
+            works.append(_command(work, names[i]))
+    _conditions(base, names, {w["name"]: w for w in works})
+    wf_name = base.get("_name") or top.get("_name") or body.get("name") or "idds-request"
+    out: dict[str, Any] = {
+        "name": work_name(wf_name),
+        "description": f"{describe(body)}, translated from iDDS",
+        "works": works,
+    }
+    if base.get("_loop_condition"):
+        loop = _loop(base, names, [w["name"] for w in works])
+        out["loops"] = [loop]
+        for w in works:  # the iteration that ends the loop may be one that failed
+            if f"works['{w['name']}']" in loop["until"]:
+                w["on_failure"] = "continue"
+    return out
+
+
+# an iDDS condition method as an Orchid expression over the work's status
+STATUS_TESTS: Mapping[str, str] = {
+    "is_finished": "works['{w}'].status == 'succeeded'",
+    "is_failed": "works['{w}'].status == 'failed'",
+    "is_terminated": "works['{w}'].status in ['succeeded', 'failed', 'partial', 'cancelled', "
+    "'skipped']",
+}
+MAX_LOOP_ITERATIONS = 1000  # iDDS bounds no loop; an Orchid loop must be
+
+
+def _loop(base: Mapping[str, Any], names: Mapping[str, str], works: list[str]) -> dict[str, Any]:
+    """A workflow with a loop condition (checked at its end) repeats all its works while
+    the condition holds: an Orchid loop over every work, until it no longer does."""
+    what = "workflow.loop_condition"
+    if base.get("_loop_condition_position", "end") != "end":
+        raise IddsError(f"{what}: only loop conditions checked at the end are supported")
+    a = attrs(base["_loop_condition"], what)
+    tests = []
+    for item in listed(a.get("_conditions"), f"{what}.conditions"):
+        if not isinstance(item, dict) or "idds_method" not in item:
+            raise IddsError(f"{what}: nested conditions are not supported by Orchid yet")
+        src = str(item.get("idds_method_internal_id", item.get("idds_method_class_id")))
+        if src not in names:
+            raise IddsError(f"{what}: it names a work ({src}) this workflow does not hold")
+        if item["idds_method"] not in STATUS_TESTS:
+            raise IddsError(
+                f"{what}: the condition {item['idds_method']} is not supported; Orchid "
+                f"takes {', '.join(sorted(STATUS_TESTS))}"
+            )
+        tests.append(STATUS_TESTS[item["idds_method"]].format(w=names[src]))
+    if not tests:
+        raise IddsError(f"{what}: it tests nothing")
+    joined = (" or " if enum_value(a.get("operator")) == 1 else " and ").join(tests)
+    return {
+        "name": "idds_loop",
+        "works": works,
+        "until": f"not ({joined})",
+        "max_iterations": MAX_LOOP_ITERATIONS,
+    }
+
+
+def _escaped(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _command_of(a: Mapping[str, Any], what: str) -> list[str]:
+    text = " ".join(str(x) for x in (a.get("executable"), a.get("arguments")) if x)
+    if not text.strip():
+        raise IddsError(f"{what}: it has no executable")
+    # literal braces stay literal; the DOMA placeholder becomes the job argument `input`
+    text = _escaped(text).replace(_escaped(IN_PLACEHOLDER), "{input}")
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise IddsError(
+            f"{what}: executable and arguments do not split like a shell: {exc}"
+        ) from None
+
+
+def _resources(a: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    cores = a.get("core_count")
+    if isinstance(cores, int) and cores >= 1:
+        out["cores"] = cores
+    rss = a.get("task_rss")
+    if isinstance(rss, int) and rss >= 1:
+        out["memory_mb"] = rss
+    queue = a.get("task_queue") or a.get("queue")
+    if isinstance(queue, str) and queue:
+        out["queue"] = queue
+    return out
+
+
+def _doma(work: Mapping[str, Any], name: str, by_task: Mapping[str, str]) -> dict[str, Any]:
+    a = work["attributes"]
+    what = f"work {name}"
+    dep_map = unzip(a.get("_dependency_map", a.get("dependency_map")), f"{what}.dependency_map")
+    if not isinstance(dep_map, list) or not dep_map:
+        raise IddsError(f"{what}: its dependency_map lists no jobs")
+    if len(dep_map) > MAX_JOBS:
+        raise IddsError(f"{what}: more than {MAX_JOBS:,} jobs")
+    jobs = []
+    seen: dict[str, str] = {}
+    for k, entry in enumerate(dep_map):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise IddsError(f"{what}.dependency_map[{k}]: expected {{name, dependencies}}")
+        job = job_name(entry["name"])
+        if job in seen:
+            raise IddsError(f"{what}.dependency_map[{k}]: job {entry['name']!r} is listed twice")
+        seen[job] = entry["name"]
+        parents = []
+        deps = listed(entry.get("dependencies"), f"{what}.dependency_map[{k}].dependencies")
+        for d, dep in enumerate(deps):
+            if not isinstance(dep, dict) or "task" not in dep or "inputname" not in dep:
+                raise IddsError(
+                    f"{what}.dependency_map[{k}].dependencies[{d}]: expected {{task, inputname}}"
+                )
+            parent_work = by_task.get(str(dep["task"]))
+            if parent_work is None:
+                raise IddsError(
+                    f"{what}.dependency_map[{k}].dependencies[{d}]: task {dep['task']!r} is "
+                    "not a work of this workflow"
+                )
+            parent = job_name(dep["inputname"])
+            parents.append(parent if parent_work == name else f"{parent_work}/{parent}")
+        jobs.append({"name": job, "args": {"input": entry["name"]}, "parents": parents})
+    out: dict[str, Any] = {
+        "name": name,
+        "description": f"DomaPanDAWork {a.get('task_name') or name}",
+        "command": _command_of(a, what),
+        "jobs": jobs,
+        "on_failure": "continue",  # iDDS lets a DOMA workflow go on and end SubFinished
+        "resources": _resources(a),
+    }
+    retries = a.get("num_retries")
+    if isinstance(retries, int) and 0 <= retries <= 100:
+        out["retries"] = retries
+    return out
+
+
+def _stagein(work: Mapping[str, Any], name: str, manager: str) -> dict[str, Any]:
+    """An ATLASStageinWork: its primary input collection, staged by the rucio manager."""
+    a = work["attributes"]
+    what = f"work {name}"
+    collections = a.get("_collections")
+    primary = a.get("_primary_input_collection")
+    if not isinstance(collections, dict) or primary not in collections:
+        raise IddsError(f"{what}: a stage-in work names its dataset as its primary input")
+    coll = attrs(collections[primary], f"{what}.collections.{primary}")
+    scope, dataset = coll.get("scope"), coll.get("name")
+    if not isinstance(scope, str) or not isinstance(dataset, str) or not scope or not dataset:
+        raise IddsError(f"{what}: its primary input collection needs a scope and a name")
+    return {
+        "name": name,
+        "description": "ATLASStageinWork"
+        + (f" from {a['src_rse']}" if isinstance(a.get("src_rse"), str) else "")
+        + (f" to {a['dest_rse']}" if isinstance(a.get("dest_rse"), str) else ""),
+        "noop": True,
+        "input": {"manager": manager, "collections": [f"{scope}:{dataset}"]},
+    }
+
+
+def _command(work: Mapping[str, Any], name: str) -> dict[str, Any]:
+    a = work["attributes"]
+    out: dict[str, Any] = {
+        "name": name,
+        "description": f"iDDS {work['class']}",
+        "command": _command_of(a, f"work {name}"),
+    }
+    params = a.get("parameters")
+    if isinstance(params, dict) and params:
+        out["parameters"] = params
+    return out
+
+
+def _conditions(
+    base: Mapping[str, Any], names: Mapping[str, str], works: Mapping[str, dict[str, Any]]
+) -> None:
+    """Conditions between works as ``after`` and ``trigger`` of the works they start."""
+    conds = base.get("_conditions") or {}
+    if not isinstance(conds, dict):
+        raise IddsError("workflow._conditions: expected a mapping")
+    for cid, cond in conds.items():
+        what = f"workflow.conditions.{cid}"
+        a = attrs(cond, what)
+        operator = enum_value(a.get("operator"))
+        methods = []
+        for item in listed(a.get("_conditions"), f"{what}.conditions"):
+            if not isinstance(item, dict) or "idds_method" not in item:
+                raise IddsError(f"{what}: nested conditions are not supported by Orchid yet")
+            src = str(item.get("idds_method_internal_id", item.get("idds_method_class_id")))
+            if src not in names:
+                raise IddsError(f"{what}: it names a work ({src}) this workflow does not hold")
+            if item["idds_method"] not in TRIGGERS:
+                raise IddsError(
+                    f"{what}: the condition {item['idds_method']} is not supported; Orchid "
+                    f"takes {', '.join(sorted(TRIGGERS))}"
+                )
+            methods.append((item["idds_method"], names[src]))
+        if not methods:
+            raise IddsError(f"{what}: it tests nothing")
+        if len({m for m, _ in methods}) > 1:
+            raise IddsError(f"{what}: conditions mixing several tests are not supported yet")
+        method = methods[0][0]
+        sources = [w for _, w in methods]
+        for branch, key in ((0, "_true_works"), (1, "_false_works")):
+            targets = listed(a.get(key), f"{what}.{key}")
+            if len(sources) == 1:
+                trigger = TRIGGERS[method][branch]
+            else:
+                trigger = SEVERAL[(method, "or" if operator == 1 else "and")][branch]
+            for target in targets or []:
+                if target not in names:
+                    raise IddsError(f"{what}: it starts a work ({target}) not in this workflow")
+                if trigger is None:
+                    raise IddsError(
+                        f"{what}: the {'false' if branch else 'true'} branch of {method} over "
+                        f"{len(sources)} work(s) cannot be expressed in Orchid yet"
+                    )
+                spec = works[names[target]]
+                if spec.get("after"):
+                    raise IddsError(f"{what}: work {spec['name']} is started by two conditions")
+                spec["after"] = sources
+                spec["trigger"] = trigger
+                if branch or trigger != "all_success":
+                    # a branch taken when a work failed: its failure must not end the workflow
+                    for source in sources:
+                        works[source]["on_failure"] = "continue"

@@ -1,0 +1,199 @@
+"""The server's side of Orchid workers: leasing, renewing, recording and giving back jobs
+of a worker queue, for the API's ``/workers`` routes.
+
+Nothing here is new policy: a worker is one more owner of leases. Jobs are claimed with
+the carrier's statement (``store.dispatch.claim_ready``, narrowed to the queue's route),
+their specs made as the carrier makes them (``engine.jobspecs``), their ends recorded by
+the carrier's ``store.dispatch.record`` (retries, failure reasons; the trigger passes them
+on, children released, as for every end it finds), and a worker that stops gives its jobs
+back with the carrier's ``give_back``. A lease that runs out is re-run by the carriers'
+reclaim. What is the worker's own is the check before it reports or renews: an attempt it
+no longer holds (``store.workerleases``) refuses the whole report with
+:class:`~orchid.errors.LeaseLost` (HTTP 409) and nothing is recorded, so no attempt is
+recorded twice (docs/architecture.md, "Orchid workers").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from orchid.bus import announce
+from orchid.core.limits import Limits
+from orchid.engine.agent import ENDED, JOBS
+from orchid.engine.jobspecs import JobSpecs, capped
+from orchid.engine.runner import log_folder
+from orchid.engine.templates import TemplateCache
+from orchid.errors import InvalidInput, LeaseLost, NotFound
+from orchid.executors._process import AttemptFiles
+from orchid.executors.base import JobUpdate
+from orchid.executors.workerqueue import WORKER_TYPE
+from orchid.executors.workerwire import (
+    Attempt,
+    LeaseIn,
+    LeaseOut,
+    ReleaseIn,
+    ReleaseOut,
+    RenewIn,
+    RenewOut,
+    ReportIn,
+    ReportOut,
+    WorkerJob,
+    WorkerUpdate,
+)
+from orchid.settings import Settings
+from orchid.store import dispatch, workerleases
+from orchid.store.db import Database
+from orchid.store.routes import Route
+
+log = logging.getLogger(__name__)
+
+
+def owner_of(queue: str, worker: str) -> str:
+    """The lease owner of a worker of ``queue`` (the jobs' ``owner`` column, 64 characters):
+    the same worker name under another queue's token is another owner."""
+    return f"w:{hashlib.sha256(queue.encode()).hexdigest()[:8]}:{worker}"
+
+
+class WorkerDesk:
+    """Leases, renewals, reports and releases of the workers of one server's queues."""
+
+    def __init__(
+        self, settings: Settings, db: Database, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._settings = settings
+        self._db = db
+        self._clock = clock
+        self._lease = settings.lease_seconds
+        self._limits: Limits = settings.limits
+        self._specs = JobSpecs(TemplateCache(limits=settings.limits), clock)
+        # requests run in the server's thread pool; the agents' caches are one thread's
+        self._specs_lock = threading.Lock()
+        self._queues = frozenset(
+            name for name, cfg in settings.executors.items() if cfg.type == WORKER_TYPE
+        )
+        self._log_dir: Path | None = None
+
+    def _route(self, queue: str, asked: str | None) -> Route:
+        if asked is not None and asked != queue:
+            raise InvalidInput(
+                f"this worker's token serves queue {queue!r}, not {asked!r}", field="queue"
+            )
+        if queue not in self._queues:
+            raise NotFound(
+                f"no worker queue {queue!r} on this server: its settings need a section "
+                f'[executors.{queue}] with type = "worker"'
+            )
+        return Route(queue, default=queue == self._settings.executor)
+
+    def lease(self, queue: str, body: LeaseIn) -> LeaseOut:
+        """Claim up to ``body.max`` ready jobs of the queue for this worker."""
+        route = self._route(queue, body.queue)
+        owner = owner_of(queue, body.worker)
+        with self._db.begin() as conn:
+            rows = dispatch.claim_ready(conn, owner, self._clock(), self._lease, body.max, route)
+            with self._specs_lock:
+                specs = self._specs.make(conn, rows) if rows else []
+        if specs:
+            log.info("worker %s of queue %s leased %d jobs", body.worker, queue, len(specs))
+        return LeaseOut(jobs=[WorkerJob.of(s) for s in specs], lease_s=self._lease)
+
+    def renew(self, queue: str, body: RenewIn) -> RenewOut:
+        """Extend the worker's leases; say which attempts it lost and which to cancel."""
+        self._route(queue, None)
+        owner = owner_of(queue, body.worker)
+        asked = [(a.job_id, a.attempt) for a in body.jobs]
+        with self._db.begin() as conn:
+            now = self._clock()
+            renewed = workerleases.renew(conn, owner, asked, now, self._lease)
+            wanted = dispatch.to_cancel(conn, owner)
+            dispatch.mark_cancelled(conn, [jid for jid, _, _ in wanted], now)
+            if wanted:
+                announce(conn, self._settings.bus, [ENDED], now)
+        cancelled = {(jid, att) for jid, att, _ in wanted}
+        lost = [p for p in asked if p not in renewed and p not in cancelled]
+        return RenewOut(
+            lost=[Attempt(job_id=j, attempt=a) for j, a in lost],
+            cancel=[Attempt(job_id=j, attempt=a) for j, a in sorted(cancelled)],
+            lease_s=self._lease,
+        )
+
+    def report(self, queue: str, body: ReportIn) -> ReportOut:
+        """Record what the worker saw, if its leases still hold every attempt named;
+        otherwise :class:`LeaseLost` and nothing recorded."""
+        self._route(queue, None)
+        owner = owner_of(queue, body.worker)
+        tails: list[tuple[bytes, bytes]] = []
+        for i, u in enumerate(body.updates):
+            try:
+                tails.append(u.tails())
+            except ValueError:
+                raise InvalidInput(
+                    "stdout and stderr are base64 text", field=f"updates.{i}"
+                ) from None
+        asked = [(u.job_id, u.attempt) for u in body.updates]
+        log_dir = self._logs()
+        with self._db.begin() as conn:
+            now = self._clock()
+            mine = workerleases.held(conn, owner, asked, now)
+            refused = sorted({p for p in asked if p[0] not in mine})
+            if refused:
+                raise LeaseLost(
+                    f"worker {body.worker} no longer holds {len(refused)} of these attempts "
+                    "(their lease ran out and they were run again, or they were cancelled or "
+                    "ended): nothing of this report was recorded; drop them and report the "
+                    "rest",
+                    refused,
+                )
+            updates: list[JobUpdate] = []
+            policies = {}
+            for u, (out, err) in zip(body.updates, tails, strict=True):
+                held = mine[u.job_id]
+                uri = None if u.state == "running" else write_logs(log_dir, u, held, out, err)
+                updates.append(capped(u.update(held.workflow_id, uri), self._limits))
+                with self._specs_lock:
+                    work = self._specs.work(conn, held.work_id, held.workflow_id)
+                policies[u.job_id] = work.retry
+            dispatch.record(conn, updates, policies, now)
+            if any(u.state != "running" for u in updates):  # the trigger passes them on
+                announce(conn, self._settings.bus, [ENDED], now)
+        return ReportOut(recorded=len(updates))
+
+    def release(self, queue: str, body: ReleaseIn) -> ReleaseOut:
+        """The worker stops: its jobs in flight are ready again (their attempts cost no retry)."""
+        self._route(queue, None)
+        owner = owner_of(queue, body.worker)
+        with self._db.begin() as conn:
+            now = self._clock()
+            n = dispatch.give_back(conn, owner, now, keep_attempt=False)
+            if n:
+                announce(conn, self._settings.bus, [JOBS], now)
+        if n:
+            log.info("worker %s of queue %s gave back %d jobs", body.worker, queue, n)
+        return ReleaseOut(released=n)
+
+    def _logs(self) -> Path:
+        if self._log_dir is None:
+            self._log_dir = log_folder(self._settings, self._db, self._clock())
+        return self._log_dir
+
+
+def write_logs(
+    log_dir: Path, u: WorkerUpdate, held: workerleases.Held, out: bytes, err: bytes
+) -> str | None:
+    """Write an attempt's log tails where the agents' executors write theirs, so that
+    ``orchid logs`` and the API serve them; the ``log_uri`` (None: they could not be)."""
+    files = AttemptFiles.at(log_dir, held.workflow_id, held.job_id, held.attempt)
+    try:
+        files.out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        files.clear_logs()
+        files.out.write_bytes(out)
+        files.err.write_bytes(err)
+    except OSError as exc:
+        log.warning("job %s: cannot write its logs: %s", held.job_id, exc)
+        return None
+    return str(files.out)

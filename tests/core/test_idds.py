@@ -1,0 +1,392 @@
+"""iDDS requests read as data: the allow-list, and the translation into Orchid templates.
+
+The descriptions are built here in the shape the iDDS 2.6 client sends (the DictClass
+encoding: class, module, attributes); tests/idds checks the same against the real client.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import zlib
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orchid.core.idds import IddsError, check_classes, job_name, translate_request, work_name
+from orchid.core.template import parse_template
+from orchid.core.validate import analyse
+from orchid.errors import InvalidInput
+
+
+def obj(module: str, cls: str, **attributes: Any) -> dict[str, Any]:
+    return {"class": cls, "module": module, "attributes": attributes}
+
+
+def enum(cls: str, name: str, value: int) -> dict[str, Any]:
+    return obj("idds.common.constants", cls, _value_=value, _name_=name, _sort_order_=value)
+
+
+def packed(value: Any) -> str:
+    return "idds_zip:" + base64.b64encode(zlib.compress(json.dumps(value).encode())).decode()
+
+
+def doma(task: str, deps: list[dict[str, Any]], **more: Any) -> dict[str, Any]:
+    return obj(
+        "idds.doma.workflowv2.domapandawork",
+        "DomaPanDAWork",
+        task_name=task,
+        executable="echo",
+        arguments="run ${IN/L}",
+        _dependency_map=packed(deps),
+        core_count=1,
+        num_retries=0,
+        **more,
+    )
+
+
+def request(works: dict[str, Any], conditions: dict[str, Any] | None = None) -> dict[str, Any]:
+    base = obj(
+        "idds.workflowv2.workflow",
+        "WorkflowBase",
+        _works=works,
+        _conditions=conditions or {},
+        _name="rubin_run",
+        _metadata=obj("idds.common.dict_class", "DictMetadata", works={}),
+    )
+    wf = obj("idds.workflowv2.workflow", "Workflow", template=base)
+    return {
+        "request_type": enum("RequestType", "Workflow", 0),
+        "scope": "workflow",
+        "name": "rubin_run",
+        "request_metadata": {"version": "2.6.21", "workflow": wf},
+    }
+
+
+def job(name: str, *parents: tuple[str, str]) -> dict[str, Any]:
+    deps = [{"task": t, "inputname": n, "available": False} for t, n in parents]
+    return {"name": name, "order_id": 0, "dependencies": deps, "submitted": False}
+
+
+def three_steps() -> dict[str, Any]:
+    return request(
+        {
+            "a1": doma("step1", [job("j1"), job("j2")]),
+            "a2": doma("step2", [job("k1", ("step1", "j1"), ("step1", "j2"))]),
+            "a3": doma("step3", [job("m1", ("step2", "k1")), job("m2", ("step3", "m1"))]),
+        }
+    )
+
+
+def test_a_doma_workflow_becomes_a_job_level_dag_across_works() -> None:
+    t = translate_request(three_steps())
+    analyse(parse_template(t))  # an ordinary, valid template
+    works = {w["name"]: w for w in t["works"]}
+    assert list(works) == ["step1", "step2", "step3"]
+    assert works["step1"]["command"] == ["echo", "run", "{input}"]
+    assert works["step2"]["jobs"] == [
+        {"name": "k1", "args": {"input": "k1"}, "parents": ["step1/j1", "step1/j2"]}
+    ]
+    # a parent in the same task is named without its work
+    assert works["step3"]["jobs"][1]["parents"] == ["m1"]
+    assert works["step3"]["retries"] == 0
+
+
+@pytest.mark.parametrize(
+    ("module", "cls"),
+    [("os", "system"), ("subprocess", "Popen"), ("builtins", "eval"), ("pickle", "loads")],
+)
+def test_a_class_off_the_allow_list_is_refused_by_name_wherever_it_is(
+    module: str, cls: str
+) -> None:
+    body = three_steps()
+    evil = obj(module, cls, args=["touch /tmp/pwned"])
+    body["request_metadata"]["workflow"]["attributes"]["template"]["attributes"]["x"] = evil
+    with pytest.raises(IddsError, match=rf"class {module}\.{cls} is not supported"):
+        translate_request(body)
+    # as a work, too, and as a request's own field
+    with pytest.raises(IddsError, match=rf"{module}\.{cls}"):
+        translate_request(request({"w": evil}))
+    with pytest.raises(IddsError, match=rf"{module}\.{cls}"):
+        check_classes({"status": evil})
+
+
+def test_an_unknown_iDDS_class_is_named_with_why() -> None:
+    nested = obj("idds.workflowv2.workflow", "SubWorkflow")
+    with pytest.raises(IddsError, match=r"SubWorkflow is not supported.*nested"):
+        translate_request(request({"w": nested}))
+
+
+def test_a_half_named_class_is_refused() -> None:
+    with pytest.raises(IddsError, match="without module"):
+        check_classes({"x": {"class": "Popen", "attributes": {}}})
+
+
+def test_a_workflow_nested_as_a_work_is_refused_clearly() -> None:
+    inner = request({"a": doma("s", [job("j")])})["request_metadata"]["workflow"]
+    with pytest.raises(IddsError, match="Workflow nested as a work"):
+        translate_request(request({"w": inner}))
+
+
+def test_a_dependency_on_an_unknown_task_is_refused() -> None:
+    with pytest.raises(IddsError, match="task 'nope' is not a work"):
+        translate_request(request({"a": doma("s", [job("j", ("nope", "x"))])}))
+
+
+def test_a_packed_value_that_inflates_too_far_is_refused(monkeypatch: Any) -> None:
+    monkeypatch.setattr("orchid.core.idds._data.MAX_UNZIPPED", 100)
+    big = [job(f"j{i}") for i in range(50)]
+    with pytest.raises(IddsError, match="unpacks to more than"):
+        translate_request(request({"a": doma("s", big)}))
+    bad = obj("idds.doma.workflowv2.domapandawork", "DomaPanDAWork", task_name="s",
+              executable="echo", _dependency_map="idds_zip:!!!")  # fmt: skip
+    with pytest.raises(IddsError, match="does not unpack"):
+        translate_request(request({"a": bad}))
+
+
+def test_names_outside_orchid_patterns_are_made_to_fit_and_stay_unique() -> None:
+    assert work_name("step1") == "step1"
+    assert job_name("isr:+903342/10") != job_name("isr:+903342_10")
+    assert "/" not in job_name("isr:+903342/10")
+    assert len(job_name("x" * 400)) <= 200
+    t = translate_request(
+        request({"a": doma("my task/1", [job("a/b"), job("c", ("my task/1", "a/b"))])})
+    )
+    analyse(parse_template(t))
+    (w,) = t["works"]
+    assert w["jobs"][0]["args"] == {"input": "a/b"}  # the job still gets its iDDS name
+    assert w["jobs"][1]["parents"] == [w["jobs"][0]["name"]]
+
+
+def test_braces_in_commands_stay_literal() -> None:
+    w = doma("s", [job("j")])
+    w["attributes"]["arguments"] = "awk '{print $1}' ${IN/L}"
+    (out,) = translate_request(request({"a": w}))["works"]
+    assert out["command"] == ["echo", "awk", "{{print $1}}", "{input}"]
+
+
+def test_a_generic_work_becomes_a_command_work() -> None:
+    w = obj("idds.workflowv2.work", "Work", executable="echo", arguments="hi", parameters={"x": 1})
+    (out,) = translate_request(request({"a": w}))["works"]
+    assert out["command"] == ["echo", "hi"] and out["parameters"] == {"x": 1}
+
+
+def cond(method: str, src: str, true: list[str], false: tuple[str, ...] = (), op: int = 0) -> Any:
+    return obj(
+        "idds.workflowv2.workflow",
+        "Condition",
+        _conditions=[{"idds_method": method, "idds_method_internal_id": src}],
+        _true_works=true,
+        _false_works=list(false),
+        operator=obj("idds.workflowv2.workflow", "ConditionOperator", _value_=op, _name_="And"),
+    )
+
+
+def test_conditions_become_after_and_trigger() -> None:
+    works = {
+        "a": doma("first", [job("j")]),
+        "b": doma("then", [job("k")]),
+        "c": doma("else", [job("l")]),
+    }
+    t = translate_request(request(works, {"c1": cond("is_finished", "a", ["b"], ("c",))}))
+    analyse(parse_template(t))
+    by = {w["name"]: w for w in t["works"]}
+    assert (by["then"]["after"], by["then"]["trigger"]) == (["first"], "all_success")
+    assert (by["else"]["after"], by["else"]["trigger"]) == (["first"], "one_failed")
+    assert by["first"]["on_failure"] == "continue"  # else its failure ends the workflow
+
+
+def test_a_condition_orchid_cannot_say_is_refused() -> None:
+    works = {"a": doma("first", [job("j")]), "b": doma("then", [job("k")])}
+    with pytest.raises(IddsError, match="is_started is not supported"):
+        translate_request(request(works, {"c1": cond("is_started", "a", ["b"])}))
+
+
+def test_a_loop_condition_becomes_a_loop_over_every_work() -> None:
+    w = obj("idds.workflowv2.work", "Work", executable="echo", arguments="again")
+    body = request({"a": w})
+    base = body["request_metadata"]["workflow"]["attributes"]["template"]["attributes"]
+    base["_loop_condition"] = cond("is_finished", "a", [])
+    t = translate_request(body)
+    analyse(parse_template(t))
+    (loop,) = t["loops"]
+    assert loop["works"] == ["work_a"]
+    assert loop["until"] == "not (works['work_a'].status == 'succeeded')"
+    base["_loop_condition"] = cond("is_started", "a", [])
+    with pytest.raises(IddsError, match="loop_condition: the condition is_started"):
+        translate_request(body)
+    base["_loop_condition_position"] = "begin"
+    with pytest.raises(IddsError, match="checked at the end"):
+        translate_request(body)
+
+
+def test_parameter_links_are_refused_until_templates_can_say_them() -> None:
+    body = three_steps()
+    base = body["request_metadata"]["workflow"]["attributes"]["template"]["attributes"]
+    base["parameter_links"] = {"l": 1}
+    with pytest.raises(IddsError, match="parameter links"):
+        translate_request(body)
+
+
+def test_an_hpo_request_becomes_a_pull_mode_hpo_work() -> None:
+    meta = {
+        "workload_id": "20525135",
+        "method": "nevergrad",
+        "opt_space": {
+            "A": {"type": "Choice", "params": {"choices": [1, 4]}},
+            "B": {"type": "Scalar", "bounds": [0, 5]},
+            "C": [1, 10],
+        },
+        "max_points": 20,
+        "num_points_per_generation": 10,
+    }
+    body = {"request_type": enum("RequestType", "HyperParameterOpt", 4), "request_metadata": meta}
+    t = translate_request(body)
+    analyse(parse_template(t))
+    (w,) = t["works"]
+    assert w["hpo"]["mode"] == "pull" and w["hpo"]["max_trials"] == 20
+    assert w["hpo"]["space"] == {
+        "A": {"type": "categorical", "choices": [1, 4]},
+        "B": {"type": "float", "low": 0, "high": 5},
+        "C": {"type": "int", "low": 1, "high": 10},
+    }
+    with pytest.raises(IddsError, match="method 'magic'"):
+        translate_request({**body, "request_metadata": {**meta, "method": "magic"}})
+
+
+def test_a_stagein_request_becomes_a_work_fed_by_the_rucio_manager() -> None:
+    body = {
+        "request_type": 2,
+        "scope": "data18",
+        "name": "data18.RAW",
+        "request_metadata": {"src_rse": "TAPE", "dest_rse": "DISK", "rule_id": "abc"},
+    }
+    t = translate_request(body, rucio_manager="cern-rucio")
+    analyse(parse_template(t))
+    (w,) = t["works"]
+    assert w["input"] == {"manager": "cern-rucio", "collections": ["data18:data18.RAW"]}
+
+
+def test_atlas_stagein_and_hpo_works_inside_a_workflow() -> None:
+    coll = obj("idds.workflowv2.work", "Collection", scope="data18", name="ds")
+    stagein = obj(
+        "idds.atlas.workflowv2.atlasstageinwork",
+        "ATLASStageinWork",
+        _collections={"c1": coll},
+        _primary_input_collection="c1",
+        src_rse="TAPE",
+    )
+    hpo = obj(
+        "idds.atlas.workflowv2.atlashpowork",
+        "ATLASHPOWork",
+        method="random",
+        opt_space={"x": [0.0, 1.0]},
+        max_points=4,
+        num_points_per_iteration=2,
+    )
+    t = translate_request(request({"s": stagein, "h": hpo}), rucio_manager="atlas")
+    analyse(parse_template(t))
+    by = {w["name"]: w for w in t["works"]}
+    assert by["stagein_s"]["input"] == {"manager": "atlas", "collections": ["data18:ds"]}
+    assert by["hpo_h"]["hpo"]["parallel"] == 2 and by["hpo_h"]["hpo"]["strategy"] == "random"
+    stagein["attributes"]["_primary_input_collection"] = "nope"
+    with pytest.raises(IddsError, match="names its dataset as its primary input"):
+        translate_request(request({"s": stagein}))
+
+
+@pytest.mark.parametrize("kind", [1, 3, 6, enum("RequestType", "iWorkflow", 6), 42])
+def test_other_request_types_are_refused_by_name(kind: Any) -> None:
+    with pytest.raises(IddsError, match=r"request_type .* is not supported"):
+        translate_request({"request_type": kind, "request_metadata": {}})
+
+
+def test_build_requests_are_refused() -> None:
+    with pytest.raises(IddsError, match="build requests"):
+        translate_request({"request_type": 0, "request_metadata": {"build_workflow": {}}})
+
+
+def test_conditions_over_several_works_only_where_a_trigger_says_exactly_that() -> None:
+    works = {
+        "a": doma("first", [job("j")]),
+        "b": doma("second", [job("k")]),
+        "c": doma("then", [job("l")]),
+    }
+    both = obj(
+        "idds.workflowv2.workflow",
+        "Condition",
+        _conditions=[
+            {"idds_method": "is_finished", "idds_method_internal_id": "a"},
+            {"idds_method": "is_finished", "idds_method_internal_id": "b"},
+        ],
+        _true_works=["c"],
+        _false_works=[],
+        operator=obj("idds.workflowv2.workflow", "ConditionOperator", _value_=1, _name_="Or"),
+    )
+    t = translate_request(request(works, {"c1": both}))
+    then = next(w for w in t["works"] if w["name"] == "then")
+    assert (then["after"], then["trigger"]) == (["first", "second"], "one_success")
+    both["attributes"]["_false_works"], both["attributes"]["_true_works"] = ["c"], []
+    with pytest.raises(IddsError, match="false branch of is_finished over 2"):
+        translate_request(request(works, {"c1": both}))
+
+
+# --- whatever the shape, an IddsError or a template: never another exception ---------------
+
+
+def _nested(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    )
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    _nested,
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_mutation_of_a_request_is_a_template_or_an_idds_error(data: st.DataObject) -> None:
+    body = three_steps()
+    works = body["request_metadata"]["workflow"]["attributes"]["template"]["attributes"]
+    for work in works["_works"].values():  # unpacked, so that the jobs are mutated too
+        packed_map = work["attributes"]["_dependency_map"]
+        work["attributes"]["_dependency_map"] = json.loads(
+            zlib.decompress(base64.b64decode(packed_map[len("idds_zip:") :]))
+        )
+    node: Any = body
+    for _ in range(data.draw(st.integers(0, 16))):
+        if isinstance(node, dict) and node:
+            key = data.draw(st.sampled_from(sorted(node)))
+        elif isinstance(node, list) and node:
+            key = data.draw(st.integers(0, len(node) - 1))
+        else:
+            break
+        if not isinstance(node[key], dict | list) or data.draw(st.booleans()):
+            node[key] = data.draw(JSON)
+            break
+        node = node[key]
+    try:
+        t = translate_request(body)
+    except IddsError:
+        return
+    with contextlib.suppress(InvalidInput):  # what the template checks refuse is refused
+        analyse(parse_template(t))
+
+
+def test_every_status_orchid_shows_is_an_idds_enum_member_it_knows() -> None:
+    from orchid.core.idds import CONTENT_STATUS, ENUMS, REQUEST_STATUS, TRANSFORM_STATUS
+    from orchid.core.states import JobStatus, WorkflowStatus, WorkStatus
+
+    for cls, table, statuses in (
+        ("RequestStatus", REQUEST_STATUS, WorkflowStatus),
+        ("TransformStatus", TRANSFORM_STATUS, WorkStatus),
+        ("ContentStatus", CONTENT_STATUS, JobStatus),
+    ):
+        assert set(table) == {str(s) for s in statuses}, cls  # every Orchid status shown
+        assert set(table.values()) <= set(ENUMS[cls]), cls
