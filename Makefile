@@ -6,12 +6,16 @@ STAMP := $(VENV)/.installed
 # a real Rucio server (and its daemons) for the rucio data manager's tests, in a venv of its own
 RUCIO_VENV  ?= .venv-rucio
 RUCIO_STAMP := $(RUCIO_VENV)/.installed
+# a real PanDA server (panda-server with JEDI, served by gunicorn) for the panda executor's tests
+PANDA_VENV  ?= .venv-panda
+PANDA_STAMP := $(PANDA_VENV)/.installed
+
 # PyPI's iDDS client packages (and ATLAS's works), which the iDDS compatibility tests run
 IDDS_VENV  ?= .venv-idds
 IDDS_STAMP := $(IDDS_VENV)/.installed
 IDDS_VERSION := 2.6.21
 
-.PHONY: demo test lint typecheck unit services chromium clean
+.PHONY: demo test lint typecheck unit services chromium slurm clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -29,6 +33,22 @@ $(RUCIO_STAMP):
 	$(RUCIO_VENV)/bin/python -m pip install --quiet 'rucio==41.5.1' 'psycopg[binary]>=3.1'
 	touch $(RUCIO_STAMP)
 
+# PyPI has only panda-server's sdist; its build hook wants a user `atlpan` when it runs as gid 0,
+# so the wheel is built under another group. mod-wsgi (Apache) is left out: gunicorn serves it.
+$(PANDA_STAMP):
+	rm -rf $(PANDA_VENV) && python3 -m venv $(PANDA_VENV)
+	$(PANDA_VENV)/bin/python -m pip install --quiet --upgrade pip wheel
+	mkdir -p $(PANDA_VENV)/wheels && chmod 777 $(PANDA_VENV)/wheels
+	cd $(PANDA_VENV)/wheels && setpriv --regid=nogroup --clear-groups ../bin/python -m pip wheel \
+	  --quiet --no-deps --no-cache-dir 'panda-server==1.0.4'
+	$(PANDA_VENV)/bin/python -m pip install --quiet --no-deps $(PANDA_VENV)/wheels/panda_server-1.0.4-*.whl
+	$(PANDA_VENV)/bin/python -c "import importlib.metadata as m; \
+	  print('\n'.join(r for r in m.requires('panda-server') or [] if 'extra ==' not in r \
+	  and not r.lower().replace('_', '-').startswith('mod-wsgi')))" > $(PANDA_VENV)/requirements.txt
+	$(PANDA_VENV)/bin/python -m pip install --quiet -r $(PANDA_VENV)/requirements.txt \
+	  psycopg2-binary gunicorn panda-client
+	touch $(PANDA_STAMP)
+
 $(IDDS_STAMP):
 	python3 -m venv $(IDDS_VENV)
 	$(IDDS_VENV)/bin/python -m pip install --quiet 'idds-client==$(IDDS_VERSION)' \
@@ -42,7 +62,7 @@ demo: $(STAMP)
 	$(VENV)/bin/orchid run examples/rubin_dag/workflow.yaml --db .orchid/demo.db
 
 ## test: lint, type-check, then every test on SQLite and on the machine's PostgreSQL
-test: $(STAMP) $(RUCIO_STAMP) $(IDDS_STAMP) services chromium lint typecheck
+test: $(STAMP) $(RUCIO_STAMP) $(PANDA_STAMP) $(IDDS_STAMP) services chromium slurm lint typecheck
 	$(VENV)/bin/pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)
@@ -60,5 +80,14 @@ services:
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
+## slurm: Debian's slurm-wlm and munge for the Slurm executor's tests (a fixture starts a
+## single-node cluster of its own under a temporary folder; nothing runs as a service)
+slurm:
+	@test -x /usr/sbin/slurmctld && test -x /usr/sbin/slurmd && test -x /usr/sbin/munged \
+	  && command -v sbatch >/dev/null || { apt-get update -qq && apt-get install -y -qq \
+	  --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null; }
+
 clean:
+	rm -rf $(VENV) $(RUCIO_VENV) $(PANDA_VENV) .orchid .mypy_cache .ruff_cache .pytest_cache test-artifacts
+
 	rm -rf $(VENV) $(RUCIO_VENV) $(IDDS_VENV) .orchid .mypy_cache .ruff_cache .pytest_cache test-artifacts

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/compare.py            # 10,000-job layered DAG, 1,000-job chain
     .venv/bin/python bench/compare.py --quick    # 1,000 layered, 200 chain: a smoke run
+    .venv/bin/python bench/compare.py --slurm    # on Slurm: bench/slurmcompare.py (issue 19)
 
 Runs Orchid (``bench/dag.py --executor local``: one agent, 2 worker processes, SQLite,
 with the python running this script, which must have Orchid installed) and every peer of
@@ -149,6 +150,11 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     ap.add_argument(
+        "--slurm",
+        action="store_true",
+        help="compare on a single-node Slurm instead (bench/slurmcompare.py and its options)",
+    )
+    ap.add_argument(
         "--systems",
         type=lambda v: peers.systems_arg(v, SYSTEMS),
         default=list(SYSTEMS),
@@ -168,6 +174,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
+    if "--slurm" in sys.argv[1:]:  # the Slurm comparison has systems and sizes of its own
+        import slurmcompare
+
+        slurmcompare.main([arg for arg in sys.argv[1:] if arg != "--slurm"])
+        return
     a = parser().parse_args()
     unknown = [s for s in a.shapes if s not in FULL]
     if unknown:

@@ -40,6 +40,12 @@ import benchkit  # noqa: E402
 import shapes  # noqa: E402
 
 SYSTEMS = ("dask", "parsl", "prefect", "airflow")
+# the peers on Slurm (bench/slurmcompare.py starts the cluster; SLURM_CONF names it): the
+# venv each uses and its runner's arguments
+ON_SLURM = {
+    "parsl-slurm": ("parsl", "parsl", ["--provider", "slurm"]),
+    "dask-jobqueue": ("dask-jobqueue", "dask", ["--cluster", "slurm"]),
+}
 # what the slow systems run by default, per shape (a few minutes each on 2 cores)
 REDUCED = {"airflow": {"layered": 500, "chain": 100, "bag": 500, "expand": 500}}
 LOGS = BENCH / ".work" / "peers"
@@ -50,15 +56,21 @@ GRACE_S = 90.0  # past a runner's own --timeout, before it is stopped
 
 
 def runner(system: str) -> Path:
-    return PEERS / f"run_{system}.py"
+    return PEERS / f"run_{ON_SLURM[system][1] if system in ON_SLURM else system}.py"
+
+
+def venv(system: str) -> str:
+    """The venv (and requirements file) of a system."""
+    return ON_SLURM[system][0] if system in ON_SLURM else system
 
 
 def python(system: str) -> Path:
-    return PEERS / ".venvs" / system / "bin" / "python"
+    return PEERS / ".venvs" / venv(system) / "bin" / "python"
 
 
 def setup(system: str) -> str | None:
     """Install (or check) the system's venv; None when ready, else why not."""
+    system = venv(system)
     if not (PEERS / f"requirements-{system}.txt").exists():
         return f"no bench/peers/requirements-{system}.txt"
     proc = subprocess.run(
@@ -160,8 +172,9 @@ def run_peer(
     extra: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Set up and run one peer's runner; its rows (one, or a failed one)."""
-    if system not in SYSTEMS:
-        return [failed(system, shape, jobs, workers, f"unknown system; use {', '.join(SYSTEMS)}")]
+    if system not in SYSTEMS and system not in ON_SLURM:
+        known = ", ".join((*SYSTEMS, *ON_SLURM))
+        return [failed(system, shape, jobs, workers, f"unknown system; use {known}")]
     if not runner(system).exists():
         return [failed(system, shape, jobs, workers, f"no bench/peers/run_{system}.py")]
     why = setup(system)
@@ -169,6 +182,7 @@ def run_peer(
         return [failed(system, shape, jobs, workers, f"setup: {why}")]
     cmd = [str(python(system)), str(runner(system)), "--shape", shape, "--jobs", str(jobs)]
     cmd += ["--workers", str(workers), "--seed", str(seed), "--timeout", str(timeout)]
+    cmd += ON_SLURM[system][2] if system in ON_SLURM else []
     cmd += extra or []
     return run_command(system, cmd, shape=shape, jobs=jobs, workers=workers, timeout=timeout)
 

@@ -20,6 +20,10 @@ READERS = {
     "executors/poolworker.py": "inside a job: a pool worker resets its environment per job",
     "executors/pandajob.py": "inside a job: the payload inherits the pilot's environment",
     "generators/custom.py": "a custom generator command inherits the agent's environment",
+    "executors/slurm.py": "sbatch gets the allow-list plus what sbatch itself reads "
+    "(SLURM_CONF, SBATCH_*), which its jobs inherit",
+    "worker/slurm.py": "`orchid worker --slurm`, on the user's machine: the pilots inherit "
+    "the user's environment, as any job the user submits to Slurm does",
 }
 """Modules that may read os.environ, and why."""
 

@@ -87,7 +87,7 @@ def test_no_file_is_fine(tmp_path: Path) -> None:
         ('workers = "two"', "`workers` must be a whole number"),
         ('executor = "nowhere"', "unknown executor 'nowhere'"),
         ("[executors.x]\naddress = 'y'", r"\[executors.x\]: `type` is required"),
-        ("[executors.x]\ntype = 'slurm'", "unknown executor type 'slurm'"),
+        ("[executors.x]\ntype = 'pbs'", "unknown executor type 'pbs'"),
         (
             "[executors.x]\ntype = 'dask'\nadress = 'y'",
             r"\[executors.x\]: adress is not a known key",

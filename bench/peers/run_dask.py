@@ -1,12 +1,20 @@
-"""Run a bench/shapes.py DAG on Dask distributed (a LocalCluster) and print one JSON line.
+"""Run a bench/shapes.py DAG on Dask distributed (a LocalCluster, or dask-jobqueue's
+SLURMCluster) and print one JSON line.
 
     bench/peers/.venvs/dask/bin/python bench/peers/run_dask.py --shape layered --jobs 10000
+    bench/peers/.venvs/dask-jobqueue/bin/python bench/peers/run_dask.py --cluster slurm ...
 
 The cluster is Dask's own ``LocalCluster`` on 127.0.0.1: the scheduler in this process
 (its event loop in a thread, as ``LocalCluster`` runs it), ``--workers`` worker processes
 of one thread each (each under its nanny), no dashboard, spill files in a temporary folder.
 It is started, its workers are connected and have run a warm-up task each before the clock
 starts, as Orchid's agents are started before its clock.
+
+With ``--cluster slurm`` the workers are dask-jobqueue's instead: a ``SLURMCluster`` (the
+scheduler in this process on 127.0.0.1) scaled to one Slurm job (partition ``debug``,
+``--workers`` CPUs and as many worker processes of one thread each), submitted with
+sbatch to the cluster SLURM_CONF names (the bench's single-node Slurm). The workers run
+under slurmstepd, so their memory and CPU are not in the row.
 
 The graph is Dask's own: one task per job whose arguments are its parents' keys, so the
 scheduler resolves every dependency (a parent's result is passed to the child, which
@@ -63,9 +71,44 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def cluster_of(a: Any, tmp: str) -> Any:
+    """The cluster of ``--cluster``: its workers are started (or submitted) here."""
+    if a.cluster == "local":
+        from distributed import LocalCluster
+
+        return LocalCluster(
+            n_workers=a.workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            scheduler_port=0,
+            dashboard_address=None,
+            local_directory=tmp,
+            silence_logs=logging.WARNING,
+        )
+    from dask_jobqueue import SLURMCluster
+
+    slurm = SLURMCluster(
+        queue="debug",
+        cores=a.workers,
+        processes=a.workers,
+        memory=f"{a.workers}GB",
+        walltime="04:00:00",
+        python=sys.executable,
+        local_directory=tmp,
+        log_directory=tmp,
+        scheduler_options={"host": "127.0.0.1", "dashboard_address": None},
+        job_script_prologue=[f"export PYTHONPATH={os.environ['PYTHONPATH']}"],
+        silence_logs=logging.WARNING,
+    )
+    slurm.scale(jobs=1)
+    return slurm
+
+
 def main() -> None:
     ap = common.parser("Dask distributed")
     ap.add_argument("--api", choices=["graph", "submit"], default="graph")
+    ap.add_argument("--cluster", choices=["local", "slurm"], default="local")
     a = ap.parse_args()
     stop_on_sigterm()
     # the workers are new interpreters: they import ``common`` (the payload) by name, as
@@ -76,23 +119,11 @@ def main() -> None:
 
     import dask
     import distributed
-    from distributed import Client, LocalCluster, wait
+    from distributed import Client, wait
 
     with tempfile.TemporaryDirectory(prefix="orchid-peer-dask-") as tmp:
         dask.config.set({"distributed.worker.daemon": True, "temporary-directory": tmp})
-        with (
-            LocalCluster(
-                n_workers=a.workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                scheduler_port=0,
-                dashboard_address=None,
-                local_directory=tmp,
-                silence_logs=logging.WARNING,
-            ) as cluster,
-            Client(cluster) as client,
-        ):
+        with cluster_of(a, tmp) as cluster, Client(cluster) as client:
             client.wait_for_workers(a.workers, timeout=120)
             # a warm-up task on each worker (imports the payload), as run_parsl.py does
             warm = [
@@ -140,8 +171,13 @@ def main() -> None:
                     outcome["status"] = "failed"
                 return t1 - t0, t2 - t1, spans
 
-            row = common.measure("dask", a, run)
-    row.update(version=f"dask {dask.__version__}, distributed {distributed.__version__}", api=a.api)
+            row = common.measure("dask" if a.cluster == "local" else "dask-jobqueue", a, run)
+    version = f"dask {dask.__version__}, distributed {distributed.__version__}"
+    if a.cluster == "slurm":
+        import dask_jobqueue
+
+        version += f", dask-jobqueue {dask_jobqueue.__version__}"
+    row.update(version=version, api=a.api, executor=a.cluster)
     if "status" in outcome:
         row["status"] = f"{outcome['status']}, {outcome['ran']}/{a.jobs} jobs ran"
     common.benchkit.emit(row)

@@ -1,6 +1,7 @@
-"""Run a bench/shapes.py DAG on Parsl (HighThroughputExecutor, local) and print one JSON line.
+"""Run a bench/shapes.py DAG on Parsl (HighThroughputExecutor) and print one JSON line.
 
     bench/peers/.venvs/parsl/bin/python bench/peers/run_parsl.py --shape layered --jobs 10000
+    ... run_parsl.py --provider slurm ...   # the worker pool in a Slurm job (SLURM_CONF)
 
 Parsl's ``HighThroughputExecutor`` with a ``LocalProvider`` of one block: this process
 runs the DataFlowKernel, which starts the interchange (a process of its own) and one
@@ -8,6 +9,13 @@ worker pool (a manager process, adopted by this one so it counts in the memory a
 (``address``), with the executor's default settings otherwise (CurveZMQ encryption on, no
 prefetch); no monitoring, no usage tracking, the run folder in a temporary folder. The
 workers have registered and run a warm-up task each before the clock starts.
+
+With ``--provider slurm`` the worker pool is one block of Parsl's ``SlurmProvider``
+instead: one Slurm job (partition ``debug``, one node, ``--workers`` CPUs, not exclusive)
+submitted with sbatch when Parsl loads, whose workers reach the interchange on 127.0.0.1
+(the bench's single-node Slurm); the clock starts once they have registered and run their
+warm-up tasks, as with the local provider. The pool then runs under slurmstepd, so its
+memory and CPU are not in the row.
 
 Each job is one call of a ``python_app`` whose arguments are its parents' ``AppFuture``s,
 so Parsl's DataFlowKernel holds a job back until its parents have ended (and passes their
@@ -81,10 +89,32 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def provider(a: Any) -> Any:
+    """One block of ``--workers`` workers: here, or in one Slurm job."""
+    from parsl.providers import LocalProvider, SlurmProvider
+
+    if a.provider == "local":
+        return LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1)
+    # the batch job finds Parsl's worker pool and the payload as this process does
+    paths = f"export PATH={os.environ['PATH']}; export PYTHONPATH={os.environ['PYTHONPATH']}"
+    return SlurmProvider(
+        partition="debug",
+        nodes_per_block=1,
+        cores_per_node=a.workers,
+        mem_per_node=2,
+        init_blocks=1,
+        min_blocks=1,
+        max_blocks=1,
+        walltime="04:00:00",
+        exclusive=False,
+        worker_init=paths,
+        cmd_timeout=60,
+    )
+
+
 def config(a: Any, run_dir: str) -> Any:
     from parsl.config import Config
     from parsl.executors import HighThroughputExecutor
-    from parsl.providers import LocalProvider
 
     return Config(
         executors=[
@@ -94,7 +124,7 @@ def config(a: Any, run_dir: str) -> Any:
                 loopback_address="127.0.0.1",
                 max_workers_per_node=a.workers,
                 cores_per_worker=1,
-                provider=LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1),
+                provider=provider(a),
                 worker_logdir_root=run_dir,
             )
         ],
@@ -113,7 +143,9 @@ def wait_for_workers(executor: Any, workers: int, timeout: float) -> None:
 
 
 def main() -> None:
-    a = common.parser("Parsl").parse_args()
+    ap = common.parser("Parsl")
+    ap.add_argument("--provider", choices=["local", "slurm"], default="local")
+    a = ap.parse_args()
     stop_on_sigterm()
     adopt_orphans()
     # the workers are new interpreters: they import ``common`` (the payload) by name, as
@@ -164,11 +196,13 @@ def main() -> None:
                     outcome["status"] = "failed"
                 return t1 - t0, t2 - t1, spans
 
-            row = common.measure("parsl", a, run)
+            system = "parsl" if a.provider == "local" else "parsl-slurm"
+            row = common.measure(system, a, run)
         finally:
             dfk.cleanup()
             parsl.clear()
         row["version"] = f"parsl {parsl.__version__}"
+        row["executor"] = a.provider
         if "status" in outcome:
             row["status"] = f"{outcome['status']}, {outcome['ran']}/{a.jobs} jobs ran"
         out.write(json.dumps(row) + "\n")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install each peer orchestrator in a virtualenv of its own, outside Orchid's dependencies:
-#   bench/peers/setup.sh [dask|parsl|prefect|airflow ...]   (default: all four)
+#   bench/peers/setup.sh [dask|parsl|prefect|airflow|dask-jobqueue ...]   (default: all)
 # Each system gets bench/peers/.venvs/<system>, made with `python3 -m venv` and filled with
 # `pip install -r bench/peers/requirements-<system>.txt`. Idempotent: a venv whose stamp
 # holds the sha256 of its requirements file is left alone; an edited file reinstalls it.
@@ -9,7 +9,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PYTHON="${PYTHON:-python3}"
-ALL=(dask parsl prefect airflow)
+ALL=(dask parsl prefect airflow dask-jobqueue)
 systems=("$@")
 [ ${#systems[@]} -eq 0 ] && systems=("${ALL[@]}")
 

@@ -556,7 +556,7 @@ def unknown_executor(name: str, known: frozenset[str]) -> str:
     return (
         f"unknown executor {name!r}; the configured ones are {', '.join(sorted(known))} "
         "(name more in the settings file: [executors.NAME] with type = dask, panda, "
-        "htcondor, local or null)"
+        "htcondor, slurm, local or null)"
     )
 
 

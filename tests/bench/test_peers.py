@@ -14,6 +14,7 @@ sys.path.insert(0, str(BENCH))
 
 import compare  # noqa: E402
 import peers  # noqa: E402
+import slurmcompare  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("peers_common", BENCH / "peers" / "common.py")
 assert _spec and _spec.loader
@@ -94,3 +95,45 @@ def test_targets_say_met_not_met_or_not_measured() -> None:
     assert lines[5].startswith("chain step p50 and p99 better than dask: met")
     assert lines[6].startswith("chain step p50 and p99 better than parsl: NOT met")
     assert len(lines) == 7
+
+
+def test_the_peers_on_slurm_use_their_venv_and_runner() -> None:
+    assert peers.runner("parsl-slurm") == BENCH / "peers" / "run_parsl.py"
+    assert peers.python("parsl-slurm") == BENCH / "peers" / ".venvs" / "parsl" / "bin" / "python"
+    assert peers.runner("dask-jobqueue") == BENCH / "peers" / "run_dask.py"
+    assert peers.venv("dask-jobqueue") == "dask-jobqueue"
+    assert (BENCH / "peers" / "requirements-dask-jobqueue.txt").exists()
+    assert peers.ON_SLURM["parsl-slurm"][2] == ["--provider", "slurm"]
+    assert peers.ON_SLURM["dask-jobqueue"][2] == ["--cluster", "slurm"]
+
+
+def test_the_slurm_targets_say_met_not_met_or_not_measured() -> None:
+    lines = slurmcompare.targets(
+        {
+            "layered": {
+                "orchid-pilots": row("orchid-pilots", 1000, 1, 2),
+                "parsl-slurm": row("parsl-slurm", 400, 5, 9),
+                "dask-jobqueue": row("dask-jobqueue", 600, 5, 9),
+            },
+            "chain": {
+                "orchid-local": row("orchid-local", 300, 2.0, 9.0),
+                "orchid-pilots": row("orchid-pilots", 0, 0, 0, status="timeout"),
+            },
+        }
+    )
+    assert lines[0].startswith("layered jobs/s >= 2x parsl-slurm: met (")
+    assert lines[1].startswith("layered jobs/s >= 2x dask-jobqueue: NOT met (")
+    assert lines[2].startswith("chain step p50 <= 2x orchid-local's: not measured (")
+    assert len(lines) == 3
+    pilots = row("orchid-pilots", 10, 3.9, 9)
+    local = row("orchid-local", 10, 2.0, 9)
+    (line,) = slurmcompare.targets({"chain": {"orchid-local": local, "orchid-pilots": pilots}})
+    assert line.startswith("chain step p50 <= 2x orchid-local's: met (")
+
+
+def test_the_slurm_sizes() -> None:
+    a = slurmcompare.parser().parse_args(["--jobs", "500", "--slurm-chain", "7"])
+    assert slurmcompare.size("orchid-pilots", "layered", a) == 500
+    assert slurmcompare.size("orchid-slurm", "layered", a) == 2000
+    assert slurmcompare.size("orchid-slurm", "chain", a) == 7
+    assert slurmcompare.size("parsl-slurm", "chain", a) == 1000

@@ -283,3 +283,53 @@ class ScriptedExecutor:
 
     def close(self) -> None:
         self.held.clear()
+
+
+def check_adoption(db: Database, settings: Settings, tmp_path: Path, where: str) -> None:
+    """An agent dies while three jobs run on the durable executor ``settings`` route every
+    work to ``where`` (``lease_seconds`` short); the next agent adopts them: each ran
+    once, and each ends in its first attempt."""
+    marks, gate = tmp_path / "marks", tmp_path / "gate"
+    code = (
+        "import os, sys, time\n"
+        "open(sys.argv[1], 'a').write(os.environ['ORCHID_JOB_KEY'] + '\\n')\n"
+        "while not os.path.exists(sys.argv[2]): time.sleep(0.02)\n"
+        "print(int(os.environ['ORCHID_JOB_NAME']) + 100)\n"
+    )
+    template = {
+        "name": "adopted",
+        "defaults": {"executor": where},
+        "works": [
+            {
+                "name": "w",
+                "command": ["python", "-c", code, str(marks), str(gate)],
+                "map": {"items": [{}] * 3},
+            }
+        ],
+    }
+    executors = settings.executor_names
+    wf = submit(db, template, base_dir=tmp_path, now=time.time(), executors=executors)
+    first = make_runner(settings, db)
+    run_until(
+        first,
+        db,
+        wf,
+        lambda: marks.exists() and len(marks.read_text().split()) == 3,
+        what=f"three jobs running on {where}",
+        idle_sleep=0.02,
+    )
+    for ex in first.executors:  # the agent dies: its jobs go on, its leases expire
+        ex.close()
+    gate.touch()
+    second = make_runner(settings, db)
+    try:
+        assert drain(second, db, wf, idle_sleep=0.05).status == "succeeded"
+    finally:
+        for ex in second.executors:
+            ex.close()
+        second.close()
+    ran = marks.read_text().split()
+    assert len(ran) == 3 and len(set(ran)) == 3, f"a job ran twice: {ran}"
+    jobs = jobs_of(db, wf)
+    assert sorted(j.result for j in jobs) == [100, 101, 102]
+    assert {j.attempt for j in jobs} == {1}  # the same attempts, adopted

@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.executors.daemons import Daemons
+
 DASK = str(Path(sys.executable).with_name("dask"))
 START_DEADLINE_S = 120.0
 
 
-class DaskCluster:
+class DaskCluster(Daemons):
     """A scheduler and named workers; ``workers`` maps a name to its ``--resources``."""
 
     def __init__(self, folder: Path, workers: Mapping[str, str]) -> None:
@@ -31,17 +33,6 @@ class DaskCluster:
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self._scheduler: subprocess.Popen[bytes] | None = None
         self._specs = dict(workers)
-
-    def __enter__(self) -> DaskCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         log = (self.folder / f"{name}.log").open("wb")

@@ -1,4 +1,10 @@
-"""A fake PanDA server: exactly the REST endpoints the panda-client calls of Orchid use.
+"""A FAKE PanDA server, for the few fast edge cases of test_panda_fake.py only.
+
+The panda executor is tested against a real panda-server and JEDI (test_panda_real.py);
+this fake predates it and models an older executor (incremental re-submission, which a
+real server does not do). Kept for the cases the real server in the tests cannot show.
+
+Exactly the REST endpoints the panda-client calls of Orchid use.
 
 Modelled on PanDA's documented REST API (``/api/v1``, JSON envelopes
 ``{"success", "message", "data"}``, OIDC bearer tokens with an ``Origin`` VO header) as

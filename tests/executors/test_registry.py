@@ -26,8 +26,8 @@ def test_every_type_names_a_class_with_options_and_a_durability() -> None:
         assert issubclass(cls.options_model, ExecutorOptions)
         assert callable(cls.from_config)
         assert isinstance(vars(cls).get("durable"), bool), kind
-    with pytest.raises(ConfigError, match="unknown executor type 'slurm'; use one of local"):
-        registry.executor_class("slurm", "[executors.x]")
+    with pytest.raises(ConfigError, match="unknown executor type 'pbs'; use one of local"):
+        registry.executor_class("pbs", "[executors.x]")
 
 
 def test_a_local_section_overrides_the_settings_defaults(tmp_path: Path) -> None:

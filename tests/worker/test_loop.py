@@ -117,3 +117,23 @@ def test_an_idle_worker_ends_by_itself(tmp_path: Path) -> None:
     assert r.thread is not None
     wait_for("the idle worker to end", lambda: not r.thread.is_alive())  # type: ignore[union-attr]
     assert [u.state for u in r.desk.take() if u.state != "running"] == ["succeeded"]
+
+
+def test_the_pause_is_short_after_activity_and_grows_to_the_poll_period(tmp_path: Path) -> None:
+    r = Rig(tmp_path, eager_s=0.01, eager_rounds=2)  # poll_s 0.05
+    try:
+        w = r.worker
+        r.desk.add([spec(1, python("print('once')"))])
+        assert w.step()  # leased
+        assert w._pause() == 0.01
+        wait_for("the job to end and be reported", lambda: w.step() is not None and w.ended)
+        pauses = []
+        for _ in range(6):  # nothing to do: eager_rounds short ones, then doubling to poll_s
+            assert not w.step()
+            pauses.append(w._pause())
+        assert pauses == [0.01, 0.01, 0.02, 0.04, 0.05, 0.05]
+        r.desk.add([spec(2, python("print('twice')"))])
+        assert w.step()
+        assert w._pause() == 0.01  # jobs came: short again
+    finally:
+        r.local.close()

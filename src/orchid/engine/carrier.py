@@ -23,7 +23,7 @@ from orchid.core.retry import RetryPolicy
 from orchid.engine.agent import CANCEL, ENDED, JOBS, TICK, UPDATES, AgentEnv, Step, agent_id
 from orchid.engine.jobspecs import JobSpecs, capped
 from orchid.engine.trigger import announce, settle
-from orchid.executors.base import Executor, JobSpec, JobUpdate
+from orchid.executors.base import Executor, JobSpec, JobUpdate, Planning, WorkPlan
 from orchid.store import dispatch, routes
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,11 @@ class Carrier:
         self._unrecorded: list[JobUpdate] = []  # taken from the executor, not yet written
         self._jobspecs = JobSpecs(env.templates, env.clock)  # what executors are handed
         self._next_renewal = 0.0
+        # an executor that makes each work's jobs up front (PanDA): the works it was told
+        # about and not yet told ended, and the plans still to hand it
+        self._planning = executor if isinstance(executor, Planning) else None
+        self._planned: set[int] = set()
+        self._plans_due: list[WorkPlan] = []
 
     @property
     def in_flight(self) -> int:
@@ -172,6 +177,7 @@ class Carrier:
         dies now, their lease runs out and they run again."""
         env = self.env
         try:
+            self._hand_plans()
             self.executor.submit(specs)
         except Exception:
             log.exception(
@@ -187,9 +193,54 @@ class Carrier:
         """What the executor is handed for claimed (or adopted) job rows."""
         specs = self._jobspecs.make(conn, rows, adopted)
         policies, works = self._policies, self._jobspecs
+        if self._planning is not None:
+            self._plan(conn, {r.work_id: r.workflow_id for r in rows})
         for r in rows:
             policies[r.id] = works.work(conn, r.work_id, r.workflow_id).retry
         return specs
+
+    def _plan(self, conn: Connection, works: Mapping[int, int]) -> None:
+        """The plans of works (id → workflow id) whose jobs this carrier hands over for the
+        first time."""
+        new = {w: wf for w, wf in works.items() if w not in self._planned}
+        if not new:
+            return
+        for work_id, jobs in dispatch.work_jobs(conn, set(new)).items():
+            info = self._jobspecs.work(conn, work_id, new[work_id])
+            self._plans_due.append(
+                WorkPlan(
+                    info.workflow_id,
+                    work_id,
+                    info.name,
+                    info.payload.kind,
+                    info.resources,
+                    tuple(jobs),
+                )
+            )
+            self._planned.add(work_id)
+
+    def _hand_plans(self) -> None:
+        """Tell a planning executor about the works of the jobs it is about to get."""
+        if self._planning is None or not self._plans_due:
+            return
+        due = self._plans_due
+        try:
+            self._planning.plan(due)
+        except Exception:
+            self._planned -= {p.work_id for p in due}  # planned again with their next jobs
+            self._plans_due = []
+            raise
+        self._plans_due = []
+
+    def _tell_ended(self) -> None:
+        """Tell a planning executor which of the works it was told about have ended."""
+        if self._planning is None or not self._planned:
+            return
+        with self.env.db.begin() as conn:
+            ended = dispatch.ended_works(conn, self._planned)
+        if ended:
+            self._planning.works_ended(ended)
+            self._planned -= set(ended)
 
     def _adopt(self, now: float) -> int:
         """Take over the jobs of a dead carrier of this executor, attempts unchanged."""
@@ -200,6 +251,7 @@ class Carrier:
                 return 0
             specs = self._specs(conn, rows, adopted=True)
         log.warning("adopting %d jobs of a carrier that stopped", len(specs))
+        self._hand_plans()
         self.executor.submit(specs)  # the executor finds them by key; a failure: next round
         return len(specs)
 
@@ -228,6 +280,7 @@ class Carrier:
         with env.db.begin() as conn:
             dispatch.renew(conn, self.owner, now, env.lease)
         adopted = self._adopt(now) if self._durable else 0
+        self._tell_ended()
         with env.db.begin() as conn:
             lost = dispatch.reclaim_lost(conn, now, self.route)
         if lost:

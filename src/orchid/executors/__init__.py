@@ -17,5 +17,6 @@ __all__ = [
     "remote",
     "runas",
     "sleep",
+    "slurm",
     "wrapper",
 ]

@@ -32,10 +32,12 @@ __all__ = [
     "JobUpdate",
     "Payload",
     "PayloadKind",
+    "Planning",
     "Resources",
     "UpdateState",
     "Usage",
     "WakeUp",
+    "WorkPlan",
 ]
 
 
@@ -96,8 +98,9 @@ class JobSpec:
 
 @runtime_checkable
 class Executor(Protocol):
-    """A workload system. Implementations: ``local``, ``null``, ``dask``, ``panda``, ``htcondor``
-    (and ``worker``, a queue whose jobs ``orchid worker`` processes lease through the API).
+    """A workload system. Implementations: ``local``, ``null``, ``dask``, ``panda``,
+    ``htcondor``, ``slurm`` (and ``worker``, a queue whose jobs ``orchid worker`` processes
+    lease through the API).
 
     Executors whose jobs outlive the agent (a cluster, a grid, a batch system) also have
     ``durable = True``: ``close`` then leaves their jobs running, and a new executor handed
@@ -127,6 +130,37 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Release resources; stop every running attempt unless the executor is durable."""
+        ...
+
+
+@dataclass(frozen=True)
+class WorkPlan:
+    """Every job of one work, as the carrier knows them when it hands over the work's
+    first job: for executors that make a backend task per work with all its jobs up
+    front (PanDA/JEDI), and release each as its attempt arrives."""
+
+    workflow_id: int
+    work_id: int
+    work_name: str
+    payload_kind: PayloadKind
+    resources: Resources
+    jobs: tuple[tuple[int, int], ...]  # (job id, its maximum attempts)
+
+
+@runtime_checkable
+class Planning(Protocol):
+    """An executor that wants each work's jobs before the first of them is submitted.
+
+    The carrier calls ``plan`` (before ``submit``) once for each work it hands jobs of,
+    and ``works_ended`` once such a work has ended in Orchid (its jobs all succeeded,
+    failed, were cancelled or skipped), so the executor can close what it made for it.
+    Both may be called again after a restart: they must be idempotent.
+    """
+
+    def plan(self, works: Sequence[WorkPlan]) -> None: ...
+
+    def works_ended(self, works: Mapping[int, str]) -> None:
+        """Work id → its final status."""
         ...
 
 

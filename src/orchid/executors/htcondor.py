@@ -53,7 +53,7 @@ from orchid.executors._condor_submit import (
     drop_empty,
     usage_of,
 )
-from orchid.executors._updates import Updates
+from orchid.executors._updates import Updates, pop_each
 from orchid.executors.base import (
     BuildContext,
     ExecutorOptions,
@@ -145,18 +145,11 @@ class HTCondorExecutor:
 
     def submit(self, jobs: Sequence[JobSpec]) -> None:
         """Submit one cluster for the batch; adopted attempts already on the schedd are found."""
-        fresh: list[JobSpec] = []
-        ended: list[JobUpdate] = []  # noops and jobs that cannot start: ended here
         with self._lock:
             if self._closed.is_set():
                 raise ExecutorError(f"executor {self.name} is closed")
-            for spec in jobs:
-                if spec.key in self._jobs:
-                    logger.warning("job %s: already submitted; ignored", spec.key)
-                elif spec.payload.kind == "noop":
-                    ended.append(self._out.make(spec, "succeeded", exit_code=0))
-                else:
-                    fresh.append(spec)
+            # ended: noops, and below the jobs that cannot start
+            fresh, ended = self._out.sort_out(jobs, self._jobs)
         found = self._find([s for s in fresh if s.adopted])
         items: list[dict[str, str]] = []
         todo: list[JobSpec] = []
@@ -191,12 +184,8 @@ class HTCondorExecutor:
 
     def cancel(self, keys: Sequence[str]) -> None:
         """Remove these jobs from the schedd; each reports failed, ``cancelled``."""
-        stopped: list[_Job] = []
         with self._lock:
-            for key in keys:
-                job = self._jobs.pop(key, None)
-                if job is not None:
-                    stopped.append(job)
+            stopped = pop_each(self._jobs, keys)
         ids = [j.id for j in stopped if j.id]
         if ids:
             try:
@@ -362,11 +351,7 @@ class HTCondorExecutor:
         )
 
     def _finish(self, job: _Job, update: JobUpdate) -> None:
-        with self._lock:
-            if self._jobs.get(job.spec.key) is not job:
-                return  # cancelled meanwhile
-            del self._jobs[job.spec.key]
-        self._out.push(update)
+        self._out.push_end(self._lock, self._jobs, job.spec.key, job, update)
 
     # --- helpers -----------------------------------------------------------------------
 

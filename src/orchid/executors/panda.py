@@ -1,47 +1,68 @@
-"""Run jobs on PanDA through panda-client: a PanDA task per work, a PanDA job per attempt.
+"""Run jobs on PanDA through panda-client: one JEDI task per work, its jobs held until released.
 
-- **Tasks**: the first attempts of a work create the task ``<namespace>.<workflow>.<work>``
-  (``Client.insertTaskParams``) with one pseudo-input file per attempt (``noInput``,
-  ``pfnList``, ``nFilesPerJob = 1``), so PanDA makes one job per attempt. Attempts
-  released later (children whose parents just finished: the job-level DAG of Rubin) are
-  added to the same task by submitting it again with the new files (incremental
-  execution); PanDA's own retries are off (``maxAttempt = 1``): Orchid retries.
-- **Command lines**: those of a batch go into one sandbox uploaded to the PanDA cache
-  (``Client.putFile``); each job runs ``python3 -m orchid.executors.pandajob`` with its
-  pseudo-input name, which fetches its command from there (see that module). The nodes
-  need Orchid installed (or on a shared file system) and whatever the jobs run.
-- **Following**: every ``poll_interval`` s, the task's jobs (``getPandaIDsWithTaskID``,
-  ``getJobStatus``) and, for attempts PanDA has made no job for yet, the task's status
-  (``getTaskStatus``: a broken or aborted task fails them). With ``status_broker`` set,
-  PanDA's job status messages (STOMP) tell which jobs to look at the moment they change,
-  and ``poll_interval`` is only the fallback that catches a message lost on the way.
-- **Abort**: ``killJobs`` for the attempts cancelled, ``killTask`` when that was all of
-  the task's live attempts.
-- **Restart**: adopted attempts are looked up in their task
-  (``get_tasks_detailed_info_since`` by task name) before anything is submitted.
-- **Results and logs**: the result is the job's metadata (the JSON the job wrote to
-  ``orchid-result.json``); logs stay in PanDA: ``log_uri`` links the monitor's job page.
+The model is the one iDDS uses for Rubin's DAGs (``domapandawork``), with what the real
+panda-server accepts:
 
-The tests run against a fake PanDA server (tests/executors/fake_panda.py) implementing
-exactly the endpoints these calls use, modelled on PanDA's documented API.
+- **A task per work, every job known up front.** When the carrier hands over the first
+  job of a work it first gives the executor the work's plan (every job id and how many
+  attempts each may take: :class:`~orchid.executors.base.WorkPlan`). The executor makes
+  the task ``<namespace>.<workflow>.<work>.<work id>`` (``insertTaskParams``) with one
+  pseudo-input file per possible attempt, ``j<job id>.<attempt>`` (``noInput``,
+  ``pfnList``, ``nFilesPerJob = 1``) and ``inputPreStaging``: JEDI makes no job for a
+  file until it is reported staged. (Re-submitting a task name with new files, which the
+  fake server of old allowed, makes a new task on a real one.)
+- **Release.** When Orchid hands over an attempt (its parents have succeeded), the
+  executor uploads the attempt's command line to the PanDA cache and sends JEDI's message
+  processor the ``file_processing`` message iDDS sends (``relation_type: input``, the
+  file ``Available``) on ``release_broker``/``release_destination``; JEDI marks the file
+  staged and its message-driven contents feeder and job generator make the job at once.
+  When a work has ended in Orchid (the carrier says so), its files never released (the
+  children of a failed parent, which Orchid skipped; attempts not needed) are reported
+  ``Missing``, so JEDI ends the task; a cancelled work's task is killed (``killTask``).
+- **Retries.** Orchid retries; PanDA does not (``maxAttempt = 1``). Orchid's attempt *n*
+  of a job is the task's file ``j<job>.<n>``, so PanDA's job for it is attempt 1 of that
+  file and the monitor shows the Orchid attempt in the file name.
+- **Jobs without a plan** (attempts beyond the planned ones, an executor used without a
+  carrier, or no release broker configured) get a task of their own,
+  ``<namespace>.<workflow>.<work>.<job>.<attempt>``, not held.
+- **Payload.** Every task's ``transPath`` is :mod:`orchid.executors.pandajob`, uploaded
+  once to the PanDA cache under its content hash: a standard-library Python script that a
+  pilot downloads and runs with ``--cache URL --prefix P <file>``; it fetches
+  ``<P>.<file>.json`` (the attempt's argv, variables and folder) and runs it. The
+  result comes back as the job's metadata (the pilot's ``jobReport.json``), failures as
+  the payload's exit code and diagnostics and the pilot's error code
+  (:func:`~orchid.executors._panda_api.failure`).
+- **Following**, in batches: per task with attempts PanDA has made no job for yet,
+  ``getPandaIDsWithTaskID`` (and ``getTaskStatus``: a broken or aborted task fails them);
+  the jobs followed, ``getJobStatus`` for up to 500 ids a call. With ``status_broker``
+  set, PanDA's job and task status messages (STOMP) say which jobs to look at the moment
+  they change; ``poll_interval`` is the fallback that catches a lost message.
+- **Abort**: ``killJobs`` for the attempts cancelled (an attempt released but not yet made
+  into a job is killed when it appears); ``killTask`` for a task of its own.
+- **Restart**: the plan finds the task by name (``get_tasks_detailed_info_since``),
+  adopted attempts find their job by file name before anything is released again.
+
+Tested against a real panda-server and JEDI with a stand-in pilot
+(tests/executors/test_panda_real.py); docs/architecture.md, "Executors that plan".
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from orchid.errors import ConfigError, ExecutorError
 from orchid.executors import _process as proc
+from orchid.executors import pandajob
 from orchid.executors._panda_api import (
     DEAD_TASK,
     FAILED,
@@ -49,31 +70,63 @@ from orchid.executors._panda_api import (
     TASK_ID,
     PandaOptions,
     as_int,
+    cache_of,
     failure,
+    file_message,
     panda_client,
     pseudo_input,
     result_of,
+    status_call,
     task_params,
     usage_of,
 )
-from orchid.executors._updates import Updates
+from orchid.executors._updates import Updates, pop_each
 from orchid.executors.base import (
     BuildContext,
     ExecutorOptions,
     JobSpec,
     JobUpdate,
+    Resources,
     UpdateState,
     WakeUp,
+    WorkPlan,
 )
 from orchid.executors.jobcommand import job_command
 
 logger = logging.getLogger(__name__)
+BATCH = 500  # job ids per getJobStatus call
+RESEND_S = 3.0  # a release JEDI has not acted on after this long is looked at and sent again
+
+
+class Releases(Protocol):
+    """Where release messages go (a :class:`orchid.notify.stomp.StompSender`)."""
+
+    def send_json(self, batch: Sequence[tuple[Mapping[str, Any], Mapping[str, str]]]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def file_name(job_id: int, attempt: int) -> str:
+    return f"j{job_id}.{attempt}"
+
+
+@dataclass(eq=False)  # one per task: compared and hashed by identity
+class _Task:
+    name: str
+    prefix: str  # of its cache files: <prefix>.<file>.json
+    held: bool  # made with inputPreStaging: files wait for their release
+    files: set[str]
+    task_id: int | None = None
+    released: set[str] = field(default_factory=set)
+    ids: dict[str, int] = field(default_factory=dict)  # file → PanDA job id, as found
+    sent: dict[str, float] = field(default_factory=dict)  # file → when its release was sent
+    seen: set[int] = field(default_factory=set)  # PanDA job ids already described
 
 
 @dataclass
 class _Job:
     spec: JobSpec
-    task: str  # task name
+    task: _Task
     lfn: str
     panda_id: int | None = None
     started: bool = False
@@ -81,7 +134,7 @@ class _Job:
 
 
 class PandaExecutor:
-    """Jobs as PanDA jobs of one task per work; see the module docstring."""
+    """Jobs as PanDA jobs of one JEDI task per work; see the module docstring."""
 
     durable = True
     options_model: ClassVar[type[ExecutorOptions]] = PandaOptions
@@ -95,6 +148,7 @@ class PandaExecutor:
             wake=context.wake,
             namespace=options.namespace or context.namespace,
             status_messages=status_receiver(options, context),
+            releases=release_sender(options, context),
         )
 
     def __init__(
@@ -107,6 +161,7 @@ class PandaExecutor:
         namespace: str = "orchid",
         clock: Callable[[], float] = time.time,
         status_messages: Any = None,
+        releases: Releases | None = None,
     ) -> None:
         self.name = name
         self._log_dir = Path(log_dir)
@@ -114,14 +169,21 @@ class PandaExecutor:
         self._ns = namespace
         self._clock = clock
         self._client = panda_client(options)
+        self._job_status = status_call(self._client)
         self._lock = threading.Lock()
-        self._tasks: dict[str, int] = {}  # task name → jediTaskID
+        self._tasks: dict[str, _Task] = {}  # by name
+        self._planned: dict[int, _Task] = {}  # job id → its work's task
+        self._work_tasks: dict[int, _Task] = {}  # work id → its task
         self._jobs: dict[str, _Job] = {}  # attempt key → job, until it has ended
         self._to_kill: dict[str, _Job] = {}  # cancelled before PanDA made their job
         self._out = Updates(name, wake, clock)
         self._closed = threading.Event()
         self._kick = threading.Event()
-        self._flagged: set[int] = set()  # PanDA ids a status message named
+        self._flagged: set[int] = set()  # PanDA job ids a status message named
+        self._flagged_tasks: set[int] = set()
+        self._uploads = ThreadPoolExecutor(4, thread_name_prefix=f"orchid-{name}-upload")
+        self._trans_path: str | None = None
+        self._releases = releases
         self._messages = status_messages
         if status_messages is not None:
             status_messages.start(self._on_message)
@@ -134,50 +196,81 @@ class PandaExecutor:
         with self._lock:
             return max(0, self._opts.slots - len(self._jobs))
 
+    def plan(self, works: Sequence[WorkPlan]) -> None:
+        """Make (or find again) the task of each work, with every attempt held."""
+        if self._releases is None:
+            return  # nothing could release a held job: every attempt is a task of its own
+        for work in works:
+            if work.payload_kind == "noop" or work.resources.gpus or not work.jobs:
+                continue
+            name = f"{self._ns}.{work.workflow_id}.{work.work_name}.{work.work_id}"
+            task = self._tasks.get(name)
+            if task is None:
+                files = [file_name(j, a) for j, most in work.jobs for a in range(1, most + 1)]
+                task = _Task(name, _prefix(name), True, set(files))
+                task.task_id = self._lookup(name)
+                if task.task_id is None:
+                    task.task_id = self._insert(name, files, work.resources, task.prefix, True)
+                self._tasks[name] = task
+            self._work_tasks[work.work_id] = task
+            for job_id, _ in work.jobs:
+                self._planned[job_id] = task
+
+    def works_ended(self, works: Mapping[int, str]) -> None:
+        """Close the tasks of works that ended: report their unreleased files missing."""
+        for work_id, status in works.items():
+            task = self._work_tasks.pop(work_id, None)
+            if task is None or task.task_id is None:
+                continue
+            # those still held: JEDI's own record (after a restart this executor has not
+            # seen every release, and JEDI marks any file missing that it is told is)
+            staging = self._file_states(task)
+            missing = sorted(f for f, state in staging.items() if state == "staging")
+            if status == "cancelled":
+                self._client.killTask(task.task_id)
+            elif missing:
+                self._release(task, dict.fromkeys(missing, "Missing"))
+            self._tasks.pop(task.name, None)
+            for job_id in [j for j, t in self._planned.items() if t is task]:
+                del self._planned[job_id]
+
     def submit(self, jobs: Sequence[JobSpec]) -> None:
-        """Add the attempts to their works' tasks (one sandbox for the batch)."""
-        fresh: list[JobSpec] = []
-        ended: list[JobUpdate] = []  # noops and jobs that cannot start: ended here
+        """Release these attempts (their commands to the cache, then JEDI's message)."""
         with self._lock:
             if self._closed.is_set():
                 raise ExecutorError(f"executor {self.name} is closed")
-            for spec in jobs:
-                if spec.key in self._jobs:
-                    logger.warning("job %s: already submitted; ignored", spec.key)
-                elif spec.payload.kind == "noop":
-                    ended.append(self._out.make(spec, "succeeded", exit_code=0))
-                elif spec.resources.gpus:
-                    ended.append(
-                        self._out.make(
-                            spec,
-                            "failed",
-                            error="the panda executor cannot ask for GPUs; send the work to a "
-                            "GPU queue with resources.queue",
-                        )
-                    )
-                else:
-                    fresh.append(spec)
-        found = self._find([s for s in fresh if s.adopted])
-        todo = [s for s in fresh if s.key not in found]
-        entries: dict[str, dict[str, Any]] = {}
-        for spec in todo:
+            # ended: noops, and below the jobs that cannot start
+            fresh, ended = self._out.sort_out(jobs, self._jobs)
+        ended += [
+            self._out.make(
+                spec,
+                "failed",
+                error="the panda executor cannot ask for GPUs; send the work to a "
+                "GPU queue with resources.queue",
+            )
+            for spec in fresh
+            if spec.resources.gpus
+        ]
+        entries: dict[str, tuple[JobSpec, dict[str, Any]]] = {}
+        for spec in (s for s in fresh if not s.resources.gpus):
             try:
-                entries[spec.key] = self._entry(spec)
+                entries[spec.key] = (spec, self._entry(spec))
             except proc.StartError as exc:
                 ended.append(self._out.make(spec, "failed", error=str(exc)))
-        added: list[_Job] = []
-        if entries:
-            sandbox = self._upload(entries)
-            by_task: dict[str, list[JobSpec]] = {}
-            for spec in todo:
-                if spec.key in entries:
-                    by_task.setdefault(self._task_name(spec), []).append(spec)
-            for task, specs in by_task.items():
-                lfns = [f"{s.key}.{sandbox}" for s in specs]
-                self._tasks[task] = self._insert(task, specs[0], lfns)
-                added += [_Job(s, task, lfn) for s, lfn in zip(specs, lfns, strict=True)]
+        placed = [self._place(spec) for spec, _ in entries.values()]
+        found = self._find([job for job in placed if job.spec.adopted])
+        todo = [job for job in placed if job.spec.key not in found]
+        self._upload_commands([(job, entries[job.spec.key][1]) for job in todo])
+        for task, group in _by_task(todo).items():
+            if task.held:
+                self._release(task, {job.lfn: "Available" for job in group})
+            else:
+                task.task_id = self._insert(
+                    task.name, [group[0].lfn], group[0].spec.resources, task.prefix, False
+                )
+                task.released.add(group[0].lfn)
         with self._lock:
-            for job in [*found.values(), *added]:
+            for job in [*found.values(), *todo]:
                 self._jobs[job.spec.key] = job
         self._kick.set()
         self._out.push(*ended)
@@ -186,14 +279,9 @@ class PandaExecutor:
         return self._out.drain()
 
     def cancel(self, keys: Sequence[str]) -> None:
-        """Kill these attempts' PanDA jobs (and a task left with nothing live)."""
-        stopped: list[_Job] = []
+        """Kill these attempts' PanDA jobs (a task of their own: the task)."""
         with self._lock:
-            for key in keys:
-                job = self._jobs.pop(key, None)
-                if job is not None:
-                    stopped.append(job)
-            live_tasks = {j.task for j in self._jobs.values()}
+            stopped = pop_each(self._jobs, keys)
         ids = [j.panda_id for j in stopped if j.panda_id is not None]
         if ids:
             status, _ = self._client.killJobs(ids)
@@ -204,10 +292,9 @@ class PandaExecutor:
                 if job.panda_id is None:  # PanDA made no job yet: kill it when it does
                     job.kill = True
                     self._to_kill[job.spec.key] = job
-        for task in {j.task for j in stopped} - live_tasks:
-            task_id = self._tasks.get(task)
-            if task_id is not None:
-                self._client.killTask(task_id)
+        for job in stopped:
+            if not job.task.held and job.task.task_id is not None:
+                self._client.killTask(job.task.task_id)
         for job in stopped:
             self._out.push(self._out.make(job.spec, "failed", error="cancelled"))
 
@@ -218,11 +305,21 @@ class PandaExecutor:
         if self._messages is not None:
             self._messages.stop()
         self._thread.join(timeout=30)
+        self._uploads.shutdown(wait=True)
+        if self._releases is not None:
+            self._releases.close()
 
     # --- submission --------------------------------------------------------------------
 
-    def _task_name(self, spec: JobSpec) -> str:
-        return f"{self._ns}.{spec.workflow_id}.{spec.work_name}"
+    def _place(self, spec: JobSpec) -> _Job:
+        """The task and file of an attempt: its work's, else a task of its own."""
+        lfn = file_name(spec.job_id, spec.attempt)
+        task = self._planned.get(spec.job_id)
+        if task is None or lfn not in task.files:
+            name = f"{self._ns}.{spec.workflow_id}.{spec.work_name}.{spec.job_id}.{spec.attempt}"
+            task = self._tasks.get(name) or _Task(name, _prefix(name), False, {lfn})
+            self._tasks[name] = task
+        return _Job(spec, task, lfn)
 
     def _entry(self, spec: JobSpec) -> dict[str, Any]:
         command = job_command(spec, python=self._opts.python)
@@ -230,19 +327,45 @@ class PandaExecutor:
         env.update(command.env)
         return {"argv": command.argv, "env": env, "workdir": spec.payload.workdir}
 
-    def _upload(self, entries: dict[str, dict[str, Any]]) -> str:
-        data = gzip.compress(json.dumps(entries, sort_keys=True).encode(), mtime=0)
-        name = f"orchid-{hashlib.sha256(data).hexdigest()[:32]}.json.gz"
+    def _put(self, name: str, data: bytes) -> None:
+        """Upload a file to the PanDA cache; one already there under that name is fine
+        (names are content hashes or one attempt's, written once)."""
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / name
             path.write_bytes(data)
             status, message = self._client.putFile(str(path), useCacheSrv=True)
-        if status != 0 or message != "True":
-            raise ExecutorError(f"executor {self.name}: cannot upload the sandbox: {message}")
-        return name
+        if status == 0 and (message == "True" or "cannot overwrite" in str(message)):
+            return
+        raise ExecutorError(f"executor {self.name}: cannot upload {name} to the cache: {message}")
 
-    def _insert(self, task: str, spec: JobSpec, lfns: list[str]) -> int:
-        params = task_params(task, spec, lfns, self._opts)
+    def _upload_commands(self, jobs: list[tuple[_Job, dict[str, Any]]]) -> None:
+        data = [
+            (f"{job.task.prefix}.{job.lfn}.json", json.dumps(entry, sort_keys=True).encode())
+            for job, entry in jobs
+        ]
+        list(self._uploads.map(lambda item: self._put(*item), data))
+
+    def _wrapper(self) -> str:
+        """The task's transPath: pandajob.py in the PanDA cache, named by its hash."""
+        if self._trans_path is None:
+            source = Path(pandajob.__file__).read_bytes()
+            name = f"orchid-pandajob-{hashlib.sha256(source).hexdigest()[:16]}.py"
+            self._put(name, source)
+            self._trans_path = f"{cache_of(self._opts)}/cache/{name}"
+        return self._trans_path
+
+    def _insert(
+        self, task: str, files: list[str], resources: Resources, prefix: str, held: bool
+    ) -> int:
+        params = task_params(
+            task,
+            files,
+            resources,
+            self._opts,
+            trans_path=self._wrapper(),
+            prefix=prefix,
+            held=held,
+        )
         status, out = self._client.insertTaskParams(params)
         if status != 0 or not isinstance(out, tuple) or out[0] != 0:
             raise ExecutorError(f"executor {self.name}: PanDA refused task {task}: {out}")
@@ -251,39 +374,105 @@ class PandaExecutor:
             raise ExecutorError(f"executor {self.name}: no jediTaskID in PanDA's answer: {out[1]}")
         return int(found.group(1))
 
-    def _find(self, specs: Sequence[JobSpec]) -> dict[str, _Job]:
-        """Adopted attempts PanDA already has a job for, by their task's name."""
-        out: dict[str, _Job] = {}
-        by_task: dict[str, list[JobSpec]] = {}
-        for spec in specs:
-            by_task.setdefault(self._task_name(spec), []).append(spec)
-        for task, group in by_task.items():
-            status, found = self._client.get_tasks_detailed_info_since(filters={"taskName": task})
-            if status != 0:
-                raise ExecutorError(f"executor {self.name}: cannot look up task {task}: {found}")
-            if not found:
+    def _release(self, task: _Task, files: dict[str, str]) -> None:
+        """Tell JEDI these files of a held task are staged (or missing)."""
+        if self._releases is None or task.task_id is None:
+            raise ExecutorError(f"executor {self.name}: cannot release jobs of {task.name}")
+        self._releases.send_json([(file_message(task.task_id, files), {})])
+        task.released.update(files)
+        now = time.monotonic()
+        task.sent.update(dict.fromkeys(files, now))
+
+    def _release_again(self, waiting: list[_Job]) -> None:
+        """Releases JEDI did not act on: a message that came before JEDI had made the
+        task's files (a task just made) or that was lost. Files still ``staging`` after
+        ``RESEND_S`` are released again (a release is idempotent)."""
+        now = time.monotonic()
+        late = [
+            j
+            for j in waiting
+            if j.task.held and now - j.task.sent.get(j.lfn, now) > RESEND_S and not j.kill
+        ]
+        for task, group in _by_task(late).items():
+            if task.task_id is None:
                 continue
-            task_id = int(found[0]["jediTaskID"])
-            self._tasks[task] = task_id
-            wanted = {s.key: s for s in group}
-            for job in self._task_jobs(task_id):
-                lfn = pseudo_input(job)
-                key = lfn.partition(".")[0] if lfn else None
-                if key in wanted and key not in out:
-                    out[key] = _Job(wanted[key], task, lfn or "", int(job.PandaID))
+            states = self._file_states(task)
+            staging = {f for f, state in states.items() if state == "staging"}
+            again = {j.lfn: "Available" for j in group if j.lfn in staging}
+            if again:
+                logger.info("%s: releasing %d jobs of %s again", self.name, len(again), task.name)
+                self._release(task, again)
+            for job in group:  # looked at: not again before RESEND_S
+                task.sent[job.lfn] = now
+
+    def _file_states(self, task: _Task) -> dict[str, str]:
+        """The task's pseudo-input files and their JEDI status, in one call."""
+        if task.task_id is None:
+            return {}
+        status, found = self._client.get_files_in_datasets(task.task_id, "pseudo_input")
+        if status != 0 or not isinstance(found, list):
+            return {}
+        return {
+            str(f["lfn"]).rsplit(":", 1)[-1]: str(f.get("status"))
+            for ds in found
+            for f in ds.get("files") or []
+        }
+
+    def _lookup(self, name: str) -> int | None:
+        """The newest task of that name, if any."""
+        status, found = self._client.get_tasks_detailed_info_since(filters={"taskName": name})
+        if status != 0 or found is None:
+            raise ExecutorError(f"executor {self.name}: cannot look up task {name}: {found}")
+        ids = [int(t["jediTaskID"]) for t in found if str(t.get("taskName")) == name]
+        return max(ids) if ids else None
+
+    def _find(self, jobs: Sequence[_Job]) -> dict[str, _Job]:
+        """Adopted attempts PanDA already has a job for (or that are already released)."""
+        out: dict[str, _Job] = {}
+        for task, group in _by_task(jobs).items():
+            if task.task_id is None:
+                task.task_id = self._lookup(task.name)
+                if task.task_id is None:
+                    continue
+                task.released = set(task.files)  # a task of its own exists: it was released
+            self._map_jobs(task)
+            for job in group:
+                job.panda_id = task.ids.get(job.lfn)
+                if job.panda_id is not None or (not task.held and job.lfn in task.released):
+                    out[job.spec.key] = job
         return out
 
-    def _task_jobs(self, task_id: int) -> list[Any]:
-        status, ids = self._client.getPandaIDsWithTaskID(task_id)
-        if status != 0 or ids is None:
-            raise ExecutorError(f"executor {self.name}: cannot list the jobs of task {task_id}")
-        return self._describe([int(i) for i in ids])
+    def _map_jobs(self, task: _Task) -> None:
+        """Which PanDA job is which file, for the task's jobs not seen yet."""
+        if task.task_id is None:
+            return
+        status, got = self._client.getPandaIDsWithTaskID(task.task_id)
+        if status != 0 or got is None:
+            raise ExecutorError(f"executor {self.name}: cannot list the jobs of {task.name}")
+        new = {int(i) for i in got} - task.seen
+        for desc in self._describe(new):
+            lfn = pseudo_input(desc)
+            if lfn:
+                task.ids[lfn] = int(desc.PandaID)
+            task.seen.add(int(desc.PandaID))
+
+    def _states(self, ids: list[int]) -> dict[int, str]:
+        """PanDA job id → its status, for many jobs a call (``unknown`` if not found)."""
+        out: dict[int, str] = {}
+        for i in range(0, len(ids), BATCH):
+            batch = ids[i : i + BATCH]
+            status, got = self._job_status(batch)
+            if status != 0 or not isinstance(got, list) or len(got) != len(batch):
+                raise ExecutorError(f"executor {self.name}: cannot get the status of PanDA jobs")
+            for panda_id, item in zip(batch, got, strict=True):
+                out[panda_id] = str((item or {}).get("status") or "unknown")
+        return out
 
     def _describe(self, ids: Iterable[int]) -> list[Any]:
         ids = sorted(set(ids))
         jobs: list[Any] = []
-        for i in range(0, len(ids), 500):
-            status, specs = self._client.getJobStatus(ids[i : i + 500])
+        for i in range(0, len(ids), BATCH):
+            status, specs = self._client.getJobStatus(ids[i : i + BATCH])
             if status != 0 or specs is None:
                 raise ExecutorError(f"executor {self.name}: cannot get the status of PanDA jobs")
             jobs += [j for j in specs if j is not None]
@@ -292,15 +481,19 @@ class PandaExecutor:
     # --- following ---------------------------------------------------------------------
 
     def _on_message(self, message: dict[str, Any]) -> None:
-        """A PanDA job status message (``msg_type: job_status``): look at that job now."""
-        if message.get("msg_type") != "job_status":
-            return
+        """PanDA's job and task status messages: look at those jobs (tasks) now."""
+        kind = message.get("msg_type")
         try:
-            panda_id = int(message["jobid"])
+            if kind == "job_status":
+                with self._lock:
+                    self._flagged.add(int(message["jobid"]))
+            elif kind == "task_status":
+                with self._lock:
+                    self._flagged_tasks.add(int(message["taskid"]))
+            else:
+                return
         except (KeyError, TypeError, ValueError):
             return
-        with self._lock:
-            self._flagged.add(panda_id)
         self._kick.set()
 
     def _watch(self) -> None:
@@ -319,53 +512,58 @@ class PandaExecutor:
     def _sync(self, everything: bool = True) -> None:
         with self._lock:
             live = list(self._jobs.values())
-            jobs = live + list(self._to_kill.values())
+            waiting = [j for j in live if j.panda_id is None] + list(self._to_kill.values())
             flagged, self._flagged = self._flagged, set()
-        if not jobs:
+            flagged_tasks, self._flagged_tasks = self._flagged_tasks, set()
+        if not live and not waiting:
             return
-        by_lfn = {j.lfn: j for j in jobs}
-        ids: set[int] = set()
-        for task in {j.task for j in jobs if j.panda_id is None}:  # which jobs PanDA made
-            task_id = self._tasks.get(task)
-            if task_id is None:
-                continue
-            status, got = self._client.getPandaIDsWithTaskID(task_id)
-            if status == 0 and got:
-                ids.update(int(i) for i in got)
-        known = {j.panda_id for j in live if j.panda_id is not None}
-        ids |= known if everything else known & flagged
+        for task in _by_task(waiting):  # which jobs PanDA made: one call per task
+            self._map_jobs(task)
         to_kill: list[int] = []
-        for desc in self._describe(ids):
-            job = by_lfn.get(pseudo_input(desc) or "")
-            if job is None:
-                continue
-            job.panda_id = int(desc.PandaID)
-            if job.kill:
+        for job in waiting:
+            job.panda_id = job.task.ids.get(job.lfn)
+            if job.panda_id is not None and job.kill:
                 to_kill.append(job.panda_id)
                 with self._lock:
                     self._to_kill.pop(job.spec.key, None)
-            else:
-                self._observe(job, desc)
         if to_kill:
             self._client.killJobs(to_kill)
-        self._check_tasks([j for j in live if j.panda_id is None])
+        known = [j for j in live if j.panda_id is not None]
+        if not everything:
+            known = [j for j in known if j.panda_id in flagged or j.task.task_id in flagged_tasks]
+        by_id = {j.panda_id: j for j in known if j.panda_id is not None}
+        states = self._states(list(by_id))
+        ended: list[int] = []
+        for panda_id, job in by_id.items():
+            state = states[panda_id]
+            if state in RUNNING:
+                if not job.started:
+                    job.started = True
+                    self._out.push(self._out.make(job.spec, "running", log_uri=self._log(job)))
+            elif state == "finished" or state in FAILED or state == "unknown":
+                ended.append(panda_id)  # its details say how (unknown: look where it is)
+        for desc in self._describe(ended):
+            seen = by_id.get(int(desc.PandaID))
+            if seen is not None:
+                self._observe(seen, desc)
+        still = [j for j in live if j.panda_id is None]
+        self._release_again(still)
+        self._check_tasks(still)
 
     def _check_tasks(self, waiting: list[_Job]) -> None:
         """Attempts PanDA made no job for: fail them if their task died."""
-        for task in {j.task for j in waiting}:
-            task_id = self._tasks.get(task)
-            if task_id is None:
+        for task, group in _by_task(waiting).items():
+            if task.task_id is None:
                 continue
-            status, state = self._client.getTaskStatus(task_id)
+            status, state = self._client.getTaskStatus(task.task_id)
             if status == 0 and state in DEAD_TASK:
-                for job in waiting:
-                    if job.task == task:
-                        self._finish(
-                            job,
-                            self._out.make(
-                                job.spec, "failed", error=f"PanDA task {task_id} is {state}"
-                            ),
-                        )
+                for job in group:
+                    self._finish(
+                        job,
+                        self._out.make(
+                            job.spec, "failed", error=f"PanDA task {task.task_id} is {state}"
+                        ),
+                    )
 
     def _observe(self, job: _Job, desc: Any) -> None:
         state = str(desc.jobStatus)
@@ -395,17 +593,24 @@ class PandaExecutor:
         )
 
     def _finish(self, job: _Job, update: JobUpdate) -> None:
-        with self._lock:
-            if self._jobs.get(job.spec.key) is not job:
-                return
-            del self._jobs[job.spec.key]
-        self._out.push(update)
+        self._out.push_end(self._lock, self._jobs, job.spec.key, job, update)
 
     def _log(self, job: _Job) -> str | None:
         if job.panda_id is None:
             return None
         base = (self._opts.monitor_url or self._opts.url).rstrip("/")
         return f"{base}/job?pandaid={job.panda_id}"
+
+
+def _prefix(task: str) -> str:
+    return "orchid-" + hashlib.sha256(task.encode()).hexdigest()[:20]
+
+
+def _by_task(jobs: Iterable[_Job]) -> dict[_Task, list[_Job]]:
+    out: dict[_Task, list[_Job]] = {}
+    for job in jobs:
+        out.setdefault(job.task, []).append(job)
+    return out
 
 
 def status_receiver(options: PandaOptions, context: BuildContext) -> Any:
@@ -425,3 +630,21 @@ def status_receiver(options: PandaOptions, context: BuildContext) -> Any:
     return StatusReceiver(
         broker, options.status_destination, name=f"orchid-{options.status_broker}"
     )
+
+
+def release_sender(options: PandaOptions, context: BuildContext) -> Releases | None:
+    """The sender of release messages to JEDI, if the section names a broker."""
+    if options.release_broker is None:
+        return None
+    from orchid.notify import config as notify_config
+    from orchid.notify.stomp import StompSender
+
+    cfg = context.brokers.get(options.release_broker)
+    if cfg is None or not options.release_destination:
+        raise ConfigError(
+            f"{context.where}: release_broker must name a [brokers.NAME] section and "
+            "release_destination the queue JEDI's message processor takes iDDS's "
+            "file_processing messages from"
+        )
+    broker = notify_config.broker(cfg, f"[brokers.{options.release_broker}]")
+    return StompSender(broker, options.release_destination, name="orchid-panda-release")

@@ -1,78 +1,78 @@
-"""What a PanDA job runs: ``python3 -m orchid.executors.pandajob --cache URL KEY.SANDBOX``.
+#!/usr/bin/env python3
+"""What a PanDA job runs: this file, as the ``transPath`` of every task Orchid makes.
 
-The PanDA executor puts the command lines of a batch of attempts into one *sandbox*, a
-gzipped JSON file ``{key: {"argv": [...], "env": {...}, "workdir": ...}}`` uploaded to the
-PanDA cache; each attempt is a pseudo-input file of its work's task named
-``<key>.<sandbox>``, which PanDA puts on the job's command line. This module fetches the
-sandbox (``GET <cache>/cache/<sandbox>``, once per node and sandbox), sets the job's
-variables, runs the command and exits with its status. The job's result is the JSON file
-``orchid-result.json`` in the job's working directory, which the pilot reports as the
-job's metadata: what the command wrote to ``$ORCHID_RESULT_FILE``, else its last stdout
-line if that is JSON (the rule of every executor).
+The PanDA executor uploads this file to the PanDA cache under a name made of its content
+hash (``orchid-pandajob-<sha>.py``) and names its cache URL as the task's ``transPath``:
+a pilot downloads it and runs ``./orchid-pandajob-<sha>.py <jobPars>``, which here are
+``--cache URL --prefix PREFIX <lfn>``. The job's pseudo-input file ``<lfn>``
+(``j<job id>.<attempt>``) names its command: the executor uploaded it, when it released
+that attempt, to the cache as ``<PREFIX>.<lfn>.json`` (``{"argv", "env", "workdir"}``).
+This script fetches it (``GET <cache>/cache/<name>``), sets the job's variables, runs the
+command and exits with its status.
 
-Only the standard library is imported, so that a job starts fast on any node.
+The job's result (what the command wrote to ``$ORCHID_RESULT_FILE``, else its last
+stdout line if that is JSON: the rule of every executor) goes to ``jobReport.json`` in
+the work folder as ``{"orchid_result": ...}``: the job report a pilot uploads as the
+job's metadata, which is where the executor reads it back.
+
+Only the standard library of the node's ``python3`` is used: nothing is installed on
+the worker; the command itself needs whatever it runs (a function payload: Orchid).
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from orchid import jobvars
-
+RESULT_VAR = "ORCHID_RESULT_FILE"  # orchid.jobvars.RESULT_FILE (no Orchid import here)
 RESULT_NAME = "orchid-result.json"
-EXIT_BAD_INPUT = 2
+JOB_REPORT = "jobReport.json"  # what a pilot reports as the job's metadata
+RESULT_KEY = "orchid_result"
+EXIT_BAD_INPUT = 2  # the command could not be found: nothing ran
 
 
-def sandbox_name(lfn: str) -> tuple[str, str]:
-    """``<key>.<sandbox>`` → (key, sandbox)."""
-    key, sep, sandbox = lfn.partition(".")
-    if not sep or not key or not sandbox:
-        raise ValueError(f"not an Orchid pseudo-input name: {lfn!r}")
-    return key, sandbox
-
-
-def fetch(cache: str, sandbox: str) -> dict[str, Any]:
-    folder = Path(jobvars.find(jobvars.PANDA_CACHE) or tempfile.gettempdir()) / "orchid-panda"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / sandbox
-    if not path.exists():
-        url = cache.rstrip("/") + "/cache/" + sandbox
-        with urllib.request.urlopen(url, timeout=120) as response:
-            data = response.read()
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    doc: dict[str, Any] = json.loads(gzip.decompress(path.read_bytes()))
-    return doc
+def fetch(cache: str, name: str, tries: int = 5) -> dict[str, Any]:
+    url = cache.rstrip("/") + "/cache/" + name
+    for attempt in range(tries):
+        try:
+            with urllib.request.urlopen(url, timeout=120) as response:
+                doc: dict[str, Any] = json.loads(response.read())
+                return doc
+        except OSError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(2**attempt)
+    raise AssertionError("unreachable")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="orchid.executors.pandajob")
-    parser.add_argument("--cache", required=True, help="the PanDA cache server's base URL")
-    parser.add_argument("lfn", help="the pseudo-input file name: <key>.<sandbox>")
+    parser = argparse.ArgumentParser(prog="orchid-pandajob")
+    parser.add_argument("--cache", required=True, help="the PanDA cache's base URL")
+    parser.add_argument("--prefix", required=True, help="the task's prefix of cache names")
+    parser.add_argument("lfn", help="the pseudo-input file: j<job id>.<attempt>")
     ns = parser.parse_args(argv)
+    lfn = ns.lfn.rsplit(":", 1)[-1]  # a scope, if PanDA ever gives one
     try:
-        key, sandbox = sandbox_name(ns.lfn)
-        entry = fetch(ns.cache, sandbox)[key]
-    except (ValueError, KeyError, OSError) as exc:
-        print(f"orchid: cannot find the command of {ns.lfn}: {exc}", file=sys.stderr)
+        entry = fetch(ns.cache, f"{ns.prefix}.{lfn}.json")
+    except (ValueError, OSError) as exc:
+        print(f"orchid: cannot fetch the command of {lfn}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     env = dict(os.environ)
-    env.update(entry["env"])
-    env[jobvars.RESULT_FILE] = str(Path.cwd() / RESULT_NAME)
+    env.update(entry.get("env") or {})
+    result = Path.cwd() / RESULT_NAME
+    env[RESULT_VAR] = str(result)
+    result.unlink(missing_ok=True)
     workdir = entry.get("workdir")
     cwd = workdir if workdir and os.path.isdir(workdir) else None
-    result = Path(env[jobvars.RESULT_FILE])
-    result.unlink(missing_ok=True)
     try:
         process = subprocess.Popen(entry["argv"], env=env, cwd=cwd, stdout=subprocess.PIPE)
     except OSError as exc:
@@ -85,12 +85,22 @@ def main(argv: list[str] | None = None) -> int:
             last = line.strip()[: 1024 * 1024]
     sys.stdout.flush()
     code = process.wait()
-    if code == 0 and not result.exists() and last:
+    value: Any = None
+    found = False
+    if result.exists():
         try:
-            json.loads(last)
-            result.write_bytes(last)
-        except ValueError:
-            pass
+            value, found = json.loads(result.read_bytes()), True
+        except ValueError as exc:
+            print(f"orchid: the result file is not valid JSON: {exc}", file=sys.stderr)
+            return code or 1
+    elif code == 0 and last:
+        with contextlib.suppress(ValueError):
+            value, found = json.loads(last), True
+    if found:
+        report = Path.cwd() / JOB_REPORT
+        tmp = Path(tempfile.mkstemp(dir=Path.cwd(), prefix=".report")[1])
+        tmp.write_text(json.dumps({RESULT_KEY: value}))
+        os.replace(tmp, report)
     return code
 
 

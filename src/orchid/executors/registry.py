@@ -1,8 +1,9 @@
 """Executors by type: a table from type name to the class that implements it.
 
 A ``[executors.NAME]`` section names its ``type`` (``local``, ``null``, ``dask``,
-``panda``, ``htcondor``, ``worker``: a queue for ``orchid worker``); the other keys are that type's options, which the executor
-class declares (``options_model``) and builds itself from (``from_config``). Classes are
+``panda``, ``htcondor``, ``slurm``, ``worker``: a queue for ``orchid worker``); the other
+keys are that type's options, which the executor class declares (``options_model``) and
+builds itself from (``from_config``). Classes are
 named by import path, as rq names its pluggable classes, so this module imports none of
 them: an executor's module is imported when a section of its type is checked or made
 (their modules import their backends' libraries only when one is made, so settings can
@@ -30,6 +31,7 @@ EXECUTORS: dict[str, str] = {
     "dask": "orchid.executors.dask:DaskExecutor",
     "panda": "orchid.executors.panda:PandaExecutor",
     "htcondor": "orchid.executors.htcondor:HTCondorExecutor",
+    "slurm": "orchid.executors.slurm:SlurmExecutor",
     "worker": "orchid.executors.workerqueue:WorkerQueue",
 }
 """Executor types by name: ``module:Class`` of a class with ``options_model`` and

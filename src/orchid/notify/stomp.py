@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from orchid.extras import missing
@@ -95,6 +95,13 @@ class StompSender:
         self._listener: _Listener | None = None
 
     def send(self, batch: Sequence[Notification]) -> None:
+        self.send_json(
+            [(n.to_json(), {"orchid-message-id": n.id, "orchid-kind": n.kind}) for n in batch]
+        )
+
+    def send_json(self, batch: Sequence[tuple[Mapping[str, Any], Mapping[str, str]]]) -> None:
+        """Send JSON objects (each with its own headers), persistent, and wait for the
+        broker's receipt of the last: DeliveryError if it does not come."""
         if not batch:
             return
         if self._conn is None or not self._conn.is_connected():
@@ -108,17 +115,13 @@ class StompSender:
         with listener.lock:
             listener.receipts[receipt] = done
         try:
-            for i, n in enumerate(batch):
-                headers = {
-                    "orchid-message-id": n.id,
-                    "orchid-kind": n.kind,
-                    "persistent": "true",
-                }
+            for i, (body, extra) in enumerate(batch):
+                headers = {**extra, "persistent": "true"}
                 if i == len(batch) - 1:
                     headers["receipt"] = receipt
                 conn.send(
                     self.destination,
-                    json.dumps(n.to_json(), separators=(",", ":")),
+                    json.dumps(body, separators=(",", ":")),
                     content_type="application/json",
                     headers=headers,
                 )

@@ -21,11 +21,11 @@ from sqlalchemy.engine import Connection
 
 from orchid.core.model import NO_USAGE, JobUpdate, Usage
 from orchid.core.retry import NO_RETRY, RetryPolicy
-from orchid.core.states import TERMINAL_JOB, JobStatus, after_failure
+from orchid.core.states import TERMINAL_JOB, TERMINAL_WORK, JobStatus, after_failure
 from orchid.store import bulk, quotas, release
 from orchid.store.release import Propagation
 from orchid.store.routes import Route
-from orchid.store.tables import IN_FLIGHT, READY, workflows, works
+from orchid.store.tables import IN_FLIGHT, READY, jobs, workflows, works
 
 J = JobStatus
 
@@ -243,6 +243,29 @@ def renew(conn: Connection, owner: str, now: float, lease: float) -> None:
 def work_names(conn: Connection, work_ids: Iterable[int]) -> dict[int, str]:
     rows = conn.execute(sa.select(works.c.id, works.c.name).where(works.c.id.in_(set(work_ids))))
     return {int(r.id): str(r.name) for r in rows}
+
+
+def work_jobs(conn: Connection, work_ids: Iterable[int]) -> dict[int, list[tuple[int, int]]]:
+    """Work id → its jobs (id, maximum attempts), in id order: the plan of executors that
+    make all of a work's jobs up front (:class:`orchid.executors.base.Planning`)."""
+    out: dict[int, list[tuple[int, int]]] = {w: [] for w in set(work_ids)}
+    q = (
+        sa.select(jobs.c.id, jobs.c.work_id, jobs.c.max_attempts)
+        .where(jobs.c.work_id.in_(set(work_ids)))
+        .order_by(jobs.c.id)
+    )
+    for r in conn.execute(q):
+        out[int(r.work_id)].append((int(r.id), int(r.max_attempts)))
+    return out
+
+
+def ended_works(conn: Connection, work_ids: Iterable[int]) -> dict[int, str]:
+    """Those of these works that have ended: id → status."""
+    final = sorted(TERMINAL_WORK)
+    q = sa.select(works.c.id, works.c.status).where(
+        works.c.id.in_(set(work_ids)), works.c.status.in_(final)
+    )
+    return {int(r.id): str(r.status) for r in conn.execute(q)}
 
 
 def workflow_owners(

@@ -71,6 +71,11 @@ class WorkerOptions:
     queue: str | None = None  # checked against the token's queue when given
     idle_exit_s: float | None = None  # end after this long with nothing to do (None: never)
     poll_s: float = 2.0  # how often to ask for jobs while there is room and none came
+    # right after activity (an end reported, jobs leased) the next jobs are likely near (a
+    # reported end releases its children): ask again after eager_s, eager_rounds times,
+    # then doubling the pause up to poll_s
+    eager_s: float = 0.02
+    eager_rounds: int = 5
     report_batch: int = 200  # the most updates one report carries
     url: str = ""  # the server; jobs with a job token get it as ORCHID_URL
 
@@ -108,6 +113,7 @@ class Worker:
         self._lease_s = 30.0
         self._next_renewal = 0.0
         self._idle_since = clock()
+        self._quiet = 0  # rounds in a row that found nothing to do
         self.ended = 0  # ends reported (and recorded)
 
     @property
@@ -138,7 +144,7 @@ class Worker:
                     )
                     break
                 if not busy:
-                    self._woken.wait(min(self.options.poll_s, self._lease_s / 3))
+                    self._woken.wait(self._pause())
                     self._woken.clear()
         finally:
             self._finish()
@@ -147,13 +153,22 @@ class Worker:
         """One round: collect and report ends, renew leases when due, lease more jobs.
         True if anything happened (then the next round comes at once)."""
         collected = self._collect()
-        self._report()
+        reported = self._report()
         self._renew()
         leased = 0 if self._stopping.is_set() else self._lease()
         now = self._clock()
         if self._held or self._outbox or leased:
             self._idle_since = now
+        self._quiet = 0 if collected or reported or leased else self._quiet + 1
         return bool(collected or leased)
+
+    def _pause(self) -> float:
+        """How long to wait before the next round (an executor's update cuts it short):
+        short right after activity, then doubling up to ``poll_s``, so a worker that just
+        reported ends leases their children soon, and an idle one asks every ``poll_s``."""
+        longest = min(self.options.poll_s, self._lease_s / 3)
+        doublings = min(max(0, self._quiet - self.options.eager_rounds), 30)
+        return min(longest, self.options.eager_s * float(2**doublings))
 
     # --- leasing and renewing -----------------------------------------------------------
 
@@ -248,14 +263,16 @@ class Worker:
                 self._outbox.append(WorkerUpdate.of(u))
         return len(updates)
 
-    def _report(self) -> None:
+    def _report(self) -> int:
+        """Send what ended (and started); how many ends were recorded."""
+        ended = self.ended
         while self._outbox:
             batch = self._outbox[: self.options.report_batch]
             try:
                 self.lessor.report(ReportIn(worker=self.options.name, updates=batch))
             except LeaseLost as exc:
                 if not exc.attempts:  # (the server names them; else sent again next round)
-                    return
+                    return self.ended - ended
                 log.warning(
                     "worker %s: %d attempts are no longer this worker's; their reports dropped",
                     self.options.name,
@@ -267,7 +284,7 @@ class Worker:
                 raise
             except OrchidError as exc:  # kept, and sent again next round
                 log.warning("worker %s: cannot report: %s", self.options.name, exc)
-                return
+                return self.ended - ended
             del self._outbox[: len(batch)]
             for u in batch:
                 key = (u.job_id, u.attempt)
@@ -282,6 +299,7 @@ class Worker:
                         u.state,
                         f": {u.error}" if u.error else "",
                     )
+        return self.ended - ended
 
     def _tails(self, u: JobUpdate) -> tuple[bytes, bytes]:
         spec = self._held[u.job_id, u.attempt]
