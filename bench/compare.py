@@ -28,12 +28,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchkit
 import peers
+from peers import Row, ok, ratio, status, verdict
 
 BENCH = Path(__file__).resolve().parent
 SYSTEMS = ("orchid", *peers.SYSTEMS)
@@ -59,18 +60,6 @@ def run_system(
     return peers.run_command(system, cmd, shape=shape, jobs=jobs, workers=workers, timeout=timeout)
 
 
-Row = dict[str, Any]
-
-
-def ok(row: Row | None) -> TypeGuard[Row]:
-    """A row whose every job ran (a failed or partial run sets no target)."""
-    return row is not None and row.get("status") == "succeeded" and bool(row.get("jobs_per_s"))
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 2) if a and b else None
-
-
 def summary(shape: str, rows: dict[str, Row]) -> str:
     """The table of one shape: each system's figures and Orchid's ratios to it."""
     me = rows.get("orchid")
@@ -92,10 +81,6 @@ def summary(shape: str, rows: dict[str, Row]) -> str:
         out.append(line)
     fields = ("system", "jobs", "jobs/s", "step p50 ms", "step p99 ms", "jobs/s ×", "p50 ×")
     return f"{shape}:\n" + benchkit.table(out, (*fields, "p99 ×", "status", "load"))
-
-
-def verdict(good: bool) -> str:
-    return "met" if good else "NOT met"
 
 
 def targets(by_shape: dict[str, dict[str, Row]]) -> list[str]:
@@ -140,10 +125,6 @@ def targets(by_shape: dict[str, dict[str, Row]]) -> list[str]:
             f"{peer} {r['step_p50_ms']}/{r['step_p99_ms']} ms)"
         )
     return lines
-
-
-def status(row: Row | None, system: str) -> str:
-    return f"{system} {row.get('status') if row else 'not run'}"
 
 
 def parser() -> argparse.ArgumentParser:

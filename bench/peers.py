@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 BENCH = Path(__file__).resolve().parent
 PEERS = BENCH / "peers"
@@ -53,6 +53,28 @@ TABLE = tuple(
     f for f in benchkit.FIELDS if f not in ("db", "agents", "release_p50_ms", "release_p99_ms")
 )
 GRACE_S = 90.0  # past a runner's own --timeout, before it is stopped
+
+
+# --- verdicts on result rows (compare.py, slurmcompare.py) -----------------------------------
+
+Row = dict[str, Any]
+
+
+def ok(row: Row | None) -> TypeGuard[Row]:
+    """A row whose every job ran (a failed or partial run sets no target)."""
+    return row is not None and row.get("status") == "succeeded" and bool(row.get("jobs_per_s"))
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a and b else None
+
+
+def verdict(good: bool) -> str:
+    return "met" if good else "NOT met"
+
+
+def status(row: Row | None, system: str) -> str:
+    return f"{system} {row.get('status') if row else 'not run'}"
 
 
 def runner(system: str) -> Path:

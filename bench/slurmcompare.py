@@ -42,7 +42,6 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
@@ -50,6 +49,7 @@ sys.path.insert(0, str(BENCH.parent))
 
 import benchkit  # noqa: E402
 import peers  # noqa: E402
+from peers import Row, ok, ratio, status, verdict  # noqa: E402
 
 SYSTEMS = ("orchid-local", "orchid-slurm", "orchid-pilots", "parsl-slurm", "dask-jobqueue")
 ME = "orchid-pilots"
@@ -74,7 +74,6 @@ SLURM_FIELDS = (
     "step_p50_ms",
     "step_p99_ms",
 )
-Row = dict[str, Any]
 
 
 def command(system: str, a: argparse.Namespace, conf: str) -> list[str]:
@@ -100,14 +99,6 @@ def run_system(system: str, shape: str, jobs: int, a: argparse.Namespace, conf: 
     return row
 
 
-def ok(row: Row | None) -> bool:
-    return row is not None and row.get("status") == "succeeded" and bool(row.get("jobs_per_s"))
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 2) if a and b else None
-
-
 def summary(shape: str, rows: dict[str, Row]) -> str:
     me = rows.get(ME)
     out = []
@@ -128,10 +119,6 @@ def summary(shape: str, rows: dict[str, Row]) -> str:
         out.append(line)
     fields = ("system", "jobs", "jobs/s", "step p50 ms", "step p99 ms", "jobs/s ×", "p50 ×")
     return f"{shape}:\n" + benchkit.table(out, (*fields, "status", "load"))
-
-
-def verdict(good: bool) -> str:
-    return "met" if good else "NOT met"
 
 
 def targets(by_shape: dict[str, dict[str, Row]]) -> list[str]:
@@ -167,10 +154,6 @@ def targets(by_shape: dict[str, dict[str, Row]]) -> list[str]:
                 f"{r['step_p50_ms']} ms = {x:.2f}x)"
             )
     return lines
-
-
-def status(row: Row | None, system: str) -> str:
-    return f"{system} {row.get('status') if row else 'not run'}"
 
 
 def parser() -> argparse.ArgumentParser:

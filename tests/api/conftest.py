@@ -261,6 +261,38 @@ def serve_api(settings: Settings, db: Database) -> Iterator[Api]:
         thread.join(timeout=10)
 
 
+@contextmanager
+def serve_for_workers(settings: Settings, db: Database, queue: str) -> Iterator[tuple[Api, str]]:
+    """:func:`serve_api` with the agents running beside it (in a thread) and a worker's
+    token of ``queue``, made for user ``pilot``: what Orchid workers talk to."""
+    with serve_api(settings, db) as api:
+        with db.begin() as conn:
+            _, token = tokens.create(
+                conn, user="pilot", admin=False, groups=[], now=time.time(), worker_queue=queue
+            )
+        runner = make_runner(settings, db)
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def loop() -> None:
+            try:
+                runner.run(until=stop.is_set, check_every=0.05)
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=loop, name="orchid-agents", daemon=True)
+        thread.start()
+        try:
+            yield api, token
+        finally:
+            stop.set()
+            runner.stop()
+            thread.join(15)
+            runner.close()  # its executors too
+        assert not errors, errors
+        assert not api.server_errors
+
+
 @dataclass
 class Agents:
     runner: Runner

@@ -28,7 +28,7 @@ from orchid.store.db import Database
 from orchid.store.tables import jobs as job_rows
 from orchid.worker import Worker, WorkerOptions
 from orchid.worker.http import HttpLessor
-from tests.api.conftest import Api, serve_api
+from tests.api.conftest import Api, serve_api, serve_for_workers
 from tests.waiting import wait_for
 
 SETTINGS = """
@@ -81,32 +81,8 @@ def site(db: Database, tmp_path: Path) -> Iterator[Site]:
     home.mkdir()
     (home / "settings.toml").write_text(SETTINGS)
     settings = Settings.load(env={}, home=home, db=db.url, poll_interval=0.05)
-    with serve_api(settings, db) as api:
-        with db.begin() as conn:
-            _, token = tokens.create(
-                conn, user="pilot", admin=False, groups=[], now=time.time(), worker_queue="gpu"
-            )
-        runner = make_runner(settings, db)
-        stop = threading.Event()
-        errors: list[BaseException] = []
-
-        def loop() -> None:
-            try:
-                runner.run(until=stop.is_set, check_every=0.05)
-            except BaseException as exc:
-                errors.append(exc)
-
-        thread = threading.Thread(target=loop, name="orchid-agents", daemon=True)
-        thread.start()
-        try:
-            yield Site(api, token, api.base_url.removesuffix("/api/v1"))
-        finally:
-            stop.set()
-            runner.stop()
-            thread.join(15)
-            runner.close()
-        assert not errors, errors
-        assert not api.server_errors
+    with serve_for_workers(settings, db, "gpu") as (api, token):
+        yield Site(api, token, api.base_url.removesuffix("/api/v1"))
 
 
 def template(there: list[str], name: str = "mixed") -> dict[str, Any]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +15,9 @@ from typing import Any
 
 import pytest
 
-from orchid.engine.runner import make_runner
 from orchid.settings import Settings
-from orchid.store import tokens
 from orchid.store.db import Database
-from tests.api.conftest import Api, serve_api
+from tests.api.conftest import Api, serve_for_workers
 from tests.executors.slurm_cluster import SlurmCluster, slurm_fixture  # noqa: F401 - `slurm`
 from tests.waiting import wait_for
 
@@ -58,34 +54,8 @@ type = "worker"
 """
     )
     settings = Settings.load(env={}, home=home, db=db.url, poll_interval=0.05)
-    with serve_api(settings, db) as api:
-        with db.begin() as conn:
-            _, token = tokens.create(
-                conn, user="pilot", admin=False, groups=[], now=time.time(), worker_queue="pilots"
-            )
-        runner = make_runner(settings, db)
-        stop = threading.Event()
-        errors: list[BaseException] = []
-
-        def loop() -> None:
-            try:
-                runner.run(until=stop.is_set, check_every=0.05)
-            except BaseException as exc:
-                errors.append(exc)
-
-        thread = threading.Thread(target=loop, name="orchid-agents", daemon=True)
-        thread.start()
-        try:
-            yield Site(api, token, api.base_url.removesuffix("/api/v1"))
-        finally:
-            stop.set()
-            runner.stop()
-            thread.join(15)
-            for ex in runner.executors:
-                ex.close()
-            runner.close()
-        assert not errors, errors
-        assert not api.server_errors
+    with serve_for_workers(settings, db, "pilots") as (api, token):
+        yield Site(api, token, api.base_url.removesuffix("/api/v1"))
 
 
 def submit_pilots(site: Site, count: int, folder: Path) -> str:
