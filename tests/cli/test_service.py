@@ -113,6 +113,19 @@ def test_several_users_without_run_as_are_warned(home: Path) -> None:
     assert shared_identity(with_run_as, db) is None
 
 
+def test_slurm_executors_are_named_while_several_users_exist(home: Path) -> None:
+    """Slurm runs a job as its submitter, the agents' user: no run_as can cover it yet."""
+    home.mkdir()
+    (home / "settings.toml").write_text('run_as = "orchid-jobs"\n[executors.hpc]\ntype = "slurm"\n')
+    settings = Settings.load({"ORCHID_HOME": str(home)})
+    db = Database(settings.db_url)
+    db.upgrade()
+    assert shared_identity(settings, db) is None  # one person
+    _users(db, "alice", "bob")
+    warning = shared_identity(settings, db)
+    assert warning is not None and "executor(s) hpc run as" in warning
+
+
 def test_a_local_section_without_run_as_is_named(home: Path) -> None:
     home.mkdir()
     (home / "settings.toml").write_text(

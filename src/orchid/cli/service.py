@@ -216,8 +216,9 @@ def up(
 
 def shared_identity(settings: Settings, database: Database) -> str | None:
     """The warning to give when jobs of several users would run as the service's own OS
-    user (a local executor without run_as while several users exist or OIDC / X.509 is
-    configured); None when there is none to give."""
+    user (a local executor without run_as, or a Slurm executor: Slurm runs a job as
+    whoever submitted it, here the agents' user, while several users exist or OIDC / X.509
+    is configured); None when there is none to give."""
     from orchid.auth import AuthConfig
     from orchid.errors import ConfigError
     from orchid.executors import registry
@@ -231,6 +232,8 @@ def shared_identity(settings: Settings, database: Database) -> str | None:
             options: Any = registry.check(cfg, f"[executors.{name}]")
             if not registry.local_run_as(options, settings):
                 exposed.append(name)
+        elif cfg.type == "slurm":  # no run_as yet: its jobs are the agents' user's
+            exposed.append(name)
     if not exposed:
         return None
     try:
@@ -247,7 +250,8 @@ def shared_identity(settings: Settings, database: Database) -> str | None:
         why = "there are several users"
     return (
         f"warning: {why}, but the jobs of executor(s) {', '.join(exposed)} run as this "
-        "service's OS user, and so can read its files; set run_as (see docs/security.md)"
+        "service's OS user, and so can read its files; set run_as for local executors, "
+        "and see docs/security.md for Slurm"
     )
 
 
