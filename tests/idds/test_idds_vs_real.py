@@ -16,7 +16,6 @@ in test_idds_stagein.py, where Orchid has a real Rucio.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -171,15 +170,6 @@ ONLY_IN_IDDS_DETAIL = ONLY_IN_IDDS_ROWS | {
     "processing_updated_at",
     "processing_workload_id",
 }
-
-
-@pytest.fixture(scope="module")
-def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[idds_server.IddsServer]:
-    if not idds_server.available():
-        pytest.fail("the iDDS server venv is missing: `make .venv-iddsserver/.installed`")
-    srv = idds_server.start(tmp_path_factory.mktemp("idds"))
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture(scope="module")
