@@ -163,6 +163,7 @@ def start(folder: Path) -> IddsServer:
     name = f"orchid_idds_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = sa.create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
+        _drop_orphans(conn)
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     server = IddsServer(f"http://127.0.0.1:{_free_port()}", folder, name)
@@ -216,6 +217,20 @@ def start(folder: Path) -> IddsServer:
     except BaseException:
         server.stop()
         raise
+
+
+def _drop_orphans(conn: sa.Connection) -> None:
+    """Drop the databases of runs whose test process is gone (killed before its clean-up)."""
+    names = conn.execute(
+        sa.text("SELECT datname FROM pg_database WHERE datname LIKE 'orchid_idds_%'")
+    ).scalars()
+    for name in list(names):
+        try:
+            os.kill(int(name.split("_")[2]), 0)
+        except ProcessLookupError:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        except (ValueError, IndexError, PermissionError):
+            continue
 
 
 def _wait_for(server: IddsServer, timeout: float = 60.0) -> None:
