@@ -16,6 +16,7 @@ in test_idds_stagein.py, where Orchid has a real Rucio.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,14 @@ got["e"] = dict(
     send=attempt(lambda: cm.send_messages(request_id=rid, msgs=[{"n": 1}])),
     messages=attempt(lambda: cm.get_messages(request_id=rid)),
 )
+# a class from a module that exists nowhere (the server must not import what a client names)
+from idds.common.dict_class import DictClass
+canary = work("canary", [job("c")])
+canary.extra = type("Boom", (DictClass,), {"__module__": "orchid_idds_canary"})()
+named = Workflow()
+named.add_work(canary)
+named.name = "canary"
+got["e"]["canary"] = attempt(lambda: cm.submit(named))
 cm.setup_json_outputs()
 got["e"]["json_ping"] = cm.ping()
 got["e"]["json_missing"] = cm.get_requests(request_id=987654)
@@ -277,7 +286,9 @@ def test_an_hpo_request_before_its_first_points(answers: dict[str, Any]) -> None
     assert mine["update_missing"][0] is False and "987654" in mine["update_missing"][1]
 
 
-def test_calls_orchid_does_not_support_and_the_catalog(answers: dict[str, Any]) -> None:
+def test_calls_orchid_does_not_support_and_the_catalog(
+    answers: dict[str, Any], real: idds_server.IddsServer
+) -> None:
     mine, theirs = answers["orchid"]["e"], answers["real"]["e"]
     assert (
         mine["json_ping"]
@@ -305,6 +316,14 @@ def test_calls_orchid_does_not_support_and_the_catalog(answers: dict[str, Any]) 
     # messages: the iDDS server fails both calls of its own 2.6 client (on PostgreSQL)
     assert theirs["send"][0] is False and theirs["messages"][0] is False
     assert mine["send"] == [True, None] and mine["messages"] == [True, [{"n": 1}]]
+    # a class the client names: iDDS imports its module (here: there is none, so it says
+    # it cannot decode the request); Orchid refuses it by name and imports nothing
+    assert theirs["canary"][0] is False
+    assert "Cannot decode json parameter dictionary" in theirs["canary"][1]
+    assert "No module named 'orchid_idds_canary'" in (real.dir / "logs/idds_rest.log").read_text()
+    assert mine["canary"][0] is False
+    assert "class orchid_idds_canary.Boom is not supported by Orchid" in mine["canary"][1]
+    assert "orchid_idds_canary" not in sys.modules
     # a missing request with json_outputs: iDDS an empty list, Orchid a 404
     assert theirs["json_missing"] == {"status": 0, "data": [], "error": None}
     assert mine["json_missing"]["status"] == 404
