@@ -173,19 +173,25 @@ def test_after_across_loops(changes: dict[str, Any], path: str, message: str) ->
             "loops[1](inner).variables",
             "work 'post' is not upstream",
         ),
-        # `loop` inside an inner loop is that loop; the outer one is loops.NAME
+        # a work of the inner loop reads the outer iteration's works before the inner loop
+        ({"step": {"parameters": {"p": "${works.prep.outputs}"}}}, None, None),
+        # ... not those after it
         (
-            {"step": {"parameters": {"o": "${loop.vars.o}"}}},
-            None,
-            None,
+            {"step": {"parameters": {"p": "${works.post.outputs}"}}},
+            "works[1](step).parameters",
+            "work 'post' is not upstream",
         ),
+        # the outer loop's `until` reads the inner loop's last works; works after the outer
+        # loop read the inner loop too
+        ({"outer": {"until": "works.step.outputs > 1 and works.post.status == 'x'"}}, None, None),
+        ({"report": {"parameters": {"n": "${loops.inner.iteration}"}}}, None, None),
     ],
 )
 def test_what_expressions_in_nested_loops_may_read(
     changes: dict[str, Any], path: str | None, gist: str | None
 ) -> None:
     if path is None:
-        compile_raw(nested(**changes))  # loop.vars.o: a name only known when it runs
+        compile_raw(nested(**changes))
         return
     found = problems(nested(**changes))
     assert [p for p, _ in found] == [path]

@@ -171,3 +171,35 @@ def test_failure_inside_an_inner_loop_fails_the_workflow_and_retry_goes_on(
     step = [(w.iteration, str(w.status)) for w in works_of(e.db, wf_id) if w.name == "step"]
     assert sorted(step) == [(k, "succeeded") for k in range(6)]  # the failed row, retried
     assert args_of(e, wf_id, "report", "o") == [(30,)]
+
+
+def test_an_outer_loop_skipped_skips_the_inner_loop_and_its_works(
+    make_engine: EngineFactory,
+) -> None:
+    e = make_engine(ScriptedExecutor())
+    template = nested()
+    template["works"].insert(
+        0,
+        {
+            "name": "gate",
+            "noop": True,
+            "on_failure": "continue",
+            "parameters": {"fail_attempts": 1},
+        },
+    )
+    template["loops"][0]["after"] = ["gate"]
+    wf_id, wf = e.run(template)
+    assert wf.status == "partial", describe(e.db, wf_id)
+    loops = loops_of(e.db, wf_id)
+    assert (loops["outer"]["status"], loops["outer"]["cause"]) == ("skipped", "upstream")
+    assert (loops["inner"]["status"], loops["inner"]["cause"]) == ("skipped", "upstream")
+    assert loops["inner"]["message"].startswith("loop 'outer' skipped")
+    statuses = {w.name: str(w.status) for w in works_of(e.db, wf_id)}
+    assert statuses == {
+        "gate": "failed",
+        "prep": "skipped",
+        "step": "skipped",
+        "post": "skipped",
+        "report": "skipped",
+    }
+    assert [j.work_name for j in jobs_of(e.db, wf_id)] == ["gate"]
