@@ -203,3 +203,33 @@ def test_an_outer_loop_skipped_skips_the_inner_loop_and_its_works(
         "report": "skipped",
     }
     assert [j.work_name for j in jobs_of(e.db, wf_id)] == ["gate"]
+
+
+def test_finish_while_an_inner_loop_runs_ends_both_loops_after_what_runs(
+    make_engine: EngineFactory,
+) -> None:
+    ex = ScriptedExecutor()
+    e = make_engine(ex)
+    wf_id = e.submit(nested(hold="${loop.vars.i == 21}"))  # the second outer iteration
+    e.run_until(wf_id, lambda: ex.held != {}, what="the held step")
+    with e.db.begin() as conn:
+        commands.add(conn, wf_id, "finish", time.time())
+    for _ in range(10):
+        e.runner.run_once()
+    assert loops_of(e.db, wf_id)["inner"]["status"] == "running"  # what runs is left to end
+    ex.release()
+    wf = e.drain(wf_id)
+    assert wf.status == "succeeded", describe(e.db, wf_id)
+    loops = loops_of(e.db, wf_id)
+    assert (loops["outer"]["status"], loops["outer"]["cause"]) == ("succeeded", "finish")
+    assert (loops["inner"]["status"], loops["inner"]["cause"]) == ("succeeded", "finish")
+    assert args_of(e, wf_id, "step", "i") == [(10,), (11,), (20,), (21,)]
+    latest = {
+        w.name: str(w.status) for w in sorted(works_of(e.db, wf_id), key=lambda w: w.iteration)
+    }
+    assert latest == {
+        "prep": "succeeded",
+        "step": "succeeded",
+        "post": "skipped",
+        "report": "skipped",
+    }
