@@ -12,7 +12,7 @@ from html import escape
 from itertools import pairwise
 
 from orchid.graph.layout import NODE_H, NODE_W, Layout, layout
-from orchid.graph.model import Node, TaskGraph
+from orchid.graph.model import LoopBox, Node, TaskGraph
 
 # solid colour (bars, stripes) and a light tint (box fill) per status
 PALETTE: dict[str, tuple[str, str]] = {
@@ -63,7 +63,7 @@ def place(graph: TaskGraph) -> Layout:
     return layout(
         [n.name for n in graph.nodes],
         [(e.source, e.target, e.kind) for e in graph.edges],
-        [(lp.name, lp.works) for lp in graph.loops],
+        [(lp.name, (*lp.works, *lp.inner)) for lp in graph.loops],
     )
 
 
@@ -208,14 +208,22 @@ def to_dot(graph: TaskGraph) -> str:
         )
 
     in_loop = {w for lp in graph.loops for w in lp.works}
-    for i, lp in enumerate(graph.loops):
-        lines.append(f"  subgraph cluster_{i} {{")
-        lines.append(f"    label={_dot_id(f'loop {lp.name}: {lp.iteration_label}')};")
-        lines.append('    style=dashed; color="#a855f7";')
+    number = {lp.name: i for i, lp in enumerate(graph.loops)}
+
+    def cluster(lp: LoopBox, indent: str) -> None:  # a loop inside a loop: a cluster inside
+        lines.append(f"{indent}subgraph cluster_{number[lp.name]} {{")
+        lines.append(f"{indent}  label={_dot_id(f'loop {lp.name}: {lp.iteration_label}')};")
+        lines.append(f'{indent}  style=dashed; color="#a855f7";')
         for n in graph.nodes:
             if n.name in lp.works:
-                lines.append("  " + node_line(n))
-        lines.append("  }")
+                lines.append(indent + node_line(n))
+        for name in lp.inner:
+            cluster(loops[name], indent + "  ")
+        lines.append(f"{indent}}}")
+
+    loops = {lp.name: lp for lp in graph.loops}
+    for lp in _outermost(graph):
+        cluster(lp, "  ")
     for n in graph.nodes:
         if n.name not in in_loop:
             lines.append(node_line(n))
@@ -240,11 +248,19 @@ def to_mermaid(graph: TaskGraph) -> str:
         return f'  {ids[n.name]}["{label}"]:::{n.status}'
 
     in_loop = {w for lp in graph.loops for w in lp.works}
-    for i, lp in enumerate(graph.loops):
+    number = {lp.name: i for i, lp in enumerate(graph.loops)}
+    loops = {lp.name: lp for lp in graph.loops}
+
+    def subgraph(lp: LoopBox, indent: str) -> None:  # a loop inside a loop: nested subgraph
         title = _mermaid_text(f"loop {lp.name}: {lp.iteration_label}")
-        lines.append(f'  subgraph loop{i}["{title}"]')
-        lines.extend("  " + node_line(n) for n in graph.nodes if n.name in lp.works)
-        lines.append("  end")
+        lines.append(f'{indent}subgraph loop{number[lp.name]}["{title}"]')
+        lines.extend(indent + node_line(n) for n in graph.nodes if n.name in lp.works)
+        for name in lp.inner:
+            subgraph(loops[name], indent + "  ")
+        lines.append(f"{indent}end")
+
+    for lp in _outermost(graph):
+        subgraph(lp, "  ")
     lines.extend(node_line(n) for n in graph.nodes if n.name not in in_loop)
     for e in graph.edges:
         arrow = "-.->" if e.kind == "jobs" else "-->"
@@ -253,3 +269,9 @@ def to_mermaid(graph: TaskGraph) -> str:
         solid, tint = colour(status)
         lines.append(f"  classDef {status} fill:{tint},stroke:{solid},color:#0f172a")
     return "\n".join(lines) + "\n"
+
+
+def _outermost(graph: TaskGraph) -> list[LoopBox]:
+    """The loops no other loop repeats (the others are drawn inside them)."""
+    inner = {name for lp in graph.loops for name in lp.inner}
+    return [lp for lp in graph.loops if lp.name not in inner]
