@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from orchid.core.model import NO_USAGE, JobUpdate, Usage
 from orchid.core.retry import NO_RETRY, RetryPolicy
 from orchid.core.states import TERMINAL_JOB, TERMINAL_WORK, JobStatus, after_failure
-from orchid.store import bulk, quotas, release
+from orchid.store import bulk, quotas, release, resultbytes
 from orchid.store.release import Propagation
 from orchid.store.routes import Route
 from orchid.store.tables import IN_FLIGHT, READY, jobs, workflows, works
@@ -78,7 +78,7 @@ _CANCEL = (
 )
 _AGENT_STOPPED = "its agent stopped; run again"
 _REFUSED = "the executor refused it; run again"
-_CURRENT = "SELECT id, attempt, status, max_attempts FROM jobs WHERE {ids}"
+_CURRENT = "SELECT id, attempt, status, max_attempts, workflow_id, {size} FROM jobs WHERE {ids}"
 _UNPASSED = "UPDATE jobs SET propagated = FALSE WHERE {ids}"
 
 
@@ -309,6 +309,7 @@ UPDATE jobs SET status = {status}, exit_code = {exit_code}, result = {result},
     owner = NULL, lease_until = NULL
 FROM {rows}
 WHERE jobs.id = {job_id} AND jobs.attempt = {attempt} AND jobs.status IN ('submitted', 'running')
+RETURNING jobs.id
 """
 
 
@@ -427,30 +428,49 @@ def record(
     """
     if not updates:
         return Recorded()
-    current: dict[int, tuple[int, str, int]] = {}
+    current: dict[int, _Current] = {}
     wanted = sorted({u.job_id for u in updates})
-    sql = _CURRENT.format(ids=bulk.in_ids(conn, "id"))
+    sql = _CURRENT.format(ids=bulk.in_ids(conn, "id"), size=resultbytes.size_sql(conn))
     for i in range(0, len(wanted), 50_000):
-        for jid, attempt, status, max_attempts in bulk.fetch(
+        for jid, attempt, status, max_attempts, wf, size in bulk.fetch(
             conn, sql, {"ids": bulk.ids(conn, wanted[i : i + 50_000])}
         ):
-            current[jid] = (attempt, status, max_attempts)
+            current[jid] = _Current(attempt, status, max_attempts, wf, int(size))
 
     started: list[Started] = []
-    ok: list[Succeeded] = []
-    bad: list[Failed] = []
-    retried = 0
+    ends: list[tuple[JobUpdate, _Current, JsonText | None]] = []
     active = (J.SUBMITTED.value, J.RUNNING.value)
     for u in updates:
         row = current.get(u.job_id)
         # stale reports (an older attempt, a job cancelled meanwhile) change and count nothing
-        if row is None or row[0] != u.attempt or row[1] not in active:
+        if row is None or row.attempt != u.attempt or row.status not in active:
             continue
         if u.state == "running":
             started.append(Started(u.job_id, u.attempt, u.at, u.log_uri))
             continue
-        result = None if u.result is None else JsonText(bulk.json_text(u.result))
+        ends.append((u, row, None if u.result is None else JsonText(bulk.json_text(u.result))))
+    # results that grow what their owners hold: within the result_bytes limits?
+    refused = resultbytes.refused(
+        conn, [(u.job_id, row.workflow_id, row.result_bytes, len(r or "")) for u, row, r in ends]
+    )
+
+    ok: list[Succeeded] = []
+    bad: list[Failed] = []
+    retried = 0
+    grew: dict[int, tuple[int, int]] = {}  # job id → (workflow id, bytes its result changes)
+    for u, row, result in ends:
         usage = _usage_json(u.usage)
+        why = refused.get(u.job_id)
+        if why is not None:  # its result does not fit: the job fails, and keeps no result
+            grew[u.job_id] = (row.workflow_id, -row.result_bytes)
+            bad.append(
+                Failed(
+                    u.job_id, u.attempt, J.FAILED.value, u.exit_code, None, usage, u.log_uri,
+                    u.started_at, why, now, finished_at=u.at, ready_at=None,
+                )
+            )  # fmt: skip
+            continue
+        grew[u.job_id] = (row.workflow_id, len(result or "") - row.result_bytes)
         if u.state == "succeeded":
             ok.append(
                 Succeeded(
@@ -459,7 +479,7 @@ def record(
             )
             continue
         policy = policies.get(u.job_id, NO_RETRY)
-        status, not_before = after_failure(u.attempt, row[2], policy, now)
+        status, not_before = after_failure(u.attempt, row.max_attempts, policy, now)
         again = status == J.READY
         retried += again
         bad.append(
@@ -483,20 +503,35 @@ def record(
     if started:
         stmt = bulk.text(conn, Started.statement(pg), arrays=())
         conn.execute(stmt, {"rows": bulk.json_text(started)})
+    moved: list[int] = []  # RETURNING: exactly the jobs the statements moved (not stale ones)
     if ok:
-        # RETURNING: exactly the jobs this statement moved (a stale one is not among them)
         sql = Succeeded.statement(pg, pass_on)
         done = bulk.fetch(conn, sql, {"rows": bulk.json_text(ok)})
         out.finished += len(done)
+        moved += [int(r[0]) for r in done]
         if pass_on:
             out.passed = release.pass_on(conn, done, now, clock, ended=ended)
             if out.passed.deferred:  # their works are locked too long: the trigger's
                 sql = _UNPASSED.format(ids=bulk.in_ids(conn, "id"))
                 conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, out.passed.deferred)})
     if bad:
-        stmt = bulk.text(conn, Failed.statement(pg), arrays=())
-        conn.execute(stmt, {"rows": bulk.json_text(bad)})
+        moved += [
+            int(r[0]) for r in bulk.fetch(conn, Failed.statement(pg), {"rows": bulk.json_text(bad)})
+        ]
+    changes = resultbytes.deltas(grew[j] for j in moved if grew[j][1])
+    if changes:
+        resultbytes.add(conn, changes, min(moved))
     return out
+
+
+class _Current(NamedTuple):
+    """A job's row as :func:`record` reads it before applying updates."""
+
+    attempt: int
+    status: str
+    max_attempts: int
+    workflow_id: int
+    result_bytes: int  # its stored result's (0: none)
 
 
 def _usage_json(usage: Usage | None) -> JsonText | None:
