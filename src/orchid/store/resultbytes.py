@@ -6,7 +6,8 @@ job's stored result size with the rows it reads anyway, and adds what a batch ch
 ``result_usage`` with one statement (a row per workflow and shard; a few shards so that
 carriers recording results of one workflow at once seldom wait for one row). What a user
 holds is the sum of those rows over its live workflows: archived ones drop out and come
-back when restored, with no bookkeeping of their own (their ``result_usage`` rows stay).
+back when restored (their ``result_usage`` rows stay; a restore counts them again, as
+its rows' JSON is written anew).
 
 When result_bytes limits are set, a batch whose results would take a subject over one is
 checked under an advisory lock (PostgreSQL; SQLite's writes are serialised already): the
@@ -96,6 +97,20 @@ def add(conn: Connection, deltas: Mapping[int, int], shard: int) -> None:
             "bytes = result_usage.bytes + excluded.bytes"
         ),
         {"rows": bulk.json_text(rows), "shard": shard % SHARDS},
+    )
+
+
+def recount(conn: Connection, workflow_id: int) -> None:
+    """Count a workflow's result bytes again from its jobs, in one statement (a restore:
+    its rows came back from the archive file, their JSON written anew)."""
+    conn.execute(sa.delete(result_usage).where(result_usage.c.workflow_id == workflow_id))
+    conn.execute(
+        sa.text(
+            "INSERT INTO result_usage (workflow_id, shard, bytes) "
+            f"SELECT workflow_id, 0, sum({size_sql(conn)}) FROM jobs "
+            "WHERE workflow_id = :wf AND result IS NOT NULL GROUP BY workflow_id"
+        ),
+        {"wf": workflow_id},
     )
 
 
