@@ -428,41 +428,44 @@ def record(
     """
     if not updates:
         return Recorded()
-    current: dict[int, _Current] = {}
+    # job id → (attempt, status, max attempts, workflow id, bytes of its stored result)
+    current: dict[int, tuple[int, str, int, int, int]] = {}
     wanted = sorted({u.job_id for u in updates})
     sql = _CURRENT.format(ids=bulk.in_ids(conn, "id"), size=resultbytes.size_sql(conn))
     for i in range(0, len(wanted), 50_000):
-        for jid, attempt, status, max_attempts, wf, size in bulk.fetch(
-            conn, sql, {"ids": bulk.ids(conn, wanted[i : i + 50_000])}
-        ):
-            current[jid] = _Current(attempt, status, max_attempts, wf, int(size))
+        for r in bulk.fetch(conn, sql, {"ids": bulk.ids(conn, wanted[i : i + 50_000])}):
+            current[r[0]] = r[1:]
 
     started: list[Started] = []
-    ends: list[tuple[JobUpdate, _Current, JsonText | None]] = []
+    ends: list[tuple[JobUpdate, tuple[int, str, int, int, int], JsonText | None, int]] = []
+    growing: list[tuple[int, int, int, int]] = []  # results that add to what owners hold
     active = (J.SUBMITTED.value, J.RUNNING.value)
     for u in updates:
         row = current.get(u.job_id)
         # stale reports (an older attempt, a job cancelled meanwhile) change and count nothing
-        if row is None or row.attempt != u.attempt or row.status not in active:
+        if row is None or row[0] != u.attempt or row[1] not in active:
             continue
         if u.state == "running":
             started.append(Started(u.job_id, u.attempt, u.at, u.log_uri))
             continue
-        ends.append((u, row, None if u.result is None else JsonText(bulk.json_text(u.result))))
-    # results that grow what their owners hold: within the result_bytes limits?
-    refused = resultbytes.refused(
-        conn, [(u.job_id, row.workflow_id, row.result_bytes, len(r or "")) for u, row, r in ends]
-    )
+        result = None if u.result is None else JsonText(bulk.json_text(u.result))
+        size = 0 if result is None else len(result)  # ASCII: characters are bytes
+        ends.append((u, row, result, size))
+        if size > row[4]:
+            growing.append((u.job_id, row[3], row[4], size - row[4]))
+    # within the result_bytes limits of their owners and groups?
+    refused = resultbytes.refused(conn, growing) if growing else {}
 
     ok: list[Succeeded] = []
     bad: list[Failed] = []
     retried = 0
-    grew: dict[int, tuple[int, int]] = {}  # job id → (workflow id, bytes its result changes)
-    for u, row, result in ends:
+    grew: dict[int, tuple[int, int]] = {}  # job id → (workflow id, bytes its result adds)
+    for u, row, result, size in ends:
         usage = _usage_json(u.usage)
-        why = refused.get(u.job_id)
+        why = refused.get(u.job_id) if refused else None
         if why is not None:  # its result does not fit: the job fails, and keeps no result
-            grew[u.job_id] = (row.workflow_id, -row.result_bytes)
+            if row[4]:
+                grew[u.job_id] = (row[3], -row[4])
             bad.append(
                 Failed(
                     u.job_id, u.attempt, J.FAILED.value, u.exit_code, None, usage, u.log_uri,
@@ -470,7 +473,8 @@ def record(
                 )
             )  # fmt: skip
             continue
-        grew[u.job_id] = (row.workflow_id, len(result or "") - row.result_bytes)
+        if size != row[4]:
+            grew[u.job_id] = (row[3], size - row[4])
         if u.state == "succeeded":
             ok.append(
                 Succeeded(
@@ -479,7 +483,7 @@ def record(
             )
             continue
         policy = policies.get(u.job_id, NO_RETRY)
-        status, not_before = after_failure(u.attempt, row.max_attempts, policy, now)
+        status, not_before = after_failure(u.attempt, row[2], policy, now)
         again = status == J.READY
         retried += again
         bad.append(
@@ -508,30 +512,20 @@ def record(
         sql = Succeeded.statement(pg, pass_on)
         done = bulk.fetch(conn, sql, {"rows": bulk.json_text(ok)})
         out.finished += len(done)
-        moved += [int(r[0]) for r in done]
+        if grew:
+            moved += [r[0] for r in done]
         if pass_on:
             out.passed = release.pass_on(conn, done, now, clock, ended=ended)
             if out.passed.deferred:  # their works are locked too long: the trigger's
                 sql = _UNPASSED.format(ids=bulk.in_ids(conn, "id"))
                 conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, out.passed.deferred)})
     if bad:
-        moved += [
-            int(r[0]) for r in bulk.fetch(conn, Failed.statement(pg), {"rows": bulk.json_text(bad)})
-        ]
-    changes = resultbytes.deltas(grew[j] for j in moved if grew[j][1])
-    if changes:
-        resultbytes.add(conn, changes, min(moved))
+        failed = bulk.fetch(conn, Failed.statement(pg), {"rows": bulk.json_text(bad)})
+        moved += [r[0] for r in failed]
+    if grew:
+        changes = resultbytes.deltas(grew[j] for j in moved if j in grew)
+        resultbytes.add(conn, changes, min(grew))
     return out
-
-
-class _Current(NamedTuple):
-    """A job's row as :func:`record` reads it before applying updates."""
-
-    attempt: int
-    status: str
-    max_attempts: int
-    workflow_id: int
-    result_bytes: int  # its stored result's (0: none)
 
 
 def _usage_json(usage: Usage | None) -> JsonText | None:

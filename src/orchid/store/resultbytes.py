@@ -186,13 +186,11 @@ def gate(conn: Connection, workflow_ids: Iterable[int]) -> Gate | None:
     return Gate(limits, held(conn, owners, groups), accounts)
 
 
-def refused(conn: Connection, results: Iterable[tuple[int, int, int, int]]) -> dict[int, str]:
+def refused(conn: Connection, growing: Iterable[tuple[int, int, int, int]]) -> dict[int, str]:
     """Job id → why its result is refused, of (job id, workflow id, bytes of its stored
-    result, bytes of its new one): those that would take their owner or group over a
-    result_bytes limit, in the order given. Only results that grow are checked."""
-    growing = [(j, wf, old, new - old) for j, wf, old, new in results if new > old]
-    if not growing:
-        return {}
+    result, bytes its new one adds) of results that grow: those that would take their
+    owner or group over a result_bytes limit, in the order given."""
+    growing = list(growing)
     checked = gate(conn, (wf for _, wf, _, _ in growing))
     if checked is None:
         return {}
