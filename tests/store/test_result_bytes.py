@@ -159,12 +159,12 @@ def test_archived_workflows_hold_nothing_and_restored_ones_count_again(
     db: Database, tmp_path: Path
 ) -> None:
     set_(db, Quota("user", "alice", "result_bytes", 1000))
-    wf = run(db, "alice", 3)
+    wf = run(db, "alice", 4)
     run(db, "bob", 1)  # newer rows: on SQLite, new rows never take the archived ones' ids
     a = claimed(db)[wf]
     # an object: a restore writes it back as JSON of its own spelling, and counts that
     big = update(a[2], 1, "succeeded", result={"k": result(290), "n": [1, 2]})
-    record(db, ok(a[0], 300), ok(a[1], 300), big)
+    record(db, ok(a[0], 300), ok(a[1], 300), big, ok(a[3], None))
     held = stored(db)
     assert used(db) == {("user", "alice"): held} and held > 880
     set_(db, Quota("user", "alice", "result_bytes", held))
@@ -182,6 +182,8 @@ def test_archived_workflows_hold_nothing_and_restored_ones_count_again(
     assert used(db) == {("user", "alice"): 0}
     submit(db, template(1), base_dir=None, now=T0, owner="alice")  # room again
     archiver.restore(wf)
-    assert used(db) == {("user", "alice"): stored(db)}
+    # the object came back as '{"k": "r...", "n": [1, 2]}': 4 spaces more; the job without
+    # a result came back as a JSON null, which counts nothing
+    assert used(db) == {("user", "alice"): stored(db)} == {("user", "alice"): held + 4}
     with pytest.raises(QuotaExceeded):  # full again
         submit(db, template(1), base_dir=None, now=T0, owner="alice")

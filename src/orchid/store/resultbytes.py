@@ -37,10 +37,11 @@ HINT = (
 
 
 def size_sql(conn: Connection, column: str = "result") -> str:
-    """SQL: the bytes of a stored JSON result, 0 for none."""
+    """SQL: the bytes of a stored JSON result, 0 for none (SQL NULL, or a JSON null: rows
+    written through SQLAlchemy, as a restore does, store no result as ``null``)."""
     if bulk.is_pg(conn):
-        return f"coalesce(octet_length(CAST({column} AS TEXT)), 0)"
-    return f"coalesce(length(CAST({column} AS BLOB)), 0)"
+        return f"coalesce(octet_length(nullif(CAST({column} AS TEXT), 'null')), 0)"
+    return f"coalesce(length(CAST(nullif({column}, 'null') AS BLOB)), 0)"
 
 
 def live() -> sa.ColumnElement[bool]:

@@ -32,14 +32,15 @@ def upgrade() -> None:
         sa.Column("bytes", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("workflow_id", "shard", name="pk_result_usage"),
     )
+    # as store.resultbytes.size_sql: a JSON null is no result
     size = (
-        "octet_length(CAST(result AS TEXT))"
+        "octet_length(nullif(CAST(result AS TEXT), 'null'))"
         if op.get_bind().dialect.name == "postgresql"
-        else "length(CAST(result AS BLOB))"
+        else "length(CAST(nullif(result, 'null') AS BLOB))"
     )
     op.execute(
         "INSERT INTO result_usage (workflow_id, shard, bytes) "
-        f"SELECT workflow_id, 0, sum({size}) FROM jobs WHERE result IS NOT NULL "
+        f"SELECT workflow_id, 0, sum({size}) FROM jobs WHERE {size} > 0 "
         "GROUP BY workflow_id"
     )
 
