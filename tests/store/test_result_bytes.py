@@ -187,3 +187,32 @@ def test_archived_workflows_hold_nothing_and_restored_ones_count_again(
     assert used(db) == {("user", "alice"): stored(db)} == {("user", "alice"): held + 4}
     with pytest.raises(QuotaExceeded):  # full again
         submit(db, template(1), base_dir=None, now=T0, owner="alice")
+
+
+def test_two_carriers_recording_at_once_never_pass_the_limit_together(db: Database) -> None:
+    """Each batch fits alone, not both: the second waits for the first's commit (the
+    advisory lock on PostgreSQL, the write lock on SQLite), then refuses its result."""
+    import threading
+
+    set_(db, Quota("user", "alice", "result_bytes", 150))
+    ids = claimed_of(db, run(db, "alice", 2))
+    done: list[Any] = []
+    with db.begin() as conn:
+        dispatch.record(conn, [ok(ids[0], 100)], {}, T0)
+
+        def second() -> None:
+            record(db, ok(ids[1], 100))
+            done.append(True)
+
+        other = threading.Thread(target=second)
+        other.start()
+        other.join(0.5)  # it waits for this transaction (or has not begun yet)
+        assert not done
+    other.join(30)
+    rows = jobs(db, ids)
+    assert [rows[i].status for i in ids] == ["succeeded", "failed"]
+    assert used(db) == {("user", "alice"): 100}
+
+
+def claimed_of(db: Database, wf: int) -> list[int]:
+    return claimed(db)[wf]
