@@ -21,41 +21,12 @@ import httpx
 import pytest
 
 from tests.client.serverkit import Server
-from tests.idds.iddskit import needs_client, run
+from tests.idds.iddskit import assert_after_parents, needs_client, rubin_workflow, run
 
 pytestmark = [needs_client, pytest.mark.xdist_group("idds")]
 
-# a BPS-like submission: step1 (isr) → step2 (calibrate, two parents each) → step3 (coadd,
-# parents in step2 and in step3 itself); 240 jobs
-RUBIN = """
-from idds.workflowv2.workflow import Workflow
-from idds.doma.workflowv2.domapandawork import DomaPanDAWork
-
-def work(task, deps):
-    return DomaPanDAWork(
-        executable="echo", arguments="processing ${IN/L}",
-        primary_input_collection={"scope": "pseudo_dataset", "name": "pseudo_input_" + task},
-        output_collections=[{"scope": "pseudo_dataset", "name": "pseudo_output_" + task}],
-        log_collections=[], dependency_map=deps, task_name=task, task_queue="DOMA_LSST",
-        encode_command_line=True, num_retries=0, task_rss=2000,
-        task_log={"dataset": "PandaJob_#{pandaid}/", "destination": "local",
-                  "param_type": "log", "token": "local", "type": "template", "value": "log.tgz"})
-
-def job(name, *parents):
-    return {"name": name, "order_id": 0, "submitted": False,
-            "dependencies": [{"task": t, "inputname": n, "available": False} for t, n in parents]}
-
-isr = [job("isr_%03d" % i) for i in range(120)]
-calib = [job("calibrate_%03d" % i, ("isr", "isr_%03d" % (2 * i)), ("isr", "isr_%03d" % (2 * i + 1)))
-         for i in range(60)]
-coadd = [job("coadd_%03d" % i, ("calibrate", "calibrate_%03d" % i)) for i in range(30)]
-coadd += [job("coadd_%03d" % i, ("calibrate", "calibrate_%03d" % i), ("coadd", "coadd_%03d" % (i - 30)))
-          for i in range(30, 60)]
-wf = Workflow()
-for w in (work("isr", isr), work("calibrate", calib), work("coadd", coadd)):
-    wf.add_work(w)
-wf.name = "rubin_bps_test"
-"""
+# a BPS-like submission (tests/idds/iddskit.py): 120 isr → 60 calibrate → 60 coadd jobs
+RUBIN = rubin_workflow(120)
 
 
 def api(server: Server, path: str, user: str = "alice") -> Any:
@@ -159,15 +130,7 @@ out({"request_id": rid, "seen": seen, "table": cm.get_status(request_id=rid),
     )
     assert page.status_code == 200 and "rubin_bps_test" in page.text and "coadd" in page.text
 
-    def after(child: tuple[str, str], parent: tuple[str, str]) -> None:
-        assert jobs[child]["started_at"] >= jobs[parent]["finished_at"], (child, parent)
-
-    for i in range(60):
-        after(("calibrate", f"calibrate_{i:03d}"), ("isr", f"isr_{2 * i:03d}"))
-        after(("calibrate", f"calibrate_{i:03d}"), ("isr", f"isr_{2 * i + 1:03d}"))
-        after(("coadd", f"coadd_{i:03d}"), ("calibrate", f"calibrate_{i:03d}"))
-    for i in range(30, 60):
-        after(("coadd", f"coadd_{i:03d}"), ("coadd", f"coadd_{i - 30:03d}"))
+    assert_after_parents(jobs, 120)
     assert jobs[("isr", "isr_007")]["args"] == {"input": "isr_007"}
 
 
@@ -175,11 +138,7 @@ def test_ping_and_another_users_request(server: Server, tmp_path: Path) -> None:
     mine = run(
         server.url,
         server.tokens["alice"],
-        RUBIN.replace("range(120)", "range(2)")
-        .replace("range(60)", "range(1)")
-        .replace("range(30)", "range(1)")
-        .replace("range(30, 60)", "range(0)")
-        + "out({'ping': cm.ping(), 'rid': cm.submit(wf)})",
+        rubin_workflow(4) + "out({'ping': cm.ping(), 'rid': cm.submit(wf)})",
         tmp_path / "alice",
     )
     assert mine["ping"] == {"Status": "OK"}
