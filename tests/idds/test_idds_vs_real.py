@@ -305,11 +305,12 @@ def test_calls_orchid_does_not_support_and_the_catalog(
     assert theirs["adjust_worker"] == {"status": 0, "message": "adjusted successfully"}
     for key in ("output_ext", "adjust_worker"):
         assert mine[key][0] is False and "not supported by Orchid" in mine[key][1], key
-    # add_transform: iDDS wants a workflow token; Orchid refuses submit_work outright
+    # add_transform with no work: iDDS wants a workflow token first; Orchid (which takes
+    # submit_work on open requests) says the work is missing
     assert theirs["add_transform"][:2] == ["raised", "BadRequest"]
     assert "Token is required" in theirs["add_transform"][2]
     assert mine["add_transform"][:2] == ["raised", "BadRequest"]
-    assert "not supported by Orchid" in mine["add_transform"][2]
+    assert "transform_metadata.work is missing" in mine["add_transform"][2]
     # without its daemons iDDS has no collections or contents yet; Orchid's works made them
     assert theirs["collections"] == theirs["contents"] == []
     assert len(mine["collections"]) == 4 and len(mine["contents"]) == 3
