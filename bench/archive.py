@@ -4,20 +4,28 @@ Issue 21 asks that archiving ended workflows while a 10,000-job workflow runs sl
 less than 10%. This script makes ``--fillers`` ended workflows of ``--filler-jobs`` jobs
 each (their end moved ten days back), then runs ``--dags`` ``--jobs``-job layered DAGs one after another
 (``bench/shapes.py``, the null executor; one DAG alone lasts about a second, too short
-for a poll of the agent loop) through one ``orchid agents`` process in alternating rounds:
+for a poll of the agent loop) through one ``orchid agents`` process, in two arms:
 
-- ``alone``: the agents without retention;
-- ``archiving``: the same, while the fillers are archived, either by the agents' own
+- A, ``alone``: the agents without retention;
+- B, ``archiving``: the same, while the fillers are archived, either by the agents' own
   archivist (``--mode agent``: ``[retention] archive_after = 1d``, its ``share`` of the
   loop) or by an ``orchid archive --older-than 1d`` process beside them (``--mode cli``).
 
-After each archiving round the fillers are archived to the end and restored (not timed),
-so every round archives the same rows. ``run_s`` is from the first DAG's submission to
-the last one's end; ``agents_cpu_s`` the CPU seconds the agents process used meanwhile (less sensitive
-than times to what else the machine runs); ``archived_rows`` is how many filler rows left the live tables during the run.
-Prints one JSON object per line, then a table and the slowdown of the medians.
+Every run has a fresh database with its own fillers. ``--pairs N`` runs N A/B pairs
+(alternating AB and BA), each followed by an A/A pair that measures the noise
+(``benchkit.pair_schedule``), and reports per pair the ratio B/A (A/A: second/first) of
+``run_s``, from the first DAG's submission to the last one's end, and of
+``agents_cpu_s``, the CPU seconds the agents process used meanwhile (less sensitive than
+times to what else the machine runs; in agent mode it includes the archiving itself);
+then per measure the median ratio, its spread, and whether the A/B median lies within
+the A/A range. ``archived_rows`` is how many filler rows left the live tables during the
+run (0 while the archiver is still writing the archive files; ``archive_mb`` says how
+much it wrote, so far as the run saw: archive files of earlier runs are not there, as
+every run has a fresh folder);
+``archiver_cpu_s`` the CPU of the ``orchid archive`` process (``--mode cli``) and
+``db_cpu_s`` that of the PostgreSQL backends (``--db postgres``).
 
-    python bench/archive.py --jobs 10000 --fillers 4 --filler-jobs 3000 --rounds 3
+    python bench/archive.py --jobs 10000 --fillers 4 --filler-jobs 3000 --pairs 6
 """
 
 from __future__ import annotations
@@ -27,7 +35,6 @@ import gc
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,15 +47,15 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchkit
-from dag import BENCH, database, job_lines, scalar, template
+from dag import BENCH, database, job_lines, scalar, server_cpu, server_cpu_since, template
 
-from orchid.engine.archivist import Archiver, Policy
 from orchid.engine.submit import submit
 from orchid.store.db import Database
 
 DAY = 86400.0
 FIELDS = (
-    "round",
+    "pair",
+    "arm",
     "mode",
     "db",
     "jobs",
@@ -56,10 +63,15 @@ FIELDS = (
     "run_s",
     "jobs_per_s",
     "agents_cpu_s",
+    "archiver_cpu_s",
+    "db_cpu_s",
     "archived_rows",
+    "archive_mb",
     "filler_states",
     "status",
+    "load",
 )
+RATIO_FIELDS = ("run_s", "agents_cpu_s", "db_cpu_s")
 
 
 def environment(a: argparse.Namespace, home: Path, retention: bool) -> dict[str, str]:
@@ -165,20 +177,24 @@ def make_fillers(a: argparse.Namespace, url: str, home: Path, db: Database) -> l
     return ids
 
 
-def put_back(db: Database, home: Path, ids: list[int]) -> None:
-    """Finish archiving the fillers, then restore them: the next round archives them again."""
-    with db.begin() as conn:  # a stopped archiver's lease: not worth waiting for here
-        conn.execute(sa.text("UPDATE workflows SET lease_owner = NULL, lease_until = NULL"))
-    archiver = Archiver(db, Policy(directory=home / "archive", log_root=home / "logs", batch=5000))
-    for wf in ids:
-        archiver.archive(wf)
-        archiver.restore(wf)
+def one_run(a: argparse.Namespace, archiving: bool) -> dict[str, Any]:
+    """One run in a fresh database: fillers made (untimed), then the DAGs, archiving or not."""
+    home = Path(tempfile.mkdtemp(prefix="orchid-archive-", dir=a.tmp))
+    try:
+        with database(a.db, home) as url:
+            db = Database(url)
+            db.upgrade()
+            fillers = make_fillers(a, url, home, db)
+            row = measure(a, url, home, db, fillers, archiving)
+            db.dispose()
+            return row
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
-def one_round(
-    a: argparse.Namespace, url: str, home: Path, db: Database, fillers: list[int], n: int, mode: str
+def measure(
+    a: argparse.Namespace, url: str, home: Path, db: Database, fillers: list[int], archiving: bool
 ) -> dict[str, Any]:
-    archiving = mode != "alone"
     env = environment(a, home, retention=archiving and a.mode == "agent")
     proc = agents(url, env, home, db)
     procs = [proc]
@@ -188,6 +204,7 @@ def one_round(
             cmd = [sys.executable, "-m", "orchid.cli.main", "archive", "--older-than", "1d"]
             procs.append(start([*cmd, "--db", url], env, home / "archive.log"))
         cpu0 = benchkit.tree_cpu_s(proc.pid)
+        db_cpu0 = server_cpu(db) if a.db == "postgres" else {}
         t0 = time.time()
         submit_s = 0.0
         for _ in range(a.dags):  # one after the other: the round lasts long enough to overlap
@@ -199,13 +216,15 @@ def one_round(
                 break
         end = scalar(db, "SELECT finished_at FROM workflows WHERE id = :i", i=wf) or time.time()
         agents_cpu = benchkit.tree_cpu_s(proc.pid) - cpu0
+        archiver_cpu = benchkit.tree_cpu_s(procs[1].pid) if len(procs) > 1 else None
+        db_cpu = server_cpu_since(db, db_cpu0) if a.db == "postgres" else None
         archived = before - live_rows(db, fillers)
+        written = sum(f.stat().st_size for f in (home / "archive").rglob("*") if f.is_file())
         states = progress(db, fillers)
     finally:
         stop(procs)
     status = scalar(db, "SELECT status FROM workflows WHERE id = :i", i=wf) if ended else "timeout"
     return {
-        "round": n,
         "mode": f"archiving ({a.mode})" if archiving else "alone",
         "db": a.db,
         "jobs": a.jobs,
@@ -214,7 +233,10 @@ def one_round(
         "run_s": round(end - t0, 3),
         "jobs_per_s": round(a.dags * a.jobs / (end - t0), 1),
         "agents_cpu_s": round(agents_cpu, 2),
+        "archiver_cpu_s": None if archiver_cpu is None else round(archiver_cpu, 2),
+        "db_cpu_s": None if db_cpu is None else round(db_cpu, 2),
         "archived_rows": archived,
+        "archive_mb": round(written / 2**20, 2),
         "filler_states": states,
         "fillers": a.fillers,
         "filler_jobs": a.filler_jobs,
@@ -229,7 +251,12 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=10_000, help="jobs of the measured DAG")
     ap.add_argument("--fillers", type=int, default=4, help="ended workflows to archive")
     ap.add_argument("--filler-jobs", type=int, default=3_000, help="jobs of each")
-    ap.add_argument("--rounds", type=int, default=3, help="pairs of alone/archiving runs")
+    ap.add_argument(
+        "--pairs",
+        type=int,
+        default=3,
+        help="alone/archiving (A/B) pairs, each followed by an alone/alone (A/A) pair",
+    )
     ap.add_argument("--dags", type=int, default=3, help="DAGs run one after another per round")
     ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     ap.add_argument("--mode", choices=["agent", "cli"], default="agent")
@@ -241,34 +268,26 @@ def main() -> None:
     a = ap.parse_args()
     gc.freeze()
     Path(a.tmp).mkdir(parents=True, exist_ok=True)
-    home = Path(tempfile.mkdtemp(prefix="orchid-archive-", dir=a.tmp))
     rows: list[dict[str, Any]] = []
-    try:
-        with database(a.db, home) as url:
-            db = Database(url)
-            db.upgrade()
-            fillers = make_fillers(a, url, home, db)
-            for n in range(1, a.rounds + 1):
-                for mode in ("alone", "archiving"):
-                    rows.append(one_round(a, url, home, db, fillers, n, mode))
-                    benchkit.emit(rows[-1])
-                    if mode == "archiving":
-                        put_back(db, home, fillers)
-            db.dispose()
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+    ratios: list[dict[str, Any]] = []
+    for pair, kind, arms in benchkit.pair_schedule(a.pairs):
+        two = []
+        for arm in arms:
+            row = {"pair": pair, "kind": kind, "arm": arm, **one_run(a, arm == "B")}
+            benchkit.emit(row)
+            two.append(row)
+        rows += two
+        ratios.append(benchkit.pair_ratios(pair, kind, *two, RATIO_FIELDS))
+        benchkit.emit(ratios[-1])
+    summary = benchkit.ratio_summary(ratios, RATIO_FIELDS)
+    for s in summary:
+        benchkit.emit({"summary": True, **s})
     print()
     print(benchkit.table(rows, FIELDS))
-    summary: dict[str, Any] = {"summary": True}
-    for field in ("run_s", "agents_cpu_s"):
-        alone = statistics.median(r[field] for r in rows if r["mode"] == "alone")
-        busy = statistics.median(r[field] for r in rows if r["mode"] != "alone")
-        more = 100 * (busy / alone - 1)
-        print(f"median {field} alone {alone:.2f}, archiving {busy:.2f}: {more:+.1f}%")
-        summary.update(
-            {f"{field}_alone": alone, f"{field}_archiving": busy, f"{field}_pct": round(more, 1)}
-        )
-    benchkit.emit(summary)
+    print()
+    print(benchkit.table(ratios, ("pair", "kind", "order", *(f"{f}_ratio" for f in RATIO_FIELDS))))
+    print()
+    print(benchkit.table(summary, benchkit.SUMMARY_FIELDS))
     print(f"machine: {benchkit.machine()}; load {benchkit.load()}")
 
 

@@ -195,3 +195,84 @@ def wait_until(check: Any, timeout: float, every: float = 0.05) -> bool:
             return False
         time.sleep(every)
     return True
+
+
+# --- interleaved A/B comparisons -----------------------------------------------------------
+#
+# On a shared machine one run against another says little: the load moves wall times by a
+# third. A comparison runs pairs of runs, back to back, alternating which goes first: A/B
+# pairs (the change off, then on, or on then off) and A/A pairs (the same configuration
+# twice), which measure the noise. A difference is "within noise" when the median B/A
+# ratio lies inside the spread of the A/A ratios.
+
+
+def pair_schedule(pairs: int) -> list[tuple[int, str, tuple[str, str]]]:
+    """``pairs`` A/B pairs interleaved with as many A/A pairs: (pair number, kind, the two
+    arms in the order they run). A/B pairs alternate AB, BA (a drift of the load during the
+    session then cancels); an A/A pair follows each A/B pair."""
+    out: list[tuple[int, str, tuple[str, str]]] = []
+    for i in range(pairs):
+        out.append((len(out) + 1, "A/B", ("A", "B") if i % 2 == 0 else ("B", "A")))
+        out.append((len(out) + 1, "A/A", ("A", "A")))
+    return out
+
+
+def pair_ratios(
+    pair: int, kind: str, first: dict[str, Any], second: dict[str, Any], fields: Sequence[str]
+) -> dict[str, Any]:
+    """One pair's ratios: B/A for an A/B pair (whichever ran first), second/first for A/A."""
+    a, b = (second, first) if kind == "A/B" and first["arm"] == "B" else (first, second)
+    out: dict[str, Any] = {"pair": pair, "kind": kind, "order": f"{first['arm']}{second['arm']}"}
+    for f in fields:
+        x, y = a.get(f), b.get(f)
+        out[f"{f}_ratio"] = round(y / x, 4) if x and y is not None else None
+    return out
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (the usual IQR definition)."""
+    s = sorted(values)
+    pos = q * (len(s) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def ratio_summary(ratios: Sequence[dict[str, Any]], fields: Sequence[str]) -> list[dict[str, Any]]:
+    """Per measure and kind of pair: how many pairs, the median ratio, IQR, min and max; and
+    for each measure a verdict: is the A/B median inside the A/A range (min..max)?"""
+    rows: list[dict[str, Any]] = []
+    for f in fields:
+        key = f"{f}_ratio"
+        spread: dict[str, tuple[float, float]] = {}
+        medians: dict[str, float] = {}
+        for kind in ("A/A", "A/B"):
+            vals = [r[key] for r in ratios if r["kind"] == kind and r.get(key) is not None]
+            if not vals:
+                continue
+            medians[kind] = _quantile(vals, 0.5)
+            spread[kind] = (min(vals), max(vals))
+            rows.append(
+                {
+                    "measure": f,
+                    "pairs": kind,
+                    "n": len(vals),
+                    "median": round(medians[kind], 3),
+                    "q1": round(_quantile(vals, 0.25), 3),
+                    "q3": round(_quantile(vals, 0.75), 3),
+                    "min": round(min(vals), 3),
+                    "max": round(max(vals), 3),
+                }
+            )
+        if "A/B" in medians and "A/A" in spread:
+            lo, hi = spread["A/A"]
+            inside = lo <= medians["A/B"] <= hi
+            rows[-1]["verdict"] = (
+                "within noise"
+                if inside
+                else ("above noise" if medians["A/B"] > hi else "below noise")
+            )
+    return rows
+
+
+SUMMARY_FIELDS = ("measure", "pairs", "n", "median", "q1", "q3", "min", "max", "verdict")

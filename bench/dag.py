@@ -15,12 +15,24 @@ as a peer's cluster is.
 - ``peak_rss_mb``: the resident memory of the whole tree (this script, the agents and
   their workers), sampled every 0.2 s;
 - ``cpu_s``: CPU seconds the whole tree used from submission to the end (less sensitive
-  than the times to what else the machine runs).
+  than the times to what else the machine runs); ``db_cpu_s`` (PostgreSQL) the CPU
+  seconds of the server's backends serving the run's database meanwhile;
+- ``claim_s``, ``claims``: time the carriers spent in their claim statements (with the
+  limits and fair share when quotas are set) and how many claims they made, from the
+  agents' own metrics (``orchid agents --metrics-port``).
+
+``--pairs N`` compares a run without quotas (A) against one with the ``--quota`` limits
+(or ``--limits``, a realistic set none of which binds) (B): N A/B pairs, alternating
+AB and BA, each followed by an A/A pair that measures the noise, every run in a fresh
+database; then the ratio B/A (A/A: second/first) of each pair for wall time, CPU time
+and claim time, and per measure the median ratio, its spread, and whether the A/B median
+lies within the A/A range (``benchkit.pair_schedule``).
 
 Prints one JSON object per line, then a table. Everything it starts stops by itself
 (``--timeout``), and it cleans up its databases and files.
 
     python bench/dag.py --jobs 100000 --shape layered --db sqlite --agents 1 --executor null
+    python bench/dag.py --jobs 100000 --db postgres --agents 2 --limits --pairs 4
 """
 
 from __future__ import annotations
@@ -32,10 +44,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from array import array
 from collections.abc import Iterator
@@ -53,6 +67,19 @@ from orchid.engine.submit import submit
 from orchid.store.db import Database
 
 BENCH = Path(__file__).resolve().parent
+GROUP = "bench"  # the group the workflow is shared with under --limits
+# --limits: one of each limit the carrier enforces when it claims (and the queued limit,
+# checked at submission), with a weight so that the fair claim runs; none binds
+LIMITS = [
+    "user:local:running:10000000",
+    f"group:{GROUP}:running:10000000",
+    "user:local:running:10000000:null",
+    "executor:null:running:10000000",
+    "user:local:queued:10000000",
+    "user:local:weight:2",
+    f"group:{GROUP}:weight:3",
+]
+RATIO_FIELDS = ("wall_s", "run_s", "cpu_s", "db_cpu_s", "all_cpu_s", "claim_s")
 PG_SERVER = os.environ.get("ORCHID_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 
 
@@ -111,7 +138,15 @@ def _drop_orphans(conn: sa.Connection) -> None:
             continue
 
 
-def start_agents(a: argparse.Namespace, url: str, home: Path) -> list[subprocess.Popen[bytes]]:
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_agents(
+    a: argparse.Namespace, url: str, home: Path, ports: list[int] | None = None
+) -> list[subprocess.Popen[bytes]]:
     env = {
         **os.environ,
         "ORCHID_HOME": str(home),
@@ -131,6 +166,9 @@ def start_agents(a: argparse.Namespace, url: str, home: Path) -> list[subprocess
     procs = []
     for k in range(a.agents):
         cmd = [sys.executable, "-m", "orchid.cli.main", "agents", "--db", url]
+        if ports is not None:
+            ports.append(free_port())
+            cmd += ["--metrics-port", str(ports[-1])]
         if a.py_spy:
             fmt = "raw" if a.py_spy_raw else "flamegraph"
             out = Path(a.py_spy) / f"{a.shape}-{a.db}-{a.executor}-agent{k}.{fmt[:3]}"
@@ -159,14 +197,36 @@ def scalar(db: Database, sql: str, **params: Any) -> Any:
         return conn.execute(sa.text(sql), params).scalar()
 
 
-def server_cpu_s(db: Database) -> float:
-    """CPU seconds of the PostgreSQL backends serving this run's database (it runs on this
-    machine): the database's share of the work, which the process tree does not show."""
+def server_cpu(db: Database) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving this run's database (it runs on
+    this machine): the database's share of the work, which the process tree does not show."""
     with db.engine.connect() as conn:
         pids = conn.execute(
             sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
         ).scalars()
-        return sum(benchkit.tree_cpu_s(int(pid)) for pid in pids)
+        return {int(pid): benchkit.tree_cpu_s(int(pid)) for pid in pids}
+
+
+def server_cpu_since(db: Database, before: dict[int, float]) -> float:
+    """CPU seconds the backends used since ``before`` (backends connected since count from
+    their start; a backend that has exited since is lost, as the agents keep theirs)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in server_cpu(db).items())
+
+
+def claim_metrics(ports: list[int]) -> tuple[float, int]:
+    """(seconds, count) of the carriers' claims so far, summed over the agents' metrics."""
+    seconds, count = 0.0, 0
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        for line in text.splitlines():
+            if 'agent="carrier"' not in line:
+                continue
+            if line.startswith("orchid_claim_seconds_sum"):
+                seconds += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("orchid_claim_seconds_count"):
+                count += int(float(line.rsplit(" ", 1)[1]))
+    return seconds, count
 
 
 def latencies(db: Database, wf: int) -> tuple[array[float], array[float]]:
@@ -192,11 +252,14 @@ def set_quotas(db: Database, specs: list[str]) -> None:
 
     with db.begin() as conn:
         for spec in specs:
-            kind, subject, quota, value = spec.split(":")
-            quotas.set_quota(conn, quotas.Quota(kind, subject, quota, int(value)), time.time())
+            kind, subject, quota, value, *executor = spec.split(":")
+            q = quotas.Quota(kind, subject, quota, int(value), *executor).check()
+            quotas.set_quota(conn, q, time.time())
 
 
-def run(a: argparse.Namespace) -> dict[str, Any]:
+def run(a: argparse.Namespace, quota: list[str] | None = None) -> dict[str, Any]:
+    """One run in a fresh database, with the ``quota`` specs (default ``--quota``)."""
+    quota = a.quota if quota is None else quota
     Path(a.tmp).mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="orchid-bench-", dir=a.tmp))
     row: dict[str, Any] = {
@@ -205,7 +268,8 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         "jobs": a.jobs,
         "db": a.db,
         "agents": a.agents,
-        "quotas": a.quota,
+        "quotas": quota,
+        "group": a.group,
         "executor": a.executor,
         "workers": a.workers if a.executor == "local" else None,
         "prefetch": (a.prefetch if a.prefetch is not None else "default")
@@ -214,12 +278,13 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         "fresh_processes": a.fresh_processes if a.executor == "local" else None,
     }
     procs: list[subprocess.Popen[bytes]] = []
+    ports: list[int] | None = [] if a.claim_metrics else None
     try:
         with database(a.db, home, a.keep) as url, benchkit.PeakRss() as rss:
             db = Database(url)
             db.upgrade()
-            set_quotas(db, a.quota)
-            procs = start_agents(a, url, home)
+            set_quotas(db, quota)
+            procs = start_agents(a, url, home, ports)
             if not benchkit.wait_until(
                 lambda: (scalar(db, "SELECT count(*) FROM agents") or 0) >= a.agents, 60
             ):
@@ -227,12 +292,21 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             jobs_file = home / "jobs.jsonl"
             with jobs_file.open("w") as fh:
                 fh.writelines(line + "\n" for line in job_lines(a.shape, a.jobs, a.seed))
+            if ports:  # the metrics port answers once the agents run
+                benchkit.wait_until(lambda: _answers(ports), 30, every=0.2)
+            claim0 = claim_metrics(ports) if ports else (0.0, 0)
             cpu0 = benchkit.tree_cpu_s(os.getpid())
-            db_cpu0 = server_cpu_s(db) if a.db == "postgres" else 0.0
+            db_cpu0 = server_cpu(db) if a.db == "postgres" else {}
             t0 = time.time()
             with jobs_file.open() as lines:
                 wf = submit(
-                    db, template(a.shape, a.executor), base_dir=BENCH, now=t0, job_lines=lines
+                    db,
+                    template(a.shape, a.executor),
+                    base_dir=BENCH,
+                    now=t0,
+                    job_lines=lines,
+                    share_group=a.group,
+                    owner_groups=(a.group,) if a.group else (),
                 )
             t1 = time.time()
 
@@ -246,7 +320,12 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             finished = benchkit.wait_until(ended, a.timeout, every=0.05)
             cpu = benchkit.tree_cpu_s(os.getpid()) - cpu0
             if a.db == "postgres":
-                row["db_cpu_s"] = round(server_cpu_s(db) - db_cpu0, 2)
+                row["db_cpu_s"] = round(server_cpu_since(db, db_cpu0), 2)
+                row["all_cpu_s"] = round(cpu + row["db_cpu_s"], 2)
+            if ports:
+                claim1 = claim_metrics(ports)
+                row["claim_s"] = round(claim1[0] - claim0[0], 3)
+                row["claims"] = claim1[1] - claim0[1]
             stop_agents(procs)
             status = scalar(db, "SELECT status FROM workflows WHERE id = :i", i=wf)
             end = scalar(db, "SELECT finished_at FROM workflows WHERE id = :i", i=wf)
@@ -282,6 +361,14 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     return row
 
 
+def _answers(ports: list[int]) -> bool:
+    try:
+        claim_metrics(ports)
+    except OSError:
+        return False
+    return True
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=10_000, help="jobs in the graph (default 10000)")
@@ -311,6 +398,26 @@ def parser() -> argparse.ArgumentParser:
         help="set a limit or weight before the run (repeatable; e.g. user:local:running:100000): "
         "the claim then takes its limits and fair-share path (store.quotas)",
     )
+    ap.add_argument(
+        "--limits",
+        action="store_true",
+        help="set a realistic set of limits none of which binds (a running limit per user, "
+        "per group, per user on the executor, per executor; a queued limit; weights), and "
+        f"share the workflow with the group {GROUP!r}: {' '.join(LIMITS)}",
+    )
+    ap.add_argument("--group", default=None, help="share the workflow with this group")
+    ap.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="compare without quotas (A) against with them (B): this many A/B pairs, each "
+        "followed by an A/A pair (2 runs each, fresh databases); ratios per pair",
+    )
+    ap.add_argument(
+        "--claim-metrics",
+        action="store_true",
+        help="read the carriers' claim time from the agents' metrics (claim_s; on with --pairs)",
+    )
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--repeat", type=int, default=1, help="runs, one JSON line each")
     ap.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
@@ -335,12 +442,63 @@ def main() -> None:
         raise SystemExit(f"--jobs: a {a.shape} graph needs at least {shapes.minimum_jobs(a.shape)}")
     if a.agents < 1:
         raise SystemExit("--agents must be at least 1")
+    if a.limits:
+        a.quota = [*a.quota, *LIMITS]
+        a.group = a.group or GROUP
+    if a.pairs:
+        if not a.quota:
+            raise SystemExit("--pairs compares without and with quotas: give --limits or --quota")
+        a.claim_metrics = True
+        compare(a)
+        return
     rows = []
     for _ in range(a.repeat):
         rows.append(run(a))
         benchkit.emit(rows[-1])
     print()
     print(benchkit.table(rows))
+    print(f"machine: {benchkit.machine()}; load {benchkit.load()}")
+
+
+PAIR_FIELDS = (
+    "pair",
+    "arm",
+    "wall_s",
+    "run_s",
+    "cpu_s",
+    "db_cpu_s",
+    "all_cpu_s",
+    "claim_s",
+    "claims",
+    "status",
+    "load",
+)
+
+
+def compare(a: argparse.Namespace) -> None:
+    """``--pairs``: interleaved A/B and A/A pairs; per pair the ratios, then their summary."""
+    rows: list[dict[str, Any]] = []
+    ratios: list[dict[str, Any]] = []
+    for pair, kind, arms in benchkit.pair_schedule(a.pairs):
+        two = []
+        for arm in arms:
+            row = run(a, a.quota if arm == "B" else [])
+            row.update(pair=pair, kind=kind, arm=arm)
+            benchkit.emit(row)
+            two.append(row)
+        rows += two
+        ratios.append(benchkit.pair_ratios(pair, kind, *two, RATIO_FIELDS))
+        benchkit.emit(ratios[-1])
+    summary = benchkit.ratio_summary(ratios, RATIO_FIELDS)
+    for s in summary:
+        benchkit.emit({"summary": True, **s})
+    print()
+    print(benchkit.table(rows, PAIR_FIELDS))
+    print()
+    print(benchkit.table(ratios, ("pair", "kind", "order", *(f"{f}_ratio" for f in RATIO_FIELDS))))
+    print()
+    print(benchkit.table(summary, benchkit.SUMMARY_FIELDS))
+    print(f"B: {' '.join(a.quota)} (group {a.group}); A: no quotas")
     print(f"machine: {benchkit.machine()}; load {benchkit.load()}")
 
 
