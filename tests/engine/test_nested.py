@@ -1,0 +1,257 @@
+"""Nested workflows (a work that is a workflow, ``workflow:``) end to end, on both databases:
+the expansion runs in order, reads its own scope, and its work ends with its outcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.engine.enginekit import (
+    EngineFactory,
+    ScriptedExecutor,
+    events_of,
+    jobs_of,
+    loops_of,
+    works_of,
+)
+from tests.engine.test_workflows import by_name, statuses
+
+
+def _nested(**work: Any) -> dict[str, Any]:
+    return {
+        "name": "sub",
+        "after": ["prep"],
+        "parameters": {"k": "${params.n * 10}"},
+        "workflow": {
+            "parameters": {"k": 1, "tag": "inner"},
+            "works": [
+                {
+                    "name": "a",
+                    "noop": True,
+                    "parameters": {"x": "${params.k}", "t": "${params.tag}"},
+                },
+                {
+                    "name": "b",
+                    "noop": True,
+                    "after": ["a"],
+                    "when": "works.a.status == 'succeeded'",
+                    "parameters": {"a": "${works.a.status}"},
+                },
+            ],
+        },
+        **work,
+    }
+
+
+def test_a_nested_workflow_runs_in_order_in_its_own_scope(make_engine: EngineFactory) -> None:
+    e = make_engine()
+    template = {
+        "name": "outer",
+        "parameters": {"n": 4},
+        "works": [
+            {"name": "prep", "noop": True},
+            _nested(),
+            {
+                "name": "post",
+                "noop": True,
+                "after": ["sub"],
+                "when": "works.sub.status == 'succeeded'",
+            },
+        ],
+    }
+    wf_id, wf = e.run(template)
+
+    assert wf.status == "succeeded", wf.message
+    assert statuses(e.db, wf_id) == dict.fromkeys(
+        ["prep", "sub.a", "sub.b", "sub", "post"], "succeeded"
+    )
+    args = {j.work_name: dict(j.args) for j in jobs_of(e.db, wf_id)}
+    assert args["sub.a"] == {"x": 40, "t": "inner"}  # its parameter, given by the outer one
+    assert args["sub.b"] == {"a": "succeeded"}  # `works.a` is the nested workflow's own a
+    ws = by_name(works_of(e.db, wf_id))
+    evs = events_of(e.db, wf_id)
+
+    def at(kind: str, work: str) -> int:
+        (i,) = [
+            i
+            for i, ev in enumerate(evs)
+            if ev["kind"] == kind and ev["data"].get("work_id") == ws[work].id
+        ]
+        return i
+
+    assert at("work.succeeded", "prep") < at("work.ready", "sub.a")
+    assert at("work.succeeded", "sub.a") < at("work.ready", "sub.b")
+    assert at("work.succeeded", "sub.b") < at("work.ready", "sub")
+    assert at("work.succeeded", "sub") < at("work.ready", "post")
+
+
+def test_a_nested_workflow_whose_condition_is_false_is_skipped_whole(
+    make_engine: EngineFactory,
+) -> None:
+    """The nested work's `when` holds back every inner work, even one whose own trigger
+    (all_done) would run after a skipped one; the outer work sees `skipped`."""
+    e = make_engine()
+    sub = _nested(when="params.n > 100")
+    sub["workflow"]["works"][1]["trigger"] = "all_done"
+    sub["workflow"]["works"][1].pop("when")
+    template = {
+        "name": "outer",
+        "parameters": {"n": 4},
+        "works": [
+            {"name": "prep", "noop": True},
+            sub,
+            {
+                "name": "post",
+                "noop": True,
+                "after": ["sub"],
+                "trigger": "all_done",
+                "when": "works.sub.status == 'skipped'",
+            },
+        ],
+    }
+    wf_id, wf = e.run(template)
+
+    assert wf.status == "succeeded", wf.message
+    got = statuses(e.db, wf_id)
+    assert got == {
+        "prep": "succeeded",
+        "sub.a": "skipped",
+        "sub.b": "skipped",
+        "sub": "skipped",
+        "post": "succeeded",
+    }
+    ws = by_name(works_of(e.db, wf_id))
+    assert (
+        "nested workflow 'sub' not run: condition `params.n > 100` is false" in ws["sub.b"].message
+    )
+
+
+def test_a_failure_inside_that_continues_fails_the_nested_work_and_the_outer_goes_on(
+    make_engine: EngineFactory,
+) -> None:
+    e = make_engine(ScriptedExecutor())
+    template = {
+        "name": "outer",
+        "works": [
+            {
+                "name": "sub",
+                "workflow": {
+                    "works": [
+                        {
+                            "name": "bad",
+                            "noop": False,
+                            "command": ["true"],
+                            "parameters": {"fail_attempts": 1},
+                            "on_failure": "continue",
+                        },
+                        {"name": "good", "command": ["true"]},
+                    ]
+                },
+            },
+            {
+                "name": "after_all",
+                "command": ["true"],
+                "after": ["sub"],
+                "trigger": "all_done",
+                "parameters": {"s": "${works.sub.status}"},
+            },
+        ],
+    }
+    wf_id, wf = e.run(template)
+
+    assert wf.status == "partial", wf.message
+    got = statuses(e.db, wf_id)
+    assert got["sub.bad"] == "failed" and got["sub.good"] == "succeeded"
+    assert got["sub"] == "failed"
+    (job,) = [j for j in jobs_of(e.db, wf_id) if j.work_name == "after_all"]
+    assert job.args == {"s": "failed"}
+
+
+def test_nested_workflows_nest_and_loop(make_engine: EngineFactory) -> None:
+    """Two levels, a loop inside the nested workflow (its `until` reads its own works and
+    `loop`), and parameters passed down twice."""
+    e = make_engine()
+    template = {
+        "name": "outer",
+        "parameters": {"n": 2},
+        "works": [
+            {
+                "name": "sub",
+                "parameters": {"m": "${params.n + 1}"},
+                "workflow": {
+                    "parameters": {"m": 0},
+                    "works": [
+                        {"name": "step", "noop": True, "parameters": {"i": "${loop.iteration}"}},
+                        {
+                            "name": "deeper",
+                            "after": ["repeat"],
+                            "parameters": {"v": "${params.m * 2}"},
+                            "workflow": {
+                                "parameters": {"v": 0},
+                                "works": [
+                                    {
+                                        "name": "leaf",
+                                        "noop": True,
+                                        "parameters": {"v": "${params.v}"},
+                                    }
+                                ],
+                            },
+                        },
+                    ],
+                    "loops": [
+                        {
+                            "name": "repeat",
+                            "works": ["step"],
+                            "until": "loop.iteration + 1 >= params.m and works.step.status == 'succeeded'",
+                            "max_iterations": 10,
+                        }
+                    ],
+                },
+            },
+        ],
+    }
+    wf_id, wf = e.run(template)
+
+    assert wf.status == "succeeded", wf.message
+    got = statuses(e.db, wf_id)
+    assert got == dict.fromkeys(["sub.step", "sub.deeper.leaf", "sub.deeper", "sub"], "succeeded")
+    assert loops_of(e.db, wf_id)["sub.repeat"]["iteration"] == 2  # m = 3: iterations 0..2
+    js = jobs_of(e.db, wf_id)
+    assert [j.args["i"] for j in js if j.work_name == "sub.step"] == [0, 1, 2]
+    (leaf,) = [j for j in js if j.work_name == "sub.deeper.leaf"]
+    assert leaf.args == {"v": 6}
+
+
+def test_a_nested_workflow_inside_an_outer_loop_repeats_with_it(
+    make_engine: EngineFactory,
+) -> None:
+    e = make_engine()
+    template = {
+        "name": "outer",
+        "works": [
+            {
+                "name": "sub",
+                "parameters": {"i": "${loop.iteration}"},
+                "workflow": {
+                    "parameters": {"i": -1},
+                    "works": [
+                        {"name": "a", "noop": True, "parameters": {"i": "${params.i}"}},
+                        {"name": "b", "noop": True, "after": ["a"]},
+                    ],
+                },
+            }
+        ],
+        "loops": [
+            {
+                "name": "again",
+                "works": ["sub"],
+                "until": "works.sub.status == 'succeeded' and loop.iteration >= 1",
+                "max_iterations": 5,
+            }
+        ],
+    }
+    wf_id, wf = e.run(template)
+
+    assert wf.status == "succeeded", wf.message
+    js = jobs_of(e.db, wf_id)
+    assert [j.args["i"] for j in js if j.work_name == "sub.a"] == [0, 1]
+    assert sorted(w.iteration for w in works_of(e.db, wf_id) if w.name == "sub") == [0, 1]
