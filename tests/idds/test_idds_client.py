@@ -302,7 +302,7 @@ def add_transform(rid):
         return [False, str(exc)]
 
 out(dict(system=attempt(named("os", "system")), popen=attempt(named("subprocess", "Popen")),
-         canary=attempt(named("orchid_idds_canary", "Boom")), nested=cm.submit(nested),
+         canary=attempt(named("orchid_idds_canary", "Boom")),
          output_ext=cm.get_contents_output_ext(request_id=rid),
          added=add_transform(rid),
          worker=cm.adjust_worker(request_id=rid, transform_id=1, workload_id=None,
@@ -324,7 +324,6 @@ def test_unsupported_classes_and_calls_get_errors_the_client_shows(
         ok, message = got[key]
         assert ok is False and f"class {named} is not supported by Orchid" in message
     assert "orchid_idds_canary" not in sys.modules  # never imported by the server
-    assert got["nested"][0] is False and "Workflow nested as a work" in got["nested"][1]
     for key, what in (
         ("build", "build requests"),
         ("output_ext", "this catalog call"),
@@ -511,6 +510,54 @@ for _ in range(600):
 out(dict(status=status, runs=[d["transform_status"].name
                               for d in cm.get_requests(request_id=rid, with_detail=True)]))
 """
+
+
+NESTED = """
+from idds.workflowv2.workflow import Workflow, SubWorkflow, Condition
+from idds.workflowv2.work import Work
+
+log = {log!r}
+
+def step(name):
+    return Work(executable="sh", arguments="-c 'echo %s >> %s'" % (name, log))
+
+first, a, b, c, last = (step(n) for n in ("first", "a", "b", "c", "last"))
+deep = Workflow(name="deep")  # a Workflow as a work, inside a SubWorkflow
+deep.add_work(c)
+inner = SubWorkflow(name="inner")
+for w in (a, b, deep):
+    inner.add_work(w)
+inner.add_condition(Condition(cond=a.is_finished, true_work=b))
+inner.add_condition(Condition(cond=b.is_finished, true_work=deep))
+wf = Workflow(name="outer")
+for w in (first, inner, last):
+    wf.add_work(w)
+wf.add_condition(Condition(cond=first.is_finished, true_work=inner))
+wf.add_condition(Condition(cond=inner.is_finished, true_work=last))
+rid = cm.submit(wf)
+for _ in range(600):
+    status = cm.get_requests(request_id=rid)[0]["status"].name
+    if status not in ("New", "Transforming"):
+        break
+    time.sleep(0.1)
+out(dict(status=status, transforms=sorted(
+    (d["transform_name"] if "transform_name" in d else d.get("name"), d["transform_status"].name)
+    for d in cm.get_requests(request_id=rid, with_detail=True))))
+"""
+
+
+def test_a_sub_workflow_runs_nested_in_order(server: Server, tmp_path: Path) -> None:
+    """A SubWorkflow (holding a Workflow) added as a work, with conditions inside and around
+    it: Orchid runs it as a nested workflow, every work after the one it waits for."""
+    log = tmp_path / "order.log"
+    got = run(server.url, server.tokens["alice"], NESTED.format(log=str(log)), tmp_path)
+    assert got["status"] == "Finished", got
+    assert log.read_text().split() == ["first", "a", "b", "c", "last"]
+    # a transform per work: the nested workflows' own are named by their works
+    names = [name for name, _ in got["transforms"]]
+    assert len(names) == 7 and {"inner", "inner.deep"} <= set(names), names
+    assert len([n for n in names if n.startswith("inner.deep.work_")]) == 1, names
+    assert {status for _, status in got["transforms"]} == {"Finished"}, got
 
 
 def test_a_loop_workflow_repeats_while_its_condition_holds(server: Server, tmp_path: Path) -> None:

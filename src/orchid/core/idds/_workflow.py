@@ -1,5 +1,6 @@
 """An iDDS ``Workflow`` as an Orchid template: DOMA works as job-level DAGs, generic works
-as commands, conditions as ``after`` and ``trigger``, a loop condition as a loop. Pure."""
+as commands, conditions as ``after`` and ``trigger``, a loop condition as a loop, a
+``Workflow`` or ``SubWorkflow`` among the works as a nested workflow (``workflow:``). Pure."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from orchid.core.idds._data import (
     GENERIC_WORKS,
     HPO_WORK,
     STAGEIN_WORK,
+    SUB_WORKFLOW,
     WORKFLOW,
     IddsError,
     attrs,
@@ -44,6 +46,8 @@ SEVERAL: Mapping[tuple[str, str], tuple[str | None, str | None]] = {
     ("is_terminated", "or"): (None, None),
 }
 MAX_JOBS = 2_000_000
+MAX_NESTING = 8  # workflows inside workflows (the template language's bound too)
+NESTED = (WORKFLOW, SUB_WORKFLOW)
 IN_PLACEHOLDER = "${IN/L}"  # where a DOMA job's pseudo input name goes in its command
 
 
@@ -55,43 +59,58 @@ def translate_workflow(node: Any, body: Mapping[str, Any], rucio_manager: str) -
         raise IddsError(f"request_metadata.workflow: expected a Workflow, got {got}")
     top = attrs(node, "workflow")
     base = attrs(top.get("template"), "workflow.template")
+    works, loops = _scope(top, base, "workflow", rucio_manager, 0)
+    wf_name = base.get("_name") or top.get("_name") or body.get("name") or "idds-request"
+    out: dict[str, Any] = {
+        "name": work_name(wf_name),
+        "description": f"{describe(body)}, translated from iDDS",
+        "works": works,
+    }
+    if loops:
+        out["loops"] = loops
+    return out
+
+
+def _scope(
+    top: Mapping[str, Any], base: Mapping[str, Any], where: str, rucio_manager: str, depth: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The works and loops of one workflow (``top``, its template ``base``); a workflow
+    among its works becomes a nested workflow, translated the same way."""
     if top.get("_loop_condition"):
-        raise IddsError("workflow: a loop condition outside the workflow's template")
+        raise IddsError(f"{where}: a loop condition outside the workflow's template")
     for key in ("parameter_links", "parameter_links_source", "parameter_links_destination"):
         if base.get(key):
             raise IddsError(
-                f"workflow.{key}: parameter links between works are not supported by the "
+                f"{where}.{key}: parameter links between works are not supported by the "
                 "translation yet (docs/from-idds.md)"
             )
     works_in = base.get("_works") or {}
     if not isinstance(works_in, dict) or not works_in:
-        raise IddsError("workflow: it has no works")
+        raise IddsError(f"{where}: it has no works")
     # first the names, so that dependency maps can name the tasks they depend on
     names: dict[str, str] = {}  # internal id -> Orchid work name
     by_task: dict[str, str] = {}  # iDDS task name -> Orchid work name
     for internal_id, work in works_in.items():
         if not is_object(work):
-            raise IddsError(f"workflow.works.{internal_id}: expected an iDDS work")
+            raise IddsError(f"{where}.works.{internal_id}: expected an iDDS work")
         kind = kind_of(work)
-        if kind == WORKFLOW:
+        if kind not in (DOMA_WORK, STAGEIN_WORK, HPO_WORK, *NESTED) and kind not in GENERIC_WORKS:
             raise IddsError(
-                f"workflow.works.{internal_id}: a Workflow nested as a work of another is "
-                "not supported by Orchid yet (docs/from-idds.md)"
-            )
-        if kind not in (DOMA_WORK, STAGEIN_WORK, HPO_WORK) and kind not in GENERIC_WORKS:
-            raise IddsError(
-                f"workflow.works.{internal_id}: class {dotted(kind)} is not a work Orchid runs"
+                f"{where}.works.{internal_id}: class {dotted(kind)} is not a work Orchid runs"
             )
         a = work["attributes"]
+        if kind in NESTED:  # its name is its template's
+            a = attrs(a.get("template"), f"{where}.works.{internal_id}.template")
         meta = (
             attrs(a.get("_metadata"), f"works.{internal_id}._metadata")
-            if a.get("_metadata")
+            if a.get("_metadata") and kind not in NESTED
             else {}
         )
-        given = meta.get("work_name")
+        given = meta.get("work_name") or (a.get("_name") if kind in NESTED else None)
         if given == internal_id:  # iDDS names an unnamed work by its id
             given = None
         label = {DOMA_WORK: "task", STAGEIN_WORK: "stagein", HPO_WORK: "hpo"}.get(kind, "work")
+        label = "workflow" if kind in NESTED else label
         task = a.get("task_name") or given or f"{label}_{internal_id}"
         name = work_name(task)
         if name in names.values():
@@ -111,22 +130,44 @@ def translate_workflow(node: Any, body: Mapping[str, Any], rucio_manager: str) -
             what = f"work {names[i]}"
             hpo = hpo_block(work["attributes"], what)
             works.append({"name": names[i], "description": "ATLASHPOWork", "hpo": hpo})
+        elif kind in NESTED:
+            works.append(_nested(work, names[i], f"{where}.works.{i}", rucio_manager, depth))
         else:
             works.append(_command(work, names[i]))
     _conditions(base, names, {w["name"]: w for w in works})
-    wf_name = base.get("_name") or top.get("_name") or body.get("name") or "idds-request"
-    out: dict[str, Any] = {
-        "name": work_name(wf_name),
-        "description": f"{describe(body)}, translated from iDDS",
-        "works": works,
-    }
+    loops = []
     if base.get("_loop_condition"):
         loop = _loop(base, names, [w["name"] for w in works])
-        out["loops"] = [loop]
+        loops.append(loop)
         for w in works:  # the iteration that ends the loop may be one that failed
             if f"works['{w['name']}']" in loop["until"]:
-                w["on_failure"] = "continue"
-    return out
+                _go_on(w)
+    return works, loops
+
+
+def _nested(
+    work: Mapping[str, Any], name: str, where: str, rucio_manager: str, depth: int
+) -> dict[str, Any]:
+    """A ``Workflow`` or ``SubWorkflow`` added as a work of another: a nested workflow."""
+    if depth + 1 > MAX_NESTING:
+        raise IddsError(f"{where}: workflows nest more than {MAX_NESTING} deep")
+    top = attrs(work, where)
+    base = attrs(top.get("template"), f"{where}.template")
+    works, loops = _scope(top, base, where, rucio_manager, depth + 1)
+    inner: dict[str, Any] = {"works": works}
+    if loops:
+        inner["loops"] = loops
+    return {"name": name, "description": f"iDDS {work['class']}", "workflow": inner}
+
+
+def _go_on(spec: dict[str, Any]) -> None:
+    """A work whose failure must not end the workflow (a branch or a loop reads it): a
+    nested workflow's failure is that of its works, which then all go on."""
+    if "workflow" in spec:
+        for inner in spec["workflow"]["works"]:
+            _go_on(inner)
+    else:
+        spec["on_failure"] = "continue"
 
 
 # an iDDS condition method as an Orchid expression over the work's status
@@ -336,4 +377,4 @@ def _conditions(
                 if branch or trigger != "all_success":
                     # a branch taken when a work failed: its failure must not end the workflow
                     for source in sources:
-                        works[source]["on_failure"] = "continue"
+                        _go_on(works[source])
