@@ -67,6 +67,16 @@ class LoopBox:
 
 
 @dataclass(frozen=True)
+class NestBox:
+    """A nested workflow (a ``workflow:`` work): its works framed together, with its work
+    (the one that ends with its outcome, named like it) the last inside the frame."""
+
+    name: str
+    works: tuple[str, ...]
+    status: str = "waiting"
+
+
+@dataclass(frozen=True)
 class TaskGraph:
     workflow_id: int
     name: str
@@ -74,6 +84,7 @@ class TaskGraph:
     nodes: tuple[Node, ...]
     edges: tuple[Edge, ...]
     loops: tuple[LoopBox, ...] = ()
+    nested: tuple[NestBox, ...] = ()
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
@@ -106,6 +117,10 @@ class TaskGraph:
                     "until": lp.until,
                 }
                 for lp in self.loops
+            ],
+            "nested": [
+                {"name": nb.name, "works": list(nb.works), "status": nb.status}
+                for nb in self.nested
             ],
         }
 
@@ -141,6 +156,10 @@ class TaskGraph:
                     until=str(lp.get("until", "")),
                 )
                 for lp in data.get("loops", ())
+            ),
+            nested=tuple(
+                NestBox(str(nb["name"]), tuple(nb["works"]), str(nb.get("status", "waiting")))
+                for nb in data.get("nested", ())
             ),
         )
 
@@ -199,7 +218,15 @@ def build(
         )
         for lp in template.loops
     )
-    return TaskGraph(workflow_id, template.name, status, tuple(nodes), edges, loops)
+    nested = tuple(
+        NestBox(
+            name=scope,
+            works=tuple(w for w in analysis.order if w.startswith(scope + ".") or w == scope),
+            status=str(latest[scope].status) if scope in latest else "waiting",
+        )
+        for scope in analysis.scopes
+    )
+    return TaskGraph(workflow_id, template.name, status, tuple(nodes), edges, loops, nested)
 
 
 def _edges(
