@@ -8,6 +8,7 @@ from typing import Any
 from tests.engine.enginekit import (
     EngineFactory,
     ScriptedExecutor,
+    edges_of,
     events_of,
     jobs_of,
     loops_of,
@@ -255,3 +256,35 @@ def test_a_nested_workflow_inside_an_outer_loop_repeats_with_it(
     js = jobs_of(e.db, wf_id)
     assert [j.args["i"] for j in js if j.work_name == "sub.a"] == [0, 1]
     assert sorted(w.iteration for w in works_of(e.db, wf_id) if w.name == "sub") == [0, 1]
+
+
+def test_listed_jobs_inside_a_nested_workflow_keep_their_parents(
+    make_engine: EngineFactory,
+) -> None:
+    e = make_engine()
+    template = {
+        "name": "outer",
+        "works": [
+            {
+                "name": "sub",
+                "workflow": {
+                    "works": [
+                        {"name": "a", "noop": True, "jobs": [{"name": "j1"}, {"name": "j2"}]},
+                        {
+                            "name": "b",
+                            "noop": True,
+                            "jobs": [{"name": "k", "parents": ["a/j1", "a/j2"]}],
+                        },
+                    ]
+                },
+            }
+        ],
+    }
+    wf_id, wf = e.run(template)
+
+    assert wf.status == "succeeded", wf.message
+    by_id = {j.id: f"{j.work_name}/{j.name}" for j in jobs_of(e.db, wf_id)}
+    assert sorted((by_id[a], by_id[b]) for a, b in edges_of(e.db, wf_id)) == [
+        ("sub.a/j1", "sub.b/k"),
+        ("sub.a/j2", "sub.b/k"),
+    ]
