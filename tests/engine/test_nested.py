@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from orchid.engine.submit import check_size
+from orchid.errors import TemplateError
 from tests.engine.enginekit import (
     EngineFactory,
     ScriptedExecutor,
@@ -288,3 +292,11 @@ def test_listed_jobs_inside_a_nested_workflow_keep_their_parents(
         ("sub.a/j1", "sub.b/k"),
         ("sub.a/j2", "sub.b/k"),
     ]
+
+
+def test_the_works_limit_counts_the_works_of_nested_workflows() -> None:
+    inner = {"works": [{"name": f"w{i}", "noop": True} for i in range(3)]}
+    raw = {"name": "big", "works": [{"name": "n", "workflow": inner}, {"name": "m", "noop": True}]}
+    check_size(raw, 5)  # 3 + 2
+    with pytest.raises(TemplateError, match="holds 5 works, more than the limit of 4"):
+        check_size(raw, 4)
