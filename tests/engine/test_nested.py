@@ -18,7 +18,7 @@ from tests.engine.enginekit import (
     loops_of,
     works_of,
 )
-from tests.engine.test_workflows import by_name, statuses
+from tests.engine.test_workflows import add_command, by_name, command_state, statuses
 
 
 def _nested(**work: Any) -> dict[str, Any]:
@@ -300,3 +300,40 @@ def test_the_works_limit_counts_the_works_of_nested_workflows() -> None:
     check_size(raw, 5)  # 3 + 2
     with pytest.raises(TemplateError, match="holds 5 works, more than the limit of 4"):
         check_size(raw, 4)
+
+
+def test_a_retry_reruns_the_failed_work_inside_and_the_nested_work_again(
+    make_engine: EngineFactory,
+) -> None:
+    """The scripted job fails its first attempt only: the retry's attempt succeeds, and the
+    nested work (failed, with no jobs of its own) waits again and ends succeeded."""
+    e = make_engine(ScriptedExecutor())
+    template = {
+        "name": "outer",
+        "works": [
+            {
+                "name": "sub",
+                "workflow": {
+                    "works": [
+                        {
+                            "name": "flaky",
+                            "command": ["true"],
+                            "parameters": {"fail_attempts": 1},
+                            "on_failure": "continue",
+                        }
+                    ]
+                },
+            },
+            {"name": "post", "command": ["true"], "after": ["sub"]},
+        ],
+    }
+    wf_id, wf = e.run(template)
+    assert wf.status == "partial", wf.message
+    assert statuses(e.db, wf_id) == {"sub.flaky": "failed", "sub": "failed", "post": "skipped"}
+
+    cid = add_command(e.db, wf_id, "retry")
+    e.run_until(wf_id, lambda: command_state(e.db, cid)[0] != "pending", what="the retry")
+    wf = e.drain(wf_id)
+
+    assert wf.status == "succeeded", wf.message
+    assert statuses(e.db, wf_id) == dict.fromkeys(["sub.flaky", "sub", "post"], "succeeded")
