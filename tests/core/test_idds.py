@@ -163,6 +163,26 @@ def test_a_workflow_nested_as_a_work_becomes_a_nested_workflow(cls: str) -> None
     assert a.order == ("work_a", "inner.work_i1", "inner.s", "inner", "work_z")
 
 
+def test_a_nested_workflow_with_a_loop_condition() -> None:
+    """A loop inside a nested workflow translates; inside an outer loop it is loops
+    inside loops, which the template check refuses."""
+    inner = sub_workflow(
+        "SubWorkflow", "again", {"i": generic("true")}, _loop_condition=cond("is_finished", "i", [])
+    )
+    body = request({"w": inner})
+    t = translate_request(body)
+    (nested,) = t["works"]
+    (loop,) = nested["workflow"]["loops"]
+    assert loop["works"] == ["work_i"]
+    analyse(parse_template(t))
+    top = body["request_metadata"]["workflow"]["attributes"]["template"]["attributes"]
+    top["_loop_condition"] = cond("is_finished", "w", [])
+    t = translate_request(body)
+    assert t["loops"][0]["works"] == ["again"]
+    with pytest.raises(InvalidInput, match="loops inside loops"):
+        analyse(parse_template(t))
+
+
 def test_workflows_nest_to_a_bounded_depth() -> None:
     node: dict[str, Any] = generic("true")
     for level in range(10):
