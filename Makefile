@@ -14,6 +14,10 @@ PANDA_STAMP := $(PANDA_VENV)/.installed
 IDDS_VENV  ?= .venv-idds
 IDDS_STAMP := $(IDDS_VENV)/.installed
 IDDS_VERSION := 2.6.21
+# PyPI's iDDS REST server (same version; idds-prompt is imported by its app), served by
+# gunicorn, which tests/idds/test_idds_vs_real.py sends the same client calls as Orchid
+IDDS_SERVER_VENV  ?= .venv-iddsserver
+IDDS_SERVER_STAMP := $(IDDS_SERVER_VENV)/.installed
 
 .PHONY: demo test lint typecheck unit services chromium slurm clean
 
@@ -56,13 +60,21 @@ $(IDDS_STAMP):
 	  'idds-atlas==$(IDDS_VERSION)'
 	touch $(IDDS_STAMP)
 
+$(IDDS_SERVER_STAMP):
+	python3 -m venv $(IDDS_SERVER_VENV)
+	$(IDDS_SERVER_VENV)/bin/python -m pip install --quiet 'idds-server==$(IDDS_VERSION)' \
+	  'idds-prompt==$(IDDS_VERSION)' 'idds-common==$(IDDS_VERSION)' \
+	  'idds-workflow==$(IDDS_VERSION)' 'idds-doma==$(IDDS_VERSION)' 'idds-atlas==$(IDDS_VERSION)' \
+	  'gunicorn==27.0.1'
+	touch $(IDDS_SERVER_STAMP)
+
 ## demo: install, then run the Rubin-like example DAG on the embedded default (SQLite + local executor)
 demo: $(STAMP)
 	$(PY) examples/rubin_dag/generate.py --visits 40 --detectors 20
 	$(VENV)/bin/orchid run examples/rubin_dag/workflow.yaml --db .orchid/demo.db
 
 ## test: lint, type-check, then every test on SQLite and on the machine's PostgreSQL
-test: $(STAMP) $(RUCIO_STAMP) $(PANDA_STAMP) $(IDDS_STAMP) services chromium slurm lint typecheck
+test: $(STAMP) $(RUCIO_STAMP) $(PANDA_STAMP) $(IDDS_STAMP) $(IDDS_SERVER_STAMP) services chromium slurm lint typecheck
 	$(VENV)/bin/pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)

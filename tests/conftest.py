@@ -24,6 +24,9 @@ from orchid.core.states import (
 from orchid.store.db import Database
 from orchid.store.tables import metadata
 
+# the session's one real PanDA, shared by every module that runs on it (xdist group `panda`)
+pytest_plugins = ["tests.executors.panda_fixtures"]
+
 PG_ADMIN = os.environ.get("ORCHID_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 

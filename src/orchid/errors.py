@@ -49,13 +49,19 @@ class QuotaExceeded(InvalidInput):
     ``rate``: a limit on what accumulates over time (workflows a day, jobs queued, cache
     bytes), HTTP 429 (try later); otherwise the request itself is too big, 422."""
 
-    def __init__(self, quota: str, subject: str, value: int, used: int, *, rate: bool) -> None:
+    def __init__(
+        self, quota: str, subject: str, value: int, used: int, *, rate: bool, hint: str = ""
+    ) -> None:
+        """``hint``: what to do, when neither waiting nor a smaller request helps."""
         super().__init__(
             f"limit {quota} of {subject} is {value}, {used} used: "
             + (
-                "wait for some to end, or ask an admin to raise it (`orchid quota set`)"
-                if rate
-                else "make the request smaller, or ask an admin to raise it"
+                hint
+                or (
+                    "wait for some to end, or ask an admin to raise it (`orchid quota set`)"
+                    if rate
+                    else "make the request smaller, or ask an admin to raise it"
+                )
             ),
             field=f"quota.{quota}",
         )

@@ -347,7 +347,8 @@ class QuotaIn(BaseModel):
     kind: str = Field(description="user, group or executor")
     subject: str = Field(min_length=1, max_length=200, description="its name")
     quota: str = Field(
-        description="running, queued, jobs_per_workflow, workflows_per_day, cache_bytes, weight"
+        description="running, queued, jobs_per_workflow, workflows_per_day, cache_bytes, "
+        "result_bytes, weight"
     )
     value: int = Field(ge=0, le=2**62)
     executor: str = Field("", max_length=100, description="running limits: on this executor only")

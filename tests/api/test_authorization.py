@@ -162,6 +162,17 @@ IDDS_HPO = {
     "request_type": 4,
     "request_metadata": {"opt_space": {"x": [0.0, 1.0]}, "max_points": 2},
 }
+# what ClientManager.submit_work posts: a work to add to the (open) workflow
+IDDS_WORK = {
+    "name": "added",
+    "transform_metadata": {
+        "work": {
+            "class": "Work",
+            "module": "idds.workflowv2.work",
+            "attributes": {"internal_id": "w1", "executable": "true"},
+        }
+    },
+}
 IDDS_GET = ("request_id", "workload_id", "with_detail", "with_metadata", "with_transform",
             "with_processing")  # fmt: skip
 # every route of the application: (method, path template) → its row, in the order called
@@ -283,6 +294,8 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("GET", "/idds/message/{request_id}/{workload_id}/{transform_id}/{internal_id}"): Row(
         "/idds/message/{wf}/null/null/null", ok(200)
     ),
+    # before the close rows: it adds to the open workflow (the same work again: 200 too)
+    ("POST", "/idds/transform/{request_id}"): Row("/idds/transform/{wf}", ok(200), json=IDDS_WORK),
     ("GET", "/idds/logs/{workload_id}/{request_id}"): Row(
         "/idds/logs/null/{wf}",
         ok(404),  # allowed, but the null executor logs nothing

@@ -63,3 +63,22 @@ def test_cache_bytes_is_checked_at_upload(api: Api) -> None:
                                  "used": 10}  # fmt: skip
     bob = api.client("bob")  # others are not bound by alice's limit
     assert bob.put(f"/cache/{hashlib.sha256(big).hexdigest()}", content=big).status_code == 201
+
+
+def test_result_bytes_show_their_usage_and_refuse_submissions_when_full(api: Api) -> None:
+    from orchid.store import resultbytes
+
+    root, alice = api.client("root"), api.client("alice")
+    body = {"kind": "user", "subject": "alice", "quota": "result_bytes", "value": 100}
+    assert root.put("/quotas", json=body).status_code == 200
+    r = alice.post("/workflows", json={"template": template(1)})
+    assert r.status_code == 201, r.text
+    with api.db.begin() as conn:  # its results as the carriers would count them
+        resultbytes.add(conn, {int(r.json()["id"]): 100}, shard=0)
+    (shown,) = root.get("/quotas").json()
+    assert (shown["quota"], shown["value"], shown["used"]) == ("result_bytes", 100, 100)
+    r = alice.post("/workflows", json={"template": template(1)})
+    assert r.status_code == 429, r.text
+    assert r.json()["quota"] == {"limit": "result_bytes", "subject": "user alice",
+                                 "value": 100, "used": 100}  # fmt: skip
+    assert r.json()["field"] == "quota.result_bytes" and "archive" in r.json()["error"]

@@ -35,8 +35,10 @@ def test_set_show_unset_and_priority(tmp_path: Path) -> None:
     done = orchid("quota", "set", "user", "alice", "running", "10", "--on", "slurm")
     assert done.returncode == 0, done.stderr
     assert orchid("quota", "set", "group", "physics", "weight", "3").returncode == 0
+    assert orchid("quota", "set", "user", "alice", "result_bytes", "1000000").returncode == 0
     shown = orchid("quota", "show").stdout
     assert "slurm" in shown and "physics" in shown and "weight" in shown
+    assert "result_bytes" in shown and "1,000,000" in shown
     bad = orchid("quota", "set", "team", "x", "running", "1")
     assert bad.returncode == 2 and "kind 'team'" in bad.stderr + bad.stdout
     assert orchid("quota", "unset", "group", "physics", "weight").returncode == 0

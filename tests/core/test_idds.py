@@ -16,7 +16,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchid.core.idds import IddsError, check_classes, job_name, translate_request, work_name
+from orchid.core.idds import (
+    IddsError,
+    check_classes,
+    job_name,
+    translate_request,
+    translate_transform,
+    work_name,
+)
 from orchid.core.template import parse_template
 from orchid.core.validate import analyse
 from orchid.errors import InvalidInput
@@ -93,6 +100,67 @@ def test_a_doma_workflow_becomes_a_job_level_dag_across_works() -> None:
     # a parent in the same task is named without its work
     assert works["step3"]["jobs"][1]["parents"] == ["m1"]
     assert works["step3"]["retries"] == 0
+
+
+def transform(work: Any) -> dict[str, Any]:
+    """What ClientManager.submit_work posts."""
+    return {
+        "transform_type": enum("TransformType", "Workflow", 2),
+        "transform_tag": "work",
+        "name": "late",
+        "token": None,
+        "status": enum("TransformStatus", "New", 0),
+        "transform_metadata": {"version": "2.6.21", "work": work},
+    }
+
+
+def test_a_request_is_open_only_when_its_workflow_says_so() -> None:
+    assert "open" not in translate_request(three_steps())
+    body = three_steps()
+    body["request_metadata"]["workflow"]["attributes"]["open"] = True
+    assert translate_request(body)["open"] is True
+    # an open request may start with no works at all
+    body["request_metadata"]["workflow"]["attributes"]["template"]["attributes"]["_works"] = {}
+    assert translate_request(body)["works"] == []
+
+
+def test_an_added_work_waits_for_the_works_its_jobs_depend_on() -> None:
+    t = translate_request(three_steps())
+    deps = [job("n1", ("step1", "j2"), ("step3", "m2")), job("n2", ("late", "n1"))]
+    w = translate_transform(transform(doma("late", deps)), t)
+    # jobs of an added work have parents only in it: it waits for those works instead
+    assert w["after"] == ["step1", "step3"] and w["trigger"] == "all_success"
+    assert w["jobs"] == [
+        {"name": "n1", "args": {"input": "n1"}, "parents": []},
+        {"name": "n2", "args": {"input": "n2"}, "parents": ["n1"]},
+    ]
+    grown = {**t, "works": [*t["works"], w]}
+    analyse(parse_template(grown))  # what engine/extend.py then checks
+
+
+@pytest.mark.parametrize(
+    ("deps", "message"),
+    [
+        ([job("n1", ("step1", "zz"))], "depends on 'zz' of task step1, which has no such job"),
+        ([job("n1", ("nowhere", "j1"))], "task 'nowhere' is not a work of this workflow"),
+    ],
+)
+def test_an_added_work_naming_what_is_not_there_is_refused(
+    deps: list[dict[str, Any]], message: str
+) -> None:
+    with pytest.raises(IddsError, match=message):
+        translate_transform(transform(doma("late", deps)), translate_request(three_steps()))
+
+
+def test_an_added_work_is_read_as_data_too() -> None:
+    t = translate_request(three_steps())
+    with pytest.raises(IddsError, match=r"class os\.system is not supported"):
+        translate_transform(transform(doma("late", [job("x")], extra=obj("os", "system"))), t)
+    with pytest.raises(IddsError, match=r"transform_metadata\.work is missing"):
+        translate_transform({"name": "late"}, t)
+    nested = transform(three_steps()["request_metadata"]["workflow"])
+    with pytest.raises(IddsError, match="a Workflow nested as a work"):
+        translate_transform(nested, t)
 
 
 @pytest.mark.parametrize(

@@ -495,7 +495,7 @@ def test_loop_names_unknown_work() -> None:
     raw = {"name": "x", "works": [W("train")], "loops": [L("again", ["train", "trian2"])]}
     path, msg = only(raw)
     assert path == "loops[0](again).works[1]"
-    assert "no work is named 'trian2'" in msg
+    assert "no work or loop is named 'trian2'" in msg
     assert "did you mean 'train'?" in msg
 
 

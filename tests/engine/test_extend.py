@@ -69,3 +69,18 @@ def test_a_template_workflow_ends_on_its_own(make_engine: EngineFactory) -> None
     eng = make_engine()
     _, done = eng.run({"name": "plain", "works": [{"name": "a", "noop": True}]})
     assert done.status == "succeeded"
+
+
+def test_only_open_workflows_take_works_when_asked(make_engine: EngineFactory) -> None:
+    eng = make_engine()
+    plain = eng.submit({"name": "plain", "works": [{"name": "a", "noop": True, "after": []}]})
+    with pytest.raises(extend.NotOpen, match="is not open"):
+        extend.add_work(eng.db, plain, {"name": "b", "noop": True}, 1.0, only_open=True)
+    grow = eng.submit({"name": "grow", "open": True, "works": []})
+    assert extend.add_work(eng.db, grow, NOOP_JOBS, 1.0, only_open=True).created
+    extend.close(eng.db, grow, None, 2.0)
+    with pytest.raises(extend.NotOpen, match="or it was closed"):
+        extend.add_work(eng.db, grow, {**NOOP_JOBS, "name": "b"}, 3.0, only_open=True)
+    # the same work again is found, open or not (idempotent by name)
+    assert not extend.add_work(eng.db, grow, NOOP_JOBS, 4.0, only_open=True).created
+    assert works_of(eng.db, plain)[0].name == "a" and len(works_of(eng.db, plain)) == 1

@@ -152,6 +152,22 @@ def test_loop_fails_when_it_cannot_converge(tmp_path: Path) -> None:
     assert statuses(url, 1)["answer"] == "skipped"
 
 
+def test_nested_loop_refines_the_root_round_by_round(tmp_path: Path) -> None:
+    proc, url = run("nested_loop", tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rounds = results(url, 1, "record")
+    assert [r["tol"] for r in rounds] == pytest.approx([10.0**-k for k in range(1, 7)])
+    assert all(r["width"] < r["tol"] for r in rounds)
+    # each round starts the inner loop afresh from the bracket the last one reached
+    assert [r["steps"] for r in rounds] == [4, 3, 3, 4, 3, 3]
+    assert all(b["width"] < a["width"] for a, b in itertools.pairwise(rounds))
+    steps = results(url, 1, "evaluate")
+    assert len(steps) == sum(r["steps"] for r in rounds)
+    (answer,) = results(url, 1, "answer")
+    assert answer["root"] == pytest.approx(2.0945514815, abs=1e-6)
+    assert answer["rounds"] == 6
+
+
 def test_rubin_dag_releases_each_job_after_its_parents(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "examples" / "rubin_dag", tmp_path / "rubin_dag")
     subprocess.run(

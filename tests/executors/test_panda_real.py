@@ -7,14 +7,14 @@ contract suite runs here, then Orchid workflows through the engine: a Rubin-shap
 with job-level parents (each payload checks that its parents' outputs exist), a map, a
 work whose jobs exist only once its upstream work ended, and a failed parent.
 
-One server for all of them (session fixture, one xdist group).
+One server for all of them and for tests/idds' PanDA test (a session fixture of
+tests/executors/panda_fixtures.py, one xdist group).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import sys
 import time
 import uuid
@@ -53,33 +53,14 @@ pytestmark = [
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[panda_server.PandaServer]:
-    if not panda_server.available():
-        if os.environ.get("CI"):
-            pytest.fail("the PanDA venv is missing: `make .venv-panda/.installed`")
-        pytest.skip("no PanDA venv (.venv-panda); `make .venv-panda/.installed`")
-    try:
-        socket.create_connection(("127.0.0.1", panda_server.STOMP_PORT), timeout=3).close()
-    except OSError as exc:
-        pytest.skip(f"no STOMP broker on 127.0.0.1:61613 (`make services`): {exc}")
-    srv = panda_server.start(tmp_path_factory.mktemp("panda"))
-    yield srv
-    srv.stop()
+def server(real_panda: panda_server.PandaServer) -> panda_server.PandaServer:
+    """The session's one PanDA (tests/executors/panda_fixtures.py)."""
+    return real_panda
 
 
 @pytest.fixture(scope="session")
-def pilot(
-    server: panda_server.PandaServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[StandInPilot]:
-    with StandInPilot(
-        server.api,
-        panda_server.SITE,
-        tmp_path_factory.mktemp("pilot"),
-        prod_source_label=panda_server.PROD_SOURCE_LABEL,
-        slots=8,
-        heartbeat=1.0,
-    ) as p:
-        yield p
+def pilot(real_panda_pilot: StandInPilot) -> StandInPilot:
+    return real_panda_pilot
 
 
 def options(server: panda_server.PandaServer, **kw: object) -> PandaOptions:

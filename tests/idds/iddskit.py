@@ -78,3 +78,65 @@ def run(url: str, token: str, script: str, home: Path, timeout: float = 120) -> 
             f"the client script failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
         )
     return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def rubin_workflow(isr: int, queue: str = "DOMA_LSST") -> str:
+    """A client script's start that builds ``wf``, a Rubin BPS-like submission: step1
+    (``isr``, ``isr`` jobs) → step2 (``calibrate``, half as many, two isr parents each) →
+    step3 (``coadd``, as many as calibrate: each after its calibrate job, those of the
+    second half after a coadd job of the first half too). Three DomaPanDAWork with
+    job-level dependency maps, as BPS makes them; ``queue`` is their ``task_queue``.
+    ``isr`` is a multiple of 4."""
+    assert isr % 4 == 0, isr
+    half, quarter = isr // 2, isr // 4
+    return f"""
+from idds.workflowv2.workflow import Workflow
+from idds.doma.workflowv2.domapandawork import DomaPanDAWork
+
+def work(task, deps):
+    return DomaPanDAWork(
+        executable="echo", arguments="processing ${{IN/L}}",
+        primary_input_collection={{"scope": "pseudo_dataset", "name": "pseudo_input_" + task}},
+        output_collections=[{{"scope": "pseudo_dataset", "name": "pseudo_output_" + task}}],
+        log_collections=[], dependency_map=deps, task_name=task, task_queue={queue!r},
+        encode_command_line=True, num_retries=0, task_rss=2000,
+        task_log={{"dataset": "PandaJob_#{{pandaid}}/", "destination": "local",
+                  "param_type": "log", "token": "local", "type": "template", "value": "log.tgz"}})
+
+def job(name, *parents):
+    return {{"name": name, "order_id": 0, "submitted": False,
+            "dependencies": [{{"task": t, "inputname": n, "available": False}}
+                             for t, n in parents]}}
+
+isr = [job("isr_%03d" % i) for i in range({isr})]
+calib = [job("calibrate_%03d" % i, ("isr", "isr_%03d" % (2 * i)),
+             ("isr", "isr_%03d" % (2 * i + 1))) for i in range({half})]
+coadd = [job("coadd_%03d" % i, ("calibrate", "calibrate_%03d" % i)) for i in range({quarter})]
+coadd += [job("coadd_%03d" % i, ("calibrate", "calibrate_%03d" % i),
+              ("coadd", "coadd_%03d" % (i - {quarter}))) for i in range({quarter}, {half})]
+wf = Workflow()
+for w in (work("isr", isr), work("calibrate", calib), work("coadd", coadd)):
+    wf.add_work(w)
+wf.name = "rubin_bps_test"
+"""
+
+
+def rubin_edges(isr: int) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """Every (child, parent) of :func:`rubin_workflow`, as (work, job) pairs."""
+    half, quarter = isr // 2, isr // 4
+    edges = []
+    for i in range(half):
+        edges.append((("calibrate", f"calibrate_{i:03d}"), ("isr", f"isr_{2 * i:03d}")))
+        edges.append((("calibrate", f"calibrate_{i:03d}"), ("isr", f"isr_{2 * i + 1:03d}")))
+        edges.append((("coadd", f"coadd_{i:03d}"), ("calibrate", f"calibrate_{i:03d}")))
+    for i in range(quarter, half):
+        edges.append((("coadd", f"coadd_{i:03d}"), ("coadd", f"coadd_{i - quarter:03d}")))
+    return edges
+
+
+def assert_after_parents(jobs: dict[tuple[str, str], dict[str, Any]], isr: int) -> None:
+    """Every job of :func:`rubin_workflow` started after its parents ended (Orchid's
+    records: ``jobs`` by (work, job) as /api/v1 lists them)."""
+    assert len(jobs) == isr * 2
+    for child, parent in rubin_edges(isr):
+        assert jobs[child]["started_at"] >= jobs[parent]["finished_at"], (child, parent)

@@ -21,41 +21,12 @@ import httpx
 import pytest
 
 from tests.client.serverkit import Server
-from tests.idds.iddskit import needs_client, run
+from tests.idds.iddskit import assert_after_parents, needs_client, rubin_workflow, run
 
 pytestmark = [needs_client, pytest.mark.xdist_group("idds")]
 
-# a BPS-like submission: step1 (isr) → step2 (calibrate, two parents each) → step3 (coadd,
-# parents in step2 and in step3 itself); 240 jobs
-RUBIN = """
-from idds.workflowv2.workflow import Workflow
-from idds.doma.workflowv2.domapandawork import DomaPanDAWork
-
-def work(task, deps):
-    return DomaPanDAWork(
-        executable="echo", arguments="processing ${IN/L}",
-        primary_input_collection={"scope": "pseudo_dataset", "name": "pseudo_input_" + task},
-        output_collections=[{"scope": "pseudo_dataset", "name": "pseudo_output_" + task}],
-        log_collections=[], dependency_map=deps, task_name=task, task_queue="DOMA_LSST",
-        encode_command_line=True, num_retries=0, task_rss=2000,
-        task_log={"dataset": "PandaJob_#{pandaid}/", "destination": "local",
-                  "param_type": "log", "token": "local", "type": "template", "value": "log.tgz"})
-
-def job(name, *parents):
-    return {"name": name, "order_id": 0, "submitted": False,
-            "dependencies": [{"task": t, "inputname": n, "available": False} for t, n in parents]}
-
-isr = [job("isr_%03d" % i) for i in range(120)]
-calib = [job("calibrate_%03d" % i, ("isr", "isr_%03d" % (2 * i)), ("isr", "isr_%03d" % (2 * i + 1)))
-         for i in range(60)]
-coadd = [job("coadd_%03d" % i, ("calibrate", "calibrate_%03d" % i)) for i in range(30)]
-coadd += [job("coadd_%03d" % i, ("calibrate", "calibrate_%03d" % i), ("coadd", "coadd_%03d" % (i - 30)))
-          for i in range(30, 60)]
-wf = Workflow()
-for w in (work("isr", isr), work("calibrate", calib), work("coadd", coadd)):
-    wf.add_work(w)
-wf.name = "rubin_bps_test"
-"""
+# a BPS-like submission (tests/idds/iddskit.py): 120 isr → 60 calibrate → 60 coadd jobs
+RUBIN = rubin_workflow(120)
 
 
 def api(server: Server, path: str, user: str = "alice") -> Any:
@@ -159,15 +130,7 @@ out({"request_id": rid, "seen": seen, "table": cm.get_status(request_id=rid),
     )
     assert page.status_code == 200 and "rubin_bps_test" in page.text and "coadd" in page.text
 
-    def after(child: tuple[str, str], parent: tuple[str, str]) -> None:
-        assert jobs[child]["started_at"] >= jobs[parent]["finished_at"], (child, parent)
-
-    for i in range(60):
-        after(("calibrate", f"calibrate_{i:03d}"), ("isr", f"isr_{2 * i:03d}"))
-        after(("calibrate", f"calibrate_{i:03d}"), ("isr", f"isr_{2 * i + 1:03d}"))
-        after(("coadd", f"coadd_{i:03d}"), ("calibrate", f"calibrate_{i:03d}"))
-    for i in range(30, 60):
-        after(("coadd", f"coadd_{i:03d}"), ("coadd", f"coadd_{i - 30:03d}"))
+    assert_after_parents(jobs, 120)
     assert jobs[("isr", "isr_007")]["args"] == {"input": "isr_007"}
 
 
@@ -175,11 +138,7 @@ def test_ping_and_another_users_request(server: Server, tmp_path: Path) -> None:
     mine = run(
         server.url,
         server.tokens["alice"],
-        RUBIN.replace("range(120)", "range(2)")
-        .replace("range(60)", "range(1)")
-        .replace("range(30)", "range(1)")
-        .replace("range(30, 60)", "range(0)")
-        + "out({'ping': cm.ping(), 'rid': cm.submit(wf)})",
+        rubin_workflow(4) + "out({'ping': cm.ping(), 'rid': cm.submit(wf)})",
         tmp_path / "alice",
     )
     assert mine["ping"] == {"Status": "OK"}
@@ -294,17 +253,9 @@ nested.add_work(outer)
 nested.name = "nested"
 rid = submit(work("fine", "echo", "x", [job("ok")]), name="fine")
 
-def add_transform(rid):
-    # what submit_work posts (it takes iWorkflow works only, which Orchid refuses anyway)
-    try:
-        return cm.client.add_transform(rid, name="late")
-    except Exception as exc:
-        return [False, str(exc)]
-
 out(dict(system=attempt(named("os", "system")), popen=attempt(named("subprocess", "Popen")),
          canary=attempt(named("orchid_idds_canary", "Boom")),
          output_ext=cm.get_contents_output_ext(request_id=rid),
-         added=add_transform(rid),
          worker=cm.adjust_worker(request_id=rid, transform_id=1, workload_id=None,
                                   parameters={"core_count": 2}),
          cacher=cm.download_from_cacher("notes.txt"),
@@ -327,13 +278,120 @@ def test_unsupported_classes_and_calls_get_errors_the_client_shows(
     for key, what in (
         ("build", "build requests"),
         ("output_ext", "this catalog call"),
-        ("added", "adding a work to a submitted request"),
         ("worker", "workflow tasks"),
     ):
         ok, message = got[key]
         assert ok is False and what in message and "not supported" in message, (key, message)
     # the client's cacher download sends no credentials and reads no error: it shows None
     assert got["cacher"] is None
+
+
+LATE = """
+from idds.doma.workflowv2.domapandawork import DomaPanDAWork
+
+# ClientManager.submit_work (2.6) reads priority, token, name and get_parent_internal_id(),
+# which only iWorkflow works have: a workflowv2 work is given them (docs/from-idds.md)
+DomaPanDAWork.get_parent_internal_id = lambda self: None
+
+def late(task, executable, arguments, deps):
+    w = work(task, executable, arguments, deps)
+    w.priority, w.token, w.name = 0, None, task
+    return w
+"""
+
+GROWING = """
+from idds.workflowv2.workflow import Workflow
+from idds.doma.workflowv2.domapandawork import DomaPanDAWork
+from idds.common.dict_class import DictClass
+
+def transforms(rid):
+    return [(d["transform_name"], d["transform_status"].name)
+            for d in cm.get_requests(request_id=rid, with_detail=True)]
+
+first = work("first", "sleep", "2", [job("a1"), job("a2")])
+wf = Workflow()
+wf.add_work(first)
+wf.name = "growing"
+wf.open = True  # works are added later: the request stays open until closed
+rid = cm.submit(wf)
+plain = cm.submit_work(rid, work("plain", "echo", "x", [job("p")]))
+second = late("second", "echo", "${IN/L}", [job("b1", ("first", "a1")), job("b2", ("second", "b1"))])
+added = cm.submit_work(rid, second)
+again = cm.submit_work(rid, second)
+for _ in range(600):
+    if dict(transforms(rid)).get("second") == "Finished":
+        break
+    time.sleep(0.1)
+status_while_open = cm.get_requests(request_id=rid)[0]["status"].name
+# after a work that has ended already
+third = cm.submit_work(rid, late("third", "echo", "${IN/L}", [job("c1", ("second", "b2"))]))
+no_job = cm.submit_work(rid, late("fourth", "echo", "x", [job("d1", ("first", "zz"))]))
+no_task = cm.submit_work(rid, late("fifth", "echo", "x", [job("e1", ("nowhere", "a1"))]))
+changed = cm.submit_work(rid, late("second", "echo", "other", [job("b1")]))
+evil = late("sixth", "echo", "x", [job("f1")])
+evil.extra = type("system", (DictClass,), {"__module__": "os"})()
+refused = cm.submit_work(rid, evil)
+shut = submit(work("shut", "echo", "x", [job("s")]), name="shut")
+not_open = cm.submit_work(shut, late("seventh", "echo", "x", [job("g1")]))
+closed = cm.close(request_id=rid)
+final = wait(rid, "Finished", "SubFinished", "Failed", "Cancelled")
+after_close = cm.submit_work(rid, late("eighth", "echo", "x", [job("h1")]))
+out(dict(rid=rid, plain=plain, added=added, again=again, third=third, no_job=no_job,
+         no_task=no_task, changed=changed, refused=refused, not_open=not_open, closed=closed,
+         status_while_open=status_while_open, final=final, after_close=after_close,
+         transforms=transforms(rid)))
+"""
+
+
+def test_submit_work_adds_a_work_to_an_open_request(server: Server, tmp_path: Path) -> None:
+    got = run(server.url, server.tokens["alice"], STEERED + LATE + GROWING, tmp_path / "alice")
+    rid = got["rid"]
+    # the client's own limit: a workflowv2 work lacks what submit_work reads
+    assert got["plain"][0] is False and "priority" in got["plain"][1]
+    assert isinstance(got["added"], int) and got["again"] == got["added"]
+    assert isinstance(got["third"], int) and got["third"] != got["added"]
+    assert got["status_while_open"] == "Transforming"  # open: it waits for more works
+    for key, what in (
+        ("no_job", "depends on 'zz' of task first, which has no such job"),
+        ("no_task", "task 'nowhere' is not a work of this workflow"),
+        ("changed", "has a work second already, with another definition"),
+        ("refused", "class os.system is not supported by Orchid"),
+        ("after_close", f"request {rid} takes no more works"),
+    ):
+        ok, message = got[key]
+        assert ok is False and what in message, (key, message)
+    assert got["not_open"][0] is False
+    assert "takes no more works: it was not submitted open" in got["not_open"][1]
+    assert got["closed"] == [[0, {"status": 0, "message": "Command registered successfully"}]]
+    assert got["final"] == "Finished"
+    assert got["transforms"] == [
+        ["first", "Finished"],
+        ["second", "Finished"],
+        ["third", "Finished"],
+    ]
+    jobs = {(j["work"], j["name"]): j for j in jobs_of(server, rid)}
+    assert set(jobs) == {
+        ("first", "a1"),
+        ("first", "a2"),
+        ("second", "b1"),
+        ("second", "b2"),
+        ("third", "c1"),
+    }
+
+    def after(child: tuple[str, str], parent: tuple[str, str]) -> None:
+        assert jobs[child]["started_at"] >= jobs[parent]["finished_at"], (child, parent)
+
+    after(("second", "b1"), ("first", "a1"))
+    after(("second", "b2"), ("second", "b1"))
+    after(("third", "c1"), ("second", "b2"))
+    # only the request's owner adds works to it
+    theirs = run(
+        server.url,
+        server.tokens["bob"],
+        STEERED + LATE + f"out(cm.submit_work({rid}, late('x', 'echo', 'x', [job('x')])))",
+        tmp_path / "bob",
+    )
+    assert theirs[0] is False and f"no request {rid}" in theirs[1]
 
 
 HPO = """

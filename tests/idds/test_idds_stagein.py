@@ -17,6 +17,7 @@ import pytest
 
 from tests.client.serverkit import Server, serve
 from tests.datamgr import rucio_server
+from tests.idds import idds_server
 from tests.idds.iddskit import needs_client, run
 
 pytestmark = [needs_client, pytest.mark.slow, pytest.mark.xdist_group("rucio")]
@@ -125,3 +126,57 @@ out(dict(status=status, files=[d["output_total_files"], d["output_processed_file
         timeout=300,
     )
     assert got == {"status": "Finished", "files": [3, 3]}
+
+
+STAGEIN = """
+from idds.common.constants import RequestType, RequestStatus
+
+def stagein(name, workload_id):
+    return cm.client.add_request(
+        scope="data18", name=name, requester="panda", request_type=RequestType.StageIn,
+        transform_tag="prodsys2", status=RequestStatus.New, priority=0, lifetime=30,
+        request_metadata={{"workload_id": workload_id, "max_waiting_time": 3600,
+                          "src_rse": "TAPE", "dest_rse": "DISK"}})
+
+rid = stagein("ds_{tag}", "{number}")
+(req,) = cm.get_requests(request_id=rid)
+(d,) = cm.get_requests(workload_id="{number}", with_detail=True)
+out(dict(rid=shape(rid), row=row(req), detail=sorted(d), status=req["status"].name,
+         request_type=req["request_type"].name, scope=req["scope"], name=req["name"],
+         workload_id=req["workload_id"],
+         table=cm.get_status(request_id=rid).splitlines()[0].split(),
+         textual=attempt(lambda: stagein("ds_{tag}_text", "t{tag}"))))
+"""
+
+
+@idds_server.needs_server
+@pytest.mark.postgres
+def test_a_stagein_request_compared_with_the_real_idds_server(
+    rucio: rucio_server.RucioServer,
+    orchid: Server,
+    real: idds_server.IddsServer,
+    tmp_path: Path,
+) -> None:
+    """(d) The same stage-in request sent to Orchid and to the real iDDS server (its REST
+    server only: without its daemons the request stays New there)."""
+    from tests.idds.test_idds_vs_real import ONLY_IN_IDDS_DETAIL, ONLY_IN_IDDS_ROWS
+
+    tag = uuid.uuid4().hex[:8]
+    number = str(uuid.uuid4().int % 10**8)
+    rucio_server.add_tape_dataset(rucio.client(), "data18", f"ds_{tag}", {f"f_{tag}.dat": 10})
+    script = idds_server.SHAPES + STAGEIN.format(tag=tag, number=number)
+    mine = run(orchid.url, orchid.tokens["alice"], script, tmp_path / "orchid")
+    theirs = run(real.url, "alice", script, tmp_path / "real")
+    assert mine["rid"] == theirs["rid"] == "int"
+    for key in ("scope", "name", "table"):
+        assert mine[key] == theirs[key], key
+    assert theirs["status"] == "New" and mine["status"] in ("New", "Transforming")
+    assert set(theirs["row"]) - set(mine["row"]) == ONLY_IN_IDDS_ROWS
+    assert set(theirs["detail"]) - set(mine["detail"]) == ONLY_IN_IDDS_DETAIL
+    # iDDS makes a stage-in request a workflow and its workload id an integer; Orchid keeps
+    # the type and the workload id the client sent
+    assert theirs["request_type"] == "Workflow" and mine["request_type"] == "StageIn"
+    assert theirs["workload_id"] == int(number) and mine["workload_id"] == number
+    # a workload id that is not a number: iDDS's integer column refuses it, Orchid does not
+    assert theirs["textual"][:2] == ["raised", "DatabaseException"]
+    assert isinstance(mine["textual"], int)

@@ -147,3 +147,59 @@ def test_server_defaults_fill_rows(fresh_db: Database) -> None:
     )
     assert (job.pending_parents, job.attempt, job.max_attempts, job.not_before) == (0, 0, 1, 0)
     assert (bool(job.cancel_requested), bool(job.propagated)) == (False, False)
+
+
+def test_0015_counts_the_results_already_recorded(fresh_db: Database) -> None:
+    """result_usage starts with what each workflow's jobs hold (the result_bytes quota)."""
+    import json
+
+    from alembic import command
+
+    from orchid.store.tables import jobs, result_usage, workflows, works
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with fresh_db.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0014")
+    results: list[Any] = [{"loss": 0.5}, "file.root", None, [1, 2, 3]]
+    with fresh_db.begin() as conn:
+        wf = conn.execute(
+            sa.insert(workflows)
+            .values(
+                name="w",
+                owner="alice",
+                status="succeeded",
+                template={},
+                params={},
+                loops={},
+                created_at=0.0,
+                updated_at=0.0,
+            )
+            .returning(workflows.c.id)
+        ).scalar_one()
+        work = conn.execute(
+            sa.insert(works)
+            .values(workflow_id=wf, name="a", status="succeeded", created_at=0.0)
+            .returning(works.c.id)
+        ).scalar_one()
+        conn.execute(
+            sa.insert(jobs),
+            [
+                {
+                    "workflow_id": wf,
+                    "work_id": work,
+                    "name": f"j{i}",
+                    "status": "succeeded",
+                    "args": {},
+                    "result": r,
+                }
+                for i, r in enumerate(results)
+            ],
+        )
+    fresh_db.upgrade()
+    with fresh_db.engine.connect() as conn:
+        rows = conn.execute(sa.select(result_usage.c.workflow_id, result_usage.c.bytes)).all()
+    assert [tuple(r) for r in rows] == [
+        (wf, sum(len(json.dumps(r)) for r in results if r is not None))
+    ]

@@ -182,3 +182,12 @@ def test_quotas_are_gauges_of_limit_and_usage(db: Database) -> None:
     key = 'kind="user",quota="workflows_per_day",subject="alice"'
     assert f'orchid_quota_limit{{executor="*",{key}}} 5.0' in text
     assert f'orchid_quota_used{{executor="*",{key}}} 1.0' in text
+    from orchid.store import resultbytes
+
+    wf = submit(db, {"name": "m", "works": [{"name": "a", "noop": True}]}, base_dir=None,
+                now=time.time(), owner="bob", share_group="g")  # fmt: skip
+    with db.begin() as conn:  # results held: the carriers count them as they record them
+        quotas.set_quota(conn, quotas.Quota("group", "g", "result_bytes", 1000), time.time())
+        resultbytes.add(conn, {wf: 300}, shard=3)
+    key = 'kind="group",quota="result_bytes",subject="g"'
+    assert f'orchid_quota_used{{executor="*",{key}}} 300.0' in metrics.render().decode()

@@ -17,7 +17,8 @@ SubjectArg = Annotated[str, typer.Argument(help="the user, group or executor nam
 QuotaArg = Annotated[
     str,
     typer.Argument(
-        help="running, queued, jobs_per_workflow, workflows_per_day, cache_bytes or weight"
+        help="running, queued, jobs_per_workflow, workflows_per_day, cache_bytes, "
+        "result_bytes or weight"
     ),
 ]
 OnOpt = Annotated[

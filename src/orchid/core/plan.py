@@ -5,7 +5,7 @@ workflow ends. Pure: it reads a snapshot of the run state and returns what to ch
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from orchid.core import expr
@@ -29,41 +29,61 @@ LoopCause = Literal["", "upstream", "error", "max", "finish"]
 
 @dataclass(frozen=True)
 class LoopState:
-    """A loop's run state. ``cause`` says why it was skipped or failed, for retry."""
+    """A loop's run state. ``cause`` says why it was skipped or failed, for retry.
+
+    ``serial`` is the iteration number of the work rows of the loop's current iteration
+    when it differs from ``iteration``: a loop inside a loop starts again at iteration 0
+    in each iteration of the outer loop, while its works' rows keep counting (0, 1, 2 …
+    over all its runs), so that every row of a work has its own (name, iteration).
+    """
 
     status: LoopStatus = "waiting"
     iteration: int = 0
     vars: Mapping[str, Any] = field(default_factory=dict)
     message: str = ""
     cause: LoopCause = ""
+    serial: int | None = None
+
+    @property
+    def work_iteration(self) -> int:
+        """The ``iteration`` of this loop's work rows now."""
+        return self.iteration if self.serial is None else self.serial
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "status": self.status,
             "iteration": self.iteration,
             "vars": dict(self.vars),
             "message": self.message,
             "cause": self.cause,
         }
+        if self.serial is not None:
+            out["serial"] = self.serial
+        return out
 
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> LoopState:
         return LoopState(
-            d["status"], d["iteration"], d.get("vars", {}), d.get("message", ""), d.get("cause", "")
+            d["status"],
+            d["iteration"],
+            d.get("vars", {}),
+            d.get("message", ""),
+            d.get("cause", ""),
+            d.get("serial"),
         )
 
     def after_retry(self) -> LoopState:
         """What a user's retry makes of this loop: failures and upstream skips run again."""
         if self.status == "skipped" and self.cause == "upstream":
-            return LoopState("waiting")
+            return LoopState("waiting", serial=self.serial)
         if (
             self.status == "failed"
             and self.cause == "error"
             and self.message.startswith("cannot bind")
         ):
-            return LoopState("waiting")
+            return LoopState("waiting", serial=self.serial)
         if self.status == "failed" and self.cause != "max":
-            return LoopState("running", self.iteration, self.vars)
+            return LoopState("running", self.iteration, self.vars, serial=self.serial)
         return self
 
 
@@ -177,7 +197,8 @@ class Planner:
             for w in template.works
             if w.map is not None or w.jobs is not None or w.input is not None
         }
-        self.loop_of = {n: lp for lp in template.loops for n in lp.works}
+        self.loop_of = {n: lp for lp in template.loops for n in lp.works}  # works and loops
+        self.loops = {lp.name: lp for lp in template.loops}
         # nested workflows (core/nested.py): the scope of each work and loop inside one
         self.scopes: Mapping[str, Scope] = analysis.scopes
         self.scope_of = {
@@ -222,7 +243,8 @@ class Planner:
         failing = self._failing(state, latest)
         ctx = _Contexts(self, state, latest)
         for lp in self.t.loops:
-            self._step_loop(lp, state, latest, failing, d, ctx)
+            if lp.name not in d.loops:  # else its outer loop just started it afresh
+                self._step_loop(lp, state, latest, failing, d, ctx)
         if d.loops or d.create:
             return d  # loop changes first; the next round sees them
         for name in self.a.order:
@@ -272,11 +294,11 @@ class Planner:
         loop = self.loop_of.get(spec.name)
         if loop is not None:
             ls = state.loops.get(loop.name, LoopState())
-            if ls.status in ("skipped", "failed", "cancelled") and w.iteration == ls.iteration:
+            if ls.status in ("skipped", "failed", "cancelled") and w.iteration == ls.work_iteration:
                 why = f"loop '{loop.name}' {ls.status}" + (f": {ls.message}" if ls.message else "")
                 d.stop.append(Stop(w.id, WorkStatus.SKIPPED, "upstream", why))
                 return
-            if ls.status != "running" or w.iteration != ls.iteration:
+            if ls.status != "running" or w.iteration != ls.work_iteration:
                 return  # the loop decides when (and whether) its works run
         if failing:
             d.stop.append(Stop(w.id, WorkStatus.SKIPPED, "upstream", f"not started: {failing}"))
@@ -402,14 +424,27 @@ class Planner:
         contexts: _Contexts,
     ) -> None:
         ls = state.loops.get(lp.name, LoopState())
+        outer = self.loop_of.get(lp.name)
+        if ls.status == "waiting" and outer is not None:
+            # a loop inside a loop runs in an iteration of the outer one, or not at all
+            os = state.loops.get(outer.name, LoopState())
+            if os.status in ("skipped", "failed", "cancelled"):
+                why = f"loop '{outer.name}' {os.status}" + (f": {os.message}" if os.message else "")
+                cause: LoopCause = "finish" if os.cause == "finish" else "upstream"
+                d.loops[lp.name] = replace(ls, status="skipped", message=why, cause=cause)
+                return
+            if os.status != "running":
+                return
         if ls.status == "waiting" and state.finishing and not failing:
-            d.loops[lp.name] = LoopState("skipped", 0, ls.vars, FINISHED_BY_USER, "finish")
+            d.loops[lp.name] = replace(
+                ls, status="skipped", message=FINISHED_BY_USER, cause="finish"
+            )
             return
         scope = self.scope_of.get(lp.name)
         if ls.status == "waiting":
             if failing:
-                d.loops[lp.name] = LoopState(
-                    "skipped", 0, ls.vars, f"not started: {failing}", "upstream"
+                d.loops[lp.name] = replace(
+                    ls, status="skipped", message=f"not started: {failing}", cause="upstream"
                 )
                 return
             gate = self._gate(scope, state, latest, contexts)
@@ -429,7 +464,7 @@ class Planner:
                 "all_success", {k: v for k, v in deps.items() if k not in inherited}
             )
             if not ok:
-                d.loops[lp.name] = LoopState("skipped", 0, ls.vars, why, "upstream")
+                d.loops[lp.name] = replace(ls, status="skipped", message=why, cause="upstream")
                 return
             try:
                 first = expr.interpolate(
@@ -440,49 +475,85 @@ class Planner:
                 )
             except InvalidInput as exc:
                 d.loops[lp.name] = LoopState(
-                    "failed", 0, {}, f"cannot bind variables: {exc}", "error"
+                    "failed", 0, {}, f"cannot bind variables: {exc}", "error", ls.serial
                 )
                 return
-            d.loops[lp.name] = LoopState("running", 0, first)
+            d.loops[lp.name] = LoopState("running", 0, first, serial=ls.serial)
             return
         if ls.status != "running":
             return
-        mine = [latest.get(n) for n in lp.works]
-        if any(w is None or w.iteration != ls.iteration for w in mine):
-            return  # this iteration's works are being created
-        if not all(w is not None and w.status in TERMINAL_WORK for w in mine):
+        if not self._iteration_over(lp, ls, state, latest):
             return
         if failing:
-            d.loops[lp.name] = LoopState("failed", ls.iteration, ls.vars, failing, "upstream")
+            d.loops[lp.name] = replace(ls, status="failed", message=failing, cause="upstream")
             return
         if state.finishing:
-            d.loops[lp.name] = LoopState(SUCCESS, ls.iteration, ls.vars, FINISHED_BY_USER, "finish")
+            d.loops[lp.name] = replace(ls, status=SUCCESS, message=FINISHED_BY_USER, cause="finish")
             return
         try:
             ctx = contexts.get(lp, scope)
             done = bool(expr.evaluate(lp.until, ctx))
             if done:
-                d.loops[lp.name] = LoopState(
-                    SUCCESS,
-                    ls.iteration,
-                    ls.vars,
-                    f"`{lp.until}` held at iteration {ls.iteration}",
+                d.loops[lp.name] = replace(
+                    ls, status=SUCCESS, message=f"`{lp.until}` held at iteration {ls.iteration}"
                 )
                 return
             if ls.iteration + 1 >= lp.max_iterations:
                 status = "succeeded" if lp.on_max_iterations == "succeed" else "failed"
                 msg = f"reached max_iterations={lp.max_iterations} without `{lp.until}`"
-                d.loops[lp.name] = LoopState(status, ls.iteration, ls.vars, msg, "max")
+                d.loops[lp.name] = replace(ls, status=status, message=msg, cause="max")
                 return
             new_vars = dict(ls.vars)
             for var, text in lp.next.items():
                 where = f"{self.loop_where[lp.name]}.next.{var}"
                 new_vars[var] = expr.evaluate(text, ctx, self.limits, where)
         except InvalidInput as exc:
-            d.loops[lp.name] = LoopState("failed", ls.iteration, ls.vars, str(exc), "error")
+            d.loops[lp.name] = replace(ls, status="failed", message=str(exc), cause="error")
             return
-        d.loops[lp.name] = LoopState("running", ls.iteration + 1, new_vars)
-        d.create.extend((n, ls.iteration + 1) for n in lp.works)
+        serial = None if ls.serial is None else ls.serial + 1
+        d.loops[lp.name] = LoopState("running", ls.iteration + 1, new_vars, serial=serial)
+        self._new_rows(lp, ls.work_iteration + 1, state, d)
+
+    def _new_rows(self, lp: LoopSpec, row: int, state: RunState, d: Decision) -> None:
+        """Create the rows of an iteration of ``lp`` (numbered ``row``); each loop inside
+        it starts afresh (waiting, its first variables), its works' rows numbered on."""
+        for name in lp.works:
+            inner = self.loops.get(name)
+            if inner is None:
+                d.create.append((name, row))
+                continue
+            again = state.loops.get(name, LoopState()).work_iteration + 1
+            d.loops[name] = LoopState("waiting", serial=again)
+            self._new_rows(inner, again, state, d)
+
+    def _iteration_over(
+        self, lp: LoopSpec, ls: LoopState, state: RunState, latest: Mapping[str, WorkState]
+    ) -> bool:
+        """Whether every work of this iteration has ended, and every loop in it (with all
+        the works in those, to the last of their iterations)."""
+        for name in lp.works:
+            if name in self.loops:
+                if not self._settled(self.loops[name], state, latest):
+                    return False
+                continue
+            w = latest.get(name)
+            if w is None or w.iteration != ls.work_iteration:
+                return False  # this iteration's works are being created
+            if w.status not in TERMINAL_WORK:
+                return False
+        return True
+
+    def _settled(self, lp: LoopSpec, state: RunState, latest: Mapping[str, WorkState]) -> bool:
+        ls = state.loops.get(lp.name)
+        if ls is None or ls.status in ("waiting", "running"):
+            return False
+        for name in lp.works:
+            if name in self.loops:
+                if not self._settled(self.loops[name], state, latest):
+                    return False
+            elif (w := latest.get(name)) is None or w.status not in TERMINAL_WORK:
+                return False
+        return True
 
     def _finish(
         self, state: RunState, latest: Mapping[str, WorkState], failing: str, d: Decision

@@ -224,7 +224,10 @@ class LoopSpec(_Model):
     """Repeat a sub-graph of works until a condition holds or ``max_iterations`` is reached."""
 
     name: Name
-    works: list[Name] = Field(min_length=1, description="the works repeated each iteration")
+    works: list[Name] = Field(
+        min_length=1,
+        description="the works repeated each iteration, and loops run to their end in each",
+    )
     until: str = Field(description="condition checked after each iteration; true ends the loop")
     max_iterations: int = Field(ge=1, le=10_000)
     variables: dict[str, JSONValue] = Field(

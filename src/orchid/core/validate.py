@@ -23,6 +23,7 @@ WORK_FIELDS = ("status", "outputs", "results", "counts", "iteration")
 LOOP_FIELDS = ("status", "iteration", "vars")
 CURRENT_LOOP_FIELDS = ("name", "iteration", "vars")
 NESTED_FIELDS = ("status", "iteration")  # what expressions read of a nested workflow's work
+MAX_LOOP_DEPTH = 8  # loops inside loops: how deep they may nest (the outermost is depth 1)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,9 @@ def analyse_scope(t: Template, expressions: bool = True) -> Analysis:
 
     # dependencies that do not resolve are left out, so the checks below still run
     needs, inner_needs = _dependencies(t, works, loops, loop_of, p)
-    outer_nodes = [w.name for w in t.works if w.name not in loop_of] + list(loops)
+    parents: dict[str, set[str]] = {**needs, **inner_needs}
+    outer_nodes = [w.name for w in t.works if w.name not in loop_of]
+    outer_nodes += [n for n in loops if n not in loop_of]
     try:
         outer_order = topological_order(
             outer_nodes, ((a, b) for b, ns in needs.items() for a in ns)
@@ -112,23 +115,29 @@ def analyse_scope(t: Template, expressions: bool = True) -> Analysis:
         p.raise_if_any()
         raise
     order: list[str] = []
+    topo = list(outer_order)  # every work and loop, each scope in `after` order
     known = len(p.items)
-    for node in outer_order:
-        if node in loops:
+
+    def expand(nodes: Iterable[str]) -> None:
+        for node in nodes:
+            if node not in loops:
+                order.append(node)
+                continue
             inner = loops[node].works
             edges = ((a, b) for b in inner for a in inner_needs.get(b, ()))
             try:
-                order.extend(topological_order(inner, edges))
+                inner_order = topological_order(inner, edges)
             except CycleError as exc:
                 p.add(f"{_lpath(t, loops[node])}.works", cycle_message(exc))
-        else:
-            order.append(node)
+                continue
+            topo.extend(inner_order)
+            expand(inner_order)
+
+    expand(outer_order)
     if len(p.items) > known:  # a cycle: upstream sets are meaningless, stop here
         p.raise_if_any()
 
-    parents: dict[str, set[str]] = {**needs, **inner_needs}
-    upstream = _Upstream(needs, inner_needs, loops, loop_of)
-    topo = [*outer_order, *(n for n in order if n in loop_of)]
+    upstream = _Upstream(parents, loops, loop_of)
     read_outputs, read_counts = (
         _check_expressions(t, _Reach(parents, loop_of, topo), p) if expressions else (set(), set())
     )
@@ -240,19 +249,30 @@ def _check_hpo(w: WorkSpec, path: str, given: list[str], p: Problems) -> None:
 def _check_loops(
     t: Template, works: Mapping[str, WorkSpec], loops: Mapping[str, LoopSpec], p: Problems
 ) -> dict[str, str]:
+    """Which loop each work, and each loop inside a loop, is in: ``{name: loop}``."""
     loop_of: dict[str, str] = {}
+    nested: dict[str, str] = {}  # the loops inside a loop
     for lp in t.loops:
         path = _lpath(t, lp)
         for j, name in enumerate(lp.works):
-            if name not in works:
-                p.add(f"{path}.works[{j}]", f"no work is named '{name}'{p.suggest(name, works)}")
+            kind = "work" if name in works else "loop"  # a name twice: reported already
+            if name not in works and name not in loops:
+                options = itertools.chain(works, loops)
+                p.add(
+                    f"{path}.works[{j}]",
+                    f"no work or loop is named '{name}'{p.suggest(name, options)}",
+                )
+            elif name == lp.name and kind == "loop":
+                p.add(f"{path}.works[{j}]", f"loop '{name}' cannot repeat itself")
             elif name in loop_of:
                 p.add(
                     f"{path}.works[{j}]",
-                    f"'{name}' is already in loop '{loop_of[name]}'; a work belongs to one loop",
+                    f"'{name}' is already in loop '{loop_of[name]}'; a {kind} belongs to one loop",
                 )
             else:
                 loop_of[name] = lp.name
+                if kind == "loop":
+                    nested[name] = lp.name
         for var in lp.next:
             if var not in lp.variables:
                 p.add(f"{path}.next.{var}", f"'{var}' is not one of the loop's `variables`")
@@ -264,7 +284,49 @@ def _check_loops(
         p.add("jobs_file", f"is required: works {from_file} take their jobs from it")
     if t.jobs_file and not from_file:
         p.add("jobs_file", "is given but no work says `jobs: from_file`")
+    _check_nesting(t, loops, nested, p)
     return loop_of
+
+
+def _check_nesting(
+    t: Template, loops: Mapping[str, LoopSpec], loop_of: Mapping[str, str], p: Problems
+) -> None:
+    """Loops inside loops: none inside itself (through others), at most MAX_LOOP_DEPTH deep.
+    A cycle is reported once, at the first of its loops; a depth at the loop that passes it."""
+    for lp in t.loops:
+        chain = [lp.name]
+        while chain[-1] in loop_of and len(chain) <= MAX_LOOP_DEPTH + 1:
+            outer = loop_of[chain[-1]]
+            if outer in chain:
+                cycle = chain[chain.index(outer) :]
+                first = min(cycle, key=lambda n: _position(t, t.loops, loops[n]))
+                if outer == lp.name and first == lp.name:
+                    shown = " > ".join([lp.name, *reversed(cycle)])
+                    p.add(
+                        f"{_lpath(t, lp)}.works[{lp.works.index(chain[-1])}]",
+                        f"loops are inside each other in a cycle: {shown}; "
+                        "a loop cannot be inside a loop it contains",
+                    )
+                break
+            chain.append(outer)
+        else:
+            if len(chain) == MAX_LOOP_DEPTH + 1 and chain[-1] not in loop_of:
+                outer_lp = loops[loop_of[lp.name]]
+                p.add(
+                    f"{_lpath(t, outer_lp)}.works[{outer_lp.works.index(lp.name)}]",
+                    f"loop '{lp.name}' is {len(chain)} loops deep "
+                    f"({' > '.join(reversed(chain))}); loops nest at most {MAX_LOOP_DEPTH} deep",
+                )
+
+
+def enclosing(name: str, loop_of: Mapping[str, str]) -> list[str]:
+    """The loops ``name`` is inside, outermost first (of a valid template)."""
+    out: list[str] = []
+    while name in loop_of and len(out) <= MAX_LOOP_DEPTH:  # bounded: a name may be twice
+        name = loop_of[name]
+        out.append(name)
+    out.reverse()
+    return out
 
 
 def _dependencies(
@@ -274,36 +336,29 @@ def _dependencies(
     loop_of: Mapping[str, str],
     p: Problems,
 ) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
-    """Outer graph over works-outside-loops and loops; inner graph per loop."""
+    """Outer graph over works-outside-loops and loops; inner graph per loop (over its works
+    and the loops inside it). A work or loop waiting for something outside its loop makes
+    the loop wait for it: the outermost of its loops that is not also around the other."""
     needs: dict[str, set[str]] = defaultdict(set)
     inner: dict[str, set[str]] = defaultdict(set)
-    for lp in t.loops:
-        needs[lp.name]
-        for j, dep in enumerate(lp.after):
-            if loop_of.get(dep) == lp.name:
-                p.add(f"{_lpath(t, lp)}.after[{j}]", f"a loop cannot wait for its own work '{dep}'")
+    nodes: list[tuple[str, str, list[str]]] = [(_lpath(t, lp), lp.name, lp.after) for lp in t.loops]
+    nodes += [(work_path(t, w), w.name, w.after) for w in t.works]
+    for where, me, after in nodes:
+        around = enclosing(me, loop_of)
+        (needs if not around else inner)[me]
+        for j, dep in enumerate(after):
+            path = f"{where}.after[{j}]"
+            if me in loops and me in enclosing(dep, loop_of):
+                p.add(path, f"a loop cannot wait for its own work '{dep}'")
                 continue
-            _resolve_after(t, f"{_lpath(t, lp)}.after[{j}]", lp.name, dep, works, loops, loop_of, p)
-            if dep in loop_of or dep == lp.name:
+            if dep in around:
+                p.add(path, f"'{me}' is inside loop '{dep}' and cannot wait for it")
                 continue
-            needs[lp.name].add(dep)
-    for w in t.works:
-        mine = loop_of.get(w.name)
-        if mine is None:
-            needs[w.name]
-        for j, dep in enumerate(w.after):
-            path = f"{work_path(t, w)}.after[{j}]"
-            if not _resolve_after(t, path, w.name, dep, works, loops, loop_of, p):
+            if not _resolve_after(t, path, me, dep, works, loops, loop_of, p):
                 continue
-            if mine is not None and loop_of.get(dep) == mine:
-                inner[w.name].add(dep)
-            elif mine is not None:
-                if dep == mine:
-                    p.add(path, f"'{w.name}' is inside loop '{mine}' and cannot wait for it")
-                else:
-                    needs[mine].add(dep)  # the whole loop waits for what its works wait for
-            else:
-                needs[w.name].add(dep)
+            depth = len(enclosing(dep, loop_of))  # `dep`'s scope is one `me` is in, too
+            waiter = around[depth] if depth < len(around) else me
+            (needs if depth == 0 else inner)[waiter].add(dep)
     return needs, inner
 
 
@@ -325,8 +380,12 @@ def _resolve_after(
             path, f"no work or loop is named '{dep}'{p.suggest(dep, itertools.chain(works, loops))}"
         )
         return False
-    inside = loop_of.get(dep)
-    if inside is not None and loop_of.get(me) != inside:
+    theirs, mine = enclosing(dep, loop_of), enclosing(me, loop_of)
+    if theirs != mine[: len(theirs)]:
+        shared = 0  # the loops around both; `theirs` goes on further than that
+        while shared < len(mine) and theirs[shared] == mine[shared]:
+            shared += 1
+        inside = theirs[shared]
         p.add(
             path,
             f"'{dep}' is inside loop '{inside}'; wait for the whole loop: after: [{inside}]",
@@ -344,35 +403,42 @@ class _Upstream(Mapping[str, frozenset[str]]):
 
     def __init__(
         self,
-        needs: Mapping[str, set[str]],
-        inner: Mapping[str, set[str]],
+        parents: Mapping[str, set[str]],
         loops: Mapping[str, LoopSpec],
         loop_of: Mapping[str, str],
     ) -> None:
-        self._needs, self._inner, self._loops, self._loop_of = needs, inner, loops, loop_of
+        self._parents, self._loops, self._loop_of = parents, loops, loop_of
 
-    def _outer(self, node: str) -> set[str]:
+    def _works(self, node: str) -> set[str]:
+        """The node itself if a work, else every work inside the loop (at any depth)."""
+        if node not in self._loops:
+            return {node}
         out: set[str] = set()
-        for n in ancestors(node, self._needs):
-            out |= set(self._loops[n].works) if n in self._loops else {n}
+        for n in self._loops[node].works:
+            out |= self._works(n)
+        return out
+
+    def _before(self, node: str) -> set[str]:
+        out: set[str] = set()
+        for n in ancestors(node, self._parents):
+            out |= self._works(n)
         return out
 
     def __getitem__(self, node: str) -> frozenset[str]:
+        if node not in self._parents:
+            raise KeyError(node)
+        out = self._before(node)
+        for lp in enclosing(node, self._loop_of):
+            out |= self._before(lp)
         if node in self._loops:  # `until`/`next` read the iteration's works too
-            return frozenset(self._outer(node) | set(self._loops[node].works))
-        lp = self._loop_of.get(node)
-        if lp is not None:
-            return frozenset(self._outer(lp) | ancestors(node, self._inner))
-        if node in self._needs:
-            return frozenset(self._outer(node))
-        raise KeyError(node)
+            out |= self._works(node)
+        return frozenset(out)
 
     def __iter__(self) -> Iterator[str]:
-        yield from self._needs
-        yield from self._loop_of
+        yield from self._parents
 
     def __len__(self) -> int:
-        return len(self._needs) + len(self._loop_of)
+        return len(self._parents)
 
 
 # Where an expression is: a work (its `when`, parameters, map), a loop's `until` and `next`
@@ -385,7 +451,7 @@ class _Reach:
 
     Every question becomes "is node a an ancestor of node b" in one graph: the works
     outside loops and the loops (`after`, a loop standing for its works), and each loop's
-    own works (`after` inside the loop). Questions are first collected (:meth:`ask`
+    own works and loops (`after` inside the loop). Questions are first collected (:meth:`ask`
     answers True meanwhile), then answered together by :func:`reachable_pairs`.
     """
 
@@ -397,15 +463,23 @@ class _Reach:
         self.holds: set[tuple[str, str]] | None = None  # None: still collecting
 
     def _pair(self, site: Site, root: str, name: str) -> tuple[str, str] | bool:
+        """The question in the one graph: the read node (or the loop around it) and the site
+        (or the loop around it) lifted to the innermost loop (or top level) around both."""
         node, mode = site
-        mine = self.loop_of.get(node) if mode == "work" else node
-        theirs = name if root == "loops" else self.loop_of.get(name)
-        if mode == "work" and mine is not None and theirs == mine:
-            # inside one loop: a work upstream within the iteration (never the whole loop)
-            return (name, node) if root == "works" else False
-        if mode != "work" and theirs == node:
-            return mode == "loop"  # `until`/`next` read the iteration; `variables` do not
-        return (theirs or name, mine or node)
+        here = enclosing(node, self.loop_of) + ([node] if mode == "loop" else [])
+        there = enclosing(name, self.loop_of)
+        shared = 0
+        while shared < min(len(here), len(there)) and here[shared] == there[shared]:
+            shared += 1
+        read = there[shared] if shared < len(there) else name
+        if shared == len(here) and mode == "loop":
+            return True  # `until`/`next` read their iteration, loops inside it included
+        reader = here[shared] if shared < len(here) else node
+        if read == reader:
+            # a loop around the site, read from inside it: its current state; but a
+            # loop's first `variables` (and a work itself) come before its iteration
+            return shared < len(here)
+        return (read, reader)
 
     def ask(self, site: Site, root: str, name: str) -> bool:
         pair = self._pair(site, root, name)

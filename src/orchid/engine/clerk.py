@@ -159,7 +159,7 @@ class Clerk:
             jobs.cancel_workflow(conn, workflow_id, now)
             state = workflows.run_state(conn, workflow_id, frozenset())
             loops = {
-                n: LoopState("cancelled", s.iteration, s.vars, "aborted")
+                n: LoopState("cancelled", s.iteration, s.vars, "aborted", serial=s.serial)
                 if s.status in ("waiting", "running")
                 else s
                 for n, s in state.loops.items()

@@ -31,6 +31,10 @@ class WorkflowEnded(InvalidTransition):
     """Works cannot be added to (or a close sent to) a workflow that has ended."""
 
 
+class NotOpen(InvalidTransition):
+    """Works are added only to open workflows (when asked to check: ``only_open``)."""
+
+
 @dataclass(frozen=True)
 class AddedWork:
     work_id: int
@@ -49,6 +53,7 @@ def add_work(
     data_managers: Mapping[str, ManagerSpec] | None = None,
     by: tuple[str, Collection[str]] = ("", ()),
     max_works: int | None = None,
+    only_open: bool = False,
 ) -> AddedWork:
     """Append the work ``spec`` (a template's ``works`` item) to a workflow that has not ended.
 
@@ -57,7 +62,8 @@ def add_work(
     kept). Raises TemplateError if the grown template would be invalid (or names an
     executor not in ``executors``, or a data manager of ``data_managers`` that the user
     and groups ``by`` may not use, when given, or holds more than ``max_works`` works),
-    WorkflowEnded if the workflow is over.
+    WorkflowEnded if the workflow is over, NotOpen with ``only_open`` if it is not open
+    (never was, or was closed).
     """
     if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
         raise TemplateError([("work", "must be a mapping with a `name`, like a template's works")])
@@ -93,6 +99,11 @@ def add_work(
         if status in TERMINAL_WORKFLOW:
             raise WorkflowEnded(
                 f"workflow {workflow_id} has ended ({status}); works cannot be added to it"
+            )
+        if only_open and not workflows.is_open(conn, workflow_id):
+            raise NotOpen(
+                f"workflow {workflow_id} is not open: it was not submitted open, or it was "
+                "closed; works are added only to open workflows"
             )
         grown = {**raw, "works": [*raw.get("works", []), dict(spec)]}
         check_size(grown, max_works)

@@ -15,7 +15,7 @@ from orchid.engine import hpo
 from orchid.engine.agent import JOBS, STUDIES, WORKFLOWS, WORKS, AgentEnv, Step, agent_id
 from orchid.engine.transporter import start_fed_work
 from orchid.errors import InvalidInput
-from orchid.store import events, jobs, workflows, works
+from orchid.store import events, jobs, quotas, workflows, works
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ class Transformer:
                     compiled.limits,
                     compiled.where(row.name),
                 )
+                # its jobs count like listed ones: one check per expansion, before writing
+                quotas.check_expansion(conn, row.workflow_id, len(args))
             except InvalidInput as exc:
                 works.stop(
                     conn, row.id, WorkStatus.FAILED, "error", f"cannot make jobs: {exc}", now

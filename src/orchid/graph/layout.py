@@ -10,8 +10,8 @@ A workflow has tens of works, rarely thousands: every step is near-linear in edg
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 NODE_W = 188.0
@@ -131,16 +131,13 @@ def layout(
             pts.append((x, dummy_y[d]))
         pts.append((dst.x, dst.cy))
         routes.append(Route(s, t, tuple(pts), kind))
-    frames = []
-    for name, members in groups:
-        inside = [boxes[m] for m in members if m in boxes]
-        if not inside:
-            continue
-        x0 = min(bx.x for bx in inside) - LOOP_PAD
-        y0 = min(bx.y for bx in inside) - LOOP_PAD - LOOP_LABEL
-        x1 = max(bx.x + bx.w for bx in inside) + LOOP_PAD
-        y1 = max(bx.y + bx.h for bx in inside) + LOOP_PAD
-        frames.append(Frame(name, x0, y0, x1 - x0, y1 - y0))
+    frames = _frames(boxes, groups)
+    drop = MARGIN - min((f.y for f in frames), default=MARGIN)
+    if drop > 0:  # loops inside loops: their outer frames reach above the room left for one
+        boxes = {n: replace(b, y=b.y + drop) for n, b in boxes.items()}
+        routes = [replace(r, points=tuple((x, y + drop) for x, y in r.points)) for r in routes]
+        frames = [replace(f, y=f.y + drop) for f in frames]
+        dummy_y = {d: y + drop for d, y in dummy_y.items()}
     width = MARGIN * 2 + max(len(layers), 1) * (NODE_W + GAP_X) - GAP_X
     bottom = max(
         [b.y + b.h for b in boxes.values()]
@@ -222,3 +219,38 @@ def _place(
         for n in ys:
             ys[n] -= shift
     return ys
+
+
+def _frames(boxes: Mapping[str, Box], groups: Sequence[tuple[str, Sequence[str]]]) -> list[Frame]:
+    """A frame around each group's boxes; a member that names another group (a loop inside
+    a loop) puts that group's frame inside this one. Outer frames come first (drawn below)."""
+    members = dict(groups)
+    made: dict[str, Frame | None] = {}
+    depth: dict[str, int] = {}
+
+    def frame(name: str, level: int) -> Frame | None:
+        if name in made:
+            return made[name]
+        made[name] = None  # a group inside itself (not a valid template) frames nothing more
+        depth[name] = level
+        rects = [(b.x, b.y, b.x + b.w, b.y + b.h) for m in members[name] if (b := boxes.get(m))]
+        for m in members[name]:
+            if m in members and m not in boxes and (f := frame(m, level + 1)) is not None:
+                rects.append((f.x, f.y, f.x + f.w, f.y + f.h))
+        if not rects:
+            return None
+        x0 = min(r[0] for r in rects) - LOOP_PAD
+        y0 = min(r[1] for r in rects) - LOOP_PAD - LOOP_LABEL
+        x1 = max(r[2] for r in rects) + LOOP_PAD
+        y1 = max(r[3] for r in rects) + LOOP_PAD
+        made[name] = Frame(name, x0, y0, x1 - x0, y1 - y0)
+        return made[name]
+
+    inner = {m for _, ms in groups for m in ms if m in members}
+    for name, _ in groups:
+        if name not in inner:
+            frame(name, 0)
+    for name, _ in groups:
+        frame(name, 0)  # inside a cycle of groups: not reached from an outermost one
+    out = [f for name, _ in groups if (f := made.get(name)) is not None]
+    return sorted(out, key=lambda f: depth[f.name])

@@ -50,7 +50,8 @@ class Edge:
 
 @dataclass(frozen=True)
 class LoopBox:
-    """A loop: its works are framed together and labelled with the iteration reached."""
+    """A loop: its works are framed together and labelled with the iteration reached; the
+    loops it repeats (``inner``) are framed inside its frame."""
 
     name: str
     works: tuple[str, ...]
@@ -58,6 +59,7 @@ class LoopBox:
     max_iterations: int = 1
     status: str = "waiting"
     until: str = ""
+    inner: tuple[str, ...] = ()
 
     @property
     def iteration_label(self) -> str:
@@ -115,6 +117,7 @@ class TaskGraph:
                     "max_iterations": lp.max_iterations,
                     "status": lp.status,
                     "until": lp.until,
+                    "inner": list(lp.inner),
                 }
                 for lp in self.loops
             ],
@@ -154,6 +157,7 @@ class TaskGraph:
                     max_iterations=int(lp.get("max_iterations", 1)),
                     status=str(lp.get("status", "waiting")),
                     until=str(lp.get("until", "")),
+                    inner=tuple(lp.get("inner", ())),
                 )
                 for lp in data.get("loops", ())
             ),
@@ -215,6 +219,7 @@ def build(
             max_iterations=lp.max_iterations,
             status=str(states.get(lp.name, {}).get("status", "waiting")),
             until=short(lp.until),
+            inner=tuple(n for n in lp.works if n in analysis.loops),
         )
         for lp in template.loops
     )
@@ -233,14 +238,27 @@ def _edges(
     template: Template, analysis: Analysis, links: Iterable[tuple[str, str]]
 ) -> tuple[Edge, ...]:
     loops = {lp.name: lp for lp in template.loops}
+    rank = {w: i for i, w in enumerate(analysis.order)}
+
+    def first_rank(name: str) -> int:
+        if name not in loops:
+            return rank.get(name, len(rank))
+        return min((first_rank(m) for m in loops[name].works), default=len(rank))
+
+    def after_of(name: str) -> list[str]:
+        return loops[name].after if name in loops else template.work(name).after
 
     def inner(lp_name: str) -> tuple[list[str], list[str]]:
-        """A loop's first works (nothing inside it before them) and last ones."""
-        members = [w for w in analysis.order if w in loops[lp_name].works]
-        befores = {w: set(template.work(w).after) & set(members) for w in members}
-        firsts = [w for w in members if not befores[w]]
-        lasts = [w for w in members if not any(w in b for b in befores.values())]
-        return firsts, lasts
+        """A loop's first works (nothing inside it before them) and last ones; a loop
+        inside it stands for its own first (or last) works."""
+        members = sorted(loops[lp_name].works, key=first_rank)
+        befores = {m: set(after_of(m)) & set(members) for m in members}
+        firsts = [m for m in members if not befores[m]]
+        lasts = [m for m in members if not any(m in b for b in befores.values())]
+        return (
+            [w for m in firsts for w in (inner(m)[0] if m in loops else [m])],
+            [w for m in lasts for w in (inner(m)[1] if m in loops else [m])],
+        )
 
     seen: dict[tuple[str, str], Edge] = {}
     for target in analysis.order:

@@ -13,7 +13,7 @@ from html import escape
 from itertools import pairwise
 
 from orchid.graph.layout import NODE_H, NODE_W, Layout, layout
-from orchid.graph.model import Node, TaskGraph
+from orchid.graph.model import LoopBox, Node, TaskGraph
 
 # solid colour (bars, stripes) and a light tint (box fill) per status
 PALETTE: dict[str, tuple[str, str]] = {
@@ -64,7 +64,8 @@ def place(graph: TaskGraph) -> Layout:
     return layout(
         [n.name for n in graph.nodes],
         [(e.source, e.target, e.kind) for e in graph.edges],
-        [(lp.name, lp.works) for lp in graph.loops] + [(nb.name, nb.works) for nb in graph.nested],
+        [(lp.name, (*lp.works, *lp.inner)) for lp in graph.loops]
+        + [(nb.name, nb.works) for nb in graph.nested],
     )
 
 
@@ -81,12 +82,29 @@ class _Box:
 def _boxes(graph: TaskGraph) -> tuple[list[_Box], dict[str, str | None], dict[str, str | None]]:
     """The frames (loops, then nested workflows), each frame's parent frame (the smallest
     holding it: nested workflows and loops nest) and each node's innermost frame."""
+    loops = {lp.name: lp for lp in graph.loops}
+
+    def inside(lp: LoopBox) -> set[str]:  # the loops inside it, at any depth
+        seen: set[str] = set()
+        todo = [n for n in lp.inner if n in loops]
+        while todo:
+            name = todo.pop()
+            if name not in seen and name != lp.name:
+                seen.add(name)
+                todo.extend(n for n in loops[name].inner if n in loops)
+        return seen
+
+    def holds(lp: LoopBox) -> frozenset[str]:  # its works and those of the loops inside it
+        return frozenset(lp.works).union(*(loops[n].works for n in inside(lp)))
+
+    depth = {lp.name: len(inside(lp)) for lp in graph.loops}
+
     boxes = [
         _Box(
             f"cluster_{i}",
             f"loop {lp.name}: {lp.iteration_label}",
             'style=dashed; color="#a855f7";',
-            frozenset(lp.works),
+            holds(lp),
         )
         for i, lp in enumerate(graph.loops)
     ] + [
@@ -99,8 +117,11 @@ def _boxes(graph: TaskGraph) -> tuple[list[_Box], dict[str, str | None], dict[st
         for i, nb in enumerate(graph.nested)
     ]
 
-    def size(b: _Box) -> tuple[int, int]:  # a loop of just a nested workflow holds it
-        return len(b.members), 0 if b.key.startswith("cluster_nested") else 1
+    def size(b: _Box) -> tuple[int, int, int]:
+        # a loop of just a nested workflow holds it; a loop of just a loop holds that loop
+        if b.key.startswith("cluster_nested"):
+            return len(b.members), 0, 0
+        return len(b.members), 1, depth[graph.loops[int(b.key.removeprefix("cluster_"))].name]
 
     def smallest(fits: Iterable[_Box]) -> str | None:
         found = min(fits, key=size, default=None)
@@ -272,10 +293,10 @@ def to_dot(graph: TaskGraph) -> str:
         lines.append(f"{indent}subgraph {b.key} {{")
         lines.append(f"{indent}  label={_dot_id(b.label)};")
         lines.append(f"{indent}  {b.style}")
+        lines.extend(indent + node_line(n) for n in graph.nodes if home[n.name] == b.key)
         for child in boxes:
             if parent[child.key] == b.key:
                 cluster(child, indent + "  ")
-        lines.extend(indent + node_line(n) for n in graph.nodes if home[n.name] == b.key)
         lines.append(f"{indent}}}")
 
     for b in boxes:
@@ -307,10 +328,10 @@ def to_mermaid(graph: TaskGraph) -> str:
     def subgraph(b: _Box, indent: str) -> None:
         key = b.key.replace("cluster_nested_", "nested").replace("cluster_", "loop")
         lines.append(f'{indent}subgraph {key}["{_mermaid_text(b.label)}"]')
+        lines.extend(indent + node_line(n) for n in graph.nodes if home[n.name] == b.key)
         for child in boxes:
             if parent[child.key] == b.key:
                 subgraph(child, indent + "  ")
-        lines.extend(indent + node_line(n) for n in graph.nodes if home[n.name] == b.key)
         lines.append(f"{indent}end")
 
     for b in boxes:

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 
 from orchid.core.states import TERMINAL_WORKFLOW
 from orchid.errors import NotFound
+from orchid.store import resultbytes
 from orchid.store import works as works_store
 from orchid.store.tables import (
     collections,
@@ -250,7 +251,10 @@ def unarchive(conn: Connection, workflow_id: int, row: Mapping[str, Any]) -> boo
             archive_state=None, archive_uri=None, archived_at=None, archive_summary=None, **values
         )
     )
-    return res.rowcount == 1
+    if res.rowcount != 1:
+        return False
+    resultbytes.recount(conn, workflow_id)  # the results are live again, as now written
+    return True
 
 
 def summary(conn: Connection, workflow_id: int) -> list[dict[str, Any]] | None:

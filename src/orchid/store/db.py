@@ -21,7 +21,7 @@ from orchid.safefiles import private_folder
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0014"  # the newest migration; tests check it matches the migration scripts
+HEAD = "0015"  # the newest migration; tests check it matches the migration scripts
 SQLITE_CACHE_KIB = 256 * 1024  # at most this much page cache per SQLite connection
 SQLITE_CHECKPOINT_PAGES = 16384
 _WRITE = "orchid_write"  # execution option of Database.begin(): take SQLite's write lock

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from orchid.core.model import NO_USAGE, JobUpdate, Usage
 from orchid.core.retry import NO_RETRY, RetryPolicy
 from orchid.core.states import TERMINAL_JOB, TERMINAL_WORK, JobStatus, after_failure
-from orchid.store import bulk, quotas, release
+from orchid.store import bulk, quotas, release, resultbytes
 from orchid.store.release import Propagation
 from orchid.store.routes import Route
 from orchid.store.tables import IN_FLIGHT, READY, jobs, workflows, works
@@ -78,7 +78,7 @@ _CANCEL = (
 )
 _AGENT_STOPPED = "its agent stopped; run again"
 _REFUSED = "the executor refused it; run again"
-_CURRENT = "SELECT id, attempt, status, max_attempts FROM jobs WHERE {ids}"
+_CURRENT = "SELECT id, attempt, status, max_attempts, workflow_id, {size} FROM jobs WHERE {ids}"
 _UNPASSED = "UPDATE jobs SET propagated = FALSE WHERE {ids}"
 
 
@@ -309,6 +309,7 @@ UPDATE jobs SET status = {status}, exit_code = {exit_code}, result = {result},
     owner = NULL, lease_until = NULL
 FROM {rows}
 WHERE jobs.id = {job_id} AND jobs.attempt = {attempt} AND jobs.status IN ('submitted', 'running')
+RETURNING jobs.id
 """
 
 
@@ -427,19 +428,17 @@ def record(
     """
     if not updates:
         return Recorded()
-    current: dict[int, tuple[int, str, int]] = {}
+    # job id → (attempt, status, max attempts, workflow id, bytes of its stored result)
+    current: dict[int, tuple[int, str, int, int, int]] = {}
     wanted = sorted({u.job_id for u in updates})
-    sql = _CURRENT.format(ids=bulk.in_ids(conn, "id"))
+    sql = _CURRENT.format(ids=bulk.in_ids(conn, "id"), size=resultbytes.size_sql(conn))
     for i in range(0, len(wanted), 50_000):
-        for jid, attempt, status, max_attempts in bulk.fetch(
-            conn, sql, {"ids": bulk.ids(conn, wanted[i : i + 50_000])}
-        ):
-            current[jid] = (attempt, status, max_attempts)
+        for r in bulk.fetch(conn, sql, {"ids": bulk.ids(conn, wanted[i : i + 50_000])}):
+            current[r[0]] = r[1:]
 
     started: list[Started] = []
-    ok: list[Succeeded] = []
-    bad: list[Failed] = []
-    retried = 0
+    ends: list[tuple[JobUpdate, tuple[int, str, int, int, int], JsonText | None, int]] = []
+    growing: list[tuple[int, int, int, int]] = []  # results that add to what owners hold
     active = (J.SUBMITTED.value, J.RUNNING.value)
     for u in updates:
         row = current.get(u.job_id)
@@ -450,7 +449,32 @@ def record(
             started.append(Started(u.job_id, u.attempt, u.at, u.log_uri))
             continue
         result = None if u.result is None else JsonText(bulk.json_text(u.result))
+        size = 0 if result is None else len(result)  # ASCII: characters are bytes
+        ends.append((u, row, result, size))
+        if size > row[4]:
+            growing.append((u.job_id, row[3], row[4], size - row[4]))
+    # within the result_bytes limits of their owners and groups?
+    refused = resultbytes.refused(conn, growing) if growing else {}
+
+    ok: list[Succeeded] = []
+    bad: list[Failed] = []
+    retried = 0
+    grew: dict[int, tuple[int, int]] = {}  # job id → (workflow id, bytes its result adds)
+    for u, row, result, size in ends:
         usage = _usage_json(u.usage)
+        why = refused.get(u.job_id) if refused else None
+        if why is not None:  # its result does not fit: the job fails, and keeps no result
+            if row[4]:
+                grew[u.job_id] = (row[3], -row[4])
+            bad.append(
+                Failed(
+                    u.job_id, u.attempt, J.FAILED.value, u.exit_code, None, usage, u.log_uri,
+                    u.started_at, why, now, finished_at=u.at, ready_at=None,
+                )
+            )  # fmt: skip
+            continue
+        if size != row[4]:
+            grew[u.job_id] = (row[3], size - row[4])
         if u.state == "succeeded":
             ok.append(
                 Succeeded(
@@ -483,19 +507,24 @@ def record(
     if started:
         stmt = bulk.text(conn, Started.statement(pg), arrays=())
         conn.execute(stmt, {"rows": bulk.json_text(started)})
+    moved: list[int] = []  # RETURNING: exactly the jobs the statements moved (not stale ones)
     if ok:
-        # RETURNING: exactly the jobs this statement moved (a stale one is not among them)
         sql = Succeeded.statement(pg, pass_on)
         done = bulk.fetch(conn, sql, {"rows": bulk.json_text(ok)})
         out.finished += len(done)
+        if grew:
+            moved += [r[0] for r in done]
         if pass_on:
             out.passed = release.pass_on(conn, done, now, clock, ended=ended)
             if out.passed.deferred:  # their works are locked too long: the trigger's
                 sql = _UNPASSED.format(ids=bulk.in_ids(conn, "id"))
                 conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, out.passed.deferred)})
     if bad:
-        stmt = bulk.text(conn, Failed.statement(pg), arrays=())
-        conn.execute(stmt, {"rows": bulk.json_text(bad)})
+        failed = bulk.fetch(conn, Failed.statement(pg), {"rows": bulk.json_text(bad)})
+        moved += [r[0] for r in failed]
+    if grew:
+        changes = resultbytes.deltas(grew[j] for j in moved if j in grew)
+        resultbytes.add(conn, changes, min(grew))
     return out
 
 

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from orchid.errors import InvalidInput, QuotaExceeded
-from orchid.store import bulk
+from orchid.store import bulk, resultbytes
 from orchid.store.routes import Route
 from orchid.store.tables import IN_FLIGHT, READY, cache_objects, quotas, share_usage, workflows
 
@@ -42,6 +42,10 @@ LIMITS: dict[str, tuple[tuple[str, ...], str]] = {
     "jobs_per_workflow": (("user", "group"), "listed jobs of one workflow: at submission"),
     "workflows_per_day": (("user", "group"), "workflows submitted in 24 hours: at submission"),
     "cache_bytes": (("user",), "bytes a user holds in the cache: checked at upload"),
+    "result_bytes": (
+        ("user", "group"),
+        "bytes of job results its live workflows hold: checked as results are recorded",
+    ),
     "weight": (("user", "group"), "fair-share weight (1 when not set): a user's, else its group's"),
 }
 CLAIM_QUOTAS = ("running", "weight")
@@ -165,6 +169,7 @@ def usage(conn: Connection, now: float, decay: float = DECAY_S) -> list[Used]:
     )
     decayed, _ = _decay(conn, now, decay)
     by_exec = _in_flight_by_executor(conn)
+    results = resultbytes.held(conn) if any(q.quota == "result_bytes" for q in rows) else {}
 
     def of(counts: Mapping[Account, int], kind: str, subject: str) -> float:
         i = 0 if kind == "user" else 1
@@ -188,6 +193,8 @@ def usage(conn: Connection, now: float, decay: float = DECAY_S) -> list[Used]:
             used = of(day, q.kind, q.subject)
         elif q.quota == "cache_bytes":
             used = float(cache.get(q.subject) or 0)
+        elif q.quota == "result_bytes":
+            used = of(results, q.kind, q.subject)
         elif q.quota == "weight":
             used = decayed.get(q.subject, 0.0) if q.kind == "user" else 0.0
         else:  # jobs_per_workflow: a bound on each submission, nothing accumulates
@@ -230,7 +237,9 @@ def check_submission(
     subjects = [("user", owner)] + ([("group", group)] if group else [])
     rows = [
         q
-        for q in all_quotas(conn, ("jobs_per_workflow", "workflows_per_day", "queued"))
+        for q in all_quotas(
+            conn, ("jobs_per_workflow", "workflows_per_day", "queued", "result_bytes")
+        )
         if (q.kind, q.subject) in subjects
     ]
     for q in rows:
@@ -252,6 +261,49 @@ def check_submission(
             n = sum(int(r[2]) for r in conn.execute(sa.text(counted), {"s": q.subject}))
             if n > q.value:
                 raise QuotaExceeded(q.quota, label, q.value, int(n) - jobs, rate=True)
+        if q.quota == "result_bytes":
+            owners, groups = ([q.subject], None) if q.kind == "user" else (None, [q.subject])
+            held = resultbytes.of(resultbytes.held(conn, owners, groups), q.kind, q.subject)
+            if held >= q.value:  # full: no result of the new one would fit
+                raise QuotaExceeded(q.quota, label, q.value, held, rate=True, hint=resultbytes.HINT)
+
+
+def check_expansion(conn: Connection, workflow_id: int, jobs: int) -> None:
+    """Refuse the jobs a work's ``map:`` makes at run time (``jobs`` of them, not written
+    yet) when they would take the workflow over ``jobs_per_workflow`` or its owner or group
+    over ``queued`` (QuotaExceeded; the transformer fails the work with it). One statement
+    when no such limit is set, one count per limit that bears on the workflow otherwise."""
+    rows = all_quotas(conn, ("jobs_per_workflow", "queued"))
+    if not rows or not jobs:
+        return
+    wf = conn.execute(
+        sa.select(workflows.c.owner, workflows.c.share_group).where(workflows.c.id == workflow_id)
+    ).first()
+    if wf is None:
+        return
+    subjects = [("user", wf.owner)] + ([("group", wf.share_group)] if wf.share_group else [])
+    more = f"the map would make {jobs} more jobs"
+    for q in rows:
+        if (q.kind, q.subject) not in subjects:
+            continue
+        label = f"{q.kind} {q.subject}"
+        if q.quota == "jobs_per_workflow":
+            n = conn.execute(
+                sa.text("SELECT count(*) FROM jobs WHERE workflow_id = :wf"), {"wf": workflow_id}
+            ).scalar_one()
+            if int(n) + jobs > q.value:
+                hint = f"{more}; make the map smaller, or ask an admin to raise it"
+                raise QuotaExceeded(q.quota, label, q.value, int(n), rate=False, hint=hint)
+        else:
+            which = "w.owner = :s" if q.kind == "user" else "w.share_group = :s"
+            counted = _QUEUED_BY.format(only="AND " + which)
+            n = sum(int(r[2]) for r in conn.execute(sa.text(counted), {"s": q.subject}))
+            if n + jobs > q.value:
+                hint = (
+                    f"{more}; make the map smaller, retry the work when fewer jobs wait "
+                    "(`orchid retry`), or ask an admin to raise it (`orchid quota set`)"
+                )
+                raise QuotaExceeded(q.quota, label, q.value, n, rate=True, hint=hint)
 
 
 def check_cache(conn: Connection, owner: str, adding: int, sha256: str) -> None:

@@ -395,3 +395,15 @@ share_usage = sa.Table(
     sa.Column("at", sa.Float, nullable=False),
     sa.Column("running", sa.Integer, nullable=False),  # its jobs in flight since ``at``
 )
+
+# the bytes of job results (JSON text as stored) each workflow holds, for the result_bytes
+# quota (store/quotas.py): the recording of results adds to it in the same transaction, in
+# one of a few shards per workflow so that carriers recording results of one workflow at
+# once seldom wait for each other's row
+result_usage = sa.Table(
+    "result_usage",
+    metadata,
+    sa.Column("workflow_id", Id, primary_key=True, autoincrement=False),
+    sa.Column("shard", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+)

@@ -237,6 +237,12 @@ def close(conn: Connection, workflow_id: int, error: str | None, now: float) -> 
     return res.rowcount == 1
 
 
+def is_open(conn: Connection, workflow_id: int) -> bool:
+    """Does the workflow take more works (submitted ``open`` and not closed yet)?"""
+    q = sa.select(workflows.c.open).where(workflows.c.id == workflow_id)
+    return bool(conn.execute(q).scalar())
+
+
 def lock_status(conn: Connection, workflow_id: int) -> WorkflowStatus:
     """The workflow's status, with its row locked until the transaction ends (PostgreSQL;
     SQLite has one writer at a time anyway), so that changes to its template take turns."""

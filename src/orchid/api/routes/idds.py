@@ -33,6 +33,7 @@ from orchid.auth import Unauthenticated
 from orchid.core import idds as idds_core
 from orchid.core import jsonvalues
 from orchid.core.model import Principal, Workflow
+from orchid.engine import extend
 from orchid.engine.submit import submit
 from orchid.errors import InvalidInput, NotFound, OrchidError
 from orchid.store import commands, workflows, works
@@ -303,6 +304,8 @@ def _command(
     st: ApiState, who: Principal, request_id: str, workload_id: str, action: str
 ) -> list[Any]:
     for wf in requests_of(st, who, request_id, workload_id, act=True):
+        if action == "finish" and extend.close(st.db, wf.id, None, time.time()):
+            continue  # an open request: no more works; it ends once those it has have
         with st.db.begin() as conn:
             commands.add(conn, wf.id, action, time.time())  # type: ignore[arg-type]
     return registered()
@@ -335,9 +338,71 @@ def retry(request_id: str, workload_id: str, request: Request) -> Response:
 
 @router.put("/request/close/{request_id}/{workload_id}")
 def close(request_id: str, workload_id: str, request: Request) -> Response:
-    """Close a request: nothing new starts; it ends once what runs has (Orchid's finish)."""
+    """Close a request: nothing new starts; it ends once what runs has (Orchid's finish).
+    An open request is closed instead: no more works are added, and it ends once the works
+    it has have ended."""
     st: ApiState = request.app.state.orchid
     return answer(200, _command(st, caller_of(request), request_id, workload_id, "finish"))
+
+
+def _add_transform(st: ApiState, who: Principal, request_id: str, raw: bytes) -> int:
+    rid = parse_id(request_id, "request_id")
+    if rid is None:
+        raise InvalidInput("give the request_id of the request the work is added to")
+    wf = visible_workflow(st, who, rid, act=True, missing=f"no request {rid}")
+    try:
+        body = jsonvalues.loads(raw)
+    except RecursionError:
+        raise InvalidInput("the request body is nested too deeply") from None
+    except ValueError as exc:
+        raise InvalidInput(f"the request body is not standard JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("an iDDS transform is a JSON object (what submit_work sends)")
+    with st.db.engine.connect() as conn:
+        template, _ = workflows.template_of(conn, wf.id)
+    spec = idds_core.translate_transform(body, template, rucio_manager=_rucio(st))
+    try:
+        added = extend.add_work(
+            st.db,
+            wf.id,
+            spec,
+            time.time(),
+            st.settings.executor_names,
+            data_managers=st.data_managers,
+            by=(who.user, who.groups),
+            max_works=st.settings.max_works,
+            only_open=True,
+        )
+    except extend.WorkflowEnded:
+        raise extend.WorkflowEnded(
+            f"request {rid} takes no more works: it has ended (docs/from-idds.md)"
+        ) from None
+    except extend.NotOpen:
+        raise extend.NotOpen(
+            f"request {rid} takes no more works: it was not submitted open (set "
+            "`workflow.open = True` before ClientManager.submit), or it was closed "
+            "(docs/from-idds.md)"
+        ) from None
+    if added.changed:
+        raise idds_core.IddsError(
+            f"request {rid} has a work {added.name} already, with another definition: "
+            "give the added work a task name of its own"
+        )
+    logger.info("iDDS work %s added to request %s by %s", added.name, rid, who.user)
+    return added.work_id
+
+
+@router.post("/transform/{request_id}")
+async def add_transform(request_id: str, request: Request) -> Response:
+    """Add a work to an open request (``ClientManager.submit_work``, ``add_transform``): it
+    is translated as ``submit`` translates works and added to the running workflow;
+    answers ``{"transform_id": id}`` (the work id). Adding the same work again gives the
+    same id."""
+    st: ApiState = request.app.state.orchid
+    who = caller_of(request)
+    raw = await read_body(request, min(st.max_body_bytes, MAX_REQUEST_BYTES))
+    work_id = await in_thread(_add_transform, st, who, request_id, raw)
+    return answer(200, {"transform_id": work_id})
 
 
 @router.get("/transform/{request_id}")
@@ -363,7 +428,6 @@ def get_transform(request_id: str, transform_id: str, request: Request) -> Respo
 
 NOT_SERVED = {
     "request/build": "build requests (submit_build)",
-    "transform": "adding a work to a submitted request (submit_work)",
     "catalog": "this catalog call (get_match_contents, register_contents, get_contents_output_ext)",
     "cacher": "the file cacher (upload_to_cacher, download_from_cacher; Orchid's cache is "
     "PUT /api/v1/cache/{sha256})",

@@ -28,7 +28,7 @@ from orchid.core.idds._data import (
     job_name,
     work_name,
 )
-from orchid.core.idds._requests import translate_request
+from orchid.core.idds._requests import translate_request, translate_transform
 
 __all__ = [
     "ALLOWED",
@@ -41,5 +41,6 @@ __all__ = [
     "check_classes",
     "job_name",
     "translate_request",
+    "translate_transform",
     "work_name",
 ]

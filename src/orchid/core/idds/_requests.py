@@ -18,7 +18,7 @@ from orchid.core.idds._data import (
     work_name,
 )
 from orchid.core.idds._hpo import hpo_block
-from orchid.core.idds._workflow import translate_workflow
+from orchid.core.idds._workflow import translate_added_work, translate_workflow
 
 
 def translate_request(body: Mapping[str, Any], *, rucio_manager: str = "rucio") -> dict[str, Any]:
@@ -41,6 +41,22 @@ def translate_request(body: Mapping[str, Any], *, rucio_manager: str = "rucio") 
         }
     }
     return template
+
+
+def translate_transform(
+    body: Mapping[str, Any], template: Mapping[str, Any], *, rucio_manager: str = "rucio"
+) -> dict[str, Any]:
+    """The Orchid work of an iDDS ``add_transform`` body (what ``ClientManager.submit_work``
+    sends: the work in ``transform_metadata.work``) for a request whose translated template
+    is ``template``. Raises IddsError."""
+    check_classes(body, "transform")
+    metadata = body.get("transform_metadata")
+    if not isinstance(metadata, dict) or "work" not in metadata:
+        raise IddsError(
+            "transform_metadata.work is missing: nothing to add (ClientManager.submit_work "
+            "sends the work there)"
+        )
+    return translate_added_work(metadata["work"], template, rucio_manager)
 
 
 def _text(value: Any) -> str | None:

@@ -68,6 +68,8 @@ def translate_workflow(node: Any, body: Mapping[str, Any], rucio_manager: str) -
     }
     if loops:
         out["loops"] = loops
+    if _open(top, base):
+        out["open"] = True
     return out
 
 
@@ -85,55 +87,26 @@ def _scope(
                 "translation yet (docs/from-idds.md)"
             )
     works_in = base.get("_works") or {}
-    if not isinstance(works_in, dict) or not works_in:
+    if not isinstance(works_in, dict) or (not works_in and not (depth == 0 and _open(top, base))):
         raise IddsError(f"{where}: it has no works")
     # first the names, so that dependency maps can name the tasks they depend on
     names: dict[str, str] = {}  # internal id -> Orchid work name
     by_task: dict[str, str] = {}  # iDDS task name -> Orchid work name
     for internal_id, work in works_in.items():
-        if not is_object(work):
-            raise IddsError(f"{where}.works.{internal_id}: expected an iDDS work")
-        kind = kind_of(work)
-        if kind not in (DOMA_WORK, STAGEIN_WORK, HPO_WORK, *NESTED) and kind not in GENERIC_WORKS:
-            raise IddsError(
-                f"{where}.works.{internal_id}: class {dotted(kind)} is not a work Orchid runs"
-            )
-        a = work["attributes"]
-        if kind in NESTED:  # its name is its template's
-            a = attrs(a.get("template"), f"{where}.works.{internal_id}.template")
-        meta = (
-            attrs(a.get("_metadata"), f"works.{internal_id}._metadata")
-            if a.get("_metadata") and kind not in NESTED
-            else {}
-        )
-        given = meta.get("work_name") or (a.get("_name") if kind in NESTED else None)
-        if given == internal_id:  # iDDS names an unnamed work by its id
-            given = None
-        label = {DOMA_WORK: "task", STAGEIN_WORK: "stagein", HPO_WORK: "hpo"}.get(kind, "work")
-        label = "workflow" if kind in NESTED else label
-        task = a.get("task_name") or given or f"{label}_{internal_id}"
+        task = _task_of(work, f"{where}.works.{internal_id}", internal_id)
         name = work_name(task)
         if name in names.values():
             name = work_name(f"{task}_{internal_id}")
         names[internal_id] = name
         by_task[str(task)] = name
-        if a.get("orig_task_name"):
-            by_task.setdefault(str(a["orig_task_name"]), name)
+        if work["attributes"].get("orig_task_name"):
+            by_task.setdefault(str(work["attributes"]["orig_task_name"]), name)
     works = []
     for i, work in works_in.items():
-        kind = kind_of(work)
-        if kind == DOMA_WORK:
-            works.append(_doma(work, names[i], by_task))
-        elif kind == STAGEIN_WORK:
-            works.append(_stagein(work, names[i], rucio_manager))
-        elif kind == HPO_WORK:
-            what = f"work {names[i]}"
-            hpo = hpo_block(work["attributes"], what)
-            works.append({"name": names[i], "description": "ATLASHPOWork", "hpo": hpo})
-        elif kind in NESTED:
+        if kind_of(work) in NESTED:
             works.append(_nested(work, names[i], f"{where}.works.{i}", rucio_manager, depth))
         else:
-            works.append(_command(work, names[i]))
+            works.append(_work(work, names[i], by_task, rucio_manager))
     _conditions(base, names, {w["name"]: w for w in works})
     loops = []
     if base.get("_loop_condition"):
@@ -168,6 +141,114 @@ def _go_on(spec: dict[str, Any]) -> None:
             _go_on(inner)
     else:
         spec["on_failure"] = "continue"
+
+
+def _open(top: Mapping[str, Any], base: Mapping[str, Any]) -> bool:
+    """Does the client keep the request open for works added later (``submit_work``)?
+    It says so with ``workflow.open = True`` (an attribute of its own, read as data)."""
+    return top.get("open") is True or base.get("open") is True
+
+
+def _task_of(work: Any, what: str, internal_id: str) -> str:
+    """The task name of an iDDS work (its Orchid work name, made to fit): its
+    ``task_name``, else its ``work_name``, else one made of its kind and internal id; a
+    ``Workflow`` or ``SubWorkflow`` among the works: its template's name."""
+    if not is_object(work):
+        raise IddsError(f"{what}: expected an iDDS work")
+    kind = kind_of(work)
+    if kind not in (DOMA_WORK, STAGEIN_WORK, HPO_WORK, *NESTED) and kind not in GENERIC_WORKS:
+        raise IddsError(f"{what}: class {dotted(kind)} is not a work Orchid runs")
+    a = work["attributes"]
+    if kind in NESTED:  # its name is its template's
+        a = attrs(a.get("template"), f"{what}.template")
+        given = a.get("_name")
+    else:
+        meta = attrs(a.get("_metadata"), f"{what}._metadata") if a.get("_metadata") else {}
+        given = meta.get("work_name")
+    if given == internal_id:  # iDDS names an unnamed work by its id
+        given = None
+    label = {DOMA_WORK: "task", STAGEIN_WORK: "stagein", HPO_WORK: "hpo"}.get(kind, "work")
+    label = "workflow" if kind in NESTED else label
+    return str(a.get("task_name") or given or f"{label}_{internal_id}")
+
+
+def _work(
+    work: Mapping[str, Any], name: str, by_task: Mapping[str, str], rucio_manager: str
+) -> dict[str, Any]:
+    """The Orchid work of one iDDS work (checked by :func:`_task_of`), not a nested
+    workflow (:func:`_nested`)."""
+    kind = kind_of(work)
+    if kind == DOMA_WORK:
+        return _doma(work, name, by_task)
+    if kind == STAGEIN_WORK:
+        return _stagein(work, name, rucio_manager)
+    if kind == HPO_WORK:
+        hpo = hpo_block(work["attributes"], f"work {name}")
+        return {"name": name, "description": "ATLASHPOWork", "hpo": hpo}
+    return _command(work, name)
+
+
+class _Tasks(dict[str, str]):
+    """Orchid work names by task name; a task name that had to be made to fit is found by
+    the name it was given (the template keeps only that)."""
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        found = super().get(key)
+        if found is None:
+            found = super().get(work_name(key))
+        return found if found is not None else default
+
+
+def translate_added_work(
+    node: Any, template: Mapping[str, Any], rucio_manager: str = "rucio"
+) -> dict[str, Any]:
+    """The Orchid work of a work added to a running request (``submit_work``'s
+    ``transform_metadata.work``), for the request's translated ``template``.
+
+    Translated as :func:`translate_workflow` translates a work. A DOMA job whose parents
+    are jobs of works already in the request cannot wait for those jobs themselves (an
+    added work's jobs have parents only in that work): the added work waits for those
+    works to have finished (``after``, ``all_success``), and each such parent must be a job
+    listed there. Raises IddsError.
+    """
+    what = "transform_metadata.work"
+    if not is_object(node):
+        raise IddsError(f"{what}: expected an iDDS work ({{class, module, attributes}})")
+    if kind_of(node) in NESTED:
+        raise IddsError(
+            f"{what}: a {kind_of(node)[1]} nested as a work cannot be added to a running "
+            "request by Orchid yet; submit it with the request's workflow (docs/from-idds.md)"
+        )
+    internal_id = str(node["attributes"].get("internal_id") or "added")
+    task = _task_of(node, what, internal_id)
+    existing = {str(w.get("name")): w for w in template.get("works", [])}
+    name = work_name(task)
+    by_task = _Tasks({n: n for n in existing})
+    by_task[task] = name
+    spec = _work(node, name, by_task, rucio_manager)
+    after: list[str] = []
+    for job in spec.get("jobs", []):
+        own = []
+        for ref in job["parents"]:
+            parent_work, _, parent = ref.rpartition("/")
+            if not parent_work:
+                own.append(ref)
+                continue
+            listed_jobs = existing[parent_work].get("jobs")
+            if not isinstance(listed_jobs, list) or not any(
+                isinstance(j, dict) and j.get("name") == parent for j in listed_jobs
+            ):
+                raise IddsError(
+                    f"work {name}: job {job['name']} depends on {parent!r} of task "
+                    f"{parent_work}, which has no such job"
+                )
+            if parent_work not in after:
+                after.append(parent_work)
+        job["parents"] = own
+    if after:
+        spec["after"] = after
+        spec["trigger"] = "all_success"
+    return spec
 
 
 # an iDDS condition method as an Orchid expression over the work's status
