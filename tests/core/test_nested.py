@@ -138,7 +138,36 @@ def test_nesting_is_bounded() -> None:
     assert f"more than {nested.MAX_NESTING} deep" in message
 
 
-def test_a_nested_workflow_with_loops_inside_an_outer_loop_is_refused() -> None:
+def test_a_nested_workflows_loop_inside_an_outer_loop_is_a_loop_inside_it() -> None:
+    raw = {
+        "name": "outer",
+        "works": [
+            {
+                "name": "sub",
+                "workflow": {
+                    "works": [
+                        {"name": "a", "noop": True},
+                        {"name": "b", "noop": True},
+                        {"name": "c", "noop": True, "after": ["l"]},
+                    ],
+                    "loops": [{"name": "l", "works": ["a"], "until": "true", "max_iterations": 2}],
+                },
+            }
+        ],
+        "loops": [{"name": "outer_loop", "works": ["sub"], "until": "true", "max_iterations": 2}],
+    }
+    a = analyse(parse_template(raw))
+    assert a.flat is not None
+    loops = {lp.name: lp.works for lp in a.flat.loops}
+    # the outer loop repeats the nested workflow's works and its loop, which keeps its work
+    assert loops == {"sub.l": ["sub.a"], "outer_loop": ["sub.b", "sub.c", "sub.l", "sub"]}
+    assert a.order.index("sub.a") < a.order.index("sub.c") < a.order.index("sub")
+
+
+def test_a_nested_workflows_loops_count_the_loops_around_it() -> None:
+    """Loops nest 8 deep: a nested workflow inside 8 loops cannot have a loop."""
+    names = [f"l{k}" for k in range(8)]
+    once = {"until": "true", "max_iterations": 1}
     raw = {
         "name": "outer",
         "works": [
@@ -150,11 +179,17 @@ def test_a_nested_workflow_with_loops_inside_an_outer_loop_is_refused() -> None:
                 },
             }
         ],
-        "loops": [{"name": "outer_loop", "works": ["sub"], "until": "true", "max_iterations": 2}],
+        "loops": [
+            {"name": n, "works": [names[k + 1] if k + 1 < 8 else "sub"], **once}
+            for k, n in enumerate(names)
+        ],
     }
     ((path, message),) = problems(raw)
-    assert path == "works[0](sub).workflow.loops"
-    assert "loops inside loops" in message
+    assert path == "works[0](sub).workflow.loops[0](l)"
+    assert "is 9 loops deep" in message and "at most 8 deep" in message
+    raw["loops"] = raw["loops"][1:]
+    raw["loops"][-1]["works"] = ["sub"]
+    assert analyse(parse_template(raw)).flat is not None  # 7 around it: 8 deep
 
 
 def test_a_nested_workflow_in_a_loop_repeats_all_its_works() -> None:

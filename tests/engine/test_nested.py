@@ -337,3 +337,81 @@ def test_a_retry_reruns_the_failed_work_inside_and_the_nested_work_again(
 
     assert wf.status == "succeeded", wf.message
     assert statuses(e.db, wf_id) == dict.fromkeys(["sub.flaky", "sub", "post"], "succeeded")
+
+
+def test_a_nested_workflows_loop_inside_an_outer_loop_runs_afresh_each_iteration(
+    make_engine: EngineFactory,
+) -> None:
+    """An outer loop repeating a nested workflow that has a loop: its loop is a loop inside
+    the outer loop, run to its end in each outer iteration from its first variables."""
+    e = make_engine()
+    template = {
+        "name": "outer",
+        "works": [
+            {"name": "prep", "noop": True, "parameters": {"o": "${loop.vars.o}"}},
+            {
+                "name": "sub",
+                "after": ["prep"],
+                "parameters": {"o": "${loop.vars.o}"},
+                "workflow": {
+                    "parameters": {"o": 0},
+                    "works": [
+                        {
+                            "name": "step",
+                            "noop": True,
+                            "parameters": {
+                                "o": "${params.o}",
+                                "i": "${loop.vars.i}",
+                                "k": "${loop.iteration}",
+                            },
+                        },
+                        {
+                            "name": "post",
+                            "noop": True,
+                            "after": ["again"],
+                            "parameters": {"n": "${loops.again.iteration}"},
+                        },
+                    ],
+                    "loops": [
+                        {
+                            "name": "again",
+                            "works": ["step"],
+                            "variables": {"i": "${params.o}"},
+                            "next": {"i": "loop.vars.i + 1"},
+                            "until": "loop.vars.i >= params.o + 2",
+                            "max_iterations": 5,
+                        }
+                    ],
+                },
+            },
+        ],
+        "loops": [
+            {
+                "name": "rounds",
+                "works": ["prep", "sub"],
+                "variables": {"o": 10},
+                "next": {"o": "loop.vars.o + 10"},
+                "until": "works.sub.status == 'succeeded' and loop.iteration + 1 >= 3",
+                "max_iterations": 5,
+            }
+        ],
+    }
+    wf_id, wf = e.run(template)
+
+    assert wf.status == "succeeded", wf.message
+    js = sorted(jobs_of(e.db, wf_id), key=lambda j: j.id)
+    # in order: each outer iteration runs prep, the inner loop to its end, post, then sub
+    one = ["prep", "sub.step", "sub.step", "sub.step", "sub.post", "sub"]
+    assert [j.work_name for j in js] == one * 3
+    steps = [(j.args["o"], j.args["i"], j.args["k"]) for j in js if j.work_name == "sub.step"]
+    assert steps == [(o, o + k, k) for o in (10, 20, 30) for k in range(3)]  # afresh
+    assert [j.args["n"] for j in js if j.work_name == "sub.post"] == [2, 2, 2]
+    rows = works_of(e.db, wf_id)
+    assert sorted(w.iteration for w in rows if w.name == "sub") == [0, 1, 2]
+    assert sorted(w.iteration for w in rows if w.name == "sub.step") == list(range(9))
+    assert {str(w.status) for w in rows} == {"succeeded"}
+    loops = loops_of(e.db, wf_id)
+    assert (loops["rounds"]["status"], loops["rounds"]["iteration"]) == ("succeeded", 2)
+    inner = loops["sub.again"]
+    assert (inner["status"], inner["iteration"], inner["vars"]) == ("succeeded", 2, {"i": 32})
+    assert inner["serial"] == 8  # its rows keep counting: sub.step#8

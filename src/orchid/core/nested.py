@@ -11,6 +11,8 @@ then expanded into one flat template that the engine runs (:func:`expand`):
   what ``after: [sub]`` and ``works.sub.status`` see;
 * the top-level works and loops of the nested workflow with no ``after`` wait for what
   ``sub`` waits for (they *inherit* its ``after``), so the expansion keeps the order;
+* inside a loop, the nested workflow's works and loops are that loop's (its loops become
+  loops inside that loop), with ``sub``;
 * whether the nested workflow runs at all (``sub``'s ``after`` with its ``trigger``, its
   ``when``, its ``otherwise``) is its *gate*, which the planner checks for each inner work;
 * expressions inside read their own scope: ``works.X``/``loops.X`` are the nested
@@ -26,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchid.core.template import LoopSpec, NestedWorkflow, StaticJob, Template, WorkSpec
+from orchid.core.template import LoopSpec, StaticJob, Template, WorkSpec
 
 SEP = "."  # between a nested workflow's name and its works' names: never in a written name
 MAX_NESTING = 8  # workflows inside workflows, the top one not counted
@@ -62,12 +64,6 @@ def scope_template(outer: Template, w: WorkSpec) -> Template:
         defaults=outer.defaults,
         works=w.workflow.works,
         loops=w.workflow.loops,
-    )
-
-
-def has_loops(nested: NestedWorkflow) -> bool:
-    return bool(nested.loops) or any(
-        w.workflow is not None and has_loops(w.workflow) for w in nested.works
     )
 
 
@@ -112,7 +108,7 @@ def _expand(
             out_works.append(w.model_copy(update=update))
             members[w.name] = [flat_name]
             continue
-        inner, start = w.workflow, len(out_works)
+        inner, start, loop_start = w.workflow, len(out_works), len(out_loops)
         inner_prefix = flat_name + SEP
         path = f"{where}works[{i}]({w.name})"
         inner_roots = _expand(
@@ -149,7 +145,12 @@ def _expand(
             trigger="all_done",
             on_failure="continue",
         )
-        members[w.name] = [x.name for x in out_works[start:]] + [flat_name]
+        # what an enclosing loop repeats: its works and loops not inside one of its loops
+        # (those stay in theirs: loops inside that loop), then its join
+        held = {n for lp in out_loops[loop_start:] for n in lp.works}
+        members[w.name] = [x.name for x in out_works[start:] if x.name not in held]
+        members[w.name] += [lp.name for lp in out_loops[loop_start:] if lp.name not in held]
+        members[w.name].append(flat_name)
         out_works.append(join)
     for lp in lps:
         after = [prefix + d for d in lp.after]

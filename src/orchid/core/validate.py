@@ -15,7 +15,7 @@ from typing import Any
 
 from orchid.core import expr, hpo, nested
 from orchid.core.dag import CycleError, ancestors, reachable_pairs, topological_order
-from orchid.core.template import InputSpec, LoopSpec, Template, WorkSpec
+from orchid.core.template import InputSpec, LoopSpec, NestedWorkflow, Template, WorkSpec
 from orchid.errors import ExpressionError, TemplateError
 
 ROOTS = ("params", "works", "loops", "loop", "workflow")
@@ -739,7 +739,7 @@ def analyse_nested(t: Template) -> Analysis:
     p = Problems()
     read: set[str] = set()
     counted: set[str] = set()
-    _check_nested(t, "", "", 0, False, p, read, counted)
+    _check_nested(t, "", "", 0, 0, p, read, counted)
     p.raise_if_any()
     flat, scopes = nested.expand(t)
     a = analyse_scope(flat, expressions=False)
@@ -757,7 +757,7 @@ def _check_nested(
     prefix: str,
     where: str,
     depth: int,
-    in_loop: bool,
+    loops_around: int,
     p: Problems,
     read: set[str],
     counted: set[str],
@@ -771,6 +771,7 @@ def _check_nested(
             if prefix and path == "jobs_file":
                 continue  # said below, for the work at fault
             p.add(f"{where}{path}", message)
+    loop_of = {n: lp.name for lp in t.loops for n in lp.works}
     for i, w in enumerate(t.works):
         path = f"{where}works[{i}]({w.name})"
         if w.jobs == "from_file" and prefix:
@@ -799,14 +800,9 @@ def _check_nested(
                 f"nests workflows more than {nested.MAX_NESTING} deep; flatten some of them",
             )
             continue
-        looped = in_loop or t.loop_of(w.name) is not None
-        if looped and nested.has_loops(w.workflow):
-            p.add(
-                f"{path}.workflow.loops",
-                "this nested workflow runs inside a loop and has loops of its own: loops "
-                "inside loops are not supported yet; move the loop out, or the nested "
-                "workflow out of the outer loop",
-            )
+        # inside loops, its loops are loops inside those: their depth counts them
+        looped = loops_around + len(enclosing(w.name, loop_of))
+        _check_loop_depth(w.workflow, looped, f"{path}.workflow.", p)
         inner = nested.scope_template(t, w)
         _check_nested(
             inner,
@@ -818,3 +814,19 @@ def _check_nested(
             read,
             counted,
         )
+
+
+def _check_loop_depth(inner: NestedWorkflow, around: int, where: str, p: Problems) -> None:
+    """A nested workflow's loops inside ``around`` loops of the enclosing scopes: how deep
+    they nest counts those (MAX_LOOP_DEPTH), said at the loop that passes it."""
+    if not around:
+        return
+    loop_of = {n: lp.name for lp in inner.loops for n in lp.works}
+    for i, lp in enumerate(inner.loops):
+        level = around + 1 + len(enclosing(lp.name, loop_of))
+        if level == MAX_LOOP_DEPTH + 1:  # the loops inside it are deeper: said once
+            p.add(
+                f"{where}loops[{i}]({lp.name})",
+                f"is {level} loops deep with the {around} loop(s) around the nested workflow; "
+                f"loops nest at most {MAX_LOOP_DEPTH} deep",
+            )
