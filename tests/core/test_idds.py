@@ -183,9 +183,9 @@ def test_a_class_off_the_allow_list_is_refused_by_name_wherever_it_is(
 
 
 def test_an_unknown_iDDS_class_is_named_with_why() -> None:
-    looped = obj("idds.workflowv2.workflow", "LoopWorkflow")
-    with pytest.raises(IddsError, match=r"LoopWorkflow is not supported.*loop workflow"):
-        translate_request(request({"w": looped}))
+    es_work = obj("idds.doma.workflowv2.domapandaeswork", "DomaPanDAESWork")
+    with pytest.raises(IddsError, match=r"DomaPanDAESWork is not supported.*event service"):
+        translate_request(request({"w": es_work}))
 
 
 def test_a_half_named_class_is_refused() -> None:
@@ -202,7 +202,7 @@ def sub_workflow(cls: str, name: str, works: dict[str, Any], **more: Any) -> dic
     return obj("idds.workflowv2.workflow", cls, template=base)
 
 
-@pytest.mark.parametrize("cls", ["Workflow", "SubWorkflow"])
+@pytest.mark.parametrize("cls", ["Workflow", "SubWorkflow", "LoopWorkflow"])
 def test_a_workflow_nested_as_a_work_becomes_a_nested_workflow(cls: str) -> None:
     inner = sub_workflow(
         cls,

@@ -626,6 +626,55 @@ def test_a_loop_workflow_repeats_while_its_condition_holds(server: Server, tmp_p
     assert got == {"status": "SubFinished", "runs": ["Finished", "Finished", "Failed"]}
 
 
+LOOP_IN_LOOP = """
+from idds.workflowv2.workflow import Workflow, LoopWorkflow, Condition
+from idds.workflowv2.work import Work
+
+log, steps, rounds = {log!r}, {steps!r}, {rounds!r}
+
+def counter(path, tag, test):  # counts in path, logs tag and the count, fails when test fails
+    return Work(executable="sh", arguments=(
+        "-c 'n=$(cat %s 2>/dev/null || echo 0); n=$((n + 1)); echo $n > %s; "
+        "echo %s$n >> %s; test %s'" % (path, path, tag, log, test)))
+
+step = counter(steps, "s", "$((n % 3)) -ne 0")  # 3 runs a round: the third fails
+inner = LoopWorkflow(name="inner")
+inner.add_work(step)
+inner.add_loop_condition(Condition(cond=step.is_finished))  # again while it succeeds
+tick = counter(rounds, "t", "$n -lt 2")  # two rounds
+wf = Workflow(name="rounds")
+wf.add_work(inner)
+wf.add_work(tick)
+wf.add_condition(Condition(cond=inner.is_terminated, true_work=tick))
+wf.add_loop_condition(Condition(cond=tick.is_finished))
+rid = cm.submit(wf)
+for _ in range(600):
+    status = cm.get_requests(request_id=rid)[0]["status"].name
+    if status not in ("New", "Transforming"):
+        break
+    time.sleep(0.1)
+out(dict(status=status, runs=sorted(
+    (d["transform_name"] if "transform_name" in d else d.get("name"), d["transform_status"].name)
+    for d in cm.get_requests(request_id=rid, with_detail=True))))
+"""
+
+
+def test_a_loop_workflow_inside_a_loop_runs_to_its_end_each_round(
+    server: Server, tmp_path: Path
+) -> None:
+    """A LoopWorkflow added as a work of a workflow with a loop condition: a loop inside a
+    loop, whose loop runs afresh (until its step fails) in each round of the outer one."""
+    log = tmp_path / "order.log"
+    script = LOOP_IN_LOOP.format(
+        log=str(log), steps=str(tmp_path / "steps"), rounds=str(tmp_path / "rounds")
+    )
+    got = run(server.url, server.tokens["alice"], script, tmp_path)
+    assert log.read_text().split() == ["s1", "s2", "s3", "t1", "s4", "s5", "s6", "t2"], got
+    assert got["status"] == "SubFinished", got
+    runs = [status for name, status in got["runs"] if name.startswith("inner.")]
+    assert sorted(runs) == ["Failed"] * 2 + ["Finished"] * 4, got
+
+
 ATLAS_HPO = """
 from idds.workflowv2.workflow import Workflow
 from idds.atlas.workflowv2.atlashpowork import ATLASHPOWork

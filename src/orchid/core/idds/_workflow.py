@@ -1,6 +1,8 @@
 """An iDDS ``Workflow`` as an Orchid template: DOMA works as job-level DAGs, generic works
 as commands, conditions as ``after`` and ``trigger``, a loop condition as a loop, a
-``Workflow`` or ``SubWorkflow`` among the works as a nested workflow (``workflow:``). Pure."""
+``Workflow``, ``SubWorkflow`` or ``LoopWorkflow`` among the works as a nested workflow
+(``workflow:``; its loop condition a loop of it, inside a loop if the workflow has one too).
+Pure."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from orchid.core.idds._data import (
     DOMA_WORK,
     GENERIC_WORKS,
     HPO_WORK,
+    LOOP_WORKFLOW,
     STAGEIN_WORK,
     SUB_WORKFLOW,
     WORKFLOW,
@@ -47,7 +50,7 @@ SEVERAL: Mapping[tuple[str, str], tuple[str | None, str | None]] = {
 }
 MAX_JOBS = 2_000_000
 MAX_NESTING = 8  # workflows inside workflows (the template language's bound too)
-NESTED = (WORKFLOW, SUB_WORKFLOW)
+NESTED = (WORKFLOW, SUB_WORKFLOW, LOOP_WORKFLOW)  # iDDS LoopWorkflow adds nothing to Workflow
 IN_PLACEHOLDER = "${IN/L}"  # where a DOMA job's pseudo input name goes in its command
 
 
