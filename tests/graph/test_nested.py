@@ -73,3 +73,42 @@ def test_svg_frames_the_nested_workflow() -> None:
     assert frames == ["sub"]
     texts = " ".join(t.text or "" for t in root.iter(f"{SVG}text"))
     assert "workflow sub · succeeded" in texts
+
+
+def test_a_nested_workflows_loop_inside_an_outer_loop_is_framed_inside_both() -> None:
+    raw = {
+        "name": "outer",
+        "works": [
+            {"name": "prep", "noop": True},
+            {
+                "name": "sub",
+                "after": ["prep"],
+                "workflow": {
+                    "works": [
+                        {"name": "step", "noop": True},
+                        {"name": "post", "noop": True, "after": ["again"]},
+                    ],
+                    "loops": [
+                        {"name": "again", "works": ["step"], "until": "true", "max_iterations": 2}
+                    ],
+                },
+            },
+        ],
+        "loops": [
+            {"name": "rounds", "works": ["prep", "sub"], "until": "true", "max_iterations": 2}
+        ],
+    }
+    c = compile_template(raw)
+    g = build(1, "running", c.template, c.analysis, [])
+    assert {lp.name: lp.inner for lp in g.loops} == {"sub.again": (), "rounds": ("sub.again",)}
+    dot = to_dot(g)
+    # rounds > workflow sub > sub.again, each drawn inside the one before
+    lines = dot.splitlines()
+    depth = {
+        label: len(lines[i - 1]) - len(lines[i - 1].lstrip())
+        for i, line in enumerate(lines)
+        for label in ("loop rounds", "workflow sub", "loop sub.again")
+        if f'label="{label}' in line
+    }
+    assert depth["loop rounds"] < depth["workflow sub"] < depth["loop sub.again"]
+    assert len(dot.split('"sub.step" [')[0].split("subgraph")) == 4  # inside all three
