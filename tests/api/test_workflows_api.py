@@ -238,6 +238,13 @@ BAD_TEMPLATES: list[tuple[Any, str]] = [
     ),
     ("name: t\nworks: [\n", "template"),
     ("name: t\nname: u\nworks: []\n", "template"),
+    (  # inside a nested workflow: its own path
+        {
+            "name": "t",
+            "works": [{"name": "n", "workflow": {"works": [{"name": "a", "after": ["x"]}]}}],
+        },
+        "works[0](n).workflow.works[0](a)",
+    ),
 ]
 
 

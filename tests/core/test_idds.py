@@ -183,9 +183,9 @@ def test_a_class_off_the_allow_list_is_refused_by_name_wherever_it_is(
 
 
 def test_an_unknown_iDDS_class_is_named_with_why() -> None:
-    nested = obj("idds.workflowv2.workflow", "SubWorkflow")
-    with pytest.raises(IddsError, match=r"SubWorkflow is not supported.*nested"):
-        translate_request(request({"w": nested}))
+    es_work = obj("idds.doma.workflowv2.domapandaeswork", "DomaPanDAESWork")
+    with pytest.raises(IddsError, match=r"DomaPanDAESWork is not supported.*event service"):
+        translate_request(request({"w": es_work}))
 
 
 def test_a_half_named_class_is_refused() -> None:
@@ -193,10 +193,72 @@ def test_a_half_named_class_is_refused() -> None:
         check_classes({"x": {"class": "Popen", "attributes": {}}})
 
 
-def test_a_workflow_nested_as_a_work_is_refused_clearly() -> None:
-    inner = request({"a": doma("s", [job("j")])})["request_metadata"]["workflow"]
-    with pytest.raises(IddsError, match="Workflow nested as a work"):
-        translate_request(request({"w": inner}))
+def generic(executable: str) -> dict[str, Any]:
+    return obj("idds.workflowv2.work", "Work", executable=executable, arguments="")
+
+
+def sub_workflow(cls: str, name: str, works: dict[str, Any], **more: Any) -> dict[str, Any]:
+    base = obj("idds.workflowv2.workflow", "WorkflowBase", _works=works, _name=name, **more)
+    return obj("idds.workflowv2.workflow", cls, template=base)
+
+
+@pytest.mark.parametrize("cls", ["Workflow", "SubWorkflow", "LoopWorkflow"])
+def test_a_workflow_nested_as_a_work_becomes_a_nested_workflow(cls: str) -> None:
+    inner = sub_workflow(
+        cls,
+        "inner",
+        {"i1": generic("true"), "i2": doma("s", [job("j1"), job("j2", ("s", "j1"))])},
+        _conditions={"c": cond("is_finished", "i1", ["i2"])},
+    )
+    body = request(
+        {"a": generic("true"), "w": inner, "z": generic("true")},
+        {"c1": cond("is_finished", "a", ["w"]), "c2": cond("is_failed", "w", ["z"])},
+    )
+    t = translate_request(body)
+    a = analyse(parse_template(t))  # a valid template, expanded for the engine
+    works = {w["name"]: w for w in t["works"]}
+    assert list(works) == ["work_a", "inner", "work_z"]
+    nested = works["inner"]
+    assert nested["after"] == ["work_a"] and nested["description"] == f"iDDS {cls}"
+    inside = {w["name"]: w for w in nested["workflow"]["works"]}
+    assert list(inside) == ["work_i1", "s"]
+    assert inside["s"]["after"] == ["work_i1"]
+    assert inside["s"]["jobs"][1]["parents"] == ["j1"]
+    # z runs if the nested workflow failed: its works' failures must not end the workflow
+    assert works["work_z"] == {**works["work_z"], "after": ["inner"], "trigger": "one_failed"}
+    assert {w.get("on_failure") for w in inside.values()} == {"continue"}
+    assert "on_failure" not in nested
+    assert a.order == ("work_a", "inner.work_i1", "inner.s", "inner", "work_z")
+
+
+def test_a_nested_workflow_with_a_loop_condition() -> None:
+    """A loop inside a nested workflow translates; inside an outer loop it is a loop
+    inside that loop."""
+    inner = sub_workflow(
+        "SubWorkflow", "again", {"i": generic("true")}, _loop_condition=cond("is_finished", "i", [])
+    )
+    body = request({"w": inner})
+    t = translate_request(body)
+    (nested,) = t["works"]
+    (loop,) = nested["workflow"]["loops"]
+    assert loop["works"] == ["work_i"]
+    analyse(parse_template(t))
+    top = body["request_metadata"]["workflow"]["attributes"]["template"]["attributes"]
+    top["_loop_condition"] = cond("is_finished", "w", [])
+    t = translate_request(body)
+    assert t["loops"][0]["works"] == ["again"]
+    flat = analyse(parse_template(t)).flat
+    assert flat is not None
+    loops = {lp.name: lp.works for lp in flat.loops}
+    assert loops == {"again.idds_loop": ["again.work_i"], "idds_loop": ["again.idds_loop", "again"]}
+
+
+def test_workflows_nest_to_a_bounded_depth() -> None:
+    node: dict[str, Any] = generic("true")
+    for level in range(10):
+        node = sub_workflow("SubWorkflow", f"n{level}", {f"k{level}": node})
+    with pytest.raises(IddsError, match="nest more than 8 deep"):
+        translate_request(request({"top": node}))
 
 
 def test_a_dependency_on_an_unknown_task_is_refused() -> None:

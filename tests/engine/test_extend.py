@@ -58,6 +58,10 @@ def test_added_works_are_validated_like_templates(make_engine: EngineFactory) ->
             {"name": "a", "noop": True, "jobs": [{"name": "0", "parents": ["x/1"]}]},
             1.0,
         )
+    with pytest.raises(TemplateError, match=r"work.workflow: a nested workflow cannot be added"):
+        extend.add_work(
+            eng.db, wf, {"name": "n", "workflow": {"works": [{"name": "x", "noop": True}]}}, 1.0
+        )
     assert works_of(eng.db, wf) == []  # nothing half written
 
 

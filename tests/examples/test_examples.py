@@ -111,6 +111,27 @@ def test_conditional_recalibrates_when_quality_is_too_low(tmp_path: Path) -> Non
     assert results(url, 1, "report") == [{"published": False, "quality": 0.95}]
 
 
+def test_nested_calibrates_each_detector_in_its_own_nested_workflow(tmp_path: Path) -> None:
+    proc, url = run("nested", tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert statuses(url, 1) == {
+        "prepare": "succeeded",
+        "tracker.measure": "succeeded",
+        "tracker.fit": "succeeded",
+        "tracker.check": "succeeded",
+        "tracker": "succeeded",
+        "calorimeter.measure": "succeeded",
+        "calorimeter.fit": "succeeded",
+        "calorimeter.check": "skipped",  # its fit is too wide: its own `when`
+        "calorimeter": "succeeded",
+        "summary": "succeeded",
+    }
+    assert results(url, 1, "tracker.fit") == [{"mean": 5.6, "width": 8.0}]
+    assert results(url, 1, "calorimeter.fit")[0]["width"] == 24.0  # scale 3, its parameter
+    assert results(url, 1, "tracker.check") == [{"detector": "tracker", "ok": True}]
+    assert results(url, 1, "summary") == [{"tracker": "succeeded", "calorimeter": "succeeded"}]
+
+
 def test_loop_converges_to_the_root(tmp_path: Path) -> None:
     proc, url = run("loop", tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -254,7 +254,7 @@ nested.name = "nested"
 rid = submit(work("fine", "echo", "x", [job("ok")]), name="fine")
 
 out(dict(system=attempt(named("os", "system")), popen=attempt(named("subprocess", "Popen")),
-         canary=attempt(named("orchid_idds_canary", "Boom")), nested=cm.submit(nested),
+         canary=attempt(named("orchid_idds_canary", "Boom")),
          output_ext=cm.get_contents_output_ext(request_id=rid),
          worker=cm.adjust_worker(request_id=rid, transform_id=1, workload_id=None,
                                   parameters={"core_count": 2}),
@@ -275,7 +275,6 @@ def test_unsupported_classes_and_calls_get_errors_the_client_shows(
         ok, message = got[key]
         assert ok is False and f"class {named} is not supported by Orchid" in message
     assert "orchid_idds_canary" not in sys.modules  # never imported by the server
-    assert got["nested"][0] is False and "Workflow nested as a work" in got["nested"][1]
     for key, what in (
         ("build", "build requests"),
         ("output_ext", "this catalog call"),
@@ -571,12 +570,109 @@ out(dict(status=status, runs=[d["transform_status"].name
 """
 
 
+NESTED = """
+from idds.workflowv2.workflow import Workflow, SubWorkflow, Condition
+from idds.workflowv2.work import Work
+
+log = {log!r}
+
+def step(name):
+    return Work(executable="sh", arguments="-c 'echo %s >> %s'" % (name, log))
+
+first, a, b, c, last = (step(n) for n in ("first", "a", "b", "c", "last"))
+deep = Workflow(name="deep")  # a Workflow as a work, inside a SubWorkflow
+deep.add_work(c)
+inner = SubWorkflow(name="inner")
+for w in (a, b, deep):
+    inner.add_work(w)
+inner.add_condition(Condition(cond=a.is_finished, true_work=b))
+inner.add_condition(Condition(cond=b.is_finished, true_work=deep))
+wf = Workflow(name="outer")
+for w in (first, inner, last):
+    wf.add_work(w)
+wf.add_condition(Condition(cond=first.is_finished, true_work=inner))
+wf.add_condition(Condition(cond=inner.is_finished, true_work=last))
+rid = cm.submit(wf)
+for _ in range(600):
+    status = cm.get_requests(request_id=rid)[0]["status"].name
+    if status not in ("New", "Transforming"):
+        break
+    time.sleep(0.1)
+out(dict(status=status, transforms=sorted(
+    (d["transform_name"] if "transform_name" in d else d.get("name"), d["transform_status"].name)
+    for d in cm.get_requests(request_id=rid, with_detail=True))))
+"""
+
+
+def test_a_sub_workflow_runs_nested_in_order(server: Server, tmp_path: Path) -> None:
+    """A SubWorkflow (holding a Workflow) added as a work, with conditions inside and around
+    it: Orchid runs it as a nested workflow, every work after the one it waits for."""
+    log = tmp_path / "order.log"
+    got = run(server.url, server.tokens["alice"], NESTED.format(log=str(log)), tmp_path)
+    assert got["status"] == "Finished", got
+    assert log.read_text().split() == ["first", "a", "b", "c", "last"]
+    # a transform per work: the nested workflows' own are named by their works
+    names = [name for name, _ in got["transforms"]]
+    assert len(names) == 7 and {"inner", "inner.deep"} <= set(names), names
+    assert len([n for n in names if n.startswith("inner.deep.work_")]) == 1, names
+    assert {status for _, status in got["transforms"]} == {"Finished"}, got
+
+
 def test_a_loop_workflow_repeats_while_its_condition_holds(server: Server, tmp_path: Path) -> None:
     count = tmp_path / "count"
     got = run(server.url, server.tokens["alice"], LOOP.format(count=str(count)), tmp_path)
     assert count.read_text().strip() == "3"
     # two runs that succeeded, and the third, which failed and so ended the loop
     assert got == {"status": "SubFinished", "runs": ["Finished", "Finished", "Failed"]}
+
+
+LOOP_IN_LOOP = """
+from idds.workflowv2.workflow import Workflow, LoopWorkflow, Condition
+from idds.workflowv2.work import Work
+
+log, steps, rounds = {log!r}, {steps!r}, {rounds!r}
+
+def counter(path, tag, test):  # counts in path, logs tag and the count, fails when test fails
+    return Work(executable="sh", arguments=(
+        "-c 'n=$(cat %s 2>/dev/null || echo 0); n=$((n + 1)); echo $n > %s; "
+        "echo %s$n >> %s; test %s'" % (path, path, tag, log, test)))
+
+step = counter(steps, "s", "$((n % 3)) -ne 0")  # 3 runs a round: the third fails
+inner = LoopWorkflow(name="inner")
+inner.add_work(step)
+inner.add_loop_condition(Condition(cond=step.is_finished))  # again while it succeeds
+tick = counter(rounds, "t", "$n -lt 2")  # two rounds
+wf = Workflow(name="rounds")
+wf.add_work(inner)
+wf.add_work(tick)
+wf.add_condition(Condition(cond=inner.is_terminated, true_work=tick))
+wf.add_loop_condition(Condition(cond=tick.is_finished))
+rid = cm.submit(wf)
+for _ in range(600):
+    status = cm.get_requests(request_id=rid)[0]["status"].name
+    if status not in ("New", "Transforming"):
+        break
+    time.sleep(0.1)
+out(dict(status=status, runs=sorted(
+    (d["transform_name"] if "transform_name" in d else d.get("name"), d["transform_status"].name)
+    for d in cm.get_requests(request_id=rid, with_detail=True))))
+"""
+
+
+def test_a_loop_workflow_inside_a_loop_runs_to_its_end_each_round(
+    server: Server, tmp_path: Path
+) -> None:
+    """A LoopWorkflow added as a work of a workflow with a loop condition: a loop inside a
+    loop, whose loop runs afresh (until its step fails) in each round of the outer one."""
+    log = tmp_path / "order.log"
+    script = LOOP_IN_LOOP.format(
+        log=str(log), steps=str(tmp_path / "steps"), rounds=str(tmp_path / "rounds")
+    )
+    got = run(server.url, server.tokens["alice"], script, tmp_path)
+    assert log.read_text().split() == ["s1", "s2", "s3", "t1", "s4", "s5", "s6", "t2"], got
+    assert got["status"] == "SubFinished", got
+    runs = [status for name, status in got["runs"] if name.startswith("inner.")]
+    assert sorted(runs) == ["Failed"] * 2 + ["Finished"] * 4, got
 
 
 ATLAS_HPO = """

@@ -114,6 +114,34 @@ def test_the_workflow_page_shows_graph_works_parameters_and_timeline(
     )  # nothing to do once it ended
 
 
+def test_a_nested_workflow_is_framed_with_its_works(api: Api, browse, agents) -> None:  # type: ignore[no-untyped-def]
+    inner = {
+        "parameters": {"k": 0},
+        "works": [
+            {"name": "a", "noop": True, "parameters": {"k": "${params.k}"}},
+            {"name": "b", "noop": True, "after": ["a"]},
+        ],
+    }
+    template = {
+        "name": "nest",
+        "works": [
+            {"name": "prep", "noop": True},
+            {"name": "sub", "after": ["prep"], "parameters": {"k": 3}, "workflow": inner},
+        ],
+    }
+    wf = api.submit("alice", template)["id"]
+    api.wait_status(wf, "succeeded")
+    text = browse("alice").get(f"/ui/workflows/{wf}").text
+    assert re.findall(r'<g class="node" data-work="([\w.]+)" data-status="(\w+)"', text) == [
+        ("prep", "succeeded"),
+        ("sub.a", "succeeded"),
+        ("sub.b", "succeeded"),
+        ("sub", "succeeded"),
+    ]
+    assert '<g class="nested" data-nested="sub">' in text
+    assert "nested workflow, after prep" in text and "works sub.a, sub.b" in text
+
+
 def test_actions_offered_follow_the_status(api: Api, browse) -> None:  # type: ignore[no-untyped-def]
     wf = api.submit("alice", sweep(3))["id"]  # no agents: it stays pending
     text = browse("alice").get(f"/ui/workflows/{wf}").text

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from orchid.core import expr
 from orchid.core.jobs import check_args
 from orchid.core.limits import DEFAULT, Limits
+from orchid.core.nested import Scope, chain
 from orchid.core.states import TERMINAL_WORK, JobStatus, WorkflowStatus, WorkStatus
 from orchid.core.template import LoopSpec, Template, WorkSpec
 from orchid.core.validate import Analysis
@@ -125,12 +126,19 @@ class Start:
     inputs: Mapping[str, Any]  # {"parameters": {...}, "map": {...} | None}
 
 
+StopCause = Literal["condition", "upstream", "error", "finish"]
+
+
 @dataclass(frozen=True)
 class Stop:
     work_id: int
     status: WorkStatus  # SKIPPED or FAILED
-    cause: Literal["condition", "upstream", "error", "finish"]
+    cause: StopCause
     message: str
+
+
+# a nested workflow's verdict on its works: run (True), not known yet (None), or end them
+Gate = tuple[WorkStatus, StopCause, str] | Literal[True] | None
 
 
 @dataclass
@@ -191,6 +199,14 @@ class Planner:
         }
         self.loop_of = {n: lp for lp in template.loops for n in lp.works}  # works and loops
         self.loops = {lp.name: lp for lp in template.loops}
+        # nested workflows (core/nested.py): the scope of each work and loop inside one
+        self.scopes: Mapping[str, Scope] = analysis.scopes
+        self.scope_of = {
+            flat: sc.name
+            for sc in self.scopes.values()
+            for flat in (*sc.works.values(), *sc.loops.values())
+        }
+        self.inherits = {n: sc.after for sc in self.scopes.values() for n in sc.roots}
 
     # --- context -------------------------------------------------------------------------
 
@@ -290,12 +306,28 @@ class Planner:
         if state.finishing:
             d.stop.append(Stop(w.id, WorkStatus.SKIPPED, "finish", FINISHED_BY_USER))
             return
+        scope = self.scope_of.get(spec.name)
+        gate = self._gate(scope, state, latest, contexts)
+        if gate is not True:
+            if gate is not None:
+                d.stop.append(Stop(w.id, *gate))
+            return
         deps = {dep: self._dep_status(dep, state, latest) for dep in spec.after}
         if any(s in UNFINISHED for s in deps.values()):
             return
-        ok, why = _trigger_holds(spec.trigger, deps)
+        if spec.name in self.scopes:
+            self._join(spec, w, deps, latest, d)
+            return
+        inherited = self.inherits.get(spec.name, ())  # waited for; the gate judged them
+        ok, why = _trigger_holds(
+            spec.trigger, {k: v for k, v in deps.items() if k not in inherited}
+        )
         cause: Literal["condition", "upstream"] = "upstream"
-        ctx = contexts.get(loop)
+        try:
+            ctx = contexts.get(loop, scope)
+        except InvalidInput as exc:
+            d.stop.append(Stop(w.id, WorkStatus.FAILED, "error", f"cannot bind parameters: {exc}"))
+            return
         if ok and spec.when is not None:
             try:
                 ok = bool(expr.evaluate(spec.when, ctx))
@@ -326,6 +358,62 @@ class Planner:
             return
         d.start.append(Start(w.id, inputs))
 
+    def _gate(
+        self,
+        scope: str | None,
+        state: RunState,
+        latest: Mapping[str, WorkState],
+        contexts: _Contexts,
+    ) -> Gate:
+        """Whether the nested workflows around a work or loop run: True; None: not known
+        yet; else how the work or loop ends (status, cause, message). A nested workflow
+        runs if its work would: its ``after`` ended as its ``trigger`` wants, and its
+        ``when`` holds (read in the enclosing scope)."""
+        for sc in chain(self.scopes, scope):
+            deps = {dep: self._dep_status(dep, state, latest) for dep in sc.after}
+            if any(s in UNFINISHED for s in deps.values()):
+                return None
+            ok, why = (True, "") if sc.inherits else _trigger_holds(sc.spec.trigger, deps)
+            cause: StopCause = "upstream"
+            if ok and sc.spec.when is not None:
+                try:
+                    where = contexts.get(self.loop_of.get(sc.name), sc.parent)
+                    ok = bool(expr.evaluate(sc.spec.when, where))
+                except InvalidInput as exc:
+                    return WorkStatus.FAILED, "error", f"nested workflow '{sc.name}': {exc}"
+                why, cause = f"condition `{sc.spec.when}` is false", "condition"
+            if not ok:
+                message = f"nested workflow '{sc.name}' not run: {why}"
+                if sc.spec.otherwise == "fail":
+                    return WorkStatus.FAILED, cause, f"otherwise fail: {message}"
+                return WorkStatus.SKIPPED, cause, message
+        return True
+
+    def _join(
+        self,
+        spec: WorkSpec,
+        w: WorkState,
+        deps: Mapping[str, str],
+        latest: Mapping[str, WorkState],
+        d: Decision,
+    ) -> None:
+        """A nested workflow's work, once all its works and loops ended: its outcome.
+
+        skipped if every one was skipped; failed if one failed or ended partial (a failure
+        with ``on_failure: fail`` has already stopped the workflow, so these are failures
+        that let it go on: it ends partial); else succeeded."""
+        if all(s == "skipped" for s in deps.values()):
+            why = next((m.message for n in deps if (m := latest.get(n)) and m.message), "")
+            message = why or f"every work of nested workflow '{spec.name}' was skipped"
+            d.stop.append(Stop(w.id, WorkStatus.SKIPPED, "upstream", message))
+            return
+        bad = sorted(n for n, s in deps.items() if s in ("failed", "partial"))
+        if bad:
+            message = f"nested workflow: {', '.join(bad)} failed"
+            d.stop.append(Stop(w.id, WorkStatus.FAILED, "upstream", message))
+            return
+        d.start.append(Start(w.id, {"parameters": {}, "map": None}))
+
     def _step_loop(
         self,
         lp: LoopSpec,
@@ -352,29 +440,40 @@ class Planner:
                 ls, status="skipped", message=FINISHED_BY_USER, cause="finish"
             )
             return
+        scope = self.scope_of.get(lp.name)
         if ls.status == "waiting":
             if failing:
                 d.loops[lp.name] = replace(
                     ls, status="skipped", message=f"not started: {failing}", cause="upstream"
                 )
                 return
+            gate = self._gate(scope, state, latest, contexts)
+            if gate is None:
+                return
+            if gate is not True:
+                status: LoopStatus = "failed" if gate[0] == WorkStatus.FAILED else "skipped"
+                d.loops[lp.name] = LoopState(status, 0, ls.vars, gate[2], "upstream")
+                return
+            inherited = self.inherits.get(lp.name, ())
             deps = {
                 dep: self._dep_status(dep, state, latest) for dep in self.a.needs.get(lp.name, ())
             }
             if any(s in UNFINISHED for s in deps.values()):
                 return
-            ok, why = _trigger_holds("all_success", deps)
+            ok, why = _trigger_holds(
+                "all_success", {k: v for k, v in deps.items() if k not in inherited}
+            )
             if not ok:
                 d.loops[lp.name] = replace(ls, status="skipped", message=why, cause="upstream")
                 return
             try:
                 first = expr.interpolate(
                     dict(lp.variables),
-                    contexts.get(),
+                    contexts.get(None, scope),
                     self.limits,
                     f"{self.loop_where[lp.name]}.variables",
                 )
-            except ExpressionError as exc:
+            except InvalidInput as exc:
                 d.loops[lp.name] = LoopState(
                     "failed", 0, {}, f"cannot bind variables: {exc}", "error", ls.serial
                 )
@@ -385,7 +484,6 @@ class Planner:
             return
         if not self._iteration_over(lp, ls, state, latest):
             return
-        ctx = contexts.get(lp)
         if failing:
             d.loops[lp.name] = replace(ls, status="failed", message=failing, cause="upstream")
             return
@@ -393,6 +491,7 @@ class Planner:
             d.loops[lp.name] = replace(ls, status=SUCCESS, message=FINISHED_BY_USER, cause="finish")
             return
         try:
+            ctx = contexts.get(lp, scope)
             done = bool(expr.evaluate(lp.until, ctx))
             if done:
                 d.loops[lp.name] = replace(
@@ -400,7 +499,7 @@ class Planner:
                 )
                 return
             if ls.iteration + 1 >= lp.max_iterations:
-                status: LoopStatus = "succeeded" if lp.on_max_iterations == "succeed" else "failed"
+                status = "succeeded" if lp.on_max_iterations == "succeed" else "failed"
                 msg = f"reached max_iterations={lp.max_iterations} without `{lp.until}`"
                 d.loops[lp.name] = replace(ls, status=status, message=msg, cause="max")
                 return
@@ -408,7 +507,7 @@ class Planner:
             for var, text in lp.next.items():
                 where = f"{self.loop_where[lp.name]}.next.{var}"
                 new_vars[var] = expr.evaluate(text, ctx, self.limits, where)
-        except ExpressionError as exc:
+        except InvalidInput as exc:
             d.loops[lp.name] = replace(ls, status="failed", message=str(exc), cause="error")
             return
         serial = None if ls.serial is None else ls.serial + 1
@@ -495,12 +594,41 @@ class _Contexts:
         self._planner, self._state, self._latest = planner, state, latest
         self._base: dict[str, Any] | None = None
 
-    def get(self, loop: LoopSpec | None = None) -> dict[str, Any]:
+        self._scopes: dict[str, dict[str, Any]] = {}
+
+    def get(self, loop: LoopSpec | None = None, scope: str | None = None) -> dict[str, Any]:
+        """The context at the top, or inside nested workflow ``scope`` (raises
+        InvalidInput if the parameters it is given cannot be bound)."""
         if self._base is None:
             self._base = self._planner.context(self._state, None, self._latest)
+        base = self._base if scope is None else self._scope(scope)
         if loop is None:
-            return self._base
-        return {**self._base, "loop": _current_loop(self._state, loop)}
+            return base
+        current = _current_loop(self._state, loop)
+        if scope is not None and loop.name.startswith(scope + "."):
+            current["name"] = loop.name[len(scope) + 1 :]
+        return {**base, "loop": current}
+
+    def _scope(self, name: str) -> dict[str, Any]:
+        """A nested workflow's context: its own works, loops and parameters."""
+        found = self._scopes.get(name)
+        if found is not None:
+            return found
+        sc = self._planner.scopes[name]
+        outer = self.get(self._planner.loop_of.get(sc.name), sc.parent)  # its work's scope
+        where = f"{sc.where}.parameters"
+        given = expr.interpolate(dict(sc.spec.parameters), outer, self._planner.limits, where)
+        base = self._base or {}
+        found = {
+            "params": {**sc.defaults, **given},
+            "workflow": base["workflow"],
+            "works": {n: base["works"][flat] for n, flat in sc.works.items()},
+            "loops": {
+                n: base["loops"][flat] for n, flat in sc.loops.items() if flat in base["loops"]
+            },
+        }
+        self._scopes[name] = found
+        return found
 
 
 def _trigger_holds(trigger: str, deps: Mapping[str, str]) -> tuple[bool, str]:

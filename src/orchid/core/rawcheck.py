@@ -67,11 +67,13 @@ def raw_problems(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
         if "hpo" not in w:
             given = [k for k in ("command", "function") if w.get(k)]
             given += ["noop"] if w.get("noop") is True else []
+            given += ["workflow"] if w.get("workflow") is not None else []
             if len(given) != 1:
                 what = "none" if not given else " and ".join(given)
                 p.add(
                     path,
-                    f"needs exactly one payload: `command`, `function` or `noop: true`; got {what}",
+                    "needs exactly one payload: `command`, `function`, `noop: true` or "
+                    f"`workflow`; got {what}",
                 )
         for j, dep in enumerate(_listed(w.get("after"))):
             if not isinstance(dep, str) or me is None:

@@ -140,6 +140,11 @@ class WorkSpec(_Model):
         description="'package.module:function', called with the job's arguments",
     )
     noop: bool = Field(False, description="run nothing; each job succeeds at once")
+    workflow: NestedWorkflow | None = Field(
+        None,
+        description="a nested workflow run as this work (its works, loops and parameters); "
+        "`parameters` then give its parameters",
+    )
     parameters: dict[str, JSONValue] = Field(
         default_factory=dict, description="arguments of every job; values may use ${...} bindings"
     )
@@ -236,6 +241,22 @@ class LoopSpec(_Model):
         "succeed", description="how the loop ends if `until` never held"
     )
     after: list[Name] = Field(default_factory=list)
+
+
+class NestedWorkflow(_Model):
+    """A workflow inside a work (``workflow:``): its works and loops run as part of the outer
+    workflow, named ``<work>.<inner work>``; its expressions read its own works and
+    parameters, which the nested work's ``parameters`` set (see docs/templates.md)."""
+
+    description: str = ""
+    parameters: dict[str, JSONValue] = Field(
+        default_factory=dict, description="its parameters and defaults (params.X inside it)"
+    )
+    works: list[WorkSpec] = Field(min_length=1)
+    loops: list[LoopSpec] = Field(default_factory=list)
+
+
+WorkSpec.model_rebuild()
 
 
 class Defaults(_Model):

@@ -10,18 +10,19 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from orchid.core import expr, hpo
+from orchid.core import expr, hpo, nested
 from orchid.core.dag import CycleError, ancestors, reachable_pairs, topological_order
-from orchid.core.template import InputSpec, LoopSpec, Template, WorkSpec
+from orchid.core.template import InputSpec, LoopSpec, NestedWorkflow, Template, WorkSpec
 from orchid.errors import ExpressionError, TemplateError
 
 ROOTS = ("params", "works", "loops", "loop", "workflow")
 WORK_FIELDS = ("status", "outputs", "results", "counts", "iteration")
 LOOP_FIELDS = ("status", "iteration", "vars")
 CURRENT_LOOP_FIELDS = ("name", "iteration", "vars")
+NESTED_FIELDS = ("status", "iteration")  # what expressions read of a nested workflow's work
 MAX_LOOP_DEPTH = 8  # loops inside loops: how deep they may nest (the outermost is depth 1)
 
 
@@ -36,6 +37,10 @@ class Analysis:
     read_outputs: frozenset[str]  # works whose outputs/results some expression reads
     read_counts: frozenset[str] = frozenset()  # works whose job counts some expression reads
     loops: Mapping[str, LoopSpec] = field(default_factory=dict)
+    # a template with nested workflows (`workflow:` works) runs as its expansion: ``flat``
+    # holds it, ``scopes`` each nested workflow by its flat name (see core/nested.py)
+    flat: Template | None = None
+    scopes: Mapping[str, nested.Scope] = field(default_factory=dict)
 
 
 class Problems:
@@ -77,6 +82,14 @@ def _position(t: Template, items: list[Any], item: Any) -> int:
 
 def analyse(t: Template) -> Analysis:
     """Validate everything that is not structure; raise TemplateError listing each problem."""
+    if any(w.workflow is not None for w in t.works):
+        return analyse_nested(t)
+    return analyse_scope(t)
+
+
+def analyse_scope(t: Template, expressions: bool = True) -> Analysis:
+    """:func:`analyse` of one scope: a nested workflow's work is one node of its graph.
+    ``expressions``: check them (an expanded template's were, scope by scope)."""
     p = Problems()
     works = {w.name: w for w in t.works}
     loops = {lp.name: lp for lp in t.loops}
@@ -125,7 +138,9 @@ def analyse(t: Template) -> Analysis:
         p.raise_if_any()
 
     upstream = _Upstream(parents, loops, loop_of)
-    read_outputs, read_counts = _check_expressions(t, _Reach(parents, loop_of, topo), p)
+    read_outputs, read_counts = (
+        _check_expressions(t, _Reach(parents, loop_of, topo), p) if expressions else (set(), set())
+    )
     job_upstream = _check_static_jobs(t, loop_of, p)
     p.raise_if_any()
     return Analysis(
@@ -165,13 +180,15 @@ def _check_payloads(t: Template, p: Problems) -> None:
     for w in t.works:
         path = work_path(t, w)
         given = [k for k in ("command", "function") if getattr(w, k)] + (["noop"] if w.noop else [])
+        given += ["workflow"] if w.workflow is not None else []
         if w.hpo is not None:
             _check_hpo(w, path, given, p)
         elif len(given) != 1:
             what = "none" if not given else " and ".join(given)
             p.add(
                 path,
-                f"needs exactly one payload: `command`, `function` or `noop: true`; got {what}",
+                "needs exactly one payload: `command`, `function`, `noop: true` or "
+                f"`workflow`; got {what}",
             )
         if w.input is not None:
             _check_input(t, w, w.input, path, p)
@@ -591,6 +608,11 @@ def _check_reference(
             )
         if len(ref) > 2 and ref[2] not in WORK_FIELDS:
             return f"a work has no field '{ref[2]}'; use one of {', '.join(WORK_FIELDS)}"
+        if t.work(name).workflow is not None and (len(ref) == 2 or ref[2] not in NESTED_FIELDS):
+            return (
+                f"'{name}' is a nested workflow: read works.{name}.status (its outcome); "
+                "its works' results are read inside it"
+            )
         if len(ref) == 2 or ref[2] in ("outputs", "results"):
             read.add(name)
         if len(ref) == 2 or ref[2] == "counts":
@@ -705,3 +727,106 @@ def job_cycles(
     except CycleError as exc:
         cyc = " -> ".join("/".join(str(part) for part in node) for node in exc.cycle)  # type: ignore[attr-defined]
         p.add("works", f"job parents make a cycle: {cyc}")
+
+
+# --- nested workflows (core/nested.py) ---------------------------------------------------
+
+
+def analyse_nested(t: Template) -> Analysis:
+    """:func:`orchid.core.validate.analyse` of a template with nested workflows: each scope
+    is checked on its own (paths say where: ``works[1](sub).workflow.works[0](a)``), then
+    the flat expansion is analysed for the engine (``Analysis.flat``, ``.scopes``)."""
+    p = Problems()
+    read: set[str] = set()
+    counted: set[str] = set()
+    _check_nested(t, "", "", 0, 0, p, read, counted)
+    p.raise_if_any()
+    flat, scopes = nested.expand(t)
+    a = analyse_scope(flat, expressions=False)
+    return replace(
+        a,
+        read_outputs=frozenset(read),
+        read_counts=frozenset(counted),
+        flat=flat,
+        scopes=scopes,
+    )
+
+
+def _check_nested(
+    t: Template,
+    prefix: str,
+    where: str,
+    depth: int,
+    loops_around: int,
+    p: Problems,
+    read: set[str],
+    counted: set[str],
+) -> None:
+    try:
+        a = analyse_scope(t)
+        read.update(prefix + n for n in a.read_outputs)
+        counted.update(prefix + n for n in a.read_counts)
+    except TemplateError as exc:
+        for path, message in exc.problems:
+            if prefix and path == "jobs_file":
+                continue  # said below, for the work at fault
+            p.add(f"{where}{path}", message)
+    loop_of = {n: lp.name for lp in t.loops for n in lp.works}
+    for i, w in enumerate(t.works):
+        path = f"{where}works[{i}]({w.name})"
+        if w.jobs == "from_file" and prefix:
+            p.add(
+                f"{path}.jobs",
+                "a nested workflow's work cannot take its jobs from the jobs_file; list them",
+            )
+        if w.workflow is None:
+            continue
+        for key in sorted(w.model_fields_set - nested.ALLOWED):
+            p.add(
+                f"{path}.{key}",
+                f"a nested workflow's work cannot set `{key}`; set it on the works inside it",
+            )
+        for key in w.parameters:
+            if key not in w.workflow.parameters:
+                known = ", ".join(w.workflow.parameters) or "none are declared"
+                p.add(
+                    f"{path}.parameters.{key}",
+                    f"the nested workflow has no parameter '{key}' (declare it under "
+                    f"workflow.parameters; known: {known})",
+                )
+        if depth + 1 > nested.MAX_NESTING:
+            p.add(
+                f"{path}.workflow",
+                f"nests workflows more than {nested.MAX_NESTING} deep; flatten some of them",
+            )
+            continue
+        # inside loops, its loops are loops inside those: their depth counts them
+        looped = loops_around + len(enclosing(w.name, loop_of))
+        _check_loop_depth(w.workflow, looped, f"{path}.workflow.", p)
+        inner = nested.scope_template(t, w)
+        _check_nested(
+            inner,
+            f"{prefix}{w.name}{nested.SEP}",
+            f"{path}.workflow.",
+            depth + 1,
+            looped,
+            p,
+            read,
+            counted,
+        )
+
+
+def _check_loop_depth(inner: NestedWorkflow, around: int, where: str, p: Problems) -> None:
+    """A nested workflow's loops inside ``around`` loops of the enclosing scopes: how deep
+    they nest counts those (MAX_LOOP_DEPTH), said at the loop that passes it."""
+    if not around:
+        return
+    loop_of = {n: lp.name for lp in inner.loops for n in lp.works}
+    for i, lp in enumerate(inner.loops):
+        level = around + 1 + len(enclosing(lp.name, loop_of))
+        if level == MAX_LOOP_DEPTH + 1:  # the loops inside it are deeper: said once
+            p.add(
+                f"{where}loops[{i}]({lp.name})",
+                f"is {level} loops deep with the {around} loop(s) around the nested workflow; "
+                f"loops nest at most {MAX_LOOP_DEPTH} deep",
+            )

@@ -78,6 +78,16 @@ def add_work(
                 )
             ]
         )
+    if spec.get("workflow") is not None:
+        raise TemplateError(
+            [
+                (
+                    "work.workflow",
+                    "a nested workflow cannot be added to a running workflow (yet): add its "
+                    "works one by one, or put it in the template",
+                )
+            ]
+        )
     with db.begin() as conn:
         status = workflows.lock_status(conn, workflow_id)
         raw, base_dir = workflows.template_of(conn, workflow_id)

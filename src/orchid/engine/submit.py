@@ -83,18 +83,32 @@ def check_size(raw: Any, max_works: int | None) -> None:
     if max_works is None or not isinstance(raw, Mapping):
         return
     for key in ("works", "loops"):
-        items = raw.get(key)
-        if isinstance(items, list) and len(items) > max_works:
+        count = _count(raw, key)
+        if count > max_works:
             raise TemplateError(
                 [
                     (
                         key,
-                        f"holds {len(items):,} {key}, more than the limit of {max_works:,} "
+                        f"holds {count:,} {key}, more than the limit of {max_works:,} "
                         "(the server's setting max_works, ORCHID_MAX_WORKS); split the "
                         "workflow, or list many jobs in few works (a jobs_file)",
                     )
                 ]
             )
+
+
+def _count(raw: Mapping[str, Any], key: str) -> int:
+    """The works (or loops) of a decoded template, those of its nested workflows included."""
+    count, stack = 0, [raw]
+    while stack:
+        node = stack.pop()
+        items = node.get(key)
+        count += len(items) if isinstance(items, list) else 0
+        works = node.get("works")
+        for w in works if isinstance(works, list) else ():
+            if isinstance(w, Mapping) and isinstance(w.get("workflow"), Mapping):
+                stack.append(w["workflow"])
+    return count
 
 
 def executor_routes(compiled: Compiled, known: Collection[str] | None) -> dict[str, str]:

@@ -80,6 +80,7 @@ def compile_template(raw: Any, base_dir: str | None = None, limits: Limits = DEF
     its expressions build and its jobs' arguments."""
     t = parse_template(raw)
     a = analyse(t)
+    t = a.flat or t  # nested workflows run expanded (core/nested.py)
     return Compiled(t, a, Planner(t, a, limits), base_dir)
 
 

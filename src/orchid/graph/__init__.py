@@ -4,6 +4,6 @@ One module for every picture of a workflow: the monitor pages (SVG), ``orchid gr
 (SVG, PNG, DOT, Mermaid) and the API (``GET /workflows/{id}/graph``, JSON).
 """
 
-from orchid.graph.model import Edge, LoopBox, Node, TaskGraph, build
+from orchid.graph.model import Edge, LoopBox, NestBox, Node, TaskGraph, build
 
-__all__ = ["Edge", "LoopBox", "Node", "TaskGraph", "build"]
+__all__ = ["Edge", "LoopBox", "NestBox", "Node", "TaskGraph", "build"]

@@ -69,6 +69,16 @@ class LoopBox:
 
 
 @dataclass(frozen=True)
+class NestBox:
+    """A nested workflow (a ``workflow:`` work): its works framed together, with its work
+    (the one that ends with its outcome, named like it) the last inside the frame."""
+
+    name: str
+    works: tuple[str, ...]
+    status: str = "waiting"
+
+
+@dataclass(frozen=True)
 class TaskGraph:
     workflow_id: int
     name: str
@@ -76,6 +86,7 @@ class TaskGraph:
     nodes: tuple[Node, ...]
     edges: tuple[Edge, ...]
     loops: tuple[LoopBox, ...] = ()
+    nested: tuple[NestBox, ...] = ()
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
@@ -109,6 +120,10 @@ class TaskGraph:
                     "inner": list(lp.inner),
                 }
                 for lp in self.loops
+            ],
+            "nested": [
+                {"name": nb.name, "works": list(nb.works), "status": nb.status}
+                for nb in self.nested
             ],
         }
 
@@ -145,6 +160,10 @@ class TaskGraph:
                     inner=tuple(lp.get("inner", ())),
                 )
                 for lp in data.get("loops", ())
+            ),
+            nested=tuple(
+                NestBox(str(nb["name"]), tuple(nb["works"]), str(nb.get("status", "waiting")))
+                for nb in data.get("nested", ())
             ),
         )
 
@@ -204,7 +223,15 @@ def build(
         )
         for lp in template.loops
     )
-    return TaskGraph(workflow_id, template.name, status, tuple(nodes), edges, loops)
+    nested = tuple(
+        NestBox(
+            name=scope,
+            works=tuple(w for w in analysis.order if w.startswith(scope + ".") or w == scope),
+            status=str(latest[scope].status) if scope in latest else "waiting",
+        )
+        for scope in analysis.scopes
+    )
+    return TaskGraph(workflow_id, template.name, status, tuple(nodes), edges, loops, nested)
 
 
 def _edges(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from html import escape
 from itertools import pairwise
 
@@ -63,8 +64,77 @@ def place(graph: TaskGraph) -> Layout:
     return layout(
         [n.name for n in graph.nodes],
         [(e.source, e.target, e.kind) for e in graph.edges],
-        [(lp.name, (*lp.works, *lp.inner)) for lp in graph.loops],
+        [(lp.name, (*lp.works, *lp.inner)) for lp in graph.loops]
+        + [(nb.name, nb.works) for nb in graph.nested],
     )
+
+
+@dataclass(frozen=True)
+class _Box:
+    """A frame of the DOT and Mermaid drawings: a loop or a nested workflow."""
+
+    key: str  # cluster id
+    label: str
+    style: str  # DOT attributes
+    members: frozenset[str]
+
+
+def _boxes(graph: TaskGraph) -> tuple[list[_Box], dict[str, str | None], dict[str, str | None]]:
+    """The frames (loops, then nested workflows), each frame's parent frame (the smallest
+    holding it: nested workflows and loops nest) and each node's innermost frame."""
+    loops = {lp.name: lp for lp in graph.loops}
+
+    def inside(lp: LoopBox) -> set[str]:  # the loops inside it, at any depth
+        seen: set[str] = set()
+        todo = [n for n in lp.inner if n in loops]
+        while todo:
+            name = todo.pop()
+            if name not in seen and name != lp.name:
+                seen.add(name)
+                todo.extend(n for n in loops[name].inner if n in loops)
+        return seen
+
+    def holds(lp: LoopBox) -> frozenset[str]:  # its works and those of the loops inside it
+        return frozenset(lp.works).union(*(loops[n].works for n in inside(lp)))
+
+    depth = {lp.name: len(inside(lp)) for lp in graph.loops}
+
+    boxes = [
+        _Box(
+            f"cluster_{i}",
+            f"loop {lp.name}: {lp.iteration_label}",
+            'style=dashed; color="#a855f7";',
+            holds(lp),
+        )
+        for i, lp in enumerate(graph.loops)
+    ] + [
+        _Box(
+            f"cluster_nested_{i}",
+            f"workflow {nb.name}: {nb.status}",
+            'style=rounded; color="#2563eb";',
+            frozenset(nb.works),
+        )
+        for i, nb in enumerate(graph.nested)
+    ]
+
+    def size(b: _Box) -> tuple[int, int, int]:
+        # a loop of just a nested workflow holds it; a loop of just a loop holds that loop
+        if b.key.startswith("cluster_nested"):
+            return len(b.members), 0, 0
+        return len(b.members), 1, depth[graph.loops[int(b.key.removeprefix("cluster_"))].name]
+
+    def smallest(fits: Iterable[_Box]) -> str | None:
+        found = min(fits, key=size, default=None)
+        return found.key if found else None
+
+    parent = {
+        b.key: smallest(
+            o for o in boxes if o is not b and b.members <= o.members and size(b) < size(o)
+        )
+        for b in boxes
+    }
+    home = {n.name: smallest(b for b in boxes if n.name in b.members) for n in graph.nodes}
+    return boxes, parent, home
 
 
 def counts_text(node: Node) -> str:
@@ -119,7 +189,17 @@ def to_svg(graph: TaskGraph, link: str | None = None, standalone: bool = True) -
     if standalone:
         out.append(f'<rect width="{w:.0f}" height="{h:.0f}" fill="#ffffff"/>')
     loops = {lp.name: lp for lp in graph.loops}
+    nested = {nb.name: nb for nb in graph.nested}
     for f in lay.frames:
+        if f.name in nested:
+            nb = nested[f.name]
+            out.append(
+                f'<g class="nested" data-nested="{escape(f.name)}"><rect x="{f.x:.1f}" '
+                f'y="{f.y:.1f}" width="{f.w:.1f}" height="{f.h:.1f}" rx="10" fill="none" '
+                f'stroke="#2563eb"/><text x="{f.x + 10:.1f}" y="{f.y + 14:.1f}" font-size="11" '
+                f'fill="#1d4ed8">{escape(f"⊂ workflow {nb.name} · {nb.status}")}</text></g>'
+            )
+            continue
         lp = loops[f.name]
         label = f"↻ {lp.name} · {lp.iteration_label} · {lp.status}"
         out.append(
@@ -207,26 +287,22 @@ def to_dot(graph: TaskGraph) -> str:
             f"color={_dot_id(solid)}];"
         )
 
-    in_loop = {w for lp in graph.loops for w in lp.works}
-    number = {lp.name: i for i, lp in enumerate(graph.loops)}
+    boxes, parent, home = _boxes(graph)
 
-    def cluster(lp: LoopBox, indent: str) -> None:  # a loop inside a loop: a cluster inside
-        lines.append(f"{indent}subgraph cluster_{number[lp.name]} {{")
-        lines.append(f"{indent}  label={_dot_id(f'loop {lp.name}: {lp.iteration_label}')};")
-        lines.append(f'{indent}  style=dashed; color="#a855f7";')
-        for n in graph.nodes:
-            if n.name in lp.works:
-                lines.append(indent + node_line(n))
-        for name in lp.inner:
-            cluster(loops[name], indent + "  ")
+    def cluster(b: _Box, indent: str) -> None:
+        lines.append(f"{indent}subgraph {b.key} {{")
+        lines.append(f"{indent}  label={_dot_id(b.label)};")
+        lines.append(f"{indent}  {b.style}")
+        lines.extend(indent + node_line(n) for n in graph.nodes if home[n.name] == b.key)
+        for child in boxes:
+            if parent[child.key] == b.key:
+                cluster(child, indent + "  ")
         lines.append(f"{indent}}}")
 
-    loops = {lp.name: lp for lp in graph.loops}
-    for lp in _outermost(graph):
-        cluster(lp, "  ")
-    for n in graph.nodes:
-        if n.name not in in_loop:
-            lines.append(node_line(n))
+    for b in boxes:
+        if parent[b.key] is None:
+            cluster(b, "  ")
+    lines.extend(node_line(n) for n in graph.nodes if home[n.name] is None)
     for e in graph.edges:
         style = " [style=dashed]" if e.kind == "jobs" else ""
         lines.append(f"  {_dot_id(e.source)} -> {_dot_id(e.target)}{style};")
@@ -247,21 +323,21 @@ def to_mermaid(graph: TaskGraph) -> str:
         label = "<br/>".join(_mermaid_text(t) for t in (n.name, counts_text(n), *n.notes))
         return f'  {ids[n.name]}["{label}"]:::{n.status}'
 
-    in_loop = {w for lp in graph.loops for w in lp.works}
-    number = {lp.name: i for i, lp in enumerate(graph.loops)}
-    loops = {lp.name: lp for lp in graph.loops}
+    boxes, parent, home = _boxes(graph)
 
-    def subgraph(lp: LoopBox, indent: str) -> None:  # a loop inside a loop: nested subgraph
-        title = _mermaid_text(f"loop {lp.name}: {lp.iteration_label}")
-        lines.append(f'{indent}subgraph loop{number[lp.name]}["{title}"]')
-        lines.extend(indent + node_line(n) for n in graph.nodes if n.name in lp.works)
-        for name in lp.inner:
-            subgraph(loops[name], indent + "  ")
+    def subgraph(b: _Box, indent: str) -> None:
+        key = b.key.replace("cluster_nested_", "nested").replace("cluster_", "loop")
+        lines.append(f'{indent}subgraph {key}["{_mermaid_text(b.label)}"]')
+        lines.extend(indent + node_line(n) for n in graph.nodes if home[n.name] == b.key)
+        for child in boxes:
+            if parent[child.key] == b.key:
+                subgraph(child, indent + "  ")
         lines.append(f"{indent}end")
 
-    for lp in _outermost(graph):
-        subgraph(lp, "  ")
-    lines.extend(node_line(n) for n in graph.nodes if n.name not in in_loop)
+    for b in boxes:
+        if parent[b.key] is None:
+            subgraph(b, "  ")
+    lines.extend(node_line(n) for n in graph.nodes if home[n.name] is None)
     for e in graph.edges:
         arrow = "-.->" if e.kind == "jobs" else "-->"
         lines.append(f"  {ids[e.source]} {arrow} {ids[e.target]}")
@@ -269,9 +345,3 @@ def to_mermaid(graph: TaskGraph) -> str:
         solid, tint = colour(status)
         lines.append(f"  classDef {status} fill:{tint},stroke:{solid},color:#0f172a")
     return "\n".join(lines) + "\n"
-
-
-def _outermost(graph: TaskGraph) -> list[LoopBox]:
-    """The loops no other loop repeats (the others are drawn inside them)."""
-    inner = {name for lp in graph.loops for name in lp.inner}
-    return [lp for lp in graph.loops if lp.name not in inner]

@@ -178,6 +178,7 @@ def workflow_page(request: Request, workflow_id: int, queued: str | None = None)
         now=now,
         svg=to_svg(state["graph"], link=link, standalone=False),
         template=compiled.template,
+        scopes=compiled.analysis.scopes,
         timeline=timeline,
         timeline_svg=charts.timeline(spans, marks, now),
         collections=collections,

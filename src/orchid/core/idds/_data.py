@@ -22,6 +22,8 @@ class IddsError(InvalidInput):
 # The classes Orchid reads (module, class). Reading means looking at the attributes as
 # data; none of these is ever imported. Enums are recognised by their module alone.
 WORKFLOW = ("idds.workflowv2.workflow", "Workflow")
+SUB_WORKFLOW = ("idds.workflowv2.workflow", "SubWorkflow")
+LOOP_WORKFLOW = ("idds.workflowv2.workflow", "LoopWorkflow")  # a Workflow, by another name
 WORKFLOW_BASE = ("idds.workflowv2.workflow", "WorkflowBase")
 DOMA_WORK = ("idds.doma.workflowv2.domapandawork", "DomaPanDAWork")
 STAGEIN_WORK = ("idds.atlas.workflowv2.atlasstageinwork", "ATLASStageinWork")
@@ -40,6 +42,8 @@ CONDITIONS = frozenset(
 ALLOWED: frozenset[tuple[str, str]] = frozenset(
     {
         WORKFLOW,
+        SUB_WORKFLOW,
+        LOOP_WORKFLOW,
         WORKFLOW_BASE,
         DOMA_WORK,
         STAGEIN_WORK,
@@ -59,8 +63,6 @@ ENUM_MODULE = "idds.common.constants"
 ENUM_NAME = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
 # kinds of works Orchid knows by name but cannot take (yet): a clear word instead of a guess
 NOT_YET: Mapping[tuple[str, str], str] = {
-    ("idds.workflowv2.workflow", "SubWorkflow"): "a workflow nested as a work of another",
-    ("idds.workflowv2.workflow", "LoopWorkflow"): "a loop workflow nested as a work",
     ("idds.doma.workflowv2.domapandaeswork", "DomaPanDAESWork"): "event service works",
     ("idds.doma.workflowv2.domaruciowork", "DomaRucioWork"): "DOMA Rucio works",
     ("idds.doma.workflowv2.domadatawork", "DomaDataWork"): "DOMA data works",

@@ -1,5 +1,8 @@
 """An iDDS ``Workflow`` as an Orchid template: DOMA works as job-level DAGs, generic works
-as commands, conditions as ``after`` and ``trigger``, a loop condition as a loop. Pure."""
+as commands, conditions as ``after`` and ``trigger``, a loop condition as a loop, a
+``Workflow``, ``SubWorkflow`` or ``LoopWorkflow`` among the works as a nested workflow
+(``workflow:``; its loop condition a loop of it, inside a loop if the workflow has one too).
+Pure."""
 
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ from orchid.core.idds._data import (
     DOMA_WORK,
     GENERIC_WORKS,
     HPO_WORK,
+    LOOP_WORKFLOW,
     STAGEIN_WORK,
+    SUB_WORKFLOW,
     WORKFLOW,
     IddsError,
     attrs,
@@ -44,6 +49,8 @@ SEVERAL: Mapping[tuple[str, str], tuple[str | None, str | None]] = {
     ("is_terminated", "or"): (None, None),
 }
 MAX_JOBS = 2_000_000
+MAX_NESTING = 8  # workflows inside workflows (the template language's bound too)
+NESTED = (WORKFLOW, SUB_WORKFLOW, LOOP_WORKFLOW)  # iDDS LoopWorkflow adds nothing to Workflow
 IN_PLACEHOLDER = "${IN/L}"  # where a DOMA job's pseudo input name goes in its command
 
 
@@ -55,22 +62,41 @@ def translate_workflow(node: Any, body: Mapping[str, Any], rucio_manager: str) -
         raise IddsError(f"request_metadata.workflow: expected a Workflow, got {got}")
     top = attrs(node, "workflow")
     base = attrs(top.get("template"), "workflow.template")
+    works, loops = _scope(top, base, "workflow", rucio_manager, 0)
+    wf_name = base.get("_name") or top.get("_name") or body.get("name") or "idds-request"
+    out: dict[str, Any] = {
+        "name": work_name(wf_name),
+        "description": f"{describe(body)}, translated from iDDS",
+        "works": works,
+    }
+    if loops:
+        out["loops"] = loops
+    if _open(top, base):
+        out["open"] = True
+    return out
+
+
+def _scope(
+    top: Mapping[str, Any], base: Mapping[str, Any], where: str, rucio_manager: str, depth: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The works and loops of one workflow (``top``, its template ``base``); a workflow
+    among its works becomes a nested workflow, translated the same way."""
     if top.get("_loop_condition"):
-        raise IddsError("workflow: a loop condition outside the workflow's template")
+        raise IddsError(f"{where}: a loop condition outside the workflow's template")
     for key in ("parameter_links", "parameter_links_source", "parameter_links_destination"):
         if base.get(key):
             raise IddsError(
-                f"workflow.{key}: parameter links between works are not supported by the "
+                f"{where}.{key}: parameter links between works are not supported by the "
                 "translation yet (docs/from-idds.md)"
             )
     works_in = base.get("_works") or {}
-    if not isinstance(works_in, dict) or (not works_in and not _open(top, base)):
-        raise IddsError("workflow: it has no works")
+    if not isinstance(works_in, dict) or (not works_in and not (depth == 0 and _open(top, base))):
+        raise IddsError(f"{where}: it has no works")
     # first the names, so that dependency maps can name the tasks they depend on
     names: dict[str, str] = {}  # internal id -> Orchid work name
     by_task: dict[str, str] = {}  # iDDS task name -> Orchid work name
     for internal_id, work in works_in.items():
-        task = _task_of(work, f"workflow.works.{internal_id}", internal_id)
+        task = _task_of(work, f"{where}.works.{internal_id}", internal_id)
         name = work_name(task)
         if name in names.values():
             name = work_name(f"{task}_{internal_id}")
@@ -78,23 +104,46 @@ def translate_workflow(node: Any, body: Mapping[str, Any], rucio_manager: str) -
         by_task[str(task)] = name
         if work["attributes"].get("orig_task_name"):
             by_task.setdefault(str(work["attributes"]["orig_task_name"]), name)
-    works = [_work(work, names[i], by_task, rucio_manager) for i, work in works_in.items()]
+    works = []
+    for i, work in works_in.items():
+        if kind_of(work) in NESTED:
+            works.append(_nested(work, names[i], f"{where}.works.{i}", rucio_manager, depth))
+        else:
+            works.append(_work(work, names[i], by_task, rucio_manager))
     _conditions(base, names, {w["name"]: w for w in works})
-    wf_name = base.get("_name") or top.get("_name") or body.get("name") or "idds-request"
-    out: dict[str, Any] = {
-        "name": work_name(wf_name),
-        "description": f"{describe(body)}, translated from iDDS",
-        "works": works,
-    }
-    if _open(top, base):
-        out["open"] = True
+    loops = []
     if base.get("_loop_condition"):
         loop = _loop(base, names, [w["name"] for w in works])
-        out["loops"] = [loop]
+        loops.append(loop)
         for w in works:  # the iteration that ends the loop may be one that failed
             if f"works['{w['name']}']" in loop["until"]:
-                w["on_failure"] = "continue"
-    return out
+                _go_on(w)
+    return works, loops
+
+
+def _nested(
+    work: Mapping[str, Any], name: str, where: str, rucio_manager: str, depth: int
+) -> dict[str, Any]:
+    """A ``Workflow`` or ``SubWorkflow`` added as a work of another: a nested workflow."""
+    if depth + 1 > MAX_NESTING:
+        raise IddsError(f"{where}: workflows nest more than {MAX_NESTING} deep")
+    top = attrs(work, where)
+    base = attrs(top.get("template"), f"{where}.template")
+    works, loops = _scope(top, base, where, rucio_manager, depth + 1)
+    inner: dict[str, Any] = {"works": works}
+    if loops:
+        inner["loops"] = loops
+    return {"name": name, "description": f"iDDS {work['class']}", "workflow": inner}
+
+
+def _go_on(spec: dict[str, Any]) -> None:
+    """A work whose failure must not end the workflow (a branch or a loop reads it): a
+    nested workflow's failure is that of its works, which then all go on."""
+    if "workflow" in spec:
+        for inner in spec["workflow"]["works"]:
+            _go_on(inner)
+    else:
+        spec["on_failure"] = "continue"
 
 
 def _open(top: Mapping[str, Any], base: Mapping[str, Any]) -> bool:
@@ -105,30 +154,32 @@ def _open(top: Mapping[str, Any], base: Mapping[str, Any]) -> bool:
 
 def _task_of(work: Any, what: str, internal_id: str) -> str:
     """The task name of an iDDS work (its Orchid work name, made to fit): its
-    ``task_name``, else its ``work_name``, else one made of its kind and internal id."""
+    ``task_name``, else its ``work_name``, else one made of its kind and internal id; a
+    ``Workflow`` or ``SubWorkflow`` among the works: its template's name."""
     if not is_object(work):
         raise IddsError(f"{what}: expected an iDDS work")
     kind = kind_of(work)
-    if kind == WORKFLOW:
-        raise IddsError(
-            f"{what}: a Workflow nested as a work of another is not supported by Orchid yet "
-            "(docs/from-idds.md)"
-        )
-    if kind not in (DOMA_WORK, STAGEIN_WORK, HPO_WORK) and kind not in GENERIC_WORKS:
+    if kind not in (DOMA_WORK, STAGEIN_WORK, HPO_WORK, *NESTED) and kind not in GENERIC_WORKS:
         raise IddsError(f"{what}: class {dotted(kind)} is not a work Orchid runs")
     a = work["attributes"]
-    meta = attrs(a.get("_metadata"), f"{what}._metadata") if a.get("_metadata") else {}
-    given = meta.get("work_name")
+    if kind in NESTED:  # its name is its template's
+        a = attrs(a.get("template"), f"{what}.template")
+        given = a.get("_name")
+    else:
+        meta = attrs(a.get("_metadata"), f"{what}._metadata") if a.get("_metadata") else {}
+        given = meta.get("work_name")
     if given == internal_id:  # iDDS names an unnamed work by its id
         given = None
     label = {DOMA_WORK: "task", STAGEIN_WORK: "stagein", HPO_WORK: "hpo"}.get(kind, "work")
+    label = "workflow" if kind in NESTED else label
     return str(a.get("task_name") or given or f"{label}_{internal_id}")
 
 
 def _work(
     work: Mapping[str, Any], name: str, by_task: Mapping[str, str], rucio_manager: str
 ) -> dict[str, Any]:
-    """The Orchid work of one iDDS work (checked by :func:`_task_of`)."""
+    """The Orchid work of one iDDS work (checked by :func:`_task_of`), not a nested
+    workflow (:func:`_nested`)."""
     kind = kind_of(work)
     if kind == DOMA_WORK:
         return _doma(work, name, by_task)
@@ -166,6 +217,11 @@ def translate_added_work(
     what = "transform_metadata.work"
     if not is_object(node):
         raise IddsError(f"{what}: expected an iDDS work ({{class, module, attributes}})")
+    if kind_of(node) in NESTED:
+        raise IddsError(
+            f"{what}: a {kind_of(node)[1]} nested as a work cannot be added to a running "
+            "request by Orchid yet; submit it with the request's workflow (docs/from-idds.md)"
+        )
     internal_id = str(node["attributes"].get("internal_id") or "added")
     task = _task_of(node, what, internal_id)
     existing = {str(w.get("name")): w for w in template.get("works", [])}
@@ -405,4 +461,4 @@ def _conditions(
                 if branch or trigger != "all_success":
                     # a branch taken when a work failed: its failure must not end the workflow
                     for source in sources:
-                        works[source]["on_failure"] = "continue"
+                        _go_on(works[source])
