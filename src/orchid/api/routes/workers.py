@@ -5,7 +5,7 @@ runs (docs/architecture.md, "Orchid workers")."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, BackgroundTasks
 
 from orchid.api.deps import State, WorkerCaller
 from orchid.core.model import Principal
@@ -48,12 +48,13 @@ def renew(body: RenewIn, st: State, who: WorkerCaller) -> RenewOut:
 
 
 @router.post("/report", response_model=ReportOut)
-def report(body: ReportIn, st: State, who: WorkerCaller) -> ReportOut:
+def report(body: ReportIn, st: State, who: WorkerCaller, background: BackgroundTasks) -> ReportOut:
     """Record starts and ends (with the tails of their logs). 409, and nothing recorded,
     if the worker's leases no longer hold every attempt named: the answer's ``refused``
-    lists them; drop those and report the rest."""
+    lists them; drop those and report the rest. With ``want``, the answer also leases
+    up to that many ready jobs (the children the ends released first among them)."""
     desk, queue = _desk(st, who)
-    return desk.report(queue, body)
+    return desk.report(queue, body, background.add_task)
 
 
 @router.post("/release", response_model=ReleaseOut)
