@@ -192,6 +192,7 @@ def test_a_report_releases_its_children_and_leases_them_in_the_answer(site: Site
     assert site.row(y["job_id"]).status == "submitted"  # this worker's now
     row = site.row(x["job_id"])
     assert row.status == "succeeded" and row.propagated  # passed on by the report itself
+    assert row.log_uri is None  # it printed nothing: no empty files written
     end = {**end, "job_id": y["job_id"], "at": time.time()}
     r = c.post("/workers/report", json={"worker": "w", "updates": [end], "want": 5})
     assert r.status_code == 200 and r.json()["jobs"] == [], r.text

@@ -184,7 +184,7 @@ class WorkerDesk:
             for u, (out, err) in zip(body.updates, tails, strict=True):
                 held = mine[u.job_id]
                 uri = None
-                if u.state != "running":
+                if u.state != "running" and (out or err):  # (empty logs: no files)
                     files = AttemptFiles.at(log_dir, held.workflow_id, held.job_id, held.attempt)
                     logs.append((files, out, err))
                     uri = str(files.out)
@@ -264,7 +264,10 @@ def write_all(logs: list[tuple[AttemptFiles, bytes, bytes]]) -> None:
 
 def write_logs(files: AttemptFiles, out: bytes, err: bytes) -> str | None:
     """Write an attempt's log tails where the agents' executors write theirs, so that
-    ``orchid logs`` and the API serve them; the ``log_uri`` (None: they could not be)."""
+    ``orchid logs`` and the API serve them; the ``log_uri`` (None: they could not be, or
+    both are empty: a file costs more than a short job, and says nothing)."""
+    if not out and not err:
+        return None
     try:
         files.out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         files.clear_logs()
