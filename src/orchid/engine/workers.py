@@ -203,7 +203,10 @@ class WorkerDesk:
             )
             finished = settle_works(conn, done.passed, now) if done.passed.jobs else []
             jobs = self._claim(conn, route, body.worker, body.want)
-            topics = _topics(done, finished, {j.job_id for j in jobs})
+            leased = {j.job_id for j in jobs}
+            others = [j for j in done.passed.unblocked if j not in leased]
+            elsewhere = dispatch.ready_elsewhere(conn, others, route)
+            topics = _topics(done, finished, elsewhere)
             if topics:
                 announce(conn, self._settings.bus, topics, now)
         if logs:
@@ -238,13 +241,14 @@ class WorkerDesk:
         return self._log_dir
 
 
-def _topics(done: dispatch.Recorded, finished: list[int], leased: set[int]) -> list[str]:
+def _topics(done: dispatch.Recorded, finished: list[int], elsewhere: bool) -> list[str]:
     """What a report's transaction leaves for the agents, as the carrier's collect does;
-    but children the reporting worker leased at once wake nobody (a chain on workers
-    never waits for an agent)."""
+    but jobs of the worker's own queue wake no agent (``elsewhere``: some released
+    children are another executor's): the queue's workers lease them, and on SQLite every
+    agent woken for nothing is a write transaction in the workers' way."""
     p = done.passed
     topics = []
-    if (p.released and not leased.issuperset(p.unblocked)) or done.retried:
+    if elsewhere:
         topics.append(JOBS)
     if p.skipped or done.finished > p.jobs or p.deferred:  # ends the trigger passes on
         topics.append(ENDED)
