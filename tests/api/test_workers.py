@@ -356,28 +356,47 @@ def test_a_revoked_worker_token_stops_the_worker_and_its_jobs(site: Site, tmp_pa
         pytest.fail("the job still runs after its worker stopped")
 
 
-def test_on_postgresql_a_workers_reports_wake_the_agents(db: Database, tmp_path: Path) -> None:
-    """Agents that poll only every 30 s still run a two-work chain of worker jobs at once:
-    each report notifies them (LISTEN/NOTIFY), as an end from their own executor would."""
+WORK_CHAIN = {
+    "name": "chain",
+    "works": [
+        {"name": "a", "executor": "gpu", "command": ["python", "-c", "print('a')"]},
+        {"name": "b", "executor": "gpu", "after": ["a"], "command": ["python", "-c", "1"]},
+    ],
+}
+# a worker's job whose job-level child runs on the agents' own (local) executor
+TO_THE_AGENTS = {
+    "name": "handover",
+    "works": [
+        {"name": "a", "executor": "gpu", "command": ["python", "-c", "1"], "jobs": [{"name": "x"}]},
+        {
+            "name": "b",
+            "command": ["python", "-c", "1"],
+            "jobs": [{"name": "y", "parents": ["a/x"]}],
+        },
+    ],
+}
+
+
+@pytest.mark.parametrize("template", [WORK_CHAIN, TO_THE_AGENTS], ids=["works", "jobs"])
+def test_on_postgresql_a_workers_reports_wake_the_agents(
+    db: Database, tmp_path: Path, template: dict[str, Any]
+) -> None:
+    """Agents that poll only every 30 s still run, at once, a two-work chain of worker jobs
+    (the report of a's end ends work a: the agents start b) and a worker's job whose child
+    is theirs (the report releases it: the agents claim it): each report notifies them
+    (LISTEN/NOTIFY) of what they must act on, as an end from their own executor would."""
     if db.is_sqlite:
         pytest.skip("the default bus of SQLite reaches one process: agents poll for the ends")
     home = tmp_path / "home"
     home.mkdir()
     (home / "settings.toml").write_text(SETTINGS)
     settings = Settings.load(env={}, home=home, db=db.url, poll_interval=30.0)
-    chain = {
-        "name": "chain",
-        "works": [
-            {"name": "a", "executor": "gpu", "command": ["python", "-c", "print('a')"]},
-            {"name": "b", "executor": "gpu", "after": ["a"], "command": ["python", "-c", "1"]},
-        ],
-    }
     with serve_api(settings, db) as api:
         with db.begin() as conn:
             _, token = tokens.create(
                 conn, user="pilot", admin=False, groups=[], now=time.time(), worker_queue="gpu"
             )
-        wf = api.submit("alice", chain)["id"]
+        wf = api.submit("alice", template)["id"]
         runner = make_runner(settings, db)  # its first round starts the workflow at once
         stop = threading.Event()
         agents = threading.Thread(
