@@ -151,7 +151,8 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
                     log = (home / f"worker{i}.log").open("wb")
                     worker = [*orchid, "worker", "--url", url_http, "--queue", QUEUE,
                               "--workers", str(a.workers), "--name", f"direct{i}",
-                              "--scratch", str(home / f"scratch{i}")]  # fmt: skip
+                              "--scratch", str(home / f"scratch{i}"),
+                              *a.worker_args]  # fmt: skip
                     procs.append(
                         subprocess.Popen(
                             worker,
@@ -163,7 +164,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             done = None if a.direct else subprocess.run(
                 [*orchid, "worker", "--slurm", str(a.pilots), "--url", url_http,
                  "--queue", QUEUE, "--workers", str(a.workers),
-                 "--idle-exit", str(a.idle_exit)],
+                 "--idle-exit", str(a.idle_exit), *a.worker_args],
                 env={**env, "ORCHID_TOKEN": token}, cwd=home,
                 capture_output=True, text=True, timeout=120, check=False,
             )  # fmt: skip
@@ -236,6 +237,11 @@ def parser() -> argparse.ArgumentParser:
         help="start the workers here, not as Slurm jobs (Orchid's part alone; no Slurm needed)",
     )
     ap.add_argument("--keep", action="store_true", help="keep the run's folder (logs, database)")
+    ap.add_argument(
+        "--prefetch",
+        type=int,
+        help="the workers' --prefetch (default: orchid worker's own)",
+    )
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
@@ -245,6 +251,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     a = parser().parse_args()
+    a.worker_args = [] if a.prefetch is None else ["--prefetch", str(a.prefetch)]
     if a.jobs < shapes.minimum_jobs(a.shape):
         raise SystemExit(f"--jobs: a {a.shape} graph needs at least {shapes.minimum_jobs(a.shape)}")
     rows = []
