@@ -146,16 +146,32 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             if not started:
                 raise SystemExit(f"the server or the agents did not start; see {home}/*.log")
             url_http = f"http://127.0.0.1:{port}"
-            done = subprocess.run(
+            if a.direct:  # the same workers, started here instead of as Slurm jobs
+                for i in range(a.pilots):
+                    log = (home / f"worker{i}.log").open("wb")
+                    worker = [*orchid, "worker", "--url", url_http, "--queue", QUEUE,
+                              "--workers", str(a.workers), "--name", f"direct{i}",
+                              "--scratch", str(home / f"scratch{i}"),
+                              *a.worker_args]  # fmt: skip
+                    procs.append(
+                        subprocess.Popen(
+                            worker,
+                            env={**env, "ORCHID_TOKEN": token},
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                        )
+                    )
+            done = None if a.direct else subprocess.run(
                 [*orchid, "worker", "--slurm", str(a.pilots), "--url", url_http,
                  "--queue", QUEUE, "--workers", str(a.workers),
-                 "--idle-exit", str(a.idle_exit)],
+                 "--idle-exit", str(a.idle_exit), *a.worker_args],
                 env={**env, "ORCHID_TOKEN": token}, cwd=home,
                 capture_output=True, text=True, timeout=120, check=False,
             )  # fmt: skip
-            if done.returncode != 0:
-                raise SystemExit(f"orchid worker --slurm failed: {done.stderr.strip()}")
-            array = done.stdout.strip()
+            if done is not None:
+                if done.returncode != 0:
+                    raise SystemExit(f"orchid worker --slurm failed: {done.stderr.strip()}")
+                array = done.stdout.strip()
             warm = submit(db, warmup(a.pilots * a.workers), base_dir=BENCH, now=time.time())
             if not wait_workflow(db, warm, 120, procs, home):
                 raise SystemExit(f"the pilots ran no warm-up job in 120 s; see {home}")
@@ -192,7 +208,10 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         if array:
             subprocess.run(["scancel", array], check=False, capture_output=True, timeout=60)
         stop_agents(procs)
-        shutil.rmtree(home, ignore_errors=True)
+        if a.keep:
+            print(f"kept {home}", file=sys.stderr)
+        else:
+            shutil.rmtree(home, ignore_errors=True)
     return row
 
 
@@ -212,6 +231,17 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--workers", type=int, default=2, help="job slots of each pilot")
     ap.add_argument("--idle-exit", type=float, default=60, help="the pilots' --idle-exit")
     ap.add_argument("--slurm-conf", help="use this running cluster, not a sandbox of its own")
+    ap.add_argument(
+        "--direct",
+        action="store_true",
+        help="start the workers here, not as Slurm jobs (Orchid's part alone; no Slurm needed)",
+    )
+    ap.add_argument("--keep", action="store_true", help="keep the run's folder (logs, database)")
+    ap.add_argument(
+        "--prefetch",
+        type=int,
+        help="the workers' --prefetch (default: orchid worker's own)",
+    )
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
@@ -221,12 +251,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     a = parser().parse_args()
+    a.worker_args = [] if a.prefetch is None else ["--prefetch", str(a.prefetch)]
     if a.jobs < shapes.minimum_jobs(a.shape):
         raise SystemExit(f"--jobs: a {a.shape} graph needs at least {shapes.minimum_jobs(a.shape)}")
     rows = []
     for _ in range(a.repeat):
-        if a.slurm_conf:
-            os.environ["SLURM_CONF"] = a.slurm_conf
+        if a.slurm_conf or a.direct:
+            if a.slurm_conf:
+                os.environ["SLURM_CONF"] = a.slurm_conf
             rows.append(run(a))
         else:
             from tests.executors.slurm_cluster import SlurmCluster, available

@@ -16,7 +16,7 @@ from starlette.types import Send
 
 from orchid.core.model import Job
 from orchid.errors import NotFound
-from orchid.safefiles import open_log
+from orchid.safefiles import no_log, open_log
 
 
 class SnapshotFileResponse(FileResponse):
@@ -69,6 +69,6 @@ def log_response(
     """A job's log as it is now, if it is a plain file inside ``log_root`` reached without
     links (also served by the monitor's job page)."""
     if not job.log_uri:
-        raise NotFound(f"job {job.id} ({job.status}) has no log yet")
+        raise NotFound(no_log(job.id, job.status))
     file = open_log(log_root, job.id, job.log_uri, stream)
     return SnapshotFileResponse(file, job.log_uri, "text/plain; charset=utf-8")

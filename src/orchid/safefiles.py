@@ -125,6 +125,16 @@ class LogUnavailable(NotFound):
     """A job's log that cannot be served: gone, or not a plain file inside the log folder."""
 
 
+def no_log(job_id: int, status: str) -> str:
+    """Why a job has no log (no ``log_uri``): what the API and ``orchid logs`` say."""
+    if status in ("waiting", "ready", "submitted"):
+        return f"job {job_id} ({status}) has no log yet"
+    return (
+        f"job {job_id} ({status}) has no log: it wrote nothing to stdout or stderr, "
+        "or it did not run as a process"
+    )
+
+
 def open_log(log_root: Path, job_id: int, log_uri: str, stream: str) -> BinaryIO:
     """A job's stdout (``log_uri``) or stderr (beside it, ``.err``), opened safely: the one
     way the API, the monitor pages and ``orchid logs`` read logs, since the job that

@@ -157,6 +157,48 @@ def test_a_killed_worker_s_job_runs_again_and_each_attempt_ends_once(
     assert worker.ended == 1
 
 
+def test_a_report_releases_its_children_and_leases_them_in_the_answer(site: Site) -> None:
+    """A chain on workers waits for no agent: the report of a parent's end releases its
+    child in its own transaction and, asked for jobs (``want``), hands the child over in
+    its answer; nothing else was ready, so the child came from that release."""
+    chain = {
+        "name": "chain",
+        "works": [
+            {
+                "name": "c",
+                "executor": "gpu",
+                "command": ["python", "-c", "1"],
+                "jobs": [{"name": "x"}, {"name": "y", "parents": ["x"]}],
+            }
+        ],
+    }
+    wf = site.api.submit("alice", chain)["id"]
+    c = site.workers()
+
+    def leased() -> list[dict[str, Any]]:
+        r = c.post("/workers/lease", json={"worker": "w", "max": 5})
+        assert r.status_code == 200, r.text
+        return list(r.json()["jobs"])
+
+    (x,) = wait_for("the first job", leased)
+    end = {"job_id": x["job_id"], "attempt": 1, "state": "succeeded", "at": time.time(),
+           "exit_code": 0}  # fmt: skip
+    r = c.post("/workers/report", json={"worker": "w", "updates": [end], "want": 5})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["recorded"] == 1 and answer["lease_s"] == 2
+    (y,) = answer["jobs"]
+    assert (y["workflow_id"], y["attempt"]) == (wf, 1) and y["job_id"] != x["job_id"]
+    assert site.row(y["job_id"]).status == "submitted"  # this worker's now
+    row = site.row(x["job_id"])
+    assert row.status == "succeeded" and row.propagated  # passed on by the report itself
+    assert row.log_uri is None  # it printed nothing: no empty files written
+    end = {**end, "job_id": y["job_id"], "at": time.time()}
+    r = c.post("/workers/report", json={"worker": "w", "updates": [end], "want": 5})
+    assert r.status_code == 200 and r.json()["jobs"] == [], r.text
+    assert site.api.wait_status(wf) == "succeeded"
+
+
 def test_a_late_report_of_a_lapsed_lease_is_refused_and_changes_nothing(site: Site) -> None:
     wf = site.api.submit("alice", template(["python", "-c", "print(1)"]))["id"]
     c = site.workers()
@@ -180,7 +222,7 @@ def test_a_late_report_of_a_lapsed_lease_is_refused_and_changes_nothing(site: Si
                 "exit_code": 0, "result": value}  # fmt: skip
 
     r = c.post("/workers/report", json={"worker": "b", "updates": [end(2, 2)]})
-    assert r.status_code == 200 and r.json() == {"recorded": 1}, r.text
+    assert r.status_code == 200 and r.json()["recorded"] == 1, r.text
 
     # the agents pass the end on (the row's propagated flag) at their own pace: wait for it,
     # so that what follows compares rows only the refused reports could have changed
@@ -314,28 +356,47 @@ def test_a_revoked_worker_token_stops_the_worker_and_its_jobs(site: Site, tmp_pa
         pytest.fail("the job still runs after its worker stopped")
 
 
-def test_on_postgresql_a_workers_reports_wake_the_agents(db: Database, tmp_path: Path) -> None:
-    """Agents that poll only every 30 s still run a two-work chain of worker jobs at once:
-    each report notifies them (LISTEN/NOTIFY), as an end from their own executor would."""
+WORK_CHAIN = {
+    "name": "chain",
+    "works": [
+        {"name": "a", "executor": "gpu", "command": ["python", "-c", "print('a')"]},
+        {"name": "b", "executor": "gpu", "after": ["a"], "command": ["python", "-c", "1"]},
+    ],
+}
+# a worker's job whose job-level child runs on the agents' own (local) executor
+TO_THE_AGENTS = {
+    "name": "handover",
+    "works": [
+        {"name": "a", "executor": "gpu", "command": ["python", "-c", "1"], "jobs": [{"name": "x"}]},
+        {
+            "name": "b",
+            "command": ["python", "-c", "1"],
+            "jobs": [{"name": "y", "parents": ["a/x"]}],
+        },
+    ],
+}
+
+
+@pytest.mark.parametrize("template", [WORK_CHAIN, TO_THE_AGENTS], ids=["works", "jobs"])
+def test_on_postgresql_a_workers_reports_wake_the_agents(
+    db: Database, tmp_path: Path, template: dict[str, Any]
+) -> None:
+    """Agents that poll only every 30 s still run, at once, a two-work chain of worker jobs
+    (the report of a's end ends work a: the agents start b) and a worker's job whose child
+    is theirs (the report releases it: the agents claim it): each report notifies them
+    (LISTEN/NOTIFY) of what they must act on, as an end from their own executor would."""
     if db.is_sqlite:
         pytest.skip("the default bus of SQLite reaches one process: agents poll for the ends")
     home = tmp_path / "home"
     home.mkdir()
     (home / "settings.toml").write_text(SETTINGS)
     settings = Settings.load(env={}, home=home, db=db.url, poll_interval=30.0)
-    chain = {
-        "name": "chain",
-        "works": [
-            {"name": "a", "executor": "gpu", "command": ["python", "-c", "print('a')"]},
-            {"name": "b", "executor": "gpu", "after": ["a"], "command": ["python", "-c", "1"]},
-        ],
-    }
     with serve_api(settings, db) as api:
         with db.begin() as conn:
             _, token = tokens.create(
                 conn, user="pilot", admin=False, groups=[], now=time.time(), worker_queue="gpu"
             )
-        wf = api.submit("alice", chain)["id"]
+        wf = api.submit("alice", template)["id"]
         runner = make_runner(settings, db)  # its first round starts the workflow at once
         stop = threading.Event()
         agents = threading.Thread(

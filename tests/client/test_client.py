@@ -120,7 +120,7 @@ def test_submit_follow_and_read_everything(server: Server) -> None:
         assert [e.kind for e in events] == kinds
         assert all(e.workflow_id == wf.id and e.at for e in events)
         assert list(alice.events(wf.id, after=events[-1].id or 0)) == []
-        with pytest.raises(NotFound, match="has no log yet"):
+        with pytest.raises(NotFound, match=r"\(succeeded\) has no log: it wrote nothing"):
             alice.logs(everything[-1].id)  # a noop job writes none
 
 

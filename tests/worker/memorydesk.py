@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from orchid.engine.workers import write_logs
 from orchid.errors import LeaseLost
+from orchid.executors._process import AttemptFiles
 from orchid.executors.base import JobSpec, JobUpdate
 from orchid.executors.local import LocalExecutor
 from orchid.executors.workerwire import (
@@ -34,7 +35,6 @@ from orchid.executors.workerwire import (
     ReportOut,
     WorkerJob,
 )
-from orchid.store.workerleases import Held
 from orchid.worker import Worker, WorkerOptions
 
 M = TypeVar("M", bound=BaseModel)
@@ -89,10 +89,14 @@ class MemoryDesk:
     def lease(self, body: LeaseIn) -> LeaseOut:
         body = wire(body)
         with self.lock:
-            jobs = [self.ready.popleft() for _ in range(min(body.max, len(self.ready)))]
-            for j in jobs:
-                self.held[j.job_id, j.attempt] = j
+            jobs = self._claim(body.max)
         return wire(LeaseOut(jobs=jobs, lease_s=LEASE_S))
+
+    def _claim(self, most: int) -> list[WorkerJob]:
+        jobs = [self.ready.popleft() for _ in range(min(most, len(self.ready)))]
+        for j in jobs:
+            self.held[j.job_id, j.attempt] = j
+        return jobs
 
     def renew(self, body: RenewIn) -> RenewOut:
         body = wire(body)
@@ -126,10 +130,12 @@ class MemoryDesk:
                 uri = None
                 if u.state != "running":
                     del self.held[u.job_id, u.attempt]
-                    held = Held(u.job_id, u.attempt, 1, job.workflow_id)
-                    uri = write_logs(self.log_dir, u, held, *u.tails())
+                    files = AttemptFiles.at(self.log_dir, job.workflow_id, u.job_id, u.attempt)
+                    uri = write_logs(files, *u.tails())
                 self.updates.append(u.update(job.workflow_id, uri))
-        return wire(ReportOut(recorded=len(body.updates)))
+            jobs = self._claim(body.want)  # as the server leases with a report
+        lease_s = LEASE_S if jobs else None
+        return wire(ReportOut(recorded=len(body.updates), jobs=jobs, lease_s=lease_s))
 
     def release(self, body: ReleaseIn) -> ReleaseOut:
         with self.lock:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,7 +134,57 @@ def test_the_pause_is_short_after_activity_and_grows_to_the_poll_period(tmp_path
             pauses.append(w._pause())
         assert pauses == [0.01, 0.01, 0.02, 0.04, 0.05, 0.05]
         r.desk.add([spec(2, python("print('twice')"))])
+        time.sleep(w._pause())  # as run() waits between quiet rounds
         assert w.step()
         assert w._pause() == 0.01  # jobs came: short again
     finally:
         r.local.close()
+
+
+def test_a_report_asks_for_jobs_and_runs_what_its_answer_brings(tmp_path: Path) -> None:
+    """The report of an end asks for as many jobs as there is room for; the jobs in its
+    answer (the children the end released, on a server) run without a lease call."""
+    r = Rig(tmp_path)
+    calls: list[str] = []
+    lease, report = r.desk.lease, r.desk.report
+    r.desk.lease = lambda body: (calls.append("lease"), lease(body))[1]  # type: ignore[method-assign]
+    r.desk.report = lambda body: (calls.append(f"report {body.want}"), report(body))[1]  # type: ignore[method-assign]
+    try:
+        r.desk.add([spec(1, python("print(1)"))])
+        assert r.worker.step()
+        assert calls == ["lease"]
+        r.desk.add([spec(2, python("print(2)"))])  # released by job 1's end, say
+        wait_for(
+            "job 1's end to be reported", lambda: r.worker.step() is not None and r.worker.ended
+        )
+        assert calls[-1].startswith("report ") and int(calls[-1].split()[1]) > 0
+        assert r.worker.held == 1  # job 2, from the report's answer
+        assert "lease" not in calls[1:]
+    finally:
+        r.local.close()
+
+
+def test_a_start_is_reported_by_the_end_that_follows_it_soon(tmp_path: Path) -> None:
+    """A job that ends before its start was reported is reported once: by its end,
+    carrying its start time."""
+    r = Rig(tmp_path, running_hold_s=60.0)
+    try:
+        r.desk.add([spec(1, python("print(1)"))])
+        r.worker.step()
+        wait_for("the end to be reported", lambda: r.worker.step() is not None and r.worker.ended)
+        (end,) = r.desk.take()
+        assert end.state == "succeeded" and end.started_at is not None
+        assert end.started_at <= end.at
+    finally:
+        r.local.close()
+
+
+def test_a_long_job_s_start_is_reported_after_the_hold(rig: Rig) -> None:
+    job, pid_file = rig.sleeper(1)
+    rig.desk.add([job])
+    rig.start()  # running_hold_s 0.05 by default
+    wait_for("the job to run", lambda: pid_file.exists() and pid_file.read_text())
+    wait_for(
+        "its start to be reported while it runs",
+        lambda: [u.state for u in rig.desk.updates] == ["running"],
+    )

@@ -24,7 +24,9 @@ from orchid.web.errors import Denied
 from orchid.web.state import ApiState
 
 
-def state(request: Request) -> ApiState:
+# Dependencies that only read the request are ``async def``: FastAPI runs a plain ``def``
+# one in its thread pool, a thread hop per dependency and request (on every route).
+async def state(request: Request) -> ApiState:
     s: ApiState = request.app.state.orchid
     return s
 
@@ -98,7 +100,7 @@ def _query_names(dependant: Any) -> frozenset[str]:
     return frozenset(names)
 
 
-def known_query(request: Request) -> None:
+async def known_query(request: Request) -> None:
     """Refuse query parameters the route does not take: a misspelt filter (`?stauts=failed`)
     would otherwise be ignored and answer with everything."""
     route = request.scope.get("route")

@@ -33,7 +33,7 @@ from orchid.engine.hpo_ops import Report, Studies
 from orchid.engine.inprocess import Engine
 from orchid.engine.submit import load_template, submit
 from orchid.errors import Archived, InvalidInput
-from orchid.safefiles import open_log
+from orchid.safefiles import no_log, open_log
 from orchid.settings import Settings
 from orchid.store import agents, cache, commands, jobs, studies, workflows, works
 from orchid.store import trials as trial_rows
@@ -206,7 +206,7 @@ class EmbeddedBackend(StopsOnExit):
         with self.db.engine.connect() as conn:
             job = jobs.get(conn, job_id)
         if not job.log_uri:
-            raise InvalidInput(f"job {job_id} ({job.status}) has no log yet")
+            raise InvalidInput(no_log(job_id, job.status))
         with open_log(self.settings.log_dir, job_id, job.log_uri, stream) as fh:
             while chunk := fh.read(65536):
                 yield chunk

@@ -191,6 +191,8 @@ def _run(
     options = WorkerOptions(
         name=name or default_name(), queue=queue, idle_exit_s=idle_exit, url=url
     )
+    if scratch is not None:  # a node's scratch folder may not exist yet
+        Path(scratch).mkdir(parents=True, exist_ok=True, mode=0o700)
     root = Path(tempfile.mkdtemp(prefix="orchid-worker-", dir=scratch))
     lessor = HttpLessor(url, token)
     passthrough = [n.strip() for n in (env_passthrough or "").split(",") if n.strip()]

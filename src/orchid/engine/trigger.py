@@ -80,6 +80,11 @@ def settle(conn: Connection, p: release.Propagation, now: float, env: AgentEnv) 
     job left, wake their workflows' clerk and their studies, write job notifications.
     Returns the works that ended."""
     env.metrics.released(now, p.ended_at)
+    return settle_works(conn, p, now)
+
+
+def settle_works(conn: Connection, p: release.Propagation, now: float) -> list[int]:
+    """:func:`settle` without the agents' metrics (the worker desk's reports)."""
     for wf, ended in p.ended.items():  # one notification per workflow and batch
         events.emit(conn, wf, "jobs.ended", {"jobs": [list(e) for e in ended]}, now)
     finished = works.add_remaining(conn, {w: -n for w, n in p.remaining.items()})

@@ -22,12 +22,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy.engine import Connection
+
 from orchid.bus import announce
 from orchid.core.limits import Limits
-from orchid.engine.agent import ENDED, JOBS
+from orchid.engine.agent import ENDED, JOBS, STUDIES, WORKFLOWS
 from orchid.engine.jobspecs import JobSpecs, capped
 from orchid.engine.runner import log_folder
 from orchid.engine.templates import TemplateCache
+from orchid.engine.trigger import settle_works
 from orchid.errors import InvalidInput, LeaseLost, NotFound
 from orchid.executors._process import AttemptFiles
 from orchid.executors.base import JobUpdate
@@ -43,7 +46,6 @@ from orchid.executors.workerwire import (
     ReportIn,
     ReportOut,
     WorkerJob,
-    WorkerUpdate,
 )
 from orchid.settings import Settings
 from orchid.store import dispatch, workerleases
@@ -93,22 +95,30 @@ class WorkerDesk:
     def lease(self, queue: str, body: LeaseIn) -> LeaseOut:
         """Claim up to ``body.max`` ready jobs of the queue for this worker."""
         route = self._route(queue, body.queue)
-        owner = owner_of(queue, body.worker)
         with self._db.begin() as conn:
-            rows = dispatch.claim_ready(
-                conn,
-                owner,
-                self._clock(),
-                self._lease,
-                body.max,
-                route,
-                decay=self._settings.share_decay,
-            )
-            with self._specs_lock:
-                specs = self._specs.make(conn, rows) if rows else []
-        if specs:
-            log.info("worker %s of queue %s leased %d jobs", body.worker, queue, len(specs))
-        return LeaseOut(jobs=[WorkerJob.of(s) for s in specs], lease_s=self._lease)
+            jobs = self._claim(conn, route, body.worker, body.max)
+        return LeaseOut(jobs=jobs, lease_s=self._lease)
+
+    def _claim(self, conn: Connection, route: Route, worker: str, most: int) -> list[WorkerJob]:
+        """Claim up to ``most`` ready jobs of the route's queue for this worker, in the
+        caller's transaction: what the worker is to run."""
+        if most <= 0:
+            return []
+        rows = dispatch.claim_ready(
+            conn,
+            owner_of(route.executor, worker),
+            self._clock(),
+            self._lease,
+            most,
+            route,
+            decay=self._settings.share_decay,
+        )
+        if not rows:
+            return []
+        with self._specs_lock:
+            specs = self._specs.make(conn, rows)
+        log.info("worker %s of queue %s leased %d jobs", worker, route.executor, len(specs))
+        return [WorkerJob.of(s) for s in specs]
 
     def renew(self, queue: str, body: RenewIn) -> RenewOut:
         """Extend the worker's leases; say which attempts it lost and which to cancel."""
@@ -130,10 +140,21 @@ class WorkerDesk:
             lease_s=self._lease,
         )
 
-    def report(self, queue: str, body: ReportIn) -> ReportOut:
+    def report(
+        self, queue: str, body: ReportIn, later: Callable[[Callable[[], None]], None] | None = None
+    ) -> ReportOut:
         """Record what the worker saw, if its leases still hold every attempt named;
-        otherwise :class:`LeaseLost` and nothing recorded."""
-        self._route(queue, None)
+        otherwise :class:`LeaseLost` and nothing recorded.
+
+        As the carrier records its executor's ends, the children of the jobs that
+        succeeded are released in the same transaction, and up to ``body.want`` ready jobs
+        are leased to the worker in it too: a chain's next job goes back in the answer to
+        the report of its parent's end, with no agent or second call in between.
+
+        The log tails are written once the transaction committed (the paths are
+        recorded in it): by ``later`` if given (the API: after the answer is sent), else
+        before returning."""
+        route = self._route(queue, None)
         owner = owner_of(queue, body.worker)
         tails: list[tuple[bytes, bytes]] = []
         for i, u in enumerate(body.updates):
@@ -159,17 +180,47 @@ class WorkerDesk:
                 )
             updates: list[JobUpdate] = []
             policies = {}
+            logs: list[tuple[AttemptFiles, bytes, bytes]] = []
             for u, (out, err) in zip(body.updates, tails, strict=True):
                 held = mine[u.job_id]
-                uri = None if u.state == "running" else write_logs(log_dir, u, held, out, err)
+                uri = None
+                if u.state != "running" and (out or err):  # (empty logs: no files)
+                    files = AttemptFiles.at(log_dir, held.workflow_id, held.job_id, held.attempt)
+                    logs.append((files, out, err))
+                    uri = str(files.out)
                 updates.append(capped(u.update(held.workflow_id, uri), self._limits))
                 with self._specs_lock:
                     work = self._specs.work(conn, held.work_id, held.workflow_id)
                 policies[u.job_id] = work.retry
-            dispatch.record(conn, updates, policies, now)
-            if any(u.state != "running" for u in updates):  # the trigger passes them on
-                announce(conn, self._settings.bus, [ENDED], now)
-        return ReportOut(recorded=len(updates))
+            done = dispatch.record(
+                conn,
+                updates,
+                policies,
+                now,
+                pass_on=True,
+                clock=self._clock,
+                ended=self._settings.job_events,
+            )
+            finished = settle_works(conn, done.passed, now) if done.passed.jobs else []
+            jobs = self._claim(conn, route, body.worker, body.want)
+            leased = {j.job_id for j in jobs}
+            others = [j for j in done.passed.unblocked if j not in leased]
+            elsewhere = dispatch.ready_elsewhere(conn, others, route)
+            topics = _topics(done, finished, elsewhere)
+            if topics:
+                announce(conn, self._settings.bus, topics, now)
+        if logs:
+            if later is None:
+                write_all(logs)
+            else:
+                later(lambda: write_all(logs))
+        if done.passed.deferred:
+            log.warning(
+                "%d jobs recorded, not passed on: another session holds their workflow's "
+                "works past lock_timeout; the trigger passes them on later",
+                len(done.passed.deferred),
+            )
+        return ReportOut(recorded=len(updates), jobs=jobs, lease_s=self._lease if jobs else None)
 
     def release(self, queue: str, body: ReleaseIn) -> ReleaseOut:
         """The worker stops: its jobs in flight are ready again (their attempts cost no retry)."""
@@ -190,18 +241,43 @@ class WorkerDesk:
         return self._log_dir
 
 
-def write_logs(
-    log_dir: Path, u: WorkerUpdate, held: workerleases.Held, out: bytes, err: bytes
-) -> str | None:
+def _topics(done: dispatch.Recorded, finished: list[int], elsewhere: bool) -> list[str]:
+    """What a report's transaction leaves for the agents, as the carrier's collect does;
+    but jobs of the worker's own queue wake no agent (``elsewhere``: some released
+    children are another executor's): the queue's workers lease them, and on SQLite every
+    agent woken for nothing is a write transaction in the workers' way."""
+    p = done.passed
+    topics = []
+    if elsewhere:
+        topics.append(JOBS)
+    if p.skipped or done.finished > p.jobs or p.deferred:  # ends the trigger passes on
+        topics.append(ENDED)
+    if finished:
+        topics.append(WORKFLOWS)
+    if p.woke_studies:
+        topics.append(STUDIES)
+    return topics
+
+
+def write_all(logs: list[tuple[AttemptFiles, bytes, bytes]]) -> None:
+    """Write reported log tails (a failure is logged: the job's end is recorded anyway,
+    and ``orchid logs`` says its logs are missing)."""
+    for files, out, err in logs:
+        write_logs(files, out, err)
+
+
+def write_logs(files: AttemptFiles, out: bytes, err: bytes) -> str | None:
     """Write an attempt's log tails where the agents' executors write theirs, so that
-    ``orchid logs`` and the API serve them; the ``log_uri`` (None: they could not be)."""
-    files = AttemptFiles.at(log_dir, held.workflow_id, held.job_id, held.attempt)
+    ``orchid logs`` and the API serve them; the ``log_uri`` (None: they could not be, or
+    both are empty: a file costs more than a short job, and says nothing)."""
+    if not out and not err:
+        return None
     try:
         files.out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         files.clear_logs()
         files.out.write_bytes(out)
         files.err.write_bytes(err)
     except OSError as exc:
-        log.warning("job %s: cannot write its logs: %s", held.job_id, exc)
+        log.warning("%s: cannot write the logs: %s", files.out.parent, exc)
         return None
     return str(files.out)

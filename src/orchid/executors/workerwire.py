@@ -246,10 +246,21 @@ class WorkerUpdate(_In):
 class ReportIn(_In):
     worker: WorkerId
     updates: list[WorkerUpdate] = Field(max_length=MAX_BATCH)
+    want: int = Field(
+        0,
+        ge=0,
+        le=MAX_BATCH,
+        description="lease up to this many ready jobs in the same transaction (the "
+        "children the reported ends released among them): a lease call saved",
+    )
 
 
 class ReportOut(BaseModel):
     recorded: int = Field(description="updates recorded")
+    jobs: list[WorkerJob] = Field(
+        default_factory=list, description="jobs leased to the worker, as a lease answers"
+    )
+    lease_s: float | None = Field(None, description="as a lease answers, when jobs were leased")
 
 
 class ReleaseIn(_In):

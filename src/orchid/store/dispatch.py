@@ -116,6 +116,19 @@ def _take(
     return out
 
 
+_READY_ELSEWHERE = "SELECT 1 FROM jobs WHERE {ids} AND status = 'ready' AND NOT ({route}) LIMIT 1"
+
+
+def ready_elsewhere(conn: Connection, ids: Sequence[int], route: Route) -> bool:
+    """Whether any of these jobs is ready and not of ``route`` (another carrier's, whose
+    agents are to be told)."""
+    if not ids:
+        return False
+    sql = _READY_ELSEWHERE.format(ids=bulk.in_ids(conn, "id"), route=route.where())
+    params = {"ids": bulk.ids(conn, ids), "executor": route.executor}
+    return bool(bulk.fetch(conn, sql, params))
+
+
 def claim_ready(
     conn: Connection,
     owner: str,

@@ -113,11 +113,12 @@ def _key(kind: str, subject: str, executor: str, quota: str) -> sa.ColumnElement
     return sa.and_(c.kind == kind, c.subject == subject, c.executor == executor, c.quota == quota)
 
 
+_ALL = sa.select(quotas).order_by(quotas.c.kind, quotas.c.subject, quotas.c.executor)
+
+
 def all_quotas(conn: Connection, which: Iterable[str] | None = None) -> list[Quota]:
-    q = sa.select(quotas).order_by(quotas.c.kind, quotas.c.subject, quotas.c.executor)
-    if which is not None:
-        q = q.where(quotas.c.quota.in_(list(which)))
-    return [Quota(r.kind, r.subject, r.quota, int(r.value), r.executor) for r in conn.execute(q)]
+    q = _ALL if which is None else _ALL.where(quotas.c.quota.in_(list(which)))
+    return _quotas(conn, q)
 
 
 # --- usage -------------------------------------------------------------------------------
@@ -347,9 +348,17 @@ class Plan:
     take: list[tuple[int, int]]  # (workflow id, jobs)
 
 
+# one statement object: SQLAlchemy compiles it once (a claim runs it every time)
+_CLAIM_QUOTAS = _ALL.where(quotas.c.quota.in_(CLAIM_QUOTAS))
+
+
 def claim_quotas(conn: Connection) -> list[Quota]:
     """The quotas that bear on a claim; none: the plain claim."""
-    return all_quotas(conn, CLAIM_QUOTAS)
+    return _quotas(conn, _CLAIM_QUOTAS)
+
+
+def _quotas(conn: Connection, q: sa.Select[Any]) -> list[Quota]:
+    return [Quota(r.kind, r.subject, r.quota, int(r.value), r.executor) for r in conn.execute(q)]
 
 
 def plan_claim(

@@ -70,6 +70,9 @@ class Propagation:
     workflows: set[int] = field(default_factory=set)
     ended_at: list[float] = field(default_factory=list)  # when the succeeded ones ended
     ended: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # if asked for
+    # the children whose last parent this was: the released ones among them (those of
+    # works not started yet wait for their work)
+    unblocked: list[int] = field(default_factory=list)
     woke_studies: bool = False  # trials among them: their studies have something to look at
     # jobs not passed on: another session held their works past lock_timeout; the
     # trigger passes them on in a later round (counted nowhere above)
@@ -141,7 +144,7 @@ def pass_on(
     if clock is not None:
         now = max(now, clock())
     if good:
-        out.released = release_children(conn, good, now)
+        out.released = release_children(conn, good, now, out.unblocked)
     if bad:
         sql = _SKIP.format(parents=bulk.in_ids(conn, "parent_id"))
         res = conn.execute(bulk.text(conn, sql), {"ids": bulk.ids(conn, bad), "now": now})
@@ -167,8 +170,11 @@ def _lock_works(conn: Connection, workflows: set[int]) -> bool:
     return True
 
 
-def release_children(conn: Connection, parents: list[int], now: float) -> int:
-    """These jobs succeeded: count them off their children; return how many became ready.
+def release_children(
+    conn: Connection, parents: list[int], now: float, unblocked: list[int] | None = None
+) -> int:
+    """These jobs succeeded: count them off their children; return how many became ready
+    (``unblocked``, if given, gets the ids of the children that have no parent left).
 
     A child becomes ready when its count reaches zero while its work runs; children of a
     work that has not started yet wait for it (the transformer releases them). On
@@ -178,6 +184,8 @@ def release_children(conn: Connection, parents: list[int], now: float) -> int:
     where = bulk.in_ids(conn, "parent_id")
     counted = bulk.fetch(conn, _COUNT_OFF.format(parents=where), params)
     zero = [jid for jid, pending, status in counted if pending == 0 and status == J.WAITING]
+    if unblocked is not None:
+        unblocked.extend(zero)
     if not zero:
         return 0
     sql = _READY.format(ids=bulk.in_ids(conn, "id"))

@@ -32,10 +32,16 @@ class Route:
 
     def where(self) -> str:
         """SQL on a ``jobs`` row: it is this carrier's (binds ``:executor``). A clause of
-        the claim, adopt and reclaim statements (``store.dispatch``)."""
+        the claim, adopt and reclaim statements (``store.dispatch``).
+
+        ``+work_id``: no index on it is used for this test. Else SQLite reads every job
+        of the routed works through the (work_id, name) index and sorts them, where the
+        statements' own partial indexes (ready jobs in claim order, jobs in flight) find
+        the few they want at once: a claim of 30 among 30,000 jobs of a worker queue took
+        24 ms, 0.01 ms with it."""
         if self.default:
-            return f"work_id NOT IN ({_ROUTED.format(op='<>')})"
-        return f"work_id IN ({_ROUTED.format(op='=')})"
+            return f"+work_id NOT IN ({_ROUTED.format(op='<>')})"
+        return f"+work_id IN ({_ROUTED.format(op='=')})"
 
 
 def add(conn: Connection, workflow_id: int, routes: Mapping[str, str]) -> None:

@@ -27,6 +27,7 @@ from orchid.executors.workerwire import (
 )
 
 API = "/api/v1/workers"
+_JSON = {"Content-Type": "application/json"}
 Out = TypeVar("Out", bound=BaseModel)
 
 
@@ -50,10 +51,16 @@ class HttpLessor:
         response = self._http.request(
             "POST",
             path,
-            json_body=body.model_dump(mode="json"),
+            content=body.model_dump_json().encode(),  # (pydantic's own JSON: no dict between)
+            headers=_JSON,
             ok=frozenset({409}),
             idempotent=idempotent,
         )
+        if response.status_code != 409:
+            try:
+                return out.model_validate_json(response.content)
+            except ValueError:
+                pass  # not the answer it should be: decode says what it is
         data = decode(response)
         if response.status_code == 409:
             message = str(data.get("error", "")) if isinstance(data, dict) else ""

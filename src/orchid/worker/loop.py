@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -42,6 +43,7 @@ from orchid.executors.workerwire import (
     RenewOut,
     ReportIn,
     ReportOut,
+    WorkerJob,
     WorkerUpdate,
 )
 
@@ -77,6 +79,11 @@ class WorkerOptions:
     eager_s: float = 0.02
     eager_rounds: int = 5
     report_batch: int = 200  # the most updates one report carries
+    # a start is reported once it is this old, or with the next end, whichever comes
+    # first; a job that ends meanwhile is reported once, by its end carrying its start
+    # (as the local executor reports to the agents), so a short job costs one write
+    running_hold_s: float = 0.05
+    summary_s: float = 10.0  # a line of what it did this often, while it does something
     url: str = ""  # the server; jobs with a job token get it as ORCHID_URL
 
 
@@ -108,6 +115,11 @@ class Worker:
         self._held: dict[Key, JobSpec] = {}  # leased and not reported ended
         self._dropped: set[Key] = set()  # lost or cancelled: their ends are not reported
         self._outbox: list[WorkerUpdate] = []
+        self._held_since: float | None = None  # the oldest unsent start in the outbox
+        self._untidy: list[JobUpdate] = []  # ended: their files go once the end is sent
+        # ...by a thread of their own: thousands of unlinks a second stall nobody
+        self._tidier = ThreadPoolExecutor(1, thread_name_prefix="orchid-worker-tidy")
+        self._next_lease = 0.0  # no lease call before (a report asks for jobs too)
         self._woken = woken or threading.Event()  # set by the executor's wake (see wake)
         self._stopping = threading.Event()
         self._lease_s = 30.0
@@ -115,6 +127,8 @@ class Worker:
         self._idle_since = clock()
         self._quiet = 0  # rounds in a row that found nothing to do
         self.ended = 0  # ends reported (and recorded)
+        self.failed = 0  # of which failed (or cancelled)
+        self._summary = (clock(), 0, 0)  # when the last summary was logged, ended, failed
 
     @property
     def held(self) -> int:
@@ -153,14 +167,32 @@ class Worker:
         """One round: collect and report ends, renew leases when due, lease more jobs.
         True if anything happened (then the next round comes at once)."""
         collected = self._collect()
-        reported = self._report()
+        reported, leased, asked = self._report()
+        self._tidy_ended()  # (after the report: not on a chain's critical path)
         self._renew()
-        leased = 0 if self._stopping.is_set() else self._lease()
+        if not asked and self._clock() >= self._next_lease:
+            leased += self._lease()
         now = self._clock()
         if self._held or self._outbox or leased:
             self._idle_since = now
+        self._summarize(now)
         self._quiet = 0 if collected or reported or leased else self._quiet + 1
         return bool(collected or leased)
+
+    def _summarize(self, now: float) -> None:
+        """Every ``summary_s`` with jobs ended meanwhile: one line of what this worker did."""
+        since, ended, failed = self._summary
+        if now - since < self.options.summary_s or self.ended == ended:
+            return
+        self._summary = (now, self.ended, self.failed)
+        log.info(
+            "worker %s: %d jobs ended in the last %.0fs (%d failed), %d running or queued here",
+            self.options.name,
+            self.ended - ended,
+            now - since,
+            self.failed - failed,
+            len(self._held),
+        )
 
     def _pause(self) -> float:
         """How long to wait before the next round (an executor's update cuts it short):
@@ -168,33 +200,56 @@ class Worker:
         reported ends leases their children soon, and an idle one asks every ``poll_s``."""
         longest = min(self.options.poll_s, self._lease_s / 3)
         doublings = min(max(0, self._quiet - self.options.eager_rounds), 30)
-        return min(longest, self.options.eager_s * float(2**doublings))
+        pause = min(longest, self.options.eager_s * float(2**doublings))
+        if self._held_since is not None:  # a start waits to be reported
+            due = self._held_since + self.options.running_hold_s - self._clock()
+            pause = min(pause, max(0.0, due))
+        return pause
 
     # --- leasing and renewing -----------------------------------------------------------
 
     def _lease(self) -> int:
-        room = min(self.executor.capacity(), MAX_BATCH)
+        room = self._room()
         if room <= 0:
             return 0
         try:
             answer = self.lessor.lease(
                 LeaseIn(worker=self.options.name, max=room, queue=self.options.queue)
             )
+            self._asked(room, len(answer.jobs))
         except Rejected:  # a bad token or request: no use trying again
             raise
         except OrchidError as exc:
             log.warning("worker %s: cannot lease jobs: %s", self.options.name, exc)
             return 0
-        self._lease_s = answer.lease_s
-        if not answer.jobs:
+        return self._take(answer.jobs, answer.lease_s)
+
+    def _asked(self, want: int, got: int) -> None:
+        """After asking the server for jobs: ask again at once only if it gave all that
+        was asked (more may be ready); else not before ``eager_s`` (the next end reported
+        asks anyway), so a busy worker does not send a lease call between each end."""
+        if want > 0:
+            self._next_lease = self._clock() + (0.0 if got >= want else self.options.eager_s)
+
+    def _room(self) -> int:
+        """How many jobs to ask for now."""
+        if self._stopping.is_set():
+            return 0
+        return max(0, min(self.executor.capacity(), MAX_BATCH))
+
+    def _take(self, jobs: list[WorkerJob], lease_s: float | None) -> int:
+        """Run jobs the server leased to this worker (by a lease or a report)."""
+        if lease_s is not None:
+            self._lease_s = lease_s
+        if not jobs:
             return 0
         if not self._held:
-            self._next_renewal = self._clock() + answer.lease_s / 3
-        specs = [self._job_spec(j.spec()) for j in answer.jobs]
+            self._next_renewal = self._clock() + self._lease_s / 3
+        specs = [self._job_spec(j.spec()) for j in jobs]
         for s in specs:
             self._held[s.job_id, s.attempt] = s
         self.executor.submit(specs)
-        log.info(
+        log.debug(
             "worker %s: leased %d jobs (%d held)", self.options.name, len(specs), len(self._held)
         )
         return len(specs)
@@ -257,22 +312,55 @@ class Worker:
                 continue
             if final:
                 out, err = self._tails(u)
-                self._outbox.append(WorkerUpdate.of(u, out, err))
-                self._tidy(u)
+                end = WorkerUpdate.of(u, out, err)
+                start = self._unsent_start(key)
+                if start is not None and end.started_at is None:
+                    end = end.model_copy(update={"started_at": start})
+                self._outbox.append(end)
+                self._untidy.append(u)
             else:
                 self._outbox.append(WorkerUpdate.of(u))
+                if self._held_since is None:
+                    self._held_since = self._clock()
         return len(updates)
 
-    def _report(self) -> int:
-        """Send what ended (and started); how many ends were recorded."""
-        ended = self.ended
+    def _unsent_start(self, key: Key) -> float | None:
+        """Take this attempt's start out of the outbox if it is still there (its end is
+        reported instead, carrying it); when it started."""
+        for i, u in enumerate(self._outbox):
+            if u.state == "running" and (u.job_id, u.attempt) == key:
+                del self._outbox[i]
+                return u.at
+        return None
+
+    def _due(self) -> bool:
+        """Whether to report now: an end waits, or a start has waited long enough."""
+        if any(u.state != "running" for u in self._outbox):
+            return True
+        since = self._held_since
+        if since is None:
+            return bool(self._outbox)
+        return self._stopping.is_set() or self._clock() - since >= self.options.running_hold_s
+
+    def _report(self) -> tuple[int, int, bool]:
+        """Send what ended (and started), asking for as many jobs as there is room for;
+        how many ends were recorded, how many jobs came back, and whether it asked."""
+        ended, leased, asked = self.ended, 0, False
+        if not self._outbox or not self._due():
+            return 0, 0, False
+        self._held_since = None
         while self._outbox:
             batch = self._outbox[: self.options.report_batch]
+            want = self._room()
+            asked = asked or want > 0
             try:
-                self.lessor.report(ReportIn(worker=self.options.name, updates=batch))
+                answer = self.lessor.report(
+                    ReportIn(worker=self.options.name, updates=batch, want=want)
+                )
+                self._asked(want, len(answer.jobs))
             except LeaseLost as exc:
                 if not exc.attempts:  # (the server names them; else sent again next round)
-                    return self.ended - ended
+                    return self.ended - ended, leased, asked
                 log.warning(
                     "worker %s: %d attempts are no longer this worker's; their reports dropped",
                     self.options.name,
@@ -284,14 +372,19 @@ class Worker:
                 raise
             except OrchidError as exc:  # kept, and sent again next round
                 log.warning("worker %s: cannot report: %s", self.options.name, exc)
-                return self.ended - ended
+                return self.ended - ended, leased, asked
             del self._outbox[: len(batch)]
             for u in batch:
                 key = (u.job_id, u.attempt)
                 if u.state != "running" and key in self._held:
                     del self._held[key]
                     self.ended += 1
-                    log.info(
+                    failed = u.state != "succeeded"
+                    self.failed += failed
+                    # one line a job is too slow for thousands of short jobs a second
+                    # (a summary comes every summary_s); failures are worth one each
+                    log.log(
+                        logging.INFO if failed else logging.DEBUG,
                         "worker %s: job %s attempt %s %s%s",
                         self.options.name,
                         u.job_id,
@@ -299,12 +392,22 @@ class Worker:
                         u.state,
                         f": {u.error}" if u.error else "",
                     )
-        return self.ended - ended
+            leased += self._take(answer.jobs, answer.lease_s)
+        return self.ended - ended, leased, asked
 
     def _tails(self, u: JobUpdate) -> tuple[bytes, bytes]:
         spec = self._held[u.job_id, u.attempt]
         files = AttemptFiles.for_job(self.log_dir, spec)
         return _tail(files.out), _tail(files.err)
+
+    def _tidy_ended(self) -> None:
+        untidy, self._untidy = self._untidy, []
+        if untidy:
+            self._tidier.submit(self._tidy_all, untidy)
+
+    def _tidy_all(self, ended: list[JobUpdate]) -> None:
+        for u in ended:
+            self._tidy(u)
 
     def _tidy(self, u: JobUpdate) -> None:
         """Remove an ended attempt's files here: the server keeps its logs."""
@@ -324,6 +427,8 @@ class Worker:
         try:
             self._collect()
             self._report()
+            self._tidy_ended()
+            self._tidier.shutdown(wait=True)
         except OrchidError as exc:  # (a revoked token): the jobs are still stopped below
             log.warning("worker %s: cannot report its last ends: %s", self.options.name, exc)
         finally:

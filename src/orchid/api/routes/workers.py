@@ -5,7 +5,8 @@ runs (docs/architecture.md, "Orchid workers")."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, BackgroundTasks, Response
+from pydantic import BaseModel
 
 from orchid.api.deps import State, WorkerCaller
 from orchid.core.model import Principal
@@ -32,12 +33,18 @@ def _desk(st: ApiState, who: Principal) -> tuple[WorkerDesk, str]:
     return st.workers, queue
 
 
+def _json(answer: BaseModel) -> Response:
+    """The answer as JSON, written by pydantic at once: the hot routes skip FastAPI's
+    validating the model it was just given again (``response_model`` still documents it)."""
+    return Response(answer.model_dump_json(), media_type="application/json")
+
+
 @router.post("/lease", response_model=LeaseOut)
-def lease(body: LeaseIn, st: State, who: WorkerCaller) -> LeaseOut:
+def lease(body: LeaseIn, st: State, who: WorkerCaller) -> Response:
     """Lease up to ``max`` ready jobs of the token's queue: each is this worker's until its
     lease (``lease_s``) runs out unless renewed, then it runs again elsewhere."""
     desk, queue = _desk(st, who)
-    return desk.lease(queue, body)
+    return _json(desk.lease(queue, body))
 
 
 @router.post("/renew", response_model=RenewOut)
@@ -48,12 +55,13 @@ def renew(body: RenewIn, st: State, who: WorkerCaller) -> RenewOut:
 
 
 @router.post("/report", response_model=ReportOut)
-def report(body: ReportIn, st: State, who: WorkerCaller) -> ReportOut:
+def report(body: ReportIn, st: State, who: WorkerCaller, background: BackgroundTasks) -> Response:
     """Record starts and ends (with the tails of their logs). 409, and nothing recorded,
     if the worker's leases no longer hold every attempt named: the answer's ``refused``
-    lists them; drop those and report the rest."""
+    lists them; drop those and report the rest. With ``want``, the answer also leases
+    up to that many ready jobs (the children the ends released first among them)."""
     desk, queue = _desk(st, who)
-    return desk.report(queue, body)
+    return _json(desk.report(queue, body, background.add_task))
 
 
 @router.post("/release", response_model=ReleaseOut)
