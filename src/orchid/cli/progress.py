@@ -80,7 +80,7 @@ def render(wf: Workflow, ws: list[Work], now: float) -> Group:
             for s in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.SKIPPED, JobStatus.CANCELLED)
         )
         total, done = total + n, done + finished
-        name = w.name if w.iteration == 0 else f"{w.name} #{w.iteration}"  # as loop.iteration
+        name = w.name if w.iteration == 0 else f"{w.name} #{w.iteration}"  # its row number
         bar = ProgressBar(
             total=max(n, 1),
             completed=finished if n else 0,
@@ -96,8 +96,9 @@ def render(wf: Workflow, ws: list[Work], now: float) -> Group:
 
 
 def latest_works(ws: list[Work]) -> list[Work]:
-    """One row per work: a loop's works show their latest iteration (``#N`` numbered as
-    `loop.iteration` counts, from 0; the first has no number)."""
+    """One row per work: a loop's works show their latest iteration (``#N``: the work's
+    row number, from 0, the first with no number; ``loop.iteration`` in a loop of its own,
+    counting on across the outer iterations inside a loop inside a loop)."""
     latest: dict[str, Work] = {}
     for w in ws:
         if w.name not in latest or w.iteration > latest[w.name].iteration:
