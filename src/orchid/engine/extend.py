@@ -96,14 +96,15 @@ def add_work(
             work_id, n_jobs = works.find(conn, workflow_id, name)
             changed = existing != dict(spec)
             return AddedWork(work_id, name, n_jobs, created=False, changed=changed)
-        if status in TERMINAL_WORKFLOW:
-            raise WorkflowEnded(
-                f"workflow {workflow_id} has ended ({status}); works cannot be added to it"
-            )
+        # not open first: a workflow never submitted open says so, whether it ended yet or not
         if only_open and not workflows.is_open(conn, workflow_id):
             raise NotOpen(
                 f"workflow {workflow_id} is not open: it was not submitted open, or it was "
                 "closed; works are added only to open workflows"
+            )
+        if status in TERMINAL_WORKFLOW:
+            raise WorkflowEnded(
+                f"workflow {workflow_id} has ended ({status}); works cannot be added to it"
             )
         grown = {**raw, "works": [*raw.get("works", []), dict(spec)]}
         check_size(grown, max_works)
