@@ -477,29 +477,14 @@ PAIR_FIELDS = (
 
 def compare(a: argparse.Namespace) -> None:
     """``--pairs``: interleaved A/B and A/A pairs; per pair the ratios, then their summary."""
-    rows: list[dict[str, Any]] = []
-    ratios: list[dict[str, Any]] = []
-    for pair, kind, arms in benchkit.pair_schedule(a.pairs):
-        two = []
-        for arm in arms:
-            row = run(a, a.quota if arm == "B" else [])
-            row.update(pair=pair, kind=kind, arm=arm)
-            benchkit.emit(row)
-            two.append(row)
-        rows += two
-        ratios.append(benchkit.pair_ratios(pair, kind, *two, RATIO_FIELDS))
-        benchkit.emit(ratios[-1])
-    summary = benchkit.ratio_summary(ratios, RATIO_FIELDS)
-    for s in summary:
-        benchkit.emit({"summary": True, **s})
-    print()
-    print(benchkit.table(rows, PAIR_FIELDS))
-    print()
-    print(benchkit.table(ratios, ("pair", "kind", "order", *(f"{f}_ratio" for f in RATIO_FIELDS))))
-    print()
-    print(benchkit.table(summary, benchkit.SUMMARY_FIELDS))
-    print(f"B: {' '.join(a.quota)} (group {a.group}); A: no quotas")
-    print(f"machine: {benchkit.machine()}; load {benchkit.load()}")
+
+    def one(pair: int, kind: str, arm: str) -> dict[str, Any]:
+        row = run(a, a.quota if arm == "B" else [])
+        row.update(pair=pair, kind=kind, arm=arm)
+        return row
+
+    legend = f"B: {' '.join(a.quota)} (group {a.group}); A: no quotas"
+    benchkit.compare_pairs(a.pairs, one, PAIR_FIELDS, RATIO_FIELDS, legend)
 
 
 if __name__ == "__main__":
