@@ -59,9 +59,11 @@ from typing import Any
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.servers
 
 import benchkit
 import shapes
+from tests import servers
 
 from orchid.engine.submit import submit
 from orchid.store.db import Database
@@ -110,7 +112,7 @@ def database(kind: str, home: Path, keep: bool = False) -> Iterator[str]:
     name = f"orchid_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        _drop_orphans(conn)
+        servers.drop_orphans(conn, "orchid_bench_")
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
         yield f"{PG_SERVER}/{name}"
@@ -121,21 +123,6 @@ def database(kind: str, home: Path, keep: bool = False) -> Iterator[str]:
             with admin.connect() as conn:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-def _drop_orphans(conn: sa.Connection) -> None:
-    """Databases of benchmark runs that were killed before they could clean up."""
-    for name in list(
-        conn.execute(
-            sa.text("SELECT datname FROM pg_database WHERE datname LIKE 'orchid_bench_%'")
-        ).scalars()
-    ):
-        try:
-            os.kill(int(name.split("_")[2]), 0)
-        except ProcessLookupError:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        except (ValueError, IndexError, PermissionError):
-            continue
 
 
 def free_port() -> int:
