@@ -16,7 +16,9 @@ import subprocess
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import sqlalchemy as sa
 
@@ -82,6 +84,21 @@ def stop_groups(procs: Sequence[subprocess.Popen[bytes]], grace: float) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait(10)
+
+
+@dataclass
+class Running:
+    """A server this process started: its URL, folder, database and processes."""
+
+    url: str
+    dir: Path
+    database: str
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    grace: ClassVar[float] = 10.0  # seconds from TERM to KILL
+
+    def stop(self) -> None:
+        stop_groups(self.procs, self.grace)
+        drop_database(self.database)
 
 
 def wait_for(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +72,10 @@ def available() -> bool:
     return (VENV / "bin" / "python").exists()
 
 
-@dataclass
-class RucioServer:
-    url: str
-    dir: Path
-    database: str
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+class RucioServer(servers.Running):
+    """The Rucio REST server and its transfer daemons."""
+
+    grace = 2.0  # test daemons keep nothing: no long goodbyes
 
     def client(self) -> Any:
         from rucio.client import Client
@@ -90,10 +87,6 @@ class RucioServer:
             auth_type="userpass",
             creds={"username": USER, "password": PASSWORD},
         )
-
-    def stop(self) -> None:
-        servers.stop_groups(self.procs, grace=2.0)  # test daemons keep nothing: no long goodbyes
-        servers.drop_database(self.database)
 
 
 def start(folder: Path) -> RucioServer:

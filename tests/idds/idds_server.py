@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -126,16 +125,8 @@ cm.setup_client()
 """
 
 
-@dataclass
-class IddsServer:
-    url: str
-    dir: Path
-    database: str
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def stop(self) -> None:
-        servers.stop_groups(self.procs, grace=10.0)
-        servers.drop_database(self.database)
+class IddsServer(servers.Running):
+    """The iDDS REST server (gunicorn)."""
 
 
 def start(folder: Path) -> IddsServer:
