@@ -268,27 +268,12 @@ def main() -> None:
     a = ap.parse_args()
     gc.freeze()
     Path(a.tmp).mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
-    ratios: list[dict[str, Any]] = []
-    for pair, kind, arms in benchkit.pair_schedule(a.pairs):
-        two = []
-        for arm in arms:
-            row = {"pair": pair, "kind": kind, "arm": arm, **one_run(a, arm == "B")}
-            benchkit.emit(row)
-            two.append(row)
-        rows += two
-        ratios.append(benchkit.pair_ratios(pair, kind, *two, RATIO_FIELDS))
-        benchkit.emit(ratios[-1])
-    summary = benchkit.ratio_summary(ratios, RATIO_FIELDS)
-    for s in summary:
-        benchkit.emit({"summary": True, **s})
-    print()
-    print(benchkit.table(rows, FIELDS))
-    print()
-    print(benchkit.table(ratios, ("pair", "kind", "order", *(f"{f}_ratio" for f in RATIO_FIELDS))))
-    print()
-    print(benchkit.table(summary, benchkit.SUMMARY_FIELDS))
-    print(f"machine: {benchkit.machine()}; load {benchkit.load()}")
+    benchkit.compare_pairs(
+        a.pairs,
+        lambda pair, kind, arm: {"pair": pair, "kind": kind, "arm": arm, **one_run(a, arm == "B")},
+        FIELDS,
+        RATIO_FIELDS,
+    )
 
 
 if __name__ == "__main__":

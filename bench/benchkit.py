@@ -11,7 +11,7 @@ import os
 import platform
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -276,3 +276,38 @@ def ratio_summary(ratios: Sequence[dict[str, Any]], fields: Sequence[str]) -> li
 
 
 SUMMARY_FIELDS = ("measure", "pairs", "n", "median", "q1", "q3", "min", "max", "verdict")
+
+
+def compare_pairs(
+    pairs: int,
+    one: Callable[[int, str, str], dict[str, Any]],
+    fields: Sequence[str],
+    ratio_fields: Sequence[str],
+    legend: str = "",
+) -> None:
+    """Run the interleaved pairs of :func:`pair_schedule`: ``one(pair, kind, arm)`` runs one
+    arm and returns its row. Each row, each pair's ratios and their summary are emitted as
+    they come, then printed as tables, with ``legend`` (what A and B are) and the machine."""
+    rows: list[dict[str, Any]] = []
+    ratios: list[dict[str, Any]] = []
+    for pair, kind, arms in pair_schedule(pairs):
+        two = []
+        for arm in arms:
+            row = one(pair, kind, arm)
+            emit(row)
+            two.append(row)
+        rows += two
+        ratios.append(pair_ratios(pair, kind, *two, ratio_fields))
+        emit(ratios[-1])
+    summary = ratio_summary(ratios, ratio_fields)
+    for s in summary:
+        emit({"summary": True, **s})
+    print()
+    print(table(rows, fields))
+    print()
+    print(table(ratios, ("pair", "kind", "order", *(f"{f}_ratio" for f in ratio_fields))))
+    print()
+    print(table(summary, SUMMARY_FIELDS))
+    if legend:
+        print(legend)
+    print(f"machine: {machine()}; load {load()}")

@@ -59,9 +59,11 @@ from typing import Any
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.servers
 
 import benchkit
 import shapes
+from tests import servers
 
 from orchid.engine.submit import submit
 from orchid.store.db import Database
@@ -110,7 +112,7 @@ def database(kind: str, home: Path, keep: bool = False) -> Iterator[str]:
     name = f"orchid_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        _drop_orphans(conn)
+        servers.drop_orphans(conn, "orchid_bench_")
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
         yield f"{PG_SERVER}/{name}"
@@ -121,21 +123,6 @@ def database(kind: str, home: Path, keep: bool = False) -> Iterator[str]:
             with admin.connect() as conn:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-def _drop_orphans(conn: sa.Connection) -> None:
-    """Databases of benchmark runs that were killed before they could clean up."""
-    for name in list(
-        conn.execute(
-            sa.text("SELECT datname FROM pg_database WHERE datname LIKE 'orchid_bench_%'")
-        ).scalars()
-    ):
-        try:
-            os.kill(int(name.split("_")[2]), 0)
-        except ProcessLookupError:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        except (ValueError, IndexError, PermissionError):
-            continue
 
 
 def free_port() -> int:
@@ -477,29 +464,14 @@ PAIR_FIELDS = (
 
 def compare(a: argparse.Namespace) -> None:
     """``--pairs``: interleaved A/B and A/A pairs; per pair the ratios, then their summary."""
-    rows: list[dict[str, Any]] = []
-    ratios: list[dict[str, Any]] = []
-    for pair, kind, arms in benchkit.pair_schedule(a.pairs):
-        two = []
-        for arm in arms:
-            row = run(a, a.quota if arm == "B" else [])
-            row.update(pair=pair, kind=kind, arm=arm)
-            benchkit.emit(row)
-            two.append(row)
-        rows += two
-        ratios.append(benchkit.pair_ratios(pair, kind, *two, RATIO_FIELDS))
-        benchkit.emit(ratios[-1])
-    summary = benchkit.ratio_summary(ratios, RATIO_FIELDS)
-    for s in summary:
-        benchkit.emit({"summary": True, **s})
-    print()
-    print(benchkit.table(rows, PAIR_FIELDS))
-    print()
-    print(benchkit.table(ratios, ("pair", "kind", "order", *(f"{f}_ratio" for f in RATIO_FIELDS))))
-    print()
-    print(benchkit.table(summary, benchkit.SUMMARY_FIELDS))
-    print(f"B: {' '.join(a.quota)} (group {a.group}); A: no quotas")
-    print(f"machine: {benchkit.machine()}; load {benchkit.load()}")
+
+    def one(pair: int, kind: str, arm: str) -> dict[str, Any]:
+        row = run(a, a.quota if arm == "B" else [])
+        row.update(pair=pair, kind=kind, arm=arm)
+        return row
+
+    legend = f"B: {' '.join(a.quota)} (group {a.group}); A: no quotas"
+    benchkit.compare_pairs(a.pairs, one, PAIR_FIELDS, RATIO_FIELDS, legend)
 
 
 if __name__ == "__main__":

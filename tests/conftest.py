@@ -23,6 +23,7 @@ from orchid.core.states import (
 )
 from orchid.store.db import Database
 from orchid.store.tables import metadata
+from tests import servers
 
 # the session's one real PanDA, shared by every module that runs on it (xdist group `panda`)
 pytest_plugins = ["tests.executors.panda_fixtures"]
@@ -50,8 +51,8 @@ def pg_url() -> Iterator[str]:
         pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable")
     name = f"orchid_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    _drop_orphans(admin)
     with admin.connect() as conn:
+        servers.drop_orphans(conn, "orchid_test_")
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
         url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
@@ -64,22 +65,6 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-def _drop_orphans(admin: sa.Engine) -> None:
-    """Drop test databases whose test process is gone (a run killed before its clean-up)."""
-    with admin.connect() as conn:
-        names = conn.execute(
-            sa.text("SELECT datname FROM pg_database WHERE datname LIKE 'orchid_test_%'")
-        ).scalars()
-        for name in list(names):
-            try:
-                pid = int(name.split("_")[2])
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            except (ValueError, IndexError, PermissionError):
-                continue
 
 
 AUDITED = {

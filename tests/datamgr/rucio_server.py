@@ -11,20 +11,15 @@ RSE and a dataset whose files are on tape. Everything it started is stopped by P
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
-import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
+from tests import servers
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(os.environ.get("ORCHID_RUCIO_VENV", ROOT / ".venv-rucio"))
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
+PG = servers.PG
 USER, PASSWORD = "ddmlab", "secret"
 
 CONFIG = """[common]
@@ -77,18 +72,10 @@ def available() -> bool:
     return (VENV / "bin" / "python").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class RucioServer(servers.Running):
+    """The Rucio REST server and its transfer daemons."""
 
-
-@dataclass
-class RucioServer:
-    url: str
-    dir: Path
-    database: str
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    grace = 2.0  # test daemons keep nothing: no long goodbyes
 
     def client(self) -> Any:
         from rucio.client import Client
@@ -101,30 +88,10 @@ class RucioServer:
             creds={"username": USER, "password": PASSWORD},
         )
 
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        end = time.monotonic() + 2.0  # test daemons keep nothing: no long goodbyes
-        for p in self.procs:
-            try:
-                p.wait(max(end - time.monotonic(), 0.01))
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(10)
-        admin = sa.create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'))
-        admin.dispose()
-
 
 def start(folder: Path) -> RucioServer:
     """Database, configuration, schema, server and daemons: about 15 s."""
-    name = f"orchid_rucio_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
+    name = servers.create_database("orchid_rucio_")
     db = f"{PG}/{name}"
     site = next((VENV / "lib").glob("python3*/site-packages"))
     (folder / "trace").mkdir(parents=True, exist_ok=True)
@@ -136,7 +103,7 @@ def start(folder: Path) -> RucioServer:
     )
     env = {**os.environ, "RUCIO_CONFIG": str(folder / "rucio.cfg"), "RUCIO_HOME": str(folder)}
     py = str(VENV / "bin" / "python")
-    server = RucioServer(f"http://127.0.0.1:{_free_port()}", folder, name)
+    server = RucioServer(f"http://127.0.0.1:{servers.free_port()}", folder, name)
     try:
         subprocess.run(
             [
@@ -183,28 +150,13 @@ def start(folder: Path) -> RucioServer:
                 *extra,
                 log=f"{daemon}.log",
             )
-        _wait_for(server)
+        servers.wait_for(
+            f"{server.url}/ping", server.procs, folder / "server.log", "Rucio", tail=800
+        )
         return server
     except BaseException:
         server.stop()
         raise
-
-
-def _wait_for(server: RucioServer, timeout: float = 60.0) -> None:
-    import httpx
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            if httpx.get(f"{server.url}/ping", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if any(p.poll() is not None for p in server.procs):
-            break
-        time.sleep(0.2)
-    logs = "\n".join((server.dir / f).read_text()[-800:] for f in ("server.log",))
-    raise RuntimeError(f"the Rucio server did not start:\n{logs}")
 
 
 def add_tape_dataset(client: Any, scope: str, dataset: str, sizes: dict[str, int]) -> None:

@@ -29,7 +29,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,8 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
+
+from tests import servers
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(os.environ.get("ORCHID_PANDA_VENV", ROOT / ".venv-panda"))
@@ -85,12 +86,6 @@ END $$;
 
 def available() -> bool:
     return (VENV / ".installed").exists()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _site_packages() -> Path:
@@ -223,22 +218,6 @@ def _alive(groups: list[int]) -> bool:
     return False
 
 
-def _drop_orphans(admin: sa.Engine) -> None:
-    """Databases and roles of test sessions killed before their clean-up."""
-    with admin.connect() as conn:
-        names = conn.execute(
-            sa.text("SELECT datname FROM pg_database WHERE datname LIKE 'orchid_panda_%'")
-        ).scalars()
-        for name in list(names):
-            try:
-                os.kill(int(name.split("_")[2]), 0)
-            except ProcessLookupError:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                conn.execute(sa.text(f'DROP ROLE IF EXISTS "{name}"'))
-            except (ValueError, IndexError, PermissionError):
-                continue
-
-
 def _psql(dbname: str, script: str, *, check: bool = True) -> None:
     """Run ``script`` as the database's own role (so that it owns what the script makes)."""
     done = subprocess.run(
@@ -254,8 +233,8 @@ def _psql(dbname: str, script: str, *, check: bool = True) -> None:
 def _make_database(dbname: str, dbuser: str, password: str) -> None:
     admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     try:
-        _drop_orphans(admin)
         with admin.connect() as conn:
+            servers.drop_orphans(conn, "orchid_panda_", roles=True)
             conn.execute(sa.text(f"CREATE ROLE \"{dbuser}\" LOGIN PASSWORD '{password}'"))
             conn.execute(sa.text(f'ALTER ROLE "{dbuser}" SET search_path = doma_panda,public'))
             conn.execute(sa.text(f'CREATE DATABASE "{dbname}" OWNER "{dbuser}"'))
@@ -379,7 +358,7 @@ def start(home: Path, *, timeout: float = 120.0) -> PandaServer:
     tag = f"{os.getpid()}_{uuid.uuid4().hex[:8]}"
     dbname = dbuser = f"orchid_panda_{tag}"
     password = uuid.uuid4().hex
-    port = _free_port()
+    port = servers.free_port()
     destination = f"/queue/orchid.panda.{tag}"
     server = PandaServer(home, port, dbname, dbuser, destination)
     site = _site_packages()

@@ -23,20 +23,16 @@ user ``alice`` (a token that starts with ``/`` is the DN itself); it also mounts
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
-import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
+
+from tests import servers
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(os.environ.get("ORCHID_IDDS_SERVER_VENV", ROOT / ".venv-iddsserver"))
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
+PG = servers.PG
 SCHEMA = "doma_idds"
 
 CONFIG = """[common]
@@ -129,44 +125,14 @@ cm.setup_client()
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class IddsServer:
-    url: str
-    dir: Path
-    database: str
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(10)
-        admin = sa.create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'))
-        admin.dispose()
+class IddsServer(servers.Running):
+    """The iDDS REST server (gunicorn)."""
 
 
 def start(folder: Path) -> IddsServer:
     """Database, configuration, tables and the REST server: about 5 s."""
-    name = f"orchid_idds_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        _drop_orphans(conn)
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    server = IddsServer(f"http://127.0.0.1:{_free_port()}", folder, name)
+    name = servers.create_database("orchid_idds_")
+    server = IddsServer(f"http://127.0.0.1:{servers.free_port()}", folder, name)
     try:
         for sub in ("logs", "cacher"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -212,39 +178,8 @@ def start(folder: Path) -> IddsServer:
                     start_new_session=True,
                 )
             )
-        _wait_for(server)
+        servers.wait_for(f"{server.url}/idds/ping", server.procs, folder / "server.log", "iDDS")
         return server
     except BaseException:
         server.stop()
         raise
-
-
-def _drop_orphans(conn: sa.Connection) -> None:
-    """Drop the databases of runs whose test process is gone (killed before its clean-up)."""
-    names = conn.execute(
-        sa.text("SELECT datname FROM pg_database WHERE datname LIKE 'orchid_idds_%'")
-    ).scalars()
-    for name in list(names):
-        try:
-            os.kill(int(name.split("_")[2]), 0)
-        except ProcessLookupError:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        except (ValueError, IndexError, PermissionError):
-            continue
-
-
-def _wait_for(server: IddsServer, timeout: float = 60.0) -> None:
-    import httpx
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            if httpx.get(f"{server.url}/idds/ping", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if any(p.poll() is not None for p in server.procs):
-            break
-        time.sleep(0.2)
-    log = (server.dir / "server.log").read_text()[-1500:]
-    raise RuntimeError(f"the iDDS server did not start:\n{log}")

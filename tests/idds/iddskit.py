@@ -31,6 +31,46 @@ cm = ClientManager()
 
 def out(value):
     print("RESULT " + json_dumps(value))
+
+def settled(rid, tries=600, every=0.1):
+    # the request's status once past New and Transforming (or after `tries` looks)
+    for _ in range(tries):
+        status = cm.get_requests(request_id=rid)[0]["status"].name
+        if status not in ("New", "Transforming"):
+            break
+        time.sleep(every)
+    return status
+
+def watch(rid, tries, every):
+    # the statuses the request went through until it ended (or `tries` looks)
+    seen = []
+    for _ in range(tries):
+        status = cm.get_requests(request_id=rid)[0]["status"].name
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        if status in ("Finished", "SubFinished", "Failed", "Cancelled"):
+            break
+        time.sleep(every)
+    return seen
+
+def transform_runs(rid):
+    # each transform's name and status, sorted
+    return sorted(
+        (d["transform_name"] if "transform_name" in d else d.get("name"),
+         d["transform_status"].name)
+        for d in cm.get_requests(request_id=rid, with_detail=True))
+
+def add_hpo_request():
+    # what ATLAS's HPO tools send: a request whose metadata is the search (no Workflow
+    # object); its request id
+    from idds.common.constants import RequestType, RequestStatus
+    return cm.client.add_request(
+        requester="panda", request_type=RequestType.HyperParameterOpt, transform_tag="prodsys2",
+        status=RequestStatus.New, priority=0, lifetime=30,
+        request_metadata={"workload_id": "20525135", "sandbox": None, "method": "bayesian",
+                          "opt_space": {"A": {"type": "Choice", "params": {"choices": [1, 4]}},
+                                        "B": {"type": "Scalar", "bounds": [0, 5]}},
+                          "max_points": 6, "num_points_per_generation": 2})
 """
 
 

@@ -73,15 +73,7 @@ def test_a_rubin_workflow_runs_to_the_end_with_every_job_after_its_parents(
         + """
 rid = cm.submit(wf, use_dataset_name=False)
 assert isinstance(rid, int), rid
-seen = []
-for _ in range(600):
-    reqs = cm.get_requests(request_id=rid)
-    status = reqs[0]["status"].name
-    if not seen or seen[-1] != status:
-        seen.append(status)
-    if status in ("Finished", "SubFinished", "Failed", "Cancelled"):
-        break
-    time.sleep(0.2)
+seen = watch(rid, 600, 0.2)
 detail = cm.get_requests(request_id=rid, with_detail=True)
 out({"request_id": rid, "seen": seen, "table": cm.get_status(request_id=rid),
      "detail_table": cm.get_status(request_id=rid, with_detail=True),
@@ -395,16 +387,8 @@ def test_submit_work_adds_a_work_to_an_open_request(server: Server, tmp_path: Pa
 
 
 HPO = """
-from idds.common.constants import RequestType, RequestStatus
 cm.setup_client()
-# what ATLAS's HPO tools send: a request whose metadata is the search (no Workflow object)
-rid = cm.client.add_request(
-    requester="panda", request_type=RequestType.HyperParameterOpt, transform_tag="prodsys2",
-    status=RequestStatus.New, priority=0, lifetime=30,
-    request_metadata={"workload_id": "20525135", "sandbox": None, "method": "bayesian",
-                      "opt_space": {"A": {"type": "Choice", "params": {"choices": [1, 4]}},
-                                    "B": {"type": "Scalar", "bounds": [0, 5]}},
-                      "max_points": 6, "num_points_per_generation": 2})
+rid = add_hpo_request()
 updates, seen = [], []
 for _ in range(600):
     points = cm.get_hyperparameters(workload_id="20525135", request_id=None)
@@ -560,11 +544,7 @@ wf.add_work(step)
 wf.add_loop_condition(Condition(cond=step.is_finished))  # again while it succeeds
 wf.name = "loop_while_finished"
 rid = cm.submit(wf)
-for _ in range(600):
-    status = cm.get_requests(request_id=rid)[0]["status"].name
-    if status not in ("New", "Transforming"):
-        break
-    time.sleep(0.1)
+status = settled(rid)
 out(dict(status=status, runs=[d["transform_status"].name
                               for d in cm.get_requests(request_id=rid, with_detail=True)]))
 """
@@ -593,14 +573,8 @@ for w in (first, inner, last):
 wf.add_condition(Condition(cond=first.is_finished, true_work=inner))
 wf.add_condition(Condition(cond=inner.is_finished, true_work=last))
 rid = cm.submit(wf)
-for _ in range(600):
-    status = cm.get_requests(request_id=rid)[0]["status"].name
-    if status not in ("New", "Transforming"):
-        break
-    time.sleep(0.1)
-out(dict(status=status, transforms=sorted(
-    (d["transform_name"] if "transform_name" in d else d.get("name"), d["transform_status"].name)
-    for d in cm.get_requests(request_id=rid, with_detail=True))))
+status = settled(rid)
+out(dict(status=status, transforms=transform_runs(rid)))
 """
 
 
@@ -648,14 +622,8 @@ wf.add_work(tick)
 wf.add_condition(Condition(cond=inner.is_terminated, true_work=tick))
 wf.add_loop_condition(Condition(cond=tick.is_finished))
 rid = cm.submit(wf)
-for _ in range(600):
-    status = cm.get_requests(request_id=rid)[0]["status"].name
-    if status not in ("New", "Transforming"):
-        break
-    time.sleep(0.1)
-out(dict(status=status, runs=sorted(
-    (d["transform_name"] if "transform_name" in d else d.get("name"), d["transform_status"].name)
-    for d in cm.get_requests(request_id=rid, with_detail=True))))
+status = settled(rid)
+out(dict(status=status, runs=transform_runs(rid)))
 """
 
 

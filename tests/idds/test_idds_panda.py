@@ -90,14 +90,7 @@ def orchid(
 WATCH = """
 rid = cm.submit(wf, use_dataset_name=False)
 assert isinstance(rid, int), rid
-seen = []
-for _ in range(1500):
-    status = cm.get_requests(request_id=rid)[0]["status"].name
-    if not seen or seen[-1] != status:
-        seen.append(status)
-    if status in ("Finished", "SubFinished", "Failed", "Cancelled"):
-        break
-    time.sleep(0.5)
+seen = watch(rid, 1500, 0.5)
 detail = cm.get_requests(request_id=rid, with_detail=True)
 out({"request_id": rid, "seen": seen, "table": cm.get_status(request_id=rid),
      "transforms": [(d["transform_name"], d["transform_status"].name, d["output_total_files"],

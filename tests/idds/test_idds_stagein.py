@@ -74,11 +74,7 @@ rid = cm.client.add_request(
     transform_tag="prodsys2", status=RequestStatus.New, priority=0, lifetime=30,
     request_metadata={{"workload_id": "{tag}", "max_waiting_time": 3600,
                       "src_rse": "TAPE", "dest_rse": "DISK"}})
-for _ in range(1200):
-    status = cm.get_requests(request_id=rid)[0]["status"].name
-    if status not in ("New", "Transforming"):
-        break
-    time.sleep(0.1)
+status = settled(rid, 1200)
 (d,) = cm.get_requests(workload_id="{tag}", with_detail=True)
 out(dict(rid=rid, status=status, name=cm.get_requests(request_id=rid)[0]["name"],
          files=[d["output_total_files"], d["output_processed_files"]],
@@ -114,11 +110,7 @@ wf = Workflow()
 wf.add_work(work)
 wf.name = "carousel_{tag}"
 rid = cm.submit(wf)
-for _ in range(1200):
-    status = cm.get_requests(request_id=rid)[0]["status"].name
-    if status not in ("New", "Transforming"):
-        break
-    time.sleep(0.1)
+status = settled(rid, 1200)
 (d,) = cm.get_requests(request_id=rid, with_detail=True)
 out(dict(status=status, files=[d["output_total_files"], d["output_processed_files"]]))
 """,

@@ -35,7 +35,6 @@ pytestmark = [
 ]
 
 SCRIPT = """
-from idds.common.constants import RequestType, RequestStatus
 from idds.workflowv2.workflow import Workflow
 from idds.doma.workflowv2.domapandawork import DomaPanDAWork
 
@@ -84,13 +83,7 @@ got["b"] = dict(
 )
 
 # (c) an HPO request as ATLAS's tools send it, before any point exists
-hpo = cm.client.add_request(
-    requester="panda", request_type=RequestType.HyperParameterOpt, transform_tag="prodsys2",
-    status=RequestStatus.New, priority=0, lifetime=30,
-    request_metadata={"workload_id": "20525135", "sandbox": None, "method": "bayesian",
-                      "opt_space": {"A": {"type": "Choice", "params": {"choices": [1, 4]}},
-                                    "B": {"type": "Scalar", "bounds": [0, 5]}},
-                      "max_points": 6, "num_points_per_generation": 2})
+hpo = add_hpo_request()
 (hreq,) = cm.get_requests(request_id=hpo)
 got["c"] = dict(
     rid=shape(hpo), row=row(hreq), status=hreq["status"].name,

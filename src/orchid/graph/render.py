@@ -7,7 +7,7 @@ a class, so that the monitor pages can recolour it live without drawing it again
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from html import escape
 from itertools import pairwise
@@ -264,6 +264,32 @@ def to_svg(graph: TaskGraph, link: str | None = None, standalone: bool = True) -
     return "".join(out)
 
 
+def _nested_lines(
+    graph: TaskGraph,
+    node_line: Callable[[Node], str],
+    opening: Callable[[_Box, str], list[str]],
+    closing: str,
+) -> list[str]:
+    """Every node's line, those in a loop or nested workflow inside its box (boxes nest,
+    each level indented two more spaces): ``opening`` starts a box, ``closing`` ends it."""
+    boxes, parent, home = _boxes(graph)
+    lines: list[str] = []
+
+    def box(b: _Box, indent: str) -> None:
+        lines.extend(opening(b, indent))
+        lines.extend(indent + node_line(n) for n in graph.nodes if home[n.name] == b.key)
+        for child in boxes:
+            if parent[child.key] == b.key:
+                box(child, indent + "  ")
+        lines.append(indent + closing)
+
+    for b in boxes:
+        if parent[b.key] is None:
+            box(b, "  ")
+    lines.extend(node_line(n) for n in graph.nodes if home[n.name] is None)
+    return lines
+
+
 def _dot_id(text: str) -> str:
     return json.dumps(text)  # a double-quoted DOT ID with \" and \\ escaped
 
@@ -287,22 +313,14 @@ def to_dot(graph: TaskGraph) -> str:
             f"color={_dot_id(solid)}];"
         )
 
-    boxes, parent, home = _boxes(graph)
+    def cluster(b: _Box, indent: str) -> list[str]:
+        return [
+            f"{indent}subgraph {b.key} {{",
+            f"{indent}  label={_dot_id(b.label)};",
+            f"{indent}  {b.style}",
+        ]
 
-    def cluster(b: _Box, indent: str) -> None:
-        lines.append(f"{indent}subgraph {b.key} {{")
-        lines.append(f"{indent}  label={_dot_id(b.label)};")
-        lines.append(f"{indent}  {b.style}")
-        lines.extend(indent + node_line(n) for n in graph.nodes if home[n.name] == b.key)
-        for child in boxes:
-            if parent[child.key] == b.key:
-                cluster(child, indent + "  ")
-        lines.append(f"{indent}}}")
-
-    for b in boxes:
-        if parent[b.key] is None:
-            cluster(b, "  ")
-    lines.extend(node_line(n) for n in graph.nodes if home[n.name] is None)
+    lines.extend(_nested_lines(graph, node_line, cluster, "}"))
     for e in graph.edges:
         style = " [style=dashed]" if e.kind == "jobs" else ""
         lines.append(f"  {_dot_id(e.source)} -> {_dot_id(e.target)}{style};")
@@ -323,21 +341,11 @@ def to_mermaid(graph: TaskGraph) -> str:
         label = "<br/>".join(_mermaid_text(t) for t in (n.name, counts_text(n), *n.notes))
         return f'  {ids[n.name]}["{label}"]:::{n.status}'
 
-    boxes, parent, home = _boxes(graph)
-
-    def subgraph(b: _Box, indent: str) -> None:
+    def subgraph(b: _Box, indent: str) -> list[str]:
         key = b.key.replace("cluster_nested_", "nested").replace("cluster_", "loop")
-        lines.append(f'{indent}subgraph {key}["{_mermaid_text(b.label)}"]')
-        lines.extend(indent + node_line(n) for n in graph.nodes if home[n.name] == b.key)
-        for child in boxes:
-            if parent[child.key] == b.key:
-                subgraph(child, indent + "  ")
-        lines.append(f"{indent}end")
+        return [f'{indent}subgraph {key}["{_mermaid_text(b.label)}"]']
 
-    for b in boxes:
-        if parent[b.key] is None:
-            subgraph(b, "  ")
-    lines.extend(node_line(n) for n in graph.nodes if home[n.name] is None)
+    lines.extend(_nested_lines(graph, node_line, subgraph, "end"))
     for e in graph.edges:
         arrow = "-.->" if e.kind == "jobs" else "-->"
         lines.append(f"  {ids[e.source]} {arrow} {ids[e.target]}")

@@ -59,6 +59,14 @@ def text(conn: Connection, sql: str, arrays: Sequence[str] = ("ids",)) -> sa.Tex
     return _text(sql, is_pg(conn), tuple(a for a in arrays if f":{a}" in sql))
 
 
+def json_rows(pg: bool, param: str = "rows") -> str:
+    """SQL for a FROM clause: the rows of the JSON array of arrays bound as ``:param`` (made by
+    :func:`json_text`), as ``u``; column ``i`` of a row is ``u.value ->> i``."""
+    if pg:
+        return f"json_array_elements(CAST(:{param} AS JSON)) AS u(value)"
+    return f"json_each(:{param}) AS u"
+
+
 def json_text(value: Any) -> str:
     """A JSON document as stored in a JSON column (compact, finite numbers only)."""
     return _dumps(value)

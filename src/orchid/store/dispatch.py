@@ -340,8 +340,7 @@ def _render(kind: type[tuple[Any, ...]], template: str, pg: bool, passed: bool =
 
 
 def _placeholders(kind: type[tuple[Any, ...]], template: str, pg: bool, passed: bool) -> str:
-    rows = "json_array_elements(CAST(:rows AS JSON)) AS u(value)" if pg else "json_each(:rows) AS u"
-    names = {"rows": rows, "passed": ", propagated = TRUE" if passed else ""}
+    names = {"rows": bulk.json_rows(pg), "passed": ", propagated = TRUE" if passed else ""}
     hints = typing.get_type_hints(kind)
     for i, name in enumerate(kind._fields):  # type: ignore[attr-defined]
         value = f"u.value ->> {i}"

@@ -500,11 +500,7 @@ def _save_usage(
     if gone:
         conn.execute(sa.delete(share_usage).where(share_usage.c.owner.in_(gone)))
     if keep:
-        elements = (
-            "json_array_elements(CAST(:rows AS JSON)) AS u(value)"
-            if bulk.is_pg(conn)
-            else "json_each(:rows) AS u"
-        )
+        elements = bulk.json_rows(bulk.is_pg(conn))
         conn.execute(
             sa.text(
                 "INSERT INTO share_usage (owner, usage, at, running) SELECT u.value ->> 0, "

@@ -84,11 +84,7 @@ def add(conn: Connection, deltas: Mapping[int, int], shard: int) -> None:
     rows = [[wf, d] for wf, d in sorted(deltas.items()) if d]
     if not rows:
         return
-    elements = (
-        "json_array_elements(CAST(:rows AS JSON)) AS u(value)"
-        if bulk.is_pg(conn)
-        else "json_each(:rows) AS u"
-    )
+    elements = bulk.json_rows(bulk.is_pg(conn))
     conn.execute(
         sa.text(
             "INSERT INTO result_usage (workflow_id, shard, bytes) SELECT "

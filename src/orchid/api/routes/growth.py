@@ -7,47 +7,26 @@ opaque bytes in base64 or in the cache).
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from orchid.api.deps import JobCaller, State, now
-from orchid.api.routes.messages import read_body
+from orchid.api.routes.messages import model_body, read_body
 from orchid.api.threads import in_thread
-from orchid.core import jsonvalues
 from orchid.core.model import Principal
 from orchid.core.template import check_values
 from orchid.engine import extend
-from orchid.errors import InvalidInput
 from orchid.store import workflows
 from orchid.web.access import check_id, visible_workflow
 from orchid.web.state import ApiState
 from orchid.wire import AddedWorkOut, AddWorkIn, CloseIn, WorkflowOut
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
-M = TypeVar("M", bound=BaseModel)
 MAX_WORK_BYTES = 16 * 1024 * 1024
 
 
-def _parse(raw: bytes, model: type[M]) -> M:
-    try:
-        decoded = jsonvalues.loads(raw)
-    except RecursionError:
-        raise InvalidInput("the request body is nested too deeply") from None
-    except ValueError as exc:
-        raise InvalidInput(f"the request body is not standard JSON: {exc}") from None
-    try:
-        return model.model_validate(decoded)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise InvalidInput(f"{where}: {first['msg']}") from None
-
-
 def _add(st: ApiState, who: Principal, workflow_id: int, raw: bytes) -> extend.AddedWork:
-    body = _parse(raw, AddWorkIn)
+    body = model_body(raw, AddWorkIn)
     check_values(body.work, "work")
     return extend.add_work(
         st.db,
@@ -79,7 +58,7 @@ async def add_work(
 
 
 def _close(st: ApiState, workflow_id: int, raw: bytes) -> WorkflowOut:
-    body = _parse(raw or b"{}", CloseIn)
+    body = model_body(raw or b"{}", CloseIn)
     extend.close(st.db, workflow_id, body.error, now())
     with st.db.engine.connect() as conn:
         return WorkflowOut.of(workflows.get(conn, workflow_id))

@@ -27,11 +27,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from orchid.api.routes.idds_shapes import registered, request_row, transform_row
-from orchid.api.routes.messages import read_body
+from orchid.api.routes.messages import json_body, read_body
 from orchid.api.threads import in_thread
 from orchid.auth import Unauthenticated
 from orchid.core import idds as idds_core
-from orchid.core import jsonvalues
 from orchid.core.model import Principal, Workflow
 from orchid.engine import extend
 from orchid.engine.submit import submit
@@ -197,12 +196,7 @@ def ping() -> dict[str, str]:
 
 
 def _submit(st: ApiState, who: Principal, raw: bytes) -> int:
-    try:
-        body = jsonvalues.loads(raw)
-    except RecursionError:
-        raise InvalidInput("the request body is nested too deeply") from None
-    except ValueError as exc:
-        raise InvalidInput(f"the request body is not standard JSON: {exc}") from None
+    body = json_body(raw)
     if not isinstance(body, dict):
         raise InvalidInput("an iDDS request is a JSON object (what ClientManager.submit sends)")
     template = idds_core.translate_request(body, rucio_manager=_rucio(st))
@@ -350,12 +344,7 @@ def _add_transform(st: ApiState, who: Principal, request_id: str, raw: bytes) ->
     if rid is None:
         raise InvalidInput("give the request_id of the request the work is added to")
     wf = visible_workflow(st, who, rid, act=True, missing=f"no request {rid}")
-    try:
-        body = jsonvalues.loads(raw)
-    except RecursionError:
-        raise InvalidInput("the request body is nested too deeply") from None
-    except ValueError as exc:
-        raise InvalidInput(f"the request body is not standard JSON: {exc}") from None
+    body = json_body(raw)
     if not isinstance(body, dict):
         raise InvalidInput("an iDDS transform is a JSON object (what submit_work sends)")
     with st.db.engine.connect() as conn:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from orchid.api.deps import JobCaller, State, now
@@ -19,6 +19,7 @@ from orchid.web.state import ApiState
 from orchid.wire import MessageIn, MessageOut, MessagePage
 
 router = APIRouter(prefix="/workflows", tags=["messages"])
+M = TypeVar("M", bound=BaseModel)
 ENVELOPE_BYTES = 64 * 1024  # room for the kind and the JSON around the body
 PAGE_BYTES = 8 * 1024 * 1024  # a page of messages holds about this much body at most
 
@@ -46,15 +47,21 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(data)
 
 
-def _parse(raw: bytes) -> MessageIn:
+def json_body(raw: bytes) -> Any:
+    """The request body as a JSON value; a 400 saying why when it is not standard JSON."""
     try:
-        decoded = jsonvalues.loads(raw)
+        return jsonvalues.loads(raw)
     except RecursionError:
         raise InvalidInput("the request body is nested too deeply") from None
     except ValueError as exc:  # not JSON, not UTF-8, or NaN/Infinity
         raise InvalidInput(f"the request body is not standard JSON: {exc}") from None
+
+
+def model_body(raw: bytes, model: type[M]) -> M:
+    """The request body read as ``model``; a 400 naming the first field that is wrong."""
+    decoded = json_body(raw)
     try:
-        return MessageIn.model_validate(decoded)
+        return model.model_validate(decoded)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
@@ -62,7 +69,7 @@ def _parse(raw: bytes) -> MessageIn:
 
 
 def _post(st: ApiState, sender: str, workflow_id: int, raw: bytes) -> Message:
-    request = _parse(raw)
+    request = model_body(raw, MessageIn)
     size = messages.encoded_size(request.body)
     if size > MAX_BODY_BYTES:
         raise TooLarge(
