@@ -271,21 +271,7 @@ def _loop(base: Mapping[str, Any], names: Mapping[str, str], works: list[str]) -
     if base.get("_loop_condition_position", "end") != "end":
         raise IddsError(f"{what}: only loop conditions checked at the end are supported")
     a = attrs(base["_loop_condition"], what)
-    tests = []
-    for item in listed(a.get("_conditions"), f"{what}.conditions"):
-        if not isinstance(item, dict) or "idds_method" not in item:
-            raise IddsError(f"{what}: nested conditions are not supported by Orchid yet")
-        src = str(item.get("idds_method_internal_id", item.get("idds_method_class_id")))
-        if src not in names:
-            raise IddsError(f"{what}: it names a work ({src}) this workflow does not hold")
-        if item["idds_method"] not in STATUS_TESTS:
-            raise IddsError(
-                f"{what}: the condition {item['idds_method']} is not supported; Orchid "
-                f"takes {', '.join(sorted(STATUS_TESTS))}"
-            )
-        tests.append(STATUS_TESTS[item["idds_method"]].format(w=names[src]))
-    if not tests:
-        raise IddsError(f"{what}: it tests nothing")
+    tests = [STATUS_TESTS[m].format(w=w) for m, w in _tests(a, names, STATUS_TESTS, what)]
     joined = (" or " if enum_value(a.get("operator")) == 1 else " and ").join(tests)
     return {
         "name": "idds_loop",
@@ -293,6 +279,29 @@ def _loop(base: Mapping[str, Any], names: Mapping[str, str], works: list[str]) -
         "until": f"not ({joined})",
         "max_iterations": MAX_LOOP_ITERATIONS,
     }
+
+
+def _tests(
+    a: Mapping[str, Any], names: Mapping[str, str], known: Mapping[str, Any], what: str
+) -> list[tuple[str, str]]:
+    """A condition's tests, (iDDS method, Orchid work name) each: one level of methods
+    ``known`` says, on works of this workflow, at least one."""
+    out = []
+    for item in listed(a.get("_conditions"), f"{what}.conditions"):
+        if not isinstance(item, dict) or "idds_method" not in item:
+            raise IddsError(f"{what}: nested conditions are not supported by Orchid yet")
+        src = str(item.get("idds_method_internal_id", item.get("idds_method_class_id")))
+        if src not in names:
+            raise IddsError(f"{what}: it names a work ({src}) this workflow does not hold")
+        if item["idds_method"] not in known:
+            raise IddsError(
+                f"{what}: the condition {item['idds_method']} is not supported; Orchid "
+                f"takes {', '.join(sorted(known))}"
+            )
+        out.append((str(item["idds_method"]), names[src]))
+    if not out:
+        raise IddsError(f"{what}: it tests nothing")
+    return out
 
 
 def _escaped(text: str) -> str:
@@ -420,21 +429,7 @@ def _conditions(
         what = f"workflow.conditions.{cid}"
         a = attrs(cond, what)
         operator = enum_value(a.get("operator"))
-        methods = []
-        for item in listed(a.get("_conditions"), f"{what}.conditions"):
-            if not isinstance(item, dict) or "idds_method" not in item:
-                raise IddsError(f"{what}: nested conditions are not supported by Orchid yet")
-            src = str(item.get("idds_method_internal_id", item.get("idds_method_class_id")))
-            if src not in names:
-                raise IddsError(f"{what}: it names a work ({src}) this workflow does not hold")
-            if item["idds_method"] not in TRIGGERS:
-                raise IddsError(
-                    f"{what}: the condition {item['idds_method']} is not supported; Orchid "
-                    f"takes {', '.join(sorted(TRIGGERS))}"
-                )
-            methods.append((item["idds_method"], names[src]))
-        if not methods:
-            raise IddsError(f"{what}: it tests nothing")
+        methods = _tests(a, names, TRIGGERS, what)
         if len({m for m, _ in methods}) > 1:
             raise IddsError(f"{what}: conditions mixing several tests are not supported yet")
         method = methods[0][0]
