@@ -135,18 +135,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compare on a single-node Slurm instead (bench/slurmcompare.py and its options)",
     )
-    ap.add_argument(
-        "--systems",
-        type=lambda v: peers.systems_arg(v, SYSTEMS),
-        default=list(SYSTEMS),
-        help=f"comma-separated (default {','.join(SYSTEMS)})",
-    )
-    ap.add_argument(
-        "--shapes",
-        type=lambda v: [s for s in v.split(",") if s],
-        default=["layered", "chain"],
-        help="comma-separated: layered,chain",
-    )
+    peers.selection_args(ap, SYSTEMS)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--timeout", type=float, default=900, help="seconds per run")

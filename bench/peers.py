@@ -219,6 +219,22 @@ def systems_arg(value: str, known: tuple[str, ...] = SYSTEMS) -> list[str]:
     return names
 
 
+def selection_args(ap: argparse.ArgumentParser, systems: tuple[str, ...]) -> None:
+    """``--systems`` (of ``systems``) and ``--shapes`` (layered, chain): what a comparison runs."""
+    ap.add_argument(
+        "--systems",
+        type=lambda v: systems_arg(v, systems),
+        default=list(systems),
+        help=f"comma-separated (default {','.join(systems)})",
+    )
+    ap.add_argument(
+        "--shapes",
+        type=lambda v: [s for s in v.split(",") if s],
+        default=["layered", "chain"],
+        help="comma-separated: layered,chain",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--systems", type=systems_arg, default=list(SYSTEMS), help="comma-separated")

@@ -49,31 +49,15 @@ sys.path.insert(0, str(BENCH.parent))
 
 import benchkit  # noqa: E402
 import peers  # noqa: E402
+import slurm  # noqa: E402
 from peers import Row, ok, ratio, status, verdict  # noqa: E402
 
 SYSTEMS = ("orchid-local", "orchid-slurm", "orchid-pilots", "parsl-slurm", "dask-jobqueue")
 ME = "orchid-pilots"
 THROUGHPUT = (("parsl-slurm", 2.0), ("dask-jobqueue", 2.0))
 LATENCY = ("orchid-local", 2.0)
-SLURM_FIELDS = (
-    "shape",
-    "jobs",
-    "wall_s",
-    "jobs_per_s",
-    "sbatch_calls",
-    "tasks_per_sbatch",
-    "sbatch_p50_ms",
-    "sbatch_s",
-    "squeue_calls",
-    "squeue_p50_ms",
-    "wait_p50_ms",
-    "wait_p99_ms",
-    "detect_p50_ms",
-    "detect_p99_ms",
-    "release_p50_ms",
-    "step_p50_ms",
-    "step_p99_ms",
-)
+# bench/slurm.py's columns, less the settings every row of this run shares
+SLURM_FIELDS = tuple(f for f in slurm.FIELDS if f not in ("poll_s", "sched", "status"))
 
 
 def command(system: str, a: argparse.Namespace, conf: str) -> list[str]:
@@ -158,18 +142,7 @@ def targets(by_shape: dict[str, dict[str, Row]]) -> list[str]:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--systems",
-        type=lambda v: peers.systems_arg(v, SYSTEMS),
-        default=list(SYSTEMS),
-        help=f"comma-separated (default {','.join(SYSTEMS)})",
-    )
-    ap.add_argument(
-        "--shapes",
-        type=lambda v: [s for s in v.split(",") if s],
-        default=["layered", "chain"],
-        help="comma-separated: layered,chain",
-    )
+    peers.selection_args(ap, SYSTEMS)
     ap.add_argument("--jobs", type=int, default=10_000, help="the layered DAG's size")
     ap.add_argument("--chain", type=int, default=1_000, help="the chain's size")
     ap.add_argument("--slurm-jobs", type=int, default=2_000, help="orchid-slurm's layered size")
