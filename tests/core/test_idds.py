@@ -251,6 +251,20 @@ def test_a_nested_workflow_with_a_loop_condition() -> None:
     assert flat is not None
     loops = {lp.name: lp.works for lp in flat.loops}
     assert loops == {"again.idds_loop": ["again.work_i"], "idds_loop": ["again.idds_loop", "again"]}
+    # the loops inside loops share MAX_NESTED_ITERATIONS: 1,000 outside, 100 inside
+    bounds = {lp.name: lp.max_iterations for lp in flat.loops}
+    assert bounds == {"idds_loop": 1_000, "again.idds_loop": 100}
+
+
+def test_loops_nested_past_what_they_can_share_are_refused() -> None:
+    node: dict[str, Any] = generic("true")
+    for level in range(3):  # three looping workflows, each inside the next
+        node = sub_workflow(
+            "SubWorkflow", f"n{level}", {f"k{level}": node},
+            _loop_condition=cond("is_finished", f"k{level}", []),
+        )  # fmt: skip
+    with pytest.raises(IddsError, match="loops inside loops this deep could not repeat"):
+        translate_request(request({"top": node}))
 
 
 def test_workflows_nest_to_a_bounded_depth() -> None:

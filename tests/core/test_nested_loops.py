@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from orchid.core.validate import MAX_LOOP_DEPTH
+from orchid.core.validate import MAX_LOOP_DEPTH, MAX_NESTED_ITERATIONS
 from tests.core.test_template import L, W, compile_raw, only, problems
 
 
@@ -196,3 +196,29 @@ def test_what_expressions_in_nested_loops_may_read(
     found = problems(nested(**changes))
     assert [p for p, _ in found] == [path]
     assert gist is not None and gist in found[0][1]
+
+
+def test_loops_inside_loops_may_run_so_many_iterations_together() -> None:
+    raw = chain(3)
+    for lp, n in zip(raw["loops"], (100, 1_000, 1), strict=True):
+        lp["max_iterations"] = n
+    compile_raw(raw)  # 100 × 1,000 × 1 = MAX_NESTED_ITERATIONS: allowed
+    raw["loops"][2]["max_iterations"] = 3  # l3 makes it 300,000
+    path, msg = only(raw)  # once, at the loop that passes the limit
+    assert path == "loops[2](l3).max_iterations"
+    assert msg.startswith("loops inside loops may run 300,000 iterations together")
+    assert "(l1 100 × l2 1,000 × l3 3)" in msg and msg.endswith(
+        "lower the max_iterations of these loops"
+    )
+    assert MAX_NESTED_ITERATIONS == 100_000
+
+
+def test_a_looped_nested_workflow_counts_its_loops_iterations_with_the_outer_ones() -> None:
+    inner = {"works": [W("step")], "loops": [L("inner", ["step"], max_iterations=1_000)]}
+    raw = {
+        "name": "outer",
+        "works": [{"name": "sub", "workflow": inner}],
+        "loops": [L("outer", ["sub"], max_iterations=1_000)],
+    }
+    _, msg = only(raw)
+    assert "1,000,000 iterations together" in msg

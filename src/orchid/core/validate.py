@@ -8,6 +8,7 @@ problem found, each with the path of the field at fault.
 from __future__ import annotations
 
 import itertools
+import math
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,9 @@ LOOP_FIELDS = ("status", "iteration", "vars")
 CURRENT_LOOP_FIELDS = ("name", "iteration", "vars")
 NESTED_FIELDS = ("status", "iteration")  # what expressions read of a nested workflow's work
 MAX_LOOP_DEPTH = 8  # loops inside loops: how deep they may nest (the outermost is depth 1)
+# loops inside loops: the most iterations their max_iterations allow together (the product
+# along a nesting), ten times one loop's most; else 8 levels of 10,000 bound nothing
+MAX_NESTED_ITERATIONS = 100_000
 
 
 @dataclass(frozen=True)
@@ -309,7 +313,8 @@ def _check_nesting(
                     )
                 break
             chain.append(outer)
-        else:
+        else:  # no cycle
+            _check_iterations(t, lp, chain, loops, p)
             if len(chain) == MAX_LOOP_DEPTH + 1 and chain[-1] not in loop_of:
                 outer_lp = loops[loop_of[lp.name]]
                 p.add(
@@ -317,6 +322,25 @@ def _check_nesting(
                     f"loop '{lp.name}' is {len(chain)} loops deep "
                     f"({' > '.join(reversed(chain))}); loops nest at most {MAX_LOOP_DEPTH} deep",
                 )
+
+
+def _check_iterations(
+    t: Template, lp: LoopSpec, chain: list[str], loops: Mapping[str, LoopSpec], p: Problems
+) -> None:
+    """Said at the innermost loop whose nesting (``chain``: it, then the loops around it)
+    allows more than MAX_NESTED_ITERATIONS iterations together, once."""
+    counts = [loops[n].max_iterations for n in chain]
+    total = math.prod(counts)
+    if len(chain) < 2 or total <= MAX_NESTED_ITERATIONS:
+        return
+    if math.prod(counts[1:]) > MAX_NESTED_ITERATIONS:
+        return  # said at a loop further out
+    shown = " × ".join(f"{n} {c:,}" for n, c in zip(reversed(chain), reversed(counts), strict=True))
+    p.add(
+        f"{_lpath(t, lp)}.max_iterations",
+        f"loops inside loops may run {total:,} iterations together ({shown}); at most "
+        f"{MAX_NESTED_ITERATIONS:,}: lower the max_iterations of these loops",
+    )
 
 
 def enclosing(name: str, loop_of: Mapping[str, str]) -> list[str]:

@@ -31,6 +31,7 @@ from orchid.core.idds._data import (
     work_name,
 )
 from orchid.core.idds._hpo import hpo_block
+from orchid.core.validate import MAX_NESTED_ITERATIONS
 
 # how a Condition's method on a work becomes Orchid's trigger on that work (true branch,
 # false branch); None: the branch cannot be said with a trigger
@@ -62,7 +63,7 @@ def translate_workflow(node: Any, body: Mapping[str, Any], rucio_manager: str) -
         raise IddsError(f"request_metadata.workflow: expected a Workflow, got {got}")
     top = attrs(node, "workflow")
     base = attrs(top.get("template"), "workflow.template")
-    works, loops = _scope(top, base, "workflow", rucio_manager, 0)
+    works, loops = _scope(top, base, "workflow", rucio_manager, 0, MAX_NESTED_ITERATIONS)
     wf_name = base.get("_name") or top.get("_name") or body.get("name") or "idds-request"
     out: dict[str, Any] = {
         "name": work_name(wf_name),
@@ -77,12 +78,26 @@ def translate_workflow(node: Any, body: Mapping[str, Any], rucio_manager: str) -
 
 
 def _scope(
-    top: Mapping[str, Any], base: Mapping[str, Any], where: str, rucio_manager: str, depth: int
+    top: Mapping[str, Any],
+    base: Mapping[str, Any],
+    where: str,
+    rucio_manager: str,
+    depth: int,
+    budget: int,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The works and loops of one workflow (``top``, its template ``base``); a workflow
-    among its works becomes a nested workflow, translated the same way."""
+    among its works becomes a nested workflow, translated the same way. ``budget``: the
+    iterations the loops around it leave (loops inside loops share MAX_NESTED_ITERATIONS)."""
     if top.get("_loop_condition"):
         raise IddsError(f"{where}: a loop condition outside the workflow's template")
+    bound = min(MAX_LOOP_ITERATIONS, budget)
+    if base.get("_loop_condition"):
+        if bound < 2:
+            raise IddsError(
+                f"{where}.loop_condition: loops inside loops this deep could not repeat "
+                f"(together at most {MAX_NESTED_ITERATIONS:,} iterations; docs/from-idds.md)"
+            )
+        budget //= bound
     for key in ("parameter_links", "parameter_links_source", "parameter_links_destination"):
         if base.get(key):
             raise IddsError(
@@ -107,13 +122,14 @@ def _scope(
     works = []
     for i, work in works_in.items():
         if kind_of(work) in NESTED:
-            works.append(_nested(work, names[i], f"{where}.works.{i}", rucio_manager, depth))
+            where_i = f"{where}.works.{i}"
+            works.append(_nested(work, names[i], where_i, rucio_manager, depth, budget))
         else:
             works.append(_work(work, names[i], by_task, rucio_manager))
     _conditions(base, names, {w["name"]: w for w in works})
     loops = []
     if base.get("_loop_condition"):
-        loop = _loop(base, names, [w["name"] for w in works])
+        loop = _loop(base, names, [w["name"] for w in works], bound)
         loops.append(loop)
         for w in works:  # the iteration that ends the loop may be one that failed
             if f"works['{w['name']}']" in loop["until"]:
@@ -122,14 +138,14 @@ def _scope(
 
 
 def _nested(
-    work: Mapping[str, Any], name: str, where: str, rucio_manager: str, depth: int
+    work: Mapping[str, Any], name: str, where: str, rucio_manager: str, depth: int, budget: int
 ) -> dict[str, Any]:
     """A ``Workflow`` or ``SubWorkflow`` added as a work of another: a nested workflow."""
     if depth + 1 > MAX_NESTING:
         raise IddsError(f"{where}: workflows nest more than {MAX_NESTING} deep")
     top = attrs(work, where)
     base = attrs(top.get("template"), f"{where}.template")
-    works, loops = _scope(top, base, where, rucio_manager, depth + 1)
+    works, loops = _scope(top, base, where, rucio_manager, depth + 1, budget)
     inner: dict[str, Any] = {"works": works}
     if loops:
         inner["loops"] = loops
@@ -264,7 +280,9 @@ STATUS_TESTS: Mapping[str, str] = {
 MAX_LOOP_ITERATIONS = 1000  # iDDS bounds no loop; an Orchid loop must be
 
 
-def _loop(base: Mapping[str, Any], names: Mapping[str, str], works: list[str]) -> dict[str, Any]:
+def _loop(
+    base: Mapping[str, Any], names: Mapping[str, str], works: list[str], bound: int
+) -> dict[str, Any]:
     """A workflow with a loop condition (checked at its end) repeats all its works while
     the condition holds: an Orchid loop over every work, until it no longer does."""
     what = "workflow.loop_condition"
@@ -277,7 +295,7 @@ def _loop(base: Mapping[str, Any], names: Mapping[str, str], works: list[str]) -
         "name": "idds_loop",
         "works": works,
         "until": f"not ({joined})",
-        "max_iterations": MAX_LOOP_ITERATIONS,
+        "max_iterations": bound,
     }
 
 
