@@ -119,6 +119,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         "bus": a.bus or "auto",
         "pilots": a.pilots,
         "workers": a.pilots * a.workers,
+        "transport": "http" if a.no_channel else "channel",
     }
     procs: list[subprocess.Popen[bytes]] = []
     array = ""
@@ -242,6 +243,11 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         help="the workers' --prefetch (default: orchid worker's own)",
     )
+    ap.add_argument(
+        "--no-channel",
+        action="store_true",
+        help="the workers' --no-channel: HTTP requests, not the worker channel (WebSocket)",
+    )
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
@@ -252,6 +258,7 @@ def parser() -> argparse.ArgumentParser:
 def main() -> None:
     a = parser().parse_args()
     a.worker_args = [] if a.prefetch is None else ["--prefetch", str(a.prefetch)]
+    a.worker_args += ["--no-channel"] if a.no_channel else []
     if a.jobs < shapes.minimum_jobs(a.shape):
         raise SystemExit(f"--jobs: a {a.shape} graph needs at least {shapes.minimum_jobs(a.shape)}")
     rows = []

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,11 @@ from orchid.store import tokens
 from orchid.store.db import Database
 from orchid.store.tables import jobs as job_rows
 from orchid.worker import Worker, WorkerOptions
+from orchid.worker.channel import ChannelLessor
 from orchid.worker.http import HttpLessor
+from orchid.worker.loop import Lessor
 from tests.api.conftest import Api, serve_api, serve_for_workers
+from tests.api.workerchannel import ChannelClient
 from tests.waiting import wait_for
 
 SETTINGS = """
@@ -50,19 +53,31 @@ class Site:
     api: Api
     token: str  # a worker's token of queue gpu
     root: str  # the server's URL, without /api/v1
+    transport: str = "http"  # how workers talk to it: "http" requests, or the "channel"
+    lessors: list[ChannelLessor] = field(default_factory=list)
+
+    def lessor(self, token: str | None = None) -> Lessor:
+        if self.transport == "http":
+            return HttpLessor(self.root, token or self.token)
+        lessor = ChannelLessor(self.root, token or self.token)
+        self.lessors.append(lessor)
+        return lessor
 
     def worker(self, tmp: Path, name: str) -> tuple[Worker, threading.Thread]:
         """An in-process worker of queue gpu, running."""
         woken = threading.Event()
         local = LocalExecutor(2, tmp / name, wake=woken.set, kill_grace_s=1.0)
-        lessor = HttpLessor(self.root, self.token)
+        lessor = self.lessor()
         opts = WorkerOptions(name=name, queue="gpu", poll_s=0.1, url=self.root)
         w = Worker(lessor, local, tmp / name, opts, woken=woken)
         thread = threading.Thread(target=w.run, name=name, daemon=True)
         thread.start()
         return w, thread
 
-    def workers(self) -> httpx.Client:
+    def workers(self) -> httpx.Client | ChannelClient:
+        """A raw client of the worker calls, by the site's transport."""
+        if self.transport == "channel":
+            return ChannelClient(self.root, self.token)
         return self.api.client(headers={"Authorization": f"Bearer {self.token}"})
 
     def job(self, wf: int, work: str) -> dict[str, Any]:
@@ -75,14 +90,19 @@ class Site:
             return conn.execute(sa.select(job_rows).where(job_rows.c.id == job_id)).one()
 
 
-@pytest.fixture
-def site(db: Database, tmp_path: Path) -> Iterator[Site]:
+@pytest.fixture(params=["http", "channel"])
+def site(db: Database, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Site]:
+    """The server and agents, and how its workers talk to it: every test runs with HTTP
+    requests and with the worker channel (where no call may have gone as a request)."""
     home = tmp_path / "home"
     home.mkdir()
     (home / "settings.toml").write_text(SETTINGS)
     settings = Settings.load(env={}, home=home, db=db.url, poll_interval=0.05)
     with serve_for_workers(settings, db, "gpu") as (api, token):
-        yield Site(api, token, api.base_url.removesuffix("/api/v1"))
+        site = Site(api, token, api.base_url.removesuffix("/api/v1"), request.param)
+        yield site
+    for lessor in site.lessors:
+        assert lessor.calls["http"] == 0, lessor.calls
 
 
 def template(there: list[str], name: str = "mixed") -> dict[str, Any]:
@@ -127,9 +147,10 @@ def test_a_killed_worker_s_job_runs_again_and_each_attempt_ends_once(
     wf = site.api.submit("alice", template(["python", "-c", code, str(gate), str(marks)]))["id"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHID_")}
     env.update(ORCHID_TOKEN=site.token, PYTHONPATH=SRC)
+    channel = "--channel" if site.transport == "channel" else "--no-channel"
     pilot = subprocess.Popen(
         [sys.executable, "-m", "orchid.cli.main", "worker", "--url", site.root, "--queue", "gpu",
-         "--name", "doomed", "--workers", "1", "--scratch", str(tmp_path)],
+         "--name", "doomed", "--workers", "1", "--scratch", str(tmp_path), channel],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -249,15 +270,25 @@ def test_a_late_report_of_a_lapsed_lease_is_refused_and_changes_nothing(site: Si
 def test_a_worker_token_leases_its_queue_s_jobs_and_nothing_else(site: Site) -> None:
     wf = site.api.submit("alice", template(["python", "-c", "print(1)"]))["id"]
     c = site.workers()
-    for method, path in [("GET", "/workflows"), ("GET", "/whoami"), ("GET", f"/workflows/{wf}"),
-                         ("GET", "/health"), ("GET", "/cache")]:  # fmt: skip
-        r = c.request(method, path)
-        assert r.status_code == 403 and "worker" in r.json()["error"], (path, r.text)
-    r = c.post("/workflows", json={"template": template(["true"])})
-    assert r.status_code == 403
-    for user in ("alice", "root"):
-        r = site.api.client(user).post("/workers/lease", json={"worker": "x"})
-        assert r.status_code == 403 and "worker's token" in r.json()["error"]
+    if isinstance(c, ChannelClient):  # the channel takes the worker calls and nothing else
+        r = c.post("/workflows", json={"template": template(["true"])})
+        assert r.status_code == 400 and "lease, renew, report or release" in r.text, r.text
+        for user in ("alice", "root"):
+            refused = ChannelClient(site.root, site.api.tokens[user]).refusal()
+            assert refused is not None and refused.status_code == 403, user
+            assert "worker's token" in refused.json()["error"]
+        refused = ChannelClient(site.root, "orc_not-a-token").refusal()
+        assert refused is not None and refused.status_code == 401, refused.text
+    else:
+        for method, path in [("GET", "/workflows"), ("GET", "/whoami"),
+                             ("GET", f"/workflows/{wf}"), ("GET", "/health"), ("GET", "/cache")]:  # fmt: skip
+            r = c.request(method, path)
+            assert r.status_code == 403 and "worker" in r.json()["error"], (path, r.text)
+        r = c.post("/workflows", json={"template": template(["true"])})
+        assert r.status_code == 403
+        for user in ("alice", "root"):
+            r = site.api.client(user).post("/workers/lease", json={"worker": "x"})
+            assert r.status_code == 403 and "worker's token" in r.json()["error"]
     r = c.post("/workers/lease", json={"worker": "x", "queue": "cpu"})
     assert r.status_code == 422 and "gpu" in r.json()["error"]
     r = c.post("/workers/lease", json={"worker": "bad name!"})
@@ -330,7 +361,7 @@ def test_a_revoked_worker_token_stops_the_worker_and_its_jobs(site: Site, tmp_pa
     woken = threading.Event()
     local = LocalExecutor(1, tmp_path / "w", wake=woken.set, kill_grace_s=1.0)
     opts = WorkerOptions(name="w", queue="gpu", poll_s=0.1)
-    worker = Worker(HttpLessor(site.root, site.token), local, tmp_path / "w", opts, woken=woken)
+    worker = Worker(site.lessor(), local, tmp_path / "w", opts, woken=woken)
     failed: list[BaseException] = []
 
     def run() -> None:

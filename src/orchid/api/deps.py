@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from orchid.core.model import Principal
 from orchid.errors import InvalidInput
@@ -26,7 +27,8 @@ from orchid.web.state import ApiState
 
 # Dependencies that only read the request are ``async def``: FastAPI runs a plain ``def``
 # one in its thread pool, a thread hop per dependency and request (on every route).
-async def state(request: Request) -> ApiState:
+# (HTTPConnection: the worker channel's WebSocket takes them too)
+async def state(request: HTTPConnection) -> ApiState:
     s: ApiState = request.app.state.orchid
     return s
 
@@ -72,11 +74,16 @@ def worker_caller(
     _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
 ) -> Principal:
     """A worker's token (see :data:`WorkerCaller`); any other caller is a 403."""
-    who = authenticate(request, st)
+    return worker_of(request, st, f"{request.method} {request.url.path}")
+
+
+def worker_of(conn: HTTPConnection, st: ApiState, what: str) -> Principal:
+    """The worker a request or the worker channel comes from; any other caller is a 403."""
+    who = authenticate(conn, st)
     if who.worker_queue is None:
         raise Denied(
-            f"{request.method} {request.url.path} is for Orchid workers: send a worker's "
-            "token (`orchid token create --user NAME --worker QUEUE`)"
+            f"{what} is for Orchid workers: send a worker's token "
+            "(`orchid token create --user NAME --worker QUEUE`)"
         )
     return who
 
@@ -100,7 +107,7 @@ def _query_names(dependant: Any) -> frozenset[str]:
     return frozenset(names)
 
 
-async def known_query(request: Request) -> None:
+async def known_query(request: HTTPConnection) -> None:
     """Refuse query parameters the route does not take: a misspelt filter (`?stauts=failed`)
     would otherwise be ignored and answer with everything."""
     route = request.scope.get("route")

@@ -84,6 +84,14 @@ def worker_command(
             "agents' prefetch: fewer round trips to the server for short jobs",
         ),
     ] = 64,
+    channel: Annotated[
+        bool,
+        typer.Option(
+            "--channel/--no-channel",
+            help="talk to the server over one WebSocket (the worker channel), HTTP requests "
+            "where it is not available; --no-channel: HTTP requests only",
+        ),
+    ] = True,
     slurm: Annotated[
         int | None,
         typer.Option(
@@ -133,6 +141,7 @@ def worker_command(
         env_passthrough,
         reuse_workers,
         prefetch,
+        channel,
     )
 
 
@@ -181,9 +190,11 @@ def _run(
     env_passthrough: str | None,
     reuse_workers: bool,
     prefetch: int,
+    channel: bool,
 ) -> None:
     from orchid.executors.local import LocalExecutor
     from orchid.executors.runas import RunAs
+    from orchid.worker.channel import ChannelLessor
     from orchid.worker.http import HttpLessor
     from orchid.worker.loop import Worker, WorkerOptions, default_name
 
@@ -194,7 +205,7 @@ def _run(
     if scratch is not None:  # a node's scratch folder may not exist yet
         Path(scratch).mkdir(parents=True, exist_ok=True, mode=0o700)
     root = Path(tempfile.mkdtemp(prefix="orchid-worker-", dir=scratch))
-    lessor = HttpLessor(url, token)
+    lessor = ChannelLessor(url, token) if channel else HttpLessor(url, token)
     passthrough = [n.strip() for n in (env_passthrough or "").split(",") if n.strip()]
     woken = threading.Event()
     try:

@@ -269,3 +269,39 @@ class ReleaseIn(_In):
 
 class ReleaseOut(BaseModel):
     released: int = Field(description="jobs in flight given back, to run again")
+
+
+# --- the channel: the same four calls over one WebSocket --------------------------------
+
+CHANNEL = "/channel"
+"""The channel's path under ``/api/v1/workers``: a WebSocket that carries the same
+lease, renew, report and release calls as the four routes, one after another, each
+answered before the next is sent, without a request's routing, headers and handshake
+each time (a chain's next job waits on a report's round trip)."""
+OPS = ("lease", "renew", "report", "release")
+_MAX_SEQ_DIGITS = 19
+
+
+def call_frame(seq: int, op: str, body: BaseModel) -> str:
+    """One call on the channel: a text frame ``"<seq> <op>\\n<JSON body>"``, the body as
+    the route of that name takes it."""
+    return f"{seq} {op}\n{body.model_dump_json()}"
+
+
+def answer_frame(seq: int, status: int, body: str) -> str:
+    """An answer on the channel: ``"<seq> <status>\\n<JSON body>"``, the status and body as
+    the route would answer (``seq`` 0: the frame could not be read as a call)."""
+    return f"{seq} {status}\n{body}"
+
+
+def read_frame(text: str) -> tuple[int, str, str]:
+    """A frame's sequence number, its op (a call) or status (an answer), and its body;
+    ValueError with what is wrong for anything else."""
+    head, newline, body = text.partition("\n")
+    seq, space, word = head.partition(" ")
+    if not newline or not space or not seq.isdigit() or len(seq) > _MAX_SEQ_DIGITS:
+        raise ValueError(
+            "a frame is '<seq> <op>\\n<JSON body>' (e.g. '1 report\\n{...}'), seq a "
+            "positive whole number"
+        )
+    return int(seq), word, body

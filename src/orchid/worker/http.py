@@ -5,15 +5,16 @@ refused as not held, which the worker drops)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
 
 from orchid import __version__
-from orchid.client._http import Http, Retry, decode
+from orchid.client._http import Http, Retry
 from orchid.client.config import normalize_url
-from orchid.client.errors import Conflict
+from orchid.client.errors import ServerError, from_response
 from orchid.errors import LeaseLost
 from orchid.executors.workerwire import (
     LeaseIn,
@@ -56,19 +57,7 @@ class HttpLessor:
             ok=frozenset({409}),
             idempotent=idempotent,
         )
-        if response.status_code != 409:
-            try:
-                return out.model_validate_json(response.content)
-            except ValueError:
-                pass  # not the answer it should be: decode says what it is
-        data = decode(response)
-        if response.status_code == 409:
-            message = str(data.get("error", "")) if isinstance(data, dict) else ""
-            refused = data.get("refused") if isinstance(data, dict) else None
-            if not refused:
-                raise Conflict(message or "HTTP 409 Conflict", status=409)
-            raise LeaseLost(message, [(int(a["job_id"]), int(a["attempt"])) for a in refused])
-        return out.model_validate(data)
+        return answer_of(response.status_code, response.content, out)
 
     def lease(self, body: LeaseIn) -> LeaseOut:
         return self._post("/lease", body, LeaseOut, idempotent=False)
@@ -84,3 +73,26 @@ class HttpLessor:
 
     def close(self) -> None:
         self._client.close()
+
+
+def answer_of(status: int, content: bytes | str, out: type[Out]) -> Out:
+    """An answer of the server (a route's or the channel's) as ``out``, or the error it
+    stands for: 409 naming attempts is :class:`LeaseLost`, other errors as the client
+    raises them (``orchid.client.errors``)."""
+    if 200 <= status < 300:
+        try:
+            return out.model_validate_json(content)
+        except ValueError:
+            raise ServerError(
+                f"the server answered {status} with something that is not a {out.__name__}: "
+                "is this an Orchid server?",
+                status=status,
+            ) from None
+    try:
+        data = json.loads(content) if content else None
+    except ValueError:
+        data = None
+    if status == 409 and isinstance(data, dict) and data.get("refused"):
+        refused = [(int(a["job_id"]), int(a["attempt"])) for a in data["refused"]]
+        raise LeaseLost(str(data.get("error", "")), refused)
+    raise from_response(status, data, f"HTTP {status}")

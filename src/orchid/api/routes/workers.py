@@ -1,17 +1,31 @@
 """Orchid workers (``orchid worker``): lease a queue's jobs, renew the leases, report what
 ran, give the rest back. Open to workers' tokens only, each to its own queue (and every
 other route refuses them: ``api.deps``). The bodies are JSON data, never code the server
-runs (docs/architecture.md, "Orchid workers")."""
+runs (docs/architecture.md, "Orchid workers").
+
+The same four calls also travel over one WebSocket, the worker channel (``/channel``):
+a call is a text frame naming the route, answered with the route's status and body; its
+token is checked again for every call, so a revoked token ends the channel at once."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks, Response
-from pydantic import BaseModel
+import json
+import time
+from collections.abc import Callable
 
-from orchid.api.deps import State, WorkerCaller
+from anyio import to_thread
+from fastapi import APIRouter, BackgroundTasks, Response, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.types import Message
+
+from orchid.api.deps import State, WorkerCaller, worker_of
+from orchid.api.errors import failure_answer, orchid_answer
 from orchid.core.model import Principal
 from orchid.engine.workers import WorkerDesk
+from orchid.errors import OrchidError
 from orchid.executors.workerwire import (
+    CHANNEL,
     LeaseIn,
     LeaseOut,
     ReleaseIn,
@@ -20,7 +34,10 @@ from orchid.executors.workerwire import (
     RenewOut,
     ReportIn,
     ReportOut,
+    answer_frame,
+    read_frame,
 )
+from orchid.web.errors import Malformed, TooLarge, too_large
 from orchid.web.state import ApiState
 
 router = APIRouter(prefix="/workers", tags=["workers"])
@@ -70,3 +87,110 @@ def release(body: ReleaseIn, st: State, who: WorkerCaller) -> ReleaseOut:
     attempts cost no retry."""
     desk, queue = _desk(st, who)
     return desk.release(queue, body)
+
+
+# --- the worker channel -----------------------------------------------------------------
+
+CHANNEL_WHAT = f"the worker channel ({router.prefix}{CHANNEL})"
+RECHECK_S = 1.0
+"""A channel's token is looked up again once this old: a token revoked (or expired)
+meanwhile ends the channel within that long (a lookup each call would cost a chain of
+short jobs a fifth of its time)."""
+Later = Callable[[Callable[[], None]], None]
+
+
+@router.websocket(CHANNEL)
+async def channel(socket: WebSocket, st: State) -> None:
+    """The four calls above over one WebSocket, one at a time: a text frame
+    ``"<seq> <lease|renew|report|release>\\n<JSON body>"`` is answered with
+    ``"<seq> <status>\\n<JSON body>"``, the status and body the route would answer. A
+    refused handshake is answered as a route refuses (401, 403, JSON body); a token
+    revoked meanwhile answers 401 and closes the channel."""
+    line = _Line(socket, st)
+    try:
+        await to_thread.run_sync(line.caller)
+    except OrchidError as exc:
+        await _deny(socket, exc)
+        return
+    await socket.accept()
+    while True:
+        message = await socket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        later: list[Callable[[], None]] = []
+        seq, status, out = await to_thread.run_sync(line.serve, message, later.append)
+        try:
+            await socket.send_text(answer_frame(seq, status, out))
+            if status in (401, 403):  # the token was revoked, or is no longer a worker's
+                await socket.close(1008, "the worker's token is no longer valid")
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            status = 499  # the worker went away: what it reported is recorded all the same
+        finally:
+            for task in later:  # the logs of the ends: after the answer, as BackgroundTasks
+                await to_thread.run_sync(task)
+        if status in (401, 403, 499):
+            return
+
+
+async def _deny(socket: WebSocket, exc: OrchidError) -> None:
+    """Refuse the handshake as a route refuses (status, JSON body), where the server can."""
+    status, content, headers = orchid_answer(exc)
+    try:
+        await socket.send_denial_response(JSONResponse(content, status, headers or None))
+    except RuntimeError:  # (an ASGI server without the denial extension: a plain 403)
+        reason = str(content.get("error", "")).encode()[:120].decode(errors="ignore")
+        await socket.close(1008, reason)
+
+
+class _Line:
+    """One worker's channel: whose it is (looked up again every ``RECHECK_S``), and its
+    calls, served in the server's threads one at a time."""
+
+    def __init__(
+        self, socket: WebSocket, st: ApiState, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._socket = socket
+        self._st = st
+        self._clock = clock
+        self._who: Principal | None = None
+        self._checked = 0.0
+
+    def caller(self) -> tuple[WorkerDesk, str]:
+        """The desk and the token's queue; the token looked up if due (raises as the
+        routes' dependencies do)."""
+        now = self._clock()
+        if self._who is None or now - self._checked >= RECHECK_S:
+            self._who = worker_of(self._socket, self._st, CHANNEL_WHAT)
+            self._checked = now
+        return _desk(self._st, self._who)
+
+    def serve(self, message: Message, later: Later) -> tuple[int, int, str]:
+        """One call: its sequence number, the status and the body to answer."""
+        seq = 0
+        try:
+            text = message.get("text")
+            if not isinstance(text, str):
+                raise Malformed("the worker channel takes text frames: '<seq> <op>\\n<JSON body>'")
+            if len(text) > self._st.max_body_bytes:
+                raise TooLarge(too_large(self._st.max_body_bytes))
+            try:
+                seq, op, raw = read_frame(text)
+            except ValueError as exc:
+                raise Malformed(str(exc)) from None
+            desk, queue = self.caller()
+            return seq, 200, _call(desk, queue, op, raw, later)
+        except Exception as exc:  # answered as the routes' handlers answer it
+            status, content, _ = failure_answer(exc)
+        return seq, status, json.dumps(content)
+
+
+def _call(desk: WorkerDesk, queue: str, op: str, raw: str, later: Later) -> str:
+    if op == "report":
+        return desk.report(queue, ReportIn.model_validate_json(raw), later).model_dump_json()
+    if op == "lease":
+        return desk.lease(queue, LeaseIn.model_validate_json(raw)).model_dump_json()
+    if op == "renew":
+        return desk.renew(queue, RenewIn.model_validate_json(raw)).model_dump_json()
+    if op == "release":
+        return desk.release(queue, ReleaseIn.model_validate_json(raw)).model_dump_json()
+    raise Malformed(f"no call {op!r} on the worker channel: lease, renew, report or release")
