@@ -114,7 +114,8 @@ def test_several_users_without_run_as_are_warned(home: Path) -> None:
 
 
 def test_slurm_executors_are_named_while_several_users_exist(home: Path) -> None:
-    """Slurm runs a job as its submitter, the agents' user: no run_as can cover it yet."""
+    """Slurm runs a job as its submitter, the agents' user, unless the section's own run_as
+    says otherwise (the top-level one is for local executors)."""
     home.mkdir()
     (home / "settings.toml").write_text('run_as = "orchid-jobs"\n[executors.hpc]\ntype = "slurm"\n')
     settings = Settings.load({"ORCHID_HOME": str(home)})
@@ -124,6 +125,27 @@ def test_slurm_executors_are_named_while_several_users_exist(home: Path) -> None
     _users(db, "alice", "bob")
     warning = shared_identity(settings, db)
     assert warning is not None and "executor(s) hpc run as" in warning
+
+
+def test_a_slurm_section_with_run_as_is_not_named(home: Path) -> None:
+    home.mkdir()
+    (home / "settings.toml").write_text(
+        'run_as = "orchid-jobs"\n'
+        '[executors.hpc]\ntype = "slurm"\nrun_as = { alice = "alice", "*" = "orchid-jobs" }\n'
+        '[executors.gpu]\ntype = "slurm"\nrun_as = "orchid-jobs"\n'
+        '[executors.old]\ntype = "slurm"\n'
+    )
+    settings = Settings.load({"ORCHID_HOME": str(home)})
+    db = Database(settings.db_url)
+    db.upgrade()
+    _users(db, "alice", "bob")
+    warning = shared_identity(settings, db)
+    assert warning is not None and "executor(s) old run as" in warning
+    (home / "settings.toml").write_text(
+        '[executors.hpc]\ntype = "slurm"\nrun_as = "orchid-jobs"\n'
+        '[executors.local]\ntype = "local"\nrun_as = "orchid-jobs"\n'
+    )
+    assert shared_identity(Settings.load({"ORCHID_HOME": str(home)}), db) is None
 
 
 def test_a_local_section_without_run_as_is_named(home: Path) -> None:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -99,3 +99,27 @@ def readable_code(folder: Path, name: str, text: str) -> Path:
     module.write_text(text)
     module.chmod(0o644)
     return code
+
+
+def as_user(user: OsUser, action: Callable[[], object]) -> None:
+    """Run ``action`` in a child process as ``user``; raise PermissionError here if it
+    raised one there."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read)
+        code = 0
+        try:
+            os.setgid(user.gid)
+            os.setgroups([])
+            os.setuid(user.uid)
+            action()
+        except PermissionError:
+            code = 13
+        finally:
+            os._exit(code)
+    os.close(write)
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) == 13:
+        raise PermissionError(user.name)

@@ -11,6 +11,11 @@ devices; ``config_overrides`` lets slurmd announce more than the machine has), s
 resource requests can be checked and several jobs run at once. Partitions: ``debug``
 (default) and ``long``. No accounting (``sacct`` is off); ended jobs are written to the
 ``jobcomp/filetxt`` file ``jobcomp.txt``.
+
+slurmd's spool (where a job's batch script is kept and run from, as the job's user) is a
+folder of its own under /tmp that others may pass through, so that jobs submitted as other
+users (``sbatch --uid``, the executor's ``run_as``) can run their scripts: the cluster's
+folder may sit where they cannot reach (pytest's folders are closed to others).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,14 +68,17 @@ class SlurmCluster(Daemons):
         self.host = socket.gethostname().split(".")[0]
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._saved_conf: str | None = None
+        self.spool: Path | None = None  # made at start, removed at stop
 
     def _write_config(self) -> None:
         f = self.folder
-        for sub in ("munge", "state", "spool", "log", "run", "gpu"):
+        for sub in ("munge", "state", "log", "run", "gpu"):
             (f / sub).mkdir(parents=True, exist_ok=True)
         key = f / "munge" / "munge.key"
         key.write_bytes(secrets.token_bytes(1024))
         key.chmod(0o400)
+        self.spool = Path(tempfile.mkdtemp(prefix="orchid-slurmd-", dir="/tmp"))
+        self.spool.chmod(0o711)  # jobs of other users run their scripts from it
         for i in range(2):
             (f / "gpu" / f"gpu{i}").touch()
         (f / "gres.conf").write_text(f"NodeName={self.host} Name=gpu File={f}/gpu/gpu[0-1]\n")
@@ -84,7 +93,7 @@ AuthInfo=socket={f}/munge/munge.sock
 SlurmUser=root
 SlurmdUser=root
 StateSaveLocation={f}/state
-SlurmdSpoolDir={f}/spool
+SlurmdSpoolDir={self.spool}
 SlurmctldPidFile={f}/run/slurmctld.pid
 SlurmdPidFile={f}/run/slurmd.pid
 SlurmctldLogFile={f}/log/slurmctld.log
@@ -210,6 +219,9 @@ PartitionName=long Nodes=ALL MaxTime=INFINITE State=UP
                     p.kill()
                     p.wait(timeout=10)
         self._procs.clear()
+        if self.spool is not None:
+            shutil.rmtree(self.spool, ignore_errors=True)
+            self.spool = None
         if self._saved_conf is None:
             os.environ.pop("SLURM_CONF", None)
         else:

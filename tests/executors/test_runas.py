@@ -20,7 +20,7 @@ from orchid.executors.local import LocalExecutor
 from orchid.executors.runas import OsUser, RunAs
 from orchid.settings import Settings
 from tests.executors.contract import finals, spec, wait_for
-from tests.executors.osusers import open_tmp, os_user, readable_code, shared_python
+from tests.executors.osusers import as_user, open_tmp, os_user, readable_code, shared_python
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux users and /proc")
 __all__ = ["open_tmp"]
@@ -176,31 +176,7 @@ def test_a_user_cannot_read_another_users_logs(
     for job in jobs:
         assert ended[job.key].result == {"error": "PermissionError"}, job.args
     with pytest.raises(PermissionError):  # nor can a command of bob's list the logs
-        _as(bob, lambda: os.listdir(logs))
-
-
-def _as(user: OsUser, action: Any) -> Any:
-    """Run ``action`` in a child process as ``user``; re-raise what it raised there."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.close(read)
-        code = 0
-        try:
-            os.setgid(user.gid)
-            os.setgroups([])
-            os.setuid(user.uid)
-            action()
-        except PermissionError:
-            code = 13
-        finally:
-            os._exit(code)
-    os.close(write)
-    os.close(read)
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) == 13:
-        raise PermissionError(user.name)
-    return None
+        as_user(bob, lambda: os.listdir(logs))
 
 
 def test_the_agent_never_reads_a_result_through_a_link(

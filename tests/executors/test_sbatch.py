@@ -158,6 +158,9 @@ def test_resources_become_sbatch_options() -> None:
         ({"extra": ["-p debug"]}, "not a long sbatch option"),
         ({"extra": ["--array=0-3"]}, "--array is set by Orchid itself"),
         ({"extra": ["--export=ALL"]}, "--export is set by Orchid itself"),
+        ({"extra": ["--uid=0"]}, "--uid is set by Orchid itself"),  # run_as's
+        ({"extra": ["--gid=root"]}, "--gid is set by Orchid itself"),
+        ({"run_as": 3}, "run_as"),
         ({"namespace": "a b"}, "letters, digits"),
         ({"poll_interval": 0}, "poll_interval"),
         ({"partiton": "x"}, "partiton"),

@@ -8,8 +8,10 @@ attempt keys and the cluster outlives them.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import uuid
@@ -19,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from orchid.errors import ConfigError, ExecutorError
-from orchid.executors.base import Executor, JobUpdate, Payload, Resources
+from orchid.executors.base import BuildContext, Executor, JobSpec, JobUpdate, Payload, Resources
+from orchid.executors.runas import OsUser, RunAs
 from orchid.executors.slurm import SlurmExecutor, SlurmOptions
 from tests import waiting
 from tests.executors.contract import (
@@ -32,12 +35,15 @@ from tests.executors.contract import (
     wait_for,
     wait_for_state,
 )
+from tests.executors.osusers import as_user, open_tmp, os_user
 from tests.executors.slurm_cluster import SlurmCluster, slurm_fixture  # noqa: F401 - `slurm`
 
 pytestmark = [
     pytest.mark.skipif(sys.platform != "linux", reason="Debian's Slurm"),
     pytest.mark.xdist_group("slurm"),
 ]
+
+__all__ = ["open_tmp"]
 
 OPTIONS = SlurmOptions(poll_interval=0.2)
 
@@ -336,6 +342,136 @@ def test_an_unreachable_controller_is_a_clear_error(
 def test_missing_slurm_commands_are_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="scontrol not found"):
         make(tmp_path, "x", bin_dir=tmp_path)
+
+
+# --- run_as: each job as its workflow's OS user (the tests run as root) -------------------
+
+WHO = (
+    'printf \'{"uid": %s, "gid": %s, "home": "%s", "user": "%s"}\' '
+    '"$(id -u)" "$(id -g)" "$HOME" "$USER" > "$ORCHID_RESULT_FILE"'
+)
+
+
+@pytest.fixture
+def alice() -> OsUser:
+    return os_user("alice")
+
+
+@pytest.fixture
+def bob() -> OsUser:
+    return os_user("bob")
+
+
+@pytest.fixture
+def logs(open_tmp: Path) -> Path:
+    """A log folder the jobs' users may reach (pytest's tmp_path is closed to them)."""
+    return open_tmp / "home" / "logs"
+
+
+def make_as(logs: Path, namespace: str, run_as: RunAs) -> SlurmExecutor:
+    return SlurmExecutor(logs, OPTIONS, namespace=namespace, run_as=run_as, home=logs.parent)
+
+
+def sh(script: str) -> Payload:
+    return Payload(kind="command", command=("sh", "-c", script))
+
+
+def owned(job_id: int, payload: Payload, owner: str, wf: int, group: str | None = None) -> JobSpec:
+    job = spec(job_id, payload, workflow_id=wf)  # every job of work "work"
+    job.owner, job.share_group = owner, group
+    return job
+
+
+def test_run_as_submits_each_job_as_its_workflows_os_user(
+    slurm: SlurmCluster, logs: Path, namespace: str, alice: OsUser, bob: OsUser
+) -> None:
+    """Works of one name in workflows of two users, handed over together: never one array."""
+    ex = make_as(logs, namespace, RunAs(None, {"alice": alice, "group:physics": bob}))
+    jobs = [
+        owned(1, sh(WHO), "alice", wf=1),
+        owned(2, sh(WHO), "alice", wf=1),
+        owned(3, sh(WHO), "carol", wf=2, group="physics"),
+        owned(4, sh(WHO), "dave", wf=3),  # no entry, no "*"
+    ]
+    try:
+        ex.submit(jobs)
+        done = finals(wait_for(ex, len(jobs)))
+    finally:
+        ex.close()
+    for job, user in ((jobs[0], alice), (jobs[1], alice), (jobs[2], bob)):
+        update = done[job.key]
+        assert update.state == "succeeded", update.error
+        assert update.result == {
+            "uid": user.uid,
+            "gid": user.gid,
+            "home": user.home,
+            "user": user.name,
+        }
+    ids = [_slurm_id(logs, j) for j in jobs[:3]]
+    assert ids[0].split("_")[0] == ids[1].split("_")[0] != ids[2]  # an array per user
+    assert job_fields(ids[0])["UserId"] == f"{alice.name}({alice.uid})"
+    assert job_fields(ids[2])["UserId"] == f"{bob.name}({bob.uid})"
+    refused = done[jobs[3].key]
+    assert refused.state == "failed"
+    assert "run_as names no OS user for Orchid user 'dave'" in (refused.error or "")
+
+
+def test_a_run_as_job_reads_and_leaves_only_what_its_user_may(
+    slurm: SlurmCluster, open_tmp: Path, logs: Path, namespace: str, alice: OsUser, bob: OsUser
+) -> None:
+    secret = open_tmp / "agents-secret"
+    secret.write_text("the service's own")
+    secret.chmod(0o600)
+    ex = make_as(logs, namespace, RunAs(alice, {}))
+    peek = owned(1, sh(f"cat {secret}"), "anyone", wf=1)
+    mine = owned(2, sh("echo alice-private; umask; touch made; stat -c %a made"), "anyone", wf=1)
+    try:
+        ex.submit([peek, mine])
+        done = finals(wait_for(ex, 2))
+    finally:
+        ex.close()
+    assert done[peek.key].state == "failed"
+    assert "Permission denied" in (done[peek.key].error or ""), done[peek.key].error
+    assert done[mine.key].result == 600, done[mine.key]  # umask 077, as the local executor's
+    folder = logs / "1"
+    assert (folder / "2.1.out").read_text().split()[:2] == ["alice-private", "0077"]
+    info = folder.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (alice.uid, alice.gid, 0o700)
+    attempt = sorted(folder.glob("2.1.*"))
+    assert {p.name for p in attempt} >= {"2.1.sh", "2.1.args.json", "2.1.out", "2.1.exit"}
+    for path in attempt:
+        assert path.stat().st_uid == alice.uid, path
+        assert path.stat().st_mode & 0o077 == 0, path
+    for path in (folder, folder / "2.1.out", folder / "2.1.sh", logs / "slurm"):
+        with pytest.raises(PermissionError):
+            as_user(bob, lambda p=path: os.listdir(p) if p.is_dir() else p.read_bytes())
+    # the ids the agent cancels by are its own, out of the job's reach
+    assert _slurm_id(logs, mine) and not (folder / "2.1.slurm").exists()
+    with pytest.raises(PermissionError):
+        as_user(alice, lambda: (logs / "slurm" / "1" / "2.1.slurm").write_text("1"))
+
+
+def test_run_as_is_checked_when_the_executor_is_made(
+    tmp_path: Path, logs: Path, alice: OsUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context = BuildContext(name="hpc", log_dir=logs, home=logs.parent)
+
+    def build(run_as: object) -> SlurmExecutor:
+        return SlurmExecutor.from_config(SlurmOptions.model_validate({"run_as": run_as}), context)
+
+    with pytest.raises(ConfigError, match=r"\[executors.hpc\]: there is no OS user 'orchid-t-no"):
+        build("orchid-t-nobody-here")
+    with pytest.raises(ConfigError, match=r"run_as\.bob: there is no OS user 'orchid-t-nob"):
+        build({"alice": alice.name, "bob": "orchid-t-nobody-here"})
+    with pytest.raises(ConfigError, match="is root"):
+        build({"*": "root"})
+    monkeypatch.setattr(os, "geteuid", lambda: 4242)  # Slurm takes --uid from root only
+    with pytest.raises(ConfigError, match="executor hpc: run_as needs the agents to run as root"):
+        build(alice.name)
+
+
+def _slurm_id(logs: Path, job: JobSpec) -> str:
+    return (logs / "slurm" / str(job.workflow_id) / f"{job.job_id}.{job.attempt}.slurm").read_text()
 
 
 def _states(slurm: SlurmCluster, namespace: str) -> list[str]:

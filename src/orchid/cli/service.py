@@ -216,9 +216,9 @@ def up(
 
 def shared_identity(settings: Settings, database: Database) -> str | None:
     """The warning to give when jobs of several users would run as the service's own OS
-    user (a local executor without run_as, or a Slurm executor: Slurm runs a job as
-    whoever submitted it, here the agents' user, while several users exist or OIDC / X.509
-    is configured); None when there is none to give."""
+    user (a local or Slurm executor without run_as: Slurm runs a job as whoever submitted
+    it, the agents' user unless run_as names another, while several users exist or OIDC /
+    X.509 is configured); None when there is none to give."""
     from orchid.auth import AuthConfig
     from orchid.errors import ConfigError
     from orchid.executors import registry
@@ -228,11 +228,12 @@ def shared_identity(settings: Settings, database: Database) -> str | None:
     configs = dict(settings.executors)
     configs.setdefault("local", settings.executor_config("local"))
     for name, cfg in sorted(configs.items()):
-        if cfg.type == "local":
-            options: Any = registry.check(cfg, f"[executors.{name}]")
-            if not registry.local_run_as(options, settings):
-                exposed.append(name)
-        elif cfg.type == "slurm":  # no run_as yet: its jobs are the agents' user's
+        if cfg.type not in ("local", "slurm"):
+            continue
+        options: Any = registry.check(cfg, f"[executors.{name}]")
+        # a Slurm section's own run_as only: the top-level one is for local executors
+        local = cfg.type == "local"
+        if not (registry.local_run_as(options, settings) if local else options.run_as):
             exposed.append(name)
     if not exposed:
         return None
@@ -250,8 +251,8 @@ def shared_identity(settings: Settings, database: Database) -> str | None:
         why = "there are several users"
     return (
         f"warning: {why}, but the jobs of executor(s) {', '.join(exposed)} run as this "
-        "service's OS user, and so can read its files; set run_as for local executors, "
-        "and see docs/security.md for Slurm"
+        "service's OS user, and so can read its files; set run_as in their sections (or the "
+        "top-level run_as for local executors; see docs/security.md)"
     )
 
 

@@ -27,6 +27,7 @@ OWN_OPTIONS = frozenset(
         "--comment",
         "--error",
         "--export",
+        "--gid",
         "--input",
         "--job-name",
         "--open-mode",
@@ -34,6 +35,7 @@ OWN_OPTIONS = frozenset(
         "--parsable",
         "--wrap",
         "--chdir",
+        "--uid",
     }
 )
 
@@ -63,6 +65,12 @@ class SlurmOptions(ExecutorOptions):
     array_max: int = Field(1000, ge=1, description="tasks per sbatch (below MaxArraySize)")
     bin_dir: Path | None = Field(None, description="where sbatch, squeue, ... are (default: PATH)")
     command_timeout: float = Field(60.0, gt=0, description="seconds one Slurm command may take")
+    run_as: str | dict[str, str] | None = Field(
+        None,
+        description="the OS user jobs run as (sbatch --uid/--gid; the agents must be root): "
+        "one name, or a table of Orchid user (or group:NAME, or *) = OS user (default: the "
+        "agents' own user; the top-level run_as is for local executors only)",
+    )
 
     @field_validator("extra")
     @classmethod
@@ -143,6 +151,7 @@ def task_script(
     cwd: Path,
     workdir: str | None,
     walltime_s: float | None,
+    umask: int | None = None,
 ) -> str:
     """The shell script of one attempt, run by its Slurm job (or array task).
 
@@ -151,10 +160,13 @@ def task_script(
     the command (under ``timeout`` when it has a walltime, so that it ends at the second
     and not at Slurm's next whole minute) and writes how it ended to ``exit_file``
     (:func:`parse_exit`): the agent reads its times there, and how it ended when Slurm
-    no longer knows.
+    no longer knows. ``umask``: what the job writes is made with it (a ``run_as`` job's
+    files are its own alone), rather than with the umask sbatch passed on.
     """
     q = shlex.quote
     lines = ["#!/bin/sh", "# written by Orchid: one attempt of one job"]
+    if umask is not None:
+        lines.append(f"umask {umask:03o}")
     lines += [f"export {name}={q(value)}" for name, value in sorted(env.items())]
     lines += [
         'export ORCHID_NODE="${SLURMD_NODENAME:-$(hostname)}"',

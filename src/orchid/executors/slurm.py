@@ -23,6 +23,13 @@
   NODE_FAIL, PREEMPTED, BOOT_FAIL and DEADLINE fail the attempt with a reason that names
   them, and Orchid's retries take over (jobs are ``--no-requeue`` unless ``requeue``).
 - **Cancel**: one ``scancel`` for every attempt cancelled together.
+- **run_as**: with it (agents run as root), each job is submitted with ``sbatch --uid
+  --gid`` of its workflow's OS user (:class:`~orchid.executors.runas.RunAs`, as the local
+  executor maps them), and an array holds the jobs of one OS user only. The workflow's
+  folder on the shared folder is that user's alone (0700, as the local executor makes it),
+  with the attempt's script and args in it; the job writes its logs, result and exit
+  status there with umask 077, and Slurm sbatch's output (``slurm-<batch>.out``). What the
+  agents decide by (batch keys, Slurm ids) stays in ``<log folder>/slurm/``, root's.
 """
 
 from __future__ import annotations
@@ -70,6 +77,8 @@ from orchid.executors.base import (
     WakeUp,
 )
 from orchid.executors.jobcommand import job_command
+from orchid.executors.runas import UMASK, OsUser, RunAs, traversable
+from orchid.safefiles import private_folder
 
 __all__ = ["SlurmError", "SlurmExecutor", "SlurmOptions"]
 
@@ -85,6 +94,7 @@ class _Chunk:
 
     options: list[str]
     members: list[tuple[JobSpec, Path]]
+    user: OsUser | None = None  # run_as: the OS user of every attempt in it
 
 
 @dataclass
@@ -119,6 +129,8 @@ class SlurmExecutor:
             wake=context.wake,
             namespace=options.namespace or context.namespace,
             env_passthrough=passthrough,
+            run_as=RunAs.parse(options.run_as, context.where),
+            home=options.shared_dir or context.home,
         )
 
     def __init__(
@@ -131,14 +143,28 @@ class SlurmExecutor:
         namespace: str = "orchid",
         env_passthrough: Sequence[str] = (),
         clock: Callable[[], float] = time.time,
+        run_as: RunAs | None = None,
+        home: Path | None = None,
     ) -> None:
+        """``run_as``: see the module docstring; ``home``: how far up from ``log_dir`` the
+        folders may be opened for the jobs' users to pass (default: its parent)."""
         self.name = name
         self._log_dir = Path(log_dir)
         self._opts = options
         self._ns = namespace
         self._passthrough = tuple(env_passthrough)
         self._clock = clock
-        self._user = pwd.getpwuid(os.getuid()).pw_name
+        self._run_as = run_as
+        # squeue --user: whoever the jobs run as
+        users = {pwd.getpwuid(os.getuid()).pw_name}
+        if run_as is not None:
+            run_as.check(f"executor {name}")
+            try:
+                traversable(self._log_dir, home or self._log_dir.parent)
+            except OSError as exc:
+                raise ConfigError(f"cannot prepare the log folder {log_dir}: {exc}") from None
+            users |= {u.name for u in run_as.accounts}
+        self._users = ",".join(sorted(users))
         self._config = self._detect()
         self._accounting = self._config.get("AccountingStorageType", "").split("/")[-1] not in (
             "",
@@ -175,20 +201,23 @@ class SlurmExecutor:
             # ended: noops, and below the jobs that cannot start
             fresh, ended = self._out.sort_out(jobs, self._jobs)
         found = self._find([s for s in fresh if s.adopted])
-        groups: dict[tuple[str, ...], list[tuple[JobSpec, Path]]] = {}
+        # one array: one work, the same resources and one OS user (a work's jobs share a
+        # workflow, but works of several workflows may have one name)
+        groups: dict[tuple[OsUser | None, tuple[str, ...]], list[tuple[JobSpec, Path]]] = {}
         for spec in fresh:
             if spec.key in found:
                 continue
             try:
-                script = self._write_task(spec)
+                user = self._os_user(spec)
+                script = self._write_task(spec, user)
             except proc.StartError as exc:
                 ended.append(self._out.make(spec, "failed", error=str(exc)))
                 continue
             options = (spec.work_name, *resource_options(spec.resources, self._opts))
-            groups.setdefault(options, []).append((spec, script))
+            groups.setdefault((user, options), []).append((spec, script))
         chunks = [
-            _Chunk(list(options[1:]), members[i : i + self._opts.array_max])
-            for options, members in groups.items()
+            _Chunk(list(options[1:]), members[i : i + self._opts.array_max], user)
+            for (user, options), members in groups.items()
             for i in range(0, len(members), self._opts.array_max)
         ]
         with self._lock:
@@ -227,7 +256,7 @@ class SlurmExecutor:
         if not members:
             return []
         try:
-            ids = self._sbatch(chunk.options, members)
+            ids = self._sbatch(chunk.options, members, chunk.user)
         except SlurmError as exc:
             if exc.transient:
                 raise
@@ -328,58 +357,86 @@ class SlurmExecutor:
         path = Path(self._config.get("JobCompLoc", ""))
         return path if path.is_absolute() and os.access(path, os.R_OK) else None
 
-    def _sbatch(self, options: list[str], chunk: Sequence[tuple[JobSpec, Path]]) -> list[str]:
-        """Submit one array (or one job); the Slurm ids of its attempts, in order."""
+    def _sbatch(
+        self, options: list[str], chunk: Sequence[tuple[JobSpec, Path]], user: OsUser | None
+    ) -> list[str]:
+        """Submit one array (or one job), as ``user`` when one is given; the Slurm ids of
+        its attempts, in order."""
         batch = uuid.uuid4().hex[:12]
         folder = self._log_dir / "slurm"
-        folder.mkdir(parents=True, exist_ok=True)
+        private_folder(folder)
         _write_new(folder / f"{batch}.keys", "".join(s.key + "\n" for s, _ in chunk))
+        # sbatch's output is written as the job's user: in a folder of that user's
+        output = chunk[0][1].parent / f"slurm-{batch}.out" if user else folder / f"{batch}.out"
         argv = [
             "--parsable",
             f"--job-name={self._ns}",
             f"--comment=orchid {batch}",
             "--export=ALL",  # of sbatch's environment, which is the allow-list
-            f"--output={folder / batch}.out",
+            f"--output={output}",
             "--open-mode=append",
-            f"--chdir={folder}",
+            f"--chdir={output.parent}",
             *options,
         ]
+        if user is not None:
+            argv += [f"--uid={user.uid}", f"--gid={user.gid}"]
         if len(chunk) > 1:
             argv.append(f"--array=0-{len(chunk) - 1}")
         script = batch_script([p for _, p in chunk])
-        out = self._run("sbatch", *argv, stdin=script, env=self._sbatch_env())
+        out = self._run("sbatch", *argv, stdin=script, env=self._sbatch_env(user))
         array_job = out.strip().split(";")[0]
         if not array_job.isdigit():
             raise SlurmError(f"sbatch answered {out.strip()!r}, not a job id", transient=False)
         ids = [array_job] if len(chunk) == 1 else [f"{array_job}_{i}" for i in range(len(chunk))]
         for (spec, _), job_id in zip(chunk, ids, strict=True):
-            _write_new(self._files(spec).out.with_suffix(".slurm"), job_id)
+            _write_new(self._id_file(spec), job_id)
         return ids
 
-    def _sbatch_env(self) -> dict[str, str]:
+    def _id_file(self, spec: JobSpec) -> Path:
+        """Where an attempt's Slurm id is kept: beside its logs, or with run_as in a folder
+        of the agents' (a job must not name another user's job for the agent to cancel)."""
+        if self._run_as is None:
+            return self._files(spec).out.with_suffix(".slurm")
+        folder = self._log_dir / "slurm" / str(spec.workflow_id)
+        private_folder(folder)
+        return folder / f"{spec.job_id}.{spec.attempt}.slurm"
+
+    def _os_user(self, spec: JobSpec) -> OsUser | None:
+        """The OS user the job runs as (None: as the agents); StartError if run_as has
+        none for its workflow."""
+        if self._run_as is None:
+            return None
+        try:
+            return self._run_as.user_for(spec.owner, spec.share_group)
+        except LookupError as exc:
+            raise proc.StartError(str(exc)) from None
+
+    def _sbatch_env(self, user: OsUser | None = None) -> dict[str, str]:
         """sbatch's environment, which the job inherits (``--export=ALL``): the local
-        executor's allow-list, and what sbatch itself reads (``SLURM_CONF``, ``SBATCH_*``).
+        executor's allow-list (with ``user``'s HOME, USER and LOGNAME), and what sbatch
+        itself reads (``SLURM_CONF``, ``SBATCH_*``).
         Not ``--export=NONE``: that makes slurmd load the user's login environment for every
         job (seconds each), which is no allow-list either."""
-        env = proc.base_env(self._passthrough)
+        env = proc.base_env(self._passthrough, user)
         for name, value in os.environ.items():
             if name == "SLURM_CONF" or name.startswith("SBATCH_"):
                 env[name] = value
         return env
 
-    def _write_task(self, spec: JobSpec) -> Path:
-        """The attempt's script on the shared folder (its files made afresh)."""
+    def _write_task(self, spec: JobSpec, user: OsUser | None = None) -> Path:
+        """The attempt's script on the shared folder (its files made afresh; with ``user``,
+        in a folder of that user's alone)."""
         command = job_command(spec, python=self._opts.python)
         files = self._files(spec)
-        files.prepare(spec.args)
+        files.prepare(spec.args, user)
         env = {
-            **proc.base_env(self._passthrough),
+            **proc.base_env(self._passthrough, user),
             **proc.job_variables(spec, files),
             **command.env,
         }
         proc.check_no_nul(command.argv, env)
         _exit_file(files).unlink(missing_ok=True)
-        files.out.with_suffix(".slurm").unlink(missing_ok=True)
+        self._id_file(spec).unlink(missing_ok=True)
         script = files.out.with_suffix(".sh")
         text = task_script(
             command.argv,
@@ -390,9 +447,10 @@ class SlurmExecutor:
             cwd=files.out.parent,
             workdir=spec.payload.workdir,
             walltime_s=spec.resources.walltime_s,
+            umask=UMASK if user is not None else None,
         )
         try:
-            _write_new(script, text)
+            _write_new(script, text, user)  # the job reads it as its user
         except OSError as exc:
             raise proc.StartError(f"cannot write {script}: {exc.strerror}") from exc
         return script
@@ -404,7 +462,7 @@ class SlurmExecutor:
             "--array",
             "--states=all",
             f"--name={self._ns}",
-            f"--user={self._user}",
+            f"--user={self._users}",
             f"--Format={squeue_format()}",
         )
         return parse_squeue(out)
@@ -414,7 +472,7 @@ class SlurmExecutor:
         found: dict[str, str] = {}
         lost: list[JobSpec] = []
         for spec in specs:
-            job_id = _read_small(self._files(spec).out.with_suffix(".slurm")).strip()
+            job_id = _read_small(self._id_file(spec)).strip()
             if job_id:
                 found[spec.key] = job_id
             else:
@@ -592,10 +650,12 @@ def _read_small(path: Path, most: int = 4096) -> str:
         return ""
 
 
-def _write_new(path: Path, text: str) -> None:
-    """Write a file of ours (mode 0600) in a folder jobs write to: a new file, never
-    through a link a job left in its place."""
+def _write_new(path: Path, text: str, user: OsUser | None = None) -> None:
+    """Write a file of ours (mode 0600; ``user``'s when one is given) in a folder jobs
+    write to: a new file, never through a link a job left in its place."""
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
+        if user is not None:
+            os.fchown(fd, user.uid, user.gid)
         f.write(text)
