@@ -89,6 +89,11 @@ streams and stalled uploads would otherwise hold the server up for as long as th
 work in threads is in daemon threads, which do not hold up the exit)."""
 
 
+def _frame_limit(settings: Settings) -> int:
+    """The largest worker-channel frame taken: a request body's limit, and its header."""
+    return settings.max_request_bytes + 64
+
+
 @app.command()
 def server(
     db: DbOpt = None,
@@ -116,6 +121,7 @@ def server(
             log_level="warning",
             proxy_headers=False,  # the app takes forwarded headers from trusted proxies only
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            ws_max_size=_frame_limit(settings),
         )
     else:
         import os
@@ -130,6 +136,7 @@ def server(
             log_level="warning",
             proxy_headers=False,  # the app takes forwarded headers from trusted proxies only
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            ws_max_size=_frame_limit(settings),
         )
 
 
@@ -181,6 +188,7 @@ def up(
             lifespan="off",
             proxy_headers=False,
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            ws_max_size=_frame_limit(settings),
         )
     )
 
