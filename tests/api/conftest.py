@@ -182,8 +182,9 @@ class ErrorRecorder:
             self.errors.append(exc)
 
 
-def serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, int]:
-    """Start ``app`` on 127.0.0.1 on a free port in a daemon thread; return when it listens."""
+def serve(app: Any, **options: Any) -> tuple[uvicorn.Server, threading.Thread, int]:
+    """Start ``app`` on 127.0.0.1 on a free port in a daemon thread; return when it listens.
+    ``options``: more of uvicorn's settings (``ws="none"``: a server without WebSockets)."""
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only when the
     # listening socket says so (proto 0 would leave Nagle on: ~40 ms per response)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -199,6 +200,7 @@ def serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, int]:
         timeout_graceful_shutdown=2,
         lifespan="off",
         proxy_headers=False,  # as `orchid server`: the app applies trusted proxies' headers
+        **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(
@@ -246,12 +248,13 @@ def api(db: Database, tmp_path: Path, executor_name: str) -> Iterator[Api]:
 
 
 @contextmanager
-def serve_api(settings: Settings, db: Database) -> Iterator[Api]:
-    """A live API server over ``db`` with ``settings``, and tokens for alice, bob, carol, root."""
+def serve_api(settings: Settings, db: Database, **options: Any) -> Iterator[Api]:
+    """A live API server over ``db`` with ``settings``, and tokens for alice, bob, carol, root
+    (``options``: uvicorn's, as :func:`serve` takes them)."""
     app = create_app(settings, AuthConfig(), db=db, max_body_bytes=MAX_BODY)
     toks, ids = make_tokens(db)
     recorder = ErrorRecorder(app)
-    server, thread, port = serve(recorder)
+    server, thread, port = serve(recorder, **options)
     a = Api(f"http://127.0.0.1:{port}{PREFIX}", settings, db, toks, ids, recorder)
     try:
         yield a
@@ -262,10 +265,12 @@ def serve_api(settings: Settings, db: Database) -> Iterator[Api]:
 
 
 @contextmanager
-def serve_for_workers(settings: Settings, db: Database, queue: str) -> Iterator[tuple[Api, str]]:
+def serve_for_workers(
+    settings: Settings, db: Database, queue: str, **options: Any
+) -> Iterator[tuple[Api, str]]:
     """:func:`serve_api` with the agents running beside it (in a thread) and a worker's
     token of ``queue``, made for user ``pilot``: what Orchid workers talk to."""
-    with serve_api(settings, db) as api:
+    with serve_api(settings, db, **options) as api:
         with db.begin() as conn:
             _, token = tokens.create(
                 conn, user="pilot", admin=False, groups=[], now=time.time(), worker_queue=queue

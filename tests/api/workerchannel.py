@@ -8,7 +8,7 @@ import contextlib
 import json
 from typing import Any
 
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from orchid.executors.workerwire import CHANNEL, read_frame
@@ -67,6 +67,16 @@ class ChannelClient:
         self.seq = max(self.seq, got)
         assert seq is None or got == seq, (got, seq)
         return Answer(int(status), body)
+
+    def closed(self, timeout: float = 30.0) -> int:
+        """Wait for the server to close the channel: its close code (an AssertionError if
+        it sends a frame instead, TimeoutError if it keeps it open)."""
+        try:
+            frame = self._open().recv(timeout=timeout)
+        except ConnectionClosed as exc:
+            assert exc.rcvd is not None, exc
+            return exc.rcvd.code
+        raise AssertionError(f"the channel answered {frame!r} instead of closing")
 
     def close(self) -> None:
         self._conn = None

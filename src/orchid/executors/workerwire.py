@@ -299,7 +299,8 @@ def read_frame(text: str) -> tuple[int, str, str]:
     ValueError with what is wrong for anything else."""
     head, newline, body = text.partition("\n")
     seq, space, word = head.partition(" ")
-    if not newline or not space or not seq.isdigit() or len(seq) > _MAX_SEQ_DIGITS:
+    digits = seq.isascii() and seq.isdigit()  # (isdigit alone takes '²' and other scripts')
+    if not (newline and space and word and digits) or len(seq) > _MAX_SEQ_DIGITS:
         raise ValueError(
             "a frame is '<seq> <op>\\n<JSON body>' (e.g. '1 report\\n{...}'), seq a "
             "positive whole number"

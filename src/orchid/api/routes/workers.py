@@ -171,8 +171,9 @@ class _Line:
             text = message.get("text")
             if not isinstance(text, str):
                 raise Malformed("the worker channel takes text frames: '<seq> <op>\\n<JSON body>'")
-            if len(text) > self._st.max_body_bytes:
-                raise TooLarge(too_large(self._st.max_body_bytes))
+            limit = self._st.max_body_bytes  # in bytes, as a request's: 1 to 4 a character
+            if len(text) > limit or (4 * len(text) > limit and len(text.encode()) > limit):
+                raise TooLarge(too_large(limit))
             try:
                 seq, op, raw = read_frame(text)
             except ValueError as exc:
