@@ -52,6 +52,48 @@ PROBE_S = 0.05  # an idle loop on SQLite looks this often for other processes' c
 GIVE_UP_S = 120.0  # an agent failing without a break this long stops the process
 
 
+class ProbeGate:
+    """Whether another process's commit, seen by the SQLite probe, is worth a round of
+    every agent now.
+
+    Most such commits are news to the agents (a submission, a command), but those of a
+    busy server's worker desk are not: it records, passes on and leases in its own
+    transaction, hundreds of times a second, and a round of every agent after each look
+    (every ``PROBE_S``) took a quarter of a worker chain's step in write locks and CPU.
+    So a round the probe asked for that did nothing makes the next one wait twice as
+    long, up to ``longest`` (the poll interval, which bounds it anyway); a round that
+    did something, or a look that saw no commit at all, makes the next one come at once.
+    A submission to a quiet database still starts within ``PROBE_S``; one made while
+    other processes write without pause, within the poll interval at worst.
+    """
+
+    def __init__(self, longest: float) -> None:
+        self.longest = max(longest, PROBE_S)
+        self.wait = 0.0  # the pause after a round that did nothing
+        self.not_before = 0.0
+        self.dirty = False  # a commit seen and not yet looked at by a round
+
+    def look(self, changed: bool, now: float) -> bool:
+        """The probe said ``changed``: whether to run a round of every agent now."""
+        if changed:
+            self.dirty = True
+        elif not self.dirty:  # quiet: the next commit is news at once
+            self.wait, self.not_before = 0.0, now
+        if self.dirty and now >= self.not_before:
+            self.dirty = False
+            return True
+        return False
+
+    def ran(self, did: bool, now: float) -> None:
+        """The round :meth:`look` asked for ran, and ``did`` something or not."""
+        self.wait = 0.0 if did else min(max(PROBE_S, 2 * self.wait), self.longest)
+        self.not_before = now + self.wait
+
+    def polled(self) -> None:
+        """A poll's round looks at everything: commits seen so far are covered."""
+        self.dirty = False
+
+
 class Runner:
     def __init__(
         self,
@@ -209,7 +251,9 @@ class Runner:
 
         On SQLite an idle loop also looks every ``PROBE_S`` whether another process
         committed (a submission, a command): if so it runs as on a poll, so work written
-        by the CLI or the server starts within milliseconds without an event bus.
+        by the CLI or the server starts within milliseconds without an event bus; while
+        such rounds find nothing (a server's worker desk committing without pause), they
+        come less and less often, down to the poll interval (:class:`ProbeGate`).
         """
         probe = self._probe()
         try:
@@ -242,6 +286,7 @@ class Runner:
         probe: ChangeProbe | None,
     ) -> None:
         self.coordinator.add((EVERYTHING,))
+        gate = ProbeGate(self.poll_interval)
         start = time.monotonic()
         idle_since = next_check = start
         next_poll = start + self.poll_interval
@@ -258,16 +303,22 @@ class Runner:
                 if probe is not None:
                     timeout = min(timeout, PROBE_S)
             self.coordinator.add(self.bus.wait(timeout))
-            if not self.coordinator.pending and self._changed(probe):
-                self.coordinator.add((EVERYTHING,))  # another process wrote: look at all
             now = time.monotonic()
+            probed = False
+            if probe is not None and not self.coordinator.pending:
+                probed = gate.look(self._changed(probe), now)
+                if probed:  # another process wrote: look at all
+                    self.coordinator.add((EVERYTHING,))
             if now >= next_poll:
                 next_poll = now + self.poll_interval
                 self.coordinator.add((EVERYTHING, TICK))
+                gate.polled()
             self._heartbeat()
             did = self._round()
             self._changed(probe)  # what this round committed is no news to this process
             now = time.monotonic()
+            if probed:
+                gate.ran(bool(did), now)
             if did:
                 idle_since = now
             if until is not None and (now >= next_check or not self.coordinator.pending):
