@@ -200,6 +200,7 @@ class WorkerDesk:
                 pass_on=True,
                 clock=self._clock,
                 ended=self._settings.job_events,
+                current={j: h.current() for j, h in mine.items()},  # (read just above)
             )
             finished = settle_works(conn, done.passed, now) if done.passed.jobs else []
             jobs = self._claim(conn, route, body.worker, body.want)

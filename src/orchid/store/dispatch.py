@@ -79,6 +79,28 @@ _CANCEL = (
 _AGENT_STOPPED = "its agent stopped; run again"
 _REFUSED = "the executor refused it; run again"
 _CURRENT = "SELECT id, attempt, status, max_attempts, workflow_id, {size} FROM jobs WHERE {ids}"
+
+
+class Current(NamedTuple):
+    """What recording an update reads of its job's row first."""
+
+    attempt: int
+    status: str
+    max_attempts: int
+    workflow_id: int
+    result_bytes: int  # of the result it holds now (``store.resultbytes``)
+
+
+def read_current(conn: Connection, ids: Sequence[int]) -> dict[int, Current]:
+    """The rows of these jobs as :func:`record` needs them, by job id."""
+    out: dict[int, Current] = {}
+    sql = _CURRENT.format(ids=bulk.in_ids(conn, "id"), size=resultbytes.size_sql(conn))
+    for i in range(0, len(ids), 50_000):
+        for r in bulk.fetch(conn, sql, {"ids": bulk.ids(conn, ids[i : i + 50_000])}):
+            out[r[0]] = Current(*r[1:])
+    return out
+
+
 _UNPASSED = "UPDATE jobs SET propagated = FALSE WHERE {ids}"
 
 
@@ -429,6 +451,7 @@ def record(
     pass_on: bool = False,
     clock: Callable[[], float] | None = None,
     ended: bool = False,
+    current: Mapping[int, Current] | None = None,
 ) -> Recorded:
     """Apply what executors saw. Stale updates (an older attempt, a cancelled job) are ignored.
 
@@ -437,19 +460,16 @@ def record(
     release the children of the jobs that succeeded, in this transaction (the trigger's
     work, without a second write of each job and a second transaction); ``clock`` stamps
     the children (see release.pass_on). Failures are always left to the trigger.
+    ``current``: the updated jobs' rows as :func:`read_current` reads them, when the
+    caller read them in this transaction already (the worker desk's lease check).
     """
     if not updates:
         return Recorded()
-    # job id → (attempt, status, max attempts, workflow id, bytes of its stored result)
-    current: dict[int, tuple[int, str, int, int, int]] = {}
-    wanted = sorted({u.job_id for u in updates})
-    sql = _CURRENT.format(ids=bulk.in_ids(conn, "id"), size=resultbytes.size_sql(conn))
-    for i in range(0, len(wanted), 50_000):
-        for r in bulk.fetch(conn, sql, {"ids": bulk.ids(conn, wanted[i : i + 50_000])}):
-            current[r[0]] = r[1:]
+    if current is None:
+        current = read_current(conn, sorted({u.job_id for u in updates}))
 
     started: list[Started] = []
-    ends: list[tuple[JobUpdate, tuple[int, str, int, int, int], JsonText | None, int]] = []
+    ends: list[tuple[JobUpdate, Current, JsonText | None, int]] = []
     growing: list[tuple[int, int, int, int]] = []  # results that add to what owners hold
     active = (J.SUBMITTED.value, J.RUNNING.value)
     for u in updates:
@@ -472,12 +492,12 @@ def record(
     bad: list[Failed] = []
     retried = 0
     grew: dict[int, tuple[int, int]] = {}  # job id → (workflow id, bytes its result adds)
-    for u, row, result, size in ends:
+    for u, was, result, size in ends:
         usage = _usage_json(u.usage)
         why = refused.get(u.job_id) if refused else None
         if why is not None:  # its result does not fit: the job fails, and keeps no result
-            if row[4]:
-                grew[u.job_id] = (row[3], -row[4])
+            if was.result_bytes:
+                grew[u.job_id] = (was.workflow_id, -was.result_bytes)
             bad.append(
                 Failed(
                     u.job_id, u.attempt, J.FAILED.value, u.exit_code, None, usage, u.log_uri,
@@ -485,8 +505,8 @@ def record(
                 )
             )  # fmt: skip
             continue
-        if size != row[4]:
-            grew[u.job_id] = (row[3], size - row[4])
+        if size != was.result_bytes:
+            grew[u.job_id] = (was.workflow_id, size - was.result_bytes)
         if u.state == "succeeded":
             ok.append(
                 Succeeded(
@@ -495,7 +515,7 @@ def record(
             )
             continue
         policy = policies.get(u.job_id, NO_RETRY)
-        status, not_before = after_failure(u.attempt, row[2], policy, now)
+        status, not_before = after_failure(u.attempt, was.max_attempts, policy, now)
         again = status == J.READY
         retried += again
         bad.append(

@@ -15,21 +15,33 @@ from typing import NamedTuple
 
 from sqlalchemy.engine import Connection
 
-from orchid.store import bulk
+from orchid.store import bulk, dispatch, resultbytes
 from orchid.store.tables import IN_FLIGHT
 
 _MINE = f"{IN_FLIGHT} AND owner = :owner AND lease_until >= :now"
-_HELD = "SELECT id, attempt, work_id, workflow_id FROM jobs WHERE {ids} AND " + _MINE
+_HELD = (
+    "SELECT id, attempt, work_id, workflow_id, status, max_attempts, {size} FROM jobs "
+    "WHERE {ids} AND " + _MINE
+)
 _RENEW = "UPDATE jobs SET lease_until = :until WHERE {ids} AND " + _MINE + " RETURNING id, attempt"
 
 
 class Held(NamedTuple):
-    """An attempt a worker's lease holds."""
+    """An attempt a worker's lease holds: its row as ``dispatch.record`` reads it too."""
 
     job_id: int
     attempt: int
     work_id: int
     workflow_id: int
+    status: str
+    max_attempts: int
+    result_bytes: int  # of the result it holds now (``store.resultbytes``)
+
+    def current(self) -> dispatch.Current:
+        """What :func:`dispatch.record` reads of the row (given, it need not read it again)."""
+        return dispatch.Current(
+            self.attempt, self.status, self.max_attempts, self.workflow_id, self.result_bytes
+        )
 
 
 def held(
@@ -42,15 +54,17 @@ def held(
     """
     if not attempts:
         return {}
-    sql = _HELD.format(ids=bulk.in_ids(conn, "id"))
+    sql = _HELD.format(ids=bulk.in_ids(conn, "id"), size=resultbytes.size_sql(conn))
     if bulk.is_pg(conn):
         sql += " FOR NO KEY UPDATE"
     params = {"ids": bulk.ids(conn, {j for j, _ in attempts}), "owner": owner, "now": now}
     wanted = dict(attempts)
     out: dict[int, Held] = {}
     for r in conn.execute(bulk.text(conn, sql), params):
-        if wanted.get(int(r.id)) == int(r.attempt):
-            out[int(r.id)] = Held(int(r.id), int(r.attempt), int(r.work_id), int(r.workflow_id))
+        if wanted.get(int(r[0])) == int(r[1]):
+            out[int(r[0])] = Held(
+                int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4]), int(r[5]), int(r[6])
+            )
     return out
 
 
