@@ -318,3 +318,58 @@ def test_a_token_revoked_while_its_channel_is_open_ends_the_channel(
     with pytest.raises(Unauthorized):  # a new channel is refused at its handshake
         lessor.renew(RenewIn(worker="w", jobs=[]))
     assert lessor.calls["http"] == 0
+
+
+def test_a_report_waiting_for_a_lock_never_holds_up_the_server(server: Server) -> None:
+    """On SQLite a small report is served on the server's event loop when the write lock
+    is free at once (worker_routes.HERE_MOST); when another connection holds it (on
+    PostgreSQL: the job's row), the report waits for it in a thread, as a route does,
+    and the server answers everything else meanwhile. (Served on the loop with a wait,
+    the report would stall the server until the lock came free: the requests below would
+    time out.)"""
+    wf = server.api.submit("alice", template(PRINT))["id"]
+    lessor = server.lessor()
+    (job,) = wait_for(
+        "a job to lease", lambda: lessor.lease(LeaseIn(worker="w", max=1)).jobs, timeout=30
+    )
+    db = server.api.db
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with db.begin() as conn:  # SQLite's write lock: a write transaction of its own
+            if not db.is_sqlite:
+                lock = sa.select(job_rows.c.id).where(job_rows.c.id == job.job_id)
+                conn.execute(lock.with_for_update())
+            locked.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold_the_lock, daemon=True)
+    holder.start()
+    assert locked.wait(10)
+    before = dict(lessor.calls)
+    answers: list[Any] = []
+
+    def report() -> None:
+        try:
+            answers.append(lessor.report(ReportIn(worker="w", updates=[end(job.job_id)])))
+        except BaseException as exc:
+            answers.append(exc)
+
+    reporter = threading.Thread(target=report, daemon=True)
+    try:
+        reporter.start()
+        quick = server.api.client("alice", timeout=10.0)
+        for _ in range(5):  # the event loop answers while the report waits for the lock
+            assert quick.get("/ping").status_code == 200
+            assert quick.get(f"/workflows/{wf}").status_code == 200
+        other = ChannelClient(server.root, server.token)
+        assert other.refusal() is None  # another worker's channel opens
+        other.close()
+        assert reporter.is_alive() and not answers, answers  # still waiting for the lock
+    finally:
+        release.set()
+        holder.join(10)
+    reporter.join(30)
+    assert answers and answers[0].recorded == 1, answers
+    assert server.row(job.job_id).status == "succeeded"
+    assert lessor.calls == {"channel": before["channel"] + 1, "http": 0}

@@ -7,12 +7,13 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from orchid.store.db import Database, is_sqlite_file
+from orchid.store.db import BUSY_TIMEOUT_MS, Database, WriteLockBusy, is_sqlite_file
 
 
 def mode(path: Path) -> int:
@@ -91,3 +92,43 @@ def test_is_sqlite_file_tells_databases_from_other_files(tmp_path: Path) -> None
     assert not is_sqlite_file(empty) and empty.stat().st_size == 0  # nothing written
     assert not is_sqlite_file(tmp_path / "missing.db")
     assert not (tmp_path / "missing.db").exists()
+
+
+def test_a_write_transaction_that_may_not_wait_is_refused_while_another_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    """``begin(wait=False)`` on SQLite: WriteLockBusy at once while another connection
+    holds the write lock (nothing done), and the connection waits as usual afterwards."""
+    db = Database(f"sqlite:///{tmp_path / 'orchid.db'}")
+    db.upgrade()
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with db.begin():
+            locked.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        with pytest.raises(WriteLockBusy), db.begin(wait=False):
+            pytest.fail("took the write lock another connection holds")
+        waited: list[bool] = []
+
+        def wait_for_it() -> None:
+            with db.begin():  # the same pooled connections wait for the lock again
+                waited.append(True)
+
+        waiter = threading.Thread(target=wait_for_it, daemon=True)
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive() and not waited
+    finally:
+        release.set()
+        holder.join(10)
+    waiter.join(30)
+    assert waited == [True]
+    with db.begin(wait=False) as conn:  # free: taken at once
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == BUSY_TIMEOUT_MS
+    db.dispose()

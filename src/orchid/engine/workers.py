@@ -92,10 +92,11 @@ class WorkerDesk:
             )
         return Route(queue, default=queue == self._settings.executor)
 
-    def lease(self, queue: str, body: LeaseIn) -> LeaseOut:
-        """Claim up to ``body.max`` ready jobs of the queue for this worker."""
+    def lease(self, queue: str, body: LeaseIn, *, wait: bool = True) -> LeaseOut:
+        """Claim up to ``body.max`` ready jobs of the queue for this worker (``wait``: as
+        ``Database.begin``'s)."""
         route = self._route(queue, body.queue)
-        with self._db.begin() as conn:
+        with self._db.begin(wait=wait) as conn:
             jobs = self._claim(conn, route, body.worker, body.max)
         return LeaseOut(jobs=jobs, lease_s=self._lease)
 
@@ -141,7 +142,12 @@ class WorkerDesk:
         )
 
     def report(
-        self, queue: str, body: ReportIn, later: Callable[[Callable[[], None]], None] | None = None
+        self,
+        queue: str,
+        body: ReportIn,
+        later: Callable[[Callable[[], None]], None] | None = None,
+        *,
+        wait: bool = True,
     ) -> ReportOut:
         """Record what the worker saw, if its leases still hold every attempt named;
         otherwise :class:`LeaseLost` and nothing recorded.
@@ -153,7 +159,7 @@ class WorkerDesk:
 
         The log tails are written once the transaction committed (the paths are
         recorded in it): by ``later`` if given (the API: after the answer is sent), else
-        before returning."""
+        before returning. ``wait``: as ``Database.begin``'s."""
         route = self._route(queue, None)
         owner = owner_of(queue, body.worker)
         tails: list[tuple[bytes, bytes]] = []
@@ -165,8 +171,8 @@ class WorkerDesk:
                     "stdout and stderr are base64 text", field=f"updates.{i}"
                 ) from None
         asked = [(u.job_id, u.attempt) for u in body.updates]
-        log_dir = self._logs()
-        with self._db.begin() as conn:
+        log_dir = self._logs() if any(out or err for out, err in tails) else None
+        with self._db.begin(wait=wait) as conn:
             now = self._clock()
             mine = workerleases.held(conn, owner, asked, now)
             refused = sorted({p for p in asked if p[0] not in mine})
@@ -184,7 +190,7 @@ class WorkerDesk:
             for u, (out, err) in zip(body.updates, tails, strict=True):
                 held = mine[u.job_id]
                 uri = None
-                if u.state != "running" and (out or err):  # (empty logs: no files)
+                if log_dir is not None and u.state != "running" and (out or err):  # (empty: none)
                     files = AttemptFiles.at(log_dir, held.workflow_id, held.job_id, held.attempt)
                     logs.append((files, out, err))
                     uri = str(files.out)

@@ -25,6 +25,15 @@ HEAD = "0015"  # the newest migration; tests check it matches the migration scri
 SQLITE_CACHE_KIB = 256 * 1024  # at most this much page cache per SQLite connection
 SQLITE_CHECKPOINT_PAGES = 16384
 _WRITE = "orchid_write"  # execution option of Database.begin(): take SQLite's write lock
+_NOWAIT = "orchid_nowait"  # ... only if it is free at once (Database.begin(wait=False))
+BUSY_TIMEOUT_MS = 60_000  # how long an SQLite statement waits for another's lock
+
+
+class WriteLockBusy(Exception):
+    """``Database.begin(wait=False)``: another connection holds SQLite's write lock (the
+    caller does the same in a thread that may wait). Nothing was done."""
+
+
 DEFAULT_LEASE_S = 30.0  # Settings.lease_seconds's default
 
 
@@ -169,15 +178,17 @@ class Database:
         return self.dialect == "sqlite"
 
     @contextmanager
-    def begin(self) -> Iterator[Connection]:
+    def begin(self, *, wait: bool = True) -> Iterator[Connection]:
         """A write transaction: committed on success, rolled back on any exception.
 
         On SQLite it takes the write lock at once (``BEGIN IMMEDIATE``), so writers queue
         on the lock instead of failing to upgrade a read lock; ``engine.connect()`` is
         for reads, which never wait for writers (WAL) and never make writers wait.
+        ``wait=False`` (SQLite): :class:`WriteLockBusy` at once if another connection holds
+        the write lock, for a caller that must not wait (an event loop's thread).
         """
         with self.engine.connect() as conn:
-            conn.execution_options(**{_WRITE: True})
+            conn.execution_options(**{_WRITE: True, _NOWAIT: not wait})
             with conn.begin():
                 yield conn
 
@@ -318,7 +329,7 @@ def _make_engine(url: str, dialect: str, echo: bool, connect_args: dict[str, Any
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA foreign_keys=ON")
             # pages of a big graph's jobs are touched again and again (each job changes
             # status four times): keep them in memory instead of the default 2 MiB cache
@@ -331,11 +342,21 @@ def _make_engine(url: str, dialect: str, echo: bool, connect_args: dict[str, Any
 
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
-            write = conn.get_execution_options().get(_WRITE, False)
+            options = conn.get_execution_options()
             # on the driver's connection: through exec_driver_sql this was 8% of an agent
-            conn.connection.driver_connection.execute(  # type: ignore[union-attr]
-                "BEGIN IMMEDIATE" if write else "BEGIN"
-            )
+            driver = conn.connection.driver_connection
+            if not options.get(_NOWAIT, False):
+                driver.execute("BEGIN IMMEDIATE" if options.get(_WRITE, False) else "BEGIN")  # type: ignore[union-attr]
+                return
+            driver.execute("PRAGMA busy_timeout=0")  # type: ignore[union-attr]
+            try:
+                driver.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise WriteLockBusy(str(exc)) from None
+                raise
+            finally:
+                driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # type: ignore[union-attr]
 
         return engine
     try:

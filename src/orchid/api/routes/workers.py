@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import overload
 
 from anyio import to_thread
 from fastapi import APIRouter, BackgroundTasks, Response, WebSocket, WebSocketDisconnect
@@ -37,6 +38,7 @@ from orchid.executors.workerwire import (
     answer_frame,
     read_frame,
 )
+from orchid.store.db import WriteLockBusy
 from orchid.web.errors import Malformed, TooLarge, too_large
 from orchid.web.state import ApiState
 
@@ -97,6 +99,13 @@ RECHECK_S = 1.0
 meanwhile ends the channel within that long (a lookup each call would cost a chain of
 short jobs a fifth of its time)."""
 Later = Callable[[Callable[[], None]], None]
+HERE_MOST = 100
+"""On SQLite a small report or lease (at most this many updates and jobs asked, no log
+tails) whose token needs no lookup is served on the event loop itself if the write lock
+is free at once (``Database.begin(wait=False)``): its transaction then costs the loop
+about what one request's routing and validation cost it (a millisecond or two), and
+saves the two thread hops that were a fifth of a worker chain's step. Any other call, or
+one that would wait for the lock, is served in a thread as the routes are."""
 
 
 @router.websocket(CHANNEL)
@@ -118,7 +127,10 @@ async def channel(socket: WebSocket, st: State) -> None:
         if message["type"] == "websocket.disconnect":
             return
         later: list[Callable[[], None]] = []
-        seq, status, out = await to_thread.run_sync(line.serve, message, later.append)
+        answer = line.serve(message, later.append, here=True)
+        if answer is None:  # not one to serve on the event loop: in a thread, as routes are
+            answer = await to_thread.run_sync(line.serve, message, later.append)
+        seq, status, out = answer
         try:
             await socket.send_text(answer_frame(seq, status, out))
             if status in (401, 403):  # the token was revoked, or is no longer a worker's
@@ -154,6 +166,11 @@ class _Line:
         self._clock = clock
         self._who: Principal | None = None
         self._checked = 0.0
+        self._here = st.db.is_sqlite  # (PostgreSQL's transactions run side by side)
+
+    def _fresh(self) -> bool:
+        """Whether the token needs no lookup before the next call."""
+        return self._who is not None and self._clock() - self._checked < RECHECK_S
 
     def caller(self) -> tuple[WorkerDesk, str]:
         """The desk and the token's queue; the token looked up if due (raises as the
@@ -164,8 +181,19 @@ class _Line:
             self._checked = now
         return _desk(self._st, self._who)
 
-    def serve(self, message: Message, later: Later) -> tuple[int, int, str]:
-        """One call: its sequence number, the status and the body to answer."""
+    @overload
+    def serve(self, message: Message, later: Later) -> tuple[int, int, str]: ...
+
+    @overload
+    def serve(self, message: Message, later: Later, here: bool) -> tuple[int, int, str] | None: ...
+
+    def serve(
+        self, message: Message, later: Later, here: bool = False
+    ) -> tuple[int, int, str] | None:
+        """One call: its sequence number, the status and the body to answer. ``here``: only
+        if it is one to serve on the event loop (see :data:`HERE_MOST`), else None."""
+        if here and not self._here:
+            return None
         seq = 0
         try:
             text = message.get("text")
@@ -178,18 +206,38 @@ class _Line:
                 seq, op, raw = read_frame(text)
             except ValueError as exc:
                 raise Malformed(str(exc)) from None
+            if here and not self._fresh():
+                return None
             desk, queue = self.caller()
-            return seq, 200, _call(desk, queue, op, raw, later)
+            return seq, 200, _call(desk, queue, op, raw, later, here)
+        except (_Elsewhere, WriteLockBusy):
+            return None
         except Exception as exc:  # answered as the routes' handlers answer it
             status, content, _ = failure_answer(exc)
         return seq, status, json.dumps(content)
 
 
-def _call(desk: WorkerDesk, queue: str, op: str, raw: str, later: Later) -> str:
+class _Elsewhere(Exception):
+    """A call not to serve on the event loop: the thread does it all."""
+
+
+def _call(desk: WorkerDesk, queue: str, op: str, raw: str, later: Later, here: bool) -> str:
     if op == "report":
-        return desk.report(queue, ReportIn.model_validate_json(raw), later).model_dump_json()
+        report = ReportIn.model_validate_json(raw)
+        if here and (
+            len(report.updates) > HERE_MOST
+            or report.want > HERE_MOST
+            or any(u.stdout or u.stderr for u in report.updates)
+        ):
+            raise _Elsewhere
+        return desk.report(queue, report, later, wait=not here).model_dump_json()
     if op == "lease":
-        return desk.lease(queue, LeaseIn.model_validate_json(raw)).model_dump_json()
+        lease = LeaseIn.model_validate_json(raw)
+        if here and lease.max > HERE_MOST:
+            raise _Elsewhere
+        return desk.lease(queue, lease, wait=not here).model_dump_json()
+    if here:
+        raise _Elsewhere
     if op == "renew":
         return desk.renew(queue, RenewIn.model_validate_json(raw)).model_dump_json()
     if op == "release":
