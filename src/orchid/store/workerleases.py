@@ -60,7 +60,7 @@ def held(
     params = {"ids": bulk.ids(conn, {j for j, _ in attempts}), "owner": owner, "now": now}
     wanted = dict(attempts)
     out: dict[int, Held] = {}
-    for r in conn.execute(bulk.text(conn, sql), params):
+    for r in bulk.fetch(conn, sql, params):  # (the driver's cursor: a report's every step)
         if wanted.get(int(r[0])) == int(r[1]):
             out[int(r[0])] = Held(
                 int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4]), int(r[5]), int(r[6])
