@@ -127,3 +127,25 @@ def test_the_readme_shows_the_script_it_submits() -> None:
         sbatch_options=("--partition=gpu", "--time=08:00:00"),
     )
     assert shown == pilot_script(pilot)
+
+
+def test_the_pilots_run_with_the_worker_options_they_were_submitted_with(tmp_path: Path) -> None:
+    """`orchid worker --slurm N --no-channel --prefetch 8 ...`: each pilot's `orchid
+    worker` gets those options (they were dropped: the pilots ran with the defaults)."""
+    from orchid.cli.worker import _passed_on
+
+    passed = _passed_on(tmp_path / "scratch", "nobody", "HOME,X*", False, 8, False)
+    assert passed == (
+        "--scratch", str(tmp_path / "scratch"), "--run-as", "nobody",
+        "--env-passthrough", "HOME,X*", "--no-reuse-workers", "--prefetch", "8", "--no-channel",
+    )  # fmt: skip
+    assert _passed_on(None, None, None, True, 64, True) == ()  # the defaults: nothing to pass
+    seen = tmp_path / "seen"
+    orchid = fake(tmp_path / "orchid", f'echo "$@" > {seen}\n')
+    script = tmp_path / "pilot.sh"
+    pilot = Pilot(url="http://h:1", queue="q", command=str(orchid), worker_options=passed)
+    script.write_text(pilot_script(pilot))
+    env = {"PATH": os.environ["PATH"], "SLURM_JOB_ID": "78", "ORCHID_TOKEN": TOKEN}
+    subprocess.run(["bash", str(script)], env=env, check=True, timeout=30)
+    args = seen.read_text().split()
+    assert args[args.index("--queue") + 2 : -2] == list(passed)

@@ -21,6 +21,8 @@ from orchid.cli.common import UrlOpt, WorkersOpt, _logging, app, err
 from orchid.client.config import from_environment, normalize_url
 from orchid.errors import InvalidInput
 
+DEFAULT_PREFETCH = 64
+
 
 @app.command("worker")
 def worker_command(
@@ -83,7 +85,7 @@ def worker_command(
             help="jobs leased ahead of free slots while jobs are quick (under 1 s), as the "
             "agents' prefetch: fewer round trips to the server for short jobs",
         ),
-    ] = 64,
+    ] = DEFAULT_PREFETCH,
     channel: Annotated[
         bool,
         typer.Option(
@@ -127,7 +129,8 @@ def worker_command(
     server = normalize_url(server)
     slots = workers or os.cpu_count() or 1
     if slurm is not None:
-        _submit_pilots(server, secret, queue, slots, idle_exit, slurm, sbatch or [])
+        passed = _passed_on(scratch, run_as, env_passthrough, reuse_workers, prefetch, channel)
+        _submit_pilots(server, secret, queue, slots, idle_exit, slurm, sbatch or [], passed)
         return
     _run(
         server,
@@ -153,6 +156,7 @@ def _submit_pilots(
     idle_exit: float | None,
     count: int,
     sbatch: list[str],
+    passed: tuple[str, ...] = (),
 ) -> None:
     from orchid.worker import slurm
 
@@ -163,10 +167,37 @@ def _submit_pilots(
         idle_exit_s=idle_exit if idle_exit else 300.0,
         sbatch_options=slurm.options(sbatch),
         command=_orchid_command(),
+        worker_options=passed,
     )
     job_id = slurm.submit(pilot, count, token)
     err.print(f"submitted {count} pilot job(s) to Slurm: job {job_id}", highlight=False)
     sys.stdout.write(job_id + "\n")
+
+
+def _passed_on(
+    scratch: Path | None,
+    run_as: str | None,
+    env_passthrough: str | None,
+    reuse_workers: bool,
+    prefetch: int,
+    channel: bool,
+) -> tuple[str, ...]:
+    """The options of this command the pilots' `orchid worker` runs with (those not at
+    their defaults): how the pilots run their jobs is what this command was told."""
+    out: list[str] = []
+    if scratch is not None:
+        out += ["--scratch", str(scratch)]
+    if run_as:
+        out += ["--run-as", run_as]
+    if env_passthrough:
+        out += ["--env-passthrough", env_passthrough]
+    if not reuse_workers:
+        out.append("--no-reuse-workers")
+    if prefetch != DEFAULT_PREFETCH:
+        out += ["--prefetch", str(prefetch)]
+    if not channel:
+        out.append("--no-channel")
+    return tuple(out)
 
 
 def _orchid_command() -> str:

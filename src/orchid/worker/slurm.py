@@ -31,6 +31,7 @@ class Pilot:
     sbatch_options: tuple[str, ...] = ()  # more #SBATCH lines: --partition=..., --time=...
     command: str = "orchid"  # the orchid command on the nodes
     job_name: str = "orchid-worker"
+    worker_options: tuple[str, ...] = ()  # more options of each pilot's `orchid worker`
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -65,6 +66,7 @@ def pilot_script(pilot: Pilot, count: int = 1) -> str:
     argv += ["--idle-exit", f"{pilot.idle_exit_s:g}"]
     if pilot.queue:
         argv += ["--queue", pilot.queue]
+    argv += pilot.worker_options
     lines += [
         "# An Orchid pilot: runs jobs of its worker queue until idle, then frees the allocation.",
         "# Its worker's token comes from the environment sbatch passed on (ORCHID_TOKEN).",
