@@ -90,6 +90,22 @@ def open_tmp() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture
+def alice() -> OsUser:
+    return os_user("alice")
+
+
+@pytest.fixture
+def bob() -> OsUser:
+    return os_user("bob")
+
+
+@pytest.fixture
+def logs(open_tmp: Path) -> Path:
+    """A log folder the jobs' users may reach (pytest's tmp_path is closed to them)."""
+    return open_tmp / "home" / "logs"
+
+
 def readable_code(folder: Path, name: str, text: str) -> Path:
     """A module others may read, in a folder of its own under ``folder``."""
     code = folder / "code"

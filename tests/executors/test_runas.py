@@ -20,10 +20,18 @@ from orchid.executors.local import LocalExecutor
 from orchid.executors.runas import OsUser, RunAs
 from orchid.settings import Settings
 from tests.executors.contract import finals, spec, wait_for
-from tests.executors.osusers import as_user, open_tmp, os_user, readable_code, shared_python
+from tests.executors.osusers import (
+    alice,
+    as_user,
+    bob,
+    logs,
+    open_tmp,
+    readable_code,
+    shared_python,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux users and /proc")
-__all__ = ["open_tmp"]
+__all__ = ["alice", "bob", "logs", "open_tmp"]  # fixtures
 
 PROBE = """
 import json, os
@@ -54,21 +62,6 @@ def link_result(target, **_):
     os.symlink(target, os.environ["ORCHID_RESULT_FILE"])
     os._exit(0)  # before the wrapper writes the result
 """
-
-
-@pytest.fixture
-def alice() -> OsUser:
-    return os_user("alice")
-
-
-@pytest.fixture
-def bob() -> OsUser:
-    return os_user("bob")
-
-
-@pytest.fixture
-def logs(open_tmp: Path) -> Path:
-    return open_tmp / "home" / "logs"
 
 
 @pytest.fixture

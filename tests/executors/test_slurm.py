@@ -35,7 +35,7 @@ from tests.executors.contract import (
     wait_for,
     wait_for_state,
 )
-from tests.executors.osusers import as_user, open_tmp, os_user
+from tests.executors.osusers import alice, as_user, bob, logs, open_tmp
 from tests.executors.slurm_cluster import SlurmCluster, slurm_fixture  # noqa: F401 - `slurm`
 
 pytestmark = [
@@ -43,7 +43,7 @@ pytestmark = [
     pytest.mark.xdist_group("slurm"),
 ]
 
-__all__ = ["open_tmp"]
+__all__ = ["alice", "bob", "logs", "open_tmp"]  # fixtures
 
 OPTIONS = SlurmOptions(poll_interval=0.2)
 
@@ -350,22 +350,6 @@ WHO = (
     'printf \'{"uid": %s, "gid": %s, "home": "%s", "user": "%s"}\' '
     '"$(id -u)" "$(id -g)" "$HOME" "$USER" > "$ORCHID_RESULT_FILE"'
 )
-
-
-@pytest.fixture
-def alice() -> OsUser:
-    return os_user("alice")
-
-
-@pytest.fixture
-def bob() -> OsUser:
-    return os_user("bob")
-
-
-@pytest.fixture
-def logs(open_tmp: Path) -> Path:
-    """A log folder the jobs' users may reach (pytest's tmp_path is closed to them)."""
-    return open_tmp / "home" / "logs"
 
 
 def make_as(logs: Path, namespace: str, run_as: RunAs) -> SlurmExecutor:

@@ -35,18 +35,10 @@ from orchid.client._http import RETRY_STATUSES
 from orchid.client.errors import Unreachable, from_response
 from orchid.executors.workerwire import (
     CHANNEL,
-    LeaseIn,
-    LeaseOut,
-    ReleaseIn,
-    ReleaseOut,
-    RenewIn,
-    RenewOut,
-    ReportIn,
-    ReportOut,
     call_frame,
     read_frame,
 )
-from orchid.worker.http import API, HttpLessor, answer_of
+from orchid.worker.http import API, Calls, HttpLessor, answer_of
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +47,7 @@ RETRY_S = 60.0  # after the channel failed, calls go as requests this long
 MAX_ANSWER_BYTES = 256 * 1024 * 1024  # a lease of MAX_BATCH jobs with their arguments
 
 
-class ChannelLessor:
+class ChannelLessor(Calls):
     """A worker's view of the server at ``url`` (``token``: a worker's token) through the
     worker channel, with HTTP requests (``http``) where there is none."""
 
@@ -86,18 +78,6 @@ class ChannelLessor:
         self._seq = 0
         self.calls = {"channel": 0, "http": 0}  # how the calls went (for tests and logs)
 
-    def lease(self, body: LeaseIn) -> LeaseOut:
-        return self._call("lease", body, LeaseOut, idempotent=False)
-
-    def renew(self, body: RenewIn) -> RenewOut:
-        return self._call("renew", body, RenewOut, idempotent=True)
-
-    def report(self, body: ReportIn) -> ReportOut:
-        return self._call("report", body, ReportOut, idempotent=True)
-
-    def release(self, body: ReleaseIn) -> ReleaseOut:
-        return self._call("release", body, ReleaseOut, idempotent=True)
-
     def close(self) -> None:
         self._drop()
         self._http.close()
@@ -107,7 +87,7 @@ class ChannelLessor:
         """Whether the channel is open (else calls go as HTTP requests)."""
         return self._conn is not None
 
-    def _call(self, op: str, body: BaseModel, out: type[Out], idempotent: bool) -> Out:
+    def call(self, op: str, body: BaseModel, out: type[Out], idempotent: bool) -> Out:
         conn = self._connection()
         if conn is not None:
             self._seq += 1
@@ -127,8 +107,7 @@ class ChannelLessor:
                     self.calls["channel"] += 1
                     return answer_of(status, content, out)
         self.calls["http"] += 1  # (the HTTP client retries what may be retried)
-        result: Out = getattr(self._http, op)(body)
-        return result
+        return self._http.call(op, body, out, idempotent)
 
     def _answer(self, text: str | bytes) -> tuple[int, str]:
         """The status and body of an answer to the call just sent."""

@@ -32,7 +32,28 @@ _JSON = {"Content-Type": "application/json"}
 Out = TypeVar("Out", bound=BaseModel)
 
 
-class HttpLessor:
+class Calls:
+    """The four calls of a :class:`~orchid.worker.loop.Lessor`, each one :meth:`call` by
+    its route's name; renewals, reports and releases may be sent twice (a second report
+    of recorded ends is refused as not held, which the worker drops), leases may not."""
+
+    def call(self, op: str, body: BaseModel, out: type[Out], idempotent: bool) -> Out:
+        raise NotImplementedError
+
+    def lease(self, body: LeaseIn) -> LeaseOut:
+        return self.call("lease", body, LeaseOut, idempotent=False)
+
+    def renew(self, body: RenewIn) -> RenewOut:
+        return self.call("renew", body, RenewOut, idempotent=True)
+
+    def report(self, body: ReportIn) -> ReportOut:
+        return self.call("report", body, ReportOut, idempotent=True)
+
+    def release(self, body: ReleaseIn) -> ReleaseOut:
+        return self.call("release", body, ReleaseOut, idempotent=True)
+
+
+class HttpLessor(Calls):
     """A worker's view of the server at ``url`` (``token``: a worker's token)."""
 
     def __init__(self, url: str, token: str, *, timeout: float = 60.0, verify: Any = True) -> None:
@@ -48,28 +69,16 @@ class HttpLessor:
         )
         self._http = Http(self._client, Retry(attempts=5, backoff=0.5, max_delay=8.0))
 
-    def _post(self, path: str, body: BaseModel, out: type[Out], idempotent: bool) -> Out:
+    def call(self, op: str, body: BaseModel, out: type[Out], idempotent: bool) -> Out:
         response = self._http.request(
             "POST",
-            path,
+            f"/{op}",
             content=body.model_dump_json().encode(),  # (pydantic's own JSON: no dict between)
             headers=_JSON,
             ok=frozenset({409}),
             idempotent=idempotent,
         )
         return answer_of(response.status_code, response.content, out)
-
-    def lease(self, body: LeaseIn) -> LeaseOut:
-        return self._post("/lease", body, LeaseOut, idempotent=False)
-
-    def renew(self, body: RenewIn) -> RenewOut:
-        return self._post("/renew", body, RenewOut, idempotent=True)
-
-    def report(self, body: ReportIn) -> ReportOut:
-        return self._post("/report", body, ReportOut, idempotent=True)
-
-    def release(self, body: ReleaseIn) -> ReleaseOut:
-        return self._post("/release", body, ReleaseOut, idempotent=True)
 
     def close(self) -> None:
         self._client.close()
