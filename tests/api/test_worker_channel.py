@@ -24,6 +24,7 @@ from websockets.sync.client import connect
 
 from orchid.api.routes import workers as worker_routes
 from orchid.client.errors import Forbidden, Unauthorized, Unreachable
+from orchid.engine.workers import WorkerDesk
 from orchid.errors import LeaseLost
 from orchid.executors.local import LocalExecutor
 from orchid.executors.workerwire import (
@@ -373,3 +374,29 @@ def test_a_report_waiting_for_a_lock_never_holds_up_the_server(server: Server) -
     assert answers and answers[0].recorded == 1, answers
     assert server.row(job.job_id).status == "succeeded"
     assert lessor.calls == {"channel": before["channel"] + 1, "http": 0}
+
+
+def test_a_report_carrying_big_results_is_served_in_a_thread(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report of one update is small in updates (HERE_MOST) but not in bytes when it
+    carries a big result: reading and writing it on the event loop would hold every other
+    call and request up as long, so it is served in a thread (``wait``), as a route is."""
+    server.api.submit("alice", template(PRINT))
+    lessor = server.lessor()
+    (job,) = wait_for(
+        "a job to lease", lambda: lessor.lease(LeaseIn(worker="w", max=1)).jobs, timeout=30
+    )
+    waits: list[bool] = []
+    report = WorkerDesk.report
+
+    def recording(self: WorkerDesk, *args: Any, wait: bool = True, **kw: Any) -> Any:
+        waits.append(wait)
+        return report(self, *args, wait=wait, **kw)
+
+    monkeypatch.setattr(WorkerDesk, "report", recording)
+    big = end(job.job_id)
+    big.result = {"x": "y" * (2 * worker_routes.HERE_CHARS)}
+    assert lessor.report(ReportIn(worker="w", updates=[big])).recorded == 1
+    assert waits == [True] and lessor.calls["http"] == 0
+    assert server.row(job.job_id).status == "succeeded"
