@@ -5,7 +5,8 @@ runs (docs/architecture.md, "Orchid workers").
 
 The same four calls also travel over one WebSocket, the worker channel (``/channel``):
 a call is a text frame naming the route, answered with the route's status and body; its
-token is checked again for every call, so a revoked token ends the channel at once."""
+token is looked up again once ``RECHECK_S`` old, so a revoked token ends the channel
+within a second."""
 
 from __future__ import annotations
 
