@@ -24,6 +24,7 @@ from websockets.sync.client import connect
 
 from orchid.api.routes import workers as worker_routes
 from orchid.client.errors import Forbidden, Unauthorized, Unreachable
+from orchid.engine.workers import WorkerDesk
 from orchid.errors import LeaseLost
 from orchid.executors.local import LocalExecutor
 from orchid.executors.workerwire import (
@@ -278,11 +279,37 @@ def test_a_broken_channel_s_calls_go_as_requests_until_it_is_opened_again(
     assert lessor.calls == {"channel": channel + 1, "http": 2} and lessor.open
     assert server.api.wait_status(wf) == "succeeded"
 
-    _break(lessor)  # a lease lost with its channel is not sent again: it may have been applied
-    with pytest.raises(Unreachable, match="may or may not have been applied"):
-        lessor.lease(LeaseIn(worker="w"))
+    _break(lessor)  # a lease whose frame could not be sent was not applied: a request
+    assert lessor.lease(LeaseIn(worker="w")).jobs == []
     assert lessor.release(ReleaseIn(worker="w")).released == 0
-    assert lessor.calls == {"channel": channel + 1, "http": 3} and not lessor.open
+    assert lessor.calls == {"channel": channel + 1, "http": 4} and not lessor.open
+
+
+def test_a_lease_whose_answer_was_lost_is_not_sent_again(server: Server) -> None:
+    """A lease sent whole on the channel and not answered (here: the server waits for a
+    lock past the lessor's timeout) may have been applied: Unreachable, not a request."""
+    lessor = server.lessor(timeout=0.5)
+    assert lessor.renew(RenewIn(worker="w", jobs=[])).lost == [] and lessor.open
+    db = server.api.db
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with db.begin() as conn:  # SQLite's write lock; PostgreSQL: the jobs table
+            if not db.is_sqlite:
+                conn.exec_driver_sql("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
+            locked.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        with pytest.raises(Unreachable, match="may or may not have been applied"):
+            lessor.lease(LeaseIn(worker="w"))
+    finally:
+        release.set()
+        holder.join(10)
+    assert lessor.calls == {"channel": 1, "http": 0} and not lessor.open
 
 
 def test_a_token_revoked_while_its_channel_is_open_ends_the_channel(
@@ -373,3 +400,29 @@ def test_a_report_waiting_for_a_lock_never_holds_up_the_server(server: Server) -
     assert answers and answers[0].recorded == 1, answers
     assert server.row(job.job_id).status == "succeeded"
     assert lessor.calls == {"channel": before["channel"] + 1, "http": 0}
+
+
+def test_a_report_carrying_big_results_is_served_in_a_thread(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report of one update is small in updates (HERE_MOST) but not in bytes when it
+    carries a big result: reading and writing it on the event loop would hold every other
+    call and request up as long, so it is served in a thread (``wait``), as a route is."""
+    server.api.submit("alice", template(PRINT))
+    lessor = server.lessor()
+    (job,) = wait_for(
+        "a job to lease", lambda: lessor.lease(LeaseIn(worker="w", max=1)).jobs, timeout=30
+    )
+    waits: list[bool] = []
+    report = WorkerDesk.report
+
+    def recording(self: WorkerDesk, *args: Any, wait: bool = True, **kw: Any) -> Any:
+        waits.append(wait)
+        return report(self, *args, wait=wait, **kw)
+
+    monkeypatch.setattr(WorkerDesk, "report", recording)
+    big = end(job.job_id)
+    big.result = {"x": "y" * (2 * worker_routes.HERE_CHARS)}
+    assert lessor.report(ReportIn(worker="w", updates=[big])).recorded == 1
+    assert waits == [True] and lessor.calls["http"] == 0
+    assert server.row(job.job_id).status == "succeeded"

@@ -33,14 +33,14 @@ from orchid.executors._sbatch import (
 from orchid.executors.base import Resources
 
 SQUEUE = """\
-2|N/A|2|CANCELLED|None|15|ns1|orchid b2|
-1|0|3|COMPLETED|None|0|ns1|orchid b1|
-1|2|5|FAILED|NonZeroExitCode|512|ns1|orchid b1|
-1|3|1|FAILED|NonZeroExitCode|768|ns1|orchid b1|
-8|1|8|PENDING|JobHeldUser|0|ns1|orchid b3|
-9|N/A|9|RUNNING|None|0|ns1|orchid b4|
-10|N/A|10|TIMEOUT|TimeLimit|15|ns1|orchid b5|
-11|N/A|11|OUT_OF_MEMORY|OutOfMemory|9|ns1|orchid b6|
+2|N/A|2|CANCELLED|None|15|ns1|root|orchid b2|
+1|0|3|COMPLETED|None|0|ns1|root|orchid b1|
+1|2|5|FAILED|NonZeroExitCode|512|ns1|root|orchid b1|
+1|3|1|FAILED|NonZeroExitCode|768|ns1|root|orchid b1|
+8|1|8|PENDING|JobHeldUser|0|ns1|root|orchid b3|
+9|N/A|9|RUNNING|None|0|ns1|root|orchid b4|
+10|N/A|10|TIMEOUT|TimeLimit|15|ns1|root|orchid b5|
+11|N/A|11|OUT_OF_MEMORY|OutOfMemory|9|ns1|root|orchid b6|
 """
 
 JOBCOMP = [
@@ -72,7 +72,7 @@ SACCT = """\
 
 def test_squeue_lines_become_records_by_slurm_id() -> None:
     records = parse_squeue(SQUEUE)
-    assert records["2"] == SlurmRecord("2", "CANCELLED", 0, 15, "None", "orchid b2")
+    assert records["2"] == SlurmRecord("2", "CANCELLED", 0, 15, "None", "orchid b2", "root")
     assert records["1_0"].state == "COMPLETED" and records["1_0"].exit_code == 0
     assert (records["1_2"].exit_code, records["1_3"].exit_code) == (2, 3)  # wait statuses
     assert records["8_1"].state == "PENDING" and records["8_1"].reason == "JobHeldUser"

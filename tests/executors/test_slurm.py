@@ -454,6 +454,39 @@ def test_run_as_is_checked_when_the_executor_is_made(
         build(alice.name)
 
 
+def test_an_attempt_without_its_slurm_id_is_found_by_a_job_of_its_own_os_user_only(
+    slurm: SlurmCluster, logs: Path, namespace: str, alice: OsUser, bob: OsUser
+) -> None:
+    """An agent that died between writing a batch's keys and its attempts' Slurm ids finds
+    them by the batch in squeue's comment. With run_as squeue lists the jobs of the users'
+    accounts, and any of them may sbatch a job of that name and comment (here as root with
+    --uid, as the user would): another OS user's such job is never taken for the attempt."""
+    ex = make_as(logs, namespace, RunAs(None, {"alice": alice, "bob": bob}))
+    job = dataclasses.replace(owned(1, sh("true"), "alice", wf=1), adopted=True)
+    batch = uuid.uuid4().hex[:12]
+    (logs / "slurm").mkdir(mode=0o700, exist_ok=True)
+    (logs / "slurm" / f"{batch}.keys").write_text(job.key + "\n")
+
+    def sbatch_as(user: OsUser) -> str:
+        argv = [
+            "sbatch", "--parsable", "--hold", f"--job-name={namespace}",
+            f"--comment=orchid {batch}", f"--uid={user.uid}", f"--gid={user.gid}",
+            "--output=/dev/null", "--chdir=/tmp", "--wrap=true",
+        ]  # fmt: skip
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        return out.strip().split(";")[0]
+
+    ids: list[str] = []
+    try:
+        ids.append(sbatch_as(bob))
+        assert ex._find([job]) == {}  # bob's job is not alice's attempt
+        ids.append(sbatch_as(alice))
+        assert ex._find([job]) == {job.key: ids[1]}
+    finally:
+        subprocess.run(["scancel", *ids], check=False)
+        ex.close()
+
+
 def _slurm_id(logs: Path, job: JobSpec) -> str:
     return (logs / "slurm" / str(job.workflow_id) / f"{job.job_id}.{job.attempt}.slurm").read_text()
 

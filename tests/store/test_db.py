@@ -132,3 +132,34 @@ def test_a_write_transaction_that_may_not_wait_is_refused_while_another_holds_th
     with db.begin(wait=False) as conn:  # free: taken at once
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == BUSY_TIMEOUT_MS
     db.dispose()
+
+
+def test_a_write_transaction_that_may_not_wait_never_waits_for_a_pooled_connection(
+    tmp_path: Path,
+) -> None:
+    """``begin(wait=False)`` is the event loop's: while every connection of the shared
+    pool is out (threads that each wait for the write lock hold one), it still takes the
+    free write lock at once instead of waiting for one of them (or raising the pool's
+    TimeoutError); a second such caller meanwhile is told WriteLockBusy."""
+    db = Database(f"sqlite:///{tmp_path / 'orchid.db'}")
+    db.upgrade()
+    pool = db.engine.pool
+    pool._timeout = 0.1  # type: ignore[attr-defined]  # (were it waited for: not 30 s)
+    held = []
+    try:
+        while True:
+            try:
+                held.append(db.engine.connect())
+            except sa.exc.TimeoutError:
+                break
+        assert len(held) >= 5
+        with db.begin(wait=False) as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+            with pytest.raises(WriteLockBusy), db.begin(wait=False):
+                pytest.fail("a second caller that may not wait got a connection")
+        with db.begin(wait=False) as conn:  # free again
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+    finally:
+        for conn in held:
+            conn.close()
+    db.dispose()

@@ -239,7 +239,16 @@ def batch_script(task_scripts: Sequence[Path]) -> str:
 
 # --- what Slurm says back -----------------------------------------------------------------
 
-SQUEUE_FIELDS = ("ArrayJobID", "ArrayTaskID", "JobID", "State", "Reason", "exit_code", "Name")
+SQUEUE_FIELDS = (
+    "ArrayJobID",
+    "ArrayTaskID",
+    "JobID",
+    "State",
+    "Reason",
+    "exit_code",
+    "Name",
+    "UserName",
+)
 """What ``squeue -O`` prints for each job (``|``-separated; the comment comes last)."""
 
 
@@ -257,6 +266,7 @@ class SlurmRecord:
     signal: int = 0  # the signal that ended it, if any
     reason: str = ""
     comment: str = ""
+    user: str = ""  # the OS user it runs as
 
 
 def slurm_id(array_job: str, task: str) -> str:
@@ -287,11 +297,17 @@ def parse_squeue(text: str) -> dict[str, SlurmRecord]:
         parts = line.split("|", len(SQUEUE_FIELDS))
         if len(parts) <= len(SQUEUE_FIELDS):
             continue
-        array_job, task, _job, state, reason, code, _name, comment = parts
+        array_job, task, _job, state, reason, code, _name, user, comment = parts
         exit_code, sig = _exit(code) if code.strip().lstrip("-").isdigit() else (None, 0)
         rid = slurm_id(array_job.strip(), task.strip())
         out[rid] = SlurmRecord(
-            rid, _state(state), exit_code, sig, reason.strip(), comment.rstrip("|").strip()
+            rid,
+            _state(state),
+            exit_code,
+            sig,
+            reason.strip(),
+            comment.rstrip("|").strip(),
+            user.strip(),
         )
     return out
 

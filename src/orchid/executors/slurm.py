@@ -156,7 +156,8 @@ class SlurmExecutor:
         self._clock = clock
         self._run_as = run_as
         # squeue --user: whoever the jobs run as
-        users = {pwd.getpwuid(os.getuid()).pw_name}
+        self._own = pwd.getpwuid(os.getuid()).pw_name
+        users = {self._own}
         if run_as is not None:
             run_as.check(f"executor {name}")
             try:
@@ -401,6 +402,14 @@ class SlurmExecutor:
         private_folder(folder)
         return folder / f"{spec.job_id}.{spec.attempt}.slurm"
 
+    def _user_name(self, spec: JobSpec) -> str | None:
+        """The name of the OS user the attempt's job runs as (None: run_as has none)."""
+        try:
+            user = self._os_user(spec)
+        except proc.StartError:
+            return None
+        return user.name if user is not None else self._own
+
     def _os_user(self, spec: JobSpec) -> OsUser | None:
         """The OS user the job runs as (None: as the agents); StartError if run_as has
         none for its workflow."""
@@ -477,8 +486,10 @@ class SlurmExecutor:
                 found[spec.key] = job_id
             else:
                 lost.append(spec)
-        if lost:  # an agent that died between sbatch and writing the ids: by the comment
-            wanted = {s.key for s in lost}
+        if lost:  # an agent that died between sbatch and writing the ids: by the comment,
+            # of a job of the attempt's own OS user only (with run_as, squeue lists the jobs
+            # of users who may name a job of theirs "orchid" and comment it with any batch)
+            wanted = {s.key: self._user_name(s) for s in lost}
             batches: dict[str, list[str]] = {}
             for record in self._squeue().values():
                 batch = record.comment.removeprefix("orchid ").strip()
@@ -487,7 +498,7 @@ class SlurmExecutor:
                 keys = batches[batch]
                 array_job = record.id.split("_")[0]
                 for i, key in enumerate(keys):
-                    if key in wanted:
+                    if key in wanted and record.user == wanted[key]:
                         found[key] = array_job if len(keys) == 1 else f"{array_job}_{i}"
         if found and self._jobcomp is not None:
             self._jobcomp_reread.set()  # their ends may be in what was read already

@@ -6,6 +6,7 @@ import errno
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -172,6 +173,9 @@ class Database:
                 options = " ".join(options)
             self.connect_args = self.limits.connect_args(options)
         self.engine: Engine = _make_engine(url, self.dialect, echo, self.connect_args)
+        self._echo = echo
+        self._nowait_engine: Engine | None = None
+        self._nowait_made = threading.Lock()
 
     @property
     def is_sqlite(self) -> bool:
@@ -187,10 +191,27 @@ class Database:
         ``wait=False`` (SQLite): :class:`WriteLockBusy` at once if another connection holds
         the write lock, for a caller that must not wait (an event loop's thread).
         """
-        with self.engine.connect() as conn:
+        engine = self.engine if wait or not self.is_sqlite else self._nowait()
+        try:
+            # (the shared pool may be out of connections, each a thread's that waits for
+            # the lock: a caller that must not wait takes one of a pool of its own)
+            conn = engine.connect()
+        except sa.exc.TimeoutError:
+            raise WriteLockBusy("the connection that may not wait is in use") from None
+        with conn:
             conn.execution_options(**{_WRITE: True, _NOWAIT: not wait})
             with conn.begin():
                 yield conn
+
+    def _nowait(self) -> Engine:
+        """SQLite: the engine of ``begin(wait=False)``: one connection, never waited for
+        (a second caller meanwhile is told WriteLockBusy)."""
+        with self._nowait_made:
+            if self._nowait_engine is None:
+                self._nowait_engine = _make_engine(
+                    self.url, self.dialect, self._echo, self.connect_args, nowait=True
+                )
+            return self._nowait_engine
 
     def revision(self) -> str | None:
         """The schema's migration revision, or None for an empty database."""
@@ -221,6 +242,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._nowait_engine is not None:
+            self._nowait_engine.dispose()
 
     def change_probe(self) -> ChangeProbe | None:
         """SQLite: a probe of commits made by other connections (other processes' included),
@@ -305,7 +328,9 @@ def is_sqlite_file(path: Path) -> bool:
     return True
 
 
-def _make_engine(url: str, dialect: str, echo: bool, connect_args: dict[str, Any]) -> Engine:
+def _make_engine(
+    url: str, dialect: str, echo: bool, connect_args: dict[str, Any], nowait: bool = False
+) -> Engine:
     if dialect == "sqlite":
         path = sa.engine.make_url(url).database
         if path and path != ":memory:" and not path.startswith("file:"):
@@ -317,8 +342,13 @@ def _make_engine(url: str, dialect: str, echo: bool, connect_args: dict[str, Any
                     f"cannot create the database {path}: {exc.strerror}; "
                     "choose another --db path or ORCHID_HOME"
                 ) from None
+        # nowait: one connection, and a caller finding it in use is told at once
+        pool: dict[str, Any] = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 0}
         engine = sa.create_engine(
-            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 60}
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": 60},
+            **(pool if nowait else {}),
         )
 
         @sa.event.listens_for(engine, "connect")

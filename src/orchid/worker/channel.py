@@ -11,7 +11,8 @@ pass the upgrade, a broken connection), calls go as HTTP requests, and the chann
 tried again a minute later. A call lost with its channel is sent again as a request when
 sending it twice is harmless (renew, report, release: a second report of recorded ends
 is refused as not held, which the worker drops), as the HTTP client retries; a lease is
-not (its jobs, if it was applied, run again once their leases lapse). A token the server
+not (its jobs, if it was applied, run again once their leases lapse), unless its frame
+could not be sent (a channel the server closed, as when it restarts): then it was not. A token the server
 refuses (401, 403) is raised at once, as a request's refusal is.
 """
 
@@ -93,19 +94,24 @@ class ChannelLessor(Calls):
             self._seq += 1
             try:
                 conn.send(call_frame(self._seq, op, body))
-                text = conn.recv(timeout=self._timeout)
             except (WebSocketException, OSError, TimeoutError) as exc:
+                # not sent whole (a channel the server closed, a restart): never applied
                 self._fail(f"the channel broke: {exc or type(exc).__name__}")
-                if not idempotent:
-                    raise Unreachable(
-                        f"lost the worker channel to {self.url} after sending {op} ({exc}): "
-                        "it may or may not have been applied"
-                    ) from None
             else:
-                status, content = self._answer(text)
-                if not (idempotent and status in RETRY_STATUSES):
-                    self.calls["channel"] += 1
-                    return answer_of(status, content, out)
+                try:
+                    text = conn.recv(timeout=self._timeout)
+                except (WebSocketException, OSError, TimeoutError) as exc:
+                    self._fail(f"the channel broke: {exc or type(exc).__name__}")
+                    if not idempotent:
+                        raise Unreachable(
+                            f"lost the worker channel to {self.url} after sending {op} "
+                            f"({exc or type(exc).__name__}): it may or may not have been applied"
+                        ) from None
+                else:
+                    status, content = self._answer(text)
+                    if not (idempotent and status in RETRY_STATUSES):
+                        self.calls["channel"] += 1
+                        return answer_of(status, content, out)
         self.calls["http"] += 1  # (the HTTP client retries what may be retried)
         return self._http.call(op, body, out, idempotent)
 

@@ -5,7 +5,8 @@ runs (docs/architecture.md, "Orchid workers").
 
 The same four calls also travel over one WebSocket, the worker channel (``/channel``):
 a call is a text frame naming the route, answered with the route's status and body; its
-token is checked again for every call, so a revoked token ends the channel at once."""
+token is looked up again once ``RECHECK_S`` old, so a revoked token ends the channel
+within a second."""
 
 from __future__ import annotations
 
@@ -106,6 +107,10 @@ is free at once (``Database.begin(wait=False)``): its transaction then costs the
 about what one request's routing and validation cost it (a millisecond or two), and
 saves the two thread hops that were a fifth of a worker chain's step. Any other call, or
 one that would wait for the lock, is served in a thread as the routes are."""
+HERE_CHARS = 64 * 1024
+"""... and whose frame is at most this long: a report of few updates may still carry
+their results (up to ``result_max_bytes`` each), whose reading and writing would hold
+the loop, and every other call and request with it, for as long."""
 
 
 @router.websocket(CHANNEL)
@@ -206,7 +211,7 @@ class _Line:
                 seq, op, raw = read_frame(text)
             except ValueError as exc:
                 raise Malformed(str(exc)) from None
-            if here and not self._fresh():
+            if here and (len(text) > HERE_CHARS or not self._fresh()):
                 return None
             desk, queue = self.caller()
             return seq, 200, _call(desk, queue, op, raw, later, here)
