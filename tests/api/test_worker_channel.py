@@ -426,3 +426,33 @@ def test_a_report_carrying_big_results_is_served_in_a_thread(
     assert lessor.report(ReportIn(worker="w", updates=[big])).recorded == 1
     assert waits == [True] and lessor.calls["http"] == 0
     assert server.row(job.job_id).status == "succeeded"
+
+
+def test_a_report_releasing_a_large_fan_out_is_not_served_on_the_event_loop(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small report whose ends release more than QUICK_CHILDREN jobs would hold the event
+    loop for the whole fan-out: the desk refuses it there (NotQuick, nothing written) and
+    it is served in a thread instead, children released all the same."""
+    from orchid.engine import workers as desk_module
+
+    monkeypatch.setattr(desk_module, "QUICK_CHILDREN", 2)
+    waits: list[bool] = []
+    real = desk_module.WorkerDesk.report
+
+    def report(self: Any, *args: Any, wait: bool = True, **kw: Any) -> Any:
+        waits.append(wait)
+        return real(self, *args, wait=wait, **kw)
+
+    monkeypatch.setattr(desk_module.WorkerDesk, "report", report)
+    fan = [{"name": f"y{i}", "parents": ["x"]} for i in range(3)]
+    work = {"name": "f", "executor": "gpu", "command": PRINT, "jobs": [{"name": "x"}, *fan]}
+    server.api.submit("alice", {"name": "fan", "works": [work]})
+    lessor = server.lessor()
+    (x,) = wait_for(
+        "the parent to lease", lambda: lessor.lease(LeaseIn(worker="w", max=9)).jobs, timeout=30
+    )
+    answer = lessor.report(ReportIn(worker="w", updates=[end(x.job_id)], want=9))
+    assert answer.recorded == 1 and len(answer.jobs) == 3  # the children, leased at once
+    assert waits == ([False, True] if server.api.db.is_sqlite else [True])
+    assert lessor.calls["http"] == 0

@@ -48,11 +48,21 @@ from orchid.executors.workerwire import (
     WorkerJob,
 )
 from orchid.settings import Settings
-from orchid.store import dispatch, workerleases
+from orchid.store import dispatch, release, workerleases
 from orchid.store.db import Database
 from orchid.store.routes import Route
 
 log = logging.getLogger(__name__)
+
+
+QUICK_CHILDREN = 1000
+"""A report that may not wait (``wait=False``) passes on at most this many children of
+its ends; more, and it is :class:`NotQuick` (a fan-out of thousands is seconds of work)."""
+
+
+class NotQuick(Exception):
+    """A call made with ``wait=False`` would take long (a large fan-out): nothing was done;
+    make it where waiting is fine."""
 
 
 def owner_of(queue: str, worker: str) -> str:
@@ -159,7 +169,8 @@ class WorkerDesk:
 
         The log tails are written once the transaction committed (the paths are
         recorded in it): by ``later`` if given (the API: after the answer is sent), else
-        before returning. ``wait``: as ``Database.begin``'s."""
+        before returning. ``wait=False``: as ``Database.begin``'s (:class:`~orchid.store.db.WriteLockBusy`
+        if the write lock is another's), and :class:`NotQuick` for a large fan-out."""
         route = self._route(queue, None)
         owner = owner_of(queue, body.worker)
         tails: list[tuple[bytes, bytes]] = []
@@ -184,6 +195,10 @@ class WorkerDesk:
                     "rest",
                     refused,
                 )
+            if not wait:
+                ends = [u.job_id for u in body.updates if u.state == "succeeded"]
+                if release.children_over(conn, ends, QUICK_CHILDREN):
+                    raise NotQuick(f"the ends of this report release over {QUICK_CHILDREN} jobs")
             updates: list[JobUpdate] = []
             policies = {}
             logs: list[tuple[AttemptFiles, bytes, bytes]] = []

@@ -170,6 +170,18 @@ def _lock_works(conn: Connection, workflows: set[int]) -> bool:
     return True
 
 
+_CHILDREN = "SELECT count(*) FROM (SELECT 1 FROM job_edges WHERE {parents} LIMIT :most) c"
+
+
+def children_over(conn: Connection, parents: list[int], most: int) -> bool:
+    """Whether these jobs have more than ``most`` children in all (counted no further)."""
+    if not parents:
+        return False
+    sql = _CHILDREN.format(parents=bulk.in_ids(conn, "parent_id"))
+    ((n,),) = bulk.fetch(conn, sql, {"ids": bulk.ids(conn, parents), "most": most + 1})
+    return int(n) > most
+
+
 def release_children(
     conn: Connection, parents: list[int], now: float, unblocked: list[int] | None = None
 ) -> int:

@@ -24,7 +24,7 @@ from starlette.types import Message
 from orchid.api.deps import State, WorkerCaller, worker_of
 from orchid.api.errors import failure_answer, orchid_answer
 from orchid.core.model import Principal
-from orchid.engine.workers import WorkerDesk
+from orchid.engine.workers import NotQuick, WorkerDesk
 from orchid.errors import OrchidError
 from orchid.executors.workerwire import (
     CHANNEL,
@@ -215,7 +215,7 @@ class _Line:
                 return None
             desk, queue = self.caller()
             return seq, 200, _call(desk, queue, op, raw, later, here)
-        except (_Elsewhere, WriteLockBusy):
+        except (_Elsewhere, WriteLockBusy, NotQuick):
             return None
         except Exception as exc:  # answered as the routes' handlers answer it
             status, content, _ = failure_answer(exc)
