@@ -11,6 +11,7 @@ within a second."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import overload
@@ -43,6 +44,7 @@ from orchid.store.db import WriteLockBusy
 from orchid.web.errors import Malformed, TooLarge, too_large
 from orchid.web.state import ApiState
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/workers", tags=["workers"])
 
 
@@ -144,7 +146,10 @@ async def channel(socket: WebSocket, st: State) -> None:
             status = 499  # the worker went away: what it reported is recorded all the same
         finally:
             for task in later:  # the logs of the ends: after the answer, as BackgroundTasks
-                await to_thread.run_sync(task)
+                try:
+                    await to_thread.run_sync(task)
+                except Exception:  # (recorded all the same: `orchid logs` says they are missing)
+                    log.exception("cannot write the logs a worker reported")
         if status in (401, 403, 499):
             return
 
