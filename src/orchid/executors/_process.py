@@ -27,7 +27,7 @@ from orchid import jobvars
 from orchid.core import jsonvalues, placeholders
 from orchid.core.limits import DEFAULT, Limits
 from orchid.executors.base import JobSpec, Usage
-from orchid.executors.runas import OsUser, as_user, own_folder
+from orchid.executors.runas import OsUser, RunAs, as_user, own_folder
 from orchid.safefiles import private_folder
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,17 @@ _STDERR_TAIL = 64 * 1024
 
 class StartError(Exception):
     """A job could not be started; the message is its failure reason, for people."""
+
+
+def job_user(run_as: RunAs | None, spec: JobSpec) -> OsUser | None:
+    """The OS user ``spec`` runs as under ``run_as`` (None: as the agents); StartError,
+    the job's failure reason, if run_as maps none for its workflow."""
+    if run_as is None:
+        return None
+    try:
+        return run_as.user_for(spec.owner, spec.share_group)
+    except LookupError as exc:
+        raise StartError(str(exc)) from None
 
 
 _NUL = "holds a NUL character (\\u0000), which the operating system cannot pass to a program"

@@ -439,12 +439,7 @@ class LocalExecutor:
 
     def user(self, spec: JobSpec) -> OsUser | None:
         """The OS user the job runs as (None: as we do); StartError if run_as has none."""
-        if self._run_as is None:
-            return None
-        try:
-            return self._run_as.user_for(spec.owner, spec.share_group)
-        except LookupError as exc:
-            raise proc.StartError(str(exc)) from None
+        return proc.job_user(self._run_as, spec)
 
     # --- stopping processes ------------------------------------------------------------
 

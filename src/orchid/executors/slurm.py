@@ -411,14 +411,8 @@ class SlurmExecutor:
         return user.name if user is not None else self._own
 
     def _os_user(self, spec: JobSpec) -> OsUser | None:
-        """The OS user the job runs as (None: as the agents); StartError if run_as has
-        none for its workflow."""
-        if self._run_as is None:
-            return None
-        try:
-            return self._run_as.user_for(spec.owner, spec.share_group)
-        except LookupError as exc:
-            raise proc.StartError(str(exc)) from None
+        """The OS user the job runs as (None: as we do); StartError if run_as has none."""
+        return proc.job_user(self._run_as, spec)
 
     def _sbatch_env(self, user: OsUser | None = None) -> dict[str, str]:
         """sbatch's environment, which the job inherits (``--export=ALL``): the local
