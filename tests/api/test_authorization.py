@@ -29,6 +29,8 @@ from typing import Any
 import httpx
 import pytest
 from starlette.routing import BaseRoute, Mount
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 from orchid.auth import AuthConfig
 from orchid.engine.runner import make_runner
@@ -150,6 +152,7 @@ class Row:
     json: Any = None
     content: bytes | None = None
     stream: bool = False
+    ws: bool = False  # a WebSocket: its handshake is the call (101 when accepted)
     by_role: dict[str, frozenset[int]] = field(default_factory=dict)
 
 
@@ -364,6 +367,7 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("POST", f"{A}/workers/report"): Row(
         f"{A}/workers/report", ok(200), "worker", json={"worker": "m", "updates": []}
     ),
+    ("GET", f"{A}/workers/channel"): Row(f"{A}/workers/channel", ok(101), "worker", ws=True),
     ("POST", f"{A}/workers/release"): Row(
         f"{A}/workers/release", ok(200), "worker", json={"worker": "m"}
     ),
@@ -429,12 +433,36 @@ def call(c: httpx.Client, method: str, path: str, row: Row, role: str) -> httpx.
         c = httpx.Client(base_url=str(c.base_url), timeout=30)  # the form, not the header
     if path == "/ui/live/workflows":
         kw["params"] = {"ids": "1"}
+    if row.ws:
+        return handshake(c, path)
     if row.stream:
         with c.stream(method, path, **kw) as r:
             if r.status_code != 200:
                 r.read()
             return r
     return c.request(method, path, **kw)
+
+
+def handshake(c: httpx.Client, path: str) -> httpx.Response:
+    """A WebSocket's handshake with the client's credentials, as a response: 101 if the
+    server accepted it, else its refusal (status, headers, body)."""
+    url = str(c.base_url).replace("http", "ws", 1).rstrip("/") + path
+    request = httpx.Request("GET", str(c.base_url).rstrip("/") + path)
+    auth = {k: v for k, v in c.headers.items() if k.lower() == "authorization"}
+    try:
+        with ws_connect(url, additional_headers=auth, open_timeout=30):
+            return httpx.Response(101, request=request)
+    except InvalidStatus as exc:
+        refusal = exc.response
+        headers = {k: v for k, v in refusal.headers.raw_items()}
+        r = httpx.Response(
+            refusal.status_code,
+            headers=headers,
+            content=bytes(refusal.body or b""),
+            request=request,
+        )
+        r.read()
+        return r
 
 
 def error_of(r: httpx.Response, *ids: int) -> str:

@@ -58,6 +58,7 @@ class ChannelLessor(Calls):
         token: str,
         *,
         timeout: float = 60.0,
+        open_timeout: float = 10.0,
         verify: Any = True,
         http: HttpLessor | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -71,7 +72,8 @@ class ChannelLessor(Calls):
             "Authorization": f"Bearer {token}",
             "User-Agent": f"orchid-worker/{__version__}",
         }
-        self._timeout = timeout
+        self._timeout = timeout  # for an answer
+        self._open_timeout = open_timeout  # for the handshake (its token looked up)
         self._clock = clock
         self._stack = contextlib.ExitStack()
         self._conn: ClientConnection | None = None
@@ -145,7 +147,7 @@ class ChannelLessor(Calls):
                     additional_headers=self._headers,
                     user_agent_header=None,  # (it is among the headers)
                     compression=None,  # small frames: deflating costs more than it saves
-                    open_timeout=min(self._timeout, 10.0),
+                    open_timeout=self._open_timeout,
                     max_size=MAX_ANSWER_BYTES,
                 )
             )
