@@ -4,6 +4,7 @@ and `--json` wherever a table is printed. Every process is started here, stopped
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -268,10 +269,25 @@ def test_commands_through_a_server_with_agents(api: Api, agents: Agents) -> None
 # --- a clean Ctrl-C of orchid run -----------------------------------------------------------
 
 
+def hung(run: subprocess.Popen[bytes], log: Path) -> str:
+    """What a process that did not stop was doing: its signal masks (is SIGINT ignored or
+    blocked?) and its threads' stacks (faulthandler, on SIGABRT), with its log."""
+    try:
+        status = Path(f"/proc/{run.pid}/status").read_text()
+        masks = " ".join(line for line in status.splitlines() if line.startswith("Sig"))
+    except OSError:
+        masks = "(no /proc status)"
+    run.send_signal(signal.SIGABRT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        run.wait(10)
+    return f"{masks}\n{log.read_text(errors='replace')}"
+
+
 def test_ctrl_c_of_run_gives_its_jobs_back_at_once(env: dict[str, str], tmp_path: Path) -> None:
     """The jobs of an interrupted `orchid run` are stopped and reaped, and the next agents
     take them at once, not when their (here 120 s) leases would have run out."""
-    env = {**env, "ORCHID_LEASE_SECONDS": "120"}
+    # (PYTHONFAULTHANDLER: a run that does not stop dumps its threads when aborted below)
+    env = {**env, "ORCHID_LEASE_SECONDS": "120", "PYTHONFAULTHANDLER": "1"}
     pids, fast = tmp_path / "pids", tmp_path / "fast"
     path = write(
         tmp_path,
@@ -294,7 +310,11 @@ works:
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
         run.send_signal(signal.SIGINT)
-        assert run.wait(60) == 130, log.read_text()
+        try:
+            code = run.wait(60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"`orchid run` did not stop: {hung(run, log)}")
+        assert code == 130, log.read_text()
     finally:
         if run.poll() is None:
             run.kill()
