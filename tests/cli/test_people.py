@@ -299,10 +299,16 @@ works:
 """,
     )
     log = tmp_path / "run.log"
-    with log.open("wb") as out:
-        run = subprocess.Popen(
-            [*ORCHID, "run", path, "--workers", "2"], env=env, stdout=out, stderr=out
-        )
+    # as from a terminal: a test run started in the background (`&` in a script) ignores
+    # SIGINT, and a child would inherit that; a caught signal is the default again after exec
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with log.open("wb") as out:
+            run = subprocess.Popen(
+                [*ORCHID, "run", path, "--workers", "2"], env=env, stdout=out, stderr=out
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         deadline = time.monotonic() + 60
         while not pids.exists() or len(pids.read_text().split()) < 2:
