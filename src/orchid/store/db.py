@@ -197,6 +197,8 @@ class Database:
             # the lock: a caller that must not wait takes one of a pool of its own)
             conn = engine.connect()
         except sa.exc.TimeoutError:
+            if wait:  # (the shared pool's own time-out: not this caller's to turn into busy)
+                raise
             raise WriteLockBusy("the connection that may not wait is in use") from None
         with conn:
             conn.execution_options(**{_WRITE: True, _NOWAIT: not wait})
